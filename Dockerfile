@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# One image pattern for every CareOps service. The build arg SERVICE picks the package whose
+# `main` module the container runs: ticketing, incident (and later customer, quality, gateway).
+#   docker build --build-arg SERVICE=ticketing -t careops-ticketing .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- builder: pinned dependencies, generated protobuf code, the careops package ------------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY requirements.lock ./
+RUN pip install -q --upgrade pip && pip install -q -r requirements.lock
+COPY pyproject.toml buf.yaml ./
+COPY proto ./proto
+# Exactly the Makefile's proto recipe: protoc (with the mypy plugins from the venv) into gen/.
+RUN rm -rf gen && mkdir -p gen \
+ && python -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen \
+      --mypy_out=gen --mypy_grpc_out=gen $(find proto -name '*.proto') \
+ && find gen -type d -exec touch {}/__init__.py \; \
+ && rm -f gen/__init__.py
+COPY libs ./libs
+COPY services ./services
+COPY cli ./cli
+# Non-editable: the runtime image holds only the venv, not the sources.
+RUN pip install -q --no-deps . \
+ && python -c "import careops_platform, careops_eventstore, careops.common.v1.admin_pb2"
+
+# ---- runtime: slim, non-root, read-only root filesystem friendly ---------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG SERVICE=ticketing
+LABEL org.opencontainers.image.title="careops-${SERVICE}"
+# tzdata: SLA business calendars resolve IANA zones (e.g. Asia/Shanghai) with zoneinfo.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tzdata \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 careops \
+ && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp/careops \
+      --shell /usr/sbin/nologin careops
+COPY --from=builder /opt/venv /opt/venv
+# /tmp is an emptyDir in the chart; the root filesystem stays read-only.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SERVICE=${SERVICE} \
+    CAREOPS_DATA_DIR=/tmp/careops \
+    CAREOPS_GRPC_HOST=0.0.0.0 \
+    HOME=/tmp/careops
+# Fail the build early if SERVICE names no service package.
+RUN python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${SERVICE}.main') is None)"
+WORKDIR /tmp
+USER 10001:10001
+# Documented defaults; the chart sets the real ports per service (ARCHITECTURE §5).
+EXPOSE 50050-50054 9101-9105 8080
+# Shell form so ${SERVICE} (baked in as an ENV) is expanded; exec replaces the shell so
+# the service is PID 1 and receives SIGTERM for its graceful shutdown.
+CMD ["sh", "-c", "exec python -m \"${SERVICE}.main\""]

@@ -1,0 +1,58 @@
+# CareOps — `make run` starts the platform, `make test` runs the whole suite.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTO_STAMP := gen/.stamp
+PROTOS := $(shell find proto -name '*.proto')
+LINTED := libs services cli tests bench conftest.py
+
+.PHONY: run test proto lint typecheck bench lock clean system-deps
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(PROTO_STAMP): $(STAMP) $(PROTOS) buf.yaml
+	rm -rf gen && mkdir -p gen
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen \
+	  --mypy_out=gen --mypy_grpc_out=gen $(PROTOS)
+	find gen -type d -exec touch {}/__init__.py \;
+	rm -f gen/__init__.py
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+proto: $(PROTO_STAMP) ## generate Python code from proto/ and lint the protos
+	$(BIN)/buf lint
+
+system-deps: ## PostgreSQL for the test suite (Debian)
+	bash scripts/system-deps.sh
+
+run: $(PROTO_STAMP) ## the whole platform on embedded defaults
+	$(BIN)/careops up
+
+lint: $(PROTO_STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy $(LINTED)
+
+test: proto system-deps lint chart-check ## everything a fresh machine needs, then the whole suite
+	$(BIN)/python -m pytest
+
+.PHONY: chart-check
+chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops
+	bash scripts/chart-check.sh
+
+bench: $(PROTO_STAMP) ## benchmarks (not part of the test suite)
+	$(BIN)/python -m bench.run
+
+lock: ## re-freeze requirements.lock from requirements.in
+	$(BIN)/pip install -q -r requirements.in
+	$(BIN)/pip freeze --exclude-editable | grep -vi '^careops' > requirements.lock
+
+clean:
+	rm -rf gen var $(VENV)

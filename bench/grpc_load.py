@@ -1,0 +1,119 @@
+"""Closed-loop gRPC load generator, run in a child process so the server under test has the
+benchmark process (and its event loop) to itself.
+
+`python -m bench.grpc_load '{"target": ..., "method": ..., "request_hex": ..., ...}'` prints
+one JSON object: the latencies of the measured calls, the elapsed time and the errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+
+from bench.common import REPO, cpu_seconds, latency_summary, rate
+
+
+@dataclass
+class LoadSpec:
+    target: str
+    method: str
+    request_hex: str
+    clients: int = 32
+    requests: int = 4000
+    warmup: int = 200
+    idempotency_keys: bool = False
+    watch_pids: tuple[int, ...] = ()  # CPU of these processes is measured over the window
+
+
+@dataclass
+class LoadResult:
+    latencies: list[float]
+    elapsed: float
+    errors: int
+    first_error: str = ""
+    client_cpu_s: float = 0.0
+    watched_cpu_s: tuple[float, ...] = ()
+
+    def cpu_share(self, position: int) -> float:
+        """CPU seconds per wall second of the `position`-th watched process."""
+        return round(self.watched_cpu_s[position] / self.elapsed, 2) if self.elapsed else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "ops_s": rate(len(self.latencies), self.elapsed),
+            "calls": len(self.latencies),
+            "errors": self.errors,
+            **latency_summary(self.latencies),
+            "client_cpu_share": round(self.client_cpu_s / self.elapsed, 2) if self.elapsed else 0,
+        }
+
+
+async def _load(spec: LoadSpec) -> LoadResult:
+    request = bytes.fromhex(spec.request_hex)
+    latencies: list[float] = []
+    errors: list[str] = []
+    async with grpc.aio.insecure_channel(spec.target) as channel:
+        call = channel.unary_unary(spec.method)  # bytes in, bytes out
+
+        def metadata() -> tuple[tuple[str, str], ...] | None:
+            return (("idempotency-key", uuid.uuid4().hex),) if spec.idempotency_keys else None
+
+        async def caller(calls: int, record: bool) -> None:
+            for _ in range(calls):
+                begun = time.perf_counter()
+                try:
+                    await call(request, metadata=metadata(), timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    errors.append(f"{exc.code().name}: {exc.details()}")
+                    continue
+                if record:
+                    latencies.append(time.perf_counter() - begun)
+
+        per_client = max(1, spec.warmup // spec.clients)
+        await asyncio.gather(*(caller(per_client, False) for _ in range(spec.clients)))
+        errors.clear()
+        per_client = max(1, spec.requests // spec.clients)
+        watched = [cpu_seconds(pid) for pid in spec.watch_pids]
+        started, cpu = time.perf_counter(), cpu_seconds()
+        await asyncio.gather(*(caller(per_client, True) for _ in range(spec.clients)))
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        watched = [
+            cpu_seconds(pid) - before for pid, before in zip(spec.watch_pids, watched, strict=True)
+        ]
+    return LoadResult(
+        latencies, elapsed, len(errors), errors[0] if errors else "", cpu, tuple(watched)
+    )
+
+
+async def load_from_child(spec: LoadSpec) -> LoadResult:
+    """Runs the load in a fresh Python process against `spec.target` and returns its result."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.grpc_load",
+        json.dumps(asdict(spec)),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"load generator failed ({process.returncode}): {stderr.decode()}")
+    return LoadResult(**json.loads(stdout))
+
+
+def main() -> None:
+    spec = LoadSpec(**json.loads(sys.argv[1]))
+    result = asyncio.run(_load(spec))
+    sys.stdout.write(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()

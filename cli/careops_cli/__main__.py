@@ -1,0 +1,5 @@
+"""`python -m careops_cli` runs the CLI."""
+
+from careops_cli.main import app
+
+app()

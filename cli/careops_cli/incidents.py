@@ -1,0 +1,193 @@
+"""`careops incident …` and `careops oncall …`: declare and follow crises, watch and ack pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import grpc
+import typer
+from careops.incident.v1 import incident_pb2 as pb
+from careops.incident.v1 import incident_pb2_grpc
+from careops.incident.v1 import types_pb2 as t
+from rich.table import Table
+
+from careops_cli.client import call, channel, console, errors, print_message
+
+incident_app = typer.Typer(help="Declare and follow incidents.", no_args_is_help=True)
+oncall_app = typer.Typer(help="On-call staff: watch and acknowledge pages.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
+
+
+def _name(enum: Any, prefix: str, number: int) -> str:
+    return str(enum.Name(number)).removeprefix(prefix + "_").lower()
+
+
+def _stub(opened: grpc.Channel) -> incident_pb2_grpc.IncidentServiceStub:
+    return incident_pb2_grpc.IncidentServiceStub(opened)
+
+
+def _show(incident: pb.Incident, as_json: bool) -> None:
+    if as_json:
+        print_message(incident)
+        return
+    level = _name(t.IncidentLevel, "INCIDENT_LEVEL", incident.level).upper()
+    status = _name(t.IncidentStatus, "INCIDENT_STATUS", incident.status)
+    console.print(
+        f"[bold]{incident.incident_id}[/] level {level} {incident.type}: {incident.title} "
+        f"({status}{', DRILL' if incident.drill else ''}); risk {incident.risk_index:.2f}"
+    )
+    table = Table("page", "team", "member", "engagement", "state", "deliveries")
+    for page in incident.pages:
+        state = "acked" if page.acknowledged else "escalated" if page.escalated else "waiting"
+        deliveries = ", ".join(
+            f"{_name(t.ContactKind, 'CONTACT_KIND', d.kind)}:"
+            f"{'ok' if d.delivered else 'FAILED'}({d.attempts})"
+            for d in page.deliveries
+        )
+        table.add_row(
+            page.page_id,
+            page.team_id,
+            page.member_id,
+            _name(t.Engagement, "ENGAGEMENT", page.engagement),
+            state,
+            deliveries or "-",
+        )
+    console.print(table)
+
+
+@incident_app.command("declare")
+def declare(
+    incident_type: Annotated[str, typer.Option("--type", help="A type of the response matrix.")],
+    title: Annotated[str, typer.Option(help="What is happening.")],
+    description: str = "",
+    users: Annotated[int, typer.Option(help="Users affected.")] = 0,
+    core: Annotated[float, typer.Option(help="Core-system coefficient 0..1.")] = 0.0,
+    elapsed: Annotated[float, typer.Option(help="Minutes since it began.")] = 0.0,
+    exposure: Annotated[float, typer.Option(help="Sentiment / media exposure 0..1.")] = 0.0,
+    drill: Annotated[bool, typer.Option("--drill", help="A drill: pages, but no KPIs.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Declare an incident: the risk index sets its level, the matrix engages the teams."""
+    request = pb.DeclareIncidentRequest(
+        type=incident_type,
+        title=title,
+        description=description,
+        source=t.INCIDENT_SOURCE_MANUAL,
+        factors=t.RiskFactors(
+            users_affected=users, core_system=core, elapsed_minutes=elapsed, exposure=exposure
+        ),
+        drill=drill,
+    )
+    with channel("incident") as opened:
+        response = call(_stub(opened).DeclareIncident, request)
+    _show(response.incident, as_json)
+
+
+@incident_app.command("show")
+def show(incident_id: str, as_json: JsonOption = False) -> None:
+    """Show an incident with its pages and deliveries."""
+    with channel("incident") as opened:
+        response = call(_stub(opened).GetIncident, pb.GetIncidentRequest(incident_id=incident_id))
+    _show(response.incident, as_json)
+
+
+@incident_app.command("list")
+def list_incidents(
+    open_only: Annotated[bool, typer.Option("--open", help="Only open incidents.")] = False,
+    drills: Annotated[bool, typer.Option("--drills", help="Include drills.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List incidents, newest first."""
+    request = pb.ListIncidentsRequest(open_only=open_only, include_drills=drills)
+    with channel("incident") as opened:
+        response = call(_stub(opened).ListIncidents, request)
+    if as_json:
+        print_message(response)
+        return
+    table = Table("incident", "level", "status", "type", "title", "awaiting ack")
+    for item in response.incidents:
+        table.add_row(
+            item.incident_id,
+            _name(t.IncidentLevel, "INCIDENT_LEVEL", item.level).upper(),
+            _name(t.IncidentStatus, "INCIDENT_STATUS", item.status),
+            item.type,
+            item.title,
+            str(item.pages_awaiting_ack),
+        )
+    console.print(table)
+
+
+@incident_app.command("resolve")
+def resolve(incident_id: str, summary: str = "", as_json: JsonOption = False) -> None:
+    """Resolve an incident."""
+    request = pb.ResolveIncidentRequest(incident_id=incident_id, summary=summary)
+    with channel("incident") as opened:
+        response = call(_stub(opened).ResolveIncident, request)
+    _show(response.incident, as_json)
+
+
+@incident_app.command("close")
+def close(
+    incident_id: str,
+    root_cause: Annotated[str, typer.Option(help="Why it happened.")],
+    action: Annotated[list[str], typer.Option(help="A prevention action (repeatable).")],
+    kb: Annotated[str, typer.Option(help="Knowledge-base entry.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Close a resolved incident with its post-incident review."""
+    review = t.PostIncidentReview(
+        root_cause=root_cause, prevention_actions=action, knowledge_base_entry=kb
+    )
+    request = pb.CloseIncidentRequest(incident_id=incident_id, review=review)
+    with channel("incident") as opened:
+        response = call(_stub(opened).CloseIncident, request)
+    _show(response.incident, as_json)
+
+
+@oncall_app.command("watch")
+def watch(
+    team: Annotated[str, typer.Option(help="Team to watch.")],
+    count: Annotated[int, typer.Option(help="Exit after this many alerts (0: never).")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Stream the team's alerts: first the pages still waiting, then new ones."""
+    seen = 0
+    with channel("incident") as opened:
+        stream = _stub(opened).WatchAlerts(pb.WatchAlertsRequest(team_id=team))
+        try:
+            for alert in stream:
+                seen += 1
+                if as_json:
+                    print_message(alert)
+                else:
+                    kind = _name(t.AlertKind, "ALERT_KIND", alert.kind).upper()
+                    level = _name(t.IncidentLevel, "INCIDENT_LEVEL", alert.level).upper()
+                    console.print(
+                        f"[bold red]{kind}[/] {alert.page_id} level {level} {alert.title} "
+                        f"-> {alert.member_id}{' (replayed)' if alert.replayed else ''}"
+                        f"{' [DRILL]' if alert.drill else ''}"
+                    )
+                if count and seen >= count:
+                    stream.cancel()
+                    return
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
+                return
+            errors.print(f"[red]{exc.code().name}[/]: {exc.details()}")  # type: ignore[attr-defined]
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            stream.cancel()
+
+
+@oncall_app.command("ack")
+def ack(
+    page_id: str,
+    member: Annotated[str, typer.Option(help="Who acknowledges.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Acknowledge a page: the escalation chain stops."""
+    request = pb.AcknowledgePageRequest(page_id=page_id, member_id=member)
+    with channel("incident") as opened:
+        response = call(_stub(opened).AcknowledgePage, request)
+    _show(response.incident, as_json)

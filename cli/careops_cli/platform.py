@@ -1,0 +1,149 @@
+"""`careops up`: embedded NATS plus every service as its own process, health-checked."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from careops_eventstore.nats_embedded import EmbeddedNats
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to start one service and where it answers."""
+
+    name: str
+    module: str
+    grpc_port: int
+    metrics_port: int
+    port_env: str
+    metrics_env: str
+
+
+SERVICES = (
+    ServiceSpec(
+        "ticketing",
+        "ticketing.main",
+        50051,
+        9101,
+        "CAREOPS_TICKETING_GRPC_PORT",
+        "CAREOPS_TICKETING_METRICS_PORT",
+    ),
+    ServiceSpec(
+        "incident",
+        "incident.main",
+        50053,
+        9103,
+        "CAREOPS_INCIDENT_GRPC_PORT",
+        "CAREOPS_INCIDENT_METRICS_PORT",
+    ),
+)
+COLORS = ("cyan", "magenta", "green", "yellow", "blue")
+
+
+def grpc_port(spec: ServiceSpec) -> int:
+    return int(os.environ.get(spec.port_env, spec.grpc_port))
+
+
+def wait_serving(address: str, timeout: float) -> bool:
+    """Polls grpc.health.v1 at `address` until it reports SERVING or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+def _pump(name: str, color: str, stream: object) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        line = raw.decode(errors="replace").rstrip()
+        console.print(
+            f"[{color}]{name:>10} |[/] {line}", markup=True, highlight=False, soft_wrap=True
+        )
+
+
+def _spawn(spec: ServiceSpec, env: dict[str, str], color: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", spec.module],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    threading.Thread(target=_pump, args=(spec.name, color, process.stdout), daemon=True).start()
+    return process
+
+
+def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: float = 60.0) -> int:
+    """Runs NATS and the services until Ctrl-C / SIGTERM; returns the exit code."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("CAREOPS_DATA_DIR", str(data_dir.resolve()))
+    nats: EmbeddedNats | None = None
+    if "CAREOPS_NATS_URL" not in os.environ:
+        nats = EmbeddedNats(data_dir=data_dir / "nats", port=nats_port)
+        nats.start(log_file=data_dir / "nats" / "nats.log")
+        env["CAREOPS_NATS_URL"] = nats.url
+        console.print(f"[bold]nats[/] JetStream at {nats.url} (data in {nats.data_dir})")
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = threading.Event()
+
+    def request_stop(_signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    code = 0
+    try:
+        for index, spec in enumerate(SERVICES):
+            children[spec.name] = _spawn(spec, env, COLORS[index % len(COLORS)])
+        for spec in SERVICES:
+            address = f"127.0.0.1:{grpc_port(spec)}"
+            if not wait_serving(address, startup_timeout):
+                console.print(f"[red]{spec.name} did not become healthy on {address}[/]")
+                return 1
+            console.print(f"[bold green]{spec.name}[/] SERVING on {address}")
+        console.print("[bold]CareOps is up.[/] Ctrl-C stops everything.")
+        while not stopping.wait(0.5):
+            for name, child in children.items():
+                if child.poll() is not None:
+                    console.print(f"[red]{name} exited with {child.returncode}; stopping[/]")
+                    code = 1
+                    stopping.set()
+    finally:
+        _stop_all(children)
+        if nats is not None:
+            nats.stop()
+        console.print("[bold]stopped[/]")
+    return code
+
+
+def _stop_all(children: dict[str, subprocess.Popen[bytes]]) -> None:
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in children.values():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

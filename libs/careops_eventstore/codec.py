@@ -1,0 +1,262 @@
+"""Translation between pure domain events (dataclasses) and their protobuf messages.
+
+Fields are matched by name. Domain enums are StrEnums whose values are the proto enum value
+names without the enum prefix, lower-cased (Channel.PHONE = "phone" <-> CHANNEL_PHONE).
+datetime <-> Timestamp, timedelta <-> Duration, nested dataclasses <-> messages, tuples <->
+repeated fields, None <-> unset message field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any, Union
+
+from careops.events.v1.envelope_pb2 import EventBatch, EventEnvelope
+from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.message import Message
+
+
+class UnknownEventType(LookupError):
+    """An envelope carries an event type this codec does not know (skip and count it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvelopeContext:
+    """Metadata that every event of one command shares."""
+
+    aggregate_id: str
+    aggregate_type: str
+    command_id: str
+    occurred_at: datetime
+    actor: str = "system"
+    causation_id: str = ""
+    correlation_id: str = ""
+    policy_versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    trace_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedEvent:
+    """A domain event together with the envelope it came in."""
+
+    event: Any
+    envelope: EventEnvelope
+
+
+def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime:
+    return stamp.ToDatetime(tzinfo=UTC)
+
+
+def to_duration(value: timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(value)
+    return duration
+
+
+@cache
+def _enum_prefix(descriptor: EnumDescriptor) -> str:
+    return descriptor.values_by_number[0].name.removesuffix("UNSPECIFIED")
+
+
+def enum_to_proto(value: enum.Enum | None, descriptor: EnumDescriptor) -> Any:
+    """Returns the proto number of a domain enum member (0 for None)."""
+    if value is None:
+        return 0
+    return int(
+        descriptor.values_by_name[_enum_prefix(descriptor) + str(value.value).upper()].number
+    )
+
+
+def enum_from_proto(number: int, descriptor: EnumDescriptor, domain: type[enum.Enum]) -> Any:
+    """Returns the domain member for a proto number; None for 0 (unspecified) or unknown numbers."""
+    value = descriptor.values_by_number.get(number)
+    if value is None or number == 0:
+        return None
+    return domain(value.name.removeprefix(_enum_prefix(descriptor)).lower())
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+@cache
+def _write_plan(cls: type, descriptor: Any) -> tuple[tuple[str, bool, bool, Any], ...]:
+    """(name, repeated, is_message, enum descriptor) per field, decided once per type pair."""
+    plan = []
+    for field in dataclasses.fields(cls):
+        proto_field = descriptor.fields_by_name[field.name]
+        plan.append(
+            (
+                field.name,
+                proto_field.is_repeated,
+                proto_field.message_type is not None,
+                proto_field.enum_type,
+            )
+        )
+    return tuple(plan)
+
+
+def dataclass_to_message(obj: Any, message: Message) -> Message:
+    """Fills `message` from the same-named fields of dataclass `obj`; returns it."""
+    cls: type = type(obj)
+    for name, repeated, is_message, enum_type in _write_plan(cls, message.DESCRIPTOR):
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        if repeated:
+            target = getattr(message, name)
+            for item in value:
+                if is_message:
+                    _set_message(target.add(), item)
+                else:
+                    target.append(enum_to_proto(item, enum_type) if enum_type else item)
+        elif is_message:
+            _set_message(getattr(message, name), value)
+        else:
+            setattr(message, name, enum_to_proto(value, enum_type) if enum_type else value)
+    return message
+
+
+def _set_message(target: Message, value: Any) -> None:
+    target.SetInParent()
+    if isinstance(value, datetime):
+        target.CopyFrom(to_timestamp(value))
+    elif isinstance(value, timedelta):
+        target.CopyFrom(to_duration(value))
+    else:
+        dataclass_to_message(value, target)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Field:
+    """How to read one field: decided once per (dataclass, message type) pair."""
+
+    name: str
+    repeated: bool
+    is_message: bool
+    enum: Any  # the proto enum descriptor, or None
+    hint: Any  # the domain type (of the items, for repeated fields)
+
+
+@cache
+def _read_plan(cls: type, descriptor: Any) -> tuple[_Field, ...]:
+    hints = _hints(cls)
+    plan = []
+    for field in dataclasses.fields(cls):
+        proto_field = descriptor.fields_by_name[field.name]
+        hint = _unwrap_optional(hints[field.name])
+        if proto_field.is_repeated:
+            (hint, *_rest) = typing.get_args(hint) or (Any,)
+        plan.append(
+            _Field(
+                field.name,
+                proto_field.is_repeated,
+                proto_field.message_type is not None,
+                proto_field.enum_type,
+                hint,
+            )
+        )
+    return tuple(plan)
+
+
+def message_to_dataclass(message: Message, cls: type) -> Any:
+    """Builds dataclass `cls` from the same-named fields of `message`."""
+    values: dict[str, Any] = {}
+    for field in _read_plan(cls, message.DESCRIPTOR):
+        raw = getattr(message, field.name)
+        if field.repeated:
+            values[field.name] = tuple(_value_from_proto(item, field) for item in raw)
+        elif field.is_message and not message.HasField(field.name):
+            values[field.name] = timedelta(0) if field.hint is timedelta else None
+        else:
+            values[field.name] = _value_from_proto(raw, field)
+    return cls(**values)
+
+
+def _value_from_proto(raw: Any, field: _Field) -> Any:
+    if field.enum is not None:
+        return enum_from_proto(raw, field.enum, field.hint)
+    if not field.is_message:
+        return raw
+    if field.hint is datetime:
+        return from_timestamp(raw)
+    if field.hint is timedelta:
+        return raw.ToTimedelta()
+    return message_to_dataclass(raw, field.hint)
+
+
+class EventCodec:
+    """Maps a context's domain event classes to protobuf messages and envelopes."""
+
+    def __init__(self, mapping: Mapping[type, type[Message]]) -> None:
+        self._to_proto = dict(mapping)
+        self._by_type_name = {proto.DESCRIPTOR.full_name: cls for cls, proto in mapping.items()}
+
+    def type_name(self, event: Any) -> str:
+        return str(self._to_proto[type(event)].DESCRIPTOR.full_name)
+
+    def knows(self, type_name: str) -> bool:
+        return type_name in self._by_type_name
+
+    def encode(self, events: Iterable[Any], context: EnvelopeContext) -> EventBatch:
+        """Returns one batch holding an envelope per event."""
+        batch = EventBatch()
+        recorded_at = to_timestamp(datetime.now(UTC))
+        for event in events:
+            envelope = batch.events.add()
+            envelope.event_id = str(uuid.uuid4())
+            envelope.type = self.type_name(event)
+            envelope.aggregate_id = context.aggregate_id
+            envelope.aggregate_type = context.aggregate_type
+            envelope.occurred_at.CopyFrom(to_timestamp(context.occurred_at))
+            envelope.recorded_at.CopyFrom(recorded_at)
+            envelope.command_id = context.command_id
+            envelope.causation_id = context.causation_id or context.command_id
+            envelope.correlation_id = context.correlation_id or context.command_id
+            envelope.actor = context.actor
+            envelope.policy_versions.update(context.policy_versions)
+            envelope.trace_context.update(context.trace_context)
+            payload = dataclass_to_message(event, self._to_proto[type(event)]())
+            envelope.payload.Pack(payload)
+        return batch
+
+    def decode(self, envelope: EventEnvelope) -> Any:
+        """Returns the domain event of an envelope; raises UnknownEventType for unknown types."""
+        cls = self._by_type_name.get(envelope.type)
+        if cls is None:
+            raise UnknownEventType(envelope.type)
+        message = self._to_proto[cls]()
+        if not envelope.payload.Unpack(message):
+            raise UnknownEventType(f"{envelope.type}: payload is {envelope.payload.TypeName()}")
+        return message_to_dataclass(message, cls)
+
+    def decode_batch(self, batch: EventBatch) -> list[DecodedEvent]:
+        """Decodes the known events of a batch, skipping unknown types."""
+        decoded = []
+        for envelope in batch.events:
+            if self.knows(envelope.type):
+                decoded.append(DecodedEvent(self.decode(envelope), envelope))
+        return decoded

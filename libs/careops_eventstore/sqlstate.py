@@ -1,0 +1,26 @@
+"""SQL tables every service shares: projection checkpoints and due timers."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+checkpoints = Table(
+    "projection_checkpoints",
+    metadata,
+    Column("projection", String(100), primary_key=True),
+    Column("stream", String(100), nullable=False),
+    Column("last_sequence", BigInteger, nullable=False, default=0),
+    Column("unknown_events", Integer, nullable=False, default=0),
+)
+
+timers = Table(
+    "timers",
+    metadata,
+    Column("timer_id", String(200), primary_key=True),
+    Column("aggregate_id", String(100), nullable=False, index=True),
+    Column("kind", String(50), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("data", Text, nullable=False, default="{}"),
+)

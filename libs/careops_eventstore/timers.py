@@ -1,0 +1,164 @@
+"""Duplicate-safe timers: due times derived from events into SQL, fired as idempotent appends.
+
+A projection writes rows into the `timers` table; the scheduler polls for due rows and calls the
+service's `fire` callback, which appends an event whose message id is the timer id. Two replicas
+(or a restart) firing the same timer therefore append it once; the fired event's projection then
+deletes the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy import Connection, Engine, bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from careops_eventstore.sqlstate import timers
+
+log = logging.getLogger(__name__)
+
+FIRED = Counter(
+    "careops_timers_fired_total", "Timers fired by kind and outcome.", ["kind", "outcome"]
+)
+
+
+@dataclass(frozen=True)
+class DueTimer:
+    """One timer row."""
+
+    timer_id: str
+    aggregate_id: str
+    kind: str
+    due_at: datetime
+    data: dict[str, Any]
+
+
+@cache
+def _upsert(dialect: str) -> Any:
+    """One cached upsert statement per dialect; rows are passed as parameters (executemany)."""
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_fn(timers)
+    columns = ("aggregate_id", "kind", "due_at", "data")
+    return statement.on_conflict_do_update(
+        index_elements=["timer_id"], set_={name: statement.excluded[name] for name in columns}
+    )
+
+
+def schedule(connection: Connection, *due_timers: DueTimer) -> None:
+    """Inserts or replaces timer rows in one statement (called by projections)."""
+    if not due_timers:
+        return
+    rows = [
+        {
+            "timer_id": timer.timer_id,
+            "aggregate_id": timer.aggregate_id,
+            "kind": timer.kind,
+            "due_at": timer.due_at,
+            "data": json.dumps(timer.data),
+        }
+        for timer in due_timers
+    ]
+    connection.execute(_upsert(connection.dialect.name), rows)
+
+
+_CANCEL_ALL = delete(timers).where(timers.c.aggregate_id == bindparam("aggregate"))
+
+
+def cancel_all(connection: Connection, aggregate_id: str) -> None:
+    """Deletes every pending timer of an aggregate (called by projections)."""
+    connection.execute(_CANCEL_ALL, {"aggregate": aggregate_id})
+
+
+def cancel(connection: Connection, timer_id: str) -> None:
+    connection.execute(delete(timers).where(timers.c.timer_id == timer_id))
+
+
+def due(engine: Engine, now: datetime, limit: int = 100) -> list[DueTimer]:
+    """Returns timers due at `now`, earliest first."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(timers).where(timers.c.due_at <= now).order_by(timers.c.due_at).limit(limit)
+        ).all()
+    return [
+        DueTimer(
+            row.timer_id,
+            row.aggregate_id,
+            row.kind,
+            _aware(row.due_at),
+            json.loads(row.data),
+        )
+        for row in rows
+    ]
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class TimerScheduler:
+    """Polls the timers table and fires due timers through `fire` (which must be idempotent)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        fire: Callable[[DueTimer], Awaitable[None]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        interval: float = 0.5,
+    ) -> None:
+        self._engine = engine
+        self._fire = fire
+        self._clock = clock
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[str] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="timer-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def tick(self) -> int:
+        """Fires every timer due now; returns how many were attempted."""
+        pending = await asyncio.to_thread(due, self._engine, self._clock())
+        attempted = 0
+        for timer in pending:
+            if timer.timer_id in self._in_flight:
+                continue
+            self._in_flight.add(timer.timer_id)
+            attempted += 1
+            try:
+                await self._fire(timer)
+                FIRED.labels(timer.kind, "fired").inc()
+            except Exception:
+                FIRED.labels(timer.kind, "failed").inc()
+                log.warning(
+                    "timer failed; will retry", exc_info=True, extra={"timer": timer.timer_id}
+                )
+            finally:
+                self._in_flight.discard(timer.timer_id)
+        return attempted
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("timer scan failed", exc_info=True)
+            await asyncio.sleep(self._interval)

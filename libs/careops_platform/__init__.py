@@ -1,0 +1,1 @@
+"""Shared service platform: settings, logging, gRPC bootstrap, metrics, tracing and SQL."""

@@ -1,0 +1,58 @@
+"""Validated settings from CAREOPS_* environment variables, one object per process."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TypeVar
+
+from pydantic import AliasChoices, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+T = TypeVar("T", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service reads; services subclass it with their own fields and defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAREOPS_", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    nats_url: str = Field("nats://127.0.0.1:14222", description="NATS server(s) with JetStream")
+    database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under data_dir")
+    data_dir: str = Field("var", description="Directory for embedded data (SQLite, NATS)")
+    grpc_host: str = Field("127.0.0.1", description="gRPC bind address")
+    grpc_port: int = Field(0, ge=0, le=65535, description="gRPC port")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics port")
+    stream_replicas: int = Field(1, ge=1, le=5, description="JetStream stream replicas")
+    log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    otel_endpoint: str = Field("", description="OTLP gRPC endpoint; empty disables export")
+    append_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    read_wait_seconds: float = Field(5.0, gt=0, le=60, description="Max wait for min_sequence")
+    shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+
+
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """Returns the environment variable that sets `field`."""
+    if field.startswith("CAREOPS_"):
+        return field
+    info = cls.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    if isinstance(alias, AliasChoices):
+        for choice in alias.choices:
+            if isinstance(choice, str) and choice.startswith("CAREOPS_"):
+                return choice
+    return "CAREOPS_" + field.upper()
+
+
+def load_settings(cls: type[T], **overrides: Any) -> T:
+    """Returns validated settings or exits with a message naming each bad variable."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        lines = [f"invalid configuration for {cls.__name__}:"]
+        for error in exc.errors():
+            name = env_name(cls, str(error["loc"][0]) if error["loc"] else "")
+            lines.append(f"  {name}: {error['msg']} (got {error.get('input')!r})")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

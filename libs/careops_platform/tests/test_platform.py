@@ -1,0 +1,43 @@
+"""Settings validation and structured logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+
+from careops_platform.logs import JsonFormatter
+from careops_platform.settings import ServiceSettings, load_settings
+
+
+def test_bad_settings_exit_with_the_variable_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAREOPS_STREAM_REPLICAS", "0")
+    monkeypatch.setenv("CAREOPS_LOG_LEVEL", "CHATTY")
+    with pytest.raises(SystemExit) as caught:
+        load_settings(ServiceSettings)
+    assert caught.value.code == 2
+    message = capsys.readouterr().err
+    assert "CAREOPS_STREAM_REPLICAS" in message and "CAREOPS_LOG_LEVEL" in message
+
+
+def test_settings_read_careops_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREOPS_NATS_URL", "nats://10.0.0.1:4222")
+    assert load_settings(ServiceSettings).nats_url == "nats://10.0.0.1:4222"
+
+
+def test_json_log_lines_carry_fields_and_the_trace_id() -> None:
+    formatter = JsonFormatter("ticketing")
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        record = logging.LogRecord("x", logging.WARNING, __file__, 1, "sla %s", ("breach",), None)
+        record.ticket_id = "T-1"
+        line = json.loads(formatter.format(record))
+    assert line["message"] == "sla breach"
+    assert line["level"] == "warning"
+    assert line["service"] == "ticketing"
+    assert line["ticket_id"] == "T-1"
+    assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")

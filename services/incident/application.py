@@ -1,0 +1,413 @@
+"""Incident command handlers: declare, page, escalate; teams and the response matrix."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from careops.incident.v1 import events_pb2
+from careops_eventstore import EventStore, StreamSpec
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
+from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore.timers import DueTimer
+from prometheus_client import Counter, Histogram
+
+from incident import domain as d
+
+log = logging.getLogger(__name__)
+
+STREAM = StreamSpec(name="CAREOPS_INCIDENT", subjects=("careops.incident.>",))
+INCIDENT_SUBJECTS = "careops.incident.incident"
+MATRIX_ID = "default"
+REFRESH_SECONDS = 1.0
+
+CODEC = EventCodec(
+    {
+        d.IncidentDeclared: events_pb2.IncidentDeclared,
+        d.TeamEngaged: events_pb2.TeamEngaged,
+        d.PageRequested: events_pb2.PageRequested,
+        d.TeamInformed: events_pb2.TeamInformed,
+        d.NotificationDelivered: events_pb2.NotificationDelivered,
+        d.NotificationFailed: events_pb2.NotificationFailed,
+        d.PageAcknowledged: events_pb2.PageAcknowledged,
+        d.PageEscalated: events_pb2.PageEscalated,
+        d.EscalationExhausted: events_pb2.EscalationExhausted,
+        d.ResponseDeadlineMissed: events_pb2.ResponseDeadlineMissed,
+        d.IncidentReassessed: events_pb2.IncidentReassessed,
+        d.RoleAssigned: events_pb2.RoleAssigned,
+        d.UpdateAdded: events_pb2.UpdateAdded,
+        d.IncidentEscalated: events_pb2.IncidentEscalated,
+        d.IncidentResolved: events_pb2.IncidentResolved,
+        d.IncidentClosed: events_pb2.IncidentClosed,
+        d.TicketsLinked: events_pb2.TicketsLinked,
+        d.TeamDefined: events_pb2.TeamDefined,
+        d.ResponseMatrixChanged: events_pb2.ResponseMatrixChanged,
+    }
+)
+
+INCIDENT = AggregateKind(
+    stream=STREAM.name,
+    subject_prefix=INCIDENT_SUBJECTS,
+    aggregate_type="incident",
+    initial=d.initial,
+    evolve=d.evolve,
+    codec=CODEC,
+)
+TEAM: AggregateKind[d.Team | None] = AggregateKind(
+    stream=STREAM.name,
+    subject_prefix="careops.incident.team",
+    aggregate_type="team",
+    initial=lambda _id: None,
+    evolve=d.evolve_team,
+    codec=CODEC,
+)
+MATRIX = AggregateKind(
+    stream=STREAM.name,
+    subject_prefix="careops.incident.matrix",
+    aggregate_type="matrix",
+    initial=lambda _id: d.Matrix(),
+    evolve=d.evolve_matrix,
+    codec=CODEC,
+)
+
+DECLARED = Counter(
+    "careops_incidents_declared_total",
+    "Incidents declared by level, type and whether they are drills.",
+    ["level", "type", "drill"],
+)
+PAGES = Counter(
+    "careops_pages_total",
+    "Pages by team and outcome (requested, delivered, failed).",
+    ["team", "outcome"],
+)
+ESCALATIONS = Counter(
+    "careops_page_escalations_total", "Pages escalated for lack of acknowledgement.", ["team"]
+)
+DEADLINES_MISSED = Counter(
+    "careops_incident_response_deadline_missed_total",
+    "Incidents whose response deadline passed without acknowledgement.",
+    ["level"],
+)
+LATENCY_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400)
+TIME_TO_ACK = Histogram(
+    "careops_incident_time_to_acknowledge_seconds",
+    "Declaration to acknowledgement of a team's page, by level and team (drills excluded).",
+    ["level", "team"],
+    buckets=LATENCY_BUCKETS,
+)
+TIME_TO_RESOLVE = Histogram(
+    "careops_incident_time_to_resolve_seconds",
+    "Declaration to resolution, by level (drills excluded).",
+    ["level"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def digest(value: Any) -> str:
+    """Returns a short stable digest of a JSON-able value (used for command ids)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class IncidentApp:
+    """The incident use cases over an event store."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        risk: d.RiskModel | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.incidents = AggregateRepository(store, INCIDENT)
+        self.teams = AggregateRepository(store, TEAM)
+        self.matrix_repository = AggregateRepository(store, MATRIX)
+        self.executor = CommandExecutor(self.incidents)
+        self.risk = risk or d.RiskModel()
+        self.clock = clock
+        self._refreshed: dict[str, float] = {}
+
+    @property
+    def store(self) -> EventStore:
+        return self.incidents.store
+
+    async def provision(self, *, replicas: int = 1) -> None:
+        await self.store.ensure_stream(StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas))
+
+    def _stale(self, key: str) -> bool:
+        """True when `key` was last read from the log more than REFRESH_SECONDS ago."""
+        now = time.monotonic()
+        if now - self._refreshed.get(key, -REFRESH_SECONDS) >= REFRESH_SECONDS:
+            self._refreshed[key] = now
+            return True
+        return False
+
+    async def matrix(self, *, fresh: bool = False) -> d.Matrix:
+        """Returns the response matrix with its version (stream sequence); read from the log at
+        most every REFRESH_SECONDS, so a change made through another replica applies within it."""
+        refresh = fresh or self._stale("matrix")
+        loaded = await self.matrix_repository.load(MATRIX_ID, refresh=refresh)
+        return d.Matrix(loaded.state.rows, loaded.version)
+
+    async def team(self, team_id: str) -> tuple[d.Team, int]:
+        loaded = await self.teams.load(team_id, refresh=True)
+        if loaded.state is None:
+            raise d.NotFound(f"team {team_id} does not exist")
+        return loaded.state, loaded.version
+
+    async def _teams(self, ids: Sequence[str], *, fresh: bool = False) -> dict[str, d.Team]:
+        found = {}
+        for team_id in ids:
+            loaded = await self.teams.load(team_id, refresh=fresh or self._stale(f"team:{team_id}"))
+            if loaded.state is not None:
+                found[team_id] = loaded.state
+        return found
+
+    async def execute(
+        self,
+        incident_id: str,
+        command: d.Command,
+        *,
+        command_id: str,
+        actor: str = "system",
+        causation_id: str = "",
+    ) -> CommandResult[d.Incident]:
+        """Decides and appends one incident command."""
+        now = self.clock()
+        matrix = await self.matrix()
+        incident_type = command.type if isinstance(command, d.DeclareIncident) else ""
+        if not incident_type:
+            incident_type = (await self.incidents.load(incident_id)).state.type
+        row = matrix.rows.get(incident_type)
+        teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
+        ctx = d.Context(now=now, risk=self.risk, matrix=matrix, teams=teams)
+        context = EnvelopeContext(
+            aggregate_id=incident_id,
+            aggregate_type=INCIDENT.aggregate_type,
+            command_id=command_id,
+            occurred_at=now,
+            actor=actor,
+            causation_id=causation_id,
+            policy_versions={
+                "risk_model": self.risk.version,
+                "response_matrix": str(matrix.version),
+            },
+        )
+        result = await self.executor.execute(
+            aggregate_id=incident_id,
+            decide=lambda state: d.decide(state, command, ctx),
+            context=context,
+            expect_new=isinstance(command, d.DeclareIncident),
+        )
+        self._observe(result, now)
+        return result
+
+    def _observe(self, result: CommandResult[d.Incident], now: datetime) -> None:
+        incident = result.state
+        level = incident.level.value.upper()
+        for event in result.events:
+            if isinstance(event, d.IncidentDeclared):
+                DECLARED.labels(level, event.type, str(event.drill).lower()).inc()
+            elif isinstance(event, d.PageRequested):
+                PAGES.labels(event.team_id, "requested").inc()
+            elif isinstance(event, d.NotificationDelivered | d.NotificationFailed):
+                team = _team_of(incident, event.notice_id)
+                outcome = "delivered" if isinstance(event, d.NotificationDelivered) else "failed"
+                PAGES.labels(team, outcome).inc()
+            elif isinstance(event, d.PageEscalated):
+                ESCALATIONS.labels(incident.pages[event.page_id].team_id).inc()
+            elif isinstance(event, d.ResponseDeadlineMissed) and not incident.drill:
+                DEADLINES_MISSED.labels(level).inc()
+            elif isinstance(event, d.PageAcknowledged) and not incident.drill:
+                page = incident.pages[event.page_id]
+                if incident.declared_at and not _acked_before(incident, page):
+                    seconds = (now - incident.declared_at).total_seconds()
+                    TIME_TO_ACK.labels(level, page.team_id).observe(seconds)
+            elif isinstance(event, d.IncidentResolved) and not incident.drill:
+                declared = incident.declared_at or now
+                TIME_TO_RESOLVE.labels(level).observe((now - declared).total_seconds())
+
+    async def get(self, incident_id: str) -> tuple[d.Incident, int]:
+        loaded = await self.incidents.load(incident_id, refresh=True)
+        if not loaded.state.exists:
+            raise d.NotFound(f"incident {incident_id} does not exist")
+        return loaded.state, loaded.version
+
+    async def put_team(self, team: d.Team, *, command_id: str, actor: str) -> tuple[d.Team, int]:
+        """Defines or replaces a team (no event when unchanged)."""
+        now = self.clock()
+        context = EnvelopeContext(team.team_id, TEAM.aggregate_type, command_id, now, actor)
+        result = await CommandExecutor(self.teams).execute(
+            aggregate_id=team.team_id,
+            decide=lambda current: d.decide_team(current, team),
+            context=context,
+        )
+        assert result.state is not None
+        return result.state, result.sequence
+
+    async def put_matrix(
+        self, rows: Sequence[d.MatrixRow], *, command_id: str, actor: str
+    ) -> tuple[d.Matrix, int]:
+        """Replaces the response matrix; every team it names must exist."""
+        named = {cell.team_id for row in rows for cell in row.cells}
+        known = set(await self._teams(sorted(named), fresh=True))
+        now = self.clock()
+        context = EnvelopeContext(MATRIX_ID, MATRIX.aggregate_type, command_id, now, actor)
+        result = await CommandExecutor(self.matrix_repository).execute(
+            aggregate_id=MATRIX_ID,
+            decide=lambda current: d.decide_matrix(current, rows, known),
+            context=context,
+        )
+        return d.Matrix(result.state.rows, result.sequence), result.sequence
+
+    async def fire_timer(self, timer: DueTimer) -> None:
+        """Fires a page-acknowledgement or response-deadline timer (appended once by its id)."""
+        command: d.Command = (
+            d.FirePageTimer(timer.data["page_id"])
+            if timer.kind == "page_ack"
+            else d.FireResponseTimer()
+        )
+        await self.execute(timer.aggregate_id, command, command_id=timer.timer_id, actor="timer")
+
+    async def load_defaults(self, *, oncall_file: str | None, matrix_file: str | None) -> None:
+        """Applies the on-call file's teams and, if none exists yet, the default matrix."""
+        for team in load_teams(oncall_file):
+            await self.put_team(team, command_id="team-" + digest(asdict(team)), actor="config")
+        if (await self.matrix(fresh=True)).version == 0 or matrix_file:
+            rows = load_matrix(matrix_file)
+            await self.put_matrix(
+                rows, command_id="matrix-" + digest([asdict(r) for r in rows]), actor="config"
+            )
+
+
+def _team_of(incident: d.Incident, notice_id: str) -> str:
+    page = incident.pages.get(notice_id)
+    if page is not None:
+        return page.team_id
+    return incident.notices.get(notice_id, ("unknown", ()))[0]
+
+
+def _acked_before(incident: d.Incident, page: d.PageState) -> bool:
+    return any(
+        other.acknowledged_at
+        and other.acknowledged_at < (page.acknowledged_at or other.acknowledged_at)
+        for other in incident.pages.values()
+        if other.team_id == page.team_id and other.page_id != page.page_id
+    )
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _yaml(path: str | None, default: str) -> Any:
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle) or {}
+    text = importlib.resources.files("incident").joinpath(default).read_text("utf-8")
+    return yaml.safe_load(text) or {}
+
+
+def _enum(cls: type[Any], value: Any, where: str) -> Any:
+    try:
+        return cls(str(value).lower())
+    except ValueError:
+        choices = ", ".join(member.value for member in cls)
+        raise ValueError(f"{where}: {value!r} is not one of {choices}") from None
+
+
+def load_matrix(path: str | None) -> list[d.MatrixRow]:
+    """Reads a response matrix YAML: `types: {type: {title, teams: {team: red|yellow|grey}}}`."""
+    data = _yaml(path, "matrix_default.yaml")
+    rows = []
+    for incident_type, spec in (data.get("types") or {}).items():
+        cells = tuple(
+            d.MatrixCell(str(team), _enum(d.Engagement, level, f"types.{incident_type}.{team}"))
+            for team, level in (spec.get("teams") or {}).items()
+        )
+        rows.append(d.MatrixRow(str(incident_type), str(spec.get("title", "")), cells))
+    return rows
+
+
+def _contact(spec: Mapping[str, Any], where: str) -> d.ContactPoint:
+    return d.ContactPoint(
+        _enum(d.ContactKind, spec.get("kind"), where), str(spec.get("address", ""))
+    )
+
+
+def load_teams(path: str | None) -> list[d.Team]:
+    """Reads the on-call YAML (teams, members, contacts, rotation, overrides, escalation)."""
+    data = _yaml(path, "oncall_default.yaml")
+    teams = []
+    for team_id, spec in (data.get("teams") or {}).items():
+        members = tuple(
+            d.Member(
+                str(member["id"]),
+                str(member.get("name", "")),
+                tuple(
+                    _contact(c, f"teams.{team_id}.members.{member['id']}")
+                    for c in member.get("contacts") or []
+                ),
+            )
+            for member in spec.get("members") or []
+        )
+        rotation_spec = spec.get("rotation")
+        rotation = (
+            d.Rotation(
+                member_ids=tuple(map(str, rotation_spec.get("members") or [])),
+                handoff_time=str(rotation_spec.get("handoff", "09:00")),
+                time_zone=str(rotation_spec.get("time_zone", "UTC")),
+                shift_days=int(rotation_spec.get("shift_days", 7)),
+                start_date=str(rotation_spec.get("start_date", "2026-01-05")),
+            )
+            if rotation_spec
+            else None
+        )
+        escalation_spec = spec.get("escalation")
+        escalation = (
+            d.EscalationPolicy(
+                tuple(
+                    d.EscalationStep(str(step["target"]), int(step["wait_seconds"]))
+                    for step in escalation_spec.get("steps") or []
+                ),
+                int(escalation_spec.get("repeat", 1)),
+            )
+            if escalation_spec
+            else None
+        )
+        overrides = tuple(
+            d.Override(
+                str(o["member"]),
+                datetime.fromisoformat(str(o["starts_at"])),
+                datetime.fromisoformat(str(o["ends_at"])),
+            )
+            for o in spec.get("overrides") or []
+        )
+        teams.append(
+            d.Team(
+                team_id=str(team_id),
+                name=str(spec.get("name", team_id)),
+                members=members,
+                rotation=rotation,
+                overrides=overrides,
+                escalation=escalation,
+                manager_id=str(spec.get("manager", "")),
+            )
+        )
+    return teams

@@ -1,0 +1,248 @@
+"""Incident-crisis service process: wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from careops.common.v1 import admin_pb2_grpc
+from careops.incident.v1 import incident_pb2_grpc
+from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.projection import ProjectionRunner
+from careops_eventstore.reactions import ReactionRunner
+from careops_eventstore.timers import TimerScheduler
+from careops_platform import admin
+from careops_platform.db import database_url, make_engine, migrate
+from careops_platform.logs import configure_logging
+from careops_platform.runtime import connect_with_retry, start_projections
+from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
+from careops_platform.settings import ServiceSettings, load_settings
+from careops_platform.telemetry import configure_tracing
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from pydantic import AliasChoices, Field
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from incident import domain, grpc_api, readmodels
+from incident.application import CODEC, STREAM, IncidentApp
+from incident.notifiers import Notifiers, NotifierSettings
+from incident.projections import IncidentProjection, IncidentTimerProjection
+from incident.reactions import PageDispatcher, SurgeDetector
+
+log = logging.getLogger("incident")
+SERVICE = "incident"
+GRPC_PORT_ENV = "CAREOPS_INCIDENT_GRPC_PORT"
+METRICS_PORT_ENV = "CAREOPS_INCIDENT_METRICS_PORT"
+TICKETING_STREAM = "CAREOPS_TICKETING"
+
+
+class IncidentSettings(ServiceSettings):
+    grpc_port: int = Field(
+        50053, ge=0, le=65535, validation_alias=AliasChoices("grpc_port", GRPC_PORT_ENV)
+    )
+    metrics_port: int = Field(
+        9103, ge=0, le=65535, validation_alias=AliasChoices("metrics_port", METRICS_PORT_ENV)
+    )
+    oncall_file: str = Field("", description="YAML on-call teams loaded at start")
+    response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
+    webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_sender: str = "careops@localhost"
+    notify_attempts: int = Field(4, ge=1, le=20)
+    notify_backoff_seconds: float = Field(0.2, gt=0, le=60)
+    notify_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    surge_threshold: int = Field(10, ge=2, le=100_000)
+    surge_window_minutes: float = Field(30, gt=0, le=7 * 24 * 60)
+    risk_model_version: str = "risk-2026.1"
+    risk_weights: tuple[float, float, float, float] = Field(
+        (0.4, 0.3, 0.2, 0.1), description="scope, business, timeliness, exposure"
+    )
+    risk_thresholds: tuple[float, float] = Field((0.7, 0.4), description="level A, level B")
+    timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+
+    def risk_model(self) -> domain.RiskModel:
+        scope, business, timeliness, exposure = self.risk_weights
+        return domain.RiskModel(
+            version=self.risk_model_version,
+            scope_weight=scope,
+            business_weight=business,
+            timeliness_weight=timeliness,
+            exposure_weight=exposure,
+            level_a_threshold=self.risk_thresholds[0],
+            level_b_threshold=self.risk_thresholds[1],
+        )
+
+    def notifier_settings(self) -> NotifierSettings:
+        return NotifierSettings(
+            webhook_signing_key=self.webhook_signing_key,
+            pagerduty_events_url=self.pagerduty_events_url,
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_sender=self.smtp_sender,
+            timeout_seconds=self.notify_timeout_seconds,
+            attempts=self.notify_attempts,
+            backoff_seconds=self.notify_backoff_seconds,
+        )
+
+
+class OpenIncidents(Collector):
+    """careops_incidents_open{level}: counted from the read model at scrape time."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "careops_incidents_open", "Open non-drill incidents by level.", labels=["level"]
+        )
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        try:
+            with Session(self._engine) as session:
+                counts = readmodels.open_counts(session=session)
+        except SQLAlchemyError:
+            log.warning("cannot count open incidents", exc_info=True)
+            return [family]
+        for level in domain.Level:
+            family.add_metric([level.value.upper()], counts.get(level.value, 0))
+        return [family]
+
+
+class IncidentService:
+    """The running service: log, projections, timers, reactions and the gRPC server."""
+
+    def __init__(self, settings: IncidentSettings) -> None:
+        self.settings = settings
+        self.engine = make_engine(database_url(settings.database_url, settings.data_dir, SERVICE))
+        self.runners: dict[str, ProjectionRunner] = {}
+        self.reactions: list[ReactionRunner] = []
+        self.server: GrpcServer | None = None
+        self.scheduler: TimerScheduler | None = None
+        self.store: JetStreamEventStore | None = None
+        self.app: IncidentApp | None = None
+        self.collector = OpenIncidents(self.engine)
+
+    async def _log_reachable(self, reachable: bool) -> None:
+        if self.server is not None:
+            await self.server.set_serving(reachable)
+
+    async def wait_for(self, name: str, sequence: int, timeout: float) -> bool:
+        return await self.runners[name].wait_for(sequence, timeout)
+
+    async def start(self) -> None:
+        settings = self.settings
+        await asyncio.to_thread(migrate, self.engine, Path(__file__).parent / "migrations")
+        self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
+        self.app = app = IncidentApp(store=store, risk=settings.risk_model())
+        await app.provision(replicas=settings.stream_replicas)
+        await app.load_defaults(
+            oncall_file=settings.oncall_file or None,
+            matrix_file=settings.response_matrix_file or None,
+        )
+        self.runners.update(
+            await start_projections(
+                store=store,
+                engine=self.engine,
+                codec=CODEC,
+                stream=STREAM.name,
+                filter_subject=STREAM.subjects[0],
+                projections=[IncidentProjection(), IncidentTimerProjection()],
+            )
+        )
+        dispatcher = PageDispatcher(app, Notifiers(settings.notifier_settings()))
+        surge = SurgeDetector(
+            app,
+            self.engine,
+            threshold=settings.surge_threshold,
+            window=timedelta(minutes=settings.surge_window_minutes),
+        )
+        self.reactions = [
+            ReactionRunner(
+                nc=store.client,
+                name="incident-pager",
+                stream=STREAM.name,
+                filter_subject="careops.incident.incident.>",
+                handle=dispatcher.handle,
+            ),
+            ReactionRunner(
+                nc=store.client,
+                name="incident-surge",
+                stream=TICKETING_STREAM,
+                filter_subject="careops.ticketing.>",
+                handle=surge.handle,
+                concurrency=1,
+            ),
+        ]
+        for reaction in self.reactions:
+            reaction.start()
+        self.scheduler = TimerScheduler(
+            engine=self.engine, fire=app.fire_timer, interval=settings.timer_interval_seconds
+        )
+        self.scheduler.start()
+        self.server = GrpcServer(
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            bindings=[
+                ServiceBinding(
+                    grpc_api.IncidentServicer(
+                        app, self.engine, store.client, self.wait_for, settings.read_wait_seconds
+                    ),
+                    incident_pb2_grpc.add_IncidentServiceServicer_to_server,
+                    grpc_api.SERVICE_NAME,
+                ),
+                ServiceBinding(
+                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
+                    admin.SERVICE_NAME,
+                ),
+            ],
+            error_map={},
+        )
+        await self.server.start()
+        await self.server.set_serving(True)
+        log.info("incident serving", extra={"grpc_port": self.server.port})
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace_seconds)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for reaction in self.reactions:
+            await reaction.stop()
+        for runner in self.runners.values():
+            await runner.stop()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.store.client.close(), 5)
+        self.engine.dispose()
+
+
+async def serve(settings: IncidentSettings) -> None:
+    service = IncidentService(settings)
+    REGISTRY.register(service.collector)
+    await run_until_signalled(service.start, service.stop)
+
+
+def main() -> None:
+    settings = load_settings(IncidentSettings)
+    configure_logging(SERVICE, settings.log_level)
+    configure_tracing(SERVICE, settings.otel_endpoint)
+    start_metrics(settings.grpc_host, settings.metrics_port)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

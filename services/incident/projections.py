@@ -1,0 +1,213 @@
+"""Incident projections: incidents / pages / timeline read models and the escalation timers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.sqlstate import timers
+from careops_eventstore.timers import DueTimer, cancel, schedule
+from sqlalchemy import Connection, Table, insert, update
+
+from incident import domain as d
+from incident.readmodels import incidents, pages, surge_incidents, timeline
+
+STATUS_AFTER = {
+    d.IncidentResolved: d.Status.RESOLVED,
+    d.IncidentClosed: d.Status.CLOSED,
+}
+
+
+class IncidentProjection:
+    """Maintains incidents, incident_pages and incident_timeline."""
+
+    name = "incidents"
+    tables: tuple[Table, ...] = (incidents, pages, timeline)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        envelope = event.envelope
+        if envelope.aggregate_type != "incident":
+            return
+        incident_id = envelope.aggregate_id
+        at = from_timestamp(envelope.occurred_at)
+        self._timeline(connection, incident_id, position, event, at)
+        if isinstance(payload, d.IncidentDeclared):
+            connection.execute(
+                insert(incidents).values(
+                    incident_id=incident_id,
+                    declared_sequence=position,
+                    type=payload.type,
+                    title=payload.title,
+                    level=payload.level.value,
+                    status=d.Status.DECLARED.value,
+                    source=payload.source.value,
+                    drill=payload.drill,
+                    risk_index=payload.risk_index,
+                    matrix_version=payload.matrix_version,
+                    surge_key=payload.surge_key,
+                    declared_at=at,
+                    response_deadline_missed=False,
+                    version=position,
+                )
+            )
+            return
+        changes = self._changes(connection, incident_id, payload, at, position)
+        changes["version"] = position
+        connection.execute(
+            update(incidents).where(incidents.c.incident_id == incident_id).values(**changes)
+        )
+
+    def _changes(
+        self, connection: Connection, incident_id: str, payload: Any, at: Any, position: int
+    ) -> dict[str, Any]:
+        status = STATUS_AFTER.get(type(payload))
+        if status is not None:
+            connection.execute(
+                update(pages).where(pages.c.incident_id == incident_id).values(closed=True)
+            )
+            connection.execute(
+                update(surge_incidents)
+                .where(surge_incidents.c.incident_id == incident_id)
+                .values(open=False)
+            )
+            extra = {"resolved_at": at} if status is d.Status.RESOLVED else {}
+            return {"status": status.value, **extra}
+        match payload:
+            case d.PageRequested():
+                connection.execute(
+                    insert(pages).values(
+                        page_id=payload.page_id,
+                        incident_id=incident_id,
+                        team_id=payload.team_id,
+                        member_id=payload.member_id,
+                        engagement=payload.engagement.value,
+                        step=payload.step,
+                        round=payload.round,
+                        requested_at=at,
+                        ack_due_at=payload.ack_due_at,
+                        escalated=False,
+                        closed=False,
+                        sequence=position,
+                    )
+                )
+            case d.PageAcknowledged():
+                connection.execute(
+                    update(pages)
+                    .where(pages.c.page_id == payload.page_id)
+                    .values(acknowledged_at=at)
+                )
+                return {"status": _acknowledged(connection, incident_id), "acknowledged_at": at}
+            case d.PageEscalated():
+                connection.execute(
+                    update(pages).where(pages.c.page_id == payload.page_id).values(escalated=True)
+                )
+            case d.IncidentReassessed():
+                return {"level": payload.to_level.value, "risk_index": payload.risk_index}
+            case d.IncidentEscalated():
+                return {"level": payload.to_level.value}
+            case d.ResponseDeadlineMissed():
+                return {"response_deadline_missed": True}
+        return {}
+
+    @staticmethod
+    def _timeline(
+        connection: Connection, incident_id: str, position: int, event: DecodedEvent, at: Any
+    ) -> None:
+        text = _describe(event.event)
+        if text is None:
+            return
+        connection.execute(
+            insert(timeline).values(
+                incident_id=incident_id,
+                sequence=position,
+                position=uuid.UUID(event.envelope.event_id).int % 2**31,
+                at=at,
+                kind=type(event.event).__name__,
+                text=text,
+            )
+        )
+
+
+def _acknowledged(connection: Connection, incident_id: str) -> Any:
+    row = connection.execute(incidents.select().where(incidents.c.incident_id == incident_id)).one()
+    return d.Status.ACKNOWLEDGED.value if row.status == d.Status.DECLARED.value else row.status
+
+
+def _describe(payload: Any) -> str | None:
+    match payload:
+        case d.IncidentDeclared():
+            return f"declared level {payload.level.value.upper()} {payload.type}: {payload.title}"
+        case d.TeamEngaged():
+            verb = "paged" if payload.paged else "informed"
+            return f"{payload.team_id} engaged ({payload.engagement.value}, {verb})"
+        case d.PageRequested():
+            return f"paged {payload.member_id} of {payload.team_id} (step {payload.step})"
+        case d.PageAcknowledged():
+            return f"{payload.member_id} acknowledged {payload.page_id}"
+        case d.PageEscalated():
+            return f"{payload.page_id} escalated: {payload.reason}"
+        case d.NotificationFailed():
+            return f"{payload.kind.value} delivery of {payload.notice_id} failed: {payload.error}"
+        case d.UpdateAdded():
+            return payload.message
+        case d.RoleAssigned():
+            return f"{payload.role}: {payload.member_id}"
+        case d.IncidentResolved():
+            return f"resolved: {payload.summary}"
+        case d.IncidentClosed():
+            return "closed with post-incident review"
+        case d.ResponseDeadlineMissed():
+            return "response deadline missed"
+        case d.EscalationExhausted():
+            return f"nobody in {payload.team_id} acknowledged"
+    return None
+
+
+def page_timer_id(page_id: str) -> str:
+    return f"inc.{page_id}.ack"
+
+
+def response_timer_id(incident_id: str) -> str:
+    return f"inc.{incident_id}.response"
+
+
+class IncidentTimerProjection:
+    """Keeps acknowledgement deadlines of pages and the response deadline in `timers`."""
+
+    name = "incident_timers"
+    tables: tuple[Table, ...] = (timers,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        incident_id = event.envelope.aggregate_id
+        match payload:
+            case d.PageRequested():
+                schedule(
+                    connection,
+                    DueTimer(
+                        page_timer_id(payload.page_id),
+                        incident_id,
+                        "page_ack",
+                        payload.ack_due_at,
+                        {"page_id": payload.page_id},
+                    ),
+                )
+            case d.PageAcknowledged() | d.PageEscalated():
+                cancel(connection, page_timer_id(payload.page_id))
+            case d.IncidentDeclared() | d.IncidentReassessed() | d.IncidentEscalated():
+                schedule(
+                    connection,
+                    DueTimer(
+                        response_timer_id(incident_id),
+                        incident_id,
+                        "response",
+                        payload.response_due_at,
+                        {},
+                    ),
+                )
+            case d.ResponseDeadlineMissed():
+                cancel(connection, response_timer_id(incident_id))
+            case d.IncidentResolved() | d.IncidentClosed():
+                connection.execute(timers.delete().where(timers.c.aggregate_id == incident_id))

@@ -1,0 +1,171 @@
+"""Incident read models: incidents, pages, timeline entries and complaint-surge bookkeeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session
+
+metadata = MetaData()
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("declared_sequence", BigInteger, nullable=False, unique=True),
+    Column("type", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("level", String(1), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("drill", Boolean, nullable=False),
+    Column("risk_index", Float, nullable=False),
+    Column("matrix_version", BigInteger, nullable=False),
+    Column("surge_key", String(150), nullable=False),
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("response_deadline_missed", Boolean, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_incidents_status_level", "status", "level"),
+)
+
+pages = Table(
+    "incident_pages",
+    metadata,
+    Column("page_id", String(80), primary_key=True),
+    Column("incident_id", String(64), nullable=False, index=True),
+    Column("team_id", String(64), nullable=False),
+    Column("member_id", String(100), nullable=False),
+    Column("engagement", String(10), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Column("ack_due_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("escalated", Boolean, nullable=False),
+    Column("closed", Boolean, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Index("ix_pages_team_waiting", "team_id", "acknowledged_at", "escalated", "closed"),
+)
+
+timeline = Table(
+    "incident_timeline",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("text", Text, nullable=False),
+)
+
+surge_complaints = Table(
+    "surge_complaints",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("surge_key", String(150), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Index("ix_surge_key_time", "surge_key", "opened_at"),
+)
+
+surge_incidents = Table(
+    "surge_incidents",
+    metadata,
+    Column("surge_key", String(150), primary_key=True),
+    Column("incident_id", String(64), nullable=False),
+    Column("open", Boolean, nullable=False),
+)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    status: str | None = None
+    level: str | None = None
+    open_only: bool = False
+    include_drills: bool = False
+
+
+def list_incidents(
+    *, session: Session, where: IncidentFilter, page_size: int, before_sequence: int = 0
+) -> list[tuple[Any, int]]:
+    """Returns (incident row, pages awaiting ack) newest first, older than the cursor."""
+    waiting = (
+        select(pages.c.incident_id, func.count().label("waiting"))
+        .where(pages.c.acknowledged_at.is_(None), ~pages.c.escalated, ~pages.c.closed)
+        .group_by(pages.c.incident_id)
+        .subquery()
+    )
+    query = select(incidents, func.coalesce(waiting.c.waiting, 0)).outerjoin(
+        waiting, waiting.c.incident_id == incidents.c.incident_id
+    )
+    if where.status:
+        query = query.where(incidents.c.status == where.status)
+    if where.level:
+        query = query.where(incidents.c.level == where.level)
+    if where.open_only:
+        query = query.where(incidents.c.status.in_(("declared", "acknowledged")))
+    if not where.include_drills:
+        query = query.where(~incidents.c.drill)
+    if before_sequence:
+        query = query.where(incidents.c.declared_sequence < before_sequence)
+    query = query.order_by(incidents.c.declared_sequence.desc()).limit(page_size)
+    return [(row, int(row[-1])) for row in session.execute(query)]
+
+
+def waiting_pages(*, session: Session, team_id: str) -> list[Any]:
+    """Returns the team's pages nobody acknowledged yet (not escalated, incident open)."""
+    query = (
+        select(pages, incidents.c.title, incidents.c.level, incidents.c.type, incidents.c.drill)
+        .join(incidents, incidents.c.incident_id == pages.c.incident_id)
+        .where(
+            pages.c.team_id == team_id,
+            pages.c.acknowledged_at.is_(None),
+            ~pages.c.escalated,
+            ~pages.c.closed,
+        )
+        .order_by(pages.c.sequence)
+    )
+    return list(session.execute(query))
+
+
+def incident_facts(*, session: Session, incident_id: str) -> Any:
+    """Returns the incident's title, level, type and drill flag (or None)."""
+    query = select(incidents.c.title, incidents.c.level, incidents.c.type, incidents.c.drill).where(
+        incidents.c.incident_id == incident_id
+    )
+    return session.execute(query).first()
+
+
+def open_counts(*, session: Session) -> dict[str, int]:
+    """Returns open (declared or acknowledged) non-drill incidents per level."""
+    query = (
+        select(incidents.c.level, func.count())
+        .where(incidents.c.status.in_(("declared", "acknowledged")), ~incidents.c.drill)
+        .group_by(incidents.c.level)
+    )
+    return {level: int(count) for level, count in session.execute(query)}

@@ -1,0 +1,199 @@
+"""Pure tests of incidents: risk index, levels, matrix engagement, on-call and escalation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from incident import domain as d
+
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, a Monday
+RISK = d.RiskModel()
+
+
+def team(team_id: str, *members: str, wait: int = 60, repeat: int = 1) -> d.Team:
+    return d.Team(
+        team_id=team_id,
+        members=tuple(
+            d.Member(m, contacts=(d.ContactPoint(d.ContactKind.WEBHOOK, f"http://x/{m}"),))
+            for m in members
+        ),
+        rotation=d.Rotation(members, "09:00", "Asia/Shanghai", 7, "2026-03-02"),
+        escalation=d.EscalationPolicy(
+            (d.EscalationStep("oncall", wait), d.EscalationStep("next", wait)), repeat
+        ),
+        manager_id=members[-1],
+    )
+
+
+TEAMS = {
+    "technical_support": team("technical_support", "ts-a", "ts-b"),
+    "customer_service": team("customer_service", "cs-a", "cs-b"),
+    "brand_pr": team("brand_pr", "pr-a"),
+}
+MATRIX = d.Matrix(
+    {
+        "server_crash": d.MatrixRow(
+            "server_crash",
+            "Server crash",
+            (
+                d.MatrixCell("technical_support", d.Engagement.RED),
+                d.MatrixCell("customer_service", d.Engagement.YELLOW),
+                d.MatrixCell("brand_pr", d.Engagement.GREY),
+            ),
+        )
+    },
+    version=7,
+)
+SEVERE = d.RiskFactors(
+    users_affected=100_000,
+    core_system=1.0,
+    elapsed_minutes=60,
+    average_handling_minutes=60,
+    exposure=0.5,
+)
+MINOR = d.RiskFactors(users_affected=10, core_system=0.2, elapsed_minutes=5, exposure=0.0)
+
+
+def ctx(at: datetime = T0) -> d.Context:
+    return d.Context(now=at, risk=RISK, matrix=MATRIX, teams=TEAMS)
+
+
+def run(state: d.Incident, command: d.Command, at: datetime) -> tuple[d.Incident, list[object]]:
+    events = d.decide(state, command, ctx(at))
+    for event in events:
+        state = d.evolve(state, event, at)
+    return state, events
+
+
+def declare(factors: d.RiskFactors = SEVERE, **extra: object) -> tuple[d.Incident, list[object]]:
+    command = d.DeclareIncident("I-1", "server_crash", "Core DB down", factors=factors, **extra)  # type: ignore[arg-type]
+    return run(d.initial("I-1"), command, T0)
+
+
+def test_risk_index_uses_the_documents_weights() -> None:
+    x = RISK.normalised(SEVERE)
+    assert x == {"scope": 1.0, "business": 1.0, "timeliness": 1.0, "exposure": 0.5}
+    assert RISK.index(SEVERE) == pytest.approx(0.4 + 0.3 + 0.2 + 0.05)
+    assert RISK.level(RISK.index(SEVERE)) is d.Level.A
+    assert RISK.level(0.5) is d.Level.B
+    assert RISK.level(RISK.index(MINOR)) is d.Level.C
+
+
+def test_level_sets_the_response_deadline() -> None:
+    state, _ = declare()
+    assert state.level is d.Level.A
+    assert state.response_due_at == T0 + timedelta(minutes=15)
+    minor, _ = declare(MINOR)
+    assert minor.response_due_at == T0 + timedelta(minutes=60)
+
+
+def test_level_a_server_crash_engages_teams_as_the_matrix_says() -> None:
+    state, events = declare()
+    pages = [e for e in events if isinstance(e, d.PageRequested)]
+    informed = [e for e in events if isinstance(e, d.TeamInformed)]
+    assert [(p.team_id, p.member_id, p.engagement) for p in pages] == [
+        ("technical_support", "ts-a", d.Engagement.RED),
+        ("customer_service", "cs-a", d.Engagement.YELLOW),
+    ]
+    assert [i.team_id for i in informed] == ["brand_pr"]
+    assert pages[0].contacts == (d.ContactPoint(d.ContactKind.WEBHOOK, "http://x/ts-a"),)
+    assert state.matrix_version == 7
+
+
+def test_level_c_pages_only_the_red_team() -> None:
+    _, events = declare(MINOR)
+    paged = [e.team_id for e in events if isinstance(e, d.PageRequested)]
+    informed = sorted(e.team_id for e in events if isinstance(e, d.TeamInformed))
+    assert paged == ["technical_support"]
+    assert informed == ["brand_pr", "customer_service"]
+
+
+def test_raising_the_level_pages_teams_that_were_only_informed() -> None:
+    state, _ = declare(MINOR)
+    state, events = run(state, d.EscalateIncident("spreading"), T0 + timedelta(minutes=5))
+    assert state.level is d.Level.B
+    assert [e.team_id for e in events if isinstance(e, d.PageRequested)] == ["customer_service"]
+    assert state.response_due_at == T0 + timedelta(minutes=30)
+
+
+def test_unacknowledged_page_escalates_through_the_chain_then_stops() -> None:
+    state, _ = declare()
+    first = "I-1-p0"
+    assert d.decide(state, d.FirePageTimer(first), ctx(T0 + timedelta(seconds=59))) == []
+    state, events = run(state, d.FirePageTimer(first), T0 + timedelta(seconds=60))
+    assert isinstance(events[0], d.PageEscalated)
+    nxt = events[1]
+    assert isinstance(nxt, d.PageRequested) and nxt.member_id == "ts-b" and nxt.step == 1
+    # The same timer again (a second replica, a restart): nothing more.
+    assert d.decide(state, d.FirePageTimer(first), ctx(T0 + timedelta(seconds=61))) == []
+    state, events = run(state, d.FirePageTimer(nxt.page_id), T0 + timedelta(seconds=120))
+    assert [type(e) for e in events] == [d.PageEscalated, d.EscalationExhausted]
+
+
+def test_acknowledgement_stops_the_chain() -> None:
+    state, _ = declare()
+    state, _ = run(state, d.AcknowledgePage("I-1-p0", "ts-a"), T0 + timedelta(seconds=10))
+    assert state.status is d.Status.ACKNOWLEDGED
+    assert d.decide(state, d.FirePageTimer("I-1-p0"), ctx(T0 + timedelta(minutes=5))) == []
+    assert d.decide(state, d.FireResponseTimer(), ctx(T0 + timedelta(minutes=20))) == []
+
+
+def test_missed_response_deadline_is_an_event_once() -> None:
+    state, _ = declare()
+    state, events = run(state, d.FireResponseTimer(), T0 + timedelta(minutes=15))
+    assert events == [d.ResponseDeadlineMissed(d.Level.A, T0 + timedelta(minutes=15))]
+    assert d.decide(state, d.FireResponseTimer(), ctx(T0 + timedelta(minutes=16))) == []
+
+
+def test_rotation_hands_off_weekly_in_the_team_time_zone_and_overrides_win() -> None:
+    ts = TEAMS["technical_support"]
+    assert ts.on_call(T0) == "ts-a"
+    assert ts.on_call(T0 + timedelta(days=7) - timedelta(minutes=1)) == "ts-a"
+    assert ts.on_call(T0 + timedelta(days=7)) == "ts-b"
+    assert ts.on_call(T0 + timedelta(days=14)) == "ts-a"
+    covered = d.Team(
+        **{**ts.__dict__, "overrides": (d.Override("ts-b", T0, T0 + timedelta(hours=1)),)}
+    )
+    assert covered.on_call(T0 + timedelta(minutes=30)) == "ts-b"
+    assert covered.on_call(T0 + timedelta(hours=2)) == "ts-a"
+
+
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (d.DeclareIncident("I-2", "alien_invasion", "x"), "type"),
+        (d.DeclareIncident("I-2", "server_crash", ""), "title"),
+        (
+            d.DeclareIncident("I-2", "server_crash", "x", factors=d.RiskFactors(users_affected=-5)),
+            "factors.users_affected",
+        ),
+        (
+            d.DeclareIncident("I-2", "server_crash", "x", factors=d.RiskFactors(exposure=1.5)),
+            "factors.exposure",
+        ),
+    ],
+)
+def test_bad_declarations_name_the_field(command: d.DeclareIncident, field: str) -> None:
+    with pytest.raises(d.InvalidCommand) as caught:
+        d.decide(d.initial("I-2"), command, ctx())
+    assert field in {name for name, _ in caught.value.violations}
+
+
+def test_unknown_page_is_not_found_and_close_needs_a_review() -> None:
+    state, _ = declare()
+    with pytest.raises(d.NotFound):
+        d.decide(state, d.AcknowledgePage("I-1-p99", "ts-a"), ctx())
+    state, _ = run(state, d.ResolveIncident("restarted"), T0)
+    with pytest.raises(d.InvalidCommand):
+        d.decide(state, d.CloseIncident(d.PostIncidentReview("")), ctx())
+    review = d.PostIncidentReview("disk full", ("alert on disk",), "KB-1")
+    state, _ = run(state, d.CloseIncident(review), T0)
+    assert state.status is d.Status.CLOSED and state.review == review
+
+
+def test_matrix_naming_an_unknown_team_is_rejected() -> None:
+    rows = [d.MatrixRow("server_crash", "", (d.MatrixCell("ghosts", d.Engagement.RED),))]
+    with pytest.raises(d.InvalidCommand, match="ghosts"):
+        d.decide_matrix(d.Matrix(), rows, set(TEAMS))

@@ -1,0 +1,418 @@
+"""Declaring, paging, escalating and acknowledging over real gRPC, NATS and local receivers."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import uuid
+from typing import Any
+
+import grpc
+import pytest
+from careops.incident.v1 import incident_pb2 as pb
+from careops.incident.v1 import incident_pb2_grpc
+from careops.incident.v1 import types_pb2 as t
+from careops_eventstore.model import EVENT_TYPE_HEADER
+from prometheus_client import REGISTRY
+
+from incident.application import INCIDENT_SUBJECTS, STREAM
+from incident.main import IncidentService
+from incident.tests.conftest import SIGNING_KEY
+from tests.receivers import HttpReceiver, MailReceiver
+
+Stub = incident_pb2_grpc.IncidentServiceStub
+SEVERE = t.RiskFactors(
+    users_affected=200_000,
+    core_system=1.0,
+    elapsed_minutes=30,
+    average_handling_minutes=30,
+    exposure=0.6,
+)
+
+
+def key() -> tuple[tuple[str, str], ...]:
+    return (("idempotency-key", uuid.uuid4().hex),)
+
+
+async def declare(stub: Stub, *, drill: bool = False) -> pb.DeclareIncidentResponse:
+    return await stub.DeclareIncident(
+        pb.DeclareIncidentRequest(
+            type="server_crash",
+            title=f"Core cluster down {uuid.uuid4().hex[:6]}",
+            source=t.INCIDENT_SOURCE_MONITORING,
+            factors=SEVERE,
+            drill=drill,
+        ),
+        metadata=key(),
+    )
+
+
+async def event_types(service: IncidentService, incident_id: str) -> list[str]:
+    assert service.store is not None
+    messages = await service.store.read_subject(
+        stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.{incident_id}"
+    )
+    return [kind for m in messages for kind in m.headers[EVENT_TYPE_HEADER].split(",")]
+
+
+async def wait_until(predicate: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+def posts_for(http: HttpReceiver, path: str, incident_id: str) -> list[object]:
+    return [p for p in http.posts(path) if p.json().get("incident_id") == incident_id]
+
+
+async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
+    incident_stub: Stub,
+    incident_service: IncidentService,
+    receivers: tuple[HttpReceiver, MailReceiver],
+) -> None:
+    http, mail = receivers
+    mails_before = len(mail.messages)
+    started = time.monotonic()
+    declared = await declare(incident_stub)
+    incident = declared.incident
+    assert incident.level == t.INCIDENT_LEVEL_A
+    assert {(team.team_id, team.engagement, team.paged) for team in incident.teams} == {
+        ("technical_support", t.ENGAGEMENT_RED, True),
+        ("customer_service", t.ENGAGEMENT_YELLOW, True),
+        ("brand_pr", t.ENGAGEMENT_GREY, False),
+    }
+    await asyncio.to_thread(http.wait_for, "/ts-alice", 1)
+    page = next(
+        p for p in http.posts("/ts-alice") if p.json()["incident_id"] == incident.incident_id
+    )
+    assert page.at - started < 1.0
+    body = page.json()
+    assert (
+        body["action"] == "trigger"
+        and body["level"] == "A"
+        and body["team_id"] == "technical_support"
+    )
+    timestamp = page.headers["x-careops-timestamp"]
+    expected = hmac.new(SIGNING_KEY.encode(), timestamp.encode() + b"." + page.body, hashlib.sha256)
+    assert page.headers["x-careops-signature"] == "sha256=" + expected.hexdigest()
+
+    def pagerduty_triggers() -> list[Any]:
+        posts = [p.json() for p in http.posts("/pagerduty")]
+        return [p for p in posts if incident.incident_id in p["dedup_key"]]
+
+    await wait_until(lambda: _async(bool(pagerduty_triggers())))
+    trigger = pagerduty_triggers()[0]
+    assert trigger["routing_key"] == "rk-technical-support"
+    assert trigger["event_action"] == "trigger"
+    assert trigger["payload"]["severity"] == "critical"
+
+    # customer service is paged (its Slack is down, its e-mail is not), brand PR is informed.
+    messages = await asyncio.to_thread(mail.wait_for, mails_before + 1)
+    assert messages[-1][1] == ["carol@example.test"]
+    assert messages[-1][3] - started < 1.0, "a down channel must not delay another"
+    informed = await asyncio.to_thread(http.wait_for, "/slack-pr", 1)
+    assert any(
+        incident.incident_id in p.json()["blocks"][1]["elements"][0]["text"] for p in informed
+    )
+
+    async def failure_recorded() -> bool:
+        got = (
+            await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident.incident_id))
+        ).incident
+        cs = next(p for p in got.pages if p.team_id == "customer_service")
+        kinds = {d.kind: d for d in cs.deliveries}
+        return t.CONTACT_KIND_SLACK in kinds and t.CONTACT_KIND_EMAIL in kinds
+
+    await wait_until(failure_recorded)
+    got = (
+        await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident.incident_id))
+    ).incident
+    cs_page = next(p for p in got.pages if p.team_id == "customer_service")
+    deliveries = {d.kind: d for d in cs_page.deliveries}
+    assert (
+        deliveries[t.CONTACT_KIND_SLACK].failed and deliveries[t.CONTACT_KIND_SLACK].attempts == 4
+    )
+    assert deliveries[t.CONTACT_KIND_EMAIL].delivered
+
+    # On-call staff who start watching now get the page that waits for them, replayed.
+    call = incident_stub.WatchAlerts(pb.WatchAlertsRequest(team_id="technical_support"))
+    async for alert in call:
+        if alert.incident_id == incident.incident_id:
+            break
+    call.cancel()
+    assert alert.kind == t.ALERT_KIND_PAGE and alert.replayed
+    assert alert.member_id in {"ts-alice", "ts-bob"} and alert.level == t.INCIDENT_LEVEL_A
+
+
+async def test_watch_alerts_streams_new_pages_and_acknowledgements(incident_stub: Stub) -> None:
+    call = incident_stub.WatchAlerts(pb.WatchAlertsRequest(team_id="technical_support"))
+    seen: list[pb.WatchAlertsResponse] = []
+
+    async def collect() -> None:
+        async for alert in call:
+            seen.append(alert)
+
+    collector = asyncio.create_task(collect())
+    await asyncio.sleep(0.3)
+    declared = await declare(incident_stub)
+    incident_id = declared.incident.incident_id
+    page_id = next(p.page_id for p in declared.incident.pages if p.team_id == "technical_support")
+    await incident_stub.AcknowledgePage(
+        pb.AcknowledgePageRequest(page_id=page_id, member_id="ts-alice"), metadata=key()
+    )
+
+    async def both() -> bool:
+        kinds = {(a.kind, a.replayed) for a in seen if a.incident_id == incident_id}
+        return {(t.ALERT_KIND_PAGE, False), (t.ALERT_KIND_ACKNOWLEDGED, False)} <= kinds
+
+    await wait_until(both, timeout=5)
+    call.cancel()
+    collector.cancel()
+    assert all(a.team_id == "technical_support" for a in seen)
+
+
+async def test_retries_until_the_receiver_accepts_and_records_the_attempts(
+    incident_stub: Stub, receivers: tuple[HttpReceiver, MailReceiver]
+) -> None:
+    http, _ = receivers
+    http.fail_first["/ts-alice"] = 2
+    declared = await declare(incident_stub)
+    incident_id = declared.incident.incident_id
+
+    async def delivered() -> bool:
+        got = (
+            await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
+        ).incident
+        page = next(p for p in got.pages if p.member_id == "ts-alice")
+        return any(d.kind == t.CONTACT_KIND_WEBHOOK and d.delivered for d in page.deliveries)
+
+    await wait_until(delivered)
+    posts = posts_for(http, "/ts-alice", incident_id)
+    assert len(posts) == 3  # 500, 500, 200: one page delivered, two retries
+    got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
+    page = next(p for p in got.pages if p.member_id == "ts-alice")
+    webhook = next(d for d in page.deliveries if d.kind == t.CONTACT_KIND_WEBHOOK)
+    assert webhook.attempts == 3
+
+
+async def test_no_acknowledgement_escalates_and_acknowledgement_stops_the_chain(
+    incident_stub: Stub,
+    incident_service: IncidentService,
+    receivers: tuple[HttpReceiver, MailReceiver],
+) -> None:
+    http, _ = receivers
+    declared = await declare(incident_stub)
+    incident_id = declared.incident.incident_id
+    # Nobody acknowledges ts-alice's page: after the 1 s step timeout ts-bob is paged.
+    await wait_until(lambda: _async(bool(posts_for(http, "/ts-bob", incident_id))), timeout=5)
+    got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
+    bob = next(p for p in got.pages if p.member_id == "ts-bob")
+    acked = await incident_stub.AcknowledgePage(
+        pb.AcknowledgePageRequest(page_id=bob.page_id, member_id="ts-bob"), metadata=key()
+    )
+    assert acked.incident.status == t.INCIDENT_STATUS_ACKNOWLEDGED
+    await asyncio.sleep(2.5)  # past the next step's timeout: nothing more may happen
+    types = await event_types(incident_service, incident_id)
+    ts_pages = [p for p in acked.incident.pages if p.team_id == "technical_support"]
+    assert len(ts_pages) == 2
+    assert types.count("careops.incident.v1.PageEscalated") == 1
+    assert "careops.incident.v1.EscalationExhausted" not in types
+    assert "careops.incident.v1.PageAcknowledged" in types
+    assert posts_for(http, "/ts-lead", incident_id) == []
+    ack_sum = REGISTRY.get_sample_value(
+        "careops_incident_time_to_acknowledge_seconds_count",
+        {"level": "A", "team": "technical_support"},
+    )
+    assert ack_sum and ack_sum >= 1
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_drills_run_the_whole_paging_path_and_are_labelled(
+    incident_stub: Stub, receivers: tuple[HttpReceiver, MailReceiver]
+) -> None:
+    http, _ = receivers
+    before = (
+        REGISTRY.get_sample_value(
+            "careops_incidents_declared_total",
+            {"level": "A", "type": "server_crash", "drill": "true"},
+        )
+        or 0.0
+    )
+    declared = await declare(incident_stub, drill=True)
+    incident_id = declared.incident.incident_id
+    await wait_until(lambda: _async(bool(posts_for(http, "/ts-alice", incident_id))))
+    assert posts_for(http, "/ts-alice", incident_id)[0].json()["drill"] is True  # type: ignore[attr-defined]
+    after = REGISTRY.get_sample_value(
+        "careops_incidents_declared_total", {"level": "A", "type": "server_crash", "drill": "true"}
+    )
+    assert after == before + 1
+    listed = await incident_stub.ListIncidents(
+        pb.ListIncidentsRequest(min_sequence=declared.sequence)
+    )
+    assert incident_id not in {i.incident_id for i in listed.incidents}
+    with_drills = await incident_stub.ListIncidents(pb.ListIncidentsRequest(include_drills=True))
+    assert incident_id in {i.incident_id for i in with_drills.incidents}
+
+
+@pytest.mark.parametrize(
+    ("call", "code", "words"),
+    [
+        (
+            lambda s: s.DeclareIncident(
+                pb.DeclareIncidentRequest(type="alien_invasion", title="x"), metadata=key()
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "unknown incident type",
+        ),
+        (
+            lambda s: s.DeclareIncident(
+                pb.DeclareIncidentRequest(
+                    type="server_crash", title="x", factors=t.RiskFactors(users_affected=-3)
+                ),
+                metadata=key(),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "users_affected",
+        ),
+        (
+            lambda s: s.AcknowledgePage(
+                pb.AcknowledgePageRequest(page_id="I-nope-p0", member_id="x"), metadata=key()
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            lambda s: s.PutResponseMatrix(
+                pb.PutResponseMatrixRequest(
+                    rows=[
+                        t.MatrixRow(
+                            incident_type="server_crash",
+                            cells=[
+                                t.MatrixCell(team_id="ghost_busters", engagement=t.ENGAGEMENT_RED)
+                            ],
+                        )
+                    ]
+                ),
+                metadata=key(),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ghost_busters",
+        ),
+        (
+            lambda s: s.GetTeam(pb.GetTeamRequest(team_id="nobody")),
+            grpc.StatusCode.NOT_FOUND,
+            "does not exist",
+        ),
+    ],
+)
+async def test_bad_input_is_rejected_and_appends_nothing(
+    incident_stub: Stub,
+    incident_service: IncidentService,
+    call: object,
+    code: grpc.StatusCode,
+    words: str,
+) -> None:
+    assert incident_service.store is not None
+    before = await incident_service.store.last_sequence(STREAM.name)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(incident_stub)  # type: ignore[operator]
+    assert caught.value.code() == code
+    assert words in (caught.value.details() or "")
+    await asyncio.sleep(0.2)
+    assert (
+        await incident_service.store.last_sequence(STREAM.name) == before
+        or code == grpc.StatusCode.NOT_FOUND
+    )
+
+
+async def test_matrix_changes_are_versioned_and_recorded_on_incidents(incident_stub: Stub) -> None:
+    current = (await incident_stub.GetResponseMatrix(pb.GetResponseMatrixRequest())).matrix
+    rows = list(current.rows) + [
+        t.MatrixRow(
+            incident_type="payment_failure",
+            title="Payments failing",
+            cells=[t.MatrixCell(team_id="technical_support", engagement=t.ENGAGEMENT_RED)],
+        )
+    ]
+    changed = await incident_stub.PutResponseMatrix(
+        pb.PutResponseMatrixRequest(rows=rows), metadata=key()
+    )
+    assert changed.matrix.version > current.version
+    declared = await incident_stub.DeclareIncident(
+        pb.DeclareIncidentRequest(type="payment_failure", title="Card payments fail"),
+        metadata=key(),
+    )
+    assert declared.incident.matrix_version == changed.matrix.version
+
+
+async def test_lifecycle_reassess_roles_updates_resolve_close(incident_stub: Stub) -> None:
+    declared = await incident_stub.DeclareIncident(
+        pb.DeclareIncidentRequest(
+            type="server_crash",
+            title="Checkout slow",
+            factors=t.RiskFactors(users_affected=20, core_system=0.2),
+        ),
+        metadata=key(),
+    )
+    incident_id = declared.incident.incident_id
+    assert declared.incident.level == t.INCIDENT_LEVEL_C
+    raised = await incident_stub.ReassessIncident(
+        pb.ReassessIncidentRequest(
+            incident_id=incident_id, factors=SEVERE, reason="it is the whole cluster"
+        ),
+        metadata=key(),
+    )
+    assert raised.incident.level == t.INCIDENT_LEVEL_A
+    assert any("it is the whole cluster" in e.text for e in raised.incident.timeline)
+    # customer service was only informed at level C; at level A it is paged.
+    assert any(p.team_id == "customer_service" for p in raised.incident.pages)
+    await incident_stub.AssignRole(
+        pb.AssignRoleRequest(
+            incident_id=incident_id, role="incident_commander", member_id="ts-lead"
+        ),
+        metadata=key(),
+    )
+    updated = await incident_stub.AddUpdate(
+        pb.AddUpdateRequest(
+            incident_id=incident_id,
+            message="Failover started",
+            public_statement_draft="We are restoring checkout.",
+        ),
+        metadata=key(),
+    )
+    assert updated.incident.roles["incident_commander"] == "ts-lead"
+    assert updated.incident.public_statement_draft == "We are restoring checkout."
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await incident_stub.CloseIncident(
+            pb.CloseIncidentRequest(incident_id=incident_id), metadata=key()
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    await incident_stub.ResolveIncident(
+        pb.ResolveIncidentRequest(incident_id=incident_id, summary="failover done"), metadata=key()
+    )
+    closed = await incident_stub.CloseIncident(
+        pb.CloseIncidentRequest(
+            incident_id=incident_id,
+            review=t.PostIncidentReview(
+                root_cause="disk full on primary",
+                prevention_actions=["alert at 80% disk"],
+                knowledge_base_entry="KB-42",
+            ),
+        ),
+        metadata=key(),
+    )
+    assert closed.incident.status == t.INCIDENT_STATUS_CLOSED
+    assert closed.incident.review.knowledge_base_entry == "KB-42"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await incident_stub.ResolveIncident(
+            pb.ResolveIncidentRequest(incident_id=incident_id), metadata=key()
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION

@@ -1,0 +1,201 @@
+"""Ticketing command handlers: load -> decide -> append (retrying on conflicts), and SLA timers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from careops.ticketing.v1 import events_pb2
+from careops_eventstore import EventStore, StreamSpec
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
+from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore.timers import DueTimer
+from prometheus_client import Counter
+
+from ticketing import domain
+from ticketing.sla import SlaPolicy
+
+log = logging.getLogger(__name__)
+
+STREAM = StreamSpec(name="CAREOPS_TICKETING", subjects=("careops.ticketing.>",))
+SUBJECT_PREFIX = "careops.ticketing.ticket"
+SLA_POLICY_KEY = "sla_policy"
+ROUTING_RULE_KEY = "routing_rule"
+ROUTING_RULE_VERSION = "skill-load-v1"
+
+CODEC = EventCodec(
+    {
+        domain.TicketOpened: events_pb2.TicketOpened,
+        domain.TicketAssigned: events_pb2.TicketAssigned,
+        domain.ReplyAdded: events_pb2.ReplyAdded,
+        domain.PriorityChanged: events_pb2.PriorityChanged,
+        domain.TicketEscalated: events_pb2.TicketEscalated,
+        domain.TicketHeld: events_pb2.TicketHeld,
+        domain.TicketResumed: events_pb2.TicketResumed,
+        domain.TicketResolved: events_pb2.TicketResolved,
+        domain.TicketReopened: events_pb2.TicketReopened,
+        domain.TicketClosed: events_pb2.TicketClosed,
+        domain.SlaWarningRaised: events_pb2.SlaWarningRaised,
+        domain.SlaBreached: events_pb2.SlaBreached,
+    }
+)
+
+TICKET = AggregateKind(
+    stream=STREAM.name,
+    subject_prefix=SUBJECT_PREFIX,
+    aggregate_type="ticket",
+    initial=domain.initial,
+    evolve=domain.evolve,
+    codec=CODEC,
+)
+
+OPENED = Counter(
+    "careops_tickets_opened_total",
+    "Tickets opened by channel and priority.",
+    ["channel", "priority"],
+)
+TRANSITIONS = Counter("careops_ticket_events_total", "Ticket events appended by type.", ["event"])
+SLA_EVENTS = Counter(
+    "careops_sla_events_total",
+    "SLA warnings and breaches by clock, kind, channel and priority.",
+    ["clock", "kind", "channel", "priority"],
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TicketingApp:
+    """The ticketing use cases over an event store; every write goes through `execute`."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        policy: SlaPolicy,
+        agents: Sequence[domain.Agent] = (),
+        clock: Callable[[], datetime] = utc_now,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.repository = AggregateRepository(store, TICKET, cache_size=cache_size)
+        self.executor = CommandExecutor(self.repository)
+        self.policy = policy
+        self.agents = list(agents)
+        self.clock = clock
+
+    async def provision(self, *, replicas: int = 1) -> None:
+        """Creates or updates the ticketing stream."""
+        await self.repository.store.ensure_stream(
+            StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas)
+        )
+
+    async def execute(
+        self,
+        ticket_id: str,
+        command: domain.Command,
+        *,
+        command_id: str,
+        actor: str = "system",
+        causation_id: str = "",
+    ) -> CommandResult[domain.Ticket]:
+        """Decides and appends one command against the ticket's current state."""
+        now = self.clock()
+        context = EnvelopeContext(
+            aggregate_id=ticket_id,
+            aggregate_type=TICKET.aggregate_type,
+            command_id=command_id,
+            occurred_at=now,
+            actor=actor,
+            causation_id=causation_id,
+            policy_versions=self._policy_versions(command),
+        )
+
+        def decide(state: domain.Ticket) -> list[Any]:
+            return domain.decide(state, command, now=now, policy=self.policy)
+
+        result = await self.executor.execute(
+            aggregate_id=ticket_id,
+            decide=decide,
+            context=context,
+            expect_new=isinstance(command, domain.OpenTicket),
+        )
+        self._count(result)
+        return result
+
+    def _policy_versions(self, command: domain.Command) -> dict[str, str]:
+        versions = {SLA_POLICY_KEY: self.policy.version}
+        if isinstance(command, domain.AssignTicket) and command.suggested:
+            versions[ROUTING_RULE_KEY] = ROUTING_RULE_VERSION
+        return versions
+
+    def _count(self, result: CommandResult[domain.Ticket]) -> None:
+        ticket = result.state
+        for event in result.events:
+            TRANSITIONS.labels(type(event).__name__).inc()
+            if isinstance(event, domain.TicketOpened):
+                OPENED.labels(event.channel.value, event.priority.value).inc()
+            elif isinstance(event, domain.SlaWarningRaised | domain.SlaBreached):
+                kind = "warning" if isinstance(event, domain.SlaWarningRaised) else "breach"
+                SLA_EVENTS.labels(
+                    event.clock.value, kind, ticket.channel.value, ticket.priority.value
+                ).inc()
+                log.warning(
+                    "sla %s",
+                    kind,
+                    extra={"ticket_id": ticket.ticket_id, "clock": event.clock.value},
+                )
+
+    async def get(self, ticket_id: str) -> tuple[domain.Ticket, int]:
+        """Returns the ticket as of the log's latest event and its version."""
+        loaded = await self.repository.load(ticket_id, refresh=True)
+        if not loaded.state.exists:
+            raise domain.TicketNotFound(f"ticket {ticket_id} does not exist")
+        return loaded.state, loaded.version
+
+    def suggest(
+        self, ticket: domain.Ticket, open_tickets: dict[str, int]
+    ) -> list[domain.Suggestion]:
+        """Ranks the configured agents for a ticket by skill and current load."""
+        return domain.suggest_agents(ticket, self.agents, open_tickets)
+
+    async def fire_timer(self, timer: DueTimer) -> None:
+        """Fires one SLA deadline; the timer id is the command id, so it is appended once."""
+        command = domain.FireSlaTimer(
+            clock=domain.SlaClock(timer.data["clock"]), kind=domain.SlaTimerKind(timer.data["kind"])
+        )
+        await self.execute(
+            timer.aggregate_id, command, command_id=timer.timer_id, actor="sla-timer"
+        )
+
+
+def load_agents(path: str | None) -> list[domain.Agent]:
+    """Reads the agent directory (YAML `agents: [{id, skills, capacity}]`); None: the default."""
+    import importlib.resources
+
+    import yaml
+
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+    else:
+        text = importlib.resources.files("ticketing").joinpath("agents_default.yaml").read_text()
+        data = yaml.safe_load(text) or {}
+    agents = []
+    for index, entry in enumerate(data.get("agents") or []):
+        if not isinstance(entry, dict) or not entry.get("id"):
+            raise ValueError(f"agents[{index}]: needs an id")
+        capacity = int(entry.get("capacity", 10))
+        if capacity < 1:
+            raise ValueError(f"agents[{index}].capacity must be at least 1")
+        agents.append(
+            domain.Agent(str(entry["id"]), frozenset(map(str, entry.get("skills", []))), capacity)
+        )
+    return agents

@@ -1,0 +1,346 @@
+"""TicketingService over gRPC: proto <-> domain translation and error -> status mapping only."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar
+
+import grpc
+from careops.ticketing.v1 import ticketing_pb2 as pb
+from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
+from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_platform.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from careops_platform.requests import actor, command_id, derived_id
+from google.protobuf.descriptor import EnumDescriptor
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from ticketing import domain, readmodels
+from ticketing.application import TicketingApp
+from ticketing.projections import TicketListProjection
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
+TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+
+E = TypeVar("E", bound=Enum)
+R = TypeVar("R")
+
+
+def _enum(number: int, descriptor: EnumDescriptor, domain_type: type[E]) -> E | None:
+    return enum_from_proto(number, descriptor, domain_type)  # type: ignore[no-any-return]
+
+
+CHANNEL = types_pb2.Channel.DESCRIPTOR
+TYPE = types_pb2.TicketType.DESCRIPTOR
+PRIORITY = types_pb2.Priority.DESCRIPTOR
+STATUS = types_pb2.TicketStatus.DESCRIPTOR
+TIER = types_pb2.CustomerTier.DESCRIPTOR
+HOLD = types_pb2.HoldReason.DESCRIPTOR
+AUTHOR = types_pb2.Author.DESCRIPTOR
+
+
+def error_map() -> dict[type[Exception], grpc.StatusCode]:
+    """Returns how domain errors map to gRPC status codes."""
+    return {
+        domain.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
+        domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+        domain.TicketNotFound: grpc.StatusCode.NOT_FOUND,
+        domain.TicketAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    }
+
+
+def _translate_errors(exc: domain.TicketError) -> Exception:
+    if isinstance(exc, domain.InvalidCommand):
+        violations = [FieldViolation(name, why) for name, why in exc.violations]
+        return InvalidArgument(f"invalid request: {exc}", violations)
+    if isinstance(exc, domain.TicketNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, domain.TicketAlreadyExists):
+        return AlreadyExists(str(exc))
+    return FailedPrecondition(str(exc))
+
+
+def ticket_to_proto(
+    ticket: domain.Ticket, version: int, app: TicketingApp, *, at: datetime | None = None
+) -> pb.Ticket:
+    """Returns the API view of a ticket, SLA clocks as of `at` (default: now)."""
+    message = pb.Ticket(
+        ticket_id=ticket.ticket_id,
+        customer_id=ticket.customer_id,
+        channel=enum_to_proto(ticket.channel, CHANNEL),
+        type=enum_to_proto(ticket.type, TYPE),
+        priority=enum_to_proto(ticket.priority, PRIORITY),
+        status=enum_to_proto(ticket.status, STATUS),
+        subject=ticket.subject,
+        description=ticket.description,
+        tier=enum_to_proto(ticket.tier, TIER),
+        assignee_id=ticket.assignee_id,
+        escalation_level=ticket.escalation_level,
+        hold_reason=enum_to_proto(ticket.hold_reason, HOLD),
+        reopen_count=ticket.reopen_count,
+        agent_replies=ticket.agent_replies,
+        customer_replies=ticket.customer_replies,
+        sla_policy_version=app.policy.version,
+        product=ticket.product,
+        version=version,
+    )
+    for name in ("created_at", "updated_at", "first_responded_at", "resolved_at", "closed_at"):
+        value: datetime | None = getattr(ticket, name)
+        if value is not None:
+            getattr(message, name).FromDatetime(value)
+    calendar = app.policy.calendar_for(channel=ticket.channel.value)
+    as_of = at or app.clock()
+    for clock in ticket.clocks.values():
+        dataclass_to_message(domain.snapshot(clock, as_of, calendar), message.sla.add())
+    return message
+
+
+def _ticket_id(value: str, field: str = "ticket_id") -> str:
+    if not value:
+        raise InvalidArgument(f"{field} is required", [FieldViolation(field, "must not be empty")])
+    if not TICKET_ID.match(value):
+        raise InvalidArgument(
+            f"{field} {value!r} is not a valid ticket id",
+            [FieldViolation(field, "letters, digits, '-' and '_' only, at most 64")],
+        )
+    return value
+
+
+def _page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode())
+    except ValueError as exc:
+        raise InvalidArgument(
+            "page_token is not a token returned by ListTickets",
+            [FieldViolation("page_token", "malformed")],
+        ) from exc
+
+
+class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
+    """Thin gRPC adapter over TicketingApp and the ticket read models."""
+
+    def __init__(
+        self,
+        app: TicketingApp,
+        engine: Engine,
+        wait_for: Callable[[str, int, float], Awaitable[bool]],
+        read_wait_seconds: float = 5.0,
+    ) -> None:
+        self._app = app
+        self._engine = engine
+        self._wait_for = wait_for
+        self._read_wait = read_wait_seconds
+
+    async def _run(self, ticket_id: str, command: domain.Command) -> CommandResult[domain.Ticket]:
+        try:
+            return await self._app.execute(
+                ticket_id, command, command_id=command_id(), actor=actor()
+            )
+        except domain.TicketError as exc:
+            raise _translate_errors(exc) from exc
+
+    async def _command(self, response_type: type[R], ticket_id: str, command: domain.Command) -> R:
+        """Validates the id, runs the command and wraps the ticket in `response_type`."""
+        result = await self._run(_ticket_id(ticket_id), command)
+        return self._reply(response_type, result)  # type: ignore[no-any-return]
+
+    def _reply(self, response_type: type[Any], result: CommandResult[domain.Ticket]) -> Any:
+        # Clocks as of the command's own event keep a retried command's response identical.
+        ticket = ticket_to_proto(
+            result.state, result.sequence, self._app, at=result.state.updated_at
+        )
+        return response_type(ticket=ticket, sequence=result.sequence)
+
+    async def OpenTicket(
+        self, request: pb.OpenTicketRequest, context: Any
+    ) -> pb.OpenTicketResponse:
+        command = domain.OpenTicket(
+            ticket_id=derived_id("T"),
+            customer_id=request.customer_id,
+            channel=_enum(request.channel, CHANNEL, domain.Channel),
+            type=_enum(request.type, TYPE, domain.TicketType),
+            priority=_enum(request.priority, PRIORITY, domain.Priority),
+            subject=request.subject,
+            description=request.description,
+            tier=_enum(request.tier, TIER, domain.CustomerTier),
+            product=request.product,
+        )
+        return await self._command(pb.OpenTicketResponse, command.ticket_id, command)
+
+    async def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.GetTicketResponse:
+        ticket_id = _ticket_id(request.ticket_id)
+        try:
+            ticket, version = await self._app.get(ticket_id)
+        except domain.TicketError as exc:
+            raise _translate_errors(exc) from exc
+        return pb.GetTicketResponse(ticket=ticket_to_proto(ticket, version, self._app))
+
+    async def ListTickets(
+        self, request: pb.ListTicketsRequest, context: Any
+    ) -> pb.ListTicketsResponse:
+        page_size = request.page_size or DEFAULT_PAGE
+        if page_size > MAX_PAGE:
+            raise InvalidArgument(
+                f"page_size must be at most {MAX_PAGE}",
+                [FieldViolation("page_size", f"1..{MAX_PAGE}")],
+            )
+        before = _page_token(request.page_token)
+        if request.min_sequence and not await self._wait_for(
+            TicketListProjection.name, request.min_sequence, self._read_wait
+        ):
+            raise DeadlineExceeded(
+                f"the ticket list has not reached sequence {request.min_sequence} yet; retry"
+            )
+        where = readmodels.TicketFilter(
+            status=_value(_enum(request.status, STATUS, domain.Status)),
+            priority=_value(_enum(request.priority, PRIORITY, domain.Priority)),
+            channel=_value(_enum(request.channel, CHANNEL, domain.Channel)),
+            assignee_id=request.assignee_id or None,
+            customer_id=request.customer_id or None,
+        )
+        rows = await asyncio.to_thread(self._list, where, page_size + 1, before)
+        response = pb.ListTicketsResponse()
+        for row in rows[:page_size]:
+            summary = response.tickets.add(
+                ticket_id=row.ticket_id,
+                customer_id=row.customer_id,
+                channel=enum_to_proto(domain.Channel(row.channel), CHANNEL),
+                type=enum_to_proto(domain.TicketType(row.type), TYPE),
+                priority=enum_to_proto(domain.Priority(row.priority), PRIORITY),
+                status=enum_to_proto(domain.Status(row.status), STATUS),
+                subject=row.subject,
+                assignee_id=row.assignee_id,
+                sla_breached=row.sla_breached,
+                version=row.version,
+            )
+            summary.created_at.FromDatetime(row.created_at)
+            summary.updated_at.FromDatetime(row.updated_at)
+        if len(rows) > page_size:
+            cursor = str(rows[page_size - 1].opened_sequence).encode()
+            response.next_page_token = base64.urlsafe_b64encode(cursor).decode()
+        return response
+
+    def _list(
+        self, where: readmodels.TicketFilter, limit: int, before: int
+    ) -> list[readmodels.TicketRow]:
+        with Session(self._engine) as session:
+            return readmodels.list_tickets(
+                session=session, where=where, page_size=limit, before_sequence=before
+            )
+
+    async def _suggestions(self, ticket_id: str) -> list[domain.Suggestion]:
+        try:
+            ticket, _version = await self._app.get(ticket_id)
+        except domain.TicketError as exc:
+            raise _translate_errors(exc) from exc
+        counts = await asyncio.to_thread(self._open_counts)
+        return self._app.suggest(ticket, counts)
+
+    def _open_counts(self) -> dict[str, int]:
+        with Session(self._engine) as session:
+            return readmodels.open_ticket_counts(session=session)
+
+    async def SuggestAssignee(
+        self, request: pb.SuggestAssigneeRequest, context: Any
+    ) -> pb.SuggestAssigneeResponse:
+        suggestions = await self._suggestions(_ticket_id(request.ticket_id))
+        response = pb.SuggestAssigneeResponse()
+        for suggestion in suggestions:
+            response.suggestions.add(
+                agent_id=suggestion.agent_id,
+                score=suggestion.score,
+                open_tickets=suggestion.open_tickets,
+                reason=suggestion.reason,
+            )
+        return response
+
+    async def AssignTicket(
+        self, request: pb.AssignTicketRequest, context: Any
+    ) -> pb.AssignTicketResponse:
+        ticket_id = _ticket_id(request.ticket_id)
+        command = domain.AssignTicket(agent_id=request.agent_id)
+        if not request.agent_id:
+            suggestions = await self._suggestions(ticket_id)
+            if not suggestions:
+                raise FailedPrecondition(
+                    f"no agent can take ticket {ticket_id}: none configured or all at capacity"
+                )
+            best = suggestions[0]
+            command = domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason)
+        return await self._command(pb.AssignTicketResponse, ticket_id, command)
+
+    async def AddReply(self, request: pb.AddReplyRequest, context: Any) -> pb.AddReplyResponse:
+        command = domain.AddReply(
+            author=_enum(request.author, AUTHOR, domain.Author),
+            author_id=request.author_id,
+            body=request.body,
+        )
+        return await self._command(pb.AddReplyResponse, request.ticket_id, command)
+
+    async def ChangePriority(
+        self, request: pb.ChangePriorityRequest, context: Any
+    ) -> pb.ChangePriorityResponse:
+        command = domain.ChangePriority(
+            priority=_enum(request.priority, PRIORITY, domain.Priority), reason=request.reason
+        )
+        return await self._command(pb.ChangePriorityResponse, request.ticket_id, command)
+
+    async def EscalateTicket(
+        self, request: pb.EscalateTicketRequest, context: Any
+    ) -> pb.EscalateTicketResponse:
+        command = domain.EscalateTicket(reason=request.reason, to_team=request.to_team)
+        return await self._command(pb.EscalateTicketResponse, request.ticket_id, command)
+
+    async def HoldTicket(
+        self, request: pb.HoldTicketRequest, context: Any
+    ) -> pb.HoldTicketResponse:
+        command = domain.HoldTicket(
+            reason=_enum(request.reason, HOLD, domain.HoldReason), note=request.note
+        )
+        return await self._command(pb.HoldTicketResponse, request.ticket_id, command)
+
+    async def ResumeTicket(
+        self, request: pb.ResumeTicketRequest, context: Any
+    ) -> pb.ResumeTicketResponse:
+        return await self._command(
+            pb.ResumeTicketResponse, request.ticket_id, domain.ResumeTicket()
+        )
+
+    async def ResolveTicket(
+        self, request: pb.ResolveTicketRequest, context: Any
+    ) -> pb.ResolveTicketResponse:
+        command = domain.ResolveTicket(resolution=request.resolution)
+        return await self._command(pb.ResolveTicketResponse, request.ticket_id, command)
+
+    async def ReopenTicket(
+        self, request: pb.ReopenTicketRequest, context: Any
+    ) -> pb.ReopenTicketResponse:
+        command = domain.ReopenTicket(reason=request.reason)
+        return await self._command(pb.ReopenTicketResponse, request.ticket_id, command)
+
+    async def CloseTicket(
+        self, request: pb.CloseTicketRequest, context: Any
+    ) -> pb.CloseTicketResponse:
+        command = domain.CloseTicket(note=request.note)
+        return await self._command(pb.CloseTicketResponse, request.ticket_id, command)
+
+
+def _value(member: Enum | None) -> str | None:
+    return str(member.value) if member is not None else None

@@ -1,0 +1,139 @@
+"""Ticketing service process: wiring only."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from careops.common.v1 import admin_pb2_grpc
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.projection import ProjectionRunner
+from careops_eventstore.timers import TimerScheduler
+from careops_platform import admin
+from careops_platform.db import database_url, make_engine, migrate
+from careops_platform.logs import configure_logging
+from careops_platform.runtime import connect_with_retry, start_projections
+from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
+from careops_platform.settings import ServiceSettings, load_settings
+from careops_platform.telemetry import configure_tracing
+from pydantic import AliasChoices, Field
+
+from ticketing import grpc_api, sla
+from ticketing.application import STREAM, TicketingApp, load_agents
+from ticketing.projections import SlaTimerProjection, TicketListProjection
+
+log = logging.getLogger("ticketing")
+SERVICE = "ticketing"
+GRPC_PORT_ENV = "CAREOPS_TICKETING_GRPC_PORT"
+METRICS_PORT_ENV = "CAREOPS_TICKETING_METRICS_PORT"
+
+
+class TicketingSettings(ServiceSettings):
+    grpc_port: int = Field(
+        50051, ge=0, le=65535, validation_alias=AliasChoices("grpc_port", GRPC_PORT_ENV)
+    )
+    metrics_port: int = Field(
+        9101, ge=0, le=65535, validation_alias=AliasChoices("metrics_port", METRICS_PORT_ENV)
+    )
+    sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
+    agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
+    timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+
+
+class TicketingService:
+    """The running service: event store, projections, timers and the gRPC server."""
+
+    def __init__(self, settings: TicketingSettings) -> None:
+        self.settings = settings
+        self.engine = make_engine(database_url(settings.database_url, settings.data_dir, SERVICE))
+        self.runners: dict[str, ProjectionRunner] = {}
+        self.server: GrpcServer | None = None
+        self.scheduler: TimerScheduler | None = None
+        self.store: JetStreamEventStore | None = None
+        self.app: TicketingApp | None = None
+
+    async def _log_reachable(self, reachable: bool) -> None:
+        """Health follows the log: NOT_SERVING while NATS is unreachable."""
+        if self.server is not None:
+            await self.server.set_serving(reachable)
+
+    async def wait_for(self, name: str, sequence: int, timeout: float) -> bool:
+        return await self.runners[name].wait_for(sequence, timeout)
+
+    async def start(self) -> None:
+        settings = self.settings
+        await asyncio.to_thread(migrate, self.engine, Path(__file__).parent / "migrations")
+        policy = sla.load_policy(settings.sla_policy_file or None)
+        agents = load_agents(settings.agents_file or None)
+        self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
+        self.app = app = TicketingApp(store=store, policy=policy, agents=agents)
+        await app.provision(replicas=settings.stream_replicas)
+        self.runners.update(
+            await start_projections(
+                store=store,
+                engine=self.engine,
+                codec=app.repository.kind.codec,
+                stream=STREAM.name,
+                filter_subject=STREAM.subjects[0],
+                projections=[TicketListProjection(), SlaTimerProjection()],
+            )
+        )
+        self.scheduler = TimerScheduler(
+            engine=self.engine, fire=app.fire_timer, interval=settings.timer_interval_seconds
+        )
+        self.scheduler.start()
+        self.server = GrpcServer(
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            bindings=[
+                ServiceBinding(
+                    grpc_api.TicketingServicer(
+                        app, self.engine, self.wait_for, settings.read_wait_seconds
+                    ),
+                    ticketing_pb2_grpc.add_TicketingServiceServicer_to_server,
+                    grpc_api.SERVICE_NAME,
+                ),
+                ServiceBinding(
+                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
+                    admin.SERVICE_NAME,
+                ),
+            ],
+            error_map=grpc_api.error_map(),
+        )
+        await self.server.start()
+        await self.server.set_serving(True)
+        log.info("ticketing serving", extra={"grpc_port": self.server.port})
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(self.settings.shutdown_grace_seconds)
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for runner in self.runners.values():
+            await runner.stop()
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.store.client.close(), 5)
+        self.engine.dispose()
+
+
+async def serve(settings: TicketingSettings) -> None:
+    """Runs the service until SIGTERM / SIGINT."""
+    service = TicketingService(settings)
+    await run_until_signalled(service.start, service.stop)
+
+
+def main() -> None:
+    settings = load_settings(TicketingSettings)
+    configure_logging(SERVICE, settings.log_level)
+    configure_tracing(SERVICE, settings.otel_endpoint)
+    start_metrics(settings.grpc_host, settings.metrics_port)
+    asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

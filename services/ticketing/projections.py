@@ -1,0 +1,172 @@
+"""Ticketing projections: the ticket list read model and the SLA deadline timers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.sqlstate import timers
+from careops_eventstore.timers import DueTimer, cancel_all, schedule
+from sqlalchemy import Connection, Table, bindparam, case, insert, update
+
+from ticketing import domain
+from ticketing.readmodels import tickets
+
+_T = tickets.c
+_OPEN, _ASSIGNED, _IN_PROGRESS = (
+    domain.Status.OPEN.value,
+    domain.Status.ASSIGNED.value,
+    domain.Status.IN_PROGRESS.value,
+)
+_RESTING = case((_T.assignee_id != "", _IN_PROGRESS), else_=_OPEN)
+
+
+def _update(**values: Any) -> Any:
+    """A prebuilt UPDATE of one ticket row; parameters ticket, at and version are bound later."""
+    return (
+        update(tickets)
+        .where(_T.ticket_id == bindparam("ticket"))
+        .values(updated_at=bindparam("at"), version=bindparam("version"), **values)
+    )
+
+
+# One statement per kind of change, built once: status moves are SQL CASE expressions, so no
+# event needs to read the row first.
+_INSERT = insert(tickets)
+_TOUCH = _update()
+_SET_STATUS = _update(status=bindparam("status"))
+_ASSIGN = _update(
+    assignee_id=bindparam("agent"), status=case((_T.status == _OPEN, _ASSIGNED), else_=_T.status)
+)
+_AGENT_REPLY = _update(
+    status=case((_T.status.in_((_OPEN, _ASSIGNED)), _IN_PROGRESS), else_=_T.status)
+)
+_PRIORITY = _update(priority=bindparam("priority"))
+_ESCALATE = _update(escalation_level=bindparam("level"))
+_RESUME = _update(status=_RESTING)
+_REOPEN = _update(status=_RESTING, reopen_count=_T.reopen_count + 1)
+_BREACH = _update(sla_breached=True)
+
+_STATUS_AFTER: dict[type, str] = {
+    domain.TicketHeld: domain.Status.ON_HOLD.value,
+    domain.TicketResolved: domain.Status.RESOLVED.value,
+    domain.TicketClosed: domain.Status.CLOSED.value,
+}
+
+
+def _change(payload: Any) -> tuple[Any, dict[str, Any]]:
+    """Returns the statement and the extra parameters that record one event."""
+    status = _STATUS_AFTER.get(type(payload))
+    if status is not None:
+        return _SET_STATUS, {"status": status}
+    match payload:
+        case domain.TicketAssigned():
+            return _ASSIGN, {"agent": payload.agent_id}
+        case domain.ReplyAdded(author=domain.Author.AGENT):
+            return _AGENT_REPLY, {}
+        case domain.PriorityChanged():
+            return _PRIORITY, {"priority": payload.to_priority.value}
+        case domain.TicketEscalated():
+            return _ESCALATE, {"level": payload.level}
+        case domain.TicketResumed():
+            return _RESUME, {}
+        case domain.TicketReopened():
+            return _REOPEN, {}
+        case domain.SlaBreached():
+            return _BREACH, {}
+    return _TOUCH, {}
+
+
+class TicketListProjection:
+    """Maintains `tickets`: one row per ticket with the fields agents filter on."""
+
+    name = "tickets"
+    tables: tuple[Table, ...] = (tickets,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        ticket_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        if isinstance(payload, domain.TicketOpened):
+            row = {
+                "ticket_id": ticket_id,
+                "opened_sequence": position,
+                "customer_id": payload.customer_id,
+                "channel": payload.channel.value,
+                "type": payload.type.value,
+                "priority": payload.priority.value,
+                "status": _OPEN,
+                "subject": payload.subject,
+                "assignee_id": "",
+                "escalation_level": 0,
+                "reopen_count": 0,
+                "sla_breached": False,
+                "created_at": at,
+                "updated_at": at,
+                "version": position,
+            }
+            connection.execute(_INSERT, row)
+            return
+        statement, parameters = _change(payload)
+        connection.execute(
+            statement, {"ticket": ticket_id, "at": at, "version": position, **parameters}
+        )
+
+
+def timer_id(
+    ticket_id: str, clock: domain.SlaClock, kind: domain.SlaTimerKind, due: datetime
+) -> str:
+    """Returns the deterministic id of one deadline (also the message id of its firing)."""
+    return f"sla.{ticket_id}.{clock.value}.{kind.value}.{int(due.timestamp() * 1000)}"
+
+
+class SlaTimerProjection:
+    """Keeps the `timers` table equal to the pending SLA deadlines of every ticket."""
+
+    name = "sla_timers"
+    tables: tuple[Table, ...] = (timers,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        ticket_id = event.envelope.aggregate_id
+        snapshot = getattr(event.event, "sla", None)
+        if isinstance(event.event, domain.SlaWarningRaised | domain.SlaBreached):
+            kind = (
+                domain.SlaTimerKind.WARNING
+                if isinstance(event.event, domain.SlaWarningRaised)
+                else domain.SlaTimerKind.BREACH
+            )
+            prefix = f"sla.{ticket_id}.{event.event.clock.value}.{kind.value}."
+            connection.execute(timers.delete().where(timers.c.timer_id.startswith(prefix)))
+            return
+        if isinstance(event.event, domain.TicketClosed):
+            cancel_all(connection, ticket_id)
+            return
+        if snapshot is None:
+            return
+        cancel_all(connection, ticket_id)
+        schedule(
+            connection,
+            *(
+                DueTimer(
+                    timer_id=timer_id(ticket_id, clock.clock, kind, due),
+                    aggregate_id=ticket_id,
+                    kind=f"sla_{kind.value}",
+                    due_at=due,
+                    data={"clock": clock.clock.value, "kind": kind.value},
+                )
+                for clock in snapshot.clocks
+                for kind, due in self._deadlines(clock)
+            ),
+        )
+
+    @staticmethod
+    def _deadlines(
+        clock: domain.SlaClockSnapshot,
+    ) -> list[tuple[domain.SlaTimerKind, datetime]]:
+        deadlines = []
+        if clock.running and clock.warn_at and not clock.warned:
+            deadlines.append((domain.SlaTimerKind.WARNING, clock.warn_at))
+        if clock.running and clock.due_at and not clock.breached:
+            deadlines.append((domain.SlaTimerKind.BREACH, clock.due_at))
+        return deadlines

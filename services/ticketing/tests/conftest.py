@@ -1,0 +1,61 @@
+"""Fixtures: the ticketing service in-process on a real NATS server and a real database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+
+from ticketing.main import TicketingService, TicketingSettings
+
+
+@asynccontextmanager
+async def running_service(
+    data_dir: Path, nats_url: str, **overrides: Any
+) -> AsyncIterator[TicketingService]:
+    """Starts TicketingService on a free port; stops it afterwards."""
+    settings = TicketingSettings(
+        nats_url=nats_url,
+        data_dir=str(data_dir),
+        grpc_port=0,
+        metrics_port=0,
+        timer_interval_seconds=0.1,
+        shutdown_grace_seconds=0,
+        **overrides,
+    )
+    service = TicketingService(settings)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+@pytest.fixture(scope="module")
+def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A NATS server of this test module's own, so streams and consumers start empty."""
+    server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def service(
+    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats
+) -> AsyncIterator[TicketingService]:
+    async with running_service(tmp_path_factory.mktemp("data"), module_nats.url) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def stub(service: TicketingService) -> AsyncIterator[ticketing_pb2_grpc.TicketingServiceStub]:
+    assert service.server is not None
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        yield ticketing_pb2_grpc.TicketingServiceStub(channel)

@@ -1,0 +1,229 @@
+"""Pure tests of the ticket aggregate: decide/evolve, SLA clocks, routing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ticketing import domain as d
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class AlwaysOpen:
+    def add_business_time(self, start: datetime, amount: timedelta) -> datetime:
+        return start + amount
+
+    def business_time_between(self, start: datetime, end: datetime) -> timedelta:
+        return max(end - start, timedelta(0))
+
+
+@dataclass(frozen=True)
+class Targets:
+    first_response: timedelta
+    resolution: timedelta
+
+
+class MinutePolicy:
+    """A 1-minute first-response / 5-minute resolution policy, 24x7, warning at 80 %."""
+
+    version = "test-1"
+    warn_ratio = 0.8
+
+    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+        factor = 0.5 if tier == "high_value" else 1.0
+        return Targets(timedelta(minutes=1) * factor, timedelta(minutes=5) * factor)
+
+    def calendar_for(self, *, channel: str) -> AlwaysOpen:
+        return AlwaysOpen()
+
+
+POLICY = MinutePolicy()
+
+
+def run(state: d.Ticket, command: d.Command, at: datetime) -> tuple[d.Ticket, list[d.TicketEvent]]:
+    events = d.decide(state, command, now=at, policy=POLICY)
+    for event in events:
+        state = d.evolve(state, event, at)
+    return state, events
+
+
+def opened(at: datetime = T0, **overrides: object) -> d.Ticket:
+    fields: dict[str, object] = {
+        "ticket_id": "T-1",
+        "customer_id": "C-1",
+        "channel": d.Channel.CHAT,
+        "type": d.TicketType.FAULT,
+        "priority": d.Priority.NORMAL,
+        "subject": "Broken",
+    }
+    fields.update(overrides)
+    state, _ = run(d.initial("T-1"), d.OpenTicket(**fields), at)  # type: ignore[arg-type]
+    return state
+
+
+def fire(
+    state: d.Ticket, clock: d.SlaClock, kind: d.SlaTimerKind, at: datetime
+) -> list[d.TicketEvent]:
+    return d.decide(state, d.FireSlaTimer(clock, kind), now=at, policy=POLICY)
+
+
+def test_open_starts_both_clocks_with_policy_targets() -> None:
+    state = opened()
+    first = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert state.status is d.Status.OPEN
+    assert first.due_at == T0 + timedelta(minutes=1)
+    assert first.warn_at == T0 + timedelta(seconds=48)
+    assert state.clocks[d.SlaClock.RESOLUTION].due_at == T0 + timedelta(minutes=5)
+
+
+def test_high_value_tier_gets_the_faster_targets() -> None:
+    state = opened(tier=d.CustomerTier.HIGH_VALUE)
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].due_at == T0 + timedelta(seconds=30)
+
+
+def test_open_validates_every_field_at_once() -> None:
+    with pytest.raises(d.InvalidCommand) as caught:
+        d.decide(
+            d.initial("T-1"),
+            d.OpenTicket("T-1", "", None, None, None, ""),
+            now=T0,
+            policy=POLICY,
+        )
+    fields = {name for name, _ in caught.value.violations}
+    assert fields == {"customer_id", "subject", "channel", "type", "priority"}
+
+
+def test_breach_fires_only_when_due_and_only_once() -> None:
+    state = opened()
+    assert (
+        fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, T0 + timedelta(seconds=59))
+        == []
+    )
+    at = T0 + timedelta(minutes=1)
+    events = fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, at)
+    assert events == [d.SlaBreached(d.SlaClock.FIRST_RESPONSE, at, timedelta(minutes=1))]
+    state = d.evolve(state, events[0], at)
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].breached
+    assert fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, at) == []
+
+
+def test_warning_fires_at_the_configured_share() -> None:
+    state = opened()
+    assert (
+        fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.WARNING, T0 + timedelta(seconds=47))
+        == []
+    )
+    events = fire(
+        state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.WARNING, T0 + timedelta(seconds=48)
+    )
+    assert isinstance(events[0], d.SlaWarningRaised)
+
+
+def test_hold_waiting_for_customer_pauses_and_resume_continues_the_clock() -> None:
+    state = opened()
+    state, _ = run(state, d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0 + timedelta(seconds=20))
+    clock = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert clock.paused and not clock.running and clock.consumed == timedelta(seconds=20)
+    # Ten minutes on hold: nothing may fire.
+    later = T0 + timedelta(minutes=10)
+    assert fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, later) == []
+    state, _ = run(state, d.ResumeTicket(), later)
+    assert state.status is d.Status.OPEN
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].due_at == later + timedelta(seconds=40)
+
+
+def test_hold_for_a_third_party_does_not_pause() -> None:
+    state = opened()
+    state, events = run(state, d.HoldTicket(d.HoldReason.WAITING_THIRD_PARTY), T0)
+    assert events == [d.TicketHeld(d.HoldReason.WAITING_THIRD_PARTY, "", False, None)]
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].running
+
+
+def test_customer_reply_resumes_a_ticket_waiting_for_them() -> None:
+    state = opened()
+    state, _ = run(state, d.AssignTicket("a1"), T0)
+    state, _ = run(state, d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0)
+    state, events = run(
+        state, d.AddReply(d.Author.CUSTOMER, "C-1", "done"), T0 + timedelta(hours=1)
+    )
+    assert [type(e) for e in events] == [d.ReplyAdded, d.TicketResumed]
+    assert state.status is d.Status.IN_PROGRESS
+
+
+def test_first_agent_reply_meets_the_first_response_clock() -> None:
+    state = opened()
+    state, _ = run(state, d.AddReply(d.Author.AGENT, "a1", "hello"), T0 + timedelta(seconds=30))
+    clock = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert clock.met and not clock.running
+    assert state.first_responded_at == T0 + timedelta(seconds=30)
+    assert state.status is d.Status.IN_PROGRESS
+
+
+def test_priority_change_retargets_running_clocks() -> None:
+    state = opened()
+
+    class Faster(MinutePolicy):
+        def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+            minutes = 0.5 if priority == "urgent" else 1
+            return Targets(timedelta(minutes=minutes), timedelta(minutes=5 * minutes))
+
+    at = T0 + timedelta(seconds=10)
+    events = d.decide(state, d.ChangePriority(d.Priority.URGENT), now=at, policy=Faster())
+    state = d.evolve(state, events[0], at)
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].due_at == T0 + timedelta(seconds=30)
+
+
+def test_resolve_reopen_close_lifecycle_and_first_contact() -> None:
+    state = opened()
+    state, _ = run(state, d.AddReply(d.Author.AGENT, "a1", "fixed"), T0)
+    state, events = run(state, d.ResolveTicket("done"), T0 + timedelta(minutes=2))
+    assert isinstance(events[0], d.TicketResolved) and events[0].first_contact
+    assert state.clocks[d.SlaClock.RESOLUTION].met
+    state, _ = run(state, d.ReopenTicket("not fixed"), T0 + timedelta(minutes=30))
+    resolution = state.clocks[d.SlaClock.RESOLUTION]
+    # Two minutes were used before resolving; the reopened clock continues from there.
+    assert resolution.due_at == T0 + timedelta(minutes=33)
+    state, events = run(state, d.ResolveTicket(), T0 + timedelta(minutes=31))
+    assert isinstance(events[0], d.TicketResolved) and not events[0].first_contact
+    state, _ = run(state, d.CloseTicket(), T0 + timedelta(minutes=32))
+    assert state.status is d.Status.CLOSED
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        d.ResolveTicket(),
+        d.ReopenTicket(),
+        d.AssignTicket("a"),
+        d.HoldTicket(d.HoldReason.WAITING_CUSTOMER),
+        d.ResumeTicket(),
+        d.AddReply(d.Author.AGENT, "a", "x"),
+        d.CloseTicket(),
+    ],
+)
+def test_closed_tickets_refuse_changes(command: d.Command) -> None:
+    state = opened()
+    state, _ = run(state, d.ResolveTicket(), T0)
+    state, _ = run(state, d.CloseTicket(), T0)
+    with pytest.raises(d.IllegalTransition, match="closed"):
+        d.decide(state, command, now=T0, policy=POLICY)
+
+
+def test_commands_on_missing_tickets_are_not_found() -> None:
+    with pytest.raises(d.TicketNotFound):
+        d.decide(d.initial("T-x"), d.ResolveTicket(), now=T0, policy=POLICY)
+
+
+def test_suggestion_prefers_matching_skills_then_lower_load() -> None:
+    state = opened(type=d.TicketType.COMPLAINT, channel=d.Channel.PHONE)
+    agents = [
+        d.Agent("junior", frozenset({"complaint", "phone"}), 10),
+        d.Agent("senior-busy", frozenset({"complaint", "phone", "senior"}), 10),
+        d.Agent("senior-free", frozenset({"complaint", "phone", "senior"}), 10),
+        d.Agent("full", frozenset({"complaint", "phone", "senior"}), 2),
+    ]
+    ranked = d.suggest_agents(state, agents, {"senior-busy": 5, "full": 2})
+    assert [s.agent_id for s in ranked] == ["senior-free", "junior", "senior-busy"]

@@ -1,0 +1,225 @@
+"""charts/careops agrees with the services: ports, probes, CAREOPS_* variables, security."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from careops_cli.platform import SERVICES, ServiceSpec
+from incident.application import load_matrix, load_teams
+from incident.main import IncidentSettings
+from pydantic import AliasChoices
+from pydantic_settings import BaseSettings
+from ticketing.main import TicketingSettings
+from ticketing.sla import load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "careops"
+HELM = ROOT / ".tools" / "helm"
+RELEASE = "careops"
+# careops_cli.platform.SERVICES name -> (chart component, settings class the process reads).
+CHART_SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
+    "ticketing": ("ticketing", TicketingSettings),
+    "incident": ("incident-crisis", IncidentSettings),
+}
+# ARCHITECTURE §5 for the services whose packages are not built yet: values key -> ports.
+PREPARED_PORTS = {
+    "customerProfile": (50052, 9102),
+    "qualityScoring": (50054, 9104),
+    "gateway": (50050, 9105),
+}
+# Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
+POLICY_FILES: dict[str, tuple[Path, Callable[[str | None], object]]] = {
+    "sla.yaml": (ROOT / "services" / "ticketing" / "sla_default.yaml", load_policy),
+    "response-matrix.yaml": (ROOT / "services" / "incident" / "matrix_default.yaml", load_matrix),
+    "oncall.yaml": (ROOT / "services" / "incident" / "oncall_default.yaml", load_teams),
+}
+VARIANTS = {
+    "default": [],
+    "production": ["-f", str(CHART / "values-production.yaml")],
+}
+
+Manifest = dict[str, Any]
+
+
+def helm_binary() -> Path:
+    """Returns .tools/helm, fetched by scripts/chart-check.sh when missing."""
+    if not HELM.exists():
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "chart-check.sh"), "fetch-helm"],
+            check=True,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+        )
+    return HELM
+
+
+def helm_template(*args: str) -> subprocess.CompletedProcess[str]:
+    """Returns the finished `helm template` of the chart with `args`."""
+    command = [str(helm_binary()), "template", RELEASE, str(CHART), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def render(*args: str) -> list[Manifest]:
+    """Returns the chart's objects rendered with `args`."""
+    result = helm_template(*args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def find(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    """Returns the object of `kind` called `name`."""
+    for doc in manifests:
+        if doc["kind"] == kind and doc["metadata"]["name"] == name:
+            return doc
+    raise AssertionError(f"no {kind} {name} in the rendered chart")
+
+
+def env_names(settings: type[BaseSettings]) -> set[str]:
+    """Returns every environment variable that sets a field of `settings`."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    names: set[str] = set()
+    for field, info in settings.model_fields.items():
+        names.add((prefix + field).upper())
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(c for c in alias.choices if isinstance(c, str) and c.startswith(prefix))
+        elif isinstance(alias, str):
+            names.add(alias)
+    return names
+
+
+def container_of(deployment: Manifest) -> Manifest:
+    containers: list[Manifest] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def env_of(container: Manifest) -> dict[str, Manifest]:
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
+    return render(*VARIANTS[request.param])
+
+
+@pytest.fixture(scope="module")
+def all_services() -> list[Manifest]:
+    """The chart with every prepared service switched on."""
+    flags = [f"{key}.enabled=true" for key in PREPARED_PORTS]
+    return render("--set", ",".join(flags))
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: ServiceSpec) -> None:
+    assert spec.name in CHART_SERVICES, f"{spec.name} runs in `careops up` but not in the chart"
+    component, _ = CHART_SERVICES[spec.name]
+    name = f"{RELEASE}-{component}"
+    container = container_of(find(manifests, "Deployment", name))
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port}
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == spec.grpc_port, probe
+    env = env_of(container)
+    assert env[spec.port_env]["value"] == str(spec.grpc_port)
+    assert env[spec.metrics_env]["value"] == str(spec.metrics_port)
+    service = find(manifests, "Service", name)
+    service_ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
+    assert service_ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port}
+    policy = find(manifests, "NetworkPolicy", name)
+    ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert ingress_ports == {spec.grpc_port, spec.metrics_port}
+
+
+@pytest.mark.parametrize("service", sorted(CHART_SERVICES))
+def test_every_careops_variable_is_a_real_setting(
+    manifests: list[Manifest], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    component, settings = CHART_SERVICES[service]
+    env = env_of(container_of(find(manifests, "Deployment", f"{RELEASE}-{component}")))
+    unknown = sorted(set(env) - env_names(settings))
+    assert not unknown, f"{component} sets variables {settings.__name__} does not read: {unknown}"
+    assert env["CAREOPS_GRPC_HOST"]["value"] == "0.0.0.0"
+    assert env["CAREOPS_NATS_URL"]["value"].startswith("nats://")
+    assert env["CAREOPS_DATA_DIR"]["value"].startswith("/tmp/")
+    database = env["CAREOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+    assert database == {"name": "careops-database", "key": "url"}
+    # The process, given exactly the chart's environment, validates it and reads every value.
+    for name in [name for name in os.environ if name.startswith("CAREOPS_")]:
+        monkeypatch.delenv(name)
+    for name, entry in env.items():
+        monkeypatch.setenv(name, entry.get("value", f"secret-{name.lower()}"))
+    loaded = settings()
+    for field in ("grpc_host", "grpc_port", "metrics_port", "nats_url", "stream_replicas"):
+        assert str(getattr(loaded, field)) in {entry.get("value") for entry in env.values()}
+
+
+def test_production_runs_three_stream_replicas() -> None:
+    production = render(*VARIANTS["production"])
+    for component, _ in CHART_SERVICES.values():
+        name = f"{RELEASE}-{component}"
+        env = env_of(container_of(find(production, "Deployment", name)))
+        assert env["CAREOPS_STREAM_REPLICAS"]["value"] == "3"
+        hpa = find(production, "HorizontalPodAutoscaler", name)
+        assert hpa["spec"]["minReplicas"] >= 3
+        assert find(production, "PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
+
+
+def test_policy_files_are_the_service_defaults_and_mounted(manifests: list[Manifest]) -> None:
+    config = find(manifests, "ConfigMap", f"{RELEASE}-policies")["data"]
+    for key, (source, loader) in POLICY_FILES.items():
+        assert (CHART / "files" / key).read_text() == source.read_text(), f"files/{key} drifted"
+        assert config[key] == source.read_text()
+        loader(str(CHART / "files" / key))
+    for component, _ in CHART_SERVICES.values():
+        container = container_of(find(manifests, "Deployment", f"{RELEASE}-{component}"))
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        for entry in env_of(container).values():
+            if entry["name"].endswith("_FILE"):
+                directory, key = entry["value"].rsplit("/", 1)
+                assert directory == mounts["policies"] and key in config, entry
+
+
+def test_every_container_is_locked_down(all_services: list[Manifest]) -> None:
+    deployments = [doc for doc in all_services if doc["kind"] == "Deployment"]
+    assert len(deployments) == len(CHART_SERVICES) + len(PREPARED_PORTS)
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["topologySpreadConstraints"]
+        volumes = {volume["name"]: volume for volume in pod["volumes"]}
+        assert "emptyDir" in volumes["tmp"]
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["runAsNonRoot"] is True
+            assert context["runAsUser"] == 10001  # the Dockerfile's user
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"]["drop"] == ["ALL"]
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+
+
+@pytest.mark.parametrize("key", sorted(PREPARED_PORTS))
+def test_prepared_services_use_the_architecture_ports(
+    all_services: list[Manifest], key: str
+) -> None:
+    component = {"customerProfile": "customer-profile", "qualityScoring": "quality-scoring"}
+    name = f"{RELEASE}-{component.get(key, key)}"
+    container = container_of(find(all_services, "Deployment", name))
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    grpc, metrics = PREPARED_PORTS[key]
+    assert ports["grpc"] == grpc and ports["metrics"] == metrics
+    assert container["readinessProbe"]["grpc"]["port"] == grpc
+
+
+def test_schema_rejects_negative_replicas() -> None:
+    result = helm_template("--set", "ticketing.replicas=-1")
+    assert result.returncode != 0
+    assert "/ticketing/replicas" in result.stderr

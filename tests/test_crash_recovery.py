@@ -1,0 +1,121 @@
+"""kill -9 mid-stream, restart: the read model equals a fresh rebuild from the log."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+from careops.ticketing.v1 import ticketing_pb2 as pb
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as t
+from careops_eventstore.jetstream import JetStreamEventStore, connect
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_eventstore.projection import apply_batch
+from careops_platform.db import make_engine, migrate
+from ticketing.application import CODEC, STREAM
+from ticketing.projections import TicketListProjection
+
+from tests.support import ServiceProcess, ticket_rows, wait_serving
+
+MIGRATIONS = Path(__file__).parents[1] / "services" / "ticketing" / "migrations"
+
+
+def drive(address: str, stop: threading.Event, opened: list[str]) -> None:
+    """Opens tickets and replies to them until stopped; tolerates the service dying."""
+    with grpc.insecure_channel(address) as channel:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        while not stop.is_set():
+            try:
+                response = stub.OpenTicket(
+                    pb.OpenTicketRequest(
+                        customer_id="C-crash",
+                        channel=t.CHANNEL_APP,
+                        type=t.TICKET_TYPE_FAULT,
+                        priority=t.PRIORITY_NORMAL,
+                        subject=f"crash {uuid.uuid4().hex[:6]}",
+                    ),
+                    timeout=2,
+                )
+                opened.append(response.ticket.ticket_id)
+                stub.AddReply(
+                    pb.AddReplyRequest(
+                        ticket_id=response.ticket.ticket_id, author=t.AUTHOR_AGENT, body="hi"
+                    ),
+                    timeout=2,
+                )
+            except grpc.RpcError:
+                time.sleep(0.05)
+
+
+async def rebuild_from_log(nats_url: str, path: Path) -> list[dict[str, object]]:
+    """Replays the whole stream into an empty database; returns its ticket rows."""
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine, MIGRATIONS)
+    nc = await connect(nats_url, name="rebuild")
+    store = JetStreamEventStore(nc)
+    after = 0
+    while True:
+        page = await store.read_stream(stream=STREAM.name, after_sequence=after, limit=500)
+        if not page:
+            break
+        apply_batch(
+            engine, TicketListProjection(), CODEC, STREAM.name, page, [m.sequence for m in page]
+        )
+        after = page[-1].sequence
+    last = await store.last_sequence(STREAM.name)
+    await nc.close()
+    assert after == last
+    return ticket_rows(engine)
+
+
+async def wait_caught_up(nats_url: str, data_dir: Path, timeout: float = 20) -> None:
+    nc = await connect(nats_url, name="probe")
+    last = await JetStreamEventStore(nc).last_sequence(STREAM.name)
+    await nc.close()
+    engine = make_engine(f"sqlite:///{data_dir / 'ticketing.db'}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = ticket_rows(engine)
+        if rows and max(int(str(r["version"])) for r in rows) >= last:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("projection did not catch up")
+
+
+async def test_kill_9_mid_stream_then_restart_matches_a_fresh_rebuild(tmp_path: Path) -> None:
+    nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    service = ServiceProcess(data_dir=data_dir, nats_url=nats.url)
+    try:
+        for _round in range(3):
+            service.start()
+            stop = threading.Event()
+            opened: list[str] = []
+            writers = [
+                threading.Thread(target=drive, args=(service.address, stop, opened))
+                for _ in range(4)
+            ]
+            for writer in writers:
+                writer.start()
+            await asyncio.sleep(1.0)
+            service.kill()  # mid-stream: writers are still sending
+            stop.set()
+            for writer in writers:
+                writer.join()
+            assert opened, "the load generator never got a ticket through"
+        service.start()
+        assert wait_serving(service.address, 10)
+        await wait_caught_up(nats.url, data_dir)
+        recovered = ticket_rows(make_engine(f"sqlite:///{data_dir / 'ticketing.db'}"))
+        rebuilt = await rebuild_from_log(nats.url, tmp_path / "rebuilt.db")
+        assert len(recovered) == len(rebuilt) > 0
+        assert recovered == rebuilt
+        assert service.terminate() == 0
+    finally:
+        service.kill()
+        nats.stop()

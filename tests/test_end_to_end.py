@@ -1,0 +1,142 @@
+"""End to end as a user would: `careops up`, then the CLI against it, then Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from careops_eventstore.nats_embedded import free_port
+
+from tests.support import wait_serving
+
+CAREOPS = [sys.executable, "-m", "careops_cli"]
+
+
+def careops(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CAREOPS, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def careops_json(env: dict[str, str], *args: str) -> Any:
+    result = careops(env, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
+    grpc_port, nats_port, incident_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "CAREOPS_INCIDENT_GRPC_PORT": str(incident_port),
+        "CAREOPS_INCIDENT_METRICS_PORT": str(free_port()),
+        "CAREOPS_TICKETING_GRPC_PORT": str(grpc_port),
+        "CAREOPS_TICKETING_METRICS_PORT": str(free_port()),
+        "CAREOPS_EMBEDDED_NATS_PORT": str(nats_port),
+        "COLUMNS": "200",
+    }
+    env.pop("CAREOPS_NATS_URL", None)
+    log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
+    up = subprocess.Popen(
+        [*CAREOPS, "up", "--data-dir", str(tmp_path / "var")],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        for port in (grpc_port, incident_port):
+            assert wait_serving(f"127.0.0.1:{port}", 60), (tmp_path / "up.log").read_text()
+        ticket = careops_json(
+            env,
+            "ticket",
+            "open",
+            "--customer",
+            "C-1001",
+            "--channel",
+            "email",
+            "--type",
+            "complaint",
+            "--priority",
+            "high",
+            "--subject",
+            "Refund not received",
+        )
+        ticket_id = ticket["ticket_id"]
+        assert ticket["status"] == "TICKET_STATUS_OPEN"
+        shown = careops_json(env, "ticket", "show", ticket_id)
+        assert shown["subject"] == "Refund not received"
+        assigned = careops_json(env, "ticket", "assign", ticket_id)
+        assert assigned["assignee_id"] == "agent-zhang"
+        replied = careops_json(env, "ticket", "reply", ticket_id, "--body", "We are on it")
+        assert replied["status"] == "TICKET_STATUS_IN_PROGRESS"
+        resolved = careops_json(
+            env, "ticket", "resolve", ticket_id, "--resolution", "Refund issued"
+        )
+        assert resolved["status"] == "TICKET_STATUS_RESOLVED"
+        listed: list[dict[str, Any]] = []
+        for _ in range(50):
+            listed = careops_json(env, "ticket", "list", "--customer", "C-1001").get("tickets", [])
+            if listed and listed[0]["status"] == "TICKET_STATUS_RESOLVED":
+                break
+            time.sleep(0.1)
+        assert [item["ticket_id"] for item in listed] == [ticket_id]
+        rebuilt = careops(env, "projections", "rebuild", "tickets")
+        assert rebuilt.returncode == 0 and "rebuilt tickets" in rebuilt.stdout, rebuilt.stderr
+        again = careops_json(env, "ticket", "list", "--customer", "C-1001")["tickets"]
+        assert again == listed
+
+        # On-call: a level-A crash pages technical support; the on-call watches and acknowledges.
+        declared = careops_json(
+            env,
+            "incident",
+            "declare",
+            "--type",
+            "server_crash",
+            "--title",
+            "DB cluster down",
+            "--users",
+            "100000",
+            "--core",
+            "1",
+            "--elapsed",
+            "60",
+            "--exposure",
+            "0.5",
+        )
+        assert declared["level"] == "INCIDENT_LEVEL_A"
+        watched = careops(
+            env, "oncall", "watch", "--team", "technical_support", "--count", "1", "--json"
+        )
+        assert watched.returncode == 0, watched.stderr
+        alert = json.loads(watched.stdout)
+        assert alert["incident_id"] == declared["incident_id"] and alert["replayed"] is True
+        acked = careops_json(env, "oncall", "ack", alert["page_id"], "--member", alert["member_id"])
+        assert acked["status"] == "INCIDENT_STATUS_ACKNOWLEDGED"
+
+        bad = careops(
+            env, "ticket", "open", "--customer", "C-1001", "--subject", " ", "--channel", "email"
+        )
+        assert bad.returncode == 1
+        assert "INVALID_ARGUMENT" in bad.stderr and "subject" in bad.stderr
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(30)
+        log.close()
+    output = (tmp_path / "up.log").read_text()
+    assert code == 0, output
+    assert "ticketing |" in output  # service logs are prefixed
+    assert "incident |" in output
+    assert not any(port_open(port) for port in (grpc_port, nats_port, incident_port))

@@ -1,0 +1,72 @@
+"""With NATS stopped commands fail fast with UNAVAILABLE; when NATS returns the service recovers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+from careops.ticketing.v1 import ticketing_pb2 as pb
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as t
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from ticketing.tests.conftest import running_service
+
+OPEN = pb.OpenTicketRequest(
+    customer_id="C-outage",
+    channel=t.CHANNEL_PHONE,
+    type=t.TICKET_TYPE_FAULT,
+    priority=t.PRIORITY_URGENT,
+    subject="Line is dead",
+)
+
+
+async def health_status(channel: grpc.aio.Channel) -> int:
+    reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    return int(reply.status)
+
+
+async def test_commands_fail_fast_while_nats_is_down_and_recover_after(tmp_path: Path) -> None:
+    nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
+    try:
+        async with running_service(tmp_path / "data", nats.url) as service:
+            assert service.server is not None
+            address = f"127.0.0.1:{service.server.port}"
+            async with grpc.aio.insecure_channel(address) as channel:
+                stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+                before = await stub.OpenTicket(OPEN)
+                nats.stop()
+                await asyncio.sleep(0.3)  # let the client notice the closed connection
+                started = time.monotonic()
+                try:
+                    await stub.OpenTicket(OPEN, timeout=10)
+                    raise AssertionError("append succeeded without NATS")
+                except grpc.aio.AioRpcError as exc:
+                    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                    assert "NATS" in (exc.details() or "")
+                assert time.monotonic() - started < 1.0
+                assert await health_status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+                nats.start()
+                deadline = time.monotonic() + 20
+                after = None
+                while after is None and time.monotonic() < deadline:
+                    try:
+                        after = await stub.OpenTicket(OPEN, timeout=5)
+                    except grpc.aio.AioRpcError as exc:
+                        assert exc.code() == grpc.StatusCode.UNAVAILABLE
+                        await asyncio.sleep(0.2)
+                assert after is not None, "service did not recover after NATS came back"
+                # Nothing half-written: the failed command left no event behind.
+                assert after.sequence == before.sequence + 1
+                assert await health_status(channel) == health_pb2.HealthCheckResponse.SERVING
+                got = await stub.GetTicket(pb.GetTicketRequest(ticket_id=before.ticket.ticket_id))
+                assert got.ticket.subject == "Line is dead"
+                listed = await stub.ListTickets(
+                    pb.ListTicketsRequest(customer_id="C-outage", min_sequence=after.sequence)
+                )
+                assert len(listed.tickets) == 2
+    finally:
+        nats.stop()
