@@ -19,9 +19,9 @@ from typing import Any
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_sla import default_policy
 from ticketing.application import STREAM, SUBJECT_PREFIX, TicketingApp
 from ticketing.main import TicketingService, TicketingSettings
-from ticketing.sla import default_policy
 
 from bench.common import (
     CLIENTS,

@@ -20,10 +20,10 @@ from typing import Any
 
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.memory import InMemoryEventStore
+from careops_sla import default_policy
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from ticketing.application import TicketingApp
-from ticketing.sla import default_policy
 
 from bench.common import Report, embedded_nats, postgres_parts, rate, ratio, scratch_postgres
 from bench.workload import STEPS, run_tickets

@@ -20,9 +20,9 @@ from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.projection import ProjectionRunner, apply_batch
 from careops_platform.db import make_engine, migrate
+from careops_sla import default_policy
 from ticketing.application import CODEC, STREAM, TicketingApp
 from ticketing.projections import TicketListProjection
-from ticketing.sla import default_policy
 
 from bench.common import (
     REPO,

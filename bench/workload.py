@@ -9,9 +9,9 @@ import uuid
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.memory import InMemoryEventStore
+from careops_sla import default_policy
 from ticketing import domain as d
 from ticketing.application import STREAM, TicketingApp
-from ticketing.sla import default_policy
 
 STEPS = 4  # commands (and events) per ticket
 OPEN_REQUEST = pb.OpenTicketRequest(

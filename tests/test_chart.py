@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import yaml
 from careops_cli.platform import SERVICES, ServiceSpec
+from careops_sla import load_policy
 from incident.application import load_matrix, load_teams
 from incident.main import IncidentSettings
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 from ticketing.main import TicketingSettings
-from ticketing.sla import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "careops"
@@ -35,7 +35,7 @@ PREPARED_PORTS = {
 }
 # Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
 POLICY_FILES: dict[str, tuple[Path, Callable[[str | None], object]]] = {
-    "sla.yaml": (ROOT / "services" / "ticketing" / "sla_default.yaml", load_policy),
+    "sla.yaml": (ROOT / "libs" / "careops_sla" / "sla_default.yaml", load_policy),
     "response-matrix.yaml": (ROOT / "services" / "incident" / "matrix_default.yaml", load_matrix),
     "oncall.yaml": (ROOT / "services" / "incident" / "oncall_default.yaml", load_teams),
 }

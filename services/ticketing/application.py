@@ -17,10 +17,10 @@ from careops_eventstore.aggregates import (
 )
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
+from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
 from ticketing import domain
-from ticketing.sla import SlaPolicy
 
 log = logging.getLogger(__name__)
 

@@ -132,7 +132,7 @@ class Targets(Protocol):
 
 
 class Policy(Protocol):
-    """What decide needs of an SLA policy (implemented by ticketing.sla.SlaPolicy)."""
+    """What decide needs of an SLA policy (implemented by careops_sla.SlaPolicy)."""
 
     @property
     def version(self) -> str: ...

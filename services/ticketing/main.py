@@ -7,6 +7,7 @@ import contextlib
 import logging
 from pathlib import Path
 
+import careops_sla as sla
 from careops.common.v1 import admin_pb2_grpc
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore.jetstream import JetStreamEventStore
@@ -21,7 +22,7 @@ from careops_platform.settings import ServiceSettings, load_settings
 from careops_platform.telemetry import configure_tracing
 from pydantic import AliasChoices, Field
 
-from ticketing import grpc_api, sla
+from ticketing import grpc_api
 from ticketing.application import STREAM, TicketingApp, load_agents
 from ticketing.projections import SlaTimerProjection, TicketListProjection
 

@@ -14,6 +14,7 @@ from careops_eventstore.model import RecordedBatch
 from careops_eventstore.projection import apply_batch, read_checkpoint, reset
 from careops_eventstore.sqlstate import timers
 from careops_platform.db import make_engine, migrate
+from careops_sla import default_policy
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -22,7 +23,6 @@ from tests.support import ticket_rows
 from ticketing import domain as d
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import SlaTimerProjection, TicketListProjection
-from ticketing.sla import default_policy
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

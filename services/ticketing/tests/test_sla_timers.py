@@ -7,6 +7,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import careops_sla
 import grpc
 import pytest
 import yaml
@@ -27,7 +28,9 @@ FIRST_RESPONSE_SECONDS = 1.5
 
 def short_policy(path: Path) -> Path:
     """The default policy with every cell overridden to seconds, 24x7 for chat."""
-    data = yaml.safe_load(Path(__file__).parents[1].joinpath("sla_default.yaml").read_text())
+    data = yaml.safe_load(
+        Path(careops_sla.__file__).parent.joinpath("sla_default.yaml").read_text()
+    )
     data["version"] = "test-seconds-1"
     data["overrides"] = [{"first_response": f"{FIRST_RESPONSE_SECONDS}s", "resolution": "60s"}]
     target = path / "sla.yaml"

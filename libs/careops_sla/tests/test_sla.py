@@ -15,11 +15,11 @@ import holidays
 import pytest
 import yaml
 
-from ticketing import sla
+import careops_sla as sla
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NEW_YORK = ZoneInfo("America/New_York")
-DEFAULT_YAML = Path(__file__).parents[1] / "sla_default.yaml"
+DEFAULT_YAML = Path(sla.__file__).parent / "sla_default.yaml"
 STEP = timedelta(minutes=15)
 
 

@@ -612,8 +612,8 @@ def _parse_override(index: int, spec: Any) -> Override:
 
 
 def default_policy() -> SlaPolicy:
-    """The built-in policy (package data `ticketing/sla_default.yaml`): the documents' numbers."""
-    text = importlib.resources.files("ticketing").joinpath("sla_default.yaml").read_text("utf-8")
+    """The built-in policy (package data `careops_sla/sla_default.yaml`): the documents' numbers."""
+    text = importlib.resources.files("careops_sla").joinpath("sla_default.yaml").read_text("utf-8")
     return parse_policy(yaml.safe_load(text))
 
 
