@@ -1,0 +1,594 @@
+"""Survey aggregate (one per ticket, with its follow-up) and SLA what-if replay. Pure: no I/O,
+no clock, no protobuf.
+
+decide(state, command, now=...) -> events;  evolve(state, event, at) -> state.
+The lower half holds the subset of ticketing and incident events quality reads (their field
+names match the other contexts' protobuf messages) and `replay_sla`, which recomputes SLA
+outcomes of a ticket's recorded timeline under any policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+from careops_emotion import Emotion
+
+MAX_COMMENT = 5_000
+MAX_NOTE = 2_000
+MAX_ID = 100
+FOLLOW_UP_AFTER = timedelta(hours=24)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class QualityError(Exception):
+    """Base of the quality domain's errors."""
+
+
+class InvalidCommand(QualityError):
+    """The command's fields are invalid; `violations` lists (field, description)."""
+
+    def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {why}" for name, why in violations))
+        self.violations = tuple(violations)
+
+
+class TicketUnknown(QualityError):
+    """Quality has never seen the ticket (in its projection of ticketing's events)."""
+
+
+class SurveyNotFound(QualityError):
+    """The ticket has no survey."""
+
+
+class SurveyAlreadySubmitted(QualityError):
+    """The ticket already has its one survey."""
+
+
+class IllegalTransition(QualityError):
+    """The command is not allowed in the survey's current state."""
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class SurveySubmitted:
+    ticket_id: str
+    customer_id: str
+    agent_id: str
+    channel: str
+    ticket_type: str
+    priority: str
+    csat: int
+    nps: int
+    has_nps: bool
+    comment: str
+    emotion: Emotion
+    emotion_score: float
+    submitted_at: datetime
+    follow_up_required: bool
+    follow_up_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FollowUpOverdue:
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class FollowUpRecorded:
+    agent_id: str
+    note: str
+    solved: bool
+    late: bool
+
+
+SurveyEvent = SurveySubmitted | FollowUpOverdue | FollowUpRecorded
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    """What quality's ticket projection knows of a ticket when a survey arrives."""
+
+    ticket_id: str
+    customer_id: str
+    agent_id: str
+    channel: str
+    ticket_type: str
+    priority: str
+    resolved: bool
+
+
+@dataclass(frozen=True)
+class SubmitSurvey:
+    ticket: TicketFacts | None
+    csat: int
+    nps: int | None
+    comment: str
+    emotion: Emotion
+    emotion_score: float
+    follow_up_after: timedelta = FOLLOW_UP_AFTER
+
+
+@dataclass(frozen=True)
+class MarkFollowUpOverdue:
+    """Sent by the timer scheduler when a follow-up's due time has passed."""
+
+
+@dataclass(frozen=True)
+class RecordFollowUp:
+    agent_id: str
+    note: str
+    solved: bool
+
+
+Command = SubmitSurvey | MarkFollowUpOverdue | RecordFollowUp
+
+
+# ----------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class Survey:
+    ticket_id: str
+    exists: bool = False
+    submitted: SurveySubmitted | None = None
+    overdue: bool = False
+    done_at: datetime | None = None
+    follow_up: FollowUpRecorded | None = None
+
+
+def initial(ticket_id: str) -> Survey:
+    """Returns the state of a ticket without a survey."""
+    return Survey(ticket_id=ticket_id)
+
+
+def is_negative(csat: int, nps: int | None) -> bool:
+    """Negative feedback (DOMAIN §4): CSAT <= 2 or NPS <= 6."""
+    return csat <= 2 or (nps is not None and nps <= 6)
+
+
+# ----------------------------------------------------------------------------- decide
+
+
+def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[str, str]]:
+    if required and not value.strip():
+        return [(name, "must not be empty")]
+    if len(value) > limit:
+        return [(name, f"must be at most {limit} characters")]
+    return []
+
+
+def validate_survey(csat: int, nps: int | None, comment: str) -> list[tuple[str, str]]:
+    """Returns the violations of a survey's answers."""
+    violations = []
+    if not 1 <= csat <= 5:
+        violations.append(("csat", f"must be 1..5, got {csat}"))
+    if nps is not None and not 0 <= nps <= 10:
+        violations.append(("nps", f"must be 0..10, got {nps}"))
+    return violations + _text("comment", comment, required=False, limit=MAX_COMMENT)
+
+
+def decide(state: Survey, command: Command, *, now: datetime) -> list[SurveyEvent]:
+    """Returns the events a command produces; raises a QualityError when it is not allowed."""
+    if isinstance(command, SubmitSurvey):
+        return _submit(state, command, now)
+    if not state.exists or state.submitted is None:
+        raise SurveyNotFound(f"ticket {state.ticket_id} has no survey")
+    if isinstance(command, MarkFollowUpOverdue):
+        due = state.submitted.follow_up_due_at
+        if due is None or state.overdue or state.done_at is not None or due > now:
+            return []
+        return [FollowUpOverdue(due)]
+    violations = _text("agent_id", command.agent_id, required=True, limit=MAX_ID)
+    violations += _text("note", command.note, required=True, limit=MAX_NOTE)
+    if violations:
+        raise InvalidCommand(violations)
+    if not state.submitted.follow_up_required:
+        raise IllegalTransition(f"the survey of {state.ticket_id} needs no follow-up")
+    if state.done_at is not None:
+        raise IllegalTransition(f"the follow-up of {state.ticket_id} is already recorded")
+    due = state.submitted.follow_up_due_at
+    late = state.overdue or (due is not None and now > due)
+    return [FollowUpRecorded(command.agent_id.strip(), command.note, command.solved, late)]
+
+
+def _submit(state: Survey, command: SubmitSurvey, now: datetime) -> list[SurveyEvent]:
+    violations = validate_survey(command.csat, command.nps, command.comment)
+    if violations:
+        raise InvalidCommand(violations)
+    ticket = command.ticket
+    if ticket is None:
+        raise TicketUnknown(f"ticket {state.ticket_id} is unknown")
+    if state.exists:
+        raise SurveyAlreadySubmitted(f"ticket {state.ticket_id} already has a survey")
+    if not ticket.resolved:
+        raise IllegalTransition(f"ticket {state.ticket_id} is not resolved yet")
+    negative = is_negative(command.csat, command.nps)
+    return [
+        SurveySubmitted(
+            ticket_id=ticket.ticket_id,
+            customer_id=ticket.customer_id,
+            agent_id=ticket.agent_id,
+            channel=ticket.channel,
+            ticket_type=ticket.ticket_type,
+            priority=ticket.priority,
+            csat=command.csat,
+            nps=command.nps or 0,
+            has_nps=command.nps is not None,
+            comment=command.comment,
+            emotion=command.emotion,
+            emotion_score=command.emotion_score,
+            submitted_at=now,
+            follow_up_required=negative,
+            follow_up_due_at=now + command.follow_up_after if negative else None,
+        )
+    ]
+
+
+def evolve(state: Survey, event: SurveyEvent, at: datetime) -> Survey:
+    """Returns the state after one event recorded at `at`."""
+    match event:
+        case SurveySubmitted():
+            return replace(state, exists=True, submitted=event)
+        case FollowUpOverdue():
+            return replace(state, overdue=True)
+        case FollowUpRecorded():
+            return replace(state, done_at=at, follow_up=event)
+    return state
+
+
+# ----------------------------------------------------------------------------- other contexts
+
+
+class Channel(StrEnum):
+    PHONE = "phone"
+    EMAIL = "email"
+    CHAT = "chat"
+    SOCIAL = "social"
+    APP = "app"
+    WEB = "web"
+    STORE = "store"
+
+
+class TicketType(StrEnum):
+    CONSULTATION = "consultation"
+    FAULT = "fault"
+    COMPLAINT = "complaint"
+    RETURN = "return"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class CustomerTier(StrEnum):
+    HIGH_VALUE = "high_value"
+    POTENTIAL = "potential"
+    REGULAR = "regular"
+    LOW_FREQUENCY = "low_frequency"
+
+
+class Author(StrEnum):
+    AGENT = "agent"
+    CUSTOMER = "customer"
+
+
+class SlaClock(StrEnum):
+    FIRST_RESPONSE = "first_response"
+    RESOLUTION = "resolution"
+
+
+class IncidentLevel(StrEnum):
+    A = "a"
+    B = "b"
+    C = "c"
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    ticket_id: str
+    customer_id: str
+    channel: Channel
+    type: TicketType
+    priority: Priority
+    tier: CustomerTier | None = None
+
+
+@dataclass(frozen=True)
+class TicketAssigned:
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class ReplyAdded:
+    author: Author | None
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    to_priority: Priority
+
+
+@dataclass(frozen=True)
+class TicketEscalated:
+    level: int
+
+
+@dataclass(frozen=True)
+class TicketHeld:
+    clocks_paused: bool
+
+
+@dataclass(frozen=True)
+class TicketResumed:
+    pass
+
+
+@dataclass(frozen=True)
+class TicketResolved:
+    first_contact: bool
+
+
+@dataclass(frozen=True)
+class TicketReopened:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketClosed:
+    note: str
+
+
+@dataclass(frozen=True)
+class SlaBreached:
+    clock: SlaClock
+
+
+@dataclass(frozen=True)
+class IncidentDeclared:
+    incident_id: str
+    level: IncidentLevel
+    drill: bool
+
+
+@dataclass(frozen=True)
+class IncidentReassessed:
+    to_level: IncidentLevel
+
+
+@dataclass(frozen=True)
+class IncidentEscalated:
+    to_level: IncidentLevel
+
+
+@dataclass(frozen=True)
+class PageAcknowledged:
+    page_id: str
+
+
+@dataclass(frozen=True)
+class IncidentResolved:
+    summary: str
+
+
+# ----------------------------------------------------------------------------- SLA what-if
+
+
+class Calendar(Protocol):
+    def business_time_between(self, start: datetime, end: datetime) -> timedelta: ...
+
+
+class Targets(Protocol):
+    @property
+    def first_response(self) -> timedelta: ...
+
+    @property
+    def resolution(self) -> timedelta: ...
+
+
+class Policy(Protocol):
+    """What the replay needs of an SLA policy (implemented by careops_sla.SlaPolicy)."""
+
+    @property
+    def version(self) -> str: ...
+
+    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets: ...
+
+    def calendar_for(self, *, channel: str) -> Calendar: ...
+
+
+class Step(StrEnum):
+    """The SLA-relevant moments of a ticket, recorded by the timeline projection."""
+
+    OPENED = "opened"
+    AGENT_REPLY = "agent_reply"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    PRIORITY = "priority"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    at: datetime
+    step: Step
+    # The priority for OPENED and PRIORITY steps.
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class TicketSla:
+    """Where a ticket's SLA stands after replaying its timeline."""
+
+    responded: bool
+    first_response_breached: bool
+    resolved: bool
+    resolution_breached: bool
+
+
+@dataclass
+class _ReplayClock:
+    consumed: timedelta = timedelta(0)
+    since: datetime | None = None
+    breached: bool = False
+    done: bool = False
+
+    def halt(self, at: datetime, calendar: Calendar, target: timedelta) -> None:
+        if self.since is not None:
+            self.consumed += calendar.business_time_between(self.since, at)
+            self.since = None
+        if self.consumed > target:
+            self.breached = True
+
+
+def replay_sla(
+    *,
+    channel: str,
+    priority: str,
+    tier: str,
+    steps: Sequence[TimelineStep],
+    policy: Policy,
+    as_of: datetime,
+) -> TicketSla:
+    """Replays a ticket's SLA clocks under `policy`: business time of the channel's calendar,
+    paused while waiting for the customer, first response stopped by the first agent reply,
+    resolution stopped by a resolution and restarted by a reopening; a clock is breached when
+    its consumed time exceeded its target (for the priority in force) at any halt, target
+    change, or at `as_of` if still running."""
+    calendar = policy.calendar_for(channel=channel)
+    first, resolution = _ReplayClock(), _ReplayClock()
+
+    def targets() -> Targets:
+        return policy.targets_for(channel=channel, priority=priority, tier=tier)
+
+    def halt_all(at: datetime) -> None:
+        first.halt(at, calendar, targets().first_response)
+        resolution.halt(at, calendar, targets().resolution)
+
+    paused = False
+    for item in steps:
+        at = item.at
+        match item.step:
+            case Step.OPENED:
+                first.since = resolution.since = at
+                priority = item.value or priority
+            case Step.AGENT_REPLY if not first.done and first.since is not None:
+                first.halt(at, calendar, targets().first_response)
+                first.done = True
+            case Step.PAUSED:
+                halt_all(at)
+                paused = True
+            case Step.RESUMED if paused:
+                paused = False
+                first.since = None if first.done else at
+                resolution.since = None if resolution.done else at
+            case Step.PRIORITY:
+                halt_all(at)
+                priority = item.value
+                halt_all(at)
+                if not paused:
+                    first.since = None if first.done else at
+                    resolution.since = None if resolution.done else at
+            case Step.RESOLVED:
+                halt_all(at)
+                first.done = resolution.done = True
+                paused = False
+            case Step.REOPENED:
+                resolution.done = False
+                resolution.since = at
+    if first.since is not None:
+        first.halt(as_of, calendar, targets().first_response)
+    if resolution.since is not None:
+        resolution.halt(as_of, calendar, targets().resolution)
+    return TicketSla(first.done, first.breached, resolution.done, resolution.breached)
+
+
+# ----------------------------------------------------------------------------- KPIs
+
+
+@dataclass(frozen=True)
+class CrisisKpis:
+    level: str
+    incidents: int = 0
+    acknowledged: int = 0
+    acknowledge_seconds_mean: float = 0.0
+    resolved: int = 0
+    resolve_seconds_mean: float = 0.0
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """Every KPI of docs/kpis.md for one filter and period (ratios 0..1, 0 without data)."""
+
+    tickets_opened: int = 0
+    tickets_resolved: int = 0
+    backlog: int = 0
+    surveys: int = 0
+    csat_satisfied_ratio: float = 0.0
+    csat_mean: float = 0.0
+    nps_responses: int = 0
+    nps: float = 0.0
+    fcr_ratio: float = 0.0
+    first_responses: int = 0
+    first_response_seconds_mean: float = 0.0
+    resolution_seconds_mean: float = 0.0
+    aht_seconds: float = 0.0
+    first_responses_on_time: int = 0
+    sla_compliance_ratio: float = 0.0
+    sla_breaches: int = 0
+    escalation_ratio: float = 0.0
+    reopen_ratio: float = 0.0
+    survey_response_ratio: float = 0.0
+    crisis: tuple[CrisisKpis, ...] = ()
+    quality_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScoreComponent:
+    name: str
+    value: float
+    weight: float
+    present: bool
+
+
+# Quality (what the customer felt) 0.55, efficiency (how the work went) 0.45: never one alone.
+SCORE_WEIGHTS = {"csat": 0.30, "nps": 0.10, "no_reopen": 0.15, "fcr": 0.20, "sla": 0.25}
+
+
+def score_components(kpis: Kpis) -> list[ScoreComponent]:
+    """Returns the balanced score's inputs, each 0..1, and whether it had data."""
+    resolved = kpis.tickets_resolved > 0
+    values = {
+        "csat": (kpis.csat_satisfied_ratio, kpis.surveys > 0),
+        "nps": ((kpis.nps + 100.0) / 200.0, kpis.nps_responses > 0),
+        "no_reopen": (1.0 - kpis.reopen_ratio, resolved),
+        "fcr": (kpis.fcr_ratio, resolved),
+        "sla": (kpis.sla_compliance_ratio, kpis.first_responses > 0),
+    }
+    return [
+        ScoreComponent(name, values[name][0], weight, values[name][1])
+        for name, weight in SCORE_WEIGHTS.items()
+    ]
+
+
+def quality_score(components: Sequence[ScoreComponent]) -> float:
+    """Returns 100 · Σ w·x / Σ w over the components with data (0 when none has data)."""
+    present = [c for c in components if c.present]
+    total = sum(c.weight for c in present)
+    if not total:
+        return 0.0
+    return round(100.0 * sum(c.weight * c.value for c in present) / total, 4)

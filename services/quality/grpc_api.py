@@ -1,0 +1,441 @@
+"""QualityService over gRPC: proto <-> domain translation and error -> status mapping only."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import careops_sla
+import grpc
+import yaml
+from careops.quality.v1 import quality_pb2 as pb
+from careops.quality.v1 import quality_pb2_grpc, types_pb2
+from careops.ticketing.v1 import types_pb2 as ticket_types
+from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_platform.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from careops_platform.requests import actor, command_id
+from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from quality import domain, readmodels
+from quality.application import QualityApp
+from quality.projections import IncidentFactsProjection, SurveyProjection, TicketFactsProjection
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
+TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+MAX_DAYS = 92
+MAX_POLICY = 100_000
+
+EMOTION = types_pb2.Emotion.DESCRIPTOR
+FOLLOW_UP = types_pb2.FollowUpStatus.DESCRIPTOR
+CHANNEL = ticket_types.Channel.DESCRIPTOR
+TYPE = ticket_types.TicketType.DESCRIPTOR
+PRIORITY = ticket_types.Priority.DESCRIPTOR
+FOLLOW_UP_STATUS = {
+    types_pb2.FOLLOW_UP_STATUS_PENDING: readmodels.FOLLOW_UP_PENDING,
+    types_pb2.FOLLOW_UP_STATUS_OVERDUE: readmodels.FOLLOW_UP_OVERDUE,
+    types_pb2.FOLLOW_UP_STATUS_DONE: readmodels.FOLLOW_UP_DONE,
+}
+FOLLOW_UP_NUMBER = {value: number for number, value in FOLLOW_UP_STATUS.items()}
+
+WaitFor = Callable[[str, int, float], Awaitable[bool]]
+
+
+def error_map() -> dict[type[Exception], grpc.StatusCode]:
+    """Returns how domain errors map to gRPC status codes."""
+    return {
+        domain.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
+        domain.TicketUnknown: grpc.StatusCode.NOT_FOUND,
+        domain.SurveyNotFound: grpc.StatusCode.NOT_FOUND,
+        domain.SurveyAlreadySubmitted: grpc.StatusCode.ALREADY_EXISTS,
+        domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+
+
+def _translate(exc: domain.QualityError) -> Exception:
+    if isinstance(exc, domain.InvalidCommand):
+        violations = [FieldViolation(name, why) for name, why in exc.violations]
+        return InvalidArgument(f"invalid request: {exc}", violations)
+    if isinstance(exc, domain.TicketUnknown | domain.SurveyNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, domain.SurveyAlreadySubmitted):
+        return AlreadyExists(str(exc))
+    return FailedPrecondition(str(exc))
+
+
+def _ticket_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument(
+            "ticket_id is required", [FieldViolation("ticket_id", "must not be empty")]
+        )
+    if not TICKET_ID.match(value):
+        raise InvalidArgument(
+            f"ticket_id {value!r} is not a valid ticket id",
+            [FieldViolation("ticket_id", "letters, digits, '-' and '_' only, at most 64")],
+        )
+    return value
+
+
+def _stamp(value: datetime | None) -> Timestamp | None:
+    if value is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def survey_to_proto(state: domain.Survey, version: int) -> pb.Survey:
+    """Returns the API view of a survey aggregate."""
+    submitted = state.submitted
+    assert submitted is not None
+    message = pb.Survey(
+        ticket_id=state.ticket_id,
+        customer_id=submitted.customer_id,
+        agent_id=submitted.agent_id,
+        csat=submitted.csat,
+        comment=submitted.comment,
+        emotion=enum_to_proto(submitted.emotion, EMOTION),
+        emotion_score=submitted.emotion_score,
+        submitted_at=_stamp(submitted.submitted_at),
+        follow_up_required=submitted.follow_up_required,
+        follow_up_due_at=_stamp(submitted.follow_up_due_at),
+        follow_up_status=_status(state),
+        version=version,
+    )
+    if submitted.has_nps:
+        message.nps = submitted.nps
+    return message
+
+
+def _status(state: domain.Survey) -> types_pb2.FollowUpStatus.ValueType:
+    if state.submitted is None or not state.submitted.follow_up_required:
+        return types_pb2.FOLLOW_UP_STATUS_UNSPECIFIED
+    if state.done_at is not None:
+        return types_pb2.FOLLOW_UP_STATUS_DONE
+    if state.overdue:
+        return types_pb2.FOLLOW_UP_STATUS_OVERDUE
+    return types_pb2.FOLLOW_UP_STATUS_PENDING
+
+
+def follow_up_to_proto(row: Any) -> pb.FollowUp:
+    message = pb.FollowUp(
+        ticket_id=row.ticket_id,
+        customer_id=row.customer_id,
+        agent_id=row.agent_id,
+        csat=row.csat,
+        emotion=enum_to_proto(domain.Emotion(row.emotion), EMOTION),
+        due_at=_stamp(readmodels.aware(row.follow_up_due_at)),
+        status=FOLLOW_UP_NUMBER.get(row.follow_up_status, types_pb2.FOLLOW_UP_STATUS_UNSPECIFIED),
+        done_at=_stamp(readmodels.aware(row.done_at)),
+        note=row.note,
+    )
+    if row.nps is not None:
+        message.nps = row.nps
+    return message
+
+
+def kpis_to_proto(kpis: domain.Kpis, day: datetime | None = None) -> pb.Kpis:
+    message = pb.Kpis()
+    dataclass_to_message(kpis, message)
+    if day is not None:
+        message.day.FromDatetime(day)
+    return message
+
+
+def period_from_proto(message: pb.Period, now: datetime) -> readmodels.Period:
+    start = message.start.ToDatetime(tzinfo=now.tzinfo) if message.HasField("start") else None
+    end = message.end.ToDatetime(tzinfo=now.tzinfo) if message.HasField("end") else None
+    if start is not None and end is not None and start >= end:
+        raise InvalidArgument(
+            "period.start must be before period.end",
+            [FieldViolation("period", "start must be before end")],
+        )
+    return readmodels.Period(start, end)
+
+
+class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
+    """gRPC front of QualityApp and the quality read models."""
+
+    def __init__(
+        self,
+        app: QualityApp,
+        engine: Engine,
+        wait_for: WaitFor,
+        read_wait_seconds: float,
+        *,
+        teams: Mapping[str, Sequence[str]],
+        policy: careops_sla.SlaPolicy,
+    ) -> None:
+        self._app = app
+        self._engine = engine
+        self._wait_for = wait_for
+        self._read_wait = read_wait_seconds
+        self._teams = {name: tuple(agents) for name, agents in teams.items()}
+        self._policy = policy
+
+    async def _wait(self, projection: str, sequence: int, what: str) -> None:
+        if sequence and not await self._wait_for(projection, sequence, self._read_wait):
+            raise DeadlineExceeded(f"{what} has not reached sequence {sequence} yet; retry")
+
+    async def _read(self, query: Callable[[Session], Any]) -> Any:
+        def run() -> Any:
+            with Session(self._engine) as session:
+                return query(session)
+
+        return await asyncio.to_thread(run)
+
+    async def SubmitSurvey(
+        self, request: pb.SubmitSurveyRequest, context: Any
+    ) -> pb.SubmitSurveyResponse:
+        ticket_id = _ticket_id(request.ticket_id)
+        nps = request.nps if request.HasField("nps") else None
+        violations = domain.validate_survey(request.csat, nps, request.comment)
+        if violations:
+            raise _translate(domain.InvalidCommand(violations))
+        await self._wait(
+            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
+        )
+        facts = await self._read(
+            lambda session: readmodels.ticket_facts(session=session, ticket_id=ticket_id)
+        )
+        try:
+            result = await self._app.submit_survey(
+                facts,
+                ticket_id,
+                csat=request.csat,
+                nps=nps,
+                comment=request.comment,
+                command_id=command_id(),
+                actor=actor(),
+            )
+        except domain.QualityError as exc:
+            raise _translate(exc) from exc
+        return pb.SubmitSurveyResponse(
+            survey=survey_to_proto(result.state, result.sequence), sequence=result.sequence
+        )
+
+    async def GetSurvey(self, request: pb.GetSurveyRequest, context: Any) -> pb.GetSurveyResponse:
+        try:
+            state, version = await self._app.get(_ticket_id(request.ticket_id))
+        except domain.QualityError as exc:
+            raise _translate(exc) from exc
+        return pb.GetSurveyResponse(survey=survey_to_proto(state, version))
+
+    async def ListFollowUps(
+        self, request: pb.ListFollowUpsRequest, context: Any
+    ) -> pb.ListFollowUpsResponse:
+        if request.page_size > MAX_PAGE:
+            raise InvalidArgument(
+                f"page_size must be at most {MAX_PAGE}",
+                [FieldViolation("page_size", f"at most {MAX_PAGE}")],
+            )
+        if request.status and request.status not in FOLLOW_UP_STATUS:
+            raise InvalidArgument(
+                f"unknown follow-up status {request.status}",
+                [FieldViolation("status", "unknown value")],
+            )
+        await self._wait(SurveyProjection.name, request.min_sequence, "the follow-up list")
+        status = FOLLOW_UP_STATUS.get(request.status, "")
+        limit = request.page_size or DEFAULT_PAGE
+        rows = await self._read(
+            lambda session: readmodels.follow_ups(session=session, status=status, limit=limit)
+        )
+        return pb.ListFollowUpsResponse(follow_ups=[follow_up_to_proto(row) for row in rows])
+
+    async def RecordFollowUp(
+        self, request: pb.RecordFollowUpRequest, context: Any
+    ) -> pb.RecordFollowUpResponse:
+        ticket_id = _ticket_id(request.ticket_id)
+        command = domain.RecordFollowUp(request.agent_id, request.note, request.solved)
+        try:
+            result = await self._app.execute(
+                ticket_id, command, command_id=command_id(), actor=actor()
+            )
+        except domain.QualityError as exc:
+            raise _translate(exc) from exc
+        survey = survey_to_proto(result.state, result.sequence)
+        follow_up = pb.FollowUp(
+            ticket_id=ticket_id,
+            customer_id=survey.customer_id,
+            agent_id=request.agent_id.strip(),
+            csat=survey.csat,
+            emotion=survey.emotion,
+            due_at=survey.follow_up_due_at,
+            status=survey.follow_up_status,
+            done_at=_stamp(result.state.done_at),
+            note=request.note,
+        )
+        if survey.HasField("nps"):
+            follow_up.nps = survey.nps
+        return pb.RecordFollowUpResponse(follow_up=follow_up, sequence=result.sequence)
+
+    def _filter(self, message: pb.KpiFilter) -> readmodels.KpiFilter:
+        agents: tuple[str, ...] = ()
+        if message.agent_id and message.team:
+            raise InvalidArgument(
+                "filter: give agent_id or team, not both",
+                [FieldViolation("filter.team", "not together with agent_id")],
+            )
+        if message.agent_id:
+            agents = (message.agent_id,)
+        if message.team:
+            if message.team not in self._teams:
+                known = ", ".join(sorted(self._teams)) or "none"
+                raise NotFound(f"no team named {message.team!r} (known: {known})")
+            agents = self._teams[message.team]
+        channel = enum_from_proto(message.channel, CHANNEL, domain.Channel)
+        type_ = enum_from_proto(message.type, TYPE, domain.TicketType)
+        priority = enum_from_proto(message.priority, PRIORITY, domain.Priority)
+        return readmodels.KpiFilter(
+            agent_ids=agents,
+            channel=channel.value if channel else "",
+            type=type_.value if type_ else "",
+            priority=priority.value if priority else "",
+        )
+
+    async def GetKpis(self, request: pb.GetKpisRequest, context: Any) -> pb.GetKpisResponse:
+        where = self._filter(request.filter)
+        period = period_from_proto(request.period, self._app.clock())
+        days: list[datetime] = []
+        if request.by_day:
+            if period.start is None or period.end is None:
+                raise InvalidArgument(
+                    "by_day needs a period with start and end",
+                    [FieldViolation("period", "start and end are required with by_day")],
+                )
+            day = period.start.replace(hour=0, minute=0, second=0, microsecond=0)
+            while day < period.end:
+                days.append(day)
+                day += timedelta(days=1)
+            if len(days) > MAX_DAYS:
+                raise InvalidArgument(
+                    f"by_day covers at most {MAX_DAYS} days",
+                    [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
+                )
+        await self._wait(
+            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
+        )
+        await self._wait(SurveyProjection.name, request.min_sequence, "the survey projection")
+        await self._wait(
+            IncidentFactsProjection.name, request.incident_min_sequence, "the incident projection"
+        )
+
+        def query(session: Session) -> pb.GetKpisResponse:
+            response = pb.GetKpisResponse(
+                kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period))
+            )
+            for day in days:
+                bounded = readmodels.Period(
+                    max(day, period.start or day), min(day + timedelta(days=1), period.end or day)
+                )
+                values = readmodels.kpis(session=session, where=where, period=bounded)
+                response.by_day.append(kpis_to_proto(values, day))
+            return response
+
+        return await self._read(query)  # type: ignore[no-any-return]
+
+    async def GetScorecard(
+        self, request: pb.GetScorecardRequest, context: Any
+    ) -> pb.GetScorecardResponse:
+        subject = request.WhichOneof("subject")
+        if subject is None or not getattr(request, subject):
+            raise InvalidArgument(
+                "give agent_id or team", [FieldViolation("subject", "agent_id or team required")]
+            )
+        where = self._filter(pb.KpiFilter(**{subject: getattr(request, subject)}))
+        period = period_from_proto(request.period, self._app.clock())
+        kpis = await self._read(
+            lambda session: readmodels.kpis(session=session, where=where, period=period)
+        )
+        components = domain.score_components(kpis)
+        return pb.GetScorecardResponse(
+            agent_id=request.agent_id,
+            team=request.team,
+            kpis=kpis_to_proto(kpis),
+            quality_score=domain.quality_score(components),
+            components=[
+                pb.ScoreComponent(name=c.name, value=c.value, weight=c.weight, present=c.present)
+                for c in components
+            ],
+        )
+
+    async def WhatIf(self, request: pb.WhatIfRequest, context: Any) -> pb.WhatIfResponse:
+        alternative = parse_policy(request.policy_yaml)
+        where = self._filter(request.filter)
+        now = self._app.clock()
+        period = period_from_proto(request.period, now)
+        as_of = min(period.end, now) if period.end else now
+        timelines = await self._read(
+            lambda session: readmodels.sla_timelines(session=session, where=where, period=period)
+        )
+
+        def replay() -> pb.WhatIfResponse:
+            return pb.WhatIfResponse(
+                actual=sla_outcome(timelines, self._policy, as_of),
+                alternative=sla_outcome(timelines, alternative, as_of),
+                tickets=len(timelines),
+            )
+
+        return await asyncio.to_thread(replay)
+
+
+def parse_policy(text: str) -> careops_sla.SlaPolicy:
+    """Returns the SLA policy of a YAML document; INVALID_ARGUMENT naming the bad key."""
+    if not text.strip():
+        raise InvalidArgument(
+            "policy_yaml is required", [FieldViolation("policy_yaml", "must not be empty")]
+        )
+    if len(text) > MAX_POLICY:
+        raise InvalidArgument(
+            f"policy_yaml is longer than {MAX_POLICY} characters",
+            [FieldViolation("policy_yaml", "too long")],
+        )
+    try:
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise careops_sla.PolicyError("policy: must be a YAML mapping")
+        return careops_sla.parse_policy(data)
+    except (yaml.YAMLError, careops_sla.PolicyError, ValueError, TypeError) as exc:
+        raise InvalidArgument(
+            f"invalid SLA policy: {exc}", [FieldViolation("policy_yaml", str(exc)[:200])]
+        ) from exc
+
+
+def sla_outcome(
+    timelines: Sequence[tuple[Any, Sequence[domain.TimelineStep]]],
+    policy: careops_sla.SlaPolicy,
+    as_of: datetime,
+) -> pb.SlaOutcome:
+    """Returns compliance and breach counts of the tickets replayed under `policy`."""
+    outcome = pb.SlaOutcome(policy_version=policy.version)
+    for row, steps in timelines:
+        sla = domain.replay_sla(
+            channel=row.channel,
+            priority=row.priority,
+            tier=row.tier,
+            steps=steps,
+            policy=policy,
+            as_of=as_of,
+        )
+        if sla.responded:
+            outcome.first_responses += 1
+            outcome.first_responses_on_time += not sla.first_response_breached
+        outcome.first_response_breaches += sla.first_response_breached
+        outcome.resolutions += sla.resolved
+        outcome.resolution_breaches += sla.resolution_breached
+    if outcome.first_responses:
+        outcome.sla_compliance_ratio = outcome.first_responses_on_time / outcome.first_responses
+    return outcome

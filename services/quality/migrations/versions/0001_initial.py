@@ -1,0 +1,119 @@
+"""Initial quality read models: ticket facts, SLA timelines, surveys, incidents, checkpoints,
+timers.
+
+Revision ID: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "projection_checkpoints",
+        sa.Column("projection", sa.String(100), primary_key=True),
+        sa.Column("stream", sa.String(100), nullable=False),
+        sa.Column("last_sequence", sa.BigInteger, nullable=False),
+        sa.Column("unknown_events", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "timers",
+        sa.Column("timer_id", sa.String(200), primary_key=True),
+        sa.Column("aggregate_id", sa.String(100), nullable=False, index=True),
+        sa.Column("kind", sa.String(50), nullable=False),
+        sa.Column("due_at", TS, nullable=False, index=True),
+        sa.Column("data", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "quality_tickets",
+        sa.Column("ticket_id", sa.String(64), primary_key=True),
+        sa.Column("customer_id", sa.String(100), nullable=False),
+        sa.Column("channel", sa.String(20), nullable=False),
+        sa.Column("type", sa.String(20), nullable=False),
+        sa.Column("priority", sa.String(20), nullable=False),
+        sa.Column("tier", sa.String(20), nullable=False),
+        sa.Column("agent_id", sa.String(100), nullable=False),
+        sa.Column("opened_at", TS, nullable=False),
+        sa.Column("first_response_at", TS),
+        sa.Column("first_response_seconds", sa.Float),
+        sa.Column("first_response_on_time", sa.Boolean),
+        sa.Column("first_resolved_at", TS),
+        sa.Column("resolution_seconds", sa.Float),
+        sa.Column("first_contact", sa.Boolean),
+        sa.Column("resolved", sa.Boolean, nullable=False),
+        sa.Column("closed", sa.Boolean, nullable=False),
+        sa.Column("reopen_count", sa.Integer, nullable=False),
+        sa.Column("escalated", sa.Boolean, nullable=False),
+        sa.Column("first_response_breached", sa.Boolean, nullable=False),
+        sa.Column("breaches", sa.Integer, nullable=False),
+        sa.Column("handle_seconds", sa.Float, nullable=False),
+        sa.Column("active_since", TS),
+        sa.Column("version", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_quality_tickets_opened", "quality_tickets", ["opened_at"])
+    op.create_index("ix_quality_tickets_agent", "quality_tickets", ["agent_id", "opened_at"])
+    op.create_table(
+        "quality_sla_timeline",
+        sa.Column("ticket_id", sa.String(64), primary_key=True),
+        sa.Column("sequence", sa.BigInteger, primary_key=True),
+        sa.Column("position", sa.Integer, primary_key=True),
+        sa.Column("at", TS, nullable=False),
+        sa.Column("step", sa.String(20), nullable=False),
+        sa.Column("value", sa.String(20), nullable=False),
+    )
+    op.create_table(
+        "quality_surveys",
+        sa.Column("ticket_id", sa.String(64), primary_key=True),
+        sa.Column("customer_id", sa.String(100), nullable=False),
+        sa.Column("agent_id", sa.String(100), nullable=False),
+        sa.Column("channel", sa.String(20), nullable=False),
+        sa.Column("type", sa.String(20), nullable=False),
+        sa.Column("priority", sa.String(20), nullable=False),
+        sa.Column("csat", sa.Integer, nullable=False),
+        sa.Column("nps", sa.Integer),
+        sa.Column("comment", sa.Text, nullable=False),
+        sa.Column("emotion", sa.String(20), nullable=False),
+        sa.Column("emotion_score", sa.Float, nullable=False),
+        sa.Column("submitted_at", TS, nullable=False),
+        sa.Column("follow_up_required", sa.Boolean, nullable=False),
+        sa.Column("follow_up_due_at", TS),
+        sa.Column("follow_up_status", sa.String(20), nullable=False),
+        sa.Column("done_at", TS),
+        sa.Column("note", sa.Text, nullable=False),
+        sa.Column("sequence", sa.BigInteger, nullable=False),
+        sa.Column("version", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_quality_surveys_submitted", "quality_surveys", ["submitted_at"])
+    op.create_index(
+        "ix_quality_surveys_follow_up", "quality_surveys", ["follow_up_status", "follow_up_due_at"]
+    )
+    op.create_table(
+        "quality_incidents",
+        sa.Column("incident_id", sa.String(64), primary_key=True),
+        sa.Column("level", sa.String(1), nullable=False),
+        sa.Column("drill", sa.Boolean, nullable=False),
+        sa.Column("declared_at", TS, nullable=False),
+        sa.Column("acknowledged_at", TS),
+        sa.Column("acknowledge_seconds", sa.Float),
+        sa.Column("resolved_at", TS),
+        sa.Column("resolve_seconds", sa.Float),
+    )
+
+
+def downgrade() -> None:
+    for table in (
+        "quality_incidents",
+        "quality_surveys",
+        "quality_sla_timeline",
+        "quality_tickets",
+        "timers",
+        "projection_checkpoints",
+    ):
+        op.drop_table(table)

@@ -1,0 +1,291 @@
+"""Quality projections: ticket facts and SLA timelines (ticketing stream), incidents (incident
+stream), surveys and follow-up timers (own stream)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.sqlstate import timers
+from careops_eventstore.timers import DueTimer, cancel, schedule
+from sqlalchemy import Connection, Table, insert, select, update
+
+from quality import domain as d
+from quality.readmodels import (
+    FOLLOW_UP_DONE,
+    FOLLOW_UP_NONE,
+    FOLLOW_UP_OVERDUE,
+    FOLLOW_UP_PENDING,
+    aware,
+    incidents,
+    surveys,
+    tickets,
+    timeline,
+)
+
+
+def _seconds(start: Any, end: datetime) -> float:
+    begin = aware(start)
+    assert begin is not None
+    return (end - begin).total_seconds()
+
+
+class TicketFactsProjection:
+    """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
+
+    name = "quality_tickets"
+    tables: tuple[Table, ...] = (tickets, timeline)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        envelope = event.envelope
+        if envelope.aggregate_type != "ticket":
+            return
+        ticket_id = envelope.aggregate_id
+        at = from_timestamp(envelope.occurred_at)
+        if isinstance(payload, d.TicketOpened):
+            connection.execute(
+                insert(tickets).values(
+                    ticket_id=ticket_id,
+                    customer_id=payload.customer_id,
+                    channel=payload.channel.value,
+                    type=payload.type.value,
+                    priority=payload.priority.value,
+                    tier=(payload.tier or d.CustomerTier.REGULAR).value,
+                    agent_id="",
+                    opened_at=at,
+                    resolved=False,
+                    closed=False,
+                    reopen_count=0,
+                    escalated=False,
+                    first_response_breached=False,
+                    breaches=0,
+                    handle_seconds=0.0,
+                    active_since=at,
+                    version=position,
+                )
+            )
+            self._step(connection, ticket_id, position, at, d.Step.OPENED, payload.priority.value)
+            return
+        row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+        if row is None:
+            return
+        changes = self._changes(connection, row, payload, at, position)
+        changes["version"] = position
+        connection.execute(
+            update(tickets).where(tickets.c.ticket_id == ticket_id).values(**changes)
+        )
+
+    def _changes(
+        self, connection: Connection, row: Any, payload: Any, at: datetime, position: int
+    ) -> dict[str, Any]:
+        ticket_id = row.ticket_id
+        step = self._step
+        match payload:
+            case d.TicketAssigned():
+                return {"agent_id": payload.agent_id}
+            case d.ReplyAdded(author=d.Author.AGENT) if row.first_response_at is None:
+                step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)
+                return {
+                    "first_response_at": at,
+                    "first_response_seconds": _seconds(row.opened_at, at),
+                    "first_response_on_time": not row.first_response_breached,
+                }
+            case d.PriorityChanged():
+                step(connection, ticket_id, position, at, d.Step.PRIORITY, payload.to_priority)
+                return {"priority": payload.to_priority.value}
+            case d.TicketEscalated():
+                return {"escalated": True}
+            case d.TicketHeld():
+                if payload.clocks_paused:
+                    step(connection, ticket_id, position, at, d.Step.PAUSED)
+                return self._halt(row, at)
+            case d.TicketResumed():
+                step(connection, ticket_id, position, at, d.Step.RESUMED)
+                return {"active_since": at} if not row.resolved else {}
+            case d.TicketResolved():
+                step(connection, ticket_id, position, at, d.Step.RESOLVED)
+                changes = {**self._halt(row, at), "resolved": True}
+                if row.first_resolved_at is None:
+                    changes.update(
+                        first_resolved_at=at,
+                        resolution_seconds=_seconds(row.opened_at, at),
+                        first_contact=payload.first_contact,
+                    )
+                return changes
+            case d.TicketReopened():
+                step(connection, ticket_id, position, at, d.Step.REOPENED)
+                return {
+                    "resolved": False,
+                    "reopen_count": row.reopen_count + 1,
+                    "active_since": at,
+                }
+            case d.TicketClosed():
+                return {"closed": True, "resolved": True, **self._halt(row, at)}
+            case d.SlaBreached():
+                changes = {"breaches": row.breaches + 1}
+                if payload.clock is d.SlaClock.FIRST_RESPONSE:
+                    changes["first_response_breached"] = True
+                return changes
+        return {}
+
+    @staticmethod
+    def _halt(row: Any, at: datetime) -> dict[str, Any]:
+        """Adds the running handling segment to handle_seconds."""
+        if row.active_since is None:
+            return {}
+        return {
+            "handle_seconds": row.handle_seconds + _seconds(row.active_since, at),
+            "active_since": None,
+        }
+
+    @staticmethod
+    def _step(
+        connection: Connection,
+        ticket_id: str,
+        position: int,
+        at: datetime,
+        step: d.Step,
+        value: str = "",
+    ) -> None:
+        index = connection.execute(
+            select(timeline.c.position)
+            .where(timeline.c.ticket_id == ticket_id, timeline.c.sequence == position)
+            .order_by(timeline.c.position.desc())
+        ).scalar()
+        connection.execute(
+            insert(timeline).values(
+                ticket_id=ticket_id,
+                sequence=position,
+                position=0 if index is None else index + 1,
+                at=at,
+                step=step.value,
+                value=str(value),
+            )
+        )
+
+
+class IncidentFactsProjection:
+    """Maintains quality_incidents: level, drill flag and response times per incident."""
+
+    name = "quality_incidents"
+    tables: tuple[Table, ...] = (incidents,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        envelope = event.envelope
+        if envelope.aggregate_type != "incident":
+            return
+        incident_id = envelope.aggregate_id
+        at = from_timestamp(envelope.occurred_at)
+        if isinstance(payload, d.IncidentDeclared):
+            connection.execute(
+                insert(incidents).values(
+                    incident_id=incident_id,
+                    level=payload.level.value.upper(),
+                    drill=payload.drill,
+                    declared_at=at,
+                )
+            )
+            return
+        row = connection.execute(
+            select(incidents).where(incidents.c.incident_id == incident_id)
+        ).first()
+        if row is None:
+            return
+        changes: dict[str, Any] = {}
+        match payload:
+            case d.IncidentReassessed() | d.IncidentEscalated():
+                changes = {"level": payload.to_level.value.upper()}
+            case d.PageAcknowledged() if row.acknowledged_at is None:
+                changes = {
+                    "acknowledged_at": at,
+                    "acknowledge_seconds": _seconds(row.declared_at, at),
+                }
+            case d.IncidentResolved() if row.resolved_at is None:
+                changes = {"resolved_at": at, "resolve_seconds": _seconds(row.declared_at, at)}
+        if changes:
+            connection.execute(
+                update(incidents).where(incidents.c.incident_id == incident_id).values(**changes)
+            )
+
+
+class SurveyProjection:
+    """Maintains quality_surveys, including each follow-up's status."""
+
+    name = "quality_surveys"
+    tables: tuple[Table, ...] = (surveys,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        ticket_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        match payload:
+            case d.SurveySubmitted():
+                connection.execute(
+                    insert(surveys).values(
+                        ticket_id=ticket_id,
+                        customer_id=payload.customer_id,
+                        agent_id=payload.agent_id,
+                        channel=payload.channel,
+                        type=payload.ticket_type,
+                        priority=payload.priority,
+                        csat=payload.csat,
+                        nps=payload.nps if payload.has_nps else None,
+                        comment=payload.comment,
+                        emotion=payload.emotion.value,
+                        emotion_score=payload.emotion_score,
+                        submitted_at=payload.submitted_at,
+                        follow_up_required=payload.follow_up_required,
+                        follow_up_due_at=payload.follow_up_due_at,
+                        follow_up_status=FOLLOW_UP_PENDING
+                        if payload.follow_up_required
+                        else FOLLOW_UP_NONE,
+                        note="",
+                        sequence=position,
+                        version=position,
+                    )
+                )
+                return
+            case d.FollowUpOverdue():
+                changes: dict[str, Any] = {"follow_up_status": FOLLOW_UP_OVERDUE}
+            case d.FollowUpRecorded():
+                changes = {"follow_up_status": FOLLOW_UP_DONE, "done_at": at, "note": payload.note}
+            case _:
+                return
+        connection.execute(
+            update(surveys)
+            .where(surveys.c.ticket_id == ticket_id)
+            .values(**changes, version=position)
+        )
+
+
+def follow_up_timer_id(ticket_id: str) -> str:
+    return f"quality.{ticket_id}.follow_up"
+
+
+class FollowUpTimerProjection:
+    """Keeps each pending follow-up's due time in `timers`."""
+
+    name = "quality_follow_up_timers"
+    tables: tuple[Table, ...] = (timers,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        ticket_id = event.envelope.aggregate_id
+        match payload:
+            case d.SurveySubmitted(follow_up_required=True):
+                assert payload.follow_up_due_at is not None
+                schedule(
+                    connection,
+                    DueTimer(
+                        follow_up_timer_id(ticket_id),
+                        ticket_id,
+                        "follow_up",
+                        payload.follow_up_due_at,
+                        {},
+                    ),
+                )
+            case d.FollowUpOverdue() | d.FollowUpRecorded():
+                cancel(connection, follow_up_timer_id(ticket_id))

@@ -1,0 +1,587 @@
+"""Quality read models: ticket facts, SLA timelines, surveys, incidents; KPI queries over them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from quality import domain as d
+
+log = logging.getLogger(__name__)
+metadata = MetaData()
+
+tickets = Table(
+    "quality_tickets",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("tier", String(20), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("first_response_at", DateTime(timezone=True)),
+    Column("first_response_seconds", Float),
+    Column("first_response_on_time", Boolean),
+    Column("first_resolved_at", DateTime(timezone=True)),
+    Column("resolution_seconds", Float),
+    Column("first_contact", Boolean),
+    Column("resolved", Boolean, nullable=False),
+    Column("closed", Boolean, nullable=False),
+    Column("reopen_count", Integer, nullable=False),
+    Column("escalated", Boolean, nullable=False),
+    Column("first_response_breached", Boolean, nullable=False),
+    Column("breaches", Integer, nullable=False),
+    Column("handle_seconds", Float, nullable=False),
+    Column("active_since", DateTime(timezone=True)),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_quality_tickets_opened", "opened_at"),
+    Index("ix_quality_tickets_agent", "agent_id", "opened_at"),
+)
+
+timeline = Table(
+    "quality_sla_timeline",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("step", String(20), nullable=False),
+    Column("value", String(20), nullable=False),
+)
+
+surveys = Table(
+    "quality_surveys",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("csat", Integer, nullable=False),
+    Column("nps", Integer),
+    Column("comment", Text, nullable=False),
+    Column("emotion", String(20), nullable=False),
+    Column("emotion_score", Float, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("follow_up_required", Boolean, nullable=False),
+    Column("follow_up_due_at", DateTime(timezone=True)),
+    Column("follow_up_status", String(20), nullable=False),
+    Column("done_at", DateTime(timezone=True)),
+    Column("note", Text, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_quality_surveys_submitted", "submitted_at"),
+    Index("ix_quality_surveys_follow_up", "follow_up_status", "follow_up_due_at"),
+)
+
+incidents = Table(
+    "quality_incidents",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("level", String(1), nullable=False),
+    Column("drill", Boolean, nullable=False),
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledge_seconds", Float),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolve_seconds", Float),
+)
+
+FOLLOW_UP_NONE = "none"
+FOLLOW_UP_PENDING = "pending"
+FOLLOW_UP_OVERDUE = "overdue"
+FOLLOW_UP_DONE = "done"
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class KpiFilter:
+    """Dimensions narrowing a KPI query; empty strings match everything."""
+
+    agent_ids: tuple[str, ...] = ()
+    channel: str = ""
+    type: str = ""
+    priority: str = ""
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end); None: unbounded."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+def _where(table: Table, where: KpiFilter, at: Any, period: Period) -> list[ColumnElement[bool]]:
+    clauses: list[ColumnElement[bool]] = []
+    if where.agent_ids:
+        clauses.append(table.c.agent_id.in_(where.agent_ids))
+    for name in ("channel", "type", "priority"):
+        value = getattr(where, name)
+        if value:
+            clauses.append(table.c[name] == value)
+    if period.start is not None:
+        clauses.append(at >= period.start)
+    if period.end is not None:
+        clauses.append(at < period.end)
+    return clauses
+
+
+def _ratio(part: float, whole: float) -> float:
+    return float(part) / float(whole) if whole else 0.0
+
+
+def _count_if(condition: ColumnElement[bool]) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+def ticket_counts(
+    *, session: Session, where: KpiFilter, period: Period, group: str = ""
+) -> dict[str, dict[str, Any]]:
+    """Returns the ticket aggregates of docs/kpis.md per group value ("" without grouping)."""
+    t = tickets
+    surveyed = select(surveys.c.ticket_id).where(surveys.c.ticket_id == t.c.ticket_id).exists()
+    resolved_once = t.c.first_resolved_at.is_not(None)
+    key = t.c[group] if group else literal("")
+    query = select(
+        key.label("key"),
+        func.count().label("opened"),
+        _count_if(resolved_once).label("resolved_once"),
+        _count_if(~t.c.resolved).label("backlog"),
+        _count_if(resolved_once & t.c.first_contact).label("first_contact"),
+        func.count(t.c.first_response_at).label("first_responses"),
+        func.avg(t.c.first_response_seconds).label("first_response_mean"),
+        func.avg(t.c.resolution_seconds).label("resolution_mean"),
+        func.coalesce(func.sum(case((t.c.resolved, t.c.handle_seconds), else_=0.0)), 0.0).label(
+            "handle_total"
+        ),
+        _count_if(t.c.resolved).label("resolved_now"),
+        _count_if(t.c.first_response_on_time).label("on_time"),
+        func.coalesce(func.sum(t.c.breaches), 0).label("breaches"),
+        _count_if(t.c.escalated).label("escalated"),
+        _count_if(resolved_once & (t.c.reopen_count > 0)).label("reopened"),
+        _count_if(resolved_once & surveyed).label("surveyed"),
+    ).where(*_where(t, where, t.c.opened_at, period))
+    if group:
+        query = query.group_by(key)
+    return {
+        str(row.key): dict(row._mapping)
+        for row in session.execute(query)
+        if row.opened or not group
+    }
+
+
+def survey_counts(
+    *, session: Session, where: KpiFilter, period: Period, group: str = ""
+) -> dict[str, dict[str, Any]]:
+    """Returns the survey aggregates per group value ("" without grouping)."""
+    s = surveys
+    key = s.c[group] if group else literal("")
+    query = select(
+        key.label("key"),
+        func.count().label("surveys"),
+        _count_if(s.c.csat >= 4).label("satisfied"),
+        func.avg(s.c.csat).label("csat_mean"),
+        func.count(s.c.nps).label("nps_responses"),
+        _count_if(s.c.nps >= 9).label("promoters"),
+        _count_if(s.c.nps <= 6).label("detractors"),
+    ).where(*_where(s, where, s.c.submitted_at, period))
+    if group:
+        query = query.group_by(key)
+    return {str(row.key): dict(row._mapping) for row in session.execute(query)}
+
+
+def crisis(*, session: Session, period: Period) -> tuple[d.CrisisKpis, ...]:
+    """Returns crisis response KPIs per level for non-drill incidents declared in the period."""
+    i = incidents
+    clauses: list[ColumnElement[bool]] = [~i.c.drill]
+    if period.start is not None:
+        clauses.append(i.c.declared_at >= period.start)
+    if period.end is not None:
+        clauses.append(i.c.declared_at < period.end)
+    query = (
+        select(
+            i.c.level,
+            func.count(),
+            func.count(i.c.acknowledge_seconds),
+            func.avg(i.c.acknowledge_seconds),
+            func.count(i.c.resolve_seconds),
+            func.avg(i.c.resolve_seconds),
+        )
+        .where(*clauses)
+        .group_by(i.c.level)
+    )
+    rows = {row[0]: row for row in session.execute(query)}
+    result = []
+    for level in d.IncidentLevel:
+        row = rows.get(level.value.upper())
+        if row is None:
+            result.append(d.CrisisKpis(level.value.upper()))
+            continue
+        result.append(
+            d.CrisisKpis(
+                level.value.upper(),
+                int(row[1]),
+                int(row[2]),
+                float(row[3] or 0.0),
+                int(row[4]),
+                float(row[5] or 0.0),
+            )
+        )
+    return tuple(result)
+
+
+def combine(
+    ticket_row: dict[str, Any] | None,
+    survey_row: dict[str, Any] | None,
+    crisis_kpis: tuple[d.CrisisKpis, ...] = (),
+) -> d.Kpis:
+    """Returns the KPIs of one group from its ticket and survey aggregates."""
+    t = ticket_row or {}
+    s = survey_row or {}
+    opened = int(t.get("opened") or 0)
+    resolved_once = int(t.get("resolved_once") or 0)
+    first_responses = int(t.get("first_responses") or 0)
+    nps_responses = int(s.get("nps_responses") or 0)
+    kpis = d.Kpis(
+        tickets_opened=opened,
+        tickets_resolved=resolved_once,
+        backlog=int(t.get("backlog") or 0),
+        surveys=int(s.get("surveys") or 0),
+        csat_satisfied_ratio=_ratio(s.get("satisfied") or 0, s.get("surveys") or 0),
+        csat_mean=float(s.get("csat_mean") or 0.0),
+        nps_responses=nps_responses,
+        nps=100.0 * _ratio((s.get("promoters") or 0) - (s.get("detractors") or 0), nps_responses),
+        fcr_ratio=_ratio(t.get("first_contact") or 0, resolved_once),
+        first_responses=first_responses,
+        first_response_seconds_mean=float(t.get("first_response_mean") or 0.0),
+        resolution_seconds_mean=float(t.get("resolution_mean") or 0.0),
+        aht_seconds=_ratio(t.get("handle_total") or 0.0, t.get("resolved_now") or 0),
+        first_responses_on_time=int(t.get("on_time") or 0),
+        sla_compliance_ratio=_ratio(t.get("on_time") or 0, first_responses),
+        sla_breaches=int(t.get("breaches") or 0),
+        escalation_ratio=_ratio(t.get("escalated") or 0, opened),
+        reopen_ratio=_ratio(t.get("reopened") or 0, resolved_once),
+        survey_response_ratio=_ratio(t.get("surveyed") or 0, resolved_once),
+        crisis=crisis_kpis,
+    )
+    score = d.quality_score(d.score_components(kpis))
+    return d.Kpis(**{**kpis.__dict__, "quality_score": score})
+
+
+def kpis(*, session: Session, where: KpiFilter, period: Period) -> d.Kpis:
+    """Returns every KPI of docs/kpis.md for the filter and period."""
+    ticket_row = ticket_counts(session=session, where=where, period=period).get("")
+    survey_row = survey_counts(session=session, where=where, period=period).get("")
+    return combine(ticket_row, survey_row, crisis(session=session, period=period))
+
+
+def kpis_by(*, session: Session, where: KpiFilter, period: Period, group: str) -> dict[str, d.Kpis]:
+    """Returns the KPIs per value of `group` (channel, priority, type or agent_id)."""
+    ticket_rows = ticket_counts(session=session, where=where, period=period, group=group)
+    survey_rows = survey_counts(session=session, where=where, period=period, group=group)
+    return {
+        key: combine(ticket_rows.get(key), survey_rows.get(key))
+        for key in sorted(set(ticket_rows) | set(survey_rows))
+    }
+
+
+def ticket_facts(*, session: Session, ticket_id: str) -> d.TicketFacts | None:
+    """Returns what quality knows of a ticket (None if it never saw it)."""
+    row = session.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+    if row is None:
+        return None
+    return d.TicketFacts(
+        ticket_id=row.ticket_id,
+        customer_id=row.customer_id,
+        agent_id=row.agent_id,
+        channel=row.channel,
+        ticket_type=row.type,
+        priority=row.priority,
+        resolved=row.first_resolved_at is not None,
+    )
+
+
+def survey(*, session: Session, ticket_id: str) -> Any:
+    """Returns the survey row of a ticket, or None."""
+    return session.execute(select(surveys).where(surveys.c.ticket_id == ticket_id)).first()
+
+
+def follow_ups(*, session: Session, status: str, limit: int) -> list[Any]:
+    """Returns surveys needing a follow-up (with `status` unless empty), earliest due first."""
+    query = select(surveys).where(surveys.c.follow_up_required)
+    if status:
+        query = query.where(surveys.c.follow_up_status == status)
+    return list(session.execute(query.order_by(surveys.c.follow_up_due_at).limit(limit)))
+
+
+def overdue_follow_ups(*, session: Session) -> int:
+    """Returns how many follow-ups are overdue and not done."""
+    query = select(func.count()).where(surveys.c.follow_up_status == FOLLOW_UP_OVERDUE)
+    return int(session.execute(query).scalar() or 0)
+
+
+def sla_timelines(
+    *, session: Session, where: KpiFilter, period: Period
+) -> list[tuple[Any, list[d.TimelineStep]]]:
+    """Returns (ticket row, SLA timeline) of the tickets opened in the period."""
+    rows = list(
+        session.execute(
+            select(tickets)
+            .where(*_where(tickets, where, tickets.c.opened_at, period))
+            .order_by(tickets.c.ticket_id)
+        )
+    )
+    steps: dict[str, list[d.TimelineStep]] = {row.ticket_id: [] for row in rows}
+    ids = list(steps)
+    for chunk in range(0, len(ids), 500):
+        query = (
+            select(timeline)
+            .where(timeline.c.ticket_id.in_(ids[chunk : chunk + 500]))
+            .order_by(timeline.c.ticket_id, timeline.c.sequence, timeline.c.position)
+        )
+        for item in session.execute(query):
+            at = aware(item.at)
+            assert at is not None
+            steps[item.ticket_id].append(d.TimelineStep(at, d.Step(item.step), item.value))
+    return [(row, steps[row.ticket_id]) for row in rows]
+
+
+def histogram(
+    *, session: Session, column: str, buckets: Sequence[float]
+) -> dict[tuple[str, str], tuple[list[int], int, float]]:
+    """Returns per (channel, priority): cumulative bucket counts, count and sum of a duration."""
+    value = tickets.c[column]
+    columns = [_count_if(value <= bound) for bound in buckets]
+    query = (
+        select(tickets.c.channel, tickets.c.priority, func.count(value), func.sum(value), *columns)
+        .where(value.is_not(None))
+        .group_by(tickets.c.channel, tickets.c.priority)
+    )
+    return {
+        (row[0], row[1]): ([int(x) for x in row[4:]], int(row[2]), float(row[3] or 0.0))
+        for row in session.execute(query)
+    }
+
+
+def totals(*, session: Session) -> list[Any]:
+    """Returns all-time (channel, priority, opened, resolved, breaches) counts."""
+    t = tickets
+    query = select(
+        t.c.channel,
+        t.c.priority,
+        func.count(),
+        _count_if(t.c.first_resolved_at.is_not(None)),
+        func.coalesce(func.sum(t.c.breaches), 0),
+        _count_if(~t.c.resolved),
+    ).group_by(t.c.channel, t.c.priority)
+    return list(session.execute(query))
+
+
+def survey_totals(*, session: Session) -> dict[str, int]:
+    """Returns all-time surveys per channel."""
+    query = select(surveys.c.channel, func.count()).group_by(surveys.c.channel)
+    return {channel: int(count) for channel, count in session.execute(query)}
+
+
+def unacknowledged_age(*, session: Session, now: datetime) -> dict[str, float]:
+    """Returns per level the age in seconds of the oldest unacknowledged open non-drill incident."""
+    i = incidents
+    query = (
+        select(i.c.level, func.min(i.c.declared_at))
+        .where(~i.c.drill, i.c.acknowledged_at.is_(None), i.c.resolved_at.is_(None))
+        .group_by(i.c.level)
+    )
+    ages = {}
+    for level, oldest in session.execute(query):
+        declared = aware(oldest)
+        assert declared is not None
+        ages[level] = max((now - declared).total_seconds(), 0.0)
+    return ages
+
+
+# ----------------------------------------------------------------------------- Prometheus view
+
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+FIRST_RESPONSE_BUCKETS = (10.0, 20.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
+RESOLUTION_BUCKETS = (
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    8 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+)
+# (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
+WINDOW_GAUGES = (
+    ("csat_ratio", "csat_satisfied_ratio", "Share of CSAT answers 4-5"),
+    ("csat_score", "csat_mean", "Mean CSAT (1-5)"),
+    ("nps_score", "nps", "Net promoter score (-100..100)"),
+    ("fcr_ratio", "fcr_ratio", "First-contact resolution share of resolved tickets"),
+    ("sla_compliance_ratio", "sla_compliance_ratio", "First responses on time / first responses"),
+    ("escalation_ratio", "escalation_ratio", "Escalated tickets / opened tickets"),
+    ("reopen_ratio", "reopen_ratio", "Reopened tickets / resolved tickets"),
+    ("survey_response_ratio", "survey_response_ratio", "Surveyed / resolved tickets"),
+    ("balanced_score", "quality_score", "Balanced quality score (0-100)"),
+)
+
+
+class KpiCollector(Collector):
+    """Live KPIs computed from the read models at scrape time, so a scrape always agrees with
+    GetKpis and survives restarts: rolling-window gauges, all-time counters and histograms."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with Session(self._engine) as session:
+                families = self._families(session, self._clock())
+        except SQLAlchemyError:
+            log.warning("cannot compute KPI metrics", exc_info=True)
+            return
+        yield from families
+
+    def _families(self, session: Session, now: datetime) -> list[Metric]:
+        gauges = {
+            suffix: GaugeMetricFamily(
+                f"careops_quality_{suffix}", f"{text} in a rolling window.", labels=WINDOW_LABELS
+            )
+            for suffix, _field, text in WINDOW_GAUGES
+        }
+        everything = KpiFilter()
+        for window, length in WINDOWS.items():
+            period = Period(start=now - length)
+            values = {"all": kpis(session=session, where=everything, period=period)}
+            values.update(
+                kpis_by(session=session, where=everything, period=period, group="channel")
+            )
+            for channel, kpi in values.items():
+                for suffix, field_name, _text in WINDOW_GAUGES:
+                    gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))
+        labels = ["channel", "priority"]
+        opened = CounterMetricFamily(
+            "careops_quality_tickets_opened", "Tickets opened.", labels=labels
+        )
+        resolved = CounterMetricFamily(
+            "careops_quality_tickets_resolved", "Tickets resolved at least once.", labels=labels
+        )
+        breaches = CounterMetricFamily(
+            "careops_quality_sla_breaches", "SLA breaches (both clocks).", labels=labels
+        )
+        backlog = GaugeMetricFamily(
+            "careops_quality_backlog_tickets", "Tickets not resolved or closed.", labels=labels
+        )
+        for channel, priority, opened_n, resolved_n, breaches_n, backlog_n in totals(
+            session=session
+        ):
+            opened.add_metric([channel, priority], opened_n)
+            resolved.add_metric([channel, priority], resolved_n)
+            breaches.add_metric([channel, priority], breaches_n)
+            backlog.add_metric([channel, priority], backlog_n)
+        surveyed = CounterMetricFamily(
+            "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
+        )
+        for channel, count in survey_totals(session=session).items():
+            surveyed.add_metric([channel], count)
+        overdue = GaugeMetricFamily(
+            "careops_quality_overdue_follow_ups",
+            "Negative-feedback follow-ups past their due time and not done.",
+            value=overdue_follow_ups(session=session),
+        )
+        unacknowledged = GaugeMetricFamily(
+            "careops_quality_unacknowledged_incident_age_seconds",
+            "Age of the oldest open, unacknowledged, non-drill incident per level.",
+            labels=["level"],
+        )
+        ages = unacknowledged_age(session=session, now=now)
+        for level in ("A", "B", "C"):
+            unacknowledged.add_metric([level], ages.get(level, 0.0))
+        return [
+            *gauges.values(),
+            opened,
+            resolved,
+            breaches,
+            backlog,
+            surveyed,
+            overdue,
+            unacknowledged,
+            self._histogram(
+                session,
+                "first_response_seconds",
+                FIRST_RESPONSE_BUCKETS,
+                "Time from opening to the first agent reply.",
+            ),
+            self._histogram(
+                session,
+                "resolution_seconds",
+                RESOLUTION_BUCKETS,
+                "Time from opening to the first resolution.",
+            ),
+        ]
+
+    @staticmethod
+    def _histogram(
+        session: Session, column: str, buckets: Sequence[float], text: str
+    ) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            f"careops_quality_{column}", text, labels=["channel", "priority"]
+        )
+        for (channel, priority), (counts, count, total) in histogram(
+            session=session, column=column, buckets=buckets
+        ).items():
+            points = [(_bound(b), c) for b, c in zip(buckets, counts, strict=True)]
+            family.add_metric([channel, priority], [*points, ("+Inf", count)], sum_value=total)
+        return family
+
+
+WINDOW_LABELS = ["window", "channel"]
+
+
+def _bound(value: float) -> str:
+    return f"{value:g}"
