@@ -319,6 +319,10 @@ class ProjectionRunner:
                 raise
             except _Resync:
                 log.info("resyncing from checkpoint", extra={"projection": self.projection.name})
+            except nats.js.errors.NotFoundError:
+                # Another context's stream may not exist yet (its service has not started).
+                log.debug("waiting for stream %s", self.stream)
+                await asyncio.sleep(2.0)
             except Exception:
                 log.warning(
                     "projection interrupted; retrying",

@@ -1,0 +1,96 @@
+"""Contact lookup without plaintext: normalised e-mail / phone -> keyed hash; service secrets.
+
+Customer-profile puts the keyed hash of each contact on its events; ticketing hashes the
+contact of a new ticket with the same key and finds the customer in its own projection. The
+key is shared configuration (CAREOPS_CONTACT_HASH_KEY), never on the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+SECRET_BYTES = 32
+EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+PHONE_SEPARATORS = re.compile(r"[\s().-]")
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class InvalidContact(ValueError):
+    """The e-mail address or phone number is malformed; the message says why."""
+
+
+def normalize_email(value: str) -> str:
+    """Returns the e-mail trimmed and lower-cased; raises InvalidContact when malformed."""
+    email = value.strip().lower()
+    local = email.partition("@")[0]
+    if not EMAIL.match(email) or local.startswith(".") or local.endswith(".") or ".." in local:
+        raise InvalidContact("is not a valid e-mail address (name@example.com)")
+    return email
+
+
+def normalize_phone(value: str) -> str:
+    """Returns the phone number as E.164 (+ and 7-15 digits); raises InvalidContact."""
+    phone = PHONE_SEPARATORS.sub("", value.strip())
+    if phone.startswith("00"):
+        phone = "+" + phone[2:]
+    if not E164.match(phone):
+        raise InvalidContact(
+            "is not a phone number in international format (+ country code and number, "
+            "e.g. +8613800138000)"
+        )
+    return phone
+
+
+def contact_hash(key: bytes, kind: str, normalized: str) -> str:
+    """Returns HMAC-SHA256(key, kind:value) in hex; `kind` is "email" or "phone"."""
+    return hmac.new(key, f"{kind}:{normalized}".encode(), hashlib.sha256).hexdigest()
+
+
+def decode_secret(value: str, name: str) -> bytes:
+    """Decodes a base64 secret of exactly 32 bytes; raises ValueError naming the variable."""
+    try:
+        raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), altchars=b"-_")
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} is not base64") from None
+    if len(raw) != SECRET_BYTES:
+        raise ValueError(f"{name} must decode to {SECRET_BYTES} bytes, got {len(raw)}")
+    return raw
+
+
+def load_secret(configured: str, data_dir: str, filename: str, name: str) -> bytes:
+    """Returns the configured secret, or the one in `data_dir/filename`, created on first use.
+
+    The embedded default (`make run`) has no secret configured: the first process to start
+    generates one into the data directory (mode 0600, atomically, so two services starting
+    together agree on it). Deployments configure it (a Kubernetes Secret).
+    """
+    if configured:
+        return decode_secret(configured, name)
+    directory = Path(data_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / filename
+    if not path.exists():
+        staging = directory / f".{filename}.{os.getpid()}.{secrets.token_hex(4)}"
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(staging, path)
+        except FileExistsError:
+            pass
+        finally:
+            staging.unlink()
+    return decode_secret(path.read_text().strip(), str(path))

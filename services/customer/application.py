@@ -1,0 +1,410 @@
+"""Customer command handlers: validate plaintext, seal it with the customer's key, append.
+
+Erasure order: the data key is destroyed (durably) first, then CustomerForgotten is appended
+with a command id derived from the customer id. A crash in between leaves the data already
+unreadable; `reconcile_erasures` (run at start) appends the missing CustomerForgotten from the
+key store's tombstones, so the log always catches up with the key store, never the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from careops.customer.v1 import events_pb2
+from careops.customer.v1.types_pb2 import PersonalData
+from careops_eventstore import EventStore, StreamSpec
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
+from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_platform.contacts import (
+    InvalidContact,
+    contact_hash,
+    normalize_email,
+    normalize_phone,
+)
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+
+from customer import domain as d
+from customer.keystore import DecryptionFailed, KeyDestroyed, KeyStore, seal, unseal
+
+log = logging.getLogger(__name__)
+
+STREAM = StreamSpec(name="CAREOPS_CUSTOMER", subjects=("careops.customer.>",))
+SUBJECT_PREFIX = "careops.customer.customer"
+RFM_MODEL_KEY = "rfm_model"
+
+CODEC = EventCodec(
+    {
+        d.CustomerRegistered: events_pb2.CustomerRegistered,
+        d.ProfileUpdated: events_pb2.ProfileUpdated,
+        d.CustomerTagged: events_pb2.CustomerTagged,
+        d.PurchaseRecorded: events_pb2.PurchaseRecorded,
+        d.SegmentAssigned: events_pb2.SegmentAssigned,
+        d.CustomerForgotten: events_pb2.CustomerForgotten,
+    }
+)
+
+CUSTOMER = AggregateKind(
+    stream=STREAM.name,
+    subject_prefix=SUBJECT_PREFIX,
+    aggregate_type="customer",
+    initial=d.initial,
+    evolve=d.evolve,
+    codec=CODEC,
+)
+
+REGISTERED = Counter("careops_customers_registered_total", "Customers registered.")
+PURCHASES = Counter(
+    "careops_customer_purchases_total", "Purchases recorded, by currency.", ["currency"]
+)
+ERASURES = Counter(
+    "careops_customer_erasures_total", "Customers erased (key destroyed), by reason.", ["reason"]
+)
+EXPORTS = Counter(
+    "careops_customer_export_requests_total", "Data-subject access (export) requests served."
+)
+SEGMENT_CHANGES = Counter(
+    "careops_customer_segment_changes_total", "Segment changes appended, by new tier.", ["tier"]
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PersonalInput:
+    """Plaintext personal fields of a request (never logged, never appended unsealed)."""
+
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+    address: str = ""
+    notes: str = ""
+    locale: str = ""
+
+
+@dataclass(frozen=True)
+class Contacts:
+    email: str
+    phone: str
+    email_hash: str
+    phone_hash: str
+
+
+class CustomerApp:
+    """The customer use cases over an event store and the key store."""
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        keys: KeyStore,
+        hash_key: bytes,
+        model: d.RfmModel | None = None,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.repository = AggregateRepository(store, CUSTOMER)
+        self.executor = CommandExecutor(self.repository)
+        self.keys = keys
+        self._hash_key = hash_key
+        self.model = model or d.RfmModel()
+        self.clock = clock
+
+    async def provision(self, *, replicas: int = 1) -> None:
+        await self.repository.store.ensure_stream(
+            StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas)
+        )
+
+    # ------------------------------------------------------------------------- contacts
+
+    def hash_contact(self, kind: str, value: str) -> str:
+        """Returns the keyed hash of an e-mail or phone; raises InvalidCommand when malformed."""
+        normalize = normalize_email if kind == "email" else normalize_phone
+        try:
+            return contact_hash(self._hash_key, kind, normalize(value))
+        except InvalidContact as exc:
+            raise d.InvalidCommand([(kind, str(exc))]) from None
+
+    def _contacts(self, email: str, phone: str, prefix: str) -> tuple[Contacts, list[Any]]:
+        violations: list[tuple[str, str]] = []
+        normalized = {"email": "", "phone": ""}
+        for kind, value, normalize in (
+            ("email", email, normalize_email),
+            ("phone", phone, normalize_phone),
+        ):
+            if not value.strip():
+                continue
+            try:
+                normalized[kind] = normalize(value)
+            except InvalidContact as exc:
+                violations.append((f"{prefix}{kind}", str(exc)))
+        hashes = {
+            kind: contact_hash(self._hash_key, kind, value) if value else ""
+            for kind, value in normalized.items()
+        }
+        return (
+            Contacts(normalized["email"], normalized["phone"], hashes["email"], hashes["phone"]),
+            violations,
+        )
+
+    def _validated(self, personal: PersonalInput, prefix: str) -> tuple[PersonalData, Contacts]:
+        contacts, violations = self._contacts(personal.email, personal.phone, prefix)
+        violations += [
+            (name.replace("profile.", prefix), why)
+            for name, why in d.validate_personal(
+                name=personal.name,
+                address=personal.address,
+                notes=personal.notes,
+                locale=personal.locale,
+                has_contact=bool(personal.email.strip() or personal.phone.strip()),
+            )
+        ]
+        if violations:
+            raise d.InvalidCommand(violations)
+        plaintext = PersonalData(
+            name=personal.name.strip(),
+            email=contacts.email,
+            phone=contacts.phone,
+            address=personal.address.strip(),
+            notes=personal.notes,
+        )
+        return plaintext, contacts
+
+    def validate(self, personal: PersonalInput) -> None:
+        """Raises InvalidCommand when the personal fields of a registration are invalid."""
+        self._validated(personal, "profile.")
+
+    # ------------------------------------------------------------------------- commands
+
+    async def _execute(
+        self,
+        customer_id: str,
+        command: d.Command,
+        *,
+        command_id: str,
+        actor: str,
+        causation_id: str = "",
+    ) -> CommandResult[d.Customer]:
+        now = self.clock()
+        context = EnvelopeContext(
+            aggregate_id=customer_id,
+            aggregate_type=CUSTOMER.aggregate_type,
+            command_id=command_id,
+            occurred_at=now,
+            actor=actor,
+            causation_id=causation_id,
+            policy_versions={RFM_MODEL_KEY: self.model.version},
+        )
+        return await self.executor.execute(
+            aggregate_id=customer_id,
+            decide=lambda state: d.decide(state, command, now=now),
+            context=context,
+            expect_new=isinstance(command, d.RegisterCustomer),
+        )
+
+    async def register(
+        self,
+        customer_id: str,
+        personal: PersonalInput,
+        consent: d.Consent,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Customer]:
+        """Registers a customer: validate, create the data key, seal, append."""
+        plaintext, contacts = self._validated(personal, "profile.")
+        try:
+            key = await asyncio.to_thread(self.keys.ensure, customer_id, self.clock())
+        except KeyDestroyed:
+            raise d.IllegalTransition(f"customer {customer_id} was erased") from None
+        command = d.RegisterCustomer(
+            customer_id=customer_id,
+            personal=seal(key, customer_id, plaintext.SerializeToString()),
+            email_hash=contacts.email_hash,
+            phone_hash=contacts.phone_hash,
+            locale=personal.locale.strip(),
+            consent=consent,
+        )
+        result = await self._execute(customer_id, command, command_id=command_id, actor=actor)
+        if result.events:
+            REGISTERED.inc()
+        return result
+
+    async def update_profile(
+        self,
+        customer_id: str,
+        changes: dict[str, str],
+        consent: d.Consent | None,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Customer]:
+        """Changes the given fields (name, email, phone, address, notes, locale) and consent."""
+        loaded = await self.repository.load(customer_id, refresh=True)
+        state = loaded.state
+        if not state.exists:
+            raise d.CustomerNotFound(f"customer {customer_id} does not exist")
+        if state.forgotten:
+            raise d.IllegalTransition(f"customer {customer_id} was erased")
+        current = await asyncio.to_thread(self.open_personal, customer_id, state.personal)
+        if current is None:
+            raise d.IllegalTransition(
+                f"the personal data of {customer_id} cannot be decrypted; see the key store"
+            )
+        merged = PersonalInput(
+            name=changes.get("name", current.name),
+            email=changes.get("email", current.email),
+            phone=changes.get("phone", current.phone),
+            address=changes.get("address", current.address),
+            notes=changes.get("notes", current.notes),
+            locale=changes.get("locale", state.locale),
+        )
+        plaintext, contacts = self._validated(merged, "")
+        new_consent = consent or state.consent
+        changed = tuple(
+            name
+            for name in ("name", "email", "phone", "address", "notes")
+            if getattr(plaintext, name) != getattr(current, name)
+        )
+        changed += ("locale",) if merged.locale.strip() != state.locale else ()
+        changed += ("consent",) if new_consent != state.consent else ()
+        if not changed:
+            return CommandResult(state, loaded.version, [])
+        key = await asyncio.to_thread(self.keys.get, customer_id)
+        command = d.UpdateProfile(
+            personal=seal(key, customer_id, plaintext.SerializeToString()),
+            email_hash=contacts.email_hash,
+            phone_hash=contacts.phone_hash,
+            locale=merged.locale.strip(),
+            consent=new_consent,
+            changed=changed,
+        )
+        return await self._execute(customer_id, command, command_id=command_id, actor=actor)
+
+    async def tag(
+        self,
+        customer_id: str,
+        add: Sequence[str],
+        remove: Sequence[str],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Customer]:
+        command = d.TagCustomer(tuple(add), tuple(remove))
+        return await self._execute(customer_id, command, command_id=command_id, actor=actor)
+
+    async def record_purchase(
+        self, customer_id: str, command: d.RecordPurchase, *, command_id: str, actor: str
+    ) -> CommandResult[d.Customer]:
+        result = await self._execute(customer_id, command, command_id=command_id, actor=actor)
+        for event in result.events:
+            if isinstance(event, d.PurchaseRecorded):
+                PURCHASES.labels(event.currency).inc()
+        return result
+
+    async def assign_segment(
+        self, customer_id: str, segment: d.Segment, *, command_id: str, causation_id: str = ""
+    ) -> CommandResult[d.Customer]:
+        """Appends SegmentAssigned when the computed segment differs from the recorded one."""
+        command = d.AssignSegment(segment, self.model.version)
+        result = await self._execute(
+            customer_id,
+            command,
+            command_id=command_id,
+            actor="segmentation",
+            causation_id=causation_id,
+        )
+        for event in result.events:
+            if isinstance(event, d.SegmentAssigned):
+                SEGMENT_CHANGES.labels(event.tier.value).inc()
+        return result
+
+    async def erase(
+        self, customer_id: str, reason: d.ErasureReason | None, *, actor: str
+    ) -> CommandResult[d.Customer]:
+        """Destroys the data key (durably), then appends CustomerForgotten."""
+        if reason is None:
+            raise d.InvalidCommand(
+                [("reason", "must be specified (not ERASURE_REASON_UNSPECIFIED)")]
+            )
+        loaded = await self.repository.load(customer_id, refresh=True)
+        if not loaded.state.exists:
+            raise d.CustomerNotFound(f"customer {customer_id} does not exist")
+        if loaded.state.forgotten:
+            raise d.IllegalTransition(f"customer {customer_id} was already erased")
+        await asyncio.to_thread(self.keys.destroy, customer_id, self.clock(), reason.value)
+        result = await self._forget(customer_id, reason, actor)
+        ERASURES.labels(reason.value).inc()
+        log.info("customer erased", extra={"customer_id": customer_id, "reason": reason.value})
+        return result
+
+    async def _forget(
+        self, customer_id: str, reason: d.ErasureReason, actor: str
+    ) -> CommandResult[d.Customer]:
+        result = await self._execute(
+            customer_id,
+            d.ForgetCustomer(reason),
+            command_id=f"erase-{customer_id}",
+            actor=actor,
+        )
+        await asyncio.to_thread(self.keys.mark_logged, customer_id)
+        return result
+
+    async def reconcile_erasures(self) -> int:
+        """Appends CustomerForgotten for keys destroyed by a process that died before it could;
+        returns how many it completed."""
+        done = 0
+        for customer_id, reason in await asyncio.to_thread(self.keys.unlogged_erasures):
+            state = (await self.repository.load(customer_id, refresh=True)).state
+            if state.exists and not state.forgotten:
+                await self._forget(customer_id, d.ErasureReason(reason), "reconciliation")
+                done += 1
+                log.warning("completed an interrupted erasure", extra={"customer_id": customer_id})
+            else:
+                await asyncio.to_thread(self.keys.mark_logged, customer_id)
+        return done
+
+    # ------------------------------------------------------------------------- reads
+
+    async def get(self, customer_id: str) -> tuple[d.Customer, int]:
+        loaded = await self.repository.load(customer_id, refresh=True)
+        if not loaded.state.exists:
+            raise d.CustomerNotFound(f"customer {customer_id} does not exist")
+        return loaded.state, loaded.version
+
+    def open_personal(self, customer_id: str, sealed: d.Sealed | None) -> PersonalData | None:
+        """Decrypts a sealed record (blocking); None when erased or undecryptable."""
+        if sealed is None:
+            return None
+        try:
+            key = self.keys.get(customer_id)
+            plaintext = unseal(key, customer_id, sealed)
+        except KeyDestroyed:
+            return None
+        except DecryptionFailed as exc:
+            log.warning(
+                "personal data cannot be decrypted",
+                extra={"customer_id": customer_id, "reason": exc.reason},
+            )
+            return None
+        personal = PersonalData()
+        try:
+            personal.ParseFromString(plaintext)
+        except DecodeError:
+            return None
+        return personal
+
+    @staticmethod
+    def export_requested() -> None:
+        EXPORTS.inc()

@@ -1,0 +1,556 @@
+"""CustomerProfileService over gRPC: proto <-> domain translation and error -> status mapping.
+
+Error messages and logs never contain personal data: a bad e-mail is reported by field name,
+never echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from careops.customer.v1 import customer_pb2 as pb
+from careops.customer.v1 import customer_pb2_grpc
+from careops.customer.v1 import types_pb2 as t
+from careops.customer.v1.types_pb2 import PersonalData
+from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.codec import enum_from_proto, enum_to_proto
+from careops_platform.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+)
+from careops_platform.requests import actor, command_id, derived_id
+from google.protobuf.json_format import MessageToDict
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from customer import currencies, readmodels
+from customer import domain as d
+from customer.application import CustomerApp, PersonalInput
+from customer.projections import CustomerProjection
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CustomerProfileService"].full_name
+CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TIER = t.CustomerTier.DESCRIPTOR
+REASON = t.ErasureReason.DESCRIPTOR
+MAX_PAGE = 500
+DEFAULT_PAGE = 50
+DEFAULT_TIMELINE = 50
+EXPORT_TIMELINE = 100_000
+
+
+def error_map() -> dict[type[Exception], grpc.StatusCode]:
+    """Returns how domain errors map to gRPC status codes."""
+    return {
+        d.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
+        d.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+        d.CustomerNotFound: grpc.StatusCode.NOT_FOUND,
+        d.CustomerAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    }
+
+
+def _translate(exc: d.CustomerError) -> Exception:
+    if isinstance(exc, d.InvalidCommand):
+        violations = [FieldViolation(name, why) for name, why in exc.violations]
+        return InvalidArgument(f"invalid request: {exc}", violations)
+    if isinstance(exc, d.CustomerNotFound):
+        return NotFound(str(exc))
+    if isinstance(exc, d.CustomerAlreadyExists):
+        return AlreadyExists(str(exc))
+    return FailedPrecondition(str(exc))
+
+
+def _customer_id(value: str) -> str:
+    if not value:
+        raise InvalidArgument(
+            "customer_id is required", [FieldViolation("customer_id", "must not be empty")]
+        )
+    if not CUSTOMER_ID.match(value):
+        raise InvalidArgument(
+            "customer_id is not a valid customer id",
+            [FieldViolation("customer_id", "letters, digits, '-' and '_' only, at most 64")],
+        )
+    return value
+
+
+def _page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        return int(base64.urlsafe_b64decode(token.encode()).decode())
+    except ValueError as exc:
+        raise InvalidArgument(
+            "page_token is not a token returned by ListCustomers",
+            [FieldViolation("page_token", "malformed")],
+        ) from exc
+
+
+def _stamp(message: Any, name: str, value: datetime | None) -> None:
+    if value is not None:
+        getattr(message, name).FromDatetime(value)
+
+
+def _profile(personal: PersonalData | None, locale: str) -> t.Profile:
+    if personal is None:
+        return t.Profile(locale=locale)
+    return t.Profile(
+        name=personal.name,
+        email=personal.email,
+        phone=personal.phone,
+        address=personal.address,
+        locale=locale,
+        notes=personal.notes,
+    )
+
+
+def _customer(
+    *,
+    customer_id: str,
+    personal: PersonalData | None,
+    locale: str,
+    consent: d.Consent,
+    tags: tuple[str, ...] | frozenset[str],
+    segment: d.Segment,
+    purchase_count: int,
+    last_purchase_at: datetime | None,
+    registered_at: datetime | None,
+    forgotten: bool,
+    version: int,
+) -> t.Customer:
+    message = t.Customer(
+        customer_id=customer_id,
+        profile=_profile(personal, locale),
+        consent=t.Consent(marketing=consent.marketing, profiling=consent.profiling),
+        tags=sorted(tags),
+        tier=enum_to_proto(segment.tier, TIER),
+        rfm=t.RfmScores(
+            recency=segment.recency, frequency=segment.frequency, monetary=segment.monetary
+        ),
+        churn_risk=segment.churn_risk,
+        purchase_count=purchase_count,
+        forgotten=forgotten,
+        personal_data_available=personal is not None,
+        version=version,
+    )
+    _stamp(message, "registered_at", registered_at)
+    _stamp(message, "last_purchase_at", last_purchase_at)
+    return message
+
+
+def _purchase(order_id: str, amount_minor: int, currency: str, at: datetime) -> t.Purchase:
+    message = t.Purchase(
+        order_id=order_id,
+        amount=currencies.to_decimal(amount_minor, currency),
+        amount_minor=amount_minor,
+        currency=currency,
+    )
+    message.purchased_at.FromDatetime(at)
+    return message
+
+
+class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
+    """Thin gRPC adapter over CustomerApp and the customer read models."""
+
+    def __init__(
+        self,
+        app: CustomerApp,
+        engine: Engine,
+        wait_for: Callable[[str, int, float], Awaitable[bool]],
+        read_wait_seconds: float = 5.0,
+    ) -> None:
+        self._app = app
+        self._engine = engine
+        self._wait_for = wait_for
+        self._read_wait = read_wait_seconds
+
+    # ------------------------------------------------------------------------- helpers
+
+    async def _caught_up(self, min_sequence: int) -> None:
+        if min_sequence and not await self._wait_for(
+            CustomerProjection.name, min_sequence, self._read_wait
+        ):
+            raise DeadlineExceeded(
+                f"the customer read model has not reached sequence {min_sequence} yet; retry"
+            )
+
+    async def _from_state(self, result: CommandResult[d.Customer]) -> t.Customer:
+        state = result.state
+        personal = await asyncio.to_thread(
+            self._app.open_personal, state.customer_id, state.personal
+        )
+        return _customer(
+            customer_id=state.customer_id,
+            personal=personal,
+            locale=state.locale,
+            consent=state.consent,
+            tags=state.tags,
+            segment=state.segment,
+            purchase_count=state.purchase_count,
+            last_purchase_at=state.last_purchase_at,
+            registered_at=state.registered_at,
+            forgotten=state.forgotten,
+            version=result.sequence,
+        )
+
+    def _from_row(self, row: readmodels.CustomerRow) -> t.Customer:
+        """Blocking (decrypts): call from a thread."""
+        return _customer(
+            customer_id=row.customer_id,
+            personal=self._app.open_personal(row.customer_id, row.sealed),
+            locale=row.locale,
+            consent=row.consent,
+            tags=row.tags,
+            segment=row.segment,
+            purchase_count=row.purchase_count,
+            last_purchase_at=row.last_purchase_at,
+            registered_at=row.registered_at,
+            forgotten=row.forgotten,
+            version=row.version,
+        )
+
+    async def _run(self, call: Awaitable[CommandResult[d.Customer]]) -> CommandResult[d.Customer]:
+        try:
+            return await call
+        except d.CustomerError as exc:
+            raise _translate(exc) from exc
+
+    def _lookup(self, kind: str, digest: str) -> readmodels.CustomerRow | None:
+        with Session(self._engine) as session:
+            return readmodels.find_by_contact(session=session, kind=kind, digest=digest)
+
+    async def _contact_taken(self, kind: str, value: str, customer_id: str) -> None:
+        if not value.strip():
+            return
+        try:
+            digest = self._app.hash_contact(kind, value)
+        except d.CustomerError as exc:
+            raise _translate(exc) from exc
+        owner = await asyncio.to_thread(self._lookup, kind, digest)
+        if owner is not None and owner.customer_id != customer_id:
+            raise AlreadyExists(
+                f"customer {owner.customer_id} already has this {kind.replace('email', 'e-mail')}",
+                [FieldViolation(f"profile.{kind}", "already registered")],
+            )
+
+    # ------------------------------------------------------------------------- commands
+
+    async def RegisterCustomer(
+        self, request: pb.RegisterCustomerRequest, context: Any
+    ) -> pb.RegisterCustomerResponse:
+        profile = request.profile
+        customer_id = derived_id("C")
+        personal = PersonalInput(
+            name=profile.name,
+            email=profile.email,
+            phone=profile.phone,
+            address=profile.address,
+            notes=profile.notes,
+            locale=profile.locale,
+        )
+        try:
+            self._app.validate(personal)
+        except d.CustomerError as exc:
+            raise _translate(exc) from exc
+        await self._contact_taken("email", profile.email, customer_id)
+        await self._contact_taken("phone", profile.phone, customer_id)
+        consent = d.Consent(request.consent.marketing, request.consent.profiling)
+        result = await self._run(
+            self._app.register(
+                customer_id, personal, consent, command_id=command_id(), actor=actor()
+            )
+        )
+        return pb.RegisterCustomerResponse(
+            customer=await self._from_state(result), sequence=result.sequence
+        )
+
+    async def UpdateProfile(
+        self, request: pb.UpdateProfileRequest, context: Any
+    ) -> pb.UpdateProfileResponse:
+        customer_id = _customer_id(request.customer_id)
+        changes = {
+            name: getattr(request, name)
+            for name in ("name", "email", "phone", "address", "locale", "notes")
+            if request.HasField(name)
+        }
+        consent = (
+            d.Consent(request.consent.marketing, request.consent.profiling)
+            if request.HasField("consent")
+            else None
+        )
+        for kind in ("email", "phone"):
+            if kind in changes:
+                await self._contact_taken(kind, changes[kind], customer_id)
+        result = await self._run(
+            self._app.update_profile(
+                customer_id, changes, consent, command_id=command_id(), actor=actor()
+            )
+        )
+        return pb.UpdateProfileResponse(
+            customer=await self._from_state(result), sequence=result.sequence
+        )
+
+    async def TagCustomer(
+        self, request: pb.TagCustomerRequest, context: Any
+    ) -> pb.TagCustomerResponse:
+        customer_id = _customer_id(request.customer_id)
+        result = await self._run(
+            self._app.tag(
+                customer_id,
+                list(request.add),
+                list(request.remove),
+                command_id=command_id(),
+                actor=actor(),
+            )
+        )
+        return pb.TagCustomerResponse(
+            customer=await self._from_state(result), sequence=result.sequence
+        )
+
+    async def RecordPurchase(
+        self, request: pb.RecordPurchaseRequest, context: Any
+    ) -> pb.RecordPurchaseResponse:
+        customer_id = _customer_id(request.customer_id)
+        command = d.RecordPurchase(
+            order_id=request.order_id,
+            amount=request.amount,
+            currency=request.currency,
+            purchased_at=(
+                request.purchased_at.ToDatetime(tzinfo=UTC)
+                if request.HasField("purchased_at")
+                else None
+            ),
+        )
+        result = await self._run(
+            self._app.record_purchase(customer_id, command, command_id=command_id(), actor=actor())
+        )
+        amount, currency = result.state.orders[request.order_id]
+        recorded = next((e for e in result.events if isinstance(e, d.PurchaseRecorded)), None)
+        at = recorded.purchased_at if recorded else (command.purchased_at or self._app.clock())
+        return pb.RecordPurchaseResponse(
+            purchase=_purchase(request.order_id, amount, currency, at),
+            customer=await self._from_state(result),
+            sequence=result.sequence,
+        )
+
+    async def EraseCustomer(
+        self, request: pb.EraseCustomerRequest, context: Any
+    ) -> pb.EraseCustomerResponse:
+        customer_id = _customer_id(request.customer_id)
+        reason = enum_from_proto(request.reason, REASON, d.ErasureReason)
+        result = await self._run(self._app.erase(customer_id, reason, actor=actor()))
+        response = pb.EraseCustomerResponse(customer_id=customer_id, sequence=result.sequence)
+        _stamp(response, "erased_at", result.state.forgotten_at)
+        return response
+
+    # ------------------------------------------------------------------------- queries
+
+    async def FindCustomer(
+        self, request: pb.FindCustomerRequest, context: Any
+    ) -> pb.FindCustomerResponse:
+        kind = request.WhichOneof("contact")
+        if kind is None or not getattr(request, kind).strip():
+            raise InvalidArgument(
+                "give an e-mail address or a phone number",
+                [FieldViolation("email", "set email or phone")],
+            )
+        try:
+            digest = self._app.hash_contact(kind, getattr(request, kind))
+        except d.CustomerError as exc:
+            raise _translate(exc) from exc
+        await self._caught_up(request.min_sequence)
+        found = await asyncio.to_thread(self._find, kind, digest)
+        if found is None:
+            raise NotFound(f"no customer has this {kind.replace('email', 'e-mail')}")
+        return pb.FindCustomerResponse(customer=found)
+
+    def _find(self, kind: str, digest: str) -> t.Customer | None:
+        row = self._lookup(kind, digest)
+        return self._from_row(row) if row is not None else None
+
+    async def GetCustomer360(
+        self, request: pb.GetCustomer360Request, context: Any
+    ) -> pb.GetCustomer360Response:
+        customer_id = _customer_id(request.customer_id)
+        limit = request.timeline_limit or DEFAULT_TIMELINE
+        if limit > readmodels.MAX_TIMELINE:
+            raise InvalidArgument(
+                f"timeline_limit must be at most {readmodels.MAX_TIMELINE}",
+                [FieldViolation("timeline_limit", f"1..{readmodels.MAX_TIMELINE}")],
+            )
+        await self._caught_up(request.min_sequence)
+        view = await asyncio.to_thread(self._view, customer_id, limit)
+        return pb.GetCustomer360Response(view=view)
+
+    def _view(self, customer_id: str, limit: int) -> t.Customer360:
+        with Session(self._engine) as session:
+            view = readmodels.view_360(
+                session=session,
+                customer_id=customer_id,
+                timeline_limit=limit,
+                currency=self._app.model.currency,
+            )
+        if view is None:
+            raise NotFound(f"customer {customer_id} does not exist")
+        return self._view_to_proto(view)
+
+    def _view_to_proto(self, view: readmodels.View360) -> t.Customer360:
+        message = t.Customer360(
+            customer=self._from_row(view.customer),
+            ticket_count=view.ticket_count,
+            monetary_minor=view.monetary_minor,
+            monetary_currency=self._app.model.currency,
+        )
+        for ticket in view.open_tickets:
+            summary = message.open_tickets.add(
+                ticket_id=ticket.ticket_id,
+                channel=ticket.channel,
+                type=ticket.type,
+                priority=ticket.priority,
+                status=ticket.status,
+            )
+            _stamp(summary, "opened_at", ticket.opened_at)
+            _stamp(summary, "updated_at", ticket.updated_at)
+        satisfaction = message.satisfaction
+        for survey in view.surveys:
+            record = satisfaction.history.add(
+                ticket_id=survey.ticket_id, csat=survey.csat, emotion=survey.emotion
+            )
+            if survey.nps is not None:
+                record.nps = survey.nps
+            _stamp(record, "submitted_at", survey.submitted_at)
+        satisfaction.surveys = len(view.surveys)
+        if view.surveys:
+            satisfaction.average_csat = round(
+                sum(s.csat for s in view.surveys) / len(view.surveys), 3
+            )
+        for entry in view.timeline:
+            item = message.timeline.add(
+                source=entry.source,
+                kind=entry.kind,
+                summary=entry.summary,
+                ticket_id=entry.ticket_id,
+                channel=entry.channel,
+                emotion=entry.emotion,
+                csat=entry.csat,
+            )
+            _stamp(item, "at", entry.at)
+        for purchase in view.recent_purchases:
+            message.recent_purchases.append(
+                _purchase(
+                    purchase.order_id,
+                    purchase.amount_minor,
+                    purchase.currency,
+                    purchase.purchased_at,
+                )
+            )
+        return message
+
+    async def ListCustomers(
+        self, request: pb.ListCustomersRequest, context: Any
+    ) -> pb.ListCustomersResponse:
+        page_size = request.page_size or DEFAULT_PAGE
+        if page_size > MAX_PAGE:
+            raise InvalidArgument(
+                f"page_size must be at most {MAX_PAGE}",
+                [FieldViolation("page_size", f"1..{MAX_PAGE}")],
+            )
+        tag = request.tag.strip().lower()
+        if tag and not d.TAG.match(tag):
+            raise InvalidArgument(
+                "tag is not a valid tag", [FieldViolation("tag", "1-40 of a-z 0-9 - _")]
+            )
+        before = _page_token(request.page_token)
+        await self._caught_up(request.min_sequence)
+        tier = enum_from_proto(request.tier, TIER, d.Tier)
+        return await asyncio.to_thread(
+            self._list,
+            tier.value if tier else None,
+            tag or None,
+            request.churn_risk_only,
+            page_size,
+            before,
+        )
+
+    def _list(
+        self, tier: str | None, tag: str | None, churn: bool, page_size: int, before: int
+    ) -> pb.ListCustomersResponse:
+        with Session(self._engine) as session:
+            rows = readmodels.list_customers(
+                session=session,
+                tier=tier,
+                tag=tag,
+                churn_risk_only=churn,
+                page_size=page_size + 1,
+                before_sequence=before,
+            )
+        response = pb.ListCustomersResponse(
+            customers=[self._from_row(row) for row in rows[:page_size]]
+        )
+        if len(rows) > page_size:
+            cursor = str(rows[page_size - 1].registered_sequence).encode()
+            response.next_page_token = base64.urlsafe_b64encode(cursor).decode()
+        return response
+
+    async def ExportCustomerData(
+        self, request: pb.ExportCustomerDataRequest, context: Any
+    ) -> pb.ExportCustomerDataResponse:
+        customer_id = _customer_id(request.customer_id)
+        await self._caught_up(request.min_sequence)
+        document = await asyncio.to_thread(self._export, customer_id)
+        self._app.export_requested()
+        response = pb.ExportCustomerDataResponse(
+            customer_id=customer_id, document_json=json.dumps(document, indent=2, default=str)
+        )
+        response.generated_at.FromDatetime(self._app.clock())
+        return response
+
+    def _export(self, customer_id: str) -> dict[str, Any]:
+        with Session(self._engine) as session:
+            view = readmodels.view_360(
+                session=session,
+                customer_id=customer_id,
+                timeline_limit=EXPORT_TIMELINE,
+                currency=self._app.model.currency,
+            )
+            if view is None:
+                raise NotFound(f"customer {customer_id} does not exist")
+            bought = readmodels.all_purchases(session=session, customer_id=customer_id)
+            tickets = readmodels.all_tickets(session=session, customer_id=customer_id)
+        view_message = self._view_to_proto(view)
+        document = MessageToDict(view_message, preserving_proto_field_name=True)
+        document.pop("recent_purchases", None)
+        document["purchases"] = [
+            MessageToDict(
+                _purchase(p.order_id, p.amount_minor, p.currency, p.purchased_at),
+                preserving_proto_field_name=True,
+            )
+            for p in bought
+        ]
+        document["tickets"] = [
+            {
+                "ticket_id": ticket.ticket_id,
+                "channel": ticket.channel,
+                "type": ticket.type,
+                "priority": ticket.priority,
+                "status": ticket.status,
+                "opened_at": ticket.opened_at.isoformat(),
+            }
+            for ticket in tickets
+        ]
+        document["erased"] = view.customer.forgotten
+        document["note"] = (
+            "Personal data was erased; only non-personal facts remain."
+            if view.customer.forgotten
+            else "Personal data is decrypted from the customer's encrypted record."
+        )
+        return document

@@ -1,0 +1,472 @@
+"""Customer projections: the customer's own events, and the 360 facts from other contexts.
+
+Other contexts' events are decoded into the small dataclasses below (the codec matches fields by
+name, so each names only the fields the 360 needs); no other service's code is imported. Nothing
+personal from other contexts is copied: no ticket subjects, replies or survey comments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from careops.incident.v1 import events_pb2 as incident_events
+from careops.quality.v1 import events_pb2 as quality_events
+from careops.ticketing.v1 import events_pb2 as ticket_events
+from careops_eventstore.codec import DecodedEvent, EventCodec, from_timestamp
+from sqlalchemy import Connection, Table, case, delete, insert, select, update
+
+from customer import currencies
+from customer import domain as d
+from customer.readmodels import (
+    activity,
+    customer_tags,
+    customers,
+    incidents,
+    purchases,
+    surveys,
+    ticket_activity,
+    tickets,
+)
+
+# ----------------------------------------------------------------------------- own events
+
+
+def _summary(event: Any) -> tuple[str, str] | None:
+    """Returns (kind, summary) of a customer event for the timeline (never personal data)."""
+    match event:
+        case d.CustomerRegistered():
+            return "registered", f"registered ({event.locale or 'no locale'})"
+        case d.ProfileUpdated():
+            return "profile_updated", "profile updated: " + ", ".join(event.changed)
+        case d.CustomerTagged():
+            parts = [f"+{tag}" for tag in event.added] + [f"-{tag}" for tag in event.removed]
+            return "tagged", "tags " + " ".join(parts)
+        case d.PurchaseRecorded():
+            amount = currencies.to_decimal(event.amount_minor, event.currency)
+            return "purchase", f"purchase {event.order_id}: {amount} {event.currency}"
+        case d.SegmentAssigned():
+            churn = ", churn risk" if event.churn_risk else ""
+            scores = f"R{event.recency_score} F{event.frequency_score} M{event.monetary_score}"
+            return "segment", f"segment {event.tier.value} ({scores}){churn}"
+        case d.CustomerForgotten():
+            return "erased", f"personal data erased ({event.reason.value})"
+    return None
+
+
+def _personal_columns(
+    personal: d.Sealed | None, email_hash: str, phone_hash: str
+) -> dict[str, Any]:
+    return {
+        "key_version": personal.key_version if personal else None,
+        "sealed_nonce": personal.nonce if personal else None,
+        "sealed_personal": personal.ciphertext if personal else None,
+        "email_hash": email_hash or None,
+        "phone_hash": phone_hash or None,
+    }
+
+
+class CustomerProjection:
+    """Maintains customers, customer_tags, customer_purchases and customer_activity."""
+
+    name = "customers"
+    tables: tuple[Table, ...] = (customers, customer_tags, purchases, activity)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        customer_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        described = _summary(payload)
+        if described is not None:
+            connection.execute(
+                insert(activity).values(
+                    customer_id=customer_id,
+                    at=at,
+                    kind=described[0],
+                    summary=described[1][:300],
+                    sequence=position,
+                )
+            )
+        if isinstance(payload, d.CustomerRegistered):
+            consent = payload.consent or d.Consent()
+            connection.execute(
+                insert(customers).values(
+                    customer_id=customer_id,
+                    registered_sequence=position,
+                    locale=payload.locale,
+                    consent_marketing=consent.marketing,
+                    consent_profiling=consent.profiling,
+                    tier=d.Tier.REGULAR.value,
+                    registered_at=at,
+                    updated_at=at,
+                    version=position,
+                    **_personal_columns(payload.personal, payload.email_hash, payload.phone_hash),
+                )
+            )
+            return
+        changes = self._changes(connection, customer_id, payload, position, at)
+        connection.execute(
+            update(customers)
+            .where(customers.c.customer_id == customer_id)
+            .values(updated_at=at, version=position, **changes)
+        )
+
+    @staticmethod
+    def _changes(
+        connection: Connection, customer_id: str, payload: Any, position: int, at: datetime
+    ) -> dict[str, Any]:
+        match payload:
+            case d.ProfileUpdated():
+                consent = payload.consent or d.Consent()
+                return {
+                    "locale": payload.locale,
+                    "consent_marketing": consent.marketing,
+                    "consent_profiling": consent.profiling,
+                    **_personal_columns(payload.personal, payload.email_hash, payload.phone_hash),
+                }
+            case d.CustomerTagged():
+                if payload.removed:
+                    connection.execute(
+                        delete(customer_tags).where(
+                            customer_tags.c.customer_id == customer_id,
+                            customer_tags.c.tag.in_(payload.removed),
+                        )
+                    )
+                if payload.added:
+                    connection.execute(
+                        insert(customer_tags),
+                        [{"customer_id": customer_id, "tag": tag} for tag in payload.added],
+                    )
+            case d.PurchaseRecorded():
+                connection.execute(
+                    insert(purchases).values(
+                        customer_id=customer_id,
+                        order_id=payload.order_id,
+                        amount_minor=payload.amount_minor,
+                        currency=payload.currency,
+                        purchased_at=payload.purchased_at,
+                        sequence=position,
+                    )
+                )
+                last = customers.c.last_purchase_at
+                return {
+                    "purchase_count": customers.c.purchase_count + 1,
+                    "last_purchase_at": case(
+                        (last.is_(None), payload.purchased_at),
+                        (last < payload.purchased_at, payload.purchased_at),
+                        else_=last,
+                    ),
+                }
+            case d.SegmentAssigned():
+                return {
+                    "tier": payload.tier.value,
+                    "recency_score": payload.recency_score,
+                    "frequency_score": payload.frequency_score,
+                    "monetary_score": payload.monetary_score,
+                    "churn_risk": payload.churn_risk,
+                }
+            case d.CustomerForgotten():
+                connection.execute(
+                    delete(customer_tags).where(customer_tags.c.customer_id == customer_id)
+                )
+                return {
+                    "forgotten": True,
+                    "forgotten_at": at,
+                    "locale": "",
+                    **_personal_columns(None, "", ""),
+                }
+        return {}
+
+
+# ----------------------------------------------------------------------------- ticketing facts
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    ticket_id: str
+    customer_id: str
+    channel: str | None
+    type: str | None
+    priority: str | None
+
+
+@dataclass(frozen=True)
+class TicketAssigned:
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class ReplyAdded:
+    author: str | None
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    to_priority: str | None
+
+
+@dataclass(frozen=True)
+class TicketEscalated:
+    level: int
+
+
+@dataclass(frozen=True)
+class TicketHeld:
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class TicketResumed:
+    pass
+
+
+@dataclass(frozen=True)
+class TicketResolved:
+    first_contact: bool
+
+
+@dataclass(frozen=True)
+class TicketReopened:
+    pass
+
+
+@dataclass(frozen=True)
+class TicketClosed:
+    pass
+
+
+@dataclass(frozen=True)
+class SlaBreached:
+    clock: str | None
+
+
+TICKET_CODEC = EventCodec(
+    {
+        TicketOpened: ticket_events.TicketOpened,
+        TicketAssigned: ticket_events.TicketAssigned,
+        ReplyAdded: ticket_events.ReplyAdded,
+        PriorityChanged: ticket_events.PriorityChanged,
+        TicketEscalated: ticket_events.TicketEscalated,
+        TicketHeld: ticket_events.TicketHeld,
+        TicketResumed: ticket_events.TicketResumed,
+        TicketResolved: ticket_events.TicketResolved,
+        TicketReopened: ticket_events.TicketReopened,
+        TicketClosed: ticket_events.TicketClosed,
+        SlaBreached: ticket_events.SlaBreached,
+    }
+)
+
+
+def _ticket_change(payload: Any) -> tuple[str, str, str | None]:
+    """Returns (kind, summary, new status or None) of a ticket event after the opening."""
+    match payload:
+        case TicketAssigned():
+            return "ticket_assigned", "assigned to an agent", "assigned"
+        case ReplyAdded(author="customer"):
+            return "customer_replied", "customer replied", None
+        case ReplyAdded():
+            return "agent_replied", "agent replied", "in_progress"
+        case PriorityChanged():
+            return "priority_changed", f"priority changed to {payload.to_priority}", None
+        case TicketEscalated():
+            return "ticket_escalated", f"escalated to level {payload.level}", None
+        case TicketHeld():
+            return "ticket_held", f"on hold ({payload.reason})", "on_hold"
+        case TicketResumed():
+            return "ticket_resumed", "resumed", "in_progress"
+        case TicketResolved():
+            first = " at first contact" if payload.first_contact else ""
+            return "ticket_resolved", f"resolved{first}", "resolved"
+        case TicketReopened():
+            return "ticket_reopened", "reopened", "in_progress"
+        case TicketClosed():
+            return "ticket_closed", "closed", "closed"
+        case SlaBreached():
+            return "sla_breached", f"{payload.clock} SLA breached", None
+    return "ticket_event", type(payload).__name__, None
+
+
+class TicketFactsProjection:
+    """Projects CAREOPS_TICKETING into customer_tickets and customer_ticket_activity."""
+
+    name = "customer_tickets"
+    tables: tuple[Table, ...] = (tickets, ticket_activity)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        ticket_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        if isinstance(payload, TicketOpened):
+            channel = payload.channel or ""
+            connection.execute(
+                insert(tickets).values(
+                    ticket_id=ticket_id,
+                    customer_id=payload.customer_id,
+                    channel=channel,
+                    type=payload.type or "",
+                    priority=payload.priority or "",
+                    status="open",
+                    opened_at=at,
+                    updated_at=at,
+                )
+            )
+            self._entry(
+                connection,
+                payload.customer_id,
+                ticket_id,
+                at,
+                "ticket_opened",
+                channel,
+                f"{payload.type} ticket opened via {channel} ({payload.priority} priority)",
+                position,
+            )
+            return
+        row = connection.execute(
+            select(tickets.c.customer_id, tickets.c.channel).where(tickets.c.ticket_id == ticket_id)
+        ).first()
+        if row is None:
+            return
+        kind, summary, status = _ticket_change(payload)
+        values: dict[str, Any] = {"updated_at": at}
+        if status is not None:
+            values["status"] = status
+        if isinstance(payload, PriorityChanged) and payload.to_priority:
+            values["priority"] = payload.to_priority
+        connection.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(values))
+        self._entry(
+            connection, row.customer_id, ticket_id, at, kind, row.channel, summary, position
+        )
+
+    @staticmethod
+    def _entry(
+        connection: Connection,
+        customer_id: str,
+        ticket_id: str,
+        at: datetime,
+        kind: str,
+        channel: str,
+        summary: str,
+        position: int,
+    ) -> None:
+        connection.execute(
+            insert(ticket_activity).values(
+                customer_id=customer_id,
+                ticket_id=ticket_id,
+                at=at,
+                kind=kind,
+                channel=channel,
+                summary=summary[:300],
+                sequence=position,
+            )
+        )
+
+
+# ----------------------------------------------------------------------------- incident facts
+
+
+@dataclass(frozen=True)
+class IncidentDeclared:
+    type: str
+    title: str
+    level: str | None
+    drill: bool
+    customer_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TicketsLinked:
+    customer_ids: tuple[str, ...]
+
+
+INCIDENT_CODEC = EventCodec(
+    {
+        IncidentDeclared: incident_events.IncidentDeclared,
+        TicketsLinked: incident_events.TicketsLinked,
+    }
+)
+
+
+class IncidentFactsProjection:
+    """Projects the incidents that affected a customer (CAREOPS_INCIDENT) into the timeline."""
+
+    name = "customer_incidents"
+    tables: tuple[Table, ...] = (incidents,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        incident_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        if isinstance(payload, IncidentDeclared):
+            if payload.drill:
+                return
+            level = (payload.level or "").upper()
+            summary = f"affected by level {level} incident {incident_id}: {payload.title}"
+            kind = "incident_declared"
+        else:
+            summary = f"ticket linked to incident {incident_id}"
+            kind = "incident_linked"
+        known = {
+            row.customer_id
+            for row in connection.execute(
+                select(incidents.c.customer_id).where(incidents.c.incident_id == incident_id)
+            )
+        }
+        rows = [
+            {
+                "incident_id": incident_id,
+                "customer_id": customer_id,
+                "at": at,
+                "kind": kind,
+                "summary": summary[:300],
+            }
+            for customer_id in dict.fromkeys(payload.customer_ids)
+            if customer_id and customer_id not in known
+        ]
+        if rows:
+            connection.execute(insert(incidents), rows)
+
+
+# ----------------------------------------------------------------------------- quality facts
+
+
+@dataclass(frozen=True)
+class SurveySubmitted:
+    ticket_id: str
+    customer_id: str
+    channel: str
+    csat: int
+    nps: int
+    has_nps: bool
+    emotion: str | None
+    submitted_at: datetime | None
+
+
+QUALITY_CODEC = EventCodec({SurveySubmitted: quality_events.SurveySubmitted})
+
+
+class SurveyFactsProjection:
+    """Projects survey answers (CAREOPS_QUALITY) into customer_surveys: the satisfaction history.
+
+    The comment is not copied (free text may hold personal data; quality owns it)."""
+
+    name = "customer_surveys"
+    tables: tuple[Table, ...] = (surveys,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        if not isinstance(payload, SurveySubmitted) or not payload.customer_id:
+            return
+        submitted_at = payload.submitted_at or from_timestamp(event.envelope.occurred_at)
+        connection.execute(delete(surveys).where(surveys.c.ticket_id == payload.ticket_id))
+        connection.execute(
+            insert(surveys).values(
+                ticket_id=payload.ticket_id,
+                customer_id=payload.customer_id,
+                csat=payload.csat,
+                nps=payload.nps if payload.has_nps else None,
+                emotion=payload.emotion or "",
+                channel=payload.channel,
+                submitted_at=submitted_at,
+            )
+        )

@@ -1,0 +1,530 @@
+"""Customer read models: SQL tables and keyword-only query functions.
+
+Personal fields are stored as they are on the log, sealed (nonce + ciphertext under the
+customer's data key); contacts only as keyed hashes. Each projection owns its own tables, so
+any one can be rebuilt alone; the 360 view joins them at read time.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from customer import domain as d
+
+metadata = MetaData()
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(64), primary_key=True),
+    Column("registered_sequence", BigInteger, nullable=False, unique=True),
+    Column("key_version", Integer, nullable=True),
+    Column("sealed_nonce", LargeBinary, nullable=True),
+    Column("sealed_personal", LargeBinary, nullable=True),
+    Column("email_hash", String(64), nullable=True, index=True),
+    Column("phone_hash", String(64), nullable=True, index=True),
+    Column("locale", String(40), nullable=False, default=""),
+    Column("consent_marketing", Boolean, nullable=False, default=False),
+    Column("consent_profiling", Boolean, nullable=False, default=False),
+    Column("tier", String(20), nullable=False),
+    Column("recency_score", Integer, nullable=False, default=0),
+    Column("frequency_score", Integer, nullable=False, default=0),
+    Column("monetary_score", Integer, nullable=False, default=0),
+    Column("churn_risk", Boolean, nullable=False, default=False),
+    Column("purchase_count", Integer, nullable=False, default=0),
+    Column("last_purchase_at", DateTime(timezone=True), nullable=True),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("forgotten", Boolean, nullable=False, default=False),
+    Column("forgotten_at", DateTime(timezone=True), nullable=True),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_customers_tier", "tier", "registered_sequence"),
+)
+
+customer_tags = Table(
+    "customer_tags",
+    metadata,
+    Column("customer_id", String(64), nullable=False),
+    Column("tag", String(40), nullable=False),
+    PrimaryKeyConstraint("customer_id", "tag"),
+    Index("ix_customer_tags_tag", "tag", "customer_id"),
+)
+
+purchases = Table(
+    "customer_purchases",
+    metadata,
+    Column("customer_id", String(64), nullable=False),
+    Column("order_id", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("purchased_at", DateTime(timezone=True), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer_id", "order_id"),
+    Index("ix_customer_purchases_at", "customer_id", "purchased_at"),
+)
+
+# Timeline of the customer's own events (registered, purchases, tags, segment, erasure).
+activity = Table(
+    "customer_activity",
+    metadata,
+    Column("entry_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Index("ix_customer_activity", "customer_id", "at"),
+)
+
+tickets = Table(
+    "customer_tickets",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_customer_tickets_customer", "customer_id", "status"),
+    Index("ix_customer_tickets_opened", "customer_id", "opened_at"),
+)
+
+ticket_activity = Table(
+    "customer_ticket_activity",
+    metadata,
+    Column("entry_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("ticket_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("summary", String(300), nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Index("ix_customer_ticket_activity", "customer_id", "at"),
+)
+
+incidents = Table(
+    "customer_incidents",
+    metadata,
+    Column("incident_id", String(64), nullable=False),
+    Column("customer_id", String(100), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("summary", String(300), nullable=False),
+    PrimaryKeyConstraint("incident_id", "customer_id"),
+    Index("ix_customer_incidents", "customer_id", "at"),
+)
+
+surveys = Table(
+    "customer_surveys",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("csat", Integer, nullable=False),
+    Column("nps", Integer, nullable=True),
+    Column("emotion", String(20), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Index("ix_customer_surveys", "customer_id", "submitted_at"),
+)
+
+MAX_TIMELINE = 500
+
+
+def aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    customer_id: str
+    sealed: d.Sealed | None
+    locale: str
+    consent: d.Consent
+    tags: tuple[str, ...]
+    segment: d.Segment
+    purchase_count: int
+    last_purchase_at: datetime | None
+    registered_at: datetime
+    forgotten: bool
+    version: int
+    registered_sequence: int
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    at: datetime
+    source: str
+    kind: str
+    summary: str
+    ticket_id: str = ""
+    channel: str = ""
+    emotion: str = ""
+    csat: int = 0
+
+
+@dataclass(frozen=True)
+class PurchaseRow:
+    order_id: str
+    amount_minor: int
+    currency: str
+    purchased_at: datetime
+
+
+@dataclass(frozen=True)
+class SurveyRow:
+    ticket_id: str
+    csat: int
+    nps: int | None
+    emotion: str
+    channel: str
+    submitted_at: datetime
+
+
+@dataclass(frozen=True)
+class TicketRow:
+    ticket_id: str
+    channel: str
+    type: str
+    priority: str
+    status: str
+    opened_at: datetime
+    updated_at: datetime
+
+
+def _purchase(row: Any) -> PurchaseRow:
+    return PurchaseRow(row.order_id, row.amount_minor, row.currency, aware(row.purchased_at))  # type: ignore[arg-type]
+
+
+def _survey(row: Any) -> SurveyRow:
+    return SurveyRow(
+        row.ticket_id,
+        row.csat,
+        row.nps,
+        row.emotion,
+        row.channel,
+        aware(row.submitted_at),  # type: ignore[arg-type]
+    )
+
+
+def _ticket(row: Any) -> TicketRow:
+    return TicketRow(
+        row.ticket_id,
+        row.channel,
+        row.type,
+        row.priority,
+        row.status,
+        aware(row.opened_at),  # type: ignore[arg-type]
+        aware(row.updated_at),  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class View360:
+    """Everything the 360 shows except the decrypted profile."""
+
+    customer: CustomerRow
+    open_tickets: list[TicketRow]
+    surveys: list[SurveyRow]
+    timeline: list[TimelineRow]
+    recent_purchases: list[PurchaseRow]
+    ticket_count: int
+    monetary_minor: int
+
+
+def _row(row: Any, tags: Sequence[str]) -> CustomerRow:
+    sealed = (
+        d.Sealed(row.key_version, row.sealed_nonce, row.sealed_personal)
+        if row.sealed_personal is not None
+        else None
+    )
+    return CustomerRow(
+        customer_id=row.customer_id,
+        sealed=sealed,
+        locale=row.locale,
+        consent=d.Consent(row.consent_marketing, row.consent_profiling),
+        tags=tuple(sorted(tags)),
+        segment=d.Segment(
+            d.Tier(row.tier),
+            row.recency_score,
+            row.frequency_score,
+            row.monetary_score,
+            row.churn_risk,
+        ),
+        purchase_count=row.purchase_count,
+        last_purchase_at=aware(row.last_purchase_at),
+        registered_at=aware(row.registered_at) or datetime.min.replace(tzinfo=UTC),
+        forgotten=row.forgotten,
+        version=row.version,
+        registered_sequence=row.registered_sequence,
+    )
+
+
+def _tags(session: Session, ids: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    if ids:
+        query = select(customer_tags).where(customer_tags.c.customer_id.in_(ids))
+        for row in session.execute(query):
+            found.setdefault(row.customer_id, []).append(row.tag)
+    return found
+
+
+def get(*, session: Session, customer_id: str) -> CustomerRow | None:
+    """Returns one customer, or None."""
+    row = session.execute(select(customers).where(customers.c.customer_id == customer_id)).first()
+    if row is None:
+        return None
+    return _row(row, _tags(session, [customer_id]).get(customer_id, []))
+
+
+def find_by_contact(*, session: Session, kind: str, digest: str) -> CustomerRow | None:
+    """Returns the newest live customer whose e-mail or phone has this keyed hash."""
+    column = customers.c.email_hash if kind == "email" else customers.c.phone_hash
+    row = session.execute(
+        select(customers)
+        .where(column == digest, customers.c.forgotten.is_(False))
+        .order_by(customers.c.registered_sequence.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return _row(row, _tags(session, [row.customer_id]).get(row.customer_id, []))
+
+
+def list_customers(
+    *,
+    session: Session,
+    tier: str | None,
+    tag: str | None,
+    churn_risk_only: bool,
+    page_size: int,
+    before_sequence: int = 0,
+) -> list[CustomerRow]:
+    """Returns live customers, newest first, filtered by tier, tag and churn risk."""
+    query = select(customers).where(customers.c.forgotten.is_(False))
+    if tier:
+        query = query.where(customers.c.tier == tier)
+    if churn_risk_only:
+        query = query.where(customers.c.churn_risk.is_(True))
+    if tag:
+        tagged = select(customer_tags.c.customer_id).where(customer_tags.c.tag == tag)
+        query = query.where(customers.c.customer_id.in_(tagged))
+    if before_sequence:
+        query = query.where(customers.c.registered_sequence < before_sequence)
+    rows = session.execute(
+        query.order_by(customers.c.registered_sequence.desc()).limit(page_size)
+    ).all()
+    tags = _tags(session, [row.customer_id for row in rows])
+    return [_row(row, tags.get(row.customer_id, [])) for row in rows]
+
+
+def tier_counts(*, session: Session) -> dict[str, int]:
+    """Returns live customers per tier."""
+    query = (
+        select(customers.c.tier, func.count())
+        .where(customers.c.forgotten.is_(False))
+        .group_by(customers.c.tier)
+    )
+    return {tier: int(count) for tier, count in session.execute(query)}
+
+
+def timeline(*, session: Session, customer_id: str, limit: int) -> list[TimelineRow]:
+    """Returns the newest `limit` entries of every source, merged, newest first."""
+    sources: list[list[TimelineRow]] = []
+    rows = session.execute(
+        select(activity)
+        .where(activity.c.customer_id == customer_id)
+        .order_by(activity.c.at.desc())
+        .limit(limit)
+    )
+    sources.append([TimelineRow(aware(r.at), "customer", r.kind, r.summary) for r in rows])  # type: ignore[arg-type]
+    rows = session.execute(
+        select(ticket_activity)
+        .where(ticket_activity.c.customer_id == customer_id)
+        .order_by(ticket_activity.c.at.desc())
+        .limit(limit)
+    )
+    sources.append(
+        [
+            TimelineRow(aware(r.at), "ticketing", r.kind, r.summary, r.ticket_id, r.channel)  # type: ignore[arg-type]
+            for r in rows
+        ]
+    )
+    rows = session.execute(
+        select(incidents)
+        .where(incidents.c.customer_id == customer_id)
+        .order_by(incidents.c.at.desc())
+        .limit(limit)
+    )
+    sources.append([TimelineRow(aware(r.at), "incident", r.kind, r.summary) for r in rows])  # type: ignore[arg-type]
+    sources.append(
+        [
+            TimelineRow(
+                survey.submitted_at,
+                "quality",
+                "survey",
+                f"survey: CSAT {survey.csat}/5"
+                + (f", NPS {survey.nps}/10" if survey.nps is not None else ""),
+                survey.ticket_id,
+                survey.channel,
+                survey.emotion,
+                survey.csat,
+            )
+            for survey in survey_history(session=session, customer_id=customer_id, limit=limit)
+        ]
+    )
+    merged = heapq.merge(*sources, key=lambda entry: entry.at, reverse=True)
+    return [entry for _, entry in zip(range(limit), merged, strict=False)]
+
+
+def open_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:
+    """Returns the customer's tickets that are not resolved or closed, newest first."""
+    return [
+        _ticket(row)
+        for row in session.execute(
+            select(tickets)
+            .where(
+                tickets.c.customer_id == customer_id,
+                tickets.c.status.not_in(("resolved", "closed")),
+            )
+            .order_by(tickets.c.opened_at.desc())
+        )
+    ]
+
+
+def survey_history(*, session: Session, customer_id: str, limit: int) -> list[SurveyRow]:
+    rows = session.execute(
+        select(surveys)
+        .where(surveys.c.customer_id == customer_id)
+        .order_by(surveys.c.submitted_at.desc())
+        .limit(limit)
+    )
+    return [_survey(row) for row in rows]
+
+
+def recent_purchases(*, session: Session, customer_id: str, limit: int) -> list[PurchaseRow]:
+    rows = session.execute(
+        select(purchases)
+        .where(purchases.c.customer_id == customer_id)
+        .order_by(purchases.c.purchased_at.desc())
+        .limit(limit)
+    )
+    return [_purchase(row) for row in rows]
+
+
+def view_360(
+    *, session: Session, customer_id: str, timeline_limit: int, currency: str
+) -> View360 | None:
+    """Returns the 360 view of one customer (profile still sealed), or None."""
+    customer = get(session=session, customer_id=customer_id)
+    if customer is None:
+        return None
+    ticket_count = session.execute(
+        select(func.count()).select_from(tickets).where(tickets.c.customer_id == customer_id)
+    ).scalar_one()
+    monetary = session.execute(
+        select(func.coalesce(func.sum(purchases.c.amount_minor), 0)).where(
+            purchases.c.customer_id == customer_id, purchases.c.currency == currency
+        )
+    ).scalar_one()
+    return View360(
+        customer=customer,
+        open_tickets=open_tickets(session=session, customer_id=customer_id),
+        surveys=survey_history(session=session, customer_id=customer_id, limit=MAX_TIMELINE),
+        timeline=timeline(session=session, customer_id=customer_id, limit=timeline_limit),
+        recent_purchases=recent_purchases(session=session, customer_id=customer_id, limit=20),
+        ticket_count=int(ticket_count),
+        monetary_minor=int(monetary),
+    )
+
+
+def all_purchases(*, session: Session, customer_id: str) -> list[PurchaseRow]:
+    rows = session.execute(
+        select(purchases)
+        .where(purchases.c.customer_id == customer_id)
+        .order_by(purchases.c.purchased_at)
+    )
+    return [_purchase(row) for row in rows]
+
+
+def all_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:
+    query = select(tickets).where(tickets.c.customer_id == customer_id)
+    return [_ticket(row) for row in session.execute(query.order_by(tickets.c.opened_at))]
+
+
+def activities(
+    *,
+    session: Session,
+    window_start: datetime,
+    currency: str,
+    customer_ids: Sequence[str] | None = None,
+) -> list[d.Activity]:
+    """Returns the segmentation inputs of live customers (all, or the given ones)."""
+    live = select(customers.c.customer_id, customers.c.registered_at).where(
+        customers.c.forgotten.is_(False)
+    )
+    bought = select(
+        purchases.c.customer_id,
+        func.count().label("frequency"),
+        func.max(purchases.c.purchased_at).label("last_purchase_at"),
+    ).where(purchases.c.purchased_at >= window_start)
+    spent = select(
+        purchases.c.customer_id, func.sum(purchases.c.amount_minor).label("monetary")
+    ).where(purchases.c.purchased_at >= window_start, purchases.c.currency == currency)
+    contacted = select(tickets.c.customer_id, func.max(tickets.c.opened_at).label("last_contact"))
+    if customer_ids is not None:
+        live = live.where(customers.c.customer_id.in_(customer_ids))
+        bought = bought.where(purchases.c.customer_id.in_(customer_ids))
+        spent = spent.where(purchases.c.customer_id.in_(customer_ids))
+        contacted = contacted.where(tickets.c.customer_id.in_(customer_ids))
+    frequency = {
+        row.customer_id: (row.frequency, aware(row.last_purchase_at))
+        for row in session.execute(bought.group_by(purchases.c.customer_id))
+    }
+    monetary = {
+        row.customer_id: int(row.monetary or 0)
+        for row in session.execute(spent.group_by(purchases.c.customer_id))
+    }
+    contacts = {
+        row.customer_id: aware(row.last_contact)
+        for row in session.execute(contacted.group_by(tickets.c.customer_id))
+    }
+    result = []
+    for row in session.execute(live):
+        count, last = frequency.get(row.customer_id, (0, None))
+        result.append(
+            d.Activity(
+                customer_id=row.customer_id,
+                registered_at=aware(row.registered_at),  # type: ignore[arg-type]
+                last_purchase_at=last,
+                last_contact_at=contacts.get(row.customer_id),
+                frequency=int(count),
+                monetary=monetary.get(row.customer_id, 0),
+            )
+        )
+    return result
