@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -140,6 +142,25 @@ class CommandExecutor(Generic[S]):
     def __init__(self, repository: AggregateRepository[S], *, max_attempts: int = 5) -> None:
         self.repository = repository
         self.max_attempts = max_attempts
+        # Commands on one aggregate within this process take turns: racing them would only
+        # turn into conflicts and retries (and, under a burst, ABORTED). Other processes and
+        # replicas are still kept apart by the log's expected-sequence check.
+        self._turns: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _turn(self, aggregate_id: str) -> AsyncIterator[None]:
+        """Holds the in-process turn of one aggregate; the lock is dropped when nobody waits."""
+        lock, users = self._turns.get(aggregate_id, (asyncio.Lock(), 0))
+        self._turns[aggregate_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._turns[aggregate_id]
+            if users == 1:
+                del self._turns[aggregate_id]
+            else:
+                self._turns[aggregate_id] = (lock, users - 1)
 
     async def execute(
         self,
@@ -165,7 +186,8 @@ class CommandExecutor(Generic[S]):
             propagate.inject(carrier)
             context = replace(context, trace_context=carrier)
             try:
-                return await self._attempts(aggregate_id, decide, context, expect_new)
+                async with self._turn(aggregate_id):
+                    return await self._attempts(aggregate_id, decide, context, expect_new)
             finally:
                 APPEND_SECONDS.labels(kind.stream).observe(time.perf_counter() - started)
 

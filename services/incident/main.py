@@ -133,6 +133,7 @@ class IncidentService:
         self.scheduler: TimerScheduler | None = None
         self.store: JetStreamEventStore | None = None
         self.app: IncidentApp | None = None
+        self.notifiers: Notifiers | None = None
         self.collector = OpenIncidents(self.engine)
 
     async def _log_reachable(self, reachable: bool) -> None:
@@ -162,7 +163,8 @@ class IncidentService:
                 projections=[IncidentProjection(), IncidentTimerProjection()],
             )
         )
-        dispatcher = PageDispatcher(app, Notifiers(settings.notifier_settings()))
+        self.notifiers = Notifiers(settings.notifier_settings())
+        dispatcher = PageDispatcher(app, self.notifiers)
         surge = SurgeDetector(
             app,
             self.engine,
@@ -176,6 +178,9 @@ class IncidentService:
                 stream=STREAM.name,
                 filter_subject="careops.incident.incident.>",
                 handle=dispatcher.handle,
+                # Deliveries wait on the network (retries, timeouts), not on the CPU: a burst of
+                # incidents must not queue behind one another's slow channels.
+                concurrency=256,
             ),
             ReactionRunner(
                 nc=store.client,
@@ -222,6 +227,8 @@ class IncidentService:
             await self.scheduler.stop()
         for reaction in self.reactions:
             await reaction.stop()
+        if self.notifiers is not None:
+            self.notifiers.close()
         for runner in self.runners.values():
             await runner.stop()
         if self.store is not None:

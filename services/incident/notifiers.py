@@ -1,12 +1,14 @@
 """Notification channels: signed webhook, Slack, PagerDuty Events v2, e-mail; retries with backoff.
 
-Each send runs on its own (threads for the blocking stdlib clients), so one slow or failing
-channel never delays another.
+Each send runs on its own thread (the stdlib clients block), and each channel kind has its own
+pool of threads, so one slow or failing channel never delays another: a Slack endpoint that hangs
+until its timeout occupies Slack's threads, never the webhook or e-mail ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
 import json
@@ -14,6 +16,7 @@ import smtplib
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -95,6 +98,7 @@ class NotifierSettings:
     timeout_seconds: float = 5.0
     attempts: int = 4
     backoff_seconds: float = 0.2
+    threads_per_channel: int = 32
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:
@@ -124,6 +128,15 @@ class Notifiers:
 
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
+        self._pools = {
+            kind: ThreadPoolExecutor(settings.threads_per_channel, f"notify-{kind.value}")
+            for kind in ContactKind
+        }
+
+    def close(self) -> None:
+        """Stops the channel threads (sends in progress finish first)."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _webhook(self, address: str, note: Notification) -> None:
         body = json.dumps(note.as_json()).encode()
@@ -199,12 +212,20 @@ class Notifiers:
 
     async def deliver(self, contact: ContactPoint, note: Notification) -> tuple[int, str]:
         """Sends with retries and exponential backoff; returns (attempts, error or "")."""
+        assert contact.kind is not None
+        pool = self._pools[contact.kind]
         started = time.perf_counter()
         error = ""
         attempt = 0
         for attempt in range(1, self.settings.attempts + 1):
             try:
-                await asyncio.to_thread(self.send_once, contact, note)
+                await asyncio.get_running_loop().run_in_executor(
+                    pool,
+                    contextvars.copy_context().run,  # the trace context goes along
+                    self.send_once,
+                    contact,
+                    note,
+                )
                 error = ""
                 break
             except DeliveryError as exc:
@@ -212,6 +233,5 @@ class Notifiers:
                 if not exc.retryable or attempt == self.settings.attempts:
                     break
                 await asyncio.sleep(self.settings.backoff_seconds * 2 ** (attempt - 1))
-        kind = contact.kind.value if contact.kind else "unknown"
-        DELIVERY_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        DELIVERY_SECONDS.labels(contact.kind.value).observe(time.perf_counter() - started)
         return attempt, error

@@ -40,16 +40,24 @@ class PageDispatcher:
         self._notifiers = notifiers
 
     async def handle(self, message: RecordedBatch) -> None:
+        """Acts on every page and notice of the message at once: one team's slow or failing
+        channel must not hold back another team's page."""
+        actions = []
         for decoded in CODEC.decode_batch(message.batch):
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed):
-                await self._notify(incident_id, event)
+                actions.append(self._notify(incident_id, event))
             elif isinstance(event, d.PageAcknowledged):
-                await self._follow_up(incident_id, "acknowledge", [event.page_id])
+                actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
             elif isinstance(event, d.IncidentResolved):
                 incident, _ = await self._app.get(incident_id)
-                await self._follow_up(incident_id, "resolve", list(incident.pages))
+                actions.append(self._follow_up(incident_id, "resolve", list(incident.pages)))
+        outcomes = await asyncio.gather(*actions, return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            # Redelivery retries the whole message; channels already recorded are skipped.
+            raise failures[0]
 
     async def _notify(self, incident_id: str, event: d.PageRequested | d.TeamInformed) -> None:
         incident, _ = await self._app.get(incident_id)
@@ -62,16 +70,18 @@ class PageDispatcher:
         done = incident.deliveries_of(notice_id)
         pending = [c for c in event.contacts if c.kind and c.kind not in done]
         note = _notification(incident, event, notice_id)
-        outcomes = await asyncio.gather(*(self._notifiers.deliver(c, note) for c in pending))
-        for contact, (attempts, error) in zip(pending, outcomes, strict=True):
-            assert contact.kind is not None
-            command = d.RecordDelivery(notice_id, contact.kind, attempts, error)
-            await self._app.execute(
-                incident_id,
-                command,
-                command_id=f"delivery-{notice_id}-{contact.kind.value}",
-                actor="dispatcher",
-            )
+        await asyncio.gather(*(self._deliver(incident_id, c, note) for c in pending))
+
+    async def _deliver(self, incident_id: str, contact: d.ContactPoint, note: Notification) -> None:
+        """Sends on one channel and records its outcome as soon as that channel is done."""
+        assert contact.kind is not None
+        attempts, error = await self._notifiers.deliver(contact, note)
+        await self._app.execute(
+            incident_id,
+            d.RecordDelivery(note.notice_id, contact.kind, attempts, error),
+            command_id=f"delivery-{note.notice_id}-{contact.kind.value}",
+            actor="dispatcher",
+        )
 
     async def _follow_up(self, incident_id: str, action: str, page_ids: Sequence[str]) -> None:
         """Tells PagerDuty a page was acknowledged or the incident resolved (best effort)."""
