@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs from Debian: a PostgreSQL server reachable at
-# 127.0.0.1:5432 with trust auth and a database `test`. Skips whatever is already there.
+# 127.0.0.1:5432 with trust auth and a database `test`, and Prometheus (`prometheus` and
+# `promtool`, package prometheus) for the alert-rule and scrape tests. Skips whatever is there.
 set -euo pipefail
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -12,6 +13,14 @@ if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/
   echo "installing PostgreSQL (Debian package)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
+if [ ! -x /usr/bin/prometheus ] || ! command -v promtool >/dev/null 2>&1; then
+  echo "installing Prometheus (Debian package prometheus)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # Only the binaries are needed; the package's own service is not.
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
 
 if ! pg_ready; then

@@ -42,6 +42,8 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         **os.environ,
         "CAREOPS_INCIDENT_GRPC_PORT": str(incident_port),
         "CAREOPS_INCIDENT_METRICS_PORT": str(free_port()),
+        "CAREOPS_QUALITY_GRPC_PORT": str(free_port()),
+        "CAREOPS_QUALITY_METRICS_PORT": str(free_port()),
         "CAREOPS_TICKETING_GRPC_PORT": str(grpc_port),
         "CAREOPS_TICKETING_METRICS_PORT": str(free_port()),
         "CAREOPS_EMBEDDED_NATS_PORT": str(nats_port),

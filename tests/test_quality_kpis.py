@@ -5,6 +5,8 @@ bad surveys get a clear status and append nothing; follow-ups go overdue; what-i
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -79,10 +81,17 @@ async def caught_up(stub: object, positions: Positions) -> qpb.GetKpisResponse:
 
 
 def scrape(service: QualityService) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Returns every sample of the service's KPI collector in the exposition format."""
+    """Returns every sample of the service's KPI collector in the exposition format, after
+    checking the exposition with `promtool check metrics`."""
     registry = CollectorRegistry()
     registry.register(service.collector)
     text = generate_latest(registry).decode()
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: run scripts/system-deps.sh"
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -15,6 +15,7 @@ from rich.table import Table
 from careops_cli.client import call, channel, console, print_message
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import run_platform
+from careops_cli.quality import quality_app
 
 app = typer.Typer(help="CareOps: customer-service quality platform.", no_args_is_help=True)
 ticket_app = typer.Typer(help="Work with tickets (ticketing service).", no_args_is_help=True)
@@ -23,6 +24,7 @@ app.add_typer(ticket_app, name="ticket")
 app.add_typer(projections_app, name="projections")
 app.add_typer(incident_app, name="incident")
 app.add_typer(oncall_app, name="oncall")
+app.add_typer(quality_app)  # survey, kpi, scorecard, followups
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[

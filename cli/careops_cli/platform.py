@@ -48,6 +48,14 @@ SERVICES = (
         "CAREOPS_INCIDENT_GRPC_PORT",
         "CAREOPS_INCIDENT_METRICS_PORT",
     ),
+    ServiceSpec(
+        "quality",
+        "quality.main",
+        50054,
+        9104,
+        "CAREOPS_QUALITY_GRPC_PORT",
+        "CAREOPS_QUALITY_METRICS_PORT",
+    ),
 )
 COLORS = ("cyan", "magenta", "green", "yellow", "blue")
 
