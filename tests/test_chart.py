@@ -16,6 +16,7 @@ from incident.application import load_matrix, load_teams
 from incident.main import IncidentSettings
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+from quality.main import QualitySettings
 from ticketing.main import TicketingSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,11 +27,11 @@ RELEASE = "careops"
 CHART_SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
     "ticketing": ("ticketing", TicketingSettings),
     "incident": ("incident-crisis", IncidentSettings),
+    "quality": ("quality-scoring", QualitySettings),
 }
 # ARCHITECTURE §5 for the services whose packages are not built yet: values key -> ports.
 PREPARED_PORTS = {
     "customerProfile": (50052, 9102),
-    "qualityScoring": (50054, 9104),
     "gateway": (50050, 9105),
 }
 # Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
