@@ -17,6 +17,8 @@ import secrets
 from pathlib import Path
 
 SECRET_BYTES = 32
+CONTACT_HASH_KEY_ENV = "CAREOPS_CONTACT_HASH_KEY"
+CONTACT_HASH_KEY_FILE = "contact-hash.key"
 EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -94,3 +96,9 @@ def load_secret(configured: str, data_dir: str, filename: str, name: str) -> byt
         finally:
             staging.unlink()
     return decode_secret(path.read_text().strip(), str(path))
+
+
+def contact_digest(key: bytes, kind: str, value: str) -> str:
+    """Normalises an e-mail ("email") or phone ("phone") and returns its keyed hash."""
+    normalize = normalize_email if kind == "email" else normalize_phone
+    return contact_hash(key, kind, normalize(value))

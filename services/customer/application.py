@@ -27,6 +27,7 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_platform.contacts import (
     InvalidContact,
+    contact_digest,
     contact_hash,
     normalize_email,
     normalize_phone,
@@ -130,9 +131,8 @@ class CustomerApp:
 
     def hash_contact(self, kind: str, value: str) -> str:
         """Returns the keyed hash of an e-mail or phone; raises InvalidCommand when malformed."""
-        normalize = normalize_email if kind == "email" else normalize_phone
         try:
-            return contact_hash(self._hash_key, kind, normalize(value))
+            return contact_digest(self._hash_key, kind, value)
         except InvalidContact as exc:
             raise d.InvalidCommand([(kind, str(exc))]) from None
 

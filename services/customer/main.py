@@ -14,7 +14,7 @@ from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
 from careops_platform import admin
-from careops_platform.contacts import load_secret
+from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import database_url, make_engine, migrate
 from careops_platform.logs import configure_logging
 from careops_platform.runtime import connect_with_retry, start_projections
@@ -48,9 +48,7 @@ SERVICE = "customer"
 GRPC_PORT_ENV = "CAREOPS_CUSTOMER_GRPC_PORT"
 METRICS_PORT_ENV = "CAREOPS_CUSTOMER_METRICS_PORT"
 MASTER_KEY_ENV = "CAREOPS_CUSTOMER_MASTER_KEY"
-HASH_KEY_ENV = "CAREOPS_CONTACT_HASH_KEY"
 MASTER_KEY_FILE = "customer-master.key"
-HASH_KEY_FILE = "contact-hash.key"
 TICKETING_STREAM = "CAREOPS_TICKETING"
 INCIDENT_STREAM = "CAREOPS_INCIDENT"
 QUALITY_STREAM = "CAREOPS_QUALITY"
@@ -72,7 +70,7 @@ class CustomerSettings(ServiceSettings):
     )
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
-        validation_alias=AliasChoices("contact_hash_key", HASH_KEY_ENV),
+        validation_alias=AliasChoices("contact_hash_key", CONTACT_HASH_KEY_ENV),
         description="base64 HMAC key for contact lookups, shared with ticketing",
     )
     keystore_url: str = Field(
@@ -163,8 +161,8 @@ class CustomerService:
         hash_key = load_secret(
             settings.contact_hash_key.get_secret_value(),
             settings.data_dir,
-            HASH_KEY_FILE,
-            HASH_KEY_ENV,
+            CONTACT_HASH_KEY_FILE,
+            CONTACT_HASH_KEY_ENV,
         )
         keys = KeyStore(self.keys_engine, master)
         await asyncio.to_thread(keys.create_schema)

@@ -15,6 +15,7 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_platform.contacts import InvalidContact, contact_digest
 from careops_platform.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -142,11 +143,14 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         engine: Engine,
         wait_for: Callable[[str, int, float], Awaitable[bool]],
         read_wait_seconds: float = 5.0,
+        *,
+        contact_hash_key: bytes = b"",
     ) -> None:
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
+        self._hash_key = contact_hash_key
 
     async def _run(self, ticket_id: str, command: domain.Command) -> CommandResult[domain.Ticket]:
         try:
@@ -171,18 +175,56 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def OpenTicket(
         self, request: pb.OpenTicketRequest, context: Any
     ) -> pb.OpenTicketResponse:
+        customer_id, tier = await self._customer(request)
         command = domain.OpenTicket(
             ticket_id=derived_id("T"),
-            customer_id=request.customer_id,
+            customer_id=customer_id,
             channel=_enum(request.channel, CHANNEL, domain.Channel),
             type=_enum(request.type, TYPE, domain.TicketType),
             priority=_enum(request.priority, PRIORITY, domain.Priority),
             subject=request.subject,
             description=request.description,
-            tier=_enum(request.tier, TIER, domain.CustomerTier),
+            tier=tier,
             product=request.product,
         )
         return await self._command(pb.OpenTicketResponse, command.ticket_id, command)
+
+    async def _customer(
+        self, request: pb.OpenTicketRequest
+    ) -> tuple[str, domain.CustomerTier | None]:
+        """Returns the ticket's customer and tier: a known customer (by id, or by the keyed hash
+        of the contact) gets its computed tier; an unknown one the request's tier."""
+        customer_id = request.customer_id.strip()
+        lookup: dict[str, str] = {"customer_id": customer_id}
+        if not customer_id:
+            for kind, value in (("email", request.contact_email), ("phone", request.contact_phone)):
+                if value.strip():
+                    try:
+                        lookup = {
+                            "kind": kind,
+                            "digest": contact_digest(self._hash_key, kind, value),
+                        }
+                    except InvalidContact as exc:
+                        raise InvalidArgument(
+                            f"contact_{kind} {exc}", [FieldViolation(f"contact_{kind}", str(exc))]
+                        ) from None
+                    break
+            else:
+                return "", _enum(request.tier, TIER, domain.CustomerTier)
+        known = await asyncio.to_thread(self._known_customer, lookup)
+        if known is not None:
+            return known.customer_id, domain.CustomerTier(known.tier)
+        if not customer_id:
+            field = "contact_email" if "email" in lookup.get("kind", "") else "contact_phone"
+            raise InvalidArgument(
+                "no known customer has this contact; give customer_id",
+                [FieldViolation(field, "unknown contact")],
+            )
+        return customer_id, _enum(request.tier, TIER, domain.CustomerTier)
+
+    def _known_customer(self, lookup: dict[str, str]) -> readmodels.KnownCustomer | None:
+        with Session(self._engine) as session:
+            return readmodels.known_customer(session=session, **lookup)
 
     async def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.GetTicketResponse:
         ticket_id = _ticket_id(request.ticket_id)

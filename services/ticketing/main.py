@@ -14,22 +14,29 @@ from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import admin
+from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import database_url, make_engine, migrate
 from careops_platform.logs import configure_logging
 from careops_platform.runtime import connect_with_retry, start_projections
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
 from careops_platform.settings import ServiceSettings, load_settings
 from careops_platform.telemetry import configure_tracing
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from ticketing import grpc_api
 from ticketing.application import STREAM, TicketingApp, load_agents
-from ticketing.projections import SlaTimerProjection, TicketListProjection
+from ticketing.projections import (
+    CUSTOMER_CODEC,
+    CustomerDirectoryProjection,
+    SlaTimerProjection,
+    TicketListProjection,
+)
 
 log = logging.getLogger("ticketing")
 SERVICE = "ticketing"
 GRPC_PORT_ENV = "CAREOPS_TICKETING_GRPC_PORT"
 METRICS_PORT_ENV = "CAREOPS_TICKETING_METRICS_PORT"
+CUSTOMER_STREAM = "CAREOPS_CUSTOMER"
 
 
 class TicketingSettings(ServiceSettings):
@@ -42,6 +49,11 @@ class TicketingSettings(ServiceSettings):
     sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
     agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+    contact_hash_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("contact_hash_key", CONTACT_HASH_KEY_ENV),
+        description="base64 HMAC key for contact lookups, shared with customer-profile",
+    )
 
 
 class TicketingService:
@@ -72,6 +84,22 @@ class TicketingService:
         self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
         self.app = app = TicketingApp(store=store, policy=policy, agents=agents)
         await app.provision(replicas=settings.stream_replicas)
+        hash_key = load_secret(
+            settings.contact_hash_key.get_secret_value(),
+            settings.data_dir,
+            CONTACT_HASH_KEY_FILE,
+            CONTACT_HASH_KEY_ENV,
+        )
+        self.runners.update(
+            await start_projections(
+                store=store,
+                engine=self.engine,
+                codec=CUSTOMER_CODEC,
+                stream=CUSTOMER_STREAM,
+                filter_subject="careops.customer.customer.>",
+                projections=[CustomerDirectoryProjection()],
+            )
+        )
         self.runners.update(
             await start_projections(
                 store=store,
@@ -92,7 +120,11 @@ class TicketingService:
             bindings=[
                 ServiceBinding(
                     grpc_api.TicketingServicer(
-                        app, self.engine, self.wait_for, settings.read_wait_seconds
+                        app,
+                        self.engine,
+                        self.wait_for,
+                        settings.read_wait_seconds,
+                        contact_hash_key=hash_key,
                     ),
                     ticketing_pb2_grpc.add_TicketingServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops.customer.v1 import events_pb2 as customer_events
+from careops_eventstore.codec import DecodedEvent, EventCodec, from_timestamp
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, schedule
-from sqlalchemy import Connection, Table, bindparam, case, insert, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, insert, update
 
 from ticketing import domain
-from ticketing.readmodels import tickets
+from ticketing.readmodels import customer_directory, tickets
 
 _T = tickets.c
 _OPEN, _ASSIGNED, _IN_PROGRESS = (
@@ -170,3 +172,83 @@ class SlaTimerProjection:
         if clock.running and clock.due_at and not clock.breached:
             deadlines.append((domain.SlaTimerKind.BREACH, clock.due_at))
         return deadlines
+
+
+# ----------------------------------------------------------------------------- customer directory
+# Customer-profile's events, decoded into just the fields ticketing needs (matched by name).
+
+
+@dataclass(frozen=True)
+class CustomerRegistered:
+    customer_id: str
+    email_hash: str
+    phone_hash: str
+
+
+@dataclass(frozen=True)
+class ProfileUpdated:
+    email_hash: str
+    phone_hash: str
+
+
+@dataclass(frozen=True)
+class SegmentAssigned:
+    tier: domain.CustomerTier | None
+
+
+@dataclass(frozen=True)
+class CustomerForgotten:
+    pass
+
+
+CUSTOMER_CODEC = EventCodec(
+    {
+        CustomerRegistered: customer_events.CustomerRegistered,
+        ProfileUpdated: customer_events.ProfileUpdated,
+        SegmentAssigned: customer_events.SegmentAssigned,
+        CustomerForgotten: customer_events.CustomerForgotten,
+    }
+)
+
+
+class CustomerDirectoryProjection:
+    """Keeps `customer_directory`: each customer's computed tier (for the SLA targets of new
+    tickets) and contact hashes (to link a ticket opened from a known e-mail or phone).
+    An erased customer's row is deleted."""
+
+    name = "customer_directory"
+    tables: tuple[Table, ...] = (customer_directory,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        customer_id = event.envelope.aggregate_id
+        where = customer_directory.c.customer_id == customer_id
+        match payload:
+            case CustomerRegistered():
+                connection.execute(
+                    insert(customer_directory).values(
+                        customer_id=customer_id,
+                        tier=domain.CustomerTier.REGULAR.value,
+                        email_hash=payload.email_hash or None,
+                        phone_hash=payload.phone_hash or None,
+                        version=position,
+                    )
+                )
+            case ProfileUpdated():
+                connection.execute(
+                    update(customer_directory)
+                    .where(where)
+                    .values(
+                        email_hash=payload.email_hash or None,
+                        phone_hash=payload.phone_hash or None,
+                        version=position,
+                    )
+                )
+            case SegmentAssigned(tier=tier) if tier is not None:
+                connection.execute(
+                    update(customer_directory)
+                    .where(where)
+                    .values(tier=tier.value, version=position)
+                )
+            case CustomerForgotten():
+                connection.execute(delete(customer_directory).where(where))

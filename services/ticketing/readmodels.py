@@ -47,6 +47,17 @@ tickets = Table(
     Index("ix_tickets_channel", "channel", "opened_sequence"),
 )
 
+# Ticketing's own projection of customer-profile's events: tier and contact hashes only.
+customer_directory = Table(
+    "customer_directory",
+    metadata,
+    Column("customer_id", String(64), primary_key=True),
+    Column("tier", String(20), nullable=False),
+    Column("email_hash", String(64), nullable=True, index=True),
+    Column("phone_hash", String(64), nullable=True, index=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 ACTIVE_STATUSES = ("open", "assigned", "in_progress", "on_hold")
 
 
@@ -120,3 +131,23 @@ def open_ticket_counts(*, session: Session) -> dict[str, int]:
         .group_by(tickets.c.assignee_id)
     )
     return {agent: int(count) for agent, count in session.execute(query)}
+
+
+@dataclass(frozen=True)
+class KnownCustomer:
+    customer_id: str
+    tier: str
+
+
+def known_customer(
+    *, session: Session, customer_id: str = "", kind: str = "", digest: str = ""
+) -> KnownCustomer | None:
+    """Returns a customer of the directory by id, or by the keyed hash of an e-mail / phone."""
+    table = customer_directory
+    if customer_id:
+        query = select(table).where(table.c.customer_id == customer_id)
+    else:
+        column = table.c.email_hash if kind == "email" else table.c.phone_hash
+        query = select(table).where(column == digest).order_by(table.c.version.desc()).limit(1)
+    row = session.execute(query).first()
+    return KnownCustomer(row.customer_id, row.tier) if row is not None else None

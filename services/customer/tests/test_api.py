@@ -1,0 +1,369 @@
+"""CustomerProfileService through gRPC on a real NATS server and SQLite read models."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from careops.customer.v1 import customer_pb2 as pb
+from careops.customer.v1 import customer_pb2_grpc
+from careops.customer.v1 import types_pb2 as t
+from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.nats_embedded import EmbeddedNats
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from sqlalchemy import select
+
+from customer import domain as d
+from customer.application import CODEC, STREAM
+from customer.keystore import customer_keys
+from customer.main import CustomerService
+
+Stub = customer_pb2_grpc.CustomerProfileServiceStub
+
+
+def unique_contacts() -> tuple[str, str]:
+    token = uuid.uuid4().hex[:10]
+    return f"Person.{token}@Example.org", f"+44 7700 {int(token[:6], 16) % 1_000_000:06d}"
+
+
+async def register(stub: Stub, email: str, phone: str, name: str = "Lin Wei") -> t.Customer:
+    reply = await stub.RegisterCustomer(
+        pb.RegisterCustomerRequest(
+            profile=t.Profile(
+                name=name, email=email, phone=phone, locale="zh-CN", notes="prefers calls"
+            ),
+            consent=t.Consent(marketing=True),
+        )
+    )
+    return reply.customer
+
+
+def violations(error: grpc.aio.AioRpcError) -> set[str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    fields: set[str] = set()
+    for detail in status.details:
+        bad_request = error_details_pb2.BadRequest()
+        detail.Unpack(bad_request)
+        fields.update(violation.field for violation in bad_request.field_violations)
+    return fields
+
+
+def files_containing(root: Path, *needles: bytes) -> list[str]:
+    """Returns the files under `root` whose bytes contain any needle."""
+    hits = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            hits += [f"{path}: {needle!r}" for needle in needles if needle in data]
+    return hits
+
+
+async def test_register_tag_update_find_and_list(stub: Stub) -> None:
+    email, phone = unique_contacts()
+    customer = await register(stub, email, phone)
+    assert customer.customer_id.startswith("C-")
+    assert customer.profile.email == email.lower()
+    assert customer.profile.phone.startswith("+447700")
+    assert customer.consent.marketing and customer.personal_data_available
+
+    tagged = await stub.TagCustomer(
+        pb.TagCustomerRequest(customer_id=customer.customer_id, add=["VIP", "technical"])
+    )
+    assert list(tagged.customer.tags) == ["technical", "vip"]
+    _, new_phone = unique_contacts()
+    updated = await stub.UpdateProfile(
+        pb.UpdateProfileRequest(customer_id=customer.customer_id, phone=new_phone)
+    )
+    assert updated.customer.profile.name == "Lin Wei"
+    assert updated.customer.profile.notes == "prefers calls"
+
+    found = await stub.FindCustomer(
+        pb.FindCustomerRequest(phone=new_phone, min_sequence=updated.sequence)
+    )
+    assert found.customer.customer_id == customer.customer_id
+    assert found.customer.profile.email == email.lower()
+    with pytest.raises(grpc.aio.AioRpcError) as old:
+        await stub.FindCustomer(pb.FindCustomerRequest(phone=phone))
+    assert old.value.code() is grpc.StatusCode.NOT_FOUND
+    assert phone not in (old.value.details() or "")
+
+    listed = await stub.ListCustomers(
+        pb.ListCustomersRequest(tag="vip", min_sequence=updated.sequence)
+    )
+    assert customer.customer_id in [c.customer_id for c in listed.customers]
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await stub.RegisterCustomer(
+            pb.RegisterCustomerRequest(profile=t.Profile(name="Other", email=email.upper()))
+        )
+    assert taken.value.code() is grpc.StatusCode.ALREADY_EXISTS
+
+
+async def test_a_retried_registration_returns_the_same_customer(stub: Stub) -> None:
+    email, phone = unique_contacts()
+    request = pb.RegisterCustomerRequest(profile=t.Profile(name="Retry", email=email))
+    key = [("idempotency-key", uuid.uuid4().hex)]
+    first = await stub.RegisterCustomer(request, metadata=key)
+    second = await stub.RegisterCustomer(request, metadata=key)
+    assert (first.customer.customer_id, first.sequence) == (
+        second.customer.customer_id,
+        second.sequence,
+    )
+
+
+async def test_bad_input_gets_a_clear_status_and_appends_nothing(
+    stub: Stub, log_store: JetStreamEventStore
+) -> None:
+    email, phone = unique_contacts()
+    customer = await register(stub, email, phone)
+    cid = customer.customer_id
+    erased = await register(stub, *unique_contacts())
+    await stub.EraseCustomer(
+        pb.EraseCustomerRequest(
+            customer_id=erased.customer_id, reason=t.ERASURE_REASON_CUSTOMER_REQUEST
+        )
+    )
+    cases = [
+        (
+            stub.RegisterCustomer,
+            pb.RegisterCustomerRequest(profile=t.Profile(name="X", email="not-an-email")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "profile.email",
+        ),
+        (
+            stub.RegisterCustomer,
+            pb.RegisterCustomerRequest(profile=t.Profile(name="", phone="12")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "profile.phone",
+        ),
+        (
+            stub.RecordPurchase,
+            pb.RecordPurchaseRequest(customer_id=cid, order_id="O-1", amount="-10", currency="EUR"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "amount",
+        ),
+        (
+            stub.RecordPurchase,
+            pb.RecordPurchaseRequest(customer_id=cid, order_id="O-1", amount="10", currency="ABC"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "currency",
+        ),
+        (
+            stub.UpdateProfile,
+            pb.UpdateProfileRequest(customer_id=cid, email="bad@"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "email",
+        ),
+        (
+            stub.EraseCustomer,
+            pb.EraseCustomerRequest(customer_id=cid),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "reason",
+        ),
+        (
+            stub.EraseCustomer,
+            pb.EraseCustomerRequest(
+                customer_id=erased.customer_id, reason=t.ERASURE_REASON_CUSTOMER_REQUEST
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            None,
+        ),
+        (
+            stub.TagCustomer,
+            pb.TagCustomerRequest(customer_id=erased.customer_id, add=["vip"]),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            None,
+        ),
+        (
+            stub.GetCustomer360,
+            pb.GetCustomer360Request(customer_id="C-does-not-exist"),
+            grpc.StatusCode.NOT_FOUND,
+            None,
+        ),
+        (
+            stub.RecordPurchase,
+            pb.RecordPurchaseRequest(
+                customer_id="bad id", order_id="O", amount="1", currency="EUR"
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "customer_id",
+        ),
+    ]
+    for method, request, code, field in cases:
+        before = await log_store.last_sequence(STREAM.name)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await method(request)
+        assert caught.value.code() is code, (request, caught.value.details())
+        assert caught.value.details()
+        if field:
+            assert field in violations(caught.value), caught.value.details()
+        assert await log_store.last_sequence(STREAM.name) == before, request
+
+
+async def test_purchases_feed_rfm_and_the_360(stub: Stub) -> None:
+    customer = await register(stub, *unique_contacts())
+    cid = customer.customer_id
+    last = None
+    for index, amount in enumerate(("120.00", "80.50", "999.99")):
+        last = await stub.RecordPurchase(
+            pb.RecordPurchaseRequest(
+                customer_id=cid, order_id=f"ORD-{index}", amount=amount, currency="CNY"
+            )
+        )
+    assert last is not None
+    assert last.purchase.amount_minor == 99999 and last.purchase.amount == "999.99"
+    view = (
+        await stub.GetCustomer360(
+            pb.GetCustomer360Request(customer_id=cid, min_sequence=last.sequence)
+        )
+    ).view
+    assert view.customer.purchase_count == 3
+    assert view.monetary_minor == 12000 + 8050 + 99999
+    assert [p.order_id for p in view.recent_purchases][:1] == ["ORD-2"]
+    kinds = [entry.kind for entry in view.timeline]
+    assert kinds.count("purchase") == 3 and "registered" in kinds
+    assert view.customer.profile.name == "Lin Wei"
+
+
+async def test_export_is_the_whole_readable_record(stub: Stub) -> None:
+    email, phone = unique_contacts()
+    customer = await register(stub, email, phone)
+    bought = await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(
+            customer_id=customer.customer_id, order_id="EXP-1", amount="5", currency="USD"
+        )
+    )
+    export = await stub.ExportCustomerData(
+        pb.ExportCustomerDataRequest(customer_id=customer.customer_id, min_sequence=bought.sequence)
+    )
+    document = json.loads(export.document_json)
+    assert document["customer"]["profile"]["email"] == email.lower()
+    assert document["customer"]["profile"]["notes"] == "prefers calls"
+    assert document["purchases"][0]["amount"] == "5.00"
+    assert document["erased"] is False
+
+
+async def test_erasure_shreds_the_personal_data_everywhere(
+    stub: Stub,
+    service: CustomerService,
+    log_store: JetStreamEventStore,
+    module_nats: EmbeddedNats,
+    data_dir: Path,
+) -> None:
+    email, phone = unique_contacts()
+    customer = await register(stub, email, phone, name="Zhang Erasable")
+    cid = customer.customer_id
+    await stub.TagCustomer(pb.TagCustomerRequest(customer_id=cid, add=["sensitive"]))
+    bought = await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(customer_id=cid, order_id="E-1", amount="42.00", currency="EUR")
+    )
+    await stub.GetCustomer360(
+        pb.GetCustomer360Request(customer_id=cid, min_sequence=bought.sequence)
+    )
+    normalized_phone = customer.profile.phone
+    needles = [
+        email.encode(),
+        email.lower().encode(),
+        normalized_phone.encode(),
+        b"Zhang Erasable",
+    ]
+    # Plaintext never reaches the log or the read models, not even before erasure.
+    assert files_containing(Path(module_nats.data_dir), *needles) == []
+    assert files_containing(data_dir, *needles) == []
+    with service.keys_engine.connect() as connection:
+        wrapped = connection.execute(
+            select(customer_keys.c.wrapped_key).where(customer_keys.c.customer_id == cid)
+        ).scalar_one()
+    assert wrapped
+    # Positive controls: the scan does see what is there (the key, the contact's keyed hash).
+    assert service.app is not None
+    assert files_containing(data_dir, wrapped)
+    assert files_containing(data_dir, service.app.hash_contact("email", email).encode())
+
+    erased = await stub.EraseCustomer(
+        pb.EraseCustomerRequest(customer_id=cid, reason=t.ERASURE_REASON_CUSTOMER_REQUEST)
+    )
+    view = (
+        await stub.GetCustomer360(
+            pb.GetCustomer360Request(customer_id=cid, min_sequence=erased.sequence)
+        )
+    ).view
+    assert view.customer.forgotten and not view.customer.personal_data_available
+    assert view.customer.profile == t.Profile()
+    assert list(view.customer.tags) == []
+    assert view.customer.purchase_count == 1 and view.monetary_minor == 0  # EUR, not CNY
+    assert [p.order_id for p in view.recent_purchases] == ["E-1"]  # non-personal facts survive
+    for request in (pb.FindCustomerRequest(email=email), pb.FindCustomerRequest(phone=phone)):
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await stub.FindCustomer(request)
+        assert missing.value.code() is grpc.StatusCode.NOT_FOUND
+    document = json.loads(
+        (await stub.ExportCustomerData(pb.ExportCustomerDataRequest(customer_id=cid))).document_json
+    )
+    assert (
+        document["erased"] is True
+        and "profile" not in document["customer"]
+        or not any(document["customer"]["profile"].get(k) for k in ("name", "email", "phone"))
+    )
+
+    # The key is gone, durably, and its bytes are nowhere under the data directory.
+    state = service.app.keys.state(cid) if service.app else None
+    assert state is not None and not state.live and state.destroyed_at is not None
+    assert files_containing(data_dir, wrapped) == []
+    # Every sealed record of this customer on the raw log resists every key that is left.
+    sealed = []
+    for message in await log_store.read_subject(
+        stream=STREAM.name, subject=f"careops.customer.customer.{cid}"
+    ):
+        for decoded in CODEC.decode_batch(message.batch):
+            personal = getattr(decoded.event, "personal", None)
+            if isinstance(personal, d.Sealed):
+                sealed.append(personal)
+    assert len(sealed) == 1
+    assert service.app is not None
+    remaining = service.app.keys.live_keys()
+    assert cid not in remaining and remaining
+    for key in remaining.values():
+        for record in sealed:
+            with pytest.raises(InvalidTag):
+                AESGCM(key).decrypt(
+                    record.nonce, record.ciphertext, f"careops-customer:personal:{cid}".encode()
+                )
+    # A rebuild of the read model cannot bring anything back.
+    await service.runners["customers"].rebuild()
+    assert await service.runners["customers"].wait_for(erased.sequence, 10)
+    again = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
+    assert again.customer.forgotten and again.customer.profile == t.Profile()
+    assert files_containing(Path(module_nats.data_dir), *needles) == []
+    assert files_containing(data_dir, *needles) == []
+
+
+async def test_an_interrupted_erasure_is_completed_at_start(
+    stub: Stub, service: CustomerService
+) -> None:
+    email, phone = unique_contacts()
+    reply = await stub.RegisterCustomer(
+        pb.RegisterCustomerRequest(profile=t.Profile(name="Interrupted", email=email))
+    )
+    customer = reply.customer
+    assert service.app is not None
+    # The process died after destroying the key, before appending CustomerForgotten.
+    service.app.keys.destroy(customer.customer_id, service.app.clock(), "customer_request")
+    view = (
+        await stub.GetCustomer360(
+            pb.GetCustomer360Request(customer_id=customer.customer_id, min_sequence=reply.sequence)
+        )
+    ).view
+    assert not view.customer.personal_data_available  # already unreadable
+    assert not view.customer.forgotten
+    completed = await service.app.reconcile_erasures()
+    assert completed == 1
+    state, _ = await service.app.get(customer.customer_id)
+    assert state.forgotten
+    assert await service.app.reconcile_erasures() == 0

@@ -1,0 +1,243 @@
+"""Customer-profile with ticketing and quality on one log: the 360, tier-driven SLAs, erasure.
+
+All three services run for real (in-process, real NATS, SQLite); they only meet on the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+from careops.customer.v1 import customer_pb2 as cpb
+from careops.customer.v1 import customer_pb2_grpc
+from careops.customer.v1 import types_pb2 as ct
+from careops.quality.v1 import quality_pb2 as qpb
+from careops.quality.v1 import quality_pb2_grpc
+from careops.quality.v1 import types_pb2 as qt
+from careops.ticketing.v1 import ticketing_pb2 as tpb
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as tt
+from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.nats_embedded import EmbeddedNats
+from customer.main import CustomerService, CustomerSettings
+from customer.tests.test_api import files_containing
+from quality.main import QualityService, QualitySettings
+from ticketing.main import TicketingService, TicketingSettings
+
+T = TypeVar("T")
+
+
+@dataclass
+class Platform:
+    customer: customer_pb2_grpc.CustomerProfileServiceStub
+    ticketing: ticketing_pb2_grpc.TicketingServiceStub
+    quality: quality_pb2_grpc.QualityServiceStub
+    ticketing_service: TicketingService
+    customer_service: CustomerService
+
+
+@pytest.fixture
+async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[Platform]:
+    hash_key = base64.b64encode(os.urandom(32)).decode()
+    common: dict[str, Any] = {
+        "nats_url": nats_server.url,
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "shutdown_grace_seconds": 0,
+    }
+    services: list[Any] = [
+        TicketingService(
+            TicketingSettings(data_dir=str(tmp_path / "t"), contact_hash_key=hash_key, **common)
+        ),
+        CustomerService(
+            CustomerSettings(
+                data_dir=str(tmp_path / "c"),
+                contact_hash_key=hash_key,
+                population_ttl_seconds=0,
+                segment_initial_delay_seconds=3600,
+                **common,
+            )
+        ),
+        QualityService(QualitySettings(data_dir=str(tmp_path / "q"), **common)),
+    ]
+    async with AsyncExitStack() as stack:
+        channels = []
+        for service in services:
+            await service.start()
+            stack.push_async_callback(service.stop)
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
+            stack.push_async_callback(channel.close)
+            channels.append(channel)
+        yield Platform(
+            customer=customer_pb2_grpc.CustomerProfileServiceStub(channels[1]),
+            ticketing=ticketing_pb2_grpc.TicketingServiceStub(channels[0]),
+            quality=quality_pb2_grpc.QualityServiceStub(channels[2]),
+            ticketing_service=services[0],
+            customer_service=services[1],
+        )
+
+
+async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
+    """Polls `probe` until it returns something truthy."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.1)
+
+
+def first_response_target(ticket: tpb.Ticket) -> float:
+    [clock] = [c for c in ticket.sla if c.clock == tt.SLA_CLOCK_FIRST_RESPONSE]
+    return clock.target.ToTimedelta().total_seconds()
+
+
+async def test_360_tiers_and_erasure_across_services(
+    platform: Platform, jetstream_store: JetStreamEventStore, nats_server: EmbeddedNats
+) -> None:
+    token = uuid.uuid4().hex[:10]
+    vip_email, vip_phone = f"vip.{token}@example.com", f"+8613{int(token[:8], 16) % 10**9:09d}"
+    customers = platform.customer
+    for index in range(4):
+        small = await customers.RegisterCustomer(
+            cpb.RegisterCustomerRequest(
+                profile=ct.Profile(name=f"Small {index}", email=f"s{index}.{token}@example.com")
+            )
+        )
+        await customers.RecordPurchase(
+            cpb.RecordPurchaseRequest(
+                customer_id=small.customer.customer_id,
+                order_id=f"S-{index}",
+                amount="10.00",
+                currency="CNY",
+            )
+        )
+    vip = (
+        await customers.RegisterCustomer(
+            cpb.RegisterCustomerRequest(
+                profile=ct.Profile(name="Big Spender", email=vip_email, phone=vip_phone)
+            )
+        )
+    ).customer
+    cid = vip.customer_id
+    for index in range(6):
+        await customers.RecordPurchase(
+            cpb.RecordPurchaseRequest(
+                customer_id=cid, order_id=f"V-{index}", amount="5000.00", currency="CNY"
+            )
+        )
+
+    async def high_value() -> cpb.GetCustomer360Response | None:
+        view = await customers.GetCustomer360(cpb.GetCustomer360Request(customer_id=cid))
+        return view if view.view.customer.tier == ct.CUSTOMER_TIER_HIGH_VALUE else None
+
+    segmented = await eventually(high_value)
+    assert segmented.view.customer.rfm == ct.RfmScores(recency=5, frequency=5, monetary=5)
+
+    # Ticketing's own projection of customer events carries the tier to the SLA.
+    customer_head = await jetstream_store.last_sequence("CAREOPS_CUSTOMER")
+    directory = platform.ticketing_service.runners["customer_directory"]
+    assert await directory.wait_for(customer_head, 10)
+    tickets = platform.ticketing
+    request: dict[str, Any] = {
+        "channel": tt.CHANNEL_EMAIL,
+        "type": tt.TICKET_TYPE_COMPLAINT,
+        "priority": tt.PRIORITY_NORMAL,
+        "subject": "Order arrived broken",
+    }
+    linked = (
+        await tickets.OpenTicket(tpb.OpenTicketRequest(contact_email=vip_email.upper(), **request))
+    ).ticket
+    assert linked.customer_id == cid
+    assert linked.tier == tt.CUSTOMER_TIER_HIGH_VALUE
+    walk_in = (
+        await tickets.OpenTicket(tpb.OpenTicketRequest(customer_id=f"walk-in-{token}", **request))
+    ).ticket
+    assert walk_in.tier == tt.CUSTOMER_TIER_REGULAR
+    assert first_response_target(linked) < first_response_target(walk_in)
+    by_phone = (
+        await tickets.OpenTicket(
+            tpb.OpenTicketRequest(contact_phone=vip_phone, **{**request, "subject": "Still open"})
+        )
+    ).ticket
+    assert by_phone.customer_id == cid
+
+    await tickets.AddReply(
+        tpb.AddReplyRequest(
+            ticket_id=linked.ticket_id, author=tt.AUTHOR_AGENT, author_id="a1", body="Sorry!"
+        )
+    )
+    resolved = await tickets.ResolveTicket(
+        tpb.ResolveTicketRequest(ticket_id=linked.ticket_id, resolution="replaced")
+    )
+    survey = await platform.quality.SubmitSurvey(
+        qpb.SubmitSurveyRequest(
+            ticket_id=linked.ticket_id,
+            csat=2,
+            nps=3,
+            comment="slow and I am angry",
+            ticketing_min_sequence=resolved.sequence,
+        )
+    )
+
+    async def complete() -> cpb.GetCustomer360Response | None:
+        view = await customers.GetCustomer360(cpb.GetCustomer360Request(customer_id=cid))
+        kinds = {entry.kind for entry in view.view.timeline}
+        wanted = {"ticket_opened", "ticket_resolved", "survey", "purchase", "segment"}
+        return view if wanted <= kinds else None
+
+    view = (await eventually(complete)).view
+    assert view.customer.tier == ct.CUSTOMER_TIER_HIGH_VALUE
+    assert view.customer.profile.name == "Big Spender"
+    assert view.satisfaction.surveys == 1 and view.satisfaction.average_csat == 2
+    [answer] = view.satisfaction.history
+    assert (answer.ticket_id, answer.csat, answer.nps) == (linked.ticket_id, 2, 3)
+    assert [t.ticket_id for t in view.open_tickets] == [by_phone.ticket_id]
+    assert view.ticket_count == 2
+    [survey_entry] = [e for e in view.timeline if e.kind == "survey"]
+    assert survey_entry.source == "quality" and survey_entry.csat == 2
+    emotion = qt.Emotion.Name(survey.survey.emotion).removeprefix("EMOTION_").lower()
+    assert survey_entry.emotion == emotion == "angry"
+    assert "slow and I am angry" not in str(view)  # quality's free text is not copied
+    opened = [e for e in view.timeline if e.kind == "ticket_opened"]
+    assert {e.channel for e in opened} == {"email"}
+
+    # Erasure: KPIs unchanged, the directory forgets the contact, nothing in plaintext.
+    positions = {
+        "ticketing_min_sequence": await jetstream_store.last_sequence("CAREOPS_TICKETING"),
+        "min_sequence": survey.sequence,
+    }
+    before = await platform.quality.GetKpis(qpb.GetKpisRequest(**positions))
+    erased = await customers.EraseCustomer(
+        cpb.EraseCustomerRequest(customer_id=cid, reason=ct.ERASURE_REASON_CUSTOMER_REQUEST)
+    )
+    after_view = await customers.GetCustomer360(
+        cpb.GetCustomer360Request(customer_id=cid, min_sequence=erased.sequence)
+    )
+    assert after_view.view.customer.forgotten
+    assert after_view.view.customer.profile == ct.Profile()
+    assert after_view.view.satisfaction.surveys == 1  # non-personal facts stay
+    after = await platform.quality.GetKpis(qpb.GetKpisRequest(**positions))
+    assert after.kpis == before.kpis and before.kpis.surveys >= 1
+    assert await directory.wait_for(erased.sequence, 10)
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await tickets.OpenTicket(tpb.OpenTicketRequest(contact_email=vip_email, **request))
+    assert unknown.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+    needles = [vip_email.encode(), vip_phone.encode(), b"Big Spender"]
+    for stream in ("CAREOPS_CUSTOMER", "CAREOPS_TICKETING", "CAREOPS_QUALITY"):
+        for message in await jetstream_store.read_stream(stream=stream, limit=100_000):
+            raw = message.batch.SerializeToString()
+            assert not any(needle in raw for needle in needles), stream
+    assert files_containing(Path(nats_server.data_dir), *needles) == []
