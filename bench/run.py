@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.table import Table
 
-from bench import baselines, incident, lag, open_ticket, peer, replay
+from bench import baselines, incident, lag, open_ticket, peer, quality, replay
 from bench.common import console, machine, mark
 
-NAMES = ("baselines", "open_ticket", "replay", "lag", "peer", "incident")
+NAMES = ("baselines", "open_ticket", "replay", "lag", "peer", "incident", "quality")
 
 
 async def main(quick: bool, only: set[str]) -> dict[str, Any]:
@@ -48,6 +48,8 @@ async def main(quick: bool, only: set[str]) -> dict[str, Any]:
         results["peer"] = await peer.run(quick)
     if "incident" in wanted:
         results["incident"] = await incident.run(quick)
+    if "quality" in wanted:
+        results["quality"] = await quality.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["goals"] = [
         {"benchmark": name, **goal}
