@@ -38,8 +38,11 @@ def port_open(port: int) -> bool:
 
 def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
     grpc_port, nats_port, incident_port = free_port(), free_port(), free_port()
+    customer_port = free_port()
     env = {
         **os.environ,
+        "CAREOPS_CUSTOMER_GRPC_PORT": str(customer_port),
+        "CAREOPS_CUSTOMER_METRICS_PORT": str(free_port()),
         "CAREOPS_INCIDENT_GRPC_PORT": str(incident_port),
         "CAREOPS_INCIDENT_METRICS_PORT": str(free_port()),
         "CAREOPS_QUALITY_GRPC_PORT": str(free_port()),
@@ -59,7 +62,7 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        for port in (grpc_port, incident_port):
+        for port in (grpc_port, incident_port, customer_port):
             assert wait_serving(f"127.0.0.1:{port}", 60), (tmp_path / "up.log").read_text()
         ticket = careops_json(
             env,
@@ -127,6 +130,30 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         assert alert["incident_id"] == declared["incident_id"] and alert["replayed"] is True
         acked = careops_json(env, "oncall", "ack", alert["page_id"], "--member", alert["member_id"])
         assert acked["status"] == "INCIDENT_STATUS_ACKNOWLEDGED"
+
+        # Customers: register, buy, see the 360, erase; the CLI never needs the ids of others.
+        customer = careops_json(
+            env, "customer", "register", "--name", "Li Na", "--email", "li.na@example.com"
+        )
+        customer_id = customer["customer_id"]
+        careops_json(
+            env,
+            "customer",
+            "purchase",
+            customer_id,
+            "--order",
+            "O-1",
+            "--amount",
+            "99.50",
+            "--currency",
+            "CNY",
+        )
+        found = careops_json(env, "customer", "find", "--email", "LI.NA@example.com")
+        assert found["customer_id"] == customer_id
+        erased = careops_json(env, "customer", "erase", customer_id, "--yes")
+        assert erased["customer_id"] == customer_id
+        again_erased = careops(env, "customer", "erase", customer_id, "--yes")
+        assert again_erased.returncode == 1 and "FAILED_PRECONDITION" in again_erased.stderr
 
         bad = careops(
             env, "ticket", "open", "--customer", "C-1001", "--subject", " ", "--channel", "email"

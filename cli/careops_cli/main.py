@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 from rich.table import Table
 
 from careops_cli.client import call, channel, console, print_message
+from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import run_platform
 from careops_cli.quality import quality_app
@@ -24,6 +25,7 @@ app.add_typer(ticket_app, name="ticket")
 app.add_typer(projections_app, name="projections")
 app.add_typer(incident_app, name="incident")
 app.add_typer(oncall_app, name="oncall")
+app.add_typer(customer_app, name="customer")
 app.add_typer(quality_app)  # survey, kpi, scorecard, followups
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]

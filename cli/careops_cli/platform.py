@@ -41,6 +41,14 @@ SERVICES = (
         "CAREOPS_TICKETING_METRICS_PORT",
     ),
     ServiceSpec(
+        "customer",
+        "customer.main",
+        50052,
+        9102,
+        "CAREOPS_CUSTOMER_GRPC_PORT",
+        "CAREOPS_CUSTOMER_METRICS_PORT",
+    ),
+    ServiceSpec(
         "incident",
         "incident.main",
         50053,
