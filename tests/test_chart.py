@@ -12,6 +12,7 @@ import pytest
 import yaml
 from careops_cli.platform import SERVICES, ServiceSpec
 from careops_sla import load_policy
+from customer.main import CustomerSettings
 from incident.application import load_matrix, load_teams
 from incident.main import IncidentSettings
 from pydantic import AliasChoices
@@ -26,12 +27,12 @@ RELEASE = "careops"
 # careops_cli.platform.SERVICES name -> (chart component, settings class the process reads).
 CHART_SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
     "ticketing": ("ticketing", TicketingSettings),
+    "customer": ("customer-profile", CustomerSettings),
     "incident": ("incident-crisis", IncidentSettings),
     "quality": ("quality-scoring", QualitySettings),
 }
 # ARCHITECTURE §5 for the services whose packages are not built yet: values key -> ports.
 PREPARED_PORTS = {
-    "customerProfile": (50052, 9102),
     "gateway": (50050, 9105),
 }
 # Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
