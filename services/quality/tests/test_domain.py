@@ -1,0 +1,129 @@
+"""Survey decisions, the balanced score and the SLA replay, without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from careops_emotion import Emotion
+from careops_sla import default_policy
+
+from quality import domain as d
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+TICKET = d.TicketFacts("T-1", "C-1", "agent-li", "chat", "complaint", "high", resolved=True)
+
+
+def submit(
+    csat: int, nps: int | None = None, ticket: d.TicketFacts | None = TICKET
+) -> d.SubmitSurvey:
+    return d.SubmitSurvey(ticket, csat, nps, "", Emotion.NEUTRAL, 0.0)
+
+
+def surveyed(csat: int, nps: int | None = None) -> d.Survey:
+    state = d.initial("T-1")
+    for event in d.decide(state, submit(csat, nps), now=NOW):
+        state = d.evolve(state, event, NOW)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("csat", "nps", "negative"),
+    [(5, None, False), (3, 7, False), (2, None, True), (4, 6, True), (1, 10, True), (3, 9, False)],
+)
+def test_negative_feedback_needs_a_follow_up_in_24_hours(
+    csat: int, nps: int | None, negative: bool
+) -> None:
+    [event] = d.decide(d.initial("T-1"), submit(csat, nps), now=NOW)
+    assert isinstance(event, d.SurveySubmitted)
+    assert event.follow_up_required is negative
+    assert event.follow_up_due_at == (NOW + timedelta(hours=24) if negative else None)
+    assert (event.has_nps, event.nps) == (nps is not None, nps or 0)
+
+
+def test_bad_answers_name_their_fields_before_anything_else() -> None:
+    with pytest.raises(d.InvalidCommand) as error:
+        d.decide(surveyed(5), submit(6, 11, ticket=None), now=NOW)
+    assert [name for name, _ in error.value.violations] == ["csat", "nps"]
+
+
+def test_unknown_ticket_then_second_survey_then_unresolved() -> None:
+    with pytest.raises(d.TicketUnknown):
+        d.decide(d.initial("T-1"), submit(4, ticket=None), now=NOW)
+    with pytest.raises(d.SurveyAlreadySubmitted):
+        d.decide(surveyed(4), submit(4), now=NOW)
+    open_ticket = d.TicketFacts("T-1", "C-1", "", "chat", "fault", "low", resolved=False)
+    with pytest.raises(d.IllegalTransition):
+        d.decide(d.initial("T-1"), submit(4, ticket=open_ticket), now=NOW)
+
+
+def test_follow_up_goes_overdue_once_and_is_recorded_late() -> None:
+    state = surveyed(1)
+    assert d.decide(state, d.MarkFollowUpOverdue(), now=NOW + timedelta(hours=23)) == []
+    later = NOW + timedelta(hours=25)
+    [overdue] = d.decide(state, d.MarkFollowUpOverdue(), now=later)
+    state = d.evolve(state, overdue, later)
+    assert d.decide(state, d.MarkFollowUpOverdue(), now=later) == []
+    [recorded] = d.decide(state, d.RecordFollowUp("agent-li", "called", True), now=later)
+    assert isinstance(recorded, d.FollowUpRecorded) and recorded.late
+    state = d.evolve(state, recorded, later)
+    with pytest.raises(d.IllegalTransition):
+        d.decide(state, d.RecordFollowUp("agent-li", "again", True), now=later)
+    with pytest.raises(d.IllegalTransition):
+        d.decide(surveyed(5), d.RecordFollowUp("agent-li", "why", True), now=NOW)
+    with pytest.raises(d.SurveyNotFound):
+        d.decide(d.initial("T-9"), d.MarkFollowUpOverdue(), now=NOW)
+
+
+def test_score_leaves_out_components_without_data() -> None:
+    only_csat = d.Kpis(surveys=4, csat_satisfied_ratio=0.75)
+    components = d.score_components(only_csat)
+    assert [c.name for c in components if c.present] == ["csat"]
+    assert d.quality_score(components) == 75.0
+    assert d.quality_score(d.score_components(d.Kpis())) == 0.0
+
+
+def steps(*items: tuple[float, d.Step, str]) -> list[d.TimelineStep]:
+    return [d.TimelineStep(NOW + timedelta(minutes=m), step, value) for m, step, value in items]
+
+
+def test_replay_pauses_while_waiting_for_the_customer_and_retargets_on_priority() -> None:
+    policy = default_policy()  # chat: 24x7, first response 30 min (high: 15), resolution 24 h / 8 h
+    # Paused from 10 to 100 min; a reply while paused stops nothing (as in ticketing), the one
+    # at 105 min does: 10 + 5 = 15 min of the 30 min target.
+    timeline = steps(
+        (0, d.Step.OPENED, "normal"),
+        (10, d.Step.PAUSED, ""),
+        (25, d.Step.AGENT_REPLY, ""),
+        (100, d.Step.RESUMED, ""),
+        (105, d.Step.AGENT_REPLY, ""),
+    )
+    result = d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=timeline,
+        policy=policy,
+        as_of=NOW + timedelta(hours=2),
+    )
+    assert result.responded and not result.first_response_breached
+    unpaused = steps((0, d.Step.OPENED, "normal"), (35, d.Step.AGENT_REPLY, ""))
+    result = d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=unpaused,
+        policy=policy,
+        as_of=NOW + timedelta(hours=2),
+    )
+    assert result.responded and result.first_response_breached
+    raised = steps((0, d.Step.OPENED, "normal"), (20, d.Step.PRIORITY, "high"))
+    result = d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=raised,
+        policy=policy,
+        as_of=NOW + timedelta(minutes=21),
+    )
+    assert not result.responded and result.first_response_breached  # 20 min > 15 min (high)
