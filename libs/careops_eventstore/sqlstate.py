@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import overload
+
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
@@ -24,3 +27,18 @@ timers = Table(
     Column("due_at", DateTime(timezone=True), nullable=False, index=True),
     Column("data", Text, nullable=False, default="{}"),
 )
+
+
+@overload
+def aware(value: datetime) -> datetime: ...
+
+
+@overload
+def aware(value: None) -> None: ...
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """Returns a datetime read from SQL as aware UTC (SQLite drops the zone; None stays None)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

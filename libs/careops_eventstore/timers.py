@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from careops_eventstore.sqlstate import timers
+from careops_eventstore.sqlstate import aware, timers
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +94,11 @@ def due(engine: Engine, now: datetime, limit: int = 100) -> list[DueTimer]:
             row.timer_id,
             row.aggregate_id,
             row.kind,
-            _aware(row.due_at),
+            aware(row.due_at),
             json.loads(row.data),
         )
         for row in rows
     ]
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class TimerScheduler:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from careops_eventstore.sqlstate import aware as aware  # re-exported for grpc_api
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -94,12 +94,6 @@ surge_incidents = Table(
     Column("incident_id", String(64), nullable=False),
     Column("open", Boolean, nullable=False),
 )
-
-
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

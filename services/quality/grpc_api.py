@@ -15,6 +15,7 @@ from careops.quality.v1 import quality_pb2 as pb
 from careops.quality.v1 import quality_pb2_grpc, types_pb2
 from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_eventstore.sqlstate import aware
 from careops_platform.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -137,9 +138,9 @@ def follow_up_to_proto(row: Any) -> pb.FollowUp:
         agent_id=row.agent_id,
         csat=row.csat,
         emotion=enum_to_proto(domain.Emotion(row.emotion), EMOTION),
-        due_at=_stamp(readmodels.aware(row.follow_up_due_at)),
+        due_at=_stamp(aware(row.follow_up_due_at)),
         status=FOLLOW_UP_NUMBER.get(row.follow_up_status, types_pb2.FOLLOW_UP_STATUS_UNSPECIFIED),
-        done_at=_stamp(readmodels.aware(row.done_at)),
+        done_at=_stamp(aware(row.done_at)),
         note=row.note,
     )
     if row.nps is not None:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
-from careops_eventstore.sqlstate import timers
+from careops_eventstore.sqlstate import aware, timers
 from careops_eventstore.timers import DueTimer, cancel, schedule
 from sqlalchemy import Connection, Table, insert, select, update
 
@@ -17,7 +17,6 @@ from quality.readmodels import (
     FOLLOW_UP_NONE,
     FOLLOW_UP_OVERDUE,
     FOLLOW_UP_PENDING,
-    aware,
     incidents,
     surveys,
     tickets,
@@ -36,6 +35,12 @@ class TicketFactsProjection:
 
     name = "quality_tickets"
     tables: tuple[Table, ...] = (tickets, timeline)
+
+    def __init__(self) -> None:
+        # (ticket, sequence) of the last timeline step and its position: the events of one
+        # message arrive one after another, so this numbers their steps in order. After a
+        # rolled-back batch the numbers may start higher; they stay unique and ordered.
+        self._last: tuple[str, int, int] = ("", 0, -1)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
@@ -140,8 +145,8 @@ class TicketFactsProjection:
             "active_since": None,
         }
 
-    @staticmethod
     def _step(
+        self,
         connection: Connection,
         ticket_id: str,
         position: int,
@@ -149,16 +154,15 @@ class TicketFactsProjection:
         step: d.Step,
         value: str = "",
     ) -> None:
-        index = connection.execute(
-            select(timeline.c.position)
-            .where(timeline.c.ticket_id == ticket_id, timeline.c.sequence == position)
-            .order_by(timeline.c.position.desc())
-        ).scalar()
+        last_ticket, last_sequence, last_index = self._last
+        same = (last_ticket, last_sequence) == (ticket_id, position)
+        index = last_index + 1 if same else 0
+        self._last = (ticket_id, position, index)
         connection.execute(
             insert(timeline).values(
                 ticket_id=ticket_id,
                 sequence=position,
-                position=0 if index is None else index + 1,
+                position=index,
                 at=at,
                 step=step.value,
                 value=str(value),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from careops_eventstore.sqlstate import aware
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -128,12 +129,6 @@ FOLLOW_UP_OVERDUE = "overdue"
 FOLLOW_UP_DONE = "done"
 
 
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class KpiFilter:
     """Dimensions narrowing a KPI query; empty strings match everything."""
@@ -180,7 +175,6 @@ def ticket_counts(
 ) -> dict[str, dict[str, Any]]:
     """Returns the ticket aggregates of docs/kpis.md per group value ("" without grouping)."""
     t = tickets
-    surveyed = select(surveys.c.ticket_id).where(surveys.c.ticket_id == t.c.ticket_id).exists()
     resolved_once = t.c.first_resolved_at.is_not(None)
     key = t.c[group] if group else literal("")
     query = select(
@@ -190,8 +184,8 @@ def ticket_counts(
         _count_if(~t.c.resolved).label("backlog"),
         _count_if(resolved_once & t.c.first_contact).label("first_contact"),
         func.count(t.c.first_response_at).label("first_responses"),
-        func.avg(t.c.first_response_seconds).label("first_response_mean"),
-        func.avg(t.c.resolution_seconds).label("resolution_mean"),
+        func.coalesce(func.sum(t.c.first_response_seconds), 0.0).label("first_response_total"),
+        func.coalesce(func.sum(t.c.resolution_seconds), 0.0).label("resolution_total"),
         func.coalesce(func.sum(case((t.c.resolved, t.c.handle_seconds), else_=0.0)), 0.0).label(
             "handle_total"
         ),
@@ -200,8 +194,12 @@ def ticket_counts(
         func.coalesce(func.sum(t.c.breaches), 0).label("breaches"),
         _count_if(t.c.escalated).label("escalated"),
         _count_if(resolved_once & (t.c.reopen_count > 0)).label("reopened"),
-        _count_if(resolved_once & surveyed).label("surveyed"),
-    ).where(*_where(t, where, t.c.opened_at, period))
+        _count_if(resolved_once & surveys.c.ticket_id.is_not(None)).label("surveyed"),
+    )
+    # One survey per ticket (primary key), so the outer join keeps one row per ticket.
+    query = query.select_from(t.outerjoin(surveys, surveys.c.ticket_id == t.c.ticket_id)).where(
+        *_where(t, where, t.c.opened_at, period)
+    )
     if group:
         query = query.group_by(key)
     return {
@@ -221,7 +219,7 @@ def survey_counts(
         key.label("key"),
         func.count().label("surveys"),
         _count_if(s.c.csat >= 4).label("satisfied"),
-        func.avg(s.c.csat).label("csat_mean"),
+        func.coalesce(func.sum(s.c.csat), 0).label("csat_total"),
         func.count(s.c.nps).label("nps_responses"),
         _count_if(s.c.nps >= 9).label("promoters"),
         _count_if(s.c.nps <= 6).label("detractors"),
@@ -289,13 +287,13 @@ def combine(
         backlog=int(t.get("backlog") or 0),
         surveys=int(s.get("surveys") or 0),
         csat_satisfied_ratio=_ratio(s.get("satisfied") or 0, s.get("surveys") or 0),
-        csat_mean=float(s.get("csat_mean") or 0.0),
+        csat_mean=_ratio(s.get("csat_total") or 0, s.get("surveys") or 0),
         nps_responses=nps_responses,
         nps=100.0 * _ratio((s.get("promoters") or 0) - (s.get("detractors") or 0), nps_responses),
         fcr_ratio=_ratio(t.get("first_contact") or 0, resolved_once),
         first_responses=first_responses,
-        first_response_seconds_mean=float(t.get("first_response_mean") or 0.0),
-        resolution_seconds_mean=float(t.get("resolution_mean") or 0.0),
+        first_response_seconds_mean=_ratio(t.get("first_response_total") or 0.0, first_responses),
+        resolution_seconds_mean=_ratio(t.get("resolution_total") or 0.0, resolved_once),
         aht_seconds=_ratio(t.get("handle_total") or 0.0, t.get("resolved_now") or 0),
         first_responses_on_time=int(t.get("on_time") or 0),
         sla_compliance_ratio=_ratio(t.get("on_time") or 0, first_responses),
@@ -309,6 +307,16 @@ def combine(
     return d.Kpis(**{**kpis.__dict__, "quality_score": score})
 
 
+def merge(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Returns the aggregates of several groups together (every aggregate is a sum or count)."""
+    total: dict[str, Any] = {}
+    for row in rows:
+        for name, value in row.items():
+            if name != "key":
+                total[name] = total.get(name, 0) + (value or 0)
+    return total
+
+
 def kpis(*, session: Session, where: KpiFilter, period: Period) -> d.Kpis:
     """Returns every KPI of docs/kpis.md for the filter and period."""
     ticket_row = ticket_counts(session=session, where=where, period=period).get("")
@@ -317,13 +325,16 @@ def kpis(*, session: Session, where: KpiFilter, period: Period) -> d.Kpis:
 
 
 def kpis_by(*, session: Session, where: KpiFilter, period: Period, group: str) -> dict[str, d.Kpis]:
-    """Returns the KPIs per value of `group` (channel, priority, type or agent_id)."""
+    """Returns the KPIs per value of `group` (channel, priority, type or agent_id), and of all
+    groups together under "all"."""
     ticket_rows = ticket_counts(session=session, where=where, period=period, group=group)
     survey_rows = survey_counts(session=session, where=where, period=period, group=group)
-    return {
+    result = {
         key: combine(ticket_rows.get(key), survey_rows.get(key))
         for key in sorted(set(ticket_rows) | set(survey_rows))
     }
+    result["all"] = combine(merge(ticket_rows.values()), merge(survey_rows.values()))
+    return result
 
 
 def ticket_facts(*, session: Session, ticket_id: str) -> d.TicketFacts | None:
@@ -497,10 +508,7 @@ class KpiCollector(Collector):
         everything = KpiFilter()
         for window, length in WINDOWS.items():
             period = Period(start=now - length)
-            values = {"all": kpis(session=session, where=everything, period=period)}
-            values.update(
-                kpis_by(session=session, where=everything, period=period, group="channel")
-            )
+            values = kpis_by(session=session, where=everything, period=period, group="channel")
             for channel, kpi in values.items():
                 for suffix, field_name, _text in WINDOW_GAUGES:
                     gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -87,10 +88,6 @@ class TicketRow:
     opened_sequence: int
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def list_tickets(
     *, session: Session, where: TicketFilter, page_size: int, before_sequence: int = 0
 ) -> list[TicketRow]:
@@ -114,8 +111,8 @@ def list_tickets(
             subject=row.subject,
             assignee_id=row.assignee_id,
             sla_breached=row.sla_breached,
-            created_at=_aware(row.created_at),
-            updated_at=_aware(row.updated_at),
+            created_at=aware(row.created_at),
+            updated_at=aware(row.updated_at),
             version=row.version,
             opened_sequence=row.opened_sequence,
         )
