@@ -17,10 +17,10 @@ from typing import Any
 
 from rich.table import Table
 
-from bench import baselines, incident, lag, open_ticket, peer, quality, replay
+from bench import baselines, customer, incident, lag, open_ticket, peer, quality, replay
 from bench.common import console, machine, mark
 
-NAMES = ("baselines", "open_ticket", "replay", "lag", "peer", "incident", "quality")
+NAMES = ("baselines", "open_ticket", "replay", "lag", "peer", "incident", "quality", "customer")
 
 
 async def main(quick: bool, only: set[str]) -> dict[str, Any]:
@@ -50,6 +50,8 @@ async def main(quick: bool, only: set[str]) -> dict[str, Any]:
         results["incident"] = await incident.run(quick)
     if "quality" in wanted:
         results["quality"] = await quality.run(quick)
+    if "customer" in wanted:
+        results["customer"] = await customer.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["goals"] = [
         {"benchmark": name, **goal}

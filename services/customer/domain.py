@@ -206,10 +206,12 @@ Command = (
 
 @dataclass(frozen=True)
 class Segment:
+    """A new customer starts where segmentation puts a customer without purchases."""
+
     tier: Tier = Tier.REGULAR
-    recency: int = 0
-    frequency: int = 0
-    monetary: int = 0
+    recency: int = 1
+    frequency: int = 1
+    monetary: int = 1
     churn_risk: bool = False
 
 

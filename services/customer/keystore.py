@@ -147,10 +147,9 @@ class KeyStore:
             ) from None
 
     def ensure(self, customer_id: str, now: datetime) -> bytes:
-        """Returns the customer's data key, creating it on first use; raises KeyDestroyed."""
-        existing = self._read(customer_id)
-        if existing is not None:
-            return existing
+        """Returns the customer's data key, creating it on first use; raises KeyDestroyed.
+
+        Insert first (the usual case is a new customer); an existing row is read instead."""
         data_key = AESGCM.generate_key(bit_length=256)
         try:
             with self._engine.begin() as connection:

@@ -74,7 +74,9 @@ class CustomerSettings(ServiceSettings):
         description="base64 HMAC key for contact lookups, shared with ticketing",
     )
     keystore_url: str = Field(
-        "", description="SQL URL of the key store; empty: the database, or SQLite in data_dir"
+        "",
+        validation_alias=AliasChoices("keystore_url", "CAREOPS_CUSTOMER_KEYSTORE_URL"),
+        description="SQL URL of the key store; empty: the database, or SQLite in data_dir",
     )
     rfm_model_version: str = "rfm-2026.1"
     rfm_window_days: int = Field(365, ge=1, le=3650)

@@ -1,6 +1,6 @@
 """Customer reactions: recompute RFM segments as facts arrive, and for everyone periodically.
 
-As facts arrive: a purchase or registration (own stream) or a new ticket (ticketing's stream,
+As facts arrive: a purchase (own stream) or a new ticket (ticketing's stream,
 a contact) recomputes that customer's segment against the cached quintile population.
 Periodically (default daily): everyone is recomputed against a fresh population, because
 recency decays with time alone: purchases leave the window and the churn period runs out
@@ -31,7 +31,7 @@ from customer.projections import TicketOpened as TicketOpenedFact
 log = logging.getLogger(__name__)
 
 WaitFor = Callable[[str, int, float], Awaitable[bool]]
-TRIGGERS = (d.CustomerRegistered, d.PurchaseRecorded)
+TRIGGERS = (d.PurchaseRecorded,)
 BATCH = 500
 
 
@@ -124,7 +124,8 @@ class Segmenter:
         return changed
 
     async def handle(self, message: RecordedBatch) -> None:
-        """Own stream: a registration or purchase recomputes that customer."""
+        """Own stream: a purchase recomputes that customer (a new customer already holds the
+        segment of a customer without purchases)."""
         decoded = CODEC.decode_batch(message.batch)
         if not any(isinstance(item.event, TRIGGERS) for item in decoded):
             return
