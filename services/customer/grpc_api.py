@@ -7,7 +7,6 @@ never echoed.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from careops_platform.errors import (
     InvalidArgument,
     NotFound,
 )
+from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, command_id, derived_id
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import Engine
@@ -43,8 +43,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CustomerProfileService"].full_nam
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TIER = t.CustomerTier.DESCRIPTOR
 REASON = t.ErasureReason.DESCRIPTOR
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 DEFAULT_TIMELINE = 50
 EXPORT_TIMELINE = 100_000
 
@@ -81,18 +79,6 @@ def _customer_id(value: str) -> str:
             [FieldViolation("customer_id", "letters, digits, '-' and '_' only, at most 64")],
         )
     return value
-
-
-def _page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
-        raise InvalidArgument(
-            "page_token is not a token returned by ListCustomers",
-            [FieldViolation("page_token", "malformed")],
-        ) from exc
 
 
 def _stamp(message: Any, name: str, value: datetime | None) -> None:
@@ -458,18 +444,13 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
     async def ListCustomers(
         self, request: pb.ListCustomersRequest, context: Any
     ) -> pb.ListCustomersResponse:
-        page_size = request.page_size or DEFAULT_PAGE
-        if page_size > MAX_PAGE:
-            raise InvalidArgument(
-                f"page_size must be at most {MAX_PAGE}",
-                [FieldViolation("page_size", f"1..{MAX_PAGE}")],
-            )
+        size = page_size(request.page_size)
         tag = request.tag.strip().lower()
         if tag and not d.TAG.match(tag):
             raise InvalidArgument(
                 "tag is not a valid tag", [FieldViolation("tag", "1-40 of a-z 0-9 - _")]
             )
-        before = _page_token(request.page_token)
+        before = page_cursor(request.page_token, "ListCustomers")
         await self._caught_up(request.min_sequence)
         tier = enum_from_proto(request.tier, TIER, d.Tier)
         return await asyncio.to_thread(
@@ -477,12 +458,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             tier.value if tier else None,
             tag or None,
             request.churn_risk_only,
-            page_size,
+            size,
             before,
         )
 
     def _list(
-        self, tier: str | None, tag: str | None, churn: bool, page_size: int, before: int
+        self, tier: str | None, tag: str | None, churn: bool, size: int, before: int
     ) -> pb.ListCustomersResponse:
         with Session(self._engine) as session:
             rows = readmodels.list_customers(
@@ -490,15 +471,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
                 tier=tier,
                 tag=tag,
                 churn_risk_only=churn,
-                page_size=page_size + 1,
+                page_size=size + 1,
                 before_sequence=before,
             )
-        response = pb.ListCustomersResponse(
-            customers=[self._from_row(row) for row in rows[:page_size]]
-        )
-        if len(rows) > page_size:
-            cursor = str(rows[page_size - 1].registered_sequence).encode()
-            response.next_page_token = base64.urlsafe_b64encode(cursor).decode()
+        response = pb.ListCustomersResponse(customers=[self._from_row(row) for row in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].registered_sequence)
         return response
 
     async def ExportCustomerData(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -26,7 +27,9 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    literal,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -154,12 +157,6 @@ surveys = Table(
 MAX_TIMELINE = 500
 
 
-def aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True)
 class CustomerRow:
     customer_id: str
@@ -218,7 +215,7 @@ class TicketRow:
 
 
 def _purchase(row: Any) -> PurchaseRow:
-    return PurchaseRow(row.order_id, row.amount_minor, row.currency, aware(row.purchased_at))  # type: ignore[arg-type]
+    return PurchaseRow(row.order_id, row.amount_minor, row.currency, aware(row.purchased_at))
 
 
 def _survey(row: Any) -> SurveyRow:
@@ -228,7 +225,7 @@ def _survey(row: Any) -> SurveyRow:
         row.nps,
         row.emotion,
         row.channel,
-        aware(row.submitted_at),  # type: ignore[arg-type]
+        aware(row.submitted_at),
     )
 
 
@@ -239,8 +236,8 @@ def _ticket(row: Any) -> TicketRow:
         row.type,
         row.priority,
         row.status,
-        aware(row.opened_at),  # type: ignore[arg-type]
-        aware(row.updated_at),  # type: ignore[arg-type]
+        aware(row.opened_at),
+        aware(row.updated_at),
     )
 
 
@@ -278,7 +275,7 @@ def _row(row: Any, tags: Sequence[str]) -> CustomerRow:
         ),
         purchase_count=row.purchase_count,
         last_purchase_at=aware(row.last_purchase_at),
-        registered_at=aware(row.registered_at) or datetime.min.replace(tzinfo=UTC),
+        registered_at=aware(row.registered_at),
         forgotten=row.forgotten,
         version=row.version,
         registered_sequence=row.registered_sequence,
@@ -353,52 +350,62 @@ def tier_counts(*, session: Session) -> dict[str, int]:
     return {tier: int(count) for tier, count in session.execute(query)}
 
 
-def timeline(*, session: Session, customer_id: str, limit: int) -> list[TimelineRow]:
-    """Returns the newest `limit` entries of every source, merged, newest first."""
-    sources: list[list[TimelineRow]] = []
-    rows = session.execute(
-        select(activity)
-        .where(activity.c.customer_id == customer_id)
-        .order_by(activity.c.at.desc())
+def _newest(table: Table, source: str, customer_id: str, limit: int) -> Any:
+    """The newest `limit` entries of one timeline table, as a UNION-able select."""
+    empty = literal("")
+    inner = (
+        select(
+            table.c.at,
+            literal(source).label("source"),
+            table.c.kind,
+            table.c.summary,
+            (table.c.ticket_id if "ticket_id" in table.c else empty).label("ticket_id"),
+            (table.c.channel if "channel" in table.c else empty).label("channel"),
+        )
+        .where(table.c.customer_id == customer_id)
+        .order_by(table.c.at.desc())
         .limit(limit)
+        .subquery()
     )
-    sources.append([TimelineRow(aware(r.at), "customer", r.kind, r.summary) for r in rows])  # type: ignore[arg-type]
-    rows = session.execute(
-        select(ticket_activity)
-        .where(ticket_activity.c.customer_id == customer_id)
-        .order_by(ticket_activity.c.at.desc())
-        .limit(limit)
-    )
-    sources.append(
-        [
-            TimelineRow(aware(r.at), "ticketing", r.kind, r.summary, r.ticket_id, r.channel)  # type: ignore[arg-type]
-            for r in rows
-        ]
-    )
-    rows = session.execute(
-        select(incidents)
-        .where(incidents.c.customer_id == customer_id)
-        .order_by(incidents.c.at.desc())
-        .limit(limit)
-    )
-    sources.append([TimelineRow(aware(r.at), "incident", r.kind, r.summary) for r in rows])  # type: ignore[arg-type]
-    sources.append(
-        [
-            TimelineRow(
-                survey.submitted_at,
-                "quality",
-                "survey",
-                f"survey: CSAT {survey.csat}/5"
-                + (f", NPS {survey.nps}/10" if survey.nps is not None else ""),
-                survey.ticket_id,
-                survey.channel,
-                survey.emotion,
-                survey.csat,
+    return select(inner)
+
+
+def timeline(
+    *, session: Session, customer_id: str, limit: int, surveys: Sequence[SurveyRow] | None = None
+) -> list[TimelineRow]:
+    """Returns the newest `limit` entries of every source, merged, newest first (one query for
+    the customer, ticket and incident entries; `surveys` when the caller already has them)."""
+    union = union_all(
+        *(
+            _newest(table, source, customer_id, limit)
+            for table, source in (
+                (activity, "customer"),
+                (ticket_activity, "ticketing"),
+                (incidents, "incident"),
             )
-            for survey in survey_history(session=session, customer_id=customer_id, limit=limit)
-        ]
-    )
-    merged = heapq.merge(*sources, key=lambda entry: entry.at, reverse=True)
+        )
+    ).subquery()
+    rows = session.execute(select(union).order_by(union.c.at.desc()).limit(limit))
+    logged = [
+        TimelineRow(aware(r.at), r.source, r.kind, r.summary, r.ticket_id, r.channel) for r in rows
+    ]
+    if surveys is None:
+        surveys = survey_history(session=session, customer_id=customer_id, limit=limit)
+    answered = [
+        TimelineRow(
+            survey.submitted_at,
+            "quality",
+            "survey",
+            f"survey: CSAT {survey.csat}/5"
+            + (f", NPS {survey.nps}/10" if survey.nps is not None else ""),
+            survey.ticket_id,
+            survey.channel,
+            survey.emotion,
+            survey.csat,
+        )
+        for survey in surveys[:limit]
+    ]
+    merged = heapq.merge(logged, answered, key=lambda entry: entry.at, reverse=True)
     return [entry for _, entry in zip(range(limit), merged, strict=False)]
 
 
@@ -444,19 +451,27 @@ def view_360(
     customer = get(session=session, customer_id=customer_id)
     if customer is None:
         return None
-    ticket_count = session.execute(
-        select(func.count()).select_from(tickets).where(tickets.c.customer_id == customer_id)
-    ).scalar_one()
-    monetary = session.execute(
-        select(func.coalesce(func.sum(purchases.c.amount_minor), 0)).where(
-            purchases.c.customer_id == customer_id, purchases.c.currency == currency
+    ticket_count, monetary = session.execute(
+        select(
+            select(func.count())
+            .select_from(tickets)
+            .where(tickets.c.customer_id == customer_id)
+            .scalar_subquery(),
+            select(func.coalesce(func.sum(purchases.c.amount_minor), 0))
+            .where(purchases.c.customer_id == customer_id, purchases.c.currency == currency)
+            .scalar_subquery(),
         )
-    ).scalar_one()
+    ).one()
+    answered = survey_history(
+        session=session, customer_id=customer_id, limit=max(MAX_TIMELINE, timeline_limit)
+    )
     return View360(
         customer=customer,
         open_tickets=open_tickets(session=session, customer_id=customer_id),
-        surveys=survey_history(session=session, customer_id=customer_id, limit=MAX_TIMELINE),
-        timeline=timeline(session=session, customer_id=customer_id, limit=timeline_limit),
+        surveys=answered,
+        timeline=timeline(
+            session=session, customer_id=customer_id, limit=timeline_limit, surveys=answered
+        ),
         recent_purchases=recent_purchases(session=session, customer_id=customer_id, limit=20),
         ticket_count=int(ticket_count),
         monetary_minor=int(monetary),
@@ -520,7 +535,7 @@ def activities(
         result.append(
             d.Activity(
                 customer_id=row.customer_id,
-                registered_at=aware(row.registered_at),  # type: ignore[arg-type]
+                registered_at=aware(row.registered_at),
                 last_purchase_at=last,
                 last_contact_at=contacts.get(row.customer_id),
                 frequency=int(count),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +32,7 @@ from careops_platform.errors import (
     InvalidArgument,
     NotFound,
 )
+from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, command_id, derived_id
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
@@ -47,7 +47,6 @@ from incident.projections import IncidentProjection
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
 INCIDENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PAGE_ID = re.compile(r"^(?P<incident>[A-Za-z0-9_-]{1,64})-p\d+$")
-MAX_PAGE = 500
 R = TypeVar("R")
 E = TypeVar("E", bound=Enum)
 
@@ -277,12 +276,8 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def ListIncidents(
         self, request: pb.ListIncidentsRequest, context: Any
     ) -> pb.ListIncidentsResponse:
-        page_size = request.page_size or 50
-        if page_size > MAX_PAGE:
-            raise InvalidArgument(
-                f"page_size must be at most {MAX_PAGE}", [FieldViolation("page_size", "too big")]
-            )
-        before = _cursor(request.page_token)
+        size = page_size(request.page_size)
+        before = page_cursor(request.page_token, "ListIncidents")
         if request.min_sequence and not await self._wait_for(
             IncidentProjection.name, request.min_sequence, self._read_wait
         ):
@@ -299,12 +294,12 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         def query() -> list[tuple[Any, int]]:
             with Session(self._engine) as session:
                 return readmodels.list_incidents(
-                    session=session, where=where, page_size=page_size + 1, before_sequence=before
+                    session=session, where=where, page_size=size + 1, before_sequence=before
                 )
 
         rows = await asyncio.to_thread(query)
         response = pb.ListIncidentsResponse()
-        for row, waiting in rows[:page_size]:
+        for row, waiting in rows[:size]:
             item = response.incidents.add(
                 incident_id=row.incident_id,
                 type=row.type,
@@ -316,9 +311,8 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                 version=row.version,
             )
             _stamp(item, "declared_at", readmodels.aware(row.declared_at))
-        if len(rows) > page_size:
-            cursor = str(rows[page_size - 1][0].declared_sequence).encode()
-            response.next_page_token = base64.urlsafe_b64encode(cursor).decode()
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1][0].declared_sequence)
         return response
 
     async def PutResponseMatrix(
@@ -464,15 +458,3 @@ def _alert_kind(event: Any) -> Any:
     if isinstance(event, d.TeamInformed):
         return int(t.ALERT_KIND_INFORMED)
     return None
-
-
-def _cursor(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
-        raise InvalidArgument(
-            "page_token is not a token returned by ListIncidents",
-            [FieldViolation("page_token", "malformed")],
-        ) from exc

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -24,6 +23,7 @@ from careops_platform.errors import (
     InvalidArgument,
     NotFound,
 )
+from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, command_id, derived_id
 from google.protobuf.descriptor import EnumDescriptor
 from sqlalchemy import Engine
@@ -35,8 +35,6 @@ from ticketing.projections import TicketListProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
 TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_PAGE = 500
-DEFAULT_PAGE = 50
 
 E = TypeVar("E", bound=Enum)
 R = TypeVar("R")
@@ -120,18 +118,6 @@ def _ticket_id(value: str, field: str = "ticket_id") -> str:
             [FieldViolation(field, "letters, digits, '-' and '_' only, at most 64")],
         )
     return value
-
-
-def _page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
-    except ValueError as exc:
-        raise InvalidArgument(
-            "page_token is not a token returned by ListTickets",
-            [FieldViolation("page_token", "malformed")],
-        ) from exc
 
 
 class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
@@ -237,13 +223,8 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def ListTickets(
         self, request: pb.ListTicketsRequest, context: Any
     ) -> pb.ListTicketsResponse:
-        page_size = request.page_size or DEFAULT_PAGE
-        if page_size > MAX_PAGE:
-            raise InvalidArgument(
-                f"page_size must be at most {MAX_PAGE}",
-                [FieldViolation("page_size", f"1..{MAX_PAGE}")],
-            )
-        before = _page_token(request.page_token)
+        size = page_size(request.page_size)
+        before = page_cursor(request.page_token, "ListTickets")
         if request.min_sequence and not await self._wait_for(
             TicketListProjection.name, request.min_sequence, self._read_wait
         ):
@@ -257,9 +238,9 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             assignee_id=request.assignee_id or None,
             customer_id=request.customer_id or None,
         )
-        rows = await asyncio.to_thread(self._list, where, page_size + 1, before)
+        rows = await asyncio.to_thread(self._list, where, size + 1, before)
         response = pb.ListTicketsResponse()
-        for row in rows[:page_size]:
+        for row in rows[:size]:
             summary = response.tickets.add(
                 ticket_id=row.ticket_id,
                 customer_id=row.customer_id,
@@ -274,9 +255,8 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             )
             summary.created_at.FromDatetime(row.created_at)
             summary.updated_at.FromDatetime(row.updated_at)
-        if len(rows) > page_size:
-            cursor = str(rows[page_size - 1].opened_sequence).encode()
-            response.next_page_token = base64.urlsafe_b64encode(cursor).decode()
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].opened_sequence)
         return response
 
     def _list(

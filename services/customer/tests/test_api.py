@@ -367,3 +367,43 @@ async def test_an_interrupted_erasure_is_completed_at_start(
     state, _ = await service.app.get(customer.customer_id)
     assert state.forgotten
     assert await service.app.reconcile_erasures() == 0
+
+
+async def test_list_customers_pages_and_filters(stub: Stub) -> None:
+    tag = f"page-{uuid.uuid4().hex[:8]}"
+    ids = []
+    last = 0
+    for _ in range(5):
+        customer = await register(stub, *unique_contacts())
+        tagged = await stub.TagCustomer(
+            pb.TagCustomerRequest(customer_id=customer.customer_id, add=[tag])
+        )
+        ids.append(customer.customer_id)
+        last = tagged.sequence
+    seen: list[str] = []
+    token = ""
+    for _ in range(3):
+        page = await stub.ListCustomers(
+            pb.ListCustomersRequest(tag=tag, page_size=2, page_token=token, min_sequence=last)
+        )
+        seen += [c.customer_id for c in page.customers]
+        token = page.next_page_token
+    assert seen == ids[::-1] and token == ""
+    regular = await stub.ListCustomers(
+        pb.ListCustomersRequest(tag=tag, tier=t.CUSTOMER_TIER_REGULAR, page_size=10)
+    )
+    assert len(regular.customers) == 5
+    assert all(c.profile.name == "Lin Wei" for c in regular.customers)
+    none = await stub.ListCustomers(
+        pb.ListCustomersRequest(tag=tag, tier=t.CUSTOMER_TIER_HIGH_VALUE, churn_risk_only=True)
+    )
+    assert list(none.customers) == []
+    for request, field in (
+        (pb.ListCustomersRequest(page_size=501), "page_size"),
+        (pb.ListCustomersRequest(page_token="!!"), "page_token"),
+        (pb.ListCustomersRequest(tag="Not A Tag"), "tag"),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListCustomers(request)
+        assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert field in violations(caught.value)
