@@ -62,7 +62,8 @@ def contact_hash(key: bytes, kind: str, normalized: str) -> str:
 def decode_secret(value: str, name: str) -> bytes:
     """Decodes a base64 secret of exactly 32 bytes; raises ValueError naming the variable."""
     try:
-        raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4), altchars=b"-_")
+        text = value.strip()
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"{name} is not base64") from None
     if len(raw) != SECRET_BYTES:

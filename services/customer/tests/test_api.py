@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -255,7 +256,9 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     log_store: JetStreamEventStore,
     module_nats: EmbeddedNats,
     data_dir: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     email, phone = unique_contacts()
     customer = await register(stub, email, phone, name="Zhang Erasable")
     cid = customer.customer_id
@@ -342,6 +345,9 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     assert again.customer.forgotten and again.customer.profile == t.Profile()
     assert files_containing(Path(module_nats.data_dir), *needles) == []
     assert files_containing(data_dir, *needles) == []
+    assert "customer erased" in caplog.text  # the logs are captured ...
+    logged = caplog.text.encode()
+    assert not any(needle in logged for needle in needles)  # ... and hold no personal data
 
 
 async def test_an_interrupted_erasure_is_completed_at_start(
