@@ -150,6 +150,10 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         )
         found = careops_json(env, "customer", "find", "--email", "LI.NA@example.com")
         assert found["customer_id"] == customer_id
+        linked = careops_json(
+            env, "ticket", "open", "--email", "li.na@example.com", "--subject", "Where is O-1?"
+        )
+        assert linked["customer_id"] == customer_id
         erased = careops_json(env, "customer", "erase", customer_id, "--yes")
         assert erased["customer_id"] == customer_id
         again_erased = careops(env, "customer", "erase", customer_id, "--yes")

@@ -96,8 +96,10 @@ def up(
 
 @ticket_app.command("open")
 def ticket_open(
-    customer: Annotated[str, typer.Option(help="Customer id.")],
     subject: Annotated[str, typer.Option(help="One-line summary.")],
+    customer: Annotated[str, typer.Option(help="Customer id (or --email / --phone).")] = "",
+    email: Annotated[str, typer.Option(help="E-mail of a known customer.")] = "",
+    phone: Annotated[str, typer.Option(help="Phone of a known customer.")] = "",
     channel: Annotated[
         str, typer.Option(help="phone, email, chat, social, app, web, store")
     ] = "web",
@@ -113,6 +115,8 @@ def ticket_open(
     """Open a ticket."""
     request = pb.OpenTicketRequest(
         customer_id=customer,
+        contact_email=email,
+        contact_phone=phone,
         subject=subject,
         description=description,
         product=product,
