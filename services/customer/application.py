@@ -281,7 +281,10 @@ class CustomerApp:
         changed += ("consent",) if new_consent != state.consent else ()
         if not changed:
             return CommandResult(state, loaded.version, [])
-        key = await asyncio.to_thread(self.keys.get, customer_id)
+        try:
+            key = await asyncio.to_thread(self.keys.get, customer_id)
+        except (KeyDestroyed, DecryptionFailed):
+            raise d.IllegalTransition(f"customer {customer_id} was erased meanwhile") from None
         command = d.UpdateProfile(
             personal=seal(key, customer_id, plaintext.SerializeToString()),
             email_hash=contacts.email_hash,
