@@ -99,6 +99,31 @@ def scrape(service: QualityService) -> dict[tuple[str, tuple[tuple[str, str], ..
     return samples
 
 
+WINDOW_GAUGES = {
+    "careops_quality_csat_ratio": "csat_satisfied_ratio",
+    "careops_quality_csat_score": "csat_mean",
+    "careops_quality_nps_score": "nps",
+    "careops_quality_fcr_ratio": "fcr_ratio",
+    "careops_quality_sla_compliance_ratio": "sla_compliance_ratio",
+    "careops_quality_escalation_ratio": "escalation_ratio",
+    "careops_quality_reopen_ratio": "reopen_ratio",
+    "careops_quality_survey_response_ratio": "survey_response_ratio",
+    "careops_quality_balanced_score": "quality_score",
+}
+
+
+def assert_scrape_agrees(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+    window: str,
+    channel: str,
+    kpis: qpb.Kpis,
+) -> None:
+    """Every window gauge of (window, channel) equals the KPI GetKpis returned."""
+    labels = (("channel", channel), ("window", window))
+    for metric, field in WINDOW_GAUGES.items():
+        assert samples[(metric, labels)] == pytest.approx(getattr(kpis, field)), metric
+
+
 def kpi_dict(kpis: qpb.Kpis) -> dict[str, float]:
     values = MessageToDict(
         kpis, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -131,6 +156,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         assert crisis["B"].incidents == 0
 
         samples = scrape(service)
+        assert_scrape_agrees(samples, "24h", "all", kpis)
         window = (("channel", "all"), ("window", "24h"))
         assert samples[("careops_quality_csat_ratio", window)] == kpis.csat_satisfied_ratio
         assert samples[("careops_quality_csat_score", window)] == kpis.csat_mean
@@ -179,6 +205,14 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         # Filters, per-day breakdown and scorecards.
         chat = await stub.GetKpis(qpb.GetKpisRequest(filter=qpb.KpiFilter(channel=tt.CHANNEL_CHAT)))
         assert chat.kpis.tickets_opened == 3 and chat.kpis.backlog == 0
+        assert_scrape_agrees(samples, "7d", "chat", chat.kpis)
+        # The 1 h window starts at the whole hour an hour ago: no ticket opened since, both
+        # surveys submitted since.
+        hour = qpb.Period()
+        hour.start.FromDatetime((NOW - timedelta(hours=1)).replace(minute=0, second=0))
+        recent = (await stub.GetKpis(qpb.GetKpisRequest(period=hour))).kpis
+        assert (recent.tickets_opened, recent.surveys, recent.csat_mean) == (0, 2, 3.5)
+        assert_scrape_agrees(samples, "1h", "all", recent)
         li = await stub.GetScorecard(qpb.GetScorecardRequest(agent_id="agent-li"))
         assert li.kpis.tickets_opened == 2 and li.quality_score == 100.0
         senior = await stub.GetScorecard(qpb.GetScorecardRequest(team="senior"))
@@ -206,6 +240,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
                     admin_pb2.RebuildProjectionRequest(name=name, wait=True)
                 )
         assert (await caught_up(stub, scenario)).kpis == kpis
+        assert scrape(service) == samples
     # A restart on the same database gives identical KPIs.
     async with (
         quality_service(tmp_path, quality_nats.url, clock, database_url=database_url) as service,

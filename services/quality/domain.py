@@ -74,6 +74,7 @@ class SurveySubmitted:
     submitted_at: datetime
     follow_up_required: bool
     follow_up_due_at: datetime | None = None
+    ticket_opened_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class TicketFacts:
     ticket_type: str
     priority: str
     resolved: bool
+    opened_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def _submit(state: Survey, command: SubmitSurvey, now: datetime) -> list[SurveyE
             submitted_at=now,
             follow_up_required=negative,
             follow_up_due_at=now + command.follow_up_after if negative else None,
+            ticket_opened_at=ticket.opened_at,
         )
     ]
 

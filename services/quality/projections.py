@@ -18,7 +18,10 @@ from quality.readmodels import (
     FOLLOW_UP_OVERDUE,
     FOLLOW_UP_PENDING,
     incidents,
+    move_contribution,
     surveys,
+    ticket_buckets,
+    ticket_totals,
     tickets,
     timeline,
 )
@@ -34,7 +37,7 @@ class TicketFactsProjection:
     """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
 
     name = "quality_tickets"
-    tables: tuple[Table, ...] = (tickets, timeline)
+    tables: tuple[Table, ...] = (tickets, timeline, ticket_buckets, ticket_totals)
 
     def __init__(self) -> None:
         # (ticket, sequence) of the last timeline step and its position: the events of one
@@ -50,27 +53,28 @@ class TicketFactsProjection:
         ticket_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
         if isinstance(payload, d.TicketOpened):
-            connection.execute(
-                insert(tickets).values(
-                    ticket_id=ticket_id,
-                    customer_id=payload.customer_id,
-                    channel=payload.channel.value,
-                    type=payload.type.value,
-                    priority=payload.priority.value,
-                    tier=(payload.tier or d.CustomerTier.REGULAR).value,
-                    agent_id="",
-                    opened_at=at,
-                    resolved=False,
-                    closed=False,
-                    reopen_count=0,
-                    escalated=False,
-                    first_response_breached=False,
-                    breaches=0,
-                    handle_seconds=0.0,
-                    active_since=at,
-                    version=position,
-                )
-            )
+            opened: dict[str, Any] = {
+                "ticket_id": ticket_id,
+                "customer_id": payload.customer_id,
+                "channel": payload.channel.value,
+                "type": payload.type.value,
+                "priority": payload.priority.value,
+                "tier": (payload.tier or d.CustomerTier.REGULAR).value,
+                "agent_id": "",
+                "opened_at": at,
+                "resolved": False,
+                "closed": False,
+                "reopen_count": 0,
+                "escalated": False,
+                "first_response_breached": False,
+                "breaches": 0,
+                "handle_seconds": 0.0,
+                "active_since": at,
+                "version": position,
+            }
+            connection.execute(insert(tickets).values(**opened))
+            row_after = {column.name: opened.get(column.name) for column in tickets.columns}
+            move_contribution(connection, None, row_after)
             self._step(connection, ticket_id, position, at, d.Step.OPENED, payload.priority.value)
             return
         row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
@@ -81,6 +85,8 @@ class TicketFactsProjection:
         connection.execute(
             update(tickets).where(tickets.c.ticket_id == ticket_id).values(**changes)
         )
+        before = dict(row._mapping)
+        move_contribution(connection, before, {**before, **changes})
 
     def _changes(
         self, connection: Connection, row: Any, payload: Any, at: datetime, position: int
@@ -241,6 +247,7 @@ class SurveyProjection:
                         emotion=payload.emotion.value,
                         emotion_score=payload.emotion_score,
                         submitted_at=payload.submitted_at,
+                        ticket_opened_at=payload.ticket_opened_at,
                         follow_up_required=payload.follow_up_required,
                         follow_up_due_at=payload.follow_up_due_at,
                         follow_up_status=FOLLOW_UP_PENDING

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from careops_eventstore.sqlstate import aware
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     literal,
     select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -99,6 +102,7 @@ surveys = Table(
     Column("emotion", String(20), nullable=False),
     Column("emotion_score", Float, nullable=False),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("ticket_opened_at", DateTime(timezone=True)),
     Column("follow_up_required", Boolean, nullable=False),
     Column("follow_up_due_at", DateTime(timezone=True)),
     Column("follow_up_status", String(20), nullable=False),
@@ -107,6 +111,7 @@ surveys = Table(
     Column("sequence", BigInteger, nullable=False),
     Column("version", BigInteger, nullable=False),
     Index("ix_quality_surveys_submitted", "submitted_at"),
+    Index("ix_quality_surveys_ticket_opened", "ticket_opened_at"),
     Index("ix_quality_surveys_follow_up", "follow_up_status", "follow_up_due_at"),
 )
 
@@ -121,6 +126,59 @@ incidents = Table(
     Column("acknowledge_seconds", Float),
     Column("resolved_at", DateTime(timezone=True)),
     Column("resolve_seconds", Float),
+)
+
+FIRST_RESPONSE_BUCKETS = (10.0, 20.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
+RESOLUTION_BUCKETS = (
+    900.0,
+    3600.0,
+    4 * 3600.0,
+    8 * 3600.0,
+    86400.0,
+    3 * 86400.0,
+    7 * 86400.0,
+)
+# What one ticket adds to the KPI sums (the aggregates of ticket_counts, surveys aside).
+CONTRIBUTIONS = (
+    "opened",
+    "resolved_once",
+    "backlog",
+    "first_contact",
+    "first_responses",
+    "first_response_total",
+    "resolution_total",
+    "handle_total",
+    "resolved_now",
+    "on_time",
+    "breaches",
+    "escalated",
+    "reopened",
+)
+FIRST_RESPONSE_LE = tuple(f"first_response_le_{i}" for i in range(len(FIRST_RESPONSE_BUCKETS)))
+RESOLUTION_LE = tuple(f"resolution_le_{i}" for i in range(len(RESOLUTION_BUCKETS)))
+
+
+def _sums(*names: str) -> list[Column[Any]]:
+    return [Column(name, Float, nullable=False) for name in names]
+
+
+# The sums of CONTRIBUTIONS per opening hour (UTC), channel and current priority, maintained by
+# the ticket projection, so the live gauges read a few rows instead of every ticket.
+ticket_buckets = Table(
+    "quality_ticket_buckets",
+    metadata,
+    Column("hour", DateTime(timezone=True), primary_key=True),
+    Column("channel", String(20), primary_key=True),
+    Column("priority", String(20), primary_key=True),
+    *_sums(*CONTRIBUTIONS),
+)
+# All-time sums per channel and priority, with cumulative histogram bucket counts.
+ticket_totals = Table(
+    "quality_ticket_totals",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("priority", String(20), primary_key=True),
+    *_sums(*CONTRIBUTIONS, *FIRST_RESPONSE_LE, *RESOLUTION_LE),
 )
 
 FOLLOW_UP_NONE = "none"
@@ -170,15 +228,11 @@ def _count_if(condition: ColumnElement[bool]) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def ticket_counts(
-    *, session: Session, where: KpiFilter, period: Period, group: str = ""
-) -> dict[str, dict[str, Any]]:
-    """Returns the ticket aggregates of docs/kpis.md per group value ("" without grouping)."""
+def ticket_counts(*, session: Session, where: KpiFilter, period: Period) -> dict[str, Any]:
+    """Returns the ticket aggregates of docs/kpis.md (sums and counts) over the cohort."""
     t = tickets
     resolved_once = t.c.first_resolved_at.is_not(None)
-    key = t.c[group] if group else literal("")
     query = select(
-        key.label("key"),
         func.count().label("opened"),
         _count_if(resolved_once).label("resolved_once"),
         _count_if(~t.c.resolved).label("backlog"),
@@ -200,13 +254,7 @@ def ticket_counts(
     query = query.select_from(t.outerjoin(surveys, surveys.c.ticket_id == t.c.ticket_id)).where(
         *_where(t, where, t.c.opened_at, period)
     )
-    if group:
-        query = query.group_by(key)
-    return {
-        str(row.key): dict(row._mapping)
-        for row in session.execute(query)
-        if row.opened or not group
-    }
+    return dict(session.execute(query).one()._mapping)
 
 
 def survey_counts(
@@ -319,22 +367,9 @@ def merge(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 def kpis(*, session: Session, where: KpiFilter, period: Period) -> d.Kpis:
     """Returns every KPI of docs/kpis.md for the filter and period."""
-    ticket_row = ticket_counts(session=session, where=where, period=period).get("")
+    ticket_row = ticket_counts(session=session, where=where, period=period)
     survey_row = survey_counts(session=session, where=where, period=period).get("")
     return combine(ticket_row, survey_row, crisis(session=session, period=period))
-
-
-def kpis_by(*, session: Session, where: KpiFilter, period: Period, group: str) -> dict[str, d.Kpis]:
-    """Returns the KPIs per value of `group` (channel, priority, type or agent_id), and of all
-    groups together under "all"."""
-    ticket_rows = ticket_counts(session=session, where=where, period=period, group=group)
-    survey_rows = survey_counts(session=session, where=where, period=period, group=group)
-    result = {
-        key: combine(ticket_rows.get(key), survey_rows.get(key))
-        for key in sorted(set(ticket_rows) | set(survey_rows))
-    }
-    result["all"] = combine(merge(ticket_rows.values()), merge(survey_rows.values()))
-    return result
 
 
 def ticket_facts(*, session: Session, ticket_id: str) -> d.TicketFacts | None:
@@ -350,6 +385,7 @@ def ticket_facts(*, session: Session, ticket_id: str) -> d.TicketFacts | None:
         ticket_type=row.type,
         priority=row.priority,
         resolved=row.first_resolved_at is not None,
+        opened_at=aware(row.opened_at),
     )
 
 
@@ -398,35 +434,121 @@ def sla_timelines(
     return [(row, steps[row.ticket_id]) for row in rows]
 
 
-def histogram(
-    *, session: Session, column: str, buckets: Sequence[float]
-) -> dict[tuple[str, str], tuple[list[int], int, float]]:
-    """Returns per (channel, priority): cumulative bucket counts, count and sum of a duration."""
-    value = tickets.c[column]
-    columns = [_count_if(value <= bound) for bound in buckets]
-    query = (
-        select(tickets.c.channel, tickets.c.priority, func.count(value), func.sum(value), *columns)
-        .where(value.is_not(None))
-        .group_by(tickets.c.channel, tickets.c.priority)
-    )
-    return {
-        (row[0], row[1]): ([int(x) for x in row[4:]], int(row[2]), float(row[3] or 0.0))
-        for row in session.execute(query)
+def hour_of(at: datetime) -> datetime:
+    """Returns the start of the UTC hour of an instant."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def contribution(row: Mapping[str, Any]) -> dict[str, float]:
+    """Returns what one ticket row adds to the sums of CONTRIBUTIONS and the histograms."""
+    resolved_once = row["first_resolved_at"] is not None
+    first_response = row["first_response_seconds"]
+    resolution = row["resolution_seconds"]
+    values: dict[str, float] = {
+        "opened": 1,
+        "resolved_once": resolved_once,
+        "backlog": not row["resolved"],
+        "first_contact": resolved_once and bool(row["first_contact"]),
+        "first_responses": row["first_response_at"] is not None,
+        "first_response_total": first_response or 0.0,
+        "resolution_total": resolution or 0.0,
+        "handle_total": row["handle_seconds"] if row["resolved"] else 0.0,
+        "resolved_now": bool(row["resolved"]),
+        "on_time": bool(row["first_response_on_time"]),
+        "breaches": row["breaches"],
+        "escalated": bool(row["escalated"]),
+        "reopened": resolved_once and row["reopen_count"] > 0,
     }
+    for name, bound in zip(FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, strict=True):
+        values[name] = first_response is not None and first_response <= bound
+    for name, bound in zip(RESOLUTION_LE, RESOLUTION_BUCKETS, strict=True):
+        values[name] = resolution is not None and resolution <= bound
+    return {name: float(value) for name, value in values.items()}
+
+
+@cache
+def _add_statement(dialect: str, table: Table) -> Any:
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert_fn(table)
+    keys = [column.name for column in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={
+            column.name: column + statement.excluded[column.name]
+            for column in table.columns
+            if column.name not in keys
+        },
+    )
+
+
+def _add(
+    connection: Connection, table: Table, key: dict[str, Any], values: dict[str, float]
+) -> None:
+    row = {**key, **{c.name: values.get(c.name, 0.0) for c in table.columns if c.name not in key}}
+    connection.execute(_add_statement(connection.dialect.name, table), row)
+
+
+def move_contribution(
+    connection: Connection, before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> None:
+    """Replaces a ticket's old contribution to the bucket and total sums by its new one."""
+    new = contribution(after)
+    for table, keys in ((ticket_buckets, BUCKET_KEY), (ticket_totals, TOTAL_KEY)):
+        key_after = keys(after)
+        if before is None:
+            _add(connection, table, key_after, new)
+            continue
+        old = contribution(before)
+        key_before = keys(before)
+        if key_before == key_after:
+            delta = {name: new[name] - old[name] for name in new if new[name] != old[name]}
+            if delta:
+                _add(connection, table, key_after, delta)
+            continue
+        _add(connection, table, key_before, {name: -value for name, value in old.items()})
+        _add(connection, table, key_after, new)
+
+
+def _bucket_key(row: Mapping[str, Any]) -> dict[str, Any]:
+    opened = aware(row["opened_at"])
+    return {"hour": hour_of(opened), "channel": row["channel"], "priority": row["priority"]}
+
+
+def _total_key(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"channel": row["channel"], "priority": row["priority"]}
+
+
+BUCKET_KEY = _bucket_key
+TOTAL_KEY = _total_key
+
+
+def bucket_counts(*, session: Session, since: datetime) -> dict[str, dict[str, Any]]:
+    """Returns per channel the ticket sums of tickets opened since `since` (an hour start),
+    with `surveyed`: the surveys of those tickets."""
+    b = ticket_buckets
+    query = (
+        select(
+            b.c.channel.label("key"), *(func.sum(b.c[name]).label(name) for name in CONTRIBUTIONS)
+        )
+        .where(b.c.hour >= since)
+        .group_by(b.c.channel)
+    )
+    rows = {row.key: dict(row._mapping) for row in session.execute(query) if row.opened}
+    surveyed = (
+        select(surveys.c.channel, func.count())
+        .where(surveys.c.ticket_opened_at >= since)
+        .group_by(surveys.c.channel)
+    )
+    for channel, count in session.execute(surveyed):
+        if channel in rows:
+            rows[channel]["surveyed"] = count
+    return rows
 
 
 def totals(*, session: Session) -> list[Any]:
-    """Returns all-time (channel, priority, opened, resolved, breaches) counts."""
-    t = tickets
-    query = select(
-        t.c.channel,
-        t.c.priority,
-        func.count(),
-        _count_if(t.c.first_resolved_at.is_not(None)),
-        func.coalesce(func.sum(t.c.breaches), 0),
-        _count_if(~t.c.resolved),
-    ).group_by(t.c.channel, t.c.priority)
-    return list(session.execute(query))
+    """Returns the all-time sums per channel and priority (tickets ever opened)."""
+    query = select(ticket_totals).where(ticket_totals.c.opened > 0)
+    return list(session.execute(query.order_by(ticket_totals.c.channel, ticket_totals.c.priority)))
 
 
 def survey_totals(*, session: Session) -> dict[str, int]:
@@ -454,16 +576,6 @@ def unacknowledged_age(*, session: Session, now: datetime) -> dict[str, float]:
 # ----------------------------------------------------------------------------- Prometheus view
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-FIRST_RESPONSE_BUCKETS = (10.0, 20.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
-RESOLUTION_BUCKETS = (
-    900.0,
-    3600.0,
-    4 * 3600.0,
-    8 * 3600.0,
-    86400.0,
-    3 * 86400.0,
-    7 * 86400.0,
-)
 # (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
 WINDOW_GAUGES = (
     ("csat_ratio", "csat_satisfied_ratio", "Share of CSAT answers 4-5"),
@@ -505,11 +617,10 @@ class KpiCollector(Collector):
             )
             for suffix, _field, text in WINDOW_GAUGES
         }
-        everything = KpiFilter()
         for window, length in WINDOWS.items():
-            period = Period(start=now - length)
-            values = kpis_by(session=session, where=everything, period=period, group="channel")
-            for channel, kpi in values.items():
+            for channel, kpi in window_kpis(
+                session=session, since=window_start(now, length)
+            ).items():
                 for suffix, field_name, _text in WINDOW_GAUGES:
                     gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))
         labels = ["channel", "priority"]
@@ -525,13 +636,32 @@ class KpiCollector(Collector):
         backlog = GaugeMetricFamily(
             "careops_quality_backlog_tickets", "Tickets not resolved or closed.", labels=labels
         )
-        for channel, priority, opened_n, resolved_n, breaches_n, backlog_n in totals(
-            session=session
-        ):
-            opened.add_metric([channel, priority], opened_n)
-            resolved.add_metric([channel, priority], resolved_n)
-            breaches.add_metric([channel, priority], breaches_n)
-            backlog.add_metric([channel, priority], backlog_n)
+        first_response = HistogramMetricFamily(
+            "careops_quality_first_response_seconds",
+            "Time from opening to the first agent reply.",
+            labels=labels,
+        )
+        resolution = HistogramMetricFamily(
+            "careops_quality_resolution_seconds",
+            "Time from opening to the first resolution.",
+            labels=labels,
+        )
+        for row in totals(session=session):
+            key = [row.channel, row.priority]
+            opened.add_metric(key, row.opened)
+            resolved.add_metric(key, row.resolved_once)
+            breaches.add_metric(key, row.breaches)
+            backlog.add_metric(key, row.backlog)
+            first_response.add_metric(
+                key,
+                _buckets(row, FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, row.first_responses),
+                sum_value=row.first_response_total,
+            )
+            resolution.add_metric(
+                key,
+                _buckets(row, RESOLUTION_LE, RESOLUTION_BUCKETS, row.resolved_once),
+                sum_value=row.resolution_total,
+            )
         surveyed = CounterMetricFamily(
             "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
         )
@@ -559,37 +689,37 @@ class KpiCollector(Collector):
             surveyed,
             overdue,
             unacknowledged,
-            self._histogram(
-                session,
-                "first_response_seconds",
-                FIRST_RESPONSE_BUCKETS,
-                "Time from opening to the first agent reply.",
-            ),
-            self._histogram(
-                session,
-                "resolution_seconds",
-                RESOLUTION_BUCKETS,
-                "Time from opening to the first resolution.",
-            ),
+            first_response,
+            resolution,
         ]
 
-    @staticmethod
-    def _histogram(
-        session: Session, column: str, buckets: Sequence[float], text: str
-    ) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            f"careops_quality_{column}", text, labels=["channel", "priority"]
-        )
-        for (channel, priority), (counts, count, total) in histogram(
-            session=session, column=column, buckets=buckets
-        ).items():
-            points = [(_bound(b), c) for b, c in zip(buckets, counts, strict=True)]
-            family.add_metric([channel, priority], [*points, ("+Inf", count)], sum_value=total)
-        return family
+
+def _buckets(
+    row: Any, names: Sequence[str], bounds: Sequence[float], count: float
+) -> list[tuple[str, float]]:
+    points = [(f"{bound:g}", getattr(row, name)) for name, bound in zip(names, bounds, strict=True)]
+    return [*points, ("+Inf", count)]
+
+
+def window_start(now: datetime, length: timedelta) -> datetime:
+    """Rolling windows start at a whole UTC hour: the one `length` before now."""
+    return hour_of(now - length)
+
+
+def window_kpis(*, session: Session, since: datetime) -> dict[str, d.Kpis]:
+    """Returns the KPIs of tickets opened and surveys submitted since `since` (an hour start),
+    per channel and under "all", from the hourly sums: equal to GetKpis with period.start =
+    since, at the cost of a few rows per hour."""
+    ticket_rows = bucket_counts(session=session, since=since)
+    survey_rows = survey_counts(
+        session=session, where=KpiFilter(), period=Period(since), group="channel"
+    )
+    result = {
+        key: combine(ticket_rows.get(key), survey_rows.get(key))
+        for key in sorted(set(ticket_rows) | set(survey_rows))
+    }
+    result["all"] = combine(merge(ticket_rows.values()), merge(survey_rows.values()))
+    return result
 
 
 WINDOW_LABELS = ["window", "channel"]
-
-
-def _bound(value: float) -> str:
-    return f"{value:g}"

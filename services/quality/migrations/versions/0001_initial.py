@@ -13,6 +13,22 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+# The summed columns of the KPI buckets (quality.readmodels.CONTRIBUTIONS at this revision).
+CONTRIBUTIONS = (
+    "opened",
+    "resolved_once",
+    "backlog",
+    "first_contact",
+    "first_responses",
+    "first_response_total",
+    "resolution_total",
+    "handle_total",
+    "resolved_now",
+    "on_time",
+    "breaches",
+    "escalated",
+    "reopened",
+)
 
 
 def upgrade() -> None:
@@ -82,6 +98,7 @@ def upgrade() -> None:
         sa.Column("emotion", sa.String(20), nullable=False),
         sa.Column("emotion_score", sa.Float, nullable=False),
         sa.Column("submitted_at", TS, nullable=False),
+        sa.Column("ticket_opened_at", TS),
         sa.Column("follow_up_required", sa.Boolean, nullable=False),
         sa.Column("follow_up_due_at", TS),
         sa.Column("follow_up_status", sa.String(20), nullable=False),
@@ -91,8 +108,27 @@ def upgrade() -> None:
         sa.Column("version", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_quality_surveys_submitted", "quality_surveys", ["submitted_at"])
+    op.create_index("ix_quality_surveys_ticket_opened", "quality_surveys", ["ticket_opened_at"])
     op.create_index(
         "ix_quality_surveys_follow_up", "quality_surveys", ["follow_up_status", "follow_up_due_at"]
+    )
+    first_response_le = [f"first_response_le_{i}" for i in range(9)]
+    resolution_le = [f"resolution_le_{i}" for i in range(7)]
+    op.create_table(
+        "quality_ticket_buckets",
+        sa.Column("hour", TS, primary_key=True),
+        sa.Column("channel", sa.String(20), primary_key=True),
+        sa.Column("priority", sa.String(20), primary_key=True),
+        *(sa.Column(name, sa.Float, nullable=False) for name in CONTRIBUTIONS),
+    )
+    op.create_table(
+        "quality_ticket_totals",
+        sa.Column("channel", sa.String(20), primary_key=True),
+        sa.Column("priority", sa.String(20), primary_key=True),
+        *(
+            sa.Column(name, sa.Float, nullable=False)
+            for name in (*CONTRIBUTIONS, *first_response_le, *resolution_le)
+        ),
     )
     op.create_table(
         "quality_incidents",
@@ -110,6 +146,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "quality_incidents",
+        "quality_ticket_totals",
+        "quality_ticket_buckets",
         "quality_surveys",
         "quality_sla_timeline",
         "quality_tickets",
