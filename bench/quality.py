@@ -1,7 +1,7 @@
-"""Quality KPIs: the KPI projection (ticket facts, SLA timeline, hourly sums) replaying 100k ticketing
-events into SQLite, against a raw baseline (one INSERT per event, same batches, same runner
-code) measured in the same run; and the time to scrape /metrics over HTTP when the KPI collector
-exports about 1,000 series.
+"""Quality KPIs: the KPI projection (ticket facts, SLA timeline, hourly sums) replaying 100k
+ticketing events into SQLite, against a raw baseline (one INSERT per event, same batches, same
+runner code) measured in the same run; and the time to scrape /metrics over HTTP when the KPI
+collector exports about 1,000 series.
 
 The events are real: tickets on every channel and priority (open, assign, agent reply, resolve)
 run through TicketingApp on the in-memory store, plus one survey per 4 tickets through
