@@ -1,9 +1,9 @@
 """Customer command handlers: validate plaintext, seal it with the customer's key, append.
 
-Erasure order: the data key is destroyed (durably) first, then CustomerForgotten is appended
-with a command id derived from the customer id. A crash in between leaves the data already
-unreadable; `reconcile_erasures` (run at start) appends the missing CustomerForgotten from the
-key store's tombstones, so the log always catches up with the key store, never the reverse.
+Erasure order: the data key is destroyed (durably) first, then CustomerForgotten is appended.
+A crash in between leaves the data already unreadable; `reconcile_erasures` (run at start)
+appends the missing CustomerForgotten from the key store's tombstones, so the log always catches
+up with the key store, never the reverse.
 """
 
 from __future__ import annotations
@@ -334,32 +334,32 @@ class CustomerApp:
         return result
 
     async def erase(
-        self, customer_id: str, reason: d.ErasureReason | None, *, actor: str
+        self, customer_id: str, reason: d.ErasureReason | None, *, command_id: str, actor: str
     ) -> CommandResult[d.Customer]:
-        """Destroys the data key (durably), then appends CustomerForgotten."""
+        """Destroys the data key (durably), then appends CustomerForgotten. A retry of the same
+        command returns the original result; a second erasure is an IllegalTransition."""
         if reason is None:
             raise d.InvalidCommand(
                 [("reason", "must be specified (not ERASURE_REASON_UNSPECIFIED)")]
             )
         loaded = await self.repository.load(customer_id, refresh=True)
+        if command_id in loaded.commands:
+            return await self._forget(customer_id, reason, actor, command_id)
         if not loaded.state.exists:
             raise d.CustomerNotFound(f"customer {customer_id} does not exist")
         if loaded.state.forgotten:
             raise d.IllegalTransition(f"customer {customer_id} was already erased")
         await asyncio.to_thread(self.keys.destroy, customer_id, self.clock(), reason.value)
-        result = await self._forget(customer_id, reason, actor)
+        result = await self._forget(customer_id, reason, actor, command_id)
         ERASURES.labels(reason.value).inc()
         log.info("customer erased", extra={"customer_id": customer_id, "reason": reason.value})
         return result
 
     async def _forget(
-        self, customer_id: str, reason: d.ErasureReason, actor: str
+        self, customer_id: str, reason: d.ErasureReason, actor: str, command_id: str
     ) -> CommandResult[d.Customer]:
         result = await self._execute(
-            customer_id,
-            d.ForgetCustomer(reason),
-            command_id=f"erase-{customer_id}",
-            actor=actor,
+            customer_id, d.ForgetCustomer(reason), command_id=command_id, actor=actor
         )
         await asyncio.to_thread(self.keys.mark_logged, customer_id)
         return result
@@ -371,7 +371,9 @@ class CustomerApp:
         for customer_id, reason in await asyncio.to_thread(self.keys.unlogged_erasures):
             state = (await self.repository.load(customer_id, refresh=True)).state
             if state.exists and not state.forgotten:
-                await self._forget(customer_id, d.ErasureReason(reason), "reconciliation")
+                await self._forget(
+                    customer_id, d.ErasureReason(reason), "reconciliation", f"erase-{customer_id}"
+                )
                 done += 1
                 log.warning("completed an interrupted erasure", extra={"customer_id": customer_id})
             else:

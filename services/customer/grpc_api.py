@@ -333,7 +333,9 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
     ) -> pb.EraseCustomerResponse:
         customer_id = _customer_id(request.customer_id)
         reason = enum_from_proto(request.reason, REASON, d.ErasureReason)
-        result = await self._run(self._app.erase(customer_id, reason, actor=actor()))
+        result = await self._run(
+            self._app.erase(customer_id, reason, command_id=command_id(), actor=actor())
+        )
         response = pb.EraseCustomerResponse(customer_id=customer_id, sequence=result.sequence)
         _stamp(response, "erased_at", result.state.forgotten_at)
         return response

@@ -214,6 +214,7 @@ class CustomerService:
                 stream=STREAM.name,
                 filter_subject=STREAM.subjects[0],
                 handle=segmenter.handle,
+                concurrency=1,  # in order: a later purchase's segment is never overtaken
             ),
             ReactionRunner(
                 nc=store.client,
@@ -221,6 +222,7 @@ class CustomerService:
                 stream=TICKETING_STREAM,
                 filter_subject=TICKET_SUBJECTS,
                 handle=segmenter.handle_ticket,
+                concurrency=1,
             ),
         ]
         for reaction in self.reactions:

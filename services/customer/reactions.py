@@ -89,19 +89,26 @@ class Segmenter:
                 for row in rows
             }
 
-    async def population(self, now: datetime, *, fresh: bool = False) -> d.Population:
-        """Returns the quintile population, recomputed when older than the TTL."""
-        if fresh or self._population is None or time.monotonic() - self._population_at > self._ttl:
+    def _expired(self) -> bool:
+        return self._population is None or time.monotonic() - self._population_at > self._ttl
+
+    async def recompute(self, ids: Sequence[str] | None, *, causation_id: str = "") -> int:
+        """Recomputes the given customers (None: everyone); returns how many changed.
+
+        When the quintile population is due (or everyone is recomputed), the customers' facts
+        and the population come from one read, so a customer is never ranked against a newer
+        copy of itself; otherwise the cached population is used (at most the TTL old)."""
+        now = self._app.clock()
+        if ids is None or self._expired():
             everyone = await asyncio.to_thread(self._activities, now, None)
             self._population = d.Population.of(everyone)
             self._population_at = time.monotonic()
-        return self._population
-
-    async def recompute(self, ids: Sequence[str] | None, *, causation_id: str = "") -> int:
-        """Recomputes the given customers (None: everyone); returns how many changed."""
-        now = self._app.clock()
-        activities = await asyncio.to_thread(self._activities, now, ids)
-        population = await self.population(now, fresh=ids is None)
+            wanted = set(ids) if ids is not None else None
+            activities = [a for a in everyone if wanted is None or a.customer_id in wanted]
+        else:
+            activities = await asyncio.to_thread(self._activities, now, ids)
+        population = self._population
+        assert population is not None
         changed = 0
         for start in range(0, len(activities), BATCH):
             chunk = activities[start : start + BATCH]

@@ -413,3 +413,22 @@ async def test_list_customers_pages_and_filters(stub: Stub) -> None:
             await stub.ListCustomers(request)
         assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert field in violations(caught.value)
+
+
+async def test_a_retried_erasure_returns_the_original_result(
+    stub: Stub, log_store: JetStreamEventStore
+) -> None:
+    customer = await register(stub, *unique_contacts())
+    request = pb.EraseCustomerRequest(
+        customer_id=customer.customer_id, reason=t.ERASURE_REASON_CONSENT_WITHDRAWN
+    )
+    key = [("idempotency-key", uuid.uuid4().hex)]
+    first = await stub.EraseCustomer(request, metadata=key)
+    head = await log_store.last_sequence(STREAM.name)
+    again = await stub.EraseCustomer(request, metadata=key)
+    assert (again.sequence, again.customer_id) == (first.sequence, first.customer_id)
+    assert await log_store.last_sequence(STREAM.name) == head
+    with pytest.raises(grpc.aio.AioRpcError) as twice:
+        await stub.EraseCustomer(request)
+    assert twice.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+    assert "already erased" in (twice.value.details() or "")
