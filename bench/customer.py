@@ -277,7 +277,7 @@ async def run(quick: bool) -> dict[str, Any]:
                 )
 
     report = Report(
-        f"7. Customer 360 ({customers:,} customers, "
+        f"8. Customer 360 ({customers:,} customers, "
         f"{results['sqlite']['load']['timeline']:,} timeline entries) and customer commands"
     )
     raw = results["raw_publish"]
