@@ -140,6 +140,7 @@ class CustomerService:
         self.runners: dict[str, ProjectionRunner] = {}
         self.reactions: list[ReactionRunner] = []
         self.schedule: SegmentSchedule | None = None
+        self.segmenter: Segmenter | None = None
         self.server: GrpcServer | None = None
         self.store: JetStreamEventStore | None = None
         self.app: CustomerApp | None = None
@@ -201,7 +202,7 @@ class CustomerService:
                     projections=projections,
                 )
             )
-        segmenter = Segmenter(
+        self.segmenter = segmenter = Segmenter(
             app,
             self.engine,
             self.wait_for,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -24,6 +26,7 @@ from customer import domain as d
 from customer.application import CODEC, STREAM
 from customer.keystore import customer_keys
 from customer.main import CustomerService
+from customer.reactions import SegmentSchedule
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 
@@ -432,3 +435,49 @@ async def test_a_retried_erasure_returns_the_original_result(
         await stub.EraseCustomer(request)
     assert twice.value.code() is grpc.StatusCode.FAILED_PRECONDITION
     assert "already erased" in (twice.value.details() or "")
+
+
+async def test_recency_decays_with_time_alone(stub: Stub, service: CustomerService) -> None:
+    customer = await register(stub, *unique_contacts())
+    cid = customer.customer_id
+    await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(customer_id=cid, order_id="D-1", amount="50", currency="CNY")
+    )
+    assert service.app is not None and service.segmenter is not None
+    app, real_clock = service.app, service.app.clock
+    later = real_clock() + timedelta(weeks=17)
+
+    async def churn_flag() -> bool:
+        for _ in range(100):
+            found = await stub.ListCustomers(
+                pb.ListCustomersRequest(churn_risk_only=True, page_size=500)
+            )
+            if cid in [c.customer_id for c in found.customers]:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    # No event arrives for 17 weeks: only the periodic recomputation can notice.
+    app.clock = lambda: later
+    schedule = SegmentSchedule(service.segmenter, interval_seconds=0.05, initial_delay_seconds=0)
+    schedule.start()
+    try:
+        assert await churn_flag()
+    finally:
+        await schedule.stop()
+        app.clock = real_clock
+    view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
+    assert view.customer.churn_risk and view.customer.tier == t.CUSTOMER_TIER_LOW_FREQUENCY
+    assert "churn risk" in view.timeline[0].summary
+    await service.segmenter.recompute(None)  # back in the present: not a churn risk any more
+    assert not await still_flagged(stub, cid)
+
+
+async def still_flagged(stub: Stub, customer_id: str) -> bool:
+    """Returns True if the customer is still flagged after waiting for the read model."""
+    for _ in range(100):
+        view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=customer_id))).view
+        if not view.customer.churn_risk:
+            return False
+        await asyncio.sleep(0.05)
+    return True
