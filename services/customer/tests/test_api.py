@@ -14,6 +14,10 @@ import pytest
 from careops.customer.v1 import customer_pb2 as pb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as t
+from careops.events.v1.envelope_pb2 import EventBatch
+from careops.incident.v1 import events_pb2 as incident_events
+from careops.incident.v1 import types_pb2 as incident_types
+from careops_eventstore import StreamSpec
 from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.nats_embedded import EmbeddedNats
 from cryptography.exceptions import InvalidTag
@@ -481,3 +485,46 @@ async def still_flagged(stub: Stub, customer_id: str) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def test_incidents_that_name_the_customer_join_the_timeline(
+    stub: Stub, log_store: JetStreamEventStore
+) -> None:
+    customer = await register(stub, *unique_contacts())
+    cid = customer.customer_id
+    await log_store.ensure_stream(StreamSpec("CAREOPS_INCIDENT", ("careops.incident.>",)))
+    declared = incident_events.IncidentDeclared(
+        incident_id="I-surge-1",
+        type="complaint_surge",
+        title="Complaint surge on channel email",
+        level=incident_types.INCIDENT_LEVEL_B,
+        customer_ids=[cid, "C-other"],
+    )
+    drill = incident_events.IncidentDeclared(
+        incident_id="I-drill", type="server_crash", title="Drill", drill=True, customer_ids=[cid]
+    )
+    for incident_id, event in (("I-surge-1", declared), ("I-drill", drill)):
+        batch = EventBatch()
+        envelope = batch.events.add(
+            event_id=uuid.uuid4().hex,
+            type=event.DESCRIPTOR.full_name,
+            aggregate_id=incident_id,
+            aggregate_type="incident",
+        )
+        envelope.occurred_at.GetCurrentTime()
+        envelope.payload.Pack(event)
+        await log_store.append(
+            stream="CAREOPS_INCIDENT",
+            subject=f"careops.incident.incident.{incident_id}",
+            batch=batch,
+            expected_sequence=0,
+            message_id=uuid.uuid4().hex,
+        )
+    for _ in range(100):
+        view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
+        entries = [e for e in view.timeline if e.source == "incident"]
+        if entries:
+            break
+        await asyncio.sleep(0.05)
+    assert [e.kind for e in entries] == ["incident_declared"]
+    assert "level B incident I-surge-1" in entries[0].summary  # the drill is left out
