@@ -96,6 +96,7 @@ def resolved_ticket(
         )
     )
     ticket_id = opened.ticket.ticket_id
+    stub.AssignTicket(tpb.AssignTicketRequest(ticket_id=ticket_id, agent_id="agent-li"))
     stub.AddReply(
         tpb.AddReplyRequest(
             ticket_id=ticket_id, author=tt.AUTHOR_AGENT, author_id="agent-li", body="on its way"
@@ -160,15 +161,25 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
             promql(prom_port, expr)
         csat_stat = next(expr for expr in queries if "csat_score" in expr)
         assert float(promql(prom_port, csat_stat)[0]["value"][1]) == 3.5  # type: ignore[index]
-        listed = subprocess.run(
-            [sys.executable, "-m", "careops_cli", "followups", "list", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert listed.returncode == 0, listed.stderr
-        assert json.loads(listed.stdout)["follow_ups"][0]["ticket_id"] == unhappy
+
+        def careops(*args: str) -> dict[str, object]:
+            done = subprocess.run(
+                [sys.executable, "-m", "careops_cli", *args, "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            return dict(json.loads(done.stdout))
+
+        listed = careops("followups", "list")
+        assert [f["ticket_id"] for f in listed["follow_ups"]] == [unhappy]  # type: ignore[attr-defined]
+        kpis = careops("kpi", "show", "--channel", "chat", "--days", "1")
+        assert (kpis["tickets_opened"], kpis["csat_mean"]) == ("2", 3.5)  # uint64 -> JSON string
+        card = careops("scorecard", "--agent", "agent-li")
+        # CSAT 1/2 and NPS 0 weigh .3 and .1 at 0.5; no reopen, FCR, SLA all 1 (docs/kpis.md).
+        assert (card["agent_id"], card["quality_score"]) == ("agent-li", 80.0)
     finally:
         quality.kill()
         ticketing.kill()
