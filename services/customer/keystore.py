@@ -168,11 +168,14 @@ class KeyStore:
             return existing
         return data_key
 
-    def _read(self, customer_id: str) -> bytes | None:
+    def _row(self, customer_id: str) -> Any:
         with self._engine.connect() as connection:
-            row = connection.execute(
+            return connection.execute(
                 select(customer_keys).where(customer_keys.c.customer_id == customer_id)
             ).first()
+
+    def _read(self, customer_id: str) -> bytes | None:
+        row = self._row(customer_id)
         if row is None:
             return None
         if row.wrapped_key is None:
@@ -188,10 +191,7 @@ class KeyStore:
         return key
 
     def state(self, customer_id: str) -> KeyState | None:
-        with self._engine.connect() as connection:
-            row = connection.execute(
-                select(customer_keys).where(customer_keys.c.customer_id == customer_id)
-            ).first()
+        row = self._row(customer_id)
         if row is None:
             return None
         return KeyState(customer_id, row.wrapped_key is not None, row.destroyed_at)
