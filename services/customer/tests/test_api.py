@@ -24,13 +24,16 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from sqlalchemy import select
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from customer import domain as d
 from customer.application import CODEC, STREAM
 from customer.keystore import customer_keys
-from customer.main import CustomerService
+from customer.main import CustomersByTier, CustomerService
 from customer.reactions import SegmentSchedule
+from customer.readmodels import customers
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 
@@ -528,3 +531,33 @@ async def test_incidents_that_name_the_customer_join_the_timeline(
         await asyncio.sleep(0.05)
     assert [e.kind for e in entries] == ["incident_declared"]
     assert "level B incident I-surge-1" in entries[0].summary  # the drill is left out
+
+
+async def test_metrics_count_customers_by_tier_erasures_and_exports(
+    stub: Stub, service: CustomerService
+) -> None:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    customer = await register(stub, *unique_contacts())
+    erasures = sample("careops_customer_erasures_total", reason="legal_order")
+    exports = sample("careops_customer_export_requests_total")
+    await stub.ExportCustomerData(pb.ExportCustomerDataRequest(customer_id=customer.customer_id))
+    erased = await stub.EraseCustomer(
+        pb.EraseCustomerRequest(
+            customer_id=customer.customer_id, reason=t.ERASURE_REASON_LEGAL_ORDER
+        )
+    )
+    assert sample("careops_customer_erasures_total", reason="legal_order") == erasures + 1
+    assert sample("careops_customer_export_requests_total") == exports + 1
+    await stub.GetCustomer360(
+        pb.GetCustomer360Request(customer_id=customer.customer_id, min_sequence=erased.sequence)
+    )
+    [family] = CustomersByTier(service.engine).collect()
+    by_tier = {s.labels["tier"]: s.value for s in family.samples}
+    assert set(by_tier) == {tier.value for tier in d.Tier}
+    with Session(service.engine) as session:
+        live = session.execute(
+            select(func.count()).select_from(customers).where(customers.c.forgotten.is_(False))
+        ).scalar_one()
+    assert sum(by_tier.values()) == live  # erased customers are not counted
