@@ -214,7 +214,9 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         with Session(self._engine) as session:
             return readmodels.find_by_contact(session=session, kind=kind, digest=digest)
 
-    async def _contact_taken(self, kind: str, value: str, customer_id: str) -> None:
+    async def _contact_taken(
+        self, kind: str, value: str, customer_id: str, prefix: str = "profile."
+    ) -> None:
         if not value.strip():
             return
         try:
@@ -225,7 +227,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         if owner is not None and owner.customer_id != customer_id:
             raise AlreadyExists(
                 f"customer {owner.customer_id} already has this {kind.replace('email', 'e-mail')}",
-                [FieldViolation(f"profile.{kind}", "already registered")],
+                [FieldViolation(f"{prefix}{kind}", "already registered")],
             )
 
     # ------------------------------------------------------------------------- commands
@@ -275,7 +277,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         )
         for kind in ("email", "phone"):
             if kind in changes:
-                await self._contact_taken(kind, changes[kind], customer_id)
+                await self._contact_taken(kind, changes[kind], customer_id, prefix="")
         result = await self._run(
             self._app.update_profile(
                 customer_id, changes, consent, command_id=command_id(), actor=actor()
