@@ -509,7 +509,11 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             bought = readmodels.all_purchases(session=session, customer_id=customer_id)
             tickets = readmodels.all_tickets(session=session, customer_id=customer_id)
         view_message = self._view_to_proto(view)
-        document = MessageToDict(view_message, preserving_proto_field_name=True)
+        document = MessageToDict(
+            view_message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,  # a DSAR shows "false" and "0" too
+        )
         document.pop("recent_purchases", None)
         document["purchases"] = [
             MessageToDict(

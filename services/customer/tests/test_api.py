@@ -258,6 +258,8 @@ async def test_export_is_the_whole_readable_record(stub: Stub) -> None:
     assert document["customer"]["profile"]["notes"] == "prefers calls"
     assert document["purchases"][0]["amount"] == "5.00"
     assert document["erased"] is False
+    assert document["customer"]["consent"] == {"marketing": True, "profiling": False}
+    assert document["customer"]["tier"] == "CUSTOMER_TIER_REGULAR"
 
 
 async def test_erasure_shreds_the_personal_data_everywhere(
