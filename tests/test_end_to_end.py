@@ -31,6 +31,19 @@ def careops_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(result.stdout)
 
 
+def careops_json_eventually(env: dict[str, str], *args: str, attempts: int = 25) -> Any:
+    """careops_json for a command that reads a projection which may lag the last write (a
+    failed command appends nothing, so retrying it is safe)."""
+    result = careops(env, *args, "--json")
+    for _ in range(attempts):
+        if result.returncode == 0:
+            break
+        time.sleep(0.2)
+        result = careops(env, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -148,9 +161,10 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
             "--currency",
             "CNY",
         )
-        found = careops_json(env, "customer", "find", "--email", "LI.NA@example.com")
+        # Both read projections (customer's own, ticketing's directory): allow for their lag.
+        found = careops_json_eventually(env, "customer", "find", "--email", "LI.NA@example.com")
         assert found["customer_id"] == customer_id
-        linked = careops_json(
+        linked = careops_json_eventually(
             env, "ticket", "open", "--email", "li.na@example.com", "--subject", "Where is O-1?"
         )
         assert linked["customer_id"] == customer_id
