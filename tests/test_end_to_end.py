@@ -168,6 +168,17 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
             env, "ticket", "open", "--email", "li.na@example.com", "--subject", "Where is O-1?"
         )
         assert linked["customer_id"] == customer_id
+        careops_json(env, "customer", "tag", customer_id, "--add", "vip")
+        shown_360 = careops(env, "customer", "show", customer_id)
+        assert shown_360.returncode == 0 and "Li Na" in shown_360.stdout, shown_360.stderr
+        vips: list[str] = []
+        for _ in range(25):
+            listed_vips = careops_json(env, "customer", "list", "--tag", "vip")
+            vips = [c["customer_id"] for c in listed_vips.get("customers", [])]
+            if vips:
+                break
+            time.sleep(0.2)
+        assert vips == [customer_id]
         erased = careops_json(env, "customer", "erase", customer_id, "--yes")
         assert erased["customer_id"] == customer_id
         again_erased = careops(env, "customer", "erase", customer_id, "--yes")

@@ -1,4 +1,5 @@
-"""`careops customer …`: register, show the 360, find, record purchases, erase and export."""
+"""`careops customer …`: register, show the 360, find, list, tag, record purchases, erase and
+export."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ customer_app = typer.Typer(
 )
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
+TIERS = ("high_value", "potential", "regular", "low_frequency")
 REASONS = ("customer_request", "consent_withdrawn", "retention_expired", "legal_order")
 
 
@@ -118,6 +120,59 @@ def find(
     request = pb.FindCustomerRequest(email=email) if email else pb.FindCustomerRequest(phone=phone)
     with channel("customer") as opened:
         response = call(_stub(opened).FindCustomer, request)
+    if as_json:
+        print_message(response.customer)
+        return
+    _show_customer(response.customer)
+
+
+@customer_app.command("list")
+def list_customers(
+    tier: Annotated[str, typer.Option(help="high_value, potential, regular, low_frequency")] = "",
+    tag: Annotated[str, typer.Option(help="Only customers with this tag.")] = "",
+    churn_risk: Annotated[bool, typer.Option("--churn-risk", help="Only churn risks.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many (≤ 500).")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List customers, newest first, by tier, tag or churn risk."""
+    if tier and tier not in TIERS:
+        raise typer.BadParameter(f"tier must be one of {', '.join(TIERS)}")
+    request = pb.ListCustomersRequest(
+        tier=t.CustomerTier.Value("CUSTOMER_TIER_" + tier.upper()) if tier else 0,  # type: ignore[arg-type]
+        tag=tag,
+        churn_risk_only=churn_risk,
+        page_size=limit,
+    )
+    with channel("customer") as opened:
+        response = call(_stub(opened).ListCustomers, request)
+    if as_json:
+        print_message(response)
+        return
+    table = Table("customer", "name", "tier", "RFM", "churn risk", "tags")
+    for customer in response.customers:
+        rfm = customer.rfm
+        table.add_row(
+            customer.customer_id,
+            customer.profile.name,
+            _tier(customer.tier),
+            f"{rfm.recency}{rfm.frequency}{rfm.monetary}",
+            "yes" if customer.churn_risk else "",
+            ", ".join(customer.tags),
+        )
+    console.print(table)
+
+
+@customer_app.command("tag")
+def tag(
+    customer_id: str,
+    add: Annotated[list[str] | None, typer.Option(help="Tag to add (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option(help="Tag to remove (repeatable).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add or remove tags: vip, sensitive, technical or your own labels."""
+    request = pb.TagCustomerRequest(customer_id=customer_id, add=add or [], remove=remove or [])
+    with channel("customer") as opened:
+        response = call(_stub(opened).TagCustomer, request)
     if as_json:
         print_message(response.customer)
         return
