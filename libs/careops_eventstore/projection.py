@@ -293,6 +293,8 @@ class ProjectionRunner:
         still pending for a crashed process, which would otherwise arrive out of order.
         """
         self.position = await asyncio.to_thread(self._load_checkpoint)
+        # Another replica may have applied what a reader waits for: wake it now.
+        await self._advance(self.position)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._js.delete_consumer(self.stream, self.durable)
         config = api.ConsumerConfig(
