@@ -238,6 +238,9 @@ class ProjectionRunner:
         self._filter = filter_subject
         self._batch_size = batch_size
         self._task: asyncio.Task[None] | None = None
+        # Set by stop(): nats-py's fetch can swallow a cancellation that races with an arriving
+        # message, so the loops also check this flag (then stop within one idle wait).
+        self._stopping = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = itertools.count()
         self.position = 0
@@ -253,10 +256,12 @@ class ProjectionRunner:
         """Loads the checkpoint and starts consuming in the background."""
         self.position = await asyncio.to_thread(self._load_checkpoint)
         POSITION.labels(self.projection.name).set(self.position)
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"projection-{self.projection.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -310,7 +315,7 @@ class ProjectionRunner:
         await self._js.add_consumer(self.stream, config)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._ensure_consumer()
                 subscription = await self._js.pull_subscribe_bind(
@@ -335,7 +340,7 @@ class ProjectionRunner:
 
     async def _consume(self, subscription: nats.js.JetStreamContext.PullSubscription) -> None:
         try:
-            while True:
+            while not self._stopping:
                 messages = await fetch_batch(subscription, self._batch_size)
                 if messages:
                     await self._handle(messages)

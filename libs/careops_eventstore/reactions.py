@@ -61,16 +61,20 @@ class ReactionRunner:
         self._retry_delay = retry_delay_seconds
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        # As in ProjectionRunner: a cancellation nats-py's fetch swallows must not keep it going.
+        self._stopping = False
 
     @property
     def durable(self) -> str:
         return f"react-{self.name}"
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"reaction-{self.name}")
 
     async def stop(self) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -93,13 +97,13 @@ class ReactionRunner:
         await self._js.add_consumer(self.stream, config)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._ensure_consumer()
                 subscription = await self._js.pull_subscribe_bind(
                     durable=self.durable, stream=self.stream
                 )
-                while True:
+                while not self._stopping:
                     for message in await fetch_batch(subscription, 64):
                         await self._slots.acquire()
                         task = asyncio.create_task(self._one(message))
