@@ -253,61 +253,20 @@ def evolve(state: Survey, event: SurveyEvent, at: datetime) -> Survey:
 # ----------------------------------------------------------------------------- other contexts
 
 
-class Channel(StrEnum):
-    PHONE = "phone"
-    EMAIL = "email"
-    CHAT = "chat"
-    SOCIAL = "social"
-    APP = "app"
-    WEB = "web"
-    STORE = "store"
-
-
-class TicketType(StrEnum):
-    CONSULTATION = "consultation"
-    FAULT = "fault"
-    COMPLAINT = "complaint"
-    RETURN = "return"
-
-
-class Priority(StrEnum):
-    LOW = "low"
-    NORMAL = "normal"
-    HIGH = "high"
-    URGENT = "urgent"
-
-
-class CustomerTier(StrEnum):
-    HIGH_VALUE = "high_value"
-    POTENTIAL = "potential"
-    REGULAR = "regular"
-    LOW_FREQUENCY = "low_frequency"
-
-
-class Author(StrEnum):
-    AGENT = "agent"
-    CUSTOMER = "customer"
-
-
-class SlaClock(StrEnum):
-    FIRST_RESPONSE = "first_response"
-    RESOLUTION = "resolution"
-
-
-class IncidentLevel(StrEnum):
-    A = "a"
-    B = "b"
-    C = "c"
+# Enum fields arrive as the lower-case value names of ticketing's / incident's enums ("chat",
+# "high", "agent", "first_response", "a"), None when unspecified: quality keeps no copy of the
+# other contexts' vocabularies.
+INCIDENT_LEVELS = ("A", "B", "C")
 
 
 @dataclass(frozen=True)
 class TicketOpened:
     ticket_id: str
     customer_id: str
-    channel: Channel
-    type: TicketType
-    priority: Priority
-    tier: CustomerTier | None = None
+    channel: str | None
+    type: str | None
+    priority: str | None
+    tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -317,12 +276,12 @@ class TicketAssigned:
 
 @dataclass(frozen=True)
 class ReplyAdded:
-    author: Author | None
+    author: str | None
 
 
 @dataclass(frozen=True)
 class PriorityChanged:
-    to_priority: Priority
+    to_priority: str | None
 
 
 @dataclass(frozen=True)
@@ -357,24 +316,24 @@ class TicketClosed:
 
 @dataclass(frozen=True)
 class SlaBreached:
-    clock: SlaClock
+    clock: str | None
 
 
 @dataclass(frozen=True)
 class IncidentDeclared:
     incident_id: str
-    level: IncidentLevel
+    level: str | None
     drill: bool
 
 
 @dataclass(frozen=True)
 class IncidentReassessed:
-    to_level: IncidentLevel
+    to_level: str | None
 
 
 @dataclass(frozen=True)
 class IncidentEscalated:
-    to_level: IncidentLevel
+    to_level: str | None
 
 
 @dataclass(frozen=True)

@@ -297,14 +297,14 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 known = ", ".join(sorted(self._teams)) or "none"
                 raise NotFound(f"no team named {message.team!r} (known: {known})")
             agents = self._teams[message.team]
-        channel = enum_from_proto(message.channel, CHANNEL, domain.Channel)
-        type_ = enum_from_proto(message.type, TYPE, domain.TicketType)
-        priority = enum_from_proto(message.priority, PRIORITY, domain.Priority)
+        channel = enum_from_proto(message.channel, CHANNEL, str)  # type: ignore[arg-type]
+        type_ = enum_from_proto(message.type, TYPE, str)  # type: ignore[arg-type]
+        priority = enum_from_proto(message.priority, PRIORITY, str)  # type: ignore[arg-type]
         return readmodels.KpiFilter(
             agent_ids=agents,
-            channel=channel.value if channel else "",
-            type=type_.value if type_ else "",
-            priority=priority.value if priority else "",
+            channel=channel or "",
+            type=type_ or "",
+            priority=priority or "",
         )
 
     async def GetKpis(self, request: pb.GetKpisRequest, context: Any) -> pb.GetKpisResponse:

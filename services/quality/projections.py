@@ -56,10 +56,10 @@ class TicketFactsProjection:
             opened: dict[str, Any] = {
                 "ticket_id": ticket_id,
                 "customer_id": payload.customer_id,
-                "channel": payload.channel.value,
-                "type": payload.type.value,
-                "priority": payload.priority.value,
-                "tier": (payload.tier or d.CustomerTier.REGULAR).value,
+                "channel": payload.channel or "",
+                "type": payload.type or "",
+                "priority": payload.priority or "",
+                "tier": payload.tier or "regular",
                 "agent_id": "",
                 "opened_at": at,
                 "resolved": False,
@@ -75,7 +75,7 @@ class TicketFactsProjection:
             connection.execute(insert(tickets).values(**opened))
             row_after = {column.name: opened.get(column.name) for column in tickets.columns}
             move_contribution(connection, None, row_after)
-            self._step(connection, ticket_id, position, at, d.Step.OPENED, payload.priority.value)
+            self._step(connection, ticket_id, position, at, d.Step.OPENED, opened["priority"])
             return
         row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
         if row is None:
@@ -96,7 +96,7 @@ class TicketFactsProjection:
         match payload:
             case d.TicketAssigned():
                 return {"agent_id": payload.agent_id}
-            case d.ReplyAdded(author=d.Author.AGENT) if row.first_response_at is None:
+            case d.ReplyAdded(author="agent") if row.first_response_at is None:
                 step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)
                 return {
                     "first_response_at": at,
@@ -104,8 +104,9 @@ class TicketFactsProjection:
                     "first_response_on_time": not row.first_response_breached,
                 }
             case d.PriorityChanged():
-                step(connection, ticket_id, position, at, d.Step.PRIORITY, payload.to_priority)
-                return {"priority": payload.to_priority.value}
+                priority = payload.to_priority or row.priority
+                step(connection, ticket_id, position, at, d.Step.PRIORITY, priority)
+                return {"priority": priority}
             case d.TicketEscalated():
                 return {"escalated": True}
             case d.TicketHeld():
@@ -136,7 +137,7 @@ class TicketFactsProjection:
                 return {"closed": True, "resolved": True, **self._halt(row, at)}
             case d.SlaBreached():
                 changes = {"breaches": row.breaches + 1}
-                if payload.clock is d.SlaClock.FIRST_RESPONSE:
+                if payload.clock == "first_response":
                     changes["first_response_breached"] = True
                 return changes
         return {}
@@ -193,7 +194,7 @@ class IncidentFactsProjection:
             connection.execute(
                 insert(incidents).values(
                     incident_id=incident_id,
-                    level=payload.level.value.upper(),
+                    level=(payload.level or "").upper(),
                     drill=payload.drill,
                     declared_at=at,
                 )
@@ -207,7 +208,7 @@ class IncidentFactsProjection:
         changes: dict[str, Any] = {}
         match payload:
             case d.IncidentReassessed() | d.IncidentEscalated():
-                changes = {"level": payload.to_level.value.upper()}
+                changes = {"level": (payload.to_level or row.level).upper()}
             case d.PageAcknowledged() if row.acknowledged_at is None:
                 changes = {
                     "acknowledged_at": at,

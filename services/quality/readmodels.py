@@ -299,14 +299,14 @@ def crisis(*, session: Session, period: Period) -> tuple[d.CrisisKpis, ...]:
     )
     rows = {row[0]: row for row in session.execute(query)}
     result = []
-    for level in d.IncidentLevel:
-        row = rows.get(level.value.upper())
+    for level in d.INCIDENT_LEVELS:
+        row = rows.get(level)
         if row is None:
-            result.append(d.CrisisKpis(level.value.upper()))
+            result.append(d.CrisisKpis(level))
             continue
         result.append(
             d.CrisisKpis(
-                level.value.upper(),
+                level,
                 int(row[1]),
                 int(row[2]),
                 float(row[3] or 0.0),
@@ -678,7 +678,7 @@ class KpiCollector(Collector):
             labels=["level"],
         )
         ages = unacknowledged_age(session=session, now=now)
-        for level in ("A", "B", "C"):
+        for level in d.INCIDENT_LEVELS:
             unacknowledged.add_metric([level], ages.get(level, 0.0))
         return [
             *gauges.values(),
