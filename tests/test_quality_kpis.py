@@ -22,6 +22,7 @@ from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from quality.application import STREAM
@@ -122,6 +123,10 @@ def assert_scrape_agrees(
     labels = (("channel", channel), ("window", window))
     for metric, field in WINDOW_GAUGES.items():
         assert samples[(metric, labels)] == pytest.approx(getattr(kpis, field)), metric
+
+
+NOW_STAMP = Timestamp()
+NOW_STAMP.FromDatetime(NOW)
 
 
 def kpi_dict(kpis: qpb.Kpis) -> dict[str, float]:
@@ -286,6 +291,14 @@ async def test_bad_surveys_get_clear_statuses_and_append_nothing(
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.GetKpis(qpb.GetKpisRequest(filter=qpb.KpiFilter(team="nobody")))
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
+        for bad in (
+            qpb.GetKpisRequest(filter=qpb.KpiFilter(channel=99)),  # type: ignore[arg-type]
+            qpb.GetKpisRequest(filter=qpb.KpiFilter(agent_id="agent-li", team="senior")),
+            qpb.GetKpisRequest(period=qpb.Period(start=NOW_STAMP, end=NOW_STAMP)),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await stub.GetKpis(bad)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.RecordFollowUp(
                 qpb.RecordFollowUpRequest(ticket_id="T-A", agent_id="agent-li", note="called")

@@ -297,6 +297,13 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 known = ", ".join(sorted(self._teams)) or "none"
                 raise NotFound(f"no team named {message.team!r} (known: {known})")
             agents = self._teams[message.team]
+        for name, descriptor in (("channel", CHANNEL), ("type", TYPE), ("priority", PRIORITY)):
+            number = getattr(message, name)
+            if number not in descriptor.values_by_number:
+                raise InvalidArgument(
+                    f"filter.{name}: unknown value {number}",
+                    [FieldViolation(f"filter.{name}", "unknown enum value")],
+                )
         channel = enum_from_proto(message.channel, CHANNEL, str)  # type: ignore[arg-type]
         type_ = enum_from_proto(message.type, TYPE, str)  # type: ignore[arg-type]
         priority = enum_from_proto(message.priority, PRIORITY, str)  # type: ignore[arg-type]
