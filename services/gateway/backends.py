@@ -1,0 +1,218 @@
+"""The backend services behind the gateway: where they are, their channels, forwarding calls."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import grpc
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
+
+tracer = trace.get_tracer(__name__)
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+# Request metadata a proxy must not copy: HTTP/2 pseudo-headers, transport headers, and the
+# trace context (the gateway's own span context is injected instead, continuing the trace).
+_HOP_BY_HOP = frozenset(
+    {"content-type", "user-agent", "te", "host", "traceparent", "tracestate", "baggage"}
+)
+# Channel options: a backend that comes back is reconnected within seconds, not minutes.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class CallKind(Enum):
+    """The call shapes the gateway forwards (the backends' protos use only these two)."""
+
+    UNARY = "unary"
+    SERVER_STREAMING = "server_streaming"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One forwardable RPC: its full path and descriptor, and the backend that serves it."""
+
+    path: str
+    method: MethodDescriptor
+    kind: CallKind
+    backend: Backend
+
+
+@dataclass
+class Backend:
+    """A backend service process and the gateway's channel to it (open between start and close)."""
+
+    name: str
+    service: str
+    address: str
+    channel: grpc.aio.Channel | None = field(default=None, repr=False)
+
+    def open(self) -> None:
+        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+
+    async def close(self) -> None:
+        if self.channel is not None:
+            await self.channel.close()
+            self.channel = None
+
+    def connected(self) -> grpc.aio.Channel:
+        if self.channel is None:
+            raise RuntimeError(f"backend {self.name} is not open")
+        return self.channel
+
+    @property
+    def descriptor(self) -> ServiceDescriptor:
+        return descriptor_pool.Default().FindServiceByName(self.service)
+
+
+def _kind(method: MethodDescriptor) -> CallKind:
+    if method.client_streaming:
+        raise ValueError(f"{method.full_name}: client streaming is not forwarded by the gateway")
+    return CallKind.SERVER_STREAMING if method.server_streaming else CallKind.UNARY
+
+
+def routes(backends: Iterable[Backend]) -> dict[str, Route]:
+    """Returns every RPC of the backends by its path (/package.Service/Method)."""
+    table: dict[str, Route] = {}
+    for backend in backends:
+        for method in backend.descriptor.methods:
+            path = f"/{backend.service}/{method.name}"
+            table[path] = Route(path, method, _kind(method), backend)
+    return table
+
+
+def outgoing_metadata(metadata: Metadata | None) -> list[tuple[str, str | bytes]]:
+    """Returns the caller's metadata to forward, with the current trace context injected."""
+    forwarded = [
+        (key, value)
+        for key, value in metadata or ()
+        if not key.startswith(":") and not key.startswith("grpc-") and key not in _HOP_BY_HOP
+    ]
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    forwarded.extend(carrier.items())
+    return forwarded
+
+
+def unavailable_message(route: Route, error: grpc.aio.AioRpcError) -> str | None:
+    """Returns a message naming the backend when `error` is a failed connection, else None.
+
+    A backend's own UNAVAILABLE (its event log is unreachable) carries google.rpc.Status
+    details and is passed through unchanged; a transport failure carries none."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE:
+        return None
+    trailers = error.trailing_metadata() or ()
+    if any(key == STATUS_DETAILS_KEY for key, _ in trailers):
+        return None
+    backend = route.backend
+    return f"{backend.name} ({backend.service}) is unavailable at {backend.address}: " + (
+        error.details() or "no connection"
+    )
+
+
+def _span_attributes(route: Route) -> dict[str, str]:
+    return {
+        "rpc.system": "grpc",
+        "rpc.service": route.backend.service,
+        "rpc.method": route.method.name,
+        "peer.service": route.backend.name,
+        "server.address": route.backend.address,
+    }
+
+
+async def call_unary(
+    route: Route, request: bytes, metadata: Metadata | None, timeout: float | None
+) -> bytes:
+    """Forwards one unary call as raw bytes; raises grpc.aio.AioRpcError as the backend answered."""
+    with tracer.start_as_current_span(
+        f"gateway→{route.backend.name} {route.method.name}",
+        kind=SpanKind.CLIENT,
+        attributes=_span_attributes(route),
+    ) as span:
+        call = route.backend.connected().unary_unary(route.path)
+        try:
+            response: bytes = await call(
+                request, metadata=outgoing_metadata(metadata), timeout=timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            span.set_attribute("rpc.grpc.status", error.code().name)
+            raise
+        return response
+
+
+async def call_stream(
+    route: Route, request: bytes, metadata: Metadata | None, timeout: float | None
+) -> AsyncIterator[bytes]:
+    """Forwards one server-streaming call, yielding the backend's messages as raw bytes."""
+    with tracer.start_as_current_span(
+        f"gateway→{route.backend.name} {route.method.name}",
+        kind=SpanKind.CLIENT,
+        attributes=_span_attributes(route),
+    ) as span:
+        call = route.backend.connected().unary_stream(route.path)(
+            request, metadata=outgoing_metadata(metadata), timeout=timeout
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as error:
+            span.set_attribute("rpc.grpc.status", error.code().name)
+            raise
+        finally:
+            call.cancel()
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What one backend's health check answered."""
+
+    backend: Backend
+    serving: bool
+    reachable: bool
+    latency: float
+    error: str
+
+
+async def check(backend: Backend, timeout: float) -> HealthReport:
+    """Asks the backend's grpc.health.v1 service about its own service name."""
+    stub = health_pb2_grpc.HealthStub(backend.connected())
+    started = time.perf_counter()
+    try:
+        reply = await stub.Check(
+            health_pb2.HealthCheckRequest(service=backend.service), timeout=timeout
+        )
+    except grpc.aio.AioRpcError as error:
+        reachable = error.code() not in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+        return HealthReport(
+            backend,
+            serving=False,
+            reachable=reachable,
+            latency=time.perf_counter() - started,
+            error=f"{error.code().name}: {error.details()}",
+        )
+    latency = time.perf_counter() - started
+    serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return HealthReport(
+        backend, serving, True, latency, "" if serving else f"health status {status}"
+    )
+
+
+async def check_all(backends: Sequence[Backend], timeout: float) -> list[HealthReport]:
+    """Checks every backend concurrently; returns the reports in the backends' order."""
+    return list(await asyncio.gather(*(check(backend, timeout) for backend in backends)))

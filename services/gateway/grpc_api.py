@@ -1,0 +1,144 @@
+"""gRPC edge: the backends' RPCs forwarded byte for byte, and GatewayService."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import grpc
+from careops.customer.v1 import customer_pb2
+from careops.gateway.v1 import gateway_pb2 as pb
+from careops.incident.v1 import incident_pb2
+from careops.quality.v1 import quality_pb2
+from careops.ticketing.v1 import ticketing_pb2
+
+from gateway.backends import (
+    Backend,
+    CallKind,
+    HealthReport,
+    Route,
+    call_stream,
+    call_unary,
+    check_all,
+    unavailable_message,
+)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GatewayService"].full_name
+# Backend name -> the full name of the service it serves. Importing the generated modules puts
+# their descriptors in the default pool, which routing, reflection and the JSON mapping read.
+BACKEND_SERVICES = {
+    "ticketing": ticketing_pb2.DESCRIPTOR.services_by_name["TicketingService"].full_name,
+    "customer": customer_pb2.DESCRIPTOR.services_by_name["CustomerProfileService"].full_name,
+    "incident": incident_pb2.DESCRIPTOR.services_by_name["IncidentService"].full_name,
+    "quality": quality_pb2.DESCRIPTOR.services_by_name["QualityService"].full_name,
+}
+
+
+def deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """Returns the caller's remaining time, so the backend call keeps the caller's deadline."""
+    remaining: float | None = context.time_remaining()
+    return remaining
+
+
+async def abort_as_backend(
+    context: grpc.aio.ServicerContext, route: Route, error: grpc.aio.AioRpcError
+) -> NoReturn:
+    """Ends the call with the backend's status code, message and trailers (google.rpc.Status
+    details included); a backend that cannot be reached is named in the message."""
+    named = unavailable_message(route, error)
+    if named is not None:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, named)
+    trailers = tuple(
+        (key, value) for key, value in error.trailing_metadata() or () if not key.startswith(":")
+    )
+    await context.abort(error.code(), error.details() or "", trailing_metadata=trailers)
+    raise AssertionError("unreachable: abort raises")
+
+
+class ProxyHandler(grpc.GenericRpcHandler):
+    """Serves one backend service's methods by forwarding them; requests stay raw bytes."""
+
+    def __init__(self, routes: Mapping[str, Route]) -> None:
+        self._handlers = {path: self._handler(route) for path, route in routes.items()}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _handler(route: Route) -> grpc.RpcMethodHandler:
+        if route.kind is CallKind.SERVER_STREAMING:
+
+            async def stream(
+                request: bytes, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[bytes]:
+                try:
+                    async for message in call_stream(
+                        route, request, context.invocation_metadata(), deadline(context)
+                    ):
+                        yield message
+                except grpc.aio.AioRpcError as error:
+                    await abort_as_backend(context, route, error)
+
+            return grpc.unary_stream_rpc_method_handler(stream)
+
+        async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                return await call_unary(
+                    route, request, context.invocation_metadata(), deadline(context)
+                )
+            except grpc.aio.AioRpcError as error:
+                await abort_as_backend(context, route, error)
+
+        return grpc.unary_unary_rpc_method_handler(unary)
+
+
+def register_proxy(handler: ProxyHandler, server: grpc.aio.Server) -> None:
+    """ServiceBinding.register for a ProxyHandler."""
+    server.add_generic_rpc_handlers((handler,))
+
+
+def backend_status(report: HealthReport) -> pb.BackendStatus:
+    backend = report.backend
+    if report.serving:
+        health = pb.BACKEND_HEALTH_SERVING
+    elif report.reachable:
+        health = pb.BACKEND_HEALTH_NOT_SERVING
+    else:
+        health = pb.BACKEND_HEALTH_UNREACHABLE
+    status = pb.BackendStatus(
+        name=backend.name,
+        service=backend.service,
+        address=backend.address,
+        health=health,
+        error=report.error,
+    )
+    status.latency.FromNanoseconds(round(report.latency * 1e9))
+    return status
+
+
+class GatewayServicer:
+    """careops.gateway.v1.GatewayService."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        check_timeout: float,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._backends = list(backends)
+        self._check_timeout = check_timeout
+        self._clock = clock
+
+    async def GetPlatformStatus(
+        self, request: pb.GetPlatformStatusRequest, context: Any
+    ) -> pb.GetPlatformStatusResponse:
+        reports = await check_all(self._backends, self._check_timeout)
+        response = pb.GetPlatformStatusResponse(
+            backends=[backend_status(report) for report in reports],
+            all_serving=all(report.serving for report in reports),
+        )
+        response.checked_at.FromDatetime(self._clock())
+        return response

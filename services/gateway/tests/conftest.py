@@ -1,0 +1,98 @@
+"""Fixtures: the gateway in-process in front of real ticketing and incident services on the
+session's NATS; customer-profile and quality-scoring are not running (their ports are closed)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from incident.main import IncidentService
+from incident.tests.conftest import running_incident_service, write_config
+from ticketing.main import TicketingService
+from ticketing.tests.conftest import running_service
+
+from gateway.main import GatewayService, GatewaySettings
+from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+
+
+def address(service: TicketingService | IncidentService | GatewayService) -> str:
+    assert service.server is not None
+    return f"127.0.0.1:{service.server.port}"
+
+
+@asynccontextmanager
+async def running_gateway(**addresses: str) -> AsyncIterator[GatewayService]:
+    """Starts the gateway on free ports in front of `addresses` (unset: a closed port)."""
+    settings: dict[str, Any] = {
+        f"{name}_addr": addresses.get(name, f"127.0.0.1:{free_port()}")
+        for name in ("ticketing", "customer", "incident", "quality")
+    }
+    gateway = GatewayService(
+        GatewaySettings(
+            grpc_port=0, http_port=0, metrics_port=0, shutdown_grace_seconds=0, **settings
+        )
+    )
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def receivers() -> Iterator[tuple[HttpReceiver, MailReceiver]]:
+    with http_receiver() as http, smtp_receiver() as mail:
+        yield http, mail
+
+
+@pytest.fixture(scope="module")
+async def ticketing(
+    tmp_path_factory: pytest.TempPathFactory, nats_server: EmbeddedNats
+) -> AsyncIterator[TicketingService]:
+    async with running_service(tmp_path_factory.mktemp("ticketing"), nats_server.url) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+async def incident(
+    tmp_path_factory: pytest.TempPathFactory,
+    nats_server: EmbeddedNats,
+    receivers: tuple[HttpReceiver, MailReceiver],
+) -> AsyncIterator[IncidentService]:
+    http, mail = receivers
+    directory = tmp_path_factory.mktemp("incident")
+    config = write_config(directory, http, mail.port)
+    async with running_incident_service(directory / "data", nats_server.url, **config) as svc:
+        yield svc
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    ticketing: TicketingService, incident: IncidentService
+) -> AsyncIterator[GatewayService]:
+    async with running_gateway(ticketing=address(ticketing), incident=address(incident)) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="module")
+async def gateway_channel(gateway: GatewayService) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(address(gateway)) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+async def ticketing_channel(ticketing: TicketingService) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(address(ticketing)) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="module")
+async def http(gateway: GatewayService) -> AsyncIterator[aiohttp.ClientSession]:
+    assert gateway.http is not None
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as session:
+        yield session

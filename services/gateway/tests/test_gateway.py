@@ -1,0 +1,328 @@
+"""The gateway over real gRPC and HTTP, in front of real ticketing and incident services."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from careops.gateway.v1 import gateway_pb2 as gw
+from careops.gateway.v1 import gateway_pb2_grpc
+from careops.incident.v1 import incident_pb2 as ipb
+from careops.incident.v1 import incident_pb2_grpc
+from careops.ticketing.v1 import ticketing_pb2 as pb
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as t
+from careops_eventstore.nats_embedded import EmbeddedNats
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from incident.main import IncidentService
+from incident.tests.test_paging import declare
+from prometheus_client import REGISTRY
+from ticketing.application import SUBJECT_PREFIX
+from ticketing.main import TicketingService
+from ticketing.tests.conftest import running_service
+from ticketing.tests.test_grpc_api import key, open_request, violations
+
+from gateway.main import GatewayService
+from gateway.tests.conftest import address, running_gateway
+from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
+
+OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"
+BACKEND_NAMES = [
+    "careops.ticketing.v1.TicketingService",
+    "careops.customer.v1.CustomerProfileService",
+    "careops.incident.v1.IncidentService",
+    "careops.quality.v1.QualityService",
+]
+
+
+def open_json(**overrides: Any) -> dict[str, Any]:
+    body = json_format.MessageToDict(open_request())
+    body.update(overrides)
+    return body
+
+
+def backend_calls(method: str) -> float:
+    """Returns how many calls of `method` the (in-process) backends have answered."""
+    total = 0.0
+    for metric in REGISTRY.collect():
+        if metric.name != "careops_grpc_requests":
+            continue
+        for sample in metric.samples:
+            if sample.name.endswith("_total") and sample.labels["method"] == method:
+                total += sample.value
+    return total
+
+
+async def test_health_and_reflection_list_the_proxied_services(
+    gateway_channel: grpc.aio.Channel,
+) -> None:
+    health = health_pb2_grpc.HealthStub(gateway_channel)
+    for name in ["", "careops.gateway.v1.GatewayService", *BACKEND_NAMES]:
+        reply = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING, name
+    reflection = reflection_pb2_grpc.ServerReflectionStub(gateway_channel)
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="careops.incident.v1.IncidentService"
+        ),
+    ]
+    responses = [r async for r in reflection.ServerReflectionInfo(iter(requests))]
+    names = {s.name for s in responses[0].list_services_response.service}
+    assert {"careops.gateway.v1.GatewayService", *BACKEND_NAMES} <= names
+    assert responses[1].file_descriptor_response.file_descriptor_proto
+
+
+async def test_a_unary_call_through_the_gateway_equals_the_direct_call(
+    gateway_channel: grpc.aio.Channel, ticketing_channel: grpc.aio.Channel
+) -> None:
+    through = ticketing_pb2_grpc.TicketingServiceStub(gateway_channel)
+    direct = ticketing_pb2_grpc.TicketingServiceStub(ticketing_channel)
+    metadata = key()
+    opened = await through.OpenTicket(open_request(), metadata=metadata, timeout=10)
+    again = await through.OpenTicket(open_request(), metadata=metadata, timeout=10)
+    assert again.ticket.ticket_id == opened.ticket.ticket_id  # idempotency-key passed through
+    request = pb.GetTicketRequest(ticket_id=opened.ticket.ticket_id)
+    via_gateway = (await through.GetTicket(request)).ticket
+    direct_reply = (await direct.GetTicket(request)).ticket
+    # SLA clocks are computed as of the moment of each call; their due times are not.
+    assert [c.due_at for c in via_gateway.sla] == [c.due_at for c in direct_reply.sla]
+    via_gateway.ClearField("sla")
+    direct_reply.ClearField("sla")
+    assert via_gateway == direct_reply
+    assert via_gateway.subject == "Printer shows E42"
+
+
+@pytest.mark.parametrize("field", ["subject", "channel", "customer_id"])
+async def test_statuses_and_field_violations_pass_through_unchanged(
+    gateway_channel: grpc.aio.Channel, ticketing_channel: grpc.aio.Channel, field: str
+) -> None:
+    bad = {"subject": "  ", "channel": t.CHANNEL_UNSPECIFIED, "customer_id": ""}[field]
+    request = open_request(**{field: bad})
+    errors = []
+    for channel in (gateway_channel, ticketing_channel):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await ticketing_pb2_grpc.TicketingServiceStub(channel).OpenTicket(
+                request, metadata=key()
+            )
+        errors.append(caught.value)
+    through, direct = errors
+    assert through.code() == direct.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert through.details() == direct.details()
+    assert violations(through) == violations(direct) and field in violations(through)
+
+
+async def test_not_found_passes_through_over_grpc_and_http(
+    gateway_channel: grpc.aio.Channel, http: aiohttp.ClientSession
+) -> None:
+    stub = ticketing_pb2_grpc.TicketingServiceStub(gateway_channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTicket(pb.GetTicketRequest(ticket_id="T-missing"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    async with http.post(
+        "/v1/careops.ticketing.v1.TicketingService/GetTicket", json={"ticketId": "T-missing"}
+    ) as response:
+        body = await response.json()
+    assert response.status == 404
+    assert body["error"]["status"] == "NOT_FOUND"
+    assert body["error"]["message"] == caught.value.details()
+
+
+async def test_http_invalid_open_ticket_is_400_with_the_same_field_violations(
+    http: aiohttp.ClientSession, ticketing_channel: grpc.aio.Channel
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ticketing_pb2_grpc.TicketingServiceStub(ticketing_channel).OpenTicket(
+            open_request(subject=" "), metadata=key()
+        )
+    async with http.post(OPEN_TICKET, json=open_json(subject=" ")) as response:
+        body = await response.json()
+    assert response.status == 400
+    error = body["error"]
+    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
+    assert error["message"] == caught.value.details()
+    assert {v["field"]: v["description"] for v in error["field_violations"]} == violations(
+        caught.value
+    )
+
+
+async def test_http_idempotency_key_yields_one_event(
+    http: aiohttp.ClientSession, ticketing: TicketingService
+) -> None:
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    replies = []
+    for _ in range(2):
+        async with http.post(OPEN_TICKET, json=open_json(), headers=headers) as response:
+            assert response.status == 200, await response.text()
+            replies.append(await response.json())
+    first, second = replies
+    ticket_id = first["ticket"]["ticketId"]
+    assert second["ticket"]["ticketId"] == ticket_id and ticket_id.startswith("T-")
+    assert first["ticket"]["status"] == "TICKET_STATUS_OPEN"
+    assert ticketing.store is not None
+    messages = await ticketing.store.read_subject(
+        stream="CAREOPS_TICKETING", subject=f"{SUBJECT_PREFIX}.{ticket_id}"
+    )
+    assert len(messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        (OPEN_TICKET, b"{not json", 400),
+        (OPEN_TICKET, b"[1, 2]", 400),
+        (OPEN_TICKET, b'{"subject": 5}', 400),
+        (OPEN_TICKET, b'{"noSuchField": 1}', 400),
+        (OPEN_TICKET, b'{"channel": "CHANNEL_CARRIER_PIGEON"}', 400),
+        (OPEN_TICKET, b"\xff\xfe", 400),
+        ("/v1/careops.ticketing.v1.TicketingService/NoSuchMethod", b"{}", 404),
+        ("/v1/careops.nothing.v1.Nothing/OpenTicket", b"{}", 404),
+        ("/v1/careops.common.v1.ProjectionAdminService/ListProjections", b"{}", 404),
+        ("/v2/whatever", b"{}", 404),
+    ],
+)
+async def test_bad_http_requests_are_rejected_and_nothing_is_forwarded(
+    http: aiohttp.ClientSession, path: str, body: bytes, status: int
+) -> None:
+    method = "/careops.ticketing.v1.TicketingService/OpenTicket"
+    before = backend_calls(method)
+    async with http.post(path, data=body) as response:
+        reply = await response.json()
+    assert response.status == status
+    assert reply["error"]["code"] == status and reply["error"]["message"]
+    assert backend_calls(method) == before
+
+
+async def test_healthz(http: aiohttp.ClientSession) -> None:
+    async with http.get("/healthz") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "SERVING"}
+
+
+async def test_watch_alerts_through_the_gateway_delivers_a_page(
+    gateway_channel: grpc.aio.Channel, http: aiohttp.ClientSession, incident: IncidentService
+) -> None:
+    stub = incident_pb2_grpc.IncidentServiceStub(gateway_channel)
+    declared = await declare(stub)
+    incident_id = declared.incident.incident_id
+    call = stub.WatchAlerts(ipb.WatchAlertsRequest(team_id="technical_support"), timeout=10)
+    async for alert in call:
+        if alert.incident_id == incident_id:
+            break
+    call.cancel()
+    assert alert.page_id and alert.team_id == "technical_support"
+
+    # The same stream over HTTP, as newline-delimited JSON.
+    async with http.post(
+        "/v1/careops.incident.v1.IncidentService/WatchAlerts",
+        json={"teamId": "technical_support"},
+        timeout=aiohttp.ClientTimeout(total=10),
+    ) as response:
+        assert response.status == 200
+        assert response.content_type == "application/x-ndjson"
+        async for line in response.content:
+            result = json.loads(line)["result"]
+            if result["incidentId"] == incident_id:
+                break
+    assert result["pageId"] and result["kind"] == "ALERT_KIND_PAGE"
+
+
+async def test_a_stream_rejected_before_its_first_message_keeps_its_http_status(
+    http: aiohttp.ClientSession, gateway_channel: grpc.aio.Channel
+) -> None:
+    stub = incident_pb2_grpc.IncidentServiceStub(gateway_channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stub.WatchAlerts(ipb.WatchAlertsRequest(team_id="no_such_team")):
+            pass
+    async with http.post(
+        "/v1/careops.incident.v1.IncidentService/WatchAlerts", json={"teamId": "no_such_team"}
+    ) as response:
+        body = await response.json()
+    assert body["error"]["status"] == caught.value.code().name
+    assert response.status == body["error"]["code"] != 200
+
+
+async def test_platform_status_reports_every_backend(
+    gateway: GatewayService,
+    gateway_channel: grpc.aio.Channel,
+    http: aiohttp.ClientSession,
+    ticketing: TicketingService,
+) -> None:
+    stub = gateway_pb2_grpc.GatewayServiceStub(gateway_channel)
+    status = await stub.GetPlatformStatus(gw.GetPlatformStatusRequest())
+    by_name = {backend.name: backend for backend in status.backends}
+    assert list(by_name) == ["ticketing", "customer", "incident", "quality"]
+    assert by_name["ticketing"].address == address(ticketing)
+    assert by_name["ticketing"].service == "careops.ticketing.v1.TicketingService"
+    for name in ("ticketing", "incident"):
+        assert by_name[name].health == gw.BACKEND_HEALTH_SERVING, by_name[name]
+        assert by_name[name].latency.ToNanoseconds() > 0 and not by_name[name].error
+    for name in ("customer", "quality"):
+        assert by_name[name].health == gw.BACKEND_HEALTH_UNREACHABLE
+        assert "UNAVAILABLE" in by_name[name].error
+    assert not status.all_serving
+
+    async with http.post("/v1/careops.gateway.v1.GatewayService/GetPlatformStatus") as response:
+        body = await response.json()
+    assert response.status == 200
+    health = {b["name"]: b["health"] for b in body["backends"]}
+    assert health["ticketing"] == "BACKEND_HEALTH_SERVING"
+    assert health["quality"] == "BACKEND_HEALTH_UNREACHABLE"
+
+
+async def test_a_backend_that_is_not_running_is_unavailable_and_named(
+    gateway_channel: grpc.aio.Channel, http: aiohttp.ClientSession
+) -> None:
+    from careops.customer.v1 import customer_pb2, customer_pb2_grpc
+
+    stub = customer_pb2_grpc.CustomerProfileServiceStub(gateway_channel)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetCustomer360(customer_pb2.GetCustomer360Request(customer_id="C-1"))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "customer" in (caught.value.details() or "")
+    async with http.post(
+        "/v1/careops.customer.v1.CustomerProfileService/GetCustomer360",
+        json={"customerId": "C-1"},
+    ) as response:
+        body = await response.json()
+    assert response.status == 503 and body["error"]["status"] == "UNAVAILABLE"
+    assert body["error"]["message"].startswith("customer (careops.customer.v1.")
+
+
+async def test_a_backend_stopped_while_the_gateway_runs_is_unavailable_and_named(
+    tmp_path: Any, nats_server: EmbeddedNats
+) -> None:
+    async with (
+        running_service(tmp_path, nats_server.url) as ticketing,
+        running_gateway(ticketing=address(ticketing)) as gateway,
+        grpc.aio.insecure_channel(address(gateway)) as channel,
+    ):
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        await stub.OpenTicket(open_request(), metadata=key())
+        await ticketing.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.OpenTicket(open_request(), metadata=key())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (caught.value.details() or "").startswith(
+        f"ticketing (careops.ticketing.v1.TicketingService) is unavailable at {address(ticketing)}"
+    )
+
+
+async def test_one_trace_runs_from_the_http_caller_through_the_gateway_into_ticketing(
+    http: aiohttp.ClientSession,
+) -> None:
+    exporter = install_exporter()
+    headers = {"traceparent": TRACEPARENT, "Idempotency-Key": uuid.uuid4().hex}
+    async with http.post(OPEN_TICKET, json=open_json(), headers=headers) as response:
+        assert response.status == 200
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+    names = {span.name for span in spans}
+    assert "HTTP POST" in names
+    assert "gateway→ticketing OpenTicket" in names
+    assert "/careops.ticketing.v1.TicketingService/OpenTicket" in names  # the backend's span
