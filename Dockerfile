@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image pattern for every CareOps service. The build arg SERVICE picks the package whose
-# `main` module the container runs: ticketing, incident (and later customer, quality, gateway).
+# `main` module the container runs: ticketing, customer, incident, quality, gateway.
 #   docker build --build-arg SERVICE=ticketing -t careops-ticketing .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

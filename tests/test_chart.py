@@ -13,6 +13,7 @@ import yaml
 from careops_cli.platform import SERVICES, ServiceSpec
 from careops_sla import load_policy
 from customer.main import CustomerSettings
+from gateway.main import GatewaySettings
 from incident.application import load_matrix, load_teams
 from incident.main import IncidentSettings
 from pydantic import AliasChoices
@@ -30,10 +31,7 @@ CHART_SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
     "customer": ("customer-profile", CustomerSettings),
     "incident": ("incident-crisis", IncidentSettings),
     "quality": ("quality-scoring", QualitySettings),
-}
-# ARCHITECTURE §5 for the services whose packages are not built yet: values key -> ports.
-PREPARED_PORTS = {
-    "gateway": (50050, 9105),
+    "gateway": ("gateway", GatewaySettings),
 }
 # Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
 POLICY_FILES: dict[str, tuple[Path, Callable[[str | None], object]]] = {
@@ -111,13 +109,6 @@ def manifests(request: pytest.FixtureRequest) -> list[Manifest]:
     return render(*VARIANTS[request.param])
 
 
-@pytest.fixture(scope="module")
-def all_services() -> list[Manifest]:
-    """The chart with every prepared service switched on."""
-    flags = [f"{key}.enabled=true" for key in PREPARED_PORTS]
-    return render("--set", ",".join(flags))
-
-
 @pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
 def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: ServiceSpec) -> None:
     assert spec.name in CHART_SERVICES, f"{spec.name} runs in `careops up` but not in the chart"
@@ -125,7 +116,8 @@ def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: Se
     name = f"{RELEASE}-{component}"
     container = container_of(find(manifests, "Deployment", name))
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port}
+    http = {"http": 8080} if spec.name == "gateway" else {}  # the gateway's HTTP/JSON edge
+    assert ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port, **http}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == spec.grpc_port, probe
     env = env_of(container)
@@ -133,10 +125,10 @@ def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: Se
     assert env[spec.metrics_env]["value"] == str(spec.metrics_port)
     service = find(manifests, "Service", name)
     service_ports = {port["name"]: port["port"] for port in service["spec"]["ports"]}
-    assert service_ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port}
+    assert service_ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port, **http}
     policy = find(manifests, "NetworkPolicy", name)
     ingress_ports = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
-    assert ingress_ports == {spec.grpc_port, spec.metrics_port}
+    assert ingress_ports == {spec.grpc_port, spec.metrics_port, *http.values()}
 
 
 @pytest.mark.parametrize("service", sorted(CHART_SERVICES))
@@ -188,9 +180,9 @@ def test_policy_files_are_the_service_defaults_and_mounted(manifests: list[Manif
                 assert directory == mounts["policies"] and key in config, entry
 
 
-def test_every_container_is_locked_down(all_services: list[Manifest]) -> None:
-    deployments = [doc for doc in all_services if doc["kind"] == "Deployment"]
-    assert len(deployments) == len(CHART_SERVICES) + len(PREPARED_PORTS)
+def test_every_container_is_locked_down(manifests: list[Manifest]) -> None:
+    deployments = [doc for doc in manifests if doc["kind"] == "Deployment"]
+    assert len(deployments) == len(CHART_SERVICES)
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
@@ -208,20 +200,23 @@ def test_every_container_is_locked_down(all_services: list[Manifest]) -> None:
             assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
 
 
-@pytest.mark.parametrize("key", sorted(PREPARED_PORTS))
-def test_prepared_services_use_the_architecture_ports(
-    all_services: list[Manifest], key: str
-) -> None:
-    component = {"customerProfile": "customer-profile", "qualityScoring": "quality-scoring"}
-    name = f"{RELEASE}-{component.get(key, key)}"
-    container = container_of(find(all_services, "Deployment", name))
-    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    grpc, metrics = PREPARED_PORTS[key]
-    assert ports["grpc"] == grpc and ports["metrics"] == metrics
-    assert container["readinessProbe"]["grpc"]["port"] == grpc
-
-
 def test_schema_rejects_negative_replicas() -> None:
     result = helm_template("--set", "ticketing.replicas=-1")
     assert result.returncode != 0
     assert "/ticketing/replicas" in result.stderr
+
+
+def test_the_gateway_finds_every_service_by_its_service_name(manifests: list[Manifest]) -> None:
+    env = env_of(container_of(find(manifests, "Deployment", f"{RELEASE}-gateway")))
+    addresses = {
+        "CAREOPS_TICKETING_ADDR": f"{RELEASE}-ticketing:50051",
+        "CAREOPS_CUSTOMER_ADDR": f"{RELEASE}-customer-profile:50052",
+        "CAREOPS_INCIDENT_ADDR": f"{RELEASE}-incident-crisis:50053",
+        "CAREOPS_QUALITY_ADDR": f"{RELEASE}-quality-scoring:50054",
+    }
+    assert {name: env[name]["value"] for name in addresses} == addresses
+    assert env["CAREOPS_GATEWAY_HTTP_PORT"]["value"] == "8080"
+    settings = GatewaySettings(
+        **{name.removeprefix("CAREOPS_").lower(): value for name, value in addresses.items()}
+    )
+    assert [backend.address for backend in settings.backends()] == list(addresses.values())

@@ -64,7 +64,17 @@ SERVICES = (
         "CAREOPS_QUALITY_GRPC_PORT",
         "CAREOPS_QUALITY_METRICS_PORT",
     ),
+    # Last: the edge in front of the four services (gRPC and HTTP/JSON).
+    ServiceSpec(
+        "gateway",
+        "gateway.main",
+        50050,
+        9105,
+        "CAREOPS_GATEWAY_GRPC_PORT",
+        "CAREOPS_GATEWAY_METRICS_PORT",
+    ),
 )
+GATEWAY_HTTP_PORT_ENV = "CAREOPS_GATEWAY_HTTP_PORT"
 COLORS = ("cyan", "magenta", "green", "yellow", "blue")
 
 
@@ -119,6 +129,10 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
         nats.start(log_file=data_dir / "nats" / "nats.log")
         env["CAREOPS_NATS_URL"] = nats.url
         console.print(f"[bold]nats[/] JetStream at {nats.url} (data in {nats.data_dir})")
+    # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR, as the CLI).
+    for spec in SERVICES:
+        if spec.name != "gateway":
+            env.setdefault(f"CAREOPS_{spec.name.upper()}_ADDR", f"127.0.0.1:{grpc_port(spec)}")
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = threading.Event()
 
@@ -137,6 +151,8 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
                 console.print(f"[red]{spec.name} did not become healthy on {address}[/]")
                 return 1
             console.print(f"[bold green]{spec.name}[/] SERVING on {address}")
+        http_port = env.get(GATEWAY_HTTP_PORT_ENV, "8080")
+        console.print(f"[bold green]gateway[/] HTTP/JSON on http://127.0.0.1:{http_port}/v1/")
         console.print("[bold]CareOps is up.[/] Ctrl-C stops everything.")
         while not stopping.wait(0.5):
             for name, child in children.items():
