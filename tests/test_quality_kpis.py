@@ -288,6 +288,12 @@ async def test_bad_surveys_get_clear_statuses_and_append_nothing(
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.SubmitSurvey(qpb.SubmitSurveyRequest(ticket_id="T-D", csat=6))
         assert "csat" in (error.value.details() or "")
+        # A retry with the original idempotency-key returns the original survey, appending nothing.
+        retried = await stub.SubmitSurvey(
+            qpb.SubmitSurveyRequest(ticket_id="T-A", csat=5, nps=10, comment="again"),
+            metadata=(("idempotency-key", "survey-T-A"),),
+        )
+        assert retried.survey.comment == "Thank you, excellent and quick support"
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.GetKpis(qpb.GetKpisRequest(filter=qpb.KpiFilter(team="nobody")))
         assert error.value.code() == grpc.StatusCode.NOT_FOUND
