@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,17 @@ def careops_json_eventually(env: dict[str, str], *args: str, attempts: int = 25)
     return json.loads(result.stdout)
 
 
+def gateway_post(port: int, method: str, body: dict[str, Any]) -> Any:
+    """POSTs `body` to the gateway's HTTP/JSON edge (/v1/<package.Service>/<Method>)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/{method}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -52,8 +64,12 @@ def port_open(port: int) -> bool:
 def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
     grpc_port, nats_port, incident_port = free_port(), free_port(), free_port()
     customer_port = free_port()
+    gateway_port, gateway_http_port = free_port(), free_port()
     env = {
         **os.environ,
+        "CAREOPS_GATEWAY_GRPC_PORT": str(gateway_port),
+        "CAREOPS_GATEWAY_HTTP_PORT": str(gateway_http_port),
+        "CAREOPS_GATEWAY_METRICS_PORT": str(free_port()),
         "CAREOPS_CUSTOMER_GRPC_PORT": str(customer_port),
         "CAREOPS_CUSTOMER_METRICS_PORT": str(free_port()),
         "CAREOPS_INCIDENT_GRPC_PORT": str(incident_port),
@@ -75,7 +91,7 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        for port in (grpc_port, incident_port, customer_port):
+        for port in (grpc_port, incident_port, customer_port, gateway_port):
             assert wait_serving(f"127.0.0.1:{port}", 60), (tmp_path / "up.log").read_text()
         ticket = careops_json(
             env,
@@ -94,6 +110,29 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         )
         ticket_id = ticket["ticket_id"]
         assert ticket["status"] == "TICKET_STATUS_OPEN"
+        # A frontend reads the same ticket through the gateway's HTTP/JSON edge.
+        via_gateway = gateway_post(
+            gateway_http_port,
+            "careops.ticketing.v1.TicketingService/GetTicket",
+            {"ticketId": ticket_id},
+        )
+        assert via_gateway["ticket"]["subject"] == "Refund not received"
+        status: dict[str, Any] = {}
+        for _ in range(50):  # quality may still be starting
+            status = gateway_post(
+                gateway_http_port, "careops.gateway.v1.GatewayService/GetPlatformStatus", {}
+            )
+            if status["allServing"]:
+                break
+            time.sleep(0.2)
+        assert [
+            b["name"] for b in status["backends"] if b["health"] == "BACKEND_HEALTH_SERVING"
+        ] == [
+            "ticketing",
+            "customer",
+            "incident",
+            "quality",
+        ], status
         shown = careops_json(env, "ticket", "show", ticket_id)
         assert shown["subject"] == "Refund not received"
         assigned = careops_json(env, "ticket", "assign", ticket_id)
@@ -197,4 +236,6 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
     assert code == 0, output
     assert "ticketing |" in output  # service logs are prefixed
     assert "incident |" in output
-    assert not any(port_open(port) for port in (grpc_port, nats_port, incident_port))
+    assert "gateway |" in output
+    ports = (grpc_port, nats_port, incident_port, gateway_port, gateway_http_port)
+    assert not any(port_open(port) for port in ports)
