@@ -17,10 +17,30 @@ from typing import Any
 
 from rich.table import Table
 
-from bench import baselines, customer, incident, lag, open_ticket, peer, quality, replay
+from bench import (
+    baselines,
+    customer,
+    gateway,
+    incident,
+    lag,
+    open_ticket,
+    peer,
+    quality,
+    replay,
+)
 from bench.common import console, machine, mark
 
-NAMES = ("baselines", "open_ticket", "replay", "lag", "peer", "incident", "quality", "customer")
+NAMES = (
+    "baselines",
+    "open_ticket",
+    "replay",
+    "lag",
+    "peer",
+    "incident",
+    "quality",
+    "customer",
+    "gateway",
+)
 
 
 async def main(quick: bool, only: set[str]) -> dict[str, Any]:
@@ -52,6 +72,8 @@ async def main(quick: bool, only: set[str]) -> dict[str, Any]:
         results["quality"] = await quality.run(quick)
     if "customer" in wanted:
         results["customer"] = await customer.run(quick)
+    if "gateway" in wanted:
+        results["gateway"] = await gateway.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["goals"] = [
         {"benchmark": name, **goal}
