@@ -69,6 +69,12 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
+# aiohttp's own rejections (no route, wrong verb, body too large) as gRPC codes in error bodies.
+HTTP_REJECTIONS = {
+    404: grpc.StatusCode.NOT_FOUND,
+    405: grpc.StatusCode.UNIMPLEMENTED,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
 NDJSON = "application/x-ndjson"
@@ -182,7 +188,7 @@ class HttpApi:
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                code = grpc.StatusCode.NOT_FOUND if status == 404 else grpc.StatusCode.UNIMPLEMENTED
+                code = HTTP_REJECTIONS.get(status, grpc.StatusCode.INVALID_ARGUMENT)
                 body = error_body(code, exc.reason)
                 body["error"]["code"] = status
                 allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None

@@ -199,6 +199,20 @@ async def test_bad_http_requests_are_rejected_and_nothing_is_forwarded(
     assert backend_calls(method) == before
 
 
+async def test_other_verbs_and_oversized_bodies_are_rejected_with_json(
+    http: aiohttp.ClientSession,
+) -> None:
+    before = backend_calls("/careops.ticketing.v1.TicketingService/OpenTicket")
+    async with http.get(OPEN_TICKET) as response:
+        assert response.status == 405
+        assert (await response.json())["error"]["status"] == "UNIMPLEMENTED"
+    big = json.dumps(open_json(description="x" * (2 << 20)))
+    async with http.post(OPEN_TICKET, data=big) as response:
+        assert response.status == 413
+        assert (await response.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert backend_calls("/careops.ticketing.v1.TicketingService/OpenTicket") == before
+
+
 async def test_healthz(http: aiohttp.ClientSession) -> None:
     async with http.get("/healthz") as response:
         assert response.status == 200

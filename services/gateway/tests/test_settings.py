@@ -1,0 +1,52 @@
+"""Gateway settings: contract defaults, and bad values stop the process naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+from careops_platform.settings import load_settings
+
+from gateway.main import GatewaySettings
+
+
+def test_defaults_are_the_contract_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TICKETING", "CUSTOMER", "INCIDENT", "QUALITY"):
+        monkeypatch.delenv(f"CAREOPS_{name}_ADDR", raising=False)
+    for name in ("GRPC", "HTTP", "METRICS"):
+        monkeypatch.delenv(f"CAREOPS_GATEWAY_{name}_PORT", raising=False)
+    settings = load_settings(GatewaySettings)
+    assert (settings.grpc_port, settings.http_port, settings.metrics_port) == (50050, 8080, 9105)
+    assert [(b.name, b.address) for b in settings.backends()] == [
+        ("ticketing", "127.0.0.1:50051"),
+        ("customer", "127.0.0.1:50052"),
+        ("incident", "127.0.0.1:50053"),
+        ("quality", "127.0.0.1:50054"),
+    ]
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREOPS_GATEWAY_HTTP_PORT", "18080")
+    monkeypatch.setenv("CAREOPS_INCIDENT_ADDR", "careops-incident-crisis:50053")
+    monkeypatch.setenv("CAREOPS_QUALITY_ADDR", "[::1]:50054")
+    settings = load_settings(GatewaySettings)
+    assert settings.http_port == 18080
+    assert settings.incident_addr == "careops-incident-crisis:50053"
+    assert settings.quality_addr == "[::1]:50054"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CAREOPS_TICKETING_ADDR", "localhost"),
+        ("CAREOPS_CUSTOMER_ADDR", "http://customer:50052"),
+        ("CAREOPS_GATEWAY_HTTP_PORT", "70000"),
+        ("CAREOPS_GATEWAY_GRPC_PORT", "grpc"),
+    ],
+)
+def test_bad_values_stop_the_process_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        load_settings(GatewaySettings)
+    assert stopped.value.code == 2
+    assert variable in capsys.readouterr().err
