@@ -216,7 +216,8 @@ def test_the_gateway_finds_every_service_by_its_service_name(manifests: list[Man
     }
     assert {name: env[name]["value"] for name in addresses} == addresses
     assert env["CAREOPS_GATEWAY_HTTP_PORT"]["value"] == "8080"
-    settings = GatewaySettings(
-        **{name.removeprefix("CAREOPS_").lower(): value for name, value in addresses.items()}
-    )
+    fields: dict[str, Any] = {
+        name.removeprefix("CAREOPS_").lower(): value for name, value in addresses.items()
+    }
+    settings = GatewaySettings(**fields)
     assert [backend.address for backend in settings.backends()] == list(addresses.values())
