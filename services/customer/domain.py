@@ -464,14 +464,16 @@ def evolve(state: Customer, event: CustomerEvent, at: datetime) -> Customer:
 
 @dataclass(frozen=True)
 class RfmModel:
-    """RFM over purchases in `window`; monetary counts purchases in `currency` only.
+    """Recency = the last purchase; frequency = purchases in `frequency_window`; monetary = the
+    amounts in `currency` of the purchases in `monetary_window` (other currencies: frequency only).
 
     Each score is the quintile (1..5) of the customer's mid-rank among customers with at least
-    one purchase in the window: ties share a rank, so equal customers get equal scores.
+    one purchase in the frequency window: ties share a rank, so equal customers score equally.
     """
 
     version: str = "rfm-2026.1"
-    window: timedelta = timedelta(days=365)
+    frequency_window: timedelta = timedelta(days=365)
+    monetary_window: timedelta = timedelta(days=365)
     churn_after: timedelta = timedelta(weeks=16)
     currency: str = "CNY"
 
@@ -490,7 +492,7 @@ class Activity:
 
 @dataclass(frozen=True)
 class Population:
-    """Sorted values of the customers with purchases in the window (the quintile basis)."""
+    """Sorted values of the customers with purchases in the frequency window (the basis)."""
 
     last_purchases: tuple[float, ...] = ()
     frequencies: tuple[int, ...] = ()

@@ -79,7 +79,8 @@ class CustomerSettings(ServiceSettings):
         description="SQL URL of the key store; empty: the database, or SQLite in data_dir",
     )
     rfm_model_version: str = "rfm-2026.1"
-    rfm_window_days: int = Field(365, ge=1, le=3650)
+    rfm_frequency_window_days: int = Field(365, ge=1, le=3650)
+    rfm_monetary_window_days: int = Field(365, ge=1, le=3650)
     churn_weeks: int = Field(16, ge=1, le=520)
     segment_currency: str = Field("CNY", min_length=3, max_length=3)
     segment_interval_seconds: float = Field(86_400, gt=0, le=7 * 86_400)
@@ -89,7 +90,8 @@ class CustomerSettings(ServiceSettings):
     def rfm_model(self) -> domain.RfmModel:
         return domain.RfmModel(
             version=self.rfm_model_version,
-            window=timedelta(days=self.rfm_window_days),
+            frequency_window=timedelta(days=self.rfm_frequency_window_days),
+            monetary_window=timedelta(days=self.rfm_monetary_window_days),
             churn_after=timedelta(weeks=self.churn_weeks),
             currency=currencies.currency_code(self.segment_currency),
         )

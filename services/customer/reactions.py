@@ -3,7 +3,7 @@
 As facts arrive: a purchase (own stream) or a new ticket (ticketing's stream,
 a contact) recomputes that customer's segment against the cached quintile population.
 Periodically (default daily): everyone is recomputed against a fresh population, because
-recency decays with time alone: purchases leave the window and the churn period runs out
+recency decays with time alone: purchases leave the windows and the churn period runs out
 without any event arriving. Replicas may both run it: a segment change's command id is derived
 from the customer's read-model version and the new segment, so the change is appended once.
 """
@@ -66,7 +66,8 @@ class Segmenter:
         with Session(self._engine) as session:
             return readmodels.activities(
                 session=session,
-                window_start=now - model.window,
+                frequency_since=now - model.frequency_window,
+                monetary_since=now - model.monetary_window,
                 currency=model.currency,
                 customer_ids=ids,
             )

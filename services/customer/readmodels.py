@@ -26,6 +26,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    case,
     func,
     literal,
     select,
@@ -495,22 +496,27 @@ def all_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:
 def activities(
     *,
     session: Session,
-    window_start: datetime,
+    frequency_since: datetime,
+    monetary_since: datetime,
     currency: str,
     customer_ids: Sequence[str] | None = None,
 ) -> list[d.Activity]:
-    """Returns the segmentation inputs of live customers (all, or the given ones)."""
+    """Returns the segmentation inputs of live customers (all, or the given ones): the last
+    purchase ever, purchases since `frequency_since`, amounts in `currency` since
+    `monetary_since`, the last ticket."""
     live = select(customers.c.customer_id, customers.c.registered_at).where(
         customers.c.forgotten.is_(False)
     )
     bought = select(
         purchases.c.customer_id,
-        func.count().label("frequency"),
+        func.sum(case((purchases.c.purchased_at >= frequency_since, 1), else_=0)).label(
+            "frequency"
+        ),
         func.max(purchases.c.purchased_at).label("last_purchase_at"),
-    ).where(purchases.c.purchased_at >= window_start)
+    )
     spent = select(
         purchases.c.customer_id, func.sum(purchases.c.amount_minor).label("monetary")
-    ).where(purchases.c.purchased_at >= window_start, purchases.c.currency == currency)
+    ).where(purchases.c.purchased_at >= monetary_since, purchases.c.currency == currency)
     contacted = select(tickets.c.customer_id, func.max(tickets.c.opened_at).label("last_contact"))
     if customer_ids is not None:
         live = live.where(customers.c.customer_id.in_(customer_ids))
@@ -518,7 +524,7 @@ def activities(
         spent = spent.where(purchases.c.customer_id.in_(customer_ids))
         contacted = contacted.where(tickets.c.customer_id.in_(customer_ids))
     frequency = {
-        row.customer_id: (row.frequency, aware(row.last_purchase_at))
+        row.customer_id: (int(row.frequency or 0), aware(row.last_purchase_at))
         for row in session.execute(bought.group_by(purchases.c.customer_id))
     }
     monetary = {

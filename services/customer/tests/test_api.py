@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -22,6 +22,7 @@ from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.nats_embedded import EmbeddedNats
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
@@ -29,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from customer import domain as d
+from customer import readmodels
 from customer.application import CODEC, STREAM
 from customer.keystore import customer_keys
 from customer.main import CustomersByTier, CustomerService
@@ -563,3 +565,46 @@ async def test_metrics_count_customers_by_tier_erasures_and_exports(
             select(func.count()).select_from(customers).where(customers.c.forgotten.is_(False))
         ).scalar_one()
     assert sum(by_tier.values()) == live  # erased customers are not counted
+
+
+async def test_windows_bound_frequency_and_monetary_not_recency(
+    stub: Stub, service: CustomerService
+) -> None:
+    customer = await register(stub, *unique_contacts())
+    cid = customer.customer_id
+    old = datetime.now(UTC) - timedelta(days=400)
+    await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(
+            customer_id=cid,
+            order_id="W-old",
+            amount="70",
+            currency="CNY",
+            purchased_at=Timestamp(seconds=int(old.timestamp())),
+        )
+    )
+    bought = await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(customer_id=cid, order_id="W-new", amount="5", currency="EUR")
+    )
+    await stub.GetCustomer360(
+        pb.GetCustomer360Request(customer_id=cid, min_sequence=bought.sequence)
+    )
+    now = datetime.now(UTC)
+    with Session(service.engine) as session:
+        [wide] = readmodels.activities(
+            session=session,
+            frequency_since=now - timedelta(days=500),
+            monetary_since=now - timedelta(days=500),
+            currency="CNY",
+            customer_ids=[cid],
+        )
+        [narrow] = readmodels.activities(
+            session=session,
+            frequency_since=now - timedelta(days=30),
+            monetary_since=now - timedelta(days=30),
+            currency="CNY",
+            customer_ids=[cid],
+        )
+    assert (wide.frequency, wide.monetary) == (2, 7000)
+    assert (narrow.frequency, narrow.monetary) == (1, 0)  # the EUR order counts, the old not
+    assert narrow.last_purchase_at == wide.last_purchase_at and wide.last_purchase_at is not None
+    assert wide.last_purchase_at > now - timedelta(minutes=1)
