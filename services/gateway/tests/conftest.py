@@ -1,9 +1,10 @@
-"""Fixtures: the gateway in-process in front of real ticketing and incident services on the
-session's NATS; customer-profile and quality-scoring are not running (their ports are closed)."""
+"""Fixtures: the gateway in-process in front of real ticketing and incident services (their own
+test fixtures, here on the session's NATS); customer-profile and quality-scoring are not
+running (their ports are closed)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,12 +13,15 @@ import grpc
 import pytest
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from incident.main import IncidentService
-from incident.tests.conftest import running_incident_service, write_config
+from incident.tests.conftest import incident_service, receivers
 from ticketing.main import TicketingService
-from ticketing.tests.conftest import running_service
+from ticketing.tests.conftest import service
 
 from gateway.main import GatewayService, GatewaySettings
-from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+
+# The services' own fixtures, reused: ticketing's `service`, incident's `incident_service` (with
+# its local webhook and SMTP receivers).
+__all__ = ["incident_service", "receivers", "service"]
 
 
 def address(service: TicketingService | IncidentService | GatewayService) -> str:
@@ -45,30 +49,25 @@ async def running_gateway(**addresses: str) -> AsyncIterator[GatewayService]:
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[tuple[HttpReceiver, MailReceiver]]:
-    with http_receiver() as http, smtp_receiver() as mail:
-        yield http, mail
+def module_nats(nats_server: EmbeddedNats) -> EmbeddedNats:
+    """Ticketing's fixtures on the session's NATS."""
+    return nats_server
 
 
 @pytest.fixture(scope="module")
-async def ticketing(
-    tmp_path_factory: pytest.TempPathFactory, nats_server: EmbeddedNats
-) -> AsyncIterator[TicketingService]:
-    async with running_service(tmp_path_factory.mktemp("ticketing"), nats_server.url) as service:
-        yield service
+def incident_nats(nats_server: EmbeddedNats) -> EmbeddedNats:
+    """Incident's fixtures on the session's NATS."""
+    return nats_server
 
 
 @pytest.fixture(scope="module")
-async def incident(
-    tmp_path_factory: pytest.TempPathFactory,
-    nats_server: EmbeddedNats,
-    receivers: tuple[HttpReceiver, MailReceiver],
-) -> AsyncIterator[IncidentService]:
-    http, mail = receivers
-    directory = tmp_path_factory.mktemp("incident")
-    config = write_config(directory, http, mail.port)
-    async with running_incident_service(directory / "data", nats_server.url, **config) as svc:
-        yield svc
+def ticketing(service: TicketingService) -> TicketingService:
+    return service
+
+
+@pytest.fixture(scope="module")
+def incident(incident_service: IncidentService) -> IncidentService:
+    return incident_service
 
 
 @pytest.fixture(scope="module")
