@@ -22,12 +22,12 @@ from nats.aio.msg import Msg
 from nats.js import api
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
-from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Table, delete, select, update
 from sqlalchemy.orm import Session
 
 from careops_eventstore.codec import DecodedEvent, EventCodec
 from careops_eventstore.model import RecordedBatch
-from careops_eventstore.sqlstate import checkpoints
+from careops_eventstore.sqlstate import checkpoints, insert_for
 
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
@@ -110,6 +110,7 @@ def apply_batch(
     poison: list[int] = []
     gap = False
     with engine.begin() as connection:
+        _claim_checkpoint(connection, projection.name, stream)
         last = read_checkpoint(connection, projection.name, for_update=True)
         start = last
         for message, sequence in zip(messages, sequences, strict=True):
@@ -131,7 +132,11 @@ def apply_batch(
                 _apply_envelopes(connection, projection, codec, batch, sequence)
             last = sequence
         if last != start:
-            _save_checkpoint(connection, projection.name, stream, last, exists=start > 0)
+            connection.execute(
+                update(checkpoints)
+                .where(checkpoints.c.projection == projection.name)
+                .values(last_sequence=last)
+            )
     return BatchOutcome(last, poison, gap)
 
 
@@ -168,22 +173,16 @@ def _apply_envelopes(
         APPLIED.labels(projection.name).inc()
 
 
-def _save_checkpoint(
-    connection: Connection, name: str, stream: str, last: int, *, exists: bool
-) -> None:
-    if (
-        exists
-        or connection.execute(
-            select(checkpoints.c.projection).where(checkpoints.c.projection == name)
-        ).first()
-    ):
-        connection.execute(
-            update(checkpoints).where(checkpoints.c.projection == name).values(last_sequence=last)
-        )
-    else:
-        connection.execute(
-            insert(checkpoints).values(projection=name, stream=stream, last_sequence=last)
-        )
+def _claim_checkpoint(connection: Connection, name: str, stream: str) -> None:
+    """Makes sure the checkpoint row exists, as this transaction's first statement.
+
+    The row is what `FOR UPDATE` locks: without it, two replicas could both apply a projection's
+    first batch. Writing first also starts SQLite's write transaction before anything is read.
+    """
+    statement = insert_for(connection.dialect.name)(checkpoints)
+    connection.execute(
+        statement.values(projection=name, stream=stream, last_sequence=0).on_conflict_do_nothing()
+    )
 
 
 def reset(engine: Engine, projection: Projection) -> None:

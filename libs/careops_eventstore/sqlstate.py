@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import overload
+from typing import Any, overload
 
 from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy.dialects import postgresql, sqlite
 
 metadata = MetaData()
 
@@ -42,3 +44,8 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def insert_for(dialect: str) -> Callable[[Table], Any]:
+    """Returns the INSERT construct of `dialect` (PostgreSQL or SQLite): it has ON CONFLICT."""
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert

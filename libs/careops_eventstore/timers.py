@@ -20,10 +20,9 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, bindparam, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from careops_eventstore.sqlstate import aware, timers
+from careops_eventstore.sqlstate import aware, insert_for, timers
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +45,7 @@ class DueTimer:
 @cache
 def _upsert(dialect: str) -> Any:
     """One cached upsert statement per dialect; rows are passed as parameters (executemany)."""
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_fn(timers)
+    statement = insert_for(dialect)(timers)
     columns = ("aggregate_id", "kind", "due_at", "data")
     return statement.on_conflict_do_update(
         index_elements=["timer_id"], set_={name: statement.excluded[name] for name in columns}

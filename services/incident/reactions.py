@@ -13,8 +13,8 @@ from careops.ticketing.v1 import events_pb2 as ticket_events
 from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.codec import from_timestamp
 from careops_eventstore.model import RecordedBatch
+from careops_eventstore.sqlstate import insert_for
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from incident import domain as d
@@ -179,7 +179,7 @@ class SurgeDetector:
         actions = []
         with Session(self._engine) as session, session.begin():
             dialect = session.get_bind().dialect.name
-            insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            insert_fn = insert_for(dialect)
             for key in keys:
                 session.execute(
                     insert_fn(surge_complaints)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
-from careops_eventstore.sqlstate import aware
+from careops_eventstore.sqlstate import aware, insert_for
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -37,7 +37,6 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -468,8 +467,7 @@ def contribution(row: Mapping[str, Any]) -> dict[str, float]:
 
 @cache
 def _add_statement(dialect: str, table: Table) -> Any:
-    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert_fn(table)
+    statement = insert_for(dialect)(table)
     keys = [column.name for column in table.primary_key.columns]
     return statement.on_conflict_do_update(
         index_elements=keys,

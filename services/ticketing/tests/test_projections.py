@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from careops.events.v1.envelope_pb2 import EventBatch
-from careops_eventstore.codec import EnvelopeContext
+from careops_eventstore.codec import DecodedEvent, EnvelopeContext
 from careops_eventstore.model import RecordedBatch
-from careops_eventstore.projection import apply_batch, read_checkpoint, reset
+from careops_eventstore.projection import (
+    BatchOutcome,
+    Projection,
+    apply_batch,
+    read_checkpoint,
+    reset,
+)
 from careops_eventstore.sqlstate import timers
 from careops_platform.db import make_engine, migrate
 from careops_sla import default_policy
 from prometheus_client import REGISTRY
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.orm import Session
 
 from tests.support import ticket_rows
@@ -155,3 +162,53 @@ def test_reset_then_replay_equals_the_original(engine: Engine) -> None:
         assert read_checkpoint(session, "tickets") == 0
     apply_all(engine, log, chunk=2)
     assert ticket_rows(engine) == original
+
+
+class FirstApplyHeld:
+    """The ticket list projection, but its first `apply` waits (inside the transaction) until
+    released: a replica caught in the middle of the projection's very first batch."""
+
+    name = "tickets"
+
+    def __init__(self) -> None:
+        self.inner = TicketListProjection()
+        self.inside = threading.Event()
+        self.release = threading.Event()
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        return self.inner.tables
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        if not self.inside.is_set():
+            self.inside.set()
+            self.release.wait(10)
+        self.inner.apply(connection, event, position)
+
+
+def test_two_replicas_racing_the_first_batch_apply_it_once_without_errors(engine: Engine) -> None:
+    first = history()[:1]
+    held = FirstApplyHeld()
+    outcomes: dict[str, BatchOutcome] = {}
+    errors: list[BaseException] = []
+
+    def replica(name: str, projection: Projection) -> None:
+        try:
+            outcomes[name] = apply_batch(engine, projection, CODEC, STREAM.name, first, [1])
+        except BaseException as exc:  # the test reports it below
+            errors.append(exc)
+
+    a = threading.Thread(target=replica, args=("a", held))
+    b = threading.Thread(target=replica, args=("b", TicketListProjection()))
+    a.start()
+    assert held.inside.wait(10)
+    b.start()
+    b.join(0.3)  # b is now waiting for a's checkpoint row (or has not started: same outcome)
+    held.release.set()
+    a.join(10)
+    b.join(10)
+    assert errors == []
+    assert outcomes["a"].last_sequence == outcomes["b"].last_sequence == 1
+    (row,) = ticket_rows(engine)
+    assert row["ticket_id"] == "T-a" and row["version"] == 1
+    assert skipped("redelivered") >= 1
