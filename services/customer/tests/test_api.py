@@ -546,7 +546,11 @@ async def test_metrics_count_customers_by_tier_erasures_and_exports(
     customer = await register(stub, *unique_contacts())
     erasures = sample("careops_customer_erasures_total", reason="legal_order")
     exports = sample("careops_customer_export_requests_total")
-    await stub.ExportCustomerData(pb.ExportCustomerDataRequest(customer_id=customer.customer_id))
+    await stub.ExportCustomerData(
+        pb.ExportCustomerDataRequest(
+            customer_id=customer.customer_id, min_sequence=customer.version
+        )
+    )
     erased = await stub.EraseCustomer(
         pb.EraseCustomerRequest(
             customer_id=customer.customer_id, reason=t.ERASURE_REASON_LEGAL_ORDER
