@@ -1,10 +1,13 @@
-"""Process runtime shared by every service: connecting to the log, running projections."""
+"""Process runtime shared by every service: the entry point, connecting to the log, running
+projections, and stopping in order."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar
 
 from careops_eventstore import LogUnavailable
 from careops_eventstore.codec import EventCodec
@@ -12,9 +15,51 @@ from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.projection import Projection, ProjectionRunner
 from sqlalchemy import Engine
 
+from careops_platform.logs import configure_logging
+from careops_platform.server import GrpcServer, start_metrics
 from careops_platform.settings import ServiceSettings
+from careops_platform.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class Stoppable(Protocol):
+    """Background work a service runs: timers, schedules, reactions, projection runners."""
+
+    async def stop(self) -> None: ...
+
+
+def run_process(service: str, settings: S, serve: Callable[[S], Coroutine[Any, Any, None]]) -> None:
+    """A service process's entry point: JSON logs, tracing and /metrics, then `serve` until it
+    returns (on SIGTERM / SIGINT)."""
+    configure_logging(service, settings.log_level)
+    configure_tracing(service, settings.otel_endpoint)
+    start_metrics(settings.grpc_host, settings.metrics_port)
+    asyncio.run(serve(settings))
+
+
+async def stop_in_order(
+    *,
+    server: GrpcServer | None,
+    grace_seconds: float,
+    background: Sequence[Stoppable | None] = (),
+    store: JetStreamEventStore | None = None,
+    engines: Sequence[Engine] = (),
+) -> None:
+    """Stops a service: the API first (in-flight calls get `grace_seconds`), then `background`
+    in the order given (what appends before what it feeds), then the log connection, then the
+    databases."""
+    if server is not None:
+        await server.stop(grace_seconds)
+    for part in background:
+        if part is not None:
+            await part.stop()
+    if store is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(store.client.close(), 5)
+    for engine in engines:
+        engine.dispose()
 
 
 async def connect_with_retry(

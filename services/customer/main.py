@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -16,11 +15,14 @@ from careops_eventstore.reactions import ReactionRunner
 from careops_platform import admin
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import database_url, make_engine, migrate
-from careops_platform.logs import configure_logging
-from careops_platform.runtime import connect_with_retry, start_projections
-from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
+from careops_platform.runtime import (
+    connect_with_retry,
+    run_process,
+    start_projections,
+    stop_in_order,
+)
+from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
-from careops_platform.telemetry import configure_tracing
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -260,19 +262,13 @@ class CustomerService:
         log.info("customer serving", extra={"grpc_port": self.server.port})
 
     async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_seconds)
-        if self.schedule is not None:
-            await self.schedule.stop()
-        for reaction in self.reactions:
-            await reaction.stop()
-        for runner in self.runners.values():
-            await runner.stop()
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.store.client.close(), 5)
-        self.engine.dispose()
-        self.keys_engine.dispose()
+        await stop_in_order(
+            server=self.server,
+            grace_seconds=self.settings.shutdown_grace_seconds,
+            background=[self.schedule, *self.reactions, *self.runners.values()],
+            store=self.store,
+            engines=[self.engine, self.keys_engine],
+        )
 
 
 async def serve(settings: CustomerSettings) -> None:
@@ -282,11 +278,7 @@ async def serve(settings: CustomerSettings) -> None:
 
 
 def main() -> None:
-    settings = load_settings(CustomerSettings)
-    configure_logging(SERVICE, settings.log_level)
-    configure_tracing(SERVICE, settings.otel_endpoint)
-    start_metrics(settings.grpc_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_process(SERVICE, load_settings(CustomerSettings), serve)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from careops_platform.logs import configure_logging
-from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
+from careops_platform.runtime import run_process
+from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
-from careops_platform.telemetry import configure_tracing
 from pydantic import AliasChoices, Field
 
 from gateway import grpc_api
@@ -139,11 +137,7 @@ async def serve(settings: GatewaySettings) -> None:
 
 
 def main() -> None:
-    settings = load_settings(GatewaySettings)
-    configure_logging(SERVICE, settings.log_level)
-    configure_tracing(SERVICE, settings.otel_endpoint)
-    start_metrics(settings.grpc_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_process(SERVICE, load_settings(GatewaySettings), serve)
 
 
 if __name__ == "__main__":

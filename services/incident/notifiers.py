@@ -133,7 +133,7 @@ class Notifiers:
             for kind in ContactKind
         }
 
-    def close(self) -> None:
+    async def stop(self) -> None:
         """Stops the channel threads (sends in progress finish first)."""
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)

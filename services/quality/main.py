@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.resources
 import logging
 from collections.abc import Callable
@@ -20,11 +19,14 @@ from careops_eventstore.projection import Projection, ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import admin
 from careops_platform.db import database_url, make_engine, migrate
-from careops_platform.logs import configure_logging
-from careops_platform.runtime import connect_with_retry, start_projections
-from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled, start_metrics
+from careops_platform.runtime import (
+    connect_with_retry,
+    run_process,
+    start_projections,
+    stop_in_order,
+)
+from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
-from careops_platform.telemetry import configure_tracing
 from prometheus_client import REGISTRY
 from pydantic import AliasChoices, Field
 
@@ -186,16 +188,13 @@ class QualityService:
         log.info("quality serving", extra={"grpc_port": self.server.port})
 
     async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_seconds)
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        for runner in self.runners.values():
-            await runner.stop()
-        if self.store is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.store.client.close(), 5)
-        self.engine.dispose()
+        await stop_in_order(
+            server=self.server,
+            grace_seconds=self.settings.shutdown_grace_seconds,
+            background=[self.scheduler, *self.runners.values()],
+            store=self.store,
+            engines=[self.engine],
+        )
 
 
 async def serve(settings: QualitySettings) -> None:
@@ -206,11 +205,7 @@ async def serve(settings: QualitySettings) -> None:
 
 
 def main() -> None:
-    settings = load_settings(QualitySettings)
-    configure_logging(SERVICE, settings.log_level)
-    configure_tracing(SERVICE, settings.otel_endpoint)
-    start_metrics(settings.grpc_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    run_process(SERVICE, load_settings(QualitySettings), serve)
 
 
 if __name__ == "__main__":
