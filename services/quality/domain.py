@@ -410,6 +410,8 @@ class _ReplayClock:
     done: bool = False
 
     def halt(self, at: datetime, calendar: Calendar, target: timedelta) -> None:
+        if self.done:  # a stopped clock keeps its outcome, as in ticketing (target changes too)
+            return
         if self.since is not None:
             self.consumed += calendar.business_time_between(self.since, at)
             self.since = None
@@ -441,16 +443,18 @@ def replay_sla(
         first.halt(at, calendar, targets().first_response)
         resolution.halt(at, calendar, targets().resolution)
 
-    paused = False
+    paused = replied = False
     for item in steps:
         at = item.at
         match item.step:
             case Step.OPENED:
                 first.since = resolution.since = at
                 priority = item.value or priority
-            case Step.AGENT_REPLY if not first.done and first.since is not None:
-                first.halt(at, calendar, targets().first_response)
-                first.done = True
+            case Step.AGENT_REPLY:
+                replied = True  # a first response, as GetKpis counts it (docs/kpis.md)
+                if not first.done and first.since is not None:
+                    first.halt(at, calendar, targets().first_response)
+                    first.done = True
             case Step.PAUSED:
                 halt_all(at)
                 paused = True
@@ -476,7 +480,7 @@ def replay_sla(
         first.halt(as_of, calendar, targets().first_response)
     if resolution.since is not None:
         resolution.halt(as_of, calendar, targets().resolution)
-    return TicketSla(first.done, first.breached, resolution.done, resolution.breached)
+    return TicketSla(replied, first.breached, resolution.done, resolution.breached)
 
 
 # ----------------------------------------------------------------------------- KPIs

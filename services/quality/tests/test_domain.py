@@ -127,3 +127,33 @@ def test_replay_pauses_while_waiting_for_the_customer_and_retargets_on_priority(
         as_of=NOW + timedelta(minutes=21),
     )
     assert not result.responded and result.first_response_breached  # 20 min > 15 min (high)
+
+
+def test_a_priority_change_after_the_first_reply_does_not_breach_it_afterwards() -> None:
+    answered_then_raised = steps(
+        (0, d.Step.OPENED, "normal"),
+        (20, d.Step.AGENT_REPLY, ""),  # on time: 20 min < 30 min (normal)
+        (40, d.Step.PRIORITY, "high"),  # 15 min for high: already answered, stays on time
+    )
+    result = d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=answered_then_raised,
+        policy=default_policy(),
+        as_of=NOW + timedelta(hours=1),
+    )
+    assert result.responded and not result.first_response_breached
+
+
+def test_a_ticket_resolved_without_an_agent_reply_is_not_a_first_response() -> None:
+    resolved_unanswered = steps((0, d.Step.OPENED, "normal"), (10, d.Step.RESOLVED, ""))
+    result = d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=resolved_unanswered,
+        policy=default_policy(),
+        as_of=NOW + timedelta(hours=1),
+    )
+    assert result.resolved and not result.responded
