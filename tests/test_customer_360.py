@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
+from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops.customer.v1 import customer_pb2 as cpb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as ct
@@ -41,6 +42,7 @@ class Platform:
     customer: customer_pb2_grpc.CustomerProfileServiceStub
     ticketing: ticketing_pb2_grpc.TicketingServiceStub
     quality: quality_pb2_grpc.QualityServiceStub
+    quality_admin: admin_pb2_grpc.ProjectionAdminServiceStub
     ticketing_service: TicketingService
     customer_service: CustomerService
 
@@ -81,6 +83,7 @@ async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[P
             customer=customer_pb2_grpc.CustomerProfileServiceStub(channels[1]),
             ticketing=ticketing_pb2_grpc.TicketingServiceStub(channels[0]),
             quality=quality_pb2_grpc.QualityServiceStub(channels[2]),
+            quality_admin=admin_pb2_grpc.ProjectionAdminServiceStub(channels[2]),
             ticketing_service=services[0],
             customer_service=services[1],
         )
@@ -233,6 +236,14 @@ async def test_360_tiers_and_erasure_across_services(
     assert after_view.view.satisfaction.surveys == 1  # non-personal facts stay
     after = await platform.quality.GetKpis(qpb.GetKpisRequest(**positions))
     assert after.kpis == before.kpis and before.kpis.surveys >= 1
+    # The log now holds a shredded customer: rebuilt from it, quality's KPIs are still the same.
+    listed = await platform.quality_admin.ListProjections(admin_pb2.ListProjectionsRequest())
+    for projection in listed.projections:
+        await platform.quality_admin.RebuildProjection(
+            admin_pb2.RebuildProjectionRequest(name=projection.name, wait=True)
+        )
+    rebuilt = await platform.quality.GetKpis(qpb.GetKpisRequest(**positions))
+    assert rebuilt.kpis == before.kpis
     assert await directory.wait_for(erased.sequence, 10)
     with pytest.raises(grpc.aio.AioRpcError) as unknown:
         await tickets.OpenTicket(tpb.OpenTicketRequest(contact_email=vip_email, **request))

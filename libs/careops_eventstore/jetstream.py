@@ -166,6 +166,8 @@ class JetStreamEventStore:
         self._require_connection()
         try:
             info = await self._js.stream_info(stream)
+        except nats.js.errors.NotFoundError:
+            return 0  # a stream nobody has provisioned yet (another context's) is empty
         except (TimeoutError, nats.errors.Error) as exc:
             raise LogUnavailable(f"cannot read stream {stream}: {exc}") from exc
         return int(info.state.last_seq)

@@ -70,4 +70,4 @@ class InMemoryEventStore:
         return self._messages[stream][after_sequence : after_sequence + limit]
 
     async def last_sequence(self, stream: str) -> int:
-        return len(self._messages[stream])
+        return len(self._messages.get(stream, ()))

@@ -186,3 +186,8 @@ async def test_read_stream_pages_through_everything(store: tuple[EventStore, str
     assert [m.sequence for m in page] == [2, 3, 4]
     assert [e.type for e in page[0].batch.events] == ["X", "Y"]
     assert await es.read_stream(stream=stream, after_sequence=5) == []
+
+
+async def test_a_stream_that_does_not_exist_yet_is_empty(store: tuple[EventStore, str]) -> None:
+    es, _ = store
+    assert await es.last_sequence(f"NEVER_PROVISIONED_{uuid.uuid4().hex[:8].upper()}") == 0
