@@ -301,6 +301,7 @@ async def test_bad_surveys_get_clear_statuses_and_append_nothing(
             qpb.GetKpisRequest(filter=qpb.KpiFilter(channel=99)),  # type: ignore[arg-type]
             qpb.GetKpisRequest(filter=qpb.KpiFilter(agent_id="agent-li", team="senior")),
             qpb.GetKpisRequest(period=qpb.Period(start=NOW_STAMP, end=NOW_STAMP)),
+            qpb.GetKpisRequest(period=qpb.Period(start=Timestamp(seconds=10**13))),  # year > 9999
         ):
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await stub.GetKpis(bad)
@@ -374,8 +375,12 @@ async def test_what_if_replays_history_under_another_policy(
         quality_service(tmp_path, quality_nats.url, Clock(NOW)) as service,
         stub_of(service) as stub,
     ):
-        await caught_up(stub, scenario)
-        result = await stub.WhatIf(qpb.WhatIfRequest(policy_yaml=yaml.safe_dump(policy)))
+        # A fresh process: WhatIf itself waits until the ticket timelines have the scenario.
+        result = await stub.WhatIf(
+            qpb.WhatIfRequest(
+                policy_yaml=yaml.safe_dump(policy), ticketing_min_sequence=scenario.ticketing
+            )
+        )
         assert result.tickets == 4
         # Replayed under the policy in force, the recorded outcomes come back.
         actual = result.actual

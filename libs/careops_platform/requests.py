@@ -1,10 +1,16 @@
-"""Per-request context for command handlers: command ids from `idempotency-key`, and the actor."""
+"""Per-request context for command handlers: command ids from `idempotency-key`, the actor,
+and request fields every API reads the same way."""
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
 import uuid
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+
+from careops_platform.errors import FieldViolation, InvalidArgument
 
 IDEMPOTENCY_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("idempotency_key", default="")
 ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="anonymous")
@@ -30,3 +36,19 @@ def derived_id(prefix: str) -> str:
 def actor() -> str:
     """Returns who issued the current request (`careops-actor` metadata)."""
     return ACTOR.get()
+
+
+def timestamp_field(message: Message, field: str, *, path: str = "") -> datetime | None:
+    """Returns the Timestamp `field` of `message` as aware UTC, None when unset;
+    INVALID_ARGUMENT naming `path` (default: the field) when it is out of range."""
+    if not message.HasField(field):
+        return None
+    try:
+        value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    except ValueError as exc:
+        name = path or field
+        raise InvalidArgument(
+            f"{name} is not a valid time: {exc}",
+            [FieldViolation(name, "must be a valid time between years 1 and 9999")],
+        ) from exc
+    return value

@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -29,7 +29,7 @@ from careops_platform.errors import (
     NotFound,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, command_id, derived_id
+from careops_platform.requests import actor, command_id, derived_id, timestamp_field
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -312,15 +312,17 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             order_id=request.order_id,
             amount=request.amount,
             currency=request.currency,
-            purchased_at=(
-                request.purchased_at.ToDatetime(tzinfo=UTC)
-                if request.HasField("purchased_at")
-                else None
-            ),
+            purchased_at=timestamp_field(request, "purchased_at"),
         )
         result = await self._run(
             self._app.record_purchase(customer_id, command, command_id=command_id(), actor=actor())
         )
+        if request.order_id not in result.state.orders:
+            # The idempotency-key answered with an earlier command: a different purchase.
+            raise InvalidArgument(
+                "this idempotency-key was used for another request",
+                [FieldViolation("idempotency-key", "already used for another order")],
+            )
         amount, currency = result.state.orders[request.order_id]
         recorded = next((e for e in result.events if isinstance(e, d.PurchaseRecorded)), None)
         at = recorded.purchased_at if recorded else (command.purchased_at or self._app.clock())

@@ -24,7 +24,7 @@ from careops_platform.errors import (
     InvalidArgument,
     NotFound,
 )
-from careops_platform.requests import actor, command_id
+from careops_platform.requests import actor, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -38,6 +38,7 @@ TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 MAX_DAYS = 92
+MAX_WHAT_IF_TICKETS = 200_000  # each ticket's timeline is replayed in memory, twice
 MAX_POLICY = 100_000
 
 EMOTION = types_pb2.Emotion.DESCRIPTOR
@@ -157,8 +158,8 @@ def kpis_to_proto(kpis: domain.Kpis, day: datetime | None = None) -> pb.Kpis:
 
 
 def period_from_proto(message: pb.Period, now: datetime) -> readmodels.Period:
-    start = message.start.ToDatetime(tzinfo=now.tzinfo) if message.HasField("start") else None
-    end = message.end.ToDatetime(tzinfo=now.tzinfo) if message.HasField("end") else None
+    start = timestamp_field(message, "start", path="period.start")
+    end = timestamp_field(message, "end", path="period.end")
     if start is not None and end is not None and start >= end:
         raise InvalidArgument(
             "period.start must be before period.end",
@@ -333,13 +334,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                     f"by_day covers at most {MAX_DAYS} days",
                     [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
                 )
-        await self._wait(
-            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
-        )
-        await self._wait(SurveyProjection.name, request.min_sequence, "the survey projection")
-        await self._wait(
-            IncidentFactsProjection.name, request.incident_min_sequence, "the incident projection"
-        )
+        await self._kpis_caught_up(request)
 
         def query(session: Session) -> pb.GetKpisResponse:
             response = pb.GetKpisResponse(
@@ -355,6 +350,16 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
 
         return await self._read(query)  # type: ignore[no-any-return]
 
+    async def _kpis_caught_up(self, request: pb.GetKpisRequest | pb.GetScorecardRequest) -> None:
+        """Waits (bounded) for the sequences a KPI query asks its read models to have applied."""
+        await self._wait(
+            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
+        )
+        await self._wait(SurveyProjection.name, request.min_sequence, "the survey projection")
+        await self._wait(
+            IncidentFactsProjection.name, request.incident_min_sequence, "the incident projection"
+        )
+
     async def GetScorecard(
         self, request: pb.GetScorecardRequest, context: Any
     ) -> pb.GetScorecardResponse:
@@ -365,6 +370,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             )
         where = self._filter(pb.KpiFilter(**{subject: getattr(request, subject)}))
         period = period_from_proto(request.period, self._app.clock())
+        await self._kpis_caught_up(request)
         kpis = await self._read(
             lambda session: readmodels.kpis(session=session, where=where, period=period)
         )
@@ -386,9 +392,19 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         now = self._app.clock()
         period = period_from_proto(request.period, now)
         as_of = min(period.end, now) if period.end else now
-        timelines = await self._read(
-            lambda session: readmodels.sla_timelines(session=session, where=where, period=period)
+        await self._wait(
+            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
         )
+        timelines = await self._read(
+            lambda session: readmodels.sla_timelines(
+                session=session, where=where, period=period, limit=MAX_WHAT_IF_TICKETS
+            )
+        )
+        if timelines is None:
+            raise InvalidArgument(
+                f"the what-if covers more than {MAX_WHAT_IF_TICKETS:,} tickets; narrow it",
+                [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
+            )
 
         def replay() -> pb.WhatIfResponse:
             return pb.WhatIfResponse(

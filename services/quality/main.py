@@ -96,6 +96,8 @@ def load_teams(path: str | None) -> dict[str, list[str]]:
     for name, agents in teams.items():
         if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
             raise ValueError(f"teams.{name}: must be a list of agent ids")
+        if not agents:  # an empty list would filter nothing: the whole platform's KPIs
+            raise ValueError(f"teams.{name}: must list at least one agent id")
         result[str(name)] = list(agents)
     return result
 

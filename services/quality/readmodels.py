@@ -408,16 +408,20 @@ def overdue_follow_ups(*, session: Session) -> int:
 
 
 def sla_timelines(
-    *, session: Session, where: KpiFilter, period: Period
-) -> list[tuple[Any, list[d.TimelineStep]]]:
-    """Returns (ticket row, SLA timeline) of the tickets opened in the period."""
+    *, session: Session, where: KpiFilter, period: Period, limit: int
+) -> list[tuple[Any, list[d.TimelineStep]]] | None:
+    """Returns (ticket row, SLA timeline) of the tickets opened in the period; None when there
+    are more than `limit` of them (every timeline is held in memory for the replay)."""
     rows = list(
         session.execute(
             select(tickets)
             .where(*_where(tickets, where, tickets.c.opened_at, period))
             .order_by(tickets.c.ticket_id)
+            .limit(limit + 1)
         )
     )
+    if len(rows) > limit:
+        return None
     steps: dict[str, list[d.TimelineStep]] = {row.ticket_id: [] for row in rows}
     ids = list(steps)
     for chunk in range(0, len(ids), 500):
