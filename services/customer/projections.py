@@ -371,7 +371,6 @@ class TicketFactsProjection:
 @dataclass(frozen=True)
 class IncidentDeclared:
     type: str
-    title: str
     level: str | None
     drill: bool
     customer_ids: tuple[str, ...]
@@ -404,7 +403,9 @@ class IncidentFactsProjection:
             if payload.drill:
                 return
             level = (payload.level or "").upper()
-            summary = f"affected by level {level} incident {incident_id}: {payload.title}"
+            # The type, not the title: a title is free text staff wrote, and may name people.
+            kind_of = payload.type.replace("_", " ")
+            summary = f"affected by level {level} incident {incident_id} ({kind_of})"
             kind = "incident_declared"
         else:
             summary = f"ticket linked to incident {incident_id}"

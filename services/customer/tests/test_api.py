@@ -530,7 +530,7 @@ async def test_incidents_that_name_the_customer_join_the_timeline(
     declared = incident_events.IncidentDeclared(
         incident_id="I-surge-1",
         type="complaint_surge",
-        title="Complaint surge on channel email",
+        title="Zhang Wei and 40 others cannot pay",  # free text, may name people
         level=incident_types.INCIDENT_LEVEL_B,
         customer_ids=[cid, "C-other"],
     )
@@ -561,7 +561,8 @@ async def test_incidents_that_name_the_customer_join_the_timeline(
             break
         await asyncio.sleep(0.05)
     assert [e.kind for e in entries] == ["incident_declared"]
-    assert "level B incident I-surge-1" in entries[0].summary  # the drill is left out
+    # The drill is left out; the title (free text) is not copied, the type is.
+    assert entries[0].summary == "affected by level B incident I-surge-1 (complaint surge)"
 
 
 async def test_metrics_count_customers_by_tier_erasures_and_exports(
