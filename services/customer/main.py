@@ -13,6 +13,7 @@ from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
 from careops_platform import admin
+from careops_platform.collectors import SqlCounts
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import database_url, make_engine, migrate
 from careops_platform.runtime import (
@@ -24,12 +25,8 @@ from careops_platform.runtime import (
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
 from prometheus_client import REGISTRY
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from customer import currencies, domain, grpc_api, readmodels
 from customer.application import CODEC, STREAM, CustomerApp
@@ -106,32 +103,16 @@ class CustomerSettings(ServiceSettings):
         return database_url("", self.data_dir, "customer-keys")
 
 
-class CustomersByTier(Collector):
-    """careops_customers{tier}: live customers per tier, counted at scrape time."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "careops_customers", "Live (not erased) customers by tier.", labels=["tier"]
-        )
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        return [self._family()]
-
-    def collect(self) -> list[GaugeMetricFamily]:
-        family = self._family()
-        try:
-            with Session(self._engine) as session:
-                counts = readmodels.tier_counts(session=session)
-        except SQLAlchemyError:
-            log.warning("cannot count customers", exc_info=True)
-            return [family]
-        for tier in domain.Tier:
-            family.add_metric([tier.value], counts.get(tier.value, 0))
-        return [family]
+def customers_by_tier(engine: Engine) -> SqlCounts:
+    """careops_customers{tier}: live (not erased) customers per tier, counted at scrape time."""
+    return SqlCounts(
+        engine,
+        name="careops_customers",
+        documentation="Live (not erased) customers by tier.",
+        label="tier",
+        labels={tier.value: tier.value for tier in domain.Tier},
+        count=lambda session: readmodels.tier_counts(session=session),
+    )
 
 
 class CustomerService:
@@ -148,7 +129,7 @@ class CustomerService:
         self.server: GrpcServer | None = None
         self.store: JetStreamEventStore | None = None
         self.app: CustomerApp | None = None
-        self.collector = CustomersByTier(self.engine)
+        self.collector = customers_by_tier(self.engine)
 
     async def _log_reachable(self, reachable: bool) -> None:
         if self.server is not None:

@@ -14,6 +14,7 @@ from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import admin
+from careops_platform.collectors import SqlCounts
 from careops_platform.db import database_url, make_engine, migrate
 from careops_platform.runtime import (
     connect_with_retry,
@@ -24,12 +25,8 @@ from careops_platform.runtime import (
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
 from prometheus_client import REGISTRY
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from incident import domain, grpc_api, readmodels
 from incident.application import CODEC, STREAM, IncidentApp
@@ -95,32 +92,16 @@ class IncidentSettings(ServiceSettings):
         )
 
 
-class OpenIncidents(Collector):
-    """careops_incidents_open{level}: counted from the read model at scrape time."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "careops_incidents_open", "Open non-drill incidents by level.", labels=["level"]
-        )
-
-    def describe(self) -> list[GaugeMetricFamily]:
-        return [self._family()]
-
-    def collect(self) -> list[GaugeMetricFamily]:
-        family = self._family()
-        try:
-            with Session(self._engine) as session:
-                counts = readmodels.open_counts(session=session)
-        except SQLAlchemyError:
-            log.warning("cannot count open incidents", exc_info=True)
-            return [family]
-        for level in domain.Level:
-            family.add_metric([level.value.upper()], counts.get(level.value, 0))
-        return [family]
+def open_incidents(engine: Engine) -> SqlCounts:
+    """careops_incidents_open{level}: open non-drill incidents, counted at scrape time."""
+    return SqlCounts(
+        engine,
+        name="careops_incidents_open",
+        documentation="Open non-drill incidents by level.",
+        label="level",
+        labels={level.value: level.value.upper() for level in domain.Level},
+        count=lambda session: readmodels.open_counts(session=session),
+    )
 
 
 class IncidentService:
@@ -136,7 +117,7 @@ class IncidentService:
         self.store: JetStreamEventStore | None = None
         self.app: IncidentApp | None = None
         self.notifiers: Notifiers | None = None
-        self.collector = OpenIncidents(self.engine)
+        self.collector = open_incidents(self.engine)
 
     async def _log_reachable(self, reachable: bool) -> None:
         if self.server is not None:

@@ -33,7 +33,7 @@ from customer import domain as d
 from customer import readmodels
 from customer.application import CODEC, STREAM
 from customer.keystore import customer_keys
-from customer.main import CustomersByTier, CustomerService
+from customer.main import CustomerService
 from customer.reactions import SegmentSchedule
 from customer.readmodels import customers
 
@@ -589,7 +589,7 @@ async def test_metrics_count_customers_by_tier_erasures_and_exports(
     await stub.GetCustomer360(
         pb.GetCustomer360Request(customer_id=customer.customer_id, min_sequence=erased.sequence)
     )
-    [family] = CustomersByTier(service.engine).collect()
+    [family] = service.collector.collect()
     by_tier = {s.labels["tier"]: s.value for s in family.samples}
     assert set(by_tier) == {tier.value for tier in d.Tier}
     with Session(service.engine) as session:

@@ -417,3 +417,23 @@ async def test_lifecycle_reassess_roles_updates_resolve_close(incident_stub: Stu
             pb.ResolveIncidentRequest(incident_id=incident_id), metadata=key()
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_open_incidents_gauge_counts_by_level_leaving_drills_out(
+    incident_stub: Stub, incident_service: IncidentService
+) -> None:
+    def open_by_level() -> dict[str, float]:
+        [family] = incident_service.collector.collect()
+        return {sample.labels["level"]: sample.value for sample in family.samples}
+
+    await incident_stub.ListIncidents(pb.ListIncidentsRequest(min_sequence=0))
+    before = open_by_level()
+    real = await declare(incident_stub)
+    drill = await declare(incident_stub, drill=True)
+    await incident_stub.ListIncidents(
+        pb.ListIncidentsRequest(min_sequence=max(real.sequence, drill.sequence))
+    )
+    after = open_by_level()
+    assert set(after) == {"A", "B", "C"}
+    assert after["A"] == before["A"] + 1  # the level-A real incident, not the drill
+    assert (after["B"], after["C"]) == (before["B"], before["C"])

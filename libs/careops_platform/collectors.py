@@ -1,0 +1,57 @@
+"""Prometheus gauges counted from a read model at scrape time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+class SqlCounts(Collector):
+    """One gauge sample per expected label value, counted by `count` at every scrape.
+
+    `labels` maps the keys `count` returns to the label values shown (a bounded set: every one
+    is exported, 0 when absent). A database error exports the family without samples.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        name: str,
+        documentation: str,
+        label: str,
+        labels: Mapping[str, str],
+        count: Callable[[Session], Mapping[str, int]],
+    ) -> None:
+        self._engine = engine
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._labels = labels
+        self._count = count
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self._name, self._documentation, labels=[self._label])
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        try:
+            with Session(self._engine) as session:
+                counts = self._count(session)
+        except SQLAlchemyError:
+            log.warning("cannot count %s", self._name, exc_info=True)
+            return [family]
+        for key, shown in self._labels.items():
+            family.add_metric([shown], counts.get(key, 0))
+        return [family]
