@@ -1,17 +1,38 @@
-"""Prometheus gauges counted from a read model at scrape time."""
+"""Prometheus helpers: labelled series present from the start, gauges counted at scrape time."""
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
+from google.protobuf.descriptor import EnumDescriptor
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+
+
+def preinitialise(metric: MetricWrapperBase, *values: Iterable[str]) -> None:
+    """Creates the series of every combination of the label values (one iterable per label,
+    in label order) at 0.
+
+    A labelled series otherwise appears only at its first increment, and `increase()` cannot
+    see the jump from "absent" to its first value: the first burst would count as nothing.
+    """
+    for combination in itertools.product(*(tuple(v) for v in values)):
+        metric.labels(*combination)
+
+
+def enum_label_values(descriptor: EnumDescriptor) -> tuple[str, ...]:
+    """Returns a proto enum's values as lower-case label values without the type prefix and
+    without UNSPECIFIED (CHANNEL_LIVE_CHAT -> "live_chat"), the way events name them."""
+    prefix = descriptor.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return tuple(v.name.removeprefix(prefix).lower() for v in descriptor.values if v.number != 0)
 
 
 class SqlCounts(Collector):

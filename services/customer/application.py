@@ -25,6 +25,7 @@ from careops_eventstore.aggregates import (
     CommandResult,
 )
 from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_platform.collectors import preinitialise
 from careops_platform.contacts import (
     InvalidContact,
     contact_digest,
@@ -36,6 +37,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
 from customer import domain as d
+from customer.currencies import MINOR_UNITS
 from customer.keystore import DecryptionFailed, KeyDestroyed, KeyStore, seal, unseal
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,10 @@ EXPORTS = Counter(
 SEGMENT_CHANGES = Counter(
     "careops_customer_segment_changes_total", "Segment changes appended, by new tier.", ["tier"]
 )
+# Every series exists at 0 from the start, so an alert's increase() counts the first burst.
+preinitialise(PURCHASES, MINOR_UNITS)
+preinitialise(ERASURES, d.ErasureReason)
+preinitialise(SEGMENT_CHANGES, d.Tier)
 
 
 def utc_now() -> datetime:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from careops_platform.collectors import preinitialise
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter
@@ -65,6 +66,9 @@ DECRYPTION_FAILURES = Counter(
     "corrupt).",
     ["reason"],
 )
+DECRYPTION_FAILURE_REASONS = ("missing_key", "wrong_master_key", "corrupt")
+# Present at 0 from the start: the critical alert must fire on the very first failure.
+preinitialise(DECRYPTION_FAILURES, DECRYPTION_FAILURE_REASONS)
 
 
 class KeyDestroyed(Exception):

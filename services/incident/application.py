@@ -23,6 +23,7 @@ from careops_eventstore.aggregates import (
 )
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
+from careops_platform.collectors import preinitialise
 from prometheus_client import Counter, Histogram
 
 from incident import domain as d
@@ -114,6 +115,20 @@ TIME_TO_RESOLVE = Histogram(
     ["level"],
     buckets=LATENCY_BUCKETS,
 )
+LEVELS = tuple(level.value.upper() for level in d.Level)
+preinitialise(DEADLINES_MISSED, LEVELS)
+preinitialise(TIME_TO_RESOLVE, LEVELS)
+
+
+def preinitialise_metrics(matrix: d.Matrix) -> None:
+    """Creates every team's and incident type's series at 0 (the matrix names them), so an
+    alert's increase() counts the first page, escalation or declaration."""
+    types = list(matrix.rows)
+    teams = sorted({cell.team_id for row in matrix.rows.values() for cell in row.cells})
+    preinitialise(DECLARED, LEVELS, types, ("true", "false"))
+    preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
+    preinitialise(ESCALATIONS, teams)
+    preinitialise(TIME_TO_ACK, LEVELS, teams)
 
 
 def utc_now() -> datetime:
@@ -275,7 +290,9 @@ class IncidentApp:
             decide=lambda current: d.decide_matrix(current, rows, known),
             context=context,
         )
-        return d.Matrix(result.state.rows, result.sequence), result.sequence
+        matrix = d.Matrix(result.state.rows, result.sequence)
+        preinitialise_metrics(matrix)  # a new type or team is counted from its first page
+        return matrix, result.sequence
 
     async def fire_timer(self, timer: DueTimer) -> None:
         """Fires a page-acknowledgement or response-deadline timer (appended once by its id)."""
@@ -295,6 +312,7 @@ class IncidentApp:
             await self.put_matrix(
                 rows, command_id="matrix-" + digest([asdict(r) for r in rows]), actor="config"
             )
+        preinitialise_metrics(await self.matrix(fresh=True))
 
 
 def _team_of(incident: d.Incident, notice_id: str) -> str:

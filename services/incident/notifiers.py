@@ -22,6 +22,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
+from careops_platform.collectors import preinitialise
 from prometheus_client import Histogram
 
 from incident.domain import ContactKind, ContactPoint
@@ -36,6 +37,7 @@ DELIVERY_SECONDS = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+preinitialise(DELIVERY_SECONDS, ContactKind)
 
 
 class DeliveryError(Exception):

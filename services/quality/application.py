@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from careops.incident.v1 import events_pb2 as incident_events
 from careops.quality.v1 import events_pb2
@@ -20,6 +20,7 @@ from careops_eventstore.aggregates import (
 )
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
+from careops_platform.collectors import preinitialise
 from prometheus_client import Counter
 
 from quality import domain
@@ -79,6 +80,7 @@ SURVEY = AggregateKind(
 )
 
 EVENTS = Counter("careops_quality_events_total", "Quality events appended by type.", ["event"])
+preinitialise(EVENTS, (event.__name__ for event in get_args(domain.SurveyEvent)))
 
 
 def utc_now() -> datetime:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
+from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.sqlstate import aware, insert_for
+from careops_platform.collectors import enum_label_values
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -648,7 +652,7 @@ class KpiCollector(Collector):
             "Time from opening to the first resolution.",
             labels=labels,
         )
-        for row in totals(session=session):
+        for row in _with_zeros(totals(session=session)):
             key = [row.channel, row.priority]
             opened.add_metric(key, row.opened)
             resolved.add_metric(key, row.resolved_once)
@@ -667,8 +671,9 @@ class KpiCollector(Collector):
         surveyed = CounterMetricFamily(
             "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
         )
-        for channel, count in survey_totals(session=session).items():
-            surveyed.add_metric([channel], count)
+        counts = survey_totals(session=session)
+        for channel in sorted(set(CHANNELS) | set(counts)):
+            surveyed.add_metric([channel], counts.get(channel, 0))
         overdue = GaugeMetricFamily(
             "careops_quality_overdue_follow_ups",
             "Negative-feedback follow-ups past their due time and not done.",
@@ -694,6 +699,23 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
+
+
+CHANNELS = enum_label_values(ticket_types.Channel.DESCRIPTOR)
+PRIORITIES = enum_label_values(ticket_types.Priority.DESCRIPTOR)
+
+
+def _with_zeros(rows: Sequence[Any]) -> list[Any]:
+    """Adds a row of zeros for every channel x priority without tickets yet: each series is
+    present from the start, so an alert's increase() counts the first burst."""
+    found = {(row.channel, row.priority): row for row in rows}
+    zero = {column.name: 0.0 for column in ticket_totals.columns}
+    for channel, priority in itertools.product(CHANNELS, PRIORITIES):
+        found.setdefault(
+            (channel, priority),
+            SimpleNamespace(**{**zero, "channel": channel, "priority": priority}),
+        )
+    return [found[key] for key in sorted(found)]
 
 
 def _buckets(

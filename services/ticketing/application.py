@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore, StreamSpec
@@ -17,6 +17,7 @@ from careops_eventstore.aggregates import (
 )
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
+from careops_platform.collectors import preinitialise
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -67,6 +68,10 @@ SLA_EVENTS = Counter(
     "SLA warnings and breaches by clock, kind, channel and priority.",
     ["clock", "kind", "channel", "priority"],
 )
+# Every series exists at 0 from the start, so an alert's increase() counts the first burst.
+preinitialise(OPENED, domain.Channel, domain.Priority)
+preinitialise(TRANSITIONS, (event.__name__ for event in get_args(domain.TicketEvent)))
+preinitialise(SLA_EVENTS, domain.SlaClock, domain.SlaTimerKind, domain.Channel, domain.Priority)
 
 
 def utc_now() -> datetime:
