@@ -52,6 +52,10 @@ class IncidentSettings(ServiceSettings):
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    pagerduty_change_url: str = Field(
+        "https://events.pagerduty.com/v2/change/enqueue",
+        description="PagerDuty change events: grey (informed) notices, which page nobody",
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_sender: str = "careops@localhost"
@@ -83,6 +87,7 @@ class IncidentSettings(ServiceSettings):
         return NotifierSettings(
             webhook_signing_key=self.webhook_signing_key,
             pagerduty_events_url=self.pagerduty_events_url,
+            pagerduty_change_url=self.pagerduty_change_url,
             smtp_host=self.smtp_host,
             smtp_port=self.smtp_port,
             smtp_sender=self.smtp_sender,

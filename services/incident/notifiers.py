@@ -94,6 +94,7 @@ class Notification:
 class NotifierSettings:
     webhook_signing_key: str = ""
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    pagerduty_change_url: str = "https://events.pagerduty.com/v2/change/enqueue"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_sender: str = "careops@localhost"
@@ -165,6 +166,12 @@ class Notifiers:
         _post_json(address, payload, {}, self.settings.timeout_seconds)
 
     def _pagerduty(self, routing_key: str, note: Notification) -> None:
+        """Events API v2: a page triggers (or acknowledges, resolves) the team's alert, one per
+        incident and team by its dedup_key; an FYI is a change event, which never opens an
+        incident nor notifies anyone."""
+        if note.action == "inform":
+            self._pagerduty_change(routing_key, note)
+            return
         action = note.action if note.action in ("acknowledge", "resolve") else "trigger"
         payload: dict[str, Any] = {
             "routing_key": routing_key,
@@ -182,6 +189,17 @@ class Notifiers:
                 "custom_details": note.as_json(),
             }
         _post_json(self.settings.pagerduty_events_url, payload, {}, self.settings.timeout_seconds)
+
+    def _pagerduty_change(self, routing_key: str, note: Notification) -> None:
+        payload = {
+            "routing_key": routing_key,
+            "payload": {
+                "summary": note.summary(),
+                "source": "careops",
+                "custom_details": note.as_json(),
+            },
+        }
+        _post_json(self.settings.pagerduty_change_url, payload, {}, self.settings.timeout_seconds)
 
     def _email(self, address: str, note: Notification) -> None:
         message = EmailMessage()

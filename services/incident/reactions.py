@@ -84,15 +84,22 @@ class PageDispatcher:
         )
 
     async def _follow_up(self, incident_id: str, action: str, page_ids: Sequence[str]) -> None:
-        """Tells PagerDuty a page was acknowledged or the incident resolved (best effort)."""
+        """Tells PagerDuty a team's page was acknowledged or the incident resolved (best effort).
+
+        PagerDuty holds one alert per incident and team (the dedup_key), triggered by whichever
+        of the team's pages had a PagerDuty contact: an acknowledgement of any of the team's
+        pages (an escalated one, another member's) goes to every routing key the team was paged
+        on, once each.
+        """
         incident, _ = await self._app.get(incident_id)
+        teams = {incident.pages[p].team_id for p in page_ids if p in incident.pages}
         sends = []
-        for page_id in page_ids:
-            page = incident.pages.get(page_id)
-            if page is None:
+        notified: set[tuple[str, str]] = set()
+        for page in incident.pages.values():
+            if page.team_id not in teams:
                 continue
             note = Notification(
-                page_id,
+                page.page_id,
                 incident_id,
                 action,
                 incident.title,
@@ -104,7 +111,9 @@ class PageDispatcher:
                 incident.drill,
             )
             for contact in page.contacts:
-                if contact.kind is d.ContactKind.PAGERDUTY:
+                key = (page.team_id, contact.address)
+                if contact.kind is d.ContactKind.PAGERDUTY and key not in notified:
+                    notified.add(key)
                     sends.append(self._notifiers.deliver(contact, note))
         await asyncio.gather(*sends)
 

@@ -80,6 +80,7 @@ def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict
                         "id": "pr-erin",
                         "contacts": [
                             {"kind": "slack", "address": http.url("/slack-pr")},
+                            {"kind": "pagerduty", "address": "rk-brand-pr"},
                         ],
                     },
                 ],
@@ -113,6 +114,7 @@ def write_config(
         "response_matrix_file": str(directory / "matrix.yaml"),
         "webhook_signing_key": SIGNING_KEY,
         "pagerduty_events_url": http.url("/pagerduty"),
+        "pagerduty_change_url": http.url("/pagerduty-change"),
         "smtp_port": str(mail_port),
         "notify_backoff_seconds": "0.2",
     }

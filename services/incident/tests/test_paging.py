@@ -437,3 +437,56 @@ async def test_open_incidents_gauge_counts_by_level_leaving_drills_out(
     assert set(after) == {"A", "B", "C"}
     assert after["A"] == before["A"] + 1  # the level-A real incident, not the drill
     assert (after["B"], after["C"]) == (before["B"], before["C"])
+
+
+# The PagerDuty tests come last: their incidents' other channels (a Slack that is down, with
+# retries) still append outcomes for a while, which the tests above would see on the stream.
+
+
+def pagerduty_alerts(http: HttpReceiver, dedup_key: str, action: str) -> list[Any]:
+    """Returns the Events API v2 alert events (trigger / acknowledge / resolve) of one key."""
+    posts = [p.json() for p in http.posts("/pagerduty")]
+    return [p for p in posts if p["dedup_key"] == dedup_key and p["event_action"] == action]
+
+
+async def test_an_informed_team_gets_a_pagerduty_change_event_never_an_alert(
+    incident_stub: Stub, receivers: tuple[HttpReceiver, MailReceiver]
+) -> None:
+    http, _ = receivers
+    incident_id = (await declare(incident_stub)).incident.incident_id
+
+    def changes() -> list[Any]:
+        posts = [p.json() for p in http.posts("/pagerduty-change")]
+        return [p for p in posts if p["payload"]["custom_details"]["incident_id"] == incident_id]
+
+    await wait_until(lambda: _async(bool(changes())))
+    change = changes()[0]
+    assert change["routing_key"] == "rk-brand-pr"
+    assert "event_action" not in change and "dedup_key" not in change
+    assert change["payload"]["custom_details"]["action"] == "inform"
+    # That change event was the notice's one PagerDuty delivery: no alert opens for brand PR.
+    assert pagerduty_alerts(http, f"careops-{incident_id}-brand_pr", "trigger") == []
+
+
+async def test_acknowledging_any_page_of_a_team_acknowledges_its_pagerduty_alert(
+    incident_stub: Stub, receivers: tuple[HttpReceiver, MailReceiver]
+) -> None:
+    http, _ = receivers
+    incident_id = (await declare(incident_stub)).incident.incident_id
+    dedup_key = f"careops-{incident_id}-technical_support"
+    await wait_until(lambda: _async(bool(pagerduty_alerts(http, dedup_key, "trigger"))))
+    # ts-alice's page (with PagerDuty) escalates to ts-bob (without), and ts-bob acknowledges.
+    await wait_until(lambda: _async(bool(posts_for(http, "/ts-bob", incident_id))), timeout=5)
+    got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
+    bob = next(p for p in got.pages if p.member_id == "ts-bob")
+    await incident_stub.AcknowledgePage(
+        pb.AcknowledgePageRequest(page_id=bob.page_id, member_id="ts-bob"), metadata=key()
+    )
+    await wait_until(lambda: _async(bool(pagerduty_alerts(http, dedup_key, "acknowledge"))))
+    acknowledge = pagerduty_alerts(http, dedup_key, "acknowledge")[0]
+    assert acknowledge["routing_key"] == "rk-technical-support" and "payload" not in acknowledge
+    await incident_stub.ResolveIncident(
+        pb.ResolveIncidentRequest(incident_id=incident_id, summary="failover done"), metadata=key()
+    )
+    await wait_until(lambda: _async(bool(pagerduty_alerts(http, dedup_key, "resolve"))))
+    assert pagerduty_alerts(http, dedup_key, "resolve")[0]["routing_key"] == "rk-technical-support"
