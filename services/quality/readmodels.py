@@ -132,14 +132,13 @@ incidents = Table(
 )
 
 FIRST_RESPONSE_BUCKETS = (10.0, 20.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 86400.0)
-RESOLUTION_BUCKETS = (
-    900.0,
-    3600.0,
-    4 * 3600.0,
-    8 * 3600.0,
-    86400.0,
-    3 * 86400.0,
-    7 * 86400.0,
+# Minutes for tickets solved at first contact, then an edge at every default resolution target
+# (urgent 4h, high 8h, normal 24h, low 72h, x0.5 / x0.75 by tier), so a quantile reads close
+# to its value and "within target" is one bucket (migration 0002 recomputes them).
+RESOLUTION_BUCKETS = tuple(
+    float(seconds)
+    for seconds in (60, 300, 900, 1800)
+    + tuple(hours * 3600 for hours in (1, 2, 3, 4, 6, 8, 12, 18, 24, 36, 54, 72, 168))
 )
 # What one ticket adds to the KPI sums (the aggregates of ticket_counts, surveys aside).
 CONTRIBUTIONS = (
