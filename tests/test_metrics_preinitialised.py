@@ -110,7 +110,8 @@ def scrapes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         service.data_dir.mkdir()
     try:
         with ThreadPoolExecutor(len(services)) as pool:
-            list(pool.map(ServiceProcess.start, services.values()))
+            # A generous start timeout: the machine may be busy, and nothing here is timed.
+            list(pool.map(lambda service: service.start(timeout=120), services.values()))
         yield {name: scrape(service.metrics_port) for name, service in services.items()}
     finally:
         for service in services.values():
