@@ -6,7 +6,6 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-from google.protobuf.descriptor import EnumDescriptor
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
@@ -26,13 +25,6 @@ def preinitialise(metric: MetricWrapperBase, *values: Iterable[str]) -> None:
     """
     for combination in itertools.product(*(tuple(v) for v in values)):
         metric.labels(*combination)
-
-
-def enum_label_values(descriptor: EnumDescriptor) -> tuple[str, ...]:
-    """Returns a proto enum's values as lower-case label values without the type prefix and
-    without UNSPECIFIED (CHANNEL_LIVE_CHAT -> "live_chat"), the way events name them."""
-    prefix = descriptor.values_by_number[0].name.removesuffix("UNSPECIFIED")
-    return tuple(v.name.removeprefix(prefix).lower() for v in descriptor.values if v.number != 0)
 
 
 class SqlCounts(Collector):

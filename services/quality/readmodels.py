@@ -11,9 +11,8 @@ from functools import cache
 from types import SimpleNamespace
 from typing import Any
 
-from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.sqlstate import aware, insert_for
-from careops_platform.collectors import enum_label_values
+from careops_sla import CHANNELS, PRIORITIES
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -698,10 +697,6 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
-
-
-CHANNELS = enum_label_values(ticket_types.Channel.DESCRIPTOR)
-PRIORITIES = enum_label_values(ticket_types.Priority.DESCRIPTOR)
 
 
 def _with_zeros(rows: Sequence[Any]) -> list[Any]:
