@@ -80,6 +80,13 @@ class Clock:
         """True when the clock is breached as of `at`: flagged, or over its target."""
         return self.breached or self.consumed_at(at, calendar) > self.target
 
+    def breach_due(self, at: datetime, calendar: Calendar) -> Clock:
+        """Returns the clock flagged breached if it is running past its target at `at` (what
+        its breach timer does, whether or not the timer has fired yet)."""
+        if self.breached or not self.running or self.consumed_at(at, calendar) <= self.target:
+            return self
+        return replace(self, breached=True)
+
     def checkpoint(self, at: datetime) -> Clock:
         """Returns the clock with its running segment up to `at` kept in `history`; `consumed`
         is left to the caller (halt, or a recorded snapshot when state is rebuilt)."""
@@ -164,6 +171,10 @@ class TicketClocks:
 
     def clocks(self) -> tuple[Clock, Clock]:
         return self.first_response, self.resolution
+
+    def breach_due(self, at: datetime, calendar: Calendar) -> TicketClocks:
+        """Flags the clocks running past their target at `at`, before anything else happens."""
+        return TicketClocks(*(clock.breach_due(at, calendar) for clock in self.clocks()))
 
     def agent_reply(self, at: datetime, calendar: Calendar) -> TicketClocks:
         """The first agent reply stops the first-response clock, also while paused (answered

@@ -428,8 +428,8 @@ def _pair(clocks: dict[SlaClock, Clock]) -> TicketClocks:
 def _late_breaches(
     before: TicketClocks, after: TicketClocks, calendar: Calendar
 ) -> list[TicketEvent]:
-    """SlaBreached for each clock a command stopped over its target before the breach timer
-    fired, so every breach is an event however it was found."""
+    """SlaBreached for each clock found over its target (by a command stopping it, or running
+    past it) before its breach timer fired, so every breach is an event however it was found."""
     events: list[TicketEvent] = []
     for old, new in zip(before.clocks(), after.clocks(), strict=True):
         if new.breached and not old.breached:
@@ -467,8 +467,13 @@ def decide(state: Ticket, command: Command, *, now: datetime, policy: Policy) ->
     if not state.exists:
         raise TicketNotFound(f"ticket {state.ticket_id} does not exist")
     ctx = _Context(now, policy, state.channel)
+    # A clock past its target is breached before the command acts, even if its timer is late.
+    clocks = _pair(state.clocks)
+    overdue = _late_breaches(clocks, clocks.breach_due(now, ctx.calendar), ctx.calendar)
+    for event in overdue:
+        state = evolve(state, event, now)
     handler = _HANDLERS[type(command)]
-    return handler(state, command, ctx)  # type: ignore[operator]
+    return [*overdue, *handler(state, command, ctx)]  # type: ignore[operator]
 
 
 def _require(violations: list[tuple[str, str]]) -> None:

@@ -255,7 +255,9 @@ def test_an_agent_reply_while_waiting_for_the_customer_is_the_first_response() -
     assert not state.clocks[d.SlaClock.FIRST_RESPONSE].running
     assert state.clocks[d.SlaClock.RESOLUTION].running
     late = T0 + timedelta(hours=2)
-    assert fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, late) == []
+    events = fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, late)
+    assert [e.clock for e in events if isinstance(e, d.SlaBreached)] == [d.SlaClock.RESOLUTION]
+    assert len(events) == 1
 
 
 def test_a_reply_after_the_due_time_is_a_breach_even_before_the_timer_fires() -> None:
@@ -329,3 +331,13 @@ def test_a_due_time_in_the_past_skips_the_time_on_hold() -> None:
     state = step(state, d.ChangePriority(d.Priority.URGENT), resumed + timedelta(seconds=20))
     # 20 s before the hold + 10 s after it reach the 30 s target; the 10 min on hold do not.
     assert state.clocks[d.SlaClock.FIRST_RESPONSE].due_at == resumed + timedelta(seconds=10)
+
+
+def test_a_clock_past_its_target_is_breached_before_a_command_even_if_its_timer_is_late() -> None:
+    state = opened()
+    at = T0 + timedelta(seconds=70)  # due at 60 s; no timer has fired
+    events = d.decide(state, d.ChangePriority(d.Priority.LOW), now=at, policy=POLICY)
+    assert events[0] == d.SlaBreached(
+        d.SlaClock.FIRST_RESPONSE, T0 + timedelta(minutes=1), timedelta(minutes=1)
+    )
+    assert isinstance(events[1], d.PriorityChanged)
