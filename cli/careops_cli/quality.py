@@ -86,6 +86,7 @@ KPI_ROWS = (
     ("first response (mean s)", "first_response_seconds_mean", "{:.0f}"),
     ("resolution (mean s)", "resolution_seconds_mean", "{:.0f}"),
     ("AHT (s)", "aht_seconds", "{:.0f}"),
+    ("first responses due", "first_responses_due", "{:.0f}"),
     ("SLA compliance", "sla_compliance_ratio", "{:.1%}"),
     ("SLA breaches", "sla_breaches", "{:.0f}"),
     ("escalation rate", "escalation_ratio", "{:.1%}"),
