@@ -87,7 +87,7 @@ class Positions:
 
 
 async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
-    """Six tickets (A to F) whose KPIs docs/kpis.md computes by hand in the test."""
+    """Seven tickets (A to G) whose KPIs docs/kpis.md computes by hand in the test."""
     app = TicketingApp(store=store, policy=default_policy(), clock=clock)
     await app.provision()
     steps: list[tuple[float, str, tk.Command]] = [
@@ -169,6 +169,20 @@ async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
         (181, "T-F", tk.AssignTicket("agent-zhao")),
         (190, "T-F", tk.ResolveTicket("customer solved it")),
         (205, "T-F", tk.AddReply(tk.Author.AGENT, "agent-zhao", "glad it works")),
+        # G: chat consultation at 200 min, on hold for the customer after 5 min, answered while
+        # on hold at 215 min (the first response, 5 min of clock), resumed by the customer's
+        # reply at 300 min, still open: the first response stays on time after the resume.
+        (
+            200,
+            "T-G",
+            tk.OpenTicket(
+                "T-G", "C-7", tk.Channel.CHAT, tk.TicketType.CONSULTATION, tk.Priority.NORMAL, "G"
+            ),
+        ),
+        (201, "T-G", tk.AssignTicket("agent-zhao")),
+        (205, "T-G", tk.HoldTicket(tk.HoldReason.WAITING_CUSTOMER)),
+        (215, "T-G", tk.AddReply(tk.Author.AGENT, "agent-zhao", "any news?")),
+        (300, "T-G", tk.AddReply(tk.Author.CUSTOMER, "C-7", "here are the details")),
     ]
     sequence = 0
     for index, (minutes, ticket_id, command) in enumerate(sorted(steps, key=lambda step: step[0])):
@@ -244,9 +258,9 @@ async def submit_surveys(stub: quality_pb2_grpc.QualityServiceStub, ticketing_se
 
 # Hand-computed from the scenario (docs/kpis.md), all tickets and surveys.
 EXPECTED = {
-    "tickets_opened": 6,
+    "tickets_opened": 7,
     "tickets_resolved": 5,  # A, B, D, E, F
-    "backlog": 1,  # C
+    "backlog": 2,  # C, G
     "surveys": 2,
     "csat_satisfied_ratio": 0.5,  # A's 5 of {5, 2}
     "csat_mean": 3.5,
@@ -254,21 +268,21 @@ EXPECTED = {
     "nps": 0.0,  # one promoter (10), one detractor (3)
     # A, D and F at first contact; B had two replies, E was reopened.
     "fcr_ratio": 3 / 5,
-    # A 600 s, B 1800 s, D 300 s, E 300 s; F's reply came after its resolution.
-    "first_responses": 4,
-    "first_response_seconds_mean": 750.0,
+    # A 600 s, B 1800 s, D 300 s, E 300 s, G 900 s; F's reply came after its resolution.
+    "first_responses": 5,
+    "first_response_seconds_mean": (600 + 1800 + 300 + 300 + 900) / 5,
     "resolution_seconds_mean": (3600 + 10800 + 1200 + 600 + 600) / 5,  # first resolutions
-    # B: minus 1 h on hold; E: 10 min + 10 min after the reopening.
+    # Resolved tickets only. B: minus 1 h on hold; E: 10 min + 10 min after the reopening.
     "aht_seconds": (3600 + (3600 + 3600 + 1800) + 1200 + 1200 + 600) / 5,
-    "first_responses_on_time": 3,  # A, D, E
-    "first_responses_due": 5,  # the 4 first responses and C, breached and never answered
-    "sla_compliance_ratio": 3 / 5,
+    "first_responses_on_time": 4,  # A, D, E, G
+    "first_responses_due": 6,  # the 5 first responses and C, breached and never answered
+    "sla_compliance_ratio": 4 / 6,
     "sla_breaches": 2,  # B and C first response
-    "escalation_ratio": 1 / 6,  # C
+    "escalation_ratio": 1 / 7,  # C
     "reopen_ratio": 2 / 5,  # B, E
     "survey_response_ratio": 2 / 5,  # A and B of A, B, D, E, F
-    # 100 * (.30 * .5 + .10 * .5 + .15 * (1 - 2/5) + .20 * 3/5 + .25 * 3/5)
-    "quality_score": 56.0,
+    # 100 * (.30 * .5 + .10 * .5 + .15 * (1 - 2/5) + .20 * 3/5 + .25 * 4/6), to 4 places
+    "quality_score": round(100 * (0.15 + 0.05 + 0.15 * 0.6 + 0.20 * 0.6 + 0.25 * 4 / 6), 4),
 }
 # Level A, drills left out: I-real acknowledged after 600 s; I-late-ack's acknowledgement came
 # after its resolution; I-real resolved after 3600 s, I-late-ack after 1800 s, I-open never.

@@ -212,7 +212,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
 
         # Filters, per-day breakdown and scorecards.
         chat = await stub.GetKpis(qpb.GetKpisRequest(filter=qpb.KpiFilter(channel=tt.CHANNEL_CHAT)))
-        assert chat.kpis.tickets_opened == 5 and chat.kpis.backlog == 0
+        assert chat.kpis.tickets_opened == 6 and chat.kpis.backlog == 1  # G
         assert_scrape_agrees(samples, "7d", "chat", chat.kpis)
         # The 1 h window starts at the whole hour an hour ago: no ticket opened since, both
         # surveys submitted since.
@@ -236,8 +236,8 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         period.start.FromDatetime(T0 - timedelta(days=1))
         period.end.FromDatetime(NOW + timedelta(minutes=1))
         daily = await stub.GetKpis(qpb.GetKpisRequest(period=period, by_day=True))
-        assert sum(day.tickets_opened for day in daily.by_day) == 6
-        assert daily.kpis.tickets_opened == 6
+        assert sum(day.tickets_opened for day in daily.by_day) == 7
+        assert daily.kpis.tickets_opened == 7
 
         # A rebuild from the log gives identical KPIs.
         assert service.server is not None
@@ -384,7 +384,7 @@ async def test_what_if_replays_history_under_another_policy(
                 policy_yaml=yaml.safe_dump(policy), ticketing_min_sequence=scenario.ticketing
             )
         )
-        assert result.tickets == 6
+        assert result.tickets == 7
         # Replayed under the policy in force, the recorded outcomes and GetKpis' definitions
         # come back: the same clock model and the same compliance function.
         actual = result.actual
@@ -396,15 +396,15 @@ async def test_what_if_replays_history_under_another_policy(
         assert actual.first_response_breaches == EXPECTED["sla_breaches"]
         assert actual.sla_compliance_ratio == pytest.approx(EXPECTED["sla_compliance_ratio"])
         assert (actual.resolutions, actual.resolution_breaches) == (EXPECTED["tickets_resolved"], 0)
-        # Chat 5 min (high: 2.5 min): A (10 min) and B are late, D and E (5 min) just on time,
-        # F was resolved unanswered after 10 min: breached like the never-answered C, so
-        # compliance is 2 / (4 answered + 2 unanswered breaches); normal resolution 30 min:
-        # A (1 h) and the still-open C (5 h) breach, E (10 + 10 min) does not.
+        # Chat 5 min (high: 2.5 min): A (10 min) and B are late; D, E and G (5 min of clock)
+        # just on time; F was resolved unanswered after 10 min: breached like the never-answered
+        # C, so compliance is 3 / (5 answered + 2 unanswered breaches). Normal resolution
+        # 30 min: A (1 h), the still-open C (5 h) and G (5 + 60 min) breach, E (10 + 10) not.
         alternative = result.alternative
         assert alternative.policy_version == "what-if-1"
-        assert (alternative.first_responses_on_time, alternative.first_response_breaches) == (2, 4)
-        assert alternative.sla_compliance_ratio == pytest.approx(1 / 3)
-        assert (alternative.resolutions, alternative.resolution_breaches) == (5, 2)
+        assert (alternative.first_responses_on_time, alternative.first_response_breaches) == (3, 4)
+        assert alternative.sla_compliance_ratio == pytest.approx(3 / 7)
+        assert (alternative.resolutions, alternative.resolution_breaches) == (5, 3)
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.WhatIf(qpb.WhatIfRequest(policy_yaml="version: x\nchannels: 3\n"))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
