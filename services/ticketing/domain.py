@@ -759,10 +759,13 @@ def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
     status = state.status
     if status in (Status.OPEN, Status.ASSIGNED):
         status = Status.IN_PROGRESS
+    # Only the reply that stopped the first-response clock (it carries the SLA snapshot) is the
+    # first response; one after an unanswered resolution is not.
+    answered = state.first_responded_at or (at if event.sla is not None else None)
     return replace(
         state,
         agent_replies=state.agent_replies + 1,
-        first_responded_at=state.first_responded_at or at,
+        first_responded_at=answered,
         status=status,
         clocks=clocks,
     )

@@ -341,3 +341,11 @@ def test_a_clock_past_its_target_is_breached_before_a_command_even_if_its_timer_
         d.SlaClock.FIRST_RESPONSE, T0 + timedelta(minutes=1), timedelta(minutes=1)
     )
     assert isinstance(events[1], d.PriorityChanged)
+
+
+def test_an_agent_reply_after_an_unanswered_resolution_is_no_first_response() -> None:
+    state = opened()
+    state, _ = run(state, d.ResolveTicket("customer solved it"), T0 + timedelta(seconds=30))
+    state, events = run(state, d.AddReply(d.Author.AGENT, "a1", "glad"), T0 + timedelta(minutes=2))
+    assert events == [d.ReplyAdded(d.Author.AGENT, "a1", "glad")]  # no SLA snapshot, no breach
+    assert state.first_responded_at is None and state.agent_replies == 1
