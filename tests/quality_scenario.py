@@ -87,7 +87,7 @@ class Positions:
 
 
 async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
-    """Four tickets (A, B, C, D) whose KPIs docs/kpis.md computes by hand in the test."""
+    """Seven tickets (A to G) whose KPIs docs/kpis.md computes by hand in the test."""
     app = TicketingApp(store=store, policy=default_policy(), clock=clock)
     await app.provision()
     steps: list[tuple[float, str, tk.Command]] = [
@@ -143,6 +143,46 @@ async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
         (125, "T-D", tk.AddReply(tk.Author.AGENT, "agent-li", "here you go")),
         (140, "T-D", tk.ResolveTicket("answered")),
         (150, "T-D", tk.CloseTicket()),
+        # E: chat consultation at 2.5 h, answered in 5 min, resolved at first contact after
+        # 10 min, reopened at 200 min, resolved again at 210 min: not solved at first contact.
+        (
+            150,
+            "T-E",
+            tk.OpenTicket(
+                "T-E", "C-5", tk.Channel.CHAT, tk.TicketType.CONSULTATION, tk.Priority.NORMAL, "E"
+            ),
+        ),
+        (151, "T-E", tk.AssignTicket("agent-zhao")),
+        (155, "T-E", tk.AddReply(tk.Author.AGENT, "agent-zhao", "try this")),
+        (160, "T-E", tk.ResolveTicket("worked")),
+        (200, "T-E", tk.ReopenTicket("stopped working")),
+        (210, "T-E", tk.ResolveTicket("fixed for good")),
+        # F: chat consultation at 3 h, resolved after 10 min without a reply (the customer found
+        # the answer), then an agent writes at 200 min: no first response.
+        (
+            180,
+            "T-F",
+            tk.OpenTicket(
+                "T-F", "C-6", tk.Channel.CHAT, tk.TicketType.CONSULTATION, tk.Priority.NORMAL, "F"
+            ),
+        ),
+        (181, "T-F", tk.AssignTicket("agent-zhao")),
+        (190, "T-F", tk.ResolveTicket("customer solved it")),
+        (205, "T-F", tk.AddReply(tk.Author.AGENT, "agent-zhao", "glad it works")),
+        # G: chat consultation at 200 min, on hold for the customer after 5 min, answered while
+        # on hold at 215 min (the first response, 5 min of clock), resumed by the customer's
+        # reply at 300 min, still open: the first response stays on time after the resume.
+        (
+            200,
+            "T-G",
+            tk.OpenTicket(
+                "T-G", "C-7", tk.Channel.CHAT, tk.TicketType.CONSULTATION, tk.Priority.NORMAL, "G"
+            ),
+        ),
+        (201, "T-G", tk.AssignTicket("agent-zhao")),
+        (205, "T-G", tk.HoldTicket(tk.HoldReason.WAITING_CUSTOMER)),
+        (215, "T-G", tk.AddReply(tk.Author.AGENT, "agent-zhao", "any news?")),
+        (300, "T-G", tk.AddReply(tk.Author.CUSTOMER, "C-7", "here are the details")),
     ]
     sequence = 0
     for index, (minutes, ticket_id, command) in enumerate(sorted(steps, key=lambda step: step[0])):
@@ -154,13 +194,22 @@ async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
 
 
 async def write_incidents(store: JetStreamEventStore, clock: Clock) -> int:
-    """A level-A incident acknowledged after 10 min and resolved after 1 h, and a drill."""
+    """Level-A incidents declared at 1 h: one acknowledged after 10 min and resolved after 1 h;
+    one resolved after 30 min and acknowledged only 10 min later (not in MTTA); a drill; and one
+    declared at 3 h, never acknowledged nor resolved (no resolve time)."""
     app = IncidentApp(store=store, clock=clock)
     await app.provision()
     await app.load_defaults(oncall_file=None, matrix_file=None)
     sequence = 0
-    for incident_id, drill in (("I-real", False), ("I-drill", True)):
-        clock.at(hours=1)
+    # id, declared, acknowledged, resolved (minutes after T0; None: never)
+    script: tuple[tuple[str, float, float | None, float | None, bool], ...] = (
+        ("I-real", 60, 70, 120, False),
+        ("I-drill", 60, 61, 120, True),
+        ("I-late-ack", 60, 100, 90, False),
+        ("I-open", 180, None, None, False),
+    )
+    for incident_id, declared_at, ack_at, resolved_at, drill in script:
+        clock.at(minutes=declared_at)
         declared = await app.execute(
             incident_id,
             inc.DeclareIncident(
@@ -169,18 +218,17 @@ async def write_incidents(store: JetStreamEventStore, clock: Clock) -> int:
             command_id=f"declare-{incident_id}",
         )
         assert declared.state.level is inc.Level.A
+        sequence = max(sequence, declared.sequence)
         page = next(iter(declared.state.pages.values()))
-        clock.at(hours=1, minutes=10 if not drill else 1)
-        await app.execute(
-            incident_id,
-            inc.AcknowledgePage(page.page_id, page.member_id),
-            command_id=f"ack-{incident_id}",
-        )
-        clock.at(hours=2)
-        resolved = await app.execute(
-            incident_id, inc.ResolveIncident("back"), command_id=f"resolve-{incident_id}"
-        )
-        sequence = resolved.sequence
+        later: list[tuple[float, inc.Command, str]] = []
+        if ack_at is not None:
+            later.append((ack_at, inc.AcknowledgePage(page.page_id, page.member_id), "ack"))
+        if resolved_at is not None:
+            later.append((resolved_at, inc.ResolveIncident("back"), "resolve"))
+        for minutes, command, name in sorted(later, key=lambda item: item[0]):
+            clock.at(minutes=minutes)
+            result = await app.execute(incident_id, command, command_id=f"{name}-{incident_id}")
+            sequence = max(sequence, result.sequence)
     return sequence
 
 
@@ -210,25 +258,38 @@ async def submit_surveys(stub: quality_pb2_grpc.QualityServiceStub, ticketing_se
 
 # Hand-computed from the scenario (docs/kpis.md), all tickets and surveys.
 EXPECTED = {
-    "tickets_opened": 4,
-    "tickets_resolved": 3,  # A, B, D
-    "backlog": 1,  # C
+    "tickets_opened": 7,
+    "tickets_resolved": 5,  # A, B, D, E, F
+    "backlog": 2,  # C, G
     "surveys": 2,
     "csat_satisfied_ratio": 0.5,  # A's 5 of {5, 2}
     "csat_mean": 3.5,
     "nps_responses": 2,
     "nps": 0.0,  # one promoter (10), one detractor (3)
-    "fcr_ratio": 2 / 3,  # A and D at first contact; B had two replies
-    "first_responses": 3,  # A 600 s, B 1800 s, D 300 s
-    "first_response_seconds_mean": 900.0,
-    "resolution_seconds_mean": (3600 + 10800 + 1200) / 3,
-    "aht_seconds": (3600 + (3600 + 3600 + 1800) + 1200) / 3,  # B: minus 1 h on hold
-    "first_responses_on_time": 2,  # A, D
-    "sla_compliance_ratio": 2 / 3,
+    # A, D and F at first contact; B had two replies, E was reopened.
+    "fcr_ratio": 3 / 5,
+    # A 600 s, B 1800 s, D 300 s, E 300 s, G 900 s; F's reply came after its resolution.
+    "first_responses": 5,
+    "first_response_seconds_mean": (600 + 1800 + 300 + 300 + 900) / 5,
+    "resolution_seconds_mean": (3600 + 10800 + 1200 + 600 + 600) / 5,  # first resolutions
+    # Resolved tickets only. B: minus 1 h on hold; E: 10 min + 10 min after the reopening.
+    "aht_seconds": (3600 + (3600 + 3600 + 1800) + 1200 + 1200 + 600) / 5,
+    "first_responses_on_time": 4,  # A, D, E, G
+    "first_responses_due": 6,  # the 5 first responses and C, breached and never answered
+    "sla_compliance_ratio": 4 / 6,
     "sla_breaches": 2,  # B and C first response
-    "escalation_ratio": 0.25,  # C
-    "reopen_ratio": 1 / 3,  # B
-    "survey_response_ratio": 2 / 3,  # A and B of A, B, D
-    # 100 * (.30 * .5 + .10 * .5 + .15 * 2/3 + .20 * 2/3 + .25 * 2/3)
-    "quality_score": 60.0,
+    "escalation_ratio": 1 / 7,  # C
+    "reopen_ratio": 2 / 5,  # B, E
+    "survey_response_ratio": 2 / 5,  # A and B of A, B, D, E, F
+    # 100 * (.30 * .5 + .10 * .5 + .15 * (1 - 2/5) + .20 * 3/5 + .25 * 4/6), to 4 places
+    "quality_score": round(100 * (0.15 + 0.05 + 0.15 * 0.6 + 0.20 * 0.6 + 0.25 * 4 / 6), 4),
+}
+# Level A, drills left out: I-real acknowledged after 600 s; I-late-ack's acknowledgement came
+# after its resolution; I-real resolved after 3600 s, I-late-ack after 1800 s, I-open never.
+EXPECTED_CRISIS_A = {
+    "incidents": 3,
+    "acknowledged": 1,
+    "acknowledge_seconds_mean": 600.0,
+    "resolved": 2,
+    "resolve_seconds_mean": 2700.0,
 }

@@ -19,6 +19,7 @@ from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import types_pb2 as qt
 from careops.ticketing.v1 import types_pb2 as tt
+from careops_cli.quality import crisis_summary
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from google.protobuf.json_format import MessageToDict
@@ -30,6 +31,7 @@ from quality.main import QualityService
 
 from tests.quality_scenario import (
     EXPECTED,
+    EXPECTED_CRISIS_A,
     NOW,
     T0,
     Clock,
@@ -155,9 +157,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         assert kpi_dict(kpis) == pytest.approx(EXPECTED)
         crisis = {c.level: c for c in kpis.crisis}
         # The drill (acknowledged after 1 min) is left out.
-        assert crisis["A"].incidents == 1 and crisis["A"].acknowledged == 1
-        assert crisis["A"].acknowledge_seconds_mean == 600.0
-        assert crisis["A"].resolve_seconds_mean == 3600.0
+        assert {name: getattr(crisis["A"], name) for name in EXPECTED_CRISIS_A} == EXPECTED_CRISIS_A
         assert crisis["B"].incidents == 0
 
         samples = scrape(service)
@@ -206,10 +206,13 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
             ]
             == 1
         )
+        # I-open, declared 3 h before NOW, is the oldest unacknowledged open incident.
+        unacknowledged = ("careops_quality_unacknowledged_incident_age_seconds", (("level", "A"),))
+        assert samples[unacknowledged] == 3 * 3600.0
 
         # Filters, per-day breakdown and scorecards.
         chat = await stub.GetKpis(qpb.GetKpisRequest(filter=qpb.KpiFilter(channel=tt.CHANNEL_CHAT)))
-        assert chat.kpis.tickets_opened == 3 and chat.kpis.backlog == 0
+        assert chat.kpis.tickets_opened == 6 and chat.kpis.backlog == 1  # G
         assert_scrape_agrees(samples, "7d", "chat", chat.kpis)
         # The 1 h window starts at the whole hour an hour ago: no ticket opened since, both
         # surveys submitted since.
@@ -233,8 +236,8 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         period.start.FromDatetime(T0 - timedelta(days=1))
         period.end.FromDatetime(NOW + timedelta(minutes=1))
         daily = await stub.GetKpis(qpb.GetKpisRequest(period=period, by_day=True))
-        assert sum(day.tickets_opened for day in daily.by_day) == 4
-        assert daily.kpis.tickets_opened == 4
+        assert sum(day.tickets_opened for day in daily.by_day) == 7
+        assert daily.kpis.tickets_opened == 7
 
         # A rebuild from the log gives identical KPIs.
         assert service.server is not None
@@ -381,20 +384,41 @@ async def test_what_if_replays_history_under_another_policy(
                 policy_yaml=yaml.safe_dump(policy), ticketing_min_sequence=scenario.ticketing
             )
         )
-        assert result.tickets == 4
-        # Replayed under the policy in force, the recorded outcomes come back.
+        assert result.tickets == 7
+        # Replayed under the policy in force, the recorded outcomes and GetKpis' definitions
+        # come back: the same clock model and the same compliance function.
         actual = result.actual
         assert actual.policy_version == careops_sla.default_policy().version
-        assert (actual.first_responses, actual.first_responses_on_time) == (3, 2)
+        assert (actual.first_responses, actual.first_responses_on_time) == (
+            EXPECTED["first_responses"],
+            EXPECTED["first_responses_on_time"],
+        )
         assert actual.first_response_breaches == EXPECTED["sla_breaches"]
-        assert actual.resolution_breaches == 0
-        # Chat 5 min (high: 2.5 min): A (10 min) and B are late, D (5 min) just on time;
-        # normal resolution 30 min: A (1 h) and the still-open C (5 h) breach.
+        assert actual.sla_compliance_ratio == pytest.approx(EXPECTED["sla_compliance_ratio"])
+        assert (actual.resolutions, actual.resolution_breaches) == (EXPECTED["tickets_resolved"], 0)
+        # Chat 5 min (high: 2.5 min): A (10 min) and B are late; D, E and G (5 min of clock)
+        # just on time; F was resolved unanswered after 10 min: breached like the never-answered
+        # C, so compliance is 3 / (5 answered + 2 unanswered breaches). Normal resolution
+        # 30 min: A (1 h), the still-open C (5 h) and G (5 + 60 min) breach, E (10 + 10) not.
         alternative = result.alternative
         assert alternative.policy_version == "what-if-1"
-        assert (alternative.first_responses_on_time, alternative.first_response_breaches) == (1, 3)
-        assert alternative.sla_compliance_ratio == pytest.approx(1 / 3)
-        assert (alternative.resolutions, alternative.resolution_breaches) == (3, 2)
+        assert (alternative.first_responses_on_time, alternative.first_response_breaches) == (3, 4)
+        assert alternative.sla_compliance_ratio == pytest.approx(3 / 7)
+        assert (alternative.resolutions, alternative.resolution_breaches) == (5, 3)
         with pytest.raises(grpc.aio.AioRpcError) as error:
             await stub.WhatIf(qpb.WhatIfRequest(policy_yaml="version: x\nchannels: 3\n"))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_cli_prints_no_mean_for_incidents_not_yet_acknowledged_or_resolved() -> None:
+    unresolved = qpb.CrisisKpis(level="A", incidents=1)
+    assert crisis_summary(unresolved) == "1 incidents, ack: none yet, resolve: none yet"
+    some = qpb.CrisisKpis(
+        level="A",
+        incidents=3,
+        acknowledged=1,
+        acknowledge_seconds_mean=600,
+        resolved=2,
+        resolve_seconds_mean=2700,
+    )
+    assert crisis_summary(some) == "3 incidents, ack 600 s (1 of 3), resolve 2700 s (2 of 3)"

@@ -86,6 +86,7 @@ KPI_ROWS = (
     ("first response (mean s)", "first_response_seconds_mean", "{:.0f}"),
     ("resolution (mean s)", "resolution_seconds_mean", "{:.0f}"),
     ("AHT (s)", "aht_seconds", "{:.0f}"),
+    ("first responses due", "first_responses_due", "{:.0f}"),
     ("SLA compliance", "sla_compliance_ratio", "{:.1%}"),
     ("SLA breaches", "sla_breaches", "{:.0f}"),
     ("escalation rate", "escalation_ratio", "{:.1%}"),
@@ -101,12 +102,26 @@ def _kpi_table(kpis: pb.Kpis, title: str) -> Table:
         table.add_row(label, fmt.format(getattr(kpis, name)))
     for crisis in kpis.crisis:
         if crisis.incidents:
-            table.add_row(
-                f"crisis level {crisis.level}",
-                f"{crisis.incidents} incidents, ack {crisis.acknowledge_seconds_mean:.0f} s, "
-                f"resolve {crisis.resolve_seconds_mean:.0f} s",
-            )
+            table.add_row(f"crisis level {crisis.level}", crisis_summary(crisis))
     return table
+
+
+def crisis_summary(crisis: pb.CrisisKpis) -> str:
+    """One level's crisis KPIs; a mean is shown only over the incidents it covers (a mean of 0 s
+    would read as instant), e.g. "2 incidents, ack 600 s (1 of 2), resolve: none yet"."""
+
+    def mean(label: str, count: int, seconds: float) -> str:
+        if not count:
+            return f"{label}: none yet"
+        return f"{label} {seconds:.0f} s ({count} of {crisis.incidents})"
+
+    return ", ".join(
+        (
+            f"{crisis.incidents} incidents",
+            mean("ack", crisis.acknowledged, crisis.acknowledge_seconds_mean),
+            mean("resolve", crisis.resolved, crisis.resolve_seconds_mean),
+        )
+    )
 
 
 @kpi_app.command("show")

@@ -20,6 +20,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 import yaml
 
+from careops_sla.clock import Clock as Clock
+from careops_sla.clock import TicketClocks as TicketClocks
+
 CHANNELS = ("phone", "email", "chat", "social", "app", "web", "store")
 PRIORITIES = ("low", "normal", "high", "urgent")
 TIERS = ("high_value", "potential", "regular", "low_frequency")

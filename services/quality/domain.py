@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from careops_emotion import Emotion
+from careops_sla.clock import Calendar, Targets, TicketClocks
 
 MAX_COMMENT = 5_000
 MAX_NOTE = 2_000
@@ -349,23 +350,14 @@ class IncidentResolved:
 # ----------------------------------------------------------------------------- SLA what-if
 
 
-class Calendar(Protocol):
-    def business_time_between(self, start: datetime, end: datetime) -> timedelta: ...
-
-
-class Targets(Protocol):
-    @property
-    def first_response(self) -> timedelta: ...
-
-    @property
-    def resolution(self) -> timedelta: ...
-
-
 class Policy(Protocol):
     """What the replay needs of an SLA policy (implemented by careops_sla.SlaPolicy)."""
 
     @property
     def version(self) -> str: ...
+
+    @property
+    def warn_ratio(self) -> float: ...
 
     def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets: ...
 
@@ -401,22 +393,10 @@ class TicketSla:
     resolved: bool
     resolution_breached: bool
 
-
-@dataclass
-class _ReplayClock:
-    consumed: timedelta = timedelta(0)
-    since: datetime | None = None
-    breached: bool = False
-    done: bool = False
-
-    def halt(self, at: datetime, calendar: Calendar, target: timedelta) -> None:
-        if self.done:  # a stopped clock keeps its outcome, as in ticketing (target changes too)
-            return
-        if self.since is not None:
-            self.consumed += calendar.business_time_between(self.since, at)
-            self.since = None
-        if self.consumed > target:
-            self.breached = True
+    @property
+    def unanswered_breach(self) -> bool:
+        """Breached without any first response: a response due and missed (docs/kpis.md)."""
+        return self.first_response_breached and not self.responded
 
 
 def replay_sla(
@@ -428,59 +408,60 @@ def replay_sla(
     policy: Policy,
     as_of: datetime,
 ) -> TicketSla:
-    """Replays a ticket's SLA clocks under `policy`: business time of the channel's calendar,
-    paused while waiting for the customer, first response stopped by the first agent reply,
-    resolution stopped by a resolution and restarted by a reopening; a clock is breached when
-    its consumed time exceeded its target (for the priority in force) at any halt, target
-    change, or at `as_of` if still running."""
+    """Replays a ticket's SLA clocks under `policy` with the model ticketing decides with
+    (`careops_sla.TicketClocks`): business time of the channel's calendar, paused while waiting
+    for the customer, first response stopped by an agent reply (also while paused) or the
+    resolution, resolution restarted by a reopening. A clock is breached when its consumed time
+    exceeded its target: when it stopped, when its breach timer would have fired (checked at
+    every later step), or at `as_of` if still running."""
     calendar = policy.calendar_for(channel=channel)
-    first, resolution = _ReplayClock(), _ReplayClock()
+    warn_ratio = policy.warn_ratio
 
     def targets() -> Targets:
         return policy.targets_for(channel=channel, priority=priority, tier=tier)
 
-    def halt_all(at: datetime) -> None:
-        first.halt(at, calendar, targets().first_response)
-        resolution.halt(at, calendar, targets().resolution)
-
-    paused = replied = False
+    clocks: TicketClocks | None = None
+    responded = False
     for item in steps:
         at = item.at
+        if item.step is Step.OPENED:
+            priority = item.value or priority
+            clocks = TicketClocks.opened(targets(), at, calendar, warn_ratio)
+            continue
+        if clocks is None:
+            continue
+        clocks = clocks.breach_due(at, calendar)
         match item.step:
-            case Step.OPENED:
-                first.since = resolution.since = at
-                priority = item.value or priority
-            case Step.AGENT_REPLY:
-                replied = True  # a first response, as GetKpis counts it (docs/kpis.md)
-                if not first.done and first.since is not None:
-                    first.halt(at, calendar, targets().first_response)
-                    first.done = True
+            case Step.AGENT_REPLY if clocks.answers():
+                responded = True
+                clocks = clocks.agent_reply(at, calendar)
             case Step.PAUSED:
-                halt_all(at)
-                paused = True
-            case Step.RESUMED if paused:
-                paused = False
-                first.since = None if first.done else at
-                resolution.since = None if resolution.done else at
+                clocks = clocks.pause(at, calendar)
+            case Step.RESUMED:
+                clocks = clocks.resume(at, calendar, warn_ratio)
             case Step.PRIORITY:
-                halt_all(at)
-                priority = item.value
-                halt_all(at)
-                if not paused:
-                    first.since = None if first.done else at
-                    resolution.since = None if resolution.done else at
+                priority = item.value or priority
+                clocks = clocks.retarget(targets(), at, calendar, warn_ratio)
             case Step.RESOLVED:
-                halt_all(at)
-                first.done = resolution.done = True
-                paused = False
+                clocks = clocks.resolve(at, calendar)
             case Step.REOPENED:
-                resolution.done = False
-                resolution.since = at
-    if first.since is not None:
-        first.halt(as_of, calendar, targets().first_response)
-    if resolution.since is not None:
-        resolution.halt(as_of, calendar, targets().resolution)
-    return TicketSla(replied, first.breached, resolution.done, resolution.breached)
+                clocks = clocks.reopen(at, calendar, warn_ratio)
+    if clocks is None:
+        return TicketSla(False, False, False, False)
+    first, resolution = clocks.clocks()
+    return TicketSla(
+        responded,
+        first.is_breached(as_of, calendar),
+        resolution.stopped_at is not None,
+        resolution.is_breached(as_of, calendar),
+    )
+
+
+def sla_compliance(*, on_time: int, first_responses: int, unanswered_breaches: int) -> float:
+    """On-time first responses / first responses due (answered, or breached unanswered): a
+    ticket never answered after its deadline passed counts against compliance."""
+    due = first_responses + unanswered_breaches
+    return on_time / due if due else 0.0
 
 
 # ----------------------------------------------------------------------------- KPIs
@@ -514,6 +495,7 @@ class Kpis:
     resolution_seconds_mean: float = 0.0
     aht_seconds: float = 0.0
     first_responses_on_time: int = 0
+    first_responses_due: int = 0
     sla_compliance_ratio: float = 0.0
     sla_breaches: int = 0
     escalation_ratio: float = 0.0
@@ -543,7 +525,7 @@ def score_components(kpis: Kpis) -> list[ScoreComponent]:
         "nps": ((kpis.nps + 100.0) / 200.0, kpis.nps_responses > 0),
         "no_reopen": (1.0 - kpis.reopen_ratio, resolved),
         "fcr": (kpis.fcr_ratio, resolved),
-        "sla": (kpis.sla_compliance_ratio, kpis.first_responses > 0),
+        "sla": (kpis.sla_compliance_ratio, kpis.first_responses_due > 0),
     }
     return [
         ScoreComponent(name, values[name][0], weight, values[name][1])

@@ -445,6 +445,7 @@ def sla_outcome(
 ) -> pb.SlaOutcome:
     """Returns compliance and breach counts of the tickets replayed under `policy`."""
     outcome = pb.SlaOutcome(policy_version=policy.version)
+    unanswered_breaches = 0
     for row, steps in timelines:
         sla = domain.replay_sla(
             channel=row.channel,
@@ -458,8 +459,13 @@ def sla_outcome(
             outcome.first_responses += 1
             outcome.first_responses_on_time += not sla.first_response_breached
         outcome.first_response_breaches += sla.first_response_breached
+        unanswered_breaches += sla.unanswered_breach
         outcome.resolutions += sla.resolved
         outcome.resolution_breaches += sla.resolution_breached
-    if outcome.first_responses:
-        outcome.sla_compliance_ratio = outcome.first_responses_on_time / outcome.first_responses
+    # The same definition as GetKpis' sla_compliance_ratio (docs/kpis.md).
+    outcome.sla_compliance_ratio = domain.sla_compliance(
+        on_time=outcome.first_responses_on_time,
+        first_responses=outcome.first_responses,
+        unanswered_breaches=unanswered_breaches,
+    )
     return outcome

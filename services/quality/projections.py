@@ -96,7 +96,11 @@ class TicketFactsProjection:
         match payload:
             case d.TicketAssigned():
                 return {"agent_id": payload.agent_id}
-            case d.ReplyAdded(author="agent") if row.first_response_at is None:
+            # The first response is the agent reply that stops the first-response clock:
+            # before the first resolution (which stops it unanswered), as in careops_sla.
+            case d.ReplyAdded(author="agent") if (
+                row.first_response_at is None and row.first_resolved_at is None
+            ):
                 step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)
                 return {
                     "first_response_at": at,
@@ -209,7 +213,8 @@ class IncidentFactsProjection:
         match payload:
             case d.IncidentReassessed() | d.IncidentEscalated():
                 changes = {"level": (payload.to_level or row.level).upper()}
-            case d.PageAcknowledged() if row.acknowledged_at is None:
+            # An acknowledgement after the resolution acknowledged nothing: not in MTTA.
+            case d.PageAcknowledged() if row.acknowledged_at is None and row.resolved_at is None:
                 changes = {
                     "acknowledged_at": at,
                     "acknowledge_seconds": _seconds(row.declared_at, at),

@@ -154,6 +154,7 @@ CONTRIBUTIONS = (
     "breaches",
     "escalated",
     "reopened",
+    "unanswered_breaches",
 )
 FIRST_RESPONSE_LE = tuple(f"first_response_le_{i}" for i in range(len(FIRST_RESPONSE_BUCKETS)))
 RESOLUTION_LE = tuple(f"resolution_le_{i}" for i in range(len(RESOLUTION_BUCKETS)))
@@ -233,11 +234,14 @@ def ticket_counts(*, session: Session, where: KpiFilter, period: Period) -> dict
     """Returns the ticket aggregates of docs/kpis.md (sums and counts) over the cohort."""
     t = tickets
     resolved_once = t.c.first_resolved_at.is_not(None)
+    unanswered_breach = t.c.first_response_breached & t.c.first_response_at.is_(None)
     query = select(
         func.count().label("opened"),
         _count_if(resolved_once).label("resolved_once"),
         _count_if(~t.c.resolved).label("backlog"),
-        _count_if(resolved_once & t.c.first_contact).label("first_contact"),
+        _count_if(resolved_once & t.c.first_contact & (t.c.reopen_count == 0)).label(
+            "first_contact"
+        ),
         func.count(t.c.first_response_at).label("first_responses"),
         func.coalesce(func.sum(t.c.first_response_seconds), 0.0).label("first_response_total"),
         func.coalesce(func.sum(t.c.resolution_seconds), 0.0).label("resolution_total"),
@@ -249,6 +253,7 @@ def ticket_counts(*, session: Session, where: KpiFilter, period: Period) -> dict
         func.coalesce(func.sum(t.c.breaches), 0).label("breaches"),
         _count_if(t.c.escalated).label("escalated"),
         _count_if(resolved_once & (t.c.reopen_count > 0)).label("reopened"),
+        _count_if(unanswered_breach).label("unanswered_breaches"),
         _count_if(resolved_once & surveys.c.ticket_id.is_not(None)).label("surveyed"),
     )
     # One survey per ticket (primary key), so the outer join keeps one row per ticket.
@@ -329,6 +334,8 @@ def combine(
     opened = int(t.get("opened") or 0)
     resolved_once = int(t.get("resolved_once") or 0)
     first_responses = int(t.get("first_responses") or 0)
+    on_time = int(t.get("on_time") or 0)
+    unanswered_breaches = int(t.get("unanswered_breaches") or 0)
     nps_responses = int(s.get("nps_responses") or 0)
     kpis = d.Kpis(
         tickets_opened=opened,
@@ -344,8 +351,13 @@ def combine(
         first_response_seconds_mean=_ratio(t.get("first_response_total") or 0.0, first_responses),
         resolution_seconds_mean=_ratio(t.get("resolution_total") or 0.0, resolved_once),
         aht_seconds=_ratio(t.get("handle_total") or 0.0, t.get("resolved_now") or 0),
-        first_responses_on_time=int(t.get("on_time") or 0),
-        sla_compliance_ratio=_ratio(t.get("on_time") or 0, first_responses),
+        first_responses_on_time=on_time,
+        first_responses_due=first_responses + unanswered_breaches,
+        sla_compliance_ratio=d.sla_compliance(
+            on_time=on_time,
+            first_responses=first_responses,
+            unanswered_breaches=unanswered_breaches,
+        ),
         sla_breaches=int(t.get("breaches") or 0),
         escalation_ratio=_ratio(t.get("escalated") or 0, opened),
         reopen_ratio=_ratio(t.get("reopened") or 0, resolved_once),
@@ -453,7 +465,8 @@ def contribution(row: Mapping[str, Any]) -> dict[str, float]:
         "opened": 1,
         "resolved_once": resolved_once,
         "backlog": not row["resolved"],
-        "first_contact": resolved_once and bool(row["first_contact"]),
+        # Solved at first contact: a reopened ticket was not (docs/kpis.md).
+        "first_contact": resolved_once and bool(row["first_contact"]) and not row["reopen_count"],
         "first_responses": row["first_response_at"] is not None,
         "first_response_total": first_response or 0.0,
         "resolution_total": resolution or 0.0,
@@ -463,6 +476,8 @@ def contribution(row: Mapping[str, Any]) -> dict[str, float]:
         "breaches": row["breaches"],
         "escalated": bool(row["escalated"]),
         "reopened": resolved_once and row["reopen_count"] > 0,
+        "unanswered_breaches": bool(row["first_response_breached"])
+        and row["first_response_at"] is None,
     }
     for name, bound in zip(FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, strict=True):
         values[name] = first_response is not None and first_response <= bound
@@ -586,7 +601,11 @@ WINDOW_GAUGES = (
     ("csat_score", "csat_mean", "Mean CSAT (1-5)"),
     ("nps_score", "nps", "Net promoter score (-100..100)"),
     ("fcr_ratio", "fcr_ratio", "First-contact resolution share of resolved tickets"),
-    ("sla_compliance_ratio", "sla_compliance_ratio", "First responses on time / first responses"),
+    (
+        "sla_compliance_ratio",
+        "sla_compliance_ratio",
+        "First responses on time / first responses due (answered or breached unanswered)",
+    ),
     ("escalation_ratio", "escalation_ratio", "Escalated tickets / opened tickets"),
     ("reopen_ratio", "reopen_ratio", "Reopened tickets / resolved tickets"),
     ("survey_response_ratio", "survey_response_ratio", "Surveyed / resolved tickets"),

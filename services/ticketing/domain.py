@@ -1,7 +1,8 @@
 """Ticket aggregate: lifecycle, SLA clocks and routing. Pure: no I/O, no clock, no protobuf.
 
 decide(state, command, now=..., policy=...) -> events;  evolve(state, event, at) -> state.
-SLA clocks count business time of the policy's calendar; the events carry a snapshot of every
+SLA clocks count business time of the policy's calendar with the shared model of
+`careops_sla.clock` (the one quality's what-if replays); the events carry a snapshot of every
 clock they change, so evolve needs no calendar and the read side can schedule the deadlines.
 """
 
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
+
+from careops_sla.clock import Clock, TicketClocks
 
 MAX_SUBJECT = 200
 MAX_TEXT = 20_000
@@ -367,27 +370,6 @@ Command = (
 
 
 @dataclass(frozen=True)
-class Clock:
-    """One SLA clock; `running_since` marks the start of the current running segment."""
-
-    name: SlaClock
-    target: timedelta
-    consumed: timedelta = timedelta(0)
-    running_since: datetime | None = None
-    paused: bool = False
-    warn_at: datetime | None = None
-    due_at: datetime | None = None
-    warned: bool = False
-    breached: bool = False
-    met: bool = False
-    stopped_at: datetime | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.running_since is not None
-
-
-@dataclass(frozen=True)
 class Ticket:
     ticket_id: str
     exists: bool = False
@@ -424,13 +406,10 @@ def initial(ticket_id: str) -> Ticket:
 
 def snapshot(clock: Clock, at: datetime, calendar: Calendar) -> SlaClockSnapshot:
     """Returns the clock as of `at` (consumed time includes the running segment)."""
-    consumed = clock.consumed
-    if clock.running_since is not None:
-        consumed += calendar.business_time_between(clock.running_since, at)
     return SlaClockSnapshot(
-        clock=clock.name,
+        clock=SlaClock(clock.name),
         target=clock.target,
-        consumed=consumed,
+        consumed=clock.consumed_at(at, calendar),
         running=clock.running,
         paused=clock.paused,
         warn_at=clock.warn_at if clock.running and not clock.warned else None,
@@ -442,41 +421,22 @@ def snapshot(clock: Clock, at: datetime, calendar: Calendar) -> SlaClockSnapshot
     )
 
 
-def _start(clock: Clock, at: datetime, calendar: Calendar, warn_ratio: float) -> Clock:
-    due_at = calendar.add_business_time(at, max(clock.target - clock.consumed, timedelta(0)))
-    warn_after = max(clock.target * warn_ratio - clock.consumed, timedelta(0))
-    warn_at = calendar.add_business_time(at, warn_after) if not clock.warned else None
-    return replace(
-        clock,
-        running_since=at,
-        paused=False,
-        warn_at=warn_at,
-        due_at=due_at,
-        met=False,
-        stopped_at=None,
-    )
+def _pair(clocks: dict[SlaClock, Clock]) -> TicketClocks:
+    return TicketClocks(clocks[SlaClock.FIRST_RESPONSE], clocks[SlaClock.RESOLUTION])
 
 
-def _halt(clock: Clock, at: datetime, calendar: Calendar) -> Clock:
-    if clock.running_since is None:
-        return clock
-    consumed = clock.consumed + calendar.business_time_between(clock.running_since, at)
-    return replace(clock, consumed=consumed, running_since=None, warn_at=None, due_at=None)
-
-
-def _pause(clock: Clock, at: datetime, calendar: Calendar) -> Clock:
-    return replace(_halt(clock, at, calendar), paused=clock.running)
-
-
-def _stop(clock: Clock, at: datetime, calendar: Calendar) -> Clock:
-    if not clock.running and not clock.paused:
-        return clock
-    halted = _halt(clock, at, calendar)
-    return replace(halted, paused=False, met=not halted.breached, stopped_at=at)
-
-
-def _is_stopped(clock: Clock) -> bool:
-    return clock.stopped_at is not None
+def _late_breaches(
+    before: TicketClocks, after: TicketClocks, calendar: Calendar
+) -> list[TicketEvent]:
+    """SlaBreached for each clock found over its target (by a command stopping it, or running
+    past it) before its breach timer fired, so every breach is an event however it was found."""
+    events: list[TicketEvent] = []
+    for old, new in zip(before.clocks(), after.clocks(), strict=True):
+        if new.breached and not old.breached:
+            due_at = new.reached_at(new.target, calendar) or new.stopped_at
+            assert due_at is not None
+            events.append(SlaBreached(SlaClock(new.name), due_at, new.target))
+    return events
 
 
 # ----------------------------------------------------------------------------- decide
@@ -490,13 +450,13 @@ class _Context:
         self.policy = policy
         self.calendar = policy.calendar_for(channel=channel.value)
 
-    def snapshot(self, clocks: dict[SlaClock, Clock]) -> SlaSnapshot:
+    @property
+    def warn_ratio(self) -> float:
+        return self.policy.warn_ratio
+
+    def snapshot(self, clocks: TicketClocks) -> SlaSnapshot:
         return SlaSnapshot(
-            tuple(
-                snapshot(clocks[name], self.now, self.calendar)
-                for name in SlaClock
-                if name in clocks
-            )
+            tuple(snapshot(clock, self.now, self.calendar) for clock in clocks.clocks())
         )
 
 
@@ -507,8 +467,13 @@ def decide(state: Ticket, command: Command, *, now: datetime, policy: Policy) ->
     if not state.exists:
         raise TicketNotFound(f"ticket {state.ticket_id} does not exist")
     ctx = _Context(now, policy, state.channel)
+    # A clock past its target is breached before the command acts, even if its timer is late.
+    clocks = _pair(state.clocks)
+    overdue = _late_breaches(clocks, clocks.breach_due(now, ctx.calendar), ctx.calendar)
+    for event in overdue:
+        state = evolve(state, event, now)
     handler = _HANDLERS[type(command)]
-    return handler(state, command, ctx)  # type: ignore[operator]
+    return [*overdue, *handler(state, command, ctx)]  # type: ignore[operator]
 
 
 def _require(violations: list[tuple[str, str]]) -> None:
@@ -541,17 +506,7 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
     targets = policy.targets_for(
         channel=command.channel.value, priority=command.priority.value, tier=tier.value
     )
-    clocks = {
-        SlaClock.FIRST_RESPONSE: _start(
-            Clock(SlaClock.FIRST_RESPONSE, targets.first_response),
-            now,
-            ctx.calendar,
-            policy.warn_ratio,
-        ),
-        SlaClock.RESOLUTION: _start(
-            Clock(SlaClock.RESOLUTION, targets.resolution), now, ctx.calendar, policy.warn_ratio
-        ),
-    }
+    clocks = TicketClocks.opened(targets, now, ctx.calendar, policy.warn_ratio)
     return [
         TicketOpened(
             ticket_id=state.ticket_id,
@@ -592,13 +547,11 @@ def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]
     _require(violations)
     _not_in(state, ACTIVE | {Status.RESOLVED}, "reply to")
     assert command.author is not None
-    first_response = state.clocks[SlaClock.FIRST_RESPONSE]
-    if command.author is Author.AGENT and first_response.running:
-        clocks = {
-            **state.clocks,
-            SlaClock.FIRST_RESPONSE: _stop(first_response, ctx.now, ctx.calendar),
-        }
-        return [ReplyAdded(command.author, command.author_id, command.body, ctx.snapshot(clocks))]
+    clocks = _pair(state.clocks)
+    if command.author is Author.AGENT and clocks.answers():
+        answered = clocks.agent_reply(ctx.now, ctx.calendar)
+        reply = ReplyAdded(command.author, command.author_id, command.body, ctx.snapshot(answered))
+        return [*_late_breaches(clocks, answered, ctx.calendar), reply]
     events: list[TicketEvent] = [ReplyAdded(command.author, command.author_id, command.body)]
     waiting_for_customer = state.hold_reason is HoldReason.WAITING_CUSTOMER
     if (
@@ -622,16 +575,7 @@ def _change_priority(state: Ticket, command: ChangePriority, ctx: _Context) -> l
     targets = ctx.policy.targets_for(
         channel=state.channel.value, priority=command.priority.value, tier=state.tier.value
     )
-    clocks = {}
-    for name, clock in state.clocks.items():
-        target = targets.first_response if name is SlaClock.FIRST_RESPONSE else targets.resolution
-        if clock.running:
-            halted = replace(_halt(clock, ctx.now, ctx.calendar), target=target)
-            clocks[name] = _start(halted, ctx.now, ctx.calendar, ctx.policy.warn_ratio)
-        elif _is_stopped(clock):
-            clocks[name] = clock
-        else:
-            clocks[name] = replace(clock, target=target)
+    clocks = _pair(state.clocks).retarget(targets, ctx.now, ctx.calendar, ctx.warn_ratio)
     return [PriorityChanged(state.priority, command.priority, command.reason, ctx.snapshot(clocks))]
 
 
@@ -652,7 +596,7 @@ def _hold(state: Ticket, command: HoldTicket, ctx: _Context) -> list[TicketEvent
     assert command.reason is not None
     if command.reason not in PAUSING_HOLD_REASONS:
         return [TicketHeld(command.reason, command.note, clocks_paused=False)]
-    clocks = {name: _pause(clock, ctx.now, ctx.calendar) for name, clock in state.clocks.items()}
+    clocks = _pair(state.clocks).pause(ctx.now, ctx.calendar)
     return [TicketHeld(command.reason, command.note, True, ctx.snapshot(clocks))]
 
 
@@ -660,29 +604,24 @@ def _resume(state: Ticket, command: ResumeTicket, ctx: _Context) -> list[TicketE
     _not_in(state, frozenset({Status.ON_HOLD}), "resume")
     if not any(clock.paused for clock in state.clocks.values()):
         return [TicketResumed()]
-    clocks = {
-        name: _start(clock, ctx.now, ctx.calendar, ctx.policy.warn_ratio) if clock.paused else clock
-        for name, clock in state.clocks.items()
-    }
+    clocks = _pair(state.clocks).resume(ctx.now, ctx.calendar, ctx.warn_ratio)
     return [TicketResumed(ctx.snapshot(clocks))]
 
 
 def _resolve(state: Ticket, command: ResolveTicket, ctx: _Context) -> list[TicketEvent]:
     _require(_text("resolution", command.resolution, required=False, limit=MAX_TEXT))
     _not_in(state, ACTIVE, "resolve")
-    clocks = {name: _stop(clock, ctx.now, ctx.calendar) for name, clock in state.clocks.items()}
+    before = _pair(state.clocks)
+    clocks = before.resolve(ctx.now, ctx.calendar)
     first_contact = state.agent_replies <= 1 and state.reopen_count == 0
-    return [TicketResolved(command.resolution, first_contact, ctx.snapshot(clocks))]
+    resolved = TicketResolved(command.resolution, first_contact, ctx.snapshot(clocks))
+    return [*_late_breaches(before, clocks, ctx.calendar), resolved]
 
 
 def _reopen(state: Ticket, command: ReopenTicket, ctx: _Context) -> list[TicketEvent]:
     _require(_text("reason", command.reason, required=False, limit=MAX_SUBJECT))
     _not_in(state, frozenset({Status.RESOLVED}), "reopen")
-    resolution = replace(state.clocks[SlaClock.RESOLUTION], met=False, stopped_at=None)
-    clocks = {
-        **state.clocks,
-        SlaClock.RESOLUTION: _start(resolution, ctx.now, ctx.calendar, ctx.policy.warn_ratio),
-    }
+    clocks = _pair(state.clocks).reopen(ctx.now, ctx.calendar, ctx.warn_ratio)
     return [TicketReopened(command.reason, ctx.snapshot(clocks))]
 
 
@@ -700,10 +639,10 @@ def _fire(state: Ticket, command: FireSlaTimer, ctx: _Context) -> list[TicketEve
         if clock.warned or clock.warn_at is None or clock.warn_at > ctx.now:
             return []
         assert clock.due_at is not None
-        return [SlaWarningRaised(clock.name, clock.due_at, clock.target)]
+        return [SlaWarningRaised(command.clock, clock.due_at, clock.target)]
     if clock.breached or clock.due_at is None or clock.due_at > ctx.now:
         return []
-    return [SlaBreached(clock.name, clock.due_at, clock.target)]
+    return [SlaBreached(command.clock, clock.due_at, clock.target)]
 
 
 _HANDLERS = {
@@ -730,6 +669,9 @@ def _clocks_from(
         return state.clocks
     clocks = dict(state.clocks)
     for item in snapshot_.clocks:
+        # The running segment up to this event joins the history (due times after a retarget).
+        previous = clocks.get(item.clock)
+        history = previous.checkpoint(at).history if previous else ()
         clocks[item.clock] = Clock(
             name=item.clock,
             target=item.target,
@@ -742,6 +684,7 @@ def _clocks_from(
             breached=item.breached,
             met=item.met,
             stopped_at=item.stopped_at,
+            history=history,
         )
     return clocks
 
@@ -816,10 +759,13 @@ def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
     status = state.status
     if status in (Status.OPEN, Status.ASSIGNED):
         status = Status.IN_PROGRESS
+    # Only the reply that stopped the first-response clock (it carries the SLA snapshot) is the
+    # first response; one after an unanswered resolution is not.
+    answered = state.first_responded_at or (at if event.sla is not None else None)
     return replace(
         state,
         agent_replies=state.agent_replies + 1,
-        first_responded_at=state.first_responded_at or at,
+        first_responded_at=answered,
         status=status,
         clocks=clocks,
     )

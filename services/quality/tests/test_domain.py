@@ -89,8 +89,8 @@ def steps(*items: tuple[float, d.Step, str]) -> list[d.TimelineStep]:
 
 def test_replay_pauses_while_waiting_for_the_customer_and_retargets_on_priority() -> None:
     policy = default_policy()  # chat: 24x7, first response 30 min (high: 15), resolution 24 h / 8 h
-    # Paused from 10 to 100 min; a reply while paused stops nothing (as in ticketing), the one
-    # at 105 min does: 10 + 5 = 15 min of the 30 min target.
+    # Paused from 10 to 100 min; the reply while paused is the first response (as in
+    # ticketing): 10 min of the 30 min target, and nothing runs on after the resume.
     timeline = steps(
         (0, d.Step.OPENED, "normal"),
         (10, d.Step.PAUSED, ""),
@@ -157,3 +157,55 @@ def test_a_ticket_resolved_without_an_agent_reply_is_not_a_first_response() -> N
         as_of=NOW + timedelta(hours=1),
     )
     assert result.resolved and not result.responded
+
+
+def replay(*items: tuple[float, d.Step, str], hours: float = 2) -> d.TicketSla:
+    return d.replay_sla(
+        channel="chat",
+        priority="normal",
+        tier="regular",
+        steps=steps(*items),
+        policy=default_policy(),  # chat 24x7: first response 30 min, resolution 24 h
+        as_of=NOW + timedelta(hours=hours),
+    )
+
+
+def test_a_reply_while_waiting_for_the_customer_answers_for_good() -> None:
+    # Answered while paused at 20 min; resumed at 100 min, 30 min more would breach.
+    result = replay(
+        (0, d.Step.OPENED, "normal"),
+        (10, d.Step.PAUSED, ""),
+        (20, d.Step.AGENT_REPLY, ""),
+        (100, d.Step.RESUMED, ""),
+        hours=5,
+    )
+    assert result.responded and not result.first_response_breached
+
+
+def test_an_agent_reply_after_the_resolution_is_not_a_first_response() -> None:
+    result = replay(
+        (0, d.Step.OPENED, "normal"),
+        (10, d.Step.RESOLVED, ""),
+        (50, d.Step.AGENT_REPLY, ""),
+    )
+    assert result.resolved and not result.responded and not result.first_response_breached
+
+
+def test_a_priority_drop_after_the_due_time_does_not_undo_the_breach() -> None:
+    # Due at 30 min; at 40 min the priority drops to low (first response 30 min x 2): the
+    # breach timer had fired at 30 min in ticketing, so the replay counts the breach too.
+    result = replay(
+        (0, d.Step.OPENED, "normal"),
+        (40, d.Step.PRIORITY, "low"),
+        (45, d.Step.AGENT_REPLY, ""),
+    )
+    assert result.responded and result.first_response_breached
+
+
+def test_sla_compliance_counts_a_breached_unanswered_ticket_as_due() -> None:
+    unanswered = replay((0, d.Step.OPENED, "normal"), hours=1)
+    assert unanswered.unanswered_breach and not unanswered.responded
+    assert d.sla_compliance(on_time=1, first_responses=1, unanswered_breaches=1) == 0.5
+    assert d.sla_compliance(on_time=0, first_responses=0, unanswered_breaches=0) == 0.0
+    # A ticket not yet due is not counted.
+    assert not replay((0, d.Step.OPENED, "normal"), hours=0.25).unanswered_breach

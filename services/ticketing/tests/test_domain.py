@@ -227,3 +227,125 @@ def test_suggestion_prefers_matching_skills_then_lower_load() -> None:
     ]
     ranked = d.suggest_agents(state, agents, {"senior-busy": 5, "full": 2})
     assert [s.agent_id for s in ranked] == ["senior-free", "junior", "senior-busy"]
+
+
+# ----------------------------------------------------------------------------- SLA outcomes
+
+
+class Urgent30s(MinutePolicy):
+    """Urgent: 30 s first response and 2.5 min resolution; otherwise as MinutePolicy."""
+
+    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+        minutes = 0.5 if priority == "urgent" else 1
+        return Targets(timedelta(minutes=minutes), timedelta(minutes=5 * minutes))
+
+
+def test_an_agent_reply_while_waiting_for_the_customer_is_the_first_response() -> None:
+    state = opened()
+    state, _ = run(state, d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0 + timedelta(seconds=10))
+    state, events = run(
+        state, d.AddReply(d.Author.AGENT, "a1", "any news?"), T0 + timedelta(seconds=20)
+    )
+    first = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert first.met and first.stopped_at == T0 + timedelta(seconds=20)
+    assert first.consumed == timedelta(seconds=10)  # the hold does not count
+    assert [type(e) for e in events] == [d.ReplyAdded]
+    state, _ = run(state, d.ResumeTicket(), T0 + timedelta(hours=1))
+    # Answered: the resume restarts only the resolution clock; nothing can breach later.
+    assert not state.clocks[d.SlaClock.FIRST_RESPONSE].running
+    assert state.clocks[d.SlaClock.RESOLUTION].running
+    late = T0 + timedelta(hours=2)
+    events = fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, late)
+    assert [e.clock for e in events if isinstance(e, d.SlaBreached)] == [d.SlaClock.RESOLUTION]
+    assert len(events) == 1
+
+
+def test_a_reply_after_the_due_time_is_a_breach_even_before_the_timer_fires() -> None:
+    state = opened()
+    at = T0 + timedelta(seconds=61)  # due at 60 s; the breach timer has not fired yet
+    state, events = run(state, d.AddReply(d.Author.AGENT, "a1", "sorry"), at)
+    breach = d.SlaBreached(
+        d.SlaClock.FIRST_RESPONSE, T0 + timedelta(minutes=1), timedelta(minutes=1)
+    )
+    assert events[0] == breach and isinstance(events[1], d.ReplyAdded)
+    first = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert first.breached and not first.met
+    # Exactly at the due time is on time.
+    state, events = run(opened(), d.AddReply(d.Author.AGENT, "a1", "hi"), T0 + timedelta(minutes=1))
+    assert [type(e) for e in events] == [d.ReplyAdded]
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].met
+
+
+def test_a_late_resolution_is_a_resolution_breach() -> None:
+    state = opened()
+    state, _ = run(state, d.AddReply(d.Author.AGENT, "a1", "looking"), T0)
+    state, events = run(state, d.ResolveTicket("done"), T0 + timedelta(minutes=6))
+    assert events[0] == d.SlaBreached(
+        d.SlaClock.RESOLUTION, T0 + timedelta(minutes=5), timedelta(minutes=5)
+    )
+    resolution = state.clocks[d.SlaClock.RESOLUTION]
+    assert resolution.breached and not resolution.met
+    # A clock the timer already breached gets no second breach when it stops.
+    state = opened()
+    due = T0 + timedelta(minutes=1)
+    (breached,) = fire(state, d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH, due)
+    state = d.evolve(state, breached, due)
+    state, events = run(
+        state, d.AddReply(d.Author.AGENT, "a1", "sorry"), due + timedelta(minutes=1)
+    )
+    assert [type(e) for e in events] == [d.ReplyAdded]
+    assert not state.clocks[d.SlaClock.FIRST_RESPONSE].met
+
+
+def test_a_priority_change_past_the_new_target_dates_the_breach_when_it_was_reached() -> None:
+    state = opened()
+    at = T0 + timedelta(seconds=50)
+    events = d.decide(state, d.ChangePriority(d.Priority.URGENT), now=at, policy=Urgent30s())
+    state = d.evolve(state, events[0], at)
+    # 50 s used against the new 30 s target: due when 30 s had passed, not at the change.
+    first = state.clocks[d.SlaClock.FIRST_RESPONSE]
+    assert first.due_at == T0 + timedelta(seconds=30)
+    (breach,) = d.decide(
+        state,
+        d.FireSlaTimer(d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH),
+        now=at,
+        policy=Urgent30s(),
+    )
+    assert breach == d.SlaBreached(
+        d.SlaClock.FIRST_RESPONSE, T0 + timedelta(seconds=30), timedelta(seconds=30)
+    )
+
+
+def test_a_due_time_in_the_past_skips_the_time_on_hold() -> None:
+    policy = Urgent30s()
+
+    def step(state: d.Ticket, command: d.Command, at: datetime) -> d.Ticket:
+        for event in d.decide(state, command, now=at, policy=policy):
+            state = d.evolve(state, event, at)
+        return state
+
+    state = opened()
+    state = step(state, d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0 + timedelta(seconds=20))
+    resumed = T0 + timedelta(minutes=10)
+    state = step(state, d.ResumeTicket(), resumed)
+    state = step(state, d.ChangePriority(d.Priority.URGENT), resumed + timedelta(seconds=20))
+    # 20 s before the hold + 10 s after it reach the 30 s target; the 10 min on hold do not.
+    assert state.clocks[d.SlaClock.FIRST_RESPONSE].due_at == resumed + timedelta(seconds=10)
+
+
+def test_a_clock_past_its_target_is_breached_before_a_command_even_if_its_timer_is_late() -> None:
+    state = opened()
+    at = T0 + timedelta(seconds=70)  # due at 60 s; no timer has fired
+    events = d.decide(state, d.ChangePriority(d.Priority.LOW), now=at, policy=POLICY)
+    assert events[0] == d.SlaBreached(
+        d.SlaClock.FIRST_RESPONSE, T0 + timedelta(minutes=1), timedelta(minutes=1)
+    )
+    assert isinstance(events[1], d.PriorityChanged)
+
+
+def test_an_agent_reply_after_an_unanswered_resolution_is_no_first_response() -> None:
+    state = opened()
+    state, _ = run(state, d.ResolveTicket("customer solved it"), T0 + timedelta(seconds=30))
+    state, events = run(state, d.AddReply(d.Author.AGENT, "a1", "glad"), T0 + timedelta(minutes=2))
+    assert events == [d.ReplyAdded(d.Author.AGENT, "a1", "glad")]  # no SLA snapshot, no breach
+    assert state.first_responded_at is None and state.agent_replies == 1
