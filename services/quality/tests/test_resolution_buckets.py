@@ -1,4 +1,4 @@
-"""The resolution histogram's buckets fit the SLA targets, and migration 0002 recomputes the
+"""The resolution histogram's buckets fit the SLA targets, and migration 0003 recomputes the
 bucket counts of a database written with the old buckets."""
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_every_default_resolution_target_is_a_bucket_edge() -> None:
 def test_the_migration_recomputes_the_buckets_and_p90_reads_close_to_the_resolutions(
     engine: Engine,
 ) -> None:
-    upgrade(engine, "0001")
+    upgrade(engine, "0002")  # the last revision with the old buckets
     write_with_old_buckets(engine)
     upgrade(engine, "head")
     families = {m.name: m for m in KpiCollector(engine, lambda: NOW).collect()}

@@ -2,14 +2,14 @@
 15 minutes, so a sub-second resolution read as p90 = 810 s). The cumulative bucket counts of
 the all-time totals are recomputed from the ticket facts, which hold every resolution time.
 
-Revision ID: 0002_resolution_buckets
+Revision ID: 0003_resolution_buckets
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_resolution_buckets"
-down_revision = "0001"
+revision = "0003_resolution_buckets"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
