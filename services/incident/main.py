@@ -157,6 +157,7 @@ class IncidentService:
         self.reactions = [
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="incident-pager",
                 stream=STREAM.name,
                 filter_subject="careops.incident.incident.>",
@@ -167,6 +168,7 @@ class IncidentService:
             ),
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="incident-surge",
                 stream=TICKETING_STREAM,
                 filter_subject="careops.ticketing.>",
@@ -192,7 +194,9 @@ class IncidentService:
                     grpc_api.SERVICE_NAME,
                 ),
                 ServiceBinding(
-                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin.ProjectionAdminServicer(
+                        self.runners, store, engine=self.engine, reactions=self.reactions
+                    ),
                     admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
                     admin.SERVICE_NAME,
                 ),
