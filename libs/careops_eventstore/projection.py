@@ -342,7 +342,8 @@ class ProgressWatch:
     def observe(self, marker: int, lag: int) -> bool:
         """Records the marker and lag now; returns whether the consumer is stalled."""
         now = self._clock()
-        if marker != self._marker or lag == 0:
+        # Moving, idle, or behind only since this observation (it was idle at the last one).
+        if marker != self._marker or lag == 0 or self.lag == 0:
             self._marker, self._since = marker, now
         self.lag = lag
         self.stalled = lag > 0 and now - self._since >= self._stall_after
