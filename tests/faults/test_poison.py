@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,6 +38,7 @@ from careops.quality.v1 import quality_pb2_grpc
 from careops.ticketing.v1 import ticketing_pb2 as tpb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
+from careops_cli.main import app as cli
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_eventstore.projection import ProjectionRunner
@@ -51,6 +53,7 @@ from nats.aio.client import Client as NatsClient
 from prometheus_client import REGISTRY
 from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
+from typer.testing import CliRunner
 
 T = TypeVar("T")
 SERVICES = ("ticketing", "customer", "incident", "quality")
@@ -452,3 +455,33 @@ async def test_poison_on_an_aggregate_subject_leaves_it_usable(staged: Staged) -
     incident = incident_pb2_grpc.IncidentServiceStub(staged.channels["incident"])
     found = await incident.GetIncident(ipb.GetIncidentRequest(incident_id=incident_id))
     assert found.incident.incident_id == incident_id
+
+
+async def test_the_cli_lists_every_service_by_default_and_their_parked_messages(
+    staged: Staged,
+) -> None:
+    """Item 5: `careops projections list` showed one service unless asked, and no reactions."""
+    env = {
+        f"CAREOPS_{name.upper()}_ADDR": f"127.0.0.1:{service.server.port}"
+        for name, service in staged.services.items()
+    }
+    runner = CliRunner()
+    # The blocking CLI runs in a thread: the services answer on this test's event loop.
+    listed = await asyncio.to_thread(runner.invoke, cli, ["projections", "list", "--json"], env=env)
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert {(row["service"], row["name"]) for row in rows} == {
+        (name, name_of(consumer))
+        for name, service in staged.services.items()
+        for consumer in consumers(service)
+    }
+    assert {row["kind"] for row in rows} == {"projection", "reaction"}
+    parked = await asyncio.to_thread(
+        runner.invoke,
+        cli,
+        ["projections", "parked", "--service", "ticketing", "--name", "tickets", "--json"],
+        env=env,
+    )
+    assert parked.exit_code == 0, parked.output
+    reasons = {row["reason"] for row in json.loads(parked.stdout)}
+    assert reasons == {"undecodable", "unknown_type", "failed"}
