@@ -85,8 +85,13 @@ def skipped(name: str, reason: str) -> float | None:
     return REGISTRY.get_sample_value("careops_projection_skipped_total", labels)
 
 
+def applied(name: str) -> float:
+    labels = {"projection": name}
+    return REGISTRY.get_sample_value("careops_projection_events_total", labels) or 0.0
+
+
 def test_an_apply_that_raises_is_rolled_back_parked_and_the_batch_goes_on(engine: Engine) -> None:
-    before = skipped("notes", "failed") or 0.0
+    before, applied_before = skipped("notes", "failed") or 0.0, applied("notes")
     outcome = apply_batch(
         engine, Notes(), CODEC, "S", [message("a"), message("poison"), message("b")], [1, 2, 3]
     )
@@ -98,19 +103,23 @@ def test_an_apply_that_raises_is_rolled_back_parked_and_the_batch_goes_on(engine
     assert (parked.sequence, parked.reason, parked.stream) == (2, "failed", "S")
     assert parked.event_type == "careops.ticketing.v1.TicketClosed"
     assert "ValueError" in parked.detail
+    # Counted once, though the batch ran twice (fast, then with a savepoint per message).
     assert (skipped("notes", "failed") or 0.0) - before == 1
+    assert applied("notes") - applied_before == 2
     reset(engine, Notes())  # a rebuild parks it again: the old row goes with the read model
     with engine.connect() as connection:
         assert list_parked(connection, consumers=["notes"]) == []
 
 
 def test_a_transient_database_error_retries_the_whole_batch(engine: Engine) -> None:
+    applied_before = applied("notes")
     with pytest.raises(OperationalError):
         apply_batch(engine, Notes(), CODEC, "S", [message("a"), message("db-down")], [1, 2])
     assert rows(engine) == []
     with engine.connect() as connection:
         assert read_checkpoint(connection, "notes") == 0
         assert list_parked(connection) == []
+    assert applied("notes") == applied_before  # nothing committed, nothing counted
 
 
 def test_empty_and_unknown_messages_are_parked_and_known_unmapped_types_ignored(
