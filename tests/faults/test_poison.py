@@ -40,6 +40,7 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
 from careops_cli.main import app as cli
 from careops_eventstore.jetstream import JetStreamEventStore, connect
+from careops_eventstore.model import LogUnavailable, RecordedBatch, StreamSpec
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
@@ -485,3 +486,48 @@ async def test_the_cli_lists_every_service_by_default_and_their_parked_messages(
     assert parked.exit_code == 0, parked.output
     reasons = {row["reason"] for row in json.loads(parked.stdout)}
     assert reasons == {"undecodable", "unknown_type", "failed"}
+
+
+async def test_a_reaction_retries_transient_failures_and_parks_the_rest(staged: Staged) -> None:
+    """Item 4: a reaction retried a bad payload forever, about once a second."""
+    stream = f"POISON_{uuid.uuid4().hex[:8].upper()}"
+    subject = stream.lower()
+    await staged.store.ensure_stream(StreamSpec(stream, (f"{subject}.>",)))
+    seen: list[str] = []
+
+    async def handle(message: RecordedBatch) -> None:
+        note = message.batch.events[0].aggregate_id
+        seen.append(note)
+        if note == "bad":
+            raise KeyError("no such team")  # the data is wrong: retrying cannot help
+        if note == "flaky" and seen.count("flaky") == 1:
+            raise LogUnavailable("the log blinked")  # transient: retried
+
+    engine = staged.services["incident"].engine
+    reaction = ReactionRunner(
+        nc=staged.nc,
+        engine=engine,
+        name=f"test-{subject}",
+        stream=stream,
+        filter_subject=f"{subject}.>",
+        handle=handle,
+        concurrency=1,
+        retry_delay_seconds=0.05,
+    )
+    reaction.start()
+    try:
+        for note in ("bad", "flaky", "good"):
+            batch = EventBatch()
+            batch.events.add(type="careops.incident.v1.IncidentDeclared", aggregate_id=note)
+            await staged.nc.jetstream().publish(f"{subject}.x", batch.SerializeToString())
+
+        async def done() -> bool:
+            return await caught_up(reaction, 3)
+
+        await eventually(done)
+    finally:
+        await reaction.stop()
+    assert seen.count("bad") == 1 and seen.count("flaky") == 2 and seen.count("good") == 1
+    [parked] = parked_rows(staged.services["incident"], reaction.name)
+    assert (parked.sequence, parked.reason, parked.stream) == (1, "failed", stream)
+    assert "KeyError" in parked.detail
