@@ -44,8 +44,9 @@ notes = Table("test_notes", own, Column("note", String(50), primary_key=True))
 
 
 class Notes:
-    """Writes each note; "poison" fails after writing (the data is wrong), "db-down" fails as
-    the database would (transient)."""
+    """Writes each note; "poison" fails after writing (the data is wrong), "dup" makes the
+    database refuse a duplicate key (also the data), "db-down" fails as the database would when
+    unreachable (transient)."""
 
     name = "notes"
 
@@ -55,15 +56,21 @@ class Notes:
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         connection.execute(notes.insert().values(note=f"{event.event.note}@{position}"))
+        if event.event.note == "dup":
+            connection.execute(notes.insert().values(note=f"{event.event.note}@{position}"))
         if event.event.note == "poison":
             raise ValueError("no such channel")
         if event.event.note == "db-down":
             raise OperationalError("INSERT", {}, Exception("connection refused"))
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = create_engine(f"sqlite:///{tmp_path / 'runner.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'runner.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url").replace("://", "+psycopg://", 1)
+    engine = create_engine(url)
     shared_metadata.create_all(engine)
     own.create_all(engine)
     yield engine
@@ -92,20 +99,22 @@ def applied(name: str) -> float:
 
 def test_an_apply_that_raises_is_rolled_back_parked_and_the_batch_goes_on(engine: Engine) -> None:
     before, applied_before = skipped("notes", "failed") or 0.0, applied("notes")
-    outcome = apply_batch(
-        engine, Notes(), CODEC, "S", [message("a"), message("poison"), message("b")], [1, 2, 3]
-    )
-    assert outcome.last_sequence == 3 and outcome.parked == [2]
-    assert rows(engine) == ["a@1", "b@3"]  # the poison's own write is rolled back
+    batch = [message("a"), message("poison"), message("b"), message("dup"), message("c")]
+    outcome = apply_batch(engine, Notes(), CODEC, "S", batch, [1, 2, 3, 4, 5])
+    assert outcome.last_sequence == 5 and outcome.parked == [2, 4]
+    assert rows(engine) == ["a@1", "b@3", "c@5"]  # the poison's own writes are rolled back
     with engine.connect() as connection:
-        [parked] = list_parked(connection, consumers=["notes"])
-        assert read_checkpoint(connection, "notes") == 3
-    assert (parked.sequence, parked.reason, parked.stream) == (2, "failed", "S")
-    assert parked.event_type == "careops.ticketing.v1.TicketClosed"
-    assert "ValueError" in parked.detail
+        parked = sorted(list_parked(connection, consumers=["notes"]), key=lambda p: p.sequence)
+        assert read_checkpoint(connection, "notes") == 5
+    assert [(p.sequence, p.reason, p.stream) for p in parked] == [
+        (2, "failed", "S"),
+        (4, "failed", "S"),
+    ]
+    assert parked[0].event_type == "careops.ticketing.v1.TicketClosed"
+    assert "ValueError" in parked[0].detail and "IntegrityError" in parked[1].detail
     # Counted once, though the batch ran twice (fast, then with a savepoint per message).
-    assert (skipped("notes", "failed") or 0.0) - before == 1
-    assert applied("notes") - applied_before == 2
+    assert (skipped("notes", "failed") or 0.0) - before == 2
+    assert applied("notes") - applied_before == 3
     reset(engine, Notes())  # a rebuild parks it again: the old row goes with the read model
     with engine.connect() as connection:
         assert list_parked(connection, consumers=["notes"]) == []
