@@ -419,14 +419,6 @@ def pending(info: api.ConsumerInfo) -> int:
     return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
 
-async def consumer_lag(js: nats.js.JetStreamContext, stream: str, durable: str) -> int | None:
-    """Returns the consumer's pending messages; None if the consumer does not exist."""
-    try:
-        return pending(await js.consumer_info(stream, durable))
-    except nats.js.errors.NotFoundError:
-        return None
-
-
 class ProjectionRunner:
     """Feeds one projection from a durable pull consumer; ack only after the SQL commit."""
 
@@ -463,6 +455,8 @@ class ProjectionRunner:
         # The consumer sequence the next delivery must carry (the server numbers every delivery,
         # redeliveries included, 1, 2, 3, ... for a consumer): a jump means one went missing.
         self._next_delivery = 1
+        self._suspect = -1  # the _next_delivery at a probe that saw the server ahead of it
+        self._resync_wanted = False
         self.watch = ProgressWatch(clock=clock)
         self._instance = uuid.uuid4().hex[:12]
         name = projection.name
@@ -539,12 +533,25 @@ class ProjectionRunner:
     async def _observe(self) -> None:
         """Measures the lag: what the consumer still holds, or (with no consumer, e.g. while
         the runner retries) whether the log has anything past the position."""
-        lag = await consumer_lag(self._js, self.stream, self.durable)
-        if lag is None:
+        try:
+            info = await self._js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
             lag = int(await self.target() > self.position)
+        else:
+            lag = pending(info)
+            self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
         self.watch.observe(self.position, lag)
         LAG.labels(self.projection.name).set(lag)
         STALLED.labels(self.projection.name).set(int(self.watch.stalled))
+
+    def _check_lost(self, delivered: int) -> None:
+        """Asks for a resync when the server has sent deliveries this runner never received, at
+        two probes in a row with nothing received in between: the last delivery of a burst,
+        lost to a fetch that timed out, would otherwise wait for its redelivery (ack_wait)."""
+        missing = delivered >= self._next_delivery
+        if missing and self._suspect == self._next_delivery:
+            self._resync_wanted = True
+        self._suspect = self._next_delivery if missing else -1
 
     async def _probe_loop(self) -> None:
         while not self._stopping:
@@ -582,7 +589,7 @@ class ProjectionRunner:
             inactive_threshold=INACTIVE_THRESHOLD_SECONDS,
         )
         await self._js.add_consumer(self.stream, config)
-        self._next_delivery = 1
+        self._next_delivery, self._suspect, self._resync_wanted = 1, -1, False
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -614,6 +621,8 @@ class ProjectionRunner:
                 messages = await fetch_batch(subscription, self._batch_size)
                 if messages:
                     await self._handle(messages)
+                if self._resync_wanted:
+                    raise _Resync()
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()

@@ -190,13 +190,26 @@ def test_a_filtered_consumer_skipping_stream_sequences_is_no_gap() -> None:
 
 
 def test_a_missing_delivery_is_a_gap_and_redeliveries_are_numbered_on() -> None:
-    """nats-server numbers every delivery, redeliveries included (checked against 2.12: a
+    """nats-server numbers every delivery, redeliveries included (checked against 2.15.1: a
     message nak'd as delivery 2 comes back as delivery 5): a jump means one was lost."""
     feed = runner()
     first = [delivery(2, 1), delivery(7, 2)]
     assert feed._until_gap(first) == (first, False)
     later = [delivery(7, 3), delivery(12, 5), delivery(13, 6)]  # delivery 4 never arrived
     assert feed._until_gap(later) == (later[:1], True)
+
+
+def test_a_lost_last_delivery_is_noticed_at_the_second_probe_not_after_ack_wait() -> None:
+    feed = runner()
+    feed._until_gap([delivery(2, 1), delivery(7, 2)])
+    feed._check_lost(2)  # the server sent 2 deliveries; both arrived
+    feed._check_lost(3)  # a third is out: in flight, or lost
+    assert not feed._resync_wanted
+    feed._until_gap([delivery(9, 3)])  # it arrived
+    feed._check_lost(4)
+    assert not feed._resync_wanted
+    feed._check_lost(4)  # the fourth still has not, a probe later: lost
+    assert feed._resync_wanted
 
 
 def test_behind_without_progress_is_stalled_after_the_threshold() -> None:
