@@ -53,7 +53,7 @@ LAG = Gauge(
 )
 STALLED = Gauge(
     "careops_reaction_stalled",
-    "1 while the reaction is behind its stream and its ack floor has not moved for a minute.",
+    "1 while the reaction is behind its stream and has finished no message for a minute.",
     ["reaction"],
 )
 PROBE_INTERVAL_SECONDS = 5.0
@@ -95,6 +95,7 @@ class ReactionRunner:
         # As in ProjectionRunner: a cancellation nats-py's fetch swallows must not keep it going.
         self._stopping = False
         self.watch = ProgressWatch(clock=clock)
+        self._finished = 0  # messages this process handled or parked
         for outcome in OUTCOMES:
             HANDLED.labels(name, outcome)
         LAG.labels(name)
@@ -136,7 +137,7 @@ class ReactionRunner:
         )
 
     async def _observe(self) -> int:
-        """Measures the shared consumer (all replicas): its ack floor is the progress marker."""
+        """Measures the shared consumer (all replicas); returns its ack floor."""
         try:
             info = await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
@@ -144,7 +145,9 @@ class ReactionRunner:
             return 0
         lag = pending(info)
         floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
-        self.watch.observe(floor, lag)
+        # Progress: the shared ack floor moved, or this replica finished a message (one slow
+        # message holds the floor while the others are handled; that is not a stall).
+        self.watch.observe(floor + self._finished, lag)
         LAG.labels(self.name).set(lag)
         STALLED.labels(self.name).set(int(self.watch.stalled))
         return floor
@@ -227,6 +230,7 @@ class ReactionRunner:
                 await message.nak(delay=self._retry_delay)
                 return
             HANDLED.labels(self.name, "handled").inc()
+            self._finished += 1
             await message.ack()
         finally:
             self._slots.release()
@@ -253,6 +257,7 @@ class ReactionRunner:
             await message.nak(delay=self._retry_delay)
             return
         HANDLED.labels(self.name, "parked").inc()
+        self._finished += 1
         log.error(
             "poison message parked",
             extra={
