@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
+import grpc
 import typer
 from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.table import Table
 
-from careops_cli.client import call, channel, console, print_message
+from careops_cli.client import call, channel, console, errors, metadata, print_message
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
-from careops_cli.platform import run_platform
+from careops_cli.platform import SERVICES, run_platform
 from careops_cli.quality import quality_app
 
 app = typer.Typer(help="CareOps: customer-service quality platform.", no_args_is_help=True)
@@ -289,18 +292,94 @@ def ticket_priority(
 ServiceOption = Annotated[str, typer.Option(help="Service that owns the read model.")]
 
 
-@projections_app.command("list")
-def projections_list(service: ServiceOption = "ticketing") -> None:
-    """Show each read model's checkpoint against the stream."""
+AllServicesOption = Annotated[
+    str, typer.Option("--service", help="Only this service (default: every service).")
+]
+
+
+def _admin_services(service: str) -> list[str]:
+    """The services asked: the one named, or every service that has read models."""
+    if service:
+        return [service]
+    return [spec.name for spec in SERVICES if spec.name != "gateway"]
+
+
+def _list_one(service: str) -> list[admin_pb2.ProjectionStatus] | str:
+    """Returns a service's projections and reactions, or why it could not be asked."""
     with channel(service) as opened:
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(opened)
-        response = call(stub.ListProjections, admin_pb2.ListProjectionsRequest())
-    table = Table("projection", "stream", "applied", "stream last")
-    for item in response.projections:
-        table.add_row(
-            item.name, item.stream, str(item.last_sequence), str(item.stream_last_sequence)
-        )
-    console.print(table)
+        try:
+            response = stub.ListProjections(
+                admin_pb2.ListProjectionsRequest(), metadata=metadata(), timeout=10
+            )
+        except grpc.RpcError as exc:
+            return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    return list(response.projections)
+
+
+@projections_app.command("list")
+def projections_list(service: AllServicesOption = "", as_json: JsonOption = False) -> None:
+    """Show every projection and reaction of every service: position, lag, stalled, parked."""
+    table = Table("service", "kind", "name", "stream", "position", "lag", "stalled", "parked")
+    rows: list[dict[str, Any]] = []
+    unreachable = False
+    for name in _admin_services(service):
+        found = _list_one(name)
+        if isinstance(found, str):
+            unreachable = True
+            table.add_row(name, "-", "-", "-", "-", "-", "-", "-")
+            errors.print(f"[red]{name}[/]: {found}")
+            continue
+        for item in found:
+            rows.append({"service": name, **MessageToDict(item, preserving_proto_field_name=True)})
+            table.add_row(
+                name,
+                item.kind or "projection",
+                item.name,
+                item.stream,
+                str(item.last_sequence),
+                str(item.lag),
+                "[red]STALLED[/]" if item.stalled else "no",
+                str(item.parked),
+            )
+    if as_json:
+        console.print_json(json.dumps(rows))
+    else:
+        console.print(table)
+    if unreachable:
+        raise typer.Exit(1)
+
+
+@projections_app.command("parked")
+def projections_parked(
+    service: AllServicesOption = "",
+    name: Annotated[str, typer.Option(help="Only this projection or reaction.")] = "",
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest first, at most.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List the poison messages projections and reactions skipped (stream and sequence)."""
+    table = Table("service", "name", "stream", "sequence", "subject", "type", "reason", "detail")
+    rows: list[dict[str, Any]] = []
+    for each in _admin_services(service):
+        with channel(each) as opened:
+            stub = admin_pb2_grpc.ProjectionAdminServiceStub(opened)
+            response = call(stub.ListParked, admin_pb2.ListParkedRequest(name=name, limit=limit))
+        for item in response.parked:
+            rows.append({"service": each, **MessageToDict(item, preserving_proto_field_name=True)})
+            table.add_row(
+                each,
+                item.name,
+                item.stream,
+                str(item.sequence),
+                item.subject,
+                item.event_type,
+                item.reason,
+                item.detail,
+            )
+    if as_json:
+        console.print_json(json.dumps(rows))
+    else:
+        console.print(table)
 
 
 @projections_app.command("rebuild")
@@ -317,6 +396,7 @@ def projections_rebuild(
         )
     status = response.status
     console.print(
-        f"rebuilt [bold]{status.name}[/]: applied {status.last_sequence} of "
-        f"{status.stream_last_sequence}"
+        f"rebuilt [bold]{status.name}[/]: at {status.last_sequence} of "
+        f"{status.stream_last_sequence} ({status.lag} of its messages to go, "
+        f"{status.parked} parked)"
     )

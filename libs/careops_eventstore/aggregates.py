@@ -33,6 +33,13 @@ APPEND_SECONDS = Histogram(
     ["stream"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+FOLD_SKIPPED = Counter(
+    "careops_eventstore_fold_skipped_total",
+    "Messages or events left out of an aggregate's state, by stream and reason "
+    "(undecodable, unknown_type, invalid).",
+    ["stream", "reason"],
+)
+FOLD_SKIP_REASONS = ("undecodable", "unknown_type", "invalid")
 LOAD_SOURCE = Counter(
     "careops_eventstore_aggregate_loads_total",
     "Aggregate loads by source (cache hit, tail read, full read).",
@@ -84,6 +91,8 @@ class AggregateRepository(Generic[S]):
         self.kind = kind
         self._cache: OrderedDict[str, Loaded[S]] = OrderedDict()
         self._cache_size = cache_size
+        for reason in FOLD_SKIP_REASONS:
+            FOLD_SKIPPED.labels(kind.stream, reason)
 
     async def load(self, aggregate_id: str, *, refresh: bool = False) -> Loaded[S]:
         """Returns the aggregate; with `refresh`, also reads any events newer than the cache."""
@@ -125,15 +134,48 @@ class AggregateRepository(Generic[S]):
         self._cache.pop(aggregate_id, None)
 
     def _fold(self, base: Loaded[S], messages: Sequence[RecordedBatch]) -> Loaded[S]:
+        """Folds messages into the state. Poison never makes the aggregate unusable: a message
+        that is not an event batch, an unknown type, or an event that does not decode or evolve
+        is skipped, counted and logged; its sequence still becomes the version (the log's
+        expected-sequence check counts every message on the subject)."""
         state, version, commands = base.state, base.version, dict(base.commands)
         for message in messages:
-            for decoded in self.kind.codec.decode_batch(message.batch):
-                occurred_at = from_timestamp(decoded.envelope.occurred_at)
-                state = self.kind.evolve(state, decoded.event, occurred_at)
+            if message.undecodable:
+                self._skipped(message, "undecodable", "")
+            for envelope in message.batch.events:
+                state = self._evolve(state, message, envelope)
             if message.batch.events:
                 commands[message.batch.events[0].command_id] = message.sequence
             version = message.sequence
         return Loaded(state, version, commands)
+
+    def _evolve(self, state: S, message: RecordedBatch, envelope: Any) -> S:
+        codec = self.kind.codec
+        if not codec.knows(envelope.type):
+            self._skipped(message, "unknown_type", envelope.type)
+            return state
+        try:
+            event = codec.decode(envelope)
+            return self.kind.evolve(state, event, from_timestamp(envelope.occurred_at))
+        except Exception as exc:  # pure code: whatever it raises comes from the data
+            self._skipped(message, "invalid", envelope.type, exc)
+            return state
+
+    def _skipped(
+        self, message: RecordedBatch, reason: str, event_type: str, exc: Exception | None = None
+    ) -> None:
+        FOLD_SKIPPED.labels(self.kind.stream, reason).inc()
+        log.error(
+            "poison message left out of the aggregate",
+            extra={
+                "stream": message.stream,
+                "subject": message.subject,
+                "sequence": message.sequence,
+                "reason": reason,
+                "event_type": event_type,
+                "error": type(exc).__name__ if exc else "",
+            },
+        )
 
 
 class CommandExecutor(Generic[S]):

@@ -18,14 +18,28 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Union
 
+from careops.customer.v1 import events_pb2 as _customer_events  # noqa: F401 (registers types)
 from careops.events.v1.envelope_pb2 import EventBatch, EventEnvelope
-from google.protobuf import duration_pb2, timestamp_pb2
+from careops.incident.v1 import events_pb2 as _incident_events  # noqa: F401
+from careops.quality.v1 import events_pb2 as _quality_events  # noqa: F401
+from careops.ticketing.v1 import events_pb2 as _ticketing_events  # noqa: F401
+from google.protobuf import descriptor_pool, duration_pb2, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 
 
 class UnknownEventType(LookupError):
     """An envelope carries an event type this codec does not know (skip and count it)."""
+
+
+def known_event_type(type_name: str) -> bool:
+    """True if `type_name` is a CareOps event of any context (not necessarily one a given codec
+    maps): a projection merely ignores those, while other names are truly unknown."""
+    try:
+        descriptor_pool.Default().FindMessageTypeByName(type_name)
+    except KeyError:
+        return False
+    return type_name.startswith("careops.")
 
 
 @dataclasses.dataclass(frozen=True)

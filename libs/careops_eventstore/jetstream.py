@@ -11,6 +11,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from careops.events.v1.envelope_pb2 import EventBatch
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
@@ -211,14 +212,38 @@ class JetStreamEventStore:
             await sub.unsubscribe()
 
 
+async def last_sequence_matching(nc: NatsClient, stream: str, subject: str) -> int:
+    """Returns the sequence of the last message of `subject` (wildcards allowed), 0 if none."""
+    if not nc.is_connected:
+        raise LogUnavailable("the event log (NATS) is not reachable")
+    request = json.dumps({"last_by_subj": subject}).encode()
+    try:
+        reply = await nc.request(f"$JS.API.DIRECT.GET.{stream}", request, timeout=2.0)
+    except nats.errors.NoRespondersError:
+        return 0  # a stream nobody has provisioned yet is empty
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise LogUnavailable(f"cannot read stream {stream}: {exc}") from exc
+    headers = reply.headers or {}
+    if "Nats-Sequence" in headers:
+        return int(headers["Nats-Sequence"])
+    if headers.get("Status") in ("404", "503"):  # nothing on that subject / no such stream
+        return 0
+    raise LogUnavailable(f"direct get on {stream} failed: {headers.get('Status')}")
+
+
 def _recorded(stream: str, msg: Msg) -> RecordedBatch:
     headers = dict(msg.headers or {})
     batch = EventBatch()
-    batch.ParseFromString(msg.data)
+    try:
+        batch.ParseFromString(msg.data)
+        undecodable = not batch.events
+    except DecodeError:
+        batch, undecodable = EventBatch(), True
     return RecordedBatch(
         stream=stream,
         subject=headers.get("Nats-Subject", msg.subject),
         sequence=int(headers["Nats-Sequence"]),
         batch=batch,
         headers=headers,
+        undecodable=undecodable,
     )

@@ -47,13 +47,18 @@ class AppendResult:
 
 @dataclass(frozen=True)
 class RecordedBatch:
-    """One stored message: the events of one command at one stream sequence."""
+    """One stored message: the events of one command at one stream sequence.
+
+    `undecodable` marks a message that is not an event batch (its `batch` is then empty): it
+    still occupies its sequence, so an aggregate's version counts it.
+    """
 
     stream: str
     subject: str
     sequence: int
     batch: EventBatch
     headers: Mapping[str, str] = field(default_factory=dict)
+    undecodable: bool = False
 
 
 def event_types_header(batch: EventBatch) -> str:

@@ -9,8 +9,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import nats.errors
@@ -23,22 +23,34 @@ from nats.js import api
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from careops_eventstore.codec import DecodedEvent, EventCodec
-from careops_eventstore.model import RecordedBatch
-from careops_eventstore.sqlstate import checkpoints, insert_for
+from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
+from careops_eventstore.jetstream import last_sequence_matching
+from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
+from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
 
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
+# Behind and no progress for this long: the projection (or reaction) is reported as stalled.
+STALL_AFTER_SECONDS = 60.0
+PROBE_INTERVAL_SECONDS = 5.0
 tracer = trace.get_tracer(__name__)
+# Why a message (or one event in it) was not applied; every reason is exported from the start.
+# ignored: a CareOps event this projection's codec does not map (normal); unknown_type: a type
+# no context defines (a newer producer); undecodable: not an event batch, empty, or a payload
+# that does not decode; failed: the projection's apply raised for it. All but redelivered and
+# ignored are parked.
+SKIP_REASONS = ("redelivered", "ignored", "unknown_type", "undecodable", "failed")
 
 APPLIED = Counter(
     "careops_projection_events_total", "Events applied by projection.", ["projection"]
 )
 SKIPPED = Counter(
     "careops_projection_skipped_total",
-    "Messages skipped by projection and reason (redelivered, unknown_type, undecodable).",
+    "Messages (or events) skipped by projection and reason "
+    "(redelivered, ignored, unknown_type, undecodable, failed).",
     ["projection", "reason"],
 )
 POSITION = Gauge(
@@ -47,6 +59,11 @@ POSITION = Gauge(
 LAG = Gauge(
     "careops_projection_lag_messages",
     "Messages in the stream not yet applied by projection.",
+    ["projection"],
+)
+STALLED = Gauge(
+    "careops_projection_stalled",
+    "1 while the projection is behind its stream and has not moved for a minute.",
     ["projection"],
 )
 BATCH_SECONDS = Histogram(
@@ -72,15 +89,44 @@ class Projection(Protocol):
 
 @dataclass
 class BatchOutcome:
-    """How far a batch got: the checkpoint after it, poison messages, and whether it hit a gap."""
+    """How far a batch got: the checkpoint after it, poison messages, and whether it hit a gap.
+
+    `poison` lists the sequences of messages that were not event batches at all (terminated);
+    `parked` the sequences parked for any reason (those are acked: their skip is recorded).
+    """
 
     last_sequence: int
     poison: list[int]
     gap: bool = False
+    parked: list[int] = field(default_factory=list)
+    applied: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    parked_messages: list[ParkedMessage] = field(default_factory=list)
+
+    def count(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
 class _Resync(Exception):
-    """Deliveries arrived out of order (a redelivery after a crash): restart from the checkpoint."""
+    """A delivery went missing (or arrived out of order): restart from the checkpoint."""
+
+
+TRANSIENT = (
+    DBAPIError,
+    LogUnavailable,
+    ConcurrencyConflict,
+    OSError,
+    TimeoutError,
+    nats.errors.Error,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """True for failures worth retrying (database or log unreachable, busy, conflicting); False
+    for errors the data itself causes, which retrying cannot fix (the message is poison)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return False
+    return isinstance(exc, TRANSIENT)
 
 
 def read_checkpoint(session: Session | Connection, name: str, *, for_update: bool = False) -> int:
@@ -100,49 +146,137 @@ def apply_batch(
     sequences: Sequence[int],
     *,
     contiguous: bool = True,
+    subjects: Sequence[str] = (),
 ) -> BatchOutcome:
     """Applies messages (parsed or raw bytes) and advances the checkpoint in one transaction.
 
-    With `contiguous` (the consumer sees every sequence of the stream), a message beyond
-    checkpoint + 1 means an earlier one is still out for redelivery: stop there (gap=True)
-    rather than skip it later as already seen.
+    With `contiguous` (the caller feeds every sequence of the stream, unfiltered), a message
+    beyond checkpoint + 1 means an earlier one is missing: stop there (gap=True) rather than
+    skip it later as already seen. The runner reads a filtered consumer, so it checks the
+    consumer's delivery sequence instead and passes contiguous=False.
+
+    Poison never stops the batch: a message that is not an event batch, an event type nobody
+    defines, a payload that does not decode, or an event whose `apply` raises is counted,
+    logged and parked in this same transaction. A transient error (the database) propagates:
+    the whole batch is retried. Metrics and logs are published only once the batch commits.
     """
-    poison: list[int] = []
-    gap = False
-    with engine.begin() as connection:
-        _claim_checkpoint(connection, projection.name, stream)
-        last = read_checkpoint(connection, projection.name, for_update=True)
-        start = last
-        for message, sequence in zip(messages, sequences, strict=True):
-            if sequence <= last:
-                SKIPPED.labels(projection.name, "redelivered").inc()
-                continue
-            if contiguous and sequence != last + 1:
-                gap = True
-                break
-            batch = _parse(message)
-            if batch is None:
-                poison.append(sequence)
-                SKIPPED.labels(projection.name, "undecodable").inc()
-                log.error(
-                    "undecodable message skipped",
-                    extra={"projection": projection.name, "sequence": sequence},
+    batch = _Batch(projection, codec, stream, messages, sequences, contiguous, subjects)
+    try:
+        outcome = batch.run(engine, savepoints=False)
+    except _NeedsSavepoints:
+        # Some apply raised: redo the batch with a savepoint per message, which parks exactly
+        # that message. The fast path spares every batch without poison two statements per
+        # message.
+        outcome = batch.run(engine, savepoints=True)
+    batch.publish(outcome)
+    return outcome
+
+
+class _NeedsSavepoints(Exception):
+    """A projection's apply raised on the fast path; the batch is redone message by message."""
+
+
+@dataclass
+class _Batch:
+    """One batch's input, applied by `run` (possibly twice: see apply_batch)."""
+
+    projection: Projection
+    codec: EventCodec
+    stream: str
+    messages: Sequence[RecordedBatch | bytes | None]
+    sequences: Sequence[int]
+    contiguous: bool
+    subjects: Sequence[str]
+
+    def run(self, engine: Engine, *, savepoints: bool) -> BatchOutcome:
+        name = self.projection.name
+        outcome = BatchOutcome(0, [])
+        with engine.begin() as connection:
+            _claim_checkpoint(connection, name, self.stream)
+            last = read_checkpoint(connection, name, for_update=True)
+            start = last
+            for index, (message, sequence) in enumerate(
+                zip(self.messages, self.sequences, strict=True)
+            ):
+                if sequence <= last:
+                    outcome.count("redelivered")
+                    continue
+                if self.contiguous and sequence != last + 1:
+                    outcome.gap = True
+                    break
+                subject = self.subjects[index] if self.subjects else ""
+                target = _Target(self.projection, self.stream, sequence, subject, outcome)
+                parsed = _parse(message)
+                if parsed is None:
+                    outcome.poison.append(sequence)
+                    target.skip(connection, "undecodable", detail="not an event batch")
+                elif not parsed.events:
+                    target.skip(connection, "undecodable", detail="empty message")
+                else:
+                    _apply_message(connection, target, self.codec, parsed, savepoints)
+                last = sequence
+            if last != start:
+                connection.execute(
+                    update(checkpoints)
+                    .where(checkpoints.c.projection == name)
+                    .values(last_sequence=last)
                 )
-            else:
-                _apply_envelopes(connection, projection, codec, batch, sequence)
-            last = sequence
-        if last != start:
-            connection.execute(
-                update(checkpoints)
-                .where(checkpoints.c.projection == projection.name)
-                .values(last_sequence=last)
+        outcome.last_sequence = last
+        return outcome
+
+    def publish(self, outcome: BatchOutcome) -> None:
+        """Counts and logs what the committed batch did."""
+        name = self.projection.name
+        if outcome.applied:
+            APPLIED.labels(name).inc(outcome.applied)
+        for reason, count in outcome.skipped.items():
+            SKIPPED.labels(name, reason).inc(count)
+        for item in outcome.parked_messages:
+            log.error(
+                "poison message parked",
+                extra={
+                    "projection": name,
+                    "stream": item.stream,
+                    "sequence": item.sequence,
+                    "reason": item.reason,
+                    "event_type": item.event_type,
+                },
             )
-    return BatchOutcome(last, poison, gap)
+
+
+@dataclass
+class _Target:
+    """One message being applied: where it is, and the outcome it adds to."""
+
+    projection: Projection
+    stream: str
+    sequence: int
+    subject: str
+    outcome: BatchOutcome
+
+    def skip(
+        self, connection: Connection, reason: str, *, event_type: str = "", detail: str = ""
+    ) -> None:
+        """Counts a skipped message (or event) and parks it (beside the checkpoint)."""
+        parked = ParkedMessage(
+            consumer=self.projection.name,
+            stream=self.stream,
+            sequence=self.sequence,
+            reason=reason,
+            subject=self.subject,
+            event_type=event_type,
+            detail=detail,
+        )
+        park(connection, parked)
+        self.outcome.count(reason)
+        self.outcome.parked_messages.append(parked)
+        if self.sequence not in self.outcome.parked:
+            self.outcome.parked.append(self.sequence)
 
 
 def _parse(message: RecordedBatch | bytes | None) -> EventBatch | None:
     if isinstance(message, RecordedBatch):
-        return message.batch
+        return None if message.undecodable else message.batch
     if message is None:
         return None
     batch = EventBatch()
@@ -153,24 +287,47 @@ def _parse(message: RecordedBatch | bytes | None) -> EventBatch | None:
     return batch
 
 
-def _apply_envelopes(
+def _apply_message(
     connection: Connection,
-    projection: Projection,
+    target: _Target,
     codec: EventCodec,
     batch: EventBatch,
-    sequence: int,
+    savepoints: bool,
 ) -> None:
+    """Applies the events of one message. They are one command's: with `savepoints`, a poison
+    event rolls back (and parks) the whole message and the batch goes on; without, it raises
+    _NeedsSavepoints (the caller redoes the batch with them)."""
+    decoded: list[DecodedEvent] = []
     for envelope in batch.events:
         if not codec.knows(envelope.type):
-            SKIPPED.labels(projection.name, "unknown_type").inc()
+            if known_event_type(envelope.type):
+                target.outcome.count("ignored")
+            else:
+                target.skip(connection, "unknown_type", event_type=envelope.type)
             continue
         try:
-            event = codec.decode(envelope)
-        except (DecodeError, LookupError, ValueError):
-            SKIPPED.labels(projection.name, "undecodable").inc()
-            continue
-        projection.apply(connection, DecodedEvent(event, envelope), sequence)
-        APPLIED.labels(projection.name).inc()
+            decoded.append(DecodedEvent(codec.decode(envelope), envelope))
+        except (DecodeError, LookupError, ValueError, TypeError) as exc:
+            target.skip(connection, "undecodable", event_type=envelope.type, detail=_describe(exc))
+            return
+    current = ""
+    try:
+        with connection.begin_nested() if savepoints else contextlib.nullcontext():
+            for event in decoded:
+                current = event.envelope.type
+                target.projection.apply(connection, event, target.sequence)
+    except Exception as exc:
+        if transient(exc):
+            raise
+        if not savepoints:
+            raise _NeedsSavepoints() from exc
+        target.skip(connection, "failed", event_type=current, detail=_describe(exc))
+        return
+    target.outcome.applied += len(decoded)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _claim_checkpoint(connection: Connection, name: str, stream: str) -> None:
@@ -186,11 +343,12 @@ def _claim_checkpoint(connection: Connection, name: str, stream: str) -> None:
 
 
 def reset(engine: Engine, projection: Projection) -> None:
-    """Empties the projection's tables and its checkpoint in one transaction."""
-    with Session(engine) as session, session.begin():
+    """Empties the projection's tables, checkpoint and parked messages in one transaction."""
+    with engine.begin() as connection:
         for table in projection.tables:
-            session.execute(delete(table))
-        session.execute(delete(checkpoints).where(checkpoints.c.projection == projection.name))
+            connection.execute(delete(table))
+        connection.execute(delete(checkpoints).where(checkpoints.c.projection == projection.name))
+        unpark_all(connection, projection.name)
 
 
 async def fetch_batch(
@@ -214,6 +372,53 @@ async def fetch_batch(
     return [*first, *rest]
 
 
+class ProgressWatch:
+    """Tells a consumer that is behind and not moving (stalled) from one that is catching up.
+
+    `observe` takes a progress marker (a position that only grows while work gets done) and the
+    lag; the consumer is stalled once it has been behind, with the marker unchanged, for
+    `stall_after` seconds of `clock`.
+    """
+
+    def __init__(
+        self, *, stall_after: float = STALL_AFTER_SECONDS, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._stall_after = stall_after
+        self._clock = clock or time.monotonic
+        self._marker = -1
+        self._since = self._clock()
+        self.lag = 0
+        self.stalled = False
+
+    def observe(self, marker: int, lag: int) -> bool:
+        """Records the marker and lag now; returns whether the consumer is stalled."""
+        now = self._clock()
+        # Moving, idle, or behind only since this observation (it was idle at the last one).
+        if marker != self._marker or lag == 0 or self.lag == 0:
+            self._marker, self._since = marker, now
+        self.lag = lag
+        self.stalled = lag > 0 and now - self._since >= self._stall_after
+        return self.stalled
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    """What an operator sees of one projection or reaction."""
+
+    name: str
+    kind: str  # "projection" or "reaction"
+    stream: str
+    filter_subject: str
+    position: int
+    lag: int
+    stalled: bool
+
+
+def pending(info: api.ConsumerInfo) -> int:
+    """Returns a consumer's messages not yet delivered or not yet acked."""
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+
 class ProjectionRunner:
     """Feeds one projection from a durable pull consumer; ack only after the SQL commit."""
 
@@ -227,6 +432,8 @@ class ProjectionRunner:
         stream: str,
         filter_subject: str,
         batch_size: int = 256,
+        clock: Callable[[], float] | None = None,
+        probe_interval: float = PROBE_INTERVAL_SECONDS,
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
@@ -234,16 +441,31 @@ class ProjectionRunner:
         self.projection = projection
         self._codec = codec
         self.stream = stream
-        self._filter = filter_subject
+        self.filter_subject = filter_subject
         self._batch_size = batch_size
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_interval = probe_interval
         # Set by stop(): nats-py's fetch can swallow a cancellation that races with an arriving
         # message, so the loops also check this flag (then stop within one idle wait).
         self._stopping = False
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = itertools.count()
         self.position = 0
+        # The consumer sequence the next delivery must carry (the server numbers every delivery,
+        # redeliveries included, 1, 2, 3, ... for a consumer): a jump means one went missing.
+        self._next_delivery = 1
+        self._suspect = -1  # the _next_delivery at a probe that saw the server ahead of it
+        self._resync_wanted = False
+        self.watch = ProgressWatch(clock=clock)
         self._instance = uuid.uuid4().hex[:12]
+        name = projection.name
+        for reason in SKIP_REASONS:
+            SKIPPED.labels(name, reason)
+        APPLIED.labels(name)
+        LAG.labels(name)
+        STALLED.labels(name)
+        BATCH_SECONDS.labels(name)
 
     @property
     def durable(self) -> str:
@@ -252,19 +474,23 @@ class ProjectionRunner:
         return f"proj-{self.projection.name}-{self._instance}"
 
     async def start(self) -> None:
-        """Loads the checkpoint and starts consuming in the background."""
+        """Loads the checkpoint and starts consuming (and probing the lag) in the background."""
         self.position = await asyncio.to_thread(self._load_checkpoint)
         POSITION.labels(self.projection.name).set(self.position)
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"projection-{self.projection.name}")
+        self._probe = asyncio.create_task(
+            self._probe_loop(), name=f"projection-probe-{self.projection.name}"
+        )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        for task in (self._task, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._probe = None
 
     async def rebuild(self) -> None:
         """Drops the read model and replays the stream from the beginning."""
@@ -273,6 +499,11 @@ class ProjectionRunner:
             await self._js.delete_consumer(self.stream, self.durable)
         await asyncio.to_thread(reset, self._engine, self.projection)
         await self.start()
+
+    async def target(self) -> int:
+        """Returns the stream sequence of the last message this projection reads (its filter's
+        last, not the stream's: a filtered projection never sees the others)."""
+        return await last_sequence_matching(self._nc, self.stream, self.filter_subject)
 
     async def wait_for(self, sequence: int, timeout: float) -> bool:
         """Waits until the projection has applied `sequence`; returns False on timeout."""
@@ -285,6 +516,52 @@ class ProjectionRunner:
         except TimeoutError:
             return False
         return True
+
+    async def status(self) -> ConsumerStatus:
+        """Returns the position, lag (from the log) and stalled flag, probing the lag now."""
+        await self._observe()
+        return ConsumerStatus(
+            name=self.projection.name,
+            kind="projection",
+            stream=self.stream,
+            filter_subject=self.filter_subject,
+            position=self.position,
+            lag=self.watch.lag,
+            stalled=self.watch.stalled,
+        )
+
+    async def _observe(self) -> None:
+        """Measures the lag: what the consumer still holds, or (with no consumer, e.g. while
+        the runner retries) whether the log has anything past the position."""
+        try:
+            info = await self._js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            lag = int(await self.target() > self.position)
+        else:
+            lag = pending(info)
+            self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
+        self.watch.observe(self.position, lag)
+        LAG.labels(self.projection.name).set(lag)
+        STALLED.labels(self.projection.name).set(int(self.watch.stalled))
+
+    def _check_lost(self, delivered: int) -> None:
+        """Asks for a resync when the server has sent deliveries this runner never received, at
+        two probes in a row with nothing received in between: the last delivery of a burst,
+        lost to a fetch that timed out, would otherwise wait for its redelivery (ack_wait)."""
+        missing = delivered >= self._next_delivery
+        if missing and self._suspect == self._next_delivery:
+            self._resync_wanted = True
+        self._suspect = self._next_delivery if missing else -1
+
+    async def _probe_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._observe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("lag probe failed", exc_info=True)
+            await asyncio.sleep(self._probe_interval)
 
     def _load_checkpoint(self) -> int:
         with Session(self._engine) as session:
@@ -303,7 +580,7 @@ class ProjectionRunner:
             await self._js.delete_consumer(self.stream, self.durable)
         config = api.ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self._filter,
+            filter_subject=self.filter_subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=self.position + 1,
@@ -312,6 +589,7 @@ class ProjectionRunner:
             inactive_threshold=INACTIVE_THRESHOLD_SECONDS,
         )
         await self._js.add_consumer(self.stream, config)
+        self._next_delivery, self._suspect, self._resync_wanted = 1, -1, False
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -343,11 +621,38 @@ class ProjectionRunner:
                 messages = await fetch_batch(subscription, self._batch_size)
                 if messages:
                     await self._handle(messages)
+                if self._resync_wanted:
+                    raise _Resync()
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def _handle(self, messages: list[Msg]) -> None:
+    def _until_gap(self, messages: list[Msg]) -> tuple[list[Msg], bool]:
+        """Returns the deliveries up to a missing one (lost to a fetch that timed out as the
+        server sent it, it would come back only as a redelivery after ack_wait, behind later
+        messages), and whether one is missing. Stream sequences cannot tell: a filtered
+        consumer skips the stream's other subjects."""
+        for index, message in enumerate(messages):
+            delivered = message.metadata.sequence.consumer
+            if delivered > self._next_delivery:
+                log.info(
+                    "delivery %d missing (got %d); resyncing",
+                    self._next_delivery,
+                    delivered,
+                    extra={"projection": self.projection.name},
+                )
+                return messages[:index], True
+            self._next_delivery = max(self._next_delivery, delivered + 1)
+        return messages, False
+
+    async def _handle(self, received: list[Msg]) -> None:
+        messages, gap = self._until_gap(received)
+        if messages:
+            await self._apply(messages)
+        if gap:
+            raise _Resync()
+
+    async def _apply(self, messages: list[Msg]) -> None:
         sequences = [message.metadata.sequence.stream for message in messages]
         started = time.perf_counter()
         started_ns = time.time_ns()
@@ -359,6 +664,8 @@ class ProjectionRunner:
             self.stream,
             [message.data for message in messages],
             sequences,
+            contiguous=False,
+            subjects=[message.subject for message in messages],
         )
         self._trace(messages, started_ns, outcome.last_sequence)
         BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
@@ -369,8 +676,6 @@ class ProjectionRunner:
                 await message.ack()
         LAG.labels(self.projection.name).set(messages[-1].metadata.num_pending)
         await self._advance(outcome.last_sequence)
-        if outcome.gap:
-            raise _Resync()
 
     def _trace(self, messages: list[Msg], started_ns: int, last: int) -> None:
         """Records one span per applied message in the trace of the command that wrote it."""

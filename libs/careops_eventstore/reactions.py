@@ -2,7 +2,10 @@
 
 Replicas share one durable consumer (each message goes to one of them). Each message is handled
 in its own task, so a slow side effect never holds back the next message; it is acked when its
-handler succeeds and redelivered (after a short delay) when it fails. Handlers must therefore be
+handler succeeds and redelivered (after a short delay) when it fails transiently (the log or a
+database unreachable, a conflict). Poison never comes back: a message that is not an event batch,
+or whose handler raises anything else (the data is wrong, retrying cannot help), is counted,
+logged, parked in the service's `parked_messages` table and terminated. Handlers must be
 idempotent: derive command ids from the source event, check state before side effects.
 """
 
@@ -20,18 +23,40 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
+from sqlalchemy import Engine
 
+from careops_eventstore.codec import known_event_type
 from careops_eventstore.model import RecordedBatch
-from careops_eventstore.projection import fetch_batch
+from careops_eventstore.projection import (
+    ConsumerStatus,
+    ProgressWatch,
+    fetch_batch,
+    pending,
+    transient,
+)
+from careops_eventstore.sqlstate import ParkedMessage, park
 
 log = logging.getLogger(__name__)
 
 HANDLED = Counter(
     "careops_reaction_messages_total",
-    "Messages handled by reaction and outcome.",
+    "Messages handled by reaction and outcome (handled; failed: will be retried; "
+    "parked: poison, skipped for good and listed by `careops projections parked`).",
     ["reaction", "outcome"],
 )
+OUTCOMES = ("handled", "failed", "parked")
+LAG = Gauge(
+    "careops_reaction_lag_messages",
+    "Messages of the stream not yet handled (or still being retried) by reaction.",
+    ["reaction"],
+)
+STALLED = Gauge(
+    "careops_reaction_stalled",
+    "1 while the reaction is behind its stream and has finished no message for a minute.",
+    ["reaction"],
+)
+PROBE_INTERVAL_SECONDS = 5.0
 
 Handler = Callable[[RecordedBatch], Awaitable[None]]
 
@@ -43,6 +68,7 @@ class ReactionRunner:
         self,
         *,
         nc: NatsClient,
+        engine: Engine,
         name: str,
         stream: str,
         filter_subject: str,
@@ -50,37 +76,91 @@ class ReactionRunner:
         concurrency: int = 32,
         ack_wait_seconds: float = 30.0,
         retry_delay_seconds: float = 1.0,
+        clock: Callable[[], float] | None = None,
+        probe_interval: float = PROBE_INTERVAL_SECONDS,
     ) -> None:
         self._js = nc.jetstream()
+        self._engine = engine
         self.name = name
         self.stream = stream
-        self._filter = filter_subject
+        self.filter_subject = filter_subject
         self._handle = handle
         self._slots = asyncio.Semaphore(concurrency)
         self._ack_wait = ack_wait_seconds
         self._retry_delay = retry_delay_seconds
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_interval = probe_interval
         self._inflight: set[asyncio.Task[None]] = set()
         # As in ProjectionRunner: a cancellation nats-py's fetch swallows must not keep it going.
         self._stopping = False
+        self.watch = ProgressWatch(clock=clock)
+        self._finished = 0  # messages this process handled or parked
+        for outcome in OUTCOMES:
+            HANDLED.labels(name, outcome)
+        LAG.labels(name)
+        STALLED.labels(name)
 
     @property
     def durable(self) -> str:
         return f"react-{self.name}"
 
     def start(self) -> None:
+        """Starts consuming (and probing the lag) in the background."""
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"reaction-{self.name}")
+        self._probe = asyncio.create_task(self._probe_loop(), name=f"reaction-probe-{self.name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True
+        for background in (self._task, self._probe):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+        self._task = self._probe = None
         for task in list(self._inflight):
             task.cancel()
         await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def status(self) -> ConsumerStatus:
+        """Returns the ack floor, lag (from the log) and stalled flag, probing them now."""
+        position = await self._observe()
+        return ConsumerStatus(
+            name=self.name,
+            kind="reaction",
+            stream=self.stream,
+            filter_subject=self.filter_subject,
+            position=position,
+            lag=self.watch.lag,
+            stalled=self.watch.stalled,
+        )
+
+    async def _observe(self) -> int:
+        """Measures the shared consumer (all replicas); returns its ack floor."""
+        try:
+            info = await self._js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            self.watch.observe(0, 0)
+            return 0
+        lag = pending(info)
+        floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
+        # Progress: the shared ack floor moved, or this replica finished a message (one slow
+        # message holds the floor while the others are handled; that is not a stall).
+        self.watch.observe(floor + self._finished, lag)
+        LAG.labels(self.name).set(lag)
+        STALLED.labels(self.name).set(int(self.watch.stalled))
+        return floor
+
+    async def _probe_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._observe()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.debug("lag probe failed", exc_info=True)
+            await asyncio.sleep(self._probe_interval)
 
     async def _ensure_consumer(self) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -88,7 +168,7 @@ class ReactionRunner:
             return
         config = api.ConsumerConfig(
             durable_name=self.durable,
-            filter_subject=self._filter,
+            filter_subject=self.filter_subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.ALL,
             ack_wait=self._ack_wait,
@@ -123,25 +203,24 @@ class ReactionRunner:
 
     async def _one(self, message: Msg) -> None:
         try:
-            batch = EventBatch()
-            try:
-                batch.ParseFromString(message.data)
-            except DecodeError:
-                HANDLED.labels(self.name, "undecodable").inc()
-                await message.term()
+            recorded = _recorded(self.stream, message)
+            if recorded is None:
+                await self._park(message, "undecodable", "", "not an event batch, or empty")
                 return
-            recorded = RecordedBatch(
-                stream=self.stream,
-                subject=message.subject,
-                sequence=message.metadata.sequence.stream,
-                batch=batch,
-                headers=dict(message.headers or {}),
-            )
+            types = [envelope.type for envelope in recorded.batch.events]
+            if not any(known_event_type(name) for name in types):
+                await self._park(message, "unknown_type", ",".join(types), "")
+                return
             try:
                 await self._handle(recorded)
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                if not transient(exc):
+                    await self._park(
+                        message, "failed", ",".join(types), f"{type(exc).__name__}: {exc}"
+                    )
+                    return
                 HANDLED.labels(self.name, "failed").inc()
                 log.warning(
                     "reaction failed; will retry",
@@ -151,6 +230,65 @@ class ReactionRunner:
                 await message.nak(delay=self._retry_delay)
                 return
             HANDLED.labels(self.name, "handled").inc()
+            self._finished += 1
             await message.ack()
         finally:
             self._slots.release()
+
+    async def _park(self, message: Msg, reason: str, event_type: str, detail: str) -> None:
+        """Parks a poison message (reason undecodable, unknown_type or failed), then terminates
+        it; if even the parking fails (the database is down), it comes back later like any
+        transient failure."""
+        sequence = message.metadata.sequence.stream
+        parked = ParkedMessage(
+            consumer=self.name,
+            stream=self.stream,
+            sequence=sequence,
+            reason=reason,
+            subject=message.subject,
+            event_type=event_type,
+            detail=detail,
+        )
+        try:
+            await asyncio.to_thread(_park_now, self._engine, parked)
+        except Exception:
+            HANDLED.labels(self.name, "failed").inc()
+            log.warning("cannot park a poison message; will retry", exc_info=True)
+            await message.nak(delay=self._retry_delay)
+            return
+        HANDLED.labels(self.name, "parked").inc()
+        self._finished += 1
+        log.error(
+            "poison message parked",
+            extra={
+                "reaction": self.name,
+                "stream": self.stream,
+                "sequence": sequence,
+                "reason": reason,
+                "event_type": event_type,
+            },
+        )
+        await message.term()
+
+
+def _recorded(stream: str, message: Msg) -> RecordedBatch | None:
+    """Returns the message as a batch of events; None if it is not one (or holds none)."""
+    batch = EventBatch()
+    try:
+        batch.ParseFromString(message.data)
+    except DecodeError:
+        return None
+    if not batch.events:
+        return None
+    return RecordedBatch(
+        stream=stream,
+        subject=message.subject,
+        sequence=message.metadata.sequence.stream,
+        batch=batch,
+        headers=dict(message.headers or {}),
+    )
+
+
+def _park_now(engine: Engine, message: ParkedMessage) -> None:
+    with engine.begin() as connection:
+        park(connection, message)

@@ -196,6 +196,7 @@ class CustomerService:
         self.reactions = [
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="customer-segments",
                 stream=STREAM.name,
                 filter_subject=STREAM.subjects[0],
@@ -204,6 +205,7 @@ class CustomerService:
             ),
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="customer-contacts",
                 stream=TICKETING_STREAM,
                 filter_subject=TICKET_SUBJECTS,
@@ -231,7 +233,9 @@ class CustomerService:
                     grpc_api.SERVICE_NAME,
                 ),
                 ServiceBinding(
-                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin.ProjectionAdminServicer(
+                        self.runners, store, engine=self.engine, reactions=self.reactions
+                    ),
                     admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
                     admin.SERVICE_NAME,
                 ),

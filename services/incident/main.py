@@ -162,6 +162,7 @@ class IncidentService:
         self.reactions = [
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="incident-pager",
                 stream=STREAM.name,
                 filter_subject="careops.incident.incident.>",
@@ -172,6 +173,7 @@ class IncidentService:
             ),
             ReactionRunner(
                 nc=store.client,
+                engine=self.engine,
                 name="incident-surge",
                 stream=TICKETING_STREAM,
                 filter_subject="careops.ticketing.>",
@@ -197,7 +199,9 @@ class IncidentService:
                     grpc_api.SERVICE_NAME,
                 ),
                 ServiceBinding(
-                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin.ProjectionAdminServicer(
+                        self.runners, store, engine=self.engine, reactions=self.reactions
+                    ),
                     admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
                     admin.SERVICE_NAME,
                 ),

@@ -178,7 +178,7 @@ class QualityService:
                     grpc_api.SERVICE_NAME,
                 ),
                 ServiceBinding(
-                    admin.ProjectionAdminServicer(self.runners, store),
+                    admin.ProjectionAdminServicer(self.runners, store, engine=self.engine),
                     admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
                     admin.SERVICE_NAME,
                 ),
