@@ -79,6 +79,10 @@ class NotFound(IncidentError):
     pass
 
 
+class IncidentAlreadyExists(IllegalTransition):
+    """An incident with that id was already declared."""
+
+
 # ----------------------------------------------------------------------------- risk model
 
 
@@ -774,7 +778,7 @@ def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[In
         violations.append(("type", f"unknown incident type {command.type!r}; known: {known}"))
     _require(violations)
     if state.exists:
-        raise IllegalTransition(f"incident {state.incident_id} already exists")
+        raise IncidentAlreadyExists(f"incident {state.incident_id} already exists")
     factors = command.factors or RiskFactors()
     index = ctx.risk.index(factors)
     level = ctx.risk.level(index)
