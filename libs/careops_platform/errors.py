@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import grpc
 
-# Echoed text is clipped so a status always fits gRPC's 16 KiB trailer limit: the message
-# travels twice (grpc-message, percent-encoded, and inside grpc-status-details-bin).
-MAX_MESSAGE_BYTES = 512
-MAX_FIELD_BYTES = 128
-MAX_DESCRIPTION_BYTES = 256
-MAX_VIOLATIONS = 10
+# Echoed text is clipped so a status's trailers stay under 4 KiB, half of gRPC's 8 KiB soft
+# metadata limit (above it calls fail at random with RESOURCE_EXHAUSTED; 16 KiB always): the
+# message travels twice, percent-encoded in grpc-message and base64 in grpc-status-details-bin.
+MAX_MESSAGE_BYTES = 400
+MAX_FIELD_BYTES = 100
+MAX_DESCRIPTION_BYTES = 160
+MAX_VIOLATIONS = 6
 
 ErrorMap = Mapping[type[Exception], grpc.StatusCode]
 
