@@ -11,7 +11,6 @@ undecodable bodies. `CAREOPS_FUZZ_EXAMPLES` raises the examples per method for a
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -25,14 +24,17 @@ import grpc
 import pytest
 from careops.common.v1 import admin_pb2
 from careops.customer.v1 import customer_pb2
+from careops.customer.v1 import types_pb2 as customer_types
 from careops.gateway.v1 import gateway_pb2
 from careops.incident.v1 import incident_pb2
 from careops.incident.v1 import types_pb2 as incident_types
 from careops.quality.v1 import quality_pb2
 from careops.ticketing.v1 import ticketing_pb2
+from careops.ticketing.v1 import types_pb2 as ticketing_types
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.paging import page_token
+from careops_platform.requests import IDEMPOTENCY_KEY, command_id, derived_id
 from customer.application import STREAM as CUSTOMER_STREAM
 from customer.tests.conftest import running_customer
 from gateway.tests.conftest import address, running_gateway
@@ -86,6 +88,25 @@ def _unary(service: str) -> list[MethodDescriptor]:
     return [m for m in found.methods if not m.client_streaming and not m.server_streaming]
 
 
+SEED_KEY = "fuzz-seed"
+
+
+def _with_key(path: str, key: str, derive: Any) -> Any:
+    """Runs a careops_platform.requests helper as the interceptor does for `path` and `key`."""
+    token = IDEMPOTENCY_KEY.set(f"{path}:{key}")
+    try:
+        return derive()
+    finally:
+        IDEMPOTENCY_KEY.reset(token)
+
+
+# Aggregates the fixture creates with SEED_KEY, so fuzzed commands also reach existing ones.
+SEEDED = {
+    "ticket": _with_key(f"/{TICKETING}/OpenTicket", SEED_KEY, lambda: derived_id("T")),
+    "customer": _with_key(f"/{CUSTOMER}/RegisterCustomer", SEED_KEY, lambda: derived_id("C")),
+    "incident": _with_key(f"/{INCIDENT}/DeclareIncident", SEED_KEY, lambda: derived_id("I")),
+}
+
 TARGETS = [
     (server, method)
     for server, services in SERVED.items()
@@ -115,6 +136,8 @@ TEXT = st.one_of(
             "server_crash",
             "technical_support",
             "ts-alice",
+            *SEEDED.values(),
+            f"{SEEDED['incident']}-p1",
             "2026-02-30",
             "25:99",
             "Mars/Olympus",
@@ -292,7 +315,53 @@ async def platform(
         }
         nc = await connect(fuzz_nats.url, name="fuzz")
         stack.push_async_callback(nc.close)
+        await _seed(channels)
         yield Platform(channels, JetStreamEventStore(nc))
+
+
+async def _seed(channels: dict[str, grpc.aio.Channel]) -> None:
+    """Creates the SEEDED ticket, customer and incident."""
+    seeds: list[tuple[str, str, Message, str]] = [
+        (
+            "ticketing",
+            f"/{TICKETING}/OpenTicket",
+            ticketing_pb2.OpenTicketRequest(
+                customer_id="C-fuzz",
+                channel=ticketing_types.CHANNEL_EMAIL,
+                type=ticketing_types.TICKET_TYPE_FAULT,
+                priority=ticketing_types.PRIORITY_NORMAL,
+                subject="seed",
+                description="seed",
+            ),
+            SEEDED["ticket"],
+        ),
+        (
+            "customer",
+            f"/{CUSTOMER}/RegisterCustomer",
+            customer_pb2.RegisterCustomerRequest(
+                profile=customer_types.Profile(name="Seed", email="seed@example.test")
+            ),
+            SEEDED["customer"],
+        ),
+        (
+            "incident",
+            f"/{INCIDENT}/DeclareIncident",
+            incident_pb2.DeclareIncidentRequest(
+                type="server_crash",
+                title="seed",
+                factors=incident_types.RiskFactors(users_affected=200_000, core_system=1.0),
+            ),
+            SEEDED["incident"],
+        ),
+    ]
+    for server, path, request, aggregate_id in seeds:
+        call = channels[server].unary_unary(path)
+        response = await call(
+            request.SerializeToString(),
+            timeout=CALL_TIMEOUT,
+            metadata=(("idempotency-key", SEED_KEY),),
+        )
+        assert aggregate_id.encode() in response, path
 
 
 # ----------------------------------------------------------------------------- the tests
@@ -321,7 +390,7 @@ async def _appended_by(
 
 def _command_id(path: str, key: str) -> str:
     """The command id a service derives from the method and the idempotency-key."""
-    return hashlib.sha256(f"{path}:{key}".encode()).hexdigest()[:32]
+    return _with_key(path, key, command_id)  # type: ignore[no-any-return]
 
 
 async def test_reflection_lists_what_is_fuzzed(platform: Platform) -> None:
