@@ -34,6 +34,7 @@ from careops_platform.errors import (
 )
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import (
+    AGGREGATE_ID,
     actor,
     aggregate_id,
     command_id,
@@ -51,7 +52,7 @@ from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
 from incident.projections import IncidentProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
-PAGE_ID = re.compile(r"(?P<incident>[A-Za-z0-9_-]{1,64})-p[0-9]+")
+PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
 R = TypeVar("R")
 E = TypeVar("E", bound=Enum)
 
