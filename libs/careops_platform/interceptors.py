@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -15,7 +15,21 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 
-from careops_platform.errors import ServiceError
+from careops_platform.errors import (
+    MAX_DESCRIPTION_BYTES,
+    MAX_FIELD_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_VIOLATIONS,
+    Aborted,
+    ErrorMap,
+    FieldViolation,
+    InvalidArgument,
+    ServiceError,
+    Unavailable,
+    Unimplemented,
+    clip,
+    service_error,
+)
 from careops_platform.requests import ACTOR, IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
@@ -44,19 +58,26 @@ def _wrap_unary(
     wrapper: HandlerWrapper,
     method: str,
     stream_wrapper: Callable[[Any, str], Any] | None = None,
+    *,
+    lenient: bool = False,
 ) -> grpc.RpcMethodHandler | None:
     handler = continuation_handler
-    if handler is not None and handler.unary_stream and stream_wrapper is not None:
+    if handler is None:
+        return None
+    deserializer = (
+        _lenient(handler.request_deserializer) if lenient else handler.request_deserializer
+    )
+    if handler.unary_stream and stream_wrapper is not None:
         return grpc.unary_stream_rpc_method_handler(
             stream_wrapper(handler.unary_stream, method),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
-    if handler is None or not handler.unary_unary:
+    if not handler.unary_unary:
         return handler
     return grpc.unary_unary_rpc_method_handler(
         wrapper(handler.unary_unary, method),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )
 
@@ -71,13 +92,19 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         return _wrap_unary(  # type: ignore[return-value]
-            handler, self.wrap, handler_call_details.method, self.wrap_stream
+            handler,
+            self.wrap,
+            handler_call_details.method,
+            self.wrap_stream,
+            lenient=self.lenient_decoding,
         )
 
     def wrap(self, behavior: Behavior, method: str) -> Behavior:
         raise NotImplementedError
 
     wrap_stream: Callable[[Any, str], Any] | None = None
+    # Only the innermost interceptor decodes leniently; the outer ones copy its deserializer.
+    lenient_decoding = False
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
@@ -123,37 +150,88 @@ class RequestContextInterceptor(_UnaryInterceptor):
         return with_context
 
 
-def _status_of(
-    exc: Exception, error_map: Mapping[type[Exception], grpc.StatusCode]
-) -> tuple[grpc.StatusCode, str, tuple[Any, ...]] | None:
-    if isinstance(exc, ServiceError):
-        return exc.code, exc.message, exc.violations
+class Undecodable:
+    """A request body that does not parse as the method's request message."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Wraps a request deserializer so a bad body reaches the handler chain as `Undecodable`
+    (grpc-python would answer UNKNOWN before any handler ran)."""
+    if deserializer is None:
+        return None
+
+    def deserialize(body: bytes) -> Any:
+        try:
+            return deserializer(body)
+        except Exception as exc:  # DecodeError, and anything else a parser raises
+            return Undecodable(exc)
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if isinstance(request, Undecodable):
+        raise InvalidArgument(
+            "the request body is not a valid message of this method's request type",
+            [FieldViolation("request", "undecodable protobuf")],
+        )
+    return request
+
+
+def status_of(exc: Exception, error_map: ErrorMap) -> ServiceError | None:
+    """Returns the status an exception maps to (None: a bug, answered INTERNAL). The one
+    mapping path of every service: ServiceErrors, event-store errors, then `error_map`."""
     if isinstance(exc, ConcurrencyConflict):
-        return grpc.StatusCode.ABORTED, f"concurrent update, please retry: {exc}", ()
+        return Aborted(f"concurrent update, please retry: {exc}")
     if isinstance(exc, LogUnavailable):
-        return grpc.StatusCode.UNAVAILABLE, str(exc), ()
-    for error_type, code in error_map.items():
-        if isinstance(exc, error_type):
-            return code, str(exc), tuple(getattr(exc, "violations", ()))
-    return None
+        return Unavailable(str(exc))
+    if isinstance(exc, NotImplementedError):
+        return Unimplemented("method not implemented")
+    return service_error(exc, error_map)
 
 
-def _rich_status(code: grpc.StatusCode, message: str, violations: tuple[Any, ...]) -> grpc.Status:
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=message)
-    if violations:
+def rich_status(error: ServiceError) -> grpc.Status:
+    """Returns `error` as a grpc.Status with google.rpc.BadRequest field violations; echoed
+    text is clipped so the trailers stay far below gRPC's 16 KiB limit."""
+    message = clip(error.message, MAX_MESSAGE_BYTES)
+    status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
+    if error.violations:
         bad_request = error_details_pb2.BadRequest()
-        for violation in violations:
+        for violation in error.violations[:MAX_VIOLATIONS]:
             bad_request.field_violations.add(
-                field=violation.field, description=violation.description
+                field=clip(violation.field, MAX_FIELD_BYTES),
+                description=clip(violation.description, MAX_DESCRIPTION_BYTES),
             )
         status.details.add().Pack(bad_request)
     return rpc_status.to_status(status)
 
 
-class StatusInterceptor(_UnaryInterceptor):
-    """Maps exceptions to gRPC statuses (with field violations) and records request metrics."""
+async def _abort(
+    exc: Exception, context: grpc.aio.ServicerContext, error_map: ErrorMap, method: str
+) -> grpc.StatusCode:
+    """Ends the call with the status `exc` maps to; returns its code. AbortError passes."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[no-any-return]
+    error = status_of(exc, error_map)
+    if error is None:
+        log.exception("unhandled error", extra={"method": method})
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        return grpc.StatusCode.INTERNAL
+    trace.get_current_span().set_attribute("rpc.grpc.status", error.code.name)
+    await context.abort_with_status(rich_status(error))
+    return error.code
 
-    def __init__(self, error_map: Mapping[type[Exception], grpc.StatusCode] | None = None) -> None:
+
+class StatusInterceptor(_UnaryInterceptor):
+    """Maps exceptions to gRPC statuses (with field violations) and records request metrics;
+    an undecodable request body is INVALID_ARGUMENT."""
+
+    lenient_decoding = True
+
+    def __init__(self, error_map: ErrorMap | None = None) -> None:
         self._error_map = dict(error_map or {})
 
     def wrap(self, behavior: Behavior, method: str) -> Behavior:
@@ -161,20 +239,9 @@ class StatusInterceptor(_UnaryInterceptor):
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await behavior(request, context)
+                return await behavior(_decoded(request), context)
             except Exception as exc:
-                mapped_status = _status_of(exc, self._error_map)
-                if mapped_status is None:
-                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
-                    if isinstance(exc, grpc.aio.AbortError):
-                        raise
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("unhandled error", extra={"method": method})
-                    await context.abort(code, "internal error")
-                    raise
-                code, message, violations = mapped_status
-                trace.get_current_span().set_attribute("rpc.grpc.status", code.name)
-                await context.abort_with_status(_rich_status(code, message, violations))
+                code = await _abort(exc, context, self._error_map, method)
                 raise
             finally:
                 REQUESTS.labels(method, code.name).inc()
@@ -190,14 +257,11 @@ class StreamStatusInterceptor(StatusInterceptor):
         async def mapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
             code = grpc.StatusCode.OK
             try:
-                async for item in behavior(request, context):
+                async for item in behavior(_decoded(request), context):
                     yield item
             except Exception as exc:
-                mapped_status = _status_of(exc, self._error_map)
-                if mapped_status is None:
-                    raise
-                code, message, violations = mapped_status
-                await context.abort_with_status(_rich_status(code, message, violations))
+                code = await _abort(exc, context, self._error_map, method)
+                raise
             finally:
                 REQUESTS.labels(method, code.name).inc()
 
@@ -205,7 +269,7 @@ class StreamStatusInterceptor(StatusInterceptor):
 
 
 def default_interceptors(
-    error_map: Mapping[type[Exception], grpc.StatusCode] | None = None,
+    error_map: ErrorMap | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Returns the standard chain: tracing, request context, then status mapping and metrics."""
     return [TracingInterceptor(), RequestContextInterceptor(), StreamStatusInterceptor(error_map)]

@@ -8,14 +8,16 @@ from careops_platform.errors import FieldViolation, InvalidArgument
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 50
+MAX_CURSOR = 2**63 - 1  # a stream sequence as SQL compares it (BIGINT / SQLite INTEGER)
 
 
 def page_size(requested: int, *, default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> int:
-    """Returns the page size to use (0 means the default); raises InvalidArgument above max."""
+    """Returns the page size to use (0 means the default); raises InvalidArgument outside 1..max."""
     size = requested or default
-    if size > maximum:
+    if not 0 < size <= maximum:
         raise InvalidArgument(
-            f"page_size must be at most {maximum}", [FieldViolation("page_size", f"1..{maximum}")]
+            f"page_size must be 1..{maximum} (0: the default)",
+            [FieldViolation("page_size", f"1..{maximum}")],
         )
     return size
 
@@ -30,10 +32,14 @@ def page_cursor(token: str, rpc: str) -> int:
     naming `rpc` for a token it did not return."""
     if not token:
         return 0
+    malformed = InvalidArgument(
+        f"page_token is not a token returned by {rpc}",
+        [FieldViolation("page_token", "malformed")],
+    )
     try:
-        return int(base64.urlsafe_b64decode(token.encode()).decode())
+        sequence = int(base64.urlsafe_b64decode(token.encode()).decode())
     except ValueError as exc:
-        raise InvalidArgument(
-            f"page_token is not a token returned by {rpc}",
-            [FieldViolation("page_token", "malformed")],
-        ) from exc
+        raise malformed from exc
+    if not 0 <= sequence <= MAX_CURSOR:
+        raise malformed
+    return sequence

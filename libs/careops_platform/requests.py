@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -14,6 +15,9 @@ from careops_platform.errors import FieldViolation, InvalidArgument
 
 IDEMPOTENCY_KEY: contextvars.ContextVar[str] = contextvars.ContextVar("idempotency_key", default="")
 ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("actor", default="anonymous")
+# The one rule for every id that becomes a token of a NATS subject (careops.<ctx>.<agg>.<id>):
+# no '.', '*', '>' or whitespace (they would split or wildcard the subject), and short.
+AGGREGATE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def command_id() -> str:
@@ -36,6 +40,20 @@ def derived_id(prefix: str) -> str:
 def actor() -> str:
     """Returns who issued the current request (`careops-actor` metadata)."""
     return ACTOR.get()
+
+
+def aggregate_id(value: str, field: str, *, kind: str = "") -> str:
+    """Returns `value` when it can be an aggregate id (one subject token); INVALID_ARGUMENT
+    naming `field` (never echoing the value) when it is empty or not one."""
+    if not value:
+        raise InvalidArgument(f"{field} is required", [FieldViolation(field, "must not be empty")])
+    if not AGGREGATE_ID.fullmatch(value):
+        what = f"{kind} id" if kind else "id"
+        raise InvalidArgument(
+            f"{field} is not a valid {what}",
+            [FieldViolation(field, "letters, digits, '-' and '_' only, at most 64")],
+        )
+    return value
 
 
 def timestamp_field(message: Message, field: str, *, path: str = "") -> datetime | None:

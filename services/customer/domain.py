@@ -257,7 +257,7 @@ def validate_personal(
         violations.append(("profile.address", f"must be at most {MAX_ADDRESS} characters"))
     if len(notes) > MAX_NOTES:
         violations.append(("profile.notes", f"must be at most {MAX_NOTES} characters"))
-    if locale and not LOCALE.match(locale):
+    if locale and not LOCALE.fullmatch(locale):
         violations.append(("profile.locale", "must be a BCP 47 tag such as zh-CN or en-GB"))
     if not has_contact:
         violations.append(("profile.email", "an e-mail address or a phone number is required"))
@@ -354,7 +354,7 @@ def _tag(state: Customer, command: TagCustomer) -> list[CustomerEvent]:
 
 def _purchase(state: Customer, command: RecordPurchase, now: datetime) -> list[CustomerEvent]:
     violations: list[tuple[str, str]] = []
-    if not ORDER_ID.match(command.order_id):
+    if not ORDER_ID.fullmatch(command.order_id):
         violations.append(
             ("order_id", "1-64 letters, digits and . _ : / - (starting with a letter or digit)")
         )

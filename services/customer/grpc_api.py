@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -23,13 +22,13 @@ from careops_eventstore.codec import enum_from_proto, enum_to_proto
 from careops_platform.errors import (
     AlreadyExists,
     DeadlineExceeded,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    service_error,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, command_id, derived_id, timestamp_field
+from careops_platform.requests import actor, aggregate_id, command_id, derived_id, timestamp_field
 from google.protobuf.json_format import MessageToDict
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -40,7 +39,6 @@ from customer.application import CustomerApp, PersonalInput
 from customer.projections import CustomerProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CustomerProfileService"].full_name
-CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TIER = t.CustomerTier.DESCRIPTOR
 REASON = t.ErasureReason.DESCRIPTOR
 DEFAULT_TIMELINE = 50
@@ -54,31 +52,16 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         d.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         d.CustomerNotFound: grpc.StatusCode.NOT_FOUND,
         d.CustomerAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        d.CustomerError: grpc.StatusCode.FAILED_PRECONDITION,
     }
 
 
 def _translate(exc: d.CustomerError) -> Exception:
-    if isinstance(exc, d.InvalidCommand):
-        violations = [FieldViolation(name, why) for name, why in exc.violations]
-        return InvalidArgument(f"invalid request: {exc}", violations)
-    if isinstance(exc, d.CustomerNotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, d.CustomerAlreadyExists):
-        return AlreadyExists(str(exc))
-    return FailedPrecondition(str(exc))
+    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _customer_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument(
-            "customer_id is required", [FieldViolation("customer_id", "must not be empty")]
-        )
-    if not CUSTOMER_ID.match(value):
-        raise InvalidArgument(
-            "customer_id is not a valid customer id",
-            [FieldViolation("customer_id", "letters, digits, '-' and '_' only, at most 64")],
-        )
-    return value
+    return aggregate_id(value, "customer_id", kind="customer")
 
 
 def _stamp(message: Any, name: str, value: datetime | None) -> None:

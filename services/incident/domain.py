@@ -79,6 +79,10 @@ class NotFound(IncidentError):
     pass
 
 
+class IncidentAlreadyExists(IllegalTransition):
+    """An incident with that id was already declared."""
+
+
 # ----------------------------------------------------------------------------- risk model
 
 
@@ -272,7 +276,7 @@ class Team:
 def validate_team(team: Team) -> list[tuple[str, str]]:
     """Returns field violations of a team definition."""
     violations: list[tuple[str, str]] = []
-    if not ID_PATTERN.match(team.team_id):
+    if not ID_PATTERN.fullmatch(team.team_id):
         violations.append(("team.team_id", "lower-case letters, digits, '-', '_' (1-64)"))
     ids = [member.member_id for member in team.members]
     if not ids:
@@ -310,7 +314,7 @@ def _validate_contact(contact: ContactPoint, where: str) -> list[tuple[str, str]
         r"^https?://", contact.address
     ):
         return [(f"{where}.address", "must be an http(s) URL")]
-    if contact.kind is ContactKind.EMAIL and not re.match(r"^[^@\s]+@[^@\s]+$", contact.address):
+    if contact.kind is ContactKind.EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+", contact.address):
         return [(f"{where}.address", "must be an e-mail address")]
     return []
 
@@ -320,7 +324,7 @@ def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, s
     unknown = [m for m in rotation.member_ids if m not in known]
     if unknown:
         violations.append(("team.rotation.member_ids", f"not members: {', '.join(unknown)}"))
-    if not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", rotation.handoff_time):
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", rotation.handoff_time):
         violations.append(("team.rotation.handoff_time", "must be HH:MM"))
     try:
         ZoneInfo(rotation.time_zone)
@@ -384,7 +388,7 @@ def validate_matrix(rows: Sequence[MatrixRow], teams: set[str]) -> list[tuple[st
     if len(set(types)) != len(types):
         violations.append(("rows", "incident types must be unique"))
     for index, row in enumerate(rows):
-        if not ID_PATTERN.match(row.incident_type):
+        if not ID_PATTERN.fullmatch(row.incident_type):
             violations.append((f"rows[{index}].incident_type", "lower-case id like server_crash"))
         if not any(cell.engagement is Engagement.RED for cell in row.cells):
             violations.append((f"rows[{index}].cells", "needs a red (leading) team"))
@@ -774,7 +778,7 @@ def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[In
         violations.append(("type", f"unknown incident type {command.type!r}; known: {known}"))
     _require(violations)
     if state.exists:
-        raise IllegalTransition(f"incident {state.incident_id} already exists")
+        raise IncidentAlreadyExists(f"incident {state.incident_id} already exists")
     factors = command.factors or RiskFactors()
     index = ctx.risk.index(factors)
     level = ctx.risk.level(index)
@@ -880,7 +884,9 @@ def _escalate(state: Incident, command: EscalateIncident, ctx: Context) -> list[
 
 
 def _assign_role(state: Incident, command: AssignRole, ctx: Context) -> list[IncidentEvent]:
-    violations = [] if ROLE_PATTERN.match(command.role) else [("role", "like incident_commander")]
+    violations = (
+        [] if ROLE_PATTERN.fullmatch(command.role) else [("role", "like incident_commander")]
+    )
     violations += _text("member_id", command.member_id, required=True, limit=100)
     _require(violations)
     _not_in(state, OPEN | {Status.RESOLVED}, "assign a role in")

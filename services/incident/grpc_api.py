@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
+import grpc
 import nats.js.api
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops.incident.v1 import incident_pb2 as pb
@@ -25,15 +26,21 @@ from careops_eventstore.codec import (
 )
 from careops_eventstore.projection import read_checkpoint
 from careops_platform.errors import (
-    AlreadyExists,
     DeadlineExceeded,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    service_error,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, command_id, derived_id
+from careops_platform.requests import (
+    AGGREGATE_ID,
+    actor,
+    aggregate_id,
+    command_id,
+    derived_id,
+    timestamp_field,
+)
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from sqlalchemy import Engine
@@ -45,8 +52,7 @@ from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
 from incident.projections import IncidentProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
-INCIDENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-PAGE_ID = re.compile(r"^(?P<incident>[A-Za-z0-9_-]{1,64})-p\d+$")
+PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
 R = TypeVar("R")
 E = TypeVar("E", bound=Enum)
 
@@ -61,15 +67,18 @@ def _enum(number: int, descriptor: Any, domain_type: type[E]) -> E | None:
     return enum_from_proto(number, descriptor, domain_type)  # type: ignore[no-any-return]
 
 
+def error_map() -> dict[type[Exception], grpc.StatusCode]:
+    """Returns how domain errors map to gRPC status codes."""
+    return {
+        d.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
+        d.NotFound: grpc.StatusCode.NOT_FOUND,
+        d.IncidentAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        d.IncidentError: grpc.StatusCode.FAILED_PRECONDITION,
+    }
+
+
 def _translate(exc: d.IncidentError) -> Exception:
-    if isinstance(exc, d.InvalidCommand):
-        violations = [FieldViolation(name, why) for name, why in exc.violations]
-        return InvalidArgument(f"invalid request: {exc}", violations)
-    if isinstance(exc, d.NotFound):
-        return NotFound(str(exc))
-    if "already exists" in str(exc):
-        return AlreadyExists(str(exc))
-    return FailedPrecondition(str(exc))
+    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _stamp(message: Any, name: str, value: datetime | None) -> None:
@@ -136,14 +145,18 @@ def incident_to_proto(incident: d.Incident, version: int) -> pb.Incident:
 
 
 def _incident_id(value: str, field: str = "incident_id") -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is required", [FieldViolation(field, "must not be empty")])
-    if not INCIDENT_ID.match(value):
-        raise InvalidArgument(
-            f"{field} {value!r} is not a valid incident id",
-            [FieldViolation(field, "letters, digits, '-' and '_' only, at most 64")],
-        )
-    return value
+    return aggregate_id(value, field, kind="incident")
+
+
+def _team_id(value: str, field: str = "team_id") -> str:
+    return aggregate_id(value, field, kind="team")
+
+
+def _matrix_team_ids(request: pb.PutResponseMatrixRequest) -> None:
+    """Every team a matrix names is a subject token before any team is loaded."""
+    for index, row in enumerate(request.rows):
+        for c_index, cell in enumerate(row.cells):
+            _team_id(cell.team_id, f"rows[{index}].cells[{c_index}].team_id")
 
 
 def _factors(request: Any) -> d.RiskFactors | None:
@@ -153,6 +166,11 @@ def _factors(request: Any) -> d.RiskFactors | None:
 
 
 def _team_from_proto(team: t.Team) -> d.Team:
+    for index, override in enumerate(team.overrides):
+        for name in ("starts_at", "ends_at"):
+            path = f"team.overrides[{index}].{name}"
+            if timestamp_field(override, name, path=path) is None:
+                raise InvalidArgument(f"{path} is required", [FieldViolation(path, "must be set")])
     return message_to_dataclass(team, d.Team)  # type: ignore[no-any-return]
 
 
@@ -234,7 +252,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def AcknowledgePage(
         self, request: pb.AcknowledgePageRequest, context: Any
     ) -> pb.AcknowledgePageResponse:
-        match = PAGE_ID.match(request.page_id)
+        match = PAGE_ID.fullmatch(request.page_id)
         if not match:
             raise NotFound(f"page {request.page_id!r} does not exist")
         command = d.AcknowledgePage(request.page_id, request.member_id)
@@ -318,6 +336,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def PutResponseMatrix(
         self, request: pb.PutResponseMatrixRequest, context: Any
     ) -> pb.PutResponseMatrixResponse:
+        _matrix_team_ids(request)
         rows = [message_to_dataclass(row, d.MatrixRow) for row in request.rows]
         try:
             matrix, sequence = await self._app.put_matrix(
@@ -333,6 +352,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         return pb.GetResponseMatrixResponse(matrix=matrix_to_proto(await self._app.matrix()))
 
     async def PutTeam(self, request: pb.PutTeamRequest, context: Any) -> pb.PutTeamResponse:
+        _team_id(request.team.team_id, "team.team_id")
         try:
             team, sequence = await self._app.put_team(
                 _team_from_proto(request.team), command_id=command_id(), actor=actor()
@@ -343,7 +363,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
 
     async def GetTeam(self, request: pb.GetTeamRequest, context: Any) -> pb.GetTeamResponse:
         try:
-            team, version = await self._app.team(request.team_id)
+            team, version = await self._app.team(_team_id(request.team_id))
         except d.IncidentError as exc:
             raise _translate(exc) from exc
         return pb.GetTeamResponse(team=team_to_proto(team, version))
@@ -351,7 +371,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def WatchAlerts(
         self, request: pb.WatchAlertsRequest, context: Any
     ) -> AsyncIterator[pb.WatchAlertsResponse]:
-        team_id = request.team_id
+        team_id = _team_id(request.team_id)
         try:
             await self._app.team(team_id)
         except d.IncidentError as exc:

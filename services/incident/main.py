@@ -206,7 +206,7 @@ class IncidentService:
                     admin.SERVICE_NAME,
                 ),
             ],
-            error_map={},
+            error_map=grpc_api.error_map(),
         )
         await self.server.start()
         await self.server.set_serving(True)

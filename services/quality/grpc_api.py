@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,14 +16,13 @@ from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
 from careops_eventstore.sqlstate import aware
 from careops_platform.errors import (
-    AlreadyExists,
     DeadlineExceeded,
-    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    service_error,
 )
-from careops_platform.requests import actor, command_id, timestamp_field
+from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -34,7 +32,6 @@ from quality.application import QualityApp
 from quality.projections import IncidentFactsProjection, SurveyProjection, TicketFactsProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
-TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 MAX_DAYS = 92
@@ -64,31 +61,16 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.SurveyNotFound: grpc.StatusCode.NOT_FOUND,
         domain.SurveyAlreadySubmitted: grpc.StatusCode.ALREADY_EXISTS,
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
+        domain.QualityError: grpc.StatusCode.FAILED_PRECONDITION,
     }
 
 
 def _translate(exc: domain.QualityError) -> Exception:
-    if isinstance(exc, domain.InvalidCommand):
-        violations = [FieldViolation(name, why) for name, why in exc.violations]
-        return InvalidArgument(f"invalid request: {exc}", violations)
-    if isinstance(exc, domain.TicketUnknown | domain.SurveyNotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, domain.SurveyAlreadySubmitted):
-        return AlreadyExists(str(exc))
-    return FailedPrecondition(str(exc))
+    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _ticket_id(value: str) -> str:
-    if not value:
-        raise InvalidArgument(
-            "ticket_id is required", [FieldViolation("ticket_id", "must not be empty")]
-        )
-    if not TICKET_ID.match(value):
-        raise InvalidArgument(
-            f"ticket_id {value!r} is not a valid ticket id",
-            [FieldViolation("ticket_id", "letters, digits, '-' and '_' only, at most 64")],
-        )
-    return value
+    return aggregate_id(value, "ticket_id", kind="ticket")
 
 
 def _stamp(value: datetime | None) -> Timestamp | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
@@ -16,15 +15,14 @@ from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
 from careops_platform.contacts import InvalidContact, contact_digest
 from careops_platform.errors import (
-    AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
+    service_error,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, command_id, derived_id
+from careops_platform.requests import actor, aggregate_id, command_id, derived_id
 from google.protobuf.descriptor import EnumDescriptor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -34,7 +32,6 @@ from ticketing.application import TicketingApp
 from ticketing.projections import TicketListProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
-TICKET_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 E = TypeVar("E", bound=Enum)
 R = TypeVar("R")
@@ -60,18 +57,12 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         domain.TicketNotFound: grpc.StatusCode.NOT_FOUND,
         domain.TicketAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        domain.TicketError: grpc.StatusCode.FAILED_PRECONDITION,
     }
 
 
 def _translate_errors(exc: domain.TicketError) -> Exception:
-    if isinstance(exc, domain.InvalidCommand):
-        violations = [FieldViolation(name, why) for name, why in exc.violations]
-        return InvalidArgument(f"invalid request: {exc}", violations)
-    if isinstance(exc, domain.TicketNotFound):
-        return NotFound(str(exc))
-    if isinstance(exc, domain.TicketAlreadyExists):
-        return AlreadyExists(str(exc))
-    return FailedPrecondition(str(exc))
+    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def ticket_to_proto(
@@ -110,14 +101,7 @@ def ticket_to_proto(
 
 
 def _ticket_id(value: str, field: str = "ticket_id") -> str:
-    if not value:
-        raise InvalidArgument(f"{field} is required", [FieldViolation(field, "must not be empty")])
-    if not TICKET_ID.match(value):
-        raise InvalidArgument(
-            f"{field} {value!r} is not a valid ticket id",
-            [FieldViolation(field, "letters, digits, '-' and '_' only, at most 64")],
-        )
-    return value
+    return aggregate_id(value, field, kind="ticket")
 
 
 class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):

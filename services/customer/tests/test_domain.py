@@ -147,3 +147,16 @@ def test_tiers_follow_rfm_and_churn() -> None:
     # Recency decays: the same facts, evaluated 17 weeks later, are a churn risk.
     later = NOW + timedelta(weeks=17)
     assert d.segment(big, population, model, later).tier is d.Tier.LOW_FREQUENCY
+
+
+@pytest.mark.parametrize("order_id", ["O-1\n", "O 1", ""])
+def test_an_order_id_with_a_trailing_newline_or_space_is_invalid(order_id: str) -> None:
+    with pytest.raises(d.InvalidCommand):
+        d.decide(registered(), d.RecordPurchase(order_id, "10.50", "EUR"), now=NOW)
+
+
+def test_a_locale_with_a_trailing_newline_is_invalid() -> None:
+    violations = d.validate_personal(
+        name="A", address="", notes="", locale="en-GB\n", has_contact=True
+    )
+    assert [field for field, _ in violations] == ["profile.locale"]

@@ -197,3 +197,15 @@ def test_matrix_naming_an_unknown_team_is_rejected() -> None:
     rows = [d.MatrixRow("server_crash", "", (d.MatrixCell("ghosts", d.Engagement.RED),))]
     with pytest.raises(d.InvalidCommand, match="ghosts"):
         d.decide_matrix(d.Matrix(), rows, set(TEAMS))
+
+
+@pytest.mark.parametrize(
+    ("team", "field"),
+    [
+        (d.Team("ops\n", members=(d.Member("m1"),)), "team.team_id"),
+        (d.Team("ops", members=(d.Member("m1"),), rotation=d.Rotation(("m1",), "09:00\n")), ""),
+    ],
+)
+def test_a_trailing_newline_is_not_a_valid_team_id_or_handoff(team: d.Team, field: str) -> None:
+    violations = d.validate_team(team)
+    assert violations and (not field or violations[0][0] == field)
