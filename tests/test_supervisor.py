@@ -61,7 +61,7 @@ class Up:
     def pids(self) -> dict[str, int]:
         return {name: int(pid) for name, pid in STARTED.findall(self.output())}
 
-    def wait_for_output(self, text: str, timeout: float = 90.0) -> None:
+    def wait_for_output(self, text: str, timeout: float = 150.0) -> None:
         assert eventually(lambda: text in self.output(), timeout), self.output()
 
 
@@ -101,6 +101,10 @@ def start_up(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Up]]:
         if up.process.poll() is None:
             up.process.kill()
             up.process.wait()
+
+
+# Each test starts the whole platform (five services and NATS): allow for a busy machine.
+pytestmark = pytest.mark.timeout(300)
 
 
 def test_kill_9_of_careops_up_takes_every_service_and_nats_with_it(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import grpc
 from careops_eventstore.nats_embedded import EmbeddedNats
-from careops_platform.runtime import SUPERVISOR_PID_ENV, die_with_parent
+from careops_platform.parent import SUPERVISOR_PID_ENV, die_with_parent
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
-import os
-import signal
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
@@ -20,35 +16,13 @@ from careops_eventstore.projection import Projection, ProjectionRunner
 from sqlalchemy import Engine
 
 from careops_platform.logs import configure_logging
+from careops_platform.parent import die_with_supervisor
 from careops_platform.server import GrpcServer, start_metrics
 from careops_platform.settings import ServiceSettings
 from careops_platform.telemetry import configure_tracing
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
-
-# Set by `careops up` in each child's environment: the pid the child must not outlive.
-SUPERVISOR_PID_ENV = "CAREOPS_SUPERVISOR_PID"
-_PR_SET_PDEATHSIG = 1
-# Resolved up front: a preexec_fn runs between fork and exec, where loading a library is unsafe.
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
-
-
-def die_with_parent(parent_pid: int, signum: int = signal.SIGTERM) -> None:
-    """Asks the kernel to send `signum` to this process when its parent exits (Linux; elsewhere
-    a no-op), and exits at once if `parent_pid` is already gone (it died before the request)."""
-    if _LIBC is not None and _LIBC.prctl(_PR_SET_PDEATHSIG, int(signum), 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:
-        os._exit(1)
-
-
-def die_with_supervisor() -> None:
-    """Ties this process to the supervisor named by CAREOPS_SUPERVISOR_PID, if any, so a
-    killed `careops up` cannot leave it holding its ports."""
-    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
-    if supervisor.isdigit():
-        die_with_parent(int(supervisor))
 
 
 class Stoppable(Protocol):
