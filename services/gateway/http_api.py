@@ -1,18 +1,23 @@
 """HTTP/JSON edge: `POST /v1/<package.Service>/<Method>` with the protobuf JSON mapping.
 
 A request body is the method's request message in JSON; the reply is its response message, or
-for a server-streaming method one JSON object per line (`{"result": …}`, `{"error": …}` last if
-the stream fails). Errors are `{"error": {"code", "status", "message", "field_violations"}}`
-with the HTTP status of google/rpc/code.proto (FAILED_PRECONDITION is 400, as there).
+for a server-streaming method one JSON object per line: `{"result": …}` per message,
+`{"heartbeat": {"at": …}}` whenever the stream was idle for the configured interval, and
+`{"error": …}` last if the stream fails; its status line and headers go out at once. Errors
+are `{"error": {"code", "status", "message", "field_violations"}}` with the HTTP status of
+google/rpc/code.proto (FAILED_PRECONDITION is 400, as there).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -78,6 +83,9 @@ HTTP_REJECTIONS = {
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
 NDJSON = "application/x-ndjson"
+# How long a stream may take to reject a request (keeping its HTTP status) before the gateway
+# commits to 200 and sends the headers.
+HEADER_WAIT_SECONDS = 0.5
 ROUTE_KEY = web.RequestKey("route", str)
 UNMATCHED = "unmatched"
 
@@ -154,7 +162,9 @@ class HttpApi:
         routes: Mapping[str, Route],
         local: Mapping[str, tuple[MethodDescriptor, LocalMethod]],
         timeout: float,
+        heartbeat: float = 15.0,
     ) -> None:
+        self._heartbeat = heartbeat
         self._endpoints = {
             path: Endpoint(route.method, route=route) for path, route in routes.items()
         }
@@ -251,32 +261,55 @@ class HttpApi:
         message: Message,
         metadata: Sequence[tuple[str, str]],
     ) -> web.StreamResponse:
-        """NDJSON: the first message (or an error before it) decides the HTTP status."""
+        """NDJSON. A rejection before the first message keeps its HTTP status; otherwise the
+        status line and headers go out at once (after at most HEADER_WAIT_SECONDS), and a
+        heartbeat line follows every `heartbeat` seconds without a message, so clients and
+        proxies see a live stream even while no alert comes."""
         messages: AsyncIterator[bytes] = call_stream(
             route, message.SerializeToString(), metadata, None
         )
         reply = _message(route.method.output_type)
+        pending = asyncio.ensure_future(anext(messages, None))
+        response: web.StreamResponse | None = None
         try:
-            first = await anext(messages, None)
-        except grpc.aio.AioRpcError as error:
-            return error_response(error_of(route, error))
-        response = web.StreamResponse(headers={"Content-Type": NDJSON})
-        await response.prepare(request)
-        try:
-            raw = first
-            while raw is not None:
+            await asyncio.wait((pending,), timeout=min(HEADER_WAIT_SECONDS, self._heartbeat))
+            if pending.done() and pending.exception() is not None:
+                error = pending.exception()
+                if isinstance(error, grpc.aio.AioRpcError):
+                    return error_response(error_of(route, error))
+            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await response.prepare(request)
+            while True:
+                await asyncio.wait((pending,), timeout=self._heartbeat)
+                if not pending.done():
+                    await response.write(heartbeat_line())
+                    continue
+                raw = pending.result()
+                if raw is None:
+                    break
                 reply.Clear()
                 reply.ParseFromString(raw)
                 line = json.dumps({"result": to_json(reply)}, ensure_ascii=False) + "\n"
                 await response.write(line.encode())
-                raw = await anext(messages, None)
+                pending = asyncio.ensure_future(anext(messages, None))
         except grpc.aio.AioRpcError as error:
+            assert response is not None
             line = json.dumps(error_of(route, error), ensure_ascii=False) + "\n"
             await response.write(line.encode())
         finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await pending
             await messages.aclose()  # type: ignore[attr-defined]
         await response.write_eof()
         return response
+
+
+def heartbeat_line() -> bytes:
+    """The NDJSON line sent while a stream is idle: `{"heartbeat": {"at": <RFC 3339 UTC>}}`."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (json.dumps({"heartbeat": {"at": at}}) + "\n").encode()
 
 
 class HttpServer:
