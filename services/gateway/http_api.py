@@ -83,9 +83,6 @@ HTTP_REJECTIONS = {
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
 NDJSON = "application/x-ndjson"
-# How long a stream may take to reject a request (keeping its HTTP status) before the gateway
-# commits to 200 and sends the headers.
-HEADER_WAIT_SECONDS = 0.5
 ROUTE_KEY = web.RequestKey("route", str)
 UNMATCHED = "unmatched"
 
@@ -261,18 +258,24 @@ class HttpApi:
         message: Message,
         metadata: Sequence[tuple[str, str]],
     ) -> web.StreamResponse:
-        """NDJSON. A rejection before the first message keeps its HTTP status; otherwise the
-        status line and headers go out at once (after at most HEADER_WAIT_SECONDS), and a
-        heartbeat line follows every `heartbeat` seconds without a message, so clients and
-        proxies see a live stream even while no alert comes."""
+        """NDJSON. A rejection before the backend accepts the call keeps its HTTP status;
+        otherwise the status line and headers go out as soon as the backend sends its own (at
+        the latest after one heartbeat interval), and a heartbeat line follows every
+        `heartbeat` seconds without a message, so clients and proxies see a live stream even
+        while no message comes."""
+        accepted = asyncio.Event()
         messages: AsyncIterator[bytes] = call_stream(
-            route, message.SerializeToString(), metadata, None
+            route, message.SerializeToString(), metadata, None, accepted
         )
         reply = _message(route.method.output_type)
         pending = asyncio.ensure_future(anext(messages, None))
         response: web.StreamResponse | None = None
         try:
-            await asyncio.wait((pending,), timeout=min(HEADER_WAIT_SECONDS, self._heartbeat))
+            headers = asyncio.ensure_future(accepted.wait())
+            await asyncio.wait(
+                (pending, headers), timeout=self._heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
+            headers.cancel()
             if pending.done() and pending.exception() is not None:
                 error = pending.exception()
                 if isinstance(error, grpc.aio.AioRpcError):
@@ -316,8 +319,14 @@ class HttpServer:
     """Runs an HttpApi on host:port until stopped."""
 
     def __init__(self, api: HttpApi, *, host: str, port: int, grace: float) -> None:
+        # handler_cancellation: a client that hangs up ends its (stream) handler and backend
+        # call at once; a positive shutdown timeout, as aiohttp reads 0 as "wait forever".
         self._runner = web.AppRunner(
-            api.application(), access_log=None, handle_signals=False, shutdown_timeout=grace
+            api.application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=max(grace, 0.01),
+            handler_cancellation=True,
         )
         self._host = host
         self._port = port

@@ -364,7 +364,10 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                     f"after_sequence {position} is beyond the log's last sequence {last}",
                     [FieldViolation("after_sequence", f"must be at most {last}")],
                 )
-        else:
+        # Accepted: the response headers go out now, not with the first alert (which may be
+        # hours away), so a client or the gateway's HTTP edge knows the watch is on.
+        await context.send_initial_metadata(())
+        if not position:
             position, waiting = await asyncio.to_thread(self._waiting, team_id)
             for alert in waiting:
                 yield alert
