@@ -95,11 +95,13 @@ async def store_and_app_layers(url: str, nats_pid: int | None, total: int) -> di
 
 
 async def caught_up(service: TicketingService, timeout: float = 120) -> None:
-    """Waits until every projection has applied the whole stream."""
+    """Waits until every projection has applied the whole of its own stream (the customer
+    directory follows customer-profile's stream, not ticketing's)."""
     assert service.store is not None
-    last = await service.store.last_sequence(STREAM.name)
     for runner in service.runners.values():
-        await runner.wait_for(last, timeout)
+        last = await service.store.last_sequence(runner.stream)
+        if not await runner.wait_for(last, timeout):
+            raise TimeoutError(f"{runner.projection.name} did not reach {runner.stream}:{last}")
 
 
 async def service_layers(

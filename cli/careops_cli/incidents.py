@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import grpc
@@ -145,39 +149,126 @@ def close(
     _show(response.incident, as_json)
 
 
+# A watch survives these (a restarted or unreachable incident service); others end it.
+RECONNECT_ON = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+AlertKey = tuple[int, str, str]
+
+
+@dataclass
+class AlertCursor:
+    """How far a watch got in the incident log: the sequence of the last alert shown and the
+    alerts of that sequence already shown (one message may hold several)."""
+
+    sequence: int = 0
+    shown: set[AlertKey] = field(default_factory=set)
+
+    def resume_after(self) -> int:
+        """Returns the `after_sequence` to reconnect with: the last message again, so none of
+        its alerts is lost (0, a fresh watch, before any alert)."""
+        return max(self.sequence - 1, 0)
+
+    def take(self, alert: pb.WatchAlertsResponse) -> bool:
+        """Records `alert`; returns False if it was shown already."""
+        key = (alert.kind, alert.page_id, alert.member_id)
+        if alert.sequence < self.sequence or (
+            alert.sequence == self.sequence and key in self.shown
+        ):
+            return False
+        if alert.sequence > self.sequence:
+            self.sequence, self.shown = alert.sequence, set()
+        self.shown.add(key)
+        return True
+
+
+def follow_alerts(
+    open_stream: Callable[[int], AbstractContextManager[Iterable[pb.WatchAlertsResponse]]],
+    show: Callable[[pb.WatchAlertsResponse], None],
+    *,
+    count: int = 0,
+    sleep: Callable[[float], None] = time.sleep,
+    first_delay: float = 0.5,
+    max_delay: float = 10.0,
+) -> None:
+    """Shows every alert once, reconnecting with a doubling delay whenever the stream breaks
+    and resuming where it was (`open_stream(after_sequence)`); returns after `count` alerts
+    (0: never). Raises grpc.RpcError for a status that retrying cannot fix."""
+    cursor = AlertCursor()
+    shown = 0
+    delay = first_delay
+    while True:
+        try:
+            with open_stream(cursor.resume_after()) as alerts:
+                for alert in alerts:
+                    delay = first_delay
+                    if not cursor.take(alert):
+                        continue
+                    show(alert)
+                    shown += 1
+                    if count and shown >= count:
+                        return
+        except grpc.RpcError as exc:
+            code = exc.code()  # type: ignore[attr-defined]
+            if code not in RECONNECT_ON:
+                raise
+            errors.print(f"[yellow]{code.name}[/]: reconnecting in {delay:.1f} s")
+        sleep(delay)
+        delay = min(delay * 2, max_delay)
+
+
+@contextmanager
+def _alert_stream(team: str, after_sequence: int) -> Iterator[Iterable[pb.WatchAlertsResponse]]:
+    """One WatchAlerts call on a fresh channel (a restarted server is found at once)."""
+    with channel("incident") as opened:
+        request = pb.WatchAlertsRequest(team_id=team, after_sequence=after_sequence)
+        stream = _stub(opened).WatchAlerts(request)
+        try:
+            yield stream
+        finally:
+            stream.cancel()
+
+
+def _print_alert(alert: pb.WatchAlertsResponse, as_json: bool) -> None:
+    if as_json:
+        print_message(alert)
+        return
+    kind = _name(t.AlertKind, "ALERT_KIND", alert.kind).upper()
+    level = _name(t.IncidentLevel, "INCIDENT_LEVEL", alert.level).upper()
+    console.print(
+        f"[bold red]{kind}[/] {alert.page_id} level {level} {alert.title} "
+        f"-> {alert.member_id}{' (replayed)' if alert.replayed else ''}"
+        f"{' [DRILL]' if alert.drill else ''}"
+    )
+
+
 @oncall_app.command("watch")
 def watch(
     team: Annotated[str, typer.Option(help="Team to watch.")],
     count: Annotated[int, typer.Option(help="Exit after this many alerts (0: never).")] = 0,
     as_json: JsonOption = False,
 ) -> None:
-    """Stream the team's alerts: first the pages still waiting, then new ones."""
-    seen = 0
-    with channel("incident") as opened:
-        stream = _stub(opened).WatchAlerts(pb.WatchAlertsRequest(team_id=team))
-        try:
-            for alert in stream:
-                seen += 1
-                if as_json:
-                    print_message(alert)
-                else:
-                    kind = _name(t.AlertKind, "ALERT_KIND", alert.kind).upper()
-                    level = _name(t.IncidentLevel, "INCIDENT_LEVEL", alert.level).upper()
-                    console.print(
-                        f"[bold red]{kind}[/] {alert.page_id} level {level} {alert.title} "
-                        f"-> {alert.member_id}{' (replayed)' if alert.replayed else ''}"
-                        f"{' [DRILL]' if alert.drill else ''}"
-                    )
-                if count and seen >= count:
-                    stream.cancel()
-                    return
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.CANCELLED:  # type: ignore[attr-defined]
-                return
-            errors.print(f"[red]{exc.code().name}[/]: {exc.details()}")  # type: ignore[attr-defined]
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            stream.cancel()
+    """Stream the team's alerts: first the pages still waiting, then new ones. Survives a
+    restart of the platform: reconnects and resumes without losing or repeating an alert."""
+    try:
+        follow_alerts(
+            lambda after: _alert_stream(team, after),
+            lambda alert: _print_alert(alert, as_json),
+            count=count,
+        )
+    except grpc.RpcError as exc:
+        errors.print(f"[red]{exc.code().name}[/]: {exc.details()}")  # type: ignore[attr-defined]
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
 
 
 @oncall_app.command("ack")

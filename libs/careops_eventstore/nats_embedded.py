@@ -6,7 +6,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,17 +63,36 @@ class EmbeddedNats:
         )
         return config
 
-    def start(self, *, timeout: float = 10.0, log_file: Path | None = None) -> EmbeddedNats:
-        """Starts the server and waits until it accepts connections."""
+    def start(
+        self,
+        *,
+        timeout: float = 10.0,
+        log_file: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> EmbeddedNats:
+        """Starts the server and waits until it accepts connections.
+
+        The server gets its own process group, so a terminal's Ctrl-C reaches only whoever
+        started it (who stops it last); `preexec_fn` runs in the child before exec (e.g. to
+        die with the parent); setting `cancel` abandons the wait (InterruptedError).
+        """
         config = self.write_config()
         output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)], stdout=output, stderr=output
+            [nats_server_binary(), "-c", str(config)],
+            stdout=output,
+            stderr=output,
+            process_group=0,
+            preexec_fn=preexec_fn,  # keep it to async-signal-safe work (a prctl)
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.process.returncode}")
+            if cancel is not None and cancel.is_set():
+                self.stop()
+                raise InterruptedError("nats-server start-up cancelled")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self

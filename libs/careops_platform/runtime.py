@@ -16,6 +16,7 @@ from careops_eventstore.projection import Projection, ProjectionRunner
 from sqlalchemy import Engine
 
 from careops_platform.logs import configure_logging
+from careops_platform.parent import die_with_supervisor
 from careops_platform.server import GrpcServer, start_metrics
 from careops_platform.settings import ServiceSettings
 from careops_platform.telemetry import configure_tracing
@@ -33,6 +34,7 @@ class Stoppable(Protocol):
 def run_process(service: str, settings: S, serve: Callable[[S], Coroutine[Any, Any, None]]) -> None:
     """A service process's entry point: JSON logs, tracing and /metrics, then `serve` until it
     returns (on SIGTERM / SIGINT)."""
+    die_with_supervisor()
     configure_logging(service, settings.log_level)
     configure_tracing(service, settings.otel_endpoint)
     start_metrics(settings.grpc_host, settings.metrics_port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -142,12 +143,20 @@ def start_metrics(host: str, port: int) -> Any:
 async def run_until_signalled(
     start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
 ) -> None:
-    """Runs `start`, waits for SIGTERM or SIGINT, then runs `stop`."""
+    """Runs `start`, waits for SIGTERM or SIGINT, then runs `stop`. A signal during `start`
+    (still waiting for NATS, say) cancels it rather than waiting for it to finish."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    await start()
+    starting = asyncio.ensure_future(start())
+    signalled = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait((starting, signalled), return_when=asyncio.FIRST_COMPLETED)
+    signalled.cancel()
+    if not starting.done():
+        starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting  # re-raises a failed start-up
     await stopping.wait()
     log.info("shutting down")
     await stop()

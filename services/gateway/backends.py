@@ -153,9 +153,15 @@ async def call_unary(
 
 
 async def call_stream(
-    route: Route, request: bytes, metadata: Metadata | None, timeout: float | None
+    route: Route,
+    request: bytes,
+    metadata: Metadata | None,
+    timeout: float | None,
+    accepted: asyncio.Event | None = None,
 ) -> AsyncIterator[bytes]:
-    """Forwards one server-streaming call, yielding the backend's messages as raw bytes."""
+    """Forwards one server-streaming call, yielding the backend's messages as raw bytes; sets
+    `accepted` once the backend has sent its response headers without ending the call (before
+    its first message when the servicer sends its initial metadata early)."""
     with tracer.start_as_current_span(
         f"gateway→{route.backend.name} {route.method.name}",
         kind=SpanKind.CLIENT,
@@ -165,6 +171,10 @@ async def call_stream(
             request, metadata=outgoing_metadata(metadata), timeout=timeout
         )
         try:
+            if accepted is not None:
+                await call.initial_metadata()
+                if not call.done():
+                    accepted.set()
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as error:

@@ -1,18 +1,23 @@
 """HTTP/JSON edge: `POST /v1/<package.Service>/<Method>` with the protobuf JSON mapping.
 
 A request body is the method's request message in JSON; the reply is its response message, or
-for a server-streaming method one JSON object per line (`{"result": …}`, `{"error": …}` last if
-the stream fails). Errors are `{"error": {"code", "status", "message", "field_violations"}}`
-with the HTTP status of google/rpc/code.proto (FAILED_PRECONDITION is 400, as there).
+for a server-streaming method one JSON object per line: `{"result": …}` per message,
+`{"heartbeat": {"at": …}}` whenever the stream was idle for the configured interval, and
+`{"error": …}` last if the stream fails; its status line and headers go out at once. Errors
+are `{"error": {"code", "status", "message", "field_violations"}}` with the HTTP status of
+google/rpc/code.proto (FAILED_PRECONDITION is 400, as there).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -154,7 +159,9 @@ class HttpApi:
         routes: Mapping[str, Route],
         local: Mapping[str, tuple[MethodDescriptor, LocalMethod]],
         timeout: float,
+        heartbeat: float = 15.0,
     ) -> None:
+        self._heartbeat = heartbeat
         self._endpoints = {
             path: Endpoint(route.method, route=route) for path, route in routes.items()
         }
@@ -251,40 +258,75 @@ class HttpApi:
         message: Message,
         metadata: Sequence[tuple[str, str]],
     ) -> web.StreamResponse:
-        """NDJSON: the first message (or an error before it) decides the HTTP status."""
+        """NDJSON. A rejection before the backend accepts the call keeps its HTTP status;
+        otherwise the status line and headers go out as soon as the backend sends its own (at
+        the latest after one heartbeat interval), and a heartbeat line follows every
+        `heartbeat` seconds without a message, so clients and proxies see a live stream even
+        while no message comes."""
+        accepted = asyncio.Event()
         messages: AsyncIterator[bytes] = call_stream(
-            route, message.SerializeToString(), metadata, None
+            route, message.SerializeToString(), metadata, None, accepted
         )
         reply = _message(route.method.output_type)
+        pending = asyncio.ensure_future(anext(messages, None))
+        response: web.StreamResponse | None = None
         try:
-            first = await anext(messages, None)
-        except grpc.aio.AioRpcError as error:
-            return error_response(error_of(route, error))
-        response = web.StreamResponse(headers={"Content-Type": NDJSON})
-        await response.prepare(request)
-        try:
-            raw = first
-            while raw is not None:
+            headers = asyncio.ensure_future(accepted.wait())
+            await asyncio.wait(
+                (pending, headers), timeout=self._heartbeat, return_when=asyncio.FIRST_COMPLETED
+            )
+            headers.cancel()
+            if pending.done() and pending.exception() is not None:
+                error = pending.exception()
+                if isinstance(error, grpc.aio.AioRpcError):
+                    return error_response(error_of(route, error))
+            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await response.prepare(request)
+            while True:
+                await asyncio.wait((pending,), timeout=self._heartbeat)
+                if not pending.done():
+                    await response.write(heartbeat_line())
+                    continue
+                raw = pending.result()
+                if raw is None:
+                    break
                 reply.Clear()
                 reply.ParseFromString(raw)
                 line = json.dumps({"result": to_json(reply)}, ensure_ascii=False) + "\n"
                 await response.write(line.encode())
-                raw = await anext(messages, None)
+                pending = asyncio.ensure_future(anext(messages, None))
         except grpc.aio.AioRpcError as error:
+            assert response is not None
             line = json.dumps(error_of(route, error), ensure_ascii=False) + "\n"
             await response.write(line.encode())
         finally:
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+                    await pending
             await messages.aclose()  # type: ignore[attr-defined]
         await response.write_eof()
         return response
+
+
+def heartbeat_line() -> bytes:
+    """The NDJSON line sent while a stream is idle: `{"heartbeat": {"at": <RFC 3339 UTC>}}`."""
+    at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (json.dumps({"heartbeat": {"at": at}}) + "\n").encode()
 
 
 class HttpServer:
     """Runs an HttpApi on host:port until stopped."""
 
     def __init__(self, api: HttpApi, *, host: str, port: int, grace: float) -> None:
+        # handler_cancellation: a client that hangs up ends its (stream) handler and backend
+        # call at once; a positive shutdown timeout, as aiohttp reads 0 as "wait forever".
         self._runner = web.AppRunner(
-            api.application(), access_log=None, handle_signals=False, shutdown_timeout=grace
+            api.application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=max(grace, 0.01),
+            handler_cancellation=True,
         )
         self._host = host
         self._port = port

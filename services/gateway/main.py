@@ -42,6 +42,9 @@ class GatewaySettings(ServiceSettings):
     http_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="Deadline of a unary call made for an HTTP request"
     )
+    http_stream_heartbeat_seconds: float = Field(
+        15.0, gt=0, le=300, description="Idle time before an HTTP stream sends a heartbeat line"
+    )
     status_timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
     )
@@ -104,6 +107,7 @@ class GatewayService:
                     for method in descriptor.methods
                 },
                 timeout=settings.http_timeout_seconds,
+                heartbeat=settings.http_stream_heartbeat_seconds,
             ),
             host=settings.grpc_host,
             port=settings.http_port,

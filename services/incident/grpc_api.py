@@ -376,9 +376,21 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
             await self._app.team(team_id)
         except d.IncidentError as exc:
             raise _translate(exc) from exc
-        position, waiting = await asyncio.to_thread(self._waiting, team_id)
-        for alert in waiting:
-            yield alert
+        position = request.after_sequence
+        if position:
+            last = await self._app.store.last_sequence(STREAM.name)
+            if position > last:
+                raise InvalidArgument(
+                    f"after_sequence {position} is beyond the log's last sequence {last}",
+                    [FieldViolation("after_sequence", f"must be at most {last}")],
+                )
+        # Accepted: the response headers go out now, not with the first alert (which may be
+        # hours away), so a client or the gateway's HTTP edge knows the watch is on.
+        await context.send_initial_metadata(())
+        if not position:
+            position, waiting = await asyncio.to_thread(self._waiting, team_id)
+            for alert in waiting:
+                yield alert
         async for alert in self._live(team_id, position):
             yield alert
 
@@ -401,6 +413,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                 engagement=enum_to_proto(d.Engagement(row.engagement), ENGAGEMENT),
                 drill=row.drill,
                 replayed=True,
+                sequence=row.sequence,
             )
             _stamp(alert, "at", readmodels.aware(row.requested_at))
             _stamp(alert, "ack_due_at", readmodels.aware(row.ack_due_at))
@@ -431,13 +444,16 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                 batch = EventBatch()
                 with contextlib.suppress(DecodeError):
                     batch.ParseFromString(msg.data)
-                for alert in await self._alerts(batch, team_id):
+                sequence = msg.metadata.sequence.stream
+                for alert in await self._alerts(batch, team_id, sequence):
                     yield alert
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def _alerts(self, batch: EventBatch, team_id: str) -> list[pb.WatchAlertsResponse]:
+    async def _alerts(
+        self, batch: EventBatch, team_id: str, sequence: int
+    ) -> list[pb.WatchAlertsResponse]:
         alerts = []
         for decoded in CODEC.decode_batch(batch):
             event = decoded.event
@@ -462,6 +478,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                     page.engagement if page else d.Engagement.GREY, ENGAGEMENT
                 ),
                 drill=incident.drill,
+                sequence=sequence,
             )
             _stamp(alert, "at", from_timestamp(decoded.envelope.occurred_at))
             if isinstance(event, d.PageRequested):

@@ -115,12 +115,14 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         read_wait_seconds: float = 5.0,
         *,
         contact_hash_key: bytes = b"",
+        directory_position: Callable[[], int],
     ) -> None:
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
         self._hash_key = contact_hash_key
+        self._known_customers = readmodels.KnownCustomers(engine, directory_position)
 
     async def _run(self, ticket_id: str, command: domain.Command) -> CommandResult[domain.Ticket]:
         try:
@@ -181,7 +183,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
                     break
             else:
                 return "", _enum(request.tier, TIER, domain.CustomerTier)
-        known = await asyncio.to_thread(self._known_customer, lookup)
+        known = await self._known_customers.find(**lookup)
         if known is not None:
             return known.customer_id, domain.CustomerTier(known.tier)
         if not customer_id:
@@ -191,10 +193,6 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
                 [FieldViolation(field, "unknown contact")],
             )
         return customer_id, _enum(request.tier, TIER, domain.CustomerTier)
-
-    def _known_customer(self, lookup: dict[str, str]) -> readmodels.KnownCustomer | None:
-        with Session(self._engine) as session:
-            return readmodels.known_customer(session=session, **lookup)
 
     async def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.GetTicketResponse:
         ticket_id = _ticket_id(request.ticket_id)

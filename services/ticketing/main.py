@@ -78,6 +78,9 @@ class TicketingService:
     async def wait_for(self, name: str, sequence: int, timeout: float) -> bool:
         return await self.runners[name].wait_for(sequence, timeout)
 
+    def _directory_position(self) -> int:
+        return self.runners[CustomerDirectoryProjection.name].position
+
     async def start(self) -> None:
         settings = self.settings
         await asyncio.to_thread(migrate, self.engine, Path(__file__).parent / "migrations")
@@ -127,6 +130,7 @@ class TicketingService:
                         self.wait_for,
                         settings.read_wait_seconds,
                         contact_hash_key=hash_key,
+                        directory_position=self._directory_position,
                     ),
                     ticketing_pb2_grpc.add_TicketingServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -11,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Engine,
     Index,
     Integer,
     MetaData,
@@ -148,3 +152,50 @@ def known_customer(
         query = select(table).where(column == digest).order_by(table.c.version.desc()).limit(1)
     row = session.execute(query).first()
     return KnownCustomer(row.customer_id, row.tier) if row is not None else None
+
+
+class KnownCustomers:
+    """`known_customer` with a bounded in-memory cache in front, for OpenTicket's hot path: a
+    hit costs no SQL and no worker thread.
+
+    Every entry holds as of one position of the customer-directory projection (`position`, its
+    runner's): as soon as that moves on (any customer event, applied here or by a replica),
+    the whole cache is dropped, so a changed tier or contact applies to the next ticket opened
+    after the projection has it, exactly as when reading the table each time. Customer events
+    are rare next to tickets; a per-customer invalidation would keep more entries but needs
+    the runner to report what it delivered."""
+
+    def __init__(self, engine: Engine, position: Callable[[], int], capacity: int = 10_000):
+        self._engine = engine
+        self._position = position
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, str, str], KnownCustomer | None] = OrderedDict()
+        self._as_of = -1
+
+    async def find(
+        self, *, customer_id: str = "", kind: str = "", digest: str = ""
+    ) -> KnownCustomer | None:
+        """Returns the directory's customer by id or by contact digest, or None."""
+        key = (customer_id, kind, digest)
+        position = self._position()
+        if position != self._as_of:
+            self._entries.clear()
+            self._as_of = position
+        elif key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        found = await asyncio.to_thread(self._read, key)
+        # Kept only if the projection did not move during the read (which may have seen
+        # either side of that move).
+        if self._position() == position == self._as_of:
+            self._entries[key] = found
+            if len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return found
+
+    def _read(self, key: tuple[str, str, str]) -> KnownCustomer | None:
+        customer_id, kind, digest = key
+        with Session(self._engine) as session:
+            return known_customer(
+                session=session, customer_id=customer_id, kind=kind, digest=digest
+            )

@@ -30,12 +30,16 @@ def address(service: TicketingService | IncidentService | GatewayService) -> str
 
 
 @asynccontextmanager
-async def running_gateway(**addresses: str) -> AsyncIterator[GatewayService]:
-    """Starts the gateway on free ports in front of `addresses` (unset: a closed port)."""
+async def running_gateway(
+    overrides: dict[str, Any] | None = None, **addresses: str
+) -> AsyncIterator[GatewayService]:
+    """Starts the gateway on free ports in front of `addresses` (unset: a closed port), with
+    `overrides` of its settings."""
     settings: dict[str, Any] = {
         f"{name}_addr": addresses.get(name, f"127.0.0.1:{free_port()}")
         for name in ("ticketing", "customer", "incident", "quality")
     }
+    settings.update(overrides or {})
     gateway = GatewayService(
         GatewaySettings(
             grpc_port=0, http_port=0, metrics_port=0, shutdown_grace_seconds=0, **settings

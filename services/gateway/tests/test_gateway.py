@@ -340,3 +340,42 @@ async def test_one_trace_runs_from_the_http_caller_through_the_gateway_into_tick
     assert "HTTP POST" in names
     assert "gateway→ticketing OpenTicket" in names
     assert "/careops.ticketing.v1.TicketingService/OpenTicket" in names  # the backend's span
+
+
+async def quiet_team(incident: IncidentService) -> str:
+    """Returns a new team (a copy of one that exists): no page waits for it, no alert is due."""
+    async with grpc.aio.insecure_channel(address(incident)) as channel:
+        stub = incident_pb2_grpc.IncidentServiceStub(channel)
+        team = (await stub.GetTeam(ipb.GetTeamRequest(team_id="brand_pr"))).team
+        team.team_id, team.version = f"quiet-{uuid.uuid4().hex[:8]}", 0
+        await stub.PutTeam(ipb.PutTeamRequest(team=team), metadata=key())
+    return team.team_id
+
+
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        300.0,  # the headers cannot wait for a heartbeat: they follow the backend's at once
+        0.2,  # and an idle stream soon sends a heartbeat line
+    ],
+)
+async def test_an_http_stream_sends_its_headers_at_once_and_heartbeats_while_idle(
+    incident: IncidentService, heartbeat: float
+) -> None:
+    team_id = await quiet_team(incident)
+    async with (
+        running_gateway(
+            {"http_stream_heartbeat_seconds": heartbeat}, incident=address(incident)
+        ) as gateway,
+        aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as http,  # type: ignore[union-attr]
+        http.post(
+            "/v1/careops.incident.v1.IncidentService/WatchAlerts",
+            json={"teamId": team_id},
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "application/x-ndjson"
+        if heartbeat < 1:
+            first = json.loads(await response.content.readline())
+            assert set(first) == {"heartbeat"} and first["heartbeat"]["at"].endswith("Z")

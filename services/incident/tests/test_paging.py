@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from incident.application import INCIDENT_SUBJECTS, STREAM
 from incident.main import IncidentService
+from incident.projections import IncidentProjection
 from incident.tests.conftest import SIGNING_KEY
 from tests.receivers import HttpReceiver, MailReceiver
 
@@ -437,6 +438,37 @@ async def test_open_incidents_gauge_counts_by_level_leaving_drills_out(
     assert set(after) == {"A", "B", "C"}
     assert after["A"] == before["A"] + 1  # the level-A real incident, not the drill
     assert (after["B"], after["C"]) == (before["B"], before["C"])
+
+
+async def test_watch_alerts_resumes_after_a_sequence_from_the_log(
+    incident_stub: Stub, incident_service: IncidentService
+) -> None:
+    declared = await declare(incident_stub)
+    call = incident_stub.WatchAlerts(
+        pb.WatchAlertsRequest(team_id="technical_support", after_sequence=declared.sequence - 1)
+    )
+    first = await anext(aiter(call))
+    call.cancel()
+    # Nothing from before the sequence is replayed: the first alert is the declared page.
+    assert (first.incident_id, first.kind) == (declared.incident.incident_id, t.ALERT_KIND_PAGE)
+    assert first.sequence == declared.sequence and not first.replayed
+
+    # A waiting page replayed by a fresh watch carries the sequence of its request too.
+    assert await incident_service.wait_for(IncidentProjection.name, declared.sequence, 10)
+    fresh = incident_stub.WatchAlerts(pb.WatchAlertsRequest(team_id="technical_support"))
+    async for alert in fresh:
+        if alert.incident_id == declared.incident.incident_id:
+            break
+    fresh.cancel()
+    assert alert.replayed and alert.sequence == declared.sequence
+
+    beyond = incident_stub.WatchAlerts(
+        pb.WatchAlertsRequest(team_id="technical_support", after_sequence=10**12)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await anext(aiter(beyond))
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "after_sequence" in (caught.value.details() or "")
 
 
 # The PagerDuty tests come last: their incidents' other channels (a Slack that is down, with

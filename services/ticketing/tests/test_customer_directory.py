@@ -6,9 +6,12 @@ protos, one envelope per event); no customer-profile code runs here.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,7 +26,10 @@ from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats
 from careops_platform.contacts import CONTACT_HASH_KEY_FILE, contact_digest, load_secret
 from google.protobuf.message import Message
+from sqlalchemy import Engine, create_engine, insert, update
+from sqlalchemy import event as sql_event
 
+from ticketing import readmodels
 from ticketing.main import TicketingService
 from ticketing.tests.test_grpc_api import Stub, open_request
 
@@ -125,3 +131,78 @@ async def test_tickets_link_by_contact_and_take_the_customer_tier(
         await stub.OpenTicket(open_request(customer_id=customer_id, tier=t.CUSTOMER_TIER_POTENTIAL))
     ).ticket
     assert walk_in.tier == t.CUSTOMER_TIER_POTENTIAL  # unknown again: the request's tier
+
+
+async def test_open_ticket_reads_the_directory_once_until_the_customer_changes(
+    stub: Stub, service: TicketingService, customer_log: JetStreamEventStore
+) -> None:
+    customer_id = f"C-{uuid.uuid4().hex[:12]}"
+    runner = service.runners["customer_directory"]
+    reads: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "customer_directory" in statement:
+            reads.append(statement)
+
+    sql_event.listen(service.engine, "before_cursor_execute", record)
+    try:
+        for _ in range(5):  # a walk-in: not in the directory, the request's tier
+            ticket = (await stub.OpenTicket(open_request(customer_id=customer_id))).ticket
+            assert ticket.tier == t.CUSTOMER_TIER_REGULAR
+        assert len(reads) == 1
+
+        promoted = await append(
+            customer_log,
+            customer_id,
+            customer_events.CustomerRegistered(
+                customer_id=customer_id,
+                personal=customer_types.Sealed(key_version=1, nonce=b"n" * 12, ciphertext=b"x"),
+            ),
+            customer_events.SegmentAssigned(tier=customer_types.CUSTOMER_TIER_HIGH_VALUE),
+        )
+        assert await runner.wait_for(promoted, 10)
+        for _ in range(3):  # the next ticket sees the change; the ones after it are cached
+            ticket = (await stub.OpenTicket(open_request(customer_id=customer_id))).ticket
+            assert ticket.tier == t.CUSTOMER_TIER_HIGH_VALUE
+        assert len(reads) == 2
+    finally:
+        sql_event.remove(service.engine, "before_cursor_execute", record)
+
+
+class HeldRead(readmodels.KnownCustomers):
+    """Holds its first SQL read's answer until released (a worker thread still running)."""
+
+    def __init__(self, engine: Engine, position: Callable[[], int]) -> None:
+        super().__init__(engine, position)
+        self.first_read_done = threading.Event()
+        self.release = threading.Event()
+
+    def _read(self, key: tuple[str, str, str]) -> readmodels.KnownCustomer | None:
+        found = super()._read(key)
+        if not self.first_read_done.is_set():
+            self.first_read_done.set()
+            self.release.wait(10)
+        return found
+
+
+async def test_a_read_that_raced_the_projection_is_not_cached(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'directory.db'}")
+    readmodels.metadata.create_all(engine)
+    position = 1
+    known = HeldRead(engine, lambda: position)
+    table = readmodels.customer_directory
+    with engine.begin() as connection:
+        connection.execute(insert(table).values(customer_id="C-1", tier="regular", version=1))
+
+    early = asyncio.create_task(known.find(customer_id="C-1"))
+    assert await asyncio.to_thread(known.first_read_done.wait, 10)
+    with engine.begin() as connection:  # the projection applies a tier change meanwhile
+        connection.execute(update(table).values(tier="high_value", version=2))
+    position = 2
+    assert await known.find(customer_id="C-1") == readmodels.KnownCustomer("C-1", "high_value")
+    known.release.set()
+    assert await early == readmodels.KnownCustomer("C-1", "regular")  # it began before
+
+    # The early, older answer did not replace the newer one in the cache.
+    assert await known.find(customer_id="C-1") == readmodels.KnownCustomer("C-1", "high_value")
+    engine.dispose()
