@@ -15,12 +15,17 @@ from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from incident.main import IncidentService, IncidentSettings
 from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+from tests.support import FakeClock
 
 SIGNING_KEY = "test-signing-key"
 
 
-def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict[str, Any]:
-    """Three teams whose members are reachable on the local receivers."""
+def oncall(
+    http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1, next_wait_seconds: int = 0
+) -> dict[str, Any]:
+    """Three teams whose members are reachable on the local receivers; technical support
+    escalates on-call -> next after `wait_seconds`, then after `next_wait_seconds` (default the
+    same)."""
     closed_port = free_port()  # nothing listens here: a channel that is down
     forever = {
         "handoff": "09:00",
@@ -57,7 +62,7 @@ def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict
                 "escalation": {
                     "steps": [
                         {"target": "oncall", "wait_seconds": wait_seconds},
-                        {"target": "next", "wait_seconds": wait_seconds},
+                        {"target": "next", "wait_seconds": next_wait_seconds or wait_seconds},
                     ],
                     "repeat": 1,
                 },
@@ -120,7 +125,7 @@ def write_config(
 
 @asynccontextmanager
 async def running_incident_service(
-    data_dir: Path, nats_url: str, **overrides: Any
+    data_dir: Path, nats_url: str, *, clock: FakeClock | None = None, **overrides: Any
 ) -> AsyncIterator[IncidentService]:
     settings = IncidentSettings(
         nats_url=nats_url,
@@ -131,7 +136,7 @@ async def running_incident_service(
         shutdown_grace_seconds=0,
         **overrides,
     )
-    service = IncidentService(settings)
+    service = IncidentService(settings, clock=clock) if clock else IncidentService(settings)
     await service.start()
     try:
         yield service
@@ -154,15 +159,24 @@ def incident_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 
 
 @pytest.fixture(scope="module")
+def incident_clock() -> FakeClock:
+    """The module service's clock: page timers fire only when a test advances it."""
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
 async def incident_service(
     tmp_path_factory: pytest.TempPathFactory,
     incident_nats: EmbeddedNats,
     receivers: tuple[HttpReceiver, MailReceiver],
+    incident_clock: FakeClock | None,
 ) -> AsyncIterator[IncidentService]:
     http, mail = receivers
     directory = tmp_path_factory.mktemp("incident")
     config = write_config(directory, http, mail.port)
-    async with running_incident_service(directory / "data", incident_nats.url, **config) as svc:
+    async with running_incident_service(
+        directory / "data", incident_nats.url, clock=incident_clock, **config
+    ) as svc:
         yield svc
 
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import time
 import uuid
+from datetime import UTC, timedelta
 from typing import Any
 
 import grpc
@@ -19,8 +20,10 @@ from prometheus_client import REGISTRY
 
 from incident.application import INCIDENT_SUBJECTS, STREAM
 from incident.main import IncidentService
+from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.tests.conftest import SIGNING_KEY
 from tests.receivers import HttpReceiver, MailReceiver
+from tests.support import FakeClock, eventually, fire_due_timers, projected
 
 Stub = incident_pb2_grpc.IncidentServiceStub
 SEVERE = t.RiskFactors(
@@ -55,15 +58,6 @@ async def event_types(service: IncidentService, incident_id: str) -> list[str]:
         stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.{incident_id}"
     )
     return [kind for m in messages for kind in m.headers[EVENT_TYPE_HEADER].split(",")]
-
-
-async def wait_until(predicate: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 def posts_for(http: HttpReceiver, path: str, incident_id: str) -> list[object]:
@@ -105,7 +99,7 @@ async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
         posts = [p.json() for p in http.posts("/pagerduty")]
         return [p for p in posts if incident.incident_id in p["dedup_key"]]
 
-    await wait_until(lambda: _async(bool(pagerduty_triggers())))
+    await eventually(pagerduty_triggers)
     trigger = pagerduty_triggers()[0]
     assert trigger["routing_key"] == "rk-technical-support"
     assert trigger["event_action"] == "trigger"
@@ -129,7 +123,7 @@ async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
         kinds = {d.kind: d for d in cs.deliveries}
         return t.CONTACT_KIND_SLACK in kinds and t.CONTACT_KIND_EMAIL in kinds
 
-    await wait_until(failure_recorded)
+    await eventually(failure_recorded)
     got = (
         await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident.incident_id))
     ).incident
@@ -150,7 +144,13 @@ async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
     assert alert.member_id in {"ts-alice", "ts-bob"} and alert.level == t.INCIDENT_LEVEL_A
 
 
-async def test_watch_alerts_streams_new_pages_and_acknowledgements(incident_stub: Stub) -> None:
+async def test_watch_alerts_streams_new_pages_and_acknowledgements(
+    incident_stub: Stub, incident_service: IncidentService
+) -> None:
+    # A page waiting before the watch starts is replayed first: once it arrives, the watch has
+    # taken its snapshot, so everything declared from now on must come live.
+    marker = (await declare(incident_stub)).incident.incident_id
+    await projected(incident_service, IncidentProjection.name)
     call = incident_stub.WatchAlerts(pb.WatchAlertsRequest(team_id="technical_support"))
     seen: list[pb.WatchAlertsResponse] = []
 
@@ -159,7 +159,7 @@ async def test_watch_alerts_streams_new_pages_and_acknowledgements(incident_stub
             seen.append(alert)
 
     collector = asyncio.create_task(collect())
-    await asyncio.sleep(0.3)
+    await eventually(lambda: any(a.incident_id == marker and a.replayed for a in seen))
     declared = await declare(incident_stub)
     incident_id = declared.incident.incident_id
     page_id = next(p.page_id for p in declared.incident.pages if p.team_id == "technical_support")
@@ -167,11 +167,11 @@ async def test_watch_alerts_streams_new_pages_and_acknowledgements(incident_stub
         pb.AcknowledgePageRequest(page_id=page_id, member_id="ts-alice"), metadata=key()
     )
 
-    async def both() -> bool:
+    def both() -> bool:
         kinds = {(a.kind, a.replayed) for a in seen if a.incident_id == incident_id}
         return {(t.ALERT_KIND_PAGE, False), (t.ALERT_KIND_ACKNOWLEDGED, False)} <= kinds
 
-    await wait_until(both, timeout=5)
+    await eventually(both)
     call.cancel()
     collector.cancel()
     assert all(a.team_id == "technical_support" for a in seen)
@@ -192,7 +192,7 @@ async def test_retries_until_the_receiver_accepts_and_records_the_attempts(
         page = next(p for p in got.pages if p.member_id == "ts-alice")
         return any(d.kind == t.CONTACT_KIND_WEBHOOK and d.delivered for d in page.deliveries)
 
-    await wait_until(delivered)
+    await eventually(delivered)
     posts = posts_for(http, "/ts-alice", incident_id)
     assert len(posts) == 3  # 500, 500, 200: one page delivered, two retries
     got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
@@ -204,20 +204,34 @@ async def test_retries_until_the_receiver_accepts_and_records_the_attempts(
 async def test_no_acknowledgement_escalates_and_acknowledgement_stops_the_chain(
     incident_stub: Stub,
     incident_service: IncidentService,
+    incident_clock: FakeClock,
     receivers: tuple[HttpReceiver, MailReceiver],
 ) -> None:
     http, _ = receivers
     declared = await declare(incident_stub)
     incident_id = declared.incident.incident_id
-    # Nobody acknowledges ts-alice's page: after the 1 s step timeout ts-bob is paged.
-    await wait_until(lambda: _async(bool(posts_for(http, "/ts-bob", incident_id))), timeout=5)
+    alice = next(p for p in declared.incident.pages if p.member_id == "ts-alice")
+    deadline = alice.ack_due_at.ToDatetime(tzinfo=UTC)
+    # Just before ts-alice's 1 s step times out nothing happens ...
+    incident_clock.set(deadline - timedelta(milliseconds=1))
+    await fire_due_timers(incident_service, IncidentTimerProjection.name)
+    assert "careops.incident.v1.PageEscalated" not in await event_types(
+        incident_service, incident_id
+    )
+    # ... at the deadline, nobody having acknowledged, ts-bob is paged.
+    incident_clock.set(deadline)
+    await fire_due_timers(incident_service, IncidentTimerProjection.name)
+    await eventually(lambda: posts_for(http, "/ts-bob", incident_id))
     got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
     bob = next(p for p in got.pages if p.member_id == "ts-bob")
     acked = await incident_stub.AcknowledgePage(
         pb.AcknowledgePageRequest(page_id=bob.page_id, member_id="ts-bob"), metadata=key()
     )
     assert acked.incident.status == t.INCIDENT_STATUS_ACKNOWLEDGED
-    await asyncio.sleep(2.5)  # past the next step's timeout: nothing more may happen
+    # Past the next step's timeout, the acknowledgement having reached the timer table: nothing.
+    await projected(incident_service, IncidentTimerProjection.name)
+    incident_clock.advance(2.5)
+    await fire_due_timers(incident_service, IncidentTimerProjection.name)
     types = await event_types(incident_service, incident_id)
     ts_pages = [p for p in acked.incident.pages if p.team_id == "technical_support"]
     assert len(ts_pages) == 2
@@ -230,10 +244,6 @@ async def test_no_acknowledgement_escalates_and_acknowledgement_stops_the_chain(
         {"level": "A", "team": "technical_support"},
     )
     assert ack_sum and ack_sum >= 1
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_drills_run_the_whole_paging_path_and_are_labelled(
@@ -249,7 +259,7 @@ async def test_drills_run_the_whole_paging_path_and_are_labelled(
     )
     declared = await declare(incident_stub, drill=True)
     incident_id = declared.incident.incident_id
-    await wait_until(lambda: _async(bool(posts_for(http, "/ts-alice", incident_id))))
+    await eventually(lambda: posts_for(http, "/ts-alice", incident_id))
     assert posts_for(http, "/ts-alice", incident_id)[0].json()["drill"] is True  # type: ignore[attr-defined]
     after = REGISTRY.get_sample_value(
         "careops_incidents_declared_total", {"level": "A", "type": "server_crash", "drill": "true"}
@@ -327,7 +337,7 @@ async def test_bad_input_is_rejected_and_appends_nothing(
         await call(incident_stub)  # type: ignore[operator]
     assert caught.value.code() == code
     assert words in (caught.value.details() or "")
-    await asyncio.sleep(0.2)
+    # The handler answered after deciding: a rejected command has appended nothing by now.
     assert (
         await incident_service.store.last_sequence(STREAM.name) == before
         or code == grpc.StatusCode.NOT_FOUND
@@ -426,7 +436,9 @@ async def test_open_incidents_gauge_counts_by_level_leaving_drills_out(
         [family] = incident_service.collector.collect()
         return {sample.labels["level"]: sample.value for sample in family.samples}
 
-    await incident_stub.ListIncidents(pb.ListIncidentsRequest(min_sequence=0))
+    # Earlier tests' incidents must be in the read model before counting, or their late
+    # projection lands between `before` and `after` (min_sequence=0 waited for nothing).
+    await projected(incident_service, IncidentProjection.name)
     before = open_by_level()
     real = await declare(incident_stub)
     drill = await declare(incident_stub, drill=True)
