@@ -162,7 +162,12 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        """Launches the process and waits until it reports SERVING."""
+        return self.launch().wait_serving(timeout)
+
+    def launch(self) -> ServiceProcess:
+        """Launches the process without waiting (start several, then wait for each)."""
         env = {
             **os.environ,
             "CAREOPS_NATS_URL": self.nats_url,
@@ -176,6 +181,10 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"{self.service}.main"], env=env, stdout=log, stderr=log
         )
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> ServiceProcess:
+        """Waits until the launched process reports SERVING (kills it if it never does)."""
         if not wait_serving(self.address, timeout):
             self.kill()
             raise RuntimeError(f"service did not become healthy: see {self.data_dir}/service.log")

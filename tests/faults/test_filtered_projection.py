@@ -1,0 +1,36 @@
+"""A projection that reads part of another context's stream catches up with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from careops.common.v1 import admin_pb2
+
+from tests.faults.platform import SENDERS, running_platform
+from tests.support import eventually_sync
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "product defect (projection runner, engineer 1): customer's customer_incidents reads "
+        "careops.incident.incident.> of CAREOPS_INCIDENT, whose first messages are the team "
+        "and matrix definitions; apply_batch(contiguous=True) takes the first delivered "
+        "sequence (3) for a gap after checkpoint 0 and resyncs forever ('resyncing from "
+        "checkpoint' in a tight loop), so no incident ever reaches the customer 360"
+    ),
+)
+def test_customer_incidents_catches_up_with_the_incident_stream(tmp_path: Path) -> None:
+    with running_platform(tmp_path, "incident", "customer") as platform:
+        with grpc.insecure_channel(platform.processes["incident"].address) as channel:
+            SENDERS["incident"](channel, 0, "filtered-0")
+        stub = platform.admin("customer")
+
+        def customer_incidents_caught_up() -> bool:
+            listed = stub.ListProjections(admin_pb2.ListProjectionsRequest(), timeout=5)
+            [status] = [p for p in listed.projections if p.name == "customer_incidents"]
+            return status.last_sequence >= status.stream_last_sequence > 0
+
+        eventually_sync(customer_incidents_caught_up, timeout=10)
