@@ -56,9 +56,10 @@ RETRYABLE = {
 }
 
 
-def command_id(service: str, key: str) -> str:
-    """The command id the service derives from an idempotency-key (the same code path)."""
-    token = requests.IDEMPOTENCY_KEY.set(f"{METHODS[service]}:{key}")
+def command_id(method: str, key: str) -> str:
+    """The command id a service derives from an idempotency-key sent to `method` (the full
+    gRPC method path), by the same code path the service uses."""
+    token = requests.IDEMPOTENCY_KEY.set(f"{method}:{key}")
     try:
         return requests.command_id()
     finally:
@@ -250,10 +251,6 @@ class Platform:
                 assert writer.thread is not None
                 writer.thread.join(120)
 
-    def admin(self, service: str) -> admin_pb2_grpc.ProjectionAdminServiceStub:
-        channel = grpc.insecure_channel(self.processes[service].address)
-        return admin_pb2_grpc.ProjectionAdminServiceStub(channel)
-
 
 def progress(writers: list[Writer], at_least: int) -> None:
     """Waits until every writer has had `at_least` more commands acknowledged."""
@@ -272,8 +269,8 @@ def assert_exactly_once(platform: Platform, writers: list[Writer]) -> None:
         assert writer.acked, f"no {writer.service} command was ever acknowledged"
         messages = asyncio.run(read_log(platform.nats.url, STREAMS[writer.service]))
         counts = Counter(m.batch.events[0].command_id for m in messages if m.batch.events)
-        missing = [k for k in writer.acked if counts[command_id(writer.service, k)] == 0]
-        doubled = [k for k in writer.acked if counts[command_id(writer.service, k)] > 1]
+        missing = [k for k in writer.acked if counts[command_id(METHODS[writer.service], k)] == 0]
+        doubled = [k for k in writer.acked if counts[command_id(METHODS[writer.service], k)] > 1]
         assert not missing, f"acknowledged {writer.service} commands not in the log: {missing[:5]}"
         assert not doubled, f"{writer.service} commands in the log twice: {doubled[:5]}"
 
@@ -324,8 +321,17 @@ def _deliveries_recorded(nats_url: str) -> bool:
 def assert_read_models_equal_rebuilds(platform: Platform) -> None:
     """Each service, idle and caught up: its read models equal their rebuild from the log."""
     eventually_sync(lambda: _deliveries_recorded(platform.nats.url), what="pages delivered")
-    for name, process in platform.processes.items():
-        stub = platform.admin(name)
+    for process in platform.processes.values():
+        if process.process is not None:
+            assert_equals_rebuild(process)
+
+
+def assert_equals_rebuild(process: ServiceProcess) -> None:
+    """Once caught up, the service's database equals itself after every projection (replayed
+    from sequence 0) has caught up again."""
+    with grpc.insecure_channel(process.address) as channel:
+        stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
+        name = process.service
         projections = eventually_sync(partial(caught_up, stub), what=f"{name} caught up")
         database = process.data_dir / f"{name}.db"
         live = dump(database)
@@ -333,8 +339,8 @@ def assert_read_models_equal_rebuilds(platform: Platform) -> None:
             stub.RebuildProjection(admin_pb2.RebuildProjectionRequest(name=projection), timeout=30)
         eventually_sync(partial(caught_up, stub), timeout=120, what=f"{name} rebuilt")
         rebuilt = dump(database)
-        differing = [t for t in live if live[t] != rebuilt.get(t)]
-        assert not differing, f"{name}: read models differ from their rebuild in {differing}"
+    differing = [t for t in live if live[t] != rebuilt.get(t)]
+    assert not differing, f"{name}: read models differ from their rebuild in {differing}"
 
 
 @contextmanager

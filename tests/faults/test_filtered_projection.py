@@ -6,7 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from careops.common.v1 import admin_pb2
+from careops.common.v1 import admin_pb2, admin_pb2_grpc
 
 from tests.faults.platform import SENDERS, running_platform
 from tests.support import eventually_sync
@@ -26,7 +26,8 @@ def test_customer_incidents_catches_up_with_the_incident_stream(tmp_path: Path) 
     with running_platform(tmp_path, "incident", "customer") as platform:
         with grpc.insecure_channel(platform.processes["incident"].address) as channel:
             SENDERS["incident"](channel, 0, "filtered-0")
-        stub = platform.admin("customer")
+        channel = grpc.insecure_channel(platform.processes["customer"].address)
+        stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
 
         def customer_incidents_caught_up() -> bool:
             listed = stub.ListProjections(admin_pb2.ListProjectionsRequest(), timeout=5)
