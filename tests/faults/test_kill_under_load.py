@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.faults.platform import (
     SERVICES,
     assert_exactly_once,
@@ -24,6 +26,8 @@ def waves(scale: int) -> list[tuple[str, ...]]:
     return [(victim,) for _ in range(scale) for victim in (*SERVICES, "nats")]
 
 
+# Processes start slowly on a loaded machine: a wide bound, scaled with the sizes.
+@pytest.mark.timeout(300 * fault_scale())
 def test_kill_9_of_each_service_and_of_nats_under_load(tmp_path: Path) -> None:
     scale = fault_scale()
     with running_platform(tmp_path) as platform:

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import grpc
+import pytest
 from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
@@ -30,6 +31,8 @@ def moved_on(address: str, floor: int) -> int:
     return status.last_sequence if status.last_sequence > floor or at_end else 0
 
 
+# Processes start slowly on a loaded machine: a wide bound, scaled with the sizes.
+@pytest.mark.timeout(300 * fault_scale())
 def test_kill_9_during_a_projection_backlog(tmp_path: Path) -> None:
     backlog = 200 * fault_scale()
     nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
