@@ -14,6 +14,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from careops_eventstore.nats_embedded import free_port
 
+from tests.support import eventually_sync
+
 
 @dataclass
 class Received:
@@ -43,13 +45,16 @@ class HttpReceiver:
             return [r for r in self.received if r.path == path]
 
     def wait_for(self, path: str, count: int = 1, timeout: float = 10) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> list[Received] | None:
             posts = self.posts(path)
-            if len(posts) >= count:
-                return posts
-            time.sleep(0.01)
-        raise AssertionError(f"{path}: expected {count} posts, got {len(self.posts(path))}")
+            return posts if len(posts) >= count else None
+
+        return eventually_sync(
+            enough,
+            timeout=timeout,
+            interval=0.01,
+            what=f"{count} posts to {path}",
+        )
 
 
 @contextmanager
@@ -102,10 +107,12 @@ class MailReceiver:
     def wait_for(
         self, count: int = 1, timeout: float = 10
     ) -> list[tuple[str, list[str], bytes, float]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.messages) < count:
-            time.sleep(0.01)
-        assert len(self.messages) >= count, f"expected {count} mails, got {len(self.messages)}"
+        eventually_sync(
+            lambda: len(self.messages) >= count,
+            timeout=timeout,
+            interval=0.01,
+            what=f"{count} mails",
+        )
         return self.messages
 
 
