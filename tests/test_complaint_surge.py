@@ -61,7 +61,6 @@ async def test_complaint_surge_declares_one_incident_and_links_later_tickets(
                     nats.url,
                     surge_threshold=THRESHOLD,
                     surge_window_minutes=10,
-                    clock=None,
                     **config,
                 ) as incident,
             ):

@@ -125,8 +125,18 @@ def write_config(
 
 @asynccontextmanager
 async def running_incident_service(
-    data_dir: Path, nats_url: str, *, clock: FakeClock | None = None, **overrides: Any
+    data_dir: Path, nats_url: str, **overrides: Any
 ) -> AsyncIterator[IncidentService]:
+    """Starts IncidentService on free ports (real clock); stops it afterwards."""
+    async with incident_service_on(None, data_dir, nats_url, **overrides) as service:
+        yield service
+
+
+@asynccontextmanager
+async def incident_service_on(
+    clock: FakeClock | None, data_dir: Path, nats_url: str, **overrides: Any
+) -> AsyncIterator[IncidentService]:
+    """Starts IncidentService on free ports on `clock` (None: the real one)."""
     settings = IncidentSettings(
         nats_url=nats_url,
         data_dir=str(data_dir),
@@ -174,8 +184,8 @@ async def incident_service(
     http, mail = receivers
     directory = tmp_path_factory.mktemp("incident")
     config = write_config(directory, http, mail.port)
-    async with running_incident_service(
-        directory / "data", incident_nats.url, clock=incident_clock, **config
+    async with incident_service_on(
+        incident_clock, directory / "data", incident_nats.url, **config
     ) as svc:
         yield svc
 
