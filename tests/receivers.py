@@ -28,14 +28,31 @@ class Received:
         return json.loads(self.body)
 
 
+DOWN = "/down/"
+
+
 @dataclass
 class HttpReceiver:
-    """Records every POST; `fail_first[path] = n` answers 500 to the first n posts to a path."""
+    """Records every POST; `fail_first[path] = n` answers 500 to the first n posts to a path;
+    paths under /down/ always answer 503 (a channel that is down); `hold(path)` leaves posts to
+    a path unanswered until released (a channel that hangs)."""
 
     port: int
     received: list[Received] = field(default_factory=list)
     fail_first: dict[str, int] = field(default_factory=dict)
+    held: dict[str, threading.Event] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def hold(self, path: str) -> Iterator[None]:
+        """Posts to `path` get no answer until the block ends."""
+        release = threading.Event()
+        self.held[path] = release
+        try:
+            yield
+        finally:
+            release.set()
+            del self.held[path]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -76,7 +93,11 @@ def http_receiver() -> Iterator[HttpReceiver]:
                 failures = receiver.fail_first.get(self.path, 0)
                 if failures:
                     receiver.fail_first[self.path] = failures - 1
-            self.send_response(500 if failures else 200)
+                release = receiver.held.get(self.path)
+            if release is not None:
+                release.wait(60)
+            down = self.path.startswith(DOWN)
+            self.send_response(503 if down else 500 if failures else 200)
             self.end_headers()
             self.wfile.write(b"{}")
 

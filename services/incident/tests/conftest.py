@@ -14,10 +14,11 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from incident.main import IncidentService, IncidentSettings
-from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+from tests.receivers import DOWN, HttpReceiver, MailReceiver, http_receiver, smtp_receiver
 from tests.support import FakeClock
 
 SIGNING_KEY = "test-signing-key"
+CS_SLACK = DOWN + "slack-cs"  # customer service's Slack is down: it always answers 503
 
 
 def oncall(
@@ -26,7 +27,6 @@ def oncall(
     """Three teams whose members are reachable on the local receivers; technical support
     escalates on-call -> next after `wait_seconds`, then after `next_wait_seconds` (default the
     same)."""
-    closed_port = free_port()  # nothing listens here: a channel that is down
     forever = {
         "handoff": "09:00",
         "time_zone": "Asia/Shanghai",
@@ -72,7 +72,7 @@ def oncall(
                     {
                         "id": "cs-carol",
                         "contacts": [
-                            {"kind": "slack", "address": f"http://127.0.0.1:{closed_port}/down"},
+                            {"kind": "slack", "address": http.url(CS_SLACK)},
                             {"kind": "email", "address": "carol@example.test"},
                         ],
                     },
