@@ -8,7 +8,7 @@ PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 LINTED := libs services cli tests bench conftest.py
 
-.PHONY: run test proto lint typecheck bench lock clean system-deps
+.PHONY: run test faults proto lint typecheck bench lock clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,9 @@ lint: $(PROTO_STAMP)
 
 test: proto system-deps lint chart-check ## everything a fresh machine needs, then the whole suite
 	$(BIN)/python -m pytest
+
+faults: $(PROTO_STAMP) ## the fault suite at full size (make test runs it small)
+	CAREOPS_FAULT_SCALE=$${CAREOPS_FAULT_SCALE:-5} $(BIN)/python -m pytest tests/faults -q --timeout 1800
 
 .PHONY: chart-check
 chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops

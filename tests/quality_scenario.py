@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,18 +21,17 @@ from quality.main import QualityService, QualitySettings
 from ticketing import domain as tk
 from ticketing.application import TicketingApp
 
+from tests.support import FakeClock
+
 T0 = (datetime.now(UTC) - timedelta(hours=6)).replace(microsecond=0)
 NOW = T0 + timedelta(hours=6)
 
 
-@dataclass
-class Clock:
-    """A clock the test moves by hand."""
+class Clock(FakeClock):
+    """The shared FakeClock, starting at the scenario's T0, set by offsets from it."""
 
-    now: datetime = field(default=T0)
-
-    def __call__(self) -> datetime:
-        return self.now
+    def __init__(self, start: datetime = T0) -> None:
+        super().__init__(start)
 
     def at(self, **delta: float) -> Clock:
         self.now = T0 + timedelta(**delta)

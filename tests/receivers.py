@@ -14,6 +14,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from careops_eventstore.nats_embedded import free_port
 
+from tests.support import eventually_sync
+
 
 @dataclass
 class Received:
@@ -26,14 +28,31 @@ class Received:
         return json.loads(self.body)
 
 
+DOWN = "/down/"
+
+
 @dataclass
 class HttpReceiver:
-    """Records every POST; `fail_first[path] = n` answers 500 to the first n posts to a path."""
+    """Records every POST; `fail_first[path] = n` answers 500 to the first n posts to a path;
+    paths under /down/ always answer 503 (a channel that is down); `hold(path)` leaves posts to
+    a path unanswered until released (a channel that hangs)."""
 
     port: int
     received: list[Received] = field(default_factory=list)
     fail_first: dict[str, int] = field(default_factory=dict)
+    held: dict[str, threading.Event] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def hold(self, path: str) -> Iterator[None]:
+        """Posts to `path` get no answer until the block ends."""
+        release = threading.Event()
+        self.held[path] = release
+        try:
+            yield
+        finally:
+            release.set()
+            del self.held[path]
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -43,13 +62,16 @@ class HttpReceiver:
             return [r for r in self.received if r.path == path]
 
     def wait_for(self, path: str, count: int = 1, timeout: float = 10) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def enough() -> list[Received] | None:
             posts = self.posts(path)
-            if len(posts) >= count:
-                return posts
-            time.sleep(0.01)
-        raise AssertionError(f"{path}: expected {count} posts, got {len(self.posts(path))}")
+            return posts if len(posts) >= count else None
+
+        return eventually_sync(
+            enough,
+            timeout=timeout,
+            interval=0.01,
+            what=f"{count} posts to {path}",
+        )
 
 
 @contextmanager
@@ -71,7 +93,11 @@ def http_receiver() -> Iterator[HttpReceiver]:
                 failures = receiver.fail_first.get(self.path, 0)
                 if failures:
                     receiver.fail_first[self.path] = failures - 1
-            self.send_response(500 if failures else 200)
+                release = receiver.held.get(self.path)
+            if release is not None:
+                release.wait(60)
+            down = self.path.startswith(DOWN)
+            self.send_response(503 if down else 500 if failures else 200)
             self.end_headers()
             self.wfile.write(b"{}")
 
@@ -102,10 +128,12 @@ class MailReceiver:
     def wait_for(
         self, count: int = 1, timeout: float = 10
     ) -> list[tuple[str, list[str], bytes, float]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.messages) < count:
-            time.sleep(0.01)
-        assert len(self.messages) >= count, f"expected {count} mails, got {len(self.messages)}"
+        eventually_sync(
+            lambda: len(self.messages) >= count,
+            timeout=timeout,
+            interval=0.01,
+            what=f"{count} mails",
+        )
         return self.messages
 
 

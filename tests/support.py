@@ -1,20 +1,149 @@
-"""Helpers for cross-process tests: run a service as a real OS process, compare read models."""
+"""Shared test helpers: the one way to wait (`eventually`), a controllable clock (`FakeClock`),
+services as real OS processes, read-model comparison and the fault-suite scale.
+
+Tests never sleep to synchronise: they wait for a condition with `eventually` (or for a
+projection with `min_sequence`), and prove "nothing happens before the deadline" by advancing a
+`FakeClock` to just before it and running the scheduler once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 from careops_cli.platform import wait_serving
+from careops_eventstore.jetstream import JetStreamEventStore, connect
+from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.nats_embedded import free_port
+from careops_eventstore.projection import ProjectionRunner
+from careops_eventstore.timers import TimerScheduler
+from incident.application import INCIDENT_SUBJECTS
+from incident.application import STREAM as INCIDENT_STREAM
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from ticketing.readmodels import tickets
+
+T = TypeVar("T")
+
+# Generous: a bound on how long a test may wait on a loaded machine, never a timing assertion.
+DEFAULT_TIMEOUT = 30.0
+
+
+class NotReached(AssertionError):
+    """`eventually` ran out of time; the message names what was awaited."""
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    predicate: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    what: str = ...,
+) -> T: ...
+
+
+async def eventually(
+    predicate: Callable[[], Any],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    interval: float = 0.05,
+    what: str = "",
+) -> Any:
+    """Polls `predicate` (sync or async) until it returns a truthy value, and returns that value.
+
+    An exception raised by the predicate counts as "not yet" until the deadline, then is raised
+    as the cause, so a predicate may call an RPC that is still UNAVAILABLE.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            last_error = None
+        except AssertionError as exc:
+            last_error = exc
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised as the cause
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise NotReached(f"not reached within {timeout} s: {what or predicate}") from last_error
+        await asyncio.sleep(interval)
+
+
+def eventually_sync(
+    predicate: Callable[[], T | None],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    interval: float = 0.05,
+    what: str = "",
+) -> T:
+    """`eventually` for synchronous tests and threads (no event loop)."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+            last_error = None
+        except Exception as exc:  # noqa: BLE001 - retried, then re-raised as the cause
+            last_error = exc
+        if time.monotonic() >= deadline:
+            raise NotReached(f"not reached within {timeout} s: {what or predicate}") from last_error
+        time.sleep(interval)
+
+
+class FakeClock:
+    """A clock that moves only when told: pass it as a service's `clock`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, by: timedelta | float) -> datetime:
+        """Moves the clock forward by `by` (seconds or a timedelta); returns the new time."""
+        self.now += by if isinstance(by, timedelta) else timedelta(seconds=by)
+        return self.now
+
+    def set(self, at: datetime) -> datetime:
+        """Moves the clock to `at` (never backwards)."""
+        assert at >= self.now, "a clock does not run backwards"
+        self.now = at
+        return self.now
+
+
+def fault_scale() -> int:
+    """CAREOPS_FAULT_SCALE: 1 in `make test` (small sizes), larger in `make faults`."""
+    value = int(os.environ.get("CAREOPS_FAULT_SCALE", "1"))
+    if value < 1:
+        raise ValueError("CAREOPS_FAULT_SCALE must be a positive integer")
+    return value
 
 
 @dataclass
@@ -33,7 +162,12 @@ class ServiceProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, timeout: float = 30.0) -> ServiceProcess:
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
+        """Launches the process and waits until it reports SERVING."""
+        return self.launch().wait_serving(timeout)
+
+    def launch(self) -> ServiceProcess:
+        """Launches the process without waiting (start several, then wait for each)."""
         env = {
             **os.environ,
             "CAREOPS_NATS_URL": self.nats_url,
@@ -47,6 +181,10 @@ class ServiceProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"{self.service}.main"], env=env, stdout=log, stderr=log
         )
+        return self
+
+    def wait_serving(self, timeout: float = 60.0) -> ServiceProcess:
+        """Waits until the launched process reports SERVING (kills it if it never does)."""
         if not wait_serving(self.address, timeout):
             self.kill()
             raise RuntimeError(f"service did not become healthy: see {self.data_dir}/service.log")
@@ -69,3 +207,61 @@ def ticket_rows(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
         rows = session.execute(select(tickets).order_by(tickets.c.ticket_id)).mappings().all()
     return [dict(row) for row in rows]
+
+
+async def read_log(nats_url: str, stream: str, subject: str = "") -> list[RecordedBatch]:
+    """Every message of `stream` (or of one subject of it) as stored: the raw log, in order."""
+    nc = await connect(nats_url, name="careops-tests-log")
+    try:
+        store = JetStreamEventStore(nc)
+        if subject:
+            return await store.read_subject(stream=stream, subject=subject)
+        found: list[RecordedBatch] = []
+        while page := await store.read_stream(
+            stream=stream, after_sequence=found[-1].sequence if found else 0, limit=500
+        ):
+            found.extend(page)
+        return found
+    finally:
+        await nc.close()
+
+
+def event_types(messages: list[RecordedBatch]) -> list[str]:
+    """The event types of `messages`, in log order (a message may hold several events)."""
+    return [kind for m in messages for kind in m.headers[EVENT_TYPE_HEADER].split(",")]
+
+
+def incident_event_types(nats_url: str, incident_id: str) -> list[str]:
+    """The event types on the log for one incident (sync: for tests without an event loop)."""
+    subject = f"{INCIDENT_SUBJECTS}.{incident_id}"
+    return event_types(asyncio.run(read_log(nats_url, INCIDENT_STREAM.name, subject)))
+
+
+class InProcessService(Protocol):
+    """What the in-process services (TicketingService, IncidentService, ...) have in common."""
+
+    store: JetStreamEventStore | None
+    runners: dict[str, ProjectionRunner]
+    scheduler: TimerScheduler | None
+
+
+async def projected(
+    service: InProcessService, *names: str, timeout: float = DEFAULT_TIMEOUT
+) -> None:
+    """Waits until the named projections (default: all) have applied everything already on
+    their streams: read-your-writes for a test that did not keep the sequences it wrote."""
+    assert service.store is not None
+    for name in names or tuple(service.runners):
+        runner = service.runners[name]
+        last = await service.store.last_sequence(runner.stream)
+        assert await runner.wait_for(last, timeout), f"projection {name} did not reach {last}"
+
+
+async def fire_due_timers(service: InProcessService, timer_projection: str) -> int:
+    """Runs the service's scheduler once at its clock's time, after the timer table has caught
+    up with the log; returns how many it attempted. On a FakeClock a timer fires only once the
+    clock has passed its due time, so advancing to just before it and calling this proves
+    "nothing happens before the deadline" without waiting."""
+    assert service.scheduler is not None
+    await projected(service, timer_projection)
+    return await service.scheduler.tick()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from incident.tests.conftest import running_incident_service, write_config
 from ticketing.tests.conftest import running_service
 
 from tests.receivers import http_receiver, smtp_receiver
+from tests.support import eventually
 
 THRESHOLD = 3
 
@@ -73,11 +72,12 @@ async def test_complaint_surge_declares_one_incident_and_links_later_tickets(
                     tickets = ticketing_pb2_grpc.TicketingServiceStub(t_channel)
                     incidents = incident_pb2_grpc.IncidentServiceStub(i_channel)
                     opened = [await open_complaint(tickets, f"C-{i}") for i in range(THRESHOLD)]
-                    found: list[ipb.Incident] = []
-                    deadline = time.monotonic() + 15
-                    while time.monotonic() < deadline and len(found) < 2:
+
+                    async def both_surges() -> list[ipb.Incident] | None:
                         found = await surge_incidents(incidents)
-                        await asyncio.sleep(0.2)
+                        return found if len(found) >= 2 else None
+
+                    found = await eventually(both_surges, what="two surge incidents")
                     # One incident per key: the channel and the product both surged.
                     assert sorted(i.title.split(":")[0] for i in found) == [
                         "Complaint surge on channel social",
@@ -88,12 +88,12 @@ async def test_complaint_surge_declares_one_incident_and_links_later_tickets(
                         assert sorted(surge.customer_ids) == ["C-0", "C-1", "C-2"]
                         assert surge.type == "complaint_surge"
                     later = await open_complaint(tickets, "C-late")
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
+
+                    async def linked() -> list[ipb.Incident] | None:
                         found = await surge_incidents(incidents)
-                        if all(later in i.ticket_ids for i in found):
-                            break
-                        await asyncio.sleep(0.2)
+                        return found if all(later in i.ticket_ids for i in found) else None
+
+                    found = await eventually(linked, what="the later complaint linked")
                     assert len(found) == 2
                     assert all(later in i.ticket_ids for i in found)
     finally:

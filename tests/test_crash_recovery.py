@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -19,7 +18,7 @@ from careops_platform.db import make_engine, migrate
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import TicketListProjection
 
-from tests.support import ServiceProcess, ticket_rows, wait_serving
+from tests.support import ServiceProcess, eventually, ticket_rows, wait_serving
 
 MIGRATIONS = Path(__file__).parents[1] / "services" / "ticketing" / "migrations"
 
@@ -48,7 +47,7 @@ def drive(address: str, stop: threading.Event, opened: list[str]) -> None:
                     timeout=2,
                 )
             except grpc.RpcError:
-                time.sleep(0.05)
+                stop.wait(0.05)  # client backoff while the service is down, not synchronisation
 
 
 async def rebuild_from_log(nats_url: str, path: Path) -> list[dict[str, object]]:
@@ -72,18 +71,21 @@ async def rebuild_from_log(nats_url: str, path: Path) -> list[dict[str, object]]
     return ticket_rows(engine)
 
 
-async def wait_caught_up(nats_url: str, data_dir: Path, timeout: float = 20) -> None:
+async def wait_caught_up(nats_url: str, data_dir: Path) -> None:
     nc = await connect(nats_url, name="probe")
     last = await JetStreamEventStore(nc).last_sequence(STREAM.name)
     await nc.close()
     engine = make_engine(f"sqlite:///{data_dir / 'ticketing.db'}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def caught_up() -> bool:
         rows = ticket_rows(engine)
-        if rows and max(int(str(r["version"])) for r in rows) >= last:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError("projection did not catch up")
+        return bool(rows) and max(int(str(r["version"])) for r in rows) >= last
+
+    await eventually(caught_up, what="projection caught up")
+
+
+def _at_least(items: list[str], count: int) -> bool:
+    return len(items) >= count
 
 
 async def test_kill_9_mid_stream_then_restart_matches_a_fresh_rebuild(tmp_path: Path) -> None:
@@ -102,7 +104,7 @@ async def test_kill_9_mid_stream_then_restart_matches_a_fresh_rebuild(tmp_path: 
             ]
             for writer in writers:
                 writer.start()
-            await asyncio.sleep(1.0)
+            await eventually(partial(_at_least, opened, 8), what="tickets opened under load")
             service.kill()  # mid-stream: writers are still sending
             stop.set()
             for writer in writers:

@@ -5,11 +5,10 @@ All three services run for real (in-process, real NATS, SQLite); they only meet 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,8 @@ from customer.main import CustomerService, CustomerSettings
 from customer.tests.test_api import files_containing
 from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
+
+from tests.support import eventually
 
 T = TypeVar("T")
 
@@ -87,18 +88,6 @@ async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[P
             ticketing_service=services[0],
             customer_service=services[1],
         )
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 15.0) -> T:
-    """Polls `probe` until it returns something truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.1)
 
 
 def first_response_target(ticket: tpb.Ticket) -> float:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from careops_eventstore.nats_embedded import free_port
 
-from tests.support import wait_serving
+from tests.support import NotReached, eventually_sync, wait_serving
 
 CAREOPS = [sys.executable, "-m", "careops_cli"]
 
@@ -32,17 +32,15 @@ def careops_json(env: dict[str, str], *args: str) -> Any:
     return json.loads(result.stdout)
 
 
-def careops_json_eventually(env: dict[str, str], *args: str, attempts: int = 25) -> Any:
+def careops_json_eventually(env: dict[str, str], *args: str, timeout: float = 30) -> Any:
     """careops_json for a command that reads a projection which may lag the last write (a
     failed command appends nothing, so retrying it is safe)."""
-    result = careops(env, *args, "--json")
-    for _ in range(attempts):
-        if result.returncode == 0:
-            break
-        time.sleep(0.2)
+
+    def succeeded() -> subprocess.CompletedProcess[str] | None:
         result = careops(env, *args, "--json")
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+        return result if result.returncode == 0 else None
+
+    return json.loads(eventually_sync(succeeded, timeout=timeout, what=" ".join(args)).stdout)
 
 
 def gateway_post(port: int, method: str, body: dict[str, Any]) -> Any:
@@ -118,13 +116,17 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         )
         assert via_gateway["ticket"]["subject"] == "Refund not received"
         status: dict[str, Any] = {}
-        for _ in range(50):  # quality may still be starting
-            status = gateway_post(
-                gateway_http_port, "careops.gateway.v1.GatewayService/GetPlatformStatus", {}
+
+        def all_serving() -> bool:  # quality may still be starting
+            status.update(
+                gateway_post(
+                    gateway_http_port, "careops.gateway.v1.GatewayService/GetPlatformStatus", {}
+                )
             )
-            if status["allServing"]:
-                break
-            time.sleep(0.2)
+            return bool(status["allServing"])
+
+        with contextlib.suppress(NotReached):  # the assertion below shows which is not
+            eventually_sync(all_serving, interval=0.2)
         assert [
             b["name"] for b in status["backends"] if b["health"] == "BACKEND_HEALTH_SERVING"
         ] == [
@@ -143,12 +145,12 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
             env, "ticket", "resolve", ticket_id, "--resolution", "Refund issued"
         )
         assert resolved["status"] == "TICKET_STATUS_RESOLVED"
-        listed: list[dict[str, Any]] = []
-        for _ in range(50):
-            listed = careops_json(env, "ticket", "list", "--customer", "C-1001").get("tickets", [])
-            if listed and listed[0]["status"] == "TICKET_STATUS_RESOLVED":
-                break
-            time.sleep(0.1)
+
+        def resolved_listed() -> list[dict[str, Any]] | None:
+            found = careops_json(env, "ticket", "list", "--customer", "C-1001").get("tickets", [])
+            return found if found and found[0]["status"] == "TICKET_STATUS_RESOLVED" else None
+
+        listed: list[dict[str, Any]] = eventually_sync(resolved_listed, what="resolved, listed")
         assert [item["ticket_id"] for item in listed] == [ticket_id]
         rebuilt = careops(env, "projections", "rebuild", "tickets")
         assert rebuilt.returncode == 0 and "rebuilt tickets" in rebuilt.stdout, rebuilt.stderr
@@ -210,13 +212,12 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         careops_json(env, "customer", "tag", customer_id, "--add", "vip")
         shown_360 = careops(env, "customer", "show", customer_id)
         assert shown_360.returncode == 0 and "Li Na" in shown_360.stdout, shown_360.stderr
-        vips: list[str] = []
-        for _ in range(25):
+
+        def tagged_vips() -> list[str] | None:
             listed_vips = careops_json(env, "customer", "list", "--tag", "vip")
-            vips = [c["customer_id"] for c in listed_vips.get("customers", [])]
-            if vips:
-                break
-            time.sleep(0.2)
+            return [c["customer_id"] for c in listed_vips.get("customers", [])] or None
+
+        vips = eventually_sync(tagged_vips, what="the VIP listed")
         assert vips == [customer_id]
         erased = careops_json(env, "customer", "erase", customer_id, "--yes")
         assert erased["customer_id"] == customer_id

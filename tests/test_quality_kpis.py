@@ -4,7 +4,6 @@ bad surveys get a clear status and append nothing; follow-ups go overdue; what-i
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -28,6 +27,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from quality.application import STREAM
 from quality.main import QualityService
+from quality.projections import FollowUpTimerProjection
 
 from tests.quality_scenario import (
     EXPECTED,
@@ -42,6 +42,7 @@ from tests.quality_scenario import (
     write_incidents,
     write_tickets,
 )
+from tests.support import eventually, fire_due_timers
 
 
 @pytest.fixture(scope="module")
@@ -337,13 +338,15 @@ async def test_negative_feedback_follow_up_goes_overdue_then_is_recorded(
         )
         assert [f.ticket_id for f in pending.follow_ups] == ["T-B"]
         clock.now = NOW + timedelta(hours=25)
-        for _ in range(100):
-            overdue = await stub.ListFollowUps(
+        await fire_due_timers(service, FollowUpTimerProjection.name)
+
+        async def overdue_listed() -> qpb.ListFollowUpsResponse | None:
+            listed = await stub.ListFollowUps(
                 qpb.ListFollowUpsRequest(status=qt.FOLLOW_UP_STATUS_OVERDUE)
             )
-            if overdue.follow_ups:
-                break
-            await asyncio.sleep(0.1)
+            return listed if listed.follow_ups else None
+
+        overdue = await eventually(overdue_listed, what="the follow-up overdue")
         assert [f.ticket_id for f in overdue.follow_ups] == ["T-B"]
         samples = scrape(service)
         assert samples[("careops_quality_overdue_follow_ups", ())] == 1

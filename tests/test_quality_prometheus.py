@@ -4,11 +4,11 @@ quality's /metrics every second, and PromQL returning the CSAT of surveys submit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +24,7 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import ServiceProcess
+from tests.support import NotReached, ServiceProcess, eventually_sync
 
 PROMETHEUS = "/usr/bin/prometheus"  # Debian package `prometheus` (scripts/system-deps.sh)
 DASHBOARD = (
@@ -143,17 +143,19 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
         )
         assert done.returncode == 0, done.stderr
         assert "follow-up due" in done.stdout
-        deadline = time.monotonic() + 40
         values: dict[str, float] = {}
-        while time.monotonic() < deadline:
-            for name in ("careops_quality_csat_score", "careops_quality_csat_ratio"):
+        expected = {"careops_quality_csat_score": 3.5, "careops_quality_csat_ratio": 0.5}
+
+        def scraped() -> bool:
+            for name in expected:
                 result = promql(prom_port, f'{name}{{window="1h",channel="all"}}')
                 if result:
                     values[name] = float(result[0]["value"][1])  # type: ignore[index]
-            if values == {"careops_quality_csat_score": 3.5, "careops_quality_csat_ratio": 0.5}:
-                break
-            time.sleep(0.5)
-        assert values == {"careops_quality_csat_score": 3.5, "careops_quality_csat_ratio": 0.5}
+            return values == expected
+
+        with contextlib.suppress(NotReached):  # the assertion below shows what was scraped
+            eventually_sync(scraped, timeout=40, interval=0.5, what="Prometheus scraped CSAT")
+        assert values == expected
         # Every query of the quality dashboard is valid PromQL (a bad one raises), and the
         # dashboard's CSAT stat shows what was submitted.
         queries = [expr.replace("$window", "1h") for expr in dashboard_queries()]

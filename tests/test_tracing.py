@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import grpc
@@ -16,6 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.tests.conftest import running_service
+
+from tests.support import eventually
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -55,16 +56,16 @@ async def test_trace_context_crosses_grpc_nats_and_projection(
         assert TRACE_ID in messages[0].headers["traceparent"]
         assert TRACE_ID in messages[0].batch.events[0].trace_context["traceparent"]
         assert await service.wait_for("tickets", opened.sequence, 10)
-        names: set[str] = set()
-        for _ in range(50):
+
+        def traced() -> set[str] | None:
             names = {
                 span.name
                 for span in exporter.get_finished_spans()
                 if format(span.context.trace_id, "032x") == TRACE_ID
             }
-            if "project tickets" in names:
-                break
-            await asyncio.sleep(0.1)
+            return names if "project tickets" in names else None
+
+        names = await eventually(traced, what="the projection's span")
     assert "/careops.ticketing.v1.TicketingService/OpenTicket" in names
     assert "command ticket" in names
     assert "project tickets" in names

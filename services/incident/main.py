@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from careops.common.v1 import admin_pb2_grpc
@@ -29,7 +30,7 @@ from pydantic import AliasChoices, Field
 from sqlalchemy import Engine
 
 from incident import domain, grpc_api, readmodels
-from incident.application import CODEC, STREAM, IncidentApp
+from incident.application import CODEC, STREAM, IncidentApp, utc_now
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.reactions import PageDispatcher, SurgeDetector
@@ -112,8 +113,11 @@ def open_incidents(engine: Engine) -> SqlCounts:
 class IncidentService:
     """The running service: log, projections, timers, reactions and the gRPC server."""
 
-    def __init__(self, settings: IncidentSettings) -> None:
+    def __init__(
+        self, settings: IncidentSettings, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # injected so tests drive timers with a FakeClock
         self.engine = make_engine(database_url(settings.database_url, settings.data_dir, SERVICE))
         self.runners: dict[str, ProjectionRunner] = {}
         self.reactions: list[ReactionRunner] = []
@@ -135,7 +139,7 @@ class IncidentService:
         settings = self.settings
         await asyncio.to_thread(migrate, self.engine, Path(__file__).parent / "migrations")
         self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
-        self.app = app = IncidentApp(store=store, risk=settings.risk_model())
+        self.app = app = IncidentApp(store=store, risk=settings.risk_model(), clock=self.clock)
         await app.provision(replicas=settings.stream_replicas)
         await app.load_defaults(
             oncall_file=settings.oncall_file or None,
@@ -184,7 +188,10 @@ class IncidentService:
         for reaction in self.reactions:
             reaction.start()
         self.scheduler = TimerScheduler(
-            engine=self.engine, fire=app.fire_timer, interval=settings.timer_interval_seconds
+            engine=self.engine,
+            fire=app.fire_timer,
+            clock=self.clock,
+            interval=settings.timer_interval_seconds,
         )
         self.scheduler.start()
         self.server = GrpcServer(

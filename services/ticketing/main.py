@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import careops_sla as sla
@@ -26,7 +28,7 @@ from careops_platform.settings import ServiceSettings, load_settings
 from pydantic import AliasChoices, Field, SecretStr
 
 from ticketing import grpc_api
-from ticketing.application import STREAM, TicketingApp, load_agents
+from ticketing.application import STREAM, TicketingApp, load_agents, utc_now
 from ticketing.projections import (
     CUSTOMER_CODEC,
     CustomerDirectoryProjection,
@@ -61,8 +63,11 @@ class TicketingSettings(ServiceSettings):
 class TicketingService:
     """The running service: event store, projections, timers and the gRPC server."""
 
-    def __init__(self, settings: TicketingSettings) -> None:
+    def __init__(
+        self, settings: TicketingSettings, *, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # injected so tests drive timers with a FakeClock
         self.engine = make_engine(database_url(settings.database_url, settings.data_dir, SERVICE))
         self.runners: dict[str, ProjectionRunner] = {}
         self.server: GrpcServer | None = None
@@ -87,7 +92,7 @@ class TicketingService:
         policy = sla.load_policy(settings.sla_policy_file or None)
         agents = load_agents(settings.agents_file or None)
         self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
-        self.app = app = TicketingApp(store=store, policy=policy, agents=agents)
+        self.app = app = TicketingApp(store=store, policy=policy, agents=agents, clock=self.clock)
         await app.provision(replicas=settings.stream_replicas)
         hash_key = load_secret(
             settings.contact_hash_key.get_secret_value(),
@@ -116,7 +121,10 @@ class TicketingService:
             )
         )
         self.scheduler = TimerScheduler(
-            engine=self.engine, fire=app.fire_timer, interval=settings.timer_interval_seconds
+            engine=self.engine,
+            fire=app.fire_timer,
+            clock=self.clock,
+            interval=settings.timer_interval_seconds,
         )
         self.scheduler.start()
         self.server = GrpcServer(

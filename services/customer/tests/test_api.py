@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import uuid
@@ -36,6 +35,7 @@ from customer.keystore import customer_keys
 from customer.main import CustomerService
 from customer.reactions import SegmentSchedule
 from customer.readmodels import customers
+from tests.support import NotReached, eventually
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 
@@ -486,14 +486,13 @@ async def test_recency_decays_with_time_alone(stub: Stub, service: CustomerServi
     later = real_clock() + timedelta(weeks=17)
 
     async def churn_flag() -> bool:
-        for _ in range(100):
+        async def flagged() -> bool:
             found = await stub.ListCustomers(
                 pb.ListCustomersRequest(churn_risk_only=True, page_size=500)
             )
-            if cid in [c.customer_id for c in found.customers]:
-                return True
-            await asyncio.sleep(0.05)
-        return False
+            return cid in [c.customer_id for c in found.customers]
+
+        return await eventually(flagged, what="flagged as a churn risk")
 
     # No event arrives for 17 weeks: only the periodic recomputation can notice.
     app.clock = lambda: later
@@ -513,12 +512,16 @@ async def test_recency_decays_with_time_alone(stub: Stub, service: CustomerServi
 
 async def still_flagged(stub: Stub, customer_id: str) -> bool:
     """Returns True if the customer is still flagged after waiting for the read model."""
-    for _ in range(100):
+
+    async def unflagged() -> bool:
         view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=customer_id))).view
-        if not view.customer.churn_risk:
-            return False
-        await asyncio.sleep(0.05)
-    return True
+        return not view.customer.churn_risk
+
+    try:
+        await eventually(unflagged, what="no longer a churn risk")
+    except NotReached:
+        return True
+    return False
 
 
 async def test_incidents_that_name_the_customer_join_the_timeline(
@@ -554,12 +557,12 @@ async def test_incidents_that_name_the_customer_join_the_timeline(
             expected_sequence=0,
             message_id=uuid.uuid4().hex,
         )
-    for _ in range(100):
+
+    async def incident_entries() -> list[t.TimelineEntry] | None:
         view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
-        entries = [e for e in view.timeline if e.source == "incident"]
-        if entries:
-            break
-        await asyncio.sleep(0.05)
+        return [e for e in view.timeline if e.source == "incident"] or None
+
+    entries = await eventually(incident_entries, what="the incident on the timeline")
     assert [e.kind for e in entries] == ["incident_declared"]
     # The drill is left out; the title (free text) is not copied, the type is.
     assert entries[0].summary == "affected by level B incident I-surge-1 (complaint surge)"

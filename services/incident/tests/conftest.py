@@ -14,14 +14,19 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from incident.main import IncidentService, IncidentSettings
-from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+from tests.receivers import DOWN, HttpReceiver, MailReceiver, http_receiver, smtp_receiver
+from tests.support import FakeClock
 
 SIGNING_KEY = "test-signing-key"
+CS_SLACK = DOWN + "slack-cs"  # customer service's Slack is down: it always answers 503
 
 
-def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict[str, Any]:
-    """Three teams whose members are reachable on the local receivers."""
-    closed_port = free_port()  # nothing listens here: a channel that is down
+def oncall(
+    http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1, next_wait_seconds: int = 0
+) -> dict[str, Any]:
+    """Three teams whose members are reachable on the local receivers; technical support
+    escalates on-call -> next after `wait_seconds`, then after `next_wait_seconds` (default the
+    same)."""
     forever = {
         "handoff": "09:00",
         "time_zone": "Asia/Shanghai",
@@ -57,7 +62,7 @@ def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict
                 "escalation": {
                     "steps": [
                         {"target": "oncall", "wait_seconds": wait_seconds},
-                        {"target": "next", "wait_seconds": wait_seconds},
+                        {"target": "next", "wait_seconds": next_wait_seconds or wait_seconds},
                     ],
                     "repeat": 1,
                 },
@@ -67,7 +72,7 @@ def oncall(http: HttpReceiver, mail_port: int, *, wait_seconds: int = 1) -> dict
                     {
                         "id": "cs-carol",
                         "contacts": [
-                            {"kind": "slack", "address": f"http://127.0.0.1:{closed_port}/down"},
+                            {"kind": "slack", "address": http.url(CS_SLACK)},
                             {"kind": "email", "address": "carol@example.test"},
                         ],
                     },
@@ -124,6 +129,16 @@ def write_config(
 async def running_incident_service(
     data_dir: Path, nats_url: str, **overrides: Any
 ) -> AsyncIterator[IncidentService]:
+    """Starts IncidentService on free ports (real clock); stops it afterwards."""
+    async with incident_service_on(None, data_dir, nats_url, **overrides) as service:
+        yield service
+
+
+@asynccontextmanager
+async def incident_service_on(
+    clock: FakeClock | None, data_dir: Path, nats_url: str, **overrides: Any
+) -> AsyncIterator[IncidentService]:
+    """Starts IncidentService on free ports on `clock` (None: the real one)."""
     settings = IncidentSettings(
         nats_url=nats_url,
         data_dir=str(data_dir),
@@ -133,7 +148,7 @@ async def running_incident_service(
         shutdown_grace_seconds=0,
         **overrides,
     )
-    service = IncidentService(settings)
+    service = IncidentService(settings, clock=clock) if clock else IncidentService(settings)
     await service.start()
     try:
         yield service
@@ -156,15 +171,24 @@ def incident_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 
 
 @pytest.fixture(scope="module")
+def incident_clock() -> FakeClock:
+    """The module service's clock: page timers fire only when a test advances it."""
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
 async def incident_service(
     tmp_path_factory: pytest.TempPathFactory,
     incident_nats: EmbeddedNats,
     receivers: tuple[HttpReceiver, MailReceiver],
+    incident_clock: FakeClock | None,
 ) -> AsyncIterator[IncidentService]:
     http, mail = receivers
     directory = tmp_path_factory.mktemp("incident")
     config = write_config(directory, http, mail.port)
-    async with running_incident_service(directory / "data", incident_nats.url, **config) as svc:
+    async with incident_service_on(
+        incident_clock, directory / "data", incident_nats.url, **config
+    ) as svc:
         yield svc
 
 

@@ -12,14 +12,15 @@ import pytest
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
+from tests.support import FakeClock
 from ticketing.main import TicketingService, TicketingSettings
 
 
 @asynccontextmanager
 async def running_service(
-    data_dir: Path, nats_url: str, **overrides: Any
+    data_dir: Path, nats_url: str, *, clock: FakeClock | None = None, **overrides: Any
 ) -> AsyncIterator[TicketingService]:
-    """Starts TicketingService on a free port; stops it afterwards."""
+    """Starts TicketingService on a free port (on `clock`, when given); stops it afterwards."""
     settings = TicketingSettings(
         nats_url=nats_url,
         data_dir=str(data_dir),
@@ -29,7 +30,7 @@ async def running_service(
         shutdown_grace_seconds=0,
         **overrides,
     )
-    service = TicketingService(settings)
+    service = TicketingService(settings, clock=clock) if clock else TicketingService(settings)
     await service.start()
     try:
         yield service
