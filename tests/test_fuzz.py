@@ -291,7 +291,8 @@ async def platform(
 ) -> AsyncIterator[Platform]:
     """The four services and the gateway in front of them, with a channel to each."""
     root: Path = tmp_path_factory.mktemp("fuzz")
-    fast = {"read_wait_seconds": 0.01}  # min_sequence = 2^63 must not wait seconds per call
+    # min_sequence = 2^63 must not wait seconds per call.
+    fast: dict[str, Any] = {"read_wait_seconds": 0.01}
     async with AsyncExitStack() as stack:
         http = stack.enter_context(http_receiver())
         mail = stack.enter_context(smtp_receiver())
@@ -313,7 +314,7 @@ async def platform(
             ),
         }
         backends = {name: address(service) for name, service in servers.items()}  # type: ignore[arg-type]
-        gateway = await stack.enter_async_context(running_gateway(**backends))
+        gateway = await stack.enter_async_context(running_gateway(None, **backends))
         channels = {
             name: await stack.enter_async_context(grpc.aio.insecure_channel(address(svc)))  # type: ignore[arg-type]
             for name, svc in {**servers, "gateway": gateway}.items()
