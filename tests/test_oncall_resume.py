@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,9 @@ from careops.incident.v1 import types_pb2 as t
 from careops_cli.incidents import follow_alerts
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import ServiceProcess
+from tests.support import ServiceProcess, eventually_sync
 
 TEAM = "technical_support"
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Polls `condition` until it holds or `timeout` passes (local until tests/support.py has
-    the shared `eventually`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 class Broken(grpc.RpcError):
@@ -143,7 +131,7 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
                 stdout=sink,
                 stderr=err,
             )
-        assert eventually(lambda: before.incident_id in out.read_text()), out.read_text()
+        assert eventually_sync(lambda: before.incident_id in out.read_text()), out.read_text()
 
         # The watcher is frozen while the service restarts and a page comes and goes.
         watcher.send_signal(signal.SIGSTOP)

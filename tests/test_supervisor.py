@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,19 +17,10 @@ import pytest
 from careops_cli.platform import SERVICES
 from careops_eventstore.nats_embedded import free_port
 
+from tests.support import eventually_sync
+
 STARTED = re.compile(r"(\w+) started, pid (\d+)")
 SERVICE_NAMES = {spec.name for spec in SERVICES}
-
-
-def eventually(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Polls `condition` until it holds or `timeout` passes (local until tests/support.py has
-    the shared `eventually`)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 def alive(pid: int) -> bool:
@@ -62,7 +52,7 @@ class Up:
         return {name: int(pid) for name, pid in STARTED.findall(self.output())}
 
     def wait_for_output(self, text: str, timeout: float = 150.0) -> None:
-        assert eventually(lambda: text in self.output(), timeout), self.output()
+        assert eventually_sync(lambda: text in self.output(), timeout=timeout), self.output()
 
 
 @pytest.fixture
@@ -118,10 +108,10 @@ def test_kill_9_of_careops_up_takes_every_service_and_nats_with_it(
     up.process.send_signal(signal.SIGKILL)
     up.process.wait(10)
 
-    assert eventually(lambda: not any(alive(pid) for pid in pids.values())), {
+    assert eventually_sync(lambda: not any(alive(pid) for pid in pids.values())), {
         name: pid for name, pid in pids.items() if alive(pid)
     }
-    assert eventually(lambda: not any(listening(port) for port in up.ports)), [
+    assert eventually_sync(lambda: not any(listening(port) for port in up.ports)), [
         port for port in up.ports if listening(port)
     ]
 
@@ -131,7 +121,7 @@ def test_ctrl_c_during_start_up_stops_everything_at_once(
 ) -> None:
     # No NATS answers there: the services wait for it forever and never become healthy.
     up = start_up({"CAREOPS_NATS_URL": f"nats://127.0.0.1:{free_port()}"})
-    assert eventually(lambda: set(up.pids()) == SERVICE_NAMES), up.output()
+    assert eventually_sync(lambda: set(up.pids()) == SERVICE_NAMES), up.output()
     pids = up.pids()
 
     up.process.send_signal(signal.SIGINT)  # to the supervisor alone: it must stop the rest
@@ -160,7 +150,7 @@ def test_ctrl_c_stops_the_services_first_and_nats_last(
 
     running_output = len(up.output())
     os.killpg(up.process.pid, signal.SIGINT)  # Ctrl-C at a terminal: the foreground group
-    assert eventually(exited), up.output()
+    assert eventually_sync(exited), up.output()
 
     output = up.output()
     assert up.process.returncode == 0, output

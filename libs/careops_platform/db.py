@@ -45,3 +45,31 @@ def migrate(engine: Engine, migrations_dir: Path) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def create_parked_messages_table() -> None:
+    """Migration step every service shares: the table of poison its consumers parked
+    (careops_eventstore.sqlstate.parked), as of the revision that added it."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    row_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+    op.create_table(
+        "parked_messages",
+        sa.Column("id", row_id, primary_key=True),
+        sa.Column("consumer", sa.String(100), nullable=False, index=True),
+        sa.Column("stream", sa.String(100), nullable=False),
+        sa.Column("sequence", sa.BigInteger, nullable=False),
+        sa.Column("subject", sa.String(255), nullable=False, server_default=""),
+        sa.Column("event_type", sa.String(200), nullable=False, server_default=""),
+        sa.Column("reason", sa.String(30), nullable=False),
+        sa.Column("detail", sa.Text, nullable=False),
+        sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def drop_parked_messages_table() -> None:
+    """Reverts `create_parked_messages_table`."""
+    from alembic import op
+
+    op.drop_table("parked_messages")

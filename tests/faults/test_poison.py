@@ -18,7 +18,7 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -56,6 +56,8 @@ from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
 from typer.testing import CliRunner
 
+from tests.support import eventually
+
 T = TypeVar("T")
 SERVICES = ("ticketing", "customer", "incident", "quality")
 POISON = ("empty", "garbage", "unknown_type", "unknown_enum", "wrong_subject")
@@ -76,20 +78,6 @@ STREAMS = {
 }
 GARBAGE = b"\xff\xfe\x00 not protobuf \x9c"
 UNKNOWN_ENUM = 999  # no CareOps enum defines it; the codec reads it as "unspecified"
-WAIT_SECONDS = 30.0
-
-
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = WAIT_SECONDS) -> T:
-    """Polls `probe` until it returns something truthy (local helper: tests/support.py has no
-    shared `eventually` on this branch yet)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = await probe()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def matches(pattern: str, subject: str) -> bool:
