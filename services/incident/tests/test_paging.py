@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import time
 import uuid
 from datetime import UTC, timedelta
 from typing import Any
@@ -64,7 +63,7 @@ def posts_for(http: HttpReceiver, path: str, incident_id: str) -> list[object]:
     return [p for p in http.posts(path) if p.json().get("incident_id") == incident_id]
 
 
-async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
+async def test_level_a_server_crash_pages_as_the_matrix_says(
     incident_stub: Stub,
     incident_service: IncidentService,
     receivers: tuple[HttpReceiver, MailReceiver],
@@ -74,7 +73,7 @@ async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
     # Customer service's Slack hangs for as long as this block runs: whatever else arrives
     # meanwhile was not held up by it (a down channel must not delay another).
     with http.hold(CS_SLACK):
-        started = time.monotonic()
+        # How fast is measured by bench/incident (docs/benchmarks.md §6), not asserted here.
         declared = await declare(incident_stub)
         incident = declared.incident
         assert incident.level == t.INCIDENT_LEVEL_A
@@ -87,7 +86,6 @@ async def test_level_a_server_crash_pages_as_the_matrix_says_within_a_second(
         page = next(
             p for p in http.posts("/ts-alice") if p.json()["incident_id"] == incident.incident_id
         )
-        assert page.at - started < 1.0
         body = page.json()
         assert (
             body["action"] == "trigger"
