@@ -15,18 +15,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
 
 from careops_cli.platform import wait_serving
+from careops_eventstore import EventStore
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
+from careops_platform import requests
+from google.protobuf.descriptor import ServiceDescriptor
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
 from sqlalchemy import Engine, select
@@ -265,3 +268,37 @@ async def fire_due_timers(service: InProcessService, timer_projection: str) -> i
     assert service.scheduler is not None
     await projected(service, timer_projection)
     return await service.scheduler.tick()
+
+
+def with_idempotency_key(method: str, key: str, derive: Callable[[], T]) -> T:
+    """Runs a careops_platform.requests helper (`command_id`, `derived_id`) as the server's
+    interceptor does for a call of `method` (its full path) carrying idempotency-key `key`."""
+    token = requests.IDEMPOTENCY_KEY.set(f"{method}:{key}")
+    try:
+        return derive()
+    finally:
+        requests.IDEMPOTENCY_KEY.reset(token)
+
+
+def command_ids(service: ServiceDescriptor, key: str) -> set[str]:
+    """Returns the command id every method of `service` would derive from `key`."""
+    return {
+        with_idempotency_key(f"/{service.full_name}/{method.name}", key, requests.command_id)
+        for method in service.methods
+    }
+
+
+async def appended_by(
+    store: EventStore, before: Mapping[str, int], commands: Collection[str]
+) -> list[str]:
+    """Returns the streams that got a message of one of `commands` after the sequences in
+    `before`. "A rejected call appends nothing", checked this way, holds on a busy log: other
+    messages (a timer firing, a reaction to an earlier call) are not that call's doing."""
+    streams = []
+    for stream, last in before.items():
+        for recorded in await store.read_stream(stream=stream, after_sequence=last):
+            ids = {recorded.headers.get("Nats-Msg-Id", "")}
+            ids |= {envelope.command_id for envelope in recorded.batch.events}
+            if ids & set(commands):
+                streams.append(stream)
+    return streams

@@ -39,7 +39,7 @@ from careops.ticketing.v1 import types_pb2 as ticketing_types
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.paging import page_token
-from careops_platform.requests import IDEMPOTENCY_KEY, command_id, derived_id
+from careops_platform.requests import command_id, derived_id
 from customer.application import STREAM as CUSTOMER_STREAM
 from customer.tests.conftest import running_customer
 from gateway.tests.conftest import address, running_gateway
@@ -61,6 +61,7 @@ from ticketing.tests.conftest import running_service
 
 from tests.quality_scenario import Clock, quality_service
 from tests.receivers import http_receiver, smtp_receiver
+from tests.support import appended_by, with_idempotency_key
 
 EXAMPLES = int(os.environ.get("CAREOPS_FUZZ_EXAMPLES", "4"))
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -96,20 +97,15 @@ def _unary(service: str) -> list[MethodDescriptor]:
 SEED_KEY = "fuzz-seed"
 
 
-def _with_key(path: str, key: str, derive: Any) -> Any:
-    """Runs a careops_platform.requests helper as the interceptor does for `path` and `key`."""
-    token = IDEMPOTENCY_KEY.set(f"{path}:{key}")
-    try:
-        return derive()
-    finally:
-        IDEMPOTENCY_KEY.reset(token)
-
-
 # Aggregates the fixture creates with SEED_KEY, so fuzzed commands also reach existing ones.
+def _seeded_id(method: str, prefix: str) -> str:
+    return with_idempotency_key(method, SEED_KEY, lambda: derived_id(prefix))
+
+
 SEEDED = {
-    "ticket": _with_key(f"/{TICKETING}/OpenTicket", SEED_KEY, lambda: derived_id("T")),
-    "customer": _with_key(f"/{CUSTOMER}/RegisterCustomer", SEED_KEY, lambda: derived_id("C")),
-    "incident": _with_key(f"/{INCIDENT}/DeclareIncident", SEED_KEY, lambda: derived_id("I")),
+    "ticket": _seeded_id(f"/{TICKETING}/OpenTicket", "T"),
+    "customer": _seeded_id(f"/{CUSTOMER}/RegisterCustomer", "C"),
+    "incident": _seeded_id(f"/{INCIDENT}/DeclareIncident", "I"),
 }
 
 TARGETS = [
@@ -379,26 +375,6 @@ async def _last_sequences(store: JetStreamEventStore) -> dict[str, int]:
     return {stream: await store.last_sequence(stream) for stream in STREAMS}
 
 
-async def _appended_by(
-    store: JetStreamEventStore, before: dict[str, int], command: str
-) -> list[str]:
-    """Returns the streams that got a message of `command` since `before`. Other messages
-    (a timer firing, a reaction to an earlier accepted call) are not this call's doing."""
-    streams = []
-    for stream, last in before.items():
-        for recorded in await store.read_stream(stream=stream, after_sequence=last):
-            ids = {recorded.headers.get("Nats-Msg-Id", "")}
-            ids |= {envelope.command_id for envelope in recorded.batch.events}
-            if command in ids:
-                streams.append(stream)
-    return streams
-
-
-def _command_id(path: str, key: str) -> str:
-    """The command id a service derives from the method and the idempotency-key."""
-    return _with_key(path, key, command_id)  # type: ignore[no-any-return]
-
-
 async def test_reflection_lists_what_is_fuzzed(platform: Platform) -> None:
     for server, services in SERVED.items():
         call = platform.channels[server].stream_stream(
@@ -424,7 +400,8 @@ async def _rejected(platform: Platform, server: str, path: str, body: bytes) -> 
     except grpc.aio.AioRpcError as error:
         code = error.code()
         assert code not in NEVER, f"{path} on {server} -> {code.name}: {error.details()}"
-    assert await _appended_by(platform.store, before, _command_id(path, key)) == []
+    command = with_idempotency_key(path, key, command_id)
+    assert await appended_by(platform.store, before, {command}) == []
     return code  # type: ignore[no-any-return]
 
 

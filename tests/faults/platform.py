@@ -34,7 +34,14 @@ from careops_platform import requests
 from sqlalchemy import MetaData, create_engine, select
 
 from tests.receivers import HttpReceiver, http_receiver
-from tests.support import ServiceProcess, event_types, eventually_sync, read_log, wait_serving
+from tests.support import (
+    ServiceProcess,
+    event_types,
+    eventually_sync,
+    read_log,
+    wait_serving,
+    with_idempotency_key,
+)
 
 SERVICES = ("ticketing", "customer", "incident", "quality")
 STREAMS = {
@@ -57,13 +64,8 @@ RETRYABLE = {
 
 
 def command_id(method: str, key: str) -> str:
-    """The command id a service derives from an idempotency-key sent to `method` (the full
-    gRPC method path), by the same code path the service uses."""
-    token = requests.IDEMPOTENCY_KEY.set(f"{method}:{key}")
-    try:
-        return requests.command_id()
-    finally:
-        requests.IDEMPOTENCY_KEY.reset(token)
+    """The command id a service derives from an idempotency-key sent to `method`."""
+    return with_idempotency_key(method, key, requests.command_id)
 
 
 def _incident_config(directory: Path, http: HttpReceiver) -> dict[str, str]:

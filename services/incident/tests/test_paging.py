@@ -22,7 +22,14 @@ from incident.main import IncidentService
 from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.tests.conftest import CS_SLACK, SIGNING_KEY
 from tests.receivers import HttpReceiver, MailReceiver
-from tests.support import FakeClock, eventually, fire_due_timers, projected
+from tests.support import (
+    FakeClock,
+    appended_by,
+    command_ids,
+    eventually,
+    fire_due_timers,
+    projected,
+)
 
 Stub = incident_pb2_grpc.IncidentServiceStub
 SEVERE = t.RiskFactors(
@@ -279,31 +286,31 @@ async def test_drills_run_the_whole_paging_path_and_are_labelled(
     ("call", "code", "words"),
     [
         (
-            lambda s: s.DeclareIncident(
-                pb.DeclareIncidentRequest(type="alien_invasion", title="x"), metadata=key()
+            lambda s, md: s.DeclareIncident(
+                pb.DeclareIncidentRequest(type="alien_invasion", title="x"), metadata=md
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "unknown incident type",
         ),
         (
-            lambda s: s.DeclareIncident(
+            lambda s, md: s.DeclareIncident(
                 pb.DeclareIncidentRequest(
                     type="server_crash", title="x", factors=t.RiskFactors(users_affected=-3)
                 ),
-                metadata=key(),
+                metadata=md,
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "users_affected",
         ),
         (
-            lambda s: s.AcknowledgePage(
-                pb.AcknowledgePageRequest(page_id="I-nope-p0", member_id="x"), metadata=key()
+            lambda s, md: s.AcknowledgePage(
+                pb.AcknowledgePageRequest(page_id="I-nope-p0", member_id="x"), metadata=md
             ),
             grpc.StatusCode.NOT_FOUND,
             "does not exist",
         ),
         (
-            lambda s: s.PutResponseMatrix(
+            lambda s, md: s.PutResponseMatrix(
                 pb.PutResponseMatrixRequest(
                     rows=[
                         t.MatrixRow(
@@ -314,13 +321,13 @@ async def test_drills_run_the_whole_paging_path_and_are_labelled(
                         )
                     ]
                 ),
-                metadata=key(),
+                metadata=md,
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "ghost_busters",
         ),
         (
-            lambda s: s.GetTeam(pb.GetTeamRequest(team_id="nobody")),
+            lambda s, md: s.GetTeam(pb.GetTeamRequest(team_id="nobody")),
             grpc.StatusCode.NOT_FOUND,
             "does not exist",
         ),
@@ -334,16 +341,15 @@ async def test_bad_input_is_rejected_and_appends_nothing(
     words: str,
 ) -> None:
     assert incident_service.store is not None
-    before = await incident_service.store.last_sequence(STREAM.name)
+    idempotency_key = uuid.uuid4().hex
+    before = {STREAM.name: await incident_service.store.last_sequence(STREAM.name)}
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call(incident_stub)  # type: ignore[operator]
+        await call(incident_stub, (("idempotency-key", idempotency_key),))  # type: ignore[operator]
     assert caught.value.code() == code
     assert words in (caught.value.details() or "")
     # The handler answered after deciding: a rejected command has appended nothing by now.
-    assert (
-        await incident_service.store.last_sequence(STREAM.name) == before
-        or code == grpc.StatusCode.NOT_FOUND
-    )
+    commands = command_ids(pb.DESCRIPTOR.services_by_name["IncidentService"], idempotency_key)
+    assert await appended_by(incident_service.store, before, commands) == []
 
 
 async def test_matrix_changes_are_versioned_and_recorded_on_incidents(incident_stub: Stub) -> None:
