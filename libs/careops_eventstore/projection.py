@@ -30,6 +30,7 @@ from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
 from careops_eventstore.jetstream import last_sequence_matching
 from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
 from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
+from careops_eventstore.tasks import stop_task
 
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
@@ -486,10 +487,7 @@ class ProjectionRunner:
     async def stop(self) -> None:
         self._stopping = True
         for task in (self._task, self._probe):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await stop_task(task)
         self._task = self._probe = None
 
     async def rebuild(self) -> None:

@@ -36,6 +36,7 @@ from careops_eventstore.projection import (
     transient,
 )
 from careops_eventstore.sqlstate import ParkedMessage, park
+from careops_eventstore.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,10 @@ class ReactionRunner:
     async def stop(self) -> None:
         self._stopping = True
         for background in (self._task, self._probe):
-            if background is not None:
-                background.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await background
+            await stop_task(background)
         self._task = self._probe = None
         for task in list(self._inflight):
-            task.cancel()
-        await asyncio.gather(*self._inflight, return_exceptions=True)
+            await stop_task(task)
 
     async def status(self) -> ConsumerStatus:
         """Returns the ack floor, lag (from the log) and stalled flag, probing them now."""

@@ -9,7 +9,6 @@ deletes the row.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from careops_eventstore.sqlstate import aware, insert_for, timers
+from careops_eventstore.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +121,8 @@ class TimerScheduler:
         self._task = asyncio.create_task(self._run(), name="timer-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
+        self._task = None
 
     async def tick(self) -> int:
         """Fires every timer due now; returns how many were attempted."""

@@ -11,7 +11,6 @@ from the customer's read-model version and the new segment, so the change is app
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from careops_eventstore.model import RecordedBatch
+from careops_eventstore.tasks import stop_task
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -164,10 +164,8 @@ class SegmentSchedule:
         self._task = asyncio.create_task(self._run(), name="segment-schedule")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         await asyncio.sleep(self._delay)

@@ -1,0 +1,25 @@
+"""Stopping background tasks for good."""
+
+from __future__ import annotations
+
+import asyncio
+
+# How often a task that swallowed its cancellation is cancelled again.
+RECANCEL_SECONDS = 0.1
+
+
+async def stop_task(task: asyncio.Task[object] | None) -> None:
+    """Cancels `task` and waits until it has ended, cancelling it again while it runs.
+
+    One cancel is not enough: on Python 3.11, `asyncio.wait_for` (used inside nats-py's requests
+    and fetches) returns a result that completes at the moment of the cancellation and drops
+    the cancellation, so a `while True` loop around it would run on and `await task` would hang
+    forever (seen as a service's stop hanging on a loaded machine).
+    """
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
+    if not task.cancelled():
+        task.exception()  # marked retrieved: a failure was reported where it happened
