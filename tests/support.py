@@ -188,9 +188,16 @@ class ServiceProcess:
 
     def wait_serving(self, timeout: float = 60.0) -> ServiceProcess:
         """Waits until the launched process reports SERVING (kills it if it never does)."""
-        if not wait_serving(self.address, timeout):
+        assert self.process is not None
+        exited = self.process.poll
+        if not wait_serving(self.address, timeout, abort=lambda: exited() is not None):
+            code = exited()
             self.kill()
-            raise RuntimeError(f"service did not become healthy: see {self.data_dir}/service.log")
+            log = (self.data_dir / "service.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(
+                f"{self.service} did not become healthy (exit code {code}): "
+                f"{self.data_dir}/service.log ends:\n{log}"
+            )
         return self
 
     def kill(self) -> None:

@@ -33,11 +33,22 @@ def nats_server_binary() -> str:
     return found
 
 
+# Ports this process has handed out: the kernel may offer a port again as soon as the probe
+# socket closes, and two services given the same port fail to start ("Address already in use").
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """Returns a TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """Returns a TCP port that was free a moment ago and that this process has not returned
+    before."""
+    for _ in range(100):
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no free TCP port that was not handed out already")
 
 
 @dataclass
