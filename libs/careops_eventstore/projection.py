@@ -30,7 +30,7 @@ from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
 from careops_eventstore.jetstream import last_sequence_matching
 from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
 from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
-from careops_eventstore.tasks import stop_task
+from careops_eventstore.tasks import repeat_every, stop_task
 
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
@@ -552,14 +552,9 @@ class ProjectionRunner:
         self._suspect = self._next_delivery if missing else -1
 
     async def _probe_loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self._observe()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("lag probe failed", exc_info=True)
-            await asyncio.sleep(self._probe_interval)
+        await repeat_every(
+            self._probe_interval, self._observe, lambda: not self._stopping, "lag probe"
+        )
 
     def _load_checkpoint(self) -> int:
         with Session(self._engine) as session:

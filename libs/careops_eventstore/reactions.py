@@ -36,7 +36,7 @@ from careops_eventstore.projection import (
     transient,
 )
 from careops_eventstore.sqlstate import ParkedMessage, park
-from careops_eventstore.tasks import stop_task
+from careops_eventstore.tasks import repeat_every, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,9 @@ class ReactionRunner:
         return floor
 
     async def _probe_loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self._observe()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.debug("lag probe failed", exc_info=True)
-            await asyncio.sleep(self._probe_interval)
+        await repeat_every(
+            self._probe_interval, self._observe, lambda: not self._stopping, "lag probe"
+        )
 
     async def _ensure_consumer(self) -> None:
         with contextlib.suppress(nats.js.errors.NotFoundError):

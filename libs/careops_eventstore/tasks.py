@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 # How often a task that swallowed its cancellation is cancelled again.
 RECANCEL_SECONDS = 0.1
@@ -23,3 +27,18 @@ async def stop_task(task: asyncio.Task[object] | None) -> None:
         await asyncio.wait({task}, timeout=RECANCEL_SECONDS)
     if not task.cancelled():
         task.exception()  # marked retrieved: a failure was reported where it happened
+
+
+async def repeat_every(
+    interval: float, step: Callable[[], Awaitable[object]], running: Callable[[], bool], what: str
+) -> None:
+    """Awaits `step` every `interval` seconds while `running()`; a failed step is logged at debug
+    level and retried at the next turn (a probe must outlive a NATS outage it is measuring)."""
+    while running():
+        try:
+            await step()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.debug("%s failed", what, exc_info=True)
+        await asyncio.sleep(interval)

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
-from careops_sla.clock import Clock, TicketClocks
+from careops_sla.clock import Calendar, Clock, Targets, TicketClocks
 
 MAX_SUBJECT = 200
 MAX_TEXT = 20_000
@@ -118,20 +118,6 @@ class TicketAlreadyExists(TicketError):
 
 
 # ----------------------------------------------------------------------------- SLA ports
-
-
-class Calendar(Protocol):
-    def add_business_time(self, start: datetime, amount: timedelta) -> datetime: ...
-
-    def business_time_between(self, start: datetime, end: datetime) -> timedelta: ...
-
-
-class Targets(Protocol):
-    @property
-    def first_response(self) -> timedelta: ...
-
-    @property
-    def resolution(self) -> timedelta: ...
 
 
 class Policy(Protocol):
