@@ -209,6 +209,36 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
             env, "ticket", "open", "--email", "li.na@example.com", "--subject", "Where is O-1?"
         )
         assert linked["customer_id"] == customer_id
+        # An incident that names the ticket alone reaches its customer's 360, and every
+        # service's projections report caught up.
+        outage = careops_json(
+            env,
+            "incident",
+            "declare",
+            "--type",
+            "payment_failure",
+            "--title",
+            "Card payments failing",
+            "--ticket",
+            linked["ticket_id"],
+        )
+
+        def incident_on_360() -> list[dict[str, Any]] | None:
+            view = careops_json(env, "customer", "show", customer_id)
+            entries = [e for e in view.get("timeline", []) if e.get("source") == "incident"]
+            return entries or None
+
+        [entry] = eventually_sync(incident_on_360, what="the incident on the 360")
+        assert outage["incident_id"] in entry["summary"]
+        assert entry["ticket_id"] == linked["ticket_id"]
+
+        def caught_up() -> list[dict[str, Any]] | None:
+            listed = careops_json(env, "projections", "list")
+            behind = [p for p in listed if int(p.get("lag", 0)) or p.get("stalled")]
+            return listed if listed and not behind else None
+
+        projections = eventually_sync(caught_up, what="every projection caught up")
+        assert {"customer_incidents", "customer_tickets"} <= {p["name"] for p in projections}
         careops_json(env, "customer", "tag", customer_id, "--add", "vip")
         shown_360 = careops(env, "customer", "show", customer_id)
         assert shown_360.returncode == 0 and "Li Na" in shown_360.stdout, shown_360.stderr

@@ -70,6 +70,10 @@ def declare(
     elapsed: Annotated[float, typer.Option(help="Minutes since it began.")] = 0.0,
     exposure: Annotated[float, typer.Option(help="Sentiment / media exposure 0..1.")] = 0.0,
     drill: Annotated[bool, typer.Option("--drill", help="A drill: pages, but no KPIs.")] = False,
+    tickets: Annotated[
+        list[str] | None,
+        typer.Option("--ticket", help="A ticket it affects (repeat); its customer's 360 shows it."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Declare an incident: the risk index sets its level, the matrix engages the teams."""
@@ -82,6 +86,7 @@ def declare(
             users_affected=users, core_system=core, elapsed_minutes=elapsed, exposure=exposure
         ),
         drill=drill,
+        ticket_ids=tickets or [],
     )
     with channel("incident") as opened:
         response = call(_stub(opened).DeclareIncident, request)

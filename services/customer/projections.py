@@ -23,6 +23,7 @@ from customer.readmodels import (
     activity,
     customer_tags,
     customers,
+    incident_tickets,
     incidents,
     purchases,
     surveys,
@@ -373,11 +374,13 @@ class IncidentDeclared:
     type: str
     level: str | None
     drill: bool
+    ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class TicketsLinked:
+    ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...]
 
 
@@ -393,7 +396,7 @@ class IncidentFactsProjection:
     """Projects the incidents that affected a customer (CAREOPS_INCIDENT) into the timeline."""
 
     name = "customer_incidents"
-    tables: tuple[Table, ...] = (incidents,)
+    tables: tuple[Table, ...] = (incidents, incident_tickets)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
@@ -410,25 +413,30 @@ class IncidentFactsProjection:
         else:
             summary = f"ticket linked to incident {incident_id}"
             kind = "incident_linked"
-        known = {
-            row.customer_id
-            for row in connection.execute(
-                select(incidents.c.customer_id).where(incidents.c.incident_id == incident_id)
-            )
-        }
-        rows = [
-            {
-                "incident_id": incident_id,
-                "customer_id": customer_id,
-                "at": at,
-                "kind": kind,
-                "summary": summary[:300],
-            }
-            for customer_id in dict.fromkeys(payload.customer_ids)
-            if customer_id and customer_id not in known
-        ]
+        entry = {"incident_id": incident_id, "at": at, "kind": kind, "summary": summary[:300]}
+        self._link(connection, incidents, incidents.c.customer_id, entry, payload.customer_ids)
+        self._link(
+            connection, incident_tickets, incident_tickets.c.ticket_id, entry, payload.ticket_ids
+        )
+
+    @staticmethod
+    def _link(
+        connection: Connection,
+        table: Table,
+        key: Any,
+        entry: dict[str, Any],
+        ids: tuple[str, ...],
+    ) -> None:
+        """Inserts one row per new id in `ids` (a customer or ticket id): the first link of
+        each to the incident stays."""
+        known = set(
+            connection.execute(select(key).where(table.c.incident_id == entry["incident_id"]))
+            .scalars()
+            .all()
+        )
+        rows = [{**entry, key.name: id_} for id_ in dict.fromkeys(ids) if id_ and id_ not in known]
         if rows:
-            connection.execute(insert(incidents), rows)
+            connection.execute(insert(table), rows)
 
 
 # ----------------------------------------------------------------------------- quality facts

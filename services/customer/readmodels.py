@@ -142,6 +142,21 @@ incidents = Table(
     Index("ix_customer_incidents", "customer_id", "at"),
 )
 
+# Tickets linked to an incident (declared with them, or TicketsLinked), by ticket: the
+# customer is found at query time through customer_tickets, so the link shows whichever of
+# the two streams customer-profile reads first.
+incident_tickets = Table(
+    "customer_incident_tickets",
+    metadata,
+    Column("incident_id", String(64), nullable=False),
+    Column("ticket_id", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("summary", String(300), nullable=False),
+    PrimaryKeyConstraint("incident_id", "ticket_id"),
+    Index("ix_customer_incident_tickets_ticket", "ticket_id"),
+)
+
 surveys = Table(
     "customer_surveys",
     metadata,
@@ -390,6 +405,9 @@ def timeline(
     logged = [
         TimelineRow(aware(r.at), r.source, r.kind, r.summary, r.ticket_id, r.channel) for r in rows
     ]
+    linked = incidents_through_tickets(session=session, customer_id=customer_id, limit=limit)
+    if linked:
+        logged = sorted([*logged, *linked], key=lambda entry: entry.at, reverse=True)[:limit]
     if surveys is None:
         surveys = survey_history(session=session, customer_id=customer_id, limit=limit)
     answered = [
@@ -408,6 +426,28 @@ def timeline(
     ]
     merged = heapq.merge(logged, answered, key=lambda entry: entry.at, reverse=True)
     return [entry for _, entry in zip(range(limit), merged, strict=False)]
+
+
+def incidents_through_tickets(
+    *, session: Session, customer_id: str, limit: int
+) -> list[TimelineRow]:
+    """Returns the newest `limit` incidents linked to one of the customer's tickets but not to
+    the customer directly, one entry per incident (its first link), newest first."""
+    direct = select(incidents.c.incident_id).where(incidents.c.customer_id == customer_id)
+    rows = session.execute(
+        select(incident_tickets)
+        .join(tickets, tickets.c.ticket_id == incident_tickets.c.ticket_id)
+        .where(
+            tickets.c.customer_id == customer_id,
+            incident_tickets.c.incident_id.not_in(direct),
+        )
+        .order_by(incident_tickets.c.at, incident_tickets.c.ticket_id)
+    )
+    first: dict[str, TimelineRow] = {}
+    for r in rows:
+        entry = TimelineRow(aware(r.at), "incident", r.kind, r.summary, r.ticket_id)
+        first.setdefault(r.incident_id, entry)
+    return sorted(first.values(), key=lambda entry: entry.at, reverse=True)[:limit]
 
 
 def open_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:

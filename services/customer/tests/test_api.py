@@ -16,11 +16,13 @@ from careops.customer.v1 import types_pb2 as t
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops.incident.v1 import events_pb2 as incident_events
 from careops.incident.v1 import types_pb2 as incident_types
+from careops.ticketing.v1 import events_pb2 as ticket_events
 from careops_eventstore import StreamSpec
 from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.nats_embedded import EmbeddedNats
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -544,31 +546,99 @@ async def test_incidents_that_name_the_customer_join_the_timeline(
         incident_id="I-drill", type="server_crash", title="Drill", drill=True, customer_ids=[cid]
     )
     for incident_id, event in (("I-surge-1", declared), ("I-drill", drill)):
-        batch = EventBatch()
-        envelope = batch.events.add(
-            event_id=uuid.uuid4().hex,
-            type=event.DESCRIPTOR.full_name,
-            aggregate_id=incident_id,
-            aggregate_type="incident",
-        )
-        envelope.occurred_at.GetCurrentTime()
-        envelope.payload.Pack(event)
-        await log_store.append(
-            stream="CAREOPS_INCIDENT",
-            subject=f"careops.incident.incident.{incident_id}",
-            batch=batch,
-            expected_sequence=0,
-            message_id=uuid.uuid4().hex,
-        )
+        await append_foreign_event(log_store, "incident", incident_id, event)
 
-    async def incident_entries() -> list[t.TimelineEntry] | None:
-        view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
-        return [e for e in view.timeline if e.source == "incident"] or None
-
-    entries = await eventually(incident_entries, what="the incident on the timeline")
+    entries = await eventually(
+        lambda: incident_entries(stub, cid), what="the incident on the timeline"
+    )
     assert [e.kind for e in entries] == ["incident_declared"]
     # The drill is left out; the title (free text) is not copied, the type is.
     assert entries[0].summary == "affected by level B incident I-surge-1 (complaint surge)"
+
+
+@pytest.mark.parametrize("ticket_first", [True, False], ids=["ticket-first", "incident-first"])
+async def test_incidents_linked_by_ticket_alone_join_the_owners_timeline(
+    stub: Stub, log_store: JetStreamEventStore, ticket_first: bool
+) -> None:
+    """DeclareIncident / LinkTickets with ticket ids and no customer ids still reach the 360 of
+    the tickets' customer, whichever stream customer-profile reads first."""
+    cid = (await register(stub, *unique_contacts())).customer_id
+    other = (await register(stub, *unique_contacts())).customer_id
+    await log_store.ensure_stream(StreamSpec("CAREOPS_INCIDENT", ("careops.incident.>",)))
+    await log_store.ensure_stream(StreamSpec("CAREOPS_TICKETING", ("careops.ticketing.>",)))
+    suffix = uuid.uuid4().hex[:8]
+    first, second, others = f"T-a-{suffix}", f"T-b-{suffix}", f"T-c-{suffix}"
+    declared_id, linked_id = f"I-decl-{suffix}", f"I-link-{suffix}"
+    opened = [
+        (ticket_id, ticket_events.TicketOpened(ticket_id=ticket_id, customer_id=owner))
+        for ticket_id, owner in ((first, cid), (second, cid), (others, other))
+    ]
+    incident_side = [
+        (
+            declared_id,
+            incident_events.IncidentDeclared(
+                incident_id=declared_id,
+                type="payment_outage",
+                level=incident_types.INCIDENT_LEVEL_B,
+                ticket_ids=[first, second],  # two tickets of one customer: one entry
+            ),
+        ),
+        (linked_id, incident_events.TicketsLinked(ticket_ids=[second])),
+    ]
+
+    async def publish_tickets() -> None:
+        for ticket_id, event in opened:
+            await append_foreign_event(log_store, "ticket", ticket_id, event)
+
+    async def publish_incidents() -> None:
+        for incident_id, event in incident_side:
+            await append_foreign_event(log_store, "incident", incident_id, event)
+
+    order = [publish_tickets, publish_incidents]
+    for publish in order if ticket_first else reversed(order):
+        await publish()
+
+    async def both() -> list[t.TimelineEntry] | None:
+        entries = await incident_entries(stub, cid)
+        return entries if entries and len(entries) >= 2 else None
+
+    entries = await eventually(both, what="both incidents on the owner's timeline")
+    assert sorted((e.kind, e.summary) for e in entries) == [
+        ("incident_declared", f"affected by level B incident {declared_id} (payment outage)"),
+        ("incident_linked", f"ticket linked to incident {linked_id}"),
+    ]
+    assert {e.ticket_id for e in entries if e.kind == "incident_linked"} == {second}
+    # The other customer's ticket was linked to neither incident.
+    assert await incident_entries(stub, other) is None
+
+
+async def incident_entries(stub: Stub, customer_id: str) -> list[t.TimelineEntry] | None:
+    """Returns the incident entries of the customer's 360 timeline, or None if there are none."""
+    view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=customer_id))).view
+    return [e for e in view.timeline if e.source == "incident"] or None
+
+
+async def append_foreign_event(
+    log_store: JetStreamEventStore, aggregate_type: str, aggregate_id: str, event: Message
+) -> None:
+    """Appends `event` as another context (incident or ticketing) would, on its stream."""
+    context = "incident" if aggregate_type == "incident" else "ticketing"
+    batch = EventBatch()
+    envelope = batch.events.add(
+        event_id=uuid.uuid4().hex,
+        type=event.DESCRIPTOR.full_name,
+        aggregate_id=aggregate_id,
+        aggregate_type=aggregate_type,
+    )
+    envelope.occurred_at.GetCurrentTime()
+    envelope.payload.Pack(event)
+    await log_store.append(
+        stream=f"CAREOPS_{context.upper()}",
+        subject=f"careops.{context}.{aggregate_type}.{aggregate_id}",
+        batch=batch,
+        expected_sequence=0,
+        message_id=uuid.uuid4().hex,
+    )
 
 
 async def test_metrics_count_customers_by_tier_erasures_and_exports(
