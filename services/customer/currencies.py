@@ -1,7 +1,8 @@
 """ISO 4217 currencies (active alphabetic codes and their minor units) and amount parsing.
 
-Pure data and arithmetic, no I/O of its own. Amounts enter the API as decimal strings in the major unit
-("199.00") and are kept as integer minor units (19900) on the log: no floating point anywhere.
+Pure data and arithmetic, no I/O of its own. Amounts enter the API as decimal strings in the
+major unit ("199.00") and are kept as integer minor units (19900) on the log: no floating point
+anywhere.
 Precious metals, SDR and testing codes (XAU, XDR, XTS, XXX ...) have no minor unit and are not
 accepted for purchases. The list itself is the `iso4217` package's copy of ISO's table.
 """
