@@ -13,8 +13,11 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_platform.telemetry import configure_tracing
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from incident.tests.conftest import running_incident_service, write_config
 from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -138,3 +141,27 @@ async def test_trace_context_crosses_a_reaction_into_its_notifications_and_a_str
 
                 streamed = await eventually(watched, what="the streaming RPC's span")
     assert "/careops.incident.v1.IncidentService/WatchAlerts" in streamed
+
+
+async def test_outgoing_calls_get_a_client_span_that_the_server_continues(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    exporter = install_exporter()
+    configure_tracing("test")  # instruments grpc.aio channels opened from now on
+    try:
+        async with running_service(tmp_path, nats_server.url) as service:
+            assert service.server is not None
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+                with trace.get_tracer(__name__).start_as_current_span("caller") as caller:
+                    await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    finally:
+        GrpcAioInstrumentorClient().uninstrument()
+    trace_id = caller.get_span_context().trace_id
+    spans = {
+        span.kind: span
+        for span in exporter.get_finished_spans()
+        if span.context.trace_id == trace_id and span.name == "/grpc.health.v1.Health/Check"
+    }
+    client, server = spans[trace.SpanKind.CLIENT], spans[trace.SpanKind.SERVER]
+    assert client.parent is not None and client.parent.span_id == caller.get_span_context().span_id
+    assert server.parent is not None and server.parent.span_id == client.context.span_id
