@@ -116,10 +116,18 @@ def http_receiver() -> Iterator[HttpReceiver]:
 
 @dataclass
 class MailReceiver:
+    """Records every mail; `replies` are answered to the next DATA commands instead of 250
+    (e.g. "451 try later", "550 no such mailbox"), one each, and the mail is then not kept."""
+
     port: int
     messages: list[tuple[str, list[str], bytes, float]] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+    refused: int = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.replies:
+            self.refused += 1
+            return self.replies.pop(0)
         self.messages.append(
             (envelope.mail_from, list(envelope.rcpt_tos), envelope.content, time.monotonic())
         )

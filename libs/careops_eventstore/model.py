@@ -11,7 +11,6 @@ from careops.events.v1.envelope_pb2 import EventBatch
 EVENT_TYPE_HEADER = "CareOps-Event-Type"
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
-TRACEPARENT_HEADER = "traceparent"
 WRONG_LAST_SEQUENCE_ERR_CODE = 10071
 
 

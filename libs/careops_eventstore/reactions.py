@@ -23,6 +23,8 @@ from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import api
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine
 
@@ -39,6 +41,7 @@ from careops_eventstore.sqlstate import ParkedMessage, park
 from careops_eventstore.tasks import repeat_every, stop_task
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 HANDLED = Counter(
     "careops_reaction_messages_total",
@@ -204,7 +207,7 @@ class ReactionRunner:
                 await self._park(message, "unknown_type", ",".join(types), "")
                 return
             try:
-                await self._handle(recorded)
+                await self._traced(recorded)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -226,6 +229,17 @@ class ReactionRunner:
             await message.ack()
         finally:
             self._slots.release()
+
+    async def _traced(self, recorded: RecordedBatch) -> None:
+        """Handles a batch in a span of the trace that wrote it (its `traceparent` header), so
+        the commands and notifications of the reaction continue that trace."""
+        with tracer.start_as_current_span(
+            f"react {self.name}",
+            context=propagate.extract(recorded.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"careops.sequence": recorded.sequence, "careops.stream": self.stream},
+        ):
+            await self._handle(recorded)
 
     async def _park(self, message: Msg, reason: str, event_type: str, detail: str) -> None:
         """Parks a poison message (reason undecodable, unknown_type or failed), then terminates

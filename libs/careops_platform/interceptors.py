@@ -1,4 +1,8 @@
-"""grpc.aio server interceptors: tracing, request context, error mapping and request metrics."""
+"""grpc.aio server interceptors: tracing, request context, error mapping and request metrics.
+
+Tracing is OpenTelemetry's own gRPC instrumentation (a server span per call, unary and
+streaming alike, continuing the caller's W3C trace context from metadata); the others are ours.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ import grpc
 from careops_eventstore import ConcurrencyConflict, LogUnavailable
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from prometheus_client import Counter, Histogram
 
 from careops_platform.errors import (
@@ -33,7 +37,6 @@ from careops_platform.errors import (
 from careops_platform.requests import ACTOR, IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
 
 IDEMPOTENCY_METADATA = "idempotency-key"
 ACTOR_METADATA = "careops-actor"
@@ -111,20 +114,6 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {
         key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)
     }
-
-
-class TracingInterceptor(_UnaryInterceptor):
-    """Starts a server span, continuing the caller's W3C trace context from metadata."""
-
-    def wrap(self, behavior: Behavior, method: str) -> Behavior:
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            parent = propagate.extract(_metadata(context))
-            with tracer.start_as_current_span(
-                method, context=parent, kind=SpanKind.SERVER, attributes={"rpc.method": method}
-            ):
-                return await behavior(request, context)
-
-        return traced
 
 
 class RequestContextInterceptor(_UnaryInterceptor):
@@ -272,4 +261,5 @@ def default_interceptors(
     error_map: ErrorMap | None = None,
 ) -> list[grpc.aio.ServerInterceptor]:
     """Returns the standard chain: tracing, request context, then status mapping and metrics."""
-    return [TracingInterceptor(), RequestContextInterceptor(), StreamStatusInterceptor(error_map)]
+    tracing: grpc.aio.ServerInterceptor = aio_server_interceptor()
+    return [tracing, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]

@@ -1,35 +1,37 @@
-"""Notification channels: signed webhook, Slack, PagerDuty Events v2, e-mail; retries with backoff.
+"""Notification channels: signed webhook, Slack, PagerDuty Events v2, e-mail; one retry policy.
 
-Each send runs on its own thread (the stdlib clients block), and each channel kind has its own
-pool of threads, so one slow or failing channel never delays another: a Slack endpoint that hangs
-until its timeout occupies Slack's threads, never the webhook or e-mail ones.
+Sends are coroutines (aiohttp, aiosmtplib). Each channel kind has its own HTTP connection pool,
+so one slow or failing channel never delays another: a Slack endpoint that hangs until its
+timeout occupies Slack's connections, never the webhook's. Every delivery is a client span, and
+webhooks carry its W3C `traceparent`, so the receiver can continue the incident's trace.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import hashlib
 import hmac
 import json
-import smtplib
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
+import aiohttp
+import aiosmtplib
 from careops_platform.collectors import preinitialise
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from incident.domain import ContactKind, ContactPoint
 
 SIGNATURE_HEADER = "X-CareOps-Signature"
 TIMESTAMP_HEADER = "X-CareOps-Timestamp"
 SEVERITY = {"a": "critical", "b": "error", "c": "warning"}
+
+tracer = trace.get_tracer(__name__)
 
 DELIVERY_SECONDS = Histogram(
     "careops_notification_delivery_duration_seconds",
@@ -101,7 +103,7 @@ class NotifierSettings:
     timeout_seconds: float = 5.0
     attempts: int = 4
     backoff_seconds: float = 0.2
-    threads_per_channel: int = 32
+    connections_per_channel: int = 32
 
 
 def sign(key: str, timestamp: str, body: bytes) -> str:
@@ -110,117 +112,155 @@ def sign(key: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-def _post_json(url: str, payload: dict[str, Any], headers: dict[str, str], timeout: float) -> None:
-    body = json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=body, method="POST")
-    request.add_header("Content-Type", "application/json")
-    for name, value in headers.items():
-        request.add_header(name, value)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        retryable = exc.code >= 500 or exc.code == 429
-        raise DeliveryError(f"HTTP {exc.code}", retryable=retryable) from exc
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DeliveryError(f"unreachable: {exc}", retryable=True) from exc
+def encode(payload: dict[str, Any]) -> bytes:
+    """Returns the JSON body of a post: the one serialization that is signed and sent."""
+    return json.dumps(payload).encode()
+
+
+def slack_message(note: Notification) -> dict[str, Any]:
+    """Returns the Slack incoming-webhook message of a notification."""
+    return {
+        "text": note.summary(),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{note.summary()}*"}},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"incident `{note.incident_id}`"},
+                    {"type": "mrkdwn", "text": f"page `{note.notice_id}`"},
+                ],
+            },
+        ],
+    }
+
+
+def pagerduty_event(routing_key: str, note: Notification) -> dict[str, Any]:
+    """Returns the Events API v2 alert event: a page triggers (or acknowledges, resolves) the
+    team's alert, one per incident and team by its dedup_key."""
+    action = note.action if note.action in ("acknowledge", "resolve") else "trigger"
+    payload: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": action,
+        "dedup_key": f"careops-{note.incident_id}-{note.team_id}",
+    }
+    if action == "trigger":
+        payload["payload"] = {
+            "summary": note.summary(),
+            "source": "careops",
+            "severity": SEVERITY.get(note.level, "warning") if not note.drill else "info",
+            "component": note.team_id,
+            "group": note.incident_type,
+            "class": "drill" if note.drill else "incident",
+            "custom_details": note.as_json(),
+        }
+    return payload
+
+
+def pagerduty_change(routing_key: str, note: Notification) -> dict[str, Any]:
+    """Returns the Events API v2 change event of an FYI, which never opens an incident nor
+    notifies anyone."""
+    return {
+        "routing_key": routing_key,
+        "payload": {
+            "summary": note.summary(),
+            "source": "careops",
+            "custom_details": note.as_json(),
+        },
+    }
+
+
+def smtp_retryable(exc: aiosmtplib.SMTPException) -> bool:
+    """Returns whether an SMTP failure is transient: a 4xx reply, or no reply at all (refused,
+    dropped or timed out connections). A 5xx reply is permanent: retrying cannot help."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return all(400 <= refused.code < 500 for refused in exc.recipients)
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return 400 <= exc.code < 500
+    return True
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, DeliveryError) and exc.retryable
 
 
 class Notifiers:
-    """Sends notifications to contact points, one blocking client call per thread."""
+    """Sends notifications to contact points, with one retry policy for every channel."""
 
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
-        self._pools = {
-            kind: ThreadPoolExecutor(settings.threads_per_channel, f"notify-{kind.value}")
-            for kind in ContactKind
-        }
+        self._sessions: dict[ContactKind, aiohttp.ClientSession] = {}
 
     async def stop(self) -> None:
-        """Stops the channel threads (sends in progress finish first)."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
+        """Closes the channels' connection pools."""
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()
 
-    def _webhook(self, address: str, note: Notification) -> None:
-        body = json.dumps(note.as_json()).encode()
+    def _session(self, kind: ContactKind) -> aiohttp.ClientSession:
+        """Returns the channel's own session, opened on first use (it needs a running loop)."""
+        session = self._sessions.get(kind)
+        if session is None or session.closed:
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.settings.connections_per_channel),
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
+            )
+            self._sessions[kind] = session
+        return session
+
+    async def _post(
+        self, kind: ContactKind, url: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        try:
+            async with self._session(kind).post(
+                url, data=body, headers={"Content-Type": "application/json", **(headers or {})}
+            ) as response:
+                await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
+        if response.status >= 400:
+            retryable = response.status >= 500 or response.status == 429
+            raise DeliveryError(f"HTTP {response.status}", retryable=retryable)
+
+    async def _webhook(self, address: str, note: Notification) -> None:
+        body = encode(note.as_json())
         timestamp = str(int(time.time()))
         headers = {TIMESTAMP_HEADER: timestamp}
         if self.settings.webhook_signing_key:
             headers[SIGNATURE_HEADER] = sign(self.settings.webhook_signing_key, timestamp, body)
-        _post_json(address, note.as_json(), headers, self.settings.timeout_seconds)
+        propagate.inject(headers)  # traceparent: the receiver continues the trace
+        await self._post(ContactKind.WEBHOOK, address, body, headers)
 
-    def _slack(self, address: str, note: Notification) -> None:
-        payload = {
-            "text": note.summary(),
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": f"*{note.summary()}*"}},
-                {
-                    "type": "context",
-                    "elements": [
-                        {"type": "mrkdwn", "text": f"incident `{note.incident_id}`"},
-                        {"type": "mrkdwn", "text": f"page `{note.notice_id}`"},
-                    ],
-                },
-            ],
-        }
-        _post_json(address, payload, {}, self.settings.timeout_seconds)
+    async def _slack(self, address: str, note: Notification) -> None:
+        await self._post(ContactKind.SLACK, address, encode(slack_message(note)))
 
-    def _pagerduty(self, routing_key: str, note: Notification) -> None:
-        """Events API v2: a page triggers (or acknowledges, resolves) the team's alert, one per
-        incident and team by its dedup_key; an FYI is a change event, which never opens an
-        incident nor notifies anyone."""
+    async def _pagerduty(self, routing_key: str, note: Notification) -> None:
         if note.action == "inform":
-            self._pagerduty_change(routing_key, note)
-            return
-        action = note.action if note.action in ("acknowledge", "resolve") else "trigger"
-        payload: dict[str, Any] = {
-            "routing_key": routing_key,
-            "event_action": action,
-            "dedup_key": f"careops-{note.incident_id}-{note.team_id}",
-        }
-        if action == "trigger":
-            payload["payload"] = {
-                "summary": note.summary(),
-                "source": "careops",
-                "severity": SEVERITY.get(note.level, "warning") if not note.drill else "info",
-                "component": note.team_id,
-                "group": note.incident_type,
-                "class": "drill" if note.drill else "incident",
-                "custom_details": note.as_json(),
-            }
-        _post_json(self.settings.pagerduty_events_url, payload, {}, self.settings.timeout_seconds)
+            url, payload = self.settings.pagerduty_change_url, pagerduty_change(routing_key, note)
+        else:
+            url, payload = self.settings.pagerduty_events_url, pagerduty_event(routing_key, note)
+        await self._post(ContactKind.PAGERDUTY, url, encode(payload))
 
-    def _pagerduty_change(self, routing_key: str, note: Notification) -> None:
-        payload = {
-            "routing_key": routing_key,
-            "payload": {
-                "summary": note.summary(),
-                "source": "careops",
-                "custom_details": note.as_json(),
-            },
-        }
-        _post_json(self.settings.pagerduty_change_url, payload, {}, self.settings.timeout_seconds)
-
-    def _email(self, address: str, note: Notification) -> None:
+    async def _email(self, address: str, note: Notification) -> None:
         message = EmailMessage()
         message["From"] = self.settings.smtp_sender
         message["To"] = address
         message["Subject"] = note.summary()
         message.set_content(json.dumps(note.as_json(), indent=2))
         try:
-            with smtplib.SMTP(
-                self.settings.smtp_host,
-                self.settings.smtp_port,
+            await aiosmtplib.send(
+                message,
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port,
                 timeout=self.settings.timeout_seconds,
-            ) as smtp:
-                smtp.send_message(message)
-        except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {exc.smtp_code}", retryable=exc.smtp_code >= 400) from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError(f"unreachable: {exc}", retryable=True) from exc
+                start_tls=False,  # plain SMTP to the configured relay, as before
+            )
+        except aiosmtplib.SMTPException as exc:
+            raise DeliveryError(f"SMTP: {exc}", retryable=smtp_retryable(exc)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
 
-    def send_once(self, contact: ContactPoint, note: Notification) -> None:
-        """Sends one notification once (blocking)."""
+    async def send_once(self, contact: ContactPoint, note: Notification) -> None:
+        """Sends one notification once; raises DeliveryError."""
         senders = {
             ContactKind.WEBHOOK: self._webhook,
             ContactKind.SLACK: self._slack,
@@ -228,30 +268,36 @@ class Notifiers:
             ContactKind.EMAIL: self._email,
         }
         assert contact.kind is not None
-        senders[contact.kind](contact.address, note)
+        await senders[contact.kind](contact.address, note)
+
+    def _retrying(self) -> AsyncRetrying:
+        """Returns the retry policy: retryable errors only, exponential backoff
+        (backoff, 2 × backoff, …), at most `attempts` sends; the last error is re-raised."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.settings.attempts),
+            wait=wait_exponential(multiplier=self.settings.backoff_seconds),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
 
     async def deliver(self, contact: ContactPoint, note: Notification) -> tuple[int, str]:
-        """Sends with retries and exponential backoff; returns (attempts, error or "")."""
+        """Sends with retries; returns (attempts, error or "")."""
         assert contact.kind is not None
-        pool = self._pools[contact.kind]
         started = time.perf_counter()
-        error = ""
-        attempt = 0
-        for attempt in range(1, self.settings.attempts + 1):
+        attempt, error = 0, ""
+        with tracer.start_as_current_span(
+            f"notify {contact.kind.value}",
+            kind=SpanKind.CLIENT,
+            attributes={"careops.notice_id": note.notice_id, "careops.action": note.action},
+        ) as span:
             try:
-                await asyncio.get_running_loop().run_in_executor(
-                    pool,
-                    contextvars.copy_context().run,  # the trace context goes along
-                    self.send_once,
-                    contact,
-                    note,
-                )
-                error = ""
-                break
+                async for attempt_state in self._retrying():
+                    with attempt_state:
+                        attempt = attempt_state.retry_state.attempt_number
+                        await self.send_once(contact, note)
             except DeliveryError as exc:
                 error = str(exc)
-                if not exc.retryable or attempt == self.settings.attempts:
-                    break
-                await asyncio.sleep(self.settings.backoff_seconds * 2 ** (attempt - 1))
+                span.set_status(trace.StatusCode.ERROR, error)
+            span.set_attribute("careops.attempts", attempt)
         DELIVERY_SECONDS.labels(contact.kind.value).observe(time.perf_counter() - started)
         return attempt, error
