@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import importlib.resources
 from collections.abc import Sequence
+from datetime import date
+from enum import Enum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainValidator, ValidationError
 from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
+E = TypeVar("E", bound=Enum)
 Location = Sequence[str | int]
 
 _MAPPING_ERRORS = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -27,6 +30,49 @@ class ConfigModel(BaseModel):
     """Base of every configuration file model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _scalar_text(value: Any) -> str:
+    """Returns a YAML scalar as text (`shift: 7`, `date: 2026-01-05` unquoted); not lists."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float | date) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"must be text, got {type(value).__name__}")
+
+
+def _none_as_empty_list(value: Any) -> Any:
+    """YAML `key:` with no value is an empty list."""
+    return [] if value is None else value
+
+
+def _none_as_empty_dict(value: Any) -> Any:
+    """YAML `key:` with no value is an empty mapping."""
+    return {} if value is None else value
+
+
+def _falsy_as_none(value: Any) -> Any:
+    """An empty section (`rotation: {}` or `rotation:`) means the section is absent."""
+    return value or None
+
+
+Text = Annotated[str, PlainValidator(_scalar_text)]
+EmptyList = BeforeValidator(_none_as_empty_list)
+EmptyDict = BeforeValidator(_none_as_empty_dict)
+Absent = BeforeValidator(_falsy_as_none)
+
+
+def one_of(kind: type[E]) -> PlainValidator:
+    """Returns a validator of a member of `kind` by its value, case-insensitively."""
+
+    def check(value: Any) -> E:
+        try:
+            return kind(str(value).lower())
+        except ValueError:
+            choices = ", ".join(str(member.value) for member in kind)
+            raise ValueError(f"{value!r} is not one of {choices}") from None
+
+    return PlainValidator(check)
 
 
 class ConfigError(ValueError):

@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 import yaml
-from careops_platform.config_files import ConfigModel, FieldError, validate
-from pydantic import BeforeValidator, Field, PlainValidator, create_model, field_validator
+from careops_platform.config_files import ConfigModel, EmptyList, FieldError, validate
+from pydantic import Field, PlainValidator, create_model, field_validator
 from pydantic import model_validator as model_check
 
 from careops_sla.calendar import ALL_DAY, FULL_DAY, WEEKDAYS, BusinessCalendar, Intervals
@@ -162,16 +162,10 @@ def _selector(kind: str, allowed: tuple[str, ...]) -> PlainValidator:
     return PlainValidator(check)
 
 
-def _none_as_empty(value: Any) -> Any:
-    """YAML `key:` with no value means an empty list."""
-    return [] if value is None else value
-
-
 Duration = Annotated[timedelta, PlainValidator(_duration)]
 OptionalDuration = Annotated[timedelta | None, PlainValidator(_optional_duration)]
 Factor = Annotated[float, PlainValidator(_factor)]
 Ranges = Annotated[Intervals, PlainValidator(_ranges)]
-EmptyList = BeforeValidator(_none_as_empty)
 
 
 # ----------------------------------------------------------------------------- models
