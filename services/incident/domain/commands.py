@@ -11,6 +11,8 @@ from incident.domain.values import ContactKind, Source
 
 @dataclass(frozen=True)
 class DeclareIncident:
+    """Declare an incident of a matrix type, assessed from its risk factors."""
+
     incident_id: str
     type: str
     title: str
@@ -25,18 +27,24 @@ class DeclareIncident:
 
 @dataclass(frozen=True)
 class ReassessIncident:
+    """Assess an open incident again from new risk factors."""
+
     factors: RiskFactors | None
     reason: str
 
 
 @dataclass(frozen=True)
 class AssignRole:
+    """Give a member a role in the incident."""
+
     role: str
     member_id: str
 
 
 @dataclass(frozen=True)
 class AddUpdate:
+    """Add a progress update to the timeline."""
+
     message: str
     status_note: str = ""
     public_statement_draft: str = ""
@@ -44,33 +52,45 @@ class AddUpdate:
 
 @dataclass(frozen=True)
 class AcknowledgePage:
+    """Acknowledge a page on behalf of a member."""
+
     page_id: str
     member_id: str
 
 
 @dataclass(frozen=True)
 class EscalateIncident:
+    """Raise the incident one level."""
+
     reason: str
 
 
 @dataclass(frozen=True)
 class ResolveIncident:
+    """Mark the incident resolved."""
+
     summary: str = ""
 
 
 @dataclass(frozen=True)
 class CloseIncident:
+    """Close a resolved incident with its post-incident review."""
+
     review: PostIncidentReview | None
 
 
 @dataclass(frozen=True)
 class LinkTickets:
+    """Link customer tickets to the incident."""
+
     ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class RecordDelivery:
+    """Record the outcome of sending a page or notice over one contact kind."""
+
     notice_id: str
     kind: ContactKind
     attempts: int
@@ -79,12 +99,14 @@ class RecordDelivery:
 
 @dataclass(frozen=True)
 class FirePageTimer:
+    """A page's acknowledgement timer fired (escalates when still unacknowledged)."""
+
     page_id: str
 
 
 @dataclass(frozen=True)
 class FireResponseTimer:
-    pass
+    """The response-deadline timer fired."""
 
 
 Command = (

@@ -125,6 +125,24 @@ def initial(incident_id: str) -> Incident:
     return Incident(incident_id=incident_id)
 
 
+# The declaration's fields the state keeps as they are.
+_DECLARED = (
+    "type",
+    "title",
+    "description",
+    "source",
+    "factors",
+    "risk_index",
+    "level",
+    "drill",
+    "response_due_at",
+    "matrix_version",
+    "ticket_ids",
+    "customer_ids",
+    "surge_key",
+)
+
+
 def _note(state: Incident, at: datetime, kind: str, text: str) -> tuple[TimelineEntry, ...]:
     """Returns the timeline with one more entry."""
     return (*state.timeline, TimelineEntry(at, kind, text))
@@ -134,25 +152,14 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
     """Returns the incident after one event recorded at `at`."""
     match event:
         case IncidentDeclared():
+            copied = {name: getattr(event, name) for name in _DECLARED}
             return replace(
                 state,
                 exists=True,
-                type=event.type,
-                title=event.title,
-                description=event.description,
-                source=event.source,
-                factors=event.factors,
-                risk_index=event.risk_index,
-                level=event.level,
                 status=Status.DECLARED,
-                drill=event.drill,
                 declared_at=at,
-                response_due_at=event.response_due_at,
-                matrix_version=event.matrix_version,
-                ticket_ids=event.ticket_ids,
-                customer_ids=event.customer_ids,
-                surge_key=event.surge_key,
                 timeline=_note(state, at, "declared", f"level {event.level.value.upper()}"),
+                **copied,
             )
         case TeamEngaged():
             teams = {**state.teams, event.team_id: TeamEngagement(event.engagement, event.paged)}
