@@ -66,6 +66,7 @@ def one_of(kind: type[E]) -> PlainValidator:
     """Returns a validator of a member of `kind` by its value, case-insensitively."""
 
     def check(value: Any) -> E:
+        """Returns the member whose value is `value`."""
         try:
             return kind(str(value).lower())
         except ValueError:
@@ -83,6 +84,7 @@ class FieldError(ValueError):
     """Raised inside a validator to place `message` at `path` below the value validated."""
 
     def __init__(self, path: str | Location, message: str) -> None:
+        """Places `message` at `path` (a key, or a sequence of keys and indexes)."""
         super().__init__(message)
         self.path: tuple[str | int, ...] = (path,) if isinstance(path, str) else tuple(path)
         self.message = message

@@ -86,6 +86,7 @@ class BusinessCalendar:
     )
 
     def __post_init__(self) -> None:
+        """Validates the zone, hours and holidays and normalises the week."""
         key = f"calendars.{self.name}"
         try:
             zone = ZoneInfo(self.timezone)

@@ -134,6 +134,7 @@ def _checked(accepts: Callable[[Any], bool], rule: str) -> PlainValidator:
     """Returns a validator that passes values `accepts` and otherwise says `rule`."""
 
     def check(value: Any) -> Any:
+        """Returns `value` when it passes; raises the rule otherwise."""
         if not accepts(value):
             raise ValueError(rule)
         return value
@@ -155,6 +156,7 @@ def _selector(kind: str, allowed: tuple[str, ...]) -> PlainValidator:
     """Returns a validator of an override's optional channel / priority / tier."""
 
     def check(value: Any) -> str | None:
+        """Returns `value` when it passes; raises the rule otherwise."""
         if value is not None and value not in allowed:
             raise ValueError(f"unknown {kind} {value!r}; expected one of {', '.join(allowed)}")
         return value
@@ -190,6 +192,7 @@ class CalendarSpec(ConfigModel):
 
     @model_check(mode="after")
     def _hours_or_always_open(self) -> CalendarSpec:
+        """An always-open calendar has no hours; any other needs a time zone."""
         if self.always_open:
             given = [day for day in WEEKDAYS if day in self.model_fields_set]
             if given:
@@ -231,6 +234,7 @@ class OverrideSpec(ConfigModel):
 
     @model_check(mode="after")
     def _sets_a_target(self) -> OverrideSpec:
+        """An override that sets no target would change nothing."""
         if self.first_response is None and self.resolution is None:
             raise ValueError("sets neither first_response nor resolution")
         return self
@@ -272,12 +276,14 @@ class PolicySpec(ConfigModel):
     @field_validator("calendars")
     @classmethod
     def _some_calendar(cls, value: dict[str, CalendarSpec]) -> dict[str, CalendarSpec]:
+        """A policy counts business time on at least one calendar."""
         if not value:
             raise ValueError("at least one calendar is required")
         return value
 
     @model_check(mode="after")
     def _channels_name_calendars(self) -> PolicySpec:
+        """Every channel counts on a calendar the policy defines."""
         for channel in CHANNELS:
             calendar = getattr(self.channels, channel).calendar
             if calendar not in self.calendars:

@@ -21,6 +21,8 @@ DEFAULT_WARN_RATIO = 0.8
 
 @dataclass(frozen=True)
 class SlaTargets:
+    """The first-response and resolution targets of one grid cell (business time)."""
+
     first_response: timedelta
     resolution: timedelta
 
@@ -73,6 +75,7 @@ class SlaPolicy:
     overrides: tuple[Override, ...] = ()
 
     def __post_init__(self) -> None:
+        """Validates the tables' keys and calendars and freezes the mappings."""
         if not isinstance(self.version, str) or not self.version.strip():
             raise PolicyError("version: required, a non-empty string")
         check_warn_ratio(self.warn_ratio)

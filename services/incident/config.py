@@ -205,6 +205,7 @@ class RiskSpec(ConfigModel):
 
     @model_check(mode="after")
     def _levels_in_order(self) -> RiskSpec:
+        """Level A needs at least the index level B needs."""
         if self.thresholds[0] < self.thresholds[1]:
             raise FieldError("thresholds", "level A's threshold must not be below level B's")
         return self

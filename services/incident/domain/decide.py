@@ -79,6 +79,7 @@ def decide(state: Incident, command: Command, ctx: Context) -> list[IncidentEven
 
 
 def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[str, str]]:
+    """Returns the violations of a text field: required and at most `limit` characters."""
     if required and not value.strip():
         return [(name, "must not be empty")]
     if len(value) > limit:
@@ -87,6 +88,7 @@ def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[st
 
 
 def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[IncidentEvent]:
+    """Declares the incident and engages the matrix row's teams at its level."""
     violations = _text("title", command.title, required=True, limit=MAX_TITLE)
     violations += _text("description", command.description, required=False, limit=MAX_TEXT)
     violations += validate_factors(command.factors)
@@ -168,6 +170,7 @@ _RANK = {Engagement.RED: 0, Engagement.YELLOW: 1, Engagement.GREY: 2}
 
 
 def _not_in(state: Incident, allowed: frozenset[Status], action: str) -> None:
+    """Raises IllegalTransition unless the incident's status is in `allowed`."""
     if state.status not in allowed:
         raise IllegalTransition(
             f"cannot {action} incident {state.incident_id}: it is {state.status.value}"
@@ -175,6 +178,7 @@ def _not_in(state: Incident, allowed: frozenset[Status], action: str) -> None:
 
 
 def _reassess(state: Incident, command: ReassessIncident, ctx: Context) -> list[IncidentEvent]:
+    """Reassesses from new factors; a higher level engages more teams."""
     violations = validate_factors(command.factors)
     violations += _text("reason", command.reason, required=True, limit=MAX_TITLE)
     require(violations)
@@ -189,6 +193,7 @@ def _reassess(state: Incident, command: ReassessIncident, ctx: Context) -> list[
 
 
 def _escalate(state: Incident, command: EscalateIncident, ctx: Context) -> list[IncidentEvent]:
+    """Raises the level by one and engages the teams of the new level."""
     require(_text("reason", command.reason, required=True, limit=MAX_TITLE))
     _not_in(state, OPEN, "escalate")
     higher = HIGHER.get(state.level)
@@ -201,6 +206,7 @@ def _escalate(state: Incident, command: EscalateIncident, ctx: Context) -> list[
 
 
 def _assign_role(state: Incident, command: AssignRole, ctx: Context) -> list[IncidentEvent]:
+    """Assigns a role; nothing when the member already has it."""
     violations = (
         [] if ROLE_PATTERN.fullmatch(command.role) else [("role", "like incident_commander")]
     )
@@ -213,6 +219,7 @@ def _assign_role(state: Incident, command: AssignRole, ctx: Context) -> list[Inc
 
 
 def _add_update(state: Incident, command: AddUpdate, ctx: Context) -> list[IncidentEvent]:
+    """Adds a progress update to an open or resolved incident."""
     violations = _text("message", command.message, required=True, limit=MAX_TEXT)
     violations += _text("status_note", command.status_note, required=False, limit=MAX_TITLE)
     violations += _text(
@@ -224,6 +231,7 @@ def _add_update(state: Incident, command: AddUpdate, ctx: Context) -> list[Incid
 
 
 def _acknowledge(state: Incident, command: AcknowledgePage, ctx: Context) -> list[IncidentEvent]:
+    """Acknowledges a page; nothing when it already was."""
     require(_text("member_id", command.member_id, required=True, limit=100))
     page = state.pages.get(command.page_id)
     if page is None:
@@ -235,12 +243,14 @@ def _acknowledge(state: Incident, command: AcknowledgePage, ctx: Context) -> lis
 
 
 def _resolve(state: Incident, command: ResolveIncident, ctx: Context) -> list[IncidentEvent]:
+    """Resolves an open incident."""
     require(_text("summary", command.summary, required=False, limit=MAX_TEXT))
     _not_in(state, OPEN, "resolve")
     return [IncidentResolved(command.summary)]
 
 
 def _close(state: Incident, command: CloseIncident, ctx: Context) -> list[IncidentEvent]:
+    """Closes a resolved incident; the review needs a root cause and a prevention action."""
     review = command.review
     violations = []
     if review is None or not review.root_cause.strip():
@@ -253,6 +263,7 @@ def _close(state: Incident, command: CloseIncident, ctx: Context) -> list[Incide
 
 
 def _link(state: Incident, command: LinkTickets, ctx: Context) -> list[IncidentEvent]:
+    """Links the tickets and customers not linked yet."""
     new_tickets = tuple(t for t in command.ticket_ids if t not in state.ticket_ids)
     new_customers = tuple(c for c in command.customer_ids if c not in state.customer_ids)
     if not new_tickets and not new_customers:
@@ -261,6 +272,7 @@ def _link(state: Incident, command: LinkTickets, ctx: Context) -> list[IncidentE
 
 
 def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> list[IncidentEvent]:
+    """Records a delivery outcome once per notice and contact kind."""
     if command.notice_id not in state.pages and command.notice_id not in state.notices:
         raise NotFound(f"notification {command.notice_id} does not exist")
     if command.kind in state.deliveries_of(command.notice_id):
@@ -273,6 +285,7 @@ def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> 
 
 
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
+    """Escalates an unacknowledged page to the chain's next step, or exhausts the chain."""
     page = state.pages.get(command.page_id)
     if (
         page is None
@@ -312,6 +325,7 @@ def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[In
 def _fire_response(
     state: Incident, command: FireResponseTimer, ctx: Context
 ) -> list[IncidentEvent]:
+    """Records a missed response deadline while nobody has acknowledged."""
     due = state.response_due_at
     if (
         state.status is not Status.DECLARED

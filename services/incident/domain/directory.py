@@ -12,10 +12,12 @@ from incident.domain.oncall import Team, validate_team
 
 
 def evolve_team(state: Team | None, event: TeamDefined, at: datetime) -> Team | None:
+    """Returns the team as defined by the event."""
     return event.team
 
 
 def evolve_matrix(state: Matrix, event: ResponseMatrixChanged, at: datetime) -> Matrix:
+    """Returns the matrix with the event's rows."""
     return Matrix({row.incident_type: row for row in event.rows}, state.version)
 
 

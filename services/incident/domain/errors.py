@@ -10,17 +10,20 @@ class IncidentError(Exception):
 
 
 class InvalidCommand(IncidentError):
+    """A command's fields are invalid; `violations` holds (field, reason) pairs."""
+
     def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        """Keeps the violations and joins them into the message."""
         super().__init__("; ".join(f"{name}: {why}" for name, why in violations))
         self.violations = tuple(violations)
 
 
 class IllegalTransition(IncidentError):
-    pass
+    """The command is not allowed in the incident's current status."""
 
 
 class NotFound(IncidentError):
-    pass
+    """The incident, page or notification does not exist."""
 
 
 class IncidentAlreadyExists(IllegalTransition):

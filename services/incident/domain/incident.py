@@ -65,6 +65,8 @@ class TimelineEntry(NamedTuple):
 
 @dataclass(frozen=True)
 class PageState:
+    """One page: whom it went to, its step in the chain, and its deliveries."""
+
     page_id: str
     team_id: str
     member_id: str
@@ -81,6 +83,8 @@ class PageState:
 
 @dataclass(frozen=True)
 class Incident:
+    """The incident aggregate's state."""
+
     incident_id: str
     exists: bool = False
     type: str = ""
@@ -112,9 +116,11 @@ class Incident:
     surge_key: str = ""
 
     def team_acknowledged(self, team_id: str) -> bool:
+        """True when any page of the team was acknowledged."""
         return any(p.acknowledged_at for p in self.pages.values() if p.team_id == team_id)
 
     def deliveries_of(self, notice_id: str) -> Mapping[ContactKind, Delivery]:
+        """Returns the delivery outcomes of a page or notice by contact kind."""
         page = self.pages.get(notice_id)
         return page.deliveries if page else self.delivered_notices.get(notice_id, {})
 
@@ -122,6 +128,7 @@ class Incident:
 
 
 def initial(incident_id: str) -> Incident:
+    """Returns the state of an incident that does not exist yet."""
     return Incident(incident_id=incident_id)
 
 
@@ -265,10 +272,12 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
 
 
 def _level_change(before: Level, after: Level, reason: str) -> str:
+    """Returns the timeline text of a level change."""
     return f"{before.value.upper()} -> {after.value.upper()}: {reason}"
 
 
 def _record(state: Incident, event: NotificationDelivered | NotificationFailed) -> Incident:
+    """Returns the state with a delivery outcome on its page or notice."""
     outcome = (
         Delivery(True, event.attempts, "")
         if isinstance(event, NotificationDelivered)

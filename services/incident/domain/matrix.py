@@ -10,12 +10,16 @@ from incident.domain.values import ID_PATTERN, Engagement, Level
 
 @dataclass(frozen=True)
 class MatrixCell:
+    """One team's engagement for an incident type (None: not specified)."""
+
     team_id: str
     engagement: Engagement | None
 
 
 @dataclass(frozen=True)
 class MatrixRow:
+    """One incident type's teams."""
+
     incident_type: str
     title: str = ""
     cells: tuple[MatrixCell, ...] = ()
@@ -23,6 +27,8 @@ class MatrixRow:
 
 @dataclass(frozen=True)
 class Matrix:
+    """The response matrix by incident type, with its version (the stream sequence)."""
+
     rows: Mapping[str, MatrixRow] = field(default_factory=dict)
     version: int = 0
 

@@ -13,12 +13,16 @@ from incident.domain.values import ID_PATTERN, ContactKind
 
 @dataclass(frozen=True)
 class ContactPoint:
+    """Where a member is reached (None: the kind was not specified)."""
+
     kind: ContactKind | None
     address: str
 
 
 @dataclass(frozen=True)
 class Member:
+    """A team member and their contact points."""
+
     member_id: str
     name: str = ""
     contacts: tuple[ContactPoint, ...] = ()
@@ -26,6 +30,8 @@ class Member:
 
 @dataclass(frozen=True)
 class Rotation:
+    """Who is on call in turn: shifts of `shift_days` handed off at `handoff_time`."""
+
     member_ids: tuple[str, ...] = ()
     handoff_time: str = "09:00"
     time_zone: str = "UTC"
@@ -35,6 +41,8 @@ class Rotation:
 
 @dataclass(frozen=True)
 class Override:
+    """A member on call instead of the rotation in [starts_at, ends_at)."""
+
     member_id: str
     starts_at: datetime
     ends_at: datetime
@@ -42,12 +50,16 @@ class Override:
 
 @dataclass(frozen=True)
 class EscalationStep:
+    """Page `target` (oncall, next, manager, member:<id>) and wait."""
+
     target: str
     wait_seconds: int
 
 
 @dataclass(frozen=True)
 class EscalationPolicy:
+    """The escalation chain, run `repeat` times."""
+
     steps: tuple[EscalationStep, ...] = ()
     repeat: int = 1
 
@@ -60,6 +72,8 @@ DEFAULT_ESCALATION = EscalationPolicy(
 
 @dataclass(frozen=True)
 class Team:
+    """An on-call team: members, rotation, overrides, escalation and manager."""
+
     team_id: str
     name: str = ""
     members: tuple[Member, ...] = ()
@@ -69,9 +83,11 @@ class Team:
     manager_id: str = ""
 
     def member(self, member_id: str) -> Member | None:
+        """Returns the member with that id, if any."""
         return next((m for m in self.members if m.member_id == member_id), None)
 
     def chain(self) -> EscalationPolicy:
+        """Returns the team's escalation chain, or the default one."""
         return self.escalation if self.escalation and self.escalation.steps else DEFAULT_ESCALATION
 
     def on_call(self, at: datetime) -> str:
@@ -103,11 +119,13 @@ class Team:
         return current
 
     def _order(self) -> tuple[str, ...]:
+        """Returns the rotation order (all members when there is no rotation)."""
         if self.rotation and self.rotation.member_ids:
             return self.rotation.member_ids
         return tuple(m.member_id for m in self.members)
 
     def contacts_of(self, member_id: str) -> tuple[ContactPoint, ...]:
+        """Returns a member's contact points (none for an unknown member)."""
         member = self.member(member_id)
         return member.contacts if member else ()
 
@@ -145,6 +163,7 @@ def validate_team(team: Team) -> list[tuple[str, str]]:
 
 
 def _validate_contact(contact: ContactPoint, where: str) -> list[tuple[str, str]]:
+    """Returns the violations of one contact point."""
     if contact.kind is None:
         return [(f"{where}.kind", "must be specified")]
     if not contact.address:
@@ -159,6 +178,7 @@ def _validate_contact(contact: ContactPoint, where: str) -> list[tuple[str, str]
 
 
 def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, str]]:
+    """Returns the violations of a rotation."""
     violations = []
     unknown = [m for m in rotation.member_ids if m not in known]
     if unknown:
@@ -179,6 +199,7 @@ def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, s
 
 
 def _validate_escalation(policy: EscalationPolicy, known: set[str]) -> list[tuple[str, str]]:
+    """Returns the violations of an escalation chain."""
     violations = []
     if policy.repeat < 1:
         violations.append(("team.escalation.repeat", "must be at least 1"))

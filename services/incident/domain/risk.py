@@ -12,6 +12,8 @@ from incident.domain.values import Level
 
 @dataclass(frozen=True)
 class RiskFactors:
+    """The raw factors of the risk index (DOMAIN §3)."""
+
     users_affected: int = 0
     core_system: float = 0.0
     elapsed_minutes: float = 0.0
@@ -45,6 +47,7 @@ class RiskModel:
     )
 
     def normalised(self, factors: RiskFactors) -> dict[str, float]:
+        """Returns each factor normalised to 0..1."""
         handling = factors.average_handling_minutes or self.default_handling_minutes
         scope = math.log10(1 + factors.users_affected) / math.log10(1 + self.scope_saturation_users)
         return {
@@ -55,6 +58,7 @@ class RiskModel:
         }
 
     def index(self, factors: RiskFactors) -> float:
+        """Returns the risk index: the weighted sum of the normalised factors."""
         x = self.normalised(factors)
         total = (
             self.scope_weight * x["scope"]
@@ -65,6 +69,7 @@ class RiskModel:
         return round(total, 4)
 
     def level(self, index: float) -> Level:
+        """Returns the level an index reaches."""
         if index >= self.level_a_threshold:
             return Level.A
         if index >= self.level_b_threshold:
@@ -72,6 +77,7 @@ class RiskModel:
         return Level.C
 
     def response_due(self, level: Level, since: datetime) -> datetime:
+        """Returns when a response is due at `level` for an incident declared `since`."""
         return since + timedelta(minutes=self.response_minutes[level])
 
 

@@ -12,12 +12,16 @@ MAX_TEXT = 20_000
 
 
 class Level(StrEnum):
+    """Incident level: A (whole platform) .. C (one channel)."""
+
     A = "a"
     B = "b"
     C = "c"
 
 
 class Status(StrEnum):
+    """Where an incident is in its lifecycle."""
+
     DECLARED = "declared"
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
@@ -25,18 +29,24 @@ class Status(StrEnum):
 
 
 class Source(StrEnum):
+    """Who declared an incident."""
+
     MANUAL = "manual"
     MONITORING = "monitoring"
     TICKET_SURGE = "ticket_surge"
 
 
 class Engagement(StrEnum):
+    """A team's part: red leads and is paged, yellow supports, grey is informed."""
+
     RED = "red"
     YELLOW = "yellow"
     GREY = "grey"
 
 
 class ContactKind(StrEnum):
+    """How a member is notified."""
+
     WEBHOOK = "webhook"
     SLACK = "slack"
     PAGERDUTY = "pagerduty"

@@ -18,6 +18,8 @@ from ticketing.domain.values import (
 
 @dataclass(frozen=True)
 class OpenTicket:
+    """Open a ticket for a customer on a channel."""
+
     ticket_id: str
     customer_id: str
     channel: Channel | None
@@ -31,6 +33,8 @@ class OpenTicket:
 
 @dataclass(frozen=True)
 class AssignTicket:
+    """Assign the ticket to an agent."""
+
     agent_id: str
     suggested: bool = False
     reason: str = ""
@@ -38,6 +42,8 @@ class AssignTicket:
 
 @dataclass(frozen=True)
 class AddReply:
+    """Add a reply from an agent or the customer."""
+
     author: Author | None
     author_id: str
     body: str
@@ -45,39 +51,51 @@ class AddReply:
 
 @dataclass(frozen=True)
 class ChangePriority:
+    """Change the priority (retargets the SLA clocks)."""
+
     priority: Priority | None
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class EscalateTicket:
+    """Escalate the ticket one level."""
+
     reason: str
     to_team: str = ""
 
 
 @dataclass(frozen=True)
 class HoldTicket:
+    """Put the ticket on hold (waiting for the customer pauses the clocks)."""
+
     reason: HoldReason | None
     note: str = ""
 
 
 @dataclass(frozen=True)
 class ResumeTicket:
-    pass
+    """Resume a held ticket."""
 
 
 @dataclass(frozen=True)
 class ResolveTicket:
+    """Resolve the ticket."""
+
     resolution: str = ""
 
 
 @dataclass(frozen=True)
 class ReopenTicket:
+    """Reopen a resolved ticket."""
+
     reason: str = ""
 
 
 @dataclass(frozen=True)
 class CloseTicket:
+    """Close the ticket."""
+
     note: str = ""
 
 

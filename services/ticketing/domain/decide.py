@@ -88,6 +88,7 @@ def snapshot(clock: Clock, at: datetime, calendar: Calendar) -> SlaClockSnapshot
 
 
 def _pair(clocks: dict[SlaClock, Clock]) -> TicketClocks:
+    """Returns the ticket's two clocks as TicketClocks."""
     return TicketClocks(clocks[SlaClock.FIRST_RESPONSE], clocks[SlaClock.RESOLUTION])
 
 
@@ -109,15 +110,18 @@ class _Context:
     """Everything decide may consult besides state and command."""
 
     def __init__(self, now: datetime, policy: Policy, channel: Channel) -> None:
+        """Holds the time, the policy and the ticket channel's calendar."""
         self.now = now
         self.policy = policy
         self.calendar = policy.calendar_for(channel=channel.value)
 
     @property
     def warn_ratio(self) -> float:
+        """The share of a target after which a warning fires."""
         return self.policy.warn_ratio
 
     def snapshot(self, clocks: TicketClocks) -> SlaSnapshot:
+        """Returns the clocks as of now."""
         return SlaSnapshot(
             tuple(snapshot(clock, self.now, self.calendar) for clock in clocks.clocks())
         )
@@ -140,6 +144,7 @@ def decide(state: Ticket, command: Command, *, now: datetime, policy: Policy) ->
 
 
 def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[str, str]]:
+    """Returns the violations of a text field: required and at most `limit` characters."""
     if required and not value.strip():
         return [(name, "must not be empty")]
     if len(value) > limit:
@@ -148,6 +153,7 @@ def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[st
 
 
 def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> list[TicketEvent]:
+    """Opens the ticket and starts both SLA clocks."""
     violations = _text("customer_id", command.customer_id, required=True, limit=MAX_ID)
     violations += _text("subject", command.subject, required=True, limit=MAX_SUBJECT)
     violations += _text("description", command.description, required=False, limit=MAX_TEXT)
@@ -182,6 +188,7 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
 
 
 def _not_in(state: Ticket, allowed: frozenset[Status], action: str) -> None:
+    """Raises IllegalTransition unless the ticket's status is in `allowed`."""
     if state.status not in allowed:
         raise IllegalTransition(
             f"cannot {action} ticket {state.ticket_id}: "
@@ -190,6 +197,7 @@ def _not_in(state: Ticket, allowed: frozenset[Status], action: str) -> None:
 
 
 def _assign(state: Ticket, command: AssignTicket, ctx: _Context) -> list[TicketEvent]:
+    """Assigns the ticket; nothing when the agent already has it."""
     require(_text("agent_id", command.agent_id, required=True, limit=MAX_ID))
     _not_in(state, ACTIVE, "assign")
     if command.agent_id == state.assignee_id:
@@ -198,6 +206,7 @@ def _assign(state: Ticket, command: AssignTicket, ctx: _Context) -> list[TicketE
 
 
 def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]:
+    """Adds a reply; an agent's first one stops the first-response clock."""
     violations = _text("body", command.body, required=True, limit=MAX_TEXT)
     violations += _text("author_id", command.author_id, required=False, limit=MAX_ID)
     if command.author is None:
@@ -222,6 +231,7 @@ def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]
 
 
 def _change_priority(state: Ticket, command: ChangePriority, ctx: _Context) -> list[TicketEvent]:
+    """Changes the priority and retargets the clocks."""
     violations = _text("reason", command.reason, required=False, limit=MAX_SUBJECT)
     if command.priority is None:
         violations.append(("priority", "must be specified (not PRIORITY_UNSPECIFIED)"))
@@ -238,6 +248,7 @@ def _change_priority(state: Ticket, command: ChangePriority, ctx: _Context) -> l
 
 
 def _escalate(state: Ticket, command: EscalateTicket, ctx: _Context) -> list[TicketEvent]:
+    """Escalates the ticket one level."""
     violations = _text("reason", command.reason, required=True, limit=MAX_SUBJECT)
     violations += _text("to_team", command.to_team, required=False, limit=MAX_ID)
     require(violations)
@@ -246,6 +257,7 @@ def _escalate(state: Ticket, command: EscalateTicket, ctx: _Context) -> list[Tic
 
 
 def _hold(state: Ticket, command: HoldTicket, ctx: _Context) -> list[TicketEvent]:
+    """Holds the ticket; waiting for the customer pauses the clocks."""
     violations = _text("note", command.note, required=False, limit=MAX_SUBJECT)
     if command.reason is None:
         violations.append(("reason", "must be specified (not HOLD_REASON_UNSPECIFIED)"))
@@ -259,6 +271,7 @@ def _hold(state: Ticket, command: HoldTicket, ctx: _Context) -> list[TicketEvent
 
 
 def _resume(state: Ticket, command: ResumeTicket, ctx: _Context) -> list[TicketEvent]:
+    """Resumes a held ticket and its clocks."""
     _not_in(state, frozenset({Status.ON_HOLD}), "resume")
     if not any(clock.paused for clock in state.clocks.values()):
         return [TicketResumed()]
@@ -267,6 +280,7 @@ def _resume(state: Ticket, command: ResumeTicket, ctx: _Context) -> list[TicketE
 
 
 def _resolve(state: Ticket, command: ResolveTicket, ctx: _Context) -> list[TicketEvent]:
+    """Resolves the ticket and stops the resolution clock."""
     require(_text("resolution", command.resolution, required=False, limit=MAX_TEXT))
     _not_in(state, ACTIVE, "resolve")
     before = _pair(state.clocks)
@@ -277,6 +291,7 @@ def _resolve(state: Ticket, command: ResolveTicket, ctx: _Context) -> list[Ticke
 
 
 def _reopen(state: Ticket, command: ReopenTicket, ctx: _Context) -> list[TicketEvent]:
+    """Reopens a resolved ticket and restarts the resolution clock."""
     require(_text("reason", command.reason, required=False, limit=MAX_SUBJECT))
     _not_in(state, frozenset({Status.RESOLVED}), "reopen")
     clocks = _pair(state.clocks).reopen(ctx.now, ctx.calendar, ctx.warn_ratio)
@@ -284,12 +299,14 @@ def _reopen(state: Ticket, command: ReopenTicket, ctx: _Context) -> list[TicketE
 
 
 def _close(state: Ticket, command: CloseTicket, ctx: _Context) -> list[TicketEvent]:
+    """Closes a resolved ticket."""
     require(_text("note", command.note, required=False, limit=MAX_SUBJECT))
     _not_in(state, frozenset({Status.RESOLVED}), "close")
     return [TicketClosed(command.note)]
 
 
 def _fire(state: Ticket, command: FireSlaTimer, ctx: _Context) -> list[TicketEvent]:
+    """Raises a due SLA warning or breach; nothing when it no longer applies."""
     clock = state.clocks.get(command.clock)
     if clock is None or not clock.running:
         return []

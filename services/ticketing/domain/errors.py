@@ -13,6 +13,7 @@ class InvalidCommand(TicketError):
     """The command's fields are invalid; `violations` lists (field, description)."""
 
     def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        """Keeps the violations and joins them into the message."""
         super().__init__("; ".join(f"{name}: {why}" for name, why in violations))
         self.violations = tuple(violations)
 

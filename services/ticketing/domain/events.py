@@ -18,6 +18,8 @@ from ticketing.domain.values import (
 
 @dataclass(frozen=True)
 class SlaClockSnapshot:
+    """One SLA clock as of the event."""
+
     clock: SlaClock
     target: timedelta
     consumed: timedelta = timedelta(0)
@@ -33,11 +35,15 @@ class SlaClockSnapshot:
 
 @dataclass(frozen=True)
 class SlaSnapshot:
+    """The clocks an event changed."""
+
     clocks: tuple[SlaClockSnapshot, ...] = ()
 
 
 @dataclass(frozen=True)
 class TicketOpened:
+    """A ticket was opened; its SLA clocks started."""
+
     ticket_id: str
     customer_id: str
     channel: Channel
@@ -52,6 +58,8 @@ class TicketOpened:
 
 @dataclass(frozen=True)
 class TicketAssigned:
+    """A ticket was assigned to an agent."""
+
     agent_id: str
     suggested: bool = False
     reason: str = ""
@@ -59,6 +67,8 @@ class TicketAssigned:
 
 @dataclass(frozen=True)
 class ReplyAdded:
+    """An agent or the customer replied."""
+
     author: Author
     author_id: str
     body: str
@@ -67,6 +77,8 @@ class ReplyAdded:
 
 @dataclass(frozen=True)
 class PriorityChanged:
+    """The priority changed and the clocks were retargeted."""
+
     from_priority: Priority
     to_priority: Priority
     reason: str = ""
@@ -75,6 +87,8 @@ class PriorityChanged:
 
 @dataclass(frozen=True)
 class TicketEscalated:
+    """The ticket was escalated one level."""
+
     level: int
     to_team: str
     reason: str
@@ -82,6 +96,8 @@ class TicketEscalated:
 
 @dataclass(frozen=True)
 class TicketHeld:
+    """The ticket was put on hold."""
+
     reason: HoldReason
     note: str = ""
     clocks_paused: bool = False
@@ -90,11 +106,15 @@ class TicketHeld:
 
 @dataclass(frozen=True)
 class TicketResumed:
+    """A held ticket was resumed."""
+
     sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class TicketResolved:
+    """The ticket was resolved."""
+
     resolution: str
     first_contact: bool
     sla: SlaSnapshot | None = None
@@ -102,18 +122,24 @@ class TicketResolved:
 
 @dataclass(frozen=True)
 class TicketReopened:
+    """A resolved ticket was reopened."""
+
     reason: str
     sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class TicketClosed:
+    """The ticket was closed."""
+
     note: str = ""
     sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class SlaWarningRaised:
+    """An SLA clock passed the warning share of its target."""
+
     clock: SlaClock
     due_at: datetime
     target: timedelta
@@ -121,6 +147,8 @@ class SlaWarningRaised:
 
 @dataclass(frozen=True)
 class SlaBreached:
+    """An SLA clock passed its target."""
+
     clock: SlaClock
     due_at: datetime
     target: timedelta

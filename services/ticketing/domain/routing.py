@@ -20,6 +20,8 @@ class Agent:
 
 @dataclass(frozen=True)
 class Suggestion:
+    """One ranked agent with the score's reason."""
+
     agent_id: str
     score: float
     open_tickets: int

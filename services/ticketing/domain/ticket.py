@@ -37,6 +37,8 @@ from ticketing.domain.values import (
 
 @dataclass(frozen=True)
 class Ticket:
+    """The ticket aggregate's state."""
+
     ticket_id: str
     exists: bool = False
     customer_id: str = ""
@@ -70,6 +72,7 @@ def initial(ticket_id: str) -> Ticket:
 def _clocks_from(
     snapshot_: SlaSnapshot | None, state: Ticket, at: datetime
 ) -> dict[SlaClock, Clock]:
+    """Returns the clocks after an event's snapshot (unchanged without one)."""
     if snapshot_ is None:
         return state.clocks
     clocks = dict(state.clocks)
@@ -95,6 +98,7 @@ def _clocks_from(
 
 
 def _resting_status(state: Ticket) -> Status:
+    """Returns the status a ticket returns to: in progress when assigned, else open."""
     return Status.IN_PROGRESS if state.assignee_id else Status.OPEN
 
 
@@ -158,6 +162,7 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
 
 
 def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
+    """Returns the state after a reply."""
     clocks = _clocks_from(event.sla, state, at)
     if event.author is Author.CUSTOMER:
         return replace(state, customer_replies=state.customer_replies + 1, clocks=clocks)
@@ -177,6 +182,7 @@ def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
 
 
 def _flag(state: Ticket, name: SlaClock, *, warned: bool = False, breached: bool = False) -> Ticket:
+    """Returns the state with a clock marked warned or breached."""
     clock = state.clocks[name]
     if warned:
         clock = replace(clock, warned=True, warn_at=None)

@@ -13,6 +13,8 @@ MAX_ID = 100
 
 
 class Channel(StrEnum):
+    """Where a ticket came in."""
+
     PHONE = "phone"
     EMAIL = "email"
     CHAT = "chat"
@@ -23,6 +25,8 @@ class Channel(StrEnum):
 
 
 class TicketType(StrEnum):
+    """What a ticket is about."""
+
     CONSULTATION = "consultation"
     FAULT = "fault"
     COMPLAINT = "complaint"
@@ -30,6 +34,8 @@ class TicketType(StrEnum):
 
 
 class Priority(StrEnum):
+    """How urgent a ticket is."""
+
     LOW = "low"
     NORMAL = "normal"
     HIGH = "high"
@@ -37,6 +43,8 @@ class Priority(StrEnum):
 
 
 class Status(StrEnum):
+    """Where a ticket is in its lifecycle."""
+
     OPEN = "open"
     ASSIGNED = "assigned"
     IN_PROGRESS = "in_progress"
@@ -46,6 +54,8 @@ class Status(StrEnum):
 
 
 class CustomerTier(StrEnum):
+    """The customer's value tier (scales SLA targets)."""
+
     HIGH_VALUE = "high_value"
     POTENTIAL = "potential"
     REGULAR = "regular"
@@ -53,22 +63,30 @@ class CustomerTier(StrEnum):
 
 
 class HoldReason(StrEnum):
+    """Why a ticket is on hold."""
+
     WAITING_CUSTOMER = "waiting_customer"
     WAITING_THIRD_PARTY = "waiting_third_party"
     WAITING_INTERNAL = "waiting_internal"
 
 
 class Author(StrEnum):
+    """Who wrote a reply."""
+
     AGENT = "agent"
     CUSTOMER = "customer"
 
 
 class SlaClock(StrEnum):
+    """The two SLA clocks of a ticket."""
+
     FIRST_RESPONSE = "first_response"
     RESOLUTION = "resolution"
 
 
 class SlaTimerKind(StrEnum):
+    """What an SLA timer raises."""
+
     WARNING = "warning"
     BREACH = "breach"
 
