@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-import holidays as holidays
+import holidays as holidays  # careops_sla.holidays: the library the calendars consult
 
 from careops_sla.calendar import ALL_DAY as ALL_DAY
 from careops_sla.calendar import FULL_DAY as FULL_DAY
