@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from careops.incident.v1 import events_pb2
 from careops_eventstore import EventStore, StreamSpec
 from careops_eventstore.aggregates import (
@@ -27,6 +25,8 @@ from careops_platform.collectors import preinitialise
 from prometheus_client import Counter, Histogram
 
 from incident import domain as d
+from incident.config import load_matrix as load_matrix
+from incident.config import load_teams as load_teams
 
 log = logging.getLogger(__name__)
 
@@ -329,103 +329,3 @@ def _acked_before(incident: d.Incident, page: d.PageState) -> bool:
         for other in incident.pages.values()
         if other.team_id == page.team_id and other.page_id != page.page_id
     )
-
-
-# ----------------------------------------------------------------------------- configuration
-
-
-def _yaml(path: str | None, default: str) -> Any:
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle) or {}
-    text = importlib.resources.files("incident").joinpath(default).read_text("utf-8")
-    return yaml.safe_load(text) or {}
-
-
-def _enum(cls: type[Any], value: Any, where: str) -> Any:
-    try:
-        return cls(str(value).lower())
-    except ValueError:
-        choices = ", ".join(member.value for member in cls)
-        raise ValueError(f"{where}: {value!r} is not one of {choices}") from None
-
-
-def load_matrix(path: str | None) -> list[d.MatrixRow]:
-    """Reads a response matrix YAML: `types: {type: {title, teams: {team: red|yellow|grey}}}`."""
-    data = _yaml(path, "matrix_default.yaml")
-    rows = []
-    for incident_type, spec in (data.get("types") or {}).items():
-        cells = tuple(
-            d.MatrixCell(str(team), _enum(d.Engagement, level, f"types.{incident_type}.{team}"))
-            for team, level in (spec.get("teams") or {}).items()
-        )
-        rows.append(d.MatrixRow(str(incident_type), str(spec.get("title", "")), cells))
-    return rows
-
-
-def _contact(spec: Mapping[str, Any], where: str) -> d.ContactPoint:
-    return d.ContactPoint(
-        _enum(d.ContactKind, spec.get("kind"), where), str(spec.get("address", ""))
-    )
-
-
-def load_teams(path: str | None) -> list[d.Team]:
-    """Reads the on-call YAML (teams, members, contacts, rotation, overrides, escalation)."""
-    data = _yaml(path, "oncall_default.yaml")
-    teams = []
-    for team_id, spec in (data.get("teams") or {}).items():
-        members = tuple(
-            d.Member(
-                str(member["id"]),
-                str(member.get("name", "")),
-                tuple(
-                    _contact(c, f"teams.{team_id}.members.{member['id']}")
-                    for c in member.get("contacts") or []
-                ),
-            )
-            for member in spec.get("members") or []
-        )
-        rotation_spec = spec.get("rotation")
-        rotation = (
-            d.Rotation(
-                member_ids=tuple(map(str, rotation_spec.get("members") or [])),
-                handoff_time=str(rotation_spec.get("handoff", "09:00")),
-                time_zone=str(rotation_spec.get("time_zone", "UTC")),
-                shift_days=int(rotation_spec.get("shift_days", 7)),
-                start_date=str(rotation_spec.get("start_date", "2026-01-05")),
-            )
-            if rotation_spec
-            else None
-        )
-        escalation_spec = spec.get("escalation")
-        escalation = (
-            d.EscalationPolicy(
-                tuple(
-                    d.EscalationStep(str(step["target"]), int(step["wait_seconds"]))
-                    for step in escalation_spec.get("steps") or []
-                ),
-                int(escalation_spec.get("repeat", 1)),
-            )
-            if escalation_spec
-            else None
-        )
-        overrides = tuple(
-            d.Override(
-                str(o["member"]),
-                datetime.fromisoformat(str(o["starts_at"])),
-                datetime.fromisoformat(str(o["ends_at"])),
-            )
-            for o in spec.get("overrides") or []
-        )
-        teams.append(
-            d.Team(
-                team_id=str(team_id),
-                name=str(spec.get("name", team_id)),
-                members=members,
-                rotation=rotation,
-                overrides=overrides,
-                escalation=escalation,
-                manager_id=str(spec.get("manager", "")),
-            )
-        )
-    return teams

@@ -9,7 +9,6 @@ from typing import Any
 
 import careops_sla
 import grpc
-import yaml
 from careops.quality.v1 import quality_pb2 as pb
 from careops.quality.v1 import quality_pb2_grpc, types_pb2
 from careops.ticketing.v1 import types_pb2 as ticket_types
@@ -410,11 +409,8 @@ def parse_policy(text: str) -> careops_sla.SlaPolicy:
             [FieldViolation("policy_yaml", "too long")],
         )
     try:
-        data = yaml.safe_load(text)
-        if not isinstance(data, dict):
-            raise careops_sla.PolicyError("policy: must be a YAML mapping")
-        return careops_sla.parse_policy(data)
-    except (yaml.YAMLError, careops_sla.PolicyError, ValueError, TypeError) as exc:
+        return careops_sla.parse_policy_text(text)
+    except careops_sla.PolicyError as exc:
         raise InvalidArgument(
             f"invalid SLA policy: {exc}", [FieldViolation("policy_yaml", str(exc)[:200])]
         ) from exc

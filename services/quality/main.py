@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import careops_sla
-import yaml
 from careops.common.v1 import admin_pb2_grpc
 from careops.quality.v1 import quality_pb2_grpc
 from careops_eventstore.codec import EventCodec
@@ -43,6 +41,7 @@ from quality.application import (
     QualityApp,
     utc_now,
 )
+from quality.config import load_teams as load_teams
 from quality.projections import (
     FollowUpTimerProjection,
     IncidentFactsProjection,
@@ -80,26 +79,6 @@ class QualitySettings(ServiceSettings):
         validation_alias=AliasChoices("follow_up_hours", "CAREOPS_QUALITY_FOLLOW_UP_HOURS"),
     )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
-
-
-def load_teams(path: str | None) -> dict[str, list[str]]:
-    """Reads the team directory (YAML `teams: {name: [agent ids]}`); None: the default."""
-    if path:
-        text = Path(path).read_text(encoding="utf-8")
-    else:
-        text = importlib.resources.files("quality").joinpath("teams_default.yaml").read_text()
-    data = yaml.safe_load(text) or {}
-    teams = data.get("teams") or {}
-    if not isinstance(teams, dict):
-        raise ValueError("teams: must map team names to lists of agent ids")
-    result = {}
-    for name, agents in teams.items():
-        if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
-            raise ValueError(f"teams.{name}: must be a list of agent ids")
-        if not agents:  # an empty list would filter nothing: the whole platform's KPIs
-            raise ValueError(f"teams.{name}: must list at least one agent id")
-        result[str(name)] = list(agents)
-    return result
 
 
 class QualityService:

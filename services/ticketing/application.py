@@ -22,6 +22,7 @@ from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
 from ticketing import domain
+from ticketing.config import load_agents as load_agents
 
 log = logging.getLogger(__name__)
 
@@ -179,28 +180,3 @@ class TicketingApp:
         await self.execute(
             timer.aggregate_id, command, command_id=timer.timer_id, actor="sla-timer"
         )
-
-
-def load_agents(path: str | None) -> list[domain.Agent]:
-    """Reads the agent directory (YAML `agents: [{id, skills, capacity}]`); None: the default."""
-    import importlib.resources
-
-    import yaml
-
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-    else:
-        text = importlib.resources.files("ticketing").joinpath("agents_default.yaml").read_text()
-        data = yaml.safe_load(text) or {}
-    agents = []
-    for index, entry in enumerate(data.get("agents") or []):
-        if not isinstance(entry, dict) or not entry.get("id"):
-            raise ValueError(f"agents[{index}]: needs an id")
-        capacity = int(entry.get("capacity", 10))
-        if capacity < 1:
-            raise ValueError(f"agents[{index}].capacity must be at least 1")
-        agents.append(
-            domain.Agent(str(entry["id"]), frozenset(map(str, entry.get("skills", []))), capacity)
-        )
-    return agents

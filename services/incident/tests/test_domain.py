@@ -60,14 +60,18 @@ def ctx(at: datetime = T0) -> d.Context:
     return d.Context(now=at, risk=RISK, matrix=MATRIX, teams=TEAMS)
 
 
-def run(state: d.Incident, command: d.Command, at: datetime) -> tuple[d.Incident, list[object]]:
+def run(
+    state: d.Incident, command: d.Command, at: datetime
+) -> tuple[d.Incident, list[d.IncidentEvent]]:
     events = d.decide(state, command, ctx(at))
     for event in events:
         state = d.evolve(state, event, at)
     return state, events
 
 
-def declare(factors: d.RiskFactors = SEVERE, **extra: object) -> tuple[d.Incident, list[object]]:
+def declare(
+    factors: d.RiskFactors = SEVERE, **extra: object
+) -> tuple[d.Incident, list[d.IncidentEvent]]:
     command = d.DeclareIncident("I-1", "server_crash", "Core DB down", factors=factors, **extra)  # type: ignore[arg-type]
     return run(d.initial("I-1"), command, T0)
 

@@ -1,0 +1,233 @@
+"""Incident's configuration files: on-call teams and the response matrix (pydantic models).
+
+The models check shape and unknown keys and locate every error in its file
+(`oncall.yaml: teams.sre.members[0].contacts[1].kind: 'fax' is not one of …`); they become the
+domain's Team and MatrixRow values, which the domain validates again when they are put.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any
+
+from careops_platform.config_files import (
+    Absent,
+    ConfigModel,
+    EmptyDict,
+    EmptyList,
+    FieldError,
+    Text,
+    load,
+    one_of,
+    validate,
+)
+from pydantic import PlainValidator
+from pydantic import model_validator as model_check
+
+from incident import domain as d
+
+PACKAGE = "incident"
+ONCALL_DEFAULT = "oncall_default.yaml"
+MATRIX_DEFAULT = "matrix_default.yaml"
+
+
+# ----------------------------------------------------------------------------- on-call teams
+
+
+class ContactSpec(ConfigModel):
+    """Where a member is reached: `{kind: webhook|slack|pagerduty|email, address: …}`."""
+
+    kind: Annotated[d.ContactKind, one_of(d.ContactKind)]
+    address: Text = ""
+
+    def to_domain(self) -> d.ContactPoint:
+        """Returns the domain contact point."""
+        return d.ContactPoint(self.kind, self.address)
+
+
+class MemberSpec(ConfigModel):
+    """A team member and their contact points."""
+
+    id: Text
+    name: Text = ""
+    contacts: Annotated[tuple[ContactSpec, ...], EmptyList] = ()
+
+    def to_domain(self) -> d.Member:
+        """Returns the domain member."""
+        return d.Member(self.id, self.name, tuple(c.to_domain() for c in self.contacts))
+
+
+class RotationSpec(ConfigModel):
+    """Who is on call in turn: shifts of `shift_days` handed off at `handoff` local time."""
+
+    members: Annotated[tuple[Text, ...], EmptyList] = ()
+    handoff: Text = "09:00"
+    time_zone: Text = "UTC"
+    shift_days: int = 7
+    start_date: Text = "2026-01-05"
+
+    def to_domain(self) -> d.Rotation:
+        """Returns the domain rotation."""
+        return d.Rotation(
+            member_ids=self.members,
+            handoff_time=self.handoff,
+            time_zone=self.time_zone,
+            shift_days=self.shift_days,
+            start_date=self.start_date,
+        )
+
+
+class StepSpec(ConfigModel):
+    """One escalation step: page `target` (oncall, next, manager, member:<id>), then wait."""
+
+    target: Text
+    wait_seconds: int
+
+
+class EscalationSpec(ConfigModel):
+    """The escalation chain, run `repeat` times."""
+
+    steps: Annotated[tuple[StepSpec, ...], EmptyList] = ()
+    repeat: int = 1
+
+    def to_domain(self) -> d.EscalationPolicy:
+        """Returns the domain escalation policy."""
+        steps = tuple(d.EscalationStep(s.target, s.wait_seconds) for s in self.steps)
+        return d.EscalationPolicy(steps, self.repeat)
+
+
+class OverrideSpec(ConfigModel):
+    """A member on call in place of the rotation from `starts_at` until `ends_at`."""
+
+    member: Text
+    starts_at: datetime
+    ends_at: datetime
+
+    def to_domain(self) -> d.Override:
+        """Returns the domain override."""
+        return d.Override(self.member, self.starts_at, self.ends_at)
+
+
+class TeamSpec(ConfigModel):
+    """One on-call team."""
+
+    name: Text | None = None
+    manager: Text = ""
+    members: Annotated[tuple[MemberSpec, ...], EmptyList] = ()
+    rotation: Annotated[RotationSpec | None, Absent] = None
+    escalation: Annotated[EscalationSpec | None, Absent] = None
+    overrides: Annotated[tuple[OverrideSpec, ...], EmptyList] = ()
+
+    def to_domain(self, team_id: str) -> d.Team:
+        """Returns the domain team called `team_id`."""
+        return d.Team(
+            team_id=team_id,
+            name=team_id if self.name is None else self.name,
+            members=tuple(m.to_domain() for m in self.members),
+            rotation=self.rotation.to_domain() if self.rotation else None,
+            overrides=tuple(o.to_domain() for o in self.overrides),
+            escalation=self.escalation.to_domain() if self.escalation else None,
+            manager_id=self.manager,
+        )
+
+
+class OncallFile(ConfigModel):
+    """The on-call file: `teams: {team_id: {name, manager, members, rotation, …}}`."""
+
+    teams: Annotated[dict[str, TeamSpec], EmptyDict] = {}
+
+    def to_domain(self) -> list[d.Team]:
+        """Returns the domain teams in file order."""
+        return [spec.to_domain(team_id) for team_id, spec in self.teams.items()]
+
+
+def load_teams(path: str | None) -> list[d.Team]:
+    """Returns the teams of the on-call YAML `path` (None: the packaged default)."""
+    return load(OncallFile, path, package=PACKAGE, default=ONCALL_DEFAULT).to_domain()
+
+
+# ----------------------------------------------------------------------------- response matrix
+
+
+class MatrixTypeSpec(ConfigModel):
+    """One incident type: its title and each team's engagement (red, yellow, grey)."""
+
+    title: Text = ""
+    teams: Annotated[dict[str, Annotated[d.Engagement, one_of(d.Engagement)]], EmptyDict] = {}
+
+    def to_domain(self, incident_type: str) -> d.MatrixRow:
+        """Returns the domain matrix row of `incident_type`."""
+        cells = tuple(d.MatrixCell(team, level) for team, level in self.teams.items())
+        return d.MatrixRow(incident_type, self.title, cells)
+
+
+class MatrixFile(ConfigModel):
+    """The response matrix file: `types: {type: {title, teams: {team: red|yellow|grey}}}`."""
+
+    types: Annotated[dict[str, MatrixTypeSpec], EmptyDict] = {}
+
+    def to_domain(self) -> list[d.MatrixRow]:
+        """Returns the domain matrix rows in file order."""
+        return [spec.to_domain(name) for name, spec in self.types.items()]
+
+
+def load_matrix(path: str | None) -> list[d.MatrixRow]:
+    """Returns the rows of the response matrix YAML `path` (None: the packaged default)."""
+    return load(MatrixFile, path, package=PACKAGE, default=MATRIX_DEFAULT).to_domain()
+
+
+# ----------------------------------------------------------------------------- risk model
+
+
+def _weight(value: Any) -> float:
+    """Returns a finite number between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a number between 0 and 1, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"must be a number between 0 and 1, got {value!r}") from None
+    if not math.isfinite(number) or not 0 <= number <= 1:
+        raise ValueError(f"must be a number between 0 and 1, got {value!r}")
+    return number
+
+
+Weight = Annotated[float, PlainValidator(_weight)]
+
+
+class RiskSpec(ConfigModel):
+    """The risk model's version, factor weights and level thresholds."""
+
+    version: Text = d.RiskModel.version
+    weights: tuple[Weight, Weight, Weight, Weight] = (0.4, 0.3, 0.2, 0.1)
+    thresholds: tuple[Weight, Weight] = (0.7, 0.4)
+
+    @model_check(mode="after")
+    def _levels_in_order(self) -> RiskSpec:
+        """Level A needs at least the index level B needs."""
+        if self.thresholds[0] < self.thresholds[1]:
+            raise FieldError("thresholds", "level A's threshold must not be below level B's")
+        return self
+
+    def to_domain(self) -> d.RiskModel:
+        """Returns the domain risk model."""
+        scope, business, timeliness, exposure = self.weights
+        return d.RiskModel(
+            version=self.version,
+            scope_weight=scope,
+            business_weight=business,
+            timeliness_weight=timeliness,
+            exposure_weight=exposure,
+            level_a_threshold=self.thresholds[0],
+            level_b_threshold=self.thresholds[1],
+        )
+
+
+def risk_model(
+    version: str, weights: tuple[float, ...], thresholds: tuple[float, ...]
+) -> d.RiskModel:
+    """Returns the risk model of the settings' version, weights (scope, business, timeliness,
+    exposure) and thresholds (level A, level B); ConfigError naming a bad value otherwise."""
+    data = {"version": version, "weights": weights, "thresholds": thresholds}
+    return validate(RiskSpec, data, root="risk").to_domain()

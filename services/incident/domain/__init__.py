@@ -1,0 +1,260 @@
+"""Incidents, teams and the response matrix. Pure: no I/O, no clock, no protobuf.
+
+Risk index = sum of weight x normalised factor (DOMAIN §3); the level sets the response deadline;
+the response matrix (data) says which teams are paged (red, yellow) or informed (grey); each
+paged team's escalation chain pages its on-call, then the next step, until someone acknowledges.
+
+Modules by job: `values` (levels, statuses, kinds), `errors`, `risk` (the risk model), `oncall`
+(teams and rotation maths), `matrix`, `events`, `commands`, `incident` (state and evolve),
+`decide` (the incident's decisions), `directory` (the team and matrix aggregates). Every name is
+re-exported here, so `from incident import domain; domain.X` keeps working.
+"""
+
+from __future__ import annotations
+
+from incident.domain.commands import (
+    AcknowledgePage as AcknowledgePage,
+)
+from incident.domain.commands import (
+    AddUpdate as AddUpdate,
+)
+from incident.domain.commands import (
+    AssignRole as AssignRole,
+)
+from incident.domain.commands import (
+    CloseIncident as CloseIncident,
+)
+from incident.domain.commands import (
+    Command as Command,
+)
+from incident.domain.commands import (
+    DeclareIncident as DeclareIncident,
+)
+from incident.domain.commands import (
+    EscalateIncident as EscalateIncident,
+)
+from incident.domain.commands import (
+    FirePageTimer as FirePageTimer,
+)
+from incident.domain.commands import (
+    FireResponseTimer as FireResponseTimer,
+)
+from incident.domain.commands import (
+    LinkTickets as LinkTickets,
+)
+from incident.domain.commands import (
+    ReassessIncident as ReassessIncident,
+)
+from incident.domain.commands import (
+    RecordDelivery as RecordDelivery,
+)
+from incident.domain.commands import (
+    ResolveIncident as ResolveIncident,
+)
+from incident.domain.decide import (
+    Context as Context,
+)
+from incident.domain.decide import (
+    decide as decide,
+)
+from incident.domain.directory import (
+    decide_matrix as decide_matrix,
+)
+from incident.domain.directory import (
+    decide_team as decide_team,
+)
+from incident.domain.directory import (
+    evolve_matrix as evolve_matrix,
+)
+from incident.domain.directory import (
+    evolve_team as evolve_team,
+)
+from incident.domain.errors import (
+    IllegalTransition as IllegalTransition,
+)
+from incident.domain.errors import (
+    IncidentAlreadyExists as IncidentAlreadyExists,
+)
+from incident.domain.errors import (
+    IncidentError as IncidentError,
+)
+from incident.domain.errors import (
+    InvalidCommand as InvalidCommand,
+)
+from incident.domain.errors import (
+    NotFound as NotFound,
+)
+from incident.domain.errors import (
+    require as require,
+)
+from incident.domain.events import (
+    EscalationExhausted as EscalationExhausted,
+)
+from incident.domain.events import (
+    IncidentClosed as IncidentClosed,
+)
+from incident.domain.events import (
+    IncidentDeclared as IncidentDeclared,
+)
+from incident.domain.events import (
+    IncidentEscalated as IncidentEscalated,
+)
+from incident.domain.events import (
+    IncidentEvent as IncidentEvent,
+)
+from incident.domain.events import (
+    IncidentReassessed as IncidentReassessed,
+)
+from incident.domain.events import (
+    IncidentResolved as IncidentResolved,
+)
+from incident.domain.events import (
+    NotificationDelivered as NotificationDelivered,
+)
+from incident.domain.events import (
+    NotificationFailed as NotificationFailed,
+)
+from incident.domain.events import (
+    PageAcknowledged as PageAcknowledged,
+)
+from incident.domain.events import (
+    PageEscalated as PageEscalated,
+)
+from incident.domain.events import (
+    PageRequested as PageRequested,
+)
+from incident.domain.events import (
+    PostIncidentReview as PostIncidentReview,
+)
+from incident.domain.events import (
+    ResponseDeadlineMissed as ResponseDeadlineMissed,
+)
+from incident.domain.events import (
+    ResponseMatrixChanged as ResponseMatrixChanged,
+)
+from incident.domain.events import (
+    RoleAssigned as RoleAssigned,
+)
+from incident.domain.events import (
+    TeamDefined as TeamDefined,
+)
+from incident.domain.events import (
+    TeamEngaged as TeamEngaged,
+)
+from incident.domain.events import (
+    TeamInformed as TeamInformed,
+)
+from incident.domain.events import (
+    TicketsLinked as TicketsLinked,
+)
+from incident.domain.events import (
+    UpdateAdded as UpdateAdded,
+)
+from incident.domain.incident import (
+    Delivery as Delivery,
+)
+from incident.domain.incident import (
+    Incident as Incident,
+)
+from incident.domain.incident import (
+    Notice as Notice,
+)
+from incident.domain.incident import (
+    PageState as PageState,
+)
+from incident.domain.incident import (
+    TeamEngagement as TeamEngagement,
+)
+from incident.domain.incident import (
+    TimelineEntry as TimelineEntry,
+)
+from incident.domain.incident import (
+    evolve as evolve,
+)
+from incident.domain.incident import (
+    initial as initial,
+)
+from incident.domain.matrix import (
+    Matrix as Matrix,
+)
+from incident.domain.matrix import (
+    MatrixCell as MatrixCell,
+)
+from incident.domain.matrix import (
+    MatrixRow as MatrixRow,
+)
+from incident.domain.matrix import (
+    effective_engagement as effective_engagement,
+)
+from incident.domain.matrix import (
+    validate_matrix as validate_matrix,
+)
+from incident.domain.oncall import (
+    DEFAULT_ESCALATION as DEFAULT_ESCALATION,
+)
+from incident.domain.oncall import (
+    ContactPoint as ContactPoint,
+)
+from incident.domain.oncall import (
+    EscalationPolicy as EscalationPolicy,
+)
+from incident.domain.oncall import (
+    EscalationStep as EscalationStep,
+)
+from incident.domain.oncall import (
+    Member as Member,
+)
+from incident.domain.oncall import (
+    Override as Override,
+)
+from incident.domain.oncall import (
+    Rotation as Rotation,
+)
+from incident.domain.oncall import (
+    Team as Team,
+)
+from incident.domain.oncall import (
+    validate_team as validate_team,
+)
+from incident.domain.risk import (
+    RiskFactors as RiskFactors,
+)
+from incident.domain.risk import (
+    RiskModel as RiskModel,
+)
+from incident.domain.risk import (
+    validate_factors as validate_factors,
+)
+from incident.domain.values import (
+    HIGHER as HIGHER,
+)
+from incident.domain.values import (
+    ID_PATTERN as ID_PATTERN,
+)
+from incident.domain.values import (
+    MAX_TEXT as MAX_TEXT,
+)
+from incident.domain.values import (
+    MAX_TITLE as MAX_TITLE,
+)
+from incident.domain.values import (
+    OPEN as OPEN,
+)
+from incident.domain.values import (
+    ROLE_PATTERN as ROLE_PATTERN,
+)
+from incident.domain.values import (
+    ContactKind as ContactKind,
+)
+from incident.domain.values import (
+    Engagement as Engagement,
+)
+from incident.domain.values import (
+    Level as Level,
+)
+from incident.domain.values import (
+    Source as Source,
+)
+from incident.domain.values import (
+    Status as Status,
+)

@@ -1,0 +1,125 @@
+"""The commands an incident accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from incident.domain.events import PostIncidentReview
+from incident.domain.risk import RiskFactors
+from incident.domain.values import ContactKind, Source
+
+
+@dataclass(frozen=True)
+class DeclareIncident:
+    """Declare an incident of a matrix type, assessed from its risk factors."""
+
+    incident_id: str
+    type: str
+    title: str
+    description: str = ""
+    source: Source | None = None
+    factors: RiskFactors | None = None
+    drill: bool = False
+    ticket_ids: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    surge_key: str = ""
+
+
+@dataclass(frozen=True)
+class ReassessIncident:
+    """Assess an open incident again from new risk factors."""
+
+    factors: RiskFactors | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AssignRole:
+    """Give a member a role in the incident."""
+
+    role: str
+    member_id: str
+
+
+@dataclass(frozen=True)
+class AddUpdate:
+    """Add a progress update to the timeline."""
+
+    message: str
+    status_note: str = ""
+    public_statement_draft: str = ""
+
+
+@dataclass(frozen=True)
+class AcknowledgePage:
+    """Acknowledge a page on behalf of a member."""
+
+    page_id: str
+    member_id: str
+
+
+@dataclass(frozen=True)
+class EscalateIncident:
+    """Raise the incident one level."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ResolveIncident:
+    """Mark the incident resolved."""
+
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class CloseIncident:
+    """Close a resolved incident with its post-incident review."""
+
+    review: PostIncidentReview | None
+
+
+@dataclass(frozen=True)
+class LinkTickets:
+    """Link customer tickets to the incident."""
+
+    ticket_ids: tuple[str, ...]
+    customer_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RecordDelivery:
+    """Record the outcome of sending a page or notice over one contact kind."""
+
+    notice_id: str
+    kind: ContactKind
+    attempts: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class FirePageTimer:
+    """A page's acknowledgement timer fired (escalates when still unacknowledged)."""
+
+    page_id: str
+
+
+@dataclass(frozen=True)
+class FireResponseTimer:
+    """The response-deadline timer fired."""
+
+
+Command = (
+    DeclareIncident
+    | ReassessIncident
+    | AssignRole
+    | AddUpdate
+    | AcknowledgePage
+    | EscalateIncident
+    | ResolveIncident
+    | CloseIncident
+    | LinkTickets
+    | RecordDelivery
+    | FirePageTimer
+    | FireResponseTimer
+)

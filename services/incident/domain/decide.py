@@ -1,0 +1,352 @@
+"""`decide`: the events an incident command produces, or the IncidentError refusing it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from incident.domain.commands import (
+    AcknowledgePage,
+    AddUpdate,
+    AssignRole,
+    CloseIncident,
+    Command,
+    DeclareIncident,
+    EscalateIncident,
+    FirePageTimer,
+    FireResponseTimer,
+    LinkTickets,
+    ReassessIncident,
+    RecordDelivery,
+    ResolveIncident,
+)
+from incident.domain.errors import IllegalTransition, IncidentAlreadyExists, NotFound, require
+from incident.domain.events import (
+    EscalationExhausted,
+    IncidentClosed,
+    IncidentDeclared,
+    IncidentEscalated,
+    IncidentEvent,
+    IncidentReassessed,
+    IncidentResolved,
+    NotificationDelivered,
+    NotificationFailed,
+    PageAcknowledged,
+    PageEscalated,
+    PageRequested,
+    ResponseDeadlineMissed,
+    RoleAssigned,
+    TeamEngaged,
+    TeamInformed,
+    TicketsLinked,
+    UpdateAdded,
+)
+from incident.domain.incident import Incident, evolve
+from incident.domain.matrix import Matrix, effective_engagement
+from incident.domain.oncall import Team
+from incident.domain.risk import RiskFactors, RiskModel, validate_factors
+from incident.domain.values import (
+    HIGHER,
+    MAX_TEXT,
+    MAX_TITLE,
+    OPEN,
+    ROLE_PATTERN,
+    Engagement,
+    Level,
+    Source,
+    Status,
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What decide may consult: the time, the risk model, the matrix and the teams."""
+
+    now: datetime
+    risk: RiskModel
+    matrix: Matrix
+    teams: Mapping[str, Team]
+
+
+def decide(state: Incident, command: Command, ctx: Context) -> list[IncidentEvent]:
+    """Returns the events of a command; raises an IncidentError when it is not allowed."""
+    if isinstance(command, DeclareIncident):
+        return _declare(state, command, ctx)
+    if not state.exists:
+        raise NotFound(f"incident {state.incident_id} does not exist")
+    return _HANDLERS[type(command)](state, command, ctx)  # type: ignore[operator]
+
+
+def _text(name: str, value: str, *, required: bool, limit: int) -> list[tuple[str, str]]:
+    """Returns the violations of a text field: required and at most `limit` characters."""
+    if required and not value.strip():
+        return [(name, "must not be empty")]
+    if len(value) > limit:
+        return [(name, f"must be at most {limit} characters")]
+    return []
+
+
+def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[IncidentEvent]:
+    """Declares the incident and engages the matrix row's teams at its level."""
+    violations = _text("title", command.title, required=True, limit=MAX_TITLE)
+    violations += _text("description", command.description, required=False, limit=MAX_TEXT)
+    violations += validate_factors(command.factors)
+    if command.type not in ctx.matrix.rows:
+        known = ", ".join(sorted(ctx.matrix.rows)) or "none"
+        violations.append(("type", f"unknown incident type {command.type!r}; known: {known}"))
+    require(violations)
+    if state.exists:
+        raise IncidentAlreadyExists(f"incident {state.incident_id} already exists")
+    factors = command.factors or RiskFactors()
+    index = ctx.risk.index(factors)
+    level = ctx.risk.level(index)
+    declared = IncidentDeclared(
+        incident_id=state.incident_id,
+        type=command.type,
+        title=command.title.strip(),
+        description=command.description,
+        source=command.source or Source.MANUAL,
+        factors=factors,
+        risk_index=index,
+        level=level,
+        drill=command.drill,
+        response_due_at=ctx.risk.response_due(level, ctx.now),
+        matrix_version=ctx.matrix.version,
+        ticket_ids=command.ticket_ids,
+        customer_ids=command.customer_ids,
+        surge_key=command.surge_key,
+    )
+    fresh = evolve(state, declared, ctx.now)
+    return [declared, *_engage(fresh, level, ctx)]
+
+
+def _engage(state: Incident, level: Level, ctx: Context) -> list[IncidentEvent]:
+    """Engages the matrix row's teams at `level`: pages those not yet paged, informs the rest."""
+    events: list[IncidentEvent] = []
+    row = ctx.matrix.rows.get(state.type)
+    cells = row.cells if row else ()
+    page_number = len(state.pages)
+    notice_number = len(state.notices)
+    for cell in sorted(cells, key=lambda c: _RANK[c.engagement or Engagement.GREY]):
+        team = ctx.teams.get(cell.team_id)
+        engagement, paged = effective_engagement(cell.engagement or Engagement.GREY, level)
+        already = state.teams.get(cell.team_id)
+        if already is not None and (already.paged or not paged):
+            continue
+        events.append(TeamEngaged(cell.team_id, engagement, paged))
+        if team is None:
+            continue
+        member = team.on_call(ctx.now)
+        if paged:
+            step = team.chain().steps[0]
+            events.append(
+                PageRequested(
+                    page_id=f"{state.incident_id}-p{page_number}",
+                    team_id=team.team_id,
+                    member_id=team.resolve(step.target, ctx.now) or member,
+                    step=0,
+                    round=0,
+                    contacts=team.contacts_of(team.resolve(step.target, ctx.now) or member),
+                    ack_due_at=ctx.now + timedelta(seconds=step.wait_seconds),
+                    engagement=engagement,
+                )
+            )
+            page_number += 1
+        elif already is None:
+            events.append(
+                TeamInformed(
+                    team.team_id,
+                    member,
+                    team.contacts_of(member),
+                    f"{state.incident_id}-n{notice_number}",
+                )
+            )
+            notice_number += 1
+    return events
+
+
+_RANK = {Engagement.RED: 0, Engagement.YELLOW: 1, Engagement.GREY: 2}
+
+
+def _not_in(state: Incident, allowed: frozenset[Status], action: str) -> None:
+    """Raises IllegalTransition unless the incident's status is in `allowed`."""
+    if state.status not in allowed:
+        raise IllegalTransition(
+            f"cannot {action} incident {state.incident_id}: it is {state.status.value}"
+        )
+
+
+def _reassess(state: Incident, command: ReassessIncident, ctx: Context) -> list[IncidentEvent]:
+    """Reassesses from new factors; a higher level engages more teams."""
+    violations = validate_factors(command.factors)
+    violations += _text("reason", command.reason, required=True, limit=MAX_TITLE)
+    require(violations)
+    _not_in(state, OPEN, "reassess")
+    factors = command.factors or RiskFactors()
+    index = ctx.risk.index(factors)
+    level = ctx.risk.level(index)
+    assert state.declared_at is not None
+    due = ctx.risk.response_due(level, state.declared_at)
+    event = IncidentReassessed(factors, index, state.level, level, command.reason, due)
+    return [event, *_engage(evolve(state, event, ctx.now), level, ctx)]
+
+
+def _escalate(state: Incident, command: EscalateIncident, ctx: Context) -> list[IncidentEvent]:
+    """Raises the level by one and engages the teams of the new level."""
+    require(_text("reason", command.reason, required=True, limit=MAX_TITLE))
+    _not_in(state, OPEN, "escalate")
+    higher = HIGHER.get(state.level)
+    if higher is None:
+        raise IllegalTransition(f"incident {state.incident_id} is already level A")
+    assert state.declared_at is not None
+    due = ctx.risk.response_due(higher, state.declared_at)
+    event = IncidentEscalated(state.level, higher, command.reason, due)
+    return [event, *_engage(evolve(state, event, ctx.now), higher, ctx)]
+
+
+def _assign_role(state: Incident, command: AssignRole, ctx: Context) -> list[IncidentEvent]:
+    """Assigns a role; nothing when the member already has it."""
+    violations = (
+        [] if ROLE_PATTERN.fullmatch(command.role) else [("role", "like incident_commander")]
+    )
+    violations += _text("member_id", command.member_id, required=True, limit=100)
+    require(violations)
+    _not_in(state, OPEN | {Status.RESOLVED}, "assign a role in")
+    if state.roles.get(command.role) == command.member_id:
+        return []
+    return [RoleAssigned(command.role, command.member_id)]
+
+
+def _add_update(state: Incident, command: AddUpdate, ctx: Context) -> list[IncidentEvent]:
+    """Adds a progress update to an open or resolved incident."""
+    violations = _text("message", command.message, required=True, limit=MAX_TEXT)
+    violations += _text("status_note", command.status_note, required=False, limit=MAX_TITLE)
+    violations += _text(
+        "public_statement_draft", command.public_statement_draft, required=False, limit=MAX_TEXT
+    )
+    require(violations)
+    _not_in(state, OPEN | {Status.RESOLVED}, "update")
+    return [UpdateAdded(command.message, command.status_note, command.public_statement_draft)]
+
+
+def _acknowledge(state: Incident, command: AcknowledgePage, ctx: Context) -> list[IncidentEvent]:
+    """Acknowledges a page; nothing when it already was."""
+    require(_text("member_id", command.member_id, required=True, limit=100))
+    page = state.pages.get(command.page_id)
+    if page is None:
+        raise NotFound(f"page {command.page_id} does not exist")
+    if page.acknowledged_at is not None:
+        return []
+    _not_in(state, OPEN | {Status.RESOLVED}, "acknowledge a page of")
+    return [PageAcknowledged(command.page_id, command.member_id)]
+
+
+def _resolve(state: Incident, command: ResolveIncident, ctx: Context) -> list[IncidentEvent]:
+    """Resolves an open incident."""
+    require(_text("summary", command.summary, required=False, limit=MAX_TEXT))
+    _not_in(state, OPEN, "resolve")
+    return [IncidentResolved(command.summary)]
+
+
+def _close(state: Incident, command: CloseIncident, ctx: Context) -> list[IncidentEvent]:
+    """Closes a resolved incident; the review needs a root cause and a prevention action."""
+    review = command.review
+    violations = []
+    if review is None or not review.root_cause.strip():
+        violations.append(("review.root_cause", "a post-incident review needs the root cause"))
+    elif not any(action.strip() for action in review.prevention_actions):
+        violations.append(("review.prevention_actions", "name at least one prevention action"))
+    require(violations)
+    _not_in(state, frozenset({Status.RESOLVED}), "close")
+    return [IncidentClosed(review)]
+
+
+def _link(state: Incident, command: LinkTickets, ctx: Context) -> list[IncidentEvent]:
+    """Links the tickets and customers not linked yet."""
+    new_tickets = tuple(t for t in command.ticket_ids if t not in state.ticket_ids)
+    new_customers = tuple(c for c in command.customer_ids if c not in state.customer_ids)
+    if not new_tickets and not new_customers:
+        return []
+    return [TicketsLinked(new_tickets, new_customers)]
+
+
+def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> list[IncidentEvent]:
+    """Records a delivery outcome once per notice and contact kind."""
+    if command.notice_id not in state.pages and command.notice_id not in state.notices:
+        raise NotFound(f"notification {command.notice_id} does not exist")
+    if command.kind in state.deliveries_of(command.notice_id):
+        return []
+    if command.error:
+        return [
+            NotificationFailed(command.notice_id, command.kind, command.attempts, command.error)
+        ]
+    return [NotificationDelivered(command.notice_id, command.kind, command.attempts)]
+
+
+def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
+    """Escalates an unacknowledged page to the chain's next step, or exhausts the chain."""
+    page = state.pages.get(command.page_id)
+    if (
+        page is None
+        or page.escalated
+        or page.acknowledged_at is not None
+        or page.ack_due_at > ctx.now
+        or state.status not in OPEN
+        or state.team_acknowledged(page.team_id)
+    ):
+        return []
+    team = ctx.teams.get(page.team_id) or Team(page.team_id)
+    chain = team.chain()
+    step, round_ = page.step + 1, page.round
+    if step >= len(chain.steps):
+        step, round_ = 0, round_ + 1
+    escalated = PageEscalated(page.page_id, "not acknowledged in time")
+    if round_ >= chain.repeat:
+        return [escalated, EscalationExhausted(page.team_id, page.page_id)]
+    target = chain.steps[step]
+    member = team.resolve(target.target, ctx.now)
+    return [
+        escalated,
+        PageRequested(
+            page_id=f"{state.incident_id}-p{len(state.pages)}",
+            team_id=page.team_id,
+            member_id=member,
+            step=step,
+            round=round_,
+            contacts=team.contacts_of(member),
+            ack_due_at=ctx.now + timedelta(seconds=target.wait_seconds),
+            engagement=page.engagement,
+            escalated_from=page.page_id,
+        ),
+    ]
+
+
+def _fire_response(
+    state: Incident, command: FireResponseTimer, ctx: Context
+) -> list[IncidentEvent]:
+    """Records a missed response deadline while nobody has acknowledged."""
+    due = state.response_due_at
+    if (
+        state.status is not Status.DECLARED
+        or state.response_deadline_missed
+        or due is None
+        or due > ctx.now
+    ):
+        return []
+    return [ResponseDeadlineMissed(state.level, due)]
+
+
+_HANDLERS = {
+    ReassessIncident: _reassess,
+    AssignRole: _assign_role,
+    AddUpdate: _add_update,
+    AcknowledgePage: _acknowledge,
+    EscalateIncident: _escalate,
+    ResolveIncident: _resolve,
+    CloseIncident: _close,
+    LinkTickets: _link,
+    RecordDelivery: _record_delivery,
+    FirePageTimer: _fire_page,
+    FireResponseTimer: _fire_response,
+}

@@ -1,0 +1,221 @@
+"""The events of the incident, team and response-matrix aggregates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from incident.domain.matrix import MatrixRow
+from incident.domain.oncall import ContactPoint, Team
+from incident.domain.risk import RiskFactors
+from incident.domain.values import ContactKind, Engagement, Level, Source
+
+
+@dataclass(frozen=True)
+class IncidentDeclared:
+    """An incident was declared: its risk assessment, level and response deadline."""
+
+    incident_id: str
+    type: str
+    title: str
+    description: str
+    source: Source
+    factors: RiskFactors | None
+    risk_index: float
+    level: Level
+    drill: bool
+    response_due_at: datetime
+    matrix_version: int
+    ticket_ids: tuple[str, ...] = ()
+    customer_ids: tuple[str, ...] = ()
+    surge_key: str = ""
+
+
+@dataclass(frozen=True)
+class TeamEngaged:
+    """A matrix team was engaged at the incident's level (paged, or only informed)."""
+
+    team_id: str
+    engagement: Engagement
+    paged: bool
+
+
+@dataclass(frozen=True)
+class PageRequested:
+    """A member was paged; unacknowledged by `ack_due_at`, the chain escalates."""
+
+    page_id: str
+    team_id: str
+    member_id: str
+    step: int
+    round: int
+    contacts: tuple[ContactPoint, ...]
+    ack_due_at: datetime
+    engagement: Engagement
+    escalated_from: str = ""
+
+
+@dataclass(frozen=True)
+class TeamInformed:
+    """A team was informed without being paged (grey, or yellow at level C)."""
+
+    team_id: str
+    member_id: str
+    contacts: tuple[ContactPoint, ...]
+    notice_id: str
+
+
+@dataclass(frozen=True)
+class NotificationDelivered:
+    """A page or notice reached one contact kind."""
+
+    notice_id: str
+    kind: ContactKind
+    attempts: int
+
+
+@dataclass(frozen=True)
+class NotificationFailed:
+    """A page or notice could not be sent over one contact kind."""
+
+    notice_id: str
+    kind: ContactKind
+    attempts: int
+    error: str
+
+
+@dataclass(frozen=True)
+class PageAcknowledged:
+    """A paged member acknowledged; the team's escalation stops."""
+
+    page_id: str
+    member_id: str
+
+
+@dataclass(frozen=True)
+class PageEscalated:
+    """A page was not acknowledged in time; the next step takes over."""
+
+    page_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class EscalationExhausted:
+    """Every round of a team's escalation chain went unacknowledged."""
+
+    team_id: str
+    page_id: str
+
+
+@dataclass(frozen=True)
+class ResponseDeadlineMissed:
+    """Nobody acknowledged within the level's response time."""
+
+    level: Level
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class IncidentReassessed:
+    """New risk factors gave a new index, level and response deadline."""
+
+    factors: RiskFactors | None
+    risk_index: float
+    from_level: Level
+    to_level: Level
+    reason: str
+    response_due_at: datetime
+
+
+@dataclass(frozen=True)
+class RoleAssigned:
+    """A member took a role (e.g. incident_commander)."""
+
+    role: str
+    member_id: str
+
+
+@dataclass(frozen=True)
+class UpdateAdded:
+    """A progress update, optionally with a draft public statement."""
+
+    message: str
+    status_note: str = ""
+    public_statement_draft: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentEscalated:
+    """The incident was raised one level by hand."""
+
+    from_level: Level
+    to_level: Level
+    reason: str
+    response_due_at: datetime
+
+
+@dataclass(frozen=True)
+class IncidentResolved:
+    """The incident's impact ended."""
+
+    summary: str
+
+
+@dataclass(frozen=True)
+class PostIncidentReview:
+    """The review closing an incident: root cause and prevention actions."""
+
+    root_cause: str
+    prevention_actions: tuple[str, ...] = ()
+    knowledge_base_entry: str = ""
+
+
+@dataclass(frozen=True)
+class IncidentClosed:
+    """The incident was closed with its post-incident review."""
+
+    review: PostIncidentReview | None
+
+
+@dataclass(frozen=True)
+class TicketsLinked:
+    """Customer tickets (and their customers) were linked to the incident."""
+
+    ticket_ids: tuple[str, ...]
+    customer_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TeamDefined:
+    """A team was defined or redefined (the team aggregate's one event)."""
+
+    team: Team
+
+
+@dataclass(frozen=True)
+class ResponseMatrixChanged:
+    """A new version of the response matrix (the matrix aggregate's event)."""
+
+    rows: tuple[MatrixRow, ...]
+
+
+IncidentEvent = (
+    IncidentDeclared
+    | TeamEngaged
+    | PageRequested
+    | TeamInformed
+    | NotificationDelivered
+    | NotificationFailed
+    | PageAcknowledged
+    | PageEscalated
+    | EscalationExhausted
+    | ResponseDeadlineMissed
+    | IncidentReassessed
+    | RoleAssigned
+    | UpdateAdded
+    | IncidentEscalated
+    | IncidentResolved
+    | IncidentClosed
+    | TicketsLinked
+)

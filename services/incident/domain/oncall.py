@@ -1,0 +1,217 @@
+"""On-call teams: members, contact points, the rotation maths, overrides and escalation chains."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from incident.domain.values import ID_PATTERN, ContactKind
+
+
+@dataclass(frozen=True)
+class ContactPoint:
+    """Where a member is reached (None: the kind was not specified)."""
+
+    kind: ContactKind | None
+    address: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """A team member and their contact points."""
+
+    member_id: str
+    name: str = ""
+    contacts: tuple[ContactPoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Who is on call in turn: shifts of `shift_days` handed off at `handoff_time`."""
+
+    member_ids: tuple[str, ...] = ()
+    handoff_time: str = "09:00"
+    time_zone: str = "UTC"
+    shift_days: int = 7
+    start_date: str = "2026-01-05"
+
+
+@dataclass(frozen=True)
+class Override:
+    """A member on call instead of the rotation in [starts_at, ends_at)."""
+
+    member_id: str
+    starts_at: datetime
+    ends_at: datetime
+
+
+@dataclass(frozen=True)
+class EscalationStep:
+    """Page `target` (oncall, next, manager, member:<id>) and wait."""
+
+    target: str
+    wait_seconds: int
+
+
+@dataclass(frozen=True)
+class EscalationPolicy:
+    """The escalation chain, run `repeat` times."""
+
+    steps: tuple[EscalationStep, ...] = ()
+    repeat: int = 1
+
+
+DEFAULT_ESCALATION = EscalationPolicy(
+    (EscalationStep("oncall", 300), EscalationStep("next", 300), EscalationStep("manager", 300)),
+    2,
+)
+
+
+@dataclass(frozen=True)
+class Team:
+    """An on-call team: members, rotation, overrides, escalation and manager."""
+
+    team_id: str
+    name: str = ""
+    members: tuple[Member, ...] = ()
+    rotation: Rotation | None = None
+    overrides: tuple[Override, ...] = ()
+    escalation: EscalationPolicy | None = None
+    manager_id: str = ""
+
+    def member(self, member_id: str) -> Member | None:
+        """Returns the member with that id, if any."""
+        return next((m for m in self.members if m.member_id == member_id), None)
+
+    def chain(self) -> EscalationPolicy:
+        """Returns the team's escalation chain, or the default one."""
+        return self.escalation if self.escalation and self.escalation.steps else DEFAULT_ESCALATION
+
+    def on_call(self, at: datetime) -> str:
+        """Returns who is on call at `at`: an active override, else the rotation's shift."""
+        for override in self.overrides:
+            if override.starts_at <= at < override.ends_at:
+                return override.member_id
+        order = self._order()
+        if not order:
+            return ""
+        rotation = self.rotation or Rotation()
+        zone = ZoneInfo(rotation.time_zone or "UTC")
+        hour, minute = (int(part) for part in rotation.handoff_time.split(":"))
+        start = datetime.combine(date.fromisoformat(rotation.start_date), time(hour, minute), zone)
+        shift = math.floor((at - start) / timedelta(days=max(rotation.shift_days, 1)))
+        return order[shift % len(order)]
+
+    def resolve(self, target: str, at: datetime) -> str:
+        """Returns the member an escalation step targets (falling back to the on-call)."""
+        current = self.on_call(at)
+        if target == "next":
+            order = self._order()
+            if current in order and len(order) > 1:
+                return order[(order.index(current) + 1) % len(order)]
+        elif target == "manager" and self.manager_id:
+            return self.manager_id
+        elif target.startswith("member:") and self.member(target.removeprefix("member:")):
+            return target.removeprefix("member:")
+        return current
+
+    def _order(self) -> tuple[str, ...]:
+        """Returns the rotation order (all members when there is no rotation)."""
+        if self.rotation and self.rotation.member_ids:
+            return self.rotation.member_ids
+        return tuple(m.member_id for m in self.members)
+
+    def contacts_of(self, member_id: str) -> tuple[ContactPoint, ...]:
+        """Returns a member's contact points (none for an unknown member)."""
+        member = self.member(member_id)
+        return member.contacts if member else ()
+
+
+def validate_team(team: Team) -> list[tuple[str, str]]:
+    """Returns field violations of a team definition."""
+    violations: list[tuple[str, str]] = []
+    if not ID_PATTERN.fullmatch(team.team_id):
+        violations.append(("team.team_id", "lower-case letters, digits, '-', '_' (1-64)"))
+    ids = [member.member_id for member in team.members]
+    if not ids:
+        violations.append(("team.members", "a team needs at least one member"))
+    if len(set(ids)) != len(ids):
+        violations.append(("team.members", "member ids must be unique"))
+    for index, member in enumerate(team.members):
+        if not member.member_id:
+            violations.append((f"team.members[{index}].member_id", "must not be empty"))
+        for c_index, contact in enumerate(member.contacts):
+            where = f"team.members[{index}].contacts[{c_index}]"
+            violations += _validate_contact(contact, where)
+    known = set(ids)
+    rotation = team.rotation
+    if rotation is not None:
+        violations += _validate_rotation(rotation, known)
+    for index, override in enumerate(team.overrides):
+        if override.member_id not in known:
+            violations.append((f"team.overrides[{index}].member_id", "not a member of the team"))
+        if override.ends_at <= override.starts_at:
+            violations.append((f"team.overrides[{index}]", "ends before it starts"))
+    if team.escalation is not None:
+        violations += _validate_escalation(team.escalation, known)
+    if team.manager_id and team.manager_id not in known:
+        violations.append(("team.manager_id", "not a member of the team"))
+    return violations
+
+
+def _validate_contact(contact: ContactPoint, where: str) -> list[tuple[str, str]]:
+    """Returns the violations of one contact point."""
+    if contact.kind is None:
+        return [(f"{where}.kind", "must be specified")]
+    if not contact.address:
+        return [(f"{where}.address", "must not be empty")]
+    if contact.kind in (ContactKind.WEBHOOK, ContactKind.SLACK) and not re.match(
+        r"^https?://", contact.address
+    ):
+        return [(f"{where}.address", "must be an http(s) URL")]
+    if contact.kind is ContactKind.EMAIL and not re.fullmatch(r"[^@\s]+@[^@\s]+", contact.address):
+        return [(f"{where}.address", "must be an e-mail address")]
+    return []
+
+
+def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, str]]:
+    """Returns the violations of a rotation."""
+    violations = []
+    unknown = [m for m in rotation.member_ids if m not in known]
+    if unknown:
+        violations.append(("team.rotation.member_ids", f"not members: {', '.join(unknown)}"))
+    if not re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", rotation.handoff_time):
+        violations.append(("team.rotation.handoff_time", "must be HH:MM"))
+    try:
+        ZoneInfo(rotation.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        violations.append(("team.rotation.time_zone", f"unknown time zone {rotation.time_zone!r}"))
+    if rotation.shift_days < 1:
+        violations.append(("team.rotation.shift_days", "must be at least 1"))
+    try:
+        date.fromisoformat(rotation.start_date)
+    except ValueError:
+        violations.append(("team.rotation.start_date", "must be an ISO date"))
+    return violations
+
+
+def _validate_escalation(policy: EscalationPolicy, known: set[str]) -> list[tuple[str, str]]:
+    """Returns the violations of an escalation chain."""
+    violations = []
+    if policy.repeat < 1:
+        violations.append(("team.escalation.repeat", "must be at least 1"))
+    for index, step in enumerate(policy.steps):
+        target = step.target
+        member = target.removeprefix("member:")
+        if target not in ("oncall", "next", "manager") and not (
+            target.startswith("member:") and member in known
+        ):
+            violations.append(
+                (f"team.escalation.steps[{index}].target", "oncall, next, manager or member:<id>")
+            )
+        if step.wait_seconds < 1:
+            violations.append((f"team.escalation.steps[{index}].wait_seconds", "must be >= 1"))
+    return violations

@@ -1,0 +1,181 @@
+"""Ticket aggregate: lifecycle, SLA clocks and routing. Pure: no I/O, no clock, no protobuf.
+
+decide(state, command, now=..., policy=...) -> events;  evolve(state, event, at) -> state.
+SLA clocks count business time of the policy's calendar with the shared model of
+`careops_sla.clock` (the one quality's what-if replays); the events carry a snapshot of every
+clock they change, so evolve needs no calendar and the read side can schedule the deadlines.
+
+Modules by job: `values`, `errors`, `events`, `commands`, `ticket` (state and evolve), `decide`
+(decisions and clock maths), `routing` (agent suggestions). Every name is re-exported here.
+"""
+
+from __future__ import annotations
+
+from ticketing.domain.commands import (
+    AddReply as AddReply,
+)
+from ticketing.domain.commands import (
+    AssignTicket as AssignTicket,
+)
+from ticketing.domain.commands import (
+    ChangePriority as ChangePriority,
+)
+from ticketing.domain.commands import (
+    CloseTicket as CloseTicket,
+)
+from ticketing.domain.commands import (
+    Command as Command,
+)
+from ticketing.domain.commands import (
+    EscalateTicket as EscalateTicket,
+)
+from ticketing.domain.commands import (
+    FireSlaTimer as FireSlaTimer,
+)
+from ticketing.domain.commands import (
+    HoldTicket as HoldTicket,
+)
+from ticketing.domain.commands import (
+    OpenTicket as OpenTicket,
+)
+from ticketing.domain.commands import (
+    ReopenTicket as ReopenTicket,
+)
+from ticketing.domain.commands import (
+    ResolveTicket as ResolveTicket,
+)
+from ticketing.domain.commands import (
+    ResumeTicket as ResumeTicket,
+)
+from ticketing.domain.decide import (
+    Policy as Policy,
+)
+from ticketing.domain.decide import (
+    decide as decide,
+)
+from ticketing.domain.decide import (
+    snapshot as snapshot,
+)
+from ticketing.domain.errors import (
+    IllegalTransition as IllegalTransition,
+)
+from ticketing.domain.errors import (
+    InvalidCommand as InvalidCommand,
+)
+from ticketing.domain.errors import (
+    TicketAlreadyExists as TicketAlreadyExists,
+)
+from ticketing.domain.errors import (
+    TicketError as TicketError,
+)
+from ticketing.domain.errors import (
+    TicketNotFound as TicketNotFound,
+)
+from ticketing.domain.errors import (
+    require as require,
+)
+from ticketing.domain.events import (
+    PriorityChanged as PriorityChanged,
+)
+from ticketing.domain.events import (
+    ReplyAdded as ReplyAdded,
+)
+from ticketing.domain.events import (
+    SlaBreached as SlaBreached,
+)
+from ticketing.domain.events import (
+    SlaClockSnapshot as SlaClockSnapshot,
+)
+from ticketing.domain.events import (
+    SlaSnapshot as SlaSnapshot,
+)
+from ticketing.domain.events import (
+    SlaWarningRaised as SlaWarningRaised,
+)
+from ticketing.domain.events import (
+    TicketAssigned as TicketAssigned,
+)
+from ticketing.domain.events import (
+    TicketClosed as TicketClosed,
+)
+from ticketing.domain.events import (
+    TicketEscalated as TicketEscalated,
+)
+from ticketing.domain.events import (
+    TicketEvent as TicketEvent,
+)
+from ticketing.domain.events import (
+    TicketHeld as TicketHeld,
+)
+from ticketing.domain.events import (
+    TicketOpened as TicketOpened,
+)
+from ticketing.domain.events import (
+    TicketReopened as TicketReopened,
+)
+from ticketing.domain.events import (
+    TicketResolved as TicketResolved,
+)
+from ticketing.domain.events import (
+    TicketResumed as TicketResumed,
+)
+from ticketing.domain.routing import (
+    Agent as Agent,
+)
+from ticketing.domain.routing import (
+    Suggestion as Suggestion,
+)
+from ticketing.domain.routing import (
+    suggest_agents as suggest_agents,
+)
+from ticketing.domain.ticket import (
+    Ticket as Ticket,
+)
+from ticketing.domain.ticket import (
+    evolve as evolve,
+)
+from ticketing.domain.ticket import (
+    initial as initial,
+)
+from ticketing.domain.values import (
+    ACTIVE as ACTIVE,
+)
+from ticketing.domain.values import (
+    MAX_ID as MAX_ID,
+)
+from ticketing.domain.values import (
+    MAX_SUBJECT as MAX_SUBJECT,
+)
+from ticketing.domain.values import (
+    MAX_TEXT as MAX_TEXT,
+)
+from ticketing.domain.values import (
+    PAUSING_HOLD_REASONS as PAUSING_HOLD_REASONS,
+)
+from ticketing.domain.values import (
+    Author as Author,
+)
+from ticketing.domain.values import (
+    Channel as Channel,
+)
+from ticketing.domain.values import (
+    CustomerTier as CustomerTier,
+)
+from ticketing.domain.values import (
+    HoldReason as HoldReason,
+)
+from ticketing.domain.values import (
+    Priority as Priority,
+)
+from ticketing.domain.values import (
+    SlaClock as SlaClock,
+)
+from ticketing.domain.values import (
+    SlaTimerKind as SlaTimerKind,
+)
+from ticketing.domain.values import (
+    Status as Status,
+)
+from ticketing.domain.values import (
+    TicketType as TicketType,
+)

@@ -1,0 +1,122 @@
+"""The commands a ticket accepts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ticketing.domain.values import (
+    Author,
+    Channel,
+    CustomerTier,
+    HoldReason,
+    Priority,
+    SlaClock,
+    SlaTimerKind,
+    TicketType,
+)
+
+
+@dataclass(frozen=True)
+class OpenTicket:
+    """Open a ticket for a customer on a channel."""
+
+    ticket_id: str
+    customer_id: str
+    channel: Channel | None
+    type: TicketType | None
+    priority: Priority | None
+    subject: str
+    description: str = ""
+    tier: CustomerTier | None = None
+    product: str = ""
+
+
+@dataclass(frozen=True)
+class AssignTicket:
+    """Assign the ticket to an agent."""
+
+    agent_id: str
+    suggested: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AddReply:
+    """Add a reply from an agent or the customer."""
+
+    author: Author | None
+    author_id: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ChangePriority:
+    """Change the priority (retargets the SLA clocks)."""
+
+    priority: Priority | None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EscalateTicket:
+    """Escalate the ticket one level."""
+
+    reason: str
+    to_team: str = ""
+
+
+@dataclass(frozen=True)
+class HoldTicket:
+    """Put the ticket on hold (waiting for the customer pauses the clocks)."""
+
+    reason: HoldReason | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ResumeTicket:
+    """Resume a held ticket."""
+
+
+@dataclass(frozen=True)
+class ResolveTicket:
+    """Resolve the ticket."""
+
+    resolution: str = ""
+
+
+@dataclass(frozen=True)
+class ReopenTicket:
+    """Reopen a resolved ticket."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CloseTicket:
+    """Close the ticket."""
+
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FireSlaTimer:
+    """Sent by the timer scheduler when a deadline recorded in the read side is due."""
+
+    clock: SlaClock
+    kind: SlaTimerKind
+
+
+Command = (
+    OpenTicket
+    | AssignTicket
+    | AddReply
+    | ChangePriority
+    | EscalateTicket
+    | HoldTicket
+    | ResumeTicket
+    | ResolveTicket
+    | ReopenTicket
+    | CloseTicket
+    | FireSlaTimer
+)

@@ -1,0 +1,170 @@
+"""The ticket's events; each carries a snapshot of the SLA clocks it changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ticketing.domain.values import (
+    Author,
+    Channel,
+    CustomerTier,
+    HoldReason,
+    Priority,
+    SlaClock,
+    TicketType,
+)
+
+
+@dataclass(frozen=True)
+class SlaClockSnapshot:
+    """One SLA clock as of the event."""
+
+    clock: SlaClock
+    target: timedelta
+    consumed: timedelta = timedelta(0)
+    running: bool = False
+    paused: bool = False
+    warn_at: datetime | None = None
+    due_at: datetime | None = None
+    warned: bool = False
+    breached: bool = False
+    met: bool = False
+    stopped_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SlaSnapshot:
+    """The clocks an event changed."""
+
+    clocks: tuple[SlaClockSnapshot, ...] = ()
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    """A ticket was opened; its SLA clocks started."""
+
+    ticket_id: str
+    customer_id: str
+    channel: Channel
+    type: TicketType
+    priority: Priority
+    subject: str
+    description: str
+    tier: CustomerTier
+    sla: SlaSnapshot | None = None
+    product: str = ""
+
+
+@dataclass(frozen=True)
+class TicketAssigned:
+    """A ticket was assigned to an agent."""
+
+    agent_id: str
+    suggested: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ReplyAdded:
+    """An agent or the customer replied."""
+
+    author: Author
+    author_id: str
+    body: str
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    """The priority changed and the clocks were retargeted."""
+
+    from_priority: Priority
+    to_priority: Priority
+    reason: str = ""
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class TicketEscalated:
+    """The ticket was escalated one level."""
+
+    level: int
+    to_team: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketHeld:
+    """The ticket was put on hold."""
+
+    reason: HoldReason
+    note: str = ""
+    clocks_paused: bool = False
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class TicketResumed:
+    """A held ticket was resumed."""
+
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class TicketResolved:
+    """The ticket was resolved."""
+
+    resolution: str
+    first_contact: bool
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class TicketReopened:
+    """A resolved ticket was reopened."""
+
+    reason: str
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class TicketClosed:
+    """The ticket was closed."""
+
+    note: str = ""
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
+class SlaWarningRaised:
+    """An SLA clock passed the warning share of its target."""
+
+    clock: SlaClock
+    due_at: datetime
+    target: timedelta
+
+
+@dataclass(frozen=True)
+class SlaBreached:
+    """An SLA clock passed its target."""
+
+    clock: SlaClock
+    due_at: datetime
+    target: timedelta
+
+
+TicketEvent = (
+    TicketOpened
+    | TicketAssigned
+    | ReplyAdded
+    | PriorityChanged
+    | TicketEscalated
+    | TicketHeld
+    | TicketResumed
+    | TicketResolved
+    | TicketReopened
+    | TicketClosed
+    | SlaWarningRaised
+    | SlaBreached
+)
