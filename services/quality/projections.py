@@ -9,6 +9,8 @@ from typing import Any
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import aware, timers
 from careops_eventstore.timers import DueTimer, cancel, schedule
+from careops_published import incident as inc
+from careops_published import ticketing as tk
 from sqlalchemy import Connection, Table, insert, select, update
 
 from quality import domain as d
@@ -52,7 +54,7 @@ class TicketFactsProjection:
             return
         ticket_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
-        if isinstance(payload, d.TicketOpened):
+        if isinstance(payload, tk.TicketOpened):
             opened: dict[str, Any] = {
                 "ticket_id": ticket_id,
                 "customer_id": payload.customer_id,
@@ -94,11 +96,11 @@ class TicketFactsProjection:
         ticket_id = row.ticket_id
         step = self._step
         match payload:
-            case d.TicketAssigned():
+            case tk.TicketAssigned():
                 return {"agent_id": payload.agent_id}
             # The first response is the agent reply that stops the first-response clock:
             # before the first resolution (which stops it unanswered), as in careops_sla.
-            case d.ReplyAdded(author="agent") if (
+            case tk.ReplyAdded(author="agent") if (
                 row.first_response_at is None and row.first_resolved_at is None
             ):
                 step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)
@@ -107,20 +109,20 @@ class TicketFactsProjection:
                     "first_response_seconds": _seconds(row.opened_at, at),
                     "first_response_on_time": not row.first_response_breached,
                 }
-            case d.PriorityChanged():
+            case tk.PriorityChanged():
                 priority = payload.to_priority or row.priority
                 step(connection, ticket_id, position, at, d.Step.PRIORITY, priority)
                 return {"priority": priority}
-            case d.TicketEscalated():
+            case tk.TicketEscalated():
                 return {"escalated": True}
-            case d.TicketHeld():
+            case tk.TicketHeld():
                 if payload.clocks_paused:
                     step(connection, ticket_id, position, at, d.Step.PAUSED)
                 return self._halt(row, at)
-            case d.TicketResumed():
+            case tk.TicketResumed():
                 step(connection, ticket_id, position, at, d.Step.RESUMED)
                 return {"active_since": at} if not row.resolved else {}
-            case d.TicketResolved():
+            case tk.TicketResolved():
                 step(connection, ticket_id, position, at, d.Step.RESOLVED)
                 changes = {**self._halt(row, at), "resolved": True}
                 if row.first_resolved_at is None:
@@ -130,16 +132,16 @@ class TicketFactsProjection:
                         first_contact=payload.first_contact,
                     )
                 return changes
-            case d.TicketReopened():
+            case tk.TicketReopened():
                 step(connection, ticket_id, position, at, d.Step.REOPENED)
                 return {
                     "resolved": False,
                     "reopen_count": row.reopen_count + 1,
                     "active_since": at,
                 }
-            case d.TicketClosed():
+            case tk.TicketClosed():
                 return {"closed": True, "resolved": True, **self._halt(row, at)}
-            case d.SlaBreached():
+            case tk.SlaBreached():
                 changes = {"breaches": row.breaches + 1}
                 if payload.clock == "first_response":
                     changes["first_response_breached"] = True
@@ -194,7 +196,7 @@ class IncidentFactsProjection:
             return
         incident_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
-        if isinstance(payload, d.IncidentDeclared):
+        if isinstance(payload, inc.IncidentDeclared):
             connection.execute(
                 insert(incidents).values(
                     incident_id=incident_id,
@@ -211,15 +213,15 @@ class IncidentFactsProjection:
             return
         changes: dict[str, Any] = {}
         match payload:
-            case d.IncidentReassessed() | d.IncidentEscalated():
+            case inc.IncidentReassessed() | inc.IncidentEscalated():
                 changes = {"level": (payload.to_level or row.level).upper()}
             # An acknowledgement after the resolution acknowledged nothing: not in MTTA.
-            case d.PageAcknowledged() if row.acknowledged_at is None and row.resolved_at is None:
+            case inc.PageAcknowledged() if row.acknowledged_at is None and row.resolved_at is None:
                 changes = {
                     "acknowledged_at": at,
                     "acknowledge_seconds": _seconds(row.declared_at, at),
                 }
-            case d.IncidentResolved() if row.resolved_at is None:
+            case inc.IncidentResolved() if row.resolved_at is None:
                 changes = {"resolved_at": at, "resolve_seconds": _seconds(row.declared_at, at)}
         if changes:
             connection.execute(
