@@ -36,7 +36,7 @@ def populated(message: Message, seed: int = 1) -> Message:
     return message
 
 
-def _scalar(field: FieldDescriptor, seed: int) -> Any:
+def _scalar(field: Any, seed: int) -> Any:
     """Returns a non-default value of a scalar or enum field, varied by `seed`."""
     if field.enum_type is not None:
         numbers = [value.number for value in field.enum_type.values if value.number]
