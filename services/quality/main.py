@@ -43,13 +43,13 @@ from quality.application import (
     QualityApp,
     utc_now,
 )
+from quality.metrics import KpiCollector
 from quality.projections import (
     FollowUpTimerProjection,
     IncidentFactsProjection,
     SurveyProjection,
     TicketFactsProjection,
 )
-from quality.readmodels import KpiCollector
 
 log = logging.getLogger("quality")
 SERVICE = "quality"
