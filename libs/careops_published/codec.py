@@ -2,9 +2,9 @@
 
 `view_codec(view, ...)` returns an EventCodec that decodes each given view class from the
 same-named message of its context's events package. It refuses a view whose fields are not
-exactly the message's (recursively, nested messages included), so a view never drops a field
-silently; the conversions (enums, Timestamp, Duration, nested and repeated fields) are
-careops_eventstore.codec's.
+exactly the message's (recursively, nested messages included) less those its module lists in
+WITHHELD, so a view never drops a field silently; the conversions (enums, Timestamp, Duration,
+nested and repeated fields) are careops_eventstore.codec's.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def mismatches(view: type, descriptor: Any, path: str = "") -> list[str]:
     recursively (nested messages too)."""
     where = path or descriptor.full_name
     fields = {field.name: field for field in dataclasses.fields(view)}
-    wanted = descriptor.fields_by_name
+    kept = withheld(view, descriptor.name)
+    wanted = {name: f for name, f in descriptor.fields_by_name.items() if name not in kept}
     problems = [f"{where}.{name}: not in the view" for name in wanted if name not in fields]
     problems += [f"{where}.{name}: not in the message" for name in fields if name not in wanted]
     hints = typing.get_type_hints(view)
@@ -83,6 +84,12 @@ def mismatches(view: type, descriptor: Any, path: str = "") -> list[str]:
         else:
             problems += mismatches(inner, nested, f"{where}.{name}")
     return problems
+
+
+def withheld(view: type, message_name: str) -> tuple[str, ...]:
+    """Returns the fields of message `message_name` that `view`'s module withholds on purpose."""
+    declared: dict[str, tuple[str, ...]] = getattr(sys.modules[view.__module__], "WITHHELD", {})
+    return declared.get(message_name, ())
 
 
 def _dataclass_in(hint: Any) -> type | None:

@@ -1,18 +1,17 @@
 """Customer's published events (careops.customer.v1), as other contexts read them.
 
-Personal data stays sealed: `personal` is the ciphertext only customer can open."""
+Withheld: the sealed personal data (`personal`, a ciphertext only customer can open); other
+contexts link a customer by id and by the e-mail / phone hashes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-
-@dataclass(frozen=True)
-class Sealed:
-    key_version: int
-    nonce: bytes
-    ciphertext: bytes
+WITHHELD: dict[str, tuple[str, ...]] = {
+    "CustomerRegistered": ("personal",),
+    "ProfileUpdated": ("personal",),
+}
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,6 @@ class Consent:
 @dataclass(frozen=True)
 class CustomerRegistered:
     customer_id: str
-    personal: Sealed | None
     email_hash: str
     phone_hash: str
     locale: str
@@ -33,7 +31,6 @@ class CustomerRegistered:
 
 @dataclass(frozen=True)
 class ProfileUpdated:
-    personal: Sealed | None
     email_hash: str
     phone_hash: str
     locale: str
@@ -55,6 +52,3 @@ class SegmentAssigned:
 @dataclass(frozen=True)
 class CustomerForgotten:
     reason: str | None
-
-
-CustomerEvent = CustomerRegistered | ProfileUpdated | SegmentAssigned | CustomerForgotten

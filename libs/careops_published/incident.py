@@ -1,9 +1,13 @@
-"""Incident's published events (careops.incident.v1), as other contexts read them."""
+"""Incident's published events (careops.incident.v1), as other contexts read them.
+
+Withheld: the title and description, free text staff wrote, which may name people."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+WITHHELD: dict[str, tuple[str, ...]] = {"IncidentDeclared": ("title", "description")}
 
 
 @dataclass(frozen=True)
@@ -19,8 +23,6 @@ class RiskFactors:
 class IncidentDeclared:
     incident_id: str
     type: str
-    title: str
-    description: str
     source: str | None
     factors: RiskFactors | None
     risk_index: float
@@ -66,13 +68,3 @@ class IncidentResolved:
 class TicketsLinked:
     ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...]
-
-
-IncidentEvent = (
-    IncidentDeclared
-    | IncidentReassessed
-    | IncidentEscalated
-    | PageAcknowledged
-    | IncidentResolved
-    | TicketsLinked
-)

@@ -1,29 +1,23 @@
-"""Ticketing's published events (careops.ticketing.v1), as other contexts read them."""
+"""Ticketing's published events (careops.ticketing.v1), as other contexts read them.
+
+Withheld: what customers and agents wrote (subject, description, reply bodies) and the SLA clock
+snapshots, ticketing's own bookkeeping (other contexts replay the SLA from the timeline)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-
-@dataclass(frozen=True)
-class SlaClockSnapshot:
-    clock: str | None
-    target: timedelta
-    consumed: timedelta
-    running: bool
-    paused: bool
-    warn_at: datetime | None
-    due_at: datetime | None
-    warned: bool
-    breached: bool
-    met: bool
-    stopped_at: datetime | None
-
-
-@dataclass(frozen=True)
-class SlaSnapshot:
-    clocks: tuple[SlaClockSnapshot, ...]
+WITHHELD: dict[str, tuple[str, ...]] = {
+    "TicketOpened": ("subject", "description", "sla"),
+    "ReplyAdded": ("body", "sla"),
+    "PriorityChanged": ("sla",),
+    "TicketHeld": ("sla",),
+    "TicketResumed": ("sla",),
+    "TicketResolved": ("sla",),
+    "TicketReopened": ("sla",),
+    "TicketClosed": ("sla",),
+}
 
 
 @dataclass(frozen=True)
@@ -33,10 +27,7 @@ class TicketOpened:
     channel: str | None
     type: str | None
     priority: str | None
-    subject: str
-    description: str
     tier: str | None
-    sla: SlaSnapshot | None
     product: str
 
 
@@ -51,8 +42,6 @@ class TicketAssigned:
 class ReplyAdded:
     author: str | None
     author_id: str
-    body: str
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
@@ -60,7 +49,6 @@ class PriorityChanged:
     from_priority: str | None
     to_priority: str | None
     reason: str
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
@@ -75,31 +63,27 @@ class TicketHeld:
     reason: str | None
     note: str
     clocks_paused: bool
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
 class TicketResumed:
-    sla: SlaSnapshot | None
+    """Carries nothing but the (withheld) SLA snapshot."""
 
 
 @dataclass(frozen=True)
 class TicketResolved:
     resolution: str
     first_contact: bool
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
 class TicketReopened:
     reason: str
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
 class TicketClosed:
     note: str
-    sla: SlaSnapshot | None
 
 
 @dataclass(frozen=True)
@@ -114,19 +98,3 @@ class SlaBreached:
     clock: str | None
     due_at: datetime | None
     target: timedelta
-
-
-TicketEvent = (
-    TicketOpened
-    | TicketAssigned
-    | ReplyAdded
-    | PriorityChanged
-    | TicketEscalated
-    | TicketHeld
-    | TicketResumed
-    | TicketResolved
-    | TicketReopened
-    | TicketClosed
-    | SlaWarningRaised
-    | SlaBreached
-)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +16,13 @@ from google.protobuf.message import Message
 
 from careops_published import codec as published
 from careops_published import ticketing
-from careops_published.codec import ViewMismatch, message_class, mismatches, view_codec
+from careops_published.codec import (
+    ViewMismatch,
+    message_class,
+    mismatches,
+    view_codec,
+    withheld,
+)
 
 VIEWS = [view for module in published.PUBLISHED for view in published.views(module)]
 
@@ -39,6 +47,8 @@ def test_a_fully_populated_message_round_trips(view: type) -> None:
     decoded = view_codec(view).decode(_envelope(message))
     assert isinstance(decoded, view)
     assert _all_set(decoded), decoded
+    for name in withheld(view, view.__name__):
+        message.ClearField(name)
     assert dataclass_to_message(decoded, type(message)()) == message
 
 
@@ -84,8 +94,27 @@ def test_a_nested_field_missing_is_found() -> None:
     ]
 
 
+def test_withheld_fields_are_the_messages_and_absent_from_the_views() -> None:
+    for module in published.PUBLISHED:
+        for name, fields in module.WITHHELD.items():
+            view = getattr(module, name)
+            known = message_class(view).DESCRIPTOR.fields_by_name
+            assert set(fields) <= set(known), name
+            assert not set(fields) & {f.name for f in dataclasses.fields(view)}, name
+
+
 @pytest.mark.parametrize("module", list(published.PUBLISHED), ids=lambda m: m.__name__)
-def test_views_import_no_protobuf(module: ModuleType) -> None:
-    source = Path(module.__file__ or "").read_text()
-    assert "_pb2" not in source
-    assert "protobuf" not in source
+def test_views_import_the_standard_library_only(module: ModuleType) -> None:
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    imported = {
+        name.split(".")[0]
+        for node in ast.walk(tree)
+        for name in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
+    }
+    assert imported <= set(sys.stdlib_module_names) | {"__future__"}
