@@ -283,7 +283,12 @@ class SurgeActions:
             tuple(data["customer_ids"]),
             data["count"],
         )
-        await self._act(action, data["minutes"], data["causation_id"])
+        try:
+            await self._act(action, data["minutes"], data["causation_id"])
+        except (d.InvalidCommand, d.IllegalTransition):
+            # The command, not the moment, is wrong: firing again cannot help. (NotFound, a link
+            # fired before its declaration was appended, is retried with the other failures.)
+            log.error("surge command refused", exc_info=True, extra={"timer": timer.timer_id})
         await asyncio.to_thread(self._done, timer.timer_id)
 
     def _done(self, timer_id: str) -> None:
