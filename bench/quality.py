@@ -33,8 +33,8 @@ from quality import domain as qd
 from quality.application import CODEC as QUALITY_CODEC
 from quality.application import STREAM as QUALITY_STREAM
 from quality.application import TICKETING_CODEC, QualityApp
+from quality.metrics import KpiCollector
 from quality.projections import SurveyProjection, TicketFactsProjection
-from quality.readmodels import KpiCollector
 from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, insert
 from ticketing import domain as d
 from ticketing.application import STREAM, TicketingApp

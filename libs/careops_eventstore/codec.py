@@ -86,13 +86,12 @@ def _enum_prefix(descriptor: EnumDescriptor) -> str:
     return descriptor.values_by_number[0].name.removesuffix("UNSPECIFIED")
 
 
-def enum_to_proto(value: enum.Enum | None, descriptor: EnumDescriptor) -> Any:
-    """Returns the proto number of a domain enum member (0 for None)."""
+def enum_to_proto(value: enum.Enum | str | None, descriptor: EnumDescriptor) -> Any:
+    """Returns the proto number of a domain enum member or its value's name (0 for None)."""
     if value is None:
         return 0
-    return int(
-        descriptor.values_by_name[_enum_prefix(descriptor) + str(value.value).upper()].number
-    )
+    name = str(value.value if isinstance(value, enum.Enum) else value)
+    return int(descriptor.values_by_name[_enum_prefix(descriptor) + name.upper()].number)
 
 
 def enum_from_proto(number: int, descriptor: EnumDescriptor, domain: type[enum.Enum]) -> Any:

@@ -1,20 +1,20 @@
 """Customer projections: the customer's own events, and the 360 facts from other contexts.
 
-Other contexts' events are decoded into the small dataclasses below (the codec matches fields by
-name, so each names only the fields the 360 needs); no other service's code is imported. Nothing
-personal from other contexts is copied: no ticket subjects, replies or survey comments.
+Other contexts' events are read as their published views (careops_published); no other
+service's code is imported. Nothing personal from other contexts is copied: no ticket subjects,
+replies or survey comments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from careops.incident.v1 import events_pb2 as incident_events
-from careops.quality.v1 import events_pb2 as quality_events
-from careops.ticketing.v1 import events_pb2 as ticket_events
-from careops_eventstore.codec import DecodedEvent, EventCodec, from_timestamp
+from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_published import incident as inc
+from careops_published import quality as qa
+from careops_published import ticketing as tk
+from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, case, delete, insert, select, update
 
 from customer import currencies
@@ -186,107 +186,46 @@ class CustomerProjection:
 # ----------------------------------------------------------------------------- ticketing facts
 
 
-@dataclass(frozen=True)
-class TicketOpened:
-    ticket_id: str
-    customer_id: str
-    channel: str | None
-    type: str | None
-    priority: str | None
-
-
-@dataclass(frozen=True)
-class TicketAssigned:
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class ReplyAdded:
-    author: str | None
-
-
-@dataclass(frozen=True)
-class PriorityChanged:
-    to_priority: str | None
-
-
-@dataclass(frozen=True)
-class TicketEscalated:
-    level: int
-
-
-@dataclass(frozen=True)
-class TicketHeld:
-    reason: str | None
-
-
-@dataclass(frozen=True)
-class TicketResumed:
-    pass
-
-
-@dataclass(frozen=True)
-class TicketResolved:
-    first_contact: bool
-
-
-@dataclass(frozen=True)
-class TicketReopened:
-    pass
-
-
-@dataclass(frozen=True)
-class TicketClosed:
-    pass
-
-
-@dataclass(frozen=True)
-class SlaBreached:
-    clock: str | None
-
-
-TICKET_CODEC = EventCodec(
-    {
-        TicketOpened: ticket_events.TicketOpened,
-        TicketAssigned: ticket_events.TicketAssigned,
-        ReplyAdded: ticket_events.ReplyAdded,
-        PriorityChanged: ticket_events.PriorityChanged,
-        TicketEscalated: ticket_events.TicketEscalated,
-        TicketHeld: ticket_events.TicketHeld,
-        TicketResumed: ticket_events.TicketResumed,
-        TicketResolved: ticket_events.TicketResolved,
-        TicketReopened: ticket_events.TicketReopened,
-        TicketClosed: ticket_events.TicketClosed,
-        SlaBreached: ticket_events.SlaBreached,
-    }
+TICKET_CODEC = view_codec(
+    tk.TicketOpened,
+    tk.TicketAssigned,
+    tk.ReplyAdded,
+    tk.PriorityChanged,
+    tk.TicketEscalated,
+    tk.TicketHeld,
+    tk.TicketResumed,
+    tk.TicketResolved,
+    tk.TicketReopened,
+    tk.TicketClosed,
+    tk.SlaBreached,
 )
 
 
 def _ticket_change(payload: Any) -> tuple[str, str, str | None]:
     """Returns (kind, summary, new status or None) of a ticket event after the opening."""
     match payload:
-        case TicketAssigned():
+        case tk.TicketAssigned():
             return "ticket_assigned", "assigned to an agent", "assigned"
-        case ReplyAdded(author="customer"):
+        case tk.ReplyAdded(author="customer"):
             return "customer_replied", "customer replied", None
-        case ReplyAdded():
+        case tk.ReplyAdded():
             return "agent_replied", "agent replied", "in_progress"
-        case PriorityChanged():
+        case tk.PriorityChanged():
             return "priority_changed", f"priority changed to {payload.to_priority}", None
-        case TicketEscalated():
+        case tk.TicketEscalated():
             return "ticket_escalated", f"escalated to level {payload.level}", None
-        case TicketHeld():
+        case tk.TicketHeld():
             return "ticket_held", f"on hold ({payload.reason})", "on_hold"
-        case TicketResumed():
+        case tk.TicketResumed():
             return "ticket_resumed", "resumed", "in_progress"
-        case TicketResolved():
+        case tk.TicketResolved():
             first = " at first contact" if payload.first_contact else ""
             return "ticket_resolved", f"resolved{first}", "resolved"
-        case TicketReopened():
+        case tk.TicketReopened():
             return "ticket_reopened", "reopened", "in_progress"
-        case TicketClosed():
+        case tk.TicketClosed():
             return "ticket_closed", "closed", "closed"
-        case SlaBreached():
+        case tk.SlaBreached():
             return "sla_breached", f"{payload.clock} SLA breached", None
     return "ticket_event", type(payload).__name__, None
 
@@ -301,7 +240,7 @@ class TicketFactsProjection:
         payload = event.event
         ticket_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
-        if isinstance(payload, TicketOpened):
+        if isinstance(payload, tk.TicketOpened):
             channel = payload.channel or ""
             connection.execute(
                 insert(tickets).values(
@@ -335,7 +274,7 @@ class TicketFactsProjection:
         values: dict[str, Any] = {"updated_at": at}
         if status is not None:
             values["status"] = status
-        if isinstance(payload, PriorityChanged) and payload.to_priority:
+        if isinstance(payload, tk.PriorityChanged) and payload.to_priority:
             values["priority"] = payload.to_priority
         connection.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(values))
         self._entry(
@@ -369,27 +308,7 @@ class TicketFactsProjection:
 # ----------------------------------------------------------------------------- incident facts
 
 
-@dataclass(frozen=True)
-class IncidentDeclared:
-    type: str
-    level: str | None
-    drill: bool
-    ticket_ids: tuple[str, ...]
-    customer_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class TicketsLinked:
-    ticket_ids: tuple[str, ...]
-    customer_ids: tuple[str, ...]
-
-
-INCIDENT_CODEC = EventCodec(
-    {
-        IncidentDeclared: incident_events.IncidentDeclared,
-        TicketsLinked: incident_events.TicketsLinked,
-    }
-)
+INCIDENT_CODEC = view_codec(inc.IncidentDeclared, inc.TicketsLinked)
 
 
 class IncidentFactsProjection:
@@ -402,7 +321,7 @@ class IncidentFactsProjection:
         payload = event.event
         incident_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
-        if isinstance(payload, IncidentDeclared):
+        if isinstance(payload, inc.IncidentDeclared):
             if payload.drill:
                 return
             level = (payload.level or "").upper()
@@ -442,19 +361,7 @@ class IncidentFactsProjection:
 # ----------------------------------------------------------------------------- quality facts
 
 
-@dataclass(frozen=True)
-class SurveySubmitted:
-    ticket_id: str
-    customer_id: str
-    channel: str
-    csat: int
-    nps: int
-    has_nps: bool
-    emotion: str | None
-    submitted_at: datetime | None
-
-
-QUALITY_CODEC = EventCodec({SurveySubmitted: quality_events.SurveySubmitted})
+QUALITY_CODEC = view_codec(qa.SurveySubmitted)
 
 
 class SurveyFactsProjection:
@@ -467,7 +374,7 @@ class SurveyFactsProjection:
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
-        if not isinstance(payload, SurveySubmitted) or not payload.customer_id:
+        if not isinstance(payload, qa.SurveySubmitted) or not payload.customer_id:
             return
         submitted_at = payload.submitted_at or from_timestamp(event.envelope.occurred_at)
         connection.execute(delete(surveys).where(surveys.c.ticket_id == payload.ticket_id))

@@ -19,20 +19,23 @@ from datetime import datetime
 
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.tasks import stop_task
+from careops_published import ticketing as tk
+from careops_published.codec import view_codec
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from customer import domain as d
 from customer import readmodels
 from customer.application import CODEC, CustomerApp
-from customer.projections import TICKET_CODEC, CustomerProjection, TicketFactsProjection
-from customer.projections import TicketOpened as TicketOpenedFact
+from customer.projections import CustomerProjection, TicketFactsProjection
 
 log = logging.getLogger(__name__)
 
 WaitFor = Callable[[str, int, float], Awaitable[bool]]
 TRIGGERS = (d.PurchaseRecorded,)
 BATCH = 500
+# A new ticket is all this reaction reads of ticketing's stream.
+OPENED_CODEC = view_codec(tk.TicketOpened)
 
 
 def segment_command_id(customer_id: str, version: int, segment: d.Segment) -> str:
@@ -143,8 +146,8 @@ class Segmenter:
 
     async def handle_ticket(self, message: RecordedBatch) -> None:
         """Ticketing's stream: a new ticket is a contact (it can clear the churn flag)."""
-        for item in TICKET_CODEC.decode_batch(message.batch):
-            if isinstance(item.event, TicketOpenedFact) and item.event.customer_id:
+        for item in OPENED_CODEC.decode_batch(message.batch):
+            if isinstance(item.event, tk.TicketOpened) and item.event.customer_id:
                 await self._wait_for(TicketFactsProjection.name, message.sequence, self._wait)
                 await self.recompute([item.event.customer_id], causation_id=item.envelope.event_id)
 

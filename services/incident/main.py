@@ -33,7 +33,7 @@ from incident import domain, grpc_api, readmodels
 from incident.application import CODEC, STREAM, IncidentApp, utc_now
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.projections import IncidentProjection, IncidentTimerProjection
-from incident.reactions import PageDispatcher, SurgeDetector
+from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 
 log = logging.getLogger("incident")
 SERVICE = "incident"
@@ -157,11 +157,20 @@ class IncidentService:
         )
         self.notifiers = Notifiers(settings.notifier_settings())
         dispatcher = PageDispatcher(app, self.notifiers)
-        surge = SurgeDetector(
-            app,
-            self.engine,
-            threshold=settings.surge_threshold,
-            window=timedelta(minutes=settings.surge_window_minutes),
+        self.runners.update(
+            await start_projections(
+                store=store,
+                engine=self.engine,
+                codec=SURGE_CODEC,
+                stream=TICKETING_STREAM,
+                filter_subject="careops.ticketing.>",
+                projections=[
+                    SurgeProjection(
+                        threshold=settings.surge_threshold,
+                        window=timedelta(minutes=settings.surge_window_minutes),
+                    )
+                ],
+            )
         )
         self.reactions = [
             ReactionRunner(
@@ -175,21 +184,12 @@ class IncidentService:
                 # incidents must not queue behind one another's slow channels.
                 concurrency=256,
             ),
-            ReactionRunner(
-                nc=store.client,
-                engine=self.engine,
-                name="incident-surge",
-                stream=TICKETING_STREAM,
-                filter_subject="careops.ticketing.>",
-                handle=surge.handle,
-                concurrency=1,
-            ),
         ]
         for reaction in self.reactions:
             reaction.start()
         self.scheduler = TimerScheduler(
             engine=self.engine,
-            fire=app.fire_timer,
+            fire=SurgeActions(app, self.engine, app.fire_timer).fire,
             clock=self.clock,
             interval=settings.timer_interval_seconds,
         )

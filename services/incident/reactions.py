@@ -1,30 +1,32 @@
-"""Incident reactions: deliver pages and notices; declare incidents from complaint surges."""
+"""Incident reactions: deliver pages and notices; declare incidents from complaint surges.
+
+The surge detector is a projection of ticketing's stream (its counts are written with the
+checkpoint) whose decisions are due timers; SurgeActions fires them as idempotent commands."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 
-from careops.ticketing.v1 import events_pb2 as ticket_events
-from careops.ticketing.v1 import types_pb2 as ticket_types
-from careops_eventstore.codec import from_timestamp
+from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.sqlstate import insert_for
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from careops_eventstore.timers import DueTimer, cancel, schedule
+from careops_published import ticketing as tk
+from careops_published.codec import view_codec
+from sqlalchemy import Connection, Engine, Table, select
 
 from incident import domain as d
 from incident.application import CODEC, IncidentApp
 from incident.notifiers import Notification, Notifiers
-from incident.readmodels import surge_complaints, surge_incidents
+from incident.readmodels import incidents, surge_complaints, surge_incidents
 
 log = logging.getLogger(__name__)
 
-TICKET_OPENED = "careops.ticketing.v1.TicketOpened"
 SURGE_TYPE = "complaint_surge"
 
 
@@ -138,9 +140,99 @@ def _notification(
     )
 
 
+# Surge timers are due at once: their due time only orders them by stream position (a link
+# fires after the declaration it links to), under any clock a test or replica runs on.
+_SURGE_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+SURGE_KINDS = ("surge_declare", "surge_link")
+SURGE_CODEC = view_codec(tk.TicketOpened)
+
+
+def _surge_incident_id(key: str, ticket_id: str) -> str:
+    return "I-surge-" + hashlib.sha256(f"{key}|{ticket_id}".encode()).hexdigest()[:16]
+
+
+class SurgeProjection:
+    """Counts complaint tickets per channel and per product in a sliding window; at the
+    threshold it decides one complaint-surge incident per key and links later complaints to it.
+
+    A projection of ticketing's stream: the counts, the decision and the command to append (a
+    due timer, see SurgeActions) are written in the batch's transaction with the checkpoint, so
+    a redelivered ticket decides nothing twice."""
+
+    name = "incident_surge"
+    tables: tuple[Table, ...] = (surge_complaints, surge_incidents)
+
+    def __init__(self, *, threshold: int, window: timedelta) -> None:
+        self.threshold = threshold
+        self.window = window
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        opened = event.event
+        if not isinstance(opened, tk.TicketOpened) or opened.type != "complaint":
+            return
+        keys = [f"channel:{opened.channel or 'unspecified'}"]
+        if opened.product:
+            keys.append(f"product:{opened.product.strip().lower()[:100]}")
+        envelope = event.envelope
+        at = from_timestamp(envelope.occurred_at)
+        due_at = _SURGE_EPOCH + timedelta(microseconds=position)
+        for key in keys:
+            action = self._record(connection, key, envelope.aggregate_id, opened.customer_id, at)
+            if action is not None:
+                schedule(connection, action.timer(due_at, envelope.event_id, self.window))
+
+    def _record(
+        self, connection: Connection, key: str, ticket_id: str, customer_id: str, at: datetime
+    ) -> SurgeAction | None:
+        """Records one complaint under `key`; returns what to do about it, if anything."""
+        insert_fn = insert_for(connection.dialect.name)
+        connection.execute(
+            insert_fn(surge_complaints)
+            .values(ticket_id=ticket_id, surge_key=key, customer_id=customer_id, opened_at=at)
+            .on_conflict_do_nothing()
+        )
+        current = connection.execute(
+            select(surge_incidents).where(surge_incidents.c.surge_key == key)
+        ).first()
+        if current is not None and current.open:
+            return SurgeAction(key, current.incident_id, False, (ticket_id,), (customer_id,), 0)
+        recent = connection.execute(
+            select(surge_complaints.c.ticket_id, surge_complaints.c.customer_id)
+            .where(
+                surge_complaints.c.surge_key == key,
+                surge_complaints.c.opened_at > at - self.window,
+                surge_complaints.c.opened_at <= at,
+            )
+            .order_by(surge_complaints.c.opened_at)
+        ).all()
+        if len(recent) < self.threshold:
+            return None
+        incident_id = _surge_incident_id(key, ticket_id)
+        # Replayed after a rebuild, the incident this decided may be over already.
+        ended = connection.execute(
+            select(incidents.c.resolved_at).where(incidents.c.incident_id == incident_id)
+        ).scalar()
+        values = {"surge_key": key, "incident_id": incident_id, "open": ended is None}
+        connection.execute(
+            insert_fn(surge_incidents)
+            .values(**values)
+            .on_conflict_do_update(index_elements=["surge_key"], set_=values)
+        )
+        if ended is not None:
+            return None
+        return SurgeAction(
+            key,
+            incident_id,
+            True,
+            tuple(row.ticket_id for row in recent),
+            tuple(dict.fromkeys(row.customer_id for row in recent)),
+            len(recent),
+        )
+
+
 @dataclass(frozen=True)
 class SurgeAction:
-    """What the surge detector decided for one key: declare a new incident or link a ticket."""
+    """What the surge projection decided for one key: declare a new incident or link a ticket."""
 
     surge_key: str
     incident_id: str
@@ -149,112 +241,70 @@ class SurgeAction:
     customer_ids: tuple[str, ...]
     count: int
 
+    @property
+    def command_id(self) -> str:
+        """Returns the id the command is appended under (once, however often it fires)."""
+        if self.declare:
+            return f"surge-{self.incident_id}"
+        return f"link-{self.incident_id}-{self.ticket_ids[0]}"
 
-class SurgeDetector:
-    """Counts complaint tickets per channel and per product in a sliding window (SQL); at the
-    threshold declares one complaint-surge incident per key and links later complaints to it."""
+    def timer(self, due_at: datetime, source_event_id: str, window: timedelta) -> DueTimer:
+        """Returns the due timer that appends this action's command."""
+        data = {
+            **asdict(self),
+            "minutes": int(window.total_seconds() // 60),
+            "causation_id": source_event_id,
+        }
+        kind = SURGE_KINDS[0] if self.declare else SURGE_KINDS[1]
+        return DueTimer(self.command_id, self.incident_id, kind, due_at, data)
+
+
+class SurgeActions:
+    """Fires due timers: surge timers append their command (by the timer's id, so at most once)
+    and are then deleted; any other timer goes to `fallback` (the incident app's)."""
 
     def __init__(
-        self, app: IncidentApp, engine: Engine, *, threshold: int, window: timedelta
+        self, app: IncidentApp, engine: Engine, fallback: Callable[[DueTimer], Awaitable[None]]
     ) -> None:
         self._app = app
         self._engine = engine
-        self.threshold = threshold
-        self.window = window
+        self._fallback = fallback
 
-    async def handle(self, message: RecordedBatch) -> None:
-        for envelope in message.batch.events:
-            if envelope.type != TICKET_OPENED:
-                continue
-            opened = ticket_events.TicketOpened()
-            envelope.payload.Unpack(opened)
-            if opened.type != ticket_types.TICKET_TYPE_COMPLAINT:
-                continue
-            channel = ticket_types.Channel.Name(opened.channel).removeprefix("CHANNEL_").lower()
-            keys = [f"channel:{channel}"]
-            if opened.product:
-                keys.append(f"product:{opened.product.strip().lower()[:100]}")
-            at = from_timestamp(envelope.occurred_at)
-            actions = await asyncio.to_thread(
-                self.record, envelope.aggregate_id, opened.customer_id, keys, at
-            )
-            for action in actions:
-                await self._act(action, envelope.event_id)
+    async def fire(self, timer: DueTimer) -> None:
+        if timer.kind not in SURGE_KINDS:
+            await self._fallback(timer)
+            return
+        data = timer.data
+        action = SurgeAction(
+            data["surge_key"],
+            data["incident_id"],
+            data["declare"],
+            tuple(data["ticket_ids"]),
+            tuple(data["customer_ids"]),
+            data["count"],
+        )
+        try:
+            await self._act(action, data["minutes"], data["causation_id"])
+        except (d.InvalidCommand, d.IllegalTransition):
+            # The command, not the moment, is wrong: firing again cannot help. (NotFound, a link
+            # fired before its declaration was appended, is retried with the other failures.)
+            log.error("surge command refused", exc_info=True, extra={"timer": timer.timer_id})
+        await asyncio.to_thread(self._done, timer.timer_id)
 
-    def record(
-        self, ticket_id: str, customer_id: str, keys: Sequence[str], at: datetime
-    ) -> list[SurgeAction]:
-        """Records one complaint and returns what to do, in one SQL transaction."""
-        actions = []
-        with Session(self._engine) as session, session.begin():
-            dialect = session.get_bind().dialect.name
-            insert_fn = insert_for(dialect)
-            for key in keys:
-                session.execute(
-                    insert_fn(surge_complaints)
-                    .values(
-                        ticket_id=ticket_id, surge_key=key, customer_id=customer_id, opened_at=at
-                    )
-                    .on_conflict_do_nothing()
-                )
-                derived = (
-                    "I-surge-" + hashlib.sha256(f"{key}|{ticket_id}".encode()).hexdigest()[:16]
-                )
-                current = session.execute(
-                    select(surge_incidents).where(surge_incidents.c.surge_key == key)
-                ).first()
-                # An open incident raised by another ticket: link. Raised by this very ticket
-                # (a redelivery after a crash): declare again, idempotently, by the same id.
-                if current is not None and current.open and current.incident_id != derived:
-                    actions.append(
-                        SurgeAction(
-                            key, current.incident_id, False, (ticket_id,), (customer_id,), 0
-                        )
-                    )
-                    continue
-                recent = session.execute(
-                    select(surge_complaints.c.ticket_id, surge_complaints.c.customer_id)
-                    .where(
-                        surge_complaints.c.surge_key == key,
-                        surge_complaints.c.opened_at > at - self.window,
-                        surge_complaints.c.opened_at <= at,
-                    )
-                    .order_by(surge_complaints.c.opened_at)
-                ).all()
-                if len(recent) < self.threshold:
-                    continue
-                incident_id = (
-                    "I-surge-" + hashlib.sha256(f"{key}|{ticket_id}".encode()).hexdigest()[:16]
-                )
-                values = {"surge_key": key, "incident_id": incident_id, "open": True}
-                session.execute(
-                    insert_fn(surge_incidents)
-                    .values(**values)
-                    .on_conflict_do_update(index_elements=["surge_key"], set_=values)
-                )
-                actions.append(
-                    SurgeAction(
-                        key,
-                        incident_id,
-                        True,
-                        tuple(row.ticket_id for row in recent),
-                        tuple(dict.fromkeys(row.customer_id for row in recent)),
-                        len(recent),
-                    )
-                )
-        return actions
+    def _done(self, timer_id: str) -> None:
+        with self._engine.begin() as connection:
+            cancel(connection, timer_id)
 
-    async def _act(self, action: SurgeAction, source_event_id: str) -> None:
+    async def _act(self, action: SurgeAction, minutes: int, source_event_id: str) -> None:
         if not action.declare:
             await self._app.execute(
                 action.incident_id,
                 d.LinkTickets(action.ticket_ids, action.customer_ids),
-                command_id=f"link-{action.incident_id}-{action.ticket_ids[0]}",
+                command_id=action.command_id,
                 actor="surge-detector",
                 causation_id=source_event_id,
             )
             return
-        minutes = int(self.window.total_seconds() // 60)
         what = action.surge_key.replace(":", " ")
         command = d.DeclareIncident(
             incident_id=action.incident_id,
@@ -274,7 +324,7 @@ class SurgeDetector:
         await self._app.execute(
             action.incident_id,
             command,
-            command_id=f"surge-{action.incident_id}",
+            command_id=action.command_id,
             actor="surge-detector",
             causation_id=source_event_id,
         )

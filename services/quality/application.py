@@ -7,9 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
-from careops.incident.v1 import events_pb2 as incident_events
 from careops.quality.v1 import events_pb2
-from careops.ticketing.v1 import events_pb2 as ticket_events
 from careops_emotion import classify
 from careops_eventstore import EventStore, StreamSpec
 from careops_eventstore.aggregates import (
@@ -21,6 +19,9 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_published import incident as inc
+from careops_published import ticketing as tk
+from careops_published.codec import view_codec
 from prometheus_client import Counter
 
 from quality import domain
@@ -42,32 +43,28 @@ CODEC = EventCodec(
     }
 )
 
-# The subset of ticketing's and incident's events quality reads (fields matched by name).
-# Projections consume the whole stream (the runner needs contiguous sequences); other
-# aggregates' events are unknown types, skipped and counted.
-TICKETING_CODEC = EventCodec(
-    {
-        domain.TicketOpened: ticket_events.TicketOpened,
-        domain.TicketAssigned: ticket_events.TicketAssigned,
-        domain.ReplyAdded: ticket_events.ReplyAdded,
-        domain.PriorityChanged: ticket_events.PriorityChanged,
-        domain.TicketEscalated: ticket_events.TicketEscalated,
-        domain.TicketHeld: ticket_events.TicketHeld,
-        domain.TicketResumed: ticket_events.TicketResumed,
-        domain.TicketResolved: ticket_events.TicketResolved,
-        domain.TicketReopened: ticket_events.TicketReopened,
-        domain.TicketClosed: ticket_events.TicketClosed,
-        domain.SlaBreached: ticket_events.SlaBreached,
-    }
+# The ticketing and incident events quality reads, as their published views. Projections
+# consume the whole stream (the runner needs contiguous sequences); other events are skipped and
+# counted.
+TICKETING_CODEC = view_codec(
+    tk.TicketOpened,
+    tk.TicketAssigned,
+    tk.ReplyAdded,
+    tk.PriorityChanged,
+    tk.TicketEscalated,
+    tk.TicketHeld,
+    tk.TicketResumed,
+    tk.TicketResolved,
+    tk.TicketReopened,
+    tk.TicketClosed,
+    tk.SlaBreached,
 )
-INCIDENT_CODEC = EventCodec(
-    {
-        domain.IncidentDeclared: incident_events.IncidentDeclared,
-        domain.IncidentReassessed: incident_events.IncidentReassessed,
-        domain.IncidentEscalated: incident_events.IncidentEscalated,
-        domain.PageAcknowledged: incident_events.PageAcknowledged,
-        domain.IncidentResolved: incident_events.IncidentResolved,
-    }
+INCIDENT_CODEC = view_codec(
+    inc.IncidentDeclared,
+    inc.IncidentReassessed,
+    inc.IncidentEscalated,
+    inc.PageAcknowledged,
+    inc.IncidentResolved,
 )
 
 SURVEY = AggregateKind(

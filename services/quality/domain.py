@@ -2,9 +2,8 @@
 no clock, no protobuf.
 
 decide(state, command, now=...) -> events;  evolve(state, event, at) -> state.
-The lower half holds the subset of ticketing and incident events quality reads (their field
-names match the other contexts' protobuf messages) and `replay_sla`, which recomputes SLA
-outcomes of a ticket's recorded timeline under any policy.
+The lower half holds `replay_sla`, which recomputes SLA outcomes of a ticket's recorded timeline
+under any policy. Other contexts' events are read as their published views (careops_published).
 """
 
 from __future__ import annotations
@@ -254,97 +253,11 @@ def evolve(state: Survey, event: SurveyEvent, at: datetime) -> Survey:
 # ----------------------------------------------------------------------------- other contexts
 
 
-# Enum fields arrive as the lower-case value names of ticketing's / incident's enums ("chat",
-# "high", "agent", "first_response", "a"), None when unspecified: quality keeps no copy of the
-# other contexts' vocabularies.
+# Quality reads ticketing's and incident's events as their published views
+# (careops_published.ticketing / .incident): enum fields arrive as the lower-case value names
+# ("chat", "high", "agent", "first_response", "a"), None when unspecified, so quality keeps no
+# copy of the other contexts' vocabularies. Incident levels, upper-cased, label the KPIs.
 INCIDENT_LEVELS = ("A", "B", "C")
-
-
-@dataclass(frozen=True)
-class TicketOpened:
-    ticket_id: str
-    customer_id: str
-    channel: str | None
-    type: str | None
-    priority: str | None
-    tier: str | None = None
-
-
-@dataclass(frozen=True)
-class TicketAssigned:
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class ReplyAdded:
-    author: str | None
-
-
-@dataclass(frozen=True)
-class PriorityChanged:
-    to_priority: str | None
-
-
-@dataclass(frozen=True)
-class TicketEscalated:
-    level: int
-
-
-@dataclass(frozen=True)
-class TicketHeld:
-    clocks_paused: bool
-
-
-@dataclass(frozen=True)
-class TicketResumed:
-    pass
-
-
-@dataclass(frozen=True)
-class TicketResolved:
-    first_contact: bool
-
-
-@dataclass(frozen=True)
-class TicketReopened:
-    reason: str
-
-
-@dataclass(frozen=True)
-class TicketClosed:
-    note: str
-
-
-@dataclass(frozen=True)
-class SlaBreached:
-    clock: str | None
-
-
-@dataclass(frozen=True)
-class IncidentDeclared:
-    incident_id: str
-    level: str | None
-    drill: bool
-
-
-@dataclass(frozen=True)
-class IncidentReassessed:
-    to_level: str | None
-
-
-@dataclass(frozen=True)
-class IncidentEscalated:
-    to_level: str | None
-
-
-@dataclass(frozen=True)
-class PageAcknowledged:
-    page_id: str
-
-
-@dataclass(frozen=True)
-class IncidentResolved:
-    summary: str
 
 
 # ----------------------------------------------------------------------------- SLA what-if

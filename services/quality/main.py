@@ -42,13 +42,13 @@ from quality.application import (
     utc_now,
 )
 from quality.config import load_teams as load_teams
+from quality.metrics import KpiCollector
 from quality.projections import (
     FollowUpTimerProjection,
     IncidentFactsProjection,
     SurveyProjection,
     TicketFactsProjection,
 )
-from quality.readmodels import KpiCollector
 
 log = logging.getLogger("quality")
 SERVICE = "quality"

@@ -3,22 +3,30 @@ stream), surveys and follow-up timers (own stream)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
-from careops_eventstore.sqlstate import aware, timers
+from careops_eventstore.sqlstate import aware, insert_for, timers
 from careops_eventstore.timers import DueTimer, cancel, schedule
+from careops_published import incident as inc
+from careops_published import ticketing as tk
 from sqlalchemy import Connection, Table, insert, select, update
 
 from quality import domain as d
 from quality.readmodels import (
+    FIRST_RESPONSE_BUCKETS,
+    FIRST_RESPONSE_LE,
     FOLLOW_UP_DONE,
     FOLLOW_UP_NONE,
     FOLLOW_UP_OVERDUE,
     FOLLOW_UP_PENDING,
+    RESOLUTION_BUCKETS,
+    RESOLUTION_LE,
+    hour_of,
     incidents,
-    move_contribution,
     surveys,
     ticket_buckets,
     ticket_totals,
@@ -52,7 +60,7 @@ class TicketFactsProjection:
             return
         ticket_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
-        if isinstance(payload, d.TicketOpened):
+        if isinstance(payload, tk.TicketOpened):
             opened: dict[str, Any] = {
                 "ticket_id": ticket_id,
                 "customer_id": payload.customer_id,
@@ -94,11 +102,11 @@ class TicketFactsProjection:
         ticket_id = row.ticket_id
         step = self._step
         match payload:
-            case d.TicketAssigned():
+            case tk.TicketAssigned():
                 return {"agent_id": payload.agent_id}
             # The first response is the agent reply that stops the first-response clock:
             # before the first resolution (which stops it unanswered), as in careops_sla.
-            case d.ReplyAdded(author="agent") if (
+            case tk.ReplyAdded(author="agent") if (
                 row.first_response_at is None and row.first_resolved_at is None
             ):
                 step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)
@@ -107,20 +115,20 @@ class TicketFactsProjection:
                     "first_response_seconds": _seconds(row.opened_at, at),
                     "first_response_on_time": not row.first_response_breached,
                 }
-            case d.PriorityChanged():
+            case tk.PriorityChanged():
                 priority = payload.to_priority or row.priority
                 step(connection, ticket_id, position, at, d.Step.PRIORITY, priority)
                 return {"priority": priority}
-            case d.TicketEscalated():
+            case tk.TicketEscalated():
                 return {"escalated": True}
-            case d.TicketHeld():
+            case tk.TicketHeld():
                 if payload.clocks_paused:
                     step(connection, ticket_id, position, at, d.Step.PAUSED)
                 return self._halt(row, at)
-            case d.TicketResumed():
+            case tk.TicketResumed():
                 step(connection, ticket_id, position, at, d.Step.RESUMED)
                 return {"active_since": at} if not row.resolved else {}
-            case d.TicketResolved():
+            case tk.TicketResolved():
                 step(connection, ticket_id, position, at, d.Step.RESOLVED)
                 changes = {**self._halt(row, at), "resolved": True}
                 if row.first_resolved_at is None:
@@ -130,16 +138,16 @@ class TicketFactsProjection:
                         first_contact=payload.first_contact,
                     )
                 return changes
-            case d.TicketReopened():
+            case tk.TicketReopened():
                 step(connection, ticket_id, position, at, d.Step.REOPENED)
                 return {
                     "resolved": False,
                     "reopen_count": row.reopen_count + 1,
                     "active_since": at,
                 }
-            case d.TicketClosed():
+            case tk.TicketClosed():
                 return {"closed": True, "resolved": True, **self._halt(row, at)}
-            case d.SlaBreached():
+            case tk.SlaBreached():
                 changes = {"breaches": row.breaches + 1}
                 if payload.clock == "first_response":
                     changes["first_response_breached"] = True
@@ -194,7 +202,7 @@ class IncidentFactsProjection:
             return
         incident_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
-        if isinstance(payload, d.IncidentDeclared):
+        if isinstance(payload, inc.IncidentDeclared):
             connection.execute(
                 insert(incidents).values(
                     incident_id=incident_id,
@@ -211,15 +219,15 @@ class IncidentFactsProjection:
             return
         changes: dict[str, Any] = {}
         match payload:
-            case d.IncidentReassessed() | d.IncidentEscalated():
+            case inc.IncidentReassessed() | inc.IncidentEscalated():
                 changes = {"level": (payload.to_level or row.level).upper()}
             # An acknowledgement after the resolution acknowledged nothing: not in MTTA.
-            case d.PageAcknowledged() if row.acknowledged_at is None and row.resolved_at is None:
+            case inc.PageAcknowledged() if row.acknowledged_at is None and row.resolved_at is None:
                 changes = {
                     "acknowledged_at": at,
                     "acknowledge_seconds": _seconds(row.declared_at, at),
                 }
-            case d.IncidentResolved() if row.resolved_at is None:
+            case inc.IncidentResolved() if row.resolved_at is None:
                 changes = {"resolved_at": at, "resolve_seconds": _seconds(row.declared_at, at)}
         if changes:
             connection.execute(
@@ -306,3 +314,89 @@ class FollowUpTimerProjection:
                 )
             case d.FollowUpOverdue() | d.FollowUpRecorded():
                 cancel(connection, follow_up_timer_id(ticket_id))
+
+
+# ----------------------------------------------------------------------------- incremental sums
+# The ticket projection keeps quality_ticket_buckets / _totals as running sums of each ticket's
+# contribution, so KPI queries and scrapes read a few rows instead of every ticket.
+
+
+def contribution(row: Mapping[str, Any]) -> dict[str, float]:
+    """Returns what one ticket row adds to the sums of CONTRIBUTIONS and the histograms."""
+    resolved_once = row["first_resolved_at"] is not None
+    first_response = row["first_response_seconds"]
+    resolution = row["resolution_seconds"]
+    values: dict[str, float] = {
+        "opened": 1,
+        "resolved_once": resolved_once,
+        "backlog": not row["resolved"],
+        # Solved at first contact: a reopened ticket was not (docs/kpis.md).
+        "first_contact": resolved_once and bool(row["first_contact"]) and not row["reopen_count"],
+        "first_responses": row["first_response_at"] is not None,
+        "first_response_total": first_response or 0.0,
+        "resolution_total": resolution or 0.0,
+        "handle_total": row["handle_seconds"] if row["resolved"] else 0.0,
+        "resolved_now": bool(row["resolved"]),
+        "on_time": bool(row["first_response_on_time"]),
+        "breaches": row["breaches"],
+        "escalated": bool(row["escalated"]),
+        "reopened": resolved_once and row["reopen_count"] > 0,
+        "unanswered_breaches": bool(row["first_response_breached"])
+        and row["first_response_at"] is None,
+    }
+    for name, bound in zip(FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, strict=True):
+        values[name] = first_response is not None and first_response <= bound
+    for name, bound in zip(RESOLUTION_LE, RESOLUTION_BUCKETS, strict=True):
+        values[name] = resolution is not None and resolution <= bound
+    return {name: float(value) for name, value in values.items()}
+
+
+@cache
+def _add_statement(dialect: str, table: Table) -> Any:
+    statement = insert_for(dialect)(table)
+    keys = [column.name for column in table.primary_key.columns]
+    return statement.on_conflict_do_update(
+        index_elements=keys,
+        set_={
+            column.name: column + statement.excluded[column.name]
+            for column in table.columns
+            if column.name not in keys
+        },
+    )
+
+
+def _add(
+    connection: Connection, table: Table, key: dict[str, Any], values: dict[str, float]
+) -> None:
+    row = {**key, **{c.name: values.get(c.name, 0.0) for c in table.columns if c.name not in key}}
+    connection.execute(_add_statement(connection.dialect.name, table), row)
+
+
+def move_contribution(
+    connection: Connection, before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> None:
+    """Replaces a ticket's old contribution to the bucket and total sums by its new one."""
+    new = contribution(after)
+    for table, keys in ((ticket_buckets, _bucket_key), (ticket_totals, _total_key)):
+        key_after = keys(after)
+        if before is None:
+            _add(connection, table, key_after, new)
+            continue
+        old = contribution(before)
+        key_before = keys(before)
+        if key_before == key_after:
+            delta = {name: new[name] - old[name] for name in new if new[name] != old[name]}
+            if delta:
+                _add(connection, table, key_after, delta)
+            continue
+        _add(connection, table, key_before, {name: -value for name, value in old.items()})
+        _add(connection, table, key_after, new)
+
+
+def _bucket_key(row: Mapping[str, Any]) -> dict[str, Any]:
+    opened = aware(row["opened_at"])
+    return {"hour": hour_of(opened), "channel": row["channel"], "priority": row["priority"]}
+
+
+def _total_key(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"channel": row["channel"], "priority": row["priority"]}

@@ -1,33 +1,20 @@
-"""Quality read models: ticket facts, SLA timelines, surveys, incidents; KPI queries over them."""
+"""Quality read models: the tables (ticket facts, SLA timelines, surveys, incidents, KPI sums)
+and the queries over them. Projections write them; metrics reads them at scrape time."""
 
 from __future__ import annotations
 
-import itertools
-import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import cache
-from types import SimpleNamespace
+from datetime import UTC, datetime
 from typing import Any
 
-from careops_eventstore.sqlstate import aware, insert_for
-from careops_sla import CHANNELS, PRIORITIES
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
+from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     ColumnElement,
-    Connection,
     DateTime,
-    Engine,
     Float,
     Index,
     Integer,
@@ -40,12 +27,10 @@ from sqlalchemy import (
     literal,
     select,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from quality import domain as d
 
-log = logging.getLogger(__name__)
 metadata = MetaData()
 
 tickets = Table(
@@ -456,91 +441,6 @@ def hour_of(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def contribution(row: Mapping[str, Any]) -> dict[str, float]:
-    """Returns what one ticket row adds to the sums of CONTRIBUTIONS and the histograms."""
-    resolved_once = row["first_resolved_at"] is not None
-    first_response = row["first_response_seconds"]
-    resolution = row["resolution_seconds"]
-    values: dict[str, float] = {
-        "opened": 1,
-        "resolved_once": resolved_once,
-        "backlog": not row["resolved"],
-        # Solved at first contact: a reopened ticket was not (docs/kpis.md).
-        "first_contact": resolved_once and bool(row["first_contact"]) and not row["reopen_count"],
-        "first_responses": row["first_response_at"] is not None,
-        "first_response_total": first_response or 0.0,
-        "resolution_total": resolution or 0.0,
-        "handle_total": row["handle_seconds"] if row["resolved"] else 0.0,
-        "resolved_now": bool(row["resolved"]),
-        "on_time": bool(row["first_response_on_time"]),
-        "breaches": row["breaches"],
-        "escalated": bool(row["escalated"]),
-        "reopened": resolved_once and row["reopen_count"] > 0,
-        "unanswered_breaches": bool(row["first_response_breached"])
-        and row["first_response_at"] is None,
-    }
-    for name, bound in zip(FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, strict=True):
-        values[name] = first_response is not None and first_response <= bound
-    for name, bound in zip(RESOLUTION_LE, RESOLUTION_BUCKETS, strict=True):
-        values[name] = resolution is not None and resolution <= bound
-    return {name: float(value) for name, value in values.items()}
-
-
-@cache
-def _add_statement(dialect: str, table: Table) -> Any:
-    statement = insert_for(dialect)(table)
-    keys = [column.name for column in table.primary_key.columns]
-    return statement.on_conflict_do_update(
-        index_elements=keys,
-        set_={
-            column.name: column + statement.excluded[column.name]
-            for column in table.columns
-            if column.name not in keys
-        },
-    )
-
-
-def _add(
-    connection: Connection, table: Table, key: dict[str, Any], values: dict[str, float]
-) -> None:
-    row = {**key, **{c.name: values.get(c.name, 0.0) for c in table.columns if c.name not in key}}
-    connection.execute(_add_statement(connection.dialect.name, table), row)
-
-
-def move_contribution(
-    connection: Connection, before: Mapping[str, Any] | None, after: Mapping[str, Any]
-) -> None:
-    """Replaces a ticket's old contribution to the bucket and total sums by its new one."""
-    new = contribution(after)
-    for table, keys in ((ticket_buckets, BUCKET_KEY), (ticket_totals, TOTAL_KEY)):
-        key_after = keys(after)
-        if before is None:
-            _add(connection, table, key_after, new)
-            continue
-        old = contribution(before)
-        key_before = keys(before)
-        if key_before == key_after:
-            delta = {name: new[name] - old[name] for name in new if new[name] != old[name]}
-            if delta:
-                _add(connection, table, key_after, delta)
-            continue
-        _add(connection, table, key_before, {name: -value for name, value in old.items()})
-        _add(connection, table, key_after, new)
-
-
-def _bucket_key(row: Mapping[str, Any]) -> dict[str, Any]:
-    opened = aware(row["opened_at"])
-    return {"hour": hour_of(opened), "channel": row["channel"], "priority": row["priority"]}
-
-
-def _total_key(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"channel": row["channel"], "priority": row["priority"]}
-
-
-BUCKET_KEY = _bucket_key
-TOTAL_KEY = _total_key
-
-
 def bucket_counts(*, session: Session, since: datetime) -> dict[str, dict[str, Any]]:
     """Returns per channel the ticket sums of tickets opened since `since` (an hour start),
     with `surveyed`: the surveys of those tickets."""
@@ -592,157 +492,6 @@ def unacknowledged_age(*, session: Session, now: datetime) -> dict[str, float]:
     return ages
 
 
-# ----------------------------------------------------------------------------- Prometheus view
-
-WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
-# (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
-WINDOW_GAUGES = (
-    ("csat_ratio", "csat_satisfied_ratio", "Share of CSAT answers 4-5"),
-    ("csat_score", "csat_mean", "Mean CSAT (1-5)"),
-    ("nps_score", "nps", "Net promoter score (-100..100)"),
-    ("fcr_ratio", "fcr_ratio", "First-contact resolution share of resolved tickets"),
-    (
-        "sla_compliance_ratio",
-        "sla_compliance_ratio",
-        "First responses on time / first responses due (answered or breached unanswered)",
-    ),
-    ("escalation_ratio", "escalation_ratio", "Escalated tickets / opened tickets"),
-    ("reopen_ratio", "reopen_ratio", "Reopened tickets / resolved tickets"),
-    ("survey_response_ratio", "survey_response_ratio", "Surveyed / resolved tickets"),
-    ("balanced_score", "quality_score", "Balanced quality score (0-100)"),
-)
-
-
-class KpiCollector(Collector):
-    """Live KPIs computed from the read models at scrape time, so a scrape always agrees with
-    GetKpis and survives restarts: rolling-window gauges, all-time counters and histograms."""
-
-    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
-        self._engine = engine
-        self._clock = clock
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        try:
-            with Session(self._engine) as session:
-                families = self._families(session, self._clock())
-        except SQLAlchemyError:
-            log.warning("cannot compute KPI metrics", exc_info=True)
-            return
-        yield from families
-
-    def _families(self, session: Session, now: datetime) -> list[Metric]:
-        gauges = {
-            suffix: GaugeMetricFamily(
-                f"careops_quality_{suffix}", f"{text} in a rolling window.", labels=WINDOW_LABELS
-            )
-            for suffix, _field, text in WINDOW_GAUGES
-        }
-        for window, length in WINDOWS.items():
-            for channel, kpi in window_kpis(
-                session=session, since=window_start(now, length)
-            ).items():
-                for suffix, field_name, _text in WINDOW_GAUGES:
-                    gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))
-        labels = ["channel", "priority"]
-        opened = CounterMetricFamily(
-            "careops_quality_tickets_opened", "Tickets opened.", labels=labels
-        )
-        resolved = CounterMetricFamily(
-            "careops_quality_tickets_resolved", "Tickets resolved at least once.", labels=labels
-        )
-        breaches = CounterMetricFamily(
-            "careops_quality_sla_breaches", "SLA breaches (both clocks).", labels=labels
-        )
-        backlog = GaugeMetricFamily(
-            "careops_quality_backlog_tickets", "Tickets not resolved or closed.", labels=labels
-        )
-        first_response = HistogramMetricFamily(
-            "careops_quality_first_response_seconds",
-            "Time from opening to the first agent reply.",
-            labels=labels,
-        )
-        resolution = HistogramMetricFamily(
-            "careops_quality_resolution_seconds",
-            "Time from opening to the first resolution.",
-            labels=labels,
-        )
-        for row in _with_zeros(totals(session=session)):
-            key = [row.channel, row.priority]
-            opened.add_metric(key, row.opened)
-            resolved.add_metric(key, row.resolved_once)
-            breaches.add_metric(key, row.breaches)
-            backlog.add_metric(key, row.backlog)
-            first_response.add_metric(
-                key,
-                _buckets(row, FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, row.first_responses),
-                sum_value=row.first_response_total,
-            )
-            resolution.add_metric(
-                key,
-                _buckets(row, RESOLUTION_LE, RESOLUTION_BUCKETS, row.resolved_once),
-                sum_value=row.resolution_total,
-            )
-        surveyed = CounterMetricFamily(
-            "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
-        )
-        counts = survey_totals(session=session)
-        for channel in sorted(set(CHANNELS) | set(counts)):
-            surveyed.add_metric([channel], counts.get(channel, 0))
-        overdue = GaugeMetricFamily(
-            "careops_quality_overdue_follow_ups",
-            "Negative-feedback follow-ups past their due time and not done.",
-            value=overdue_follow_ups(session=session),
-        )
-        unacknowledged = GaugeMetricFamily(
-            "careops_quality_unacknowledged_incident_age_seconds",
-            "Age of the oldest open, unacknowledged, non-drill incident per level.",
-            labels=["level"],
-        )
-        ages = unacknowledged_age(session=session, now=now)
-        for level in d.INCIDENT_LEVELS:
-            unacknowledged.add_metric([level], ages.get(level, 0.0))
-        return [
-            *gauges.values(),
-            opened,
-            resolved,
-            breaches,
-            backlog,
-            surveyed,
-            overdue,
-            unacknowledged,
-            first_response,
-            resolution,
-        ]
-
-
-def _with_zeros(rows: Sequence[Any]) -> list[Any]:
-    """Adds a row of zeros for every channel x priority without tickets yet: each series is
-    present from the start, so an alert's increase() counts the first burst."""
-    found = {(row.channel, row.priority): row for row in rows}
-    zero = {column.name: 0.0 for column in ticket_totals.columns}
-    for channel, priority in itertools.product(CHANNELS, PRIORITIES):
-        found.setdefault(
-            (channel, priority),
-            SimpleNamespace(**{**zero, "channel": channel, "priority": priority}),
-        )
-    return [found[key] for key in sorted(found)]
-
-
-def _buckets(
-    row: Any, names: Sequence[str], bounds: Sequence[float], count: float
-) -> list[tuple[str, float]]:
-    points = [(f"{bound:g}", getattr(row, name)) for name, bound in zip(names, bounds, strict=True)]
-    return [*points, ("+Inf", count)]
-
-
-def window_start(now: datetime, length: timedelta) -> datetime:
-    """Rolling windows start at a whole UTC hour: the one `length` before now."""
-    return hour_of(now - length)
-
-
 def window_kpis(*, session: Session, since: datetime) -> dict[str, d.Kpis]:
     """Returns the KPIs of tickets opened and surveys submitted since `since` (an hour start),
     per channel and under "all", from the hourly sums: equal to GetKpis with period.start =
@@ -757,6 +506,3 @@ def window_kpis(*, session: Session, since: datetime) -> dict[str, d.Kpis]:
     }
     result["all"] = combine(merge(ticket_rows.values()), merge(survey_rows.values()))
     return result
-
-
-WINDOW_LABELS = ["window", "channel"]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from careops.customer.v1 import events_pb2 as customer_events
-from careops_eventstore.codec import DecodedEvent, EventCodec, from_timestamp
+from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, schedule
+from careops_published import customer as cu
+from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, bindparam, case, delete, insert, update
 
 from ticketing import domain
@@ -178,36 +178,8 @@ class SlaTimerProjection:
 # Customer-profile's events, decoded into just the fields ticketing needs (matched by name).
 
 
-@dataclass(frozen=True)
-class CustomerRegistered:
-    customer_id: str
-    email_hash: str
-    phone_hash: str
-
-
-@dataclass(frozen=True)
-class ProfileUpdated:
-    email_hash: str
-    phone_hash: str
-
-
-@dataclass(frozen=True)
-class SegmentAssigned:
-    tier: domain.CustomerTier | None
-
-
-@dataclass(frozen=True)
-class CustomerForgotten:
-    pass
-
-
-CUSTOMER_CODEC = EventCodec(
-    {
-        CustomerRegistered: customer_events.CustomerRegistered,
-        ProfileUpdated: customer_events.ProfileUpdated,
-        SegmentAssigned: customer_events.SegmentAssigned,
-        CustomerForgotten: customer_events.CustomerForgotten,
-    }
+CUSTOMER_CODEC = view_codec(
+    cu.CustomerRegistered, cu.ProfileUpdated, cu.SegmentAssigned, cu.CustomerForgotten
 )
 
 
@@ -224,7 +196,7 @@ class CustomerDirectoryProjection:
         customer_id = event.envelope.aggregate_id
         where = customer_directory.c.customer_id == customer_id
         match payload:
-            case CustomerRegistered():
+            case cu.CustomerRegistered():
                 connection.execute(
                     insert(customer_directory).values(
                         customer_id=customer_id,
@@ -234,7 +206,7 @@ class CustomerDirectoryProjection:
                         version=position,
                     )
                 )
-            case ProfileUpdated():
+            case cu.ProfileUpdated():
                 connection.execute(
                     update(customer_directory)
                     .where(where)
@@ -244,11 +216,9 @@ class CustomerDirectoryProjection:
                         version=position,
                     )
                 )
-            case SegmentAssigned(tier=tier) if tier is not None:
+            case cu.SegmentAssigned(tier=str(tier)):
                 connection.execute(
-                    update(customer_directory)
-                    .where(where)
-                    .values(tier=tier.value, version=position)
+                    update(customer_directory).where(where).values(tier=tier, version=position)
                 )
-            case CustomerForgotten():
+            case cu.CustomerForgotten():
                 connection.execute(delete(customer_directory).where(where))

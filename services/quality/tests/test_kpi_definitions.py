@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quality import readmodels as rm
+from quality.projections import contribution
 
 OPENED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -34,10 +35,10 @@ def row(**changes: Any) -> dict[str, Any]:
 
 def test_a_ticket_reopened_after_a_first_contact_resolution_is_not_first_contact() -> None:
     resolved = row(first_resolved_at=OPENED, resolved=True, first_contact=True)
-    assert rm.contribution(resolved)["first_contact"] == 1.0
+    assert contribution(resolved)["first_contact"] == 1.0
     reopened = {**resolved, "resolved": False, "reopen_count": 1}
-    assert rm.contribution(reopened)["first_contact"] == 0.0
-    kpis = rm.combine(rm.merge([rm.contribution(resolved), rm.contribution(reopened)]), None)
+    assert contribution(reopened)["first_contact"] == 0.0
+    kpis = rm.combine(rm.merge([contribution(resolved), contribution(reopened)]), None)
     assert (kpis.fcr_ratio, kpis.reopen_ratio) == (0.5, 0.5)
 
 
@@ -49,9 +50,9 @@ def test_a_breached_ticket_never_answered_lowers_sla_compliance() -> None:
     late_answer = row(
         first_response_at=OPENED, first_response_breached=True, first_response_on_time=False
     )
-    assert rm.contribution(unanswered)["unanswered_breaches"] == 1.0
-    assert rm.contribution(late_answer)["unanswered_breaches"] == 0.0
-    sums = rm.merge(rm.contribution(r) for r in (on_time, unanswered, late_answer))
+    assert contribution(unanswered)["unanswered_breaches"] == 1.0
+    assert contribution(late_answer)["unanswered_breaches"] == 0.0
+    sums = rm.merge(contribution(r) for r in (on_time, unanswered, late_answer))
     kpis = rm.combine(sums, None)
     assert (kpis.first_responses, kpis.first_responses_due) == (2, 3)
     assert kpis.sla_compliance_ratio == 1 / 3

@@ -16,7 +16,8 @@ from careops_platform.db import make_engine
 from prometheus_client import Metric
 from sqlalchemy import Engine, insert, inspect, text
 
-from quality.readmodels import RESOLUTION_BUCKETS, KpiCollector, tickets
+from quality.metrics import KpiCollector
+from quality.readmodels import RESOLUTION_BUCKETS, tickets
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)

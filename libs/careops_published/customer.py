@@ -1,0 +1,54 @@
+"""Customer's published events (careops.customer.v1), as other contexts read them.
+
+Withheld: the sealed personal data (`personal`, a ciphertext only customer can open); other
+contexts link a customer by id and by the e-mail / phone hashes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+WITHHELD: dict[str, tuple[str, ...]] = {
+    "CustomerRegistered": ("personal",),
+    "ProfileUpdated": ("personal",),
+}
+
+
+@dataclass(frozen=True)
+class Consent:
+    marketing: bool
+    profiling: bool
+
+
+@dataclass(frozen=True)
+class CustomerRegistered:
+    customer_id: str
+    email_hash: str
+    phone_hash: str
+    locale: str
+    consent: Consent | None
+
+
+@dataclass(frozen=True)
+class ProfileUpdated:
+    email_hash: str
+    phone_hash: str
+    locale: str
+    consent: Consent | None
+    changed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SegmentAssigned:
+    tier: str | None
+    recency_score: int
+    frequency_score: int
+    monetary_score: int
+    churn_risk: bool
+    model_version: str
+    as_of: datetime | None
+
+
+@dataclass(frozen=True)
+class CustomerForgotten:
+    reason: str | None

@@ -1,0 +1,29 @@
+"""Quality's published events (careops.quality.v1), as other contexts read them.
+
+Withheld: the survey comment, free text the customer wrote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+WITHHELD: dict[str, tuple[str, ...]] = {"SurveySubmitted": ("comment",)}
+
+
+@dataclass(frozen=True)
+class SurveySubmitted:
+    ticket_id: str
+    customer_id: str
+    agent_id: str
+    channel: str
+    ticket_type: str
+    priority: str
+    csat: int
+    nps: int
+    has_nps: bool
+    emotion: str | None
+    emotion_score: float
+    submitted_at: datetime | None
+    follow_up_required: bool
+    follow_up_due_at: datetime | None
+    ticket_opened_at: datetime | None

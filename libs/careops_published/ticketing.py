@@ -1,0 +1,100 @@
+"""Ticketing's published events (careops.ticketing.v1), as other contexts read them.
+
+Withheld: what customers and agents wrote (subject, description, reply bodies) and the SLA clock
+snapshots, ticketing's own bookkeeping (other contexts replay the SLA from the timeline)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+WITHHELD: dict[str, tuple[str, ...]] = {
+    "TicketOpened": ("subject", "description", "sla"),
+    "ReplyAdded": ("body", "sla"),
+    "PriorityChanged": ("sla",),
+    "TicketHeld": ("sla",),
+    "TicketResumed": ("sla",),
+    "TicketResolved": ("sla",),
+    "TicketReopened": ("sla",),
+    "TicketClosed": ("sla",),
+}
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    ticket_id: str
+    customer_id: str
+    channel: str | None
+    type: str | None
+    priority: str | None
+    tier: str | None
+    product: str
+
+
+@dataclass(frozen=True)
+class TicketAssigned:
+    agent_id: str
+    suggested: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReplyAdded:
+    author: str | None
+    author_id: str
+
+
+@dataclass(frozen=True)
+class PriorityChanged:
+    from_priority: str | None
+    to_priority: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketEscalated:
+    level: int
+    to_team: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketHeld:
+    reason: str | None
+    note: str
+    clocks_paused: bool
+
+
+@dataclass(frozen=True)
+class TicketResumed:
+    """Carries nothing but the (withheld) SLA snapshot."""
+
+
+@dataclass(frozen=True)
+class TicketResolved:
+    resolution: str
+    first_contact: bool
+
+
+@dataclass(frozen=True)
+class TicketReopened:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TicketClosed:
+    note: str
+
+
+@dataclass(frozen=True)
+class SlaWarningRaised:
+    clock: str | None
+    due_at: datetime | None
+    target: timedelta
+
+
+@dataclass(frozen=True)
+class SlaBreached:
+    clock: str | None
+    due_at: datetime | None
+    target: timedelta

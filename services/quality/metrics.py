@@ -1,0 +1,188 @@
+"""Quality's Prometheus view: live KPIs computed from the read models at each scrape."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from careops_sla import CHANNELS, PRIORITIES
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from quality import domain as d
+from quality.readmodels import (
+    FIRST_RESPONSE_BUCKETS,
+    FIRST_RESPONSE_LE,
+    RESOLUTION_BUCKETS,
+    RESOLUTION_LE,
+    hour_of,
+    overdue_follow_ups,
+    survey_totals,
+    ticket_totals,
+    totals,
+    unacknowledged_age,
+    window_kpis,
+)
+
+log = logging.getLogger(__name__)
+
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+# (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
+WINDOW_LABELS = ["window", "channel"]
+WINDOW_GAUGES = (
+    ("csat_ratio", "csat_satisfied_ratio", "Share of CSAT answers 4-5"),
+    ("csat_score", "csat_mean", "Mean CSAT (1-5)"),
+    ("nps_score", "nps", "Net promoter score (-100..100)"),
+    ("fcr_ratio", "fcr_ratio", "First-contact resolution share of resolved tickets"),
+    (
+        "sla_compliance_ratio",
+        "sla_compliance_ratio",
+        "First responses on time / first responses due (answered or breached unanswered)",
+    ),
+    ("escalation_ratio", "escalation_ratio", "Escalated tickets / opened tickets"),
+    ("reopen_ratio", "reopen_ratio", "Reopened tickets / resolved tickets"),
+    ("survey_response_ratio", "survey_response_ratio", "Surveyed / resolved tickets"),
+    ("balanced_score", "quality_score", "Balanced quality score (0-100)"),
+)
+
+
+class KpiCollector(Collector):
+    """Live KPIs computed from the read models at scrape time, so a scrape always agrees with
+    GetKpis and survives restarts: rolling-window gauges, all-time counters and histograms."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with Session(self._engine) as session:
+                families = self._families(session, self._clock())
+        except SQLAlchemyError:
+            log.warning("cannot compute KPI metrics", exc_info=True)
+            return
+        yield from families
+
+    def _families(self, session: Session, now: datetime) -> list[Metric]:
+        gauges = {
+            suffix: GaugeMetricFamily(
+                f"careops_quality_{suffix}", f"{text} in a rolling window.", labels=WINDOW_LABELS
+            )
+            for suffix, _field, text in WINDOW_GAUGES
+        }
+        for window, length in WINDOWS.items():
+            for channel, kpi in window_kpis(
+                session=session, since=window_start(now, length)
+            ).items():
+                for suffix, field_name, _text in WINDOW_GAUGES:
+                    gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))
+        labels = ["channel", "priority"]
+        opened = CounterMetricFamily(
+            "careops_quality_tickets_opened", "Tickets opened.", labels=labels
+        )
+        resolved = CounterMetricFamily(
+            "careops_quality_tickets_resolved", "Tickets resolved at least once.", labels=labels
+        )
+        breaches = CounterMetricFamily(
+            "careops_quality_sla_breaches", "SLA breaches (both clocks).", labels=labels
+        )
+        backlog = GaugeMetricFamily(
+            "careops_quality_backlog_tickets", "Tickets not resolved or closed.", labels=labels
+        )
+        first_response = HistogramMetricFamily(
+            "careops_quality_first_response_seconds",
+            "Time from opening to the first agent reply.",
+            labels=labels,
+        )
+        resolution = HistogramMetricFamily(
+            "careops_quality_resolution_seconds",
+            "Time from opening to the first resolution.",
+            labels=labels,
+        )
+        for row in _with_zeros(totals(session=session)):
+            key = [row.channel, row.priority]
+            opened.add_metric(key, row.opened)
+            resolved.add_metric(key, row.resolved_once)
+            breaches.add_metric(key, row.breaches)
+            backlog.add_metric(key, row.backlog)
+            first_response.add_metric(
+                key,
+                _buckets(row, FIRST_RESPONSE_LE, FIRST_RESPONSE_BUCKETS, row.first_responses),
+                sum_value=row.first_response_total,
+            )
+            resolution.add_metric(
+                key,
+                _buckets(row, RESOLUTION_LE, RESOLUTION_BUCKETS, row.resolved_once),
+                sum_value=row.resolution_total,
+            )
+        surveyed = CounterMetricFamily(
+            "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
+        )
+        counts = survey_totals(session=session)
+        for channel in sorted(set(CHANNELS) | set(counts)):
+            surveyed.add_metric([channel], counts.get(channel, 0))
+        overdue = GaugeMetricFamily(
+            "careops_quality_overdue_follow_ups",
+            "Negative-feedback follow-ups past their due time and not done.",
+            value=overdue_follow_ups(session=session),
+        )
+        unacknowledged = GaugeMetricFamily(
+            "careops_quality_unacknowledged_incident_age_seconds",
+            "Age of the oldest open, unacknowledged, non-drill incident per level.",
+            labels=["level"],
+        )
+        ages = unacknowledged_age(session=session, now=now)
+        for level in d.INCIDENT_LEVELS:
+            unacknowledged.add_metric([level], ages.get(level, 0.0))
+        return [
+            *gauges.values(),
+            opened,
+            resolved,
+            breaches,
+            backlog,
+            surveyed,
+            overdue,
+            unacknowledged,
+            first_response,
+            resolution,
+        ]
+
+
+def _with_zeros(rows: Sequence[Any]) -> list[Any]:
+    """Adds a row of zeros for every channel x priority without tickets yet: each series is
+    present from the start, so an alert's increase() counts the first burst."""
+    found = {(row.channel, row.priority): row for row in rows}
+    zero = {column.name: 0.0 for column in ticket_totals.columns}
+    for channel, priority in itertools.product(CHANNELS, PRIORITIES):
+        found.setdefault(
+            (channel, priority),
+            SimpleNamespace(**{**zero, "channel": channel, "priority": priority}),
+        )
+    return [found[key] for key in sorted(found)]
+
+
+def _buckets(
+    row: Any, names: Sequence[str], bounds: Sequence[float], count: float
+) -> list[tuple[str, float]]:
+    points = [(f"{bound:g}", getattr(row, name)) for name, bound in zip(names, bounds, strict=True)]
+    return [*points, ("+Inf", count)]
+
+
+def window_start(now: datetime, length: timedelta) -> datetime:
+    """Rolling windows start at a whole UTC hour: the one `length` before now."""
+    return hour_of(now - length)
