@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+import careops_sla
+import yaml
 from careops.incident.v1 import events_pb2 as incident_events
 from careops.quality.v1 import events_pb2
 from careops.ticketing.v1 import events_pb2 as ticket_events
@@ -21,6 +25,7 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_platform.errors import FieldViolation, InvalidArgument, NotFound
 from prometheus_client import Counter
 
 from quality import domain
@@ -177,3 +182,136 @@ class QualityApp:
             actor="follow-up-timer",
         )
         log.warning("follow-up overdue", extra={"ticket_id": timer.aggregate_id})
+
+
+# ------------------------------------------------------------------------- what-if replay
+
+MAX_WHAT_IF_TICKETS = 200_000  # each ticket's timeline is replayed in memory, twice
+MAX_POLICY = 100_000
+
+Timelines = Sequence[tuple[Any, Sequence[domain.TimelineStep]]]
+"""(ticket row with channel, priority, tier; its SLA timeline) per ticket."""
+
+
+@dataclass(frozen=True)
+class SlaOutcome:
+    """Compliance and breach counts of tickets replayed under one SLA policy."""
+
+    policy_version: str
+    first_responses: int
+    first_responses_on_time: int
+    first_response_breaches: int
+    resolutions: int
+    resolution_breaches: int
+    sla_compliance_ratio: float
+
+
+@dataclass(frozen=True)
+class WhatIfOutcome:
+    actual: SlaOutcome
+    alternative: SlaOutcome
+    tickets: int
+
+
+class WhatIf:
+    """A period's tickets replayed under the SLA policy in force and under an alternative one."""
+
+    def __init__(self, policy: careops_sla.SlaPolicy) -> None:
+        self.policy = policy
+
+    @staticmethod
+    def alternative(text: str) -> careops_sla.SlaPolicy:
+        """Returns the SLA policy of a YAML document; INVALID_ARGUMENT naming the bad key."""
+        if not text.strip():
+            raise InvalidArgument(
+                "policy_yaml is required", [FieldViolation("policy_yaml", "must not be empty")]
+            )
+        if len(text) > MAX_POLICY:
+            raise InvalidArgument(
+                f"policy_yaml is longer than {MAX_POLICY} characters",
+                [FieldViolation("policy_yaml", "too long")],
+            )
+        try:
+            data = yaml.safe_load(text)
+            if not isinstance(data, dict):
+                raise careops_sla.PolicyError("policy: must be a YAML mapping")
+            return careops_sla.parse_policy(data)
+        except (yaml.YAMLError, careops_sla.PolicyError, ValueError, TypeError) as exc:
+            raise InvalidArgument(
+                f"invalid SLA policy: {exc}", [FieldViolation("policy_yaml", str(exc)[:200])]
+            ) from exc
+
+    async def compare(
+        self,
+        alternative: careops_sla.SlaPolicy,
+        read: Callable[[int], Awaitable[Timelines | None]],
+        *,
+        as_of: datetime,
+    ) -> WhatIfOutcome:
+        """Returns both replays of the timelines `read(limit)` gives (None: more than limit,
+        INVALID_ARGUMENT)."""
+        timelines = await read(MAX_WHAT_IF_TICKETS)
+        if timelines is None:
+            raise InvalidArgument(
+                f"the what-if covers more than {MAX_WHAT_IF_TICKETS:,} tickets; narrow it",
+                [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
+            )
+
+        def replay() -> WhatIfOutcome:
+            return WhatIfOutcome(
+                actual=sla_outcome(timelines, self.policy, as_of),
+                alternative=sla_outcome(timelines, alternative, as_of),
+                tickets=len(timelines),
+            )
+
+        return await asyncio.to_thread(replay)
+
+
+def what_if_as_of(period_end: datetime | None, now: datetime) -> datetime:
+    """Returns the instant a what-if replays to: the period's end, at most now."""
+    return min(period_end, now) if period_end else now
+
+
+def sla_outcome(timelines: Timelines, policy: careops_sla.SlaPolicy, as_of: datetime) -> SlaOutcome:
+    """Returns compliance and breach counts of the tickets replayed under `policy`."""
+    replays = [
+        domain.replay_sla(
+            channel=row.channel,
+            priority=row.priority,
+            tier=row.tier,
+            steps=steps,
+            policy=policy,
+            as_of=as_of,
+        )
+        for row, steps in timelines
+    ]
+    responded = [sla for sla in replays if sla.responded]
+    on_time = sum(not sla.first_response_breached for sla in responded)
+    return SlaOutcome(
+        policy_version=policy.version,
+        first_responses=len(responded),
+        first_responses_on_time=on_time,
+        first_response_breaches=sum(sla.first_response_breached for sla in replays),
+        resolutions=sum(sla.resolved for sla in replays),
+        resolution_breaches=sum(sla.resolution_breached for sla in replays),
+        # The same definition as GetKpis' sla_compliance_ratio (docs/kpis.md).
+        sla_compliance_ratio=domain.sla_compliance(
+            on_time=on_time,
+            first_responses=len(responded),
+            unanswered_breaches=sum(sla.unanswered_breach for sla in replays),
+        ),
+    )
+
+
+class Teams:
+    """The quality teams: which agents a team's KPIs and scorecard cover."""
+
+    def __init__(self, teams: Mapping[str, Sequence[str]]) -> None:
+        self._teams = {name: tuple(agents) for name, agents in teams.items()}
+
+    def agents(self, team: str) -> tuple[str, ...]:
+        """Returns the team's agents; NOT_FOUND for an unknown team."""
+        if team not in self._teams:
+            known = ", ".join(sorted(self._teams)) or "none"
+            raise NotFound(f"no team named {team!r} (known: {known})")
+        return self._teams[team]
