@@ -315,3 +315,38 @@ class Teams:
             known = ", ".join(sorted(self._teams)) or "none"
             raise NotFound(f"no team named {team!r} (known: {known})")
         return self._teams[team]
+
+
+# ------------------------------------------------------------------------- KPIs by day
+
+MAX_DAYS = 92
+
+
+@dataclass(frozen=True)
+class Day:
+    """One calendar day (UTC) of a KPI period, cut to the period's bounds."""
+
+    day: datetime
+    start: datetime
+    end: datetime
+
+
+def kpi_days(start: datetime | None, end: datetime | None) -> list[Day]:
+    """Returns the days a by-day KPI query covers; INVALID_ARGUMENT without both bounds or
+    over MAX_DAYS days."""
+    if start is None or end is None:
+        raise InvalidArgument(
+            "by_day needs a period with start and end",
+            [FieldViolation("period", "start and end are required with by_day")],
+        )
+    days: list[datetime] = []
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    if len(days) > MAX_DAYS:
+        raise InvalidArgument(
+            f"by_day covers at most {MAX_DAYS} days",
+            [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
+        )
+    return [Day(day, max(day, start), min(day + timedelta(days=1), end)) for day in days]

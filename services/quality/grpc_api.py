@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -25,12 +25,18 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quality import domain, readmodels
-from quality.application import QualityApp, Teams, Timelines, WhatIf, what_if_as_of
+from quality.application import (
+    QualityApp,
+    Teams,
+    Timelines,
+    WhatIf,
+    kpi_days,
+    what_if_as_of,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
-MAX_DAYS = 92
 
 EMOTION = types_pb2.Emotion.DESCRIPTOR
 FOLLOW_UP = types_pb2.FollowUpStatus.DESCRIPTOR
@@ -300,22 +306,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     async def GetKpis(self, request: pb.GetKpisRequest, context: Any) -> pb.GetKpisResponse:
         where = self._filter(request.filter)
         period = period_from_proto(request.period, self._app.clock())
-        days: list[datetime] = []
-        if request.by_day:
-            if period.start is None or period.end is None:
-                raise InvalidArgument(
-                    "by_day needs a period with start and end",
-                    [FieldViolation("period", "start and end are required with by_day")],
-                )
-            day = period.start.replace(hour=0, minute=0, second=0, microsecond=0)
-            while day < period.end:
-                days.append(day)
-                day += timedelta(days=1)
-            if len(days) > MAX_DAYS:
-                raise InvalidArgument(
-                    f"by_day covers at most {MAX_DAYS} days",
-                    [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
-                )
+        days = kpi_days(period.start, period.end) if request.by_day else []
         await self._kpis_caught_up(request)
 
         def query(session: Session) -> pb.GetKpisResponse:
@@ -323,11 +314,9 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period))
             )
             for day in days:
-                bounded = readmodels.Period(
-                    max(day, period.start or day), min(day + timedelta(days=1), period.end or day)
-                )
+                bounded = readmodels.Period(day.start, day.end)
                 values = readmodels.kpis(session=session, where=where, period=bounded)
-                response.by_day.append(kpis_to_proto(values, day))
+                response.by_day.append(kpis_to_proto(values, day.day))
             return response
 
         return await self._read(query)  # type: ignore[no-any-return]
