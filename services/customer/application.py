@@ -447,22 +447,38 @@ class Profiles:
         self._owner_of = owner_of
 
     async def register(
-        self, customer_id: str, personal: PersonalInput, consent: d.Consent, **meta: str
+        self,
+        customer_id: str,
+        personal: PersonalInput,
+        consent: d.Consent,
+        *,
+        command_id: str,
+        actor: str,
     ) -> CommandResult[d.Customer]:
         """Registers a customer whose contacts nobody else has (ALREADY_EXISTS otherwise)."""
         self._app.validate(personal)
         await self.ensure_free("email", personal.email, customer_id)
         await self.ensure_free("phone", personal.phone, customer_id)
-        return await self._app.register(customer_id, personal, consent, **meta)
+        return await self._app.register(
+            customer_id, personal, consent, command_id=command_id, actor=actor
+        )
 
     async def update_profile(
-        self, customer_id: str, changes: dict[str, str], consent: d.Consent | None, **meta: str
+        self,
+        customer_id: str,
+        changes: dict[str, str],
+        consent: d.Consent | None,
+        *,
+        command_id: str,
+        actor: str,
     ) -> CommandResult[d.Customer]:
         """Changes the profile; a new contact must not belong to another customer."""
         for kind in ("email", "phone"):
             if kind in changes:
                 await self.ensure_free(kind, changes[kind], customer_id, prefix="")
-        return await self._app.update_profile(customer_id, changes, consent, **meta)
+        return await self._app.update_profile(
+            customer_id, changes, consent, command_id=command_id, actor=actor
+        )
 
     async def ensure_free(
         self, kind: str, value: str, customer_id: str, prefix: str = "profile."
@@ -478,11 +494,13 @@ class Profiles:
             )
 
     async def record_purchase(
-        self, customer_id: str, command: d.RecordPurchase, **meta: str
+        self, customer_id: str, command: d.RecordPurchase, *, command_id: str, actor: str
     ) -> tuple[CommandResult[d.Customer], RecordedPurchase]:
         """Records a purchase; returns it as recorded. INVALID_ARGUMENT when the idempotency
         key answered with an earlier command for another order."""
-        result = await self._app.record_purchase(customer_id, command, **meta)
+        result = await self._app.record_purchase(
+            customer_id, command, command_id=command_id, actor=actor
+        )
         if command.order_id not in result.state.orders:
             raise InvalidArgument(
                 "this idempotency-key was used for another request",

@@ -29,7 +29,9 @@ class FakeDirectory:
         self.entries = entries
         self.lookups: list[tuple[str, str, str]] = []
 
-    async def find(self, *, customer_id: str = "", kind: str = "", digest: str = "") -> Entry | None:
+    async def find(
+        self, *, customer_id: str = "", kind: str = "", digest: str = ""
+    ) -> Entry | None:
         self.lookups.append((customer_id, kind, digest))
         return self.entries.get((customer_id, kind, digest))
 
