@@ -434,16 +434,18 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
 
     def _export(self, customer_id: str) -> dict[str, Any]:
         with Session(self._engine) as session:
-            export = readmodels.data_export(
+            found = readmodels.view_360(
                 session=session,
                 customer_id=customer_id,
                 timeline_limit=EXPORT_TIMELINE,
                 currency=self._app.model.currency,
             )
-        if export is None:
-            raise NotFound(f"customer {customer_id} does not exist")
+            if found is None:
+                raise NotFound(f"customer {customer_id} does not exist")
+            bought = readmodels.all_purchases(session=session, customer_id=customer_id)
+            tickets = readmodels.all_tickets(session=session, customer_id=customer_id)
         view = MessageToDict(
-            self._view_to_proto(export.view),
+            self._view_to_proto(found),
             preserving_proto_field_name=True,
             always_print_fields_with_no_presence=True,  # a DSAR shows "false" and "0" too
         )
@@ -452,11 +454,11 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
                 _purchase(p.order_id, p.amount_minor, p.currency, p.purchased_at),
                 preserving_proto_field_name=True,
             )
-            for p in export.purchases
+            for p in bought
         ]
         return export_document(
             view=view,
             purchases=purchases,
-            tickets=export.tickets,
-            erased=export.view.customer.forgotten,
+            tickets=tickets,
+            erased=found.customer.forgotten,
         )

@@ -589,28 +589,3 @@ def activities(
             )
         )
     return result
-
-
-@dataclass(frozen=True)
-class DataExport:
-    """Everything a data-subject access export holds of one customer."""
-
-    view: View360
-    purchases: list[PurchaseRow]
-    tickets: list[TicketRow]
-
-
-def data_export(
-    *, session: Session, customer_id: str, timeline_limit: int, currency: str
-) -> DataExport | None:
-    """Returns the customer's 360 view with every purchase and ticket, or None."""
-    view = view_360(
-        session=session, customer_id=customer_id, timeline_limit=timeline_limit, currency=currency
-    )
-    if view is None:
-        return None
-    return DataExport(
-        view=view,
-        purchases=all_purchases(session=session, customer_id=customer_id),
-        tickets=all_tickets(session=session, customer_id=customer_id),
-    )
