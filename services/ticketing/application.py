@@ -307,3 +307,12 @@ class Assignment:
             )
         best = suggestions[0]
         return domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason)
+
+
+def sla_snapshots(
+    app: TicketingApp, ticket: domain.Ticket, at: datetime | None = None
+) -> list[domain.SlaClockSnapshot]:
+    """Returns the ticket's SLA clocks as of `at` (default: now) on its channel's calendar."""
+    calendar = app.policy.calendar_for(channel=ticket.channel.value)
+    as_of = at or app.clock()
+    return [domain.snapshot(clock, as_of, calendar) for clock in ticket.clocks.values()]

@@ -21,7 +21,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ticketing import domain, readmodels
-from ticketing.application import Assignment, CustomerClaim, CustomerLookup, TicketingApp
+from ticketing.application import (
+    Assignment,
+    CustomerClaim,
+    CustomerLookup,
+    TicketingApp,
+    sla_snapshots,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
 
@@ -81,10 +87,8 @@ def ticket_to_proto(
         value: datetime | None = getattr(ticket, name)
         if value is not None:
             getattr(message, name).FromDatetime(value)
-    calendar = app.policy.calendar_for(channel=ticket.channel.value)
-    as_of = at or app.clock()
-    for clock in ticket.clocks.values():
-        dataclass_to_message(domain.snapshot(clock, as_of, calendar), message.sla.add())
+    for snapshot in sla_snapshots(app, ticket, at):
+        dataclass_to_message(snapshot, message.sla.add())
     return message
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import careops_sla
 import pytest
@@ -11,9 +12,16 @@ from careops_platform.contacts import contact_digest
 from careops_platform.errors import FailedPrecondition, InvalidArgument
 
 from ticketing import domain
-from ticketing.application import Assignment, CustomerClaim, CustomerLookup, TicketingApp
+from ticketing.application import (
+    Assignment,
+    CustomerClaim,
+    CustomerLookup,
+    TicketingApp,
+    sla_snapshots,
+)
 
 KEY = b"k" * 32
+OPENED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -78,15 +86,20 @@ async def test_no_id_and_no_contact_is_an_anonymous_ticket_with_the_requested_ti
     assert await lookup().resolve(claim) == ("", domain.CustomerTier.LOW_FREQUENCY)
 
 
-async def opened(agents: list[domain.Agent]) -> tuple[TicketingApp, str]:
+async def opened(
+    agents: list[domain.Agent], channel: domain.Channel = domain.Channel.EMAIL
+) -> tuple[TicketingApp, str]:
     app = TicketingApp(
-        store=InMemoryEventStore(), policy=careops_sla.load_policy(None), agents=agents
+        store=InMemoryEventStore(),
+        policy=careops_sla.load_policy(None),
+        agents=agents,
+        clock=lambda: OPENED,
     )
     await app.provision()
     command = domain.OpenTicket(
         ticket_id="T1",
         customer_id="C1",
-        channel=domain.Channel.EMAIL,
+        channel=channel,
         type=domain.TicketType.FAULT,
         priority=domain.Priority.NORMAL,
         subject="broken",
@@ -123,3 +136,17 @@ async def test_suggestions_of_an_unknown_ticket_are_not_found() -> None:
     app, _ = await opened([])
     with pytest.raises(domain.TicketNotFound):
         await Assignment(app, no_load).suggestions("T404")
+
+
+async def test_sla_clocks_are_read_as_of_the_given_instant_or_now() -> None:
+    app, ticket_id = await opened([], channel=domain.Channel.CHAT)
+    ticket, _ = await app.get(ticket_id)
+    later = {s.clock: s for s in sla_snapshots(app, ticket, OPENED + timedelta(minutes=10))}
+    first = later[domain.SlaClock.FIRST_RESPONSE]
+    assert (first.consumed, first.running, first.target) == (
+        timedelta(minutes=10),
+        True,
+        timedelta(minutes=30),
+    )
+    now = {s.clock: s for s in sla_snapshots(app, ticket)}
+    assert now[domain.SlaClock.FIRST_RESPONSE].consumed == timedelta(0)
