@@ -6,6 +6,7 @@ import hashlib
 import importlib.resources
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -24,6 +25,8 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_platform.errors import NotFound
+from careops_platform.requests import AGGREGATE_ID
 from prometheus_client import Counter, Histogram
 
 from incident import domain as d
@@ -429,3 +432,17 @@ def load_teams(path: str | None) -> list[d.Team]:
             )
         )
     return teams
+
+
+# ------------------------------------------------------------------------- edge use cases
+
+# The domain names pages `<incident id>-p<n>`, so a page id says which incident it belongs to.
+PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
+
+
+def incident_of_page(page_id: str) -> str:
+    """Returns the id of the incident a page belongs to; NOT_FOUND for a malformed page id."""
+    match = PAGE_ID.fullmatch(page_id)
+    if not match:
+        raise NotFound(f"page {page_id!r} does not exist")
+    return match["incident"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from enum import Enum
@@ -23,11 +22,9 @@ from careops_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
-    NotFound,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import (
-    AGGREGATE_ID,
     actor,
     aggregate_id,
     command_id,
@@ -40,10 +37,9 @@ from sqlalchemy.orm import Session
 from incident import domain as d
 from incident import readmodels
 from incident.alerts import Alert, AlertKind, AlertWatch
-from incident.application import IncidentApp
+from incident.application import IncidentApp, incident_of_page
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
-PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
 R = TypeVar("R")
 E = TypeVar("E", bound=Enum)
 
@@ -237,11 +233,9 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def AcknowledgePage(
         self, request: pb.AcknowledgePageRequest, context: Any
     ) -> pb.AcknowledgePageResponse:
-        match = PAGE_ID.fullmatch(request.page_id)
-        if not match:
-            raise NotFound(f"page {request.page_id!r} does not exist")
+        incident_id = incident_of_page(request.page_id)
         command = d.AcknowledgePage(request.page_id, request.member_id)
-        return await self._command(pb.AcknowledgePageResponse, match["incident"], command)
+        return await self._command(pb.AcknowledgePageResponse, incident_id, command)
 
     async def EscalateIncident(
         self, request: pb.EscalateIncidentRequest, context: Any

@@ -13,11 +13,11 @@ import pytest
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops_eventstore.codec import EnvelopeContext
 from careops_eventstore.memory import InMemoryEventStore
-from careops_platform.errors import InvalidArgument
+from careops_platform.errors import InvalidArgument, NotFound
 
 from incident import domain as d
 from incident.alerts import Alert, AlertKind, AlertWatch, alert_kind, waiting_alert
-from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp, incident_of_page
 
 AT = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -176,3 +176,10 @@ def test_only_pages_acknowledgements_and_notices_are_alerts() -> None:
     assert alert_kind(d.PageAcknowledged("I1-p1", "m")) is AlertKind.ACKNOWLEDGED
     assert alert_kind(d.TeamInformed("ops", "m", (), "n1")) is AlertKind.INFORMED
     assert alert_kind(declared()) is None
+
+
+def test_a_page_id_names_its_incident_and_a_malformed_one_is_not_found() -> None:
+    assert incident_of_page("I-20260301-ab12-p3") == "I-20260301-ab12"
+    for page_id in ("I1", "I1-p", "I1-px", "-p1", "I1-p1 "):
+        with pytest.raises(NotFound, match="does not exist"):
+            incident_of_page(page_id)
