@@ -1,4 +1,9 @@
-"""Errors every service raises at its edge and the one way they map to gRPC statuses."""
+"""Errors every service raises and the one way they map to gRPC statuses.
+
+Edges and applications raise these ServiceErrors for refusals of their own (a bad request field,
+an unknown team, a contact already registered); domain errors stay the domain's and are mapped by
+their class through the service's `error_map` (`service_error`). The server's interceptors are
+the only place either becomes a status: no edge catches and translates errors itself."""
 
 from __future__ import annotations
 

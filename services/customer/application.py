@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from careops.customer.v1 import events_pb2
 from careops.customer.v1.types_pb2 import PersonalData
@@ -33,6 +33,7 @@ from careops_platform.contacts import (
     normalize_email,
     normalize_phone,
 )
+from careops_platform.errors import AlreadyExists, FieldViolation, InvalidArgument
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 
@@ -419,3 +420,147 @@ class CustomerApp:
     @staticmethod
     def export_requested() -> None:
         EXPORTS.inc()
+
+
+# ------------------------------------------------------------------------- edge use cases
+
+ContactOwner = Callable[[str, str], Awaitable[str | None]]
+"""Returns the id of the customer registered with a contact (kind, keyed hash), or None."""
+
+
+@dataclass(frozen=True)
+class RecordedPurchase:
+    """The purchase a RecordPurchase answers with (the first one, on a retry)."""
+
+    order_id: str
+    amount_minor: int
+    currency: str
+    purchased_at: datetime
+
+
+class Profiles:
+    """Registration, profile changes and purchases as the API offers them: contacts are unique
+    across customers, and an idempotency key stands for one request only."""
+
+    def __init__(self, app: CustomerApp, owner_of: ContactOwner) -> None:
+        self._app = app
+        self._owner_of = owner_of
+
+    async def register(
+        self,
+        customer_id: str,
+        personal: PersonalInput,
+        consent: d.Consent,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Customer]:
+        """Registers a customer whose contacts nobody else has (ALREADY_EXISTS otherwise)."""
+        self._app.validate(personal)
+        await self.ensure_free("email", personal.email, customer_id)
+        await self.ensure_free("phone", personal.phone, customer_id)
+        return await self._app.register(
+            customer_id, personal, consent, command_id=command_id, actor=actor
+        )
+
+    async def update_profile(
+        self,
+        customer_id: str,
+        changes: dict[str, str],
+        consent: d.Consent | None,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Customer]:
+        """Changes the profile; a new contact must not belong to another customer."""
+        for kind in ("email", "phone"):
+            if kind in changes:
+                await self.ensure_free(kind, changes[kind], customer_id, prefix="")
+        return await self._app.update_profile(
+            customer_id, changes, consent, command_id=command_id, actor=actor
+        )
+
+    async def ensure_free(
+        self, kind: str, value: str, customer_id: str, prefix: str = "profile."
+    ) -> None:
+        """Raises ALREADY_EXISTS when another customer has this e-mail / phone."""
+        if not value.strip():
+            return
+        owner = await self._owner_of(kind, self._app.hash_contact(kind, value))
+        if owner is not None and owner != customer_id:
+            raise AlreadyExists(
+                f"customer {owner} already has this {kind.replace('email', 'e-mail')}",
+                [FieldViolation(f"{prefix}{kind}", "already registered")],
+            )
+
+    async def record_purchase(
+        self, customer_id: str, command: d.RecordPurchase, *, command_id: str, actor: str
+    ) -> tuple[CommandResult[d.Customer], RecordedPurchase]:
+        """Records a purchase; returns it as recorded. INVALID_ARGUMENT when the idempotency
+        key answered with an earlier command for another order."""
+        result = await self._app.record_purchase(
+            customer_id, command, command_id=command_id, actor=actor
+        )
+        if command.order_id not in result.state.orders:
+            raise InvalidArgument(
+                "this idempotency-key was used for another request",
+                [FieldViolation("idempotency-key", "already used for another order")],
+            )
+        amount, currency = result.state.orders[command.order_id]
+        recorded = next((e for e in result.events if isinstance(e, d.PurchaseRecorded)), None)
+        at = recorded.purchased_at if recorded else (command.purchased_at or self._app.clock())
+        return result, RecordedPurchase(command.order_id, amount, currency, at)
+
+
+def average_csat(scores: Sequence[int]) -> float | None:
+    """Returns the mean CSAT of the surveys, to 3 places (None: no survey)."""
+    return round(sum(scores) / len(scores), 3) if scores else None
+
+
+class ExportedTicket(Protocol):
+    """A ticket of the customer as the export lists it."""
+
+    @property
+    def ticket_id(self) -> str: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def priority(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def opened_at(self) -> datetime: ...
+
+
+def export_document(
+    *,
+    view: dict[str, Any],
+    purchases: Sequence[dict[str, Any]],
+    tickets: Sequence[ExportedTicket],
+    erased: bool,
+) -> dict[str, Any]:
+    """Returns the data-subject access document: the 360° view (`view`, rendered) with every
+    purchase instead of the recent ones, every ticket, and whether personal data remains."""
+    document = dict(view)
+    document.pop("recent_purchases", None)
+    document["purchases"] = list(purchases)
+    document["tickets"] = [
+        {
+            "ticket_id": ticket.ticket_id,
+            "channel": ticket.channel,
+            "type": ticket.type,
+            "priority": ticket.priority,
+            "status": ticket.status,
+            "opened_at": ticket.opened_at.isoformat(),
+        }
+        for ticket in tickets
+    ]
+    document["erased"] = erased
+    document["note"] = (
+        "Personal data was erased; only non-personal facts remain."
+        if erased
+        else "Personal data is decrypted from the customer's encrypted record."
+    )
+    return document

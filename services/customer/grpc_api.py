@@ -19,14 +19,7 @@ from careops.customer.v1 import types_pb2 as t
 from careops.customer.v1.types_pb2 import PersonalData
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import enum_from_proto, enum_to_proto
-from careops_platform.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    service_error,
-)
+from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument, NotFound
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, derived_id, timestamp_field
 from google.protobuf.json_format import MessageToDict
@@ -35,8 +28,13 @@ from sqlalchemy.orm import Session
 
 from customer import currencies, readmodels
 from customer import domain as d
-from customer.application import CustomerApp, PersonalInput
-from customer.projections import CustomerProjection
+from customer.application import (
+    CustomerApp,
+    PersonalInput,
+    Profiles,
+    average_csat,
+    export_document,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CustomerProfileService"].full_name
 TIER = t.CustomerTier.DESCRIPTOR
@@ -54,10 +52,6 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         d.CustomerAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         d.CustomerError: grpc.StatusCode.FAILED_PRECONDITION,
     }
-
-
-def _translate(exc: d.CustomerError) -> Exception:
-    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _customer_id(value: str) -> str:
@@ -127,6 +121,10 @@ def _purchase(order_id: str, amount_minor: int, currency: str, at: datetime) -> 
     return message
 
 
+ReadWait = Callable[[int, float], Awaitable[bool]]
+"""Waits (bounded) until the customer read model reached a sequence; returns whether it did."""
+
+
 class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
     """Thin gRPC adapter over CustomerApp and the customer read models."""
 
@@ -134,20 +132,19 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         self,
         app: CustomerApp,
         engine: Engine,
-        wait_for: Callable[[str, int, float], Awaitable[bool]],
+        wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
     ) -> None:
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
+        self._profiles = Profiles(app, self._contact_owner)
 
     # ------------------------------------------------------------------------- helpers
 
     async def _caught_up(self, min_sequence: int) -> None:
-        if min_sequence and not await self._wait_for(
-            CustomerProjection.name, min_sequence, self._read_wait
-        ):
+        if min_sequence and not await self._wait_for(min_sequence, self._read_wait):
             raise DeadlineExceeded(
                 f"the customer read model has not reached sequence {min_sequence} yet; retry"
             )
@@ -187,31 +184,13 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             version=row.version,
         )
 
-    async def _run(self, call: Awaitable[CommandResult[d.Customer]]) -> CommandResult[d.Customer]:
-        try:
-            return await call
-        except d.CustomerError as exc:
-            raise _translate(exc) from exc
-
     def _lookup(self, kind: str, digest: str) -> readmodels.CustomerRow | None:
         with Session(self._engine) as session:
             return readmodels.find_by_contact(session=session, kind=kind, digest=digest)
 
-    async def _contact_taken(
-        self, kind: str, value: str, customer_id: str, prefix: str = "profile."
-    ) -> None:
-        if not value.strip():
-            return
-        try:
-            digest = self._app.hash_contact(kind, value)
-        except d.CustomerError as exc:
-            raise _translate(exc) from exc
+    async def _contact_owner(self, kind: str, digest: str) -> str | None:
         owner = await asyncio.to_thread(self._lookup, kind, digest)
-        if owner is not None and owner.customer_id != customer_id:
-            raise AlreadyExists(
-                f"customer {owner.customer_id} already has this {kind.replace('email', 'e-mail')}",
-                [FieldViolation(f"{prefix}{kind}", "already registered")],
-            )
+        return owner.customer_id if owner is not None else None
 
     # ------------------------------------------------------------------------- commands
 
@@ -228,17 +207,9 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             notes=profile.notes,
             locale=profile.locale,
         )
-        try:
-            self._app.validate(personal)
-        except d.CustomerError as exc:
-            raise _translate(exc) from exc
-        await self._contact_taken("email", profile.email, customer_id)
-        await self._contact_taken("phone", profile.phone, customer_id)
         consent = d.Consent(request.consent.marketing, request.consent.profiling)
-        result = await self._run(
-            self._app.register(
-                customer_id, personal, consent, command_id=command_id(), actor=actor()
-            )
+        result = await self._profiles.register(
+            customer_id, personal, consent, command_id=command_id(), actor=actor()
         )
         return pb.RegisterCustomerResponse(
             customer=await self._from_state(result), sequence=result.sequence
@@ -258,13 +229,8 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             if request.HasField("consent")
             else None
         )
-        for kind in ("email", "phone"):
-            if kind in changes:
-                await self._contact_taken(kind, changes[kind], customer_id, prefix="")
-        result = await self._run(
-            self._app.update_profile(
-                customer_id, changes, consent, command_id=command_id(), actor=actor()
-            )
+        result = await self._profiles.update_profile(
+            customer_id, changes, consent, command_id=command_id(), actor=actor()
         )
         return pb.UpdateProfileResponse(
             customer=await self._from_state(result), sequence=result.sequence
@@ -274,14 +240,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         self, request: pb.TagCustomerRequest, context: Any
     ) -> pb.TagCustomerResponse:
         customer_id = _customer_id(request.customer_id)
-        result = await self._run(
-            self._app.tag(
-                customer_id,
-                list(request.add),
-                list(request.remove),
-                command_id=command_id(),
-                actor=actor(),
-            )
+        result = await self._app.tag(
+            customer_id,
+            list(request.add),
+            list(request.remove),
+            command_id=command_id(),
+            actor=actor(),
         )
         return pb.TagCustomerResponse(
             customer=await self._from_state(result), sequence=result.sequence
@@ -297,20 +261,13 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             currency=request.currency,
             purchased_at=timestamp_field(request, "purchased_at"),
         )
-        result = await self._run(
-            self._app.record_purchase(customer_id, command, command_id=command_id(), actor=actor())
+        result, bought = await self._profiles.record_purchase(
+            customer_id, command, command_id=command_id(), actor=actor()
         )
-        if request.order_id not in result.state.orders:
-            # The idempotency-key answered with an earlier command: a different purchase.
-            raise InvalidArgument(
-                "this idempotency-key was used for another request",
-                [FieldViolation("idempotency-key", "already used for another order")],
-            )
-        amount, currency = result.state.orders[request.order_id]
-        recorded = next((e for e in result.events if isinstance(e, d.PurchaseRecorded)), None)
-        at = recorded.purchased_at if recorded else (command.purchased_at or self._app.clock())
         return pb.RecordPurchaseResponse(
-            purchase=_purchase(request.order_id, amount, currency, at),
+            purchase=_purchase(
+                bought.order_id, bought.amount_minor, bought.currency, bought.purchased_at
+            ),
             customer=await self._from_state(result),
             sequence=result.sequence,
         )
@@ -320,9 +277,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
     ) -> pb.EraseCustomerResponse:
         customer_id = _customer_id(request.customer_id)
         reason = enum_from_proto(request.reason, REASON, d.ErasureReason)
-        result = await self._run(
-            self._app.erase(customer_id, reason, command_id=command_id(), actor=actor())
-        )
+        result = await self._app.erase(customer_id, reason, command_id=command_id(), actor=actor())
         response = pb.EraseCustomerResponse(customer_id=customer_id, sequence=result.sequence)
         _stamp(response, "erased_at", result.state.forgotten_at)
         return response
@@ -338,10 +293,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
                 "give an e-mail address or a phone number",
                 [FieldViolation("email", "set email or phone")],
             )
-        try:
-            digest = self._app.hash_contact(kind, getattr(request, kind))
-        except d.CustomerError as exc:
-            raise _translate(exc) from exc
+        digest = self._app.hash_contact(kind, getattr(request, kind))
         await self._caught_up(request.min_sequence)
         found = await asyncio.to_thread(self._find, kind, digest)
         if found is None:
@@ -404,10 +356,9 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
                 record.nps = survey.nps
             _stamp(record, "submitted_at", survey.submitted_at)
         satisfaction.surveys = len(view.surveys)
-        if view.surveys:
-            satisfaction.average_csat = round(
-                sum(s.csat for s in view.surveys) / len(view.surveys), 3
-            )
+        average = average_csat([survey.csat for survey in view.surveys])
+        if average is not None:
+            satisfaction.average_csat = average
         for entry in view.timeline:
             item = message.timeline.add(
                 source=entry.source,
@@ -483,45 +434,31 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
 
     def _export(self, customer_id: str) -> dict[str, Any]:
         with Session(self._engine) as session:
-            view = readmodels.view_360(
+            found = readmodels.view_360(
                 session=session,
                 customer_id=customer_id,
                 timeline_limit=EXPORT_TIMELINE,
                 currency=self._app.model.currency,
             )
-            if view is None:
+            if found is None:
                 raise NotFound(f"customer {customer_id} does not exist")
             bought = readmodels.all_purchases(session=session, customer_id=customer_id)
             tickets = readmodels.all_tickets(session=session, customer_id=customer_id)
-        view_message = self._view_to_proto(view)
-        document = MessageToDict(
-            view_message,
+        view = MessageToDict(
+            self._view_to_proto(found),
             preserving_proto_field_name=True,
             always_print_fields_with_no_presence=True,  # a DSAR shows "false" and "0" too
         )
-        document.pop("recent_purchases", None)
-        document["purchases"] = [
+        purchases = [
             MessageToDict(
                 _purchase(p.order_id, p.amount_minor, p.currency, p.purchased_at),
                 preserving_proto_field_name=True,
             )
             for p in bought
         ]
-        document["tickets"] = [
-            {
-                "ticket_id": ticket.ticket_id,
-                "channel": ticket.channel,
-                "type": ticket.type,
-                "priority": ticket.priority,
-                "status": ticket.status,
-                "opened_at": ticket.opened_at.isoformat(),
-            }
-            for ticket in tickets
-        ]
-        document["erased"] = view.customer.forgotten
-        document["note"] = (
-            "Personal data was erased; only non-personal facts remain."
-            if view.customer.forgotten
-            else "Personal data is decrypted from the customer's encrypted record."
+        return export_document(
+            view=view,
+            purchases=purchases,
+            tickets=tickets,
+            erased=found.customer.forgotten,
         )
-        return document

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from careops.common.v1 import admin_pb2_grpc
@@ -227,7 +228,10 @@ class CustomerService:
             bindings=[
                 ServiceBinding(
                     grpc_api.CustomerServicer(
-                        app, self.engine, self.wait_for, settings.read_wait_seconds
+                        app,
+                        self.engine,
+                        partial(self.wait_for, CustomerProjection.name),
+                        settings.read_wait_seconds,
                     ),
                     customer_pb2_grpc.add_CustomerProfileServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -22,6 +23,8 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_platform.errors import NotFound
+from careops_platform.requests import AGGREGATE_ID
 from prometheus_client import Counter, Histogram
 
 from incident import domain as d
@@ -329,3 +332,17 @@ def _acked_before(incident: d.Incident, page: d.PageState) -> bool:
         for other in incident.pages.values()
         if other.team_id == page.team_id and other.page_id != page.page_id
     )
+
+
+# ------------------------------------------------------------------------- edge use cases
+
+# The domain names pages `<incident id>-p<n>`, so a page id says which incident it belongs to.
+PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
+
+
+def incident_of_page(page_id: str) -> str:
+    """Returns the id of the incident a page belongs to; NOT_FOUND for a malformed page id."""
+    match = PAGE_ID.fullmatch(page_id)
+    if not match:
+        raise NotFound(f"page {page_id!r} does not exist")
+    return match["incident"]

@@ -3,56 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
 import grpc
-import nats.js.api
-from careops.events.v1.envelope_pb2 import EventBatch
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
-from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import (
     dataclass_to_message,
     enum_from_proto,
     enum_to_proto,
-    from_timestamp,
     message_to_dataclass,
 )
-from careops_eventstore.projection import read_checkpoint
 from careops_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
-    NotFound,
-    service_error,
 )
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import (
-    AGGREGATE_ID,
     actor,
     aggregate_id,
     command_id,
     derived_id,
     timestamp_field,
 )
-from google.protobuf.message import DecodeError
-from nats.aio.client import Client as NatsClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from incident import domain as d
 from incident import readmodels
-from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
-from incident.projections import IncidentProjection
+from incident.alerts import Alert, AlertKind, AlertWatch
+from incident.application import IncidentApp, incident_of_page
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
-PAGE_ID = re.compile(rf"(?P<incident>{AGGREGATE_ID.pattern})-p[0-9]+")  # fullmatch only
 R = TypeVar("R")
 E = TypeVar("E", bound=Enum)
 
@@ -75,10 +62,6 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         d.IncidentAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         d.IncidentError: grpc.StatusCode.FAILED_PRECONDITION,
     }
-
-
-def _translate(exc: d.IncidentError) -> Exception:
-    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _stamp(message: Any, name: str, value: datetime | None) -> None:
@@ -187,6 +170,10 @@ def matrix_to_proto(matrix: d.Matrix) -> t.ResponseMatrix:
     return message
 
 
+ReadWait = Callable[[int, float], Awaitable[bool]]
+"""Waits (bounded) until the incident read model reached a sequence; returns whether it did."""
+
+
 class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     """Thin gRPC adapter over IncidentApp and the incident read models."""
 
@@ -194,26 +181,20 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self,
         app: IncidentApp,
         engine: Engine,
-        nc: NatsClient,
-        wait_for: Callable[[str, int, float], Awaitable[bool]],
+        alerts: AlertWatch,
+        wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
     ) -> None:
         self._app = app
         self._engine = engine
-        self._nc = nc
+        self._alerts = alerts
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
 
-    async def _run(self, incident_id: str, command: d.Command) -> CommandResult[d.Incident]:
-        try:
-            return await self._app.execute(
-                incident_id, command, command_id=command_id(), actor=actor()
-            )
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
-
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:
-        result = await self._run(_incident_id(incident_id), command)
+        result = await self._app.execute(
+            _incident_id(incident_id), command, command_id=command_id(), actor=actor()
+        )
         incident = incident_to_proto(result.state, result.sequence)
         return response_type(incident=incident, sequence=result.sequence)  # type: ignore[call-arg]
 
@@ -252,11 +233,9 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def AcknowledgePage(
         self, request: pb.AcknowledgePageRequest, context: Any
     ) -> pb.AcknowledgePageResponse:
-        match = PAGE_ID.fullmatch(request.page_id)
-        if not match:
-            raise NotFound(f"page {request.page_id!r} does not exist")
+        incident_id = incident_of_page(request.page_id)
         command = d.AcknowledgePage(request.page_id, request.member_id)
-        return await self._command(pb.AcknowledgePageResponse, match["incident"], command)
+        return await self._command(pb.AcknowledgePageResponse, incident_id, command)
 
     async def EscalateIncident(
         self, request: pb.EscalateIncidentRequest, context: Any
@@ -285,10 +264,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self, request: pb.GetIncidentRequest, context: Any
     ) -> pb.GetIncidentResponse:
         incident_id = _incident_id(request.incident_id)
-        try:
-            incident, version = await self._app.get(incident_id)
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
+        incident, version = await self._app.get(incident_id)
         return pb.GetIncidentResponse(incident=incident_to_proto(incident, version))
 
     async def ListIncidents(
@@ -296,9 +272,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     ) -> pb.ListIncidentsResponse:
         size = page_size(request.page_size)
         before = page_cursor(request.page_token, "ListIncidents")
-        if request.min_sequence and not await self._wait_for(
-            IncidentProjection.name, request.min_sequence, self._read_wait
-        ):
+        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
             raise DeadlineExceeded(f"incidents have not reached {request.min_sequence} yet")
         status = _enum(request.status, STATUS, d.Status)
         level = _enum(request.level, LEVEL, d.Level)
@@ -338,12 +312,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     ) -> pb.PutResponseMatrixResponse:
         _matrix_team_ids(request)
         rows = [message_to_dataclass(row, d.MatrixRow) for row in request.rows]
-        try:
-            matrix, sequence = await self._app.put_matrix(
-                rows, command_id=command_id(), actor=actor()
-            )
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
+        matrix, sequence = await self._app.put_matrix(rows, command_id=command_id(), actor=actor())
         return pb.PutResponseMatrixResponse(matrix=matrix_to_proto(matrix), sequence=sequence)
 
     async def GetResponseMatrix(
@@ -353,145 +322,49 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
 
     async def PutTeam(self, request: pb.PutTeamRequest, context: Any) -> pb.PutTeamResponse:
         _team_id(request.team.team_id, "team.team_id")
-        try:
-            team, sequence = await self._app.put_team(
-                _team_from_proto(request.team), command_id=command_id(), actor=actor()
-            )
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
+        team, sequence = await self._app.put_team(
+            _team_from_proto(request.team), command_id=command_id(), actor=actor()
+        )
         return pb.PutTeamResponse(team=team_to_proto(team, sequence), sequence=sequence)
 
     async def GetTeam(self, request: pb.GetTeamRequest, context: Any) -> pb.GetTeamResponse:
-        try:
-            team, version = await self._app.team(_team_id(request.team_id))
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
+        team, version = await self._app.team(_team_id(request.team_id))
         return pb.GetTeamResponse(team=team_to_proto(team, version))
 
     async def WatchAlerts(
         self, request: pb.WatchAlertsRequest, context: Any
     ) -> AsyncIterator[pb.WatchAlertsResponse]:
-        team_id = _team_id(request.team_id)
-        try:
-            await self._app.team(team_id)
-        except d.IncidentError as exc:
-            raise _translate(exc) from exc
-        position = request.after_sequence
-        if position:
-            last = await self._app.store.last_sequence(STREAM.name)
-            if position > last:
-                raise InvalidArgument(
-                    f"after_sequence {position} is beyond the log's last sequence {last}",
-                    [FieldViolation("after_sequence", f"must be at most {last}")],
-                )
+        alerts = await self._alerts.watch(_team_id(request.team_id), request.after_sequence)
         # Accepted: the response headers go out now, not with the first alert (which may be
         # hours away), so a client or the gateway's HTTP edge knows the watch is on.
         await context.send_initial_metadata(())
-        if not position:
-            position, waiting = await asyncio.to_thread(self._waiting, team_id)
-            for alert in waiting:
-                yield alert
-        async for alert in self._live(team_id, position):
-            yield alert
-
-    def _waiting(self, team_id: str) -> tuple[int, list[pb.WatchAlertsResponse]]:
-        """Returns the read model's position and the team's unacknowledged pages as of it."""
-        with Session(self._engine) as session, session.begin():
-            position = read_checkpoint(session, IncidentProjection.name)
-            rows = readmodels.waiting_pages(session=session, team_id=team_id)
-        alerts = []
-        for row in rows:
-            alert = pb.WatchAlertsResponse(
-                kind=t.ALERT_KIND_PAGE,
-                incident_id=row.incident_id,
-                page_id=row.page_id,
-                team_id=row.team_id,
-                member_id=row.member_id,
-                level=enum_to_proto(d.Level(row.level), LEVEL),
-                incident_type=row.type,
-                title=row.title,
-                engagement=enum_to_proto(d.Engagement(row.engagement), ENGAGEMENT),
-                drill=row.drill,
-                replayed=True,
-                sequence=row.sequence,
-            )
-            _stamp(alert, "at", readmodels.aware(row.requested_at))
-            _stamp(alert, "ack_due_at", readmodels.aware(row.ack_due_at))
-            alerts.append(alert)
-        return position, alerts
-
-    async def _live(self, team_id: str, position: int) -> AsyncIterator[pb.WatchAlertsResponse]:
-        """Streams the team's alerts from the log after `position` (an ordered consumer)."""
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1000)
-
-        async def collect(msg: Any) -> None:
-            await queue.put(msg)
-
-        js = self._nc.jetstream()
-        subscription = await js.subscribe(
-            f"{INCIDENT_SUBJECTS}.>",
-            cb=collect,
-            ordered_consumer=True,
-            config=nats.js.api.ConsumerConfig(
-                deliver_policy=nats.js.api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=position + 1,
-            ),
-            stream=STREAM.name,
-        )
-        try:
-            while True:
-                msg = await queue.get()
-                batch = EventBatch()
-                with contextlib.suppress(DecodeError):
-                    batch.ParseFromString(msg.data)
-                sequence = msg.metadata.sequence.stream
-                for alert in await self._alerts(batch, team_id, sequence):
-                    yield alert
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-
-    async def _alerts(
-        self, batch: EventBatch, team_id: str, sequence: int
-    ) -> list[pb.WatchAlertsResponse]:
-        alerts = []
-        for decoded in CODEC.decode_batch(batch):
-            event = decoded.event
-            kind = _alert_kind(event)
-            if kind is None:
-                continue
-            incident, _ = await self._app.get(decoded.envelope.aggregate_id)
-            page = incident.pages.get(getattr(event, "page_id", ""))
-            event_team = getattr(event, "team_id", "") or (page.team_id if page else "")
-            if event_team != team_id:
-                continue
-            alert = pb.WatchAlertsResponse(
-                kind=kind,
-                incident_id=incident.incident_id,
-                page_id=getattr(event, "page_id", "") or getattr(event, "notice_id", ""),
-                team_id=team_id,
-                member_id=event.member_id,
-                level=enum_to_proto(incident.level, LEVEL),
-                incident_type=incident.type,
-                title=incident.title,
-                engagement=enum_to_proto(
-                    page.engagement if page else d.Engagement.GREY, ENGAGEMENT
-                ),
-                drill=incident.drill,
-                sequence=sequence,
-            )
-            _stamp(alert, "at", from_timestamp(decoded.envelope.occurred_at))
-            if isinstance(event, d.PageRequested):
-                _stamp(alert, "ack_due_at", event.ack_due_at)
-            alerts.append(alert)
-        return alerts
+        async for alert in alerts:
+            yield alert_to_proto(alert)
 
 
-def _alert_kind(event: Any) -> Any:
-    if isinstance(event, d.PageRequested):
-        return int(t.ALERT_KIND_PAGE)
-    if isinstance(event, d.PageAcknowledged):
-        return int(t.ALERT_KIND_ACKNOWLEDGED)
-    if isinstance(event, d.TeamInformed):
-        return int(t.ALERT_KIND_INFORMED)
-    return None
+ALERT_KINDS = {
+    AlertKind.PAGE: t.ALERT_KIND_PAGE,
+    AlertKind.ACKNOWLEDGED: t.ALERT_KIND_ACKNOWLEDGED,
+    AlertKind.INFORMED: t.ALERT_KIND_INFORMED,
+}
+
+
+def alert_to_proto(alert: Alert) -> pb.WatchAlertsResponse:
+    """Returns the API view of one alert."""
+    message = pb.WatchAlertsResponse(
+        kind=ALERT_KINDS[alert.kind],
+        incident_id=alert.incident_id,
+        page_id=alert.page_id,
+        team_id=alert.team_id,
+        member_id=alert.member_id,
+        level=enum_to_proto(alert.level, LEVEL),
+        incident_type=alert.incident_type,
+        title=alert.title,
+        engagement=enum_to_proto(alert.engagement, ENGAGEMENT),
+        drill=alert.drill,
+        replayed=alert.replayed,
+        sequence=alert.sequence,
+    )
+    _stamp(message, "at", alert.at)
+    _stamp(message, "ack_due_at", alert.ack_due_at)
+    return message

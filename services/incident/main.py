@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from careops.common.v1 import admin_pb2_grpc
@@ -30,10 +31,12 @@ from pydantic import AliasChoices, Field
 from sqlalchemy import Engine
 
 from incident import domain, grpc_api, readmodels
+from incident.alerts import AlertWatch
 from incident.application import CODEC, STREAM, IncidentApp, utc_now
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
+from incident.readmodels import WaitingPagesAsOf
 
 log = logging.getLogger("incident")
 SERVICE = "incident"
@@ -200,7 +203,15 @@ class IncidentService:
             bindings=[
                 ServiceBinding(
                     grpc_api.IncidentServicer(
-                        app, self.engine, store.client, self.wait_for, settings.read_wait_seconds
+                        app,
+                        self.engine,
+                        AlertWatch(
+                            app,
+                            nc=store.client,
+                            waiting=WaitingPagesAsOf(self.engine, IncidentProjection.name),
+                        ),
+                        partial(self.wait_for, IncidentProjection.name),
+                        settings.read_wait_seconds,
                     ),
                     incident_pb2_grpc.add_IncidentServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from careops_eventstore.projection import read_checkpoint
 from careops_eventstore.sqlstate import aware as aware  # re-exported for grpc_api
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     DateTime,
+    Engine,
     Float,
     Index,
     Integer,
@@ -163,3 +166,21 @@ def open_counts(*, session: Session) -> dict[str, int]:
         .group_by(incidents.c.level)
     )
     return {level: int(count) for level, count in session.execute(query)}
+
+
+class WaitingPagesAsOf:
+    """The team's waiting pages with the position of the projection (`checkpoint`) they hold
+    as of, read in one transaction, so a live tail after that position misses none."""
+
+    def __init__(self, engine: Engine, checkpoint: str) -> None:
+        self._engine = engine
+        self._checkpoint = checkpoint
+
+    async def read(self, team_id: str) -> tuple[int, list[Any]]:
+        """Returns the projection's last applied sequence and the team's waiting pages."""
+        return await asyncio.to_thread(self._read, team_id)
+
+    def _read(self, team_id: str) -> tuple[int, list[Any]]:
+        with Session(self._engine) as session, session.begin():
+            position = read_checkpoint(session, self._checkpoint)
+            return position, waiting_pages(session=session, team_id=team_id)

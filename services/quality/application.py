@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
+import careops_sla
 from careops.quality.v1 import events_pb2
 from careops_emotion import classify
 from careops_eventstore import EventStore, StreamSpec
@@ -19,6 +22,7 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_platform.errors import FieldViolation, InvalidArgument, NotFound
 from careops_published import incident as inc
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
@@ -174,3 +178,168 @@ class QualityApp:
             actor="follow-up-timer",
         )
         log.warning("follow-up overdue", extra={"ticket_id": timer.aggregate_id})
+
+
+# ------------------------------------------------------------------------- what-if replay
+
+MAX_WHAT_IF_TICKETS = 200_000  # each ticket's timeline is replayed in memory, twice
+MAX_POLICY = 100_000
+
+Timelines = Sequence[tuple[Any, Sequence[domain.TimelineStep]]]
+"""(ticket row with channel, priority, tier; its SLA timeline) per ticket."""
+
+
+@dataclass(frozen=True)
+class SlaOutcome:
+    """Compliance and breach counts of tickets replayed under one SLA policy."""
+
+    policy_version: str
+    first_responses: int
+    first_responses_on_time: int
+    first_response_breaches: int
+    resolutions: int
+    resolution_breaches: int
+    sla_compliance_ratio: float
+
+
+@dataclass(frozen=True)
+class WhatIfOutcome:
+    actual: SlaOutcome
+    alternative: SlaOutcome
+    tickets: int
+
+
+class WhatIf:
+    """A period's tickets replayed under the SLA policy in force and under an alternative one."""
+
+    def __init__(self, policy: careops_sla.SlaPolicy) -> None:
+        self.policy = policy
+
+    @staticmethod
+    def alternative(text: str) -> careops_sla.SlaPolicy:
+        """Returns the SLA policy of a YAML document; INVALID_ARGUMENT naming the bad key."""
+        if not text.strip():
+            raise InvalidArgument(
+                "policy_yaml is required", [FieldViolation("policy_yaml", "must not be empty")]
+            )
+        if len(text) > MAX_POLICY:
+            raise InvalidArgument(
+                f"policy_yaml is longer than {MAX_POLICY} characters",
+                [FieldViolation("policy_yaml", "too long")],
+            )
+        try:
+            return careops_sla.parse_policy_text(text)
+        except careops_sla.PolicyError as exc:
+            raise InvalidArgument(
+                f"invalid SLA policy: {exc}", [FieldViolation("policy_yaml", str(exc)[:200])]
+            ) from exc
+
+    async def compare(
+        self,
+        alternative: careops_sla.SlaPolicy,
+        read: Callable[[int], Awaitable[Timelines | None]],
+        *,
+        as_of: datetime,
+    ) -> WhatIfOutcome:
+        """Returns both replays of the timelines `read(limit)` gives (None: more than limit,
+        INVALID_ARGUMENT)."""
+        timelines = await read(MAX_WHAT_IF_TICKETS)
+        if timelines is None:
+            raise InvalidArgument(
+                f"the what-if covers more than {MAX_WHAT_IF_TICKETS:,} tickets; narrow it",
+                [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
+            )
+
+        def replay() -> WhatIfOutcome:
+            return WhatIfOutcome(
+                actual=sla_outcome(timelines, self.policy, as_of),
+                alternative=sla_outcome(timelines, alternative, as_of),
+                tickets=len(timelines),
+            )
+
+        return await asyncio.to_thread(replay)
+
+
+def what_if_as_of(period_end: datetime | None, now: datetime) -> datetime:
+    """Returns the instant a what-if replays to: the period's end, at most now."""
+    return min(period_end, now) if period_end else now
+
+
+def sla_outcome(timelines: Timelines, policy: careops_sla.SlaPolicy, as_of: datetime) -> SlaOutcome:
+    """Returns compliance and breach counts of the tickets replayed under `policy`."""
+    replays = [
+        domain.replay_sla(
+            channel=row.channel,
+            priority=row.priority,
+            tier=row.tier,
+            steps=steps,
+            policy=policy,
+            as_of=as_of,
+        )
+        for row, steps in timelines
+    ]
+    responded = [sla for sla in replays if sla.responded]
+    on_time = sum(not sla.first_response_breached for sla in responded)
+    return SlaOutcome(
+        policy_version=policy.version,
+        first_responses=len(responded),
+        first_responses_on_time=on_time,
+        first_response_breaches=sum(sla.first_response_breached for sla in replays),
+        resolutions=sum(sla.resolved for sla in replays),
+        resolution_breaches=sum(sla.resolution_breached for sla in replays),
+        # The same definition as GetKpis' sla_compliance_ratio (docs/kpis.md).
+        sla_compliance_ratio=domain.sla_compliance(
+            on_time=on_time,
+            first_responses=len(responded),
+            unanswered_breaches=sum(sla.unanswered_breach for sla in replays),
+        ),
+    )
+
+
+class Teams:
+    """The quality teams: which agents a team's KPIs and scorecard cover."""
+
+    def __init__(self, teams: Mapping[str, Sequence[str]]) -> None:
+        self._teams = {name: tuple(agents) for name, agents in teams.items()}
+
+    def agents(self, team: str) -> tuple[str, ...]:
+        """Returns the team's agents; NOT_FOUND for an unknown team."""
+        if team not in self._teams:
+            known = ", ".join(sorted(self._teams)) or "none"
+            raise NotFound(f"no team named {team!r} (known: {known})")
+        return self._teams[team]
+
+
+# ------------------------------------------------------------------------- KPIs by day
+
+MAX_DAYS = 92
+
+
+@dataclass(frozen=True)
+class Day:
+    """One calendar day (UTC) of a KPI period, cut to the period's bounds."""
+
+    day: datetime
+    start: datetime
+    end: datetime
+
+
+def kpi_days(start: datetime | None, end: datetime | None) -> list[Day]:
+    """Returns the days a by-day KPI query covers; INVALID_ARGUMENT without both bounds or
+    over MAX_DAYS days."""
+    if start is None or end is None:
+        raise InvalidArgument(
+            "by_day needs a period with start and end",
+            [FieldViolation("period", "start and end are required with by_day")],
+        )
+    days: list[datetime] = []
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    while day < end:
+        days.append(day)
+        day += timedelta(days=1)
+    if len(days) > MAX_DAYS:
+        raise InvalidArgument(
+            f"by_day covers at most {MAX_DAYS} days",
+            [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
+        )
+    return [Day(day, max(day, start), min(day + timedelta(days=1), end)) for day in days]

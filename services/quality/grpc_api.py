@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-import careops_sla
 import grpc
 from careops.quality.v1 import quality_pb2 as pb
 from careops.quality.v1 import quality_pb2_grpc, types_pb2
@@ -18,8 +18,6 @@ from careops_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
     InvalidArgument,
-    NotFound,
-    service_error,
 )
 from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,15 +25,18 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quality import domain, readmodels
-from quality.application import QualityApp
-from quality.projections import IncidentFactsProjection, SurveyProjection, TicketFactsProjection
+from quality.application import (
+    QualityApp,
+    Teams,
+    Timelines,
+    WhatIf,
+    kpi_days,
+    what_if_as_of,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["QualityService"].full_name
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
-MAX_DAYS = 92
-MAX_WHAT_IF_TICKETS = 200_000  # each ticket's timeline is replayed in memory, twice
-MAX_POLICY = 100_000
 
 EMOTION = types_pb2.Emotion.DESCRIPTOR
 FOLLOW_UP = types_pb2.FollowUpStatus.DESCRIPTOR
@@ -49,7 +50,38 @@ FOLLOW_UP_STATUS = {
 }
 FOLLOW_UP_NUMBER = {value: number for number, value in FOLLOW_UP_STATUS.items()}
 
-WaitFor = Callable[[str, int, float], Awaitable[bool]]
+ReadWait = Callable[[int, float], Awaitable[bool]]
+"""Waits (bounded) until a read model reached a sequence; returns whether it did."""
+
+
+@dataclass(frozen=True)
+class ReadWaits:
+    """The waits of quality's read models: ticket facts, surveys, incident facts."""
+
+    tickets: ReadWait
+    surveys: ReadWait
+    incidents: ReadWait
+
+
+class _Waits:
+    """DEADLINE_EXCEEDED when a read model does not reach the sequence a query asks for."""
+
+    def __init__(self, waits: ReadWaits, timeout: float) -> None:
+        self._waits = waits
+        self._timeout = timeout
+
+    async def tickets(self, sequence: int, what: str) -> None:
+        await self._wait(self._waits.tickets, sequence, what)
+
+    async def surveys(self, sequence: int, what: str) -> None:
+        await self._wait(self._waits.surveys, sequence, what)
+
+    async def incidents(self, sequence: int, what: str) -> None:
+        await self._wait(self._waits.incidents, sequence, what)
+
+    async def _wait(self, wait: ReadWait, sequence: int, what: str) -> None:
+        if sequence and not await wait(sequence, self._timeout):
+            raise DeadlineExceeded(f"{what} has not reached sequence {sequence} yet; retry")
 
 
 def error_map() -> dict[type[Exception], grpc.StatusCode]:
@@ -62,10 +94,6 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         domain.QualityError: grpc.StatusCode.FAILED_PRECONDITION,
     }
-
-
-def _translate(exc: domain.QualityError) -> Exception:
-    return service_error(exc, error_map()) or exc  # the one shared mapping path
 
 
 def _ticket_id(value: str) -> str:
@@ -156,22 +184,17 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         self,
         app: QualityApp,
         engine: Engine,
-        wait_for: WaitFor,
+        waits: ReadWaits,
         read_wait_seconds: float,
         *,
-        teams: Mapping[str, Sequence[str]],
-        policy: careops_sla.SlaPolicy,
+        teams: Teams,
+        what_if: WhatIf,
     ) -> None:
         self._app = app
         self._engine = engine
-        self._wait_for = wait_for
-        self._read_wait = read_wait_seconds
-        self._teams = {name: tuple(agents) for name, agents in teams.items()}
-        self._policy = policy
-
-    async def _wait(self, projection: str, sequence: int, what: str) -> None:
-        if sequence and not await self._wait_for(projection, sequence, self._read_wait):
-            raise DeadlineExceeded(f"{what} has not reached sequence {sequence} yet; retry")
+        self._waits = _Waits(waits, read_wait_seconds)
+        self._teams = teams
+        self._what_if = what_if
 
     async def _read(self, query: Callable[[Session], Any]) -> Any:
         def run() -> Any:
@@ -187,34 +210,26 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         nps = request.nps if request.HasField("nps") else None
         violations = domain.validate_survey(request.csat, nps, request.comment)
         if violations:
-            raise _translate(domain.InvalidCommand(violations))
-        await self._wait(
-            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
-        )
+            raise domain.InvalidCommand(violations)
+        await self._waits.tickets(request.ticketing_min_sequence, "the ticket projection")
         facts = await self._read(
             lambda session: readmodels.ticket_facts(session=session, ticket_id=ticket_id)
         )
-        try:
-            result = await self._app.submit_survey(
-                facts,
-                ticket_id,
-                csat=request.csat,
-                nps=nps,
-                comment=request.comment,
-                command_id=command_id(),
-                actor=actor(),
-            )
-        except domain.QualityError as exc:
-            raise _translate(exc) from exc
+        result = await self._app.submit_survey(
+            facts,
+            ticket_id,
+            csat=request.csat,
+            nps=nps,
+            comment=request.comment,
+            command_id=command_id(),
+            actor=actor(),
+        )
         return pb.SubmitSurveyResponse(
             survey=survey_to_proto(result.state, result.sequence), sequence=result.sequence
         )
 
     async def GetSurvey(self, request: pb.GetSurveyRequest, context: Any) -> pb.GetSurveyResponse:
-        try:
-            state, version = await self._app.get(_ticket_id(request.ticket_id))
-        except domain.QualityError as exc:
-            raise _translate(exc) from exc
+        state, version = await self._app.get(_ticket_id(request.ticket_id))
         return pb.GetSurveyResponse(survey=survey_to_proto(state, version))
 
     async def ListFollowUps(
@@ -230,7 +245,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 f"unknown follow-up status {request.status}",
                 [FieldViolation("status", "unknown value")],
             )
-        await self._wait(SurveyProjection.name, request.min_sequence, "the follow-up list")
+        await self._waits.surveys(request.min_sequence, "the follow-up list")
         status = FOLLOW_UP_STATUS.get(request.status, "")
         limit = request.page_size or DEFAULT_PAGE
         rows = await self._read(
@@ -243,12 +258,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     ) -> pb.RecordFollowUpResponse:
         ticket_id = _ticket_id(request.ticket_id)
         command = domain.RecordFollowUp(request.agent_id, request.note, request.solved)
-        try:
-            result = await self._app.execute(
-                ticket_id, command, command_id=command_id(), actor=actor()
-            )
-        except domain.QualityError as exc:
-            raise _translate(exc) from exc
+        result = await self._app.execute(ticket_id, command, command_id=command_id(), actor=actor())
         survey = survey_to_proto(result.state, result.sequence)
         follow_up = pb.FollowUp(
             ticket_id=ticket_id,
@@ -275,10 +285,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         if message.agent_id:
             agents = (message.agent_id,)
         if message.team:
-            if message.team not in self._teams:
-                known = ", ".join(sorted(self._teams)) or "none"
-                raise NotFound(f"no team named {message.team!r} (known: {known})")
-            agents = self._teams[message.team]
+            agents = self._teams.agents(message.team)
         for name, descriptor in (("channel", CHANNEL), ("type", TYPE), ("priority", PRIORITY)):
             number = getattr(message, name)
             if number not in descriptor.values_by_number:
@@ -299,22 +306,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     async def GetKpis(self, request: pb.GetKpisRequest, context: Any) -> pb.GetKpisResponse:
         where = self._filter(request.filter)
         period = period_from_proto(request.period, self._app.clock())
-        days: list[datetime] = []
-        if request.by_day:
-            if period.start is None or period.end is None:
-                raise InvalidArgument(
-                    "by_day needs a period with start and end",
-                    [FieldViolation("period", "start and end are required with by_day")],
-                )
-            day = period.start.replace(hour=0, minute=0, second=0, microsecond=0)
-            while day < period.end:
-                days.append(day)
-                day += timedelta(days=1)
-            if len(days) > MAX_DAYS:
-                raise InvalidArgument(
-                    f"by_day covers at most {MAX_DAYS} days",
-                    [FieldViolation("period", f"at most {MAX_DAYS} days with by_day")],
-                )
+        days = kpi_days(period.start, period.end) if request.by_day else []
         await self._kpis_caught_up(request)
 
         def query(session: Session) -> pb.GetKpisResponse:
@@ -322,24 +314,18 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period))
             )
             for day in days:
-                bounded = readmodels.Period(
-                    max(day, period.start or day), min(day + timedelta(days=1), period.end or day)
-                )
+                bounded = readmodels.Period(day.start, day.end)
                 values = readmodels.kpis(session=session, where=where, period=bounded)
-                response.by_day.append(kpis_to_proto(values, day))
+                response.by_day.append(kpis_to_proto(values, day.day))
             return response
 
         return await self._read(query)  # type: ignore[no-any-return]
 
     async def _kpis_caught_up(self, request: pb.GetKpisRequest | pb.GetScorecardRequest) -> None:
         """Waits (bounded) for the sequences a KPI query asks its read models to have applied."""
-        await self._wait(
-            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
-        )
-        await self._wait(SurveyProjection.name, request.min_sequence, "the survey projection")
-        await self._wait(
-            IncidentFactsProjection.name, request.incident_min_sequence, "the incident projection"
-        )
+        await self._waits.tickets(request.ticketing_min_sequence, "the ticket projection")
+        await self._waits.surveys(request.min_sequence, "the survey projection")
+        await self._waits.incidents(request.incident_min_sequence, "the incident projection")
 
     async def GetScorecard(
         self, request: pb.GetScorecardRequest, context: Any
@@ -368,82 +354,24 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         )
 
     async def WhatIf(self, request: pb.WhatIfRequest, context: Any) -> pb.WhatIfResponse:
-        alternative = parse_policy(request.policy_yaml)
+        alternative = self._what_if.alternative(request.policy_yaml)
         where = self._filter(request.filter)
         now = self._app.clock()
         period = period_from_proto(request.period, now)
-        as_of = min(period.end, now) if period.end else now
-        await self._wait(
-            TicketFactsProjection.name, request.ticketing_min_sequence, "the ticket projection"
-        )
-        timelines = await self._read(
-            lambda session: readmodels.sla_timelines(
-                session=session, where=where, period=period, limit=MAX_WHAT_IF_TICKETS
-            )
-        )
-        if timelines is None:
-            raise InvalidArgument(
-                f"the what-if covers more than {MAX_WHAT_IF_TICKETS:,} tickets; narrow it",
-                [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
+        as_of = what_if_as_of(period.end, now)
+        await self._waits.tickets(request.ticketing_min_sequence, "the ticket projection")
+
+        async def timelines(limit: int) -> Timelines | None:
+            return await self._read(  # type: ignore[no-any-return]
+                lambda session: readmodels.sla_timelines(
+                    session=session, where=where, period=period, limit=limit
+                )
             )
 
-        def replay() -> pb.WhatIfResponse:
-            return pb.WhatIfResponse(
-                actual=sla_outcome(timelines, self._policy, as_of),
-                alternative=sla_outcome(timelines, alternative, as_of),
-                tickets=len(timelines),
-            )
-
-        return await asyncio.to_thread(replay)
-
-
-def parse_policy(text: str) -> careops_sla.SlaPolicy:
-    """Returns the SLA policy of a YAML document; INVALID_ARGUMENT naming the bad key."""
-    if not text.strip():
-        raise InvalidArgument(
-            "policy_yaml is required", [FieldViolation("policy_yaml", "must not be empty")]
-        )
-    if len(text) > MAX_POLICY:
-        raise InvalidArgument(
-            f"policy_yaml is longer than {MAX_POLICY} characters",
-            [FieldViolation("policy_yaml", "too long")],
-        )
-    try:
-        return careops_sla.parse_policy_text(text)
-    except careops_sla.PolicyError as exc:
-        raise InvalidArgument(
-            f"invalid SLA policy: {exc}", [FieldViolation("policy_yaml", str(exc)[:200])]
-        ) from exc
-
-
-def sla_outcome(
-    timelines: Sequence[tuple[Any, Sequence[domain.TimelineStep]]],
-    policy: careops_sla.SlaPolicy,
-    as_of: datetime,
-) -> pb.SlaOutcome:
-    """Returns compliance and breach counts of the tickets replayed under `policy`."""
-    outcome = pb.SlaOutcome(policy_version=policy.version)
-    unanswered_breaches = 0
-    for row, steps in timelines:
-        sla = domain.replay_sla(
-            channel=row.channel,
-            priority=row.priority,
-            tier=row.tier,
-            steps=steps,
-            policy=policy,
-            as_of=as_of,
-        )
-        if sla.responded:
-            outcome.first_responses += 1
-            outcome.first_responses_on_time += not sla.first_response_breached
-        outcome.first_response_breaches += sla.first_response_breached
-        unanswered_breaches += sla.unanswered_breach
-        outcome.resolutions += sla.resolved
-        outcome.resolution_breaches += sla.resolution_breached
-    # The same definition as GetKpis' sla_compliance_ratio (docs/kpis.md).
-    outcome.sla_compliance_ratio = domain.sla_compliance(
-        on_time=outcome.first_responses_on_time,
-        first_responses=outcome.first_responses,
-        unanswered_breaches=unanswered_breaches,
-    )
-    return outcome
+        outcome = await self._what_if.compare(alternative, timelines, as_of=as_of)
+        response = pb.WhatIfResponse(tickets=outcome.tickets)
+        response.actual.SetInParent()  # present even when every count is 0
+        response.alternative.SetInParent()
+        dataclass_to_message(outcome.actual, response.actual)
+        dataclass_to_message(outcome.alternative, response.alternative)
+        return response

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import careops_sla
@@ -39,6 +40,8 @@ from quality.application import (
     TICKETING_STREAM,
     TICKETING_SUBJECTS,
     QualityApp,
+    Teams,
+    WhatIf,
     utc_now,
 )
 from quality.config import load_teams as load_teams
@@ -148,10 +151,14 @@ class QualityService:
                     grpc_api.QualityServicer(
                         app,
                         self.engine,
-                        self.wait_for,
+                        grpc_api.ReadWaits(
+                            tickets=partial(self.wait_for, TicketFactsProjection.name),
+                            surveys=partial(self.wait_for, SurveyProjection.name),
+                            incidents=partial(self.wait_for, IncidentFactsProjection.name),
+                        ),
                         settings.read_wait_seconds,
-                        teams=teams,
-                        policy=policy,
+                        teams=Teams(teams),
+                        what_if=WhatIf(policy),
                     ),
                     quality_pb2_grpc.add_QualityServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, Protocol, get_args
 
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore, StreamSpec
@@ -18,6 +19,8 @@ from careops_eventstore.aggregates import (
 from careops_eventstore.codec import EnvelopeContext, EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform.collectors import preinitialise
+from careops_platform.contacts import InvalidContact, contact_digest
+from careops_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -180,3 +183,112 @@ class TicketingApp:
         await self.execute(
             timer.aggregate_id, command, command_id=timer.timer_id, actor="sla-timer"
         )
+
+
+# ------------------------------------------------------------------------- edge use cases
+
+
+class DirectoryEntry(Protocol):
+    """A customer as the customer directory read model knows it."""
+
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def tier(self) -> str: ...
+
+
+class CustomerDirectory(Protocol):
+    """Finds a known customer by id or by a contact's keyed hash (readmodels.KnownCustomers)."""
+
+    async def find(
+        self, *, customer_id: str = "", kind: str = "", digest: str = ""
+    ) -> DirectoryEntry | None:
+        """Returns the directory's customer, or None."""
+
+
+@dataclass(frozen=True)
+class CustomerClaim:
+    """Who a new ticket says its customer is: an id, or a contact, and a tier for strangers."""
+
+    customer_id: str = ""
+    email: str = ""
+    phone: str = ""
+    tier: domain.CustomerTier | None = None
+
+
+class CustomerLookup:
+    """OpenTicket's customer and tier: a known customer (by id, or by the keyed hash of the
+    contact) gets its computed tier; an unknown one the request's tier."""
+
+    def __init__(self, directory: CustomerDirectory, *, hash_key: bytes) -> None:
+        self._directory = directory
+        self._hash_key = hash_key
+
+    async def resolve(self, claim: CustomerClaim) -> tuple[str, domain.CustomerTier | None]:
+        """Returns the ticket's customer id and tier; INVALID_ARGUMENT for a bad or unknown
+        contact given without an id."""
+        customer_id = claim.customer_id.strip()
+        lookup = {"customer_id": customer_id} if customer_id else self._by_contact(claim)
+        if lookup is None:
+            return "", claim.tier
+        known = await self._directory.find(**lookup)
+        if known is not None:
+            return known.customer_id, domain.CustomerTier(known.tier)
+        if not customer_id:
+            field = f"contact_{lookup['kind']}"
+            raise InvalidArgument(
+                "no known customer has this contact; give customer_id",
+                [FieldViolation(field, "unknown contact")],
+            )
+        return customer_id, claim.tier
+
+    def _by_contact(self, claim: CustomerClaim) -> dict[str, str] | None:
+        """Returns the directory lookup of the claim's first contact (None: none given)."""
+        for kind, value in (("email", claim.email), ("phone", claim.phone)):
+            if value.strip():
+                try:
+                    return {"kind": kind, "digest": contact_digest(self._hash_key, kind, value)}
+                except InvalidContact as exc:
+                    raise InvalidArgument(
+                        f"contact_{kind} {exc}", [FieldViolation(f"contact_{kind}", str(exc))]
+                    ) from None
+        return None
+
+
+OpenCounts = Callable[[], Awaitable[dict[str, int]]]
+
+
+class Assignment:
+    """Agent suggestions and auto-assignment over the current open-ticket counts."""
+
+    def __init__(self, app: TicketingApp, open_counts: OpenCounts) -> None:
+        self._app = app
+        self._open_counts = open_counts
+
+    async def suggestions(self, ticket_id: str) -> list[domain.Suggestion]:
+        """Returns the configured agents ranked for the ticket by skill and current load."""
+        ticket, _version = await self._app.get(ticket_id)
+        return self._app.suggest(ticket, await self._open_counts())
+
+    async def command(self, ticket_id: str, agent_id: str) -> domain.AssignTicket:
+        """Returns the assignment to `agent_id`, or with none given to the best suggestion;
+        FAILED_PRECONDITION when no agent can take the ticket."""
+        if agent_id:
+            return domain.AssignTicket(agent_id=agent_id)
+        suggestions = await self.suggestions(ticket_id)
+        if not suggestions:
+            raise FailedPrecondition(
+                f"no agent can take ticket {ticket_id}: none configured or all at capacity"
+            )
+        best = suggestions[0]
+        return domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason)
+
+
+def sla_snapshots(
+    app: TicketingApp, ticket: domain.Ticket, at: datetime | None = None
+) -> list[domain.SlaClockSnapshot]:
+    """Returns the ticket's SLA clocks as of `at` (default: now) on its channel's calendar."""
+    calendar = app.policy.calendar_for(channel=ticket.channel.value)
+    as_of = at or app.clock()
+    return [domain.snapshot(clock, as_of, calendar) for clock in ticket.clocks.values()]

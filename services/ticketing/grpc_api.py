@@ -13,14 +13,7 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
-from careops_platform.contacts import InvalidContact, contact_digest
-from careops_platform.errors import (
-    DeadlineExceeded,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    service_error,
-)
+from careops_platform.errors import DeadlineExceeded
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, derived_id
 from google.protobuf.descriptor import EnumDescriptor
@@ -28,8 +21,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from ticketing import domain, readmodels
-from ticketing.application import TicketingApp
-from ticketing.projections import TicketListProjection
+from ticketing.application import (
+    Assignment,
+    CustomerClaim,
+    CustomerLookup,
+    TicketingApp,
+    sla_snapshots,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
 
@@ -61,10 +59,6 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
     }
 
 
-def _translate_errors(exc: domain.TicketError) -> Exception:
-    return service_error(exc, error_map()) or exc  # the one shared mapping path
-
-
 def ticket_to_proto(
     ticket: domain.Ticket, version: int, app: TicketingApp, *, at: datetime | None = None
 ) -> pb.Ticket:
@@ -93,15 +87,17 @@ def ticket_to_proto(
         value: datetime | None = getattr(ticket, name)
         if value is not None:
             getattr(message, name).FromDatetime(value)
-    calendar = app.policy.calendar_for(channel=ticket.channel.value)
-    as_of = at or app.clock()
-    for clock in ticket.clocks.values():
-        dataclass_to_message(domain.snapshot(clock, as_of, calendar), message.sla.add())
+    for snapshot in sla_snapshots(app, ticket, at):
+        dataclass_to_message(snapshot, message.sla.add())
     return message
 
 
 def _ticket_id(value: str, field: str = "ticket_id") -> str:
     return aggregate_id(value, field, kind="ticket")
+
+
+ReadWait = Callable[[int, float], Awaitable[bool]]
+"""Waits (bounded) until the ticket list projection reached a sequence; returns whether it did."""
 
 
 class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
@@ -111,30 +107,23 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         self,
         app: TicketingApp,
         engine: Engine,
-        wait_for: Callable[[str, int, float], Awaitable[bool]],
+        wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
         *,
-        contact_hash_key: bytes = b"",
-        directory_position: Callable[[], int],
+        customers: CustomerLookup,
     ) -> None:
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
-        self._hash_key = contact_hash_key
-        self._known_customers = readmodels.KnownCustomers(engine, directory_position)
-
-    async def _run(self, ticket_id: str, command: domain.Command) -> CommandResult[domain.Ticket]:
-        try:
-            return await self._app.execute(
-                ticket_id, command, command_id=command_id(), actor=actor()
-            )
-        except domain.TicketError as exc:
-            raise _translate_errors(exc) from exc
+        self._customers = customers
+        self._assignment = Assignment(app, self._open_counts)
 
     async def _command(self, response_type: type[R], ticket_id: str, command: domain.Command) -> R:
         """Validates the id, runs the command and wraps the ticket in `response_type`."""
-        result = await self._run(_ticket_id(ticket_id), command)
+        result = await self._app.execute(
+            _ticket_id(ticket_id), command, command_id=command_id(), actor=actor()
+        )
         return self._reply(response_type, result)  # type: ignore[no-any-return]
 
     def _reply(self, response_type: type[Any], result: CommandResult[domain.Ticket]) -> Any:
@@ -147,7 +136,13 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def OpenTicket(
         self, request: pb.OpenTicketRequest, context: Any
     ) -> pb.OpenTicketResponse:
-        customer_id, tier = await self._customer(request)
+        claim = CustomerClaim(
+            customer_id=request.customer_id,
+            email=request.contact_email,
+            phone=request.contact_phone,
+            tier=_enum(request.tier, TIER, domain.CustomerTier),
+        )
+        customer_id, tier = await self._customers.resolve(claim)
         command = domain.OpenTicket(
             ticket_id=derived_id("T"),
             customer_id=customer_id,
@@ -161,45 +156,8 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         )
         return await self._command(pb.OpenTicketResponse, command.ticket_id, command)
 
-    async def _customer(
-        self, request: pb.OpenTicketRequest
-    ) -> tuple[str, domain.CustomerTier | None]:
-        """Returns the ticket's customer and tier: a known customer (by id, or by the keyed hash
-        of the contact) gets its computed tier; an unknown one the request's tier."""
-        customer_id = request.customer_id.strip()
-        lookup: dict[str, str] = {"customer_id": customer_id}
-        if not customer_id:
-            for kind, value in (("email", request.contact_email), ("phone", request.contact_phone)):
-                if value.strip():
-                    try:
-                        lookup = {
-                            "kind": kind,
-                            "digest": contact_digest(self._hash_key, kind, value),
-                        }
-                    except InvalidContact as exc:
-                        raise InvalidArgument(
-                            f"contact_{kind} {exc}", [FieldViolation(f"contact_{kind}", str(exc))]
-                        ) from None
-                    break
-            else:
-                return "", _enum(request.tier, TIER, domain.CustomerTier)
-        known = await self._known_customers.find(**lookup)
-        if known is not None:
-            return known.customer_id, domain.CustomerTier(known.tier)
-        if not customer_id:
-            field = "contact_email" if "email" in lookup.get("kind", "") else "contact_phone"
-            raise InvalidArgument(
-                "no known customer has this contact; give customer_id",
-                [FieldViolation(field, "unknown contact")],
-            )
-        return customer_id, _enum(request.tier, TIER, domain.CustomerTier)
-
     async def GetTicket(self, request: pb.GetTicketRequest, context: Any) -> pb.GetTicketResponse:
-        ticket_id = _ticket_id(request.ticket_id)
-        try:
-            ticket, version = await self._app.get(ticket_id)
-        except domain.TicketError as exc:
-            raise _translate_errors(exc) from exc
+        ticket, version = await self._app.get(_ticket_id(request.ticket_id))
         return pb.GetTicketResponse(ticket=ticket_to_proto(ticket, version, self._app))
 
     async def ListTickets(
@@ -207,9 +165,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.ListTicketsResponse:
         size = page_size(request.page_size)
         before = page_cursor(request.page_token, "ListTickets")
-        if request.min_sequence and not await self._wait_for(
-            TicketListProjection.name, request.min_sequence, self._read_wait
-        ):
+        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
             raise DeadlineExceeded(
                 f"the ticket list has not reached sequence {request.min_sequence} yet; retry"
             )
@@ -249,22 +205,17 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
                 session=session, where=where, page_size=limit, before_sequence=before
             )
 
-    async def _suggestions(self, ticket_id: str) -> list[domain.Suggestion]:
-        try:
-            ticket, _version = await self._app.get(ticket_id)
-        except domain.TicketError as exc:
-            raise _translate_errors(exc) from exc
-        counts = await asyncio.to_thread(self._open_counts)
-        return self._app.suggest(ticket, counts)
+    async def _open_counts(self) -> dict[str, int]:
+        def query() -> dict[str, int]:
+            with Session(self._engine) as session:
+                return readmodels.open_ticket_counts(session=session)
 
-    def _open_counts(self) -> dict[str, int]:
-        with Session(self._engine) as session:
-            return readmodels.open_ticket_counts(session=session)
+        return await asyncio.to_thread(query)
 
     async def SuggestAssignee(
         self, request: pb.SuggestAssigneeRequest, context: Any
     ) -> pb.SuggestAssigneeResponse:
-        suggestions = await self._suggestions(_ticket_id(request.ticket_id))
+        suggestions = await self._assignment.suggestions(_ticket_id(request.ticket_id))
         response = pb.SuggestAssigneeResponse()
         for suggestion in suggestions:
             response.suggestions.add(
@@ -279,15 +230,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         self, request: pb.AssignTicketRequest, context: Any
     ) -> pb.AssignTicketResponse:
         ticket_id = _ticket_id(request.ticket_id)
-        command = domain.AssignTicket(agent_id=request.agent_id)
-        if not request.agent_id:
-            suggestions = await self._suggestions(ticket_id)
-            if not suggestions:
-                raise FailedPrecondition(
-                    f"no agent can take ticket {ticket_id}: none configured or all at capacity"
-                )
-            best = suggestions[0]
-            command = domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason)
+        command = await self._assignment.command(ticket_id, request.agent_id)
         return await self._command(pb.AssignTicketResponse, ticket_id, command)
 
     async def AddReply(self, request: pb.AddReplyRequest, context: Any) -> pb.AddReplyResponse:

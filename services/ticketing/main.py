@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import careops_sla as sla
@@ -28,13 +29,14 @@ from careops_platform.settings import ServiceSettings, load_settings
 from pydantic import AliasChoices, Field, SecretStr
 
 from ticketing import grpc_api
-from ticketing.application import STREAM, TicketingApp, load_agents, utc_now
+from ticketing.application import STREAM, CustomerLookup, TicketingApp, load_agents, utc_now
 from ticketing.projections import (
     CUSTOMER_CODEC,
     CustomerDirectoryProjection,
     SlaTimerProjection,
     TicketListProjection,
 )
+from ticketing.readmodels import KnownCustomers
 
 log = logging.getLogger("ticketing")
 SERVICE = "ticketing"
@@ -135,10 +137,12 @@ class TicketingService:
                     grpc_api.TicketingServicer(
                         app,
                         self.engine,
-                        self.wait_for,
+                        partial(self.wait_for, TicketListProjection.name),
                         settings.read_wait_seconds,
-                        contact_hash_key=hash_key,
-                        directory_position=self._directory_position,
+                        customers=CustomerLookup(
+                            KnownCustomers(self.engine, self._directory_position),
+                            hash_key=hash_key,
+                        ),
                     ),
                     ticketing_pb2_grpc.add_TicketingServiceServicer_to_server,
                     grpc_api.SERVICE_NAME,
