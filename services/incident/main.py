@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from careops.common.v1 import admin_pb2_grpc
 from careops.incident.v1 import incident_pb2_grpc
-from careops_eventstore.jetstream import JetStreamEventStore
-from careops_eventstore.projection import ProjectionRunner
-from careops_eventstore.reactions import ReactionRunner
-from careops_eventstore.timers import TimerScheduler
-from careops_platform import admin
+from careops_eventstore import EventStore
+from careops_eventstore.projection import Projection
+from careops_platform import registry
 from careops_platform.collectors import SqlCounts
-from careops_platform.db import database_url, make_engine, migrate
-from careops_platform.runtime import (
-    connect_with_retry,
-    run_process,
-    start_projections,
-    stop_in_order,
+from careops_platform.server import ServiceBinding
+from careops_platform.service import (
+    Background,
+    ErrorMap,
+    EventSourcedService,
+    Reaction,
+    Subscription,
+    port_setting,
+    run_service,
 )
-from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
-from careops_platform.settings import ServiceSettings, load_settings
-from prometheus_client import REGISTRY
-from pydantic import AliasChoices, Field
+from careops_platform.settings import ServiceSettings
+from prometheus_client.registry import Collector
+from pydantic import Field
 from sqlalchemy import Engine
 
 from incident import domain, grpc_api, readmodels
@@ -35,20 +32,12 @@ from incident.notifiers import Notifiers, NotifierSettings
 from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.reactions import PageDispatcher, SurgeDetector
 
-log = logging.getLogger("incident")
-SERVICE = "incident"
-GRPC_PORT_ENV = "CAREOPS_INCIDENT_GRPC_PORT"
-METRICS_PORT_ENV = "CAREOPS_INCIDENT_METRICS_PORT"
-TICKETING_STREAM = "CAREOPS_TICKETING"
+ENTRY = registry.service("incident")
 
 
 class IncidentSettings(ServiceSettings):
-    grpc_port: int = Field(
-        50053, ge=0, le=65535, validation_alias=AliasChoices("grpc_port", GRPC_PORT_ENV)
-    )
-    metrics_port: int = Field(
-        9103, ge=0, le=65535, validation_alias=AliasChoices("metrics_port", METRICS_PORT_ENV)
-    )
+    grpc_port: int = port_setting(ENTRY, "grpc_port")
+    metrics_port: int = port_setting(ENTRY, "metrics_port")
     oncall_file: str = Field("", description="YAML on-call teams loaded at start")
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
@@ -110,52 +99,39 @@ def open_incidents(engine: Engine) -> SqlCounts:
     )
 
 
-class IncidentService:
+class IncidentService(EventSourcedService[IncidentSettings, IncidentApp]):
     """The running service: log, projections, timers, reactions and the gRPC server."""
+
+    entry = ENTRY
+    migrations = Path(__file__).parent / "migrations"
 
     def __init__(
         self, settings: IncidentSettings, *, clock: Callable[[], datetime] = utc_now
     ) -> None:
-        self.settings = settings
-        self.clock = clock  # injected so tests drive timers with a FakeClock
-        self.engine = make_engine(database_url(settings.database_url, settings.data_dir, SERVICE))
-        self.runners: dict[str, ProjectionRunner] = {}
-        self.reactions: list[ReactionRunner] = []
-        self.server: GrpcServer | None = None
-        self.scheduler: TimerScheduler | None = None
-        self.store: JetStreamEventStore | None = None
-        self.app: IncidentApp | None = None
+        super().__init__(settings, clock=clock)
         self.notifiers: Notifiers | None = None
         self.collector = open_incidents(self.engine)
 
-    async def _log_reachable(self, reachable: bool) -> None:
-        if self.server is not None:
-            await self.server.set_serving(reachable)
+    def collectors(self) -> Sequence[Collector]:
+        return [self.collector]
 
-    async def wait_for(self, name: str, sequence: int, timeout: float) -> bool:
-        return await self.runners[name].wait_for(sequence, timeout)
+    def application(self, store: EventStore) -> IncidentApp:
+        return IncidentApp(store=store, risk=self.settings.risk_model(), clock=self.clock)
 
-    async def start(self) -> None:
-        settings = self.settings
-        await asyncio.to_thread(migrate, self.engine, Path(__file__).parent / "migrations")
-        self.store = store = await connect_with_retry(settings, SERVICE, self._log_reachable)
-        self.app = app = IncidentApp(store=store, risk=settings.risk_model(), clock=self.clock)
-        await app.provision(replicas=settings.stream_replicas)
+    async def ready(self, app: IncidentApp) -> None:
         await app.load_defaults(
-            oncall_file=settings.oncall_file or None,
-            matrix_file=settings.response_matrix_file or None,
+            oncall_file=self.settings.oncall_file or None,
+            matrix_file=self.settings.response_matrix_file or None,
         )
-        self.runners.update(
-            await start_projections(
-                store=store,
-                engine=self.engine,
-                codec=CODEC,
-                stream=STREAM.name,
-                filter_subject=STREAM.subjects[0],
-                projections=[IncidentProjection(), IncidentTimerProjection()],
-            )
-        )
+
+    def projections(self, app: IncidentApp) -> Sequence[Subscription]:
+        own: list[Projection] = [IncidentProjection(), IncidentTimerProjection()]
+        return [Subscription(STREAM.name, STREAM.subjects[0], CODEC, own)]
+
+    def reactions(self, app: IncidentApp) -> Sequence[Reaction]:
+        settings = self.settings
         self.notifiers = Notifiers(settings.notifier_settings())
+        self.resources.append(self.notifiers)
         dispatcher = PageDispatcher(app, self.notifiers)
         surge = SurgeDetector(
             app,
@@ -163,80 +139,42 @@ class IncidentService:
             threshold=settings.surge_threshold,
             window=timedelta(minutes=settings.surge_window_minutes),
         )
-        self.reactions = [
-            ReactionRunner(
-                nc=store.client,
-                engine=self.engine,
-                name="incident-pager",
-                stream=STREAM.name,
-                filter_subject="careops.incident.incident.>",
-                handle=dispatcher.handle,
+        tickets = registry.TICKETING
+        return [
+            Reaction(
+                "incident-pager",
+                STREAM.name,
+                registry.INCIDENT.filter("incident"),
+                dispatcher.handle,
                 # Deliveries wait on the network (retries, timeouts), not on the CPU: a burst of
                 # incidents must not queue behind one another's slow channels.
                 concurrency=256,
             ),
-            ReactionRunner(
-                nc=store.client,
-                engine=self.engine,
-                name="incident-surge",
-                stream=TICKETING_STREAM,
-                filter_subject="careops.ticketing.>",
-                handle=surge.handle,
-                concurrency=1,
-            ),
+            Reaction("incident-surge", tickets.name, tickets.filter(), surge.handle),
         ]
-        for reaction in self.reactions:
-            reaction.start()
-        self.scheduler = TimerScheduler(
-            engine=self.engine,
-            fire=app.fire_timer,
-            clock=self.clock,
-            interval=settings.timer_interval_seconds,
-        )
-        self.scheduler.start()
-        self.server = GrpcServer(
-            host=settings.grpc_host,
-            port=settings.grpc_port,
-            bindings=[
-                ServiceBinding(
-                    grpc_api.IncidentServicer(
-                        app, self.engine, store.client, self.wait_for, settings.read_wait_seconds
-                    ),
-                    incident_pb2_grpc.add_IncidentServiceServicer_to_server,
-                    grpc_api.SERVICE_NAME,
-                ),
-                ServiceBinding(
-                    admin.ProjectionAdminServicer(
-                        self.runners, store, engine=self.engine, reactions=self.reactions
-                    ),
-                    admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
-                    admin.SERVICE_NAME,
-                ),
-            ],
-            error_map=grpc_api.error_map(),
-        )
-        await self.server.start()
-        await self.server.set_serving(True)
-        log.info("incident serving", extra={"grpc_port": self.server.port})
 
-    async def stop(self) -> None:
-        await stop_in_order(
-            server=self.server,
-            grace_seconds=self.settings.shutdown_grace_seconds,
-            background=[self.scheduler, *self.reactions, self.notifiers, *self.runners.values()],
-            store=self.store,
-            engines=[self.engine],
+    def background(self, app: IncidentApp) -> Sequence[Background]:
+        return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
+
+    def servicers(self, app: IncidentApp) -> Sequence[ServiceBinding]:
+        assert self.store is not None
+        servicer = grpc_api.IncidentServicer(
+            app, self.engine, self.store.client, self.wait_for, self.settings.read_wait_seconds
         )
+        return [
+            ServiceBinding(
+                servicer,
+                incident_pb2_grpc.add_IncidentServiceServicer_to_server,
+                grpc_api.SERVICE_NAME,
+            )
+        ]
 
-
-async def serve(settings: IncidentSettings) -> None:
-    service = IncidentService(settings)
-    REGISTRY.register(service.collector)
-    await run_until_signalled(service.start, service.stop)
+    def error_map(self) -> ErrorMap:
+        return grpc_api.error_map()
 
 
 def main() -> None:
-    run_process(SERVICE, load_settings(IncidentSettings), serve)
+    run_service(IncidentService, IncidentSettings)
 
 
 if __name__ == "__main__":
