@@ -7,8 +7,9 @@ cases; it never builds an `EnvelopeContext` by hand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any, Generic, TypeVar
 
 from careops_eventstore.aggregates import (
@@ -27,6 +28,12 @@ T = TypeVar("T")
 def utc_now() -> datetime:
     """Returns the current time in UTC: the default clock of every application."""
     return datetime.now(UTC)
+
+
+def codec_of(events: Iterable[type], messages: ModuleType) -> EventCodec:
+    """Returns the codec of a context's events: each one ⇄ the message of its name in
+    `messages` (the context's generated events_pb2), fields matched by name."""
+    return EventCodec({event: getattr(messages, event.__name__) for event in events})
 
 
 def aggregate_kind(

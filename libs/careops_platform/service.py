@@ -9,7 +9,7 @@ projection admin service next to the context's own servicers.
 
 Hooks of `EventSourcedService`, called in this order on start:
 `prepare()` → `application(store)` → `ready(app)` → `projections(app)` → `reactions(app)` →
-`background(app)` → `servicers(app)`. Stopping runs: the server, background, reactions,
+`background(app)` → `servicer(app)`. Stopping runs: the server, background, reactions,
 `resources`, projections, the log connection, `engines`.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import grpc
@@ -66,6 +67,20 @@ class Background(Stoppable, Protocol):
     """Work started after the projections: timer schedulers, schedules, reaction runners."""
 
     def start(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Api:
+    """A context's gRPC edge: how its servicer registers, its full name and its error map."""
+
+    register: Callable[[Any, grpc.aio.Server], None]
+    full_name: str
+    error_map: Callable[[], ErrorMap]
+
+    @classmethod
+    def of(cls, module: ModuleType, register: Callable[[Any, grpc.aio.Server], None]) -> Api:
+        """Returns the API of a `grpc_api` module (its SERVICE_NAME and error_map)."""
+        return cls(register, module.SERVICE_NAME, module.error_map)
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
     """A bounded context's process: the log, its read models and the gRPC server."""
 
     migrations: ClassVar[Path]
+    api: ClassVar[Api]
 
     def __init__(self, settings: SettingsT, *, clock: Callable[[], datetime] = utc_now) -> None:
         super().__init__(settings)
@@ -171,8 +187,12 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         self.scheduler: TimerScheduler | None = None
         self.store: JetStreamEventStore | None = None
         self.app: AppT | None = None
+        self.setup()
 
     # ------------------------------------------------------------------------------ hooks
+
+    def setup(self) -> None:
+        """Adds the service's own attributes (collectors, engines); runs at the end of __init__."""
 
     def application(self, store: EventStore) -> AppT:
         """Returns the context's application over `store` (on `self.clock`)."""
@@ -196,9 +216,9 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         """Returns the timers and schedules to start after the reactions."""
         return ()
 
-    def servicers(self, app: AppT) -> Sequence[ServiceBinding]:
-        """Returns the context's own servicers (the projection admin service is added)."""
-        return ()
+    def servicer(self, app: AppT) -> Any:
+        """Returns the servicer of the context's `api` (the projection admin service is added)."""
+        return None
 
     # --------------------------------------------------------------------------- skeleton
 
@@ -269,14 +289,21 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         projection_admin = admin.ProjectionAdminServicer(
             self.runners, self.store, engine=self.engine, reactions=self.reaction_runners
         )
-        return [
-            *self.servicers(self.app),
+        bindings = [
             ServiceBinding(
                 projection_admin,
                 admin_pb2_grpc.add_ProjectionAdminServiceServicer_to_server,
                 admin.SERVICE_NAME,
-            ),
+            )
         ]
+        servicer = self.servicer(self.app)
+        if servicer is not None:
+            bindings.insert(0, ServiceBinding(servicer, self.api.register, self.api.full_name))
+        return bindings
+
+    def error_map(self) -> ErrorMap | None:
+        api: Api | None = getattr(self, "api", None)  # a context without an API of its own
+        return api.error_map() if api else None
 
     async def stop(self) -> None:
         await stop_in_order(

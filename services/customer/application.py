@@ -13,15 +13,14 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from careops.customer.v1 import events_pb2
 from careops.customer.v1.types_pb2 import PersonalData
 from careops_eventstore import EventStore
 from careops_eventstore.aggregates import CommandResult
-from careops_eventstore.application import ContextApplication, aggregate_kind
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
-from careops_eventstore.codec import EventCodec
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.contacts import (
@@ -44,16 +43,7 @@ STREAM = registry.CUSTOMER.spec()
 SUBJECT_PREFIX = registry.CUSTOMER.prefix("customer")
 RFM_MODEL_KEY = "rfm_model"
 
-CODEC = EventCodec(
-    {
-        d.CustomerRegistered: events_pb2.CustomerRegistered,
-        d.ProfileUpdated: events_pb2.ProfileUpdated,
-        d.CustomerTagged: events_pb2.CustomerTagged,
-        d.PurchaseRecorded: events_pb2.PurchaseRecorded,
-        d.SegmentAssigned: events_pb2.SegmentAssigned,
-        d.CustomerForgotten: events_pb2.CustomerForgotten,
-    }
-)
+CODEC = codec_of(get_args(d.CustomerEvent), events_pb2)
 
 CUSTOMER = aggregate_kind(
     STREAM, SUBJECT_PREFIX, "customer", initial=d.initial, evolve=d.evolve, codec=CODEC

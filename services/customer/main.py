@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from careops.customer.v1 import customer_pb2_grpc
 from careops_eventstore import EventStore
 from careops_platform import registry
+from careops_platform import service as skeleton
 from careops_platform.collectors import SqlCounts
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import database_url, make_engine
-from careops_platform.server import ServiceBinding
-from careops_platform.service import (
-    Background,
-    ErrorMap,
-    EventSourcedService,
-    Reaction,
-    Subscription,
-    port_setting,
-    run_service,
-)
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr
 from sqlalchemy import Engine
 
 from customer import currencies, domain, grpc_api, readmodels
-from customer.application import CODEC, STREAM, CustomerApp, utc_now
+from customer.application import CODEC, STREAM, CustomerApp
 from customer.keystore import KeyStore
 from customer.projections import (
     INCIDENT_CODEC,
@@ -48,8 +39,8 @@ MASTER_KEY_FILE = "customer-master.key"
 
 
 class CustomerSettings(ServiceSettings):
-    grpc_port: int = port_setting(ENTRY, "grpc_port")
-    metrics_port: int = port_setting(ENTRY, "metrics_port")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     master_key: SecretStr = Field(
         SecretStr(""),
         validation_alias=AliasChoices("master_key", MASTER_KEY_ENV),
@@ -103,17 +94,15 @@ def customers_by_tier(engine: Engine) -> SqlCounts:
     )
 
 
-class CustomerService(EventSourcedService[CustomerSettings, CustomerApp]):
+class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp]):
     """The running service: log, key store, projections, segmentation and the gRPC server."""
 
     entry = ENTRY
     migrations = Path(__file__).parent / "migrations"
+    api = skeleton.Api.of(grpc_api, customer_pb2_grpc.add_CustomerProfileServiceServicer_to_server)
 
-    def __init__(
-        self, settings: CustomerSettings, *, clock: Callable[[], datetime] = utc_now
-    ) -> None:
-        super().__init__(settings, clock=clock)
-        self.keys_engine = make_engine(settings.keystore_database())
+    def setup(self) -> None:
+        self.keys_engine = make_engine(self.settings.keystore_database())
         self.engines.append(self.keys_engine)
         self.schedule: SegmentSchedule | None = None
         self.segmenter: Segmenter | None = None
@@ -151,23 +140,25 @@ class CustomerService(EventSourcedService[CustomerSettings, CustomerApp]):
     async def ready(self, app: CustomerApp) -> None:
         await app.reconcile_erasures()
 
-    def projections(self, app: CustomerApp) -> Sequence[Subscription]:
+    def projections(self, app: CustomerApp) -> Sequence[skeleton.Subscription]:
         tickets, incidents, quality = registry.TICKETING, registry.INCIDENT, registry.QUALITY
         return [
-            Subscription(STREAM.name, STREAM.subjects[0], CODEC, [CustomerProjection()]),
-            Subscription(
+            skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, [CustomerProjection()]),
+            skeleton.Subscription(
                 tickets.name, tickets.filter("ticket"), TICKET_CODEC, [TicketFactsProjection()]
             ),
-            Subscription(
+            skeleton.Subscription(
                 incidents.name,
                 incidents.filter("incident"),
                 INCIDENT_CODEC,
                 [IncidentFactsProjection()],
             ),
-            Subscription(quality.name, quality.filter(), QUALITY_CODEC, [SurveyFactsProjection()]),
+            skeleton.Subscription(
+                quality.name, quality.filter(), QUALITY_CODEC, [SurveyFactsProjection()]
+            ),
         ]
 
-    def reactions(self, app: CustomerApp) -> Sequence[Reaction]:
+    def reactions(self, app: CustomerApp) -> Sequence[skeleton.Reaction]:
         self.segmenter = segmenter = Segmenter(
             app,
             self.engine,
@@ -177,13 +168,15 @@ class CustomerService(EventSourcedService[CustomerSettings, CustomerApp]):
         tickets = registry.TICKETING
         return [
             # One at a time, in order: a later purchase's segment is never overtaken.
-            Reaction("customer-segments", STREAM.name, STREAM.subjects[0], segmenter.handle),
-            Reaction(
+            skeleton.Reaction(
+                "customer-segments", STREAM.name, STREAM.subjects[0], segmenter.handle
+            ),
+            skeleton.Reaction(
                 "customer-contacts", tickets.name, tickets.filter("ticket"), segmenter.handle_ticket
             ),
         ]
 
-    def background(self, app: CustomerApp) -> Sequence[Background]:
+    def background(self, app: CustomerApp) -> Sequence[skeleton.Background]:
         assert self.segmenter is not None  # built by reactions()
         self.schedule = SegmentSchedule(
             self.segmenter,
@@ -192,24 +185,14 @@ class CustomerService(EventSourcedService[CustomerSettings, CustomerApp]):
         )
         return [self.schedule]
 
-    def servicers(self, app: CustomerApp) -> Sequence[ServiceBinding]:
-        servicer = grpc_api.CustomerServicer(
+    def servicer(self, app: CustomerApp) -> grpc_api.CustomerServicer:
+        return grpc_api.CustomerServicer(
             app, self.engine, self.wait_for, self.settings.read_wait_seconds
         )
-        return [
-            ServiceBinding(
-                servicer,
-                customer_pb2_grpc.add_CustomerProfileServiceServicer_to_server,
-                grpc_api.SERVICE_NAME,
-            )
-        ]
-
-    def error_map(self) -> ErrorMap:
-        return grpc_api.error_map()
 
 
 def main() -> None:
-    run_service(CustomerService, CustomerSettings)
+    skeleton.run_service(CustomerService, CustomerSettings)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ from typing import Any
 
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
+from careops_platform import service as skeleton
 from careops_platform.server import ServiceBinding
-from careops_platform.service import Service, port_setting, run_service
 from careops_platform.settings import ServiceSettings
 from pydantic import Field
 
@@ -29,9 +29,9 @@ def backend_setting(name: str) -> Any:
 
 
 class GatewaySettings(ServiceSettings):
-    grpc_port: int = port_setting(ENTRY, "grpc_port")
-    http_port: int = port_setting(ENTRY, "http_port")
-    metrics_port: int = port_setting(ENTRY, "metrics_port")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    http_port: int = skeleton.port_setting(ENTRY, "http_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     ticketing_addr: str = backend_setting("ticketing")
     customer_addr: str = backend_setting("customer")
     incident_addr: str = backend_setting("incident")
@@ -60,7 +60,7 @@ class GatewaySettings(ServiceSettings):
         ]
 
 
-class GatewayService(Service[GatewaySettings]):
+class GatewayService(skeleton.Service[GatewaySettings]):
     """The running gateway: channels to the backends, the gRPC edge and the HTTP edge."""
 
     entry = ENTRY
@@ -128,7 +128,7 @@ class GatewayService(Service[GatewaySettings]):
 
 
 def main() -> None:
-    run_service(GatewayService, GatewaySettings)
+    skeleton.run_service(GatewayService, GatewaySettings)
 
 
 if __name__ == "__main__":

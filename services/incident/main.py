@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from careops.incident.v1 import incident_pb2_grpc
 from careops_eventstore import EventStore
 from careops_eventstore.projection import Projection
 from careops_platform import registry
+from careops_platform import service as skeleton
 from careops_platform.collectors import SqlCounts
-from careops_platform.server import ServiceBinding
-from careops_platform.service import (
-    Background,
-    ErrorMap,
-    EventSourcedService,
-    Reaction,
-    Subscription,
-    port_setting,
-    run_service,
-)
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
 from pydantic import Field
 from sqlalchemy import Engine
 
 from incident import domain, grpc_api, readmodels
-from incident.application import CODEC, STREAM, IncidentApp, utc_now
+from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.projections import IncidentProjection, IncidentTimerProjection
 from incident.reactions import PageDispatcher, SurgeDetector
@@ -36,8 +27,8 @@ ENTRY = registry.service("incident")
 
 
 class IncidentSettings(ServiceSettings):
-    grpc_port: int = port_setting(ENTRY, "grpc_port")
-    metrics_port: int = port_setting(ENTRY, "metrics_port")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     oncall_file: str = Field("", description="YAML on-call teams loaded at start")
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
@@ -99,16 +90,14 @@ def open_incidents(engine: Engine) -> SqlCounts:
     )
 
 
-class IncidentService(EventSourcedService[IncidentSettings, IncidentApp]):
+class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp]):
     """The running service: log, projections, timers, reactions and the gRPC server."""
 
     entry = ENTRY
     migrations = Path(__file__).parent / "migrations"
+    api = skeleton.Api.of(grpc_api, incident_pb2_grpc.add_IncidentServiceServicer_to_server)
 
-    def __init__(
-        self, settings: IncidentSettings, *, clock: Callable[[], datetime] = utc_now
-    ) -> None:
-        super().__init__(settings, clock=clock)
+    def setup(self) -> None:
         self.notifiers: Notifiers | None = None
         self.collector = open_incidents(self.engine)
 
@@ -124,11 +113,11 @@ class IncidentService(EventSourcedService[IncidentSettings, IncidentApp]):
             matrix_file=self.settings.response_matrix_file or None,
         )
 
-    def projections(self, app: IncidentApp) -> Sequence[Subscription]:
+    def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [IncidentProjection(), IncidentTimerProjection()]
-        return [Subscription(STREAM.name, STREAM.subjects[0], CODEC, own)]
+        return [skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, own)]
 
-    def reactions(self, app: IncidentApp) -> Sequence[Reaction]:
+    def reactions(self, app: IncidentApp) -> Sequence[skeleton.Reaction]:
         settings = self.settings
         self.notifiers = Notifiers(settings.notifier_settings())
         self.resources.append(self.notifiers)
@@ -141,7 +130,7 @@ class IncidentService(EventSourcedService[IncidentSettings, IncidentApp]):
         )
         tickets = registry.TICKETING
         return [
-            Reaction(
+            skeleton.Reaction(
                 "incident-pager",
                 STREAM.name,
                 registry.INCIDENT.filter("incident"),
@@ -150,31 +139,21 @@ class IncidentService(EventSourcedService[IncidentSettings, IncidentApp]):
                 # incidents must not queue behind one another's slow channels.
                 concurrency=256,
             ),
-            Reaction("incident-surge", tickets.name, tickets.filter(), surge.handle),
+            skeleton.Reaction("incident-surge", tickets.name, tickets.filter(), surge.handle),
         ]
 
-    def background(self, app: IncidentApp) -> Sequence[Background]:
+    def background(self, app: IncidentApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
 
-    def servicers(self, app: IncidentApp) -> Sequence[ServiceBinding]:
+    def servicer(self, app: IncidentApp) -> grpc_api.IncidentServicer:
         assert self.store is not None
-        servicer = grpc_api.IncidentServicer(
+        return grpc_api.IncidentServicer(
             app, self.engine, self.store.client, self.wait_for, self.settings.read_wait_seconds
         )
-        return [
-            ServiceBinding(
-                servicer,
-                incident_pb2_grpc.add_IncidentServiceServicer_to_server,
-                grpc_api.SERVICE_NAME,
-            )
-        ]
-
-    def error_map(self) -> ErrorMap:
-        return grpc_api.error_map()
 
 
 def main() -> None:
-    run_service(IncidentService, IncidentSettings)
+    skeleton.run_service(IncidentService, IncidentSettings)
 
 
 if __name__ == "__main__":

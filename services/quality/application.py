@@ -13,7 +13,7 @@ from careops.ticketing.v1 import events_pb2 as ticket_events
 from careops_emotion import classify
 from careops_eventstore import EventStore
 from careops_eventstore.aggregates import CommandResult
-from careops_eventstore.application import ContextApplication, aggregate_kind
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.timers import DueTimer
@@ -32,13 +32,7 @@ TICKETING_SUBJECTS = registry.TICKETING.filter()
 INCIDENT_STREAM = registry.INCIDENT.name
 INCIDENT_SUBJECTS = registry.INCIDENT.filter()
 
-CODEC = EventCodec(
-    {
-        domain.SurveySubmitted: events_pb2.SurveySubmitted,
-        domain.FollowUpOverdue: events_pb2.FollowUpOverdue,
-        domain.FollowUpRecorded: events_pb2.FollowUpRecorded,
-    }
-)
+CODEC = codec_of(get_args(domain.SurveyEvent), events_pb2)
 
 # The subset of ticketing's and incident's events quality reads (fields matched by name).
 # Projections consume the whole stream (the runner needs contiguous sequences); other

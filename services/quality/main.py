@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import careops_sla
@@ -13,15 +13,7 @@ from careops.quality.v1 import quality_pb2_grpc
 from careops_eventstore import EventStore
 from careops_eventstore.projection import Projection
 from careops_platform import registry
-from careops_platform.server import ServiceBinding
-from careops_platform.service import (
-    Background,
-    ErrorMap,
-    EventSourcedService,
-    Subscription,
-    port_setting,
-    run_service,
-)
+from careops_platform import service as skeleton
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field
@@ -37,7 +29,6 @@ from quality.application import (
     TICKETING_STREAM,
     TICKETING_SUBJECTS,
     QualityApp,
-    utc_now,
 )
 from quality.projections import (
     FollowUpTimerProjection,
@@ -51,8 +42,8 @@ ENTRY = registry.service("quality")
 
 
 class QualitySettings(ServiceSettings):
-    grpc_port: int = port_setting(ENTRY, "grpc_port")
-    metrics_port: int = port_setting(ENTRY, "metrics_port")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     sla_policy_file: str = Field(
         "", description="YAML SLA policy ticketing runs with (what-if's actual); empty: built-in"
     )
@@ -91,17 +82,15 @@ def load_teams(path: str | None) -> dict[str, list[str]]:
     return result
 
 
-class QualityService(EventSourcedService[QualitySettings, QualityApp]):
+class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
     """The running service: log, projections of three streams, timers and the gRPC server."""
 
     entry = ENTRY
     migrations = Path(__file__).parent / "migrations"
+    api = skeleton.Api.of(grpc_api, quality_pb2_grpc.add_QualityServiceServicer_to_server)
 
-    def __init__(
-        self, settings: QualitySettings, *, clock: Callable[[], datetime] = utc_now
-    ) -> None:
-        super().__init__(settings, clock=clock)
-        self.collector = KpiCollector(self.engine, clock)
+    def setup(self) -> None:
+        self.collector = KpiCollector(self.engine, self.clock)
 
     def collectors(self) -> Sequence[Collector]:
         return [self.collector]
@@ -117,23 +106,23 @@ class QualityService(EventSourcedService[QualitySettings, QualityApp]):
             clock=self.clock,
         )
 
-    def projections(self, app: QualityApp) -> Sequence[Subscription]:
+    def projections(self, app: QualityApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [SurveyProjection(), FollowUpTimerProjection()]
         return [
-            Subscription(STREAM.name, STREAM.subjects[0], CODEC, own),
-            Subscription(
+            skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, own),
+            skeleton.Subscription(
                 TICKETING_STREAM, TICKETING_SUBJECTS, TICKETING_CODEC, [TicketFactsProjection()]
             ),
-            Subscription(
+            skeleton.Subscription(
                 INCIDENT_STREAM, INCIDENT_SUBJECTS, INCIDENT_CODEC, [IncidentFactsProjection()]
             ),
         ]
 
-    def background(self, app: QualityApp) -> Sequence[Background]:
+    def background(self, app: QualityApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
 
-    def servicers(self, app: QualityApp) -> Sequence[ServiceBinding]:
-        servicer = grpc_api.QualityServicer(
+    def servicer(self, app: QualityApp) -> grpc_api.QualityServicer:
+        return grpc_api.QualityServicer(
             app,
             self.engine,
             self.wait_for,
@@ -141,20 +130,10 @@ class QualityService(EventSourcedService[QualitySettings, QualityApp]):
             teams=self.teams,
             policy=self.policy,
         )
-        return [
-            ServiceBinding(
-                servicer,
-                quality_pb2_grpc.add_QualityServiceServicer_to_server,
-                grpc_api.SERVICE_NAME,
-            )
-        ]
-
-    def error_map(self) -> ErrorMap:
-        return grpc_api.error_map()
 
 
 def main() -> None:
-    run_service(QualityService, QualitySettings)
+    skeleton.run_service(QualityService, QualitySettings)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,8 @@ from typing import get_args
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore
 from careops_eventstore.aggregates import CommandResult
-from careops_eventstore.application import ContextApplication, aggregate_kind
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
-from careops_eventstore.codec import EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
@@ -29,22 +28,7 @@ SLA_POLICY_KEY = "sla_policy"
 ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
 
-CODEC = EventCodec(
-    {
-        domain.TicketOpened: events_pb2.TicketOpened,
-        domain.TicketAssigned: events_pb2.TicketAssigned,
-        domain.ReplyAdded: events_pb2.ReplyAdded,
-        domain.PriorityChanged: events_pb2.PriorityChanged,
-        domain.TicketEscalated: events_pb2.TicketEscalated,
-        domain.TicketHeld: events_pb2.TicketHeld,
-        domain.TicketResumed: events_pb2.TicketResumed,
-        domain.TicketResolved: events_pb2.TicketResolved,
-        domain.TicketReopened: events_pb2.TicketReopened,
-        domain.TicketClosed: events_pb2.TicketClosed,
-        domain.SlaWarningRaised: events_pb2.SlaWarningRaised,
-        domain.SlaBreached: events_pb2.SlaBreached,
-    }
-)
+CODEC = codec_of(get_args(domain.TicketEvent), events_pb2)
 
 TICKET = aggregate_kind(
     STREAM, SUBJECT_PREFIX, "ticket", initial=domain.initial, evolve=domain.evolve, codec=CODEC

@@ -9,16 +9,8 @@ import careops_sla as sla
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore import EventStore
 from careops_platform import registry
+from careops_platform import service as skeleton
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
-from careops_platform.server import ServiceBinding
-from careops_platform.service import (
-    Background,
-    ErrorMap,
-    EventSourcedService,
-    Subscription,
-    port_setting,
-    run_service,
-)
 from careops_platform.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
@@ -35,8 +27,8 @@ ENTRY = registry.service("ticketing")
 
 
 class TicketingSettings(ServiceSettings):
-    grpc_port: int = port_setting(ENTRY, "grpc_port")
-    metrics_port: int = port_setting(ENTRY, "metrics_port")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
     agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
@@ -47,11 +39,12 @@ class TicketingSettings(ServiceSettings):
     )
 
 
-class TicketingService(EventSourcedService[TicketingSettings, TicketingApp]):
+class TicketingService(skeleton.EventSourcedService[TicketingSettings, TicketingApp]):
     """The running service: event store, projections, timers and the gRPC server."""
 
     entry = ENTRY
     migrations = Path(__file__).parent / "migrations"
+    api = skeleton.Api.of(grpc_api, ticketing_pb2_grpc.add_TicketingServiceServicer_to_server)
 
     async def prepare(self) -> None:
         settings = self.settings
@@ -67,16 +60,16 @@ class TicketingService(EventSourcedService[TicketingSettings, TicketingApp]):
     def application(self, store: EventStore) -> TicketingApp:
         return TicketingApp(store=store, policy=self.policy, agents=self.agents, clock=self.clock)
 
-    def projections(self, app: TicketingApp) -> Sequence[Subscription]:
+    def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER
         return [
-            Subscription(
+            skeleton.Subscription(
                 customers.name,
                 customers.filter("customer"),
                 CUSTOMER_CODEC,
                 [CustomerDirectoryProjection()],
             ),
-            Subscription(
+            skeleton.Subscription(
                 STREAM.name,
                 STREAM.subjects[0],
                 CODEC,
@@ -84,14 +77,14 @@ class TicketingService(EventSourcedService[TicketingSettings, TicketingApp]):
             ),
         ]
 
-    def background(self, app: TicketingApp) -> Sequence[Background]:
+    def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
 
     def _directory_position(self) -> int:
         return self.runners[CustomerDirectoryProjection.name].position
 
-    def servicers(self, app: TicketingApp) -> Sequence[ServiceBinding]:
-        servicer = grpc_api.TicketingServicer(
+    def servicer(self, app: TicketingApp) -> grpc_api.TicketingServicer:
+        return grpc_api.TicketingServicer(
             app,
             self.engine,
             self.wait_for,
@@ -99,20 +92,10 @@ class TicketingService(EventSourcedService[TicketingSettings, TicketingApp]):
             contact_hash_key=self.hash_key,
             directory_position=self._directory_position,
         )
-        return [
-            ServiceBinding(
-                servicer,
-                ticketing_pb2_grpc.add_TicketingServiceServicer_to_server,
-                grpc_api.SERVICE_NAME,
-            )
-        ]
-
-    def error_map(self) -> ErrorMap:
-        return grpc_api.error_map()
 
 
 def main() -> None:
-    run_service(TicketingService, TicketingSettings)
+    skeleton.run_service(TicketingService, TicketingSettings)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The registry holds the contract's names and numbers (ARCHITECTURE §5) and the services read it."""
+"""The registry holds the contract's names and numbers (ARCHITECTURE §5)."""
 
 from __future__ import annotations
 
