@@ -51,7 +51,6 @@ from careops_platform.runtime import (
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
 from careops_platform.settings import ServiceSettings, load_settings
 
-log = logging.getLogger(__name__)
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 AppT = TypeVar("AppT", bound="Application")
 ErrorMap = Mapping[type[Exception], grpc.StatusCode]
@@ -159,7 +158,8 @@ class Service(Generic[SettingsT]):
         await self.started()
         await self.server.set_serving(True)
         details = {"grpc_port": self.server.port, **self.serving_details()}
-        log.info("%s serving", self.entry.name, extra=details)
+        # The service's own logger, as before the skeleton: log queries filter on its name.
+        logging.getLogger(self.entry.name).info(f"{self.entry.name} serving", extra=details)
 
     async def stop(self) -> None:
         """Stops the server (in-flight calls get the grace period), then the parts."""
