@@ -20,7 +20,8 @@ from typing import Any
 from unittest import mock
 
 from careops.ticketing.v1 import ticketing_pb2 as pb
-from ticketing.main import TicketingService, TicketingSettings, TimerScheduler
+from careops_eventstore.timers import TimerScheduler
+from ticketing.main import TicketingService, TicketingSettings
 
 from bench.common import CLIENTS, Report, embedded_nats
 from bench.grpc_load import LoadSpec, load_from_child

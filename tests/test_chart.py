@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from careops_cli.platform import SERVICES, ServiceSpec
+from careops_platform import registry
 from careops_sla import load_policy
 from customer.main import CustomerSettings
 from gateway.main import GatewaySettings
@@ -25,13 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "careops"
 HELM = ROOT / ".tools" / "helm"
 RELEASE = "careops"
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "ticketing": TicketingSettings,
+    "customer": CustomerSettings,
+    "incident": IncidentSettings,
+    "quality": QualitySettings,
+    "gateway": GatewaySettings,
+}
 # careops_cli.platform.SERVICES name -> (chart component, settings class the process reads).
 CHART_SERVICES: dict[str, tuple[str, type[BaseSettings]]] = {
-    "ticketing": ("ticketing", TicketingSettings),
-    "customer": ("customer-profile", CustomerSettings),
-    "incident": ("incident-crisis", IncidentSettings),
-    "quality": ("quality-scoring", QualitySettings),
-    "gateway": ("gateway", GatewaySettings),
+    entry.name: (entry.component, SETTINGS[entry.name]) for entry in registry.SERVICES
 }
 # Policy files in the chart -> the service defaults they copy, and the loader that must accept them.
 POLICY_FILES: dict[str, tuple[Path, Callable[[str | None], object]]] = {
@@ -116,7 +120,7 @@ def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: Se
     name = f"{RELEASE}-{component}"
     container = container_of(find(manifests, "Deployment", name))
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    http = {"http": 8080} if spec.name == "gateway" else {}  # the gateway's HTTP/JSON edge
+    http = {"http": spec.http_port} if spec.http_port else {}  # the gateway's HTTP/JSON edge
     assert ports == {"grpc": spec.grpc_port, "metrics": spec.metrics_port, **http}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == spec.grpc_port, probe

@@ -24,7 +24,7 @@ errors = Console(stderr=True)
 def address(service: str) -> str:
     """Returns host:port of a service: CAREOPS_<SERVICE>_ADDR or the local default port."""
     spec = next(spec for spec in SERVICES if spec.name == service)
-    return os.environ.get(f"CAREOPS_{service.upper()}_ADDR", f"127.0.0.1:{grpc_port(spec)}")
+    return os.environ.get(spec.addr_env, f"127.0.0.1:{grpc_port(spec)}")
 
 
 @contextmanager

@@ -9,74 +9,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_platform import registry
 from careops_platform.parent import SUPERVISOR_PID_ENV, die_with_parent
+from careops_platform.registry import ServiceEntry
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 console = Console(stderr=True)
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """How to start one service and where it answers."""
-
-    name: str
-    module: str
-    grpc_port: int
-    metrics_port: int
-    port_env: str
-    metrics_env: str
-
-
-SERVICES = (
-    ServiceSpec(
-        "ticketing",
-        "ticketing.main",
-        50051,
-        9101,
-        "CAREOPS_TICKETING_GRPC_PORT",
-        "CAREOPS_TICKETING_METRICS_PORT",
-    ),
-    ServiceSpec(
-        "customer",
-        "customer.main",
-        50052,
-        9102,
-        "CAREOPS_CUSTOMER_GRPC_PORT",
-        "CAREOPS_CUSTOMER_METRICS_PORT",
-    ),
-    ServiceSpec(
-        "incident",
-        "incident.main",
-        50053,
-        9103,
-        "CAREOPS_INCIDENT_GRPC_PORT",
-        "CAREOPS_INCIDENT_METRICS_PORT",
-    ),
-    ServiceSpec(
-        "quality",
-        "quality.main",
-        50054,
-        9104,
-        "CAREOPS_QUALITY_GRPC_PORT",
-        "CAREOPS_QUALITY_METRICS_PORT",
-    ),
-    # Last: the edge in front of the four services (gRPC and HTTP/JSON).
-    ServiceSpec(
-        "gateway",
-        "gateway.main",
-        50050,
-        9105,
-        "CAREOPS_GATEWAY_GRPC_PORT",
-        "CAREOPS_GATEWAY_METRICS_PORT",
-    ),
-)
-GATEWAY_HTTP_PORT_ENV = "CAREOPS_GATEWAY_HTTP_PORT"
+# How to start each service and where it answers: the one registry (gateway last).
+ServiceSpec = ServiceEntry
+SERVICES = registry.SERVICES
+GATEWAY_HTTP_PORT_ENV = registry.service("gateway").http_port_env
 COLORS = ("cyan", "magenta", "green", "yellow", "blue")
 
 
@@ -142,9 +91,8 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
     env.setdefault("CAREOPS_DATA_DIR", str(data_dir.resolve()))
     env[SUPERVISOR_PID_ENV] = str(os.getpid())
     # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR, as the CLI).
-    for spec in SERVICES:
-        if spec.name != "gateway":
-            env.setdefault(f"CAREOPS_{spec.name.upper()}_ADDR", f"127.0.0.1:{grpc_port(spec)}")
+    for spec in registry.BACKENDS:
+        env.setdefault(spec.addr_env, f"127.0.0.1:{grpc_port(spec)}")
     nats: EmbeddedNats | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
     code = 0
@@ -156,7 +104,7 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
             children[spec.name] = _spawn(spec, env, COLORS[index % len(COLORS)])
         if not _wait_all_serving(children, stopping, startup_timeout):
             return 0 if stopping.is_set() else 1
-        http_port = env.get(GATEWAY_HTTP_PORT_ENV, "8080")
+        http_port = env.get(GATEWAY_HTTP_PORT_ENV, str(registry.service("gateway").http_port))
         console.print(f"[bold green]gateway[/] HTTP/JSON on http://127.0.0.1:{http_port}/v1/")
         console.print("[bold]CareOps is up.[/] Ctrl-C stops everything.")
         while not stopping.wait(0.5):

@@ -12,19 +12,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol, get_args
 
 from careops.customer.v1 import events_pb2
 from careops.customer.v1.types_pb2 import PersonalData
-from careops_eventstore import EventStore, StreamSpec
-from careops_eventstore.aggregates import (
-    AggregateKind,
-    AggregateRepository,
-    CommandExecutor,
-    CommandResult,
-)
-from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore import EventStore
+from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
+from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
+from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.contacts import (
     InvalidContact,
@@ -43,28 +40,14 @@ from customer.keystore import DecryptionFailed, KeyDestroyed, KeyStore, seal, un
 
 log = logging.getLogger(__name__)
 
-STREAM = StreamSpec(name="CAREOPS_CUSTOMER", subjects=("careops.customer.>",))
-SUBJECT_PREFIX = "careops.customer.customer"
+STREAM = registry.CUSTOMER.spec()
+SUBJECT_PREFIX = registry.CUSTOMER.prefix("customer")
 RFM_MODEL_KEY = "rfm_model"
 
-CODEC = EventCodec(
-    {
-        d.CustomerRegistered: events_pb2.CustomerRegistered,
-        d.ProfileUpdated: events_pb2.ProfileUpdated,
-        d.CustomerTagged: events_pb2.CustomerTagged,
-        d.PurchaseRecorded: events_pb2.PurchaseRecorded,
-        d.SegmentAssigned: events_pb2.SegmentAssigned,
-        d.CustomerForgotten: events_pb2.CustomerForgotten,
-    }
-)
+CODEC = codec_of(get_args(d.CustomerEvent), events_pb2)
 
-CUSTOMER = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix=SUBJECT_PREFIX,
-    aggregate_type="customer",
-    initial=d.initial,
-    evolve=d.evolve,
-    codec=CODEC,
+CUSTOMER = aggregate_kind(
+    STREAM, SUBJECT_PREFIX, "customer", initial=d.initial, evolve=d.evolve, codec=CODEC
 )
 
 REGISTERED = Counter("careops_customers_registered_total", "Customers registered.")
@@ -84,10 +67,6 @@ SEGMENT_CHANGES = Counter(
 preinitialise(PURCHASES, MINOR_UNITS)
 preinitialise(ERASURES, d.ErasureReason)
 preinitialise(SEGMENT_CHANGES, d.Tier)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -110,7 +89,7 @@ class Contacts:
     phone_hash: str
 
 
-class CustomerApp:
+class CustomerApp(ContextApplication[d.Customer]):
     """The customer use cases over an event store and the key store."""
 
     def __init__(
@@ -122,17 +101,10 @@ class CustomerApp:
         model: d.RfmModel | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.repository = AggregateRepository(store, CUSTOMER)
-        self.executor = CommandExecutor(self.repository)
+        super().__init__(store=store, stream=STREAM, kind=CUSTOMER, clock=clock)
         self.keys = keys
         self._hash_key = hash_key
         self.model = model or d.RfmModel()
-        self.clock = clock
-
-    async def provision(self, *, replicas: int = 1) -> None:
-        await self.repository.store.ensure_stream(
-            StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas)
-        )
 
     # ------------------------------------------------------------------------- contacts
 
@@ -204,19 +176,14 @@ class CustomerApp:
         causation_id: str = "",
     ) -> CommandResult[d.Customer]:
         now = self.clock()
-        context = EnvelopeContext(
-            aggregate_id=customer_id,
-            aggregate_type=CUSTOMER.aggregate_type,
+        return await self.run(
+            customer_id,
+            lambda state: d.decide(state, command, now=now),
+            now=now,
             command_id=command_id,
-            occurred_at=now,
             actor=actor,
             causation_id=causation_id,
             policy_versions={RFM_MODEL_KEY: self.model.version},
-        )
-        return await self.executor.execute(
-            aggregate_id=customer_id,
-            decide=lambda state: d.decide(state, command, now=now),
-            context=context,
             expect_new=isinstance(command, d.RegisterCustomer),
         )
 

@@ -2,43 +2,40 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
+from typing import Any
 
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from careops_platform.runtime import run_process
-from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
-from careops_platform.settings import ServiceSettings, load_settings
-from pydantic import AliasChoices, Field
+from careops_platform import registry
+from careops_platform import service as skeleton
+from careops_platform.server import ServiceBinding
+from careops_platform.settings import ServiceSettings
+from pydantic import Field
 
 from gateway import grpc_api
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 
-log = logging.getLogger("gateway")
-SERVICE = "gateway"
-GRPC_PORT_ENV = "CAREOPS_GATEWAY_GRPC_PORT"
-HTTP_PORT_ENV = "CAREOPS_GATEWAY_HTTP_PORT"
-METRICS_PORT_ENV = "CAREOPS_GATEWAY_METRICS_PORT"
+ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
 ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
 
 
+def backend_setting(name: str) -> Any:
+    """Returns the field of one backend's address (`CAREOPS_<NAME>_ADDR`), the registry's
+    default port on this host."""
+    entry = registry.service(name)
+    return Field(entry.default_address, pattern=ADDRESS, description=f"{entry.component} gRPC")
+
+
 class GatewaySettings(ServiceSettings):
-    grpc_port: int = Field(
-        50050, ge=0, le=65535, validation_alias=AliasChoices("grpc_port", GRPC_PORT_ENV)
-    )
-    http_port: int = Field(
-        8080, ge=0, le=65535, validation_alias=AliasChoices("http_port", HTTP_PORT_ENV)
-    )
-    metrics_port: int = Field(
-        9105, ge=0, le=65535, validation_alias=AliasChoices("metrics_port", METRICS_PORT_ENV)
-    )
-    ticketing_addr: str = Field("127.0.0.1:50051", pattern=ADDRESS, description="ticketing gRPC")
-    customer_addr: str = Field(
-        "127.0.0.1:50052", pattern=ADDRESS, description="customer-profile gRPC"
-    )
-    incident_addr: str = Field("127.0.0.1:50053", pattern=ADDRESS, description="incident gRPC")
-    quality_addr: str = Field("127.0.0.1:50054", pattern=ADDRESS, description="quality gRPC")
+    grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
+    http_port: int = skeleton.port_setting(ENTRY, "http_port")
+    metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
+    ticketing_addr: str = backend_setting("ticketing")
+    customer_addr: str = backend_setting("customer")
+    incident_addr: str = backend_setting("incident")
+    quality_addr: str = backend_setting("quality")
     http_timeout_seconds: float = Field(
         30.0, gt=0, le=600, description="Deadline of a unary call made for an HTTP request"
     )
@@ -63,85 +60,75 @@ class GatewaySettings(ServiceSettings):
         ]
 
 
-class GatewayService:
+class GatewayService(skeleton.Service[GatewaySettings]):
     """The running gateway: channels to the backends, the gRPC edge and the HTTP edge."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
-        self.settings = settings
-        self.backends = settings.backends()
-        self.server: GrpcServer | None = None
-        self.http: HttpServer | None = None
+    entry = ENTRY
 
-    async def start(self) -> None:
-        settings = self.settings
+    def __init__(self, settings: GatewaySettings) -> None:
+        super().__init__(settings)
+        self.backends = settings.backends()
+        self.http: HttpServer | None = None
+        self.gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
+        self.table = routes(self.backends)
+
+    async def start_parts(self) -> None:
         for backend in self.backends:
             backend.open()
-        table = routes(self.backends)
-        gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
+
+    def bindings(self) -> Sequence[ServiceBinding]:
         bindings = [
             ServiceBinding(
-                gateway,
+                self.gateway,
                 gateway_pb2_grpc.add_GatewayServiceServicer_to_server,
                 grpc_api.SERVICE_NAME,
             )
         ]
         for backend in self.backends:
-            served = {path: route for path, route in table.items() if route.backend is backend}
+            served = {path: route for path, route in self.table.items() if route.backend is backend}
             bindings.append(
                 ServiceBinding(
                     grpc_api.ProxyHandler(served), grpc_api.register_proxy, backend.service
                 )
             )
-        self.server = GrpcServer(
-            host=settings.grpc_host, port=settings.grpc_port, bindings=bindings
-        )
+        return bindings
+
+    async def started(self) -> None:
+        settings = self.settings
         descriptor = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
+        local = {
+            f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
+            for method in descriptor.methods
+        }
+        api = HttpApi(
+            routes=self.table,
+            local=local,
+            timeout=settings.http_timeout_seconds,
+            heartbeat=settings.http_stream_heartbeat_seconds,
+        )
         self.http = HttpServer(
-            HttpApi(
-                routes=table,
-                local={
-                    f"/{grpc_api.SERVICE_NAME}/{method.name}": (
-                        method,
-                        getattr(gateway, method.name),
-                    )
-                    for method in descriptor.methods
-                },
-                timeout=settings.http_timeout_seconds,
-                heartbeat=settings.http_stream_heartbeat_seconds,
-            ),
+            api,
             host=settings.grpc_host,
             port=settings.http_port,
             grace=settings.shutdown_grace_seconds,
         )
-        await self.server.start()
         await self.http.start()
-        await self.server.set_serving(True)
-        log.info(
-            "gateway serving",
-            extra={
-                "grpc_port": self.server.port,
-                "http_port": self.http.port,
-                "backends": {backend.name: backend.address for backend in self.backends},
-            },
-        )
 
-    async def stop(self) -> None:
-        if self.server is not None:
-            await self.server.stop(self.settings.shutdown_grace_seconds)
+    def serving_details(self) -> dict[str, Any]:
+        return {
+            "http_port": self.http.port if self.http else 0,
+            "backends": {backend.name: backend.address for backend in self.backends},
+        }
+
+    async def stop_parts(self) -> None:
         if self.http is not None:
             await self.http.stop()
         for backend in self.backends:
             await backend.close()
 
 
-async def serve(settings: GatewaySettings) -> None:
-    """Runs the gateway until SIGTERM / SIGINT."""
-    service = GatewayService(settings)
-    await run_until_signalled(service.start, service.stop)
-
-
 def main() -> None:
-    run_process(SERVICE, load_settings(GatewaySettings), serve)
+    skeleton.run_service(GatewayService, GatewaySettings)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,22 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from careops.incident.v1 import events_pb2
-from careops_eventstore import EventStore, StreamSpec
+from careops_eventstore import EventStore
 from careops_eventstore.aggregates import (
     AggregateKind,
     AggregateRepository,
     CommandExecutor,
     CommandResult,
 )
-from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore.application import ContextApplication, aggregate_kind
+from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
+from careops_eventstore.codec import EventCodec
 from careops_eventstore.timers import DueTimer
+from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import NotFound
 from careops_platform.requests import AGGREGATE_ID
@@ -33,8 +36,8 @@ from incident.config import load_teams as load_teams
 
 log = logging.getLogger(__name__)
 
-STREAM = StreamSpec(name="CAREOPS_INCIDENT", subjects=("careops.incident.>",))
-INCIDENT_SUBJECTS = "careops.incident.incident"
+STREAM = registry.INCIDENT.spec()
+INCIDENT_SUBJECTS = registry.INCIDENT.prefix("incident")
 MATRIX_ID = "default"
 REFRESH_SECONDS = 1.0
 
@@ -62,26 +65,21 @@ CODEC = EventCodec(
     }
 )
 
-INCIDENT = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix=INCIDENT_SUBJECTS,
-    aggregate_type="incident",
-    initial=d.initial,
-    evolve=d.evolve,
-    codec=CODEC,
+INCIDENT = aggregate_kind(
+    STREAM, INCIDENT_SUBJECTS, "incident", initial=d.initial, evolve=d.evolve, codec=CODEC
 )
-TEAM: AggregateKind[d.Team | None] = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix="careops.incident.team",
-    aggregate_type="team",
+TEAM: AggregateKind[d.Team | None] = aggregate_kind(
+    STREAM,
+    registry.INCIDENT.prefix("team"),
+    "team",
     initial=lambda _id: None,
     evolve=d.evolve_team,
     codec=CODEC,
 )
-MATRIX = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix="careops.incident.matrix",
-    aggregate_type="matrix",
+MATRIX = aggregate_kind(
+    STREAM,
+    registry.INCIDENT.prefix("matrix"),
+    "matrix",
     initial=lambda _id: d.Matrix(),
     evolve=d.evolve_matrix,
     codec=CODEC,
@@ -134,17 +132,13 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     preinitialise(TIME_TO_ACK, LEVELS, teams)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def digest(value: Any) -> str:
     """Returns a short stable digest of a JSON-able value (used for command ids)."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-class IncidentApp:
+class IncidentApp(ContextApplication[d.Incident]):
     """The incident use cases over an event store."""
 
     def __init__(
@@ -154,20 +148,12 @@ class IncidentApp:
         risk: d.RiskModel | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.incidents = AggregateRepository(store, INCIDENT)
+        super().__init__(store=store, stream=STREAM, kind=INCIDENT, clock=clock)
+        self.incidents = self.repository
         self.teams = AggregateRepository(store, TEAM)
         self.matrix_repository = AggregateRepository(store, MATRIX)
-        self.executor = CommandExecutor(self.incidents)
         self.risk = risk or d.RiskModel()
-        self.clock = clock
         self._refreshed: dict[str, float] = {}
-
-    @property
-    def store(self) -> EventStore:
-        return self.incidents.store
-
-    async def provision(self, *, replicas: int = 1) -> None:
-        await self.store.ensure_stream(StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas))
 
     def _stale(self, key: str) -> bool:
         """True when `key` was last read from the log more than REFRESH_SECONDS ago."""
@@ -216,22 +202,17 @@ class IncidentApp:
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
         ctx = d.Context(now=now, risk=self.risk, matrix=matrix, teams=teams)
-        context = EnvelopeContext(
-            aggregate_id=incident_id,
-            aggregate_type=INCIDENT.aggregate_type,
+        result = await self.run(
+            incident_id,
+            lambda state: d.decide(state, command, ctx),
+            now=now,
             command_id=command_id,
-            occurred_at=now,
             actor=actor,
             causation_id=causation_id,
             policy_versions={
                 "risk_model": self.risk.version,
                 "response_matrix": str(matrix.version),
             },
-        )
-        result = await self.executor.execute(
-            aggregate_id=incident_id,
-            decide=lambda state: d.decide(state, command, ctx),
-            context=context,
             expect_new=isinstance(command, d.DeclareIncident),
         )
         self._observe(result, now)
@@ -270,12 +251,13 @@ class IncidentApp:
 
     async def put_team(self, team: d.Team, *, command_id: str, actor: str) -> tuple[d.Team, int]:
         """Defines or replaces a team (no event when unchanged)."""
-        now = self.clock()
-        context = EnvelopeContext(team.team_id, TEAM.aggregate_type, command_id, now, actor)
-        result = await CommandExecutor(self.teams).execute(
-            aggregate_id=team.team_id,
-            decide=lambda current: d.decide_team(current, team),
-            context=context,
+        result = await self.run_on(
+            CommandExecutor(self.teams),
+            team.team_id,
+            lambda current: d.decide_team(current, team),
+            now=self.clock(),
+            command_id=command_id,
+            actor=actor,
         )
         assert result.state is not None
         return result.state, result.sequence
@@ -286,12 +268,13 @@ class IncidentApp:
         """Replaces the response matrix; every team it names must exist."""
         named = {cell.team_id for row in rows for cell in row.cells}
         known = set(await self._teams(sorted(named), fresh=True))
-        now = self.clock()
-        context = EnvelopeContext(MATRIX_ID, MATRIX.aggregate_type, command_id, now, actor)
-        result = await CommandExecutor(self.matrix_repository).execute(
-            aggregate_id=MATRIX_ID,
-            decide=lambda current: d.decide_matrix(current, rows, known),
-            context=context,
+        result = await self.run_on(
+            CommandExecutor(self.matrix_repository),
+            MATRIX_ID,
+            lambda current: d.decide_matrix(current, rows, known),
+            now=self.clock(),
+            command_id=command_id,
+            actor=actor,
         )
         matrix = d.Matrix(result.state.rows, result.sequence)
         preinitialise_metrics(matrix)  # a new type or team is counted from its first page

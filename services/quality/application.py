@@ -6,21 +6,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, get_args
 
 import careops_sla
 from careops.quality.v1 import events_pb2
 from careops_emotion import classify
-from careops_eventstore import EventStore, StreamSpec
-from careops_eventstore.aggregates import (
-    AggregateKind,
-    AggregateRepository,
-    CommandExecutor,
-    CommandResult,
-)
-from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore import EventStore
+from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
+from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.timers import DueTimer
+from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import FieldViolation, InvalidArgument, NotFound
 from careops_published import incident as inc
@@ -32,20 +29,14 @@ from quality import domain
 
 log = logging.getLogger(__name__)
 
-STREAM = StreamSpec(name="CAREOPS_QUALITY", subjects=("careops.quality.>",))
-SUBJECT_PREFIX = "careops.quality.survey"
-TICKETING_STREAM = "CAREOPS_TICKETING"
-TICKETING_SUBJECTS = "careops.ticketing.>"
-INCIDENT_STREAM = "CAREOPS_INCIDENT"
-INCIDENT_SUBJECTS = "careops.incident.>"
+STREAM = registry.QUALITY.spec()
+SUBJECT_PREFIX = registry.QUALITY.prefix("survey")
+TICKETING_STREAM = registry.TICKETING.name
+TICKETING_SUBJECTS = registry.TICKETING.filter()
+INCIDENT_STREAM = registry.INCIDENT.name
+INCIDENT_SUBJECTS = registry.INCIDENT.filter()
 
-CODEC = EventCodec(
-    {
-        domain.SurveySubmitted: events_pb2.SurveySubmitted,
-        domain.FollowUpOverdue: events_pb2.FollowUpOverdue,
-        domain.FollowUpRecorded: events_pb2.FollowUpRecorded,
-    }
-)
+CODEC = codec_of(get_args(domain.SurveyEvent), events_pb2)
 
 # The ticketing and incident events quality reads, as their published views. Projections
 # consume the whole stream (the runner needs contiguous sequences); other events are skipped and
@@ -71,24 +62,15 @@ INCIDENT_CODEC = view_codec(
     inc.IncidentResolved,
 )
 
-SURVEY = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix=SUBJECT_PREFIX,
-    aggregate_type="survey",
-    initial=domain.initial,
-    evolve=domain.evolve,
-    codec=CODEC,
+SURVEY = aggregate_kind(
+    STREAM, SUBJECT_PREFIX, "survey", initial=domain.initial, evolve=domain.evolve, codec=CODEC
 )
 
 EVENTS = Counter("careops_quality_events_total", "Quality events appended by type.", ["event"])
 preinitialise(EVENTS, (event.__name__ for event in get_args(domain.SurveyEvent)))
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class QualityApp:
+class QualityApp(ContextApplication[domain.Survey]):
     """The survey use cases over an event store; every write goes through `execute`."""
 
     def __init__(
@@ -98,16 +80,8 @@ class QualityApp:
         follow_up_after: timedelta = domain.FOLLOW_UP_AFTER,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.repository = AggregateRepository(store, SURVEY)
-        self.executor = CommandExecutor(self.repository)
+        super().__init__(store=store, stream=STREAM, kind=SURVEY, clock=clock)
         self.follow_up_after = follow_up_after
-        self.clock = clock
-
-    async def provision(self, *, replicas: int = 1) -> None:
-        """Creates or updates the quality stream."""
-        await self.repository.store.ensure_stream(
-            StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas)
-        )
 
     async def execute(
         self,
@@ -119,18 +93,13 @@ class QualityApp:
     ) -> CommandResult[domain.Survey]:
         """Decides and appends one command against the survey's current state."""
         now = self.clock()
-        context = EnvelopeContext(
-            aggregate_id=ticket_id,
-            aggregate_type=SURVEY.aggregate_type,
+        result = await self.run(
+            ticket_id,
+            lambda state: domain.decide(state, command, now=now),
+            now=now,
             command_id=command_id,
-            occurred_at=now,
             actor=actor,
         )
-
-        def decide(state: domain.Survey) -> list[Any]:
-            return domain.decide(state, command, now=now)
-
-        result = await self.executor.execute(aggregate_id=ticket_id, decide=decide, context=context)
         for event in result.events:
             EVENTS.labels(type(event).__name__).inc()
         return result

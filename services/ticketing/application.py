@@ -5,19 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, get_args
+from datetime import datetime
+from typing import Protocol, get_args
 
 from careops.ticketing.v1 import events_pb2
-from careops_eventstore import EventStore, StreamSpec
-from careops_eventstore.aggregates import (
-    AggregateKind,
-    AggregateRepository,
-    CommandExecutor,
-    CommandResult,
-)
-from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore import EventStore
+from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
+from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.timers import DueTimer
+from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.contacts import InvalidContact, contact_digest
 from careops_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument
@@ -29,36 +26,16 @@ from ticketing.config import load_agents as load_agents
 
 log = logging.getLogger(__name__)
 
-STREAM = StreamSpec(name="CAREOPS_TICKETING", subjects=("careops.ticketing.>",))
-SUBJECT_PREFIX = "careops.ticketing.ticket"
+STREAM = registry.TICKETING.spec()
+SUBJECT_PREFIX = registry.TICKETING.prefix("ticket")
 SLA_POLICY_KEY = "sla_policy"
 ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
 
-CODEC = EventCodec(
-    {
-        domain.TicketOpened: events_pb2.TicketOpened,
-        domain.TicketAssigned: events_pb2.TicketAssigned,
-        domain.ReplyAdded: events_pb2.ReplyAdded,
-        domain.PriorityChanged: events_pb2.PriorityChanged,
-        domain.TicketEscalated: events_pb2.TicketEscalated,
-        domain.TicketHeld: events_pb2.TicketHeld,
-        domain.TicketResumed: events_pb2.TicketResumed,
-        domain.TicketResolved: events_pb2.TicketResolved,
-        domain.TicketReopened: events_pb2.TicketReopened,
-        domain.TicketClosed: events_pb2.TicketClosed,
-        domain.SlaWarningRaised: events_pb2.SlaWarningRaised,
-        domain.SlaBreached: events_pb2.SlaBreached,
-    }
-)
+CODEC = codec_of(get_args(domain.TicketEvent), events_pb2)
 
-TICKET = AggregateKind(
-    stream=STREAM.name,
-    subject_prefix=SUBJECT_PREFIX,
-    aggregate_type="ticket",
-    initial=domain.initial,
-    evolve=domain.evolve,
-    codec=CODEC,
+TICKET = aggregate_kind(
+    STREAM, SUBJECT_PREFIX, "ticket", initial=domain.initial, evolve=domain.evolve, codec=CODEC
 )
 
 OPENED = Counter(
@@ -78,11 +55,7 @@ preinitialise(TRANSITIONS, (event.__name__ for event in get_args(domain.TicketEv
 preinitialise(SLA_EVENTS, domain.SlaClock, domain.SlaTimerKind, domain.Channel, domain.Priority)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class TicketingApp:
+class TicketingApp(ContextApplication[domain.Ticket]):
     """The ticketing use cases over an event store; every write goes through `execute`."""
 
     def __init__(
@@ -94,17 +67,11 @@ class TicketingApp:
         clock: Callable[[], datetime] = utc_now,
         cache_size: int = 10_000,
     ) -> None:
-        self.repository = AggregateRepository(store, TICKET, cache_size=cache_size)
-        self.executor = CommandExecutor(self.repository)
+        super().__init__(
+            store=store, stream=STREAM, kind=TICKET, clock=clock, cache_size=cache_size
+        )
         self.policy = policy
         self.agents = list(agents)
-        self.clock = clock
-
-    async def provision(self, *, replicas: int = 1) -> None:
-        """Creates or updates the ticketing stream."""
-        await self.repository.store.ensure_stream(
-            StreamSpec(STREAM.name, STREAM.subjects, replicas=replicas)
-        )
 
     async def execute(
         self,
@@ -117,23 +84,14 @@ class TicketingApp:
     ) -> CommandResult[domain.Ticket]:
         """Decides and appends one command against the ticket's current state."""
         now = self.clock()
-        context = EnvelopeContext(
-            aggregate_id=ticket_id,
-            aggregate_type=TICKET.aggregate_type,
+        result = await self.run(
+            ticket_id,
+            lambda state: domain.decide(state, command, now=now, policy=self.policy),
+            now=now,
             command_id=command_id,
-            occurred_at=now,
             actor=actor,
             causation_id=causation_id,
             policy_versions=self._policy_versions(command),
-        )
-
-        def decide(state: domain.Ticket) -> list[Any]:
-            return domain.decide(state, command, now=now, policy=self.policy)
-
-        result = await self.executor.execute(
-            aggregate_id=ticket_id,
-            decide=decide,
-            context=context,
             expect_new=isinstance(command, domain.OpenTicket),
         )
         self._count(result)

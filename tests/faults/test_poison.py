@@ -128,7 +128,7 @@ class Staged:
 
 def consumers(service: Any) -> list[ProjectionRunner | ReactionRunner]:
     """Every projection and reaction a running service has."""
-    return [*service.runners.values(), *getattr(service, "reactions", [])]
+    return [*service.runners.values(), *service.reaction_runners]
 
 
 def name_of(consumer: ProjectionRunner | ReactionRunner) -> str:

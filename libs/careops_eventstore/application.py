@@ -1,0 +1,152 @@
+"""What every context's application shares: its stream, its main aggregate's repository and
+executor, the clock, and one `run` that builds the envelope context of a command.
+
+A context's `application.py` declares its codec and aggregate kinds and keeps only its use
+cases; it never builds an `EnvelopeContext` by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Generic, TypeVar
+
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
+from careops_eventstore.codec import EnvelopeContext, EventCodec
+from careops_eventstore.model import EventStore, StreamSpec
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    """Returns the current time in UTC: the default clock of every application."""
+    return datetime.now(UTC)
+
+
+def codec_of(events: Iterable[type], messages: ModuleType) -> EventCodec:
+    """Returns the codec of a context's events: each one ⇄ the message of its name in
+    `messages` (the context's generated events_pb2), fields matched by name."""
+    return EventCodec({event: getattr(messages, event.__name__) for event in events})
+
+
+def aggregate_kind(
+    stream: StreamSpec,
+    subject_prefix: str,
+    aggregate_type: str,
+    *,
+    initial: Callable[[str], S],
+    evolve: Callable[[S, Any, datetime], S],
+    codec: EventCodec,
+) -> AggregateKind[S]:
+    """Returns the kind of one aggregate type kept on `stream` under `subject_prefix`."""
+    return AggregateKind(
+        stream=stream.name,
+        subject_prefix=subject_prefix,
+        aggregate_type=aggregate_type,
+        initial=initial,
+        evolve=evolve,
+        codec=codec,
+    )
+
+
+class ContextApplication(Generic[S]):
+    """Base of one context's application over an event store (ARCHITECTURE §3).
+
+    `repository` and `executor` serve the context's main aggregate kind; other kinds run
+    through `run_on`.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: EventStore,
+        stream: StreamSpec,
+        kind: AggregateKind[S],
+        clock: Callable[[], datetime] = utc_now,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.stream = stream
+        self.repository = AggregateRepository(store, kind, cache_size=cache_size)
+        self.executor = CommandExecutor(self.repository)
+        self.clock = clock  # injected so tests drive time with a FakeClock
+
+    @property
+    def store(self) -> EventStore:
+        return self.repository.store
+
+    async def provision(self, *, replicas: int = 1) -> None:
+        """Creates or updates the context's stream with `replicas`."""
+        await self.store.ensure_stream(
+            StreamSpec(self.stream.name, self.stream.subjects, replicas=replicas)
+        )
+
+    async def run(
+        self,
+        aggregate_id: str,
+        decide: Callable[[S], Sequence[Any]],
+        *,
+        now: datetime,
+        command_id: str,
+        actor: str = "system",
+        causation_id: str = "",
+        policy_versions: Mapping[str, str] | None = None,
+        expect_new: bool = False,
+    ) -> CommandResult[S]:
+        """Decides and appends one command on the main aggregate kind at `now`."""
+        context = self.envelope(
+            aggregate_id,
+            self.repository.kind,
+            now=now,
+            command_id=command_id,
+            actor=actor,
+            causation_id=causation_id,
+            policy_versions=policy_versions,
+        )
+        return await self.executor.execute(
+            aggregate_id=aggregate_id, decide=decide, context=context, expect_new=expect_new
+        )
+
+    async def run_on(
+        self,
+        executor: CommandExecutor[T],
+        aggregate_id: str,
+        decide: Callable[[T], Sequence[Any]],
+        *,
+        now: datetime,
+        command_id: str,
+        actor: str = "system",
+    ) -> CommandResult[T]:
+        """Decides and appends one command on another aggregate kind of the context."""
+        context = self.envelope(
+            aggregate_id, executor.repository.kind, now=now, command_id=command_id, actor=actor
+        )
+        return await executor.execute(aggregate_id=aggregate_id, decide=decide, context=context)
+
+    @staticmethod
+    def envelope(
+        aggregate_id: str,
+        kind: AggregateKind[Any],
+        *,
+        now: datetime,
+        command_id: str,
+        actor: str,
+        causation_id: str = "",
+        policy_versions: Mapping[str, str] | None = None,
+    ) -> EnvelopeContext:
+        """Returns the envelope context every event of one command carries."""
+        return EnvelopeContext(
+            aggregate_id=aggregate_id,
+            aggregate_type=kind.aggregate_type,
+            command_id=command_id,
+            occurred_at=now,
+            actor=actor,
+            causation_id=causation_id,
+            policy_versions=dict(policy_versions or {}),
+        )

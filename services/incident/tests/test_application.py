@@ -1,0 +1,97 @@
+"""Incident's application layer through its composition root, on the in-memory store (no NATS)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from careops_eventstore.memory import InMemoryEventStore
+from careops_eventstore.timers import DueTimer
+
+from incident import domain as d
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
+from incident.main import IncidentService, IncidentSettings
+from tests.in_memory import Logged, logged
+from tests.support import FakeClock
+
+CRASH = d.DeclareIncident(
+    incident_id="i-1",
+    type="server_crash",
+    title="Checkout down",
+    factors=d.RiskFactors(users_affected=50_000, core_system=1.0, exposure=1.0),
+)
+
+
+async def bootstrapped(tmp_path: Path, clock: FakeClock) -> tuple[IncidentApp, InMemoryEventStore]:
+    """Returns the application the service would run, with the default teams and matrix."""
+    service = IncidentService(IncidentSettings(data_dir=str(tmp_path)), clock=clock)
+    store = InMemoryEventStore()
+    return await service.bootstrap(store), store
+
+
+async def incident_events(store: InMemoryEventStore, incident_id: str) -> list[Logged]:
+    subject = f"{INCIDENT_SUBJECTS}.{incident_id}"
+    return [item for item in await logged(store, STREAM.name, CODEC) if item.subject == subject]
+
+
+async def test_the_composition_root_loads_the_default_teams_and_matrix(tmp_path: Path) -> None:
+    app, _store = await bootstrapped(tmp_path, FakeClock())
+    matrix = await app.matrix(fresh=True)
+    assert matrix.version > 0 and "server_crash" in matrix.rows
+    team, _ = await app.team("technical_support")
+    assert team.team_id == "technical_support"
+
+
+async def test_declaring_an_incident_pages_its_red_and_yellow_teams(tmp_path: Path) -> None:
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    events = await incident_events(store, "i-1")
+    assert {item.sequence for item in events} == {declared.sequence}  # one message
+    assert isinstance(events[0].event, d.IncidentDeclared)
+    assert events[0].envelope.policy_versions["risk_model"] == app.risk.version
+    pages = [item.event for item in events if isinstance(item.event, d.PageRequested)]
+    assert {page.team_id for page in pages} == {"technical_support", "customer_service"}
+    assert all(page.ack_due_at > clock.now for page in pages)
+    informed = [item.event for item in events if isinstance(item.event, d.TeamInformed)]
+    assert [notice.team_id for notice in informed] == ["brand_pr"]
+
+
+async def test_an_unacknowledged_page_escalates_when_its_timer_fires(tmp_path: Path) -> None:
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    [page] = [
+        event
+        for event in declared.events
+        if isinstance(event, d.PageRequested) and event.team_id == "technical_support"
+    ]
+    clock.set(page.ack_due_at + timedelta(seconds=1))
+    timer = DueTimer("ack-1", "i-1", "page_ack", clock.now, {"page_id": page.page_id})
+    await app.fire_timer(timer)
+    await app.fire_timer(timer)  # the same timer again: appended once
+    events = await incident_events(store, "i-1")
+    fired = [item for item in events if item.sequence > declared.sequence]
+    assert {item.envelope.command_id for item in fired} == {"ack-1"}
+    assert any(isinstance(item.event, d.PageEscalated) for item in fired)
+
+
+async def test_an_acknowledged_page_does_not_escalate(tmp_path: Path) -> None:
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    [page] = [
+        event
+        for event in declared.events
+        if isinstance(event, d.PageRequested) and event.team_id == "technical_support"
+    ]
+    acked = await app.execute(
+        "i-1", d.AcknowledgePage(page.page_id, page.member_id), command_id="ack", actor="m"
+    )
+    assert [type(event) for event in acked.events] == [d.PageAcknowledged]
+    head = await store.last_sequence(STREAM.name)
+    clock.set(page.ack_due_at + timedelta(seconds=1))
+    await app.fire_timer(DueTimer("ack-1", "i-1", "page_ack", clock.now, {"page_id": page.page_id}))
+    after = await incident_events(store, "i-1")
+    assert not any(isinstance(item.event, d.PageEscalated) for item in after)
+    assert all(item.sequence <= head for item in after)
