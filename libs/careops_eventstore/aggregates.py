@@ -286,22 +286,3 @@ class CommandExecutor(Generic[S]):
         loaded = await self.repository.load_until(aggregate_id, sequence)
         return CommandResult(loaded.state, sequence, [], replayed=True)
 
-
-def now_context(
-    *,
-    kind: AggregateKind[Any],
-    aggregate_id: str,
-    command_id: str,
-    occurred_at: datetime,
-    actor: str,
-    policy_versions: dict[str, str] | None = None,
-) -> EnvelopeContext:
-    """Returns the envelope context of one command."""
-    return EnvelopeContext(
-        aggregate_id=aggregate_id,
-        aggregate_type=kind.aggregate_type,
-        command_id=command_id,
-        occurred_at=occurred_at,
-        actor=actor,
-        policy_versions=policy_versions or {},
-    )
