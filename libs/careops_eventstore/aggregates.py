@@ -285,4 +285,3 @@ class CommandExecutor(Generic[S]):
     async def _replay(self, aggregate_id: str, sequence: int) -> CommandResult[S]:
         loaded = await self.repository.load_until(aggregate_id, sequence)
         return CommandResult(loaded.state, sequence, [], replayed=True)
-
