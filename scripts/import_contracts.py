@@ -12,21 +12,22 @@ from typing import Any
 
 from importlinter import Contract, ContractCheck, fields, output
 from importlinter.application import contract_utils
+from importlinter.domain.helpers import module_expressions_to_modules
 
 
 class AllowlistContract(Contract):
-    """The source modules (and their submodules) import only the standard library, each other,
-    and the allowed modules (and their submodules). Direct imports are checked: what an allowed
+    """Each source module (and its submodules) imports only the standard library, itself, and
+    the allowed modules (and their submodules). Direct imports are checked: what an allowed
     module imports in turn is its own contract's business.
 
-    Options: source_modules, allowed_modules, ignore_imports (as in import-linter's own
-    contracts). The top-level configuration needs include_external_packages = true, so that
+    Options: source_modules (wildcards allowed, e.g. `*.domain`), allowed_modules,
+    ignore_imports (as in import-linter's own contracts). The top-level configuration needs include_external_packages = true, so that
     third-party imports are in the graph to be refused.
     """
 
     type_name = "allowlist"
 
-    source_modules = fields.ListField(subfield=fields.ModuleField())
+    source_modules = fields.ListField(subfield=fields.ModuleExpressionField())
     allowed_modules = fields.ListField(subfield=fields.ModuleField())
     ignore_imports = fields.SetField(subfield=fields.ImportExpressionField(), required=False)
 
@@ -37,13 +38,14 @@ class AllowlistContract(Contract):
             ignore_imports=self.ignore_imports,  # type: ignore[arg-type]
             unmatched_alerting=contract_utils.AlertLevel.ERROR,
         )
-        sources = [module.name for module in self.source_modules]  # type: ignore[attr-defined]
+        expressions = self.source_modules
+        sources = module_expressions_to_modules(graph, expressions)  # type: ignore[arg-type]
         allowed = [module.name for module in self.allowed_modules]  # type: ignore[attr-defined]
         refused = []
-        for source in sources:
+        for source in sorted(module.name for module in sources):
             for importer in sorted({source} | graph.find_descendants(source)):
                 for imported in sorted(graph.find_modules_directly_imported_by(importer)):
-                    if not _allowed(imported, [*sources, *allowed]):
+                    if not _allowed(imported, [source, *allowed]):
                         details = graph.get_import_details(importer=importer, imported=imported)
                         lines = sorted({detail["line_number"] for detail in details})
                         refused.append((importer, imported, lines))

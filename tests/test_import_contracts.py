@@ -17,7 +17,8 @@ contract_types =
 [importlinter:contract:domain]
 name = toy domain
 type = allowlist
-source_modules = toy.domain
+source_modules =
+    *.domain
 allowed_modules =
     toy.kernel
 """
