@@ -21,8 +21,9 @@ class AllowlistContract(Contract):
     module imports in turn is its own contract's business.
 
     Options: source_modules (wildcards allowed, e.g. `*.domain`), allowed_modules,
-    ignore_imports (as in import-linter's own contracts). The top-level configuration needs include_external_packages = true, so that
-    third-party imports are in the graph to be refused.
+    ignore_imports (as in import-linter's own contracts). The top-level configuration needs
+    include_external_packages = true, so that third-party imports are in the graph to be
+    refused.
     """
 
     type_name = "allowlist"
