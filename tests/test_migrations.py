@@ -31,7 +31,11 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 def drift(engine: Engine, migrations: Path) -> list[tuple[object, ...]]:
     """Returns what Alembic's autogenerate comparison (compare_metadata against env.py's
-    target_metadata, as `alembic check` runs it) finds between the database and the models."""
+    target_metadata, as `alembic check` runs it) finds between the database and the models.
+
+    Tables, columns, types, nullability, indexes and constraints are compared; server defaults
+    are not (Alembic's default): the DDL gives "0" to columns added to tables that had rows,
+    which the models fill in from Python instead."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
     with engine.connect() as connection:
