@@ -62,3 +62,13 @@ def test_a_table_the_models_have_and_the_database_lacks_is_drift(engine: Engine)
         connection.execute(text("DROP TABLE parked_messages"))
     found = drift(engine, migrations)
     assert ("add_table", "parked_messages") in [(d[0], getattr(d[1], "name", "")) for d in found]
+
+
+def test_the_key_store_beside_customer_read_models_is_no_drift(engine: Engine) -> None:
+    """customer_keys may share customer's database; the key store creates it, not migrations."""
+    from customer.keystore import metadata as key_store
+
+    migrations = SERVICES / "customer" / "migrations"
+    migrate(engine, migrations)
+    key_store.create_all(engine)
+    assert drift(engine, migrations) == []
