@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-LINTED := libs services cli tests bench conftest.py
+LINTED := libs services cli tests bench scripts conftest.py
 
 .PHONY: run test faults proto lint typecheck bench lock clean system-deps
 
@@ -39,6 +39,7 @@ lint: $(PROTO_STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy $(LINTED)
+	$(BIN)/lint-imports  # the dependency rules: pyproject.toml [tool.importlinter]
 
 test: proto system-deps lint chart-check ## everything a fresh machine needs, then the whole suite
 	$(BIN)/python -m pytest

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from careops_eventstore import sqlstate
+from sqlalchemy import Engine, MetaData, create_engine, event
 
 
 def database_url(configured: str, data_dir: str, service: str) -> str:
@@ -45,6 +47,62 @@ def migrate(engine: Engine, migrations_dir: Path) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def run_env(metadata: MetaData, *, foreign_tables: Collection[str] = ()) -> None:
+    """The body of every service's migrations/env.py: migrates (or, for `alembic check`,
+    compares) the connection `migrate` hands over against the service's read models plus the
+    tables every service shares. `foreign_tables` live in the same database but are not the
+    migrations' (created by their own module), so the comparison leaves them out."""
+    from alembic import context
+
+    def include_name(name: str | None, type_: str, _parents: Any) -> bool:
+        return type_ != "table" or name not in foreign_tables
+
+    context.configure(
+        connection=context.config.attributes["connection"],
+        target_metadata=[metadata, sqlstate.metadata],
+        include_name=include_name,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+# Migration steps every service shares. Each emits its tables as of the revision that added
+# them (frozen here, never read from the live Table objects): a later change to
+# careops_eventstore.sqlstate is a new migration, and the drift test (tests/test_migrations.py)
+# says when one is missing.
+
+
+def create_checkpoint_and_timer_tables() -> None:
+    """Migration step of every service's first revision: projection checkpoints and due timers
+    (careops_eventstore.sqlstate.checkpoints and .timers)."""
+    import sqlalchemy as sa
+    from alembic import op
+
+    op.create_table(
+        "projection_checkpoints",
+        sa.Column("projection", sa.String(100), primary_key=True),
+        sa.Column("stream", sa.String(100), nullable=False),
+        sa.Column("last_sequence", sa.BigInteger, nullable=False),
+        sa.Column("unknown_events", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "timers",
+        sa.Column("timer_id", sa.String(200), primary_key=True),
+        sa.Column("aggregate_id", sa.String(100), nullable=False, index=True),
+        sa.Column("kind", sa.String(50), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("data", sa.Text, nullable=False),
+    )
+
+
+def drop_checkpoint_and_timer_tables() -> None:
+    """Reverts `create_checkpoint_and_timer_tables`."""
+    from alembic import op
+
+    op.drop_table("timers")
+    op.drop_table("projection_checkpoints")
 
 
 def create_parked_messages_table() -> None:

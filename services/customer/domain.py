@@ -22,13 +22,11 @@ from customer import currencies
 MAX_NAME = 200
 MAX_ADDRESS = 500
 MAX_NOTES = 5_000
-MAX_ORDER_ID = 64
 MAX_TAGS = 50
 TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 ORDER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
 FUTURE_TOLERANCE = timedelta(minutes=5)
-WELL_KNOWN_TAGS = ("vip", "sensitive", "technical")
 
 
 class Tier(StrEnum):

@@ -150,14 +150,6 @@ def waiting_pages(*, session: Session, team_id: str) -> list[Any]:
     return list(session.execute(query))
 
 
-def incident_facts(*, session: Session, incident_id: str) -> Any:
-    """Returns the incident's title, level, type and drill flag (or None)."""
-    query = select(incidents.c.title, incidents.c.level, incidents.c.type, incidents.c.drill).where(
-        incidents.c.incident_id == incident_id
-    )
-    return session.execute(query).first()
-
-
 def open_counts(*, session: Session) -> dict[str, int]:
     """Returns open (declared or acknowledged) non-drill incidents per level."""
     query = (

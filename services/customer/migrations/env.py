@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection handed over by careops_platform.db.migrate."""
+"""Alembic environment: runs on the connection handed over by careops_platform.db.migrate,
+against customer's read models and the shared tables (see careops_platform.db.run_env)."""
 
-from alembic import context
+from careops_platform.db import run_env
+from customer.readmodels import metadata
 
-connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=None)
-with context.begin_transaction():
-    context.run_migrations()
+# customer_keys: the key store's (customer.keystore), created by it, possibly in this database.
+run_env(metadata, foreign_tables=["customer_keys"])

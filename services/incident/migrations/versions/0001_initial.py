@@ -5,6 +5,10 @@ Revision ID: 0001
 
 import sqlalchemy as sa
 from alembic import op
+from careops_platform.db import (
+    create_checkpoint_and_timer_tables,
+    drop_checkpoint_and_timer_tables,
+)
 
 revision = "0001"
 down_revision = None
@@ -13,21 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "projection_checkpoints",
-        sa.Column("projection", sa.String(100), primary_key=True),
-        sa.Column("stream", sa.String(100), nullable=False),
-        sa.Column("last_sequence", sa.BigInteger, nullable=False),
-        sa.Column("unknown_events", sa.Integer, nullable=False, server_default="0"),
-    )
-    op.create_table(
-        "timers",
-        sa.Column("timer_id", sa.String(200), primary_key=True),
-        sa.Column("aggregate_id", sa.String(100), nullable=False, index=True),
-        sa.Column("kind", sa.String(50), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False, index=True),
-        sa.Column("data", sa.Text, nullable=False),
-    )
+    create_checkpoint_and_timer_tables()
     op.create_table(
         "incidents",
         sa.Column("incident_id", sa.String(64), primary_key=True),
@@ -101,7 +91,6 @@ def downgrade() -> None:
         "incident_timeline",
         "incident_pages",
         "incidents",
-        "timers",
-        "projection_checkpoints",
     ):
         op.drop_table(table)
+    drop_checkpoint_and_timer_tables()

@@ -1,0 +1,315 @@
+"""Applying a batch of log messages to a projection: its rows and checkpoint in one SQL
+transaction, poison counted and parked beside it (the projection runner feeds it)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import nats.errors
+import nats.js.errors
+from careops.events.v1.envelope_pb2 import EventBatch
+from google.protobuf.message import DecodeError
+from prometheus_client import Counter
+from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
+from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
+from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
+
+# Poison is logged under the runner's logger, as before this module was split out of it.
+log = logging.getLogger("careops_eventstore.projection")
+# Why a message (or one event in it) was not applied; every reason is exported from the start.
+# ignored: a CareOps event this projection's codec does not map (normal); unknown_type: a type
+# no context defines (a newer producer); undecodable: not an event batch, empty, or a payload
+# that does not decode; failed: the projection's apply raised for it. All but redelivered and
+# ignored are parked.
+SKIP_REASONS = ("redelivered", "ignored", "unknown_type", "undecodable", "failed")
+
+APPLIED = Counter(
+    "careops_projection_events_total", "Events applied by projection.", ["projection"]
+)
+SKIPPED = Counter(
+    "careops_projection_skipped_total",
+    "Messages (or events) skipped by projection and reason "
+    "(redelivered, ignored, unknown_type, undecodable, failed).",
+    ["projection", "reason"],
+)
+
+
+class Projection(Protocol):
+    """A read model fed by one stream; `apply` runs inside the batch transaction."""
+
+    name: str
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        """The tables this projection owns (emptied by a rebuild)."""
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        """Applies one decoded event at stream sequence `position`."""
+
+
+@dataclass
+class BatchOutcome:
+    """How far a batch got: the checkpoint after it, poison messages, and whether it hit a gap.
+
+    `poison` lists the sequences of messages that were not event batches at all (terminated);
+    `parked` the sequences parked for any reason (those are acked: their skip is recorded).
+    """
+
+    last_sequence: int
+    poison: list[int]
+    gap: bool = False
+    parked: list[int] = field(default_factory=list)
+    applied: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    parked_messages: list[ParkedMessage] = field(default_factory=list)
+
+    def count(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+TRANSIENT = (
+    DBAPIError,
+    LogUnavailable,
+    ConcurrencyConflict,
+    OSError,
+    TimeoutError,
+    nats.errors.Error,
+)
+
+
+def transient(exc: BaseException) -> bool:
+    """True for failures worth retrying (database or log unreachable, busy, conflicting); False
+    for errors the data itself causes, which retrying cannot fix (the message is poison)."""
+    if isinstance(exc, IntegrityError | DataError):
+        return False
+    return isinstance(exc, TRANSIENT)
+
+
+def read_checkpoint(session: Session | Connection, name: str, *, for_update: bool = False) -> int:
+    """Returns the projection's last applied sequence (0 if none)."""
+    query = select(checkpoints.c.last_sequence).where(checkpoints.c.projection == name)
+    if for_update:
+        query = query.with_for_update()
+    return int(session.execute(query).scalar() or 0)
+
+
+def apply_batch(
+    engine: Engine,
+    projection: Projection,
+    codec: EventCodec,
+    stream: str,
+    messages: Sequence[RecordedBatch | bytes | None],
+    sequences: Sequence[int],
+    *,
+    contiguous: bool = True,
+    subjects: Sequence[str] = (),
+) -> BatchOutcome:
+    """Applies messages (parsed or raw bytes) and advances the checkpoint in one transaction.
+
+    With `contiguous` (the caller feeds every sequence of the stream, unfiltered), a message
+    beyond checkpoint + 1 means an earlier one is missing: stop there (gap=True) rather than
+    skip it later as already seen. The runner reads a filtered consumer, so it checks the
+    consumer's delivery sequence instead and passes contiguous=False.
+
+    Poison never stops the batch: a message that is not an event batch, an event type nobody
+    defines, a payload that does not decode, or an event whose `apply` raises is counted,
+    logged and parked in this same transaction. A transient error (the database) propagates:
+    the whole batch is retried. Metrics and logs are published only once the batch commits.
+    """
+    batch = _Batch(projection, codec, stream, messages, sequences, contiguous, subjects)
+    try:
+        outcome = batch.run(engine, savepoints=False)
+    except _NeedsSavepoints:
+        # Some apply raised: redo the batch with a savepoint per message, which parks exactly
+        # that message. The fast path spares every batch without poison two statements per
+        # message.
+        outcome = batch.run(engine, savepoints=True)
+    batch.publish(outcome)
+    return outcome
+
+
+class _NeedsSavepoints(Exception):
+    """A projection's apply raised on the fast path; the batch is redone message by message."""
+
+
+@dataclass
+class _Batch:
+    """One batch's input, applied by `run` (possibly twice: see apply_batch)."""
+
+    projection: Projection
+    codec: EventCodec
+    stream: str
+    messages: Sequence[RecordedBatch | bytes | None]
+    sequences: Sequence[int]
+    contiguous: bool
+    subjects: Sequence[str]
+
+    def run(self, engine: Engine, *, savepoints: bool) -> BatchOutcome:
+        name = self.projection.name
+        outcome = BatchOutcome(0, [])
+        with engine.begin() as connection:
+            _claim_checkpoint(connection, name, self.stream)
+            last = read_checkpoint(connection, name, for_update=True)
+            start = last
+            for index, (message, sequence) in enumerate(
+                zip(self.messages, self.sequences, strict=True)
+            ):
+                if sequence <= last:
+                    outcome.count("redelivered")
+                    continue
+                if self.contiguous and sequence != last + 1:
+                    outcome.gap = True
+                    break
+                subject = self.subjects[index] if self.subjects else ""
+                target = _Target(self.projection, self.stream, sequence, subject, outcome)
+                parsed = _parse(message)
+                if parsed is None:
+                    outcome.poison.append(sequence)
+                    target.skip(connection, "undecodable", detail="not an event batch")
+                elif not parsed.events:
+                    target.skip(connection, "undecodable", detail="empty message")
+                else:
+                    _apply_message(connection, target, self.codec, parsed, savepoints)
+                last = sequence
+            if last != start:
+                connection.execute(
+                    update(checkpoints)
+                    .where(checkpoints.c.projection == name)
+                    .values(last_sequence=last)
+                )
+        outcome.last_sequence = last
+        return outcome
+
+    def publish(self, outcome: BatchOutcome) -> None:
+        """Counts and logs what the committed batch did."""
+        name = self.projection.name
+        if outcome.applied:
+            APPLIED.labels(name).inc(outcome.applied)
+        for reason, count in outcome.skipped.items():
+            SKIPPED.labels(name, reason).inc(count)
+        for item in outcome.parked_messages:
+            log.error(
+                "poison message parked",
+                extra={
+                    "projection": name,
+                    "stream": item.stream,
+                    "sequence": item.sequence,
+                    "reason": item.reason,
+                    "event_type": item.event_type,
+                },
+            )
+
+
+@dataclass
+class _Target:
+    """One message being applied: where it is, and the outcome it adds to."""
+
+    projection: Projection
+    stream: str
+    sequence: int
+    subject: str
+    outcome: BatchOutcome
+
+    def skip(
+        self, connection: Connection, reason: str, *, event_type: str = "", detail: str = ""
+    ) -> None:
+        """Counts a skipped message (or event) and parks it (beside the checkpoint)."""
+        parked = ParkedMessage(
+            consumer=self.projection.name,
+            stream=self.stream,
+            sequence=self.sequence,
+            reason=reason,
+            subject=self.subject,
+            event_type=event_type,
+            detail=detail,
+        )
+        park(connection, parked)
+        self.outcome.count(reason)
+        self.outcome.parked_messages.append(parked)
+        if self.sequence not in self.outcome.parked:
+            self.outcome.parked.append(self.sequence)
+
+
+def _parse(message: RecordedBatch | bytes | None) -> EventBatch | None:
+    if isinstance(message, RecordedBatch):
+        return None if message.undecodable else message.batch
+    if message is None:
+        return None
+    batch = EventBatch()
+    try:
+        batch.ParseFromString(message)
+    except DecodeError:
+        return None
+    return batch
+
+
+def _apply_message(
+    connection: Connection,
+    target: _Target,
+    codec: EventCodec,
+    batch: EventBatch,
+    savepoints: bool,
+) -> None:
+    """Applies the events of one message. They are one command's: with `savepoints`, a poison
+    event rolls back (and parks) the whole message and the batch goes on; without, it raises
+    _NeedsSavepoints (the caller redoes the batch with them)."""
+    decoded: list[DecodedEvent] = []
+    for envelope in batch.events:
+        if not codec.knows(envelope.type):
+            if known_event_type(envelope.type):
+                target.outcome.count("ignored")
+            else:
+                target.skip(connection, "unknown_type", event_type=envelope.type)
+            continue
+        try:
+            decoded.append(DecodedEvent(codec.decode(envelope), envelope))
+        except (DecodeError, LookupError, ValueError, TypeError) as exc:
+            target.skip(connection, "undecodable", event_type=envelope.type, detail=_describe(exc))
+            return
+    current = ""
+    try:
+        with connection.begin_nested() if savepoints else contextlib.nullcontext():
+            for event in decoded:
+                current = event.envelope.type
+                target.projection.apply(connection, event, target.sequence)
+    except Exception as exc:
+        if transient(exc):
+            raise
+        if not savepoints:
+            raise _NeedsSavepoints() from exc
+        target.skip(connection, "failed", event_type=current, detail=_describe(exc))
+        return
+    target.outcome.applied += len(decoded)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _claim_checkpoint(connection: Connection, name: str, stream: str) -> None:
+    """Makes sure the checkpoint row exists, as this transaction's first statement.
+
+    The row is what `FOR UPDATE` locks: without it, two replicas could both apply a projection's
+    first batch. Writing first also starts SQLite's write transaction before anything is read.
+    """
+    statement = insert_for(connection.dialect.name)(checkpoints)
+    connection.execute(
+        statement.values(projection=name, stream=stream, last_sequence=0).on_conflict_do_nothing()
+    )
+
+
+def reset(engine: Engine, projection: Projection) -> None:
+    """Empties the projection's tables, checkpoint and parked messages in one transaction."""
+    with engine.begin() as connection:
+        for table in projection.tables:
+            connection.execute(delete(table))
+        connection.execute(delete(checkpoints).where(checkpoints.c.projection == projection.name))
+        unpark_all(connection, projection.name)

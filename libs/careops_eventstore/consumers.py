@@ -1,0 +1,83 @@
+"""What projection and reaction consumers share: fetching a batch, telling a stall, status."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+# Behind and no progress for this long: the projection (or reaction) is reported as stalled.
+STALL_AFTER_SECONDS = 60.0
+
+
+async def fetch_batch(
+    subscription: nats.js.JetStreamContext.PullSubscription, size: int, idle_wait: float = 1.0
+) -> list[Msg]:
+    """Waits up to `idle_wait` for the first message, then takes what else is there at once.
+
+    A single fetch of `size` would wait for the whole batch under a trickle of messages; this
+    keeps latency low when idle and batches under load.
+    """
+    try:
+        first = await subscription.fetch(1, timeout=idle_wait)
+    except (nats.errors.TimeoutError, TimeoutError):
+        return []
+    if size <= 1:
+        return list(first)
+    try:
+        rest = await subscription.fetch(size - 1, timeout=0.001)
+    except (nats.errors.TimeoutError, TimeoutError):
+        rest = []
+    return [*first, *rest]
+
+
+class ProgressWatch:
+    """Tells a consumer that is behind and not moving (stalled) from one that is catching up.
+
+    `observe` takes a progress marker (a position that only grows while work gets done) and the
+    lag; the consumer is stalled once it has been behind, with the marker unchanged, for
+    `stall_after` seconds of `clock`.
+    """
+
+    def __init__(
+        self, *, stall_after: float = STALL_AFTER_SECONDS, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._stall_after = stall_after
+        self._clock = clock or time.monotonic
+        self._marker = -1
+        self._since = self._clock()
+        self.lag = 0
+        self.stalled = False
+
+    def observe(self, marker: int, lag: int) -> bool:
+        """Records the marker and lag now; returns whether the consumer is stalled."""
+        now = self._clock()
+        # Moving, idle, or behind only since this observation (it was idle at the last one).
+        if marker != self._marker or lag == 0 or self.lag == 0:
+            self._marker, self._since = marker, now
+        self.lag = lag
+        self.stalled = lag > 0 and now - self._since >= self._stall_after
+        return self.stalled
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    """What an operator sees of one projection or reaction."""
+
+    name: str
+    kind: str  # "projection" or "reaction"
+    stream: str
+    filter_subject: str
+    position: int
+    lag: int
+    stalled: bool
+
+
+def pending(info: api.ConsumerInfo) -> int:
+    """Returns a consumer's messages not yet delivered or not yet acked."""
+    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
