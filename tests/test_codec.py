@@ -11,10 +11,9 @@ import quality.application
 import ticketing.application
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops.ticketing.v1 import events_pb2 as ticket_events
-from google.protobuf.message import DecodeError, Message
-
 from careops_eventstore.codec import EnvelopeContext, EventCodec, UnknownEventType
 from careops_eventstore.tests.protofill import populated
+from google.protobuf.message import DecodeError, Message
 
 CODECS: dict[str, EventCodec] = {
     "ticketing": ticketing.application.CODEC,
