@@ -78,6 +78,10 @@ class ConsumerStatus:
     stalled: bool
 
 
-def pending(info: api.ConsumerInfo) -> int:
-    """Returns a consumer's messages not yet delivered or not yet acked."""
-    return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+def pending(info: api.ConsumerInfo, applied_through: int = 0) -> int:
+    """Returns a consumer's messages not yet delivered or not yet acked. Once the reader has
+    applied everything delivered (`applied_through` at or past the last delivered stream
+    sequence), unacked messages are only acks in flight, not lag."""
+    delivered = int(info.delivered.stream_seq or 0) if info.delivered else 0
+    in_flight = 0 if applied_through and applied_through >= delivered else info.num_ack_pending
+    return int(info.num_pending or 0) + int(in_flight or 0)

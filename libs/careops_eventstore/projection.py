@@ -216,7 +216,7 @@ class ProjectionRunner:
         except nats.js.errors.NotFoundError:
             lag = int(await self.target() > self.position)
         else:
-            lag = pending(info)
+            lag = pending(info, applied_through=self.position)
             self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
         self.watch.observe(self.position, lag)
         LAG.labels(self.projection.name).set(lag)

@@ -49,7 +49,7 @@ def test_an_alternative_policy_is_parsed_from_yaml() -> None:
     [
         ("  ", "must not be empty"),
         ("x" * (MAX_POLICY + 1), "too long"),
-        ("- a list", "policy: must be a YAML mapping"),
+        ("- a list", "policy: must be a mapping"),
         ("version: [", None),
     ],
 )
