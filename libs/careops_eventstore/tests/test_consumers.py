@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import cast
 
 from nats.js import api
@@ -16,7 +17,7 @@ def consumer_info(*, delivered: int, num_pending: int, ack_pending: int) -> api.
             name="c",
             stream_name="S",
             config=api.ConsumerConfig(),
-            created=None,
+            created=datetime(2026, 1, 1, tzinfo=UTC),
             delivered=api.SequenceInfo(consumer_seq=delivered, stream_seq=delivered),
             num_pending=num_pending,
             num_ack_pending=ack_pending,
