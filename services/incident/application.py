@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 from careops.incident.v1 import events_pb2
 from careops_eventstore import EventStore
@@ -20,9 +20,8 @@ from careops_eventstore.aggregates import (
     CommandExecutor,
     CommandResult,
 )
-from careops_eventstore.application import ContextApplication, aggregate_kind
+from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
-from careops_eventstore.codec import EventCodec
 from careops_eventstore.timers import DueTimer
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
@@ -41,29 +40,8 @@ INCIDENT_SUBJECTS = registry.INCIDENT.prefix("incident")
 MATRIX_ID = "default"
 REFRESH_SECONDS = 1.0
 
-CODEC = EventCodec(
-    {
-        d.IncidentDeclared: events_pb2.IncidentDeclared,
-        d.TeamEngaged: events_pb2.TeamEngaged,
-        d.PageRequested: events_pb2.PageRequested,
-        d.TeamInformed: events_pb2.TeamInformed,
-        d.NotificationDelivered: events_pb2.NotificationDelivered,
-        d.NotificationFailed: events_pb2.NotificationFailed,
-        d.PageAcknowledged: events_pb2.PageAcknowledged,
-        d.PageEscalated: events_pb2.PageEscalated,
-        d.EscalationExhausted: events_pb2.EscalationExhausted,
-        d.ResponseDeadlineMissed: events_pb2.ResponseDeadlineMissed,
-        d.IncidentReassessed: events_pb2.IncidentReassessed,
-        d.RoleAssigned: events_pb2.RoleAssigned,
-        d.UpdateAdded: events_pb2.UpdateAdded,
-        d.IncidentEscalated: events_pb2.IncidentEscalated,
-        d.IncidentResolved: events_pb2.IncidentResolved,
-        d.IncidentClosed: events_pb2.IncidentClosed,
-        d.TicketsLinked: events_pb2.TicketsLinked,
-        d.TeamDefined: events_pb2.TeamDefined,
-        d.ResponseMatrixChanged: events_pb2.ResponseMatrixChanged,
-    }
-)
+# The incident aggregate's events, then the team's and the matrix's (one stream).
+CODEC = codec_of((*get_args(d.IncidentEvent), d.TeamDefined, d.ResponseMatrixChanged), events_pb2)
 
 INCIDENT = aggregate_kind(
     STREAM, INCIDENT_SUBJECTS, "incident", initial=d.initial, evolve=d.evolve, codec=CODEC
