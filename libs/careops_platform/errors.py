@@ -74,6 +74,16 @@ class NotFound(ServiceError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class PermissionDenied(ServiceError):
+    """The caller's roles lack the permission the call takes; `permission` names it."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+    def __init__(self, message: str, *, permission: str = "") -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
 class FailedPrecondition(ServiceError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
