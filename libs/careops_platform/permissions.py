@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from careops.common.v1 import admin_pb2
@@ -47,7 +47,7 @@ SERVICE_FILES: tuple[FileDescriptor, ...] = (
 _PERMISSION_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """The roles a principal may hold; tokens and API keys carry them."""
 
     AGENT = "agent"
@@ -88,6 +88,7 @@ class RpcRule(ConfigModel):
 
     @model_check(mode="after")
     def _roles_once(self) -> RpcRule:
+        """Refuses an empty role list and a role listed twice."""
         if not self.roles:
             raise FieldError("roles", "at least one role (an RPC nobody may call is removed)")
         for index, count in _repeats(self.roles):
@@ -109,15 +110,13 @@ class PermissionFile(ConfigModel):
 
     @model_check(mode="after")
     def _covers_every_rpc(self) -> PermissionFile:
+        """Refuses unknown, repeated and missing services and RPCs, and repeated names."""
         known = known_services()
         for index, count in _repeats(entry.service for entry in self.services):
             raise FieldError(("services", index, "service"), f"service listed {count} times")
         for index, entry in enumerate(self.services):
             _check_service(entry, known.get(entry.service), ("services", index))
-        names = [(i, j, r.permission) for i, s in enumerate(self.services) for j, r in enumerate(s.rpcs)]
-        for at, count in _repeats(name for _, _, name in names):
-            i, j, name = names[at]
-            raise FieldError(("services", i, "rpcs", j, "permission"), f"{name} used {count} times")
+        _check_permission_names(self.services)
         listed = {entry.service for entry in self.services}
         missing = sorted(name for name in known if name not in listed)
         if missing:
@@ -139,7 +138,9 @@ def _repeats(values: Iterable[Any]) -> Iterable[tuple[int, int]]:
         seen.add(value)
 
 
-def _check_service(entry: ServiceRules, service: ServiceDescriptor | None, at: tuple) -> None:
+def _check_service(
+    entry: ServiceRules, service: ServiceDescriptor | None, at: tuple[str | int, ...]
+) -> None:
     """Raises FieldError (located below `at`) for an unknown service, or an RPC of it that is
     unknown, listed twice or missing."""
     if service is None:
@@ -153,6 +154,18 @@ def _check_service(entry: ServiceRules, service: ServiceDescriptor | None, at: t
     missing = [method.name for method in service.methods if method.name not in rpcs]
     if missing:
         raise FieldError((*at, "rpcs"), f"{', '.join(missing)} missing (every RPC needs a rule)")
+
+
+def _check_permission_names(services: Iterable[ServiceRules]) -> None:
+    """Raises FieldError at the second use of a permission name (each names one RPC)."""
+    places = [
+        (("services", i, "rpcs", j, "permission"), rule.permission)
+        for i, entry in enumerate(services)
+        for j, rule in enumerate(entry.rpcs)
+    ]
+    for at, count in _repeats(name for _, name in places):
+        path, name = places[at]
+        raise FieldError(path, f"{name} used {count} times")
 
 
 @dataclass(frozen=True)
