@@ -6,12 +6,22 @@ paged team's escalation chain pages its on-call, then the next step, until someo
 
 Modules by job: `values` (levels, statuses, kinds), `errors`, `risk` (the risk model), `oncall`
 (teams and rotation maths), `matrix`, `events`, `commands`, `incident` (state and evolve),
-`decide` (the incident's decisions), `directory` (the team and matrix aggregates). Every name is
-re-exported here, so `from incident import domain; domain.X` keeps working.
+`decide` (the incident's decisions), `directory` (the team and matrix aggregates), `access` (who
+may acknowledge a page). Every name is re-exported here, so `from incident import domain;
+domain.X` keeps working.
 """
 
 from __future__ import annotations
 
+from incident.domain.access import (
+    entitled_to_acknowledge as entitled_to_acknowledge,
+)
+from incident.domain.access import (
+    escalation_target as escalation_target,
+)
+from incident.domain.access import (
+    may_acknowledge as may_acknowledge,
+)
 from incident.domain.commands import (
     AcknowledgePage as AcknowledgePage,
 )

@@ -298,12 +298,11 @@ def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[In
         return []
     team = ctx.teams.get(page.team_id) or Team(page.team_id)
     chain = team.chain()
-    step, round_ = page.step + 1, page.round
-    if step >= len(chain.steps):
-        step, round_ = 0, round_ + 1
+    following = chain.after(page.step, page.round)
     escalated = PageEscalated(page.page_id, "not acknowledged in time")
-    if round_ >= chain.repeat:
+    if following is None:
         return [escalated, EscalationExhausted(page.team_id, page.page_id)]
+    step, round_ = following
     target = chain.steps[step]
     member = team.resolve(target.target, ctx.now)
     return [

@@ -63,6 +63,14 @@ class EscalationPolicy:
     steps: tuple[EscalationStep, ...] = ()
     repeat: int = 1
 
+    def after(self, step: int, round_: int) -> tuple[int, int] | None:
+        """Returns the (step, round) that follows `step` of round `round_`; None when the chain
+        is exhausted."""
+        step += 1
+        if step >= len(self.steps):
+            step, round_ = 0, round_ + 1
+        return None if round_ >= self.repeat else (step, round_)
+
 
 DEFAULT_ESCALATION = EscalationPolicy(
     (EscalationStep("oncall", 300), EscalationStep("next", 300), EscalationStep("manager", 300)),

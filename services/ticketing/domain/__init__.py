@@ -6,11 +6,21 @@ SLA clocks count business time of the policy's calendar with the shared model of
 clock they change, so evolve needs no calendar and the read side can schedule the deadlines.
 
 Modules by job: `values`, `errors`, `events`, `commands`, `ticket` (state and evolve), `decide`
-(decisions and clock maths), `routing` (agent suggestions). Every name is re-exported here.
+(decisions and clock maths), `routing` (agent suggestions), `access` (which tickets a principal
+may work). Every name is re-exported here.
 """
 
 from __future__ import annotations
 
+from ticketing.domain.access import (
+    in_queue as in_queue,
+)
+from ticketing.domain.access import (
+    may_act_on_ticket as may_act_on_ticket,
+)
+from ticketing.domain.access import (
+    may_assign as may_assign,
+)
 from ticketing.domain.commands import (
     AddReply as AddReply,
 )

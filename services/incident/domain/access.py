@@ -1,0 +1,47 @@
+"""Who may acknowledge a page: the data rule beyond the permission table (docs/permissions.md).
+
+Pure and not wired yet: the service applies it once it receives the verified principal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from incident.domain.incident import PageState
+from incident.domain.oncall import Team
+
+# The roles the permission table grants incident.acknowledge_page; checked again here so the
+# rule holds on its own.
+ACKNOWLEDGING_ROLES = frozenset({"oncall", "supervisor"})
+
+
+def escalation_target(page: PageState, team: Team, at: datetime) -> str:
+    """Returns the member the team's chain pages if `page` goes unacknowledged ('' when the
+    chain is exhausted after it)."""
+    chain = team.chain()
+    following = chain.after(page.step, page.round)
+    if following is None:
+        return ""
+    return team.resolve(chain.steps[following[0]].target, at)
+
+
+def entitled_to_acknowledge(page: PageState, team: Team, at: datetime) -> frozenset[str]:
+    """Returns who may acknowledge `page` at `at`: its paged member, that member's escalation
+    target, the team's manager (its lead) and the team's current on-call."""
+    entitled = {
+        page.member_id,
+        escalation_target(page, team, at),
+        team.manager_id,
+        team.on_call(at),
+    }
+    return frozenset(member for member in entitled if member)
+
+
+def may_acknowledge(
+    page: PageState, team: Team, subject: str, roles: Iterable[str], at: datetime
+) -> bool:
+    """Returns whether the principal `subject` holding `roles` may acknowledge `page` of `team`."""
+    if not ACKNOWLEDGING_ROLES & set(roles):
+        return False
+    return subject in entitled_to_acknowledge(page, team, at)
