@@ -8,7 +8,7 @@ under any policy. Other contexts' events are read as their published views (care
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -453,3 +453,20 @@ def quality_score(components: Sequence[ScoreComponent]) -> float:
     if not total:
         return 0.0
     return round(100.0 * sum(c.weight * c.value for c in present) / total, 4)
+
+
+# ----------------------------------------------------------------- who reads whose scorecard
+
+# Not wired yet (docs/permissions.md, rule 4): applied once the service gets the principal.
+READS_ANY_SCORECARD = frozenset({"senior_agent", "supervisor", "admin"})
+
+
+def may_read_scorecard(
+    subject: str, roles: Iterable[str], *, agent_id: str = "", team: str = ""
+) -> bool:
+    """Returns whether `subject` holding `roles` may read the scorecard of `agent_id` or of
+    `team`: seniors and up read any; an agent reads only their own."""
+    held = set(roles)
+    if READS_ANY_SCORECARD & held:
+        return True
+    return "agent" in held and bool(subject) and not team and agent_id == subject
