@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import grpc
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
 from careops_platform.server import ServiceBinding
 from careops_platform.settings import ServiceSettings
-from pydantic import Field
+from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
+from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from pydantic import Field, model_validator
 
 from gateway import grpc_api
+from gateway.auth import AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 
@@ -46,6 +50,52 @@ class GatewaySettings(ServiceSettings):
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
     )
 
+    auth_issuer: str = Field(
+        "", description="Trusted OIDC issuer (`iss`); empty: the embedded local issuer"
+    )
+    auth_jwks_url: str = Field(
+        "", pattern=r"^(https?://.+)?$", description="The issuer's JWKS URL (with auth_issuer)"
+    )
+    auth_audience: str = Field(
+        DEFAULT_AUDIENCE, min_length=1, description="The audience (`aud`) tokens must name"
+    )
+    auth_leeway_seconds: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat"
+    )
+    auth_jwks_cache_seconds: float = Field(
+        300.0, gt=0, le=86400, description="How long the issuer's key set is cached"
+    )
+    auth_jwks_refresh_cooldown_seconds: float = Field(
+        30.0, ge=0, le=3600, description="Least time between refetches for an unknown kid"
+    )
+
+    @model_validator(mode="after")
+    def _issuer_with_keys(self) -> GatewaySettings:
+        if bool(self.auth_issuer) != bool(self.auth_jwks_url):
+            raise ValueError("CAREOPS_AUTH_ISSUER and CAREOPS_AUTH_JWKS_URL are set together")
+        return self
+
+    def local_issuer(self) -> LocalIssuer | None:
+        """Returns the embedded issuer when no external one is configured."""
+        if self.auth_issuer:
+            return None
+        return LocalIssuer(self.data_dir, self.auth_audience)
+
+    def verifier(self) -> TokenVerifier:
+        """Returns the verifier of the trusted issuer: the configured one, else the local."""
+        local = self.local_issuer()
+        if local is not None:
+            return TokenVerifier(local.trusted(self.auth_leeway_seconds))
+        keys = JwksKeys(
+            self.auth_jwks_url,
+            lifespan=self.auth_jwks_cache_seconds,
+            cooldown=self.auth_jwks_refresh_cooldown_seconds,
+        )
+        trusted = TrustedIssuer(
+            self.auth_issuer, self.auth_audience, keys, self.auth_leeway_seconds
+        )
+        return TokenVerifier(trusted)
+
     def backends(self) -> list[Backend]:
         """Returns the backends in the contract's port order."""
         addresses = {
@@ -71,8 +121,17 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         self.http: HttpServer | None = None
         self.gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
         self.table = routes(self.backends)
+        # Built at start, not here: the local issuer creates its key in the data dir.
+        self.verifier: TokenVerifier | None = None
+        self.issuer: LocalIssuer | None = None
+
+    def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
+        assert self.verifier is not None
+        return (AuthInterceptor(self.verifier),)
 
     async def start_parts(self) -> None:
+        self.issuer = self.settings.local_issuer()
+        self.verifier = self.settings.verifier()
         for backend in self.backends:
             backend.open()
 
@@ -105,6 +164,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             local=local,
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
+            middlewares=[auth_middleware(self.verifier)],
+            jwks=self.issuer.jwks() if self.issuer is not None else None,
         )
         self.http = HttpServer(
             api,
