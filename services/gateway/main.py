@@ -9,10 +9,10 @@ import grpc
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
-from careops_platform.server import ServiceBinding
-from careops_platform.settings import ServiceSettings
 from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from careops_platform.server import ServiceBinding
+from careops_platform.settings import ServiceSettings
 from pydantic import Field, model_validator
 
 from gateway import grpc_api
