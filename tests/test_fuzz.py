@@ -316,9 +316,7 @@ async def platform(
             name: await stack.enter_async_context(grpc.aio.insecure_channel(address(svc)))  # type: ignore[arg-type]
             for name, svc in servers.items()
         }
-        channels["gateway"] = await stack.enter_async_context(
-            authorized_channel(address(gateway))
-        )
+        channels["gateway"] = await stack.enter_async_context(authorized_channel(address(gateway)))
         nc = await connect(fuzz_nats.url, name="fuzz")
         stack.push_async_callback(nc.close)
         await _seed(channels)

@@ -154,6 +154,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
 
     async def started(self) -> None:
         settings = self.settings
+        assert self.verifier is not None, "start_parts builds it"
         descriptor = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
         local = {
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))

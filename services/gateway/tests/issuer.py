@@ -169,9 +169,7 @@ class _StreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):
 
 
 class _StreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(
-        self, continuation: Any, details: Any, requests: Any
-    ) -> Any:
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return await continuation(self.details(details), requests)
 
 

@@ -61,9 +61,14 @@ def _forged(issuer: TestIssuer, kind: str) -> str:
     if kind == "unknown kid":
         return jwt.encode(_payload(issuer), stranger, algorithm="ES256", headers={"kid": "nope"})
     if kind == "alg none":
-        return jwt.encode(_payload(issuer), None, algorithm="none", headers=headers)
+        return jwt.encode(_payload(issuer), "", algorithm="none", headers=headers)
     if kind == "HS256":
-        return jwt.encode(_payload(issuer), "a-shared-secret-of-thirty-two-bytes!", algorithm="HS256", headers=headers)
+        return jwt.encode(
+            _payload(issuer),
+            "a-shared-secret-of-thirty-two-bytes!",
+            algorithm="HS256",
+            headers=headers,
+        )
     raise AssertionError(kind)
 
 
