@@ -1,19 +1,26 @@
 """`careops token issue` and `careops login`: tokens from the embedded issuer (the data dir's
-signing key, the one the gateway trusts when no external issuer is configured)."""
+signing key, the one the gateway trusts when no external issuer is configured); `careops apikey
+…`: the data dir's API keys for machine clients."""
 
 from __future__ import annotations
 
 import getpass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from careops_platform.api_keys import ApiKeyStore
 from careops_platform.identity import ADMIN, ROLES
 from careops_platform.local_issuer import LocalIssuer, parse_ttl, store_token
+from rich.table import Table
 
 from careops_cli.client import console
 
 token_app = typer.Typer(help="Tokens of the embedded issuer.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys of machine clients.", no_args_is_help=True)
+# An API key outlives a token, but not forever unless asked: at most a year.
+MAX_API_KEY_TTL = timedelta(days=366)
 
 DataDirOption = Annotated[
     Path,
@@ -68,3 +75,51 @@ def login(
     who = subject or default_subject()
     path = store_token(data_dir, _mint(data_dir, who, roles, ttl, "careops-cli"))
     console.print(f"logged in as [bold]{who}[/] ({', '.join(sorted(roles))}); token in {path}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    role: RolesOption,
+    subject: Annotated[str, typer.Option(help="The machine client the key speaks for.")],
+    ttl: Annotated[str, typer.Option(help="Lifetime (e.g. 90d); empty: no expiry.")] = "90d",
+    name: Annotated[str, typer.Option(help="A label for the list.")] = "",
+    data_dir: DataDirOption = Path("var"),
+) -> None:
+    """Print a new API key on stdout (shown once; only its hash is kept)."""
+    try:
+        lifetime = parse_ttl(ttl, MAX_API_KEY_TTL) if ttl else None
+        value, _ = ApiKeyStore.of(data_dir).create(
+            subject=subject, roles=role, ttl=lifetime, name=name
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    print(value)
+
+
+@apikey_app.command("list")
+def apikey_list(data_dir: DataDirOption = Path("var")) -> None:
+    """List the API keys (prefix, subject, roles, state, expiry); never their secrets."""
+    now = datetime.now(UTC)
+    table = Table("prefix", "name", "subject", "roles", "state", "expires")
+    for key in ApiKeyStore.of(data_dir).list():
+        table.add_row(
+            key.prefix,
+            key.name,
+            key.subject,
+            ",".join(key.roles),
+            key.state(now),
+            key.expires_at or "never",
+        )
+    console.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(prefix: str, data_dir: DataDirOption = Path("var")) -> None:
+    """Revoke the API key with PREFIX: refused from its next call on."""
+    try:
+        ApiKeyStore.of(data_dir).revoke(prefix)
+    except KeyError:
+        console.print(f"[red]no API key {prefix}[/]")
+        raise typer.Exit(1) from None
+    console.print(f"revoked {prefix}")

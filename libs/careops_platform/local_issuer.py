@@ -36,15 +36,15 @@ _TTL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_ttl(text: str) -> timedelta:
-    """Returns the duration of `30s`, `15m`, `8h`, `1d` (bare numbers are seconds), at most a
-    day: local tokens are meant to be short-lived."""
+def parse_ttl(text: str, maximum: timedelta = MAX_TTL) -> timedelta:
+    """Returns the duration of `30s`, `15m`, `8h`, `1d` (bare numbers are seconds), at most
+    `maximum` (a day by default: local tokens are meant to be short-lived)."""
     match = _TTL.match(text)
     if match is None:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 15m, 8h)")
     ttl = timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
-    if not timedelta(0) < ttl <= MAX_TTL:
-        raise ValueError(f"a token's lifetime must be more than 0 and at most {MAX_TTL}")
+    if not timedelta(0) < ttl <= maximum:
+        raise ValueError(f"a lifetime must be more than 0 and at most {maximum}")
     return ttl
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from careops_platform.api_keys import API_KEY_PREFIX, ApiKeyStore
 from careops_platform.identity import AuthError, Principal, TokenVerifier, bearer_token, run_as
 
 from gateway.http_api import JWKS_PATH, error_body
@@ -41,9 +42,19 @@ def _authorization(metadata: Any) -> str | None:
     return None
 
 
-async def authenticate(verifier: TokenVerifier, authorization: str | None) -> Principal:
-    """Returns the principal of an `authorization` value; raises AuthError with the reason."""
-    return await verifier.verify(bearer_token(authorization))
+class Authenticator:
+    """Bearer credentials: API keys (`cok_…`) from the key store, anything else as a JWT."""
+
+    def __init__(self, tokens: TokenVerifier, api_keys: ApiKeyStore | None = None) -> None:
+        self._tokens = tokens
+        self._api_keys = api_keys
+
+    async def principal(self, authorization: str | None) -> Principal:
+        """Returns the principal of an `authorization` value; raises AuthError with the reason."""
+        credential = bearer_token(authorization)
+        if self._api_keys is not None and credential.startswith(API_KEY_PREFIX):
+            return self._api_keys.verify(credential)
+        return await self._tokens.verify(credential)
 
 
 def _status(error: AuthError) -> grpc.StatusCode:
@@ -105,8 +116,8 @@ def _shaped(handler: grpc.RpcMethodHandler, unary: Any, streaming: Any) -> grpc.
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Requires a valid bearer token on every gRPC call but the public ones."""
 
-    def __init__(self, verifier: TokenVerifier) -> None:
-        self._verifier = verifier
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
 
     async def intercept_service(
         self,
@@ -119,7 +130,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
         try:
-            principal = await authenticate(self._verifier, _authorization(metadata))
+            principal = await self._authenticator.principal(_authorization(metadata))
         except AuthError as error:
             return _refusal(handler, error)
         return _as_principal(handler, principal)
@@ -140,7 +151,7 @@ def http_refusal(error: AuthError, credentials_sent: bool) -> web.Response:
     return web.json_response(body, status=body["error"]["code"], headers=headers)
 
 
-def auth_middleware(verifier: TokenVerifier) -> Any:
+def auth_middleware(authenticator: Authenticator) -> Any:
     """Returns the aiohttp middleware requiring a valid bearer token. Public paths and CORS
     preflights (which never carry credentials) pass without one."""
 
@@ -150,7 +161,7 @@ def auth_middleware(verifier: TokenVerifier) -> Any:
             return await handler(request)
         authorization = request.headers.get("Authorization")
         try:
-            principal = await authenticate(verifier, authorization)
+            principal = await authenticator.principal(authorization)
         except AuthError as error:
             return http_refusal(error, bool(authorization))
         restore = run_as(principal)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
+from careops_platform.api_keys import ApiKeyStore
 from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
 from careops_platform.server import ServiceBinding
@@ -16,7 +18,7 @@ from careops_platform.settings import ServiceSettings
 from pydantic import Field, model_validator
 
 from gateway import grpc_api
-from gateway.auth import AuthInterceptor, auth_middleware
+from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 
@@ -69,6 +71,10 @@ class GatewaySettings(ServiceSettings):
         30.0, ge=0, le=3600, description="Least time between refetches for an unknown kid"
     )
 
+    auth_api_keys_file: str = Field(
+        "", description="API keys of machine clients; empty: <data dir>/auth/api-keys.json"
+    )
+
     @model_validator(mode="after")
     def _issuer_with_keys(self) -> GatewaySettings:
         if bool(self.auth_issuer) != bool(self.auth_jwks_url):
@@ -96,6 +102,12 @@ class GatewaySettings(ServiceSettings):
         )
         return TokenVerifier(trusted)
 
+    def authenticator(self) -> Authenticator:
+        """Returns the check of bearer credentials: API keys, then the trusted issuer's JWTs."""
+        path = self.auth_api_keys_file
+        keys = ApiKeyStore(Path(path)) if path else ApiKeyStore.of(self.data_dir)
+        return Authenticator(self.verifier(), keys)
+
     def backends(self) -> list[Backend]:
         """Returns the backends in the contract's port order."""
         addresses = {
@@ -122,16 +134,16 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         self.gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
         self.table = routes(self.backends)
         # Built at start, not here: the local issuer creates its key in the data dir.
-        self.verifier: TokenVerifier | None = None
+        self.authenticator: Authenticator | None = None
         self.issuer: LocalIssuer | None = None
 
     def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
-        assert self.verifier is not None
-        return (AuthInterceptor(self.verifier),)
+        assert self.authenticator is not None
+        return (AuthInterceptor(self.authenticator),)
 
     async def start_parts(self) -> None:
         self.issuer = self.settings.local_issuer()
-        self.verifier = self.settings.verifier()
+        self.authenticator = self.settings.authenticator()
         for backend in self.backends:
             backend.open()
 
@@ -154,7 +166,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
 
     async def started(self) -> None:
         settings = self.settings
-        assert self.verifier is not None, "start_parts builds it"
+        assert self.authenticator is not None, "start_parts builds it"
         descriptor = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
         local = {
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
@@ -165,7 +177,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             local=local,
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
-            middlewares=[auth_middleware(self.verifier)],
+            middlewares=[auth_middleware(self.authenticator)],
             jwks=self.issuer.jwks() if self.issuer is not None else None,
         )
         self.http = HttpServer(

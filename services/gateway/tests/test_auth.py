@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops_platform.api_keys import ApiKeyStore
 from careops_platform.identity import (
     AGENT,
     ONCALL,
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ticketing.main import TicketingService
 
-from gateway.auth import AuthInterceptor, auth_middleware
+from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.main import GatewayService, GatewaySettings
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import TestIssuer, authorized_channel, bearer, shared_issuer
@@ -270,6 +271,10 @@ def _verifier() -> TokenVerifier:
     return GatewaySettings(**shared_issuer().settings()).verifier()
 
 
+def _authenticator() -> Authenticator:
+    return Authenticator(_verifier())
+
+
 async def test_the_grpc_interceptor_makes_the_principal_current() -> None:
     seen: list[Principal | None] = []
 
@@ -285,7 +290,7 @@ async def test_the_grpc_interceptor_makes_the_principal_current() -> None:
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
     }
-    server = grpc.aio.server(interceptors=[AuthInterceptor(_verifier())])
+    server = grpc.aio.server(interceptors=[AuthInterceptor(_authenticator())])
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.S", handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -308,7 +313,7 @@ async def test_the_http_middleware_makes_the_principal_current() -> None:
         assert principal is not None
         return web.json_response({"subject": principal.subject, "roles": sorted(principal.roles)})
 
-    app = web.Application(middlewares=[auth_middleware(_verifier())])
+    app = web.Application(middlewares=[auth_middleware(_authenticator())])
     app.router.add_get("/who", who)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -335,3 +340,34 @@ def test_a_roles_claim_that_is_not_a_list_of_names_is_refused() -> None:
     token = jwt.encode(payload, key, algorithm="ES256", headers={"kid": issuer.kid})
     with pytest.raises(AuthError, match="'roles' claim is not a list"):
         verify(token)
+
+
+async def test_an_api_key_is_accepted_until_revoked(
+    ticketing: TicketingService, tmp_path: Path
+) -> None:
+    keys = ApiKeyStore(tmp_path / "keys.json")
+    value, key = keys.create(subject="crm-sync", roles=["integration"])
+    settings = {"auth_api_keys_file": str(tmp_path / "keys.json")}
+    async with (
+        running_gateway(settings, ticketing=address(ticketing)) as gateway,
+        authorized_channel(address(gateway), value) as channel,
+    ):
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetTicket(pb.GetTicketRequest(ticket_id="T-missing"))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+        keys.revoke(key.prefix)
+        before = backend_calls("GetTicket")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetTicket(pb.GetTicketRequest(ticket_id="T-missing"))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert f"API key {key.prefix} is revoked" in (caught.value.details() or "")
+        assert gateway.http is not None
+        async with (
+            aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as http,
+            http.post(OPEN_TICKET, json=open_json(), headers=authorization(value)) as response,
+        ):
+            assert response.status == 401
+            assert "revoked" in (await response.json())["error"]["message"]
+        assert backend_calls("GetTicket") == before
