@@ -78,10 +78,16 @@ class ApiKeyStore:
             return self._keys
         seen = (info.st_mtime_ns, info.st_size)
         if seen != self._seen:
-            rows = json.loads(self.path.read_text() or "[]")
-            self._keys = {
-                row["prefix"]: ApiKey(**{**row, "roles": tuple(row["roles"])}) for row in rows
-            }
+            try:
+                rows = json.loads(self.path.read_text() or "[]")
+                self._keys = {
+                    row["prefix"]: ApiKey(**{**row, "roles": tuple(row["roles"])}) for row in rows
+                }
+            except (ValueError, TypeError, KeyError) as exc:
+                # Not the caller's fault: UNAVAILABLE, and the store stays unread until fixed.
+                raise AuthError(
+                    f"the API key store {self.path} is unreadable: {exc}", unavailable=True
+                ) from exc
             self._seen = seen
         return self._keys
 

@@ -55,3 +55,12 @@ def test_unknown_roles_and_empty_subjects_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="subject"):
         store.create(subject=" ", roles=[INTEGRATION])
     assert store.list() == []
+
+
+def test_a_corrupt_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / KEYS_FILE
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(AuthError, match="unreadable") as caught:
+        ApiKeyStore.of(tmp_path).verify(f"{API_KEY_PREFIX}00000000_secret")
+    assert caught.value.unavailable
