@@ -14,12 +14,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
 from careops_cli.platform import wait_serving
 from careops_eventstore.nats_embedded import free_port
+from careops_platform.identity import ADMIN
+from careops_platform.local_issuer import LocalIssuer
 
 from bench.common import CLIENTS, Report, embedded_nats, ratio
 from bench.grpc_load import LoadSpec, load_from_child
@@ -45,7 +48,7 @@ def service_process(module: str, env: dict[str, str], address: str) -> Iterator[
         process.wait(30)
 
 
-async def _measure(target: str, total: int, pids: tuple[int, ...]) -> dict[str, Any]:
+async def _measure(target: str, total: int, pids: tuple[int, ...], token: str) -> dict[str, Any]:
     result = await load_from_child(
         LoadSpec(
             target=target,
@@ -55,6 +58,7 @@ async def _measure(target: str, total: int, pids: tuple[int, ...]) -> dict[str, 
             requests=total,
             warmup=320,
             idempotency_keys=True,
+            token=token,
             watch_pids=pids,
         )
     )
@@ -88,8 +92,13 @@ async def run(quick: bool) -> dict[str, Any]:
             service_process("gateway.main", env, gateway_address) as gateway_pid,
         ):
             pids = (ticketing_pid, gateway_pid)
-            direct = await _measure(ticketing_address, total, pids)
-            through = await _measure(gateway_address, total, pids)
+            # A token of the embedded issuer the gateway trusts (its key in the data dir); the
+            # direct calls carry it too, so both sides send the same bytes.
+            token = LocalIssuer(directory).issue(
+                subject="bench", roles=[ADMIN], ttl=timedelta(hours=1)
+            )
+            direct = await _measure(ticketing_address, total, pids, token)
+            through = await _measure(gateway_address, total, pids, token)
     kept = ratio(through["ops_s"], direct["ops_s"])
     report = Report(f"OpenTicket through the gateway, {CLIENTS} clients")
     for name, figures in (("direct to ticketing", direct), ("through the gateway", through)):
@@ -104,7 +113,8 @@ async def run(quick: bool) -> dict[str, Any]:
         )
     report.add(path="ratio gateway / direct", ops_s=kept)
     report.note(
-        "Same request bytes; the gateway forwards them without decoding (generic handler). "
+        "Same request bytes; the gateway verifies the ES256 token of each call, then forwards "
+        "the bytes without decoding (generic handler). "
         "Processes share the machine's cores with NATS and the load generator."
     )
     report.show()

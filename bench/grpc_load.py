@@ -29,6 +29,7 @@ class LoadSpec:
     requests: int = 4000
     warmup: int = 200
     idempotency_keys: bool = False
+    token: str = ""  # sent as `authorization: Bearer …` when set (the gateway requires one)
     watch_pids: tuple[int, ...] = ()  # CPU of these processes is measured over the window
 
 
@@ -62,8 +63,11 @@ async def _load(spec: LoadSpec) -> LoadResult:
     async with grpc.aio.insecure_channel(spec.target) as channel:
         call = channel.unary_unary(spec.method)  # bytes in, bytes out
 
+        credentials = (("authorization", f"Bearer {spec.token}"),) if spec.token else ()
+
         def metadata() -> tuple[tuple[str, str], ...] | None:
-            return (("idempotency-key", uuid.uuid4().hex),) if spec.idempotency_keys else None
+            keys = (("idempotency-key", uuid.uuid4().hex),) if spec.idempotency_keys else ()
+            return (*credentials, *keys) or None
 
         async def caller(calls: int, record: bool) -> None:
             for _ in range(calls):

@@ -9,10 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from careops_eventstore.nats_embedded import free_port
 
 from tests.support import NotReached, eventually_sync, wait_serving
@@ -43,12 +45,14 @@ def careops_json_eventually(env: dict[str, str], *args: str, timeout: float = 30
     return json.loads(eventually_sync(succeeded, timeout=timeout, what=" ".join(args)).stdout)
 
 
-def gateway_post(port: int, method: str, body: dict[str, Any]) -> Any:
-    """POSTs `body` to the gateway's HTTP/JSON edge (/v1/<package.Service>/<Method>)."""
+def gateway_post(port: int, method: str, body: dict[str, Any], token: str = "") -> Any:
+    """POSTs `body` to the gateway's HTTP/JSON edge (/v1/<package.Service>/<Method>),
+    presenting `token`."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/v1/{method}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        f"http://127.0.0.1:{port}/v1/{method}", data=json.dumps(body).encode(), headers=headers
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
@@ -108,19 +112,36 @@ def test_careops_up_then_drive_it_with_the_cli(tmp_path: Path) -> None:
         )
         ticket_id = ticket["ticket_id"]
         assert ticket["status"] == "TICKET_STATUS_OPEN"
-        # A frontend reads the same ticket through the gateway's HTTP/JSON edge.
-        via_gateway = gateway_post(
-            gateway_http_port,
-            "careops.ticketing.v1.TicketingService/GetTicket",
-            {"ticketId": ticket_id},
+        # A frontend reads the same ticket through the gateway's HTTP/JSON edge, with a token
+        # of the embedded issuer (the key `up` keeps in the data dir); without one, 401.
+        get_ticket = "careops.ticketing.v1.TicketingService/GetTicket"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            gateway_post(gateway_http_port, get_ticket, {"ticketId": ticket_id})
+        assert refused.value.code == 401
+        issued = careops(
+            env,
+            "token",
+            "issue",
+            "--role",
+            "admin",
+            "--subject",
+            "e2e",
+            "--data-dir",
+            str(tmp_path / "var"),
         )
+        assert issued.returncode == 0, issued.stderr
+        token = issued.stdout.strip()
+        via_gateway = gateway_post(gateway_http_port, get_ticket, {"ticketId": ticket_id}, token)
         assert via_gateway["ticket"]["subject"] == "Refund not received"
         status: dict[str, Any] = {}
 
         def all_serving() -> bool:  # quality may still be starting
             status.update(
                 gateway_post(
-                    gateway_http_port, "careops.gateway.v1.GatewayService/GetPlatformStatus", {}
+                    gateway_http_port,
+                    "careops.gateway.v1.GatewayService/GetPlatformStatus",
+                    {},
+                    token,
                 )
             )
             return bool(status["allServing"])

@@ -43,6 +43,7 @@ from careops_platform.requests import command_id, derived_id
 from customer.application import STREAM as CUSTOMER_STREAM
 from customer.tests.conftest import running_customer
 from gateway.tests.conftest import address, running_gateway
+from gateway.tests.issuer import authorized_channel
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -313,8 +314,9 @@ async def platform(
         gateway = await stack.enter_async_context(running_gateway(None, **backends))
         channels = {
             name: await stack.enter_async_context(grpc.aio.insecure_channel(address(svc)))  # type: ignore[arg-type]
-            for name, svc in {**servers, "gateway": gateway}.items()
+            for name, svc in servers.items()
         }
+        channels["gateway"] = await stack.enter_async_context(authorized_channel(address(gateway)))
         nc = await connect(fuzz_nats.url, name="fuzz")
         stack.push_async_callback(nc.close)
         await _seed(channels)

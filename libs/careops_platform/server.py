@@ -103,8 +103,11 @@ class GrpcServer:
         port: int,
         bindings: Sequence[ServiceBinding],
         error_map: Mapping[type[Exception], grpc.StatusCode] | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     ) -> None:
-        self._server = grpc.aio.server(interceptors=default_interceptors(error_map))
+        # `interceptors` run innermost, after tracing, metrics and status mapping saw the call.
+        chain = [*default_interceptors(error_map), *interceptors]
+        self._server = grpc.aio.server(interceptors=chain)
         self._bindings = list(bindings)
         self.health = HealthServicer()
         for binding in self._bindings:

@@ -127,6 +127,10 @@ class Service(Generic[SettingsT]):
         """Returns the domain errors the interceptors map to status codes."""
         return None
 
+    def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
+        """Returns the service's own interceptors, run after the standard chain."""
+        return ()
+
     def collectors(self) -> Sequence[Collector]:
         """Returns the scrape-time collectors `serve` registers with Prometheus."""
         return ()
@@ -153,6 +157,7 @@ class Service(Generic[SettingsT]):
             port=settings.grpc_port,
             bindings=self.bindings(),
             error_map=self.error_map(),
+            interceptors=self.interceptors(),
         )
         await self.server.start()
         await self.started()

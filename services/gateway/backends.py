@@ -20,9 +20,19 @@ tracer = trace.get_tracer(__name__)
 Metadata = Sequence[tuple[str, str | bytes]]
 
 # Request metadata a proxy must not copy: HTTP/2 pseudo-headers, transport headers, and the
-# trace context (the gateway's own span context is injected instead, continuing the trace).
+# trace context (the gateway's own span context is injected instead, continuing the trace), and
+# the caller's credentials: they are the gateway's to verify, not the services' to see.
 _HOP_BY_HOP = frozenset(
-    {"content-type", "user-agent", "te", "host", "traceparent", "tracestate", "baggage"}
+    {
+        "content-type",
+        "user-agent",
+        "te",
+        "host",
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "authorization",
+    }
 )
 # Channel options: a backend that comes back is reconnected within seconds, not minutes.
 CHANNEL_OPTIONS = (

@@ -83,6 +83,7 @@ HTTP_REJECTIONS = {
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
 NDJSON = "application/x-ndjson"
+JWKS_PATH = "/.well-known/jwks.json"
 ROUTE_KEY = web.RequestKey("route", str)
 UNMATCHED = "unmatched"
 
@@ -160,8 +161,13 @@ class HttpApi:
         local: Mapping[str, tuple[MethodDescriptor, LocalMethod]],
         timeout: float,
         heartbeat: float = 15.0,
+        middlewares: Sequence[Any] = (),
+        jwks: Mapping[str, Any] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
+        # Inside the observing middleware, so refusals are counted, traced and JSON too.
+        self._middlewares = list(middlewares)
+        self._jwks = dict(jwks) if jwks is not None else None
         self._endpoints = {
             path: Endpoint(route.method, route=route) for path, route in routes.items()
         }
@@ -170,8 +176,10 @@ class HttpApi:
         self._timeout = timeout
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._observe])
+        app = web.Application(middlewares=[self._observe, *self._middlewares])
         app.router.add_get("/healthz", self._healthz)
+        if self._jwks is not None:
+            app.router.add_get(JWKS_PATH, self._jwks_document)
         app.router.add_post("/v1/{service}/{method}", self._call)
         return app
 
@@ -211,6 +219,10 @@ class HttpApi:
     async def _healthz(self, request: web.Request) -> web.Response:
         request[ROUTE_KEY] = "/healthz"
         return web.json_response({"status": "SERVING"})
+
+    async def _jwks_document(self, request: web.Request) -> web.Response:
+        request[ROUTE_KEY] = JWKS_PATH
+        return web.json_response(self._jwks, headers={"Cache-Control": "public, max-age=300"})
 
     async def _call(self, request: web.Request) -> web.StreamResponse:
         path = f"/{request.match_info['service']}/{request.match_info['method']}"

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import grpc
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
+from careops_platform.api_keys import ApiKeyStore
+from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
+from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
 from careops_platform.server import ServiceBinding
 from careops_platform.settings import ServiceSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gateway import grpc_api
+from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 
@@ -46,6 +52,62 @@ class GatewaySettings(ServiceSettings):
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
     )
 
+    auth_issuer: str = Field(
+        "", description="Trusted OIDC issuer (`iss`); empty: the embedded local issuer"
+    )
+    auth_jwks_url: str = Field(
+        "", pattern=r"^(https?://.+)?$", description="The issuer's JWKS URL (with auth_issuer)"
+    )
+    auth_audience: str = Field(
+        DEFAULT_AUDIENCE, min_length=1, description="The audience (`aud`) tokens must name"
+    )
+    auth_leeway_seconds: float = Field(
+        30.0, ge=0, le=300, description="Clock skew allowed on exp/nbf/iat"
+    )
+    auth_jwks_cache_seconds: float = Field(
+        300.0, gt=0, le=86400, description="How long the issuer's key set is cached"
+    )
+    auth_jwks_refresh_cooldown_seconds: float = Field(
+        30.0, ge=0, le=3600, description="Least time between refetches for an unknown kid"
+    )
+
+    auth_api_keys_file: str = Field(
+        "", description="API keys of machine clients; empty: <data dir>/auth/api-keys.json"
+    )
+
+    @model_validator(mode="after")
+    def _issuer_with_keys(self) -> GatewaySettings:
+        if bool(self.auth_issuer) != bool(self.auth_jwks_url):
+            raise ValueError("CAREOPS_AUTH_ISSUER and CAREOPS_AUTH_JWKS_URL are set together")
+        return self
+
+    def local_issuer(self) -> LocalIssuer | None:
+        """Returns the embedded issuer when no external one is configured."""
+        if self.auth_issuer:
+            return None
+        return LocalIssuer(self.data_dir, self.auth_audience)
+
+    def verifier(self) -> TokenVerifier:
+        """Returns the verifier of the trusted issuer: the configured one, else the local."""
+        local = self.local_issuer()
+        if local is not None:
+            return TokenVerifier(local.trusted(self.auth_leeway_seconds))
+        keys = JwksKeys(
+            self.auth_jwks_url,
+            lifespan=self.auth_jwks_cache_seconds,
+            cooldown=self.auth_jwks_refresh_cooldown_seconds,
+        )
+        trusted = TrustedIssuer(
+            self.auth_issuer, self.auth_audience, keys, self.auth_leeway_seconds
+        )
+        return TokenVerifier(trusted)
+
+    def authenticator(self) -> Authenticator:
+        """Returns the check of bearer credentials: API keys, then the trusted issuer's JWTs."""
+        path = self.auth_api_keys_file
+        keys = ApiKeyStore(Path(path)) if path else ApiKeyStore.of(self.data_dir)
+        return Authenticator(self.verifier(), keys)
+
     def backends(self) -> list[Backend]:
         """Returns the backends in the contract's port order."""
         addresses = {
@@ -71,8 +133,17 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         self.http: HttpServer | None = None
         self.gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
         self.table = routes(self.backends)
+        # Built at start, not here: the local issuer creates its key in the data dir.
+        self.authenticator: Authenticator | None = None
+        self.issuer: LocalIssuer | None = None
+
+    def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
+        assert self.authenticator is not None
+        return (AuthInterceptor(self.authenticator),)
 
     async def start_parts(self) -> None:
+        self.issuer = self.settings.local_issuer()
+        self.authenticator = self.settings.authenticator()
         for backend in self.backends:
             backend.open()
 
@@ -95,6 +166,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
 
     async def started(self) -> None:
         settings = self.settings
+        assert self.authenticator is not None, "start_parts builds it"
         descriptor = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
         local = {
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
@@ -105,6 +177,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             local=local,
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
+            middlewares=[auth_middleware(self.authenticator)],
+            jwks=self.issuer.jwks() if self.issuer is not None else None,
         )
         self.http = HttpServer(
             api,

@@ -18,6 +18,7 @@ from ticketing.main import TicketingService
 from ticketing.tests.conftest import service
 
 from gateway.main import GatewayService, GatewaySettings
+from gateway.tests.issuer import authorized_channel, shared_issuer
 
 # The services' own fixtures, reused: ticketing's `service`, incident's `incident_service` (with
 # its local webhook and SMTP receivers).
@@ -34,8 +35,9 @@ async def running_gateway(
     overrides: dict[str, Any] | None = None, **addresses: str
 ) -> AsyncIterator[GatewayService]:
     """Starts the gateway on free ports in front of `addresses` (unset: a closed port), with
-    `overrides` of its settings."""
-    settings: dict[str, Any] = {
+    `overrides` of its settings; it trusts the shared test issuer unless they say otherwise."""
+    settings: dict[str, Any] = shared_issuer().settings()
+    settings |= {
         f"{name}_addr": addresses.get(name, f"127.0.0.1:{free_port()}")
         for name in ("ticketing", "customer", "incident", "quality")
     }
@@ -50,6 +52,11 @@ async def running_gateway(
         yield gateway
     finally:
         await gateway.stop()
+
+
+def authorization(token: str | None = None) -> dict[str, str]:
+    """Returns the HTTP header presenting `token` (default: the shared issuer's admin)."""
+    return {"Authorization": f"Bearer {token or shared_issuer().token()}"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +99,7 @@ async def gateway(
 
 @pytest.fixture(scope="module")
 async def gateway_channel(gateway: GatewayService) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(address(gateway)) as channel:
+    async with authorized_channel(address(gateway)) as channel:
         yield channel
 
 
@@ -105,5 +112,7 @@ async def ticketing_channel(ticketing: TicketingService) -> AsyncIterator[grpc.a
 @pytest.fixture(scope="module")
 async def http(gateway: GatewayService) -> AsyncIterator[aiohttp.ClientSession]:
     assert gateway.http is not None
-    async with aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as session:
+    async with aiohttp.ClientSession(
+        f"http://127.0.0.1:{gateway.http.port}", headers=authorization()
+    ) as session:
         yield session

@@ -29,7 +29,8 @@ from ticketing.tests.conftest import running_service
 from ticketing.tests.test_grpc_api import key, open_request, violations
 
 from gateway.main import GatewayService
-from gateway.tests.conftest import address, running_gateway
+from gateway.tests.conftest import address, authorization, running_gateway
+from gateway.tests.issuer import authorized_channel
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"
@@ -315,7 +316,7 @@ async def test_a_backend_stopped_while_the_gateway_runs_is_unavailable_and_named
     async with (
         running_service(tmp_path, nats_server.url) as ticketing,
         running_gateway(ticketing=address(ticketing)) as gateway,
-        grpc.aio.insecure_channel(address(gateway)) as channel,
+        authorized_channel(address(gateway)) as channel,
     ):
         stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
         await stub.OpenTicket(open_request(), metadata=key())
@@ -367,7 +368,10 @@ async def test_an_http_stream_sends_its_headers_at_once_and_heartbeats_while_idl
         running_gateway(
             {"http_stream_heartbeat_seconds": heartbeat}, incident=address(incident)
         ) as gateway,
-        aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as http,  # type: ignore[union-attr]
+        aiohttp.ClientSession(
+            f"http://127.0.0.1:{gateway.http.port}",  # type: ignore[union-attr]
+            headers=authorization(),
+        ) as http,
         http.post(
             "/v1/careops.incident.v1.IncidentService/WatchAlerts",
             json={"teamId": team_id},

@@ -40,6 +40,10 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CAREOPS_CUSTOMER_ADDR", "http://customer:50052"),
         ("CAREOPS_GATEWAY_HTTP_PORT", "70000"),
         ("CAREOPS_GATEWAY_GRPC_PORT", "grpc"),
+        # An issuer without its JWKS URL, a JWKS URL that is not HTTP(S), a negative leeway.
+        ("CAREOPS_AUTH_ISSUER", "https://idp.example/"),
+        ("CAREOPS_AUTH_JWKS_URL", "ftp://idp.example/jwks"),
+        ("CAREOPS_AUTH_LEEWAY_SECONDS", "-1"),
     ],
 )
 def test_bad_values_stop_the_process_naming_the_variable(

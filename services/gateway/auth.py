@@ -1,0 +1,173 @@
+"""Authentication at the gateway: every gRPC call and HTTP request presents a valid bearer
+token, except health, reflection and the public documents. A refused call is answered
+UNAUTHENTICATED (HTTP 401 with `WWW-Authenticate`) with the reason, and nothing is forwarded;
+an accepted one runs with its Principal in `careops_platform.identity.PRINCIPAL`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+from careops_platform.api_keys import API_KEY_PREFIX, ApiKeyStore
+from careops_platform.identity import AuthError, Principal, TokenVerifier, bearer_token, run_as
+
+from gateway.http_api import JWKS_PATH, error_body
+
+# gRPC services callable without a token: probes and tooling must work before anyone logs in.
+PUBLIC_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+)
+# HTTP paths served without a token: health, the issuer's public keys, the API documents.
+PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs"})
+REALM = "careops"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def is_public_method(method: str) -> bool:
+    """Returns whether the gRPC method `/<service>/<method>` needs no token."""
+    return method.lstrip("/").partition("/")[0] in PUBLIC_SERVICES
+
+
+def _authorization(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    return None
+
+
+class Authenticator:
+    """Bearer credentials: API keys (`cok_…`) from the key store, anything else as a JWT."""
+
+    def __init__(self, tokens: TokenVerifier, api_keys: ApiKeyStore | None = None) -> None:
+        self._tokens = tokens
+        self._api_keys = api_keys
+
+    async def principal(self, authorization: str | None) -> Principal:
+        """Returns the principal of an `authorization` value; raises AuthError with the reason."""
+        credential = bearer_token(authorization)
+        if self._api_keys is not None and credential.startswith(API_KEY_PREFIX):
+            return self._api_keys.verify(credential)
+        return await self._tokens.verify(credential)
+
+
+def _status(error: AuthError) -> grpc.StatusCode:
+    return grpc.StatusCode.UNAVAILABLE if error.unavailable else grpc.StatusCode.UNAUTHENTICATED
+
+
+def _refusal(handler: grpc.RpcMethodHandler, error: AuthError) -> grpc.RpcMethodHandler:
+    """Returns a handler of the same shape that only aborts with the refusal."""
+    code, reason = _status(error), error.reason
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, reason)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, reason)
+        yield  # pragma: no cover - abort raises; this makes the function a generator
+
+    return _shaped(handler, unary, streaming)
+
+
+def _as_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    """Returns the handler with its behaviour running as `principal`."""
+    behavior = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        restore = run_as(principal)
+        try:
+            return await behavior(request, context)
+        finally:
+            restore()
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # Set, not reset: grpc.aio serves each call in a task of its own, whose context ends
+        # with it, and a generator may be closed from another context than the one it ran in.
+        run_as(principal)
+        async for message in behavior(request, context):
+            yield message
+
+    return _shaped(handler, unary, streaming)
+
+
+def _shaped(handler: grpc.RpcMethodHandler, unary: Any, streaming: Any) -> grpc.RpcMethodHandler:
+    """Returns a handler of `handler`'s shape and codecs with the given behaviours."""
+    codecs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming, **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary, **codecs)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(streaming, **codecs)
+    return grpc.unary_unary_rpc_method_handler(unary, **codecs)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Requires a valid bearer token on every gRPC call but the public ones."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or is_public_method(method):
+            return handler
+        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        try:
+            principal = await self._authenticator.principal(_authorization(metadata))
+        except AuthError as error:
+            return _refusal(handler, error)
+        return _as_principal(handler, principal)
+
+
+def challenge(error: AuthError, credentials_sent: bool) -> str:
+    """Returns the RFC 6750 `WWW-Authenticate` value for a refusal."""
+    if not credentials_sent:
+        return f'Bearer realm="{REALM}"'
+    description = error.reason.replace("\\", "\\\\").replace('"', '\\"')
+    return f'Bearer realm="{REALM}", error="invalid_token", error_description="{description}"'
+
+
+def http_refusal(error: AuthError, credentials_sent: bool) -> web.Response:
+    """Returns the 401 (or 503: the issuer's keys unreadable) JSON error for a refusal."""
+    body = error_body(_status(error), error.reason)
+    headers = {"WWW-Authenticate": challenge(error, credentials_sent)}
+    return web.json_response(body, status=body["error"]["code"], headers=headers)
+
+
+def auth_middleware(authenticator: Authenticator) -> Any:
+    """Returns the aiohttp middleware requiring a valid bearer token. Public paths and CORS
+    preflights (which never carry credentials) pass without one."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS" or request.path in PUBLIC_PATHS:
+            return await handler(request)
+        authorization = request.headers.get("Authorization")
+        try:
+            principal = await authenticator.principal(authorization)
+        except AuthError as error:
+            return http_refusal(error, bool(authorization))
+        restore = run_as(principal)
+        try:
+            return await handler(request)
+        finally:
+            restore()
+
+    return middleware
