@@ -11,7 +11,9 @@ from typing import Any
 import grpc
 from aiohttp import web
 from careops_platform.api_keys import API_KEY_PREFIX, ApiKeyStore
+from careops_platform.errors import PermissionDenied
 from careops_platform.identity import AuthError, Principal, TokenVerifier, bearer_token, run_as
+from careops_platform.permissions import PermissionTable
 
 from gateway.http_api import JWKS_PATH, error_body
 
@@ -26,6 +28,8 @@ PUBLIC_SERVICES = frozenset(
 # HTTP paths served without a token: health, the issuer's public keys, the API documents.
 PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs"})
 REALM = "careops"
+# POST /v1/<package.Service>/<Method> over HTTP is the gRPC method /<package.Service>/<Method>.
+RPC_PATH_PREFIX = "/v1/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -43,11 +47,26 @@ def _authorization(metadata: Any) -> str | None:
 
 
 class Authenticator:
-    """Bearer credentials: API keys (`cok_…`) from the key store, anything else as a JWT."""
+    """Bearer credentials: API keys (`cok_…`) from the key store, anything else as a JWT; then
+    the permission table (every RPC to the roles allowed)."""
 
-    def __init__(self, tokens: TokenVerifier, api_keys: ApiKeyStore | None = None) -> None:
+    def __init__(
+        self,
+        tokens: TokenVerifier,
+        api_keys: ApiKeyStore | None = None,
+        permissions: PermissionTable | None = None,
+    ) -> None:
         self._tokens = tokens
         self._api_keys = api_keys
+        self._permissions = permissions
+
+    def authorize(self, principal: Principal, method: str) -> None:
+        """Raises PermissionDenied naming the permission unless the principal's roles hold it.
+        A method the table does not know is no RPC of the platform: its handler answers
+        UNIMPLEMENTED / NOT_FOUND (a test keeps every RPC in the table)."""
+        table = self._permissions
+        if table is not None and table.permission(method) is not None:
+            table.authorize(principal.roles, method)
 
     async def principal(self, authorization: str | None) -> Principal:
         """Returns the principal of an `authorization` value; raises AuthError with the reason."""
@@ -61,9 +80,10 @@ def _status(error: AuthError) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE if error.unavailable else grpc.StatusCode.UNAUTHENTICATED
 
 
-def _refusal(handler: grpc.RpcMethodHandler, error: AuthError) -> grpc.RpcMethodHandler:
+def _refusal(
+    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, reason: str
+) -> grpc.RpcMethodHandler:
     """Returns a handler of the same shape that only aborts with the refusal."""
-    code, reason = _status(error), error.reason
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
         await context.abort(code, reason)
@@ -132,7 +152,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             principal = await self._authenticator.principal(_authorization(metadata))
         except AuthError as error:
-            return _refusal(handler, error)
+            return _refusal(handler, _status(error), error.reason)
+        try:
+            self._authenticator.authorize(principal, method)
+        except PermissionDenied as denied:
+            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, str(denied))
         return _as_principal(handler, principal)
 
 
@@ -164,6 +188,12 @@ def auth_middleware(authenticator: Authenticator) -> Any:
             principal = await authenticator.principal(authorization)
         except AuthError as error:
             return http_refusal(error, bool(authorization))
+        if request.path.startswith(RPC_PATH_PREFIX):
+            try:
+                authenticator.authorize(principal, request.path[len(RPC_PATH_PREFIX) - 1 :])
+            except PermissionDenied as denied:
+                body = error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied))
+                return web.json_response(body, status=body["error"]["code"])
         restore = run_as(principal)
         try:
             return await handler(request)

@@ -13,6 +13,7 @@ from careops_platform import service as skeleton
 from careops_platform.api_keys import ApiKeyStore
 from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from careops_platform.permissions import load_permissions
 from careops_platform.server import ServiceBinding
 from careops_platform.settings import ServiceSettings
 from pydantic import Field, model_validator
@@ -74,6 +75,9 @@ class GatewaySettings(ServiceSettings):
     auth_api_keys_file: str = Field(
         "", description="API keys of machine clients; empty: <data dir>/auth/api-keys.json"
     )
+    auth_permissions_file: str = Field(
+        "", description="YAML permission table (every RPC -> roles); empty: the built-in one"
+    )
 
     @model_validator(mode="after")
     def _issuer_with_keys(self) -> GatewaySettings:
@@ -103,10 +107,12 @@ class GatewaySettings(ServiceSettings):
         return TokenVerifier(trusted)
 
     def authenticator(self) -> Authenticator:
-        """Returns the check of bearer credentials: API keys, then the trusted issuer's JWTs."""
+        """Returns the check of bearer credentials (API keys, then the trusted issuer's JWTs)
+        and of the permission table."""
         path = self.auth_api_keys_file
         keys = ApiKeyStore(Path(path)) if path else ApiKeyStore.of(self.data_dir)
-        return Authenticator(self.verifier(), keys)
+        permissions = load_permissions(self.auth_permissions_file or None)
+        return Authenticator(self.verifier(), keys, permissions)
 
     def backends(self) -> list[Backend]:
         """Returns the backends in the contract's port order."""

@@ -371,3 +371,42 @@ async def test_an_api_key_is_accepted_until_revoked(
             assert response.status == 401
             assert "revoked" in (await response.json())["error"]["message"]
         assert backend_calls("GetTicket") == before
+
+
+ERASE_CUSTOMER = "/careops.customer.v1.CustomerProfileService/EraseCustomer"
+
+
+async def test_a_role_without_the_permission_is_denied_naming_it_and_nothing_is_forwarded(
+    gateway: GatewayService,
+) -> None:
+    """The permission table at the door: an agent may read a ticket, not erase a customer."""
+    from careops.customer.v1 import customer_pb2, customer_pb2_grpc
+
+    agent = shared_issuer().token("agent-li", (AGENT,))
+    metadata = (("authorization", f"Bearer {agent}"),)
+    async with grpc.aio.insecure_channel(address(gateway)) as channel:
+        customers = customer_pb2_grpc.CustomerProfileServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await customers.EraseCustomer(
+                customer_pb2.EraseCustomerRequest(customer_id="C-1"), metadata=metadata
+            )
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert "customer.erase" in (caught.value.details() or "")
+        tickets = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await tickets.GetTicket(pb.GetTicketRequest(ticket_id="T-none"), metadata=metadata)
+        # Allowed, so forwarded: only ticketing knows that the ticket does not exist.
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert gateway.http is not None
+    async with (
+        aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as http,
+        http.post(
+            f"/v1{ERASE_CUSTOMER}",
+            json={"customerId": "C-1"},
+            headers={"Authorization": f"Bearer {agent}"},
+        ) as response,
+    ):
+        body = await response.json()
+    assert response.status == 403
+    assert body["error"]["status"] == "PERMISSION_DENIED"
+    assert "customer.erase" in body["error"]["message"]
