@@ -313,6 +313,11 @@ class HttpServer:
         self._port = port
         self.port = 0
 
+    @property
+    def app(self) -> web.Application:
+        """Returns the served application (its router lists the routes)."""
+        return self._runner.app
+
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
