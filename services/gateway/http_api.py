@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ HTTP_REJECTIONS = {
 }
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
+PRINTABLE_ASCII = re.compile(openapi.PRINTABLE_ASCII)
 NDJSON = "application/x-ndjson"
 ROUTE_KEY = web.RequestKey("route", str)
 UNMATCHED = "unmatched"
@@ -208,11 +210,9 @@ class HttpApi:
             reply = await endpoint.local(message, None)
             return web.json_response(to_json(reply))
         assert endpoint.route is not None
-        metadata = [
-            (key, request.headers[header])
-            for header, key in FORWARDED_HEADERS.items()
-            if request.headers.get(header)
-        ]
+        metadata = forwarded_metadata(request.headers)
+        if isinstance(metadata, web.Response):
+            return metadata
         if endpoint.route.kind is CallKind.SERVER_STREAMING:
             return await self._stream(request, endpoint.route, message, metadata)
         try:
@@ -281,6 +281,21 @@ class HttpApi:
             await messages.aclose()  # type: ignore[attr-defined]
         await response.write_eof()
         return response
+
+
+def forwarded_metadata(headers: Mapping[str, str]) -> list[tuple[str, str]] | web.Response:
+    """Returns the gRPC metadata of the forwarded headers, or the 400 for a value gRPC cannot
+    carry (a metadata value is printable ASCII; gRPC would refuse the call as INTERNAL)."""
+    metadata = []
+    for header, key in FORWARDED_HEADERS.items():
+        value = headers.get(header)
+        if not value:
+            continue
+        if not PRINTABLE_ASCII.fullmatch(value):
+            message = f"header {header} must be printable ASCII (0x20-0x7E)"
+            return error_response(error_body(grpc.StatusCode.INVALID_ARGUMENT, message))
+        metadata.append((key, value))
+    return metadata
 
 
 def rejection_message(request: web.Request, exc: web.HTTPException) -> str:

@@ -16,6 +16,8 @@ from google.rpc import status_pb2
 
 Schema = dict[str, Any]
 REF = "#/components/schemas/"
+# What a gRPC metadata value (so a forwarded header) may hold.
+PRINTABLE_ASCII = "^[\\x20-\\x7E]*$"
 STATUS = "google.rpc.Status"
 INT64 = {"type": "string", "pattern": "^-?[0-9]+$"}
 FLOAT = {
@@ -162,7 +164,7 @@ def _operation(
                 "name": header,
                 "in": "header",
                 "required": False,
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {"type": "string", "maxLength": 200, "pattern": PRINTABLE_ASCII},
             }
             for header in headers
         ],

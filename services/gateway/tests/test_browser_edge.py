@@ -224,3 +224,18 @@ async def test_the_reference_page_renders_the_document_without_any_outside_resou
         page = await response.text()
     assert 'fetch("openapi.json")' in page
     assert "<script src" not in page and "<link" not in page and "//cdn" not in page
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "CareOps-Actor"])
+@pytest.mark.parametrize("value", ["ü", "a\tb", "日本"])
+async def test_a_header_grpc_metadata_cannot_carry_is_400_and_not_forwarded(
+    browser: aiohttp.ClientSession, header: str, value: str
+) -> None:
+    """Found by schemathesis: gRPC refused such a value as INTERNAL and the edge answered 500.
+    The backends' ports are closed here: a 400, not a 503, shows nothing was forwarded."""
+    raw = {header: value.encode().decode("latin-1")}  # as a client's bytes arrive
+    async with browser.post(OPEN_TICKET, json={}, headers=raw) as response:
+        assert response.status == 400
+        body = await response.json()
+    assert CODE_NUMBERS[body["code"]] == grpc.StatusCode.INVALID_ARGUMENT
+    assert header in body["message"]
