@@ -1,4 +1,4 @@
-"""schemathesis hooks (`SCHEMATHESIS_HOOKS`) for tests/test_schemathesis.py."""
+"""schemathesis hooks of tests/test_schemathesis.py (SCHEMATHESIS_HOOKS names this module)."""
 
 from __future__ import annotations
 
