@@ -129,32 +129,31 @@ def enum_schema(descriptor: EnumDescriptor) -> Schema:
     return {"type": "string", "title": descriptor.name, "enum": [v.name for v in descriptor.values]}
 
 
+def _reply(method: Method, schemas: Schemas) -> dict[str, Any]:
+    """Returns the 200 response of one method: its message, or for a stream its NDJSON lines."""
+    reply = schemas.ref(method.output_type)
+    if not method.server_streaming:
+        return {
+            "description": method.output_type.name,
+            "content": {"application/json": {"schema": reply}},
+        }
+    line = {
+        "type": "object",
+        "description": "One line: a message, a heartbeat while idle, or the last error.",
+        "properties": {"result": reply, "heartbeat": HEARTBEAT, "error": {"$ref": REF + STATUS}},
+        "minProperties": 1,
+        "maxProperties": 1,
+    }
+    return {
+        "description": "A stream of NDJSON lines",
+        "content": {"application/x-ndjson": {"schema": line}},
+    }
+
+
 def _operation(
     method: Method, schemas: Schemas, headers: Iterable[str], tag: str
 ) -> dict[str, Any]:
     """Returns the POST operation of one method."""
-    reply = schemas.ref(method.output_type)
-    if method.server_streaming:
-        line = {
-            "type": "object",
-            "description": "One line: a message, a heartbeat while idle, or the last error.",
-            "properties": {
-                "result": reply,
-                "heartbeat": HEARTBEAT,
-                "error": {"$ref": REF + STATUS},
-            },
-            "minProperties": 1,
-            "maxProperties": 1,
-        }
-        ok = {
-            "description": "A stream of NDJSON lines",
-            "content": {"application/x-ndjson": {"schema": line}},
-        }
-    else:
-        ok = {
-            "description": method.output_type.name,
-            "content": {"application/json": {"schema": reply}},
-        }
     return {
         "operationId": f"{method.containing_service.name}_{method.name}",
         "tags": [tag],
@@ -172,7 +171,10 @@ def _operation(
             "required": False,
             "content": {"application/json": {"schema": schemas.ref(method.input_type)}},
         },
-        "responses": {"200": ok, "default": {"$ref": "#/components/responses/Error"}},
+        "responses": {
+            "200": _reply(method, schemas),
+            "default": {"$ref": "#/components/responses/Error"},
+        },
     }
 
 
