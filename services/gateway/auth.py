@@ -15,7 +15,8 @@ from careops_platform.errors import PermissionDenied
 from careops_platform.identity import AuthError, Principal, TokenVerifier, bearer_token, run_as
 from careops_platform.permissions import PermissionTable
 
-from gateway.http_api import JWKS_PATH, error_body
+from gateway.errors import error_body, error_response
+from gateway.http_api import JWKS_PATH
 
 # gRPC services callable without a token: probes and tooling must work before anyone logs in.
 PUBLIC_SERVICES = frozenset(
@@ -172,7 +173,7 @@ def http_refusal(error: AuthError, credentials_sent: bool) -> web.Response:
     """Returns the 401 (or 503: the issuer's keys unreadable) JSON error for a refusal."""
     body = error_body(_status(error), error.reason)
     headers = {"WWW-Authenticate": challenge(error, credentials_sent)}
-    return web.json_response(body, status=body["error"]["code"], headers=headers)
+    return error_response(body, headers=headers)
 
 
 def auth_middleware(authenticator: Authenticator) -> Any:
@@ -192,8 +193,7 @@ def auth_middleware(authenticator: Authenticator) -> Any:
             try:
                 authenticator.authorize(principal, request.path[len(RPC_PATH_PREFIX) - 1 :])
             except PermissionDenied as denied:
-                body = error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied))
-                return web.json_response(body, status=body["error"]["code"])
+                return error_response(error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied)))
         restore = run_as(principal)
         try:
             return await handler(request)

@@ -4,8 +4,8 @@ A request body is the method's request message in JSON; the reply is its respons
 for a server-streaming method one JSON object per line: `{"result": …}` per message,
 `{"heartbeat": {"at": …}}` whenever the stream was idle for the configured interval, and
 `{"error": …}` last if the stream fails; its status line and headers go out at once. Errors
-are `{"error": {"code", "status", "message", "field_violations"}}` with the HTTP status of
-google/rpc/code.proto (FAILED_PRECONDITION is 400, as there).
+are google.rpc.Status JSON (gateway.errors). `/openapi.json` documents the routes, `/docs`
+renders it; CORS grants the configured origins (gateway.cors).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,20 +25,16 @@ import grpc
 from aiohttp import web
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
-from google.protobuf.message import DecodeError, Message
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf.message import Message
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 
-from gateway.backends import (
-    STATUS_DETAILS_KEY,
-    CallKind,
-    Route,
-    call_stream,
-    call_unary,
-    unavailable_message,
-)
+from gateway import openapi
+from gateway.backends import CallKind, Route, call_stream, call_unary
+from gateway.cors import CorsPolicy
+from gateway.errors import HTTP_STATUS, error_body, error_of, error_response
+from gateway.reference_page import PAGE
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
@@ -54,26 +51,8 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 
-# google/rpc/code.proto's HTTP mapping.
-HTTP_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
-}
+__all__ = ["HTTP_STATUS", "HttpApi", "HttpServer", "error_body", "error_of", "error_response"]
+
 # aiohttp's own rejections (no route, wrong verb, body too large) as gRPC codes in error bodies.
 HTTP_REJECTIONS = {
     404: grpc.StatusCode.NOT_FOUND,
@@ -82,6 +61,7 @@ HTTP_REJECTIONS = {
 }
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
 FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
+PRINTABLE_ASCII = re.compile(openapi.PRINTABLE_ASCII)
 NDJSON = "application/x-ndjson"
 JWKS_PATH = "/.well-known/jwks.json"
 ROUTE_KEY = web.RequestKey("route", str)
@@ -109,48 +89,6 @@ def to_json(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
 
 
-def field_violations(trailers: Sequence[tuple[str, str | bytes]]) -> list[dict[str, str]]:
-    """Returns the google.rpc.BadRequest field violations in a status's trailers."""
-    violations: list[dict[str, str]] = []
-    for key, value in trailers:
-        if key != STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except DecodeError:
-            continue
-        for detail in status.details:
-            bad_request = error_details_pb2.BadRequest()
-            if detail.Unpack(bad_request):
-                violations.extend(
-                    {"field": v.field, "description": v.description}
-                    for v in bad_request.field_violations
-                )
-    return violations
-
-
-def error_body(
-    code: grpc.StatusCode, message: str, violations: Sequence[Mapping[str, str]] = ()
-) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": HTTP_STATUS[code], "status": code.name, "message": message}
-    if violations:
-        error["field_violations"] = list(violations)
-    return {"error": error}
-
-
-def error_of(route: Route, error: grpc.aio.AioRpcError) -> dict[str, Any]:
-    """Returns the JSON error for a backend's status, exactly as the gRPC edge would return it."""
-    named = unavailable_message(route, error)
-    if named is not None:
-        return error_body(grpc.StatusCode.UNAVAILABLE, named)
-    trailers = list(error.trailing_metadata() or ())
-    return error_body(error.code(), error.details() or "", field_violations(trailers))
-
-
-def error_response(body: dict[str, Any]) -> web.Response:
-    return web.json_response(body, status=body["error"]["code"])
-
-
 class HttpApi:
     """The aiohttp application serving the JSON edge."""
 
@@ -163,6 +101,8 @@ class HttpApi:
         heartbeat: float = 15.0,
         middlewares: Sequence[Any] = (),
         jwks: Mapping[str, Any] | None = None,
+        cors_origins: Sequence[str] = (),
+        cors_max_age_seconds: int = 7200,
     ) -> None:
         self._heartbeat = heartbeat
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
@@ -174,14 +114,55 @@ class HttpApi:
         for path, (method, behavior) in local.items():
             self._endpoints[path] = Endpoint(method, local=behavior)
         self._timeout = timeout
+        self._cors = CorsPolicy.of(cors_origins, FORWARDED_HEADERS, cors_max_age_seconds)
+        self._document: bytes | None = None
 
     def application(self) -> web.Application:
-        app = web.Application(middlewares=[self._observe, *self._middlewares])
+        """Returns the app: one POST route per method, health, the issuer's keys (when the
+        gateway is its own issuer), the document and its page. Preflights are answered before
+        authentication (they never carry credentials)."""
+        app = web.Application(middlewares=[self._observe, self._preflight, *self._middlewares])
+        app.on_response_prepare.append(self._cors.on_prepare)
         app.router.add_get("/healthz", self._healthz)
         if self._jwks is not None:
             app.router.add_get(JWKS_PATH, self._jwks_document)
-        app.router.add_post("/v1/{service}/{method}", self._call)
+        app.router.add_get("/openapi.json", self._openapi)
+        app.router.add_get("/docs", self._docs)
+        for path in sorted(self._endpoints):
+            app.router.add_post(f"/v1{path}", self._call)
         return app
+
+    def document(self) -> dict[str, Any]:
+        """Returns the OpenAPI 3.1 document of the routes `application` serves."""
+        methods = {path: endpoint.method for path, endpoint in self._endpoints.items()}
+        return openapi.document(
+            methods, FORWARDED_HEADERS, title="CareOps gateway HTTP/JSON API", version="v1"
+        )
+
+    @web.middleware
+    async def _preflight(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Answers CORS preflights on any path (routes take no OPTIONS): granted, or 403."""
+        if not self._cors.is_preflight(request):
+            return await handler(request)
+        request[ROUTE_KEY] = "preflight"
+        granted = self._cors.preflight(request)
+        if granted is not None:
+            return granted
+        origin = request.headers["Origin"]
+        denied = error_body(grpc.StatusCode.PERMISSION_DENIED, f"origin {origin} is not allowed")
+        return error_response(denied)
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        request[ROUTE_KEY] = "/openapi.json"
+        if self._document is None:  # built on first use: nothing at import or start
+            self._document = json.dumps(self.document(), ensure_ascii=False).encode()
+        return web.Response(body=self._document, content_type="application/json")
+
+    async def _docs(self, request: web.Request) -> web.Response:
+        request[ROUTE_KEY] = "/docs"
+        return web.Response(text=PAGE, content_type="text/html")
 
     @web.middleware
     async def _observe(
@@ -204,10 +185,9 @@ class HttpApi:
             except web.HTTPException as exc:
                 status = exc.status
                 code = HTTP_REJECTIONS.get(status, grpc.StatusCode.INVALID_ARGUMENT)
-                body = error_body(code, exc.reason)
-                body["error"]["code"] = status
+                body = error_body(code, rejection_message(request, exc))
                 allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-                return web.json_response(body, status=status, headers=allow)
+                return error_response(body, status, allow)
             finally:
                 route = request[ROUTE_KEY]
                 span.set_attribute("http.route", route)
@@ -225,10 +205,8 @@ class HttpApi:
         return web.json_response(self._jwks, headers={"Cache-Control": "public, max-age=300"})
 
     async def _call(self, request: web.Request) -> web.StreamResponse:
-        path = f"/{request.match_info['service']}/{request.match_info['method']}"
-        endpoint = self._endpoints.get(path)
-        if endpoint is None:
-            return error_response(error_body(grpc.StatusCode.NOT_FOUND, f"no method {path[1:]}"))
+        path = request.path.removeprefix("/v1")
+        endpoint = self._endpoints[path]  # one route per endpoint
         request[ROUTE_KEY] = path
         message = _message(endpoint.method.input_type)
         try:
@@ -246,11 +224,9 @@ class HttpApi:
             reply = await endpoint.local(message, None)
             return web.json_response(to_json(reply))
         assert endpoint.route is not None
-        metadata = [
-            (key, request.headers[header])
-            for header, key in FORWARDED_HEADERS.items()
-            if request.headers.get(header)
-        ]
+        metadata = forwarded_metadata(request.headers)
+        if isinstance(metadata, web.Response):
+            return metadata
         if endpoint.route.kind is CallKind.SERVER_STREAMING:
             return await self._stream(request, endpoint.route, message, metadata)
         try:
@@ -321,6 +297,28 @@ class HttpApi:
         return response
 
 
+def forwarded_metadata(headers: Mapping[str, str]) -> list[tuple[str, str]] | web.Response:
+    """Returns the gRPC metadata of the forwarded headers, or the 400 for a value gRPC cannot
+    carry (a metadata value is printable ASCII; gRPC would refuse the call as INTERNAL)."""
+    metadata = []
+    for header, key in FORWARDED_HEADERS.items():
+        value = headers.get(header)
+        if not value:
+            continue
+        if not PRINTABLE_ASCII.fullmatch(value):
+            message = f"header {header} must be printable ASCII (0x20-0x7E)"
+            return error_response(error_body(grpc.StatusCode.INVALID_ARGUMENT, message))
+        metadata.append((key, value))
+    return metadata
+
+
+def rejection_message(request: web.Request, exc: web.HTTPException) -> str:
+    """Returns the message of aiohttp's own rejection; a missing method is named."""
+    if exc.status == 404 and request.path.startswith("/v1/"):
+        return f"no method {request.path.removeprefix('/v1/')}"
+    return exc.reason
+
+
 def heartbeat_line() -> bytes:
     """The NDJSON line sent while a stream is idle: `{"heartbeat": {"at": <RFC 3339 UTC>}}`."""
     at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -343,6 +341,11 @@ class HttpServer:
         self._host = host
         self._port = port
         self.port = 0
+
+    @property
+    def app(self) -> web.Application:
+        """Returns the served application (its router lists the routes)."""
+        return self._runner.app
 
     async def start(self) -> None:
         await self._runner.setup()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import grpc
 from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -16,7 +16,8 @@ from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
 from careops_platform.permissions import load_permissions
 from careops_platform.server import ServiceBinding
 from careops_platform.settings import ServiceSettings
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
+from pydantic_settings import NoDecode
 
 from gateway import grpc_api
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
@@ -26,6 +27,20 @@ from gateway.http_api import HttpApi, HttpServer
 ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
 ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+# A browser's Origin: scheme://host[:port], nothing after it (no path, no trailing slash).
+ORIGIN = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$"
+
+
+def split_origins(value: Any) -> Any:
+    """Returns a comma-separated CAREOPS_CORS_ALLOWED_ORIGINS as its list of origins."""
+    if isinstance(value, str):
+        return [origin.strip() for origin in value.split(",") if origin.strip()]
+    return value
+
+
+Origins = Annotated[
+    tuple[Annotated[str, Field(pattern=ORIGIN)], ...], NoDecode, BeforeValidator(split_origins)
+]
 
 
 def backend_setting(name: str) -> Any:
@@ -51,6 +66,13 @@ class GatewaySettings(ServiceSettings):
     )
     status_timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
+    )
+    cors_allowed_origins: Origins = Field(
+        (),
+        description="Origins browsers may call the HTTP edge from, comma-separated; none: no CORS",
+    )
+    cors_max_age_seconds: int = Field(
+        7200, ge=0, le=86400, description="How long browsers may cache a granted preflight"
     )
 
     auth_issuer: str = Field(
@@ -185,6 +207,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             heartbeat=settings.http_stream_heartbeat_seconds,
             middlewares=[auth_middleware(self.authenticator)],
             jwks=self.issuer.jwks() if self.issuer is not None else None,
+            cors_origins=settings.cors_allowed_origins,
+            cors_max_age_seconds=settings.cors_max_age_seconds,
         )
         self.http = HttpServer(
             api,

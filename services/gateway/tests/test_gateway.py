@@ -28,6 +28,7 @@ from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 from ticketing.tests.test_grpc_api import key, open_request, violations
 
+from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import authorized_channel
@@ -46,6 +47,11 @@ def open_json(**overrides: Any) -> dict[str, Any]:
     body = json_format.MessageToDict(open_request())
     body.update(overrides)
     return body
+
+
+def code_of(body: dict[str, Any]) -> grpc.StatusCode:
+    """Returns the gRPC code of a google.rpc.Status JSON error body."""
+    return CODE_NUMBERS[body["code"]]
 
 
 def backend_calls(method: str) -> float:
@@ -131,8 +137,9 @@ async def test_not_found_passes_through_over_grpc_and_http(
     ) as response:
         body = await response.json()
     assert response.status == 404
-    assert body["error"]["status"] == "NOT_FOUND"
-    assert body["error"]["message"] == caught.value.details()
+    assert code_of(body) == grpc.StatusCode.NOT_FOUND
+    assert body["message"] == caught.value.details()
+    assert body["details"] == []
 
 
 async def test_http_invalid_open_ticket_is_400_with_the_same_field_violations(
@@ -145,10 +152,11 @@ async def test_http_invalid_open_ticket_is_400_with_the_same_field_violations(
     async with http.post(OPEN_TICKET, json=open_json(subject=" ")) as response:
         body = await response.json()
     assert response.status == 400
-    error = body["error"]
-    assert (error["code"], error["status"]) == (400, "INVALID_ARGUMENT")
-    assert error["message"] == caught.value.details()
-    assert {v["field"]: v["description"] for v in error["field_violations"]} == violations(
+    assert code_of(body) == grpc.StatusCode.INVALID_ARGUMENT and body["code"] == 3
+    assert body["message"] == caught.value.details()
+    [detail] = body["details"]
+    assert detail["@type"] == "type.googleapis.com/google.rpc.BadRequest"
+    assert {v["field"]: v["description"] for v in detail["fieldViolations"]} == violations(
         caught.value
     )
 
@@ -196,7 +204,7 @@ async def test_bad_http_requests_are_rejected_and_nothing_is_forwarded(
     async with http.post(path, data=body) as response:
         reply = await response.json()
     assert response.status == status
-    assert reply["error"]["code"] == status and reply["error"]["message"]
+    assert HTTP_STATUS[code_of(reply)] == status and reply["message"]
     assert backend_calls(method) == before
 
 
@@ -206,11 +214,11 @@ async def test_other_verbs_and_oversized_bodies_are_rejected_with_json(
     before = backend_calls("/careops.ticketing.v1.TicketingService/OpenTicket")
     async with http.get(OPEN_TICKET) as response:
         assert response.status == 405
-        assert (await response.json())["error"]["status"] == "UNIMPLEMENTED"
+        assert code_of(await response.json()) == grpc.StatusCode.UNIMPLEMENTED
     big = json.dumps(open_json(description="x" * (2 << 20)))
     async with http.post(OPEN_TICKET, data=big) as response:
         assert response.status == 413
-        assert (await response.json())["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert code_of(await response.json()) == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert backend_calls("/careops.ticketing.v1.TicketingService/OpenTicket") == before
 
 
@@ -259,8 +267,8 @@ async def test_a_stream_rejected_before_its_first_message_keeps_its_http_status(
         "/v1/careops.incident.v1.IncidentService/WatchAlerts", json={"teamId": "no_such_team"}
     ) as response:
         body = await response.json()
-    assert body["error"]["status"] == caught.value.code().name
-    assert response.status == body["error"]["code"] != 200
+    assert code_of(body) == caught.value.code()
+    assert response.status == HTTP_STATUS[caught.value.code()] != 200
 
 
 async def test_platform_status_reports_every_backend(
@@ -306,8 +314,8 @@ async def test_a_backend_that_is_not_running_is_unavailable_and_named(
         json={"customerId": "C-1"},
     ) as response:
         body = await response.json()
-    assert response.status == 503 and body["error"]["status"] == "UNAVAILABLE"
-    assert body["error"]["message"].startswith("customer (careops.customer.v1.")
+    assert response.status == 503 and code_of(body) == grpc.StatusCode.UNAVAILABLE
+    assert body["message"].startswith("customer (careops.customer.v1.")
 
 
 async def test_a_backend_stopped_while_the_gateway_runs_is_unavailable_and_named(

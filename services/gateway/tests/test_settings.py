@@ -33,6 +33,20 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.quality_addr == "[::1]:50054"
 
 
+def test_cors_origins_are_none_by_default_and_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CAREOPS_CORS_ALLOWED_ORIGINS", raising=False)
+    assert load_settings(GatewaySettings).cors_allowed_origins == ()
+    monkeypatch.setenv(
+        "CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example, http://localhost:5173,"
+    )
+    assert load_settings(GatewaySettings).cors_allowed_origins == (
+        "https://app.example",
+        "http://localhost:5173",
+    )
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -44,6 +58,9 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
         ("CAREOPS_AUTH_ISSUER", "https://idp.example/"),
         ("CAREOPS_AUTH_JWKS_URL", "ftp://idp.example/jwks"),
         ("CAREOPS_AUTH_LEEWAY_SECONDS", "-1"),
+        ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example/"),
+        ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example, app.example"),
+        ("CAREOPS_CORS_ALLOWED_ORIGINS", "*"),
     ],
 )
 def test_bad_values_stop_the_process_naming_the_variable(
