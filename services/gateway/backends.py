@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import grpc
+from careops_platform.identity import current_principal
+from careops_platform.interceptors import ACTOR_METADATA
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -104,12 +106,20 @@ def routes(backends: Iterable[Backend]) -> dict[str, Route]:
 
 
 def outgoing_metadata(metadata: Metadata | None) -> list[tuple[str, str | bytes]]:
-    """Returns the caller's metadata to forward, with the current trace context injected."""
+    """Returns the caller's metadata to forward, with the current trace context injected and,
+    for an authenticated call, the verified principal as the actor: whoever the caller claims
+    to be (`careops-actor`), the events the call causes name who it is."""
+    principal = current_principal()
     forwarded = [
         (key, value)
         for key, value in metadata or ()
-        if not key.startswith(":") and not key.startswith("grpc-") and key not in _HOP_BY_HOP
+        if not key.startswith(":")
+        and not key.startswith("grpc-")
+        and key not in _HOP_BY_HOP
+        and not (principal is not None and key == ACTOR_METADATA)
     ]
+    if principal is not None:
+        forwarded.append((ACTOR_METADATA, principal.subject))
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     forwarded.extend(carrier.items())

@@ -31,7 +31,8 @@ from ticketing.tests.test_grpc_api import key, open_request, violations
 from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
-from gateway.tests.issuer import authorized_channel
+from gateway.tests.issuer import authorized_channel, shared_issuer
+from tests.support import read_log
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"
@@ -391,3 +392,26 @@ async def test_an_http_stream_sends_its_headers_at_once_and_heartbeats_while_idl
         if heartbeat < 1:
             first = json.loads(await response.content.readline())
             assert set(first) == {"heartbeat"} and first["heartbeat"]["at"].endswith("Z")
+
+
+async def test_the_verified_principal_is_the_actor_of_the_events_whatever_the_caller_claims(
+    gateway: GatewayService, module_nats: EmbeddedNats, http: aiohttp.ClientSession
+) -> None:
+    """Issue 11 item 3 at the door: `careops-actor` is the token's subject, not a claim."""
+    token = shared_issuer().token("agent-li", ("agent",))
+    claimed = (("careops-actor", "someone-else"),)
+    async with authorized_channel(address(gateway), token) as channel:
+        opened = await ticketing_pb2_grpc.TicketingServiceStub(channel).OpenTicket(
+            open_request(), metadata=(*key(), *claimed), timeout=10
+        )
+    async with http.post(
+        "/v1/careops.ticketing.v1.TicketingService/OpenTicket",
+        json=json_format.MessageToDict(open_request()),
+        headers={"Authorization": f"Bearer {token}", "CareOps-Actor": "someone-else"},
+    ) as response:
+        assert response.status == 200, await response.text()
+        over_http = (await response.json())["ticket"]["ticketId"]
+    for ticket_id in (opened.ticket.ticket_id, over_http):
+        log = await read_log(module_nats.url, "CAREOPS_TICKETING", f"{SUBJECT_PREFIX}.{ticket_id}")
+        actors = {event.actor for message in log for event in message.batch.events}
+        assert actors == {"agent-li"}, ticket_id
