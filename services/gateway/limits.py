@@ -17,9 +17,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from careops_platform.collectors import preinitialise
 from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
-from careops_platform.collectors import preinitialise
 from prometheus_client import Counter
 
 from gateway.backends import STATUS_DETAILS_KEY

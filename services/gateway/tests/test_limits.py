@@ -233,4 +233,4 @@ async def test_the_callers_deadline_bounds_the_backend_call() -> None:
     bounds = [2, 1.5, 1, 5, 5]
     for left, bound in zip(remaining, bounds, strict=True):
         # gRPC rounds a deadline up a little on the wire (its timeout header's precision).
-        assert left is not None and bound - 1 < left <= bound + 0.05
+        assert left is not None and bound - 1 < left <= bound + 0.1
