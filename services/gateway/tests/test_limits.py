@@ -26,6 +26,7 @@ from gateway.tests.issuer import authorized_channel, shared_issuer
 
 GET_TICKET = "/careops.ticketing.v1.TicketingService/GetTicket"
 HTTP_GET_TICKET = f"/v1{GET_TICKET}"
+WATCH_ALERTS = "/careops.incident.v1.IncidentService/WatchAlerts"
 
 
 class FakeClock:
@@ -40,8 +41,8 @@ class FakeClock:
 
 @dataclass
 class Recorder(grpc.GenericRpcHandler):
-    """A ticketing backend that answers every unary call with an empty message and records
-    each call's path and remaining time."""
+    """A ticketing and incident backend that answers every call with one empty message and
+    records each call's path and remaining time."""
 
     calls: list[tuple[str, float | None]] = field(default_factory=list)
 
@@ -52,6 +53,11 @@ class Recorder(grpc.GenericRpcHandler):
             self.calls.append((method, context.time_remaining()))
             return b""
 
+        async def stream(request: bytes, context: grpc.aio.ServicerContext) -> Any:
+            yield await answer(request, context)
+
+        if method == WATCH_ALERTS:
+            return grpc.unary_stream_rpc_method_handler(stream)
         return grpc.unary_unary_rpc_method_handler(answer)
 
 
@@ -66,7 +72,8 @@ async def gateway_before_recorder(
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with running_gateway(overrides, ticketing=f"127.0.0.1:{port}") as gateway:
+        backend = f"127.0.0.1:{port}"
+        async with running_gateway(overrides, ticketing=backend, incident=backend) as gateway:
             yield gateway, recorder
     finally:
         await server.stop(0)
@@ -234,3 +241,16 @@ async def test_the_callers_deadline_bounds_the_backend_call() -> None:
     for left, bound in zip(remaining, bounds, strict=True):
         # gRPC rounds a deadline up a little on the wire (its timeout header's precision).
         assert left is not None and bound - 1 < left <= bound + 0.1
+
+
+async def test_an_http_stream_gets_the_callers_deadline_only() -> None:
+    async with gateway_before_recorder(http_timeout_seconds=5) as (gw, rec):
+        async with aiohttp.ClientSession(http_base(gw), headers=authorization()) as http:
+            for headers in ({"grpc-timeout": "3S"}, {}):
+                body = {"teamId": "technical_support"}
+                async with http.post(f"/v1{WATCH_ALERTS}", json=body, headers=headers) as reply:
+                    assert reply.status == 200, headers
+                    assert (await reply.text()).startswith('{"result"')
+    (_, with_header), (_, without) = rec.calls
+    assert with_header is not None and 2 < with_header <= 3.1
+    assert without is None  # a stream runs until it ends
