@@ -245,7 +245,8 @@ async def test_the_callers_deadline_bounds_the_backend_call() -> None:
 
 async def test_an_http_stream_gets_the_callers_deadline_only() -> None:
     async with gateway_before_recorder(http_timeout_seconds=5) as (gw, rec):
-        async with aiohttp.ClientSession(http_base(gw), headers=authorization()) as http:
+        base = http_base(gw)
+        async with aiohttp.ClientSession(base, headers=authorization()) as http:
             for headers in ({"grpc-timeout": "3S"}, {}):
                 body = {"teamId": "technical_support"}
                 async with http.post(f"/v1{WATCH_ALERTS}", json=body, headers=headers) as reply:
