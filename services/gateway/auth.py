@@ -1,7 +1,8 @@
 """Authentication at the gateway: every gRPC call and HTTP request presents a valid bearer
 token, except health, reflection and the public documents. A refused call is answered
 UNAUTHENTICATED (HTTP 401 with `WWW-Authenticate`) with the reason, and nothing is forwarded;
-an accepted one runs with its Principal in `careops_platform.identity.PRINCIPAL`."""
+an accepted one is held to its principal's limits (gateway.limits) and runs with its Principal in
+`careops_platform.identity.PRINCIPAL`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from careops_platform.permissions import PermissionTable
 
 from gateway.errors import error_body, error_response
 from gateway.http_api import JWKS_PATH
+from gateway.limits import Limits, grpc_refusal_trailers
+from gateway.limits import http_refusal as over_rate
 
 # gRPC services callable without a token: probes and tooling must work before anyone logs in.
 PUBLIC_SERVICES = frozenset(
@@ -82,27 +85,42 @@ def _status(error: AuthError) -> grpc.StatusCode:
 
 
 def _refusal(
-    handler: grpc.RpcMethodHandler, code: grpc.StatusCode, reason: str
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode,
+    reason: str,
+    trailers: tuple[Any, ...] = (),
 ) -> grpc.RpcMethodHandler:
     """Returns a handler of the same shape that only aborts with the refusal."""
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, reason)
+        await context.abort(code, reason, trailing_metadata=trailers)
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await context.abort(code, reason)
+        await context.abort(code, reason, trailing_metadata=trailers)
         yield  # pragma: no cover - abort raises; this makes the function a generator
 
     return _shaped(handler, unary, streaming)
 
 
-def _as_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
-    """Returns the handler with its behaviour running as `principal`."""
+def _as_principal(
+    handler: grpc.RpcMethodHandler, principal: Principal, limits: Limits | None = None
+) -> grpc.RpcMethodHandler:
+    """Returns the handler with its behaviour running as `principal`, refusing a request over
+    the size limit RESOURCE_EXHAUSTED (before anything is forwarded)."""
     behavior = (
         handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
     )
+    # A streamed request is an iterator, not one message: the size check is for single ones
+    # (the gateway forwards no client-streaming RPC).
+    single = handler.unary_unary is not None or handler.unary_stream is not None
+
+    async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+        reason = limits.too_large(request) if limits is not None and single else None
+        if reason is not None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
 
     async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await check(request, context)
         restore = run_as(principal)
         try:
             return await behavior(request, context)
@@ -112,6 +130,7 @@ def _as_principal(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         # Set, not reset: grpc.aio serves each call in a task of its own, whose context ends
         # with it, and a generator may be closed from another context than the one it ran in.
+        await check(request, context)
         run_as(principal)
         async for message in behavior(request, context):
             yield message
@@ -135,10 +154,12 @@ def _shaped(handler: grpc.RpcMethodHandler, unary: Any, streaming: Any) -> grpc.
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Requires a valid bearer token on every gRPC call but the public ones."""
+    """Requires a valid bearer token on every gRPC call but the public ones, and holds the
+    call to its principal's limits."""
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, limits: Limits | None = None) -> None:
         self._authenticator = authenticator
+        self._limits = limits
 
     async def intercept_service(
         self,
@@ -158,7 +179,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             self._authenticator.authorize(principal, method)
         except PermissionDenied as denied:
             return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, str(denied))
-        return _as_principal(handler, principal)
+        wait = self._limits.rate.acquire(principal.subject) if self._limits else None
+        if wait is not None:
+            reason, trailers = grpc_refusal_trailers(principal.subject, wait)
+            return _refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, trailers)
+        return _as_principal(handler, principal, self._limits)
 
 
 def challenge(error: AuthError, credentials_sent: bool) -> str:
@@ -176,9 +201,10 @@ def http_refusal(error: AuthError, credentials_sent: bool) -> web.Response:
     return error_response(body, headers=headers)
 
 
-def auth_middleware(authenticator: Authenticator) -> Any:
-    """Returns the aiohttp middleware requiring a valid bearer token. Public paths and CORS
-    preflights (which never carry credentials) pass without one."""
+def auth_middleware(authenticator: Authenticator, limits: Limits | None = None) -> Any:
+    """Returns the aiohttp middleware requiring a valid bearer token and holding the request
+    to its principal's rate (429). Public paths and CORS preflights (which never carry
+    credentials) pass without one."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -194,6 +220,9 @@ def auth_middleware(authenticator: Authenticator) -> Any:
                 authenticator.authorize(principal, request.path[len(RPC_PATH_PREFIX) - 1 :])
             except PermissionDenied as denied:
                 return error_response(error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied)))
+        wait = limits.rate.acquire(principal.subject) if limits is not None else None
+        if wait is not None:
+            return over_rate(principal.subject, wait)
         restore = run_as(principal)
         try:
             return await handler(request)

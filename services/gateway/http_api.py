@@ -34,6 +34,7 @@ from gateway import openapi
 from gateway.backends import CallKind, Route, call_stream, call_unary
 from gateway.cors import CorsPolicy
 from gateway.errors import HTTP_STATUS, error_body, error_of, error_response
+from gateway.limits import bounded, header_timeout, too_large_message
 from gateway.reference_page import PAGE
 
 log = logging.getLogger(__name__)
@@ -103,8 +104,10 @@ class HttpApi:
         jwks: Mapping[str, Any] | None = None,
         cors_origins: Sequence[str] = (),
         cors_max_age_seconds: int = 7200,
+        max_body_bytes: int = 1024**2,
     ) -> None:
         self._heartbeat = heartbeat
+        self._max_body_bytes = max_body_bytes
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
         self._middlewares = list(middlewares)
         self._jwks = dict(jwks) if jwks is not None else None
@@ -121,7 +124,10 @@ class HttpApi:
         """Returns the app: one POST route per method, health, the issuer's keys (when the
         gateway is its own issuer), the document and its page. Preflights are answered before
         authentication (they never carry credentials)."""
-        app = web.Application(middlewares=[self._observe, self._preflight, *self._middlewares])
+        app = web.Application(
+            middlewares=[self._observe, self._preflight, *self._middlewares],
+            client_max_size=self._max_body_bytes,
+        )
         app.on_response_prepare.append(self._cors.on_prepare)
         app.router.add_get("/healthz", self._healthz)
         if self._jwks is not None:
@@ -227,11 +233,18 @@ class HttpApi:
         metadata = forwarded_metadata(request.headers)
         if isinstance(metadata, web.Response):
             return metadata
+        # The caller's own timeout bounds the backend call, as a gRPC caller's deadline does.
+        timeout = header_timeout(request.headers)
+        if isinstance(timeout, web.Response):
+            return timeout
         if endpoint.route.kind is CallKind.SERVER_STREAMING:
-            return await self._stream(request, endpoint.route, message, metadata)
+            return await self._stream(request, endpoint.route, message, metadata, timeout)
         try:
             raw = await call_unary(
-                endpoint.route, message.SerializeToString(), metadata, self._timeout
+                endpoint.route,
+                message.SerializeToString(),
+                metadata,
+                bounded(timeout, self._timeout),
             )
         except grpc.aio.AioRpcError as error:
             return error_response(error_of(endpoint.route, error))
@@ -245,6 +258,7 @@ class HttpApi:
         route: Route,
         message: Message,
         metadata: Sequence[tuple[str, str]],
+        timeout: float | None = None,
     ) -> web.StreamResponse:
         """NDJSON. A rejection before the backend accepts the call keeps its HTTP status;
         otherwise the status line and headers go out as soon as the backend sends its own (at
@@ -253,7 +267,7 @@ class HttpApi:
         while no message comes."""
         accepted = asyncio.Event()
         messages: AsyncIterator[bytes] = call_stream(
-            route, message.SerializeToString(), metadata, None, accepted
+            route, message.SerializeToString(), metadata, timeout, accepted
         )
         reply = _message(route.method.output_type)
         pending = asyncio.ensure_future(anext(messages, None))
@@ -313,9 +327,12 @@ def forwarded_metadata(headers: Mapping[str, str]) -> list[tuple[str, str]] | we
 
 
 def rejection_message(request: web.Request, exc: web.HTTPException) -> str:
-    """Returns the message of aiohttp's own rejection; a missing method is named."""
+    """Returns the message of aiohttp's own rejection; a missing method is named, a body over
+    the limit measured."""
     if exc.status == 404 and request.path.startswith("/v1/"):
         return f"no method {request.path.removeprefix('/v1/')}"
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return too_large_message(request.content_length, request.client_max_size)
     return exc.reason
 
 

@@ -23,10 +23,13 @@ from gateway import grpc_api
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
+from gateway.limits import Limits
 
 ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
 ADDRESS = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"
+# gRPC's own default receive limit: the gateway's server keeps it, so the limit is at most this.
+GRPC_MAX_RECEIVE = 4 * 1024**2
 # A browser's Origin: scheme://host[:port], nothing after it (no path, no trailing slash).
 ORIGIN = r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$"
 
@@ -73,6 +76,18 @@ class GatewaySettings(ServiceSettings):
     )
     cors_max_age_seconds: int = Field(
         7200, ge=0, le=86400, description="How long browsers may cache a granted preflight"
+    )
+    rate_limit_per_second: float = Field(
+        100.0, ge=0, le=100_000, description="Calls a second each principal may make; 0: no limit"
+    )
+    rate_limit_burst: float = Field(
+        300.0, ge=1, le=1_000_000, description="Calls a principal may make at once above its rate"
+    )
+    max_request_bytes: int = Field(
+        1024**2,
+        ge=1024,
+        le=GRPC_MAX_RECEIVE,
+        description="Largest request message (gRPC) and body (HTTP) the gateway accepts",
     )
 
     auth_issuer: str = Field(
@@ -136,6 +151,10 @@ class GatewaySettings(ServiceSettings):
         permissions = load_permissions(self.auth_permissions_file or None)
         return Authenticator(self.verifier(), keys, permissions)
 
+    def limits(self) -> Limits:
+        """Returns the per-principal rate and the request size limit."""
+        return Limits.of(self.rate_limit_per_second, self.rate_limit_burst, self.max_request_bytes)
+
     def backends(self) -> list[Backend]:
         """Returns the backends in the contract's port order."""
         addresses = {
@@ -164,10 +183,11 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         # Built at start, not here: the local issuer creates its key in the data dir.
         self.authenticator: Authenticator | None = None
         self.issuer: LocalIssuer | None = None
+        self.limits = settings.limits()
 
     def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
         assert self.authenticator is not None
-        return (AuthInterceptor(self.authenticator),)
+        return (AuthInterceptor(self.authenticator, self.limits),)
 
     async def start_parts(self) -> None:
         self.issuer = self.settings.local_issuer()
@@ -205,10 +225,11 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             local=local,
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
-            middlewares=[auth_middleware(self.authenticator)],
+            middlewares=[auth_middleware(self.authenticator, self.limits)],
             jwks=self.issuer.jwks() if self.issuer is not None else None,
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
+            max_body_bytes=settings.max_request_bytes,
         )
         self.http = HttpServer(
             api,

@@ -58,6 +58,10 @@ def test_cors_origins_are_none_by_default_and_comma_separated(
         ("CAREOPS_AUTH_ISSUER", "https://idp.example/"),
         ("CAREOPS_AUTH_JWKS_URL", "ftp://idp.example/jwks"),
         ("CAREOPS_AUTH_LEEWAY_SECONDS", "-1"),
+        # A negative rate, an empty burst, a request limit above gRPC's own receive limit.
+        ("CAREOPS_RATE_LIMIT_PER_SECOND", "-1"),
+        ("CAREOPS_RATE_LIMIT_BURST", "0"),
+        ("CAREOPS_MAX_REQUEST_BYTES", "8388608"),
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example/"),
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example, app.example"),
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "*"),
