@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -37,7 +38,7 @@ class Pair:
     cert: Path
     key: Path
 
-    def settings(self) -> dict[str, str]:
+    def settings(self) -> dict[str, Any]:
         """Returns the gateway settings that serve this pair."""
         return {"tls_cert_file": str(self.cert), "tls_key_file": str(self.key)}
 
