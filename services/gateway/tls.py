@@ -20,7 +20,7 @@ def _read(path: str, variable: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as error:
-        raise ValueError(f"{variable}: cannot read {path}: {error.strerror}") from error
+        raise ValueError(f"{variable}: cannot read {path}: {error.strerror or error}") from error
 
 
 @dataclass(frozen=True)
