@@ -78,11 +78,12 @@ ensure_promtool
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 
-# Every prepared service switched on, so the templates of not-yet-built services are checked too.
+# Every prepared service switched on, so the templates of not-yet-built services are checked too;
+# the gateway with TLS and its Ingress, so those objects are validated as well.
 cat >"$OUT/values-all-services.yaml" <<'EOF'
 customerProfile: {enabled: true}
 qualityScoring: {enabled: true}
-gateway: {enabled: true}
+gateway: {enabled: true, tls: {secretName: careops-gateway-tls}, ingress: {enabled: true, host: careops.example.com}}
 serviceMonitor: {enabled: true}
 prometheusRule: {enabled: true}
 EOF

@@ -15,6 +15,7 @@ from careops_platform import registry
 from careops_sla import load_policy
 from customer.main import CustomerSettings
 from gateway.main import GatewaySettings
+from gateway.tests.certificates import make_pair
 from incident.application import load_matrix, load_teams
 from incident.main import IncidentSettings
 from pydantic import AliasChoices
@@ -225,3 +226,115 @@ def test_the_gateway_finds_every_service_by_its_service_name(manifests: list[Man
     }
     settings = GatewaySettings(**fields)
     assert [backend.address for backend in settings.backends()] == list(addresses.values())
+
+
+TLS_SECRET = "careops-gateway-tls"
+EDGE = [
+    *("--set", f"gateway.tls.secretName={TLS_SECRET}"),
+    *("--set", "gateway.ingress.enabled=true"),
+    *("--set", "gateway.ingress.host=careops.example.com"),
+]
+
+
+def test_gateway_tls_and_ingress_are_off_by_default(manifests: list[Manifest]) -> None:
+    assert not [doc for doc in manifests if doc["kind"] in {"Ingress", "HTTPRoute"}]
+    gateway = find(manifests, "Deployment", f"{RELEASE}-gateway")
+    assert "tls" not in {
+        volume["name"] for volume in gateway["spec"]["template"]["spec"]["volumes"]
+    }
+    assert not {"CAREOPS_TLS_CERT_FILE", "CAREOPS_TLS_KEY_FILE"} & set(
+        env_of(container_of(gateway))
+    )
+
+
+def test_gateway_tls_mounts_the_secret_the_settings_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = find(render(*EDGE), "Deployment", f"{RELEASE}-gateway")
+    pod = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    volume = {v["name"]: v for v in pod["volumes"]}["tls"]["secret"]
+    assert volume["secretName"] == TLS_SECRET
+    mount = {m["name"]: m for m in container["volumeMounts"]}["tls"]
+    assert mount["readOnly"] is True
+    env = env_of(container)
+    files = {name: env[name]["value"] for name in ("CAREOPS_TLS_CERT_FILE", "CAREOPS_TLS_KEY_FILE")}
+    # A kubernetes.io/tls Secret's keys, in the mounted directory.
+    assert files == {
+        "CAREOPS_TLS_CERT_FILE": f"{mount['mountPath']}/tls.crt",
+        "CAREOPS_TLS_KEY_FILE": f"{mount['mountPath']}/tls.key",
+    }
+    assert set(files) <= env_names(GatewaySettings)
+    # The kubelet's gRPC probe cannot speak TLS: the probes ask GET /healthz over HTTPS.
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {
+            "path": "/healthz",
+            "port": "http",
+            "scheme": "HTTPS",
+        }
+    # The settings accept the variables with a real pair where the Secret would be mounted.
+    pair = make_pair(tmp_path, "tls")
+    monkeypatch.setenv("CAREOPS_TLS_CERT_FILE", str(pair.cert))
+    monkeypatch.setenv("CAREOPS_TLS_KEY_FILE", str(pair.key))
+    assert GatewaySettings().tls() is not None
+
+
+def test_the_ingress_routes_the_gateway_http_port_with_tls() -> None:
+    manifests = render(*EDGE)
+    name = f"{RELEASE}-gateway"
+    spec = find(manifests, "Ingress", name)["spec"]
+    assert spec["tls"] == [{"hosts": ["careops.example.com"], "secretName": TLS_SECRET}]
+    [rule] = spec["rules"]
+    assert rule["host"] == "careops.example.com"
+    [path] = rule["http"]["paths"]
+    assert path["path"] == "/" and path["pathType"] == "Prefix"
+    assert path["backend"]["service"] == {"name": name, "port": {"name": "http"}}
+    ports = {port["name"] for port in find(manifests, "Service", name)["spec"]["ports"]}
+    assert "http" in ports
+    own = render(*EDGE, "--set", "gateway.ingress.tlsSecretName=edge-tls")
+    assert find(own, "Ingress", name)["spec"]["tls"][0]["secretName"] == "edge-tls"
+
+
+def test_the_httproute_attaches_to_its_gateway() -> None:
+    route = [
+        *("--set", "gateway.ingress.enabled=true"),
+        *("--set", "gateway.ingress.host=careops.example.com"),
+        *("--set", "gateway.ingress.kind=HTTPRoute"),
+        *("--set", "gateway.ingress.parentRefs[0].name=edge"),
+        *("--set", "gateway.ingress.parentRefs[0].sectionName=https"),
+    ]
+    manifests = render(*route)
+    name = f"{RELEASE}-gateway"
+    document = find(manifests, "HTTPRoute", name)
+    assert document["apiVersion"] == "gateway.networking.k8s.io/v1"
+    spec = document["spec"]
+    assert spec["parentRefs"] == [{"name": "edge", "sectionName": "https"}]
+    assert spec["hostnames"] == ["careops.example.com"]
+    [rule] = spec["rules"]
+    assert rule["backendRefs"] == [{"name": name, "port": 8080}]
+    assert not [doc for doc in manifests if doc["kind"] == "Ingress"]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["gateway.ingress.enabled=true"], "/gateway/ingress/host"),
+        (
+            ["gateway.ingress.enabled=true", "gateway.ingress.host=careops.example.com"],
+            "gateway.ingress.tlsSecretName or gateway.tls.secretName",
+        ),
+        (
+            [
+                "gateway.ingress.enabled=true",
+                "gateway.ingress.host=careops.example.com",
+                "gateway.ingress.kind=HTTPRoute",
+            ],
+            "gateway.ingress.parentRefs",
+        ),
+        (["gateway.ingress.kind=Route"], "/gateway/ingress/kind"),
+    ],
+)
+def test_an_incomplete_edge_fails_with_the_value_named(values: list[str], message: str) -> None:
+    result = helm_template(*(arg for value in values for arg in ("--set", value)))
+    assert result.returncode != 0
+    assert message in result.stderr

@@ -104,7 +104,9 @@ class GrpcServer:
         bindings: Sequence[ServiceBinding],
         error_map: Mapping[type[Exception], grpc.StatusCode] | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        credentials: grpc.ServerCredentials | None = None,
     ) -> None:
+        # `credentials`: TLS on the port (the gateway's public edge); None: plaintext.
         # `interceptors` run innermost, after tracing, metrics and status mapping saw the call.
         chain = [*default_interceptors(error_map), *interceptors]
         self._server = grpc.aio.server(interceptors=chain)
@@ -114,7 +116,11 @@ class GrpcServer:
             binding.register(binding.servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         enable_reflection([*(b.full_name for b in self._bindings), HEALTH], self._server)
-        self.port = self._server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if credentials is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, credentials)
         if self.port == 0:
             raise OSError(f"cannot bind gRPC to {host}:{port}")
 

@@ -131,6 +131,10 @@ class Service(Generic[SettingsT]):
         """Returns the service's own interceptors, run after the standard chain."""
         return ()
 
+    def credentials(self) -> grpc.ServerCredentials | None:
+        """Returns the TLS credentials of the gRPC port; None (the default): plaintext."""
+        return None
+
     def collectors(self) -> Sequence[Collector]:
         """Returns the scrape-time collectors `serve` registers with Prometheus."""
         return ()
@@ -158,6 +162,7 @@ class Service(Generic[SettingsT]):
             bindings=self.bindings(),
             error_map=self.error_map(),
             interceptors=self.interceptors(),
+            credentials=self.credentials(),
         )
         await self.server.start()
         await self.started()

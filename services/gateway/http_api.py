@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -345,7 +346,15 @@ def heartbeat_line() -> bytes:
 class HttpServer:
     """Runs an HttpApi on host:port until stopped."""
 
-    def __init__(self, api: HttpApi, *, host: str, port: int, grace: float) -> None:
+    def __init__(
+        self,
+        api: HttpApi,
+        *,
+        host: str,
+        port: int,
+        grace: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         # handler_cancellation: a client that hangs up ends its (stream) handler and backend
         # call at once; a positive shutdown timeout, as aiohttp reads 0 as "wait forever".
         self._runner = web.AppRunner(
@@ -357,6 +366,7 @@ class HttpServer:
         )
         self._host = host
         self._port = port
+        self._ssl_context = ssl_context  # None: plaintext HTTP
         self.port = 0
 
     @property
@@ -366,7 +376,7 @@ class HttpServer:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
 

@@ -24,6 +24,7 @@ from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 from gateway.limits import Limits
+from gateway.tls import TlsFiles
 
 ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
@@ -116,11 +117,30 @@ class GatewaySettings(ServiceSettings):
         "", description="YAML permission table (every RPC -> roles); empty: the built-in one"
     )
 
+    tls_cert_file: str = Field(
+        "", description="PEM certificate (chain) of the gRPC and HTTP ports; empty: plaintext"
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file (unencrypted)")
+
     @model_validator(mode="after")
     def _issuer_with_keys(self) -> GatewaySettings:
         if bool(self.auth_issuer) != bool(self.auth_jwks_url):
             raise ValueError("CAREOPS_AUTH_ISSUER and CAREOPS_AUTH_JWKS_URL are set together")
         return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        # At start, not at the first handshake: a bad file stops the process with its name.
+        self.tls()
+        return self
+
+    def tls(self) -> TlsFiles | None:
+        """Returns the checked certificate and key of the public ports; None: plaintext."""
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("CAREOPS_TLS_CERT_FILE and CAREOPS_TLS_KEY_FILE are set together")
+        if not self.tls_cert_file:
+            return None
+        return TlsFiles.load(self.tls_cert_file, self.tls_key_file)
 
     def local_issuer(self) -> LocalIssuer | None:
         """Returns the embedded issuer when no external one is configured."""
@@ -184,6 +204,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         self.authenticator: Authenticator | None = None
         self.issuer: LocalIssuer | None = None
         self.limits = settings.limits()
+        self.tls = settings.tls()
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        return self.tls.grpc_credentials() if self.tls is not None else None
 
     def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
         assert self.authenticator is not None
@@ -236,6 +260,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             host=settings.grpc_host,
             port=settings.http_port,
             grace=settings.shutdown_grace_seconds,
+            ssl_context=self.tls.ssl_context() if self.tls is not None else None,
         )
         await self.http.start()
 

@@ -58,6 +58,8 @@ app.kubernetes.io/part-of: careops
 
 {{- define "careops.policiesPath" -}}/etc/careops/policies{{- end -}}
 
+{{- define "careops.tlsPath" -}}/etc/careops/tls{{- end -}}
+
 {{/*
 One service. Args (dict):
   root       the chart context ($)
@@ -73,6 +75,8 @@ One service. Args (dict):
 {{- $ctx := dict "root" $root "component" .component -}}
 {{- $name := include "careops.componentName" $ctx -}}
 {{- $isGateway := eq .key "gateway" -}}
+{{- $tlsSecret := "" -}}
+{{- if $isGateway }}{{- $tlsSecret = $svc.tls.secretName -}}{{- end -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -204,6 +208,12 @@ spec:
             {{- if $isGateway }}
             - name: CAREOPS_{{ .envPrefix }}_HTTP_PORT
               value: {{ $svc.httpPort | quote }}
+            {{- if $tlsSecret }}
+            - name: CAREOPS_TLS_CERT_FILE
+              value: {{ include "careops.tlsPath" $root }}/tls.crt
+            - name: CAREOPS_TLS_KEY_FILE
+              value: {{ include "careops.tlsPath" $root }}/tls.key
+            {{- end }}
             {{- range $backend := list (list "ticketing" "ticketing" "TICKETING") (list "customerProfile" "customer-profile" "CUSTOMER") (list "incidentCrisis" "incident-crisis" "INCIDENT") (list "qualityScoring" "quality-scoring" "QUALITY") }}
             {{- $b := index $v (index $backend 0) }}
             {{- if $b.enabled }}
@@ -249,6 +259,10 @@ spec:
               value: {{ $value | toString | quote }}
             {{- end }}
           {{- $grpc := dict "grpc" (dict "port" (int $svc.grpcPort)) }}
+          {{- if $tlsSecret }}
+          {{- /* The kubelet's gRPC probe has no TLS; its HTTPS probe does not verify the cert. */}}
+          {{- $grpc = dict "httpGet" (dict "path" "/healthz" "port" "http" "scheme" "HTTPS") }}
+          {{- end }}
           startupProbe:
             {{- toYaml $grpc | nindent 12 }}
             periodSeconds: {{ $v.probes.startup.periodSeconds }}
@@ -269,6 +283,11 @@ spec:
             - name: policies
               mountPath: {{ include "careops.policiesPath" $root }}
               readOnly: true
+            {{- if $tlsSecret }}
+            - name: tls
+              mountPath: {{ include "careops.tlsPath" $root }}
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -276,6 +295,12 @@ spec:
         - name: policies
           configMap:
             name: {{ include "careops.fullname" $root }}-policies
+        {{- if $tlsSecret }}
+        - name: tls
+          secret:
+            secretName: {{ $tlsSecret }}
+            defaultMode: 0440
+        {{- end }}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget
