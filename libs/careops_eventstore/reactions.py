@@ -235,12 +235,15 @@ class ReactionRunner:
         """Handles a batch in a span of the trace that wrote it (its `traceparent` header), so
         the commands and notifications of the reaction continue that trace, attributed to the
         batch's actor (one command's events share it)."""
-        with tracer.start_as_current_span(
-            f"react {self.name}",
-            context=propagate.extract(recorded.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"careops.sequence": recorded.sequence, "careops.stream": self.stream},
-        ), caused_by(recorded.batch.events[0].actor):
+        with (
+            tracer.start_as_current_span(
+                f"react {self.name}",
+                context=propagate.extract(recorded.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"careops.sequence": recorded.sequence, "careops.stream": self.stream},
+            ),
+            caused_by(recorded.batch.events[0].actor),
+        ):
             await self._handle(recorded)
 
     async def _park(self, message: Msg, reason: str, event_type: str, detail: str) -> None:

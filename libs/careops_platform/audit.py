@@ -1,4 +1,4 @@
-""""Who did what, when", read from the raw log: one entry per event of every context's stream.
+""" "Who did what, when", read from the raw log: one entry per event of every context's stream.
 
 The log is the record (ARCHITECTURE §2): every envelope names its actor (the gateway's verified
 principal, or `"<principal> via <reaction>"` for what a reaction or timer appended because of
