@@ -15,6 +15,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.table import Table
 
+from careops_cli.audit import audit_command
 from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, errors, metadata, print_message
 from careops_cli.customers import customer_app
@@ -34,6 +35,7 @@ app.add_typer(quality_app)  # survey, kpi, scorecard, followups
 app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
 app.command("login")(login)
+app.command("audit")(audit_command)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
 
+from careops_eventstore.causes import attributed
 from careops_eventstore.codec import EnvelopeContext, EventCodec, from_timestamp
 from careops_eventstore.model import ConcurrencyConflict, EventStore, RecordedBatch
 
@@ -226,7 +227,8 @@ class CommandExecutor(Generic[S]):
         ):
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
-            context = replace(context, trace_context=carrier)
+            # Within a reaction, the event's principal is who caused the command.
+            context = replace(context, trace_context=carrier, actor=attributed(context.actor))
             try:
                 async with self._turn(aggregate_id):
                     return await self._attempts(aggregate_id, decide, context, expect_new)

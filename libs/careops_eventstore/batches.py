@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, Table, delete, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from careops_eventstore.causes import caused_by
 from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
 from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
 from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
@@ -279,7 +280,9 @@ def _apply_message(
         with connection.begin_nested() if savepoints else contextlib.nullcontext():
             for event in decoded:
                 current = event.envelope.type
-                target.projection.apply(connection, event, target.sequence)
+                # Timers the projection schedules remember whose event scheduled them.
+                with caused_by(event.envelope.actor):
+                    target.projection.apply(connection, event, target.sequence)
     except Exception as exc:
         if transient(exc):
             raise

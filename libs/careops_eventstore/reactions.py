@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine
 
+from careops_eventstore.causes import caused_by
 from careops_eventstore.codec import known_event_type
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.projection import (
@@ -232,12 +233,16 @@ class ReactionRunner:
 
     async def _traced(self, recorded: RecordedBatch) -> None:
         """Handles a batch in a span of the trace that wrote it (its `traceparent` header), so
-        the commands and notifications of the reaction continue that trace."""
-        with tracer.start_as_current_span(
-            f"react {self.name}",
-            context=propagate.extract(recorded.headers),
-            kind=SpanKind.CONSUMER,
-            attributes={"careops.sequence": recorded.sequence, "careops.stream": self.stream},
+        the commands and notifications of the reaction continue that trace, attributed to the
+        batch's actor (one command's events share it)."""
+        with (
+            tracer.start_as_current_span(
+                f"react {self.name}",
+                context=propagate.extract(recorded.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={"careops.sequence": recorded.sequence, "careops.stream": self.stream},
+            ),
+            caused_by(recorded.batch.events[0].actor),
         ):
             await self._handle(recorded)
 

@@ -21,6 +21,7 @@ from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.orm import Session
 
+from careops_eventstore.causes import CAUSE_KEY, caused_by, current_cause
 from careops_eventstore.sqlstate import aware, insert_for, timers
 from careops_eventstore.tasks import stop_task
 
@@ -53,16 +54,18 @@ def _upsert(dialect: str) -> Any:
 
 
 def schedule(connection: Connection, *due_timers: DueTimer) -> None:
-    """Inserts or replaces timer rows in one statement (called by projections)."""
+    """Inserts or replaces timer rows in one statement (called by projections). Within a
+    reaction or projection, each row remembers whose event scheduled it (`CAUSE_KEY`)."""
     if not due_timers:
         return
+    cause = {CAUSE_KEY: current_cause()} if current_cause() else {}
     rows = [
         {
             "timer_id": timer.timer_id,
             "aggregate_id": timer.aggregate_id,
             "kind": timer.kind,
             "due_at": timer.due_at,
-            "data": json.dumps(timer.data),
+            "data": json.dumps({**cause, **timer.data}),
         }
         for timer in due_timers
     ]
@@ -134,7 +137,8 @@ class TimerScheduler:
             self._in_flight.add(timer.timer_id)
             attempted += 1
             try:
-                await self._fire(timer)
+                with caused_by(str(timer.data.get(CAUSE_KEY, ""))):
+                    await self._fire(timer)
                 FIRED.labels(timer.kind, "fired").inc()
             except Exception:
                 FIRED.labels(timer.kind, "failed").inc()

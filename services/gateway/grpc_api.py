@@ -12,7 +12,9 @@ from careops.gateway.v1 import gateway_pb2 as pb
 from careops.incident.v1 import incident_pb2
 from careops.quality.v1 import quality_pb2
 from careops.ticketing.v1 import ticketing_pb2
+from careops_platform.errors import Unimplemented
 
+from gateway.audit import AuditReader
 from gateway.backends import (
     Backend,
     CallKind,
@@ -127,10 +129,12 @@ class GatewayServicer:
         backends: Sequence[Backend],
         check_timeout: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        audit: AuditReader | None = None,
     ) -> None:
         self._backends = list(backends)
         self._check_timeout = check_timeout
         self._clock = clock
+        self._audit = audit
 
     async def GetPlatformStatus(
         self, request: pb.GetPlatformStatusRequest, context: Any
@@ -142,3 +146,10 @@ class GatewayServicer:
         )
         response.checked_at.FromDatetime(self._clock())
         return response
+
+    async def ListAuditEvents(
+        self, request: pb.ListAuditEventsRequest, context: Any
+    ) -> pb.ListAuditEventsResponse:
+        if self._audit is None:
+            raise Unimplemented("this gateway reads no event log")
+        return await self._audit.list(request)

@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from careops_platform.errors import ServiceError
 from google.protobuf import json_format, message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor
 from google.protobuf.message import Message
@@ -228,7 +229,10 @@ class HttpApi:
                 )
             )
         if endpoint.local is not None:
-            reply = await endpoint.local(message, None)
+            try:
+                reply = await endpoint.local(message, None)
+            except ServiceError as exc:  # the gateway's own RPCs say what was wrong, as gRPC
+                return error_response(error_body(exc.code, exc.message, _violations(exc)))
             return web.json_response(to_json(reply))
         assert endpoint.route is not None
         metadata = forwarded_metadata(request.headers)
@@ -383,3 +387,7 @@ class HttpServer:
     async def stop(self) -> None:
         await self._runner.shutdown()
         await self._runner.cleanup()
+
+
+def _violations(error: ServiceError) -> list[dict[str, str]]:
+    return [{"field": v.field, "description": v.description} for v in error.violations]

@@ -20,6 +20,7 @@ from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
 from gateway import grpc_api
+from gateway.audit import AuditReader
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
@@ -198,7 +199,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
         super().__init__(settings)
         self.backends = settings.backends()
         self.http: HttpServer | None = None
-        self.gateway = grpc_api.GatewayServicer(self.backends, settings.status_timeout_seconds)
+        self.audit = AuditReader(settings.nats_url)
+        self.gateway = grpc_api.GatewayServicer(
+            self.backends, settings.status_timeout_seconds, audit=self.audit
+        )
         self.table = routes(self.backends)
         # Built at start, not here: the local issuer creates its key in the data dir.
         self.authenticator: Authenticator | None = None
@@ -275,6 +279,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             await self.http.stop()
         for backend in self.backends:
             await backend.close()
+        await self.audit.close()
 
 
 def main() -> None:
