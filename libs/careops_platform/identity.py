@@ -51,6 +51,16 @@ def current_principal() -> Principal | None:
     return PRINCIPAL.get()
 
 
+def caller() -> Principal | None:
+    """Returns the principal a service's gRPC edge passes to its application for the data rules
+    (docs/permissions.md); None means no data rule applies (an in-process caller without one).
+
+    The one place every service reads its caller: once every call reaching a service carries
+    the gateway-verified identity, this refuses None (UNAUTHENTICATED) here and nowhere else.
+    """
+    return PRINCIPAL.get()
+
+
 class AuthError(Exception):
     """A credential was refused; the message is the reason given to the caller.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, get_args
 
@@ -17,7 +17,13 @@ from careops_eventstore.timers import DueTimer
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.contacts import InvalidContact, contact_digest
-from careops_platform.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from careops_platform.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+)
+from careops_platform.identity import Principal
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -54,6 +60,24 @@ preinitialise(OPENED, domain.Channel, domain.Priority)
 preinitialise(TRANSITIONS, (event.__name__ for event in get_args(domain.TicketEvent)))
 preinitialise(SLA_EVENTS, domain.SlaClock, domain.SlaTimerKind, domain.Channel, domain.Priority)
 
+# The commands rule 1 of docs/permissions.md narrows, by the permission (permissions.yaml) their
+# RPC takes; a refusal names it. Opening and closing a ticket are held by the table alone.
+WORKS_TICKET: dict[type[domain.Command], str] = {
+    domain.AddReply: "ticket.reply",
+    domain.ChangePriority: "ticket.change_priority",
+    domain.EscalateTicket: "ticket.escalate",
+    domain.HoldTicket: "ticket.hold",
+    domain.ResumeTicket: "ticket.resume",
+    domain.ResolveTicket: "ticket.resolve",
+    domain.ReopenTicket: "ticket.reopen",
+}
+ASSIGN = "ticket.assign"
+WORKS_RULE = "agents act on tickets assigned to them or unassigned in their queue"
+ASSIGN_RULE = (
+    "an agent assigns only an unassigned ticket of their queue, to themselves; "
+    "reassigning is for senior agents and supervisors"
+)
+
 
 class TicketingApp(ContextApplication[domain.Ticket]):
     """The ticketing use cases over an event store; every write goes through `execute`."""
@@ -81,12 +105,23 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         command_id: str,
         actor: str = "system",
         causation_id: str = "",
+        caller: Principal | None = None,
     ) -> CommandResult[domain.Ticket]:
-        """Decides and appends one command against the ticket's current state."""
+        """Decides and appends one command against the ticket's current state. With a `caller`,
+        the data rules apply first (PERMISSION_DENIED, nothing appended); None: no data rule."""
         now = self.clock()
+        if caller is not None:
+            command = authored(command, caller)
+
+        def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
+            # Checked on the very state the decision is made on (again on a conflict's retry).
+            if caller is not None and state.exists:
+                self.authorize(state, command, caller)
+            return domain.decide(state, command, now=now, policy=self.policy)
+
         result = await self.run(
             ticket_id,
-            lambda state: domain.decide(state, command, now=now, policy=self.policy),
+            decide,
             now=now,
             command_id=command_id,
             actor=actor,
@@ -96,6 +131,29 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         )
         self._count(result)
         return result
+
+    def authorize(self, ticket: domain.Ticket, command: domain.Command, caller: Principal) -> None:
+        """Raises PermissionDenied, naming the permission and the rule, unless `caller` may run
+        `command` on `ticket` (rule 1 of docs/permissions.md; skills from the agents directory)."""
+        skills = self.skills_of(caller.subject)
+        if isinstance(command, domain.AssignTicket):
+            if not domain.may_assign(
+                ticket, caller.subject, caller.roles, skills, command.agent_id
+            ):
+                raise _denied(ASSIGN, ticket.ticket_id, ASSIGN_RULE)
+            return
+        permission = WORKS_TICKET.get(type(command))
+        if permission and not domain.may_act_on_ticket(
+            ticket, caller.subject, caller.roles, skills
+        ):
+            raise _denied(permission, ticket.ticket_id, WORKS_RULE)
+
+    def skills_of(self, agent_id: str) -> frozenset[str]:
+        """Returns the skills the agents directory gives `agent_id` (none for a stranger)."""
+        for agent in self.agents:
+            if agent.agent_id == agent_id:
+                return agent.skills
+        return frozenset()
 
     def _policy_versions(self, command: domain.Command) -> dict[str, str]:
         versions = {SLA_POLICY_KEY: self.policy.version}
@@ -141,6 +199,30 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         await self.execute(
             timer.aggregate_id, command, command_id=timer.timer_id, actor="sla-timer"
         )
+
+
+def authored(command: domain.Command, caller: Principal) -> domain.Command:
+    """Returns `command` with an agent reply's author set to the caller (rule 5: the author is
+    the principal): an empty `author_id` becomes the caller's subject; another agent's id is
+    refused with PERMISSION_DENIED (nobody replies as someone else)."""
+    if not isinstance(command, domain.AddReply) or command.author is not domain.Author.AGENT:
+        return command
+    if not command.author_id:
+        return replace(command, author_id=caller.subject)
+    if command.author_id != caller.subject:
+        raise PermissionDenied(
+            f"permission {WORKS_TICKET[domain.AddReply]}: an agent's reply is authored by the "
+            "caller; author_id must be empty or the caller's own id",
+            permission=WORKS_TICKET[domain.AddReply],
+        )
+    return command
+
+
+def _denied(permission: str, ticket_id: str, rule: str) -> PermissionDenied:
+    return PermissionDenied(
+        f"permission {permission} is refused on ticket {ticket_id}: {rule}",
+        permission=permission,
+    )
 
 
 # ------------------------------------------------------------------------- edge use cases

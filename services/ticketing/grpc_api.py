@@ -14,6 +14,7 @@ from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
 from careops_platform.errors import DeadlineExceeded
+from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, derived_id
 from google.protobuf.descriptor import EnumDescriptor
@@ -122,7 +123,11 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def _command(self, response_type: type[R], ticket_id: str, command: domain.Command) -> R:
         """Validates the id, runs the command and wraps the ticket in `response_type`."""
         result = await self._app.execute(
-            _ticket_id(ticket_id), command, command_id=command_id(), actor=actor()
+            _ticket_id(ticket_id),
+            command,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
         )
         return self._reply(response_type, result)  # type: ignore[no-any-return]
 

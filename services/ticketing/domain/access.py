@@ -1,7 +1,8 @@
 """Which tickets a principal may work: the data rule beyond the permission table
 (docs/permissions.md). An agent acts on tickets assigned to them, or unassigned in their queue.
 
-Pure and not wired yet: the service applies it once it receives the verified principal.
+Pure; `ticketing.application.TicketingApp.authorize` applies it to every command a caller
+(the verified principal the gRPC edge passes in) runs on an existing ticket.
 """
 
 from __future__ import annotations
