@@ -7,8 +7,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any, get_args
 
@@ -25,7 +25,8 @@ from careops_eventstore.application import utc_now as utc_now  # re-exported for
 from careops_eventstore.timers import DueTimer
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
-from careops_platform.errors import NotFound
+from careops_platform.errors import NotFound, PermissionDenied
+from careops_platform.identity import Principal
 from careops_platform.requests import AGGREGATE_ID
 from prometheus_client import Counter, Histogram
 
@@ -93,6 +94,12 @@ TIME_TO_RESOLVE = Histogram(
     "Declaration to resolution, by level (drills excluded).",
     ["level"],
     buckets=LATENCY_BUCKETS,
+)
+# Rule 2 of docs/permissions.md: the permission (permissions.yaml) a refusal names, and the rule.
+ACKNOWLEDGE = "incident.acknowledge_page"
+ACKNOWLEDGE_RULE = (
+    "a page is acknowledged only by its paged member, that member's escalation target, "
+    "the team's lead or the team's current on-call"
 )
 LEVELS = tuple(level.value.upper() for level in d.Level)
 preinitialise(DEADLINES_MISSED, LEVELS)
@@ -170,19 +177,34 @@ class IncidentApp(ContextApplication[d.Incident]):
         command_id: str,
         actor: str = "system",
         causation_id: str = "",
+        caller: Principal | None = None,
     ) -> CommandResult[d.Incident]:
-        """Decides and appends one incident command."""
+        """Decides and appends one incident command. With a `caller`, the data rules apply
+        first (PERMISSION_DENIED, nothing appended, timers untouched); None: no data rule."""
         now = self.clock()
+        if caller is not None:
+            command = acknowledging_as(command, caller)
         matrix = await self.matrix()
         incident_type = command.type if isinstance(command, d.DeclareIncident) else ""
+        team_ids: list[str] = []
         if not incident_type:
-            incident_type = (await self.incidents.load(incident_id)).state.type
+            current = (await self.incidents.load(incident_id)).state
+            incident_type = current.type
+            team_ids = _paged_team(current, command)
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
+        teams |= await self._teams([team for team in team_ids if team not in teams])
         ctx = d.Context(now=now, risk=self.risk, matrix=matrix, teams=teams)
+
+        def decide(state: d.Incident) -> list[d.IncidentEvent]:
+            # Checked on the very state the decision is made on (again on a conflict's retry).
+            if caller is not None and isinstance(command, d.AcknowledgePage):
+                authorize_acknowledgement(state, command, caller, teams, now)
+            return d.decide(state, command, ctx)
+
         result = await self.run(
             incident_id,
-            lambda state: d.decide(state, command, ctx),
+            decide,
             now=now,
             command_id=command_id,
             actor=actor,
@@ -277,6 +299,51 @@ class IncidentApp(ContextApplication[d.Incident]):
                 rows, command_id="matrix-" + digest([asdict(r) for r in rows]), actor="config"
             )
         preinitialise_metrics(await self.matrix(fresh=True))
+
+
+def acknowledging_as(command: d.Command, caller: Principal) -> d.Command:
+    """Returns `command` acknowledging as the caller: an empty `member_id` becomes the caller's
+    subject; another member's id is refused with PERMISSION_DENIED (nobody acknowledges as
+    someone else)."""
+    if not isinstance(command, d.AcknowledgePage):
+        return command
+    if not command.member_id:
+        return replace(command, member_id=caller.subject)
+    if command.member_id != caller.subject:
+        raise PermissionDenied(
+            f"permission {ACKNOWLEDGE}: a page is acknowledged by the caller; member_id must "
+            "be empty or the caller's own id",
+            permission=ACKNOWLEDGE,
+        )
+    return command
+
+
+def authorize_acknowledgement(
+    incident: d.Incident,
+    command: d.AcknowledgePage,
+    caller: Principal,
+    teams: Mapping[str, d.Team],
+    at: datetime,
+) -> None:
+    """Raises PermissionDenied, naming the permission and the rule, unless `caller` may
+    acknowledge the page at `at` (rule 2 of docs/permissions.md). An unknown page is left to
+    the decision (NOT_FOUND); a page whose team is gone is refused."""
+    page = incident.pages.get(command.page_id)
+    if page is None:
+        return
+    team = teams.get(page.team_id)
+    if team is None or not d.may_acknowledge(page, team, caller.subject, caller.roles, at):
+        raise PermissionDenied(
+            f"permission {ACKNOWLEDGE} is refused on page {page.page_id}: {ACKNOWLEDGE_RULE}",
+            permission=ACKNOWLEDGE,
+        )
+
+
+def _paged_team(incident: d.Incident, command: d.Command) -> list[str]:
+    """Returns the team of the page `command` acknowledges, which the rule needs ([] if none)."""
+    if isinstance(command, d.AcknowledgePage) and command.page_id in incident.pages:
+        return [incident.pages[command.page_id].team_id]
+    return []
 
 
 def _team_of(incident: d.Incident, notice_id: str) -> str:

@@ -23,6 +23,7 @@ from careops_platform.errors import (
     FieldViolation,
     InvalidArgument,
 )
+from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import (
     actor,
@@ -193,7 +194,11 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
 
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:
         result = await self._app.execute(
-            _incident_id(incident_id), command, command_id=command_id(), actor=actor()
+            _incident_id(incident_id),
+            command,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
         )
         incident = incident_to_proto(result.state, result.sequence)
         return response_type(incident=incident, sequence=result.sequence)  # type: ignore[call-arg]

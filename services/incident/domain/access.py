@@ -1,6 +1,7 @@
 """Who may acknowledge a page: the data rule beyond the permission table (docs/permissions.md).
 
-Pure and not wired yet: the service applies it once it receives the verified principal.
+Pure; `incident.application.authorize_acknowledgement` applies it to every AcknowledgePage a
+caller (the verified principal the gRPC edge passes in) sends, at the injected clock's now.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from careops_eventstore.model import EVENT_TYPE_HEADER
+from careops_platform import requests
+from careops_platform.errors import PermissionDenied
+from careops_platform.identity import Principal, run_as
 from prometheus_client import REGISTRY
 
 from incident.application import INCIDENT_SUBJECTS, STREAM
@@ -253,6 +256,43 @@ async def test_no_acknowledgement_escalates_and_acknowledgement_stops_the_chain(
         {"level": "A", "team": "technical_support"},
     )
     assert ack_sum and ack_sum >= 1
+
+
+async def test_an_acknowledgement_by_someone_not_entitled_is_refused_and_the_page_escalates(
+    incident_stub: Stub,
+    incident_service: IncidentService,
+    incident_clock: FakeClock,
+    receivers: tuple[HttpReceiver, MailReceiver],
+) -> None:
+    http, _ = receivers
+    assert incident_service.store is not None and incident_service.app is not None
+    declared = await declare(incident_stub)
+    incident_id = declared.incident.incident_id
+    alice = next(p for p in declared.incident.pages if p.member_id == "ts-alice")
+    # The servicer in-process, as the server runs it for a call carrying this principal:
+    # customer service's on-call member, not entitled to technical support's page.
+    servicer = incident_service.servicer(incident_service.app)
+    idempotency_key = uuid.uuid4().hex
+    before = {STREAM.name: await incident_service.store.last_sequence(STREAM.name)}
+    restore = run_as(Principal("cs-carol", frozenset({"oncall"})))
+    method = f"/{pb.DESCRIPTOR.services_by_name['IncidentService'].full_name}/AcknowledgePage"
+    keyed = requests.IDEMPOTENCY_KEY.set(f"{method}:{idempotency_key}")
+    try:
+        with pytest.raises(PermissionDenied) as denied:
+            await servicer.AcknowledgePage(pb.AcknowledgePageRequest(page_id=alice.page_id), None)
+    finally:
+        requests.IDEMPOTENCY_KEY.reset(keyed)
+        restore()
+    assert denied.value.permission == "incident.acknowledge_page"
+    commands = command_ids(pb.DESCRIPTOR.services_by_name["IncidentService"], idempotency_key)
+    assert await appended_by(incident_service.store, before, commands) == []
+    # The escalation goes on: at ts-alice's deadline the timer pages ts-bob.
+    incident_clock.set(max(incident_clock.now, alice.ack_due_at.ToDatetime(tzinfo=UTC)))
+    await fire_due_timers(incident_service, IncidentTimerProjection.name)
+    await eventually(lambda: posts_for(http, "/ts-bob", incident_id))
+    types = await event_types(incident_service, incident_id)
+    assert "careops.incident.v1.PageEscalated" in types
+    assert "careops.incident.v1.PageAcknowledged" not in types
 
 
 async def test_drills_run_the_whole_paging_path_and_are_labelled(
