@@ -19,7 +19,8 @@ from careops_eventstore.application import utc_now as utc_now  # re-exported for
 from careops_eventstore.timers import DueTimer
 from careops_platform import registry
 from careops_platform.collectors import preinitialise
-from careops_platform.errors import FieldViolation, InvalidArgument, NotFound
+from careops_platform.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from careops_platform.identity import Principal
 from careops_published import incident as inc
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
@@ -277,6 +278,29 @@ class Teams:
             known = ", ".join(sorted(self._teams)) or "none"
             raise NotFound(f"no team named {team!r} (known: {known})")
         return self._teams[team]
+
+
+# ------------------------------------------------------------------------- who reads scorecards
+
+# Rule 4 of docs/permissions.md: the permission (permissions.yaml) a refusal names, and the rule.
+SCORECARD = "quality.scorecard.read"
+SCORECARD_RULE = (
+    "an agent reads their own scorecard; another agent's or a team's needs senior_agent, "
+    "supervisor or admin"
+)
+
+
+def authorize_scorecard(caller: Principal | None, *, agent_id: str = "", team: str = "") -> None:
+    """Raises PermissionDenied, naming the permission and the rule, unless `caller` may read the
+    scorecard of `agent_id` or of `team`; None (no caller): no data rule."""
+    if caller is None:
+        return
+    if not domain.may_read_scorecard(caller.subject, caller.roles, agent_id=agent_id, team=team):
+        whose = f"team {team}" if team else f"agent {agent_id}"
+        raise PermissionDenied(
+            f"permission {SCORECARD} is refused for the scorecard of {whose}: {SCORECARD_RULE}",
+            permission=SCORECARD,
+        )
 
 
 # ------------------------------------------------------------------------- KPIs by day

@@ -457,7 +457,8 @@ def quality_score(components: Sequence[ScoreComponent]) -> float:
 
 # ----------------------------------------------------------------- who reads whose scorecard
 
-# Not wired yet (docs/permissions.md, rule 4): applied once the service gets the principal.
+# Rule 4 of docs/permissions.md; quality.application.authorize_scorecard applies it to the
+# caller the gRPC edge passes in.
 READS_ANY_SCORECARD = frozenset({"senior_agent", "supervisor", "admin"})
 
 

@@ -19,6 +19,7 @@ from careops_platform.errors import (
     FieldViolation,
     InvalidArgument,
 )
+from careops_platform.identity import caller
 from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
@@ -30,6 +31,7 @@ from quality.application import (
     Teams,
     Timelines,
     WhatIf,
+    authorize_scorecard,
     kpi_days,
     what_if_as_of,
 )
@@ -335,6 +337,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             raise InvalidArgument(
                 "give agent_id or team", [FieldViolation("subject", "agent_id or team required")]
             )
+        authorize_scorecard(caller(), agent_id=request.agent_id, team=request.team)
         where = self._filter(pb.KpiFilter(**{subject: getattr(request, subject)}))
         period = period_from_proto(request.period, self._app.clock())
         await self._kpis_caught_up(request)
