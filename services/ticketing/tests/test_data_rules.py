@@ -27,7 +27,7 @@ SUPERVISOR = Principal("lead-1", frozenset({"supervisor"}))
 CONNECTOR = Principal("mail-connector", frozenset({"integration"}))
 
 # One command per narrowed RPC, each legal on an open, unassigned ticket except where noted.
-WORK = {
+WORK: dict[type[domain.Command], domain.Command] = {
     domain.AddReply: domain.AddReply(domain.Author.AGENT, "", "On it"),
     domain.ChangePriority: domain.ChangePriority(domain.Priority.URGENT, "outage"),
     domain.EscalateTicket: domain.EscalateTicket("needs tier 2"),
