@@ -107,8 +107,11 @@ class HttpApi:
         cors_origins: Sequence[str] = (),
         cors_max_age_seconds: int = 7200,
         max_body_bytes: int = 1024**2,
+        protocols: Sequence[Callable[[web.Application, Mapping[str, Endpoint]], None]] = (),
     ) -> None:
         self._heartbeat = heartbeat
+        # More protocols on the same endpoints (Connect, gRPC-Web: gateway.web_rpc).
+        self._protocols = list(protocols)
         self._max_body_bytes = max_body_bytes
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
         self._middlewares = list(middlewares)
@@ -138,6 +141,8 @@ class HttpApi:
         app.router.add_get("/docs", self._docs)
         for path in sorted(self._endpoints):
             app.router.add_post(f"/v1{path}", self._call)
+        for register in self._protocols:
+            register(app, self._endpoints)
         return app
 
     def document(self) -> dict[str, Any]:
