@@ -113,6 +113,9 @@ class ConnectStream:
     def frame(self, data: bytes) -> bytes:
         return envelope(0, data)
 
+    def reply(self, data: bytes) -> web.Response:
+        return web.Response(body=self.frame(data) + self.end(None), content_type=self.content_type)
+
     def end(self, status: status_pb2.Status | None) -> bytes:
         end: dict[str, Any] = {} if status is None else {"error": error_json(status)}
         return envelope(END_STREAM, json.dumps(end, ensure_ascii=False).encode())

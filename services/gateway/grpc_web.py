@@ -71,13 +71,25 @@ class GrpcWeb:
     def _encoded(self, data: bytes) -> bytes:
         return base64.b64encode(data) if self.text else data
 
+    @staticmethod
+    def _trailers(status: status_pb2.Status | None) -> bytes:
+        trailers = status_headers(status or status_pb2.Status())
+        block = "".join(f"{name}: {value}\r\n" for name, value in trailers.items())
+        return envelope(TRAILERS, block.encode("ascii"))
+
     def frame(self, data: bytes) -> bytes:
+        """Returns one message of a stream (in -text: base64 of its own, padded)."""
         return self._encoded(envelope(0, data))
 
     def end(self, status: status_pb2.Status | None) -> bytes:
-        trailers = status_headers(status or status_pb2.Status())
-        block = "".join(f"{name}: {value}\r\n" for name, value in trailers.items())
-        return self._encoded(envelope(TRAILERS, block.encode("ascii")))
+        """Returns the trailers frame ending a stream."""
+        return self._encoded(self._trailers(status))
+
+    def reply(self, data: bytes) -> web.Response:
+        """Returns a unary call's reply: the message and the trailers (in -text: one base64
+        text, so any decoder reads it)."""
+        body = self._encoded(envelope(0, data) + self._trailers(None))
+        return web.Response(body=body, content_type=self.content_type)
 
     def refusal(self, status: status_pb2.Status, headers: Mapping[str, str]) -> web.Response:
         return web.Response(

@@ -129,6 +129,9 @@ class WebRpc:
         timeout = header_timeout(request.headers)
         if isinstance(timeout, web.Response):
             return shape.refusal(status_of_response(timeout), {})
+        if timeout is not None and timeout <= 0:  # spent already: gRPC itself would race it
+            spent = status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's timeout is 0")
+            return shape.refusal(spent, {})
         if endpoint.route.kind is CallKind.SERVER_STREAMING:
             return await self._stream(request, shape, endpoint.route, message, metadata, timeout)
         try:
@@ -140,7 +143,7 @@ class WebRpc:
             )
         except grpc.aio.AioRpcError as error:
             return shape.refusal(status_of_error(endpoint.route, error), {})
-        return _reply(shape, shape.codec.encode_raw(raw, endpoint.method.output_type))
+        return shape.reply(shape.codec.encode_raw(raw, endpoint.method.output_type))
 
     @staticmethod
     async def _request(request: web.Request, shape: Shape, endpoint: Endpoint) -> Message:
@@ -165,7 +168,7 @@ class WebRpc:
         except ServiceError as exc:
             violations = [{"field": v.field, "description": v.description} for v in exc.violations]
             return shape.refusal(status_of_body(error_body(exc.code, exc.message, violations)), {})
-        return _reply(shape, shape.codec.encode(reply))
+        return shape.reply(shape.codec.encode(reply))
 
     async def _stream(
         self,
@@ -216,10 +219,3 @@ class WebRpc:
         await response.write(shape.end(end))
         await response.write_eof()
         return response
-
-
-def _reply(shape: Shape, data: bytes) -> web.Response:
-    """Returns a unary call's successful reply in its protocol."""
-    if isinstance(shape, ConnectUnary):
-        return shape.reply(data)
-    return web.Response(body=shape.frame(data) + shape.end(None), content_type=shape.content_type)
