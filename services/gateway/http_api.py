@@ -5,7 +5,8 @@ for a server-streaming method one JSON object per line: `{"result": …}` per me
 `{"heartbeat": {"at": …}}` whenever the stream was idle for the configured interval, and
 `{"error": …}` last if the stream fails; its status line and headers go out at once. Errors
 are google.rpc.Status JSON (gateway.errors). `/openapi.json` documents the routes, `/docs`
-renders it; CORS grants the configured origins (gateway.cors).
+renders it; CORS grants the configured origins (gateway.cors). The same endpoints over Connect
+and gRPC-Web are gateway.web_rpc's, registered through `protocols`.
 """
 
 from __future__ import annotations

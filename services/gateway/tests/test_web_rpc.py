@@ -21,12 +21,14 @@ from google.protobuf import json_format
 from google.rpc import error_details_pb2, status_pb2
 from incident.main import IncidentService
 from incident.tests.test_paging import declare
+from prometheus_client import REGISTRY
 from ticketing.tests.test_grpc_api import open_request
 
 from gateway.main import GatewayService
 from gateway.tests.conftest import authorization, running_gateway
 from gateway.tests.issuer import shared_issuer
 from gateway.tests.test_gateway import backend_calls, quiet_team
+from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 TICKETING = "/careops.ticketing.v1.TicketingService"
 OPEN_TICKET = f"{TICKETING}/OpenTicket"
@@ -139,6 +141,30 @@ async def test_connect_unary_proto_round_trips_binary_messages(
     request = pb.GetTicketRequest(ticket_id=opened.ticket.ticket_id)
     async with http.post(GET_TICKET, data=request.SerializeToString(), headers=headers) as r:
         assert pb.GetTicketResponse.FromString(await r.read()).ticket.subject == "Printer shows E42"
+
+
+def http_requests(route: str, code: str) -> float:
+    labels = {"route": route, "code": code}
+    return REGISTRY.get_sample_value("careops_http_requests_total", labels) or 0.0
+
+
+async def test_a_connect_call_is_traced_counted_and_forwards_the_idempotency_key(
+    http: aiohttp.ClientSession,
+) -> None:
+    exporter = install_exporter()
+    route = f"{OPEN_TICKET} (connect)"
+    before = http_requests(route, "200")
+    headers = {**CONNECT_JSON, "traceparent": TRACEPARENT, "Idempotency-Key": uuid.uuid4().hex}
+    replies = []
+    for _ in range(2):
+        async with http.post(OPEN_TICKET, data=open_json(), headers=headers) as response:
+            assert response.status == 200
+            replies.append(json_format.Parse(await response.text(), pb.OpenTicketResponse()))
+    assert replies[0].ticket.ticket_id == replies[1].ticket.ticket_id  # the key went through
+    assert http_requests(route, "200") == before + 2
+    spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == int(TRACE_ID, 16)]
+    names = {span.name for span in spans}
+    assert {"HTTP POST", "gateway→ticketing OpenTicket", OPEN_TICKET} <= names
 
 
 async def test_a_connect_error_is_its_json_with_the_http_status_and_the_bad_request_detail(
@@ -413,6 +439,23 @@ async def test_a_stream_refused_by_the_backend_ends_with_its_code(
         assert response.status == 200
         messages, end = end_stream(await response.read())
     assert messages == [] and end["error"]["code"] == "not_found"
+    reply = await grpc_web(http, WATCH_ALERTS, ipb.WatchAlertsRequest(team_id="no_such_team"))
+    assert (reply.status, reply.messages) == (5, [])
+
+
+async def test_the_gateways_own_methods_answer_over_connect(http: aiohttp.ClientSession) -> None:
+    path = "/careops.gateway.v1.GatewayService/GetPlatformStatus"
+    async with http.post(path, data=b"{}", headers=CONNECT_JSON) as response:
+        assert response.status == 200
+        body = await response.json()
+    assert body["allServing"] is False  # customer-profile and quality are not running here
+    assert {b["name"] for b in body["backends"]} >= {"ticketing", "incident"}
+    # Their errors too, with the field violation as a detail.
+    audit = "/careops.gateway.v1.GatewayService/ListAuditEvents"
+    async with http.post(audit, data=b"{}", headers=CONNECT_JSON) as response:
+        error = await response.json()
+    assert response.status == 400 and error["code"] == "invalid_argument", error
+    assert error["details"][0]["debug"]["fieldViolations"][0]["field"] == "since"
 
 
 async def test_a_connect_preflight_grants_the_protocol_headers_and_responses_expose_them() -> None:
