@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs from Debian: a PostgreSQL server reachable at
 # 127.0.0.1:5432 with trust auth and a database `test`, and Prometheus (`prometheus` and
-# `promtool`, package prometheus) for the alert-rule and scrape tests. Skips whatever is there.
+# `promtool`, package prometheus) for the alert-rule and scrape tests, and Chromium (package
+# chromium, /usr/bin/chromium) for the browser test of the gateway's Connect and gRPC-Web edge.
+# Skips whatever is there.
 set -euo pipefail
 
 pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
@@ -21,6 +23,12 @@ if [ ! -x /usr/bin/prometheus ] || ! command -v promtool >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   # Only the binaries are needed; the package's own service is not.
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Chromium (Debian package chromium)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 if ! pg_ready; then

@@ -20,6 +20,8 @@ from gateway.errors import error_body, error_response
 from gateway.http_api import JWKS_PATH
 from gateway.limits import Limits, grpc_refusal_trailers
 from gateway.limits import http_refusal as over_rate
+from gateway.web_rpc import is_procedure
+from gateway.web_rpc import refusal as shaped
 
 # gRPC services callable without a token: probes and tooling must work before anyone logs in.
 PUBLIC_SERVICES = frozenset(
@@ -32,10 +34,18 @@ PUBLIC_SERVICES = frozenset(
 # HTTP paths served without a token: health, the issuer's public keys, the API documents.
 PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs"})
 REALM = "careops"
-# POST /v1/<package.Service>/<Method> over HTTP is the gRPC method /<package.Service>/<Method>.
+# POST /v1/<package.Service>/<Method> over HTTP is the gRPC method /<package.Service>/<Method>;
+# so is POST /<package.Service>/<Method> (Connect, gRPC-Web).
 RPC_PATH_PREFIX = "/v1/"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def rpc_method(path: str) -> str | None:
+    """Returns the gRPC method an HTTP path calls, or None for a path that calls none."""
+    if path.startswith(RPC_PATH_PREFIX):
+        return path[len(RPC_PATH_PREFIX) - 1 :]
+    return path if is_procedure(path) else None
 
 
 def is_public_method(method: str) -> bool:
@@ -204,7 +214,7 @@ def http_refusal(error: AuthError, credentials_sent: bool) -> web.Response:
 def auth_middleware(authenticator: Authenticator, limits: Limits | None = None) -> Any:
     """Returns the aiohttp middleware requiring a valid bearer token and holding the request
     to its principal's rate (429). Public paths and CORS preflights (which never carry
-    credentials) pass without one."""
+    credentials) pass without one. A Connect or gRPC-Web call is refused in its own protocol."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -214,15 +224,17 @@ def auth_middleware(authenticator: Authenticator, limits: Limits | None = None) 
         try:
             principal = await authenticator.principal(authorization)
         except AuthError as error:
-            return http_refusal(error, bool(authorization))
-        if request.path.startswith(RPC_PATH_PREFIX):
+            return shaped(request, http_refusal(error, bool(authorization)))
+        method = rpc_method(request.path)
+        if method is not None:
             try:
-                authenticator.authorize(principal, request.path[len(RPC_PATH_PREFIX) - 1 :])
+                authenticator.authorize(principal, method)
             except PermissionDenied as denied:
-                return error_response(error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied)))
+                denial = error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied))
+                return shaped(request, error_response(denial))
         wait = limits.rate.acquire(principal.subject) if limits is not None else None
         if wait is not None:
-            return over_rate(principal.subject, wait)
+            return shaped(request, over_rate(principal.subject, wait))
         restore = run_as(principal)
         try:
             return await handler(request)

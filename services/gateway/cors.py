@@ -29,12 +29,15 @@ REQUEST_HEADERS = (
     "tracestate",
 )
 # What a browser script must read: gRPC-Web statuses ride in headers (trailers-only replies),
-# and a 429 says when to come back.
+# a 401 says why, and a 429 says when to come back.
 EXPOSED_HEADERS = (
     "grpc-status",
     "grpc-message",
     "grpc-status-details-bin",
+    "grpc-encoding",
+    "grpc-accept-encoding",
     "retry-after",
+    "www-authenticate",
     "connect-content-encoding",
     "connect-accept-encoding",
     "content-encoding",

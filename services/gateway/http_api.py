@@ -5,7 +5,8 @@ for a server-streaming method one JSON object per line: `{"result": …}` per me
 `{"heartbeat": {"at": …}}` whenever the stream was idle for the configured interval, and
 `{"error": …}` last if the stream fails; its status line and headers go out at once. Errors
 are google.rpc.Status JSON (gateway.errors). `/openapi.json` documents the routes, `/docs`
-renders it; CORS grants the configured origins (gateway.cors).
+renders it; CORS grants the configured origins (gateway.cors). The same endpoints over Connect
+and gRPC-Web are gateway.web_rpc's, registered through `protocols`.
 """
 
 from __future__ import annotations
@@ -107,8 +108,11 @@ class HttpApi:
         cors_origins: Sequence[str] = (),
         cors_max_age_seconds: int = 7200,
         max_body_bytes: int = 1024**2,
+        protocols: Sequence[Callable[[web.Application, Mapping[str, Endpoint]], None]] = (),
     ) -> None:
         self._heartbeat = heartbeat
+        # More protocols on the same endpoints (Connect, gRPC-Web: gateway.web_rpc).
+        self._protocols = list(protocols)
         self._max_body_bytes = max_body_bytes
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
         self._middlewares = list(middlewares)
@@ -138,6 +142,8 @@ class HttpApi:
         app.router.add_get("/docs", self._docs)
         for path in sorted(self._endpoints):
             app.router.add_post(f"/v1{path}", self._call)
+        for register in self._protocols:
+            register(app, self._endpoints)
         return app
 
     def document(self) -> dict[str, Any]:

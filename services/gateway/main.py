@@ -26,6 +26,7 @@ from gateway.backends import Backend, routes
 from gateway.http_api import HttpApi, HttpServer
 from gateway.limits import Limits
 from gateway.tls import TlsFiles
+from gateway.web_rpc import WebRpc
 
 ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
@@ -248,6 +249,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
             for method in descriptor.methods
         }
+        web_rpc = WebRpc(
+            timeout=settings.http_timeout_seconds,
+            heartbeat=settings.http_stream_heartbeat_seconds,
+        )
         api = HttpApi(
             routes=self.table,
             local=local,
@@ -258,6 +263,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
+            protocols=[web_rpc.register],
         )
         self.http = HttpServer(
             api,
