@@ -90,7 +90,7 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
     env = dict(os.environ)
     env.setdefault("CAREOPS_DATA_DIR", str(data_dir.resolve()))
     env[SUPERVISOR_PID_ENV] = str(os.getpid())
-    # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR, as the CLI).
+    # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR).
     for spec in registry.BACKENDS:
         env.setdefault(spec.addr_env, f"127.0.0.1:{grpc_port(spec)}")
     nats: EmbeddedNats | None = None
