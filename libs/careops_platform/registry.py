@@ -73,7 +73,7 @@ class ServiceEntry:
 
     @property
     def addr_env(self) -> str:
-        """The variable that points the gateway (and the CLI) at this service."""
+        """The variable that points the gateway at this service."""
         return self.env("addr")
 
     @property

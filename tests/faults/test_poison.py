@@ -456,7 +456,7 @@ async def test_the_cli_lists_every_service_by_default_and_their_parked_messages(
     backends = {
         name: f"127.0.0.1:{service.server.port}" for name, service in staged.services.items()
     }
-    async with running_gateway(**backends) as gateway:
+    async with running_gateway(None, **backends) as gateway:
         env = {
             "CAREOPS_GATEWAY_ADDR": address(gateway),
             "CAREOPS_TOKEN": shared_issuer().token("oncall-1", ("oncall",)),
