@@ -16,6 +16,7 @@ import grpc
 import typer
 from careops_platform import registry
 from careops_platform.local_issuer import TOKEN_FILE, stored_token
+from careops_platform.registry import BACKEND_METADATA
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
@@ -30,8 +31,6 @@ GATEWAY_TLS_CA_ENV = "CAREOPS_GATEWAY_TLS_CA_FILE"
 TOKEN_ENV = "CAREOPS_TOKEN"
 DATA_DIR_ENV = "CAREOPS_DATA_DIR"
 DEFAULT_DATA_DIR = "var"  # as the `--data-dir` of `careops up` / `login` / `token issue`
-# The gateway's metadata key naming the service a ProjectionAdminService call is for.
-BACKEND_METADATA = "careops-backend"
 LOGIN_HINT = "run `careops login` (or set CAREOPS_TOKEN, e.g. from `careops token issue`)"
 
 

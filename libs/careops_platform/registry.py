@@ -96,6 +96,9 @@ SERVICES: tuple[ServiceEntry, ...] = (
 )
 BY_NAME = {entry.name: entry for entry in SERVICES}
 BACKENDS = tuple(entry for entry in SERVICES if entry.stream is not None)
+# The gateway's request metadata naming the backend a call of a service that every backend
+# serves for itself (ProjectionAdminService) is for: one of the BACKENDS' names.
+BACKEND_METADATA = "careops-backend"
 
 
 def service(name: str) -> ServiceEntry:

@@ -13,6 +13,7 @@ from careops.common.v1 import admin_pb2
 from careops_platform.errors import FieldViolation, InvalidArgument
 from careops_platform.identity import current_principal
 from careops_platform.interceptors import ACTOR_METADATA
+from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -46,9 +47,8 @@ CHANNEL_OPTIONS = (
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 # Services every backend serves, each for itself (its own read models): a call names the
-# backend it is for in this metadata key (HTTP: the CareOps-Backend header).
+# backend it is for in BACKEND_METADATA (HTTP: the CareOps-Backend header).
 SHARED_SERVICES = (admin_pb2.DESCRIPTOR.services_by_name["ProjectionAdminService"].full_name,)
-BACKEND_METADATA = "careops-backend"
 
 
 class CallKind(Enum):

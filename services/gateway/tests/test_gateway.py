@@ -18,6 +18,7 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -30,7 +31,7 @@ from ticketing.tests.conftest import running_service
 from ticketing.tests.test_grpc_api import key, open_request, violations
 
 from gateway import grpc_api, http_api
-from gateway.backends import BACKEND_METADATA, call_unary
+from gateway.backends import call_unary
 from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
