@@ -28,7 +28,9 @@ from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
-from careops_platform import requests
+from careops_platform import registry, requests
+from careops_platform.identity import ADMIN
+from careops_platform.local_issuer import LocalIssuer
 from google.protobuf.descriptor import ServiceDescriptor
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
@@ -210,6 +212,23 @@ class ServiceProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(20)
+
+
+def gateway_process(data_dir: Path, nats_url: str, **backends: str) -> ServiceProcess:
+    """Returns the gateway as a process (not started) in front of `backends` (name -> address),
+    trusting the embedded issuer of `data_dir` (as `careops up` runs it), on free ports."""
+    gateway = registry.service("gateway")
+    env = {registry.service(name).addr_env: address for name, address in backends.items()}
+    env[gateway.http_port_env] = str(free_port())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ServiceProcess(data_dir, nats_url, extra_env=env, service="gateway")
+
+
+def cli_env(gateway: ServiceProcess, *roles: str, subject: str = "tester") -> dict[str, str]:
+    """Returns the environment that points the CLI at `gateway` with a token of its issuer
+    (default role: admin), as `careops token issue` would print it."""
+    token = LocalIssuer(gateway.data_dir).issue(subject=subject, roles=roles or (ADMIN,))
+    return {**os.environ, "CAREOPS_GATEWAY_ADDR": gateway.address, "CAREOPS_TOKEN": token}
 
 
 def ticket_rows(engine: Engine) -> list[dict[str, Any]]:
