@@ -185,6 +185,11 @@ def status_of(exc: Exception, error_map: ErrorMap) -> ServiceError | None:
 def rich_status(error: ServiceError) -> grpc.Status:
     """Returns `error` as a grpc.Status with google.rpc.BadRequest field violations; echoed
     text is clipped so the trailers stay far below gRPC's 16 KiB limit."""
+    return rpc_status.to_status(status_message(error))
+
+
+def status_message(error: ServiceError) -> status_pb2.Status:
+    """Returns `error` as a google.rpc.Status message (field violations as BadRequest)."""
     message = clip(error.message, MAX_MESSAGE_BYTES)
     status = status_pb2.Status(code=getattr(code_pb2, error.code.name), message=message)
     if error.violations:
@@ -195,7 +200,7 @@ def rich_status(error: ServiceError) -> grpc.Status:
                 description=clip(violation.description, MAX_DESCRIPTION_BYTES),
             )
         status.details.add().Pack(bad_request)
-    return rpc_status.to_status(status)
+    return status
 
 
 async def _abort(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import grpc
 from aiohttp import hdrs, web
 from careops_platform.errors import ServiceError
+from careops_platform.interceptors import status_message
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -126,23 +127,27 @@ class WebRpc:
         metadata = forwarded_metadata(request.headers)
         if isinstance(metadata, web.Response):
             return shape.refusal(status_of_response(metadata), {})
+        try:
+            route = endpoint.route.for_call(metadata)
+        except ServiceError as exc:  # a shared service's call names no (known) backend
+            return shape.refusal(status_message(exc), {})
         timeout = header_timeout(request.headers)
         if isinstance(timeout, web.Response):
             return shape.refusal(status_of_response(timeout), {})
         if timeout is not None and timeout <= 0:  # spent already: gRPC itself would race it
             spent = status(grpc.StatusCode.DEADLINE_EXCEEDED, "the caller's timeout is 0")
             return shape.refusal(spent, {})
-        if endpoint.route.kind is CallKind.SERVER_STREAMING:
-            return await self._stream(request, shape, endpoint.route, message, metadata, timeout)
+        if route.kind is CallKind.SERVER_STREAMING:
+            return await self._stream(request, shape, route, message, metadata, timeout)
         try:
             raw = await call_unary(
-                endpoint.route,
+                route,
                 message.SerializeToString(),
                 metadata,
                 bounded(timeout, self._timeout),
             )
         except grpc.aio.AioRpcError as error:
-            return shape.refusal(status_of_error(endpoint.route, error), {})
+            return shape.refusal(status_of_error(route, error), {})
         return shape.reply(shape.codec.encode_raw(raw, endpoint.method.output_type))
 
     @staticmethod

@@ -481,3 +481,20 @@ async def test_a_connect_preflight_grants_the_protocol_headers_and_responses_exp
             assert response.headers["Access-Control-Allow-Origin"] == app
             exposed = response.headers["Access-Control-Expose-Headers"]
             assert {"grpc-status", "grpc-message", "www-authenticate"} <= set(exposed.split(", "))
+
+
+LIST_PROJECTIONS = "/careops.common.v1.ProjectionAdminService/ListProjections"
+
+
+async def test_connect_routes_projection_admin_by_the_backend_it_names(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.post(LIST_PROJECTIONS, data=b"{}", headers=CONNECT_JSON) as response:
+        assert response.status == 400
+        error = await response.json()
+    assert error["code"] == "invalid_argument" and "ticketing" in error["message"]
+    named = {**CONNECT_JSON, "CareOps-Backend": "ticketing"}
+    async with http.post(LIST_PROJECTIONS, data=b"{}", headers=named) as response:
+        assert response.status == 200, await response.text()
+        listed = await response.json()
+    assert listed["projections"], listed
