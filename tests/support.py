@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
 
+import grpc
 from careops_cli.platform import wait_serving
 from careops_eventstore import EventStore
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -29,6 +30,12 @@ from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import requests
+from careops_platform.identity import ADMIN, Principal
+from careops_platform.internal_identity import (
+    InternalSigner,
+    identity_channel,
+    identity_interceptors,
+)
 from google.protobuf.descriptor import ServiceDescriptor
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
@@ -118,6 +125,27 @@ def eventually_sync(
         if time.monotonic() >= deadline:
             raise NotReached(f"not reached within {timeout} s: {what or predicate}") from last_error
         time.sleep(interval)
+
+
+# Who a test calling a service port directly is, unless it says otherwise.
+ADMIN_TEST_PRINCIPAL = Principal("tester", frozenset({ADMIN}), "tests")
+
+
+def service_channel(
+    address: str, data_dir: Path | str, principal: Principal = ADMIN_TEST_PRINCIPAL
+) -> grpc.aio.Channel:
+    """Returns a grpc.aio channel to a service port presenting `principal` as the gateway
+    would: signed with the internal key of `data_dir` (the service's own data dir)."""
+    interceptors = identity_interceptors(InternalSigner.embedded(data_dir), principal)
+    return grpc.aio.insecure_channel(address, interceptors=interceptors)
+
+
+def sync_service_channel(
+    address: str, data_dir: Path | str, principal: Principal = ADMIN_TEST_PRINCIPAL
+) -> grpc.Channel:
+    """`service_channel` for sync stubs (usable as a context manager too)."""
+    signer = InternalSigner.embedded(data_dir)
+    return identity_channel(grpc.insecure_channel(address), signer, principal)  # type: ignore[no-any-return]
 
 
 class FakeClock:
