@@ -93,8 +93,8 @@ def _alerts(output: str) -> list[dict[str, Any]]:
     return found
 
 
-def _declare(address: str, title: str) -> pb.Incident:
-    with grpc.insecure_channel(address) as channel:
+def _declare(service: ServiceProcess, title: str) -> pb.Incident:
+    with service.channel() as channel:
         stub = incident_pb2_grpc.IncidentServiceStub(channel)
         return stub.DeclareIncident(
             pb.DeclareIncidentRequest(
@@ -120,7 +120,7 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
     watcher: subprocess.Popen[bytes] | None = None
     try:
         service.start()
-        before = _declare(service.address, "Array lost before the restart")
+        before = _declare(service, "Array lost before the restart")
         before_pages = [p.page_id for p in before.pages if p.team_id == TEAM]
         env = {**os.environ, "CAREOPS_INCIDENT_ADDR": service.address, "COLUMNS": "200"}
         with out.open("wb") as sink, (tmp_path / "watch.err").open("wb") as err:
@@ -137,9 +137,9 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
         watcher.send_signal(signal.SIGSTOP)
         assert service.terminate() == 0
         service.start()
-        during = _declare(service.address, "Array lost during the restart")
+        during = _declare(service, "Array lost during the restart")
         [page] = [p for p in during.pages if p.team_id == TEAM]
-        with grpc.insecure_channel(service.address) as channel:
+        with service.channel() as channel:
             incident_pb2_grpc.IncidentServiceStub(channel).AcknowledgePage(
                 pb.AcknowledgePageRequest(page_id=page.page_id, member_id=page.member_id),
                 metadata=(("idempotency-key", "ack-during"),),

@@ -56,7 +56,7 @@ from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
 from typer.testing import CliRunner
 
-from tests.support import eventually
+from tests.support import channel_to, eventually
 
 T = TypeVar("T")
 SERVICES = ("ticketing", "customer", "incident", "quality")
@@ -284,7 +284,7 @@ async def staged(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stag
             for name, service in services.items():
                 await service.start()
                 stack.push_async_callback(service.stop)
-                channels[name] = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
+                channels[name] = channel_to(service)
                 stack.push_async_callback(channels[name].close)
             nc = await connect(nats.url, name="poison-tests")
             stack.push_async_callback(nc.close)
