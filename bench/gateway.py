@@ -87,6 +87,9 @@ async def run(quick: bool) -> dict[str, Any]:
             "CAREOPS_GATEWAY_GRPC_PORT": str(gateway_port),
             "CAREOPS_GATEWAY_HTTP_PORT": str(free_port()),
             "CAREOPS_GATEWAY_METRICS_PORT": str(free_port()),
+            # One principal makes every call: the per-principal rate limit would refuse most
+            # of them (RESOURCE_EXHAUSTED), and forwarding, not limiting, is what is measured.
+            "CAREOPS_RATE_LIMIT_PER_SECOND": "0",
         }
         ticketing_address = f"127.0.0.1:{ticketing_port}"
         gateway_address = f"127.0.0.1:{gateway_port}"
