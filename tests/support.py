@@ -31,14 +31,15 @@ from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
-from careops_platform import requests
+from careops_platform import registry, requests
 from careops_platform.identity import ADMIN, Principal
 from careops_platform.internal_identity import (
     InternalSigner,
+    embedded_key_path,
     identity_channel,
     identity_interceptors,
 )
-from careops_platform.local_issuer import load_private_key
+from careops_platform.local_issuer import LocalIssuer, load_private_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.descriptor import ServiceDescriptor
@@ -293,6 +294,28 @@ class ServiceProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(20)
+
+
+def gateway_process(
+    data_dir: Path, nats_url: str, *, signs_for: ServiceProcess, **backends: str
+) -> ServiceProcess:
+    """Returns the gateway as a process (not started) in front of `backends` (name -> address),
+    trusting the embedded issuer of `data_dir` (as `careops up` runs it), on free ports. It
+    signs the identity it forwards with the embedded internal key of `signs_for`'s data dir,
+    as if they shared one (start that service first: it creates the key)."""
+    gateway = registry.service("gateway")
+    env = {registry.service(name).addr_env: address for name, address in backends.items()}
+    env[SIGNING_KEY_ENV] = str(embedded_key_path(signs_for.data_dir))
+    env[gateway.http_port_env] = str(free_port())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ServiceProcess(data_dir, nats_url, extra_env=env, service="gateway")
+
+
+def cli_env(gateway: ServiceProcess, *roles: str, subject: str = "tester") -> dict[str, str]:
+    """Returns the environment that points the CLI at `gateway` with a token of its issuer
+    (default role: admin), as `careops token issue` would print it."""
+    token = LocalIssuer(gateway.data_dir).issue(subject=subject, roles=roles or (ADMIN,))
+    return {**os.environ, "CAREOPS_GATEWAY_ADDR": gateway.address, "CAREOPS_TOKEN": token}
 
 
 def ticket_rows(engine: Engine) -> list[dict[str, Any]]:

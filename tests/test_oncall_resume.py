@@ -5,7 +5,6 @@ is shown twice."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from careops.incident.v1 import types_pb2 as t
 from careops_cli.incidents import follow_alerts
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import ServiceProcess, eventually_sync
+from tests.support import ServiceProcess, cli_env, eventually_sync, gateway_process
 
 TEAM = "technical_support"
 
@@ -116,13 +115,18 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
         service="incident",
         extra_env={"CAREOPS_SHUTDOWN_GRACE_SECONDS": "0"},
     )
+    gateway = gateway_process(
+        tmp_path / "gateway", nats.url, signs_for=service, incident=service.address
+    )
     out = tmp_path / "watch.out"
     watcher: subprocess.Popen[bytes] | None = None
     try:
         service.start()
+        gateway.start()
         before = _declare(service, "Array lost before the restart")
         before_pages = [p.page_id for p in before.pages if p.team_id == TEAM]
-        env = {**os.environ, "CAREOPS_INCIDENT_ADDR": service.address, "COLUMNS": "200"}
+        # Through the gateway: the stream breaks there too when the service restarts.
+        env = {**cli_env(gateway, "oncall", subject="oncall-1"), "COLUMNS": "200"}
         with out.open("wb") as sink, (tmp_path / "watch.err").open("wb") as err:
             watcher = subprocess.Popen(
                 [sys.executable, "-m", "careops_cli", "oncall", "watch", "--team", TEAM]
@@ -157,5 +161,6 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
             watcher.send_signal(signal.SIGCONT)
             watcher.kill()
             watcher.wait()
+        gateway.kill()
         service.kill()
         nats.stop()

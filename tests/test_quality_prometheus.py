@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import urllib.error
@@ -23,7 +22,7 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import NotReached, ServiceProcess, eventually_sync
+from tests.support import NotReached, ServiceProcess, cli_env, eventually_sync, gateway_process
 
 PROMETHEUS = "/usr/bin/prometheus"  # Debian package `prometheus` (scripts/system-deps.sh)
 DASHBOARD = (
@@ -114,9 +113,13 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
         (tmp_path / name).mkdir()
     ticketing = ServiceProcess(tmp_path / "ticketing", nats.url)
     quality = ServiceProcess(tmp_path / "quality", nats.url, service="quality")
+    gateway = gateway_process(
+        tmp_path / "gateway", nats.url, signs_for=quality, quality=quality.address
+    )
     try:
         ticketing.start()
         quality.start()
+        gateway.start()
         prom_port, targets = prometheus
         targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{quality.metrics_port}"]}]))
         with ticketing.channel() as channel:
@@ -131,7 +134,7 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
             )
         assert survey.survey.csat == 5
         # The CLI cannot wait for a sequence, but the projection has passed both tickets now.
-        env = {**os.environ, "CAREOPS_QUALITY_ADDR": quality.address}
+        env = cli_env(gateway, "supervisor", subject="supervisor-wang")  # the CLI's one door
         cli = [sys.executable, "-m", "careops_cli", "survey", "submit", unhappy]
         done = subprocess.run(
             [*cli, "--csat", "2", "--nps", "3", "--comment", "太差了"],
@@ -182,6 +185,7 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
         # CSAT 1/2 and NPS 0 weigh .3 and .1 at 0.5; no reopen, FCR, SLA all 1 (docs/kpis.md).
         assert (card["agent_id"], card["quality_score"]) == ("agent-li", 80.0)
     finally:
+        gateway.kill()
         quality.kill()
         ticketing.kill()
         nats.stop()

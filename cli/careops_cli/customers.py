@@ -63,7 +63,7 @@ def register(
         profile=t.Profile(name=name, email=email, phone=phone, locale=locale, address=address),
         consent=t.Consent(marketing=marketing, profiling=profiling),
     )
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).RegisterCustomer, request)
     if as_json:
         print_message(response.customer)
@@ -79,7 +79,7 @@ def show(
 ) -> None:
     """Show the customer 360: profile, tier, satisfaction, open tickets and timeline."""
     request = pb.GetCustomer360Request(customer_id=customer_id, timeline_limit=timeline)
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).GetCustomer360, request)
     view = response.view
     if as_json:
@@ -118,7 +118,7 @@ def find(
 ) -> None:
     """Find a customer by e-mail or phone."""
     request = pb.FindCustomerRequest(email=email) if email else pb.FindCustomerRequest(phone=phone)
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).FindCustomer, request)
     if as_json:
         print_message(response.customer)
@@ -143,7 +143,7 @@ def list_customers(
         churn_risk_only=churn_risk,
         page_size=limit,
     )
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).ListCustomers, request)
     if as_json:
         print_message(response)
@@ -171,7 +171,7 @@ def tag(
 ) -> None:
     """Add or remove tags: vip, sensitive, technical or your own labels."""
     request = pb.TagCustomerRequest(customer_id=customer_id, add=add or [], remove=remove or [])
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).TagCustomer, request)
     if as_json:
         print_message(response.customer)
@@ -191,7 +191,7 @@ def purchase(
     request = pb.RecordPurchaseRequest(
         customer_id=customer_id, order_id=order, amount=amount, currency=currency
     )
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).RecordPurchase, request, key=f"{customer_id}:{order}")
     if as_json:
         print_message(response.purchase)
@@ -218,7 +218,7 @@ def erase(
         customer_id=customer_id,
         reason=t.ErasureReason.Value("ERASURE_REASON_" + reason.upper()),  # type: ignore[arg-type]
     )
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(_stub(opened).EraseCustomer, request)
     if as_json:
         print_message(response)
@@ -229,7 +229,7 @@ def erase(
 @customer_app.command("export")
 def export(customer_id: str) -> None:
     """Print everything held about a customer as JSON (data-subject access request)."""
-    with channel("customer") as opened:
+    with channel() as opened:
         response = call(
             _stub(opened).ExportCustomerData, pb.ExportCustomerDataRequest(customer_id=customer_id)
         )

@@ -15,7 +15,7 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from rich.table import Table
 
-from careops_cli.client import call, channel, console, errors, print_message
+from careops_cli.client import call, channel, console, errors, failure, print_message, report
 
 incident_app = typer.Typer(help="Declare and follow incidents.", no_args_is_help=True)
 oncall_app = typer.Typer(help="On-call staff: watch and acknowledge pages.", no_args_is_help=True)
@@ -88,7 +88,7 @@ def declare(
         drill=drill,
         ticket_ids=tickets or [],
     )
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).DeclareIncident, request)
     _show(response.incident, as_json)
 
@@ -96,7 +96,7 @@ def declare(
 @incident_app.command("show")
 def show(incident_id: str, as_json: JsonOption = False) -> None:
     """Show an incident with its pages and deliveries."""
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).GetIncident, pb.GetIncidentRequest(incident_id=incident_id))
     _show(response.incident, as_json)
 
@@ -109,7 +109,7 @@ def list_incidents(
 ) -> None:
     """List incidents, newest first."""
     request = pb.ListIncidentsRequest(open_only=open_only, include_drills=drills)
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).ListIncidents, request)
     if as_json:
         print_message(response)
@@ -131,7 +131,7 @@ def list_incidents(
 def resolve(incident_id: str, summary: str = "", as_json: JsonOption = False) -> None:
     """Resolve an incident."""
     request = pb.ResolveIncidentRequest(incident_id=incident_id, summary=summary)
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).ResolveIncident, request)
     _show(response.incident, as_json)
 
@@ -149,7 +149,7 @@ def close(
         root_cause=root_cause, prevention_actions=action, knowledge_base_entry=kb
     )
     request = pb.CloseIncidentRequest(incident_id=incident_id, review=review)
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).CloseIncident, request)
     _show(response.incident, as_json)
 
@@ -233,7 +233,7 @@ def follow_alerts(
 @contextmanager
 def _alert_stream(team: str, after_sequence: int) -> Iterator[Iterable[pb.WatchAlertsResponse]]:
     """One WatchAlerts call on a fresh channel (a restarted server is found at once)."""
-    with channel("incident") as opened:
+    with channel() as opened:
         request = pb.WatchAlertsRequest(team_id=team, after_sequence=after_sequence)
         stream = _stub(opened).WatchAlerts(request)
         try:
@@ -270,7 +270,7 @@ def watch(
             count=count,
         )
     except grpc.RpcError as exc:
-        errors.print(f"[red]{exc.code().name}[/]: {exc.details()}")  # type: ignore[attr-defined]
+        report(failure(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
@@ -284,6 +284,6 @@ def ack(
 ) -> None:
     """Acknowledge a page: the escalation chain stops."""
     request = pb.AcknowledgePageRequest(page_id=page_id, member_id=member)
-    with channel("incident") as opened:
+    with channel() as opened:
         response = call(_stub(opened).AcknowledgePage, request)
     _show(response.incident, as_json)

@@ -1,4 +1,5 @@
-"""careops: `up` runs the platform; `ticket …` and `projections …` call it over gRPC."""
+"""careops: `up` runs the platform; `ticket …` and `projections …` call it over gRPC, through the
+gateway (careops_cli.client)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from rich.table import Table
 
 from careops_cli.audit import audit_command
 from careops_cli.auth import apikey_app, login, token_app
-from careops_cli.client import call, channel, console, errors, metadata, print_message
+from careops_cli.client import call, channel, console, failure, metadata, print_message, report
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
@@ -84,7 +85,7 @@ def _print_ticket(ticket: pb.Ticket, as_json: bool) -> None:
 
 
 def _ticket_command(method_name: str, request: Message, as_json: bool, key: str) -> None:
-    with channel("ticketing") as opened:
+    with channel() as opened:
         stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
         response = call(getattr(stub, method_name), request, key)
     _print_ticket(response.ticket, as_json)
@@ -139,7 +140,7 @@ def ticket_open(
 @ticket_app.command("show")
 def ticket_show(ticket_id: str, as_json: JsonOption = False) -> None:
     """Show one ticket with its SLA clocks."""
-    with channel("ticketing") as opened:
+    with channel() as opened:
         stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
         response = call(stub.GetTicket, pb.GetTicketRequest(ticket_id=ticket_id))
     _print_ticket(response.ticket, as_json)
@@ -160,7 +161,7 @@ def ticket_list(
         customer_id=customer,
         page_size=limit,
     )
-    with channel("ticketing") as opened:
+    with channel() as opened:
         stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
         response = call(stub.ListTickets, request)
     if as_json:
@@ -311,15 +312,16 @@ def _admin_services(service: str) -> list[str]:
 
 
 def _list_one(service: str) -> list[admin_pb2.ProjectionStatus] | str:
-    """Returns a service's projections and reactions, or why it could not be asked."""
-    with channel(service) as opened:
+    """Returns a service's projections and reactions (asked through the gateway), or why it
+    could not be asked."""
+    with channel() as opened:
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(opened)
         try:
             response = stub.ListProjections(
-                admin_pb2.ListProjectionsRequest(), metadata=metadata(), timeout=10
+                admin_pb2.ListProjectionsRequest(), metadata=metadata(backend=service), timeout=10
             )
         except grpc.RpcError as exc:
-            return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+            return failure(exc)
     return list(response.projections)
 
 
@@ -334,7 +336,7 @@ def projections_list(service: AllServicesOption = "", as_json: JsonOption = Fals
         if isinstance(found, str):
             unreachable = True
             table.add_row(name, "-", "-", "-", "-", "-", "-", "-")
-            errors.print(f"[red]{name}[/]: {found}")
+            report(f"{name}: {found}")
             continue
         for item in found:
             rows.append({"service": name, **MessageToDict(item, preserving_proto_field_name=True)})
@@ -367,9 +369,10 @@ def projections_parked(
     table = Table("service", "name", "stream", "sequence", "subject", "type", "reason", "detail")
     rows: list[dict[str, Any]] = []
     for each in _admin_services(service):
-        with channel(each) as opened:
+        with channel() as opened:
             stub = admin_pb2_grpc.ProjectionAdminServiceStub(opened)
-            response = call(stub.ListParked, admin_pb2.ListParkedRequest(name=name, limit=limit))
+            request = admin_pb2.ListParkedRequest(name=name, limit=limit)
+            response = call(stub.ListParked, request, backend=each)
         for item in response.parked:
             rows.append({"service": each, **MessageToDict(item, preserving_proto_field_name=True)})
             table.add_row(
@@ -395,11 +398,10 @@ def projections_rebuild(
     wait: Annotated[bool, typer.Option(help="Wait until it has caught up.")] = True,
 ) -> None:
     """Drop a read model and rebuild it from the log."""
-    with channel(service) as opened:
+    with channel() as opened:
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(opened)
-        response = call(
-            stub.RebuildProjection, admin_pb2.RebuildProjectionRequest(name=name, wait=wait)
-        )
+        request = admin_pb2.RebuildProjectionRequest(name=name, wait=wait)
+        response = call(stub.RebuildProjection, request, backend=service)
     status = response.status
     console.print(
         f"rebuilt [bold]{status.name}[/]: at {status.last_sequence} of "

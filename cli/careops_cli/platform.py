@@ -90,7 +90,7 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
     env = dict(os.environ)
     env.setdefault("CAREOPS_DATA_DIR", str(data_dir.resolve()))
     env[SUPERVISOR_PID_ENV] = str(os.getpid())
-    # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR, as the CLI).
+    # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR).
     for spec in registry.BACKENDS:
         env.setdefault(spec.addr_env, f"127.0.0.1:{grpc_port(spec)}")
     nats: EmbeddedNats | None = None
@@ -107,6 +107,8 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
         http_port = env.get(GATEWAY_HTTP_PORT_ENV, str(registry.service("gateway").http_port))
         console.print(f"[bold green]gateway[/] HTTP/JSON on http://127.0.0.1:{http_port}/v1/")
         console.print("[bold]CareOps is up.[/] Ctrl-C stops everything.")
+        grpc_address = f"127.0.0.1:{grpc_port(registry.service('gateway'))}"
+        console.print(f"The CLI calls the gateway at {grpc_address}: `careops login` first.")
         while not stopping.wait(0.5):
             for name, child in children.items():
                 if child.poll() is not None:

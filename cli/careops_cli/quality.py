@@ -61,7 +61,7 @@ def submit(
     request = pb.SubmitSurveyRequest(ticket_id=ticket_id, csat=csat, comment=comment)
     if nps is not None:
         request.nps = nps
-    with channel("quality") as opened:
+    with channel() as opened:
         response = call(_stub(opened).SubmitSurvey, request)
     survey = response.survey
     if as_json:
@@ -145,7 +145,7 @@ def show(
         ),
         period=_period(days),
     )
-    with channel("quality") as opened:
+    with channel() as opened:
         response = call(_stub(opened).GetKpis, request)
     if as_json:
         print_message(response.kpis)
@@ -168,7 +168,7 @@ def scorecard(
         request.agent_id = agent
     else:
         request.team = team
-    with channel("quality") as opened:
+    with channel() as opened:
         response = call(_stub(opened).GetScorecard, request)
     if as_json:
         print_message(response)
@@ -192,7 +192,7 @@ def list_followups(
     request = pb.ListFollowUpsRequest(
         status=_enum(t.FollowUpStatus, "FOLLOW_UP_STATUS", status, "status")  # type: ignore[arg-type]
     )
-    with channel("quality") as opened:
+    with channel() as opened:
         response = call(_stub(opened).ListFollowUps, request)
     if as_json:
         print_message(response)
@@ -221,7 +221,7 @@ def record_followup(
     request = pb.RecordFollowUpRequest(
         ticket_id=ticket_id, agent_id=agent, note=note, solved=solved
     )
-    with channel("quality") as opened:
+    with channel() as opened:
         response = call(_stub(opened).RecordFollowUp, request)
     due = response.follow_up.due_at.ToDatetime(tzinfo=UTC)
     late = " (late)" if response.follow_up.done_at.ToDatetime(tzinfo=UTC) > due else ""

@@ -73,7 +73,7 @@ class ServiceEntry:
 
     @property
     def addr_env(self) -> str:
-        """The variable that points the gateway (and the CLI) at this service."""
+        """The variable that points the gateway at this service."""
         return self.env("addr")
 
     @property
@@ -96,6 +96,9 @@ SERVICES: tuple[ServiceEntry, ...] = (
 )
 BY_NAME = {entry.name: entry for entry in SERVICES}
 BACKENDS = tuple(entry for entry in SERVICES if entry.stream is not None)
+# The gateway's request metadata naming the backend a call of a service that every backend
+# serves for itself (ProjectionAdminService) is for: one of the BACKENDS' names.
+BACKEND_METADATA = "careops-backend"
 
 
 def service(name: str) -> ServiceEntry:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
 import grpc
+from careops.common.v1 import admin_pb2
+from careops_platform.errors import FieldViolation, InvalidArgument
 from careops_platform.identity import current_principal
 from careops_platform.interceptors import ACTOR_METADATA
 from careops_platform.internal_identity import IDENTITY_METADATA, InternalSigner
+from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,6 +50,9 @@ CHANNEL_OPTIONS = (
     ("grpc.max_reconnect_backoff_ms", 2000),
 )
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+# Services every backend serves, each for itself (its own read models): a call names the
+# backend it is for in BACKEND_METADATA (HTTP: the CareOps-Backend header).
+SHARED_SERVICES = (admin_pb2.DESCRIPTOR.services_by_name["ProjectionAdminService"].full_name,)
 
 
 class CallKind(Enum):
@@ -64,6 +70,38 @@ class Route:
     method: MethodDescriptor
     kind: CallKind
     backend: Backend
+
+    def for_call(self, metadata: Metadata | None) -> Route:
+        """Returns the route a call takes: this one (one backend serves the method)."""
+        return self
+
+
+@dataclass(frozen=True)
+class SharedRoute:
+    """An RPC of a shared service: the backend is the one the call names in `careops-backend`."""
+
+    path: str
+    method: MethodDescriptor
+    kind: CallKind
+    choices: Mapping[str, Route]
+
+    def for_call(self, metadata: Metadata | None) -> Route:
+        """Returns the route to the backend the call names; raises InvalidArgument naming the
+        allowed values when the name is missing or unknown (before anything is forwarded)."""
+        named = next((value for key, value in metadata or () if key == BACKEND_METADATA), "")
+        route = self.choices.get(named) if isinstance(named, str) else None
+        if route is not None:
+            return route
+        allowed = ", ".join(self.choices)
+        problem = f"unknown backend {named!r}" if named else "missing"
+        raise InvalidArgument(
+            f"{self.path} is served by every service: name one in {BACKEND_METADATA} "
+            f"metadata ({allowed}); {problem}",
+            [FieldViolation(BACKEND_METADATA, f"{problem}; one of {allowed}")],
+        )
+
+
+AnyRoute = Route | SharedRoute
 
 
 @dataclass
@@ -109,6 +147,19 @@ def routes(backends: Iterable[Backend]) -> dict[str, Route]:
         for method in backend.descriptor.methods:
             path = f"/{backend.service}/{method.name}"
             table[path] = Route(path, method, _kind(method), backend)
+    return table
+
+
+def shared_routes(backends: Iterable[Backend]) -> dict[str, SharedRoute]:
+    """Returns every RPC of the shared services by its path, routed to any of the backends."""
+    backends = list(backends)
+    table: dict[str, SharedRoute] = {}
+    for service in SHARED_SERVICES:
+        for method in descriptor_pool.Default().FindServiceByName(service).methods:
+            path = f"/{service}/{method.name}"
+            kind = _kind(method)
+            choices = {backend.name: Route(path, method, kind, backend) for backend in backends}
+            table[path] = SharedRoute(path, method, kind, choices)
     return table
 
 

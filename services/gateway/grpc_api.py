@@ -16,6 +16,7 @@ from careops_platform.errors import Unimplemented
 
 from gateway.audit import AuditReader
 from gateway.backends import (
+    AnyRoute,
     Backend,
     CallKind,
     HealthReport,
@@ -59,9 +60,10 @@ async def abort_as_backend(
 
 
 class ProxyHandler(grpc.GenericRpcHandler):
-    """Serves one backend service's methods by forwarding them; requests stay raw bytes."""
+    """Serves one service's methods by forwarding them; requests stay raw bytes. A shared
+    service's call goes to the backend it names (backends.SharedRoute)."""
 
-    def __init__(self, routes: Mapping[str, Route]) -> None:
+    def __init__(self, routes: Mapping[str, AnyRoute]) -> None:
         self._handlers = {path: self._handler(route) for path, route in routes.items()}
 
     def service(
@@ -70,16 +72,16 @@ class ProxyHandler(grpc.GenericRpcHandler):
         return self._handlers.get(handler_call_details.method)  # type: ignore[attr-defined]
 
     @staticmethod
-    def _handler(route: Route) -> grpc.RpcMethodHandler:
-        if route.kind is CallKind.SERVER_STREAMING:
+    def _handler(served: AnyRoute) -> grpc.RpcMethodHandler:
+        if served.kind is CallKind.SERVER_STREAMING:
 
             async def stream(
                 request: bytes, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[bytes]:
+                metadata = context.invocation_metadata()
+                route = served.for_call(metadata)
                 try:
-                    async for message in call_stream(
-                        route, request, context.invocation_metadata(), deadline(context)
-                    ):
+                    async for message in call_stream(route, request, metadata, deadline(context)):
                         yield message
                 except grpc.aio.AioRpcError as error:
                     await abort_as_backend(context, route, error)
@@ -87,10 +89,10 @@ class ProxyHandler(grpc.GenericRpcHandler):
             return grpc.unary_stream_rpc_method_handler(stream)
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            metadata = context.invocation_metadata()
+            route = served.for_call(metadata)
             try:
-                return await call_unary(
-                    route, request, context.invocation_metadata(), deadline(context)
-                )
+                return await call_unary(route, request, metadata, deadline(context))
             except grpc.aio.AioRpcError as error:
                 await abort_as_backend(context, route, error)
 

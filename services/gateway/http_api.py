@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Histogram
 
 from gateway import openapi
-from gateway.backends import CallKind, Route, call_stream, call_unary
+from gateway.backends import AnyRoute, CallKind, Route, call_stream, call_unary
 from gateway.cors import CorsPolicy
 from gateway.errors import HTTP_STATUS, error_body, error_of, error_response
 from gateway.limits import bounded, header_timeout, too_large_message
@@ -63,7 +63,12 @@ HTTP_REJECTIONS = {
     413: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 # HTTP request headers forwarded as gRPC metadata (trace context travels separately).
-FORWARDED_HEADERS = {"Idempotency-Key": "idempotency-key", "CareOps-Actor": "careops-actor"}
+# CareOps-Backend names the service a ProjectionAdminService call is for (backends.SharedRoute).
+FORWARDED_HEADERS = {
+    "Idempotency-Key": "idempotency-key",
+    "CareOps-Actor": "careops-actor",
+    "CareOps-Backend": "careops-backend",
+}
 PRINTABLE_ASCII = re.compile(openapi.PRINTABLE_ASCII)
 NDJSON = "application/x-ndjson"
 JWKS_PATH = "/.well-known/jwks.json"
@@ -78,7 +83,7 @@ class Endpoint:
     """A method reachable over HTTP: forwarded to a backend, or served by the gateway itself."""
 
     method: MethodDescriptor
-    route: Route | None = None
+    route: AnyRoute | None = None
     local: LocalMethod | None = None
 
 
@@ -98,7 +103,7 @@ class HttpApi:
     def __init__(
         self,
         *,
-        routes: Mapping[str, Route],
+        routes: Mapping[str, AnyRoute],
         local: Mapping[str, tuple[MethodDescriptor, LocalMethod]],
         timeout: float,
         heartbeat: float = 15.0,
@@ -238,21 +243,22 @@ class HttpApi:
         metadata = forwarded_metadata(request.headers)
         if isinstance(metadata, web.Response):
             return metadata
+        try:
+            route = endpoint.route.for_call(metadata)
+        except ServiceError as exc:  # a shared service's call names no (known) backend
+            return error_response(error_body(exc.code, exc.message, _violations(exc)))
         # The caller's own timeout bounds the backend call, as a gRPC caller's deadline does.
         timeout = header_timeout(request.headers)
         if isinstance(timeout, web.Response):
             return timeout
-        if endpoint.route.kind is CallKind.SERVER_STREAMING:
-            return await self._stream(request, endpoint.route, message, metadata, timeout)
+        if route.kind is CallKind.SERVER_STREAMING:
+            return await self._stream(request, route, message, metadata, timeout)
         try:
             raw = await call_unary(
-                endpoint.route,
-                message.SerializeToString(),
-                metadata,
-                bounded(timeout, self._timeout),
+                route, message.SerializeToString(), metadata, bounded(timeout, self._timeout)
             )
         except grpc.aio.AioRpcError as error:
-            return error_response(error_of(endpoint.route, error))
+            return error_response(error_of(route, error))
         reply = _message(endpoint.method.output_type)
         reply.ParseFromString(raw)
         return web.json_response(to_json(reply))

@@ -23,7 +23,7 @@ from pydantic_settings import NoDecode
 from gateway import grpc_api
 from gateway.audit import AuditReader
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
-from gateway.backends import Backend, routes
+from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
 from gateway.http_api import HttpApi, HttpServer
 from gateway.limits import Limits
 from gateway.tls import TlsFiles
@@ -226,6 +226,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             self.backends, settings.status_timeout_seconds, audit=self.audit
         )
         self.table = routes(self.backends)
+        self.shared = shared_routes(self.backends)  # ProjectionAdminService, per backend named
         # Built at start, not here: the local issuer creates its key in the data dir.
         self.authenticator: Authenticator | None = None
         self.issuer: LocalIssuer | None = None
@@ -265,6 +266,11 @@ class GatewayService(skeleton.Service[GatewaySettings]):
                     grpc_api.ProxyHandler(served), grpc_api.register_proxy, backend.service
                 )
             )
+        for service in SHARED_SERVICES:
+            shared = {p: route for p, route in self.shared.items() if p.startswith(f"/{service}/")}
+            bindings.append(
+                ServiceBinding(grpc_api.ProxyHandler(shared), grpc_api.register_proxy, service)
+            )
         return bindings
 
     async def started(self) -> None:
@@ -276,7 +282,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             for method in descriptor.methods
         }
         api = HttpApi(
-            routes=self.table,
+            routes={**self.table, **self.shared},
             local=local,
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,

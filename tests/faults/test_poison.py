@@ -46,6 +46,8 @@ from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
 from careops_eventstore.sqlstate import ParkedMessage, list_parked
 from customer.main import CustomerService, CustomerSettings
+from gateway.tests.conftest import address, running_gateway
+from gateway.tests.issuer import shared_issuer
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -449,28 +451,35 @@ async def test_poison_on_an_aggregate_subject_leaves_it_usable(staged: Staged) -
 async def test_the_cli_lists_every_service_by_default_and_their_parked_messages(
     staged: Staged,
 ) -> None:
-    """Item 5: `careops projections list` showed one service unless asked, and no reactions."""
-    env = {
-        f"CAREOPS_{name.upper()}_ADDR": f"127.0.0.1:{service.server.port}"
-        for name, service in staged.services.items()
+    """Item 5: `careops projections list` showed one service unless asked, and no reactions.
+    Issue 11: it asks every service through the gateway (one address, an on-call's token)."""
+    backends = {
+        name: f"127.0.0.1:{service.server.port}" for name, service in staged.services.items()
     }
-    runner = CliRunner()
-    # The blocking CLI runs in a thread: the services answer on this test's event loop.
-    listed = await asyncio.to_thread(runner.invoke, cli, ["projections", "list", "--json"], env=env)
-    assert listed.exit_code == 0, listed.output
-    rows = json.loads(listed.stdout)
-    assert {(row["service"], row["name"]) for row in rows} == {
-        (name, name_of(consumer))
-        for name, service in staged.services.items()
-        for consumer in consumers(service)
-    }
-    assert {row["kind"] for row in rows} == {"projection", "reaction"}
-    parked = await asyncio.to_thread(
-        runner.invoke,
-        cli,
-        ["projections", "parked", "--service", "ticketing", "--name", "tickets", "--json"],
-        env=env,
-    )
+    async with running_gateway(None, **backends) as gateway:
+        env = {
+            "CAREOPS_GATEWAY_ADDR": address(gateway),
+            "CAREOPS_TOKEN": shared_issuer().token("oncall-1", ("oncall",)),
+        }
+        runner = CliRunner()
+        # The blocking CLI runs in a thread: the services answer on this test's event loop.
+        listed = await asyncio.to_thread(
+            runner.invoke, cli, ["projections", "list", "--json"], env=env
+        )
+        assert listed.exit_code == 0, listed.output
+        rows = json.loads(listed.stdout)
+        assert {(row["service"], row["name"]) for row in rows} == {
+            (name, name_of(consumer))
+            for name, service in staged.services.items()
+            for consumer in consumers(service)
+        }
+        assert {row["kind"] for row in rows} == {"projection", "reaction"}
+        parked = await asyncio.to_thread(
+            runner.invoke,
+            cli,
+            ["projections", "parked", "--service", "ticketing", "--name", "tickets", "--json"],
+            env=env,
+        )
     assert parked.exit_code == 0, parked.output
     reasons = {row["reason"] for row in json.loads(parked.stdout)}
     assert reasons == {"undecodable", "unknown_type", "failed"}

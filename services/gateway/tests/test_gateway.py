@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops.gateway.v1 import gateway_pb2 as gw
 from careops.gateway.v1 import gateway_pb2_grpc
 from careops.incident.v1 import incident_pb2 as ipb
@@ -18,6 +19,7 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
 from careops_platform.identity import Principal, current_principal
+from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -29,6 +31,8 @@ from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 from ticketing.tests.test_grpc_api import key, open_request, violations
 
+from gateway import grpc_api, http_api
+from gateway.backends import call_unary
 from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
@@ -37,6 +41,9 @@ from tests.support import appended_by, channel_to, command_ids, read_log
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"
+ADMIN_SERVICE = "careops.common.v1.ProjectionAdminService"
+LIST_PROJECTIONS = f"/{ADMIN_SERVICE}/ListProjections"
+ALLOWED_BACKENDS = "ticketing, customer, incident, quality"
 BACKEND_NAMES = [
     "careops.ticketing.v1.TicketingService",
     "careops.customer.v1.CustomerProfileService",
@@ -84,7 +91,7 @@ async def test_health_and_reflection_list_the_proxied_services(
     ]
     responses = [r async for r in reflection.ServerReflectionInfo(iter(requests))]
     names = {s.name for s in responses[0].list_services_response.service}
-    assert {"careops.gateway.v1.GatewayService", *BACKEND_NAMES} <= names
+    assert {"careops.gateway.v1.GatewayService", *BACKEND_NAMES, ADMIN_SERVICE} <= names
     assert responses[1].file_descriptor_response.file_descriptor_proto
 
 
@@ -194,7 +201,6 @@ async def test_http_idempotency_key_yields_one_event(
         (OPEN_TICKET, b"\xff\xfe", 400),
         ("/v1/careops.ticketing.v1.TicketingService/NoSuchMethod", b"{}", 404),
         ("/v1/careops.nothing.v1.Nothing/OpenTicket", b"{}", 404),
-        ("/v1/careops.common.v1.ProjectionAdminService/ListProjections", b"{}", 404),
         ("/v2/whatever", b"{}", 404),
     ],
 )
@@ -464,3 +470,71 @@ async def test_a_direct_call_to_a_service_port_is_unauthenticated_and_appends_no
     assert "come through the gateway" in (refused.value.details() or "")
     descriptor = pb.DESCRIPTOR.services_by_name["TicketingService"]
     assert await appended_by(store, before, command_ids(descriptor, idempotency_key)) == []
+
+
+def forwarded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Returns the paths of the unary calls the gateway forwards from now on (to a backend)."""
+    calls: list[str] = []
+
+    async def recording(route: Any, *args: Any) -> bytes:
+        calls.append(route.path)
+        return await call_unary(route, *args)
+
+    monkeypatch.setattr(grpc_api, "call_unary", recording)
+    monkeypatch.setattr(http_api, "call_unary", recording)
+    return calls
+
+
+async def test_projection_admin_calls_go_to_the_backend_they_name(
+    gateway_channel: grpc.aio.Channel, ticketing: TicketingService, incident: IncidentService
+) -> None:
+    """Every service serves ProjectionAdminService for itself: the gateway forwards a call to
+    the one named in `careops-backend`."""
+    through = admin_pb2_grpc.ProjectionAdminServiceStub(gateway_channel)
+    listed: dict[str, set[str]] = {}
+    for name, backend in (("ticketing", ticketing), ("incident", incident)):
+        async with channel_to(backend) as direct:
+            expected = await admin_pb2_grpc.ProjectionAdminServiceStub(direct).ListProjections(
+                admin_pb2.ListProjectionsRequest(), timeout=10
+            )
+        reply = await through.ListProjections(
+            admin_pb2.ListProjectionsRequest(), metadata=((BACKEND_METADATA, name),), timeout=10
+        )
+        listed[name] = {p.name for p in reply.projections}
+        assert listed[name] == {p.name for p in expected.projections} != set(), name
+    assert listed["ticketing"] != listed["incident"]
+
+
+@pytest.mark.parametrize("named", [None, "", "nope", "gateway"])
+async def test_a_projection_admin_call_naming_no_known_backend_is_invalid_argument(
+    gateway_channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch, named: str | None
+) -> None:
+    stub = admin_pb2_grpc.ProjectionAdminServiceStub(gateway_channel)
+    metadata = () if named is None else ((BACKEND_METADATA, named),)
+    calls = forwarded(monkeypatch)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListProjections(
+            admin_pb2.ListProjectionsRequest(), metadata=metadata, timeout=10
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert ALLOWED_BACKENDS in (refused.value.details() or "")
+    assert ALLOWED_BACKENDS in violations(refused.value)[BACKEND_METADATA]
+    assert calls == []  # nothing was forwarded
+
+
+async def test_projection_admin_calls_over_http_name_the_backend_in_a_header(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = f"/v1{LIST_PROJECTIONS}"
+    calls = forwarded(monkeypatch)
+    async with http.post(path, json={}, headers={"CareOps-Backend": "ticketing"}) as response:
+        assert response.status == 200, await response.text()
+        assert {p["name"] for p in (await response.json())["projections"]} >= {"tickets"}
+    assert calls == [LIST_PROJECTIONS]
+    for headers in ({}, {"CareOps-Backend": "nope"}):
+        async with http.post(path, json={}, headers=headers) as response:
+            reply = await response.json()
+        assert response.status == 400, reply
+        assert code_of(reply) == grpc.StatusCode.INVALID_ARGUMENT
+        assert ALLOWED_BACKENDS in reply["message"]
+    assert calls == [LIST_PROJECTIONS]

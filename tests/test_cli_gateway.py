@@ -1,0 +1,147 @@
+"""The CLI goes through the gateway (issue 11 item 8): one address, `CAREOPS_GATEWAY_ADDR`, and
+a bearer token, `CAREOPS_TOKEN` or the one `careops login` stored in the data dir. No token, a
+bad one or a role without the permission is refused with what to do, and the actor of what a
+command causes is the token's subject."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from careops_cli.main import app
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from gateway.main import GatewayService
+from gateway.tests.certificates import make_pair
+from gateway.tests.conftest import address, running_gateway
+from ticketing.application import SUBJECT_PREFIX
+from ticketing.tests.conftest import running_service
+from typer.testing import CliRunner, Result
+
+from tests.support import read_log
+
+LOGIN_HINT = "careops login"
+
+
+@asynccontextmanager
+async def local_gateway(
+    data_dir: Path, overrides: dict[str, Any] | None = None, **backends: str
+) -> AsyncIterator[GatewayService]:
+    """The gateway as `careops up` runs it: trusting the embedded issuer of `data_dir`, in front
+    of `backends` (the others: closed ports)."""
+    local = {"auth_issuer": "", "auth_jwks_url": "", "auth_audience": DEFAULT_AUDIENCE}
+    settings = {**local, "data_dir": str(data_dir), **(overrides or {})}
+    async with running_gateway(settings, **backends) as gateway:
+        yield gateway
+
+
+async def careops(*args: str, **env: str | None) -> Result:
+    """Runs the CLI with `env` (None: unset) in a thread: the gateway answers on this loop.
+    CAREOPS_TOKEN and the TLS CA file are unset unless given."""
+    runner = CliRunner()
+    clean: dict[str, str | None] = {"CAREOPS_TOKEN": None, "CAREOPS_GATEWAY_TLS_CA_FILE": None}
+    return await asyncio.to_thread(lambda: runner.invoke(app, list(args), env={**clean, **env}))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ticket", "list"),
+        ("customer", "show", "C-1"),
+        ("oncall", "watch", "--team", "technical_support"),
+        ("projections", "list"),
+        ("survey", "submit", "T-1", "--csat", "5"),
+    ],
+)
+async def test_without_a_token_the_cli_says_to_log_in(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"  # never asked: the token is missing first
+    result = await careops(*command, CAREOPS_DATA_DIR=str(tmp_path), CAREOPS_GATEWAY_ADDR=closed)
+    assert result.exit_code == 1, result.output
+    assert "not logged in" in result.stderr and LOGIN_HINT in result.stderr
+
+
+async def test_a_role_without_the_permission_is_denied_naming_it(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    async with local_gateway(data_dir) as gateway:
+        issue = ("token", "issue", "--role", "agent", "--subject", "agent-li")
+        issued = await careops(*issue, "--data-dir", str(data_dir))
+        assert issued.exit_code == 0, issued.output
+        env = {"CAREOPS_GATEWAY_ADDR": address(gateway), "CAREOPS_TOKEN": issued.stdout.strip()}
+        erased = await careops("customer", "erase", "C-1", "--yes", **env)
+        rebuilt = await careops("projections", "rebuild", "tickets", **env)
+        listed = await careops("projections", "list", **env)
+    assert erased.exit_code == 1 and "PERMISSION_DENIED" in erased.stderr, erased.output
+    assert "customer.erase" in erased.stderr
+    assert rebuilt.exit_code == 1 and "projection.rebuild" in rebuilt.stderr, rebuilt.output
+    assert listed.exit_code == 1, listed.output
+    for service in ("ticketing", "customer", "incident", "quality"):
+        assert f"{service}: PERMISSION_DENIED" in listed.stderr
+
+
+async def test_an_expired_or_foreign_token_is_unauthenticated_with_the_hint(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "var"
+    long_ago = datetime.now(UTC) - timedelta(hours=2)
+    expired = LocalIssuer(data_dir).issue(subject="late", roles=["admin"], now=long_ago)
+    foreign = LocalIssuer(tmp_path / "elsewhere").issue(subject="stranger", roles=["admin"])
+    async with local_gateway(data_dir) as gateway:
+        results = [
+            await careops(
+                "ticket", "show", "T-1", CAREOPS_GATEWAY_ADDR=address(gateway), CAREOPS_TOKEN=token
+            )
+            for token in (expired, foreign)
+        ]
+    for result in results:
+        assert result.exit_code == 1, result.output
+        assert "UNAUTHENTICATED" in result.stderr and LOGIN_HINT in result.stderr
+
+
+async def test_after_careops_login_commands_act_as_the_logged_in_subject(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """The stored token is presented, and the events name its subject: the CLI claims no
+    actor of its own (it used to send `cli:$USER`)."""
+    data_dir = tmp_path / "var"
+    async with (
+        running_service(tmp_path / "ticketing", nats_server.url) as ticketing,
+        local_gateway(data_dir, ticketing=address(ticketing)) as gateway,
+    ):
+        env = {"CAREOPS_GATEWAY_ADDR": address(gateway), "CAREOPS_DATA_DIR": str(data_dir)}
+        logged_in = await careops(
+            "login", "--role", "agent", "--subject", "agent-wu", "--data-dir", str(data_dir)
+        )
+        assert logged_in.exit_code == 0, logged_in.output
+        opened = await careops(
+            "ticket", "open", "--customer", "C-1", "--subject", "Login works", "--json", **env
+        )
+    assert opened.exit_code == 0, opened.output
+    ticket_id = opened.stdout.split('"ticket_id": "')[1].split('"')[0]
+    log = await read_log(nats_server.url, "CAREOPS_TICKETING", f"{SUBJECT_PREFIX}.{ticket_id}")
+    assert {event.actor for message in log for event in message.batch.events} == {"agent-wu"}
+
+
+async def test_the_cli_verifies_a_tls_gateway_with_the_ca_file(tmp_path: Path) -> None:
+    data_dir = tmp_path / "var"
+    pair = make_pair(tmp_path)
+    token = LocalIssuer(data_dir).issue(subject="agent-li", roles=["agent"])
+    async with local_gateway(data_dir, pair.settings()) as gateway:
+        assert gateway.server is not None
+        # The certificate names localhost: the CLI checks the name it dials.
+        env = {"CAREOPS_GATEWAY_ADDR": f"localhost:{gateway.server.port}", "CAREOPS_TOKEN": token}
+        trusted = await careops(
+            "customer", "erase", "C-1", "--yes", CAREOPS_GATEWAY_TLS_CA_FILE=str(pair.cert), **env
+        )
+        missing = await careops(
+            "ticket", "list", CAREOPS_GATEWAY_TLS_CA_FILE=str(tmp_path / "none.pem"), **env
+        )
+    # Over TLS the gateway verified the token and refused the role: the channel worked.
+    assert trusted.exit_code == 1 and "PERMISSION_DENIED" in trusted.stderr, trusted.output
+    assert missing.exit_code == 1 and "CAREOPS_GATEWAY_TLS_CA_FILE" in missing.stderr
