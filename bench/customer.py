@@ -21,7 +21,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import grpc
 from careops.customer.v1 import customer_pb2 as pb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as t
@@ -35,6 +34,7 @@ from bench.baselines import jetstream_publish
 from bench.common import Report, embedded_nats, latency_summary, ratio, scratch_postgres
 from bench.open_ticket import concurrently
 from bench.workload import sample_batch
+from tests.support import channel_to
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -216,7 +216,7 @@ async def backend_360(
             load, service.engine, service.app.keys, service.keys_engine, customers
         )
         ids = [f"C-bench{index:08d}" for index in range(customers)]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             read = await read_360(customer_pb2_grpc.CustomerProfileServiceStub(channel), ids, calls)
     return {"load": loaded, **read}
 
@@ -224,7 +224,7 @@ async def backend_360(
 async def commands(nats_url: str, directory: Path, total: int) -> dict[str, Any]:
     async with running_customer(directory / "commands", nats_url) as service:
         assert service.server is not None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             stub = customer_pb2_grpc.CustomerProfileServiceStub(channel)
             registered: list[str] = []
 

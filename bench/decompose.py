@@ -82,6 +82,7 @@ async def variant(pieces: tuple[str, ...], requests: int) -> dict[str, Any]:
                     requests=requests,
                     warmup=320,
                     idempotency_keys=True,
+                    identity_data_dir=directory,
                     watch_pids=(os.getpid(),),
                 )
             )

@@ -16,8 +16,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import grpc
+from careops_platform.identity import ADMIN, Principal
+from careops_platform.internal_identity import InternalSigner
 
 from bench.common import REPO, cpu_seconds, latency_summary, rate
+
+BENCH_PRINCIPAL = Principal("bench", frozenset({ADMIN}), "bench")
 
 
 @dataclass
@@ -30,6 +34,9 @@ class LoadSpec:
     warmup: int = 200
     idempotency_keys: bool = False
     token: str = ""  # sent as `authorization: Bearer …` when set (the gateway requires one)
+    # Set for a service port: calls present the bench principal signed with this data dir's
+    # internal key, as the gateway would (services refuse calls without it).
+    identity_data_dir: str = ""
     watch_pids: tuple[int, ...] = ()  # CPU of these processes is measured over the window
 
 
@@ -64,10 +71,14 @@ async def _load(spec: LoadSpec) -> LoadResult:
         call = channel.unary_unary(spec.method)  # bytes in, bytes out
 
         credentials = (("authorization", f"Bearer {spec.token}"),) if spec.token else ()
+        # Per-call metadata rather than a client interceptor: the load generator's own cost
+        # stays the same on every path it measures (the signer's token is a cache hit).
+        signer = InternalSigner.embedded(spec.identity_data_dir) if spec.identity_data_dir else None
 
         def metadata() -> tuple[tuple[str, str], ...] | None:
             keys = (("idempotency-key", uuid.uuid4().hex),) if spec.idempotency_keys else ()
-            return (*credentials, *keys) or None
+            identity = signer.metadata(BENCH_PRINCIPAL) if signer is not None else ()
+            return (*credentials, *identity, *keys) or None
 
         async def caller(calls: int, record: bool) -> None:
             for _ in range(calls):

@@ -11,7 +11,6 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-import grpc
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
@@ -19,6 +18,7 @@ from incident.tests.conftest import running_incident_service, write_config
 
 from bench.common import Report, embedded_nats, latency_summary
 from tests.receivers import HttpReceiver, http_receiver, smtp_receiver
+from tests.support import channel_to
 
 SEVERE = t.RiskFactors(users_affected=100_000, core_system=1.0, elapsed_minutes=60, exposure=0.5)
 
@@ -85,7 +85,7 @@ async def run(quick: bool) -> dict[str, Any]:
         results["raw_webhook"] = await asyncio.to_thread(raw_webhook, http, 200)
         async with running_incident_service(Path(directory) / "data", server.url, **config) as svc:
             assert svc.server is not None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.server.port}") as channel:
+            async with channel_to(svc) as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)
                 results["alone"] = await declare_to_page(stub, http, 1, 20 if quick else 100)
                 results["concurrent_100"] = await declare_to_page(

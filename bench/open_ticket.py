@@ -140,6 +140,7 @@ async def service_layers(
                 requests=grpc_total,
                 warmup=320,
                 idempotency_keys=True,
+                identity_data_dir=str(data_dir),
                 watch_pids=(os.getpid(), nats_pid or os.getpid()),
             )
         )

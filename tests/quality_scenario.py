@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import quality_pb2_grpc
 from careops_eventstore.jetstream import JetStreamEventStore
@@ -21,7 +20,7 @@ from quality.main import QualityService, QualitySettings
 from ticketing import domain as tk
 from ticketing.application import TicketingApp
 
-from tests.support import FakeClock
+from tests.support import FakeClock, channel_to
 
 T0 = (datetime.now(UTC) - timedelta(hours=6)).replace(microsecond=0)
 NOW = T0 + timedelta(hours=6)
@@ -63,7 +62,7 @@ async def quality_service(
 @asynccontextmanager
 async def stub_of(service: QualityService) -> AsyncIterator[quality_pb2_grpc.QualityServiceStub]:
     assert service.server is not None
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+    async with channel_to(service) as channel:
         yield quality_pb2_grpc.QualityServiceStub(channel)
 
 

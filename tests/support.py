@@ -15,12 +15,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, overload
 
+import grpc
+import pytest
 from careops_cli.platform import wait_serving
 from careops_eventstore import EventStore
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -29,8 +32,16 @@ from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import registry, requests
-from careops_platform.identity import ADMIN
-from careops_platform.local_issuer import LocalIssuer
+from careops_platform.identity import ADMIN, Principal
+from careops_platform.internal_identity import (
+    InternalSigner,
+    embedded_key_path,
+    identity_channel,
+    identity_interceptors,
+)
+from careops_platform.local_issuer import LocalIssuer, load_private_key
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.descriptor import ServiceDescriptor
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
@@ -122,6 +133,73 @@ def eventually_sync(
         time.sleep(interval)
 
 
+# Who a test calling a service port directly is, unless it says otherwise.
+ADMIN_TEST_PRINCIPAL = Principal("tester", frozenset({ADMIN}), "tests")
+SIGNING_KEY_ENV = "CAREOPS_INTERNAL_SIGNING_KEY_FILE"
+VERIFY_KEY_ENV = "CAREOPS_INTERNAL_VERIFY_KEY_FILE"
+
+
+def gateway_signer(data_dir: Path | str) -> InternalSigner:
+    """Returns the signer a gateway on `data_dir` would use: the key file of
+    CAREOPS_INTERNAL_SIGNING_KEY_FILE when a test set it, else the data dir's embedded key."""
+    configured = os.environ.get(SIGNING_KEY_ENV)
+    if configured:
+        return InternalSigner(load_private_key(Path(configured)))
+    return InternalSigner.embedded(data_dir)
+
+
+@contextmanager
+def shared_internal_key(directory: Path) -> Iterator[Path]:
+    """Makes one internal key pair (in `directory`) the one of every gateway and service this
+    process or its children start, through CAREOPS_INTERNAL_SIGNING_KEY_FILE and
+    CAREOPS_INTERNAL_VERIFY_KEY_FILE, as a deployment does: for tests that put one gateway in
+    front of services with data dirs of their own. Yields the private key's path."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    signing, verify = directory / "internal-signing-key.pem", directory / "internal-verify-key.pem"
+    directory.mkdir(parents=True, exist_ok=True)
+    signing.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    verify.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SIGNING_KEY_ENV, str(signing))
+        patch.setenv(VERIFY_KEY_ENV, str(verify))
+        yield signing
+
+
+def service_channel(
+    address: str, data_dir: Path | str, principal: Principal = ADMIN_TEST_PRINCIPAL
+) -> grpc.aio.Channel:
+    """Returns a grpc.aio channel to a service port presenting `principal` as the gateway
+    would: signed with the internal key a gateway on `data_dir` (the service's own data dir)
+    signs with."""
+    interceptors = identity_interceptors(gateway_signer(data_dir), principal)
+    return grpc.aio.insecure_channel(address, interceptors=interceptors)
+
+
+def channel_to(service: Any, principal: Principal = ADMIN_TEST_PRINCIPAL) -> grpc.aio.Channel:
+    """`service_channel` to an in-process service (its port and its data dir)."""
+    assert service.server is not None, "the service is not started"
+    address = f"127.0.0.1:{service.server.port}"
+    return service_channel(address, service.settings.data_dir, principal)
+
+
+def sync_service_channel(
+    address: str, data_dir: Path | str, principal: Principal = ADMIN_TEST_PRINCIPAL
+) -> grpc.Channel:
+    """`service_channel` for sync stubs (usable as a context manager too)."""
+    signer = gateway_signer(data_dir)
+    return identity_channel(grpc.insecure_channel(address), signer, principal)  # type: ignore[no-any-return]
+
+
 class FakeClock:
     """A clock that moves only when told: pass it as a service's `clock`."""
 
@@ -166,6 +244,10 @@ class ServiceProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
+
+    def channel(self, principal: Principal = ADMIN_TEST_PRINCIPAL) -> grpc.Channel:
+        """Returns a sync channel to the process presenting `principal` as the gateway would."""
+        return sync_service_channel(self.address, self.data_dir, principal)
 
     def start(self, timeout: float = 60.0) -> ServiceProcess:
         """Launches the process and waits until it reports SERVING."""
@@ -214,11 +296,16 @@ class ServiceProcess:
         return self.process.wait(20)
 
 
-def gateway_process(data_dir: Path, nats_url: str, **backends: str) -> ServiceProcess:
+def gateway_process(
+    data_dir: Path, nats_url: str, *, signs_for: ServiceProcess, **backends: str
+) -> ServiceProcess:
     """Returns the gateway as a process (not started) in front of `backends` (name -> address),
-    trusting the embedded issuer of `data_dir` (as `careops up` runs it), on free ports."""
+    trusting the embedded issuer of `data_dir` (as `careops up` runs it), on free ports. It
+    signs the identity it forwards with the embedded internal key of `signs_for`'s data dir,
+    as if they shared one (start that service first: it creates the key)."""
     gateway = registry.service("gateway")
     env = {registry.service(name).addr_env: address for name, address in backends.items()}
+    env[SIGNING_KEY_ENV] = str(embedded_key_path(signs_for.data_dir))
     env[gateway.http_port_env] = str(free_port())
     data_dir.mkdir(parents=True, exist_ok=True)
     return ServiceProcess(data_dir, nats_url, extra_env=env, service="gateway")

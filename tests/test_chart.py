@@ -12,6 +12,7 @@ import pytest
 import yaml
 from careops_cli.platform import SERVICES, ServiceSpec
 from careops_platform import registry
+from careops_platform.identity import Principal
 from careops_sla import load_policy
 from customer.main import CustomerSettings
 from gateway.main import GatewaySettings
@@ -50,6 +51,22 @@ VARIANTS = {
 }
 
 Manifest = dict[str, Any]
+
+
+# The internal identity's key files (a Secret, not policies): the gateway's and the services'.
+INTERNAL_KEY_VARIABLES = ("CAREOPS_INTERNAL_SIGNING_KEY_FILE", "CAREOPS_INTERNAL_VERIFY_KEY_FILE")
+
+
+def internal_key_pair(directory: Path) -> dict[str, Path]:
+    """Returns the internal identity's variables -> a key pair made in `directory` with the
+    openssl commands docs/deploy.md gives."""
+    signing, verify = directory / "signing-key.pem", directory / "verify-key.pem"
+    for command in (
+        ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", signing],
+        ["pkey", "-in", signing, "-pubout", "-out", verify],
+    ):
+        subprocess.run(["openssl", *map(str, command)], check=True, capture_output=True)
+    return dict(zip(INTERNAL_KEY_VARIABLES, (signing, verify), strict=True))
 
 
 def helm_binary() -> Path:
@@ -138,7 +155,7 @@ def test_ports_and_probes_match_the_services(manifests: list[Manifest], spec: Se
 
 @pytest.mark.parametrize("service", sorted(CHART_SERVICES))
 def test_every_careops_variable_is_a_real_setting(
-    manifests: list[Manifest], service: str, monkeypatch: pytest.MonkeyPatch
+    manifests: list[Manifest], service: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     component, settings = CHART_SERVICES[service]
     env = env_of(container_of(find(manifests, "Deployment", f"{RELEASE}-{component}")))
@@ -152,8 +169,11 @@ def test_every_careops_variable_is_a_real_setting(
     # The process, given exactly the chart's environment, validates it and reads every value.
     for name in [name for name in os.environ if name.startswith("CAREOPS_")]:
         monkeypatch.delenv(name)
+    # The internal identity's key files are read at start: a real pair where the Secret would be.
+    keys = internal_key_pair(tmp_path)
     for name, entry in env.items():
-        monkeypatch.setenv(name, entry.get("value", f"secret-{name.lower()}"))
+        value = str(keys[name]) if name in keys else entry.get("value", f"secret-{name.lower()}")
+        monkeypatch.setenv(name, value)
     loaded = settings()
     for field in ("grpc_host", "grpc_port", "metrics_port", "nats_url", "stream_replicas"):
         assert str(getattr(loaded, field)) in {entry.get("value") for entry in env.values()}
@@ -180,7 +200,7 @@ def test_policy_files_are_the_service_defaults_and_mounted(manifests: list[Manif
         container = container_of(find(manifests, "Deployment", f"{RELEASE}-{component}"))
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         for entry in env_of(container).values():
-            if entry["name"].endswith("_FILE"):
+            if entry["name"].endswith("_FILE") and entry["name"] not in INTERNAL_KEY_VARIABLES:
                 directory, key = entry["value"].rsplit("/", 1)
                 assert directory == mounts["policies"] and key in config, entry
 
@@ -338,3 +358,48 @@ def test_an_incomplete_edge_fails_with_the_value_named(values: list[str], messag
     result = helm_template(*(arg for value in values for arg in ("--set", value)))
     assert result.returncode != 0
     assert message in result.stderr
+
+
+IDENTITY_SECRET = "careops-internal-identity"
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=lambda spec: spec.name)
+def test_the_internal_identity_secret_gives_each_pod_only_its_half(
+    manifests: list[Manifest], spec: ServiceSpec
+) -> None:
+    """The gateway mounts the private key and signs; a service mounts only the public key."""
+    component, settings = CHART_SERVICES[spec.name]
+    deployment = find(manifests, "Deployment", f"{RELEASE}-{component}")
+    pod = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    volume = {v["name"]: v for v in pod["volumes"]}["internal-identity"]["secret"]
+    mount = {m["name"]: m for m in container["volumeMounts"]}["internal-identity"]
+    is_gateway = spec.name == "gateway"
+    half = "signing-key.pem" if is_gateway else "verify-key.pem"
+    assert volume["secretName"] == IDENTITY_SECRET
+    assert volume["items"] == [{"key": half, "path": half}], "only its own half of the pair"
+    assert mount["readOnly"] is True
+    variable = (
+        "CAREOPS_INTERNAL_SIGNING_KEY_FILE" if is_gateway else "CAREOPS_INTERNAL_VERIFY_KEY_FILE"
+    )
+    env = env_of(container)
+    assert env[variable]["value"] == f"{mount['mountPath']}/{half}"
+    assert variable in env_names(settings)
+    other = {"CAREOPS_INTERNAL_SIGNING_KEY_FILE", "CAREOPS_INTERNAL_VERIFY_KEY_FILE"} - {variable}
+    assert not other & set(env)
+
+
+def test_the_documented_openssl_commands_make_a_pair_the_settings_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, path in internal_key_pair(tmp_path).items():
+        monkeypatch.setenv(name, str(path))
+    principal = Principal("ann", frozenset({"agent"}))
+    token = GatewaySettings().internal_signer().token(principal)
+    assert TicketingSettings().internal_verifier().verify(token) == principal
+
+
+def test_the_chart_refuses_to_render_without_the_internal_identity_secret() -> None:
+    result = helm_template("--set", "internalIdentity.existingSecret=")
+    assert result.returncode != 0
+    assert "internalIdentity.existingSecret is required" in result.stderr

@@ -111,7 +111,9 @@ async def test_after_careops_login_commands_act_as_the_logged_in_subject(
     actor of its own (it used to send `cli:$USER`)."""
     data_dir = tmp_path / "var"
     async with (
-        running_service(tmp_path / "ticketing", nats_server.url) as ticketing,
+        # One data dir, as `careops up` runs them: the gateway signs with the internal key the
+        # service trusts.
+        running_service(data_dir, nats_server.url) as ticketing,
         local_gateway(data_dir, ticketing=address(ticketing)) as gateway,
     ):
         env = {"CAREOPS_GATEWAY_ADDR": address(gateway), "CAREOPS_DATA_DIR": str(data_dir)}

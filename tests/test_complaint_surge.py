@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import grpc
 from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as it
@@ -17,7 +16,7 @@ from incident.tests.conftest import running_incident_service, write_config
 from ticketing.tests.conftest import running_service
 
 from tests.receivers import http_receiver, smtp_receiver
-from tests.support import eventually
+from tests.support import channel_to, eventually
 
 THRESHOLD = 3
 
@@ -66,8 +65,8 @@ async def test_complaint_surge_declares_one_incident_and_links_later_tickets(
             ):
                 assert ticketing.server and incident.server
                 async with (
-                    grpc.aio.insecure_channel(f"127.0.0.1:{ticketing.server.port}") as t_channel,
-                    grpc.aio.insecure_channel(f"127.0.0.1:{incident.server.port}") as i_channel,
+                    channel_to(ticketing) as t_channel,
+                    channel_to(incident) as i_channel,
                 ):
                     tickets = ticketing_pb2_grpc.TicketingServiceStub(t_channel)
                     incidents = incident_pb2_grpc.IncidentServiceStub(i_channel)

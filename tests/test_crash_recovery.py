@@ -23,9 +23,9 @@ from tests.support import ServiceProcess, eventually, ticket_rows, wait_serving
 MIGRATIONS = Path(__file__).parents[1] / "services" / "ticketing" / "migrations"
 
 
-def drive(address: str, stop: threading.Event, opened: list[str]) -> None:
+def drive(service: ServiceProcess, stop: threading.Event, opened: list[str]) -> None:
     """Opens tickets and replies to them until stopped; tolerates the service dying."""
-    with grpc.insecure_channel(address) as channel:
+    with service.channel() as channel:
         stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
         while not stop.is_set():
             try:
@@ -99,8 +99,7 @@ async def test_kill_9_mid_stream_then_restart_matches_a_fresh_rebuild(tmp_path: 
             stop = threading.Event()
             opened: list[str] = []
             writers = [
-                threading.Thread(target=drive, args=(service.address, stop, opened))
-                for _ in range(4)
+                threading.Thread(target=drive, args=(service, stop, opened)) for _ in range(4)
             ]
             for writer in writers:
                 writer.start()

@@ -33,7 +33,7 @@ from customer.tests.test_api import files_containing
 from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
 
-from tests.support import eventually
+from tests.support import channel_to, eventually
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[P
         for service in services:
             await service.start()
             stack.push_async_callback(service.stop)
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
+            channel = channel_to(service)
             stack.push_async_callback(channel.close)
             channels.append(channel)
         yield Platform(

@@ -20,6 +20,8 @@ from customer.application import CODEC, STREAM, SUBJECT_PREFIX
 from customer.domain import SegmentAssigned
 from customer.tests.conftest import running_customer
 
+from tests.support import channel_to
+
 
 async def test_replicas_share_keys_and_append_each_segment_change_once(
     tmp_path: Path, nats_server: EmbeddedNats, postgres_url: str
@@ -40,9 +42,7 @@ async def test_replicas_share_keys_and_append_each_segment_change_once(
         stubs = []
         for replica in replicas:
             assert replica.server is not None
-            channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(f"127.0.0.1:{replica.server.port}")
-            )
+            channel = await stack.enter_async_context(channel_to(replica))
             stubs.append(customer_pb2_grpc.CustomerProfileServiceStub(channel))
         email = f"replica.{uuid.uuid4().hex[:8]}@example.com"
         registered = await stubs[0].RegisterCustomer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
@@ -22,9 +21,9 @@ NEXT_STEP_SECONDS = 3600
 ESCALATED = "careops.incident.v1.PageEscalated"
 
 
-def recorded(address: str, incident_id: str, member_id: str) -> pb.Incident | None:
+def recorded(service: ServiceProcess, incident_id: str, member_id: str) -> pb.Incident | None:
     """The incident once every contact of `member_id`'s page has its outcome on the log."""
-    with grpc.insecure_channel(address) as channel:
+    with service.channel() as channel:
         stub = incident_pb2_grpc.IncidentServiceStub(channel)
         got = stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id), timeout=5).incident
     page = next((p for p in got.pages if p.member_id == member_id), None)
@@ -51,7 +50,7 @@ def test_kill_9_before_the_escalation_deadline_escalates_exactly_once(tmp_path: 
         (tmp_path / "data").mkdir()
         try:
             service.start()
-            with grpc.insecure_channel(service.address) as channel:
+            with service.channel() as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)
                 declared = stub.DeclareIncident(
                     pb.DeclareIncidentRequest(
@@ -64,13 +63,13 @@ def test_kill_9_before_the_escalation_deadline_escalates_exactly_once(tmp_path: 
             incident_id = declared.incident.incident_id
             # "The page is out" means its delivery is on the log: a kill between the POST and
             # that record would (rightly, at least once) send it again after the restart.
-            eventually_sync(lambda: recorded(service.address, incident_id, "ts-alice"))
+            eventually_sync(lambda: recorded(service, incident_id, "ts-alice"))
             service.kill()
             before_restart = incident_event_types(nats.url, incident_id)
             assert ESCALATED not in before_restart, "the kill must come before the deadline"
             service.start()
             got = eventually_sync(
-                lambda: recorded(service.address, incident_id, "ts-bob"),
+                lambda: recorded(service, incident_id, "ts-bob"),
                 timeout=STEP_SECONDS + 30,
             )
             ts_pages = [p for p in got.pages if p.team_id == "technical_support"]

@@ -62,7 +62,7 @@ from ticketing.tests.conftest import running_service
 
 from tests.quality_scenario import Clock, quality_service
 from tests.receivers import http_receiver, smtp_receiver
-from tests.support import appended_by, with_idempotency_key
+from tests.support import appended_by, channel_to, shared_internal_key, with_idempotency_key
 
 EXAMPLES = int(os.environ.get("CAREOPS_FUZZ_EXAMPLES", "4"))
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -291,6 +291,8 @@ async def platform(
     # min_sequence = 2^63 must not wait seconds per call.
     fast: dict[str, Any] = {"read_wait_seconds": 0.01}
     async with AsyncExitStack() as stack:
+        # One internal key for the gateway and the services (their data dirs differ).
+        stack.enter_context(shared_internal_key(root / "internal-key"))
         http = stack.enter_context(http_receiver())
         mail = stack.enter_context(smtp_receiver())
         config = write_config(root / "incident", http, mail.port)
@@ -313,8 +315,7 @@ async def platform(
         backends = {name: address(service) for name, service in servers.items()}  # type: ignore[arg-type]
         gateway = await stack.enter_async_context(running_gateway(None, **backends))
         channels = {
-            name: await stack.enter_async_context(grpc.aio.insecure_channel(address(svc)))  # type: ignore[arg-type]
-            for name, svc in servers.items()
+            name: await stack.enter_async_context(channel_to(svc)) for name, svc in servers.items()
         }
         channels["gateway"] = await stack.enter_async_context(authorized_channel(address(gateway)))
         nc = await connect(fuzz_nats.url, name="fuzz")

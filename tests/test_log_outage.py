@@ -13,7 +13,7 @@ from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ticketing.tests.conftest import running_service
 
-from tests.support import eventually
+from tests.support import channel_to, eventually
 
 OPEN = pb.OpenTicketRequest(
     customer_id="C-outage",
@@ -42,8 +42,7 @@ async def test_commands_fail_fast_while_nats_is_down_and_recover_after(tmp_path:
     try:
         async with running_service(tmp_path / "data", nats.url) as service:
             assert service.server is not None
-            address = f"127.0.0.1:{service.server.port}"
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with channel_to(service) as channel:
                 stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
                 before = await stub.OpenTicket(OPEN)
                 nats.stop()

@@ -92,8 +92,8 @@ def _alerts(output: str) -> list[dict[str, Any]]:
     return found
 
 
-def _declare(address: str, title: str) -> pb.Incident:
-    with grpc.insecure_channel(address) as channel:
+def _declare(service: ServiceProcess, title: str) -> pb.Incident:
+    with service.channel() as channel:
         stub = incident_pb2_grpc.IncidentServiceStub(channel)
         return stub.DeclareIncident(
             pb.DeclareIncidentRequest(
@@ -115,13 +115,15 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
         service="incident",
         extra_env={"CAREOPS_SHUTDOWN_GRACE_SECONDS": "0"},
     )
-    gateway = gateway_process(tmp_path / "gateway", nats.url, incident=service.address)
+    gateway = gateway_process(
+        tmp_path / "gateway", nats.url, signs_for=service, incident=service.address
+    )
     out = tmp_path / "watch.out"
     watcher: subprocess.Popen[bytes] | None = None
     try:
         service.start()
         gateway.start()
-        before = _declare(service.address, "Array lost before the restart")
+        before = _declare(service, "Array lost before the restart")
         before_pages = [p.page_id for p in before.pages if p.team_id == TEAM]
         # Through the gateway: the stream breaks there too when the service restarts.
         env = {**cli_env(gateway, "oncall", subject="oncall-1"), "COLUMNS": "200"}
@@ -139,9 +141,9 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
         watcher.send_signal(signal.SIGSTOP)
         assert service.terminate() == 0
         service.start()
-        during = _declare(service.address, "Array lost during the restart")
+        during = _declare(service, "Array lost during the restart")
         [page] = [p for p in during.pages if p.team_id == TEAM]
-        with grpc.insecure_channel(service.address) as channel:
+        with service.channel() as channel:
             incident_pb2_grpc.IncidentServiceStub(channel).AcknowledgePage(
                 pb.AcknowledgePageRequest(page_id=page.page_id, member_id=page.member_id),
                 metadata=(("idempotency-key", "ack-during"),),

@@ -42,7 +42,7 @@ from tests.quality_scenario import (
     write_incidents,
     write_tickets,
 )
-from tests.support import eventually, fire_due_timers
+from tests.support import channel_to, eventually, fire_due_timers
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +242,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
 
         # A rebuild from the log gives identical KPIs.
         assert service.server is not None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             admin = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
             for name in ("quality_tickets", "quality_surveys", "quality_incidents"):
                 await admin.RebuildProjection(

@@ -14,7 +14,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import quality_pb2_grpc
@@ -114,18 +113,20 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
         (tmp_path / name).mkdir()
     ticketing = ServiceProcess(tmp_path / "ticketing", nats.url)
     quality = ServiceProcess(tmp_path / "quality", nats.url, service="quality")
-    gateway = gateway_process(tmp_path / "gateway", nats.url, quality=quality.address)
+    gateway = gateway_process(
+        tmp_path / "gateway", nats.url, signs_for=quality, quality=quality.address
+    )
     try:
         ticketing.start()
         quality.start()
         gateway.start()
         prom_port, targets = prometheus
         targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{quality.metrics_port}"]}]))
-        with grpc.insecure_channel(ticketing.address) as channel:
+        with ticketing.channel() as channel:
             stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
             happy, _ = resolved_ticket(stub, "C-1")
             unhappy, sequence = resolved_ticket(stub, "C-2")
-        with grpc.insecure_channel(quality.address) as channel:
+        with quality.channel() as channel:
             survey = quality_pb2_grpc.QualityServiceStub(channel).SubmitSurvey(
                 qpb.SubmitSurveyRequest(
                     ticket_id=happy, csat=5, nps=9, comment="great", ticketing_min_sequence=sequence

@@ -7,7 +7,6 @@ import contextlib
 from datetime import UTC, timedelta
 from pathlib import Path
 
-import grpc
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
@@ -17,7 +16,14 @@ from ticketing.projections import SlaTimerProjection
 from ticketing.tests.conftest import running_service
 from ticketing.tests.test_sla_timers import short_policy
 
-from tests.support import FakeClock, event_types, eventually, fire_due_timers, ticket_rows
+from tests.support import (
+    FakeClock,
+    channel_to,
+    event_types,
+    eventually,
+    fire_due_timers,
+    ticket_rows,
+)
 
 
 async def test_replicas_share_read_models_and_fire_each_timer_once(
@@ -41,9 +47,7 @@ async def test_replicas_share_read_models_and_fire_each_timer_once(
         stubs = []
         for replica in replicas:
             assert replica.server is not None
-            channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(f"127.0.0.1:{replica.server.port}")
-            )
+            channel = await stack.enter_async_context(channel_to(replica))
             stubs.append(ticketing_pb2_grpc.TicketingServiceStub(channel))
         opened = []
         for index in range(6):

@@ -9,7 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from careops.quality.v1 import events_pb2  # the toy borrows an existing message as its payload
 from careops_eventstore import EventStore
@@ -22,6 +21,8 @@ from careops_platform.service import EventSourcedService, Subscription, port_set
 from careops_platform.settings import ServiceSettings
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, insert, select
+
+from tests.support import channel_to
 
 # 1. The registry entry (a real context adds it to careops_platform.registry.SERVICES).
 TOY = ContextStream("toy")
@@ -163,7 +164,7 @@ async def test_a_toy_context_starts_answers_health_and_projects_its_event(
     await service.start()
     try:
         assert service.server is not None and service.app is not None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

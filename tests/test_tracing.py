@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as it
@@ -25,7 +24,7 @@ from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.tests.conftest import running_service
 
 from tests.receivers import http_receiver, smtp_receiver
-from tests.support import eventually
+from tests.support import channel_to, eventually
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -62,7 +61,7 @@ async def test_trace_context_crosses_grpc_nats_and_projection(
     exporter = install_exporter()
     async with running_service(tmp_path, nats_server.url) as service:
         assert service.server is not None and service.store is not None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
             opened = await stub.OpenTicket(
                 pb.OpenTicketRequest(
@@ -99,7 +98,7 @@ async def test_trace_context_crosses_a_reaction_into_its_notifications_and_a_str
         config = write_config(tmp_path / "config", http, mail.port)
         async with running_incident_service(tmp_path / "data", nats_server.url, **config) as svc:
             assert svc.server is not None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.server.port}") as channel:
+            async with channel_to(svc) as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)
                 declared = await stub.DeclareIncident(
                     ipb.DeclareIncidentRequest(
@@ -151,7 +150,7 @@ async def test_outgoing_calls_get_a_client_span_that_the_server_continues(
     try:
         async with running_service(tmp_path, nats_server.url) as service:
             assert service.server is not None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+            async with channel_to(service) as channel:
                 with trace.get_tracer(__name__).start_as_current_span("caller") as caller:
                     await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     finally:

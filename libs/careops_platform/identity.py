@@ -162,9 +162,11 @@ class TokenVerifier:
 
     def verify_now(self, token: str) -> Principal:
         """Returns the principal of a valid token, blocking on the key source if it must."""
-        key = self.trusted.keys.key(signing_kid(token))
-        claims = self._claims(token, key)
-        return principal_of(claims, self.trusted.roles_claim)
+        return principal_of(self.claims_now(token), self.trusted.roles_claim)
+
+    def claims_now(self, token: str) -> dict[str, Any]:
+        """Returns the verified claims of a valid token; raises AuthError with the reason."""
+        return self._claims(token, self.trusted.keys.key(signing_kid(token)))
 
     def _claims(self, token: str, key: PyJWK) -> dict[str, Any]:
         if key.algorithm_name not in ALGORITHMS:

@@ -1,4 +1,5 @@
-"""grpc.aio server interceptors: tracing, request context, error mapping and request metrics.
+"""grpc.aio server interceptors: tracing, the gateway's identity, request context, error
+mapping and request metrics.
 
 Tracing is OpenTelemetry's own gRPC instrumentation (a server span per call, unary and
 streaming alike, continuing the caller's W3C trace context from metadata); the others are ours.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -19,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from prometheus_client import Counter, Histogram
 
+from careops_platform.collectors import preinitialise
 from careops_platform.errors import (
     MAX_DESCRIPTION_BYTES,
     MAX_FIELD_BYTES,
@@ -34,12 +36,30 @@ from careops_platform.errors import (
     clip,
     service_error,
 )
+from careops_platform.identity import Principal, run_as
+from careops_platform.internal_identity import (
+    IDENTITY_METADATA,
+    REFUSAL_REASONS,
+    InternalRefusal,
+    InternalVerifier,
+)
 from careops_platform.requests import ACTOR, IDEMPOTENCY_KEY
 
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_METADATA = "idempotency-key"
+# A caller's claim of who it is: no longer believed by any service (the gateway's signed
+# identity is), and stripped by the gateway.
 ACTOR_METADATA = "careops-actor"
+# Callable without an identity: probes and tooling work before anyone logs in.
+PUBLIC_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+)
+THROUGH_GATEWAY = "calls to this service come through the gateway"
 MAX_IDEMPOTENCY_KEY = 200
 
 REQUESTS = Counter(
@@ -51,6 +71,13 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+
+INTERNAL_REFUSALS = Counter(
+    "careops_internal_identity_refusals_total",
+    "Calls refused at a service port for lacking a valid gateway identity, by reason.",
+    ["reason"],
+)
+preinitialise(INTERNAL_REFUSALS, REFUSAL_REASONS)
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 HandlerWrapper = Callable[[Behavior, str], Behavior]
@@ -117,26 +144,118 @@ def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
 
 
 class RequestContextInterceptor(_UnaryInterceptor):
-    """Exposes the `idempotency-key` and `careops-actor` metadata to command handlers."""
+    """Exposes the `idempotency-key` metadata to command handlers."""
 
     def wrap(self, behavior: Behavior, method: str) -> Behavior:
         async def with_context(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            metadata = _metadata(context)
-            key = metadata.get(IDEMPOTENCY_METADATA, "")
+            key = _metadata(context).get(IDEMPOTENCY_METADATA, "")
             if len(key) > MAX_IDEMPOTENCY_KEY:
                 await context.abort(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"idempotency-key is longer than {MAX_IDEMPOTENCY_KEY} characters",
                 )
             key_token = IDEMPOTENCY_KEY.set(f"{method}:{key}" if key else "")
-            actor_token = ACTOR.set(metadata.get(ACTOR_METADATA, "anonymous")[:100])
             try:
                 return await behavior(request, context)
             finally:
                 IDEMPOTENCY_KEY.reset(key_token)
-                ACTOR.reset(actor_token)
 
         return with_context
+
+
+def is_public_method(method: str) -> bool:
+    """Returns whether the gRPC method `/<service>/<method>` is public (health, reflection)."""
+    return method.lstrip("/").partition("/")[0] in PUBLIC_SERVICES
+
+
+def reshaped(handler: grpc.RpcMethodHandler, unary: Any, streaming: Any) -> grpc.RpcMethodHandler:
+    """Returns a handler of `handler`'s shape and codecs with the given behaviours."""
+    codecs = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(streaming, **codecs)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary, **codecs)
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(streaming, **codecs)
+    return grpc.unary_unary_rpc_method_handler(unary, **codecs)
+
+
+def refusal_handler(
+    handler: grpc.RpcMethodHandler,
+    code: grpc.StatusCode,
+    reason: str,
+    trailers: tuple[Any, ...] = (),
+) -> grpc.RpcMethodHandler:
+    """Returns a handler of `handler`'s shape that only aborts with `code` and `reason`:
+    nothing of the method runs."""
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(code, reason, trailing_metadata=trailers)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(code, reason, trailing_metadata=trailers)
+        yield  # pragma: no cover - abort raises; this makes the function a generator
+
+    return reshaped(handler, unary, streaming)
+
+
+def _as_caller(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
+    """Returns the handler running with `principal` current and its subject as the actor."""
+    behavior = (
+        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    )
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        restore = run_as(principal)
+        actor_token = ACTOR.set(principal.subject)
+        try:
+            return await behavior(request, context)
+        finally:
+            ACTOR.reset(actor_token)
+            restore()
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        # Set, not reset: grpc.aio serves each call in a task of its own, whose context ends
+        # with it, and a generator may be closed from another context than the one it ran in.
+        run_as(principal)
+        ACTOR.set(principal.subject)
+        async for message in behavior(request, context):
+            yield message
+
+    return reshaped(handler, unary, streaming)
+
+
+class InternalIdentityInterceptor(grpc.aio.ServerInterceptor):
+    """A service's second wall: every call but health and reflection presents the gateway's
+    signed identity (`careops-identity`), else it is refused UNAUTHENTICATED and nothing runs.
+    The verified principal is current for the call (`identity.current_principal()`) and its
+    subject is the actor of the events the call causes."""
+
+    def __init__(self, verifier: InternalVerifier) -> None:
+        self._verifier = verifier
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or is_public_method(method):
+            return handler
+        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        token = next((value for key, value in metadata or () if key == IDENTITY_METADATA), None)
+        try:
+            principal = self._verifier.verify(token if isinstance(token, str) else None)
+        except InternalRefusal as refused:
+            INTERNAL_REFUSALS.labels(refused.kind).inc()
+            log.info("internal identity refused", extra={"method": method, "why": refused.kind})
+            reason = f"{THROUGH_GATEWAY}: {refused.reason}"
+            return refusal_handler(handler, grpc.StatusCode.UNAUTHENTICATED, reason)
+        return _as_caller(handler, principal)
 
 
 class Undecodable:
@@ -263,8 +382,11 @@ class StreamStatusInterceptor(StatusInterceptor):
 
 
 def default_interceptors(
-    error_map: ErrorMap | None = None,
+    error_map: ErrorMap | None = None, identity: InternalVerifier | None = None
 ) -> list[grpc.aio.ServerInterceptor]:
-    """Returns the standard chain: tracing, request context, then status mapping and metrics."""
+    """Returns the standard chain: tracing, the gateway's identity (with a verifier: every
+    service; the gateway authenticates its callers itself), request context, then status
+    mapping and metrics."""
     tracing: grpc.aio.ServerInterceptor = aio_server_interceptor()
-    return [tracing, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]
+    wall = [InternalIdentityInterceptor(identity)] if identity is not None else []
+    return [tracing, *wall, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]

@@ -52,10 +52,11 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, str]:
-    """Returns the public JWK of a P-256 key, its `kid` the RFC 7638 thumbprint (so a new key
-    has a new kid, and the same key always the same)."""
-    numbers = key.public_key().public_numbers()
+def public_jwk(key: ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) -> dict[str, str]:
+    """Returns the public JWK of a P-256 key (either half), its `kid` the RFC 7638 thumbprint
+    (so a new key has a new kid, and the same key always the same)."""
+    public = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
+    numbers = public.public_numbers()
     jwk = {
         "crv": "P-256",
         "kty": "EC",
@@ -81,10 +82,9 @@ def write_private(path: Path, data: bytes) -> None:
             temporary.unlink()
 
 
-def load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
-    """Returns the data dir's signing key, creating it on first use. Two processes starting
-    at once agree on one key: the first link wins and the other reads it."""
-    path = data_dir / KEY_FILE
+def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Returns the P-256 signing key at `path`, creating it on first use. Two processes
+    starting at once agree on one key: the first link wins and the other reads it."""
     if not path.exists():
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
@@ -96,9 +96,30 @@ def load_or_create_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
         with contextlib.suppress(FileExistsError):
             os.link(candidate, path)
         candidate.unlink()
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path} is not an EC private key")
+    return load_private_key(path)
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Returns the unencrypted PEM P-256 private key at `path`; ValueError naming the file
+    when it is unreadable or not one."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable unencrypted PEM private key ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path} is not a P-256 (ES256) private key")
+    return key
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """Returns the PEM P-256 public key at `path`; ValueError naming the file when it is
+    unreadable or not one."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a readable PEM public key ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path} is not a P-256 (ES256) public key")
     return key
 
 
@@ -113,7 +134,7 @@ class LocalIssuer:
     @property
     def key(self) -> ec.EllipticCurvePrivateKey:
         if self._key is None:
-            self._key = load_or_create_key(self.data_dir)
+            self._key = load_or_create_key(self.data_dir / KEY_FILE)
         return self._key
 
     def jwks(self) -> dict[str, Any]:

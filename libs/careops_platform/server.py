@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_g
 from prometheus_client import start_http_server
 
 from careops_platform.interceptors import default_interceptors
+from careops_platform.internal_identity import InternalVerifier
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,13 @@ class GrpcServer:
         error_map: Mapping[type[Exception], grpc.StatusCode] | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         credentials: grpc.ServerCredentials | None = None,
+        identity: InternalVerifier | None = None,
     ) -> None:
         # `credentials`: TLS on the port (the gateway's public edge); None: plaintext.
+        # `identity`: the verifier of the gateway's signed identity every call but health and
+        # reflection must present; None: no such wall (the gateway, which checks its callers).
         # `interceptors` run innermost, after tracing, metrics and status mapping saw the call.
-        chain = [*default_interceptors(error_map), *interceptors]
+        chain = [*default_interceptors(error_map, identity), *interceptors]
         self._server = grpc.aio.server(interceptors=chain)
         self._bindings = list(bindings)
         self.health = HealthServicer()

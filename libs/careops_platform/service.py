@@ -40,6 +40,7 @@ from sqlalchemy import Engine
 
 from careops_platform import admin
 from careops_platform.db import database_url, make_engine, migrate
+from careops_platform.internal_identity import InternalVerifier
 from careops_platform.registry import ServiceEntry
 from careops_platform.runtime import (
     Stoppable,
@@ -135,6 +136,12 @@ class Service(Generic[SettingsT]):
         """Returns the TLS credentials of the gRPC port; None (the default): plaintext."""
         return None
 
+    def internal_identity(self) -> InternalVerifier | None:
+        """Returns the verifier of the gateway's signed identity that every call must present
+        (the default: every service); None only for a process that authenticates its callers
+        itself (the gateway)."""
+        return self.settings.internal_verifier()
+
     def collectors(self) -> Sequence[Collector]:
         """Returns the scrape-time collectors `serve` registers with Prometheus."""
         return ()
@@ -163,6 +170,7 @@ class Service(Generic[SettingsT]):
             error_map=self.error_map(),
             interceptors=self.interceptors(),
             credentials=self.credentials(),
+            identity=self.internal_identity(),
         )
         await self.server.start()
         await self.started()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from careops_platform.internal_identity import InternalVerifier
+from careops_platform.local_issuer import load_public_key
 
 T = TypeVar("T", bound="ServiceSettings")
 
@@ -30,6 +34,26 @@ class ServiceSettings(BaseSettings):
     append_timeout_seconds: float = Field(2.0, gt=0, le=60)
     read_wait_seconds: float = Field(5.0, gt=0, le=60, description="Max wait for min_sequence")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    internal_verify_key_file: str = Field(
+        "",
+        description="PEM public key of the gateway's internal identity tokens (services); "
+        "empty: the embedded key in <data dir>/auth/internal-signing-key.pem",
+    )
+
+    @field_validator("internal_verify_key_file")
+    @classmethod
+    def _verify_key_readable(cls, value: str) -> str:
+        # At start, not at the first call: a bad file stops the process with its name.
+        if value:
+            load_public_key(Path(value))
+        return value
+
+    def internal_verifier(self) -> InternalVerifier:
+        """Returns the verifier of the gateway's internal identity: the configured public
+        key, else the embedded key pair's (created in the data dir if no process has yet)."""
+        if self.internal_verify_key_file:
+            return InternalVerifier(load_public_key(Path(self.internal_verify_key_file)))
+        return InternalVerifier.embedded(self.data_dir)
 
 
 def env_name(cls: type[BaseSettings], field: str) -> str:

@@ -14,6 +14,11 @@ from aiohttp import web
 from careops_platform.api_keys import API_KEY_PREFIX, ApiKeyStore
 from careops_platform.errors import PermissionDenied
 from careops_platform.identity import AuthError, Principal, TokenVerifier, bearer_token, run_as
+from careops_platform.interceptors import (
+    is_public_method,
+    refusal_handler,
+    reshaped,
+)
 from careops_platform.permissions import PermissionTable
 
 from gateway.errors import error_body, error_response
@@ -23,14 +28,6 @@ from gateway.limits import http_refusal as over_rate
 from gateway.web_rpc import is_procedure
 from gateway.web_rpc import refusal as shaped
 
-# gRPC services callable without a token: probes and tooling must work before anyone logs in.
-PUBLIC_SERVICES = frozenset(
-    {
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    }
-)
 # HTTP paths served without a token: health, the issuer's public keys, the API documents.
 PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs"})
 REALM = "careops"
@@ -46,11 +43,6 @@ def rpc_method(path: str) -> str | None:
     if path.startswith(RPC_PATH_PREFIX):
         return path[len(RPC_PATH_PREFIX) - 1 :]
     return path if is_procedure(path) else None
-
-
-def is_public_method(method: str) -> bool:
-    """Returns whether the gRPC method `/<service>/<method>` needs no token."""
-    return method.lstrip("/").partition("/")[0] in PUBLIC_SERVICES
 
 
 def _authorization(metadata: Any) -> str | None:
@@ -94,24 +86,6 @@ def _status(error: AuthError) -> grpc.StatusCode:
     return grpc.StatusCode.UNAVAILABLE if error.unavailable else grpc.StatusCode.UNAUTHENTICATED
 
 
-def _refusal(
-    handler: grpc.RpcMethodHandler,
-    code: grpc.StatusCode,
-    reason: str,
-    trailers: tuple[Any, ...] = (),
-) -> grpc.RpcMethodHandler:
-    """Returns a handler of the same shape that only aborts with the refusal."""
-
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, reason, trailing_metadata=trailers)
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await context.abort(code, reason, trailing_metadata=trailers)
-        yield  # pragma: no cover - abort raises; this makes the function a generator
-
-    return _shaped(handler, unary, streaming)
-
-
 def _as_principal(
     handler: grpc.RpcMethodHandler, principal: Principal, limits: Limits | None = None
 ) -> grpc.RpcMethodHandler:
@@ -145,22 +119,7 @@ def _as_principal(
         async for message in behavior(request, context):
             yield message
 
-    return _shaped(handler, unary, streaming)
-
-
-def _shaped(handler: grpc.RpcMethodHandler, unary: Any, streaming: Any) -> grpc.RpcMethodHandler:
-    """Returns a handler of `handler`'s shape and codecs with the given behaviours."""
-    codecs = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(streaming, **codecs)
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(unary, **codecs)
-    if handler.stream_stream:
-        return grpc.stream_stream_rpc_method_handler(streaming, **codecs)
-    return grpc.unary_unary_rpc_method_handler(unary, **codecs)
+    return reshaped(handler, unary, streaming)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
@@ -184,15 +143,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         try:
             principal = await self._authenticator.principal(_authorization(metadata))
         except AuthError as error:
-            return _refusal(handler, _status(error), error.reason)
+            return refusal_handler(handler, _status(error), error.reason)
         try:
             self._authenticator.authorize(principal, method)
         except PermissionDenied as denied:
-            return _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, str(denied))
+            return refusal_handler(handler, grpc.StatusCode.PERMISSION_DENIED, str(denied))
         wait = self._limits.rate.acquire(principal.subject) if self._limits else None
         if wait is not None:
             reason, trailers = grpc_refusal_trailers(principal.subject, wait)
-            return _refusal(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, trailers)
+            return refusal_handler(handler, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, trailers)
         return _as_principal(handler, principal, self._limits)
 
 

@@ -13,6 +13,7 @@ from careops.common.v1 import admin_pb2
 from careops_platform.errors import FieldViolation, InvalidArgument
 from careops_platform.identity import current_principal
 from careops_platform.interceptors import ACTOR_METADATA
+from careops_platform.internal_identity import IDENTITY_METADATA, InternalSigner
 from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
@@ -37,6 +38,9 @@ _HOP_BY_HOP = frozenset(
         "tracestate",
         "baggage",
         "authorization",
+        # Identity is the gateway's to state: a caller's claim of either is dropped.
+        ACTOR_METADATA,
+        IDENTITY_METADATA,
     }
 )
 # Channel options: a backend that comes back is reconnected within seconds, not minutes.
@@ -108,9 +112,12 @@ class Backend:
     service: str
     address: str
     channel: grpc.aio.Channel | None = field(default=None, repr=False)
+    signer: InternalSigner | None = field(default=None, repr=False)
 
-    def open(self) -> None:
+    def open(self, signer: InternalSigner) -> None:
+        """Opens the channel; forwarded calls present their principal signed by `signer`."""
         self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
+        self.signer = signer
 
     async def close(self) -> None:
         if self.channel is not None:
@@ -156,21 +163,21 @@ def shared_routes(backends: Iterable[Backend]) -> dict[str, SharedRoute]:
     return table
 
 
-def outgoing_metadata(metadata: Metadata | None) -> list[tuple[str, str | bytes]]:
+def outgoing_metadata(
+    metadata: Metadata | None, signer: InternalSigner | None = None
+) -> list[tuple[str, str | bytes]]:
     """Returns the caller's metadata to forward, with the current trace context injected and,
-    for an authenticated call, the verified principal as the actor: whoever the caller claims
-    to be (`careops-actor`), the events the call causes name who it is."""
+    for an authenticated call, the verified principal signed by `signer` (`careops-identity`):
+    whoever the caller claims to be, the service and the events the call causes see who it is.
+    Without a principal nothing is signed, and the service refuses the call."""
     principal = current_principal()
     forwarded = [
         (key, value)
         for key, value in metadata or ()
-        if not key.startswith(":")
-        and not key.startswith("grpc-")
-        and key not in _HOP_BY_HOP
-        and not (principal is not None and key == ACTOR_METADATA)
+        if not key.startswith(":") and not key.startswith("grpc-") and key not in _HOP_BY_HOP
     ]
-    if principal is not None:
-        forwarded.append((ACTOR_METADATA, principal.subject))
+    if principal is not None and signer is not None:
+        forwarded.extend(signer.metadata(principal))
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     forwarded.extend(carrier.items())
@@ -215,7 +222,7 @@ async def call_unary(
         call = route.backend.connected().unary_unary(route.path)
         try:
             response: bytes = await call(
-                request, metadata=outgoing_metadata(metadata), timeout=timeout
+                request, metadata=outgoing_metadata(metadata, route.backend.signer), timeout=timeout
             )
         except grpc.aio.AioRpcError as error:
             span.set_attribute("rpc.grpc.status", error.code().name)
@@ -239,7 +246,7 @@ async def call_stream(
         attributes=_span_attributes(route),
     ) as span:
         call = route.backend.connected().unary_stream(route.path)(
-            request, metadata=outgoing_metadata(metadata), timeout=timeout
+            request, metadata=outgoing_metadata(metadata, route.backend.signer), timeout=timeout
         )
         try:
             if accepted is not None:

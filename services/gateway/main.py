@@ -12,11 +12,12 @@ from careops_platform import registry
 from careops_platform import service as skeleton
 from careops_platform.api_keys import ApiKeyStore
 from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
-from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from careops_platform.internal_identity import InternalSigner, InternalVerifier
+from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer, load_private_key
 from careops_platform.permissions import load_permissions
 from careops_platform.server import ServiceBinding
 from careops_platform.settings import ServiceSettings
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from gateway import grpc_api
@@ -124,6 +125,12 @@ class GatewaySettings(ServiceSettings):
     )
     tls_key_file: str = Field("", description="PEM private key of tls_cert_file (unencrypted)")
 
+    internal_signing_key_file: str = Field(
+        "",
+        description="PEM P-256 private key signing the identity forwarded to the services; "
+        "empty: the embedded key in <data dir>/auth/internal-signing-key.pem",
+    )
+
     @model_validator(mode="after")
     def _issuer_with_keys(self) -> GatewaySettings:
         if bool(self.auth_issuer) != bool(self.auth_jwks_url):
@@ -135,6 +142,21 @@ class GatewaySettings(ServiceSettings):
         # At start, not at the first handshake: a bad file stops the process with its name.
         self.tls()
         return self
+
+    @field_validator("internal_signing_key_file")
+    @classmethod
+    def _signing_key_readable(cls, value: str) -> str:
+        # At start, not at the first forwarded call: a bad file stops the gateway naming it.
+        if value:
+            load_private_key(Path(value))
+        return value
+
+    def internal_signer(self) -> InternalSigner:
+        """Returns the signer of the identity forwarded to the services: the configured key,
+        else the embedded one (created in the data dir on first use)."""
+        if self.internal_signing_key_file:
+            return InternalSigner(load_private_key(Path(self.internal_signing_key_file)))
+        return InternalSigner.embedded(self.data_dir)
 
     def tls(self) -> TlsFiles | None:
         """Returns the checked certificate and key of the public ports; None: plaintext."""
@@ -215,6 +237,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
     def credentials(self) -> grpc.ServerCredentials | None:
         return self.tls.grpc_credentials() if self.tls is not None else None
 
+    def internal_identity(self) -> InternalVerifier | None:
+        # The front door: it authenticates its callers itself and signs what it forwards.
+        return None
+
     def interceptors(self) -> Sequence[grpc.aio.ServerInterceptor]:
         assert self.authenticator is not None
         return (AuthInterceptor(self.authenticator, self.limits),)
@@ -222,8 +248,9 @@ class GatewayService(skeleton.Service[GatewaySettings]):
     async def start_parts(self) -> None:
         self.issuer = self.settings.local_issuer()
         self.authenticator = self.settings.authenticator()
+        signer = self.settings.internal_signer()
         for backend in self.backends:
-            backend.open()
+            backend.open(signer)
 
     def bindings(self) -> Sequence[ServiceBinding]:
         bindings = [

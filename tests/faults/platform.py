@@ -167,9 +167,9 @@ class Writer:
 
     def _until_acknowledged(self, send: Send, n: int, key: str) -> bool:
         for _attempt in range(2000):
-            address = self.platform.processes[self.service].address
+            process = self.platform.processes[self.service]
             try:
-                with grpc.insecure_channel(address) as channel:
+                with process.channel() as channel:
                     send(channel, n, key)
                 return True
             except grpc.RpcError as exc:
@@ -328,7 +328,7 @@ def assert_read_models_equal_rebuilds(platform: Platform) -> None:
 def assert_equals_rebuild(process: ServiceProcess) -> None:
     """Once caught up, the service's database equals itself after every projection (replayed
     from sequence 0) has caught up again."""
-    with grpc.insecure_channel(process.address) as channel:
+    with process.channel() as channel:
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
         name = process.service
         projections = eventually_sync(partial(caught_up, stub), what=f"{name} caught up")

@@ -18,7 +18,7 @@ from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 
 from tests.faults.platform import command_id
-from tests.support import fault_scale, read_log
+from tests.support import channel_to, fault_scale, read_log
 
 WRITERS = 8
 REPLY = "/careops.ticketing.v1.TicketingService/AddReply"
@@ -59,7 +59,7 @@ async def test_eight_concurrent_writers_on_one_ticket(
         stubs = []
         for replica in replicas:
             assert replica.server is not None
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{replica.server.port}")
+            channel = channel_to(replica)
             stack.push_async_callback(channel.close)
             stubs.append(ticketing_pb2_grpc.TicketingServiceStub(channel))
         opened = await stubs[0].OpenTicket(

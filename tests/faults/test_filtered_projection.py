@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from careops.common.v1 import admin_pb2, admin_pb2_grpc
 
 from tests.faults.platform import SENDERS, running_platform
@@ -13,9 +12,9 @@ from tests.support import eventually_sync
 
 def test_customer_incidents_catches_up_with_the_incident_stream(tmp_path: Path) -> None:
     with running_platform(tmp_path, "incident", "customer") as platform:
-        with grpc.insecure_channel(platform.processes["incident"].address) as channel:
+        with platform.processes["incident"].channel() as channel:
             SENDERS["incident"](channel, 0, "filtered-0")
-        channel = grpc.insecure_channel(platform.processes["customer"].address)
+        channel = platform.processes["customer"].channel()
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
 
         def customer_incidents_caught_up() -> bool:

@@ -19,7 +19,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,7 +58,7 @@ from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
 from typer.testing import CliRunner
 
-from tests.support import eventually
+from tests.support import channel_to, eventually, shared_internal_key
 
 T = TypeVar("T")
 SERVICES = ("ticketing", "customer", "incident", "quality")
@@ -256,6 +256,10 @@ async def inject(
 @pytest.fixture(scope="module")
 async def staged(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Staged]:
     data = tmp_path_factory.mktemp("poison")
+    # One internal key for the services and the gateway of the CLI test (data dirs differ),
+    # set before any settings are read.
+    keys = ExitStack()
+    keys.enter_context(shared_internal_key(data / "internal-key"))
     nats = EmbeddedNats(data_dir=data / "nats", port=free_port())
     nats.start(log_file=data / "nats.log")
     hash_key = base64.b64encode(os.urandom(32)).decode()
@@ -286,7 +290,7 @@ async def staged(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stag
             for name, service in services.items():
                 await service.start()
                 stack.push_async_callback(service.stop)
-                channels[name] = grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}")
+                channels[name] = channel_to(service)
                 stack.push_async_callback(channels[name].close)
             nc = await connect(nats.url, name="poison-tests")
             stack.push_async_callback(nc.close)
@@ -307,6 +311,7 @@ async def staged(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stag
             yield Staged(services, nc, store, poison, good, counters, first, channels)
     finally:
         nats.stop()
+        keys.close()
 
 
 def parked_rows(service: Any, consumer: str) -> list[ParkedMessage]:

@@ -17,11 +17,11 @@ from tests.support import ServiceProcess, eventually_sync, fault_scale
 KILLS = 3
 
 
-def moved_on(address: str, floor: int) -> int:
+def moved_on(process: ServiceProcess, floor: int) -> int:
     """The replica's ticket-list position once it is past `floor` (or at the stream's end),
     else 0 (also while the replica is not answering yet)."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with process.channel() as channel:
             stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
             listed = stub.ListProjections(admin_pb2.ListProjectionsRequest(), timeout=2)
     except grpc.RpcError:
@@ -42,7 +42,7 @@ def test_kill_9_during_a_projection_backlog(tmp_path: Path) -> None:
     (tmp_path / "behind").mkdir()
     try:
         writer.start()
-        with grpc.insecure_channel(writer.address) as channel:
+        with writer.channel() as channel:
             for n in range(backlog):
                 SENDERS["ticketing"](channel, n, f"backlog-{n}")
         seen = 0
@@ -50,7 +50,7 @@ def test_kill_9_during_a_projection_backlog(tmp_path: Path) -> None:
             behind.launch()
             # Killed as soon as its projections have moved on: mid-backlog (or just past it).
             seen = eventually_sync(
-                partial(moved_on, behind.address, seen),
+                partial(moved_on, behind, seen),
                 timeout=120,
                 what="the lagging replica's projection moved on",
             )

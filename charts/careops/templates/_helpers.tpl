@@ -60,6 +60,17 @@ app.kubernetes.io/part-of: careops
 
 {{- define "careops.tlsPath" -}}/etc/careops/tls{{- end -}}
 
+{{- define "careops.internalIdentityPath" -}}/etc/careops/internal-identity{{- end -}}
+
+{{/* The Secret of the internal identity key pair; rendering stops without one. */}}
+{{- define "careops.internalIdentitySecret" -}}
+{{- $secret := .Values.internalIdentity.existingSecret -}}
+{{- if not $secret -}}
+{{- fail "internalIdentity.existingSecret is required: a Secret with signing-key.pem (the gateway's) and verify-key.pem (the services'); see docs/deploy.md#internal-identity" -}}
+{{- end -}}
+{{- $secret -}}
+{{- end -}}
+
 {{/*
 One service. Args (dict):
   root       the chart context ($)
@@ -77,6 +88,9 @@ One service. Args (dict):
 {{- $isGateway := eq .key "gateway" -}}
 {{- $tlsSecret := "" -}}
 {{- if $isGateway }}{{- $tlsSecret = $svc.tls.secretName -}}{{- end -}}
+{{- $identitySecret := include "careops.internalIdentitySecret" $root -}}
+{{- /* The gateway holds the private key and signs; a service holds only the public key. */ -}}
+{{- $identityFile := ternary "signing-key.pem" "verify-key.pem" $isGateway -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -234,6 +248,8 @@ spec:
             - name: CAREOPS_OTEL_ENDPOINT
               value: {{ . | quote }}
             {{- end }}
+            - name: {{ ternary "CAREOPS_INTERNAL_SIGNING_KEY_FILE" "CAREOPS_INTERNAL_VERIFY_KEY_FILE" $isGateway }}
+              value: {{ printf "%s/%s" (include "careops.internalIdentityPath" $root) $identityFile | quote }}
             {{- if $v.database.existingSecret }}
             - name: CAREOPS_DATABASE_URL
               valueFrom:
@@ -288,6 +304,9 @@ spec:
               mountPath: {{ include "careops.tlsPath" $root }}
               readOnly: true
             {{- end }}
+            - name: internal-identity
+              mountPath: {{ include "careops.internalIdentityPath" $root }}
+              readOnly: true
       volumes:
         - name: tmp
           emptyDir:
@@ -301,6 +320,13 @@ spec:
             secretName: {{ $tlsSecret }}
             defaultMode: 0440
         {{- end }}
+        - name: internal-identity
+          secret:
+            secretName: {{ $identitySecret }}
+            defaultMode: 0440
+            items:
+              - key: {{ $identityFile }}
+                path: {{ $identityFile }}
 ---
 apiVersion: policy/v1
 kind: PodDisruptionBudget

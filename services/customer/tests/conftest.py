@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from careops.customer.v1 import customer_pb2_grpc
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from customer.main import CustomerService, CustomerSettings
+from tests.support import channel_to
 
 
 def new_secret() -> str:
@@ -69,7 +69,7 @@ async def stub(
     service: CustomerService,
 ) -> AsyncIterator[customer_pb2_grpc.CustomerProfileServiceStub]:
     assert service.server is not None
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+    async with channel_to(service) as channel:
         yield customer_pb2_grpc.CustomerProfileServiceStub(channel)
 
 

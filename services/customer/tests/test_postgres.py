@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import grpc
 from careops.customer.v1 import customer_pb2 as pb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as t
@@ -14,6 +13,7 @@ from sqlalchemy import Engine, inspect, text
 
 from customer.tests.conftest import running_customer
 from customer.tests.test_api import unique_contacts
+from tests.support import channel_to
 
 
 def rows_containing(engine: Engine, *needles: bytes) -> list[str]:
@@ -37,7 +37,7 @@ async def test_erasure_leaves_nothing_in_postgresql(
     try:
         async with running_customer(tmp_path, nats_server.url, database_url=postgres_url) as svc:
             assert svc.server is not None and svc.app is not None
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.server.port}") as channel:
+            async with channel_to(svc) as channel:
                 stub = customer_pb2_grpc.CustomerProfileServiceStub(channel)
                 reply = await stub.RegisterCustomer(
                     pb.RegisterCustomerRequest(

@@ -4,8 +4,9 @@ running (their ports are closed)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,7 @@ from ticketing.tests.conftest import service
 
 from gateway.main import GatewayService, GatewaySettings
 from gateway.tests.issuer import authorized_channel, shared_issuer
+from tests.support import channel_to, shared_internal_key
 
 # The services' own fixtures, reused: ticketing's `service`, incident's `incident_service` (with
 # its local webhook and SMTP receivers).
@@ -57,6 +59,14 @@ async def running_gateway(
 def authorization(token: str | None = None) -> dict[str, str]:
     """Returns the HTTP header presenting `token` (default: the shared issuer's admin)."""
     return {"Authorization": f"Bearer {token or shared_issuer().token()}"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def internal_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One internal key pair for the gateway and the services behind it (their data dirs
+    differ), set before any of them starts."""
+    with shared_internal_key(tmp_path_factory.mktemp("internal-key")) as signing:
+        yield signing
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +115,7 @@ async def gateway_channel(gateway: GatewayService) -> AsyncIterator[grpc.aio.Cha
 
 @pytest.fixture(scope="module")
 async def ticketing_channel(ticketing: TicketingService) -> AsyncIterator[grpc.aio.Channel]:
-    async with grpc.aio.insecure_channel(address(ticketing)) as channel:
+    async with channel_to(ticketing) as channel:
         yield channel
 
 

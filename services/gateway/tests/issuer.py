@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import jwt
+from careops_platform.client_metadata import metadata_interceptors
 from careops_platform.identity import ADMIN
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -133,49 +134,8 @@ def bearer(token: str) -> tuple[tuple[str, str]]:
     return (("authorization", f"Bearer {token}"),)
 
 
-class _Bearer:
-    """Adds `authorization: Bearer <token>` to every call that has none."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = list(details.metadata or ())
-        if not any(key == "authorization" for key, _ in metadata):
-            metadata.extend(bearer(self._token))
-        return grpc.aio.ClientCallDetails(
-            details.method,
-            details.timeout,
-            grpc.aio.Metadata(*metadata),
-            details.credentials,
-            details.wait_for_ready,
-        )
-
-
-# One class per call shape: grpc.aio files an interceptor under the first shape it matches.
-class _UnaryUnary(_Bearer, grpc.aio.UnaryUnaryClientInterceptor):
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self.details(details), request)
-
-
-class _UnaryStream(_Bearer, grpc.aio.UnaryStreamClientInterceptor):
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self.details(details), request)
-
-
-class _StreamUnary(_Bearer, grpc.aio.StreamUnaryClientInterceptor):
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self.details(details), requests)
-
-
-class _StreamStream(_Bearer, grpc.aio.StreamStreamClientInterceptor):
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self.details(details), requests)
-
-
 def authorized_channel(address: str, token: str | None = None) -> grpc.aio.Channel:
     """Returns an insecure channel presenting `token` (default: an admin token of the shared
     issuer) on every call."""
-    fixed = token or shared_issuer().token()
-    shapes = (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
-    return grpc.aio.insecure_channel(address, interceptors=[shape(fixed) for shape in shapes])
+    presented = bearer(token or shared_issuer().token())
+    return grpc.aio.insecure_channel(address, interceptors=metadata_interceptors(lambda: presented))

@@ -18,6 +18,7 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_platform.identity import Principal, current_principal
 from careops_platform.registry import BACKEND_METADATA
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,7 +26,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from incident.main import IncidentService
 from incident.tests.test_paging import declare
 from prometheus_client import REGISTRY
-from ticketing.application import SUBJECT_PREFIX
+from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 from ticketing.tests.test_grpc_api import key, open_request, violations
@@ -36,7 +37,7 @@ from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import authorized_channel, shared_issuer
-from tests.support import read_log
+from tests.support import appended_by, channel_to, command_ids, read_log
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"
@@ -360,7 +361,7 @@ async def test_one_trace_runs_from_the_http_caller_through_the_gateway_into_tick
 
 async def quiet_team(incident: IncidentService) -> str:
     """Returns a new team (a copy of one that exists): no page waits for it, no alert is due."""
-    async with grpc.aio.insecure_channel(address(incident)) as channel:
+    async with channel_to(incident) as channel:
         stub = incident_pb2_grpc.IncidentServiceStub(channel)
         team = (await stub.GetTeam(ipb.GetTeamRequest(team_id="brand_pr"))).team
         team.team_id, team.version = f"quiet-{uuid.uuid4().hex[:8]}", 0
@@ -423,6 +424,54 @@ async def test_the_verified_principal_is_the_actor_of_the_events_whatever_the_ca
         assert actors == {"agent-li"}, ticket_id
 
 
+async def test_the_service_sees_the_callers_principal_through_the_gateway(
+    gateway: GatewayService,
+    ticketing: TicketingService,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 11 item 4: the gateway forwards the verified principal, signed; the service's
+    `current_principal()` is the caller (subject, roles, client), not a claim."""
+    seen: list[Principal | None] = []
+    app = ticketing.app
+    assert app is not None
+    execute = app.execute
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(current_principal())
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(app, "execute", spy)
+    token = shared_issuer().token("agent-li", ("agent", "senior_agent"))
+    claimed = (("careops-actor", "someone-else"), ("careops-identity", "forged"))
+    async with authorized_channel(address(gateway), token) as channel:
+        await ticketing_pb2_grpc.TicketingServiceStub(channel).OpenTicket(
+            open_request(), metadata=(*key(), *claimed), timeout=10
+        )
+    assert seen == [Principal("agent-li", frozenset({"agent", "senior_agent"}), "test-client")]
+
+
+async def test_a_direct_call_to_a_service_port_is_unauthenticated_and_appends_nothing(
+    ticketing: TicketingService,
+) -> None:
+    """Issue 11 must-hold: without the gateway's identity a service refuses, nothing runs."""
+    store = ticketing.store
+    assert store is not None
+    idempotency_key = uuid.uuid4().hex
+    before = {STREAM.name: await store.last_sequence(STREAM.name)}
+    async with grpc.aio.insecure_channel(address(ticketing)) as channel:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.OpenTicket(
+                open_request(),
+                metadata=(("idempotency-key", idempotency_key), ("careops-actor", "admin")),
+                timeout=10,
+            )
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "come through the gateway" in (refused.value.details() or "")
+    descriptor = pb.DESCRIPTOR.services_by_name["TicketingService"]
+    assert await appended_by(store, before, command_ids(descriptor, idempotency_key)) == []
+
+
 def forwarded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Returns the paths of the unary calls the gateway forwards from now on (to a backend)."""
     calls: list[str] = []
@@ -444,7 +493,7 @@ async def test_projection_admin_calls_go_to_the_backend_they_name(
     through = admin_pb2_grpc.ProjectionAdminServiceStub(gateway_channel)
     listed: dict[str, set[str]] = {}
     for name, backend in (("ticketing", ticketing), ("incident", incident)):
-        async with grpc.aio.insecure_channel(address(backend)) as direct:
+        async with channel_to(backend) as direct:
             expected = await admin_pb2_grpc.ProjectionAdminServiceStub(direct).ListProjections(
                 admin_pb2.ListProjectionsRequest(), timeout=10
             )

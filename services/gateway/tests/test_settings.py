@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from careops_platform.settings import load_settings
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.main import GatewaySettings
 
@@ -65,6 +69,8 @@ def test_cors_origins_are_none_by_default_and_comma_separated(
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example/"),
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "https://app.example, app.example"),
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "*"),
+        # The internal identity's signing key, missing.
+        ("CAREOPS_INTERNAL_SIGNING_KEY_FILE", "/nonexistent/signing-key.pem"),
     ],
 )
 def test_bad_values_stop_the_process_naming_the_variable(
@@ -75,3 +81,19 @@ def test_bad_values_stop_the_process_naming_the_variable(
         load_settings(GatewaySettings)
     assert stopped.value.code == 2
     assert variable in capsys.readouterr().err
+
+
+def test_a_public_key_as_the_signing_key_stops_the_gateway_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    public = tmp_path / "verify-key.pem"
+    public.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    monkeypatch.setenv("CAREOPS_INTERNAL_SIGNING_KEY_FILE", str(public))
+    with pytest.raises(SystemExit):
+        load_settings(GatewaySettings)
+    error = capsys.readouterr().err
+    assert "CAREOPS_INTERNAL_SIGNING_KEY_FILE" in error and str(public) in error

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 import yaml
 from careops.incident.v1 import incident_pb2_grpc
@@ -15,7 +14,7 @@ from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from incident.main import IncidentService, IncidentSettings
 from tests.receivers import DOWN, HttpReceiver, MailReceiver, http_receiver, smtp_receiver
-from tests.support import FakeClock
+from tests.support import FakeClock, channel_to
 
 SIGNING_KEY = "test-signing-key"
 CS_SLACK = DOWN + "slack-cs"  # customer service's Slack is down: it always answers 503
@@ -197,5 +196,5 @@ async def incident_stub(
     incident_service: IncidentService,
 ) -> AsyncIterator[incident_pb2_grpc.IncidentServiceStub]:
     assert incident_service.server is not None
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{incident_service.server.port}") as channel:
+    async with channel_to(incident_service) as channel:
         yield incident_pb2_grpc.IncidentServiceStub(channel)

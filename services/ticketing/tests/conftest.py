@@ -7,12 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import FakeClock
+from tests.support import FakeClock, channel_to
 from ticketing.main import TicketingService, TicketingSettings
 
 
@@ -58,5 +57,5 @@ async def service(
 @pytest.fixture(scope="module")
 async def stub(service: TicketingService) -> AsyncIterator[ticketing_pb2_grpc.TicketingServiceStub]:
     assert service.server is not None
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+    async with channel_to(service) as channel:
         yield ticketing_pb2_grpc.TicketingServiceStub(channel)

@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from tests.support import channel_to
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 
@@ -48,7 +49,7 @@ async def test_health_is_serving_and_reflection_lists_the_service(
     service: TicketingService,
 ) -> None:
     assert service.server is not None
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+    async with channel_to(service) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         for name in ("", "careops.ticketing.v1.TicketingService"):
             reply = await health.Check(health_pb2.HealthCheckRequest(service=name))

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import careops_sla
-import grpc
 import pytest
 import yaml
 from careops.ticketing.v1 import ticketing_pb2 as pb
@@ -20,7 +19,7 @@ from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.server import start_metrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import FakeClock, event_types, eventually, fire_due_timers
+from tests.support import FakeClock, channel_to, event_types, eventually, fire_due_timers
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 from ticketing.projections import SlaTimerProjection
@@ -54,7 +53,7 @@ async def fast_sla(
         tmp_path / "data", module_nats.url, clock=clock, sla_policy_file=str(policy)
     ) as service:
         assert service.server is not None
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service.server.port}") as channel:
+        async with channel_to(service) as channel:
             yield service, ticketing_pb2_grpc.TicketingServiceStub(channel), clock
 
 
