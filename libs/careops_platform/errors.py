@@ -74,6 +74,12 @@ class NotFound(ServiceError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class Unauthenticated(ServiceError):
+    """The call carries no verified identity."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
 class PermissionDenied(ServiceError):
     """The caller's roles lack the permission the call takes; `permission` names it."""
 

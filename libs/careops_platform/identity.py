@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 
+from careops_platform.errors import Unauthenticated
+
 AGENT = "agent"
 SENIOR_AGENT = "senior_agent"
 SUPERVISOR = "supervisor"
@@ -51,14 +53,15 @@ def current_principal() -> Principal | None:
     return PRINCIPAL.get()
 
 
-def caller() -> Principal | None:
+def caller() -> Principal:
     """Returns the principal a service's gRPC edge passes to its application for the data rules
-    (docs/permissions.md); None means no data rule applies (an in-process caller without one).
-
-    The one place every service reads its caller: once every call reaching a service carries
-    the gateway-verified identity, this refuses None (UNAUTHENTICATED) here and nowhere else.
-    """
-    return PRINCIPAL.get()
+    (docs/permissions.md): the one place every service reads its caller. Every call reaching a
+    service carries the gateway-verified identity (interceptors.InternalIdentityInterceptor);
+    a call without one is refused UNAUTHENTICATED here too, never served as nobody."""
+    principal = PRINCIPAL.get()
+    if principal is None:
+        raise Unauthenticated("the call carries no verified identity")
+    return principal
 
 
 class AuthError(Exception):

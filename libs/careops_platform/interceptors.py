@@ -322,20 +322,28 @@ def status_message(error: ServiceError) -> status_pb2.Status:
     return status
 
 
+def _code_of(exc: Exception, context: grpc.aio.ServicerContext, error_map: ErrorMap) -> Any:
+    """Returns the status code a failed call ends with (an abort's own, or what `exc` maps to)."""
+    if isinstance(exc, grpc.aio.AbortError):
+        return context.code() or grpc.StatusCode.UNKNOWN
+    error = status_of(exc, error_map)
+    return error.code if error is not None else grpc.StatusCode.INTERNAL
+
+
 async def _abort(
     exc: Exception, context: grpc.aio.ServicerContext, error_map: ErrorMap, method: str
-) -> grpc.StatusCode:
-    """Ends the call with the status `exc` maps to; returns its code. AbortError passes."""
+) -> None:
+    """Ends the call with the status `exc` maps to; an AbortError has ended it already.
+    Aborting raises: callers take the code first (`_code_of`), for the request metrics."""
     if isinstance(exc, grpc.aio.AbortError):
-        return context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[no-any-return]
+        return
     error = status_of(exc, error_map)
     if error is None:
         log.exception("unhandled error", extra={"method": method})
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        return grpc.StatusCode.INTERNAL
+        return
     trace.get_current_span().set_attribute("rpc.grpc.status", error.code.name)
     await context.abort_with_status(rich_status(error))
-    return error.code
 
 
 class StatusInterceptor(_UnaryInterceptor):
@@ -354,7 +362,8 @@ class StatusInterceptor(_UnaryInterceptor):
             try:
                 return await behavior(_decoded(request), context)
             except Exception as exc:
-                code = await _abort(exc, context, self._error_map, method)
+                code = _code_of(exc, context, self._error_map)
+                await _abort(exc, context, self._error_map, method)
                 raise
             finally:
                 REQUESTS.labels(method, code.name).inc()
@@ -373,7 +382,8 @@ class StreamStatusInterceptor(StatusInterceptor):
                 async for item in behavior(_decoded(request), context):
                     yield item
             except Exception as exc:
-                code = await _abort(exc, context, self._error_map, method)
+                code = _code_of(exc, context, self._error_map)
+                await _abort(exc, context, self._error_map, method)
                 raise
             finally:
                 REQUESTS.labels(method, code.name).inc()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from careops_platform.errors import Unauthenticated
 from careops_platform.identity import (
     ADMIN,
     AGENT,
@@ -17,7 +18,9 @@ from careops_platform.identity import (
     Principal,
     TokenVerifier,
     bearer_token,
+    caller,
     principal_of,
+    run_as,
 )
 from careops_platform.local_issuer import (
     KEY_FILE,
@@ -107,3 +110,13 @@ def test_the_stored_token_is_owner_only(tmp_path: Path) -> None:
     assert path == tmp_path / TOKEN_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stored_token(tmp_path) == "abc"
+
+
+def test_a_service_edge_without_a_verified_caller_refuses_unauthenticated() -> None:
+    with pytest.raises(Unauthenticated):
+        caller()
+    restore = run_as(Principal("agent-wang", frozenset({"agent"})))
+    try:
+        assert caller().subject == "agent-wang"
+    finally:
+        restore()

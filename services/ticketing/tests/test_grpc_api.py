@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from tests.support import channel_to
 from ticketing.application import STREAM, SUBJECT_PREFIX
@@ -332,3 +333,18 @@ async def test_assign_without_agent_takes_the_skill_and_load_suggestion(stub: St
     assigned = await stub.AssignTicket(pb.AssignTicketRequest(ticket_id=ticket_id), metadata=key())
     assert assigned.ticket.assignee_id == "agent-zhang"
     assert assigned.ticket.status == t.TICKET_STATUS_ASSIGNED
+
+
+def requests_counted(method: str, code: str) -> float:
+    labels = {"method": method, "code": code}
+    return REGISTRY.get_sample_value("careops_grpc_requests_total", labels) or 0.0
+
+
+async def test_request_metrics_count_a_refused_call_under_its_status_code(stub: Stub) -> None:
+    method = "/careops.ticketing.v1.TicketingService/GetTicket"
+    before = {code: requests_counted(method, code) for code in ("OK", "NOT_FOUND")}
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.GetTicket(pb.GetTicketRequest(ticket_id="T-404404404"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert requests_counted(method, "NOT_FOUND") == before["NOT_FOUND"] + 1
+    assert requests_counted(method, "OK") == before["OK"]
