@@ -32,7 +32,7 @@ from careops_eventstore.nats_embedded import free_port
 from careops_eventstore.projection import ProjectionRunner
 from careops_eventstore.timers import TimerScheduler
 from careops_platform import registry, requests
-from careops_platform.identity import ADMIN, Principal
+from careops_platform.identity import ADMIN, ONCALL, Principal
 from careops_platform.internal_identity import (
     InternalSigner,
     embedded_key_path,
@@ -135,6 +135,14 @@ def eventually_sync(
 
 # Who a test calling a service port directly is, unless it says otherwise.
 ADMIN_TEST_PRINCIPAL = Principal("tester", frozenset({ADMIN}), "tests")
+
+
+def on_call(member_id: str) -> Principal:
+    """The principal of an on-call member as the gateway forwards it: the one who may
+    acknowledge that member's page (docs/permissions.md, rule 2)."""
+    return Principal(member_id, frozenset({ONCALL}), "tests")
+
+
 SIGNING_KEY_ENV = "CAREOPS_INTERNAL_SIGNING_KEY_FILE"
 VERIFY_KEY_ENV = "CAREOPS_INTERNAL_VERIFY_KEY_FILE"
 

@@ -21,7 +21,7 @@ from careops.incident.v1 import types_pb2 as t
 from careops_cli.incidents import follow_alerts
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import ServiceProcess, cli_env, eventually_sync, gateway_process
+from tests.support import ServiceProcess, cli_env, eventually_sync, gateway_process, on_call
 
 TEAM = "technical_support"
 
@@ -143,7 +143,7 @@ def test_oncall_watch_survives_a_restart_without_loss_or_duplicates(tmp_path: Pa
         service.start()
         during = _declare(service, "Array lost during the restart")
         [page] = [p for p in during.pages if p.team_id == TEAM]
-        with service.channel() as channel:
+        with service.channel(on_call(page.member_id)) as channel:
             incident_pb2_grpc.IncidentServiceStub(channel).AcknowledgePage(
                 pb.AcknowledgePageRequest(page_id=page.page_id, member_id=page.member_id),
                 metadata=(("idempotency-key", "ack-during"),),

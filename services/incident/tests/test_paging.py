@@ -28,9 +28,11 @@ from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import (
     FakeClock,
     appended_by,
+    channel_to,
     command_ids,
     eventually,
     fire_due_timers,
+    on_call,
     projected,
 )
 
@@ -42,6 +44,17 @@ SEVERE = t.RiskFactors(
     average_handling_minutes=30,
     exposure=0.6,
 )
+
+
+async def acknowledge(
+    service: IncidentService, page_id: str, member_id: str
+) -> pb.AcknowledgePageResponse:
+    """Acknowledges `page_id` as its on-call member `member_id` would, through the service port."""
+    async with channel_to(service, on_call(member_id)) as channel:
+        stub = incident_pb2_grpc.IncidentServiceStub(channel)
+        request = pb.AcknowledgePageRequest(page_id=page_id, member_id=member_id)
+        reply: pb.AcknowledgePageResponse = await stub.AcknowledgePage(request, metadata=key())
+        return reply
 
 
 def key() -> tuple[tuple[str, str], ...]:
@@ -175,9 +188,7 @@ async def test_watch_alerts_streams_new_pages_and_acknowledgements(
     declared = await declare(incident_stub)
     incident_id = declared.incident.incident_id
     page_id = next(p.page_id for p in declared.incident.pages if p.team_id == "technical_support")
-    await incident_stub.AcknowledgePage(
-        pb.AcknowledgePageRequest(page_id=page_id, member_id="ts-alice"), metadata=key()
-    )
+    await acknowledge(incident_service, page_id, "ts-alice")
 
     def both() -> bool:
         kinds = {(a.kind, a.replayed) for a in seen if a.incident_id == incident_id}
@@ -236,9 +247,7 @@ async def test_no_acknowledgement_escalates_and_acknowledgement_stops_the_chain(
     await eventually(lambda: posts_for(http, "/ts-bob", incident_id))
     got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
     bob = next(p for p in got.pages if p.member_id == "ts-bob")
-    acked = await incident_stub.AcknowledgePage(
-        pb.AcknowledgePageRequest(page_id=bob.page_id, member_id="ts-bob"), metadata=key()
-    )
+    acked = await acknowledge(incident_service, bob.page_id, "ts-bob")
     assert acked.incident.status == t.INCIDENT_STATUS_ACKNOWLEDGED
     # Past the next step's timeout, the acknowledgement having reached the timer table: nothing.
     await projected(incident_service, IncidentTimerProjection.name)
@@ -344,7 +353,7 @@ async def test_drills_run_the_whole_paging_path_and_are_labelled(
         ),
         (
             lambda s, md: s.AcknowledgePage(
-                pb.AcknowledgePageRequest(page_id="I-nope-p0", member_id="x"), metadata=md
+                pb.AcknowledgePageRequest(page_id="I-nope-p0"), metadata=md
             ),
             grpc.StatusCode.NOT_FOUND,
             "does not exist",
@@ -577,12 +586,10 @@ async def test_acknowledging_any_page_of_a_team_acknowledges_its_pagerduty_alert
     await eventually(lambda: posts_for(http, "/ts-bob", incident_id))
     got = (await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))).incident
     bob = next(p for p in got.pages if p.member_id == "ts-bob")
-    await incident_stub.AcknowledgePage(
-        pb.AcknowledgePageRequest(page_id=bob.page_id, member_id="ts-bob"), metadata=key()
-    )
+    await acknowledge(incident_service, bob.page_id, "ts-bob")
     await eventually(lambda: pagerduty_alerts(http, dedup_key, "acknowledge"))
-    acknowledge = pagerduty_alerts(http, dedup_key, "acknowledge")[0]
-    assert acknowledge["routing_key"] == "rk-technical-support" and "payload" not in acknowledge
+    sent = pagerduty_alerts(http, dedup_key, "acknowledge")[0]
+    assert sent["routing_key"] == "rk-technical-support" and "payload" not in sent
     await incident_stub.ResolveIncident(
         pb.ResolveIncidentRequest(incident_id=incident_id, summary="failover done"), metadata=key()
     )
