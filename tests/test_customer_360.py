@@ -169,9 +169,7 @@ async def test_360_tiers_and_erasure_across_services(
     assert by_phone.customer_id == cid
 
     await tickets.AddReply(
-        tpb.AddReplyRequest(
-            ticket_id=linked.ticket_id, author=tt.AUTHOR_AGENT, author_id="a1", body="Sorry!"
-        )
+        tpb.AddReplyRequest(ticket_id=linked.ticket_id, author=tt.AUTHOR_AGENT, body="Sorry!")
     )
     resolved = await tickets.ResolveTicket(
         tpb.ResolveTicketRequest(ticket_id=linked.ticket_id, resolution="replaced")

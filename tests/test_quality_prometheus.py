@@ -96,9 +96,7 @@ def resolved_ticket(
     ticket_id = opened.ticket.ticket_id
     stub.AssignTicket(tpb.AssignTicketRequest(ticket_id=ticket_id, agent_id="agent-li"))
     stub.AddReply(
-        tpb.AddReplyRequest(
-            ticket_id=ticket_id, author=tt.AUTHOR_AGENT, author_id="agent-li", body="on its way"
-        )
+        tpb.AddReplyRequest(ticket_id=ticket_id, author=tt.AUTHOR_AGENT, body="on its way")
     )
     resolved = stub.ResolveTicket(tpb.ResolveTicketRequest(ticket_id=ticket_id))
     return ticket_id, int(resolved.sequence)

@@ -440,9 +440,7 @@ async def test_poison_on_an_aggregate_subject_leaves_it_usable(staged: Staged) -
     await js.publish(f"careops.incident.incident.{incident_id}", b"")
     ticketing = ticketing_pb2_grpc.TicketingServiceStub(staged.channels["ticketing"])
     replied = await ticketing.AddReply(
-        tpb.AddReplyRequest(
-            ticket_id=ticket_id, author=tt.AUTHOR_AGENT, author_id="a1", body="On it"
-        )
+        tpb.AddReplyRequest(ticket_id=ticket_id, author=tt.AUTHOR_AGENT, body="On it")
     )
     assert replied.sequence > ticket_sequence
     got = await ticketing.GetTicket(tpb.GetTicketRequest(ticket_id=ticket_id))
