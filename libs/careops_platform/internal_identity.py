@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,12 @@ from careops_platform.client_metadata import (
 )
 from careops_platform.identity import (
     AuthError,
+    Clock,
     Principal,
     StaticKeys,
     TokenVerifier,
     TrustedIssuer,
+    VerifiedTokens,
     principal_of,
 )
 from careops_platform.local_issuer import load_or_create_key, public_jwk
@@ -50,7 +52,6 @@ CACHE_CAPACITY = 4096
 # Reason classes of a refused internal call (the refusal counter's label values).
 REFUSAL_REASONS = ("missing", "malformed", "unknown_key", "signature", "expired", "claims")
 
-Clock = Callable[[], float]
 MetadataPairs = Sequence[tuple[str, str]]
 
 
@@ -152,12 +153,6 @@ class InternalSigner:
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"kid": self._kid})
 
 
-@dataclass(frozen=True)
-class _Verified:
-    principal: Principal
-    expires: float
-
-
 class InternalVerifier:
     """Verifies internal tokens with the gateway's public key; a verified token is remembered
     (bounded) and accepted from memory until its `exp` by `clock`, never after."""
@@ -174,8 +169,7 @@ class InternalVerifier:
         trusted = TrustedIssuer(INTERNAL_ISSUER, INTERNAL_AUDIENCE, keys, leeway)
         self._tokens = TokenVerifier(trusted)
         self._clock = clock
-        self._capacity = capacity
-        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        self._memory = VerifiedTokens(capacity=capacity, clock=clock)
 
     @classmethod
     def embedded(cls, data_dir: Path | str, **options: Any) -> InternalVerifier:
@@ -187,24 +181,18 @@ class InternalVerifier:
         """Returns the principal of a valid internal token; raises InternalRefusal."""
         if not token:
             raise InternalRefusal("missing", f"no {IDENTITY_METADATA} metadata")
-        now = self._clock()
-        known = self._cache.get(token)
+        known = self._memory.get(token)
         if known is not None:
-            if now < known.expires:
-                return known.principal
-            del self._cache[token]
-            raise InternalRefusal("expired", "the token has expired")
+            return known
         try:
             claims = self._tokens.claims_now(token)
             principal = principal_of(claims)
         except AuthError as error:
             raise InternalRefusal(_refusal_kind(error), error.reason) from error
         expires = float(claims["exp"])
-        if now >= expires:  # by this verifier's clock, as the cache decides
+        if self._clock() >= expires:  # by this verifier's clock, as the memory decides
             raise InternalRefusal("expired", "the token has expired")
-        self._cache[token] = _Verified(principal, expires)
-        while len(self._cache) > self._capacity:
-            self._cache.popitem(last=False)
+        self._memory.put(token, principal, expires)
         return principal
 
 

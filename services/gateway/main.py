@@ -11,7 +11,7 @@ from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
 from careops_platform.api_keys import ApiKeyStore
-from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer
+from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer, VerifiedTokens
 from careops_platform.internal_identity import InternalSigner, InternalVerifier
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer, load_private_key
 from careops_platform.permissions import load_permissions
@@ -174,9 +174,12 @@ class GatewaySettings(ServiceSettings):
 
     def verifier(self) -> TokenVerifier:
         """Returns the verifier of the trusted issuer: the configured one, else the local."""
+        # A token verified once is answered from memory until it expires, and no longer than
+        # the key set is cached: a withdrawn key stops being honoured as the set is re-read.
+        memory = VerifiedTokens(max_age=self.auth_jwks_cache_seconds)
         local = self.local_issuer()
         if local is not None:
-            return TokenVerifier(local.trusted(self.auth_leeway_seconds))
+            return TokenVerifier(local.trusted(self.auth_leeway_seconds), memory)
         keys = JwksKeys(
             self.auth_jwks_url,
             lifespan=self.auth_jwks_cache_seconds,
@@ -185,7 +188,7 @@ class GatewaySettings(ServiceSettings):
         trusted = TrustedIssuer(
             self.auth_issuer, self.auth_audience, keys, self.auth_leeway_seconds
         )
-        return TokenVerifier(trusted)
+        return TokenVerifier(trusted, memory)
 
     def authenticator(self) -> Authenticator:
         """Returns the check of bearer credentials (API keys, then the trusted issuer's JWTs)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from jwt import PyJWK
 
 from careops_platform.errors import Unauthenticated
 from careops_platform.identity import (
@@ -16,7 +17,10 @@ from careops_platform.identity import (
     ROLES,
     AuthError,
     Principal,
+    StaticKeys,
     TokenVerifier,
+    TrustedIssuer,
+    VerifiedTokens,
     bearer_token,
     caller,
     principal_of,
@@ -120,3 +124,71 @@ def test_a_service_edge_without_a_verified_caller_refuses_unauthenticated() -> N
         assert caller().subject == "agent-wang"
     finally:
         restore()
+
+
+class Now:
+    """A clock in epoch seconds that moves only when told."""
+
+    def __init__(self) -> None:
+        self.value = datetime.now(UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.value
+
+
+class CountingKeys:
+    """A key source that counts how often a signature had to be checked against it."""
+
+    blocking = False
+
+    def __init__(self, keys: StaticKeys) -> None:
+        self._keys = keys
+        self.lookups = 0
+
+    def key(self, kid: str) -> PyJWK:
+        self.lookups += 1
+        return self._keys.key(kid)
+
+
+def remembering_verifier(
+    tmp_path: Path, memory: VerifiedTokens
+) -> tuple[LocalIssuer, TokenVerifier, CountingKeys]:
+    issuer = LocalIssuer(tmp_path)
+    keys = CountingKeys(StaticKeys(issuer.jwks()))
+    trusted = TrustedIssuer(issuer.trusted().issuer, issuer.audience, keys)
+    return issuer, TokenVerifier(trusted, memory), keys
+
+
+async def test_a_verified_token_is_answered_from_memory_until_it_expires(tmp_path: Path) -> None:
+    clock = Now()
+    memory = VerifiedTokens(clock=clock)
+    issuer, verifier, keys = remembering_verifier(tmp_path, memory)
+    token = issuer.issue(subject="agent-wang", roles=[AGENT], ttl=timedelta(minutes=5))
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first and keys.lookups == 1
+    clock.value += 299
+    assert memory.get(token) == first
+    clock.value += 1  # at its exp by the memory's clock: checked again (jwt's clock is real)
+    assert memory.get(token) is None
+    await verifier.verify(token)
+    assert keys.lookups == 2
+
+
+async def test_memory_is_bounded_by_age_and_size_and_never_holds_a_refusal(
+    tmp_path: Path,
+) -> None:
+    clock = Now()
+    memory = VerifiedTokens(capacity=2, max_age=60, clock=clock)
+    issuer, verifier, keys = remembering_verifier(tmp_path, memory)
+    tokens = [issuer.issue(subject=f"agent-{n}", roles=[AGENT]) for n in range(3)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert memory.get(tokens[0]) is None  # the least recently used of three, capacity two
+    assert memory.get(tokens[2]) is not None
+    clock.value += 60
+    assert memory.get(tokens[2]) is None  # older than max_age, although its exp is later
+    forged = tokens[1][:-4] + ("AAAA" if not tokens[1].endswith("AAAA") else "BBBB")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await verifier.verify(forged)
+    assert memory.get(forged) is None
