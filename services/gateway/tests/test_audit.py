@@ -17,6 +17,7 @@ from careops.gateway.v1 import gateway_pb2_grpc
 from careops.incident.v1 import incident_pb2_grpc
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.causes import principal
 from careops_eventstore.codec import to_timestamp
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -148,3 +149,37 @@ async def test_the_audit_rpc_over_http_names_what_is_wrong(
 
 def ids(entries: list[AuditEntry]) -> set[str]:
     return {entry.event_id for entry in entries}
+
+
+async def test_an_agent_working_another_agents_ticket_is_denied_through_the_gateway(
+    gateway: GatewayService, module_nats: EmbeddedNats
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    owner, other = f"agent-{run}-a", f"agent-{run}-b"
+    issuer = shared_issuer()
+    supervisor = issuer.token(f"sup-{run}", ("supervisor",))
+    async with authorized_channel(address(gateway), supervisor) as channel:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        opened = await stub.OpenTicket(open_request(), metadata=key(), timeout=10)
+        ticket_id = opened.ticket.ticket_id
+        await stub.AssignTicket(
+            pb.AssignTicketRequest(ticket_id=ticket_id, agent_id=owner), metadata=key(), timeout=10
+        )
+    subject = f"{SUBJECT_PREFIX}.{ticket_id}"
+    before = await read_log(module_nats.url, "CAREOPS_TICKETING", subject)
+    reply = pb.AddReplyRequest(ticket_id=ticket_id, author=t.AUTHOR_AGENT, body="mine now")
+    async with authorized_channel(address(gateway), issuer.token(other, ("agent",))) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await ticketing_pb2_grpc.TicketingServiceStub(channel).AddReply(
+                reply, metadata=key(), timeout=10
+            )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "ticket.reply" in (denied.value.details() or "")
+    assert await read_log(module_nats.url, "CAREOPS_TICKETING", subject) == before
+    async with authorized_channel(address(gateway), issuer.token(owner, ("agent",))) as channel:
+        answered = await ticketing_pb2_grpc.TicketingServiceStub(channel).AddReply(
+            reply, metadata=key(), timeout=10
+        )
+    assert answered.sequence > 0
+    after = await read_log(module_nats.url, "CAREOPS_TICKETING", subject)
+    assert [e.actor for m in after[len(before) :] for e in m.batch.events][:1] == [owner]
