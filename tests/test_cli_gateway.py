@@ -6,6 +6,8 @@ command causes is the token's subject."""
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 from careops_cli.main import app
+from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
 from gateway.main import GatewayService
@@ -24,6 +27,7 @@ from ticketing.tests.conftest import running_service
 from typer.testing import CliRunner, Result
 
 from tests.support import read_log
+from tests.test_audit import append, batch
 
 LOGIN_HINT = "careops login"
 
@@ -147,3 +151,37 @@ async def test_the_cli_verifies_a_tls_gateway_with_the_ca_file(tmp_path: Path) -
     # Over TLS the gateway verified the token and refused the role: the channel worked.
     assert trusted.exit_code == 1 and "PERMISSION_DENIED" in trusted.stderr, trusted.output
     assert missing.exit_code == 1 and "CAREOPS_GATEWAY_TLS_CA_FILE" in missing.stderr
+
+
+async def test_careops_audit_lists_who_did_what_through_the_gateway(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    who = f"auditor-{uuid.uuid4().hex[:6]}"
+    nc = await connect(nats_server.url, name="careops-tests-audit-cli")
+    try:
+        events = batch(who, datetime.now(UTC), "careops.quality.v1.SurveySent", aggregate=who)
+        await append(JetStreamEventStore(nc), "quality", who, events)
+    finally:
+        await nc.close()
+    data_dir = tmp_path / "var"
+    async with local_gateway(data_dir, {"nats_url": nats_server.url}) as gateway:
+        issuer = LocalIssuer(data_dir)
+        env = {"CAREOPS_GATEWAY_ADDR": address(gateway)}
+        supervisor = issuer.issue(subject="sup-1", roles=["supervisor"])
+        asked = ("audit", "--actor", who, "--since", "1h")
+        listed = await careops(*asked, "--json", CAREOPS_TOKEN=supervisor, **env)
+        table = await careops(*asked, CAREOPS_TOKEN=supervisor, **env)
+        bad = await careops(
+            "audit", "--since", "1h", "--service", "nope", **env, CAREOPS_TOKEN=supervisor
+        )
+        agent = issuer.issue(subject="agent-1", roles=["agent"])
+        denied = await careops(*asked, CAREOPS_TOKEN=agent, **env)
+    assert listed.exit_code == 0, listed.output
+    (line,) = listed.stdout.splitlines()
+    entry = json.loads(line)
+    assert (entry["actor"], entry["service"], entry["aggregateId"]) == (who, "quality", who)
+    assert entry["eventType"] == "careops.quality.v1.SurveySent"
+    assert table.exit_code == 0 and "SurveySent" in table.stdout and "1 events" in table.stdout
+    assert bad.exit_code == 1 and "INVALID_ARGUMENT" in bad.output
+    assert "owns no stream" in bad.output
+    assert denied.exit_code == 1 and "audit.read" in denied.output

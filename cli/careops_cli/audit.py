@@ -1,19 +1,21 @@
-"""`careops audit`: who did what, when, read from the event log (careops_platform.audit)."""
+"""`careops audit`: who did what, when, from the event log through the gateway's
+ListAuditEvents (careops_platform.audit answers it)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from careops_eventstore.jetstream import JetStreamEventStore, connect
-from careops_platform.audit import AuditEntry, audit
+from careops.gateway.v1 import gateway_pb2 as gw
+from careops.gateway.v1 import gateway_pb2_grpc
+from careops_eventstore.codec import to_timestamp
+from google.protobuf.json_format import MessageToDict
 from rich.table import Table
 
-from careops_cli.client import console, errors
+from careops_cli.client import call, channel, console
 
 AGO = re.compile(r"(\d+)([smhd])")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -33,16 +35,21 @@ def parse_time(value: str, *, now: datetime | None = None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-async def _read(
-    nats_url: str, since: datetime, until: datetime | None, actor: str, service: str
-) -> list[AuditEntry]:
-    nc = await connect(nats_url, name="careops-cli-audit")
-    try:
-        return await audit(
-            JetStreamEventStore(nc), since=since, until=until, actor=actor, service=service
-        )
-    finally:
-        await nc.close()
+def _events(request: gw.ListAuditEventsRequest) -> list[gw.AuditEvent]:
+    """Returns every event the request selects, asking again from the last one's time while
+    the gateway answers `truncated` (events of that instant already listed are not repeated)."""
+    listed: list[gw.AuditEvent] = []
+    seen: set[str] = set()
+    with channel() as opened:
+        stub = gateway_pb2_grpc.GatewayServiceStub(opened)
+        while True:
+            reply = call(stub.ListAuditEvents, request)
+            fresh = [event for event in reply.events if event.event_id not in seen]
+            listed.extend(fresh)
+            seen.update(event.event_id for event in fresh)
+            if not reply.truncated or not fresh:
+                return listed
+            request.since.CopyFrom(fresh[-1].recorded_at)
 
 
 def audit_command(
@@ -53,33 +60,30 @@ def audit_command(
     until: Annotated[str, typer.Option(help="Until when (exclusive); default now.")] = "",
     service: Annotated[str, typer.Option(help="ticketing, customer, incident, quality.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    nats_url: Annotated[
-        str, typer.Option(envvar="CAREOPS_NATS_URL", help="The event log (NATS JetStream).")
-    ] = "nats://127.0.0.1:14222",
 ) -> None:
-    """Who did what, when: one line per event of the log (time, actor, service, aggregate, type)."""
-    end = parse_time(until) if until else None
-    try:
-        entries = asyncio.run(_read(nats_url, parse_time(since), end, actor, service))
-    except ValueError as exc:  # an unknown --service
-        raise typer.BadParameter(str(exc)) from None
-    except Exception as exc:  # the log unreachable: say so, no traceback
-        errors.print(f"[red]cannot read the event log at {nats_url}[/]: {exc}")
-        raise typer.Exit(1) from None
+    """Who did what, when: one line per event of the log (time, actor, service, aggregate, type),
+    through the gateway (GatewayService.ListAuditEvents, permission audit.read)."""
+    request = gw.ListAuditEventsRequest(
+        actor=actor, since=to_timestamp(parse_time(since)), service=service
+    )
+    if until:
+        request.until.CopyFrom(to_timestamp(parse_time(until)))
+    events = _events(request)
     if as_json:
-        for entry in entries:
-            typer.echo(json.dumps(entry.as_dict()))
+        for event in events:
+            typer.echo(json.dumps(MessageToDict(event)))
         return
-    _print_table(entries)
+    _print_table(events)
 
 
-def _print_table(entries: list[AuditEntry]) -> None:
-    table = Table(title=f"{len(entries)} events")
+def _print_table(events: list[gw.AuditEvent]) -> None:
+    table = Table(title=f"{len(events)} events")
     for column in ("time", "actor", "service", "aggregate", "event"):
         table.add_column(column)
-    for entry in entries:
+    for entry in events:
+        recorded = entry.recorded_at.ToDatetime(tzinfo=UTC)
         table.add_row(
-            entry.recorded_at.isoformat(timespec="milliseconds"),
+            recorded.isoformat(timespec="milliseconds"),
             entry.actor,
             entry.service,
             f"{entry.aggregate_type} {entry.aggregate_id}",
