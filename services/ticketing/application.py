@@ -29,6 +29,7 @@ from prometheus_client import Counter
 
 from ticketing import domain
 from ticketing.config import load_agents as load_agents
+from ticketing.config import load_compensation_limits as load_compensation_limits
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,19 @@ SLA_EVENTS = Counter(
     ["clock", "kind", "channel", "priority"],
 )
 # Every series exists at 0 from the start, so an alert's increase() counts the first burst.
+COMPENSATIONS = Counter(
+    "careops_compensations_total",
+    "Compensation events by outcome (granted, requested, approved, rejected) and kind.",
+    ["outcome", "kind"],
+)
+COMPENSATION_OUTCOMES = {
+    domain.CompensationGranted: "granted",
+    domain.CompensationRequested: "requested",
+    domain.CompensationApproved: "approved",
+    domain.CompensationRejected: "rejected",
+}
 preinitialise(OPENED, domain.Channel, domain.Priority)
+preinitialise(COMPENSATIONS, COMPENSATION_OUTCOMES.values(), domain.CompensationKind)
 preinitialise(TRANSITIONS, (event.__name__ for event in get_args(domain.TicketEvent)))
 preinitialise(SLA_EVENTS, domain.SlaClock, domain.SlaTimerKind, domain.Channel, domain.Priority)
 
@@ -70,8 +83,17 @@ WORKS_TICKET: dict[type[domain.Command], str] = {
     domain.ResumeTicket: "ticket.resume",
     domain.ResolveTicket: "ticket.resolve",
     domain.ReopenTicket: "ticket.reopen",
+    domain.GrantCompensation: "ticket.compensate",
 }
 ASSIGN = "ticket.assign"
+GRANT_RULE = "only a role with a compensation limit grants (integration never does)"
+# The roles that decide on a request above the requester's limit (the permission table agrees).
+APPROVERS = frozenset({"supervisor", "admin"})
+APPROVE_RULE = "supervisors decide on compensation above the requester's limit"
+DECIDES_COMPENSATION: dict[type[domain.Command], str] = {
+    domain.ApproveCompensation: "ticket.compensation.approve",
+    domain.RejectCompensation: "ticket.compensation.reject",
+}
 WORKS_RULE = "agents act on tickets assigned to them or unassigned in their queue"
 ASSIGN_RULE = (
     "an agent assigns only an unassigned ticket of their queue, to themselves; "
@@ -88,6 +110,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         store: EventStore,
         policy: SlaPolicy,
         agents: Sequence[domain.Agent] = (),
+        limits: domain.CompensationLimits | None = None,
         clock: Callable[[], datetime] = utc_now,
         cache_size: int = 10_000,
     ) -> None:
@@ -96,6 +119,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         )
         self.policy = policy
         self.agents = list(agents)
+        self.limits = limits if limits is not None else load_compensation_limits(None)
 
     async def execute(
         self,
@@ -117,7 +141,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             # Checked on the very state the decision is made on (again on a conflict's retry).
             if caller is not None and state.exists:
                 self.authorize(state, command, caller)
-            return domain.decide(state, command, now=now, policy=self.policy)
+            limited = self.within_limits(state, command, caller)
+            return domain.decide(state, limited, now=now, policy=self.policy)
 
         result = await self.run(
             ticket_id,
@@ -148,6 +173,37 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         ):
             raise _denied(permission, ticket.ticket_id, WORKS_RULE)
 
+    def within_limits(
+        self, ticket: domain.Ticket, command: domain.Command, caller: Principal | None
+    ) -> domain.Command:
+        """Returns a compensation command with the caller as its author and the caller's own
+        limit per ticket in its currency (the roles come from the verified principal, never the
+        request); without a caller the limit is 0, so a grant only asks for approval."""
+        roles = caller.roles if caller is not None else frozenset()
+        by = caller.subject if caller is not None else ""
+        if isinstance(command, domain.GrantCompensation):
+            if caller is not None and not self.limits.grants(roles):
+                raise _denied(WORKS_TICKET[type(command)], ticket.ticket_id, GRANT_RULE)
+            limit = self.limits.limit_for(roles, command.currency)
+            return replace(command, by=by, limit=limit)
+        if isinstance(command, domain.ApproveCompensation | domain.RejectCompensation):
+            if caller is not None and not APPROVERS & roles:
+                permission = DECIDES_COMPENSATION[type(command)]
+                raise _denied(permission, ticket.ticket_id, APPROVE_RULE)
+        if isinstance(command, domain.ApproveCompensation):
+            currency = next(
+                (
+                    item.currency
+                    for item in ticket.compensations
+                    if item.compensation_id == command.compensation_id
+                ),
+                "",
+            )
+            return replace(command, by=by, limit=self.limits.limit_for(roles, currency))
+        if isinstance(command, domain.RejectCompensation):
+            return replace(command, by=by)
+        return command
+
     def skills_of(self, agent_id: str) -> frozenset[str]:
         """Returns the skills the agents directory gives `agent_id` (none for a stranger)."""
         for agent in self.agents:
@@ -165,6 +221,9 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         ticket = result.state
         for event in result.events:
             TRANSITIONS.labels(type(event).__name__).inc()
+            outcome = COMPENSATION_OUTCOMES.get(type(event))
+            if outcome is not None:
+                COMPENSATIONS.labels(outcome, event.kind.value).inc()  # type: ignore[union-attr]
             if isinstance(event, domain.TicketOpened):
                 OPENED.labels(event.channel.value, event.priority.value).inc()
             elif isinstance(event, domain.SlaWarningRaised | domain.SlaBreached):

@@ -47,6 +47,8 @@ STATUS = types_pb2.TicketStatus.DESCRIPTOR
 TIER = types_pb2.CustomerTier.DESCRIPTOR
 HOLD = types_pb2.HoldReason.DESCRIPTOR
 AUTHOR = types_pb2.Author.DESCRIPTOR
+KIND = types_pb2.CompensationKind.DESCRIPTOR
+COMPENSATION_STATUS = types_pb2.CompensationStatus.DESCRIPTOR
 
 
 def error_map() -> dict[type[Exception], grpc.StatusCode]:
@@ -56,6 +58,8 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         domain.TicketNotFound: grpc.StatusCode.NOT_FOUND,
         domain.TicketAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+        domain.CompensationNotFound: grpc.StatusCode.NOT_FOUND,
+        domain.LimitExceeded: grpc.StatusCode.PERMISSION_DENIED,
         domain.TicketError: grpc.StatusCode.FAILED_PRECONDITION,
     }
 
@@ -90,7 +94,30 @@ def ticket_to_proto(
             getattr(message, name).FromDatetime(value)
     for snapshot in sla_snapshots(app, ticket, at):
         dataclass_to_message(snapshot, message.sla.add())
+    for item in ticket.compensations:
+        compensation_to_proto(item, message.compensations.add())
     return message
+
+
+def compensation_to_proto(item: domain.Compensation, message: pb.Compensation) -> pb.Compensation:
+    """Fills the API view of one compensation."""
+    message.compensation_id = item.compensation_id
+    message.kind = enum_to_proto(item.kind, KIND)
+    message.amount = item.amount
+    message.currency = item.currency
+    message.reason = item.reason
+    message.status = enum_to_proto(item.status, COMPENSATION_STATUS)
+    message.requested_by = item.requested_by
+    message.requested_at.FromDatetime(item.requested_at)
+    message.decided_by = item.decided_by
+    if item.decided_at is not None:
+        message.decided_at.FromDatetime(item.decided_at)
+    message.decision_reason = item.decision_reason
+    return message
+
+
+def _compensation_id(value: str) -> str:
+    return aggregate_id(value, "compensation_id", kind="compensation")
 
 
 def _ticket_id(value: str, field: str = "ticket_id") -> str:
@@ -292,6 +319,59 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.CloseTicketResponse:
         command = domain.CloseTicket(note=request.note)
         return await self._command(pb.CloseTicketResponse, request.ticket_id, command)
+
+    async def _compensate(
+        self, response_type: type[R], ticket_id: str, command: domain.Command, compensation_id: str
+    ) -> R:
+        """Runs a compensation command; the response carries the compensation it touched."""
+        response: Any = await self._command(response_type, ticket_id, command)
+        for item in response.ticket.compensations:
+            if item.compensation_id == compensation_id:
+                response.compensation.CopyFrom(item)
+        return response  # type: ignore[no-any-return]
+
+    async def GrantCompensation(
+        self, request: pb.GrantCompensationRequest, context: Any
+    ) -> pb.GrantCompensationResponse:
+        command = domain.GrantCompensation(
+            compensation_id=derived_id("C"),
+            kind=_enum(request.kind, KIND, domain.CompensationKind),
+            amount=request.amount,
+            currency=request.currency,
+            reason=request.reason,
+        )
+        return await self._compensate(
+            pb.GrantCompensationResponse, request.ticket_id, command, command.compensation_id
+        )
+
+    async def ApproveCompensation(
+        self, request: pb.ApproveCompensationRequest, context: Any
+    ) -> pb.ApproveCompensationResponse:
+        compensation_id = _compensation_id(request.compensation_id)
+        command = domain.ApproveCompensation(compensation_id, reason=request.reason)
+        return await self._compensate(
+            pb.ApproveCompensationResponse, request.ticket_id, command, compensation_id
+        )
+
+    async def RejectCompensation(
+        self, request: pb.RejectCompensationRequest, context: Any
+    ) -> pb.RejectCompensationResponse:
+        compensation_id = _compensation_id(request.compensation_id)
+        command = domain.RejectCompensation(compensation_id, reason=request.reason)
+        return await self._compensate(
+            pb.RejectCompensationResponse, request.ticket_id, command, compensation_id
+        )
+
+    async def ListCompensations(
+        self, request: pb.ListCompensationsRequest, context: Any
+    ) -> pb.ListCompensationsResponse:
+        ticket, _version = await self._app.get(_ticket_id(request.ticket_id))
+        status = _enum(request.status, COMPENSATION_STATUS, domain.CompensationStatus)
+        response = pb.ListCompensationsResponse()
+        for item in ticket.compensations:
+            if status is None or item.status is status:
+                compensation_to_proto(item, response.compensations.add())
+        return response
 
 
 def _value(member: Enum | None) -> str | None:

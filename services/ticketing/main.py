@@ -16,7 +16,14 @@ from careops_platform.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
 from ticketing import grpc_api
-from ticketing.application import CODEC, STREAM, CustomerLookup, TicketingApp, load_agents
+from ticketing.application import (
+    CODEC,
+    STREAM,
+    CustomerLookup,
+    TicketingApp,
+    load_agents,
+    load_compensation_limits,
+)
 from ticketing.projections import (
     CUSTOMER_CODEC,
     CustomerDirectoryProjection,
@@ -33,6 +40,9 @@ class TicketingSettings(ServiceSettings):
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
     agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
+    compensation_limits_file: str = Field(
+        "", description="YAML compensation limits per role and currency; empty: built-in defaults"
+    )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
@@ -52,6 +62,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         settings = self.settings
         self.policy = sla.load_policy(settings.sla_policy_file or None)
         self.agents = load_agents(settings.agents_file or None)
+        self.limits = load_compensation_limits(settings.compensation_limits_file or None)
         self.hash_key = load_secret(
             settings.contact_hash_key.get_secret_value(),
             settings.data_dir,
@@ -60,7 +71,13 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         )
 
     def application(self, store: EventStore) -> TicketingApp:
-        return TicketingApp(store=store, policy=self.policy, agents=self.agents, clock=self.clock)
+        return TicketingApp(
+            store=store,
+            policy=self.policy,
+            agents=self.agents,
+            limits=self.limits,
+            clock=self.clock,
+        )
 
     def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER

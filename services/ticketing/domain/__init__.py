@@ -6,8 +6,8 @@ SLA clocks count business time of the policy's calendar with the shared model of
 clock they change, so evolve needs no calendar and the read side can schedule the deadlines.
 
 Modules by job: `values`, `errors`, `events`, `commands`, `ticket` (state and evolve), `decide`
-(decisions and clock maths), `routing` (agent suggestions), `access` (which tickets a principal
-may work). Every name is re-exported here.
+(decisions and clock maths), `compensation` (grants within per-role limits), `routing` (agent
+suggestions), `access` (which tickets a principal may work). Every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -56,6 +56,51 @@ from ticketing.domain.commands import (
 )
 from ticketing.domain.commands import (
     ResumeTicket as ResumeTicket,
+)
+from ticketing.domain.compensation import (
+    ApproveCompensation as ApproveCompensation,
+)
+from ticketing.domain.compensation import (
+    Compensation as Compensation,
+)
+from ticketing.domain.compensation import (
+    CompensationApproved as CompensationApproved,
+)
+from ticketing.domain.compensation import (
+    CompensationEvent as CompensationEvent,
+)
+from ticketing.domain.compensation import (
+    CompensationGranted as CompensationGranted,
+)
+from ticketing.domain.compensation import (
+    CompensationKind as CompensationKind,
+)
+from ticketing.domain.compensation import (
+    CompensationLimits as CompensationLimits,
+)
+from ticketing.domain.compensation import (
+    CompensationNotFound as CompensationNotFound,
+)
+from ticketing.domain.compensation import (
+    CompensationRejected as CompensationRejected,
+)
+from ticketing.domain.compensation import (
+    CompensationRequested as CompensationRequested,
+)
+from ticketing.domain.compensation import (
+    CompensationStatus as CompensationStatus,
+)
+from ticketing.domain.compensation import (
+    GrantCompensation as GrantCompensation,
+)
+from ticketing.domain.compensation import (
+    LimitExceeded as LimitExceeded,
+)
+from ticketing.domain.compensation import (
+    RejectCompensation as RejectCompensation,
+)
+from ticketing.domain.compensation import (
+    granted_total as granted_total,
 )
 from ticketing.domain.decide import (
     Policy as Policy,

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ticketing.domain.compensation import (
+    ApproveCompensation,
+    GrantCompensation,
+    RejectCompensation,
+)
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -119,4 +124,7 @@ Command = (
     | ReopenTicket
     | CloseTicket
     | FireSlaTimer
+    | GrantCompensation
+    | ApproveCompensation
+    | RejectCompensation
 )

@@ -21,6 +21,14 @@ from ticketing.domain.commands import (
     ResolveTicket,
     ResumeTicket,
 )
+from ticketing.domain.compensation import (
+    ApproveCompensation,
+    GrantCompensation,
+    RejectCompensation,
+    approve,
+    grant,
+    reject,
+)
 from ticketing.domain.errors import IllegalTransition, TicketAlreadyExists, TicketNotFound, require
 from ticketing.domain.events import (
     PriorityChanged,
@@ -331,4 +339,7 @@ _HANDLERS = {
     ReopenTicket: _reopen,
     CloseTicket: _close,
     FireSlaTimer: _fire,
+    GrantCompensation: grant,
+    ApproveCompensation: approve,
+    RejectCompensation: reject,
 }

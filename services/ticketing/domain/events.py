@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ticketing.domain.compensation import (
+    CompensationApproved,
+    CompensationGranted,
+    CompensationRejected,
+    CompensationRequested,
+)
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -167,4 +173,8 @@ TicketEvent = (
     | TicketClosed
     | SlaWarningRaised
     | SlaBreached
+    | CompensationGranted
+    | CompensationRequested
+    | CompensationApproved
+    | CompensationRejected
 )

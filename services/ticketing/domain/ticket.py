@@ -7,6 +7,14 @@ from datetime import datetime
 
 from careops_sla.clock import Clock
 
+from ticketing.domain.compensation import (
+    Compensation,
+    CompensationApproved,
+    CompensationGranted,
+    CompensationRejected,
+    CompensationRequested,
+    evolve_compensations,
+)
 from ticketing.domain.events import (
     PriorityChanged,
     ReplyAdded,
@@ -62,6 +70,7 @@ class Ticket:
     resolved_at: datetime | None = None
     closed_at: datetime | None = None
     clocks: dict[SlaClock, Clock] = field(default_factory=dict)
+    compensations: tuple[Compensation, ...] = ()
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -158,6 +167,15 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
             return _flag(state, event.clock, warned=True)
         case SlaBreached():
             return _flag(state, event.clock, breached=True)
+        case (
+            CompensationGranted()
+            | CompensationRequested()
+            | CompensationApproved()
+            | CompensationRejected()
+        ):
+            return replace(
+                state, compensations=evolve_compensations(state.compensations, event, at)
+            )
     return state
 
 
