@@ -19,6 +19,8 @@ from rich.table import Table
 from careops_cli.audit import audit_command
 from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, failure, metadata, print_message, report
+from careops_cli.compensation import compensation_rows
+from careops_cli.compensation import register as register_compensation
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
@@ -37,6 +39,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
 app.command("login")(login)
 app.command("audit")(audit_command)
+register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[
@@ -80,6 +83,7 @@ def _print_ticket(ticket: pb.Ticket, as_json: bool) -> None:
         )
         due = clock.due_at.ToDatetime().isoformat() + "Z" if clock.HasField("due_at") else "-"
         table.add_row(f"sla {name}", f"{state}; due {due}")
+    compensation_rows(table, list(ticket.compensations))
     table.add_row("version", str(ticket.version))
     console.print(table)
 

@@ -186,10 +186,10 @@ class TicketingApp(ContextApplication[domain.Ticket]):
                 raise _denied(WORKS_TICKET[type(command)], ticket.ticket_id, GRANT_RULE)
             limit = self.limits.limit_for(roles, command.currency)
             return replace(command, by=by, limit=limit)
-        if isinstance(command, domain.ApproveCompensation | domain.RejectCompensation):
-            if caller is not None and not APPROVERS & roles:
-                permission = DECIDES_COMPENSATION[type(command)]
-                raise _denied(permission, ticket.ticket_id, APPROVE_RULE)
+        deciding = isinstance(command, domain.ApproveCompensation | domain.RejectCompensation)
+        if deciding and caller is not None and not APPROVERS & roles:
+            permission = DECIDES_COMPENSATION[type(command)]
+            raise _denied(permission, ticket.ticket_id, APPROVE_RULE)
         if isinstance(command, domain.ApproveCompensation):
             currency = next(
                 (

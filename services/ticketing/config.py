@@ -53,11 +53,11 @@ def load_agents(path: str | None) -> list[domain.Agent]:
 def _limit(value: Any) -> Decimal:
     """Returns a limit: a non-negative amount in major units (YAML number or string)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("must be an amount such as 2000 or \"19.90\"")
+        raise ValueError('must be an amount such as 2000 or "19.90"')
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise ValueError("must be an amount such as 2000 or \"19.90\"") from None
+        raise ValueError('must be an amount such as 2000 or "19.90"') from None
     if not amount.is_finite() or amount < 0:
         raise ValueError("must be an amount of at least 0")
     return amount

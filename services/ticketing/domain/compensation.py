@@ -226,7 +226,9 @@ def evolve_compensations(
             status = CompensationStatus.GRANTED if approved else CompensationStatus.REJECTED
             by = event.approved_by if isinstance(event, CompensationApproved) else event.rejected_by
             return tuple(
-                replace(item, status=status, decided_by=by, decided_at=at, decision_reason=event.reason)
+                replace(
+                    item, status=status, decided_by=by, decided_at=at, decision_reason=event.reason
+                )
                 if item.compensation_id == event.compensation_id
                 else item
                 for item in compensations
@@ -288,7 +290,7 @@ def grant(state: Ticket, command: GrantCompensation, _ctx: Any) -> list[Compensa
     if any(item.compensation_id == command.compensation_id for item in state.compensations):
         return []  # the same request again (its derived id): already recorded
     total = granted_total(state.compensations, command.currency) + amount
-    fields = {
+    fields: dict[str, Any] = {
         "compensation_id": command.compensation_id,
         "kind": command.kind,
         "amount": _text(amount),
@@ -310,9 +312,7 @@ def _pending(state: Ticket, compensation_id: str, action: str) -> Compensation:
                     f"cannot {action} compensation {compensation_id}: it is {item.status.value}"
                 )
             return item
-    raise CompensationNotFound(
-        f"ticket {state.ticket_id} has no compensation {compensation_id}"
-    )
+    raise CompensationNotFound(f"ticket {state.ticket_id} has no compensation {compensation_id}")
 
 
 def approve(state: Ticket, command: ApproveCompensation, _ctx: Any) -> list[CompensationEvent]:

@@ -7,9 +7,8 @@ import uuid
 
 import grpc
 import pytest
-from careops.ticketing.v1 import events_pb2
+from careops.ticketing.v1 import events_pb2, ticketing_pb2_grpc
 from careops.ticketing.v1 import ticketing_pb2 as pb
-from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
 from careops_platform.identity import Principal
@@ -104,9 +103,7 @@ async def test_2500_by_an_agent_waits_and_by_a_supervisor_is_granted_both_on_the
     assert (granted.amount, granted.granted_by, granted.limit) == ("2500", "lead-1", "20000")  # type: ignore[attr-defined]
     # The raw bytes on the stream are the protobuf event, not a summary.
     raw = await read_log(module_nats.url, STREAM.name, f"{SUBJECT_PREFIX}.{ticket_id}")
-    payloads = [
-        envelope.payload.value for message in raw for envelope in message.batch.events
-    ]
+    payloads = [envelope.payload.value for message in raw for envelope in message.batch.events]
     assert any(
         events_pb2.CompensationRequested.FromString(p).requested_by == "agent-wang"
         for p in payloads
@@ -207,7 +204,12 @@ async def test_refusals_map_to_the_right_status(service: TicketingService) -> No
     cases: list[tuple[Principal, str, object, grpc.StatusCode]] = [
         (AGENT, "GrantCompensation", grant(ticket_id, "-5"), grpc.StatusCode.INVALID_ARGUMENT),
         (AGENT, "GrantCompensation", grant(ticket_id, "1.999"), grpc.StatusCode.INVALID_ARGUMENT),
-        (AGENT, "GrantCompensation", grant(ticket_id, currency="cny"), grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            AGENT,
+            "GrantCompensation",
+            grant(ticket_id, currency="cny"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (AGENT, "GrantCompensation", grant(ticket_id, kind=0), grpc.StatusCode.INVALID_ARGUMENT),
         (AGENT, "GrantCompensation", grant(ticket_id, reason=""), grpc.StatusCode.INVALID_ARGUMENT),
         (AGENT, "GrantCompensation", grant("T-nope"), grpc.StatusCode.NOT_FOUND),
