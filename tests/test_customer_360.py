@@ -171,6 +171,15 @@ async def test_360_tiers_and_erasure_across_services(
     await tickets.AddReply(
         tpb.AddReplyRequest(ticket_id=linked.ticket_id, author=tt.AUTHOR_AGENT, body="Sorry!")
     )
+    await tickets.GrantCompensation(
+        tpb.GrantCompensationRequest(
+            ticket_id=linked.ticket_id,
+            kind=tt.COMPENSATION_KIND_GIFT,
+            amount="88.50",
+            currency="CNY",
+            reason="sorry for the wait, secret-reason",
+        )
+    )
     resolved = await tickets.ResolveTicket(
         tpb.ResolveTicketRequest(ticket_id=linked.ticket_id, resolution="replaced")
     )
@@ -188,6 +197,7 @@ async def test_360_tiers_and_erasure_across_services(
         view = await customers.GetCustomer360(cpb.GetCustomer360Request(customer_id=cid))
         kinds = {entry.kind for entry in view.view.timeline}
         wanted = {"ticket_opened", "ticket_resolved", "survey", "purchase", "segment"}
+        wanted.add("compensation_granted")
         return view if wanted <= kinds else None
 
     view = (await eventually(complete)).view
@@ -205,6 +215,11 @@ async def test_360_tiers_and_erasure_across_services(
     assert "slow and I am angry" not in str(view)  # quality's free text is not copied
     opened = [e for e in view.timeline if e.kind == "ticket_opened"]
     assert {e.channel for e in opened} == {"email"}
+    # The customer's grants (issue 12 item 3), without ticketing's free-text reason.
+    [grant] = [e for e in view.timeline if e.kind == "compensation_granted"]
+    assert grant.summary == "compensation gift 88.50 CNY granted"
+    assert grant.ticket_id == linked.ticket_id
+    assert "secret-reason" not in str(view)
 
     # Erasure: KPIs unchanged, the directory forgets the contact, nothing in plaintext.
     positions = {

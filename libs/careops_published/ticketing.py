@@ -98,3 +98,54 @@ class SlaBreached:
     clock: str | None
     due_at: datetime | None
     target: timedelta
+
+
+# Compensation (issue 12 item 3). The reasons are free text about the customer: withheld.
+WITHHELD.update(
+    {
+        "CompensationGranted": ("reason",),
+        "CompensationRequested": ("reason",),
+        "CompensationApproved": ("reason",),
+        "CompensationRejected": ("reason",),
+    }
+)
+
+
+@dataclass(frozen=True)
+class CompensationGranted:
+    compensation_id: str
+    kind: str | None
+    amount: str
+    currency: str
+    granted_by: str
+    limit: str
+
+
+@dataclass(frozen=True)
+class CompensationRequested:
+    compensation_id: str
+    kind: str | None
+    amount: str
+    currency: str
+    requested_by: str
+    limit: str
+
+
+@dataclass(frozen=True)
+class CompensationApproved:
+    compensation_id: str
+    kind: str | None
+    amount: str
+    currency: str
+    requested_by: str
+    approved_by: str
+
+
+@dataclass(frozen=True)
+class CompensationRejected:
+    compensation_id: str
+    kind: str | None
+    amount: str
+    currency: str
+    requested_by: str
+    rejected_by: str

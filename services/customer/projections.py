@@ -198,6 +198,10 @@ TICKET_CODEC = view_codec(
     tk.TicketReopened,
     tk.TicketClosed,
     tk.SlaBreached,
+    tk.CompensationGranted,
+    tk.CompensationRequested,
+    tk.CompensationApproved,
+    tk.CompensationRejected,
 )
 
 
@@ -227,7 +231,30 @@ def _ticket_change(payload: Any) -> tuple[str, str, str | None]:
             return "ticket_closed", "closed", "closed"
         case tk.SlaBreached():
             return "sla_breached", f"{payload.clock} SLA breached", None
+        case (
+            tk.CompensationGranted()
+            | tk.CompensationRequested()
+            | tk.CompensationApproved()
+            | tk.CompensationRejected()
+        ):
+            return _compensation(payload)
     return "ticket_event", type(payload).__name__, None
+
+
+COMPENSATION_KINDS = {
+    tk.CompensationGranted: ("compensation_granted", "granted"),
+    tk.CompensationRequested: ("compensation_requested", "requested, awaiting approval"),
+    tk.CompensationApproved: ("compensation_granted", "granted on approval"),
+    tk.CompensationRejected: ("compensation_rejected", "rejected"),
+}
+
+
+def _compensation(payload: Any) -> tuple[str, str, None]:
+    """Returns the timeline entry of a compensation event: the customer's grants in the 360
+    (kind, amount and currency; the reasons are withheld by ticketing's published view)."""
+    kind, outcome = COMPENSATION_KINDS[type(payload)]
+    summary = f"compensation {payload.kind} {payload.amount} {payload.currency} {outcome}"
+    return kind, summary, None
 
 
 class TicketFactsProjection:

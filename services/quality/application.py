@@ -54,6 +54,8 @@ TICKETING_CODEC = view_codec(
     tk.TicketReopened,
     tk.TicketClosed,
     tk.SlaBreached,
+    tk.CompensationGranted,
+    tk.CompensationApproved,
 )
 INCIDENT_CODEC = view_codec(
     inc.IncidentDeclared,

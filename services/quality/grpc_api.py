@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import grpc
@@ -157,6 +158,29 @@ def follow_up_to_proto(row: Any) -> pb.FollowUp:
     )
     if row.nps is not None:
         message.nps = row.nps
+    return message
+
+
+def _major(cents: int) -> str:
+    """Returns hundredths as a decimal string in major units ("2500.00")."""
+    return f"{Decimal(cents) / 100:.2f}"
+
+
+def compensation_to_proto(kpis: readmodels.CompensationKpis) -> pb.CompensationKpis:
+    """Returns the API view of the compensation KPIs (amounts as decimal strings)."""
+    message = pb.CompensationKpis()
+    for name in ("totals", "by_kind", "by_agent", "by_ticket_type"):
+        target = getattr(message, name)
+        for total in getattr(kpis, name):
+            per_ticket = Decimal(total.amount_cents) / total.tickets if total.tickets else 0
+            target.add(
+                key=total.key,
+                currency=total.currency,
+                amount=_major(total.amount_cents),
+                count=total.count,
+                tickets=total.tickets,
+                per_ticket=f"{Decimal(per_ticket) / 100:.2f}",
+            )
     return message
 
 
@@ -313,7 +337,10 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
 
         def query(session: Session) -> pb.GetKpisResponse:
             response = pb.GetKpisResponse(
-                kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period))
+                kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period)),
+                compensation=compensation_to_proto(
+                    readmodels.compensation_kpis(session=session, where=where, period=period)
+                ),
             )
             for day in days:
                 bounded = readmodels.Period(day.start, day.end)

@@ -27,6 +27,9 @@ from quality.readmodels import (
     FIRST_RESPONSE_LE,
     RESOLUTION_BUCKETS,
     RESOLUTION_LE,
+    KpiFilter,
+    Period,
+    compensation_kpis,
     hour_of,
     overdue_follow_ups,
     survey_totals,
@@ -38,6 +41,8 @@ from quality.readmodels import (
 
 log = logging.getLogger(__name__)
 
+COMPENSATION_KINDS = ("refund", "discount", "replacement", "gift")  # ticketing's kinds
+DEFAULT_CURRENCY = "CNY"
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
 WINDOW_LABELS = ["window", "channel"]
@@ -149,8 +154,11 @@ class KpiCollector(Collector):
         ages = unacknowledged_age(session=session, now=now)
         for level in d.INCIDENT_LEVELS:
             unacknowledged.add_metric([level], ages.get(level, 0.0))
+        compensations, compensation_amount = _compensation_families(session)
         return [
             *gauges.values(),
+            compensations,
+            compensation_amount,
             opened,
             resolved,
             breaches,
@@ -161,6 +169,30 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
+
+
+def _compensation_families(session: Session) -> tuple[Metric, Metric]:
+    """All-time granted compensation by kind and currency (no agent label: unbounded). Every
+    kind has a series in each currency granted so far, and in CNY before any grant."""
+    labels = ["kind", "currency"]
+    count = CounterMetricFamily(
+        "careops_quality_compensations", "Compensation granted (direct or approved).", labels=labels
+    )
+    amount = CounterMetricFamily(
+        "careops_quality_compensation_amount",
+        "Sum of compensation granted, in major units of the currency.",
+        labels=labels,
+    )
+    found = {
+        (total.key, total.currency): total
+        for total in compensation_kpis(session=session, where=KpiFilter(), period=Period()).by_kind
+    }
+    currencies = sorted({currency for _kind, currency in found} or {DEFAULT_CURRENCY})
+    for kind, currency in itertools.product(COMPENSATION_KINDS, currencies):
+        total = found.get((kind, currency))
+        count.add_metric([kind, currency], total.count if total else 0)
+        amount.add_metric([kind, currency], total.amount_cents / 100 if total else 0.0)
+    return count, amount
 
 
 def _with_zeros(rows: Sequence[Any]) -> list[Any]:

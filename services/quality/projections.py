@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -28,6 +29,7 @@ from quality.readmodels import (
     hour_of,
     incidents,
     surveys,
+    compensations,
     ticket_buckets,
     ticket_totals,
     tickets,
@@ -45,7 +47,7 @@ class TicketFactsProjection:
     """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
 
     name = "quality_tickets"
-    tables: tuple[Table, ...] = (tickets, timeline, ticket_buckets, ticket_totals)
+    tables: tuple[Table, ...] = (tickets, timeline, ticket_buckets, ticket_totals, compensations)
 
     def __init__(self) -> None:
         # (ticket, sequence) of the last timeline step and its position: the events of one
@@ -147,12 +149,34 @@ class TicketFactsProjection:
                 }
             case tk.TicketClosed():
                 return {"closed": True, "resolved": True, **self._halt(row, at)}
+            case tk.CompensationGranted() | tk.CompensationApproved():
+                self._granted(connection, row, payload, at)
+                return {}
             case tk.SlaBreached():
                 changes = {"breaches": row.breaches + 1}
                 if payload.clock == "first_response":
                     changes["first_response_breached"] = True
                 return changes
         return {}
+
+    @staticmethod
+    def _granted(connection: Connection, row: Any, payload: Any, at: datetime) -> None:
+        """Records a grant, direct or approved, for the agent who granted or asked for it."""
+        by = payload.granted_by if isinstance(payload, tk.CompensationGranted) else ""
+        connection.execute(
+            insert(compensations).values(
+                compensation_id=payload.compensation_id,
+                ticket_id=row.ticket_id,
+                agent_id=by or getattr(payload, "requested_by", ""),
+                channel=row.channel,
+                type=row.type,
+                priority=row.priority,
+                kind=payload.kind or "",
+                currency=payload.currency,
+                amount_cents=int(Decimal(payload.amount) * 100),
+                granted_at=at,
+            )
+        )
 
     @staticmethod
     def _halt(row: Any, at: datetime) -> dict[str, Any]:

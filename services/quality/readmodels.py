@@ -63,6 +63,24 @@ tickets = Table(
     Index("ix_quality_tickets_agent", "agent_id", "opened_at"),
 )
 
+# Granted compensation (issue 12 item 3), one row per grant (direct or approved), with the
+# ticket's dimensions at grant time. Amounts in hundredths: ticketing allows 2 decimals.
+compensations = Table(
+    "quality_compensations",
+    metadata,
+    Column("compensation_id", String(100), primary_key=True),
+    Column("ticket_id", String(64), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+    Index("ix_quality_compensations_granted", "granted_at"),
+)
+
 timeline = Table(
     "quality_sla_timeline",
     metadata,
@@ -506,3 +524,62 @@ def window_kpis(*, session: Session, since: datetime) -> dict[str, d.Kpis]:
     }
     result["all"] = combine(merge(ticket_rows.values()), merge(survey_rows.values()))
     return result
+
+
+# ----------------------------------------------------------------------------- compensation
+
+
+@dataclass(frozen=True)
+class CompensationTotal:
+    """Granted compensation in one currency for one key (a kind, an agent, a ticket type; "" for
+    the total): the sum in hundredths, the number of grants and of tickets compensated."""
+
+    key: str
+    currency: str
+    amount_cents: int
+    count: int
+    tickets: int
+
+
+@dataclass(frozen=True)
+class CompensationKpis:
+    """Compensation per ticket, per kind, per agent and per ticket type, by currency."""
+
+    totals: tuple[CompensationTotal, ...] = ()
+    by_kind: tuple[CompensationTotal, ...] = ()
+    by_agent: tuple[CompensationTotal, ...] = ()
+    by_ticket_type: tuple[CompensationTotal, ...] = ()
+
+
+def _compensation_totals(
+    session: Session, clauses: list[ColumnElement[bool]], key: Any
+) -> tuple[CompensationTotal, ...]:
+    c = compensations
+    query = (
+        select(
+            key.label("key"),
+            c.c.currency,
+            func.sum(c.c.amount_cents),
+            func.count(),
+            func.count(c.c.ticket_id.distinct()),
+        )
+        .where(*clauses)
+        .group_by(key, c.c.currency)
+        .order_by(key, c.c.currency)
+    )
+    return tuple(
+        CompensationTotal(str(k), currency, int(amount), int(count), int(tickets_))
+        for k, currency, amount, count, tickets_ in session.execute(query)
+    )
+
+
+def compensation_kpis(*, session: Session, where: KpiFilter, period: Period) -> CompensationKpis:
+    """Returns the granted compensation for the filter, granted within the period."""
+    c = compensations
+    clauses = _where(c, where, c.c.granted_at, period)
+    return CompensationKpis(
+        totals=_compensation_totals(session, clauses, literal("")),
+        by_kind=_compensation_totals(session, clauses, c.c.kind),
+        by_agent=_compensation_totals(session, clauses, c.c.agent_id),
+        by_ticket_type=_compensation_totals(session, clauses, c.c.type),
+    )
