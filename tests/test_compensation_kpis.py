@@ -85,13 +85,11 @@ async def fault_ticket(service: TicketingService) -> str:
     return ticket_id
 
 
-def grant(ticket_id: str, amount: str, kind: int, currency: str = "CNY") -> Any:
+def grant(
+    ticket_id: str, amount: str, kind: tt.CompensationKind.ValueType, currency: str = "CNY"
+) -> Any:
     return tpb.GrantCompensationRequest(
-        ticket_id=ticket_id,
-        kind=kind,
-        amount=amount,
-        currency=currency,
-        reason="sorry",  # type: ignore[arg-type]
+        ticket_id=ticket_id, kind=kind, amount=amount, currency=currency, reason="sorry"
     )
 
 
