@@ -141,7 +141,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             # Checked on the very state the decision is made on (again on a conflict's retry).
             if caller is not None and state.exists:
                 self.authorize(state, command, caller)
-            limited = self.within_limits(state, command, caller)
+            # An unknown ticket stays NOT_FOUND (decide says so), whoever asks.
+            limited = self.within_limits(state, command, caller) if state.exists else command
             return domain.decide(state, limited, now=now, policy=self.policy)
 
         result = await self.run(

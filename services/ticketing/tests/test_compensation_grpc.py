@@ -215,6 +215,7 @@ async def test_refusals_map_to_the_right_status(service: TicketingService) -> No
         (AGENT, "GrantCompensation", grant("T-nope"), grpc.StatusCode.NOT_FOUND),
         # The permission table: integration never grants; agents never approve.
         (CONNECTOR, "GrantCompensation", grant(ticket_id), grpc.StatusCode.PERMISSION_DENIED),
+        (CONNECTOR, "GrantCompensation", grant("T-nope"), grpc.StatusCode.NOT_FOUND),
         (
             AGENT,
             "ApproveCompensation",
