@@ -247,8 +247,9 @@ def answer(template: TemplateVersion, answers: Sequence[Answer]) -> AnsweredSurv
                 violations.append((path, why))
             else:
                 recorded[given.question_id] = value
+    given_ids = {given.question_id for given in answers}
     for question in template.questions:
-        if question.required and question.question_id not in recorded:
+        if question.required and question.question_id not in given_ids:
             violations.append(("answers", f"question {question.question_id} is required"))
     if violations:
         raise InvalidCommand(violations)
