@@ -165,10 +165,7 @@ class QualityApp(ContextApplication[domain.Survey]):
         """Labels the comment's emotion and submits the survey: `answered` (a template
         version's checked answers) or today's csat, nps and comment as the default template."""
         if answered is None:
-            violations = domain.validate_survey(csat, nps, comment)
-            if violations:
-                raise domain.InvalidCommand(violations)
-            answered = st.answer(st.DEFAULT.version(1), st.legacy_answers(csat, nps, comment))
+            answered = st.legacy_survey(csat, nps, comment)
         emotion = classify(answered.comment)
         command = domain.SubmitSurvey(
             ticket=ticket,

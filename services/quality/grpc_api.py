@@ -284,12 +284,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                     "a template survey needs answers",
                     [FieldViolation("answers", "required with template_id or template_version")],
                 )
-            violations = domain.validate_survey(request.csat, nps, request.comment)
-            if violations:
-                raise domain.InvalidCommand(violations)
-            return st.answer(
-                st.DEFAULT.version(1), st.legacy_answers(request.csat, nps, request.comment)
-            )
+            return st.legacy_survey(request.csat, nps, request.comment)
         legacy = [
             FieldViolation(name, "not with answers: answer the template's question")
             for name, given in (

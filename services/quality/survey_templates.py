@@ -21,6 +21,7 @@ from quality.domain import (
     QualityError,
     QuestionKind,
     RecordedAnswer,
+    validate_survey,
 )
 
 DEFAULT_TEMPLATE = "default"
@@ -302,3 +303,12 @@ def legacy_answers(csat: int, nps: int | None, comment: str) -> list[Answer]:
     if comment:
         answers.append(Answer("comment", text=comment))
     return answers
+
+
+def legacy_survey(csat: int, nps: int | None, comment: str) -> AnsweredSurvey:
+    """Returns today's SubmitSurvey fields, checked as before (field names csat, nps, comment),
+    as an answered survey of the built-in default template."""
+    violations = validate_survey(csat, nps, comment)
+    if violations:
+        raise InvalidCommand(violations)
+    return answer(DEFAULT.version(1), legacy_answers(csat, nps, comment))
