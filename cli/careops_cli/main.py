@@ -25,6 +25,7 @@ from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
 from careops_cli.quality import quality_app
+from careops_cli.surveys import template_app
 
 app = typer.Typer(help="CareOps: customer-service quality platform.", no_args_is_help=True)
 ticket_app = typer.Typer(help="Work with tickets (ticketing service).", no_args_is_help=True)
@@ -35,6 +36,7 @@ app.add_typer(incident_app, name="incident")
 app.add_typer(oncall_app, name="oncall")
 app.add_typer(customer_app, name="customer")
 app.add_typer(quality_app)  # survey, kpi, scorecard, followups
+app.add_typer(template_app, name="survey-template")  # and `survey answer`
 app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
 app.command("login")(login)

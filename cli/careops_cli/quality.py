@@ -100,6 +100,14 @@ def _kpi_table(kpis: pb.Kpis, title: str) -> Table:
     table = Table("KPI", "value", title=title)
     for label, name, fmt in KPI_ROWS:
         table.add_row(label, fmt.format(getattr(kpis, name)))
+    for label, counts in (
+        ("CSAT 1-5", kpis.csat_distribution),
+        ("NPS 0-10", kpis.nps_distribution),
+    ):
+        if counts:
+            table.add_row(label, " ".join(f"{c.score}:{c.count}" for c in counts))
+    for item in kpis.yes_no:
+        table.add_row(f"{item.template_id}/{item.question_id}", f"yes {item.yes}, no {item.no}")
     for crisis in kpis.crisis:
         if crisis.incidents:
             table.add_row(f"crisis level {crisis.level}", crisis_summary(crisis))

@@ -1,13 +1,14 @@
 """Quality's published events (careops.quality.v1), as other contexts read them.
 
-Withheld: the survey comment, free text the customer wrote."""
+Withheld: the survey comment and the answers (open-text answers are free text the customer
+wrote; the CSAT and NPS answers are `csat` and `nps`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-WITHHELD: dict[str, tuple[str, ...]] = {"SurveySubmitted": ("comment",)}
+WITHHELD: dict[str, tuple[str, ...]] = {"SurveySubmitted": ("comment", "answers")}
 
 
 @dataclass(frozen=True)
@@ -27,3 +28,6 @@ class SurveySubmitted:
     follow_up_required: bool
     follow_up_due_at: datetime | None
     ticket_opened_at: datetime | None
+    # The template version answered; empty id (surveys before templates): "default", 1.
+    template_id: str
+    template_version: int

@@ -13,7 +13,12 @@ import careops_sla
 from careops.quality.v1 import events_pb2
 from careops_emotion import classify
 from careops_eventstore import EventStore
-from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
 from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.timers import DueTimer
@@ -27,6 +32,7 @@ from careops_published.codec import view_codec
 from prometheus_client import Counter
 
 from quality import domain
+from quality import survey_templates as st
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +43,9 @@ TICKETING_SUBJECTS = registry.TICKETING.filter()
 INCIDENT_STREAM = registry.INCIDENT.name
 INCIDENT_SUBJECTS = registry.INCIDENT.filter()
 
-CODEC = codec_of(get_args(domain.SurveyEvent), events_pb2)
+TEMPLATE_PREFIX = registry.QUALITY.prefix("template")
+# The survey aggregate's events, then the survey template's (one stream).
+CODEC = codec_of((*get_args(domain.SurveyEvent), st.SurveyTemplatePut), events_pb2)
 
 # The ticketing and incident events quality reads, as their published views. Projections
 # consume the whole stream (the runner needs contiguous sequences); other events are skipped and
@@ -69,8 +77,14 @@ SURVEY = aggregate_kind(
     STREAM, SUBJECT_PREFIX, "survey", initial=domain.initial, evolve=domain.evolve, codec=CODEC
 )
 
+TEMPLATE: AggregateKind[st.Template] = aggregate_kind(
+    STREAM, TEMPLATE_PREFIX, "survey_template", initial=st.initial, evolve=st.evolve, codec=CODEC
+)
+
 EVENTS = Counter("careops_quality_events_total", "Quality events appended by type.", ["event"])
-preinitialise(EVENTS, (event.__name__ for event in get_args(domain.SurveyEvent)))
+preinitialise(
+    EVENTS, [*(event.__name__ for event in get_args(domain.SurveyEvent)), "SurveyTemplatePut"]
+)
 
 
 class QualityApp(ContextApplication[domain.Survey]):
@@ -85,6 +99,7 @@ class QualityApp(ContextApplication[domain.Survey]):
     ) -> None:
         super().__init__(store=store, stream=STREAM, kind=SURVEY, clock=clock)
         self.follow_up_after = follow_up_after
+        self.templates = AggregateRepository(store, TEMPLATE)
 
     async def execute(
         self,
@@ -107,27 +122,64 @@ class QualityApp(ContextApplication[domain.Survey]):
             EVENTS.labels(type(event).__name__).inc()
         return result
 
+    async def template(self, template_id: str, version: int = 0) -> st.TemplateVersion:
+        """Returns a version of a survey template (0: the latest); NOT_FOUND without it."""
+        return (await self.template_versions(template_id)).version(version)
+
+    async def template_versions(self, template_id: str) -> st.Template:
+        """Returns every version of a survey template, as of the log's latest event."""
+        return (await self.templates.load(template_id, refresh=True)).state
+
+    async def put_template(
+        self,
+        template_id: str,
+        title: str,
+        questions: Sequence[st.SurveyQuestion],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> tuple[st.TemplateVersion, int]:
+        """Appends the template's next version (nothing when equal to the latest)."""
+        result = await self.run_on(
+            CommandExecutor(self.templates),
+            template_id,
+            lambda current: st.decide_put(current, title, questions),
+            now=self.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+        for event in result.events:
+            EVENTS.labels(type(event).__name__).inc()
+        return result.state.version(), result.sequence
+
     async def submit_survey(
         self,
         ticket: domain.TicketFacts | None,
         ticket_id: str,
         *,
-        csat: int,
-        nps: int | None,
-        comment: str,
+        csat: int = 0,
+        nps: int | None = None,
+        comment: str = "",
+        answered: st.AnsweredSurvey | None = None,
         command_id: str,
         actor: str,
     ) -> CommandResult[domain.Survey]:
-        """Labels the comment's emotion and submits the survey."""
-        emotion = classify(comment)
+        """Labels the comment's emotion and submits the survey: `answered` (a template
+        version's checked answers) or today's csat, nps and comment as the default template."""
+        if answered is None:
+            answered = st.legacy_survey(csat, nps, comment)
+        emotion = classify(answered.comment)
         command = domain.SubmitSurvey(
             ticket=ticket,
-            csat=csat,
-            nps=nps,
-            comment=comment,
+            csat=answered.csat,
+            nps=answered.nps,
+            comment=answered.comment,
             emotion=emotion.emotion,
             emotion_score=emotion.score,
             follow_up_after=self.follow_up_after,
+            template_id=answered.template_id,
+            template_version=answered.template_version,
+            answers=answered.answers,
         )
         result = await self.execute(ticket_id, command, command_id=command_id, actor=actor)
         if result.events and result.state.submitted and result.state.submitted.follow_up_required:

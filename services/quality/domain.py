@@ -57,6 +57,26 @@ class IllegalTransition(QualityError):
 # ----------------------------------------------------------------------------- events
 
 
+class QuestionKind(StrEnum):
+    """What an answer to a survey question is (quality.survey_templates)."""
+
+    SCALE_1_5 = "scale_1_5"
+    SCALE_0_10 = "scale_0_10"
+    YES_NO = "yes_no"
+    OPEN_TEXT = "open_text"
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    """One answered question as the survey event keeps it (`text`: personal data)."""
+
+    question_id: str
+    kind: QuestionKind
+    score: int = 0
+    yes: bool = False
+    text: str = ""
+
+
 @dataclass(frozen=True)
 class SurveySubmitted:
     ticket_id: str
@@ -75,6 +95,10 @@ class SurveySubmitted:
     follow_up_required: bool
     follow_up_due_at: datetime | None = None
     ticket_opened_at: datetime | None = None
+    # Empty (surveys before templates): the built-in "default", version 1.
+    template_id: str = ""
+    template_version: int = 0
+    answers: tuple[RecordedAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,9 @@ class SubmitSurvey:
     emotion: Emotion
     emotion_score: float
     follow_up_after: timedelta = FOLLOW_UP_AFTER
+    template_id: str = ""
+    template_version: int = 0
+    answers: tuple[RecordedAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,6 +261,9 @@ def _submit(state: Survey, command: SubmitSurvey, now: datetime) -> list[SurveyE
             follow_up_required=negative,
             follow_up_due_at=now + command.follow_up_after if negative else None,
             ticket_opened_at=ticket.opened_at,
+            template_id=command.template_id,
+            template_version=command.template_version,
+            answers=command.answers,
         )
     ]
 
@@ -391,6 +421,24 @@ class CrisisKpis:
 
 
 @dataclass(frozen=True)
+class ScoreCount:
+    score: int
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class YesNoCount:
+    template_id: str
+    question_id: str
+    yes: int = 0
+    no: int = 0
+
+
+CSAT_SCORES = tuple(range(1, 6))
+NPS_SCORES = tuple(range(0, 11))
+
+
+@dataclass(frozen=True)
 class Kpis:
     """Every KPI of docs/kpis.md for one filter and period (ratios 0..1, 0 without data)."""
 
@@ -416,6 +464,10 @@ class Kpis:
     survey_response_ratio: float = 0.0
     crisis: tuple[CrisisKpis, ...] = ()
     quality_score: float = 0.0
+    # Full scales, one entry per score (zeros kept): 1..5 and 0..10.
+    csat_distribution: tuple[ScoreCount, ...] = ()
+    nps_distribution: tuple[ScoreCount, ...] = ()
+    yes_no: tuple[YesNoCount, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,12 @@ import grpc
 from careops.quality.v1 import quality_pb2 as pb
 from careops.quality.v1 import quality_pb2_grpc, types_pb2
 from careops.ticketing.v1 import types_pb2 as ticket_types
-from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_eventstore.codec import (
+    dataclass_to_message,
+    enum_from_proto,
+    enum_to_proto,
+    message_to_dataclass,
+)
 from careops_eventstore.sqlstate import aware
 from careops_platform.errors import (
     DeadlineExceeded,
@@ -27,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from quality import domain, readmodels
+from quality import survey_templates as st
 from quality.application import (
     QualityApp,
     Teams,
@@ -43,6 +49,8 @@ DEFAULT_PAGE = 100
 
 EMOTION = types_pb2.Emotion.DESCRIPTOR
 FOLLOW_UP = types_pb2.FollowUpStatus.DESCRIPTOR
+QUESTION_KIND = types_pb2.QuestionKind.DESCRIPTOR
+QUESTION_METRIC = types_pb2.QuestionMetric.DESCRIPTOR
 CHANNEL = ticket_types.Channel.DESCRIPTOR
 TYPE = ticket_types.TicketType.DESCRIPTOR
 PRIORITY = ticket_types.Priority.DESCRIPTOR
@@ -93,6 +101,7 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
         domain.TicketUnknown: grpc.StatusCode.NOT_FOUND,
         domain.SurveyNotFound: grpc.StatusCode.NOT_FOUND,
+        st.TemplateNotFound: grpc.StatusCode.NOT_FOUND,
         domain.SurveyAlreadySubmitted: grpc.StatusCode.ALREADY_EXISTS,
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         domain.QualityError: grpc.StatusCode.FAILED_PRECONDITION,
@@ -101,6 +110,16 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
 
 def _ticket_id(value: str) -> str:
     return aggregate_id(value, "ticket_id", kind="ticket")
+
+
+def _template_id(value: str) -> str:
+    """Returns a template id fit to be a subject token; INVALID_ARGUMENT otherwise."""
+    if not st.TEMPLATE_ID.fullmatch(value):
+        raise InvalidArgument(
+            "template_id must be 1-64 of a-z, 0-9, _ and -",
+            [FieldViolation("template_id", "must be 1-64 of a-z, 0-9, _ and -")],
+        )
+    return value
 
 
 def _stamp(value: datetime | None) -> Timestamp | None:
@@ -128,7 +147,12 @@ def survey_to_proto(state: domain.Survey, version: int) -> pb.Survey:
         follow_up_due_at=_stamp(submitted.follow_up_due_at),
         follow_up_status=_status(state),
         version=version,
+        # Surveys from before templates answered the built-in default, version 1.
+        template_id=submitted.template_id or st.DEFAULT_TEMPLATE,
+        template_version=submitted.template_version or 1,
     )
+    for recorded in submitted.answers:
+        dataclass_to_message(recorded, message.answers.add())
     if submitted.has_nps:
         message.nps = submitted.nps
     return message
@@ -184,6 +208,35 @@ def compensation_to_proto(kpis: readmodels.CompensationKpis) -> pb.CompensationK
     return message
 
 
+def template_to_proto(template: st.TemplateVersion) -> pb.SurveyTemplate:
+    """Returns the API view of one template version."""
+    message = pb.SurveyTemplate()
+    dataclass_to_message(template, message)
+    return message
+
+
+def questions_from_proto(request: pb.PutSurveyTemplateRequest) -> list[st.SurveyQuestion]:
+    """Returns the request's questions; INVALID_ARGUMENT for an unknown kind or metric."""
+    violations = []
+    for index, question in enumerate(request.questions):
+        for name, descriptor in (("kind", QUESTION_KIND), ("metric", QUESTION_METRIC)):
+            if getattr(question, name) not in descriptor.values_by_number:
+                violations.append(FieldViolation(f"questions[{index}].{name}", "unknown value"))
+    if violations:
+        raise InvalidArgument("unknown question kind or metric", violations)
+    return [message_to_dataclass(q, st.SurveyQuestion) for q in request.questions]
+
+
+def answers_from_proto(request: pb.SubmitSurveyRequest) -> list[st.Answer]:
+    """Returns the request's answers, each with the one value it gives (None: none given)."""
+    answers = []
+    for given in request.answers:
+        which = given.WhichOneof("value")
+        value = {which: getattr(given, which)} if which else {}
+        answers.append(st.Answer(given.question_id, **value))
+    return answers
+
+
 def kpis_to_proto(kpis: domain.Kpis, day: datetime | None = None) -> pb.Kpis:
     message = pb.Kpis()
     dataclass_to_message(kpis, message)
@@ -233,25 +286,74 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         self, request: pb.SubmitSurveyRequest, context: Any
     ) -> pb.SubmitSurveyResponse:
         ticket_id = _ticket_id(request.ticket_id)
-        nps = request.nps if request.HasField("nps") else None
-        violations = domain.validate_survey(request.csat, nps, request.comment)
-        if violations:
-            raise domain.InvalidCommand(violations)
+        answered = await self._answered(request)
         await self._waits.tickets(request.ticketing_min_sequence, "the ticket projection")
         facts = await self._read(
             lambda session: readmodels.ticket_facts(session=session, ticket_id=ticket_id)
         )
         result = await self._app.submit_survey(
-            facts,
-            ticket_id,
-            csat=request.csat,
-            nps=nps,
-            comment=request.comment,
-            command_id=command_id(),
-            actor=actor(),
+            facts, ticket_id, answered=answered, command_id=command_id(), actor=actor()
         )
         return pb.SubmitSurveyResponse(
             survey=survey_to_proto(result.state, result.sequence), sequence=result.sequence
+        )
+
+    async def _answered(self, request: pb.SubmitSurveyRequest) -> st.AnsweredSurvey:
+        """Checks the answers against their template version, or today's csat, nps and comment
+        as answers to the built-in default template."""
+        nps = request.nps if request.HasField("nps") else None
+        if not request.answers:
+            if request.template_id or request.template_version:
+                raise InvalidArgument(
+                    "a template survey needs answers",
+                    [FieldViolation("answers", "required with template_id or template_version")],
+                )
+            return st.legacy_survey(request.csat, nps, request.comment)
+        legacy = [
+            FieldViolation(name, "not with answers: answer the template's question")
+            for name, given in (
+                ("csat", request.csat),
+                ("nps", request.HasField("nps")),
+                ("comment", request.comment),
+            )
+            if given
+        ]
+        if legacy:
+            raise InvalidArgument("give answers or csat, nps and comment, not both", legacy)
+        template_id = request.template_id or st.DEFAULT_TEMPLATE
+        template = await self._app.template(_template_id(template_id), request.template_version)
+        return st.answer(template, answers_from_proto(request))
+
+    async def PutSurveyTemplate(
+        self, request: pb.PutSurveyTemplateRequest, context: Any
+    ) -> pb.PutSurveyTemplateResponse:
+        questions = questions_from_proto(request)
+        violations = st.validate_template(request.template_id, request.title, questions)
+        if violations:
+            raise domain.InvalidCommand(violations)
+        template, sequence = await self._app.put_template(
+            request.template_id,
+            request.title,
+            questions,
+            command_id=command_id(),
+            actor=actor(),
+        )
+        return pb.PutSurveyTemplateResponse(template=template_to_proto(template), sequence=sequence)
+
+    async def GetSurveyTemplate(
+        self, request: pb.GetSurveyTemplateRequest, context: Any
+    ) -> pb.GetSurveyTemplateResponse:
+        template = await self._app.template(_template_id(request.template_id), request.version)
+        return pb.GetSurveyTemplateResponse(template=template_to_proto(template))
+
+    async def ListSurveyTemplateVersions(
+        self, request: pb.ListSurveyTemplateVersionsRequest, context: Any
+    ) -> pb.ListSurveyTemplateVersionsResponse:
+        template = await self._app.template_versions(_template_id(request.template_id))
+        if not template.versions:
+            raise st.TemplateNotFound(f"no survey template {template.template_id!r}")
+        return pb.ListSurveyTemplateVersionsResponse(
+            versions=[template_to_proto(version) for version in template.versions]
         )
 
     async def GetSurvey(self, request: pb.GetSurveyRequest, context: Any) -> pb.GetSurveyResponse:

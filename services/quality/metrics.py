@@ -32,17 +32,24 @@ from quality.readmodels import (
     compensation_kpis,
     hour_of,
     overdue_follow_ups,
+    survey_counts,
     survey_totals,
     ticket_totals,
     totals,
     unacknowledged_age,
     window_kpis,
+    yes_no_counts,
 )
+from quality.survey_templates import DEFAULT, DEFAULT_TEMPLATE
 
 log = logging.getLogger(__name__)
 
 COMPENSATION_KINDS = ("refund", "discount", "replacement", "gift")  # ticketing's kinds
 DEFAULT_CURRENCY = "CNY"
+DEFAULT_YES_NO = tuple(
+    q.question_id for q in DEFAULT.version(1).questions if q.kind is d.QuestionKind.YES_NO
+)
+
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 # (metric suffix, Kpis field, help): one gauge per window and channel ("all" = every channel).
 WINDOW_LABELS = ["window", "channel"]
@@ -159,6 +166,7 @@ class KpiCollector(Collector):
             *gauges.values(),
             compensations,
             compensation_amount,
+            *_distributions(session),
             opened,
             resolved,
             breaches,
@@ -193,6 +201,37 @@ def _compensation_families(session: Session) -> tuple[Metric, Metric]:
         count.add_metric([kind, currency], total.count if total else 0)
         amount.add_metric([kind, currency], total.amount_cents / 100 if total else 0.0)
     return count, amount
+
+
+def _distributions(session: Session) -> list[Metric]:
+    """All-time answers per score (every score of the scale present from the start) and per
+    yes/no question of a template (the default template's from the start)."""
+    row = survey_counts(session=session, where=KpiFilter(), period=Period()).get("", {})
+    families: list[Metric] = []
+    for metric, scores, text in (
+        ("csat", d.CSAT_SCORES, "CSAT answers (1-5) by score."),
+        ("nps", d.NPS_SCORES, "NPS answers (0-10) by score."),
+    ):
+        family = CounterMetricFamily(f"careops_quality_{metric}_answers", text, labels=["score"])
+        for score in scores:
+            family.add_metric([str(score)], row.get(f"{metric}_{score}") or 0)
+        families.append(family)
+    yes_no = CounterMetricFamily(
+        "careops_quality_yes_no_answers",
+        "Answers to yes/no survey questions by template, question and answer.",
+        labels=["template", "question", "answer"],
+    )
+    counts = {
+        (c.template_id, c.question_id): c
+        for c in yes_no_counts(session=session, where=KpiFilter(), period=Period())
+    }
+    for question in DEFAULT_YES_NO:
+        counts.setdefault((DEFAULT_TEMPLATE, question), d.YesNoCount(DEFAULT_TEMPLATE, question))
+    for (template, question), count in sorted(counts.items()):
+        yes_no.add_metric([template, question, "yes"], count.yes)
+        yes_no.add_metric([template, question, "no"], count.no)
+    families.append(yes_no)
+    return families
 
 
 def _with_zeros(rows: Sequence[Any]) -> list[Any]:

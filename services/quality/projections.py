@@ -29,6 +29,7 @@ from quality.readmodels import (
     compensations,
     hour_of,
     incidents,
+    survey_answers,
     surveys,
     ticket_buckets,
     ticket_totals,
@@ -263,7 +264,7 @@ class SurveyProjection:
     """Maintains quality_surveys, including each follow-up's status."""
 
     name = "quality_surveys"
-    tables: tuple[Table, ...] = (surveys,)
+    tables: tuple[Table, ...] = (surveys, survey_answers)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
@@ -296,6 +297,7 @@ class SurveyProjection:
                         version=position,
                     )
                 )
+                self._answers(connection, ticket_id, payload)
                 return
             case d.FollowUpOverdue():
                 changes: dict[str, Any] = {"follow_up_status": FOLLOW_UP_OVERDUE}
@@ -308,6 +310,25 @@ class SurveyProjection:
             .where(surveys.c.ticket_id == ticket_id)
             .values(**changes, version=position)
         )
+
+    @staticmethod
+    def _answers(connection: Connection, ticket_id: str, payload: d.SurveySubmitted) -> None:
+        """Keeps the scored and yes/no answers (open text stays in the comment only)."""
+        rows = [
+            {
+                "ticket_id": ticket_id,
+                "question_id": answer.question_id,
+                "template_id": payload.template_id,
+                "template_version": payload.template_version,
+                "kind": answer.kind.value,
+                "score": None if answer.kind is d.QuestionKind.YES_NO else answer.score,
+                "yes": answer.yes if answer.kind is d.QuestionKind.YES_NO else None,
+            }
+            for answer in payload.answers
+            if answer.kind is not d.QuestionKind.OPEN_TEXT
+        ]
+        if rows:
+            connection.execute(insert(survey_answers), rows)
 
 
 def follow_up_timer_id(ticket_id: str) -> str:

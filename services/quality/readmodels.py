@@ -4,7 +4,7 @@ and the queries over them. Projections write them; metrics reads them at scrape 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -118,6 +118,21 @@ surveys = Table(
     Index("ix_quality_surveys_submitted", "submitted_at"),
     Index("ix_quality_surveys_ticket_opened", "ticket_opened_at"),
     Index("ix_quality_surveys_follow_up", "follow_up_status", "follow_up_due_at"),
+)
+
+# The scored and yes/no answers of template surveys (open-text answers stay in the survey's
+# comment only: personal data in one place). Filters and periods join quality_surveys.
+survey_answers = Table(
+    "quality_survey_answers",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("question_id", String(40), primary_key=True),
+    Column("template_id", String(64), nullable=False),
+    Column("template_version", Integer, nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("score", Integer),
+    Column("yes", Boolean),
+    Index("ix_quality_survey_answers_question", "template_id", "question_id"),
 )
 
 incidents = Table(
@@ -280,10 +295,42 @@ def survey_counts(
         func.count(s.c.nps).label("nps_responses"),
         _count_if(s.c.nps >= 9).label("promoters"),
         _count_if(s.c.nps <= 6).label("detractors"),
+        *(_count_if(s.c.csat == score).label(f"csat_{score}") for score in d.CSAT_SCORES),
+        *(_count_if(s.c.nps == score).label(f"nps_{score}") for score in d.NPS_SCORES),
     ).where(*_where(s, where, s.c.submitted_at, period))
     if group:
         query = query.group_by(key)
     return {str(row.key): dict(row._mapping) for row in session.execute(query)}
+
+
+def yes_no_counts(
+    *, session: Session, where: KpiFilter, period: Period
+) -> tuple[d.YesNoCount, ...]:
+    """Returns yes and no per template yes/no question over the surveys of filter and period."""
+    a, s = survey_answers, surveys
+    query = (
+        select(
+            a.c.template_id,
+            a.c.question_id,
+            _count_if(a.c.yes.is_(True)).label("yes"),
+            _count_if(a.c.yes.is_(False)).label("no"),
+        )
+        .select_from(a.join(s, s.c.ticket_id == a.c.ticket_id))
+        .where(a.c.kind == d.QuestionKind.YES_NO.value, *_where(s, where, s.c.submitted_at, period))
+        .group_by(a.c.template_id, a.c.question_id)
+        .order_by(a.c.template_id, a.c.question_id)
+    )
+    return tuple(
+        d.YesNoCount(row.template_id, row.question_id, int(row.yes), int(row.no))
+        for row in session.execute(query)
+    )
+
+
+def distribution(
+    row: dict[str, Any], metric: str, scores: Iterable[int]
+) -> tuple[d.ScoreCount, ...]:
+    """Returns the full-scale distribution of `metric` ("csat", "nps") in a survey aggregate."""
+    return tuple(d.ScoreCount(score, int(row.get(f"{metric}_{score}") or 0)) for score in scores)
 
 
 def crisis(*, session: Session, period: Period) -> tuple[d.CrisisKpis, ...]:
@@ -366,6 +413,8 @@ def combine(
         reopen_ratio=_ratio(t.get("reopened") or 0, resolved_once),
         survey_response_ratio=_ratio(t.get("surveyed") or 0, resolved_once),
         crisis=crisis_kpis,
+        csat_distribution=distribution(s, "csat", d.CSAT_SCORES),
+        nps_distribution=distribution(s, "nps", d.NPS_SCORES),
     )
     score = d.quality_score(d.score_components(kpis))
     return d.Kpis(**{**kpis.__dict__, "quality_score": score})
@@ -385,7 +434,9 @@ def kpis(*, session: Session, where: KpiFilter, period: Period) -> d.Kpis:
     """Returns every KPI of docs/kpis.md for the filter and period."""
     ticket_row = ticket_counts(session=session, where=where, period=period)
     survey_row = survey_counts(session=session, where=where, period=period).get("")
-    return combine(ticket_row, survey_row, crisis(session=session, period=period))
+    result = combine(ticket_row, survey_row, crisis(session=session, period=period))
+    yes_no = yes_no_counts(session=session, where=where, period=period)
+    return replace(result, yes_no=yes_no)
 
 
 def ticket_facts(*, session: Session, ticket_id: str) -> d.TicketFacts | None:
