@@ -16,14 +16,23 @@ from careops_platform.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
 from ticketing import grpc_api
-from ticketing.application import CODEC, STREAM, CustomerLookup, TicketingApp, load_agents
+from ticketing.application import (
+    CODEC,
+    STREAM,
+    CustomerLookup,
+    TicketingApp,
+    load_agents,
+    workloads_of,
+)
 from ticketing.projections import (
     CUSTOMER_CODEC,
+    AgentDirectoryProjection,
     CustomerDirectoryProjection,
     SlaTimerProjection,
     TicketListProjection,
 )
-from ticketing.readmodels import KnownCustomers
+from ticketing.reactions import Router, RouterReads
+from ticketing.readmodels import Directory, KnownCustomers
 
 ENTRY = registry.service("ticketing")
 
@@ -32,7 +41,9 @@ class TicketingSettings(ServiceSettings):
     grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
-    agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
+    agents_file: str = Field(
+        "", description="YAML seed of the agent directory (put once, while empty); empty: sample"
+    )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
@@ -59,8 +70,15 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             CONTACT_HASH_KEY_ENV,
         )
 
+    def setup(self) -> None:
+        self.directory = Directory(self.engine)
+        self.router: Router | None = None
+
     def application(self, store: EventStore) -> TicketingApp:
         return TicketingApp(store=store, policy=self.policy, agents=self.agents, clock=self.clock)
+
+    async def ready(self, app: TicketingApp) -> None:
+        await app.seed_agents(directory_empty=await self.directory.is_empty())
 
     def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER
@@ -75,9 +93,26 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 STREAM.name,
                 STREAM.subjects[0],
                 CODEC,
-                [TicketListProjection(), SlaTimerProjection()],
+                [TicketListProjection(), SlaTimerProjection(), AgentDirectoryProjection()],
             ),
         ]
+
+    def reactions(self, app: TicketingApp) -> Sequence[skeleton.Reaction]:
+        reads = RouterReads(
+            synced=partial(self._read_models_at, timeout=self.settings.read_wait_seconds),
+            workload=workloads_of(self.directory),
+            waiting=self.directory.waiting,
+            unstarted=self.directory.unstarted,
+        )
+        self.router = Router(app, reads)
+        return [
+            skeleton.Reaction("ticket-router", STREAM.name, STREAM.subjects[0], self.router.handle)
+        ]
+
+    async def _read_models_at(self, sequence: int, timeout: float) -> bool:
+        """Whether the ticket list and the directory both reached `sequence` in `timeout`."""
+        tickets = await self.wait_for(TicketListProjection.name, sequence, timeout)
+        return tickets and await self.wait_for(AgentDirectoryProjection.name, sequence, timeout)
 
     def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
@@ -89,11 +124,12 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         return grpc_api.TicketingServicer(
             app,
             self.engine,
-            partial(self.wait_for, TicketListProjection.name),
+            self._read_models_at,
             self.settings.read_wait_seconds,
             customers=CustomerLookup(
                 KnownCustomers(self.engine, self._directory_position), hash_key=self.hash_key
             ),
+            directory=self.directory,
         )
 
 

@@ -107,6 +107,14 @@ class FireSlaTimer:
     kind: SlaTimerKind
 
 
+@dataclass(frozen=True)
+class ReturnToQueue:
+    """Hand an unstarted ticket (no agent reply yet) of `agent_id` back to the routing queue."""
+
+    agent_id: str
+    reason: str = ""
+
+
 Command = (
     OpenTicket
     | AssignTicket
@@ -119,4 +127,5 @@ Command = (
     | ReopenTicket
     | CloseTicket
     | FireSlaTimer
+    | ReturnToQueue
 )

@@ -20,6 +20,7 @@ from ticketing.domain.commands import (
     ReopenTicket,
     ResolveTicket,
     ResumeTicket,
+    ReturnToQueue,
 )
 from ticketing.domain.errors import IllegalTransition, TicketAlreadyExists, TicketNotFound, require
 from ticketing.domain.events import (
@@ -38,6 +39,7 @@ from ticketing.domain.events import (
     TicketReopened,
     TicketResolved,
     TicketResumed,
+    TicketReturnedToQueue,
 )
 from ticketing.domain.ticket import Ticket, evolve
 from ticketing.domain.values import (
@@ -205,6 +207,17 @@ def _assign(state: Ticket, command: AssignTicket, ctx: _Context) -> list[TicketE
     return [TicketAssigned(command.agent_id, command.suggested, command.reason)]
 
 
+def _return_to_queue(state: Ticket, command: ReturnToQueue, ctx: _Context) -> list[TicketEvent]:
+    """Unassigns a ticket `command.agent_id` holds but has not started (no agent reply);
+    nothing otherwise (another agent has it, or work began)."""
+    require(_text("agent_id", command.agent_id, required=True, limit=MAX_ID))
+    if state.assignee_id != command.agent_id or state.status is not Status.ASSIGNED:
+        return []
+    if state.agent_replies:
+        return []
+    return [TicketReturnedToQueue(command.agent_id, command.reason[:MAX_SUBJECT])]
+
+
 def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]:
     """Adds a reply; an agent's first one stops the first-response clock."""
     violations = _text("body", command.body, required=True, limit=MAX_TEXT)
@@ -331,4 +344,5 @@ _HANDLERS = {
     ReopenTicket: _reopen,
     CloseTicket: _close,
     FireSlaTimer: _fire,
+    ReturnToQueue: _return_to_queue,
 }

@@ -154,6 +154,14 @@ class SlaBreached:
     target: timedelta
 
 
+@dataclass(frozen=True)
+class TicketReturnedToQueue:
+    """An assigned ticket the agent had not started went back to the routing queue."""
+
+    agent_id: str
+    reason: str = ""
+
+
 TicketEvent = (
     TicketOpened
     | TicketAssigned
@@ -167,4 +175,5 @@ TicketEvent = (
     | TicketClosed
     | SlaWarningRaised
     | SlaBreached
+    | TicketReturnedToQueue
 )
