@@ -77,8 +77,11 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
     def application(self, store: EventStore) -> TicketingApp:
         return TicketingApp(store=store, policy=self.policy, agents=self.agents, clock=self.clock)
 
-    async def ready(self, app: TicketingApp) -> None:
-        await app.seed_agents(directory_empty=await self.directory.is_empty())
+    async def start_parts(self) -> None:
+        await super().start_parts()
+        # After the migrations and projections: the seed is put once, while the directory is empty.
+        assert self.app is not None
+        await self.app.seed_agents(directory_empty=await self.directory.is_empty())
 
     def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER
