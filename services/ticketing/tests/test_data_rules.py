@@ -1,5 +1,6 @@
 """Rule 1 and 5 of docs/permissions.md where they are enforced: the application (and the gRPC
-edge that hands it the caller), on the in-memory store and the default agents directory (the seed, put on the log)."""
+edge that hands it the caller), on the in-memory store and the default agents directory (the
+seed, put on the log)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ nor consultations by phone: each test routes one of those, to agents of its own.
 from __future__ import annotations
 
 import uuid
+from functools import partial
 
 import grpc
 import pytest
@@ -22,7 +23,9 @@ from ticketing.main import TicketingService
 Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 
-def agent_request(agent_id: str, channel: int, capacity: int, kind: str) -> pb.PutAgentRequest:
+def agent_request(
+    agent_id: str, channel: t.Channel.ValueType, capacity: int, kind: str
+) -> pb.PutAgentRequest:
     return pb.PutAgentRequest(
         agent_id=agent_id,
         name=agent_id.title(),
@@ -34,7 +37,9 @@ def agent_request(agent_id: str, channel: int, capacity: int, kind: str) -> pb.P
     )
 
 
-async def open_ticket(stub: Stub, channel: int, kind: int) -> pb.OpenTicketResponse:
+async def open_ticket(
+    stub: Stub, channel: t.Channel.ValueType, kind: t.TicketType.ValueType
+) -> pb.OpenTicketResponse:
     response: pb.OpenTicketResponse = await stub.OpenTicket(
         pb.OpenTicketRequest(
             customer_id="c-route",
@@ -101,7 +106,7 @@ async def test_an_agent_going_offline_hands_back_unstarted_tickets_until_back_on
     unstarted = (await open_ticket(stub, t.CHANNEL_SOCIAL, t.TICKET_TYPE_RETURN)).ticket
     started = (await open_ticket(stub, t.CHANNEL_SOCIAL, t.TICKET_TYPE_RETURN)).ticket
     for ticket_id in (unstarted.ticket_id, started.ticket_id):
-        await eventually(lambda i=ticket_id: _is(stub, i, name), what=f"{ticket_id} assigned")
+        await eventually(partial(_is, stub, ticket_id, name), what=f"{ticket_id} assigned")
     me = Principal(name, frozenset({"agent"}), "tests")
     async with channel_to(service, me) as channel:
         own = Stub(channel)
