@@ -44,6 +44,9 @@ class TicketingSettings(ServiceSettings):
     agents_file: str = Field(
         "", description="YAML seed of the agent directory (put once, while empty); empty: sample"
     )
+    auto_route: bool = Field(
+        True, description="run the router: waiting tickets are assigned as capacity frees up"
+    )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
@@ -101,6 +104,8 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         ]
 
     def reactions(self, app: TicketingApp) -> Sequence[skeleton.Reaction]:
+        if not self.settings.auto_route:
+            return ()
         reads = RouterReads(
             synced=partial(self._read_models_at, timeout=self.settings.read_wait_seconds),
             workload=workloads_of(self.directory),

@@ -125,6 +125,11 @@ class Router:
         self, waiting: WaitingTicket, workload: Workload, *, actor: str, cause: str
     ) -> Workload | None:
         """Assigns one waiting ticket; returns the workload after it (None: it waits)."""
+        if not any(
+            agent.online and {waiting.type, waiting.channel} <= agent.skills
+            for agent in workload.agents
+        ):
+            return None  # nobody online has the skills: no need to load the ticket
         ticket, _version = await self._app.get(waiting.ticket_id)
         if ticket.assignee_id or ticket.status is not domain.Status.OPEN:
             return workload  # the read model lagged: no longer waiting
@@ -133,11 +138,13 @@ class Router:
             return None
         result = await self._app.execute(
             ticket.ticket_id,
-            domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason),
+            domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason, from_queue=True),
             command_id=f"route.{cause}.{ticket.ticket_id}",
             actor=actor,
         )
         self._written = max(self._written, result.sequence)
+        if not result.events:
+            return workload  # assigned meanwhile by someone else
         QUEUE_WAIT.observe(max((self._app.clock() - waiting.queued_at).total_seconds(), 0.0))
         return _taken(workload, best.agent_id, ticket.channel.value)
 

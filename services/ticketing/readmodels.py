@@ -278,6 +278,8 @@ def channel_loads(*, session: Session) -> dict[str, dict[str, int]]:
 @dataclass(frozen=True)
 class WaitingTicket:
     ticket_id: str
+    type: str
+    channel: str
     priority: str
     queued_at: datetime
     opened_sequence: int
@@ -289,6 +291,8 @@ def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
     query = (
         select(
             tickets.c.ticket_id,
+            tickets.c.type,
+            tickets.c.channel,
             tickets.c.priority,
             tickets.c.queued_at,
             tickets.c.created_at,
@@ -301,6 +305,8 @@ def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
     return [
         WaitingTicket(
             row.ticket_id,
+            row.type,
+            row.channel,
             row.priority,
             aware(row.queued_at or row.created_at),
             row.opened_sequence,

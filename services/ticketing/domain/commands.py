@@ -38,6 +38,9 @@ class AssignTicket:
     agent_id: str
     suggested: bool = False
     reason: str = ""
+    # The router's: nothing unless the ticket is still open and unassigned (decided on the
+    # state appended to, so a concurrent manual assignment is never overwritten).
+    from_queue: bool = False
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,8 @@ def _assign(state: Ticket, command: AssignTicket, ctx: _Context) -> list[TicketE
     _not_in(state, ACTIVE, "assign")
     if command.agent_id == state.assignee_id:
         return []
+    if command.from_queue and (state.assignee_id or state.status is not Status.OPEN):
+        return []
     return [TicketAssigned(command.agent_id, command.suggested, command.reason)]
 
 

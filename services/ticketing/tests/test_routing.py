@@ -7,6 +7,7 @@ nor consultations by phone: each test routes one of those, to agents of its own.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from functools import partial
 
 import grpc
@@ -14,13 +15,25 @@ import pytest
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
+from careops_eventstore.nats_embedded import EmbeddedNats
 from careops_platform.identity import Principal
 
 from tests.support import channel_to, eventually
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
+from ticketing.tests.conftest import running_service
 
 Stub = ticketing_pb2_grpc.TicketingServiceStub
+
+
+@pytest.fixture(scope="module")
+async def service(
+    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats
+) -> AsyncIterator[TicketingService]:
+    """The service with its router on."""
+    data = tmp_path_factory.mktemp("data")
+    async with running_service(data, module_nats.url, auto_route=True) as running:
+        yield running
 
 
 def agent_request(
