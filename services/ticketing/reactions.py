@@ -32,7 +32,6 @@ QUEUE_WAIT = Histogram(
     "Time a ticket waited in the routing queue before the router assigned it.",
     buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
-QUEUE_LENGTH.set(0)
 # Priorities first served.
 PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 QUEUE_BATCH = 500
