@@ -126,7 +126,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         skills: frozenset[str] = frozenset()
         if caller is not None:
             command = authored(command, caller)
-            skills = await self.skills_of(caller.subject)
+            if _narrowed_by_skills(command, caller):
+                skills = await self.skills_of(caller.subject)
 
         def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
@@ -294,6 +295,13 @@ def authored(command: domain.Command, caller: Principal) -> domain.Command:
             permission=WORKS_TICKET[domain.AddReply],
         )
     return command
+
+
+def _narrowed_by_skills(command: domain.Command, caller: Principal) -> bool:
+    """Whether rule 1 reads the caller's skills for `command`: only an agent's queue does (the
+    directory is read from the log only then, not on every command)."""
+    narrowed = isinstance(command, domain.AssignTicket) or type(command) in WORKS_TICKET
+    return narrowed and domain.AGENT in caller.roles
 
 
 def _denied(permission: str, ticket_id: str, rule: str) -> PermissionDenied:

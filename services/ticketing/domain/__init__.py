@@ -13,6 +13,9 @@ may work), `agents` (the agent directory). Every name is re-exported here.
 from __future__ import annotations
 
 from ticketing.domain.access import (
+    AGENT as AGENT,
+)
+from ticketing.domain.access import (
     in_queue as in_queue,
 )
 from ticketing.domain.access import (
