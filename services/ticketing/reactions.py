@@ -36,6 +36,7 @@ QUEUE_WAIT = Histogram(
 PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 QUEUE_BATCH = 500
 HANDBACK_REASON = "agent went offline"
+ROUTER = "router"
 
 TRIGGERS = (
     domain.TicketOpened,
@@ -78,11 +79,12 @@ class Router:
         """Hands back an offline agent's unstarted tickets, then routes the queue."""
         decoded = CODEC.decode_batch(message.batch)
         if decoded and any(isinstance(item.event, TRIGGERS) for item in decoded):
-            envelope = decoded[0].envelope
             # Read models must hold this event and everything the router wrote before.
             if not await self._reads.synced(max(message.sequence, self._written)):
                 raise RuntimeError("read models did not catch up; redelivery retries")
-            actor = f"{envelope.actor or 'system'} via router"
+            # Recorded as "<principal> via router": the runner keeps the triggering event's
+            # principal in scope (careops_eventstore.causes), also through a chain of passes.
+            actor = ROUTER
             for item in decoded:
                 event = item.event
                 if (

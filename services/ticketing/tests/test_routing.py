@@ -138,6 +138,18 @@ async def test_an_agent_going_offline_hands_back_unstarted_tickets_until_back_on
 
         await own.SetAvailability(pb.SetAvailabilityRequest(availability=t.AVAILABILITY_ONLINE))
         await eventually(lambda: _is(stub, unstarted.ticket_id, name), what="routed again")
+    # The router's events name the agent whose change caused them, once, and never the router
+    # alone: the hand-back, then the assignment when they came back.
+    assert service.store is not None
+    batches = await service.store.read_subject(
+        stream=STREAM.name, subject=f"{SUBJECT_PREFIX}.{unstarted.ticket_id}"
+    )
+    by_router = [e for b in batches for e in b.batch.events if e.actor.endswith("router")]
+    assert [(e.type.rsplit(".", 1)[1], e.actor) for e in by_router] == [
+        ("TicketAssigned", "tester via router"),
+        ("TicketReturnedToQueue", f"{name} via router"),
+        ("TicketAssigned", f"{name} via router"),
+    ]
 
 
 async def _is(stub: Stub, ticket_id: str, agent_id: str) -> bool:
