@@ -16,6 +16,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.table import Table
 
+from careops_cli.agents import agent_app
 from careops_cli.audit import audit_command
 from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, failure, metadata, print_message, report
@@ -39,6 +40,7 @@ app.add_typer(quality_app)  # survey, kpi, scorecard, followups
 app.add_typer(template_app, name="survey-template")  # and `survey answer`
 app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(agent_app, name="agent")
 app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, get_args
 
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore
-from careops_eventstore.aggregates import CommandResult
+from careops_eventstore.aggregates import AggregateRepository, CommandExecutor, CommandResult
 from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.timers import DueTimer
@@ -39,11 +39,23 @@ SLA_POLICY_KEY = "sla_policy"
 ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
 
-CODEC = codec_of(get_args(domain.TicketEvent), events_pb2)
+# Ticket and agent events share the stream (agents on careops.ticketing.agent.<agent_id>).
+CODEC = codec_of((*get_args(domain.TicketEvent), *get_args(domain.AgentEvent)), events_pb2)
 
 TICKET = aggregate_kind(
     STREAM, SUBJECT_PREFIX, "ticket", initial=domain.initial, evolve=domain.evolve, codec=CODEC
 )
+AGENT = aggregate_kind(
+    STREAM,
+    registry.TICKETING.prefix("agent"),
+    "agent",
+    initial=domain.initial_agent,
+    evolve=domain.evolve_agent,
+    codec=CODEC,
+)
+# Roles that manage the directory and set anyone's availability; others only their own.
+MANAGES_AGENTS = frozenset({"supervisor", "admin"})
+SET_AVAILABILITY = "agent.set_availability"
 
 OPENED = Counter(
     "careops_tickets_opened_total",
@@ -118,7 +130,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             store=store, stream=STREAM, kind=TICKET, clock=clock, cache_size=cache_size
         )
         self.policy = policy
-        self.agents = list(agents)
+        self.seed = list(agents)  # the directory's first agents (seed_agents), not consulted later
+        self.agent_repository = AggregateRepository(store, AGENT)
         self.limits = limits if limits is not None else load_compensation_limits(None)
 
     async def execute(
@@ -134,13 +147,16 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         """Decides and appends one command against the ticket's current state. With a `caller`,
         the data rules apply first (PERMISSION_DENIED, nothing appended); None: no data rule."""
         now = self.clock()
+        skills: frozenset[str] = frozenset()
         if caller is not None:
             command = authored(command, caller)
+            if _narrowed_by_skills(command, caller):
+                skills = await self.skills_of(caller.subject)
 
         def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
             if caller is not None and state.exists:
-                self.authorize(state, command, caller)
+                self.authorize(state, command, caller, skills)
             # An unknown ticket stays NOT_FOUND (decide says so), whoever asks.
             limited = self.within_limits(state, command, caller) if state.exists else command
             return domain.decide(state, limited, now=now, policy=self.policy)
@@ -158,10 +174,16 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         self._count(result)
         return result
 
-    def authorize(self, ticket: domain.Ticket, command: domain.Command, caller: Principal) -> None:
-        """Raises PermissionDenied, naming the permission and the rule, unless `caller` may run
-        `command` on `ticket` (rule 1 of docs/permissions.md; skills from the agents directory)."""
-        skills = self.skills_of(caller.subject)
+    def authorize(
+        self,
+        ticket: domain.Ticket,
+        command: domain.Command,
+        caller: Principal,
+        skills: frozenset[str],
+    ) -> None:
+        """Raises PermissionDenied, naming the permission and the rule, unless `caller` (whose
+        directory skills are `skills`) may run `command` on `ticket` (rule 1 of
+        docs/permissions.md)."""
         if isinstance(command, domain.AssignTicket):
             if not domain.may_assign(
                 ticket, caller.subject, caller.roles, skills, command.agent_id
@@ -205,12 +227,75 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             return replace(command, by=by)
         return command
 
-    def skills_of(self, agent_id: str) -> frozenset[str]:
-        """Returns the skills the agents directory gives `agent_id` (none for a stranger)."""
-        for agent in self.agents:
-            if agent.agent_id == agent_id:
-                return agent.skills
-        return frozenset()
+    async def skills_of(self, agent_id: str) -> frozenset[str]:
+        """Returns the skills the agent directory gives `agent_id` as of the log (none for a
+        stranger)."""
+        if not agent_id:
+            return frozenset()
+        loaded = await self.agent_repository.load(agent_id, refresh=True)
+        return loaded.state.skills if loaded.state.exists else frozenset()
+
+    # ----------------------------------------------------------------------- agent directory
+
+    async def agent(self, agent_id: str) -> tuple[domain.AgentProfile, int]:
+        """Returns the agent as of the log and its version; AgentNotFound if not in the
+        directory."""
+        loaded = await self.agent_repository.load(agent_id, refresh=True)
+        if not loaded.state.exists:
+            raise domain.AgentNotFound(f"agent {agent_id} is not in the directory")
+        return loaded.state, loaded.version
+
+    async def put_agent(
+        self, agent_id: str, command: domain.PutAgent, *, command_id: str, actor: str
+    ) -> CommandResult[domain.AgentProfile]:
+        """Defines or replaces an agent (no event when unchanged)."""
+        return await self._on_agent(agent_id, command, command_id=command_id, actor=actor)
+
+    async def set_availability(
+        self,
+        agent_id: str,
+        command: domain.SetAvailability,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> CommandResult[domain.AgentProfile]:
+        """Sets an agent online, away or offline; with a `caller`, only their own unless they
+        manage agents (PERMISSION_DENIED)."""
+        if caller is not None and agent_id != caller.subject and not MANAGES_AGENTS & caller.roles:
+            raise PermissionDenied(
+                f"permission {SET_AVAILABILITY}: an agent sets only their own availability; "
+                "others' is for supervisors",
+                permission=SET_AVAILABILITY,
+            )
+        return await self._on_agent(agent_id, command, command_id=command_id, actor=actor)
+
+    async def _on_agent(
+        self, agent_id: str, command: domain.AgentCommand, *, command_id: str, actor: str
+    ) -> CommandResult[domain.AgentProfile]:
+        return await self.run_on(
+            CommandExecutor(self.agent_repository),
+            agent_id,
+            lambda state: domain.decide_agent(state, command),
+            now=self.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+
+    async def seed_agents(self, *, directory_empty: bool) -> int:
+        """Puts the seed agents (online) once: only while the directory is empty and none of
+        them is on the log. Returns how many were put."""
+        if not directory_empty:
+            return 0
+        for agent in self.seed:
+            if (await self.agent_repository.load(agent.agent_id, refresh=True)).state.exists:
+                return 0
+        for agent in self.seed:
+            command = domain.put_from_skills(agent.skills, agent.capacity)
+            await self.put_agent(
+                agent.agent_id, command, command_id=f"agent-seed-{agent.agent_id}", actor="config"
+            )
+        return len(self.seed)
 
     def _policy_versions(self, command: domain.Command) -> dict[str, str]:
         versions = {SLA_POLICY_KEY: self.policy.version}
@@ -245,12 +330,6 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             raise domain.TicketNotFound(f"ticket {ticket_id} does not exist")
         return loaded.state, loaded.version
 
-    def suggest(
-        self, ticket: domain.Ticket, open_tickets: dict[str, int]
-    ) -> list[domain.Suggestion]:
-        """Ranks the configured agents for a ticket by skill and current load."""
-        return domain.suggest_agents(ticket, self.agents, open_tickets)
-
     async def fire_timer(self, timer: DueTimer) -> None:
         """Fires one SLA deadline; the timer id is the command id, so it is appended once."""
         command = domain.FireSlaTimer(
@@ -276,6 +355,13 @@ def authored(command: domain.Command, caller: Principal) -> domain.Command:
             permission=WORKS_TICKET[domain.AddReply],
         )
     return command
+
+
+def _narrowed_by_skills(command: domain.Command, caller: Principal) -> bool:
+    """Whether rule 1 reads the caller's skills for `command`: only an agent's queue does (the
+    directory is read from the log only then, not on every command)."""
+    narrowed = isinstance(command, domain.AssignTicket) or type(command) in WORKS_TICKET
+    return narrowed and domain.AGENT in caller.roles
 
 
 def _denied(permission: str, ticket_id: str, rule: str) -> PermissionDenied:
@@ -356,30 +442,104 @@ class CustomerLookup:
         return None
 
 
-OpenCounts = Callable[[], Awaitable[dict[str, int]]]
+@dataclass(frozen=True)
+class Workload:
+    """The directory's agents (as routing reads them) and their active tickets."""
+
+    agents: Sequence[domain.Agent]
+    open_tickets: Mapping[str, int]
+    channel_load: Mapping[str, Mapping[str, int]]
+
+    def suggest(self, ticket: domain.Ticket) -> list[domain.Suggestion]:
+        """Ranks the agents for `ticket` by skill, spare capacity and load."""
+        return domain.suggest_agents(ticket, self.agents, self.open_tickets, self.channel_load)
+
+
+Workloads = Callable[[], Awaitable[Workload]]
+
+
+class AgentRecord(Protocol):
+    """An agent as the directory read model lists it (readmodels.AgentRow)."""
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def channels(self) -> tuple[tuple[str, int], ...]: ...
+
+    @property
+    def ticket_types(self) -> tuple[str, ...]: ...
+
+    @property
+    def senior(self) -> bool: ...
+
+    @property
+    def availability(self) -> str: ...
+
+
+class DirectoryReads(Protocol):
+    """The directory read model (readmodels.Directory)."""
+
+    async def agents(self, *, team: str = "", availability: str = "") -> Sequence[AgentRecord]:
+        """Returns the directory's agents."""
+
+    async def loads(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Returns each assignee's active tickets: in total and per channel."""
+
+
+def profile_of(record: AgentRecord) -> domain.AgentProfile:
+    """Returns the domain agent of a directory row."""
+    return domain.AgentProfile(
+        agent_id=record.agent_id,
+        exists=True,
+        channels=tuple(
+            domain.ChannelCapacity(domain.Channel(channel), capacity)
+            for channel, capacity in record.channels
+        ),
+        ticket_types=tuple(record.ticket_types),
+        senior=record.senior,
+        availability=domain.Availability(record.availability),
+    )
+
+
+def workloads_of(directory: DirectoryReads) -> Workloads:
+    """Returns the Workloads reading `directory` (agents and loads as of the read models)."""
+
+    async def workload() -> Workload:
+        rows = await directory.agents()
+        totals, per_channel = await directory.loads()
+        return Workload([profile_of(row).routed() for row in rows], totals, per_channel)
+
+    return workload
 
 
 class Assignment:
-    """Agent suggestions and auto-assignment over the current open-ticket counts."""
+    """Agent suggestions and auto-assignment over the directory and current loads."""
 
-    def __init__(self, app: TicketingApp, open_counts: OpenCounts) -> None:
+    def __init__(self, app: TicketingApp, workloads: Workloads) -> None:
         self._app = app
-        self._open_counts = open_counts
+        self._workloads = workloads
 
     async def suggestions(self, ticket_id: str) -> list[domain.Suggestion]:
-        """Returns the configured agents ranked for the ticket by skill and current load."""
+        """Returns the directory's online agents ranked for the ticket by skill and load."""
         ticket, _version = await self._app.get(ticket_id)
-        return self._app.suggest(ticket, await self._open_counts())
+        return (await self._workloads()).suggest(ticket)
 
     async def command(self, ticket_id: str, agent_id: str) -> domain.AssignTicket:
         """Returns the assignment to `agent_id`, or with none given to the best suggestion;
-        FAILED_PRECONDITION when no agent can take the ticket."""
+        FAILED_PRECONDITION when no agent can take the ticket or `agent_id` is not in the
+        directory (the ticket exists: it is the request's agent that does not)."""
         if agent_id:
+            try:
+                await self._app.agent(agent_id)
+            except domain.AgentNotFound as exc:
+                raise FailedPrecondition(f"cannot assign ticket {ticket_id}: {exc}") from None
             return domain.AssignTicket(agent_id=agent_id)
         suggestions = await self.suggestions(ticket_id)
         if not suggestions:
             raise FailedPrecondition(
-                f"no agent can take ticket {ticket_id}: none configured or all at capacity"
+                f"no agent can take ticket {ticket_id}: none in the directory is online with "
+                "spare capacity"
             )
         best = suggestions[0]
         return domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason)

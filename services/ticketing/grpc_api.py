@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -13,7 +14,7 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
-from careops_platform.errors import DeadlineExceeded
+from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, derived_id
@@ -27,7 +28,9 @@ from ticketing.application import (
     CustomerClaim,
     CustomerLookup,
     TicketingApp,
+    profile_of,
     sla_snapshots,
+    workloads_of,
 )
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
@@ -49,6 +52,7 @@ HOLD = types_pb2.HoldReason.DESCRIPTOR
 AUTHOR = types_pb2.Author.DESCRIPTOR
 KIND = types_pb2.CompensationKind.DESCRIPTOR
 COMPENSATION_STATUS = types_pb2.CompensationStatus.DESCRIPTOR
+AVAILABILITY = types_pb2.Availability.DESCRIPTOR
 
 
 def error_map() -> dict[type[Exception], grpc.StatusCode]:
@@ -57,6 +61,7 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
         domain.InvalidCommand: grpc.StatusCode.INVALID_ARGUMENT,
         domain.IllegalTransition: grpc.StatusCode.FAILED_PRECONDITION,
         domain.TicketNotFound: grpc.StatusCode.NOT_FOUND,
+        domain.AgentNotFound: grpc.StatusCode.NOT_FOUND,
         domain.TicketAlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
         domain.CompensationNotFound: grpc.StatusCode.NOT_FOUND,
         domain.LimitExceeded: grpc.StatusCode.PERMISSION_DENIED,
@@ -139,13 +144,15 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         read_wait_seconds: float = 5.0,
         *,
         customers: CustomerLookup,
+        directory: readmodels.Directory,
     ) -> None:
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
         self._customers = customers
-        self._assignment = Assignment(app, self._open_counts)
+        self._directory = directory
+        self._assignment = Assignment(app, workloads_of(directory))
 
     async def _command(self, response_type: type[R], ticket_id: str, command: domain.Command) -> R:
         """Validates the id, runs the command and wraps the ticket in `response_type`."""
@@ -236,13 +243,6 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             return readmodels.list_tickets(
                 session=session, where=where, page_size=limit, before_sequence=before
             )
-
-    async def _open_counts(self) -> dict[str, int]:
-        def query() -> dict[str, int]:
-            with Session(self._engine) as session:
-                return readmodels.open_ticket_counts(session=session)
-
-        return await asyncio.to_thread(query)
 
     async def SuggestAssignee(
         self, request: pb.SuggestAssigneeRequest, context: Any
@@ -372,6 +372,104 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             if status is None or item.status is status:
                 compensation_to_proto(item, response.compensations.add())
         return response
+
+    # ------------------------------------------------------------------- agent directory
+
+    async def _agent_view(self, profile: domain.AgentProfile, version: int) -> pb.Agent:
+        totals, _channels = await self._directory.loads()
+        return agent_to_proto(profile, version, totals.get(profile.agent_id, 0))
+
+    async def PutAgent(self, request: pb.PutAgentRequest, context: Any) -> pb.PutAgentResponse:
+        command = domain.PutAgent(
+            name=request.name,
+            team=request.team,
+            channels=_channels(request.channels),
+            ticket_types=tuple(request.ticket_types),
+            languages=tuple(request.languages),
+            senior=request.senior,
+            availability=_enum(request.availability, AVAILABILITY, domain.Availability),
+        )
+        result = await self._app.put_agent(
+            _agent_id(request.agent_id), command, command_id=command_id(), actor=actor()
+        )
+        agent = await self._agent_view(result.state, result.sequence)
+        return pb.PutAgentResponse(agent=agent, sequence=result.sequence)
+
+    async def GetAgent(self, request: pb.GetAgentRequest, context: Any) -> pb.GetAgentResponse:
+        profile, version = await self._app.agent(_agent_id(request.agent_id))
+        return pb.GetAgentResponse(agent=await self._agent_view(profile, version))
+
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: Any
+    ) -> pb.ListAgentsResponse:
+        availability = _enum(request.availability, AVAILABILITY, domain.Availability)
+        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
+            raise DeadlineExceeded(
+                f"the directory has not reached sequence {request.min_sequence} yet; retry"
+            )
+        rows = await self._directory.agents(
+            team=request.team, availability=_value(availability) or ""
+        )
+        totals, _channels = await self._directory.loads()
+        response = pb.ListAgentsResponse()
+        for row in rows:
+            profile = replace(
+                profile_of(row), name=row.name, team=row.team, languages=row.languages
+            )
+            response.agents.append(
+                agent_to_proto(profile, row.version, totals.get(row.agent_id, 0))
+            )
+        return response
+
+    async def SetAvailability(
+        self, request: pb.SetAvailabilityRequest, context: Any
+    ) -> pb.SetAvailabilityResponse:
+        principal = caller()
+        agent_id = request.agent_id or principal.subject
+        command = domain.SetAvailability(
+            _enum(request.availability, AVAILABILITY, domain.Availability)
+        )
+        result = await self._app.set_availability(
+            _agent_id(agent_id), command, command_id=command_id(), actor=actor(), caller=principal
+        )
+        agent = await self._agent_view(result.state, result.sequence)
+        return pb.SetAvailabilityResponse(agent=agent, sequence=result.sequence)
+
+
+def _agent_id(value: str) -> str:
+    return aggregate_id(value, "agent_id", kind="agent")
+
+
+def _channels(items: Iterable[types_pb2.ChannelCapacity]) -> tuple[domain.ChannelCapacity, ...]:
+    """Returns the capacities of a request; INVALID_ARGUMENT for an unspecified channel."""
+    channels = []
+    for index, item in enumerate(items):
+        channel = _enum(item.channel, CHANNEL, domain.Channel)
+        if channel is None:
+            raise InvalidArgument(
+                "every capacity names a channel",
+                [FieldViolation(f"channels[{index}].channel", "must be specified")],
+            )
+        channels.append(domain.ChannelCapacity(channel, item.capacity))
+    return tuple(channels)
+
+
+def agent_to_proto(profile: domain.AgentProfile, version: int, open_tickets: int) -> pb.Agent:
+    """Returns the API view of an agent."""
+    message = pb.Agent(
+        agent_id=profile.agent_id,
+        name=profile.name,
+        team=profile.team,
+        ticket_types=profile.ticket_types,
+        languages=profile.languages,
+        senior=profile.senior,
+        availability=enum_to_proto(profile.availability, AVAILABILITY),
+        open_tickets=open_tickets,
+        version=version,
+    )
+    for item in profile.channels:
+        message.channels.add(channel=enum_to_proto(item.channel, CHANNEL), capacity=item.capacity)
+    return message
 
 
 def _value(member: Enum | None) -> str | None:

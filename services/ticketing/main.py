@@ -23,14 +23,17 @@ from ticketing.application import (
     TicketingApp,
     load_agents,
     load_compensation_limits,
+    workloads_of,
 )
 from ticketing.projections import (
     CUSTOMER_CODEC,
+    AgentDirectoryProjection,
     CustomerDirectoryProjection,
     SlaTimerProjection,
     TicketListProjection,
 )
-from ticketing.readmodels import KnownCustomers
+from ticketing.reactions import Router, RouterReads
+from ticketing.readmodels import Directory, KnownCustomers
 
 ENTRY = registry.service("ticketing")
 
@@ -39,9 +42,14 @@ class TicketingSettings(ServiceSettings):
     grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     sla_policy_file: str = Field("", description="YAML SLA policy; empty: built-in default")
-    agents_file: str = Field("", description="YAML agent directory; empty: built-in sample")
+    agents_file: str = Field(
+        "", description="YAML seed of the agent directory (put once, while empty); empty: sample"
+    )
     compensation_limits_file: str = Field(
         "", description="YAML compensation limits per role and currency; empty: built-in defaults"
+    )
+    auto_route: bool = Field(
+        True, description="run the router: waiting tickets are assigned as capacity frees up"
     )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
     contact_hash_key: SecretStr = Field(
@@ -70,6 +78,10 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             CONTACT_HASH_KEY_ENV,
         )
 
+    def setup(self) -> None:
+        self.directory = Directory(self.engine)
+        self.router: Router | None = None
+
     def application(self, store: EventStore) -> TicketingApp:
         return TicketingApp(
             store=store,
@@ -78,6 +90,12 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             limits=self.limits,
             clock=self.clock,
         )
+
+    async def start_parts(self) -> None:
+        await super().start_parts()
+        # After the migrations and projections: the seed is put once, while the directory is empty.
+        assert self.app is not None
+        await self.app.seed_agents(directory_empty=await self.directory.is_empty())
 
     def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER
@@ -92,9 +110,28 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 STREAM.name,
                 STREAM.subjects[0],
                 CODEC,
-                [TicketListProjection(), SlaTimerProjection()],
+                [TicketListProjection(), SlaTimerProjection(), AgentDirectoryProjection()],
             ),
         ]
+
+    def reactions(self, app: TicketingApp) -> Sequence[skeleton.Reaction]:
+        if not self.settings.auto_route:
+            return ()
+        reads = RouterReads(
+            synced=partial(self._read_models_at, timeout=self.settings.read_wait_seconds),
+            workload=workloads_of(self.directory),
+            waiting=self.directory.waiting,
+            unstarted=self.directory.unstarted,
+        )
+        self.router = Router(app, reads)
+        return [
+            skeleton.Reaction("ticket-router", STREAM.name, STREAM.subjects[0], self.router.handle)
+        ]
+
+    async def _read_models_at(self, sequence: int, timeout: float) -> bool:
+        """Whether the ticket list and the directory both reached `sequence` in `timeout`."""
+        tickets = await self.wait_for(TicketListProjection.name, sequence, timeout)
+        return tickets and await self.wait_for(AgentDirectoryProjection.name, sequence, timeout)
 
     def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
@@ -106,11 +143,12 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         return grpc_api.TicketingServicer(
             app,
             self.engine,
-            partial(self.wait_for, TicketListProjection.name),
+            self._read_models_at,
             self.settings.read_wait_seconds,
             customers=CustomerLookup(
                 KnownCustomers(self.engine, self._directory_position), hash_key=self.hash_key
             ),
+            directory=self.directory,
         )
 
 

@@ -13,7 +13,7 @@ from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, bindparam, case, delete, insert, update
 
 from ticketing import domain
-from ticketing.readmodels import customer_directory, tickets
+from ticketing.readmodels import agents, customer_directory, tickets
 
 _T = tickets.c
 _OPEN, _ASSIGNED, _IN_PROGRESS = (
@@ -49,6 +49,7 @@ _ESCALATE = _update(escalation_level=bindparam("level"))
 _RESUME = _update(status=_RESTING)
 _REOPEN = _update(status=_RESTING, reopen_count=_T.reopen_count + 1)
 _BREACH = _update(sla_breached=True)
+_RETURNED = _update(assignee_id="", status=_OPEN, queued_at=bindparam("queued"))
 
 _STATUS_AFTER: dict[type, str] = {
     domain.TicketHeld: domain.Status.ON_HOLD.value,
@@ -57,7 +58,10 @@ _STATUS_AFTER: dict[type, str] = {
 }
 
 
-def _change(payload: Any) -> tuple[Any, dict[str, Any]]:
+_AGENT_EVENTS = (domain.AgentPut, domain.AgentAvailabilityChanged)
+
+
+def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
     """Returns the statement and the extra parameters that record one event."""
     status = _STATUS_AFTER.get(type(payload))
     if status is not None:
@@ -77,6 +81,8 @@ def _change(payload: Any) -> tuple[Any, dict[str, Any]]:
             return _REOPEN, {}
         case domain.SlaBreached():
             return _BREACH, {}
+        case domain.TicketReturnedToQueue():
+            return _RETURNED, {"queued": at}
     return _TOUCH, {}
 
 
@@ -88,6 +94,8 @@ class TicketListProjection:
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
+        if isinstance(payload, _AGENT_EVENTS):
+            return  # the agent directory's, on the same stream
         ticket_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
         if isinstance(payload, domain.TicketOpened):
@@ -106,11 +114,12 @@ class TicketListProjection:
                 "sla_breached": False,
                 "created_at": at,
                 "updated_at": at,
+                "queued_at": at,
                 "version": position,
             }
             connection.execute(_INSERT, row)
             return
-        statement, parameters = _change(payload)
+        statement, parameters = _change(payload, at)
         connection.execute(
             statement, {"ticket": ticket_id, "at": at, "version": position, **parameters}
         )
@@ -172,6 +181,43 @@ class SlaTimerProjection:
         if clock.running and clock.due_at and not clock.breached:
             deadlines.append((domain.SlaTimerKind.BREACH, clock.due_at))
         return deadlines
+
+
+class AgentDirectoryProjection:
+    """Maintains `agents`: one row per agent of the directory (listing and routing read it)."""
+
+    name = "agents"
+    tables: tuple[Table, ...] = (agents,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        agent_id = event.envelope.aggregate_id
+        where = agents.c.agent_id == agent_id
+        match payload:
+            case domain.AgentPut():
+                old = connection.execute(agents.select().where(where)).first()
+                connection.execute(delete(agents).where(where))
+                connection.execute(
+                    insert(agents).values(
+                        agent_id=agent_id,
+                        name=payload.name,
+                        team=payload.team,
+                        channels=[[c.channel.value, c.capacity] for c in payload.channels],
+                        ticket_types=list(payload.ticket_types),
+                        languages=list(payload.languages),
+                        senior=payload.senior,
+                        availability=(
+                            old.availability if old else domain.Availability.OFFLINE.value
+                        ),
+                        version=position,
+                    )
+                )
+            case domain.AgentAvailabilityChanged():
+                connection.execute(
+                    update(agents)
+                    .where(where)
+                    .values(availability=payload.availability.value, version=position)
+                )
 
 
 # ----------------------------------------------------------------------------- customer directory

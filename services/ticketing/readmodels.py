@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     Column,
@@ -26,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 metadata = MetaData()
+T = TypeVar("T")
 
 tickets = Table(
     "tickets",
@@ -45,6 +48,8 @@ tickets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("version", BigInteger, nullable=False),
+    # When the ticket (last) joined the routing queue: opened, or handed back (0004).
+    Column("queued_at", DateTime(timezone=True), nullable=True),
     Index("ix_tickets_status", "status", "opened_sequence"),
     Index("ix_tickets_assignee", "assignee_id", "status"),
     Index("ix_tickets_customer", "customer_id", "opened_sequence"),
@@ -61,6 +66,23 @@ customer_directory = Table(
     Column("email_hash", String(64), nullable=True, index=True),
     Column("phone_hash", String(64), nullable=True, index=True),
     Column("version", BigInteger, nullable=False),
+)
+
+# The agent directory as of the log (issue 12 item 5): listing and routing read it.
+agents = Table(
+    "agents",
+    metadata,
+    Column("agent_id", String(100), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("team", String(200), nullable=False, default=""),
+    # [[channel, capacity], ...]
+    Column("channels", JSON, nullable=False),
+    Column("ticket_types", JSON, nullable=False),
+    Column("languages", JSON, nullable=False),
+    Column("senior", Boolean, nullable=False, default=False),
+    Column("availability", String(20), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_agents_team", "team", "agent_id"),
 )
 
 ACTIVE_STATUSES = ("open", "assigned", "in_progress", "on_hold")
@@ -199,3 +221,141 @@ class KnownCustomers:
             return known_customer(
                 session=session, customer_id=customer_id, kind=kind, digest=digest
             )
+
+
+# ----------------------------------------------------------------------------- agent directory
+
+
+@dataclass(frozen=True)
+class AgentRow:
+    agent_id: str
+    name: str
+    team: str
+    channels: tuple[tuple[str, int], ...]
+    ticket_types: tuple[str, ...]
+    languages: tuple[str, ...]
+    senior: bool
+    availability: str
+    version: int
+
+
+def list_agents(*, session: Session, team: str = "", availability: str = "") -> list[AgentRow]:
+    """Returns the directory's agents by id, optionally of one team / availability."""
+    query = select(agents).order_by(agents.c.agent_id)
+    if team:
+        query = query.where(agents.c.team == team)
+    if availability:
+        query = query.where(agents.c.availability == availability)
+    return [
+        AgentRow(
+            agent_id=row.agent_id,
+            name=row.name,
+            team=row.team,
+            channels=tuple((str(channel), int(capacity)) for channel, capacity in row.channels),
+            ticket_types=tuple(row.ticket_types),
+            languages=tuple(row.languages),
+            senior=row.senior,
+            availability=row.availability,
+            version=row.version,
+        )
+        for row in session.execute(query)
+    ]
+
+
+def channel_loads(*, session: Session) -> dict[str, dict[str, int]]:
+    """Returns each assignee's active tickets per channel."""
+    query = (
+        select(tickets.c.assignee_id, tickets.c.channel, func.count())
+        .where(tickets.c.status.in_(ACTIVE_STATUSES), tickets.c.assignee_id != "")
+        .group_by(tickets.c.assignee_id, tickets.c.channel)
+    )
+    loads: dict[str, dict[str, int]] = {}
+    for agent, channel, count in session.execute(query):
+        loads.setdefault(agent, {})[channel] = int(count)
+    return loads
+
+
+@dataclass(frozen=True)
+class WaitingTicket:
+    ticket_id: str
+    type: str
+    channel: str
+    priority: str
+    queued_at: datetime
+    opened_sequence: int
+
+
+def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
+    """Returns up to `limit` tickets waiting in the routing queue (open, nobody assigned),
+    oldest first."""
+    query = (
+        select(
+            tickets.c.ticket_id,
+            tickets.c.type,
+            tickets.c.channel,
+            tickets.c.priority,
+            tickets.c.queued_at,
+            tickets.c.created_at,
+            tickets.c.opened_sequence,
+        )
+        .where(tickets.c.status == "open", tickets.c.assignee_id == "")
+        .order_by(tickets.c.opened_sequence)
+        .limit(limit)
+    )
+    return [
+        WaitingTicket(
+            row.ticket_id,
+            row.type,
+            row.channel,
+            row.priority,
+            aware(row.queued_at or row.created_at),
+            row.opened_sequence,
+        )
+        for row in session.execute(query)
+    ]
+
+
+def unstarted_of(*, session: Session, agent_id: str) -> list[str]:
+    """Returns the tickets assigned to `agent_id` that no agent replied to yet."""
+    query = select(tickets.c.ticket_id).where(
+        tickets.c.assignee_id == agent_id, tickets.c.status == "assigned"
+    )
+    return [row.ticket_id for row in session.execute(query)]
+
+
+class Directory:
+    """The agent directory and queue reads, off the event loop (a worker thread each)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _read(self, read: Callable[[Session], T]) -> Awaitable[T]:
+        def run() -> T:
+            with Session(self._engine) as session:
+                return read(session)
+
+        return asyncio.to_thread(run)
+
+    async def agents(self, *, team: str = "", availability: str = "") -> list[AgentRow]:
+        """Returns the directory's agents (see list_agents)."""
+        return await self._read(
+            lambda s: list_agents(session=s, team=team, availability=availability)
+        )
+
+    async def is_empty(self) -> bool:
+        """Returns whether the directory has no agent."""
+        return await self._read(
+            lambda s: s.execute(select(agents.c.agent_id).limit(1)).first() is None
+        )
+
+    async def loads(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+        """Returns each assignee's active tickets: in total and per channel."""
+        return await self._read(lambda s: (open_ticket_counts(session=s), channel_loads(session=s)))
+
+    async def waiting(self, limit: int) -> list[WaitingTicket]:
+        """Returns the routing queue (see waiting_tickets)."""
+        return await self._read(lambda s: waiting_tickets(session=s, limit=limit))
+
+    async def unstarted(self, agent_id: str) -> list[str]:
+        """Returns the agent's unstarted tickets (see unstarted_of)."""
+        return await self._read(lambda s: unstarted_of(session=s, agent_id=agent_id))

@@ -34,7 +34,7 @@ from ticketing.tests.test_grpc_api import key, open_request
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import authorized_channel, shared_issuer
-from tests.support import eventually, read_log
+from tests.support import channel_to, eventually, read_log
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +48,27 @@ async def gateway(
         yield running
 
 
+async def in_directory(ticketing: TicketingService, *agent_ids: str) -> None:
+    """Puts the agents into ticketing's directory (as the test admin, straight to the service:
+    none of the audited principals), so tickets can be assigned to them."""
+    capacity = t.ChannelCapacity(channel=t.CHANNEL_EMAIL, capacity=5)
+    async with channel_to(ticketing) as channel:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
+        for agent_id in agent_ids:
+            await stub.PutAgent(
+                pb.PutAgentRequest(agent_id=agent_id, channels=[capacity], ticket_types=["fault"])
+            )
+
+
 async def test_three_principals_each_own_their_events_and_the_audit_returns_them(
-    gateway: GatewayService, incident: IncidentService, module_nats: EmbeddedNats
+    gateway: GatewayService,
+    ticketing: TicketingService,
+    incident: IncidentService,
+    module_nats: EmbeddedNats,
 ) -> None:
     run = uuid.uuid4().hex[:6]
     agent, supervisor, oncall = f"agent-{run}", f"sup-{run}", f"oncall-{run}"
+    await in_directory(ticketing, agent)
     issuer = shared_issuer()
     since = datetime.now(UTC)
     async with authorized_channel(address(gateway), issuer.token(agent, ("agent",))) as channel:
@@ -152,10 +168,11 @@ def ids(entries: list[AuditEntry]) -> set[str]:
 
 
 async def test_an_agent_working_another_agents_ticket_is_denied_through_the_gateway(
-    gateway: GatewayService, module_nats: EmbeddedNats
+    gateway: GatewayService, ticketing: TicketingService, module_nats: EmbeddedNats
 ) -> None:
     run = uuid.uuid4().hex[:6]
     owner, other = f"agent-{run}-a", f"agent-{run}-b"
+    await in_directory(ticketing, owner)
     issuer = shared_issuer()
     supervisor = issuer.token(f"sup-{run}", ("supervisor",))
     async with authorized_channel(address(gateway), supervisor) as channel:

@@ -7,11 +7,15 @@ clock they change, so evolve needs no calendar and the read side can schedule th
 
 Modules by job: `values`, `errors`, `events`, `commands`, `ticket` (state and evolve), `decide`
 (decisions and clock maths), `compensation` (grants within per-role limits), `routing` (agent
-suggestions), `access` (which tickets a principal may work). Every name is re-exported here.
+suggestions), `access` (which tickets a principal may work), `agents` (the agent directory).
+Every name is re-exported here.
 """
 
 from __future__ import annotations
 
+from ticketing.domain.access import (
+    AGENT as AGENT,
+)
 from ticketing.domain.access import (
     in_queue as in_queue,
 )
@@ -20,6 +24,51 @@ from ticketing.domain.access import (
 )
 from ticketing.domain.access import (
     may_assign as may_assign,
+)
+from ticketing.domain.agents import (
+    SENIOR as SENIOR,
+)
+from ticketing.domain.agents import (
+    AgentAvailabilityChanged as AgentAvailabilityChanged,
+)
+from ticketing.domain.agents import (
+    AgentCommand as AgentCommand,
+)
+from ticketing.domain.agents import (
+    AgentEvent as AgentEvent,
+)
+from ticketing.domain.agents import (
+    AgentNotFound as AgentNotFound,
+)
+from ticketing.domain.agents import (
+    AgentProfile as AgentProfile,
+)
+from ticketing.domain.agents import (
+    AgentPut as AgentPut,
+)
+from ticketing.domain.agents import (
+    Availability as Availability,
+)
+from ticketing.domain.agents import (
+    ChannelCapacity as ChannelCapacity,
+)
+from ticketing.domain.agents import (
+    PutAgent as PutAgent,
+)
+from ticketing.domain.agents import (
+    SetAvailability as SetAvailability,
+)
+from ticketing.domain.agents import (
+    decide_agent as decide_agent,
+)
+from ticketing.domain.agents import (
+    evolve_agent as evolve_agent,
+)
+from ticketing.domain.agents import (
+    initial_agent as initial_agent,
+)
+from ticketing.domain.agents import (
+    put_from_skills as put_from_skills,
 )
 from ticketing.domain.commands import (
     AddReply as AddReply,
@@ -56,6 +105,9 @@ from ticketing.domain.commands import (
 )
 from ticketing.domain.commands import (
     ResumeTicket as ResumeTicket,
+)
+from ticketing.domain.commands import (
+    ReturnToQueue as ReturnToQueue,
 )
 from ticketing.domain.compensation import (
     ApproveCompensation as ApproveCompensation,
@@ -173,6 +225,9 @@ from ticketing.domain.events import (
 )
 from ticketing.domain.events import (
     TicketResumed as TicketResumed,
+)
+from ticketing.domain.events import (
+    TicketReturnedToQueue as TicketReturnedToQueue,
 )
 from ticketing.domain.routing import (
     Agent as Agent,

@@ -43,6 +43,9 @@ class AssignTicket:
     agent_id: str
     suggested: bool = False
     reason: str = ""
+    # The router's: nothing unless the ticket is still open and unassigned (decided on the
+    # state appended to, so a concurrent manual assignment is never overwritten).
+    from_queue: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,14 @@ class FireSlaTimer:
     kind: SlaTimerKind
 
 
+@dataclass(frozen=True)
+class ReturnToQueue:
+    """Hand an unstarted ticket (no agent reply yet) of `agent_id` back to the routing queue."""
+
+    agent_id: str
+    reason: str = ""
+
+
 Command = (
     OpenTicket
     | AssignTicket
@@ -127,4 +138,5 @@ Command = (
     | GrantCompensation
     | ApproveCompensation
     | RejectCompensation
+    | ReturnToQueue
 )

@@ -20,6 +20,7 @@ from ticketing.domain.commands import (
     ReopenTicket,
     ResolveTicket,
     ResumeTicket,
+    ReturnToQueue,
 )
 from ticketing.domain.compensation import (
     ApproveCompensation,
@@ -46,6 +47,7 @@ from ticketing.domain.events import (
     TicketReopened,
     TicketResolved,
     TicketResumed,
+    TicketReturnedToQueue,
 )
 from ticketing.domain.ticket import Ticket, evolve
 from ticketing.domain.values import (
@@ -210,7 +212,20 @@ def _assign(state: Ticket, command: AssignTicket, ctx: _Context) -> list[TicketE
     _not_in(state, ACTIVE, "assign")
     if command.agent_id == state.assignee_id:
         return []
+    if command.from_queue and (state.assignee_id or state.status is not Status.OPEN):
+        return []
     return [TicketAssigned(command.agent_id, command.suggested, command.reason)]
+
+
+def _return_to_queue(state: Ticket, command: ReturnToQueue, ctx: _Context) -> list[TicketEvent]:
+    """Unassigns a ticket `command.agent_id` holds but has not started (no agent reply);
+    nothing otherwise (another agent has it, or work began)."""
+    require(_text("agent_id", command.agent_id, required=True, limit=MAX_ID))
+    if state.assignee_id != command.agent_id or state.status is not Status.ASSIGNED:
+        return []
+    if state.agent_replies:
+        return []
+    return [TicketReturnedToQueue(command.agent_id, command.reason[:MAX_SUBJECT])]
 
 
 def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]:
@@ -342,4 +357,5 @@ _HANDLERS = {
     GrantCompensation: grant,
     ApproveCompensation: approve,
     RejectCompensation: reject,
+    ReturnToQueue: _return_to_queue,
 }

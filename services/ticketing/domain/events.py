@@ -160,6 +160,14 @@ class SlaBreached:
     target: timedelta
 
 
+@dataclass(frozen=True)
+class TicketReturnedToQueue:
+    """An assigned ticket the agent had not started went back to the routing queue."""
+
+    agent_id: str
+    reason: str = ""
+
+
 TicketEvent = (
     TicketOpened
     | TicketAssigned
@@ -177,4 +185,5 @@ TicketEvent = (
     | CompensationRequested
     | CompensationApproved
     | CompensationRejected
+    | TicketReturnedToQueue
 )

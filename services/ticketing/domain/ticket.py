@@ -30,6 +30,7 @@ from ticketing.domain.events import (
     TicketReopened,
     TicketResolved,
     TicketResumed,
+    TicketReturnedToQueue,
 )
 from ticketing.domain.values import (
     Author,
@@ -134,6 +135,8 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
         case TicketAssigned():
             status = Status.ASSIGNED if state.status is Status.OPEN else state.status
             return replace(state, assignee_id=event.agent_id, status=status)
+        case TicketReturnedToQueue():
+            return replace(state, assignee_id="", status=Status.OPEN)
         case ReplyAdded():
             return _evolve_reply(state, event, at)
         case PriorityChanged():

@@ -19,7 +19,10 @@ from ticketing.main import TicketingService, TicketingSettings
 async def running_service(
     data_dir: Path, nats_url: str, *, clock: FakeClock | None = None, **overrides: Any
 ) -> AsyncIterator[TicketingService]:
-    """Starts TicketingService on a free port (on `clock`, when given); stops it afterwards."""
+    """Starts TicketingService on a free port (on `clock`, when given); stops it afterwards.
+    The router is off unless `auto_route=True`: tests that assert on a ticket's assignee or on
+    every event of a ticket must not race it (test_routing.py runs it)."""
+    overrides.setdefault("auto_route", False)
     settings = TicketingSettings(
         nats_url=nats_url,
         data_dir=str(data_dir),

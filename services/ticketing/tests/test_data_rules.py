@@ -1,5 +1,6 @@
 """Rule 1 and 5 of docs/permissions.md where they are enforced: the application (and the gRPC
-edge that hands it the caller), on the in-memory store and the default agents directory."""
+edge that hands it the caller), on the in-memory store and the default agents directory (the
+seed, put on the log)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,9 @@ async def booted(tmp_path: Path) -> tuple[TicketingService, TicketingApp, InMemo
     """Returns the service's composition root, its application and a fresh in-memory store."""
     service = TicketingService(TicketingSettings(data_dir=str(tmp_path)), clock=FakeClock())
     store = InMemoryEventStore()
-    return service, await service.bootstrap(store), store
+    app = await service.bootstrap(store)
+    await app.seed_agents(directory_empty=True)  # the service puts the seed once it has started
+    return service, app, store
 
 
 async def opened(
@@ -85,9 +88,10 @@ async def test_an_agent_works_an_unassigned_ticket_of_their_queue(
 ) -> None:
     _, app, store = await booted(tmp_path)
     await opened(app, "t-1")
+    before = await store.last_sequence(STREAM.name)
     result = await app.execute("t-1", WORK[kind], command_id="work", caller=WANG)
     assert result.events
-    assert await store.last_sequence(STREAM.name) == 2
+    assert await store.last_sequence(STREAM.name) == before + 1
 
 
 @pytest.mark.parametrize("kind", list(WORK))

@@ -9,7 +9,8 @@ import careops_sla
 import pytest
 from careops_eventstore.memory import InMemoryEventStore
 from careops_platform.contacts import contact_digest
-from careops_platform.errors import FailedPrecondition, InvalidArgument
+from careops_platform.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from careops_platform.identity import Principal
 
 from ticketing import domain
 from ticketing.application import (
@@ -17,6 +18,8 @@ from ticketing.application import (
     CustomerClaim,
     CustomerLookup,
     TicketingApp,
+    Workload,
+    Workloads,
     sla_snapshots,
 )
 
@@ -96,6 +99,7 @@ async def opened(
         clock=lambda: OPENED,
     )
     await app.provision()
+    await app.seed_agents(directory_empty=True)
     command = domain.OpenTicket(
         ticket_id="T1",
         customer_id="C1",
@@ -108,34 +112,74 @@ async def opened(
     return app, "T1"
 
 
-async def no_load() -> dict[str, int]:
-    return {}
+def no_load(app: TicketingApp) -> Workloads:
+    """The seed agents as the directory holds them, none of them with a ticket yet."""
+
+    async def workload() -> Workload:
+        agents = [(await app.agent(agent.agent_id))[0].routed() for agent in app.seed]
+        return Workload(agents, {}, {})
+
+    return workload
 
 
 async def test_auto_assignment_takes_the_best_suggestion_and_says_why() -> None:
     app, ticket_id = await opened([domain.Agent("a1", frozenset({"fault", "email"}))])
-    command = await Assignment(app, no_load).command(ticket_id, "")
+    command = await Assignment(app, no_load(app)).command(ticket_id, "")
     assert command.agent_id == "a1"
     assert command.suggested
-    assert command.reason
+    assert command.reason == "skills email, fault; spare 10 on email; 0/10 open"
 
 
 async def test_a_named_agent_is_assigned_as_asked() -> None:
-    app, ticket_id = await opened([])
-    command = await Assignment(app, no_load).command(ticket_id, "a7")
+    app, ticket_id = await opened([domain.Agent("a7", frozenset({"return", "chat"}))])
+    command = await Assignment(app, no_load(app)).command(ticket_id, "a7")
     assert command == domain.AssignTicket(agent_id="a7")
+
+
+async def test_assigning_to_an_agent_not_in_the_directory_is_a_failed_precondition() -> None:
+    app, ticket_id = await opened([])
+    with pytest.raises(FailedPrecondition, match="agent a7 is not in the directory"):
+        await Assignment(app, no_load(app)).command(ticket_id, "a7")
 
 
 async def test_auto_assignment_without_any_agent_is_a_failed_precondition() -> None:
     app, ticket_id = await opened([])
     with pytest.raises(FailedPrecondition, match="no agent can take ticket T1"):
-        await Assignment(app, no_load).command(ticket_id, "")
+        await Assignment(app, no_load(app)).command(ticket_id, "")
 
 
 async def test_suggestions_of_an_unknown_ticket_are_not_found() -> None:
     app, _ = await opened([])
     with pytest.raises(domain.TicketNotFound):
-        await Assignment(app, no_load).suggestions("T404")
+        await Assignment(app, no_load(app)).suggestions("T404")
+
+
+async def test_the_seed_is_put_once_and_skills_come_from_the_log() -> None:
+    app, _ = await opened([domain.Agent("a1", frozenset({"fault", "email", "senior"}), 4)])
+    assert await app.skills_of("a1") == frozenset({"fault", "email", "senior"})
+    profile, _version = await app.agent("a1")
+    assert profile.availability is domain.Availability.ONLINE
+    assert profile.channels == (domain.ChannelCapacity(domain.Channel.EMAIL, 4),)
+    # A second start puts nothing, even told the directory read model is empty.
+    assert await app.seed_agents(directory_empty=True) == 0
+    assert await app.skills_of("stranger") == frozenset()
+
+
+async def test_an_agent_sets_only_their_own_availability() -> None:
+    app, _ = await opened(
+        [domain.Agent("a1", frozenset({"fault"})), domain.Agent("a2", frozenset())]
+    )
+    offline = domain.SetAvailability(domain.Availability.OFFLINE)
+    me = Principal("a1", frozenset({"agent"}), "tests")
+    result = await app.set_availability("a1", offline, command_id="c1", actor="a1", caller=me)
+    assert result.state.availability is domain.Availability.OFFLINE
+    with pytest.raises(PermissionDenied, match="agent.set_availability"):
+        await app.set_availability("a2", offline, command_id="c2", actor="a1", caller=me)
+    boss = Principal("s1", frozenset({"supervisor"}), "tests")
+    result = await app.set_availability("a2", offline, command_id="c3", actor="s1", caller=boss)
+    assert result.state.availability is domain.Availability.OFFLINE
+    with pytest.raises(domain.AgentNotFound):
+        await app.set_availability("a9", offline, command_id="c4", actor="s1", caller=boss)
 
 
 async def test_sla_clocks_are_read_as_of_the_given_instant_or_now() -> None:

@@ -1,0 +1,166 @@
+"""Ticketing reactions. Fair routing: a reaction on the ticket stream assigns waiting tickets.
+
+A ticket nobody can take waits in the queue (open, unassigned). Whenever capacity may have
+freed up or appeared — a ticket opened, resolved, closed, handed back; an agent put or set
+online — the router takes the waiting tickets (urgent first, then oldest) and assigns each to
+the best online agent with the skills (type and channel) and spare capacity on its channel.
+An agent going offline hands back their unstarted tickets (no agent reply yet) first.
+Assignments are recorded with actor "<principal> via router", the principal being the actor
+of the event that triggered the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+from careops_eventstore.model import RecordedBatch
+from prometheus_client import Gauge, Histogram
+
+from ticketing import domain
+from ticketing.application import CODEC, TicketingApp, Workload, Workloads
+from ticketing.readmodels import WaitingTicket
+
+log = logging.getLogger(__name__)
+
+QUEUE_LENGTH = Gauge(
+    "careops_ticket_queue_length", "Tickets waiting in the routing queue after the last pass."
+)
+QUEUE_WAIT = Histogram(
+    "careops_ticket_queue_wait_seconds",
+    "Time a ticket waited in the routing queue before the router assigned it.",
+    buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
+)
+# Priorities first served.
+PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+QUEUE_BATCH = 500
+HANDBACK_REASON = "agent went offline"
+ROUTER = "router"
+
+TRIGGERS = (
+    domain.TicketOpened,
+    domain.TicketResolved,
+    domain.TicketClosed,
+    domain.TicketReopened,
+    domain.TicketReturnedToQueue,
+    domain.AgentPut,
+    domain.AgentAvailabilityChanged,
+)
+
+
+class RouterReads:
+    """What the router reads besides the log: the read models, once caught up."""
+
+    def __init__(
+        self,
+        *,
+        synced: Callable[[int], Awaitable[bool]],
+        workload: Workloads,
+        waiting: Callable[[int], Awaitable[Sequence[WaitingTicket]]],
+        unstarted: Callable[[str], Awaitable[Sequence[str]]],
+    ) -> None:
+        self.synced = synced
+        self.workload = workload
+        self.waiting = waiting
+        self.unstarted = unstarted
+
+
+class Router:
+    """The routing reaction (one consumer, one message at a time)."""
+
+    def __init__(self, app: TicketingApp, reads: RouterReads) -> None:
+        self._app = app
+        self._reads = reads
+        self._written = 0  # the last sequence the router itself appended
+        self.handled = 0  # the last stream sequence handled (tests wait on it)
+
+    async def handle(self, message: RecordedBatch) -> None:
+        """Hands back an offline agent's unstarted tickets, then routes the queue."""
+        decoded = CODEC.decode_batch(message.batch)
+        if decoded and any(isinstance(item.event, TRIGGERS) for item in decoded):
+            # Read models must hold this event and everything the router wrote before.
+            if not await self._reads.synced(max(message.sequence, self._written)):
+                raise RuntimeError("read models did not catch up; redelivery retries")
+            # Recorded as "<principal> via router": the runner keeps the triggering event's
+            # principal in scope (careops_eventstore.causes), also through a chain of passes.
+            actor = ROUTER
+            for item in decoded:
+                event = item.event
+                if (
+                    isinstance(event, domain.AgentAvailabilityChanged)
+                    and event.availability is domain.Availability.OFFLINE
+                ):
+                    await self._hand_back(item.envelope.aggregate_id, message.sequence, actor)
+            await self.route(actor=actor, cause=str(message.sequence))
+        self.handled = max(self.handled, message.sequence)
+
+    async def _hand_back(self, agent_id: str, cause: int, actor: str) -> None:
+        for ticket_id in await self._reads.unstarted(agent_id):
+            result = await self._app.execute(
+                ticket_id,
+                domain.ReturnToQueue(agent_id, HANDBACK_REASON),
+                command_id=f"handback.{cause}.{ticket_id}",
+                actor=actor,
+            )
+            self._written = max(self._written, result.sequence)
+
+    async def route(self, *, actor: str, cause: str) -> int:
+        """Assigns what it can of the queue; returns how many tickets still wait."""
+        workload = await self._reads.workload()
+        queue = sorted(
+            await self._reads.waiting(QUEUE_BATCH),
+            key=lambda w: (PRIORITY_ORDER.get(w.priority, 9), w.queued_at, w.opened_sequence),
+        )
+        left = 0
+        for waiting in queue:
+            assigned = await self._assign(waiting, workload, actor=actor, cause=cause)
+            if assigned is None:
+                left += 1
+            else:
+                workload = assigned
+        QUEUE_LENGTH.set(left)
+        return left
+
+    async def _assign(
+        self, waiting: WaitingTicket, workload: Workload, *, actor: str, cause: str
+    ) -> Workload | None:
+        """Assigns one waiting ticket; returns the workload after it (None: it waits)."""
+        if not any(
+            agent.online and {waiting.type, waiting.channel} <= agent.skills
+            for agent in workload.agents
+        ):
+            return None  # nobody online has the skills: no need to load the ticket
+        ticket, _version = await self._app.get(waiting.ticket_id)
+        if ticket.assignee_id or ticket.status is not domain.Status.OPEN:
+            return workload  # the read model lagged: no longer waiting
+        best = next((s for s in workload.suggest(ticket) if _fits(workload, s, ticket)), None)
+        if best is None:
+            return None
+        result = await self._app.execute(
+            ticket.ticket_id,
+            domain.AssignTicket(best.agent_id, suggested=True, reason=best.reason, from_queue=True),
+            command_id=f"route.{cause}.{ticket.ticket_id}",
+            actor=actor,
+        )
+        self._written = max(self._written, result.sequence)
+        if not result.events:
+            return workload  # assigned meanwhile by someone else
+        QUEUE_WAIT.observe(max((self._app.clock() - waiting.queued_at).total_seconds(), 0.0))
+        return _taken(workload, best.agent_id, ticket.channel.value)
+
+
+def _fits(workload: Workload, suggestion: domain.Suggestion, ticket: domain.Ticket) -> bool:
+    """Routing gives a ticket only to an agent with its type and channel (suggestions rank
+    partial matches too)."""
+    agent = next(a for a in workload.agents if a.agent_id == suggestion.agent_id)
+    return agent.can_take(ticket, 1)
+
+
+def _taken(workload: Workload, agent_id: str, channel: str) -> Workload:
+    """Returns the workload with one more ticket of `channel` for `agent_id`."""
+    totals = dict(workload.open_tickets)
+    totals[agent_id] = totals.get(agent_id, 0) + 1
+    loads = {agent: dict(channels) for agent, channels in workload.channel_load.items()}
+    loads.setdefault(agent_id, {})[channel] = loads.get(agent_id, {}).get(channel, 0) + 1
+    return replace(workload, open_tickets=totals, channel_load=loads)
