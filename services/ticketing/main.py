@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import careops_sla as sla
@@ -19,7 +18,9 @@ from ticketing import grpc_api
 from ticketing.application import CODEC, STREAM, CustomerLookup, TicketingApp, load_agents
 from ticketing.projections import (
     CUSTOMER_CODEC,
+    ConversationProjection,
     CustomerDirectoryProjection,
+    MacroListProjection,
     SlaTimerProjection,
     TicketListProjection,
 )
@@ -77,6 +78,15 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 CODEC,
                 [TicketListProjection(), SlaTimerProjection()],
             ),
+            skeleton.Subscription(
+                STREAM.name,
+                registry.TICKETING.filter("ticket"),
+                CODEC,
+                [ConversationProjection()],
+            ),
+            skeleton.Subscription(
+                STREAM.name, registry.TICKETING.filter("macro"), CODEC, [MacroListProjection()]
+            ),
         ]
 
     def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
@@ -89,7 +99,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         return grpc_api.TicketingServicer(
             app,
             self.engine,
-            partial(self.wait_for, TicketListProjection.name),
+            self.wait_for,
             self.settings.read_wait_seconds,
             customers=CustomerLookup(
                 KnownCustomers(self.engine, self._directory_position), hash_key=self.hash_key

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     func,
     select,
 )
@@ -61,6 +62,40 @@ customer_directory = Table(
     Column("email_hash", String(64), nullable=True, index=True),
     Column("phone_hash", String(64), nullable=True, index=True),
     Column("version", BigInteger, nullable=False),
+)
+
+# The conversation: every text written on a ticket, one row per event. Together with
+# `tickets.subject` this is the only read-model place free text about a customer is kept,
+# so a shredder (CustomerForgotten) blanks `subject` and `body` here by customer_id.
+conversation = Table(
+    "conversation",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True),
+    Column("ticket_id", String(64), nullable=False),
+    Column("customer_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("author", String(20), nullable=False),
+    Column("author_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("internal", Boolean, nullable=False),
+    Column("subject", String(200), nullable=False, default=""),
+    Column("body", Text, nullable=False),
+    Column("macro_id", String(100), nullable=False, default=""),
+    Column("macro_version", Integer, nullable=False, default=0),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversation_ticket", "ticket_id", "sequence"),
+    Index("ix_conversation_customer", "customer_id"),
+)
+
+# The macros as of their last put (deleted ones removed).
+macros = Table(
+    "macros",
+    metadata,
+    Column("macro_id", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
 ACTIVE_STATUSES = ("open", "assigned", "in_progress", "on_hold")
@@ -199,3 +234,68 @@ class KnownCustomers:
             return known_customer(
                 session=session, customer_id=customer_id, kind=kind, digest=digest
             )
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One entry of a ticket's conversation."""
+
+    sequence: int
+    kind: str
+    author: str
+    author_id: str
+    channel: str
+    internal: bool
+    subject: str
+    body: str
+    macro_id: str
+    macro_version: int
+    at: datetime
+
+
+def conversation_page(
+    *, session: Session, ticket_id: str, page_size: int, after_sequence: int, internal: bool
+) -> list[MessageRow]:
+    """Returns up to `page_size` entries of a ticket after the cursor, oldest first; internal
+    entries only with `internal`."""
+    table = conversation
+    query = select(table).where(table.c.ticket_id == ticket_id, table.c.sequence > after_sequence)
+    if not internal:
+        query = query.where(table.c.internal.is_(False))
+    query = query.order_by(table.c.sequence).limit(page_size)
+    return [
+        MessageRow(
+            sequence=row.sequence,
+            kind=row.kind,
+            author=row.author,
+            author_id=row.author_id,
+            channel=row.channel,
+            internal=row.internal,
+            subject=row.subject,
+            body=row.body,
+            macro_id=row.macro_id,
+            macro_version=row.macro_version,
+            at=aware(row.at),
+        )
+        for row in session.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class MacroRow:
+    """A macro as of its last put."""
+
+    macro_id: str
+    title: str
+    body: str
+    version: int
+    updated_at: datetime
+
+
+def list_macros(*, session: Session) -> list[MacroRow]:
+    """Returns every macro, by id."""
+    query = select(macros).order_by(macros.c.macro_id)
+    return [
+        MacroRow(row.macro_id, row.title, row.body, row.version, aware(row.updated_at))
+        for row in session.execute(query)
+    ]
