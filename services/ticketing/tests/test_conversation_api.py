@@ -38,7 +38,7 @@ async def conversation(
             return messages
 
 
-def first_response(ticket: pb.Ticket) -> pb.SlaClockSnapshot:
+def first_response(ticket: pb.Ticket) -> t.SlaClockSnapshot:
     return next(c for c in ticket.sla if c.clock == t.SLA_CLOCK_FIRST_RESPONSE)
 
 
