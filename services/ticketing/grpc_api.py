@@ -29,7 +29,6 @@ from ticketing.application import (
     TicketingApp,
     sla_snapshots,
 )
-from ticketing.projections import ConversationProjection, MacroListProjection, TicketListProjection
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TicketingService"].full_name
 
@@ -182,7 +181,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.ListTicketsResponse:
         size = page_size(request.page_size)
         before = page_cursor(request.page_token, "ListTickets")
-        await self._read_your_writes(TicketListProjection.name, request.min_sequence)
+        await self._read_your_writes(readmodels.TICKETS_PROJECTION, request.min_sequence)
         where = readmodels.TicketFilter(
             status=_value(_enum(request.status, STATUS, domain.Status)),
             priority=_value(_enum(request.priority, PRIORITY, domain.Priority)),
@@ -214,8 +213,9 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def _read_your_writes(self, projection: str, sequence: int) -> None:
         """Waits (bounded) for `projection` to reach `sequence`; DEADLINE_EXCEEDED if not."""
         if sequence and not await self._wait_for(projection, sequence, self._read_wait):
-            what = projection.replace("_", " ")
-            raise DeadlineExceeded(f"the {what} have not reached sequence {sequence} yet; retry")
+            raise DeadlineExceeded(
+                f"the {projection} read model has not reached sequence {sequence} yet; retry"
+            )
 
     def _list(
         self, where: readmodels.TicketFilter, limit: int, before: int
@@ -273,7 +273,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         size = page_size(request.page_size)
         after = page_cursor(request.page_token, "GetConversation")
         await self._app.get(ticket_id)  # NOT_FOUND for a ticket the log does not have
-        await self._read_your_writes(ConversationProjection.name, request.min_sequence)
+        await self._read_your_writes(readmodels.CONVERSATION_PROJECTION, request.min_sequence)
         internal = domain.sees_internal(caller().roles)
         rows = await asyncio.to_thread(self._conversation, ticket_id, size + 1, after, internal)
         response = pb.GetConversationResponse()
@@ -327,7 +327,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def ListMacros(
         self, request: pb.ListMacrosRequest, context: Any
     ) -> pb.ListMacrosResponse:
-        await self._read_your_writes(MacroListProjection.name, request.min_sequence)
+        await self._read_your_writes(readmodels.MACROS_PROJECTION, request.min_sequence)
         rows = await asyncio.to_thread(self._macros)
         response = pb.ListMacrosResponse()
         for row in rows:

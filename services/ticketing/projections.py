@@ -13,7 +13,15 @@ from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
 
 from ticketing import domain
-from ticketing.readmodels import conversation, customer_directory, macros, tickets
+from ticketing.readmodels import (
+    CONVERSATION_PROJECTION,
+    MACROS_PROJECTION,
+    TICKETS_PROJECTION,
+    conversation,
+    customer_directory,
+    macros,
+    tickets,
+)
 
 _T = tickets.c
 _OPEN, _ASSIGNED, _IN_PROGRESS = (
@@ -83,7 +91,7 @@ def _change(payload: Any) -> tuple[Any, dict[str, Any]]:
 class TicketListProjection:
     """Maintains `tickets`: one row per ticket with the fields agents filter on."""
 
-    name = "tickets"
+    name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
@@ -144,7 +152,7 @@ class ConversationProjection:
     """Maintains `conversation`: every text written on a ticket, one row per event, with its
     author, channel, visibility and time (the opening: subject and description)."""
 
-    name = "conversation"
+    name = CONVERSATION_PROJECTION
     tables: tuple[Table, ...] = (conversation,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
@@ -206,7 +214,7 @@ class ConversationProjection:
 class MacroListProjection:
     """Maintains `macros`: each macro as of its last put; a deleted one is removed."""
 
-    name = "macros"
+    name = MACROS_PROJECTION
     tables: tuple[Table, ...] = (macros,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:

@@ -28,6 +28,11 @@ from sqlalchemy.orm import Session
 
 metadata = MetaData()
 
+# The projections' names, for read-your-writes waits at the edge (which imports no projection).
+TICKETS_PROJECTION = "tickets"
+CONVERSATION_PROJECTION = "conversation"
+MACROS_PROJECTION = "macros"
+
 tickets = Table(
     "tickets",
     metadata,
