@@ -58,6 +58,11 @@ async def test_the_conversation_pages_every_text_oldest_first_and_notes_keep_the
     assert first_response(noted.ticket).running
     assert noted.ticket.agent_replies == 0
     assert not noted.ticket.HasField("first_responded_at")
+    listed = await stub.ListTickets(
+        pb.ListTicketsRequest(customer_id="C-1", min_sequence=noted.sequence, page_size=500)
+    )
+    row = next(item for item in listed.tickets if item.ticket_id == ticket_id)
+    assert row.status == t.TICKET_STATUS_OPEN  # a note does not put the ticket in progress
     answered = await reply(AGENT, "We will send a technician")
     assert not first_response(answered.ticket).running
     assert answered.ticket.HasField("first_responded_at")
