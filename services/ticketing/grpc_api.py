@@ -292,7 +292,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             )
             message.at.FromDatetime(row.at)
         if len(rows) > size:
-            response.next_page_token = page_token(rows[size - 1].sequence)
+            response.next_page_token = page_token(rows[size - 1].entry)
         return response
 
     def _conversation(
@@ -303,7 +303,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
                 session=session,
                 ticket_id=ticket_id,
                 page_size=limit,
-                after_sequence=after,
+                after_entry=after,
                 internal=internal,
             )
 

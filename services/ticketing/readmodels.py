@@ -75,7 +75,10 @@ customer_directory = Table(
 conversation = Table(
     "conversation",
     metadata,
-    Column("sequence", BigInteger, primary_key=True),
+    # Applied in log order, so `entry` orders the entries of one event batch too (one
+    # command may write several texts under one stream sequence).
+    Column("entry", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
     Column("ticket_id", String(64), nullable=False),
     Column("customer_id", String(100), nullable=False),
     Column("kind", String(20), nullable=False),
@@ -88,7 +91,7 @@ conversation = Table(
     Column("macro_id", String(100), nullable=False, default=""),
     Column("macro_version", Integer, nullable=False, default=0),
     Column("at", DateTime(timezone=True), nullable=False),
-    Index("ix_conversation_ticket", "ticket_id", "sequence"),
+    Index("ix_conversation_ticket", "ticket_id", "entry"),
     Index("ix_conversation_customer", "customer_id"),
 )
 
@@ -245,6 +248,7 @@ class KnownCustomers:
 class MessageRow:
     """One entry of a ticket's conversation."""
 
+    entry: int
     sequence: int
     kind: str
     author: str
@@ -259,17 +263,18 @@ class MessageRow:
 
 
 def conversation_page(
-    *, session: Session, ticket_id: str, page_size: int, after_sequence: int, internal: bool
+    *, session: Session, ticket_id: str, page_size: int, after_entry: int, internal: bool
 ) -> list[MessageRow]:
     """Returns up to `page_size` entries of a ticket after the cursor, oldest first; internal
     entries only with `internal`."""
     table = conversation
-    query = select(table).where(table.c.ticket_id == ticket_id, table.c.sequence > after_sequence)
+    query = select(table).where(table.c.ticket_id == ticket_id, table.c.entry > after_entry)
     if not internal:
         query = query.where(table.c.internal.is_(False))
-    query = query.order_by(table.c.sequence).limit(page_size)
+    query = query.order_by(table.c.entry).limit(page_size)
     return [
         MessageRow(
+            entry=row.entry,
             sequence=row.sequence,
             kind=row.kind,
             author=row.author,

@@ -15,7 +15,13 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "conversation",
-        sa.Column("sequence", sa.BigInteger, primary_key=True),
+        sa.Column(
+            "entry",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("sequence", sa.BigInteger, nullable=False),
         sa.Column("ticket_id", sa.String(64), nullable=False),
         sa.Column("customer_id", sa.String(100), nullable=False),
         sa.Column("kind", sa.String(20), nullable=False),
@@ -29,7 +35,7 @@ def upgrade() -> None:
         sa.Column("macro_version", sa.Integer, nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     )
-    op.create_index("ix_conversation_ticket", "conversation", ["ticket_id", "sequence"])
+    op.create_index("ix_conversation_ticket", "conversation", ["ticket_id", "entry"])
     op.create_index("ix_conversation_customer", "conversation", ["customer_id"])
     op.create_table(
         "macros",
