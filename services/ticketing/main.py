@@ -76,16 +76,14 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 STREAM.name,
                 STREAM.subjects[0],
                 CODEC,
-                [TicketListProjection(), SlaTimerProjection()],
-            ),
-            skeleton.Subscription(
-                STREAM.name,
-                registry.TICKETING.filter("ticket"),
-                CODEC,
-                [ConversationProjection()],
-            ),
-            skeleton.Subscription(
-                STREAM.name, registry.TICKETING.filter("macro"), CODEC, [MacroListProjection()]
+                # The whole stream (tickets and macros), so every read model reaches any
+                # sequence of it: a min_sequence from any command can be waited for.
+                [
+                    TicketListProjection(),
+                    SlaTimerProjection(),
+                    ConversationProjection(),
+                    MacroListProjection(),
+                ],
             ),
         ]
 

@@ -218,10 +218,12 @@ class MacroListProjection:
     tables: tuple[Table, ...] = (macros,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        if not isinstance(payload, domain.MacroPut | domain.MacroDeleted):
+            return  # a ticket's event: the stream's other aggregate
         macro_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
         connection.execute(delete(macros).where(macros.c.macro_id == macro_id))
-        payload = event.event
         if isinstance(payload, domain.MacroPut):
             connection.execute(
                 insert(macros).values(

@@ -57,6 +57,7 @@ def test_each_text_is_one_entry_in_log_order_two_in_one_batch_included(engine: E
             ],
         ),
         batch(5, "T-a", "ticket", [d.TicketResolved("replaced", first_contact=False)]),
+        batch(6, "T-a", "macro", [d.MacroPut("Same id", "a macro's text", 1)]),  # not the ticket's
     ]
     apply_batch(
         engine, ConversationProjection(), CODEC, STREAM.name, log, [b.sequence for b in log]
@@ -86,6 +87,7 @@ def test_macros_keep_their_last_version_and_a_deleted_one_goes(engine: Engine) -
         batch(2, "bye", "macro", [d.MacroPut("Bye", "Bye", 1)]),
         batch(3, "hi", "macro", [d.MacroPut("Hi", "Hello {customer_name}", 2)]),
         batch(4, "bye", "macro", [d.MacroDeleted(1)]),
+        batch(5, "hi", "ticket", [d.ReplyAdded(d.Author.CUSTOMER, "C-1", "a ticket's text")]),
     ]
     apply_batch(engine, MacroListProjection(), CODEC, STREAM.name, log, [b.sequence for b in log])
     with Session(engine) as session:
