@@ -98,6 +98,8 @@ async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
             ),
         ),
         (1, "T-A", tk.AssignTicket("agent-li")),
+        # An internal note is no response: the first response stays the reply at 10 min.
+        (5, "T-A", tk.AddReply(tk.Author.AGENT, "agent-li", "check the manual", internal=True)),
         (10, "T-A", tk.AddReply(tk.Author.AGENT, "agent-li", "hello")),
         (60, "T-A", tk.ResolveTicket("done")),
         # B: chat complaint, high (first response target 15 min): breached, answered at 30 min,

@@ -185,3 +185,49 @@ async def test_careops_audit_lists_who_did_what_through_the_gateway(
     assert bad.exit_code == 1 and "INVALID_ARGUMENT" in bad.output
     assert "owns no stream" in bad.output
     assert denied.exit_code == 1 and "audit.read" in denied.output
+
+
+async def test_macros_notes_and_the_conversation_through_the_cli(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """A supervisor puts a macro (an agent may not); a senior agent inserts it and writes an
+    internal note; `ticket show` prints the conversation with both, the note marked internal."""
+    data_dir = tmp_path / "var"
+    async with (
+        running_service(data_dir, nats_server.url) as ticketing,
+        local_gateway(data_dir, ticketing=address(ticketing)) as gateway,
+    ):
+        tokens = {}
+        for role in ("supervisor", "agent", "senior_agent"):
+            issue = ("token", "issue", "--role", role, "--subject", f"{role}-1")
+            issued = await careops(*issue, "--data-dir", str(data_dir))
+            assert issued.exit_code == 0, issued.output
+            tokens[role] = issued.stdout.strip()
+        base = {"CAREOPS_GATEWAY_ADDR": address(gateway)}
+        boss = {**base, "CAREOPS_TOKEN": tokens["supervisor"]}
+        agent = {**base, "CAREOPS_TOKEN": tokens["agent"]}
+        senior = {**base, "CAREOPS_TOKEN": tokens["senior_agent"]}
+        body = "Dear {customer_name}, ticket {ticket_id} is in hand."
+        denied = await careops("macro", "put", "hi", "--title", "Hi", "--body", body, **agent)
+        put = await careops("macro", "put", "hi", "--title", "Hi", "--body", body, **boss)
+        listed = await careops("macro", "list", **agent)
+        opened = await careops(
+            "ticket", "open", "--customer", "C-1", "--subject", "Noisy fan", "--json", **senior
+        )
+        ticket_id = opened.stdout.split('"ticket_id": "')[1].split('"')[0]
+        macro = ("--macro", "hi", "--value", "customer_name=Ms Li")
+        replied = await careops("ticket", "reply", ticket_id, *macro, **senior)
+        noted = await careops(
+            "ticket", "reply", ticket_id, "--internal", "--body", "check the warranty", **senior
+        )
+        shown = await careops("ticket", "show", ticket_id, COLUMNS="400", **agent)
+    assert denied.exit_code == 1 and "macro.put" in denied.stderr, denied.output
+    assert put.exit_code == 0 and "version 1" in put.stdout, put.output
+    assert listed.exit_code == 0 and "Dear {customer_name}" in listed.stdout, listed.output
+    assert replied.exit_code == 0 and noted.exit_code == 0, replied.output + noted.output
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stdout.split())
+    assert "Noisy fan" in text
+    assert f"Dear Ms Li, ticket {ticket_id} is in hand." in text
+    assert "[macro hi v1]" in text
+    assert "note (internal)" in text and "check the warranty" in text

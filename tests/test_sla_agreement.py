@@ -20,6 +20,7 @@ def random_command(rng: random.Random) -> tk.Command:
     choices: list[tk.Command] = [
         tk.AddReply(tk.Author.AGENT, "agent-li", "hello"),
         tk.AddReply(tk.Author.CUSTOMER, "C-1", "more"),
+        tk.AddReply(tk.Author.AGENT, "agent-li", "an internal note", internal=True),
         tk.HoldTicket(tk.HoldReason.WAITING_CUSTOMER),
         tk.HoldTicket(tk.HoldReason.WAITING_THIRD_PARTY),
         tk.ResumeTicket(),
@@ -50,7 +51,9 @@ def history(rng: random.Random, channel: tk.Channel) -> tuple[tk.Ticket, list[q.
             match event:  # what quality's TicketFactsProjection records
                 case tk.TicketOpened():
                     steps.append(q.TimelineStep(at, q.Step.OPENED, event.priority.value))
-                case tk.ReplyAdded(author=tk.Author.AGENT) if not (answered or resolved_once):
+                case tk.ReplyAdded(author=tk.Author.AGENT, internal=False) if not (
+                    answered or resolved_once
+                ):
                     answered = True
                     steps.append(q.TimelineStep(at, q.Step.AGENT_REPLY))
                 case tk.PriorityChanged():

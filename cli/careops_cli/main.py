@@ -22,6 +22,7 @@ from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, failure, metadata, print_message, report
 from careops_cli.compensation import compensation_rows
 from careops_cli.compensation import register as register_compensation
+from careops_cli.conversation import macro_app, macro_values, print_conversation
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
@@ -36,6 +37,7 @@ app.add_typer(projections_app, name="projections")
 app.add_typer(incident_app, name="incident")
 app.add_typer(oncall_app, name="oncall")
 app.add_typer(customer_app, name="customer")
+app.add_typer(macro_app, name="macro")
 app.add_typer(quality_app)  # survey, kpi, scorecard, followups
 app.add_typer(template_app, name="survey-template")  # and `survey answer`
 app.add_typer(token_app, name="token")
@@ -147,11 +149,13 @@ def ticket_open(
 
 @ticket_app.command("show")
 def ticket_show(ticket_id: str, as_json: JsonOption = False) -> None:
-    """Show one ticket with its SLA clocks."""
+    """Show one ticket with its SLA clocks and its conversation (--json: the ticket only)."""
     with channel() as opened:
         stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
         response = call(stub.GetTicket, pb.GetTicketRequest(ticket_id=ticket_id))
-    _print_ticket(response.ticket, as_json)
+        _print_ticket(response.ticket, as_json)
+        if not as_json:
+            print_conversation(stub, ticket_id, response.ticket.version)
 
 
 @ticket_app.command("list")
@@ -192,15 +196,30 @@ def ticket_list(
 @ticket_app.command("reply")
 def ticket_reply(
     ticket_id: str,
-    body: Annotated[str, typer.Option(help="Message text.")],
+    body: Annotated[str, typer.Option(help="Message text (not with --macro).")] = "",
     customer: Annotated[bool, typer.Option("--customer", help="Reply as the customer.")] = False,
     author_id: Annotated[str, typer.Option(help="Agent or customer id.")] = "",
+    internal: Annotated[
+        bool, typer.Option("--internal", help="An internal note: agents only, no first response.")
+    ] = False,
+    macro: Annotated[str, typer.Option(help="Insert this macro instead of --body.")] = "",
+    value: Annotated[
+        list[str] | None, typer.Option(help="A macro placeholder, name=value (repeatable).")
+    ] = None,
     as_json: JsonOption = False,
     key: KeyOption = "",
 ) -> None:
-    """Add a reply (an agent's first reply stops the first-response clock)."""
+    """Add a reply (an agent's first public reply stops the first-response clock)."""
     author = types_pb2.AUTHOR_CUSTOMER if customer else types_pb2.AUTHOR_AGENT
-    request = pb.AddReplyRequest(ticket_id=ticket_id, author=author, author_id=author_id, body=body)
+    request = pb.AddReplyRequest(
+        ticket_id=ticket_id,
+        author=author,
+        author_id=author_id,
+        body=body,
+        visibility=pb.VISIBILITY_INTERNAL if internal else pb.VISIBILITY_PUBLIC,
+        macro_id=macro,
+        macro_values=macro_values(value or []),
+    )
     _ticket_command("AddReply", request, as_json, key)
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 WITHHELD: dict[str, tuple[str, ...]] = {
     "TicketOpened": ("subject", "description", "sla"),
-    "ReplyAdded": ("body", "sla"),
+    "ReplyAdded": ("body", "sla", "macro_id", "macro_version"),
     "PriorityChanged": ("sla",),
     "TicketHeld": ("sla",),
     "TicketResumed": ("sla",),
@@ -42,6 +42,9 @@ class TicketAssigned:
 class ReplyAdded:
     author: str | None
     author_id: str
+    # An agent's internal note: no answer to the customer (no first response, no reply).
+    internal: bool = False
+    channel: str | None = None
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,8 @@ def _ticket_change(payload: Any) -> tuple[str, str, str | None]:
             return "ticket_assigned", "assigned to an agent", "assigned"
         case tk.ReplyAdded(author="customer"):
             return "customer_replied", "customer replied", None
+        case tk.ReplyAdded(internal=True):
+            return "agent_note", "agent wrote an internal note", None
         case tk.ReplyAdded():
             return "agent_replied", "agent replied", "in_progress"
         case tk.PriorityChanged():

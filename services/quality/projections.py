@@ -109,7 +109,7 @@ class TicketFactsProjection:
                 return {"agent_id": payload.agent_id}
             # The first response is the agent reply that stops the first-response clock:
             # before the first resolution (which stops it unanswered), as in careops_sla.
-            case tk.ReplyAdded(author="agent") if (
+            case tk.ReplyAdded(author="agent", internal=False) if (
                 row.first_response_at is None and row.first_resolved_at is None
             ):
                 step(connection, ticket_id, position, at, d.Step.AGENT_REPLY)

@@ -10,7 +10,12 @@ from typing import Protocol, get_args
 
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore
-from careops_eventstore.aggregates import AggregateRepository, CommandExecutor, CommandResult
+from careops_eventstore.aggregates import (
+    AggregateKind,
+    AggregateRepository,
+    CommandExecutor,
+    CommandResult,
+)
 from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
 from careops_eventstore.timers import DueTimer
@@ -39,8 +44,12 @@ SLA_POLICY_KEY = "sla_policy"
 ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
 
-# Ticket and agent events share the stream (agents on careops.ticketing.agent.<agent_id>).
-CODEC = codec_of((*get_args(domain.TicketEvent), *get_args(domain.AgentEvent)), events_pb2)
+# Ticket, agent and macro events share the stream (agents on careops.ticketing.agent.<id>,
+# macros on careops.ticketing.macro.<id>).
+CODEC = codec_of(
+    (*get_args(domain.TicketEvent), *get_args(domain.AgentEvent), *get_args(domain.MacroEvent)),
+    events_pb2,
+)
 
 TICKET = aggregate_kind(
     STREAM, SUBJECT_PREFIX, "ticket", initial=domain.initial, evolve=domain.evolve, codec=CODEC
@@ -56,6 +65,15 @@ AGENT = aggregate_kind(
 # Roles that manage the directory and set anyone's availability; others only their own.
 MANAGES_AGENTS = frozenset({"supervisor", "admin"})
 SET_AVAILABILITY = "agent.set_availability"
+
+MACRO: AggregateKind[domain.Macro] = aggregate_kind(
+    STREAM,
+    registry.TICKETING.prefix("macro"),
+    "macro",
+    initial=domain.initial_macro,
+    evolve=domain.evolve_macro,
+    codec=CODEC,
+)
 
 OPENED = Counter(
     "careops_tickets_opened_total",
@@ -112,6 +130,8 @@ ASSIGN_RULE = (
     "reassigning is for senior agents and supervisors"
 )
 
+NOTES_RULE = "internal notes are written and read by staff only, never by a connector"
+
 
 class TicketingApp(ContextApplication[domain.Ticket]):
     """The ticketing use cases over an event store; every write goes through `execute`."""
@@ -133,6 +153,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         self.seed = list(agents)  # the directory's first agents (seed_agents), not consulted later
         self.agent_repository = AggregateRepository(store, AGENT)
         self.limits = limits if limits is not None else load_compensation_limits(None)
+        self.macros = CommandExecutor(AggregateRepository(store, MACRO, cache_size=cache_size))
 
     async def execute(
         self,
@@ -190,6 +211,9 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             ):
                 raise _denied(ASSIGN, ticket.ticket_id, ASSIGN_RULE)
             return
+        internal = isinstance(command, domain.AddReply) and command.internal
+        if internal and not domain.sees_internal(caller.roles):
+            raise _denied(WORKS_TICKET[domain.AddReply], ticket.ticket_id, NOTES_RULE)
         permission = WORKS_TICKET.get(type(command))
         if permission and not domain.may_act_on_ticket(
             ticket, caller.subject, caller.roles, skills
@@ -329,6 +353,39 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         if not loaded.state.exists:
             raise domain.TicketNotFound(f"ticket {ticket_id} does not exist")
         return loaded.state, loaded.version
+
+    async def change_macro(
+        self, macro_id: str, command: domain.MacroCommand, *, command_id: str, actor: str
+    ) -> CommandResult[domain.Macro]:
+        """Puts or deletes a macro (a new version on the log; NOT_FOUND deleting a missing one)."""
+        now = self.clock()
+        return await self.run_on(
+            self.macros,
+            macro_id,
+            lambda state: domain.decide_macro(state, command),
+            now=now,
+            command_id=command_id,
+            actor=actor,
+        )
+
+    async def render_macro(
+        self, ticket_id: str, command: domain.AddReply, values: Mapping[str, str]
+    ) -> domain.AddReply:
+        """Returns `command` with its body rendered from its macro (as the log has it now) and
+        the macro's version recorded; unchanged without a macro. INVALID_ARGUMENT when both a
+        body and a macro are given or a value is missing; NOT_FOUND for a missing macro."""
+        if not command.macro_id:
+            if values:
+                raise domain.InvalidCommand([("macro_values", "only with macro_id")])
+            return command
+        if command.body:
+            raise domain.InvalidCommand([("body", "must be empty when macro_id is given")])
+        loaded = await self.macros.repository.load(command.macro_id, refresh=True)
+        ticket, _version = await self.get(ticket_id)
+        body = domain.render(
+            loaded.state, values, ticket_id=ticket.ticket_id, product=ticket.product
+        )
+        return replace(command, body=body, macro_version=loaded.state.version)
 
     async def fire_timer(self, timer: DueTimer) -> None:
         """Fires one SLA deadline; the timer id is the command id, so it is appended once."""

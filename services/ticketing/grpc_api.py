@@ -129,8 +129,19 @@ def _ticket_id(value: str, field: str = "ticket_id") -> str:
     return aggregate_id(value, field, kind="ticket")
 
 
-ReadWait = Callable[[int, float], Awaitable[bool]]
-"""Waits (bounded) until the ticket list projection reached a sequence; returns whether it did."""
+def _internal(visibility: int) -> bool:
+    """Returns whether AddReply's visibility asks for an internal note."""
+    if visibility not in pb.Visibility.values():
+        raise domain.InvalidCommand([("visibility", "unknown visibility")])
+    return visibility == pb.VISIBILITY_INTERNAL
+
+
+def _macro_id(value: str) -> str:
+    return aggregate_id(value, "macro_id", kind="macro")
+
+
+ReadWait = Callable[[str, int, float], Awaitable[bool]]
+"""Waits (bounded) until the named projection reached a sequence; returns whether it did."""
 
 
 class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
@@ -204,10 +215,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.ListTicketsResponse:
         size = page_size(request.page_size)
         before = page_cursor(request.page_token, "ListTickets")
-        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
-            raise DeadlineExceeded(
-                f"the ticket list has not reached sequence {request.min_sequence} yet; retry"
-            )
+        await self._read_your_writes(readmodels.TICKETS_PROJECTION, request.min_sequence)
         where = readmodels.TicketFilter(
             status=_value(_enum(request.status, STATUS, domain.Status)),
             priority=_value(_enum(request.priority, PRIORITY, domain.Priority)),
@@ -235,6 +243,13 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         if len(rows) > size:
             response.next_page_token = page_token(rows[size - 1].opened_sequence)
         return response
+
+    async def _read_your_writes(self, projection: str, sequence: int) -> None:
+        """Waits (bounded) for `projection` to reach `sequence`; DEADLINE_EXCEEDED if not."""
+        if sequence and not await self._wait_for(projection, sequence, self._read_wait):
+            raise DeadlineExceeded(
+                f"the {projection} read model has not reached sequence {sequence} yet; retry"
+            )
 
     def _list(
         self, where: readmodels.TicketFilter, limit: int, before: int
@@ -266,12 +281,103 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         return await self._command(pb.AssignTicketResponse, ticket_id, command)
 
     async def AddReply(self, request: pb.AddReplyRequest, context: Any) -> pb.AddReplyResponse:
+        ticket_id = _ticket_id(request.ticket_id)
         command = domain.AddReply(
             author=_enum(request.author, AUTHOR, domain.Author),
             author_id=request.author_id,
             body=request.body,
+            internal=_internal(request.visibility),
+            channel=_enum(request.channel, CHANNEL, domain.Channel),
+            macro_id=_macro_id(request.macro_id) if request.macro_id else "",
         )
-        return await self._command(pb.AddReplyResponse, request.ticket_id, command)
+        command = await self._app.render_macro(ticket_id, command, dict(request.macro_values))
+        return await self._command(pb.AddReplyResponse, ticket_id, command)
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Any
+    ) -> pb.GetConversationResponse:
+        ticket_id = _ticket_id(request.ticket_id)
+        size = page_size(request.page_size)
+        after = page_cursor(request.page_token, "GetConversation")
+        await self._app.get(ticket_id)  # NOT_FOUND for a ticket the log does not have
+        await self._read_your_writes(readmodels.CONVERSATION_PROJECTION, request.min_sequence)
+        internal = domain.sees_internal(caller().roles)
+        rows = await asyncio.to_thread(self._conversation, ticket_id, size + 1, after, internal)
+        response = pb.GetConversationResponse()
+        for row in rows[:size]:
+            message = response.messages.add(
+                kind=row.kind,
+                author=enum_to_proto(row.author or None, AUTHOR),
+                author_id=row.author_id,
+                channel=enum_to_proto(row.channel or None, CHANNEL),
+                visibility=pb.VISIBILITY_INTERNAL if row.internal else pb.VISIBILITY_PUBLIC,
+                subject=row.subject,
+                body=row.body,
+                macro_id=row.macro_id,
+                macro_version=row.macro_version,
+                sequence=row.sequence,
+            )
+            message.at.FromDatetime(row.at)
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].entry)
+        return response
+
+    def _conversation(
+        self, ticket_id: str, limit: int, after: int, internal: bool
+    ) -> list[readmodels.MessageRow]:
+        with Session(self._engine) as session:
+            return readmodels.conversation_page(
+                session=session,
+                ticket_id=ticket_id,
+                page_size=limit,
+                after_entry=after,
+                internal=internal,
+            )
+
+    async def PutMacro(self, request: pb.PutMacroRequest, context: Any) -> pb.PutMacroResponse:
+        macro_id = _macro_id(request.macro_id)
+        command = domain.PutMacro(title=request.title, body=request.body)
+        result = await self._app.change_macro(
+            macro_id, command, command_id=command_id(), actor=actor()
+        )
+        macro = result.state
+        response = pb.PutMacroResponse(
+            macro=pb.Macro(
+                macro_id=macro_id, title=macro.title, body=macro.body, version=macro.version
+            ),
+            sequence=result.sequence,
+        )
+        if macro.updated_at is not None:
+            response.macro.updated_at.FromDatetime(macro.updated_at)
+        return response
+
+    async def ListMacros(
+        self, request: pb.ListMacrosRequest, context: Any
+    ) -> pb.ListMacrosResponse:
+        await self._read_your_writes(readmodels.MACROS_PROJECTION, request.min_sequence)
+        rows = await asyncio.to_thread(self._macros)
+        response = pb.ListMacrosResponse()
+        for row in rows:
+            macro = response.macros.add(
+                macro_id=row.macro_id, title=row.title, body=row.body, version=row.version
+            )
+            macro.updated_at.FromDatetime(row.updated_at)
+        return response
+
+    def _macros(self) -> list[readmodels.MacroRow]:
+        with Session(self._engine) as session:
+            return readmodels.list_macros(session=session)
+
+    async def DeleteMacro(
+        self, request: pb.DeleteMacroRequest, context: Any
+    ) -> pb.DeleteMacroResponse:
+        result = await self._app.change_macro(
+            _macro_id(request.macro_id),
+            domain.DeleteMacro(),
+            command_id=command_id(),
+            actor=actor(),
+        )
+        return pb.DeleteMacroResponse(sequence=result.sequence)
 
     async def ChangePriority(
         self, request: pb.ChangePriorityRequest, context: Any
@@ -403,10 +509,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         self, request: pb.ListAgentsRequest, context: Any
     ) -> pb.ListAgentsResponse:
         availability = _enum(request.availability, AVAILABILITY, domain.Availability)
-        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
-            raise DeadlineExceeded(
-                f"the directory has not reached sequence {request.min_sequence} yet; retry"
-            )
+        await self._read_your_writes(readmodels.AGENTS_PROJECTION, request.min_sequence)
         rows = await self._directory.agents(
             team=request.team, availability=_value(availability) or ""
         )

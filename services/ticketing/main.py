@@ -28,7 +28,9 @@ from ticketing.application import (
 from ticketing.projections import (
     CUSTOMER_CODEC,
     AgentDirectoryProjection,
+    ConversationProjection,
     CustomerDirectoryProjection,
+    MacroListProjection,
     SlaTimerProjection,
     TicketListProjection,
 )
@@ -110,7 +112,15 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 STREAM.name,
                 STREAM.subjects[0],
                 CODEC,
-                [TicketListProjection(), SlaTimerProjection(), AgentDirectoryProjection()],
+                # The whole stream (tickets, agents and macros), so every read model reaches any
+                # sequence of it: a min_sequence from any command can be waited for.
+                [
+                    TicketListProjection(),
+                    SlaTimerProjection(),
+                    AgentDirectoryProjection(),
+                    ConversationProjection(),
+                    MacroListProjection(),
+                ],
             ),
         ]
 
@@ -143,7 +153,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         return grpc_api.TicketingServicer(
             app,
             self.engine,
-            self._read_models_at,
+            self.wait_for,
             self.settings.read_wait_seconds,
             customers=CustomerLookup(
                 KnownCustomers(self.engine, self._directory_position), hash_key=self.hash_key

@@ -10,10 +10,20 @@ from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, schedule
 from careops_published import customer as cu
 from careops_published.codec import view_codec
-from sqlalchemy import Connection, Table, bindparam, case, delete, insert, update
+from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
 
 from ticketing import domain
-from ticketing.readmodels import agents, customer_directory, tickets
+from ticketing.readmodels import (
+    AGENTS_PROJECTION,
+    CONVERSATION_PROJECTION,
+    MACROS_PROJECTION,
+    TICKETS_PROJECTION,
+    agents,
+    conversation,
+    customer_directory,
+    macros,
+    tickets,
+)
 
 _T = tickets.c
 _OPEN, _ASSIGNED, _IN_PROGRESS = (
@@ -58,7 +68,12 @@ _STATUS_AFTER: dict[type, str] = {
 }
 
 
-_AGENT_EVENTS = (domain.AgentPut, domain.AgentAvailabilityChanged)
+_OTHER_AGGREGATES = (
+    domain.AgentPut,
+    domain.AgentAvailabilityChanged,
+    domain.MacroPut,
+    domain.MacroDeleted,
+)
 
 
 def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
@@ -69,7 +84,7 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
     match payload:
         case domain.TicketAssigned():
             return _ASSIGN, {"agent": payload.agent_id}
-        case domain.ReplyAdded(author=domain.Author.AGENT):
+        case domain.ReplyAdded(author=domain.Author.AGENT, internal=False):
             return _AGENT_REPLY, {}
         case domain.PriorityChanged():
             return _PRIORITY, {"priority": payload.to_priority.value}
@@ -89,13 +104,13 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
 class TicketListProjection:
     """Maintains `tickets`: one row per ticket with the fields agents filter on."""
 
-    name = "tickets"
+    name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
-        if isinstance(payload, _AGENT_EVENTS):
-            return  # the agent directory's, on the same stream
+        if isinstance(payload, _OTHER_AGGREGATES):
+            return  # the agent directory's and the macros', on the same stream
         ticket_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
         if isinstance(payload, domain.TicketOpened):
@@ -123,6 +138,116 @@ class TicketListProjection:
         connection.execute(
             statement, {"ticket": ticket_id, "at": at, "version": position, **parameters}
         )
+
+
+# ----------------------------------------------------------------------------- the conversation
+
+
+def _entry(payload: Any) -> tuple[str, str, bool] | None:
+    """Returns (kind, text, internal) of an event that carries text an agent reads, or None.
+    Notes about the ticket's handling (hold, escalation, closing) are internal."""
+    match payload:
+        case domain.ReplyAdded():
+            return ("note" if payload.internal else "reply"), payload.body, payload.internal
+        case domain.TicketHeld(note=str(note)) if note:
+            return "hold", note, True
+        case domain.TicketEscalated(reason=str(reason)) if reason:
+            return "escalation", reason, True
+        case domain.TicketResolved(resolution=str(text)) if text:
+            return "resolution", text, False
+        case domain.TicketReopened(reason=str(reason)) if reason:
+            return "reopen", reason, False
+        case domain.TicketClosed(note=str(note)) if note:
+            return "close", note, True
+    return None
+
+
+class ConversationProjection:
+    """Maintains `conversation`: every text written on a ticket, one row per event, with its
+    author, channel, visibility and time (the opening: subject and description)."""
+
+    name = CONVERSATION_PROJECTION
+    tables: tuple[Table, ...] = (conversation,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        envelope = event.envelope
+        row: dict[str, Any] = {
+            "sequence": position,
+            "ticket_id": envelope.aggregate_id,
+            "at": from_timestamp(envelope.occurred_at),
+            "subject": "",
+            "macro_id": "",
+            "macro_version": 0,
+        }
+        if isinstance(payload, domain.TicketOpened):
+            row |= {
+                "customer_id": payload.customer_id,
+                "kind": "opened",
+                "author": domain.Author.CUSTOMER.value,
+                "author_id": payload.customer_id,
+                "channel": payload.channel.value,
+                "internal": False,
+                "subject": payload.subject,
+                "body": payload.description,
+            }
+            connection.execute(insert(conversation), row)
+            return
+        entry = _entry(payload)
+        if entry is None:
+            return
+        kind, text, internal = entry
+        row |= {
+            "kind": kind,
+            "body": text,
+            "internal": internal,
+            "customer_id": self._opened(envelope.aggregate_id, conversation.c.customer_id),
+            "channel": self._opened(envelope.aggregate_id, conversation.c.channel),
+            "author": "",
+            "author_id": envelope.actor,
+        }
+        if isinstance(payload, domain.ReplyAdded):
+            row |= {
+                "author": payload.author.value,
+                "author_id": payload.author_id or envelope.actor,
+                "macro_id": payload.macro_id,
+                "macro_version": payload.macro_version,
+            }
+            if payload.channel is not None:
+                row["channel"] = payload.channel.value
+        connection.execute(insert(conversation).values(**row))
+
+    @staticmethod
+    def _opened(ticket_id: str, column: Any) -> Any:
+        """`column` of the ticket's opening row, read by the INSERT itself (no round trip)."""
+        c = conversation.c
+        found = select(column).where(c.ticket_id == ticket_id, c.kind == "opened").limit(1)
+        return func.coalesce(found.scalar_subquery(), "")
+
+
+class MacroListProjection:
+    """Maintains `macros`: each macro as of its last put; a deleted one is removed."""
+
+    name = MACROS_PROJECTION
+    tables: tuple[Table, ...] = (macros,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        if not isinstance(payload, domain.MacroPut | domain.MacroDeleted):
+            return  # a ticket's event: the stream's other aggregate
+        macro_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        connection.execute(delete(macros).where(macros.c.macro_id == macro_id))
+        if isinstance(payload, domain.MacroPut):
+            connection.execute(
+                insert(macros).values(
+                    macro_id=macro_id,
+                    title=payload.title,
+                    body=payload.body,
+                    version=payload.version,
+                    updated_at=at,
+                )
+            )
 
 
 def timer_id(
@@ -186,7 +311,7 @@ class SlaTimerProjection:
 class AgentDirectoryProjection:
     """Maintains `agents`: one row per agent of the directory (listing and routing read it)."""
 
-    name = "agents"
+    name = AGENTS_PROJECTION
     tables: tuple[Table, ...] = (agents,)
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:

@@ -22,10 +22,17 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     func,
     select,
 )
 from sqlalchemy.orm import Session
+
+# The projections' names, for read-your-writes waits at the edge (which imports no projection).
+TICKETS_PROJECTION = "tickets"
+CONVERSATION_PROJECTION = "conversation"
+MACROS_PROJECTION = "macros"
+AGENTS_PROJECTION = "agents"
 
 metadata = MetaData()
 T = TypeVar("T")
@@ -84,6 +91,44 @@ agents = Table(
     Column("version", BigInteger, nullable=False),
     Index("ix_agents_team", "team", "agent_id"),
 )
+
+# The conversation: every text written on a ticket, one row per event. Together with
+# `tickets.subject` this is the only read-model place free text about a customer is kept,
+# so a shredder (CustomerForgotten) blanks `subject` and `body` here by customer_id.
+conversation = Table(
+    "conversation",
+    metadata,
+    # Applied in log order, so `entry` orders the entries of one event batch too (one
+    # command may write several texts under one stream sequence).
+    Column("entry", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("sequence", BigInteger, nullable=False),
+    Column("ticket_id", String(64), nullable=False),
+    Column("customer_id", String(100), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("author", String(20), nullable=False),
+    Column("author_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("internal", Boolean, nullable=False),
+    Column("subject", String(200), nullable=False, default=""),
+    Column("body", Text, nullable=False),
+    Column("macro_id", String(100), nullable=False, default=""),
+    Column("macro_version", Integer, nullable=False, default=0),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_conversation_ticket", "ticket_id", "entry"),
+    Index("ix_conversation_customer", "customer_id"),
+)
+
+# The macros as of their last put (deleted ones removed).
+macros = Table(
+    "macros",
+    metadata,
+    Column("macro_id", String(64), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 
 ACTIVE_STATUSES = ("open", "assigned", "in_progress", "on_hold")
 
@@ -359,3 +404,70 @@ class Directory:
     async def unstarted(self, agent_id: str) -> list[str]:
         """Returns the agent's unstarted tickets (see unstarted_of)."""
         return await self._read(lambda s: unstarted_of(session=s, agent_id=agent_id))
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """One entry of a ticket's conversation."""
+
+    entry: int
+    sequence: int
+    kind: str
+    author: str
+    author_id: str
+    channel: str
+    internal: bool
+    subject: str
+    body: str
+    macro_id: str
+    macro_version: int
+    at: datetime
+
+
+def conversation_page(
+    *, session: Session, ticket_id: str, page_size: int, after_entry: int, internal: bool
+) -> list[MessageRow]:
+    """Returns up to `page_size` entries of a ticket after the cursor, oldest first; internal
+    entries only with `internal`."""
+    table = conversation
+    query = select(table).where(table.c.ticket_id == ticket_id, table.c.entry > after_entry)
+    if not internal:
+        query = query.where(table.c.internal.is_(False))
+    query = query.order_by(table.c.entry).limit(page_size)
+    return [
+        MessageRow(
+            entry=row.entry,
+            sequence=row.sequence,
+            kind=row.kind,
+            author=row.author,
+            author_id=row.author_id,
+            channel=row.channel,
+            internal=row.internal,
+            subject=row.subject,
+            body=row.body,
+            macro_id=row.macro_id,
+            macro_version=row.macro_version,
+            at=aware(row.at),
+        )
+        for row in session.execute(query)
+    ]
+
+
+@dataclass(frozen=True)
+class MacroRow:
+    """A macro as of its last put."""
+
+    macro_id: str
+    title: str
+    body: str
+    version: int
+    updated_at: datetime
+
+
+def list_macros(*, session: Session) -> list[MacroRow]:
+    """Returns every macro, by id."""
+    query = select(macros).order_by(macros.c.macro_id)
+    return [
+        MacroRow(row.macro_id, row.title, row.body, row.version, aware(row.updated_at))
+        for row in session.execute(query)
+    ]

@@ -7,8 +7,8 @@ clock they change, so evolve needs no calendar and the read side can schedule th
 
 Modules by job: `values`, `errors`, `events`, `commands`, `ticket` (state and evolve), `decide`
 (decisions and clock maths), `compensation` (grants within per-role limits), `routing` (agent
-suggestions), `access` (which tickets a principal may work), `agents` (the agent directory).
-Every name is re-exported here.
+suggestions), `access` (which tickets a principal may work), `agents` (the agent directory),
+`macros` (prepared answers). Every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from ticketing.domain.access import (
 )
 from ticketing.domain.access import (
     may_assign as may_assign,
+)
+from ticketing.domain.access import (
+    sees_internal as sees_internal,
 )
 from ticketing.domain.agents import (
     SENIOR as SENIOR,
@@ -170,6 +173,9 @@ from ticketing.domain.errors import (
     InvalidCommand as InvalidCommand,
 )
 from ticketing.domain.errors import (
+    MacroNotFound as MacroNotFound,
+)
+from ticketing.domain.errors import (
     TicketAlreadyExists as TicketAlreadyExists,
 )
 from ticketing.domain.errors import (
@@ -228,6 +234,45 @@ from ticketing.domain.events import (
 )
 from ticketing.domain.events import (
     TicketReturnedToQueue as TicketReturnedToQueue,
+)
+from ticketing.domain.macros import (
+    FROM_TICKET as FROM_TICKET,
+)
+from ticketing.domain.macros import (
+    PLACEHOLDERS as PLACEHOLDERS,
+)
+from ticketing.domain.macros import (
+    DeleteMacro as DeleteMacro,
+)
+from ticketing.domain.macros import (
+    Macro as Macro,
+)
+from ticketing.domain.macros import (
+    MacroCommand as MacroCommand,
+)
+from ticketing.domain.macros import (
+    MacroDeleted as MacroDeleted,
+)
+from ticketing.domain.macros import (
+    MacroEvent as MacroEvent,
+)
+from ticketing.domain.macros import (
+    MacroPut as MacroPut,
+)
+from ticketing.domain.macros import (
+    PutMacro as PutMacro,
+)
+from ticketing.domain.macros import (
+    decide_macro as decide_macro,
+)
+from ticketing.domain.macros import (
+    evolve_macro as evolve_macro,
+)
+from ticketing.domain.macros import (
+    initial_macro as initial_macro,
+)
+from ticketing.domain.macros import (
+    render as render,
 )
 from ticketing.domain.routing import (
     Agent as Agent,

@@ -53,3 +53,13 @@ def may_assign(
         and not ticket.assignee_id
         and in_queue(ticket, skills)
     )
+
+
+# Staff read and write internal notes; a connector (`integration`) relays to customers, so it
+# never sees them and cannot write one.
+STAFF = frozenset({"agent", "senior_agent", "supervisor", "oncall", "admin"})
+
+
+def sees_internal(roles: Iterable[str]) -> bool:
+    """Returns whether a principal holding `roles` reads (and writes) internal notes."""
+    return bool(STAFF & set(roles))

@@ -55,6 +55,12 @@ class AddReply:
     author: Author | None
     author_id: str
     body: str
+    # An internal note: agents only; never stops the first-response clock.
+    internal: bool = False
+    channel: Channel | None = None
+    # Set when `body` was rendered from a macro (application.render_macro).
+    macro_id: str = ""
+    macro_version: int = 0
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
@@ -229,20 +230,35 @@ def _return_to_queue(state: Ticket, command: ReturnToQueue, ctx: _Context) -> li
 
 
 def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]:
-    """Adds a reply; an agent's first one stops the first-response clock."""
+    """Adds a reply or an internal note; an agent's first public reply stops the
+    first-response clock. A note changes no clock and no status."""
     violations = _text("body", command.body, required=True, limit=MAX_TEXT)
     violations += _text("author_id", command.author_id, required=False, limit=MAX_ID)
+    violations += _text("macro_id", command.macro_id, required=False, limit=MAX_ID)
     if command.author is None:
         violations.append(("author", "must be specified (AUTHOR_AGENT or AUTHOR_CUSTOMER)"))
+    elif command.internal and command.author is not Author.AGENT:
+        violations.append(("visibility", "only an agent writes an internal note"))
     require(violations)
     _not_in(state, ACTIVE | {Status.RESOLVED}, "reply to")
     assert command.author is not None
+    message = ReplyAdded(
+        command.author,
+        command.author_id,
+        command.body,
+        internal=command.internal,
+        channel=command.channel or state.channel,
+        macro_id=command.macro_id,
+        macro_version=command.macro_version,
+    )
+    if command.internal:
+        return [message]
     clocks = _pair(state.clocks)
     if command.author is Author.AGENT and clocks.answers():
         answered = clocks.agent_reply(ctx.now, ctx.calendar)
-        reply = ReplyAdded(command.author, command.author_id, command.body, ctx.snapshot(answered))
+        reply = replace(message, sla=ctx.snapshot(answered))
         return [*_late_breaches(clocks, answered, ctx.calendar), reply]
-    events: list[TicketEvent] = [ReplyAdded(command.author, command.author_id, command.body)]
+    events: list[TicketEvent] = [message]
     waiting_for_customer = state.hold_reason is HoldReason.WAITING_CUSTOMER
     if (
         command.author is Author.CUSTOMER

@@ -26,6 +26,10 @@ class TicketNotFound(TicketError):
     """No ticket with that id exists."""
 
 
+class MacroNotFound(TicketNotFound):
+    """No macro with that id exists (NOT_FOUND, like a missing ticket)."""
+
+
 class TicketAlreadyExists(TicketError):
     """A ticket with that id already exists."""
 

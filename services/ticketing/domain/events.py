@@ -79,6 +79,10 @@ class ReplyAdded:
     author_id: str
     body: str
     sla: SlaSnapshot | None = None
+    internal: bool = False
+    channel: Channel | None = None
+    macro_id: str = ""
+    macro_version: int = 0
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,8 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
 
 def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
     """Returns the state after a reply."""
+    if event.internal:
+        return state  # a note is read by agents; it changes no count, clock or status
     clocks = _clocks_from(event.sla, state, at)
     if event.author is Author.CUSTOMER:
         return replace(state, customer_replies=state.customer_replies + 1, clocks=clocks)

@@ -347,5 +347,7 @@ def test_an_agent_reply_after_an_unanswered_resolution_is_no_first_response() ->
     state = opened()
     state, _ = run(state, d.ResolveTicket("customer solved it"), T0 + timedelta(seconds=30))
     state, events = run(state, d.AddReply(d.Author.AGENT, "a1", "glad"), T0 + timedelta(minutes=2))
-    assert events == [d.ReplyAdded(d.Author.AGENT, "a1", "glad")]  # no SLA snapshot, no breach
+    assert events == [
+        d.ReplyAdded(d.Author.AGENT, "a1", "glad", channel=d.Channel.CHAT)
+    ]  # no SLA snapshot, no breach
     assert state.first_responded_at is None and state.agent_replies == 1
