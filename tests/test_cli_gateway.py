@@ -26,7 +26,7 @@ from ticketing.application import SUBJECT_PREFIX
 from ticketing.tests.conftest import running_service
 from typer.testing import CliRunner, Result
 
-from tests.support import read_log
+from tests.support import eventually, read_log
 from tests.test_audit import append, batch
 
 LOGIN_HINT = "careops login"
@@ -210,7 +210,13 @@ async def test_macros_notes_and_the_conversation_through_the_cli(
         body = "Dear {customer_name}, ticket {ticket_id} is in hand."
         denied = await careops("macro", "put", "hi", "--title", "Hi", "--body", body, **agent)
         put = await careops("macro", "put", "hi", "--title", "Hi", "--body", body, **boss)
-        listed = await careops("macro", "list", **agent)
+
+        async def macro_listed() -> Result | None:
+            # The list is a read model: another CLI run has no sequence to wait for.
+            result = await careops("macro", "list", **agent)
+            return result if "Dear {customer_name}" in result.stdout else None
+
+        listed = await eventually(macro_listed, what="the macro in `careops macro list`")
         opened = await careops(
             "ticket", "open", "--customer", "C-1", "--subject", "Noisy fan", "--json", **senior
         )
