@@ -9,6 +9,7 @@ from careops_eventstore.nats_embedded import EmbeddedNats
 from gateway.tests.conftest import address
 from ticketing.tests.conftest import running_service
 
+from tests.support import eventually
 from tests.test_cli_gateway import careops, local_gateway
 
 
@@ -34,7 +35,12 @@ async def test_a_supervisor_puts_an_agent_who_sets_their_own_availability(
             "supervisor", "lead-1", *put, "--team", "north", "--availability", "online"
         )
         assert "agent-wu" in shown and "email=2" in shown and "online" in shown
-        assert "agent-wu" in await as_("agent", "agent-wu", "agent", "list", "--team", "north")
+
+        async def listed() -> bool:
+            # The list is a read model: another CLI run has no sequence to wait for.
+            return "agent-wu" in await as_("agent", "agent-wu", "agent", "list", "--team", "north")
+
+        await eventually(listed, what="agent-wu in `careops agent list`")
         went = await as_("agent", "agent-wu", "agent", "availability", "offline")
         assert "offline" in went
         opened = await as_(
