@@ -126,11 +126,10 @@ class Router:
         self, waiting: WaitingTicket, workload: Workload, *, actor: str, cause: str
     ) -> Workload | None:
         """Assigns one waiting ticket; returns the workload after it (None: it waits)."""
-        if not any(
-            agent.online and {waiting.type, waiting.channel} <= agent.skills
-            for agent in workload.agents
-        ):
-            return None  # nobody online has the skills: no need to load the ticket
+        if not _anyone_free(workload, waiting.type, waiting.channel):
+            # Nobody online has the skills and room: no need to load the ticket. Checked first,
+            # because with everyone at capacity each pass meets the whole queue.
+            return None
         ticket, _version = await self._app.get(waiting.ticket_id)
         if ticket.assignee_id or ticket.status is not domain.Status.OPEN:
             return workload  # the read model lagged: no longer waiting
@@ -148,6 +147,21 @@ class Router:
             return workload  # assigned meanwhile by someone else
         QUEUE_WAIT.observe(max((self._app.clock() - waiting.queued_at).total_seconds(), 0.0))
         return _taken(workload, best.agent_id, ticket.channel.value)
+
+
+def _anyone_free(workload: Workload, ticket_type: str, channel: str) -> bool:
+    """Returns whether an online agent has the type and channel and spare room on the channel."""
+    return any(
+        agent.online
+        and {ticket_type, channel} <= agent.skills
+        and agent.spare(
+            channel,
+            workload.open_tickets.get(agent.agent_id, 0),
+            workload.channel_load.get(agent.agent_id, {}).get(channel, 0),
+        )
+        > 0
+        for agent in workload.agents
+    )
 
 
 def _fits(workload: Workload, suggestion: domain.Suggestion, ticket: domain.Ticket) -> bool:
