@@ -105,6 +105,7 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "态度恶劣": (Emotion.ANGRY, 2.0),
     "退款": (Emotion.ANGRY, 1.0),
     "恶心": (Emotion.ANGRY, 2.0),
+    "过分": (Emotion.ANGRY, 2.0),
     "被坑": (Emotion.ANGRY, 2.0),
     "烦": (Emotion.ANGRY, 1.0),
     # Chinese, anxious
@@ -135,8 +136,21 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
 }
 
 ENGLISH_NEGATORS = frozenset(
-    {"not", "no", "never", "don't", "dont", "didn't", "isn't", "wasn't", "aren't", "hardly",
-     "cannot", "won't", "nothing"}
+    {
+        "not",
+        "no",
+        "never",
+        "don't",
+        "dont",
+        "didn't",
+        "isn't",
+        "wasn't",
+        "aren't",
+        "hardly",
+        "cannot",
+        "won't",
+        "nothing",
+    }
 )
 # Longest first, so "没有" wins over "没".
 CHINESE_NEGATORS = ("没有", "并不", "不是", "不太", "不", "没", "别", "未", "无")

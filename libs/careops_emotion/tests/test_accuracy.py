@@ -34,7 +34,9 @@ def load_sample() -> list[tuple[Emotion, str]]:
     return rows
 
 
-def accuracy_table(rows: list[tuple[Emotion, str]]) -> tuple[dict[Emotion, float], float, list[str]]:
+def accuracy_table(
+    rows: list[tuple[Emotion, str]],
+) -> tuple[dict[Emotion, float], float, list[str]]:
     """Returns per-class recall, overall accuracy and the misses as printable lines."""
     total: Counter[Emotion] = Counter()
     right: Counter[Emotion] = Counter()
