@@ -90,6 +90,14 @@ def _print_ticket(ticket: pb.Ticket, as_json: bool) -> None:
         due = clock.due_at.ToDatetime().isoformat() + "Z" if clock.HasField("due_at") else "-"
         table.add_row(f"sla {name}", f"{state}; due {due}")
     compensation_rows(table, list(ticket.compensations))
+    if ticket.emotion:
+        flags = [
+            name.replace("_", " ")
+            for name in ("angry_customer", "detailed_explanation_requested", "survey_invited")
+            if getattr(ticket, name)
+        ]
+        emotion = _enum_name(types_pb2.Emotion, "EMOTION", ticket.emotion)
+        table.add_row("emotion", "; ".join([emotion, *flags]))
     table.add_row("version", str(ticket.version))
     console.print(table)
 

@@ -53,6 +53,12 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "rude": (Emotion.ANGRY, 1.5),
     "complaint": (Emotion.ANGRY, 1.0),
     "refund now": (Emotion.ANGRY, 2.0),
+    # Added after measuring the labelled sample (docs/emotion.md).
+    "unhappy": (Emotion.ANGRY, 1.5),
+    "horrible": (Emotion.ANGRY, 2.0),
+    "disgusting": (Emotion.ANGRY, 2.0),
+    "fed up": (Emotion.ANGRY, 2.0),
+    "sick of": (Emotion.ANGRY, 1.5),
     # English, anxious
     "worried": (Emotion.ANXIOUS, 1.5),
     "anxious": (Emotion.ANXIOUS, 2.0),
@@ -64,6 +70,9 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "still waiting": (Emotion.ANXIOUS, 1.5),
     "confused": (Emotion.ANXIOUS, 1.0),
     "help": (Emotion.ANXIOUS, 0.5),
+    "scared": (Emotion.ANXIOUS, 1.5),
+    "panicking": (Emotion.ANXIOUS, 2.0),
+    "can't wait": (Emotion.ANXIOUS, 1.0),
     # English, satisfied
     "thanks": (Emotion.SATISFIED, 1.0),
     "thank you": (Emotion.SATISFIED, 1.0),
@@ -77,6 +86,10 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "good": (Emotion.SATISFIED, 1.0),
     "quick": (Emotion.SATISFIED, 1.0),
     "solved": (Emotion.SATISFIED, 1.0),
+    "awesome": (Emotion.SATISFIED, 2.0),
+    "appreciate": (Emotion.SATISFIED, 1.5),
+    "thrilled": (Emotion.SATISFIED, 2.0),
+    "the best": (Emotion.SATISFIED, 1.5),
     # Chinese, angry
     "生气": (Emotion.ANGRY, 2.0),
     "愤怒": (Emotion.ANGRY, 2.0),
@@ -91,6 +104,10 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "无法接受": (Emotion.ANGRY, 2.0),
     "态度恶劣": (Emotion.ANGRY, 2.0),
     "退款": (Emotion.ANGRY, 1.0),
+    "恶心": (Emotion.ANGRY, 2.0),
+    "过分": (Emotion.ANGRY, 2.0),
+    "被坑": (Emotion.ANGRY, 2.0),
+    "烦": (Emotion.ANGRY, 1.0),
     # Chinese, anxious
     "着急": (Emotion.ANXIOUS, 1.5),
     "焦虑": (Emotion.ANXIOUS, 2.0),
@@ -101,6 +118,8 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "怎么办": (Emotion.ANXIOUS, 1.5),
     "还在等": (Emotion.ANXIOUS, 1.5),
     "急": (Emotion.ANXIOUS, 1.0),
+    "担忧": (Emotion.ANXIOUS, 1.5),
+    "快点": (Emotion.ANXIOUS, 1.0),
     # Chinese, satisfied
     "谢谢": (Emotion.SATISFIED, 1.0),
     "感谢": (Emotion.SATISFIED, 1.0),
@@ -112,10 +131,26 @@ LEXICON: dict[str, tuple[Emotion, float]] = {
     "好评": (Emotion.SATISFIED, 2.0),
     "解决了": (Emotion.SATISFIED, 1.0),
     "点赞": (Emotion.SATISFIED, 1.5),
+    "给力": (Emotion.SATISFIED, 1.5),
+    "棒": (Emotion.SATISFIED, 1.0),
 }
 
 ENGLISH_NEGATORS = frozenset(
-    {"not", "no", "never", "don't", "dont", "didn't", "isn't", "wasn't", "aren't", "hardly"}
+    {
+        "not",
+        "no",
+        "never",
+        "don't",
+        "dont",
+        "didn't",
+        "isn't",
+        "wasn't",
+        "aren't",
+        "hardly",
+        "cannot",
+        "won't",
+        "nothing",
+    }
 )
 # Longest first, so "没有" wins over "没".
 CHINESE_NEGATORS = ("没有", "并不", "不是", "不太", "不", "没", "别", "未", "无")

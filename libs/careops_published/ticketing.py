@@ -29,6 +29,8 @@ class TicketOpened:
     priority: str | None
     tier: str | None
     product: str
+    # The customer's emotion (DOMAIN §4): angry, anxious, neutral, satisfied; None before issue 12.
+    emotion: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,8 @@ class ReplyAdded:
     # An agent's internal note: no answer to the customer (no first response, no reply).
     internal: bool = False
     channel: str | None = None
+    # A customer's public message only: its emotion (None for agents and notes).
+    emotion: str | None = None
 
 
 @dataclass(frozen=True)

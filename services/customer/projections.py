@@ -292,6 +292,7 @@ class TicketFactsProjection:
                 channel,
                 f"{payload.type} ticket opened via {channel} ({payload.priority} priority)",
                 position,
+                emotion=payload.emotion or "",
             )
             return
         row = connection.execute(
@@ -306,8 +307,17 @@ class TicketFactsProjection:
         if isinstance(payload, tk.PriorityChanged) and payload.to_priority:
             values["priority"] = payload.to_priority
         connection.execute(update(tickets).where(tickets.c.ticket_id == ticket_id).values(values))
+        emotion = payload.emotion if isinstance(payload, tk.ReplyAdded) else None
         self._entry(
-            connection, row.customer_id, ticket_id, at, kind, row.channel, summary, position
+            connection,
+            row.customer_id,
+            ticket_id,
+            at,
+            kind,
+            row.channel,
+            summary,
+            position,
+            emotion=emotion or "",
         )
 
     @staticmethod
@@ -320,9 +330,12 @@ class TicketFactsProjection:
         channel: str,
         summary: str,
         position: int,
+        *,
+        emotion: str = "",
     ) -> None:
         connection.execute(
             insert(ticket_activity).values(
+                emotion=emotion,
                 customer_id=customer_id,
                 ticket_id=ticket_id,
                 at=at,

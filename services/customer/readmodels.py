@@ -127,6 +127,8 @@ ticket_activity = Table(
     Column("channel", String(20), nullable=False),
     Column("summary", String(300), nullable=False),
     Column("sequence", BigInteger, nullable=False),
+    # A customer message's emotion (opening or reply; "" for every other entry).
+    Column("emotion", String(20), nullable=False, server_default=""),
     Index("ix_customer_ticket_activity", "customer_id", "at"),
 )
 
@@ -377,6 +379,7 @@ def _newest(table: Table, source: str, customer_id: str, limit: int) -> Any:
             table.c.summary,
             (table.c.ticket_id if "ticket_id" in table.c else empty).label("ticket_id"),
             (table.c.channel if "channel" in table.c else empty).label("channel"),
+            (table.c.emotion if "emotion" in table.c else empty).label("emotion"),
         )
         .where(table.c.customer_id == customer_id)
         .order_by(table.c.at.desc())
@@ -403,7 +406,8 @@ def timeline(
     ).subquery()
     rows = session.execute(select(union).order_by(union.c.at.desc()).limit(limit))
     logged = [
-        TimelineRow(aware(r.at), r.source, r.kind, r.summary, r.ticket_id, r.channel) for r in rows
+        TimelineRow(aware(r.at), r.source, r.kind, r.summary, r.ticket_id, r.channel, r.emotion)
+        for r in rows
     ]
     linked = incidents_through_tickets(session=session, customer_id=customer_id, limit=limit)
     if linked:

@@ -444,10 +444,15 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                     readmodels.compensation_kpis(session=session, where=where, period=period)
                 ),
             )
+            add_emotions(
+                response, readmodels.emotion_counts(session=session, where=where, period=period)
+            )
             for day in days:
                 bounded = readmodels.Period(day.start, day.end)
                 values = readmodels.kpis(session=session, where=where, period=bounded)
                 response.by_day.append(kpis_to_proto(values, day.day))
+                counts = readmodels.emotion_counts(session=session, where=where, period=bounded)
+                add_emotions(response, counts, day.day)
             return response
 
         return await self._read(query)  # type: ignore[no-any-return]
@@ -507,3 +512,17 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         dataclass_to_message(outcome.actual, response.actual)
         dataclass_to_message(outcome.alternative, response.alternative)
         return response
+
+
+def add_emotions(
+    response: pb.GetKpisResponse,
+    counts: list[readmodels.EmotionCount],
+    day: datetime | None = None,
+) -> None:
+    """Appends the emotion counts (of one day, or of the whole period when `day` is None)."""
+    for item in counts:
+        entry = response.emotions.add(
+            channel=item.channel, emotion=enum_to_proto(item.emotion, EMOTION), count=item.count
+        )
+        if day is not None:
+            entry.day.FromDatetime(day)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from careops_emotion import Emotion
 from careops_sla import CHANNELS, PRIORITIES
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -30,6 +31,7 @@ from quality.readmodels import (
     KpiFilter,
     Period,
     compensation_kpis,
+    emotion_counts,
     hour_of,
     overdue_follow_ups,
     survey_counts,
@@ -166,6 +168,7 @@ class KpiCollector(Collector):
             *gauges.values(),
             compensations,
             compensation_amount,
+            _emotion_family(session),
             *_distributions(session),
             opened,
             resolved,
@@ -177,6 +180,23 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
+
+
+def _emotion_family(session: Session) -> Metric:
+    """All-time customer messages by channel and emotion; every pair has a series from the start."""
+    family = CounterMetricFamily(
+        "careops_quality_customer_emotions",
+        "Customer messages by the emotion ticketing recorded on them.",
+        labels=["channel", "emotion"],
+    )
+    found = {
+        (item.channel, item.emotion): item.count
+        for item in emotion_counts(session=session, where=KpiFilter(), period=Period())
+    }
+    channels = sorted(set(CHANNELS) | {channel for channel, _ in found})
+    for channel, emotion in itertools.product(channels, (e.value for e in Emotion)):
+        family.add_metric([channel, emotion], found.get((channel, emotion), 0))
+    return family
 
 
 def _compensation_families(session: Session) -> tuple[Metric, Metric]:

@@ -27,6 +27,7 @@ from quality.readmodels import (
     RESOLUTION_BUCKETS,
     RESOLUTION_LE,
     compensations,
+    customer_emotions,
     hour_of,
     incidents,
     survey_answers,
@@ -48,7 +49,14 @@ class TicketFactsProjection:
     """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
 
     name = "quality_tickets"
-    tables: tuple[Table, ...] = (tickets, timeline, ticket_buckets, ticket_totals, compensations)
+    tables: tuple[Table, ...] = (
+        tickets,
+        timeline,
+        ticket_buckets,
+        ticket_totals,
+        compensations,
+        customer_emotions,
+    )
 
     def __init__(self) -> None:
         # (ticket, sequence) of the last timeline step and its position: the events of one
@@ -87,10 +95,12 @@ class TicketFactsProjection:
             row_after = {column.name: opened.get(column.name) for column in tickets.columns}
             move_contribution(connection, None, row_after)
             self._step(connection, ticket_id, position, at, d.Step.OPENED, opened["priority"])
+            self._emotion(connection, row_after, payload, at, position)
             return
         row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
         if row is None:
             return
+        self._emotion(connection, row._mapping, payload, at, position)
         changes = self._changes(connection, row, payload, at, position)
         changes["version"] = position
         connection.execute(
@@ -159,6 +169,27 @@ class TicketFactsProjection:
                     changes["first_response_breached"] = True
                 return changes
         return {}
+
+    @staticmethod
+    def _emotion(
+        connection: Connection, row: Any, payload: Any, at: datetime, position: int
+    ) -> None:
+        """Records the emotion of a customer message (the opening or a customer reply)."""
+        emotion = getattr(payload, "emotion", None)
+        if emotion is None or not isinstance(payload, tk.TicketOpened | tk.ReplyAdded):
+            return
+        connection.execute(
+            insert(customer_emotions).values(
+                ticket_id=row["ticket_id"],
+                sequence=position,
+                at=at,
+                agent_id=row["agent_id"] or "",
+                channel=row["channel"],
+                type=row["type"],
+                priority=row["priority"],
+                emotion=emotion,
+            )
+        )
 
     @staticmethod
     def _granted(connection: Connection, row: Any, payload: Any, at: datetime) -> None:

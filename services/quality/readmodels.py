@@ -81,6 +81,22 @@ compensations = Table(
     Index("ix_quality_compensations_granted", "granted_at"),
 )
 
+# The emotion of every customer message (issue 12 item 4: ticketing records it on TicketOpened and
+# a customer's ReplyAdded), with the ticket's dimensions at that time.
+customer_emotions = Table(
+    "quality_customer_emotions",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("sequence", BigInteger, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("emotion", String(20), nullable=False),
+    Index("ix_quality_customer_emotions_at", "at"),
+)
+
 timeline = Table(
     "quality_sla_timeline",
     metadata,
@@ -634,3 +650,29 @@ def compensation_kpis(*, session: Session, where: KpiFilter, period: Period) -> 
         by_agent=_compensation_totals(session, clauses, c.c.agent_id),
         by_ticket_type=_compensation_totals(session, clauses, c.c.type),
     )
+
+
+# ----------------------------------------------------------------------------- emotion
+
+
+@dataclass(frozen=True)
+class EmotionCount:
+    """Customer messages of one emotion on one channel."""
+
+    channel: str
+    emotion: str
+    count: int
+
+
+def emotion_counts(*, session: Session, where: KpiFilter, period: Period) -> list[EmotionCount]:
+    """Returns the customer messages per channel and emotion for the filter, within the period."""
+    e = customer_emotions
+    query = (
+        select(e.c.channel, e.c.emotion, func.count())
+        .where(*_where(e, where, e.c.at, period))
+        .group_by(e.c.channel, e.c.emotion)
+        .order_by(e.c.channel, e.c.emotion)
+    )
+    return [
+        EmotionCount(channel, emotion, int(n)) for channel, emotion, n in session.execute(query)
+    ]

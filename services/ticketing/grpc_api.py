@@ -45,6 +45,7 @@ def _enum(number: int, descriptor: EnumDescriptor, domain_type: type[E]) -> E | 
 
 CHANNEL = types_pb2.Channel.DESCRIPTOR
 TYPE = types_pb2.TicketType.DESCRIPTOR
+EMOTION = types_pb2.Emotion.DESCRIPTOR
 PRIORITY = types_pb2.Priority.DESCRIPTOR
 STATUS = types_pb2.TicketStatus.DESCRIPTOR
 TIER = types_pb2.CustomerTier.DESCRIPTOR
@@ -92,6 +93,10 @@ def ticket_to_proto(
         sla_policy_version=app.policy.version,
         product=ticket.product,
         version=version,
+        emotion=enum_to_proto(ticket.emotion, EMOTION),
+        angry_customer=ticket.angry_customer,
+        detailed_explanation_requested=ticket.detailed_explanation_requested,
+        survey_invited=ticket.survey_invited,
     )
     for name in ("created_at", "updated_at", "first_responded_at", "resolved_at", "closed_at"):
         value: datetime | None = getattr(ticket, name)

@@ -17,6 +17,7 @@ from careops.events.v1.envelope_pb2 import EventBatch
 from careops.incident.v1 import events_pb2 as incident_events
 from careops.incident.v1 import types_pb2 as incident_types
 from careops.ticketing.v1 import events_pb2 as ticket_events
+from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore import StreamSpec
 from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.nats_embedded import EmbeddedNats
@@ -610,6 +611,52 @@ async def test_incidents_linked_by_ticket_alone_join_the_owners_timeline(
     assert {e.ticket_id for e in entries if e.kind == "incident_linked"} == {second}
     # The other customer's ticket was linked to neither incident.
     assert await incident_entries(stub, other) is None
+
+
+async def test_the_timeline_shows_the_emotion_of_each_customer_message(
+    stub: Stub, log_store: JetStreamEventStore
+) -> None:
+    """Emotion over time in the 360 (DOMAIN §4): the opening and each customer reply carry the
+    emotion ticketing recorded on the event; agents' replies carry none."""
+    cid = (await register(stub, *unique_contacts())).customer_id
+    await log_store.ensure_stream(StreamSpec("CAREOPS_TICKETING", ("careops.ticketing.>",)))
+    ticket_id = f"T-emo-{uuid.uuid4().hex[:8]}"
+    customer, agent = ticket_types.AUTHOR_CUSTOMER, ticket_types.AUTHOR_AGENT
+    batch = EventBatch()
+    for event in (
+        ticket_events.TicketOpened(
+            ticket_id=ticket_id, customer_id=cid, emotion=ticket_types.EMOTION_ANGRY
+        ),
+        ticket_events.ReplyAdded(author=agent, author_id="A-1"),
+        ticket_events.ReplyAdded(author=customer, emotion=ticket_types.EMOTION_SATISFIED),
+    ):
+        envelope = batch.events.add(
+            event_id=uuid.uuid4().hex,
+            type=event.DESCRIPTOR.full_name,
+            aggregate_id=ticket_id,
+            aggregate_type="ticket",
+        )
+        envelope.occurred_at.GetCurrentTime()
+        envelope.payload.Pack(event)
+    await log_store.append(
+        stream="CAREOPS_TICKETING",
+        subject=f"careops.ticketing.ticket.{ticket_id}",
+        batch=batch,
+        expected_sequence=0,
+        message_id=uuid.uuid4().hex,
+    )
+
+    async def three() -> list[t.TimelineEntry] | None:
+        view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
+        entries = [e for e in view.timeline if e.ticket_id == ticket_id]
+        return entries if len(entries) == 3 else None
+
+    entries = await eventually(three, what="the ticket's three entries")
+    assert sorted((e.kind, e.emotion) for e in entries) == [
+        ("agent_replied", ""),
+        ("customer_replied", "satisfied"),
+        ("ticket_opened", "angry"),
+    ]
 
 
 async def incident_entries(stub: Stub, customer_id: str) -> list[t.TimelineEntry] | None:

@@ -6,6 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
 
+from careops_emotion import Emotion, classify
 from careops_sla.clock import Calendar, Clock, Targets, TicketClocks
 
 from ticketing.domain.commands import (
@@ -61,6 +62,7 @@ from ticketing.domain.values import (
     Channel,
     CustomerTier,
     HoldReason,
+    Priority,
     SlaClock,
     SlaTimerKind,
     Status,
@@ -182,7 +184,8 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
         channel=command.channel.value, priority=command.priority.value, tier=tier.value
     )
     clocks = TicketClocks.opened(targets, now, ctx.calendar, policy.warn_ratio)
-    return [
+    emotion = classify(f"{command.subject}\n{command.description}").emotion
+    opened = [
         TicketOpened(
             ticket_id=state.ticket_id,
             customer_id=command.customer_id.strip(),
@@ -194,8 +197,11 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
             tier=tier,
             sla=ctx.snapshot(clocks),
             product=command.product.strip(),
+            emotion=emotion,
         )
     ]
+    state = evolve(state, opened[0], now)
+    return [*opened, *_emotion_effects(state, emotion, ctx)]
 
 
 def _not_in(state: Ticket, allowed: frozenset[Status], action: str) -> None:
@@ -253,6 +259,8 @@ def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]
     )
     if command.internal:
         return [message]
+    if command.author is Author.CUSTOMER:
+        message = replace(message, emotion=classify(command.body).emotion)
     clocks = _pair(state.clocks)
     if command.author is Author.AGENT and clocks.answers():
         answered = clocks.agent_reply(ctx.now, ctx.calendar)
@@ -266,7 +274,32 @@ def _reply(state: Ticket, command: AddReply, ctx: _Context) -> list[TicketEvent]
         and waiting_for_customer
     ):
         events += _resume(state, ResumeTicket(), ctx)
+    if message.emotion is not None:
+        for event in events:
+            state = evolve(state, event, ctx.now)
+        events += _emotion_effects(state, message.emotion, ctx)
     return events
+
+
+# One step up per angry customer message; urgent stays urgent.
+_RAISED = {
+    Priority.LOW: Priority.NORMAL,
+    Priority.NORMAL: Priority.HIGH,
+    Priority.HIGH: Priority.URGENT,
+}
+ANGRY_REASON = "angry customer"
+
+
+def _emotion_effects(state: Ticket, emotion: Emotion, ctx: _Context) -> list[TicketEvent]:
+    """The events a customer message's emotion causes (DOMAIN §4; the one place it steers).
+
+    Angry raises the priority one step (a PriorityChanged, reason "angry customer"); the state's
+    `angry_customer` then makes routing require a senior agent. Anxious and satisfied only set
+    flags on the ticket (evolved from the message event itself): no further event."""
+    raised = _RAISED.get(state.priority)
+    if emotion is not Emotion.ANGRY or raised is None or state.status not in ACTIVE:
+        return []
+    return _change_priority(state, ChangePriority(raised, ANGRY_REASON), ctx)
 
 
 def _change_priority(state: Ticket, command: ChangePriority, ctx: _Context) -> list[TicketEvent]:

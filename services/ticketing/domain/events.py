@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from careops_emotion import Emotion
+
 from ticketing.domain.compensation import (
     CompensationApproved,
     CompensationGranted,
@@ -60,6 +62,8 @@ class TicketOpened:
     tier: CustomerTier
     sla: SlaSnapshot | None = None
     product: str = ""
+    # The customer's emotion in subject and description (careops_emotion, decided by decide).
+    emotion: Emotion | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class ReplyAdded:
     channel: Channel | None = None
     macro_id: str = ""
     macro_version: int = 0
+    # A customer's public message only: its emotion (careops_emotion, decided by decide).
+    emotion: Emotion | None = None
 
 
 @dataclass(frozen=True)

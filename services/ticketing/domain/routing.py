@@ -29,8 +29,11 @@ class Agent:
 
     def can_take(self, ticket: Ticket, spare: int) -> bool:
         """Returns whether routing may give the agent `ticket`: online, its type and channel
-        among the skills and spare capacity on that channel."""
+        among the skills and spare capacity on that channel. An angry customer's ticket goes to
+        a senior agent only: with none free it waits in the queue for one (DOMAIN §4)."""
         fits = {ticket.type.value, ticket.channel.value} <= self.skills
+        if ticket.angry_customer:
+            fits = fits and "senior" in self.skills
         return self.online and fits and spare > 0
 
 
@@ -50,7 +53,8 @@ def suggest_agents(
     open_tickets: Mapping[str, int],
     channel_load: Mapping[str, Mapping[str, int]] | None = None,
 ) -> list[Suggestion]:
-    """Ranks online agents by skill match (type, channel; senior for urgent and complaints)
+    """Ranks online agents by skill match (type, channel; senior for urgent, complaints and
+    angry customers)
     and load. `channel_load` gives each agent's active tickets per channel.
 
     Score = matched required skills / required skills − load / capacity; agents at capacity
@@ -59,7 +63,11 @@ def suggest_agents(
     spare capacity on the channel and load.
     """
     required = {ticket.type.value, ticket.channel.value}
-    if ticket.priority is Priority.URGENT or ticket.type is TicketType.COMPLAINT:
+    if (
+        ticket.priority is Priority.URGENT
+        or ticket.type is TicketType.COMPLAINT
+        or ticket.angry_customer
+    ):
         required.add("senior")
     ranked = []
     channel = ticket.channel.value

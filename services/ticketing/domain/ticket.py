@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
+from careops_emotion import Emotion
 from careops_sla.clock import Clock
 
 from ticketing.domain.compensation import (
@@ -72,6 +74,13 @@ class Ticket:
     closed_at: datetime | None = None
     clocks: dict[SlaClock, Clock] = field(default_factory=dict)
     compensations: tuple[Compensation, ...] = ()
+    # Emotion steers service (DOMAIN §4): the last customer message's emotion; an angry message
+    # ever (routing then requires a senior agent); anxious asks the agent for a detailed
+    # explanation; satisfied invites a survey.
+    emotion: Emotion | None = None
+    angry_customer: bool = False
+    detailed_explanation_requested: bool = False
+    survey_invited: bool = False
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -131,6 +140,7 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
                 product=event.product,
                 created_at=at,
                 clocks=_clocks_from(event.sla, state, at),
+                **_emotion_flags(state, event.emotion),
             )
         case TicketAssigned():
             status = Status.ASSIGNED if state.status is Status.OPEN else state.status
@@ -188,7 +198,12 @@ def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
         return state  # a note is read by agents; it changes no count, clock or status
     clocks = _clocks_from(event.sla, state, at)
     if event.author is Author.CUSTOMER:
-        return replace(state, customer_replies=state.customer_replies + 1, clocks=clocks)
+        return replace(
+            state,
+            customer_replies=state.customer_replies + 1,
+            clocks=clocks,
+            **_emotion_flags(state, event.emotion),
+        )
     status = state.status
     if status in (Status.OPEN, Status.ASSIGNED):
         status = Status.IN_PROGRESS
@@ -202,6 +217,19 @@ def _evolve_reply(state: Ticket, event: ReplyAdded, at: datetime) -> Ticket:
         status=status,
         clocks=clocks,
     )
+
+
+def _emotion_flags(state: Ticket, emotion: Emotion | None) -> dict[str, Any]:
+    """Returns the ticket fields a customer message's emotion sets (flags stay once set)."""
+    if emotion is None:
+        return {}
+    return {
+        "emotion": emotion,
+        "angry_customer": state.angry_customer or emotion is Emotion.ANGRY,
+        "detailed_explanation_requested": state.detailed_explanation_requested
+        or emotion is Emotion.ANXIOUS,
+        "survey_invited": state.survey_invited or emotion is Emotion.SATISFIED,
+    }
 
 
 def _flag(state: Ticket, name: SlaClock, *, warned: bool = False, breached: bool = False) -> Ticket:

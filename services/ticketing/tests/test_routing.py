@@ -194,3 +194,34 @@ async def test_the_directory_rpcs_validate_and_refuse(
                 pb.SetAvailabilityRequest(agent_id=name, availability=t.AVAILABILITY_AWAY)
             )
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_an_angry_chinese_message_raises_priority_and_waits_for_a_senior_agent(
+    service: TicketingService, stub: Stub
+) -> None:
+    # Social-media consultations: no seed agent and no other test covers them.
+    junior = agent_request(f"j-{uuid.uuid4().hex[:6]}", t.CHANNEL_SOCIAL, 5, "consultation")
+    await stub.PutAgent(junior)
+    opened = await stub.OpenTicket(
+        pb.OpenTicketRequest(
+            customer_id="c-route",
+            channel=t.CHANNEL_SOCIAL,
+            type=t.TICKET_TYPE_CONSULTATION,
+            priority=t.PRIORITY_NORMAL,
+            subject="你们太过分了，我要投诉！",
+        )
+    )
+    assert opened.ticket.priority == t.PRIORITY_HIGH
+    assert opened.ticket.emotion == t.EMOTION_ANGRY and opened.ticket.angry_customer
+    await routed_past(service, opened.sequence)
+    # Only a junior agent is free: the angry customer's ticket waits for a senior one.
+    assert await assignee(stub, opened.ticket.ticket_id) == ""
+
+    senior = agent_request(f"s-{uuid.uuid4().hex[:6]}", t.CHANNEL_SOCIAL, 5, "consultation")
+    senior.senior = True
+    await stub.PutAgent(senior)
+
+    async def taken() -> str | None:
+        return await assignee(stub, opened.ticket.ticket_id) or None
+
+    assert await eventually(taken, timeout=5, what="a senior agent assigned") == senior.agent_id
