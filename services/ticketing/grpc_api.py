@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -53,6 +53,7 @@ AUTHOR = types_pb2.Author.DESCRIPTOR
 KIND = types_pb2.CompensationKind.DESCRIPTOR
 COMPENSATION_STATUS = types_pb2.CompensationStatus.DESCRIPTOR
 AVAILABILITY = types_pb2.Availability.DESCRIPTOR
+STEP = types_pb2.ComplaintStep.DESCRIPTOR
 
 
 def error_map() -> dict[type[Exception], grpc.StatusCode]:
@@ -101,7 +102,38 @@ def ticket_to_proto(
         dataclass_to_message(snapshot, message.sla.add())
     for item in ticket.compensations:
         compensation_to_proto(item, message.compensations.add())
+    complaint_to_proto(ticket, message)
     return message
+
+
+def complaint_to_proto(ticket: domain.Ticket, message: pb.Ticket) -> None:
+    """Fills a complaint's procedure: steps taken, steps left, the committed follow-up."""
+    if ticket.type is not domain.TicketType.COMPLAINT:
+        return
+    complaint = ticket.complaint
+    for taken in complaint.steps:
+        item = message.complaint_steps.add(
+            step=enum_to_proto(taken.step, STEP),
+            by=taken.by,
+            note=taken.detail.note,
+            plan=taken.detail.plan,
+            options=taken.detail.options,
+            outcome=taken.detail.outcome,
+            root_cause=taken.detail.root_cause,
+            prevention=taken.detail.prevention,
+            shared=taken.detail.shared,
+            late=taken.detail.late,
+        )
+        item.at.FromDatetime(taken.at)
+        if taken.detail.follow_up_at is not None:
+            item.follow_up_at.FromDatetime(taken.detail.follow_up_at)
+    done = {taken.step for taken in complaint.steps}
+    message.complaint_steps_left.extend(
+        enum_to_proto(step, STEP) for step in domain.ComplaintStep if step not in done
+    )
+    if complaint.follow_up_due is not None:
+        message.follow_up_due_at.FromDatetime(complaint.follow_up_due)
+    message.follow_up_missed = complaint.follow_up_missed
 
 
 def compensation_to_proto(item: domain.Compensation, message: pb.Compensation) -> pb.Compensation:
@@ -425,6 +457,28 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.CloseTicketResponse:
         command = domain.CloseTicket(note=request.note)
         return await self._command(pb.CloseTicketResponse, request.ticket_id, command)
+
+    async def RecordComplaintStep(
+        self, request: pb.RecordComplaintStepRequest, context: Any
+    ) -> pb.RecordComplaintStepResponse:
+        follow_up_at = (
+            request.follow_up_at.ToDatetime(tzinfo=UTC)
+            if request.HasField("follow_up_at")
+            else None
+        )
+        command = domain.RecordComplaintStep(
+            step=_enum(request.step, STEP, domain.ComplaintStep),
+            by=caller().subject,
+            note=request.note,
+            plan=request.plan,
+            options=tuple(request.options),
+            follow_up_at=follow_up_at,
+            outcome=request.outcome,
+            root_cause=request.root_cause,
+            prevention=request.prevention,
+            shared=request.shared,
+        )
+        return await self._command(pb.RecordComplaintStepResponse, request.ticket_id, command)
 
     async def _compensate(
         self, response_type: type[R], ticket_id: str, command: domain.Command, compensation_id: str

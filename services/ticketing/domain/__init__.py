@@ -157,6 +157,33 @@ from ticketing.domain.compensation import (
 from ticketing.domain.compensation import (
     granted_total as granted_total,
 )
+from ticketing.domain.complaint import (
+    ESCALATION_TEAM as ESCALATION_TEAM,
+)
+from ticketing.domain.complaint import (
+    FOLLOW_UP_TIMER as FOLLOW_UP_TIMER,
+)
+from ticketing.domain.complaint import (
+    Complaint as Complaint,
+)
+from ticketing.domain.complaint import (
+    ComplaintFollowUpMissed as ComplaintFollowUpMissed,
+)
+from ticketing.domain.complaint import (
+    ComplaintStep as ComplaintStep,
+)
+from ticketing.domain.complaint import (
+    ComplaintStepRecorded as ComplaintStepRecorded,
+)
+from ticketing.domain.complaint import (
+    FireFollowUpTimer as FireFollowUpTimer,
+)
+from ticketing.domain.complaint import (
+    RecordComplaintStep as RecordComplaintStep,
+)
+from ticketing.domain.complaint import (
+    StepTaken as StepTaken,
+)
 from ticketing.domain.decide import (
     Policy as Policy,
 )

@@ -9,6 +9,7 @@ from ticketing.domain.compensation import (
     GrantCompensation,
     RejectCompensation,
 )
+from ticketing.domain.complaint import FireFollowUpTimer, RecordComplaintStep
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -145,4 +146,6 @@ Command = (
     | ApproveCompensation
     | RejectCompensation
     | ReturnToQueue
+    | RecordComplaintStep
+    | FireFollowUpTimer
 )

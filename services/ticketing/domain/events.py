@@ -11,6 +11,7 @@ from ticketing.domain.compensation import (
     CompensationRejected,
     CompensationRequested,
 )
+from ticketing.domain.complaint import ComplaintFollowUpMissed, ComplaintStepRecorded
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -190,4 +191,6 @@ TicketEvent = (
     | CompensationApproved
     | CompensationRejected
     | TicketReturnedToQueue
+    | ComplaintStepRecorded
+    | ComplaintFollowUpMissed
 )

@@ -15,6 +15,12 @@ from ticketing.domain.compensation import (
     CompensationRequested,
     evolve_compensations,
 )
+from ticketing.domain.complaint import (
+    Complaint,
+    ComplaintFollowUpMissed,
+    ComplaintStepRecorded,
+    evolve_complaint,
+)
 from ticketing.domain.events import (
     PriorityChanged,
     ReplyAdded,
@@ -72,6 +78,7 @@ class Ticket:
     closed_at: datetime | None = None
     clocks: dict[SlaClock, Clock] = field(default_factory=dict)
     compensations: tuple[Compensation, ...] = ()
+    complaint: Complaint = field(default_factory=Complaint)
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -179,6 +186,8 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
             return replace(
                 state, compensations=evolve_compensations(state.compensations, event, at)
             )
+        case ComplaintStepRecorded() | ComplaintFollowUpMissed():
+            return replace(state, complaint=evolve_complaint(state.complaint, event, at))
     return state
 
 
