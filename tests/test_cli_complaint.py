@@ -1,5 +1,6 @@
-"""`careops complaint step` through the gateway with real tokens: steps in order, an out-of-order
-step refused naming the missing one, and `ticket show` listing the steps taken and left."""
+"""`careops complaint step` and `careops ticket tick` through the gateway with real tokens: steps
+in order, an out-of-order step refused naming the missing one, and `ticket show` listing the
+steps taken and left and a fault's checklist."""
 
 from __future__ import annotations
 
@@ -44,3 +45,14 @@ async def test_complaint_steps_through_the_cli(tmp_path: Path, nats_server: Embe
 
         bad = await careops("complaint", "step", ticket_id, "shrug", **env)
         assert bad.exit_code == 2 and "listen" in bad.output
+
+        fault = await careops(
+            "ticket", "open", "--customer", "C-1", "--type", "fault", "--subject", "Dead",
+            "--json", **env,
+        )  # fmt: skip
+        fault_id = json.loads(fault.stdout)["ticket_id"]
+        ticked = await careops("ticket", "tick", fault_id, "diagnose", "--note", "E4", **env)
+        assert ticked.exit_code == 0, ticked.output
+        shown = await careops("ticket", "show", fault_id, **env)
+        assert "check diagnose" in shown.stdout and "done by lead-1" in shown.stdout
+        assert "check repair" in shown.stdout and "to do" in shown.stdout

@@ -1,5 +1,6 @@
 """`careops complaint step …`: record one step of a complaint's six-step procedure (listen,
-confirm, apologise, solve, follow_up, summarise); `ticket show` lists the steps taken and left."""
+confirm, apologise, solve, follow_up, summarise); `careops ticket tick …`: tick a handling step
+of another type's checklist. `ticket show` lists the steps taken and left."""
 
 from __future__ import annotations
 
@@ -59,6 +60,38 @@ def complaint_rows(table: Table, ticket: pb.Ticket) -> None:
         missed = " (missed: escalated)" if ticket.follow_up_missed else ""
         due = ticket.follow_up_due_at.ToDatetime().isoformat() + "Z"
         table.add_row("follow-up due", due + missed)
+
+
+def checklist_rows(table: Table, ticket: pb.Ticket) -> None:
+    """Adds a consultation's, fault's or return's checklist (done: who, when) to a table."""
+    for item in ticket.checklist:
+        at = item.at.ToDatetime().isoformat() + "Z" if item.done else ""
+        table.add_row(f"check {item.item}", f"done by {item.by} at {at}" if item.done else "to do")
+
+
+def tick(
+    ticket_id: str,
+    item: str,
+    note: Annotated[str, typer.Option(help="What was found or done.")] = "",
+    as_json: JsonOption = False,
+    key: KeyOption = "",
+) -> None:
+    """Tick one handling step of the ticket's checklist (consultation, fault, return)."""
+    request = pb.TickChecklistItemRequest(ticket_id=ticket_id, item=item, note=note)
+    with channel() as opened:
+        stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
+        response = call(stub.TickChecklistItem, request, key)
+    if as_json:
+        print_message(response.ticket)
+        return
+    table = Table(title=f"ticket {ticket_id}", show_header=False)
+    checklist_rows(table, response.ticket)
+    console.print(table)
+
+
+def register(ticket_app: typer.Typer) -> None:
+    """Adds `ticket tick` to the ticket commands."""
+    ticket_app.command("tick")(tick)
 
 
 @complaint_app.command("step")

@@ -22,7 +22,8 @@ from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, failure, metadata, print_message, report
 from careops_cli.compensation import compensation_rows
 from careops_cli.compensation import register as register_compensation
-from careops_cli.complaint import complaint_app, complaint_rows
+from careops_cli.complaint import checklist_rows, complaint_app, complaint_rows
+from careops_cli.complaint import register as register_checklist
 from careops_cli.conversation import macro_app, macro_values, print_conversation
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
@@ -48,6 +49,7 @@ app.add_typer(complaint_app, name="complaint")
 app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
+register_checklist(ticket_app)  # ticket tick
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[
@@ -93,6 +95,7 @@ def _print_ticket(ticket: pb.Ticket, as_json: bool) -> None:
         table.add_row(f"sla {name}", f"{state}; due {due}")
     compensation_rows(table, list(ticket.compensations))
     complaint_rows(table, ticket)
+    checklist_rows(table, ticket)
     table.add_row("version", str(ticket.version))
     console.print(table)
 

@@ -115,6 +115,7 @@ WORKS_TICKET: dict[type[domain.Command], str] = {
     domain.ReopenTicket: "ticket.reopen",
     domain.GrantCompensation: "ticket.compensate",
     domain.RecordComplaintStep: "ticket.complaint_step",
+    domain.TickChecklistItem: "ticket.checklist_tick",
 }
 ASSIGN = "ticket.assign"
 GRANT_RULE = "only a role with a compensation limit grants (integration never does)"

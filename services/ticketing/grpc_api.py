@@ -103,6 +103,12 @@ def ticket_to_proto(
     for item in ticket.compensations:
         compensation_to_proto(item, message.compensations.add())
     complaint_to_proto(ticket, message)
+    ticked = {item.item: item for item in ticket.checklist}
+    for name in domain.CHECKLISTS.get(ticket.type, ()):
+        entry = message.checklist.add(item=name)
+        if (done := ticked.get(name)) is not None:
+            entry.done, entry.by, entry.note = True, done.by, done.note
+            entry.at.FromDatetime(done.at)
     return message
 
 
@@ -479,6 +485,12 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             shared=request.shared,
         )
         return await self._command(pb.RecordComplaintStepResponse, request.ticket_id, command)
+
+    async def TickChecklistItem(
+        self, request: pb.TickChecklistItemRequest, context: Any
+    ) -> pb.TickChecklistItemResponse:
+        command = domain.TickChecklistItem(request.item, by=caller().subject, note=request.note)
+        return await self._command(pb.TickChecklistItemResponse, request.ticket_id, command)
 
     async def _compensate(
         self, response_type: type[R], ticket_id: str, command: domain.Command, compensation_id: str

@@ -73,6 +73,18 @@ from ticketing.domain.agents import (
 from ticketing.domain.agents import (
     put_from_skills as put_from_skills,
 )
+from ticketing.domain.checklist import (
+    CHECKLISTS as CHECKLISTS,
+)
+from ticketing.domain.checklist import (
+    ChecklistItemTicked as ChecklistItemTicked,
+)
+from ticketing.domain.checklist import (
+    ItemTicked as ItemTicked,
+)
+from ticketing.domain.checklist import (
+    TickChecklistItem as TickChecklistItem,
+)
 from ticketing.domain.commands import (
     AddReply as AddReply,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ticketing.domain.checklist import TickChecklistItem
 from ticketing.domain.compensation import (
     ApproveCompensation,
     GrantCompensation,
@@ -148,4 +149,5 @@ Command = (
     | ReturnToQueue
     | RecordComplaintStep
     | FireFollowUpTimer
+    | TickChecklistItem
 )

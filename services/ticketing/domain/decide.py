@@ -8,6 +8,7 @@ from typing import Protocol
 
 from careops_sla.clock import Calendar, Clock, Targets, TicketClocks
 
+from ticketing.domain.checklist import TickChecklistItem, tick
 from ticketing.domain.commands import (
     AddReply,
     AssignTicket,
@@ -379,6 +380,12 @@ def _complaint_step(
     return _escalated(state, [*record_step(state.complaint, command, ctx.now)])
 
 
+def _tick(state: Ticket, command: TickChecklistItem, ctx: _Context) -> list[TicketEvent]:
+    """Ticks one handling step of the ticket's type (while not closed)."""
+    _not_in(state, ACTIVE | frozenset({Status.RESOLVED}), "tick a checklist item on")
+    return [*tick(state.type, state.checklist, command)]
+
+
 def _fire_follow_up(state: Ticket, command: FireFollowUpTimer, ctx: _Context) -> list[TicketEvent]:
     """Escalates a complaint whose committed follow-up time passed without a follow-up."""
     if state.status is Status.CLOSED:
@@ -418,4 +425,5 @@ _HANDLERS = {
     ReturnToQueue: _return_to_queue,
     RecordComplaintStep: _complaint_step,
     FireFollowUpTimer: _fire_follow_up,
+    TickChecklistItem: _tick,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ticketing.domain.checklist import ChecklistItemTicked
 from ticketing.domain.compensation import (
     CompensationApproved,
     CompensationGranted,
@@ -193,4 +194,5 @@ TicketEvent = (
     | TicketReturnedToQueue
     | ComplaintStepRecorded
     | ComplaintFollowUpMissed
+    | ChecklistItemTicked
 )

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from careops_sla.clock import Clock
 
+from ticketing.domain.checklist import ChecklistItemTicked, ItemTicked
 from ticketing.domain.compensation import (
     Compensation,
     CompensationApproved,
@@ -79,6 +80,7 @@ class Ticket:
     clocks: dict[SlaClock, Clock] = field(default_factory=dict)
     compensations: tuple[Compensation, ...] = ()
     complaint: Complaint = field(default_factory=Complaint)
+    checklist: tuple[ItemTicked, ...] = ()
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -188,6 +190,9 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
             )
         case ComplaintStepRecorded() | ComplaintFollowUpMissed():
             return replace(state, complaint=evolve_complaint(state.complaint, event, at))
+        case ChecklistItemTicked():
+            ticked = ItemTicked(event.item, event.by, at, event.note)
+            return replace(state, checklist=(*state.checklist, ticked))
     return state
 
 

@@ -206,3 +206,41 @@ async def test_steps_are_validated_in_order_and_by_their_fields(
     fault = await open_complaint(stub, t.TICKET_TYPE_FAULT)
     not_complaint = await refused(step(fault, t.COMPLAINT_STEP_LISTEN, note="heard"))
     assert not_complaint.code() is grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def test_other_types_tick_their_checklist_with_who_and_when(
+    desk: tuple[TicketingService, Stub, FakeClock],
+) -> None:
+    _service, stub, _clock = desk
+    ticket_id = await open_complaint(stub, t.TICKET_TYPE_FAULT)
+    opened = (await stub.GetTicket(pb.GetTicketRequest(ticket_id=ticket_id))).ticket
+    assert [(i.item, i.done) for i in opened.checklist] == [
+        ("record_symptom", False),
+        ("diagnose", False),
+        ("decide_route", False),
+        ("repair", False),
+    ]
+    ticked = await stub.TickChecklistItem(
+        pb.TickChecklistItemRequest(ticket_id=ticket_id, item="diagnose", note="fault code E4")
+    )
+    diagnose = ticked.ticket.checklist[1]
+    assert (diagnose.done, diagnose.by, diagnose.note) == (True, "tester", "fault code E4")
+    assert diagnose.HasField("at")
+    assert [i.item for i in ticked.ticket.checklist if not i.done] == [
+        "record_symptom",
+        "decide_route",
+        "repair",
+    ]
+    for item, code in (("refund", grpc.StatusCode.INVALID_ARGUMENT), ("diagnose", None)):
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await stub.TickChecklistItem(
+                pb.TickChecklistItemRequest(ticket_id=ticket_id, item=item)
+            )
+        assert error.value.code() is (code or grpc.StatusCode.FAILED_PRECONDITION)
+
+    complaint = await open_complaint(stub)
+    shown = (await stub.GetTicket(pb.GetTicketRequest(ticket_id=complaint))).ticket
+    assert not shown.checklist
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.TickChecklistItem(pb.TickChecklistItemRequest(ticket_id=complaint, item="guide"))
+    assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
