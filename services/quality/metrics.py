@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +31,7 @@ from quality.readmodels import (
     KpiFilter,
     Period,
     compensation_kpis,
+    complaint_kpis,
     hour_of,
     overdue_follow_ups,
     survey_counts,
@@ -162,7 +164,9 @@ class KpiCollector(Collector):
         for level in d.INCIDENT_LEVELS:
             unacknowledged.add_metric([level], ages.get(level, 0.0))
         compensations, compensation_amount = _compensation_families(session)
+        complaint = _complaint_family(session)
         return [
+            complaint,
             *gauges.values(),
             compensations,
             compensation_amount,
@@ -177,6 +181,21 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
+
+
+def _complaint_family(session: Session) -> Metric:
+    """All-time complaint KPIs, one gauge per KPI (definitions in docs/kpis.md)."""
+    kpis = complaint_kpis(session=session, where=KpiFilter(), period=Period())
+    family = GaugeMetricFamily(
+        "careops_quality_complaints",
+        "Complaint KPIs (all time): complaints, acknowledged, mean_acknowledge_seconds, "
+        "follow_ups_due, follow_ups_on_time, follow_up_on_time_ratio, recomplaints, "
+        "recomplaint_ratio.",
+        labels=["kpi"],
+    )
+    for name, value in asdict(kpis).items():
+        family.add_metric([name], float(value))
+    return family
 
 
 def _compensation_families(session: Session) -> tuple[Metric, Metric]:
