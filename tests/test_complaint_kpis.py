@@ -4,7 +4,7 @@ GetKpis and in the Prometheus scrape."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from careops.quality.v1 import quality_pb2 as qpb
 from careops.ticketing.v1 import ticketing_pb2 as tpb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
-from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from google.protobuf.timestamp_pb2 import Timestamp
 from quality.main import QualityService
 from ticketing.main import TicketingService
@@ -29,13 +29,22 @@ Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 
 @pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A server of its own: the KPIs count every complaint on the stream, so no other test's."""
+    server = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 async def services(
-    nats_server: EmbeddedNats, tmp_path: Path
+    own_nats: EmbeddedNats, tmp_path: Path
 ) -> AsyncIterator[tuple[TicketingService, QualityService, Stub, Clock]]:
     clock = Clock()
     async with (
-        running_service(tmp_path / "ticketing", nats_server.url, clock=clock) as ticketing,
-        quality_service(tmp_path / "quality", nats_server.url, clock) as quality,
+        running_service(tmp_path / "ticketing", own_nats.url, clock=clock) as ticketing,
+        quality_service(tmp_path / "quality", own_nats.url, clock) as quality,
         channel_to(ticketing) as channel,
     ):
         yield ticketing, quality, Stub(channel), clock
