@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -17,7 +17,13 @@ from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, aggregate_id, command_id, derived_id
+from careops_platform.requests import (
+    actor,
+    aggregate_id,
+    command_id,
+    derived_id,
+    timestamp_field,
+)
 from google.protobuf.descriptor import EnumDescriptor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -467,11 +473,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def RecordComplaintStep(
         self, request: pb.RecordComplaintStepRequest, context: Any
     ) -> pb.RecordComplaintStepResponse:
-        follow_up_at = (
-            request.follow_up_at.ToDatetime(tzinfo=UTC)
-            if request.HasField("follow_up_at")
-            else None
-        )
+        follow_up_at = timestamp_field(request, "follow_up_at")
         command = domain.RecordComplaintStep(
             step=_enum(request.step, STEP, domain.ComplaintStep),
             by=caller().subject,
