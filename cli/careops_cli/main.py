@@ -22,6 +22,8 @@ from careops_cli.auth import apikey_app, login, token_app
 from careops_cli.client import call, channel, console, failure, metadata, print_message, report
 from careops_cli.compensation import compensation_rows
 from careops_cli.compensation import register as register_compensation
+from careops_cli.complaint import checklist_rows, complaint_app, complaint_rows
+from careops_cli.complaint import register as register_checklist
 from careops_cli.conversation import macro_app, macro_values, print_conversation
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
@@ -43,9 +45,11 @@ app.add_typer(template_app, name="survey-template")  # and `survey answer`
 app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(agent_app, name="agent")
+app.add_typer(complaint_app, name="complaint")
 app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
+register_checklist(ticket_app)  # ticket tick
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[
@@ -98,6 +102,8 @@ def _print_ticket(ticket: pb.Ticket, as_json: bool) -> None:
         ]
         emotion = _enum_name(types_pb2.Emotion, "EMOTION", ticket.emotion)
         table.add_row("emotion", "; ".join([emotion, *flags]))
+    complaint_rows(table, ticket)
+    checklist_rows(table, ticket)
     table.add_row("version", str(ticket.version))
     console.print(table)
 

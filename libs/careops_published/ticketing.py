@@ -118,6 +118,30 @@ WITHHELD.update(
 )
 
 
+# The complaint procedure (issue 12 item 2): what was said, planned and found is withheld.
+WITHHELD.update(
+    {
+        "ComplaintStepRecorded": (
+            "note", "plan", "options", "outcome", "root_cause", "prevention"
+        ),
+    }
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ComplaintStepRecorded:
+    step: str | None
+    by: str
+    follow_up_at: datetime | None
+    shared: bool
+    late: bool
+
+
+@dataclass(frozen=True)
+class ComplaintFollowUpMissed:
+    due_at: datetime | None
+
+
 @dataclass(frozen=True)
 class CompensationGranted:
     compensation_id: str

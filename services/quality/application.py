@@ -64,6 +64,8 @@ TICKETING_CODEC = view_codec(
     tk.SlaBreached,
     tk.CompensationGranted,
     tk.CompensationApproved,
+    tk.ComplaintStepRecorded,
+    tk.ComplaintFollowUpMissed,
 )
 INCIDENT_CODEC = view_codec(
     inc.IncidentDeclared,

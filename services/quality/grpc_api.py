@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -188,6 +188,11 @@ def follow_up_to_proto(row: Any) -> pb.FollowUp:
 def _major(cents: int) -> str:
     """Returns hundredths as a decimal string in major units ("2500.00")."""
     return f"{Decimal(cents) / 100:.2f}"
+
+
+def complaint_to_proto(kpis: readmodels.ComplaintKpis) -> pb.ComplaintKpis:
+    """Returns the API view of the complaint KPIs."""
+    return pb.ComplaintKpis(**asdict(kpis))
 
 
 def compensation_to_proto(kpis: readmodels.CompensationKpis) -> pb.CompensationKpis:
@@ -442,6 +447,9 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 kpis=kpis_to_proto(readmodels.kpis(session=session, where=where, period=period)),
                 compensation=compensation_to_proto(
                     readmodels.compensation_kpis(session=session, where=where, period=period)
+                ),
+                complaint=complaint_to_proto(
+                    readmodels.complaint_kpis(session=session, where=where, period=period)
                 ),
             )
             add_emotions(

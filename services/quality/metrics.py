@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -31,6 +32,7 @@ from quality.readmodels import (
     KpiFilter,
     Period,
     compensation_kpis,
+    complaint_kpis,
     emotion_counts,
     hour_of,
     overdue_follow_ups,
@@ -164,7 +166,9 @@ class KpiCollector(Collector):
         for level in d.INCIDENT_LEVELS:
             unacknowledged.add_metric([level], ages.get(level, 0.0))
         compensations, compensation_amount = _compensation_families(session)
+        complaint = _complaint_family(session)
         return [
+            complaint,
             *gauges.values(),
             compensations,
             compensation_amount,
@@ -196,6 +200,21 @@ def _emotion_family(session: Session) -> Metric:
     channels = sorted(set(CHANNELS) | {channel for channel, _ in found})
     for channel, emotion in itertools.product(channels, (e.value for e in Emotion)):
         family.add_metric([channel, emotion], found.get((channel, emotion), 0))
+    return family
+
+
+def _complaint_family(session: Session) -> Metric:
+    """All-time complaint KPIs, one gauge per KPI (definitions in docs/kpis.md)."""
+    kpis = complaint_kpis(session=session, where=KpiFilter(), period=Period())
+    family = GaugeMetricFamily(
+        "careops_quality_complaints",
+        "Complaint KPIs (all time): complaints, acknowledged, mean_acknowledge_seconds, "
+        "follow_ups_due, follow_ups_on_time, follow_up_on_time_ratio, recomplaints, "
+        "recomplaint_ratio.",
+        labels=["kpi"],
+    )
+    for name, value in asdict(kpis).items():
+        family.add_metric([name], float(value))
     return family
 
 

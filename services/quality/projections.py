@@ -4,7 +4,7 @@ stream), surveys and follow-up timers (own stream)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -24,9 +24,11 @@ from quality.readmodels import (
     FOLLOW_UP_NONE,
     FOLLOW_UP_OVERDUE,
     FOLLOW_UP_PENDING,
+    RECOMPLAINT_DAYS,
     RESOLUTION_BUCKETS,
     RESOLUTION_LE,
     compensations,
+    complaints,
     customer_emotions,
     hour_of,
     incidents,
@@ -56,6 +58,7 @@ class TicketFactsProjection:
         ticket_totals,
         compensations,
         customer_emotions,
+        complaints,
     )
 
     def __init__(self) -> None:
@@ -96,11 +99,15 @@ class TicketFactsProjection:
             move_contribution(connection, None, row_after)
             self._step(connection, ticket_id, position, at, d.Step.OPENED, opened["priority"])
             self._emotion(connection, row_after, payload, at, position)
+            if opened["type"] == "complaint":
+                self._complaint_opened(connection, opened)
             return
         row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
         if row is None:
             return
         self._emotion(connection, row._mapping, payload, at, position)
+        if row.type == "complaint":
+            self._complaint(connection, row, payload, at)
         changes = self._changes(connection, row, payload, at, position)
         changes["version"] = position
         connection.execute(
@@ -190,6 +197,44 @@ class TicketFactsProjection:
                 emotion=emotion,
             )
         )
+
+    @staticmethod
+    def _complaint_opened(connection: Connection, opened: dict[str, Any]) -> None:
+        """Adds a complaint's KPI row; a re-complaint when the customer complained lately."""
+        c = complaints
+        since = opened["opened_at"] - timedelta(days=RECOMPLAINT_DAYS)
+        earlier = connection.execute(
+            select(c.c.ticket_id)
+            .where(c.c.customer_id == opened["customer_id"], c.c.opened_at >= since)
+            .limit(1)
+        ).first()
+        keys = ("ticket_id", "customer_id", "agent_id", "channel", "type", "priority", "opened_at")
+        values = {key: opened[key] for key in keys}
+        connection.execute(insert(c).values(**values, recomplaint=earlier is not None))
+
+    @staticmethod
+    def _complaint(connection: Connection, row: Any, payload: Any, at: datetime) -> None:
+        """Updates a complaint's KPI row: acknowledged, followed up (on time or not), reopened."""
+        changes: dict[str, Any] = {}
+        match payload:
+            case tk.TicketAssigned():
+                changes = {"agent_id": payload.agent_id}
+            case tk.ComplaintStepRecorded(step="listen"):
+                changes = {
+                    "acknowledged_at": at,
+                    "acknowledge_seconds": _seconds(row.opened_at, at),
+                }
+            case tk.ComplaintStepRecorded(step="solve"):
+                changes = {"follow_up_due_at": payload.follow_up_at}
+            case tk.ComplaintStepRecorded(step="follow_up"):
+                changes = {"follow_up_on_time": not payload.late}
+            case tk.ComplaintFollowUpMissed():
+                changes = {"follow_up_on_time": False}
+            case tk.TicketReopened():
+                changes = {"recomplaint": True}
+        if changes:
+            where = complaints.c.ticket_id == row.ticket_id
+            connection.execute(update(complaints).where(where).values(**changes))
 
     @staticmethod
     def _granted(connection: Connection, row: Any, payload: Any, at: datetime) -> None:

@@ -81,6 +81,29 @@ compensations = Table(
     Index("ix_quality_compensations_granted", "granted_at"),
 )
 
+# Complaint KPIs (issue 12 item 2), one row per complaint ticket. A re-complaint: the complaint
+# was reopened, or the same customer had opened another complaint within RECOMPLAINT_DAYS before.
+RECOMPLAINT_DAYS = 30
+complaints = Table(
+    "quality_complaints",
+    metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", String(100), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledge_seconds", Float),
+    Column("follow_up_due_at", DateTime(timezone=True)),
+    # None while no follow-up is due or it is still pending; False once late or missed.
+    Column("follow_up_on_time", Boolean),
+    Column("recomplaint", Boolean, nullable=False),
+    Index("ix_quality_complaints_opened", "opened_at"),
+    Index("ix_quality_complaints_customer", "customer_id", "opened_at"),
+)
+
 # The emotion of every customer message (issue 12 item 4: ticketing records it on TicketOpened and
 # a customer's ReplyAdded), with the ticket's dimensions at that time.
 customer_emotions = Table(
@@ -676,3 +699,47 @@ def emotion_counts(*, session: Session, where: KpiFilter, period: Period) -> lis
     return [
         EmotionCount(channel, emotion, int(n)) for channel, emotion, n in session.execute(query)
     ]
+
+
+# ----------------------------------------------------------------------------- complaints
+
+
+@dataclass(frozen=True)
+class ComplaintKpis:
+    """The complaint KPIs of the complaints opened in a period (docs/kpis.md)."""
+
+    complaints: int = 0
+    acknowledged: int = 0
+    mean_acknowledge_seconds: float = 0.0
+    follow_ups_due: int = 0
+    follow_ups_on_time: int = 0
+    follow_up_on_time_ratio: float = 0.0
+    recomplaints: int = 0
+    recomplaint_ratio: float = 0.0
+
+
+def complaint_kpis(*, session: Session, where: KpiFilter, period: Period) -> ComplaintKpis:
+    """Returns time to first acknowledgement, follow-up on time and re-complaint rate."""
+    c = complaints
+    due = c.c.follow_up_on_time.is_not(None)
+    row = session.execute(
+        select(
+            func.count(),
+            func.count(c.c.acknowledged_at),
+            func.coalesce(func.avg(c.c.acknowledge_seconds), 0.0),
+            _count_if(due),
+            _count_if(c.c.follow_up_on_time.is_(True)),
+            _count_if(c.c.recomplaint.is_(True)),
+        ).where(*_where(c, where, c.c.opened_at, period))
+    ).one()
+    total, acknowledged, mean, followed, on_time, again = (value or 0 for value in row)
+    return ComplaintKpis(
+        complaints=int(total),
+        acknowledged=int(acknowledged),
+        mean_acknowledge_seconds=float(mean),
+        follow_ups_due=int(followed),
+        follow_ups_on_time=int(on_time),
+        follow_up_on_time_ratio=_ratio(on_time, followed),
+        recomplaints=int(again),
+        recomplaint_ratio=_ratio(again, total),
+    )

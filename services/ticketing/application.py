@@ -114,6 +114,8 @@ WORKS_TICKET: dict[type[domain.Command], str] = {
     domain.ResolveTicket: "ticket.resolve",
     domain.ReopenTicket: "ticket.reopen",
     domain.GrantCompensation: "ticket.compensate",
+    domain.RecordComplaintStep: "ticket.complaint_step",
+    domain.TickChecklistItem: "ticket.checklist_tick",
 }
 ASSIGN = "ticket.assign"
 GRANT_RULE = "only a role with a compensation limit grants (integration never does)"
@@ -388,7 +390,14 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         return replace(command, body=body, macro_version=loaded.state.version)
 
     async def fire_timer(self, timer: DueTimer) -> None:
-        """Fires one SLA deadline; the timer id is the command id, so it is appended once."""
+        """Fires one deadline (SLA or complaint follow-up); the timer id is the command id, so
+        it is appended once."""
+        if timer.kind == domain.FOLLOW_UP_TIMER:
+            follow_up = domain.FireFollowUpTimer(datetime.fromisoformat(timer.data["due_at"]))
+            await self.execute(
+                timer.aggregate_id, follow_up, command_id=timer.timer_id, actor="complaint-timer"
+            )
+            return
         command = domain.FireSlaTimer(
             clock=domain.SlaClock(timer.data["clock"]), kind=domain.SlaTimerKind(timer.data["kind"])
         )

@@ -17,7 +17,13 @@ from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
-from careops_platform.requests import actor, aggregate_id, command_id, derived_id
+from careops_platform.requests import (
+    actor,
+    aggregate_id,
+    command_id,
+    derived_id,
+    timestamp_field,
+)
 from google.protobuf.descriptor import EnumDescriptor
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -54,6 +60,7 @@ AUTHOR = types_pb2.Author.DESCRIPTOR
 KIND = types_pb2.CompensationKind.DESCRIPTOR
 COMPENSATION_STATUS = types_pb2.CompensationStatus.DESCRIPTOR
 AVAILABILITY = types_pb2.Availability.DESCRIPTOR
+STEP = types_pb2.ComplaintStep.DESCRIPTOR
 
 
 def error_map() -> dict[type[Exception], grpc.StatusCode]:
@@ -106,7 +113,44 @@ def ticket_to_proto(
         dataclass_to_message(snapshot, message.sla.add())
     for item in ticket.compensations:
         compensation_to_proto(item, message.compensations.add())
+    complaint_to_proto(ticket, message)
+    ticked = {item.item: item for item in ticket.checklist}
+    for name in domain.CHECKLISTS.get(ticket.type, ()):
+        entry = message.checklist.add(item=name)
+        if (done := ticked.get(name)) is not None:
+            entry.done, entry.by, entry.note = True, done.by, done.note
+            entry.at.FromDatetime(done.at)
     return message
+
+
+def complaint_to_proto(ticket: domain.Ticket, message: pb.Ticket) -> None:
+    """Fills a complaint's procedure: steps taken, steps left, the committed follow-up."""
+    if ticket.type is not domain.TicketType.COMPLAINT:
+        return
+    complaint = ticket.complaint
+    for taken in complaint.steps:
+        item = message.complaint_steps.add(
+            step=enum_to_proto(taken.step, STEP),
+            by=taken.by,
+            note=taken.detail.note,
+            plan=taken.detail.plan,
+            options=taken.detail.options,
+            outcome=taken.detail.outcome,
+            root_cause=taken.detail.root_cause,
+            prevention=taken.detail.prevention,
+            shared=taken.detail.shared,
+            late=taken.detail.late,
+        )
+        item.at.FromDatetime(taken.at)
+        if taken.detail.follow_up_at is not None:
+            item.follow_up_at.FromDatetime(taken.detail.follow_up_at)
+    done = {taken.step for taken in complaint.steps}
+    message.complaint_steps_left.extend(
+        enum_to_proto(step, STEP) for step in domain.ComplaintStep if step not in done
+    )
+    if complaint.follow_up_due is not None:
+        message.follow_up_due_at.FromDatetime(complaint.follow_up_due)
+    message.follow_up_missed = complaint.follow_up_missed
 
 
 def compensation_to_proto(item: domain.Compensation, message: pb.Compensation) -> pb.Compensation:
@@ -430,6 +474,30 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     ) -> pb.CloseTicketResponse:
         command = domain.CloseTicket(note=request.note)
         return await self._command(pb.CloseTicketResponse, request.ticket_id, command)
+
+    async def RecordComplaintStep(
+        self, request: pb.RecordComplaintStepRequest, context: Any
+    ) -> pb.RecordComplaintStepResponse:
+        follow_up_at = timestamp_field(request, "follow_up_at")
+        command = domain.RecordComplaintStep(
+            step=_enum(request.step, STEP, domain.ComplaintStep),
+            by=caller().subject,
+            note=request.note,
+            plan=request.plan,
+            options=tuple(request.options),
+            follow_up_at=follow_up_at,
+            outcome=request.outcome,
+            root_cause=request.root_cause,
+            prevention=request.prevention,
+            shared=request.shared,
+        )
+        return await self._command(pb.RecordComplaintStepResponse, request.ticket_id, command)
+
+    async def TickChecklistItem(
+        self, request: pb.TickChecklistItemRequest, context: Any
+    ) -> pb.TickChecklistItemResponse:
+        command = domain.TickChecklistItem(request.item, by=caller().subject, note=request.note)
+        return await self._command(pb.TickChecklistItemResponse, request.ticket_id, command)
 
     async def _compensate(
         self, response_type: type[R], ticket_id: str, command: domain.Command, compensation_id: str

@@ -278,9 +278,13 @@ class SlaTimerProjection:
         if isinstance(event.event, domain.TicketClosed):
             cancel_all(connection, ticket_id)
             return
+        if isinstance(event.event, domain.ComplaintStepRecorded | domain.ComplaintFollowUpMissed):
+            self._follow_up(connection, ticket_id, event.event)
+            return
         if snapshot is None:
             return
-        cancel_all(connection, ticket_id)
+        # Only the SLA deadlines are rescheduled; a complaint's follow-up timer stays.
+        connection.execute(timers.delete().where(timers.c.timer_id.startswith(f"sla.{ticket_id}.")))
         schedule(
             connection,
             *(
@@ -295,6 +299,32 @@ class SlaTimerProjection:
                 for kind, due in self._deadlines(clock)
             ),
         )
+
+    @staticmethod
+    def _follow_up(
+        connection: Connection,
+        ticket_id: str,
+        event: domain.ComplaintStepRecorded | domain.ComplaintFollowUpMissed,
+    ) -> None:
+        """Schedules a complaint's committed follow-up; cancels it once followed up or missed."""
+        prefix = f"complaint.{ticket_id}."
+        if isinstance(event, domain.ComplaintStepRecorded) and event.follow_up_at is not None:
+            due = event.follow_up_at
+            schedule(
+                connection,
+                DueTimer(
+                    timer_id=f"{prefix}follow_up.{int(due.timestamp() * 1000)}",
+                    aggregate_id=ticket_id,
+                    kind=domain.FOLLOW_UP_TIMER,
+                    due_at=due,
+                    data={"due_at": due.isoformat()},
+                ),
+            )
+            return
+        if isinstance(event, domain.ComplaintFollowUpMissed) or (
+            event.step is domain.ComplaintStep.FOLLOW_UP
+        ):
+            connection.execute(timers.delete().where(timers.c.timer_id.startswith(prefix)))
 
     @staticmethod
     def _deadlines(

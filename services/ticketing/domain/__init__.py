@@ -73,6 +73,18 @@ from ticketing.domain.agents import (
 from ticketing.domain.agents import (
     put_from_skills as put_from_skills,
 )
+from ticketing.domain.checklist import (
+    CHECKLISTS as CHECKLISTS,
+)
+from ticketing.domain.checklist import (
+    ChecklistItemTicked as ChecklistItemTicked,
+)
+from ticketing.domain.checklist import (
+    ItemTicked as ItemTicked,
+)
+from ticketing.domain.checklist import (
+    TickChecklistItem as TickChecklistItem,
+)
 from ticketing.domain.commands import (
     AddReply as AddReply,
 )
@@ -156,6 +168,33 @@ from ticketing.domain.compensation import (
 )
 from ticketing.domain.compensation import (
     granted_total as granted_total,
+)
+from ticketing.domain.complaint import (
+    ESCALATION_TEAM as ESCALATION_TEAM,
+)
+from ticketing.domain.complaint import (
+    FOLLOW_UP_TIMER as FOLLOW_UP_TIMER,
+)
+from ticketing.domain.complaint import (
+    Complaint as Complaint,
+)
+from ticketing.domain.complaint import (
+    ComplaintFollowUpMissed as ComplaintFollowUpMissed,
+)
+from ticketing.domain.complaint import (
+    ComplaintStep as ComplaintStep,
+)
+from ticketing.domain.complaint import (
+    ComplaintStepRecorded as ComplaintStepRecorded,
+)
+from ticketing.domain.complaint import (
+    FireFollowUpTimer as FireFollowUpTimer,
+)
+from ticketing.domain.complaint import (
+    RecordComplaintStep as RecordComplaintStep,
+)
+from ticketing.domain.complaint import (
+    StepTaken as StepTaken,
 )
 from ticketing.domain.decide import (
     Policy as Policy,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ticketing.domain.checklist import TickChecklistItem
 from ticketing.domain.compensation import (
     ApproveCompensation,
     GrantCompensation,
     RejectCompensation,
 )
+from ticketing.domain.complaint import FireFollowUpTimer, RecordComplaintStep
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -145,4 +147,7 @@ Command = (
     | ApproveCompensation
     | RejectCompensation
     | ReturnToQueue
+    | RecordComplaintStep
+    | FireFollowUpTimer
+    | TickChecklistItem
 )

@@ -9,6 +9,7 @@ from typing import Protocol
 from careops_emotion import Emotion, classify
 from careops_sla.clock import Calendar, Clock, Targets, TicketClocks
 
+from ticketing.domain.checklist import TickChecklistItem, tick
 from ticketing.domain.commands import (
     AddReply,
     AssignTicket,
@@ -31,6 +32,15 @@ from ticketing.domain.compensation import (
     approve,
     grant,
     reject,
+)
+from ticketing.domain.complaint import (
+    ESCALATION_TEAM,
+    ComplaintFollowUpMissed,
+    FireFollowUpTimer,
+    RecordComplaintStep,
+    follow_up_due,
+    missing_for_close,
+    record_step,
 )
 from ticketing.domain.errors import IllegalTransition, TicketAlreadyExists, TicketNotFound, require
 from ticketing.domain.events import (
@@ -66,6 +76,7 @@ from ticketing.domain.values import (
     SlaClock,
     SlaTimerKind,
     Status,
+    TicketType,
 )
 
 
@@ -374,7 +385,45 @@ def _close(state: Ticket, command: CloseTicket, ctx: _Context) -> list[TicketEve
     """Closes a resolved ticket."""
     require(_text("note", command.note, required=False, limit=MAX_SUBJECT))
     _not_in(state, frozenset({Status.RESOLVED}), "close")
+    if state.type is TicketType.COMPLAINT and (missing := missing_for_close(state.complaint)):
+        raise IllegalTransition(
+            "a complaint closes only once the outcome is told to the customer and summarised; "
+            "missing step " + ", ".join(missing)
+        )
     return [TicketClosed(command.note)]
+
+
+def _escalated(state: Ticket, events: list[TicketEvent]) -> list[TicketEvent]:
+    """Appends the escalation a missed complaint follow-up causes (001: it escalates)."""
+    for event in list(events):
+        if isinstance(event, ComplaintFollowUpMissed):
+            reason = f"complaint follow-up missed (committed {event.due_at.isoformat()})"
+            level = state.escalation_level + 1
+            events.append(TicketEscalated(level, ESCALATION_TEAM, reason))
+    return events
+
+
+def _complaint_step(
+    state: Ticket, command: RecordComplaintStep, ctx: _Context
+) -> list[TicketEvent]:
+    """Records one step of a complaint's procedure (complaints only, while not closed)."""
+    if state.type is not TicketType.COMPLAINT:
+        raise IllegalTransition(f"ticket {state.ticket_id} is a {state.type}, not a complaint")
+    _not_in(state, ACTIVE | frozenset({Status.RESOLVED}), "record a complaint step on")
+    return _escalated(state, [*record_step(state.complaint, command, ctx.now)])
+
+
+def _tick(state: Ticket, command: TickChecklistItem, ctx: _Context) -> list[TicketEvent]:
+    """Ticks one handling step of the ticket's type (while not closed)."""
+    _not_in(state, ACTIVE | frozenset({Status.RESOLVED}), "tick a checklist item on")
+    return [*tick(state.type, state.checklist, command)]
+
+
+def _fire_follow_up(state: Ticket, command: FireFollowUpTimer, ctx: _Context) -> list[TicketEvent]:
+    """Escalates a complaint whose committed follow-up time passed without a follow-up."""
+    if state.status is Status.CLOSED:
+        return []
+    return _escalated(state, [*follow_up_due(state.complaint, command, ctx.now)])
 
 
 def _fire(state: Ticket, command: FireSlaTimer, ctx: _Context) -> list[TicketEvent]:
@@ -407,4 +456,7 @@ _HANDLERS = {
     ApproveCompensation: approve,
     RejectCompensation: reject,
     ReturnToQueue: _return_to_queue,
+    RecordComplaintStep: _complaint_step,
+    FireFollowUpTimer: _fire_follow_up,
+    TickChecklistItem: _tick,
 }

@@ -7,12 +7,14 @@ from datetime import datetime, timedelta
 
 from careops_emotion import Emotion
 
+from ticketing.domain.checklist import ChecklistItemTicked
 from ticketing.domain.compensation import (
     CompensationApproved,
     CompensationGranted,
     CompensationRejected,
     CompensationRequested,
 )
+from ticketing.domain.complaint import ComplaintFollowUpMissed, ComplaintStepRecorded
 from ticketing.domain.values import (
     Author,
     Channel,
@@ -196,4 +198,7 @@ TicketEvent = (
     | CompensationApproved
     | CompensationRejected
     | TicketReturnedToQueue
+    | ComplaintStepRecorded
+    | ComplaintFollowUpMissed
+    | ChecklistItemTicked
 )

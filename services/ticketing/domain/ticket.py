@@ -9,6 +9,7 @@ from typing import Any
 from careops_emotion import Emotion
 from careops_sla.clock import Clock
 
+from ticketing.domain.checklist import ChecklistItemTicked, ItemTicked
 from ticketing.domain.compensation import (
     Compensation,
     CompensationApproved,
@@ -16,6 +17,12 @@ from ticketing.domain.compensation import (
     CompensationRejected,
     CompensationRequested,
     evolve_compensations,
+)
+from ticketing.domain.complaint import (
+    Complaint,
+    ComplaintFollowUpMissed,
+    ComplaintStepRecorded,
+    evolve_complaint,
 )
 from ticketing.domain.events import (
     PriorityChanged,
@@ -81,6 +88,8 @@ class Ticket:
     angry_customer: bool = False
     detailed_explanation_requested: bool = False
     survey_invited: bool = False
+    complaint: Complaint = field(default_factory=Complaint)
+    checklist: tuple[ItemTicked, ...] = ()
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -189,6 +198,11 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
             return replace(
                 state, compensations=evolve_compensations(state.compensations, event, at)
             )
+        case ComplaintStepRecorded() | ComplaintFollowUpMissed():
+            return replace(state, complaint=evolve_complaint(state.complaint, event, at))
+        case ChecklistItemTicked():
+            ticked = ItemTicked(event.item, event.by, at, event.note)
+            return replace(state, checklist=(*state.checklist, ticked))
     return state
 
 

@@ -1,14 +1,14 @@
 """The emotion of every customer message per channel over time (issue 12 item 4). Filled by the
 ticket facts projection from the emotion ticketing records on its events.
 
-Revision ID: 0007_customer_emotions
+Revision ID: 0008_customer_emotions
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_customer_emotions"
-down_revision = "0006_survey_answers"
+revision = "0008_customer_emotions"
+down_revision = "0007_complaints"
 branch_labels = None
 depends_on = None
 
