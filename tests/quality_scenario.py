@@ -13,12 +13,15 @@ from typing import Any
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import quality_pb2_grpc
 from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_sla import default_policy
 from incident import domain as inc
 from incident.application import IncidentApp
 from quality.main import QualityService, QualitySettings
 from ticketing import domain as tk
 from ticketing.application import TicketingApp
+from ticketing.main import TicketingService
+from ticketing.tests.conftest import running_service
 
 from tests.support import FakeClock, channel_to
 
@@ -57,6 +60,25 @@ async def quality_service(
         yield service
     finally:
         await service.stop()
+
+
+@asynccontextmanager
+async def ticketing_and_quality(
+    directory: Path, *, clock: Clock | None = None
+) -> AsyncIterator[tuple[TicketingService, QualityService]]:
+    """Ticketing and quality in-process on a NATS server of their own (in `directory`): KPI
+    tests count every ticket on the stream, so no other test's may be there. `clock` drives
+    both; without one, ticketing keeps real time and quality starts at T0."""
+    server = EmbeddedNats(data_dir=directory / "nats", port=free_port())
+    server.start()
+    try:
+        async with (
+            running_service(directory / "ticketing", server.url, clock=clock) as ticketing,
+            quality_service(directory / "quality", server.url, clock or Clock()) as quality,
+        ):
+            yield ticketing, quality
+    finally:
+        server.stop()
 
 
 @asynccontextmanager

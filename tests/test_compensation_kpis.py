@@ -13,12 +13,11 @@ from careops.quality.v1 import quality_pb2 as qpb
 from careops.ticketing.v1 import ticketing_pb2 as tpb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
-from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.identity import Principal
 from quality.main import QualityService
-from ticketing.main import TicketingService, TicketingSettings
+from ticketing.main import TicketingService
 
-from tests.quality_scenario import Clock, quality_service, stub_of
+from tests.quality_scenario import stub_of, ticketing_and_quality
 from tests.support import channel_to
 from tests.test_quality_kpis import scrape
 
@@ -27,31 +26,11 @@ LEAD = Principal("lead-1", frozenset({"supervisor"}), "tests")
 
 
 @pytest.fixture(scope="module")
-def nats(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 async def services(
-    nats: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[tuple[TicketingService, QualityService]]:
-    settings = TicketingSettings(
-        nats_url=nats.url,
-        data_dir=str(tmp_path_factory.mktemp("ticketing")),
-        grpc_port=0,
-        metrics_port=0,
-        shutdown_grace_seconds=0,
-    )
-    ticketing = TicketingService(settings)
-    await ticketing.start()
-    try:
-        async with quality_service(tmp_path_factory.mktemp("quality"), nats.url, Clock()) as q:
-            yield ticketing, q
-    finally:
-        await ticketing.stop()
+    async with ticketing_and_quality(tmp_path_factory.mktemp("platform")) as both:
+        yield both
 
 
 async def call(service: TicketingService, who: Principal | None, method: str, request: Any) -> Any:

@@ -4,7 +4,7 @@ GetKpis and in the Prometheus scrape."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,14 +14,12 @@ from careops.quality.v1 import quality_pb2 as qpb
 from careops.ticketing.v1 import ticketing_pb2 as tpb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
-from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from google.protobuf.timestamp_pb2 import Timestamp
 from quality.main import QualityService
 from ticketing.main import TicketingService
 from ticketing.projections import SlaTimerProjection
-from ticketing.tests.conftest import running_service
 
-from tests.quality_scenario import Clock, quality_service, stub_of
+from tests.quality_scenario import Clock, stub_of, ticketing_and_quality
 from tests.support import channel_to, eventually, fire_due_timers
 from tests.test_quality_kpis import scrape
 
@@ -29,22 +27,12 @@ Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 
 @pytest.fixture
-def own_nats(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    """A server of its own: the KPIs count every complaint on the stream, so no other test's."""
-    server = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 async def services(
-    own_nats: EmbeddedNats, tmp_path: Path
+    tmp_path: Path,
 ) -> AsyncIterator[tuple[TicketingService, QualityService, Stub, Clock]]:
     clock = Clock()
     async with (
-        running_service(tmp_path / "ticketing", own_nats.url, clock=clock) as ticketing,
-        quality_service(tmp_path / "quality", own_nats.url, clock) as quality,
+        ticketing_and_quality(tmp_path, clock=clock) as (ticketing, quality),
         channel_to(ticketing) as channel,
     ):
         yield ticketing, quality, Stub(channel), clock
