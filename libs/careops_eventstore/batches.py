@@ -11,7 +11,7 @@ from typing import Protocol
 
 import nats.errors
 import nats.js.errors
-from careops.events.v1.envelope_pb2 import EventBatch
+from careops.events.v1.envelope_pb2 import EventBatch, EventEnvelope
 from google.protobuf.message import DecodeError
 from prometheus_client import Counter
 from sqlalchemy import Connection, Engine, Table, delete, select, update
@@ -125,88 +125,153 @@ def apply_batch(
     logged and parked in this same transaction. A transient error (the database) propagates:
     the whole batch is retried. Metrics and logs are published only once the batch commits.
     """
-    batch = _Batch(projection, codec, stream, messages, sequences, contiguous, subjects)
+    (outcome,) = apply_batches(
+        engine,
+        [projection],
+        codec,
+        stream,
+        messages,
+        sequences,
+        contiguous=contiguous,
+        subjects=subjects,
+    )
+    return outcome
+
+
+def apply_batches(
+    engine: Engine,
+    projections: Sequence[Projection],
+    codec: EventCodec,
+    stream: str,
+    messages: Sequence[RecordedBatch | bytes | None],
+    sequences: Sequence[int],
+    *,
+    contiguous: bool = True,
+    subjects: Sequence[str] = (),
+) -> list[BatchOutcome]:
+    """`apply_batch` for several projections of one stream in one transaction: each message is
+    parsed and each event decoded once, then applied to every projection past its own
+    checkpoint. Returns one outcome per projection, in order."""
+    batch = _Batch(projections, codec, stream, messages, sequences, contiguous, subjects)
     try:
-        outcome = batch.run(engine, savepoints=False)
+        outcomes = batch.run(engine, savepoints=False)
     except _NeedsSavepoints:
         # Some apply raised: redo the batch with a savepoint per message, which parks exactly
         # that message. The fast path spares every batch without poison two statements per
         # message.
-        outcome = batch.run(engine, savepoints=True)
-    batch.publish(outcome)
-    return outcome
+        outcomes = batch.run(engine, savepoints=True)
+    for projection, outcome in zip(projections, outcomes, strict=True):
+        _publish(projection.name, outcome)
+    return outcomes
 
 
 class _NeedsSavepoints(Exception):
     """A projection's apply raised on the fast path; the batch is redone message by message."""
 
 
+@dataclass(frozen=True)
+class _Undecodable:
+    """An event of a known type whose payload did not decode."""
+
+    event_type: str
+    detail: str
+
+
+# What one envelope of a message decodes to, for every projection of the batch (same codec).
+_Decoded = DecodedEvent | _Undecodable | str  # str: "ignored" or the unknown type's name
+
+
 @dataclass
 class _Batch:
-    """One batch's input, applied by `run` (possibly twice: see apply_batch)."""
+    """One batch's input, applied by `run` (possibly twice: see apply_batches). Messages are
+    parsed and decoded once, however many projections and runs there are."""
 
-    projection: Projection
+    projections: Sequence[Projection]
     codec: EventCodec
     stream: str
     messages: Sequence[RecordedBatch | bytes | None]
     sequences: Sequence[int]
     contiguous: bool
     subjects: Sequence[str]
+    _parsed: list[EventBatch | None] = field(default_factory=list)
+    _decoded: dict[int, list[_Decoded]] = field(default_factory=dict)
 
-    def run(self, engine: Engine, *, savepoints: bool) -> BatchOutcome:
-        name = self.projection.name
-        outcome = BatchOutcome(0, [])
+    def __post_init__(self) -> None:
+        self._parsed = [_parse(message) for message in self.messages]
+
+    def run(self, engine: Engine, *, savepoints: bool) -> list[BatchOutcome]:
         with engine.begin() as connection:
-            _claim_checkpoint(connection, name, self.stream)
-            last = read_checkpoint(connection, name, for_update=True)
-            start = last
-            for index, (message, sequence) in enumerate(
-                zip(self.messages, self.sequences, strict=True)
-            ):
-                if sequence <= last:
-                    outcome.count("redelivered")
-                    continue
-                if self.contiguous and sequence != last + 1:
-                    outcome.gap = True
-                    break
-                subject = self.subjects[index] if self.subjects else ""
-                target = _Target(self.projection, self.stream, sequence, subject, outcome)
-                parsed = _parse(message)
-                if parsed is None:
-                    outcome.poison.append(sequence)
-                    target.skip(connection, "undecodable", detail="not an event batch")
-                elif not parsed.events:
-                    target.skip(connection, "undecodable", detail="empty message")
-                else:
-                    _apply_message(connection, target, self.codec, parsed, savepoints)
-                last = sequence
-            if last != start:
-                connection.execute(
-                    update(checkpoints)
-                    .where(checkpoints.c.projection == name)
-                    .values(last_sequence=last)
-                )
+            return [
+                self._run_one(connection, projection, savepoints) for projection in self.projections
+            ]
+
+    def _run_one(
+        self, connection: Connection, projection: Projection, savepoints: bool
+    ) -> BatchOutcome:
+        name = projection.name
+        outcome = BatchOutcome(0, [])
+        _claim_checkpoint(connection, name, self.stream)
+        last = read_checkpoint(connection, name, for_update=True)
+        start = last
+        for index, (parsed, sequence) in enumerate(zip(self._parsed, self.sequences, strict=True)):
+            if sequence <= last:
+                outcome.count("redelivered")
+                continue
+            if self.contiguous and sequence != last + 1:
+                outcome.gap = True
+                break
+            subject = self.subjects[index] if self.subjects else ""
+            target = _Target(projection, self.stream, sequence, subject, outcome)
+            if parsed is None:
+                outcome.poison.append(sequence)
+                target.skip(connection, "undecodable", detail="not an event batch")
+            elif not parsed.events:
+                target.skip(connection, "undecodable", detail="empty message")
+            else:
+                _apply_message(connection, target, self._decode(index, parsed), savepoints)
+            last = sequence
+        if last != start:
+            connection.execute(
+                update(checkpoints)
+                .where(checkpoints.c.projection == name)
+                .values(last_sequence=last)
+            )
         outcome.last_sequence = last
         return outcome
 
-    def publish(self, outcome: BatchOutcome) -> None:
-        """Counts and logs what the committed batch did."""
-        name = self.projection.name
-        if outcome.applied:
-            APPLIED.labels(name).inc(outcome.applied)
-        for reason, count in outcome.skipped.items():
-            SKIPPED.labels(name, reason).inc(count)
-        for item in outcome.parked_messages:
-            log.error(
-                "poison message parked",
-                extra={
-                    "projection": name,
-                    "stream": item.stream,
-                    "sequence": item.sequence,
-                    "reason": item.reason,
-                    "event_type": item.event_type,
-                },
-            )
+    def _decode(self, index: int, batch: EventBatch) -> list[_Decoded]:
+        """The events of message `index`, decoded on first use."""
+        if index not in self._decoded:
+            self._decoded[index] = [_decode_envelope(self.codec, item) for item in batch.events]
+        return self._decoded[index]
+
+
+def _decode_envelope(codec: EventCodec, envelope: EventEnvelope) -> _Decoded:
+    if not codec.knows(envelope.type):
+        return "ignored" if known_event_type(envelope.type) else envelope.type
+    try:
+        return DecodedEvent(codec.decode(envelope), envelope)
+    except (DecodeError, LookupError, ValueError, TypeError) as exc:
+        return _Undecodable(envelope.type, _describe(exc))
+
+
+def _publish(name: str, outcome: BatchOutcome) -> None:
+    """Counts and logs what the committed batch did for projection `name`."""
+    if outcome.applied:
+        APPLIED.labels(name).inc(outcome.applied)
+    for reason, count in outcome.skipped.items():
+        SKIPPED.labels(name, reason).inc(count)
+    for item in outcome.parked_messages:
+        log.error(
+            "poison message parked",
+            extra={
+                "projection": name,
+                "stream": item.stream,
+                "sequence": item.sequence,
+                "reason": item.reason,
+                "event_type": item.event_type,
+            },
+        )
 
 
 @dataclass
@@ -253,36 +318,30 @@ def _parse(message: RecordedBatch | bytes | None) -> EventBatch | None:
 
 
 def _apply_message(
-    connection: Connection,
-    target: _Target,
-    codec: EventCodec,
-    batch: EventBatch,
-    savepoints: bool,
+    connection: Connection, target: _Target, events: Sequence[_Decoded], savepoints: bool
 ) -> None:
     """Applies the events of one message. They are one command's: with `savepoints`, a poison
     event rolls back (and parks) the whole message and the batch goes on; without, it raises
     _NeedsSavepoints (the caller redoes the batch with them)."""
     decoded: list[DecodedEvent] = []
-    for envelope in batch.events:
-        if not codec.knows(envelope.type):
-            if known_event_type(envelope.type):
-                target.outcome.count("ignored")
-            else:
-                target.skip(connection, "unknown_type", event_type=envelope.type)
-            continue
-        try:
-            decoded.append(DecodedEvent(codec.decode(envelope), envelope))
-        except (DecodeError, LookupError, ValueError, TypeError) as exc:
-            target.skip(connection, "undecodable", event_type=envelope.type, detail=_describe(exc))
+    for event in events:
+        if isinstance(event, DecodedEvent):
+            decoded.append(event)
+        elif isinstance(event, _Undecodable):
+            target.skip(connection, "undecodable", event_type=event.event_type, detail=event.detail)
             return
+        elif event == "ignored":
+            target.outcome.count("ignored")
+        else:
+            target.skip(connection, "unknown_type", event_type=event)
     current = ""
     try:
         with connection.begin_nested() if savepoints else contextlib.nullcontext():
-            for event in decoded:
-                current = event.envelope.type
+            for item in decoded:
+                current = item.envelope.type
                 # Timers the projection schedules remember whose event scheduled them.
-                with caused_by(event.envelope.actor):
-                    target.projection.apply(connection, event, target.sequence)
+                with caused_by(item.envelope.actor):
+                    target.projection.apply(connection, item, target.sequence)
     except Exception as exc:
         if transient(exc):
             raise

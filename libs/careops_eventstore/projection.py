@@ -9,7 +9,8 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -29,6 +30,7 @@ from careops_eventstore.batches import (
     BatchOutcome,
     Projection,
     apply_batch,
+    apply_batches,
     read_checkpoint,
     reset,
     transient,
@@ -62,6 +64,7 @@ __all__ = [
     "ConsumerStatus",
     "ProgressWatch",
     "Projection",
+    "ProjectionGroup",
     "ProjectionRunner",
     "apply_batch",
     "fetch_batch",
@@ -100,46 +103,16 @@ class _Resync(Exception):
     """A delivery went missing (or arrived out of order): restart from the checkpoint."""
 
 
-class ProjectionRunner:
-    """Feeds one projection from a durable pull consumer; ack only after the SQL commit."""
+class _Member:
+    """One projection of a group: its position (checkpoint as last applied), the readers
+    waiting for it, and whether it is moving."""
 
-    def __init__(
-        self,
-        *,
-        nc: NatsClient,
-        engine: Engine,
-        projection: Projection,
-        codec: EventCodec,
-        stream: str,
-        filter_subject: str,
-        batch_size: int = 256,
-        clock: Callable[[], float] | None = None,
-        probe_interval: float = PROBE_INTERVAL_SECONDS,
-    ) -> None:
-        self._nc = nc
-        self._js = nc.jetstream()
-        self._engine = engine
+    def __init__(self, projection: Projection, clock: Callable[[], float] | None) -> None:
         self.projection = projection
-        self._codec = codec
-        self.stream = stream
-        self.filter_subject = filter_subject
-        self._batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
-        self._probe: asyncio.Task[None] | None = None
-        self._probe_interval = probe_interval
-        # Set by stop(): nats-py's fetch can swallow a cancellation that races with an arriving
-        # message, so the loops also check this flag (then stop within one idle wait).
-        self._stopping = False
+        self.position = 0
+        self.watch = ProgressWatch(clock=clock)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._waiter_ids = itertools.count()
-        self.position = 0
-        # The consumer sequence the next delivery must carry (the server numbers every delivery,
-        # redeliveries included, 1, 2, 3, ... for a consumer): a jump means one went missing.
-        self._next_delivery = 1
-        self._suspect = -1  # the _next_delivery at a probe that saw the server ahead of it
-        self._resync_wanted = False
-        self.watch = ProgressWatch(clock=clock)
-        self._instance = uuid.uuid4().hex[:12]
         name = projection.name
         for reason in SKIP_REASONS:
             SKIPPED.labels(name, reason)
@@ -148,43 +121,7 @@ class ProjectionRunner:
         STALLED.labels(name)
         BATCH_SECONDS.labels(name)
 
-    @property
-    def durable(self) -> str:
-        """This process's consumer: replicas each read the whole stream and the SQL checkpoint
-        lock lets exactly one apply each message; orphans expire after INACTIVE_THRESHOLD."""
-        return f"proj-{self.projection.name}-{self._instance}"
-
-    async def start(self) -> None:
-        """Loads the checkpoint and starts consuming (and probing the lag) in the background."""
-        self.position = await asyncio.to_thread(self._load_checkpoint)
-        POSITION.labels(self.projection.name).set(self.position)
-        self._stopping = False
-        self._task = asyncio.create_task(self._run(), name=f"projection-{self.projection.name}")
-        self._probe = asyncio.create_task(
-            self._probe_loop(), name=f"projection-probe-{self.projection.name}"
-        )
-
-    async def stop(self) -> None:
-        self._stopping = True
-        for task in (self._task, self._probe):
-            await stop_task(task)
-        self._task = self._probe = None
-
-    async def rebuild(self) -> None:
-        """Drops the read model and replays the stream from the beginning."""
-        await self.stop()
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(self.stream, self.durable)
-        await asyncio.to_thread(reset, self._engine, self.projection)
-        await self.start()
-
-    async def target(self) -> int:
-        """Returns the stream sequence of the last message this projection reads (its filter's
-        last, not the stream's: a filtered projection never sees the others)."""
-        return await last_sequence_matching(self._nc, self.stream, self.filter_subject)
-
     async def wait_for(self, sequence: int, timeout: float) -> bool:
-        """Waits until the projection has applied `sequence`; returns False on timeout."""
         if self.position >= sequence:
             return True
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -195,17 +132,123 @@ class ProjectionRunner:
             return False
         return True
 
-    async def status(self) -> ConsumerStatus:
-        """Returns the position, lag (from the log) and stalled flag, probing the lag now."""
+    def advance(self, sequence: int) -> None:
+        """Moves the position on and wakes exactly the waiters it satisfies."""
+        self.position = max(self.position, sequence)
+        POSITION.labels(self.projection.name).set(self.position)
+        while self._waiters and self._waiters[0][0] <= self.position:
+            _sequence, _id, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+
+    def observe(self, lag: int) -> None:
+        self.watch.observe(self.position, lag)
+        LAG.labels(self.projection.name).set(lag)
+        STALLED.labels(self.projection.name).set(int(self.watch.stalled))
+
+
+class ProjectionGroup:
+    """Feeds the projections of one stream and filter from one durable pull consumer; ack only
+    after the SQL commit.
+
+    Each batch is fetched once, each message parsed and each event decoded once, and applied to
+    every projection of the group in one SQL transaction, each advancing its own checkpoint
+    row. One consumer, one decode and one commit per batch instead of one per read model: with
+    five read models on one stream, five consumers meant five fetches, decodes and write
+    transactions per batch competing for the same SQLite write lock (docs/benchmarks.md §13).
+    """
+
+    def __init__(
+        self,
+        *,
+        nc: NatsClient,
+        engine: Engine,
+        projections: Sequence[Projection],
+        codec: EventCodec,
+        stream: str,
+        filter_subject: str,
+        batch_size: int = 256,
+        clock: Callable[[], float] | None = None,
+        probe_interval: float = PROBE_INTERVAL_SECONDS,
+    ) -> None:
+        if not projections:
+            raise ValueError("a projection group needs at least one projection")
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._engine = engine
+        self.projections = list(projections)
+        self._codec = codec
+        self.stream = stream
+        self.filter_subject = filter_subject
+        self._batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._probe_interval = probe_interval
+        # Set by stop(): nats-py's fetch can swallow a cancellation that races with an arriving
+        # message, so the loops also check this flag (then stop within one idle wait).
+        self._stopping = False
+        self.members = {p.name: _Member(p, clock) for p in self.projections}
+        # The consumer sequence the next delivery must carry (the server numbers every delivery,
+        # redeliveries included, 1, 2, 3, ... for a consumer): a jump means one went missing.
+        self._next_delivery = 1
+        self._suspect = -1  # the _next_delivery at a probe that saw the server ahead of it
+        self._resync_wanted = False
+        self._instance = uuid.uuid4().hex[:12]
+        self.name = "+".join(self.members)
+
+    def runners(self) -> dict[str, ProjectionRunner]:
+        """One runner (the per-read-model handle) per projection, by name."""
+        return {name: ProjectionRunner(group=self, name=name) for name in self.members}
+
+    @property
+    def durable(self) -> str:
+        """This process's consumer: replicas each read the whole stream and the SQL checkpoint
+        lock lets exactly one apply each message; orphans expire after INACTIVE_THRESHOLD."""
+        return f"proj-{self.projections[0].name}-{self._instance}"
+
+    async def start(self) -> None:
+        """Loads the checkpoints and starts consuming (and probing the lag) in the background;
+        a group already running is left as it is."""
+        if self._task is not None:
+            return
+        await self._load_positions()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"projection-{self.name}")
+        self._probe = asyncio.create_task(self._probe_loop(), name=f"projection-probe-{self.name}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._task, self._probe):
+            await stop_task(task)
+        self._task = self._probe = None
+
+    async def rebuild(self, name: str) -> None:
+        """Drops projection `name`'s read model and replays the stream into it from the
+        beginning; the group's other projections skip what they already have."""
+        await self.stop()
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._js.delete_consumer(self.stream, self.durable)
+        await asyncio.to_thread(reset, self._engine, self.members[name].projection)
+        self.members[name].position = 0
+        await self.start()
+
+    async def target(self) -> int:
+        """Returns the stream sequence of the last message this group reads (its filter's
+        last, not the stream's: a filtered projection never sees the others)."""
+        return await last_sequence_matching(self._nc, self.stream, self.filter_subject)
+
+    async def status(self, name: str) -> ConsumerStatus:
+        """Returns the position, lag (from the log) and stalled flag of `name`, probing now."""
         await self._observe()
+        member = self.members[name]
         return ConsumerStatus(
-            name=self.projection.name,
+            name=name,
             kind="projection",
             stream=self.stream,
             filter_subject=self.filter_subject,
-            position=self.position,
-            lag=self.watch.lag,
-            stalled=self.watch.stalled,
+            position=member.position,
+            lag=member.watch.lag,
+            stalled=member.watch.stalled,
         )
 
     async def _observe(self) -> None:
@@ -214,13 +257,13 @@ class ProjectionRunner:
         try:
             info = await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
-            lag = int(await self.target() > self.position)
-        else:
-            lag = pending(info, applied_through=self.position)
-            self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
-        self.watch.observe(self.position, lag)
-        LAG.labels(self.projection.name).set(lag)
-        STALLED.labels(self.projection.name).set(int(self.watch.stalled))
+            last = await self.target()
+            for member in self.members.values():
+                member.observe(int(last > member.position))
+            return
+        self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
+        for member in self.members.values():
+            member.observe(pending(info, applied_through=member.position))
 
     def _check_lost(self, delivered: int) -> None:
         """Asks for a resync when the server has sent deliveries this runner never received, at
@@ -236,19 +279,28 @@ class ProjectionRunner:
             self._probe_interval, self._observe, lambda: not self._stopping, "lag probe"
         )
 
-    def _load_checkpoint(self) -> int:
+    async def _load_positions(self) -> None:
+        positions = await asyncio.to_thread(self._read_checkpoints)
+        for name, position in positions.items():
+            member = self.members[name]
+            member.position = position
+            POSITION.labels(name).set(position)
+
+    def _read_checkpoints(self) -> dict[str, int]:
         with Session(self._engine) as session:
-            return read_checkpoint(session, self.projection.name)
+            return {name: read_checkpoint(session, name) for name in self.members}
 
     async def _ensure_consumer(self) -> None:
-        """(Re)creates the durable consumer to deliver from the SQL checkpoint onwards.
+        """(Re)creates the durable consumer to deliver from the lowest SQL checkpoint onwards.
 
-        The checkpoint, not the consumer, is the truth: starting from it discards deliveries
-        still pending for a crashed process, which would otherwise arrive out of order.
+        The checkpoints, not the consumer, are the truth: starting from them discards
+        deliveries still pending for a crashed process, which would otherwise arrive out of
+        order.
         """
-        self.position = await asyncio.to_thread(self._load_checkpoint)
+        await self._load_positions()
         # Another replica may have applied what a reader waits for: wake it now.
-        await self._advance(self.position)
+        for member in self.members.values():
+            member.advance(member.position)
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._js.delete_consumer(self.stream, self.durable)
         config = api.ConsumerConfig(
@@ -256,7 +308,7 @@ class ProjectionRunner:
             filter_subject=self.filter_subject,
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.position + 1,
+            opt_start_seq=min(member.position for member in self.members.values()) + 1,
             ack_wait=30,
             max_ack_pending=10_000,
             inactive_threshold=INACTIVE_THRESHOLD_SECONDS,
@@ -275,7 +327,7 @@ class ProjectionRunner:
             except asyncio.CancelledError:
                 raise
             except _Resync:
-                log.info("resyncing from checkpoint", extra={"projection": self.projection.name})
+                log.info("resyncing from checkpoint", extra={"projection": self.name})
             except nats.js.errors.NotFoundError:
                 # Another context's stream may not exist yet (its service has not started).
                 log.debug("waiting for stream %s", self.stream)
@@ -284,7 +336,7 @@ class ProjectionRunner:
                 log.warning(
                     "projection interrupted; retrying",
                     exc_info=True,
-                    extra={"projection": self.projection.name},
+                    extra={"projection": self.name},
                 )
                 await asyncio.sleep(0.5)
 
@@ -312,7 +364,7 @@ class ProjectionRunner:
                     "delivery %d missing (got %d); resyncing",
                     self._next_delivery,
                     delivered,
-                    extra={"projection": self.projection.name},
+                    extra={"projection": self.name},
                 )
                 return messages[:index], True
             self._next_delivery = max(self._next_delivery, delivered + 1)
@@ -329,10 +381,10 @@ class ProjectionRunner:
         sequences = [message.metadata.sequence.stream for message in messages]
         started = time.perf_counter()
         started_ns = time.time_ns()
-        outcome = await asyncio.to_thread(
-            apply_batch,
+        outcomes = await asyncio.to_thread(
+            apply_batches,
             self._engine,
-            self.projection,
+            self.projections,
             self._codec,
             self.stream,
             [message.data for message in messages],
@@ -340,36 +392,92 @@ class ProjectionRunner:
             contiguous=False,
             subjects=[message.subject for message in messages],
         )
-        self._trace(messages, started_ns, outcome.last_sequence)
-        BATCH_SECONDS.labels(self.projection.name).observe(time.perf_counter() - started)
+        self._trace(messages, started_ns)
+        elapsed = time.perf_counter() - started
+        applied_through = min(outcome.last_sequence for outcome in outcomes)
+        poison = {sequence for outcome in outcomes for sequence in outcome.poison}
         for message, sequence in zip(messages, sequences, strict=True):
-            if sequence in outcome.poison:
+            if sequence in poison:
                 await message.term()
-            elif sequence <= outcome.last_sequence:
+            elif sequence <= applied_through:
                 await message.ack()
-        LAG.labels(self.projection.name).set(messages[-1].metadata.num_pending)
-        await self._advance(outcome.last_sequence)
+        for projection, outcome in zip(self.projections, outcomes, strict=True):
+            BATCH_SECONDS.labels(projection.name).observe(elapsed)
+            LAG.labels(projection.name).set(messages[-1].metadata.num_pending)
+            self.members[projection.name].advance(outcome.last_sequence)
 
-    def _trace(self, messages: list[Msg], started_ns: int, last: int) -> None:
-        """Records one span per applied message in the trace of the command that wrote it."""
+    def _trace(self, messages: list[Msg], started_ns: int) -> None:
+        """Records one span per applied message and projection in the trace of the command
+        that wrote it."""
         ended_ns = time.time_ns()
         for message in messages:
-            sequence = message.metadata.sequence.stream
-            if sequence > last or not message.headers or "traceparent" not in message.headers:
+            if not message.headers or "traceparent" not in message.headers:
                 continue
-            span = tracer.start_span(
-                f"project {self.projection.name}",
-                context=propagate.extract(dict(message.headers)),
-                start_time=started_ns,
-                attributes={"careops.sequence": sequence, "careops.batch_size": len(messages)},
-            )
-            span.end(end_time=ended_ns)
+            context = propagate.extract(dict(message.headers))
+            sequence = message.metadata.sequence.stream
+            for name in self.members:
+                span = tracer.start_span(
+                    f"project {name}",
+                    context=context,
+                    start_time=started_ns,
+                    attributes={"careops.sequence": sequence, "careops.batch_size": len(messages)},
+                )
+                span.end(end_time=ended_ns)
 
-    async def _advance(self, sequence: int) -> None:
-        """Moves the position on and wakes exactly the waiters it satisfies."""
-        self.position = max(self.position, sequence)
-        POSITION.labels(self.projection.name).set(self.position)
-        while self._waiters and self._waiters[0][0] <= self.position:
-            _sequence, _id, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
+
+class ProjectionRunner:
+    """One read model as the service and operators see it: its position, read-your-writes
+    waits, status and rebuild. It is fed by its ProjectionGroup (pass `group` and `name`), or
+    given the group's arguments and one `projection`, by a group of its own."""
+
+    def __init__(
+        self,
+        *,
+        group: ProjectionGroup | None = None,
+        name: str = "",
+        projection: Projection | None = None,
+        **group_arguments: Any,
+    ) -> None:
+        if group is None:
+            if projection is None:
+                raise ValueError("give a group and a name, or a projection")
+            group = ProjectionGroup(projections=[projection], **group_arguments)
+            name = projection.name
+        self.group = group
+        self._member = group.members[name]
+        self.projection = self._member.projection
+        self.stream = group.stream
+        self.filter_subject = group.filter_subject
+
+    @property
+    def position(self) -> int:
+        """The last stream sequence this projection has applied."""
+        return self._member.position
+
+    @property
+    def watch(self) -> ProgressWatch:
+        return self._member.watch
+
+    async def start(self) -> None:
+        """Starts the group that feeds this projection (once for the whole group)."""
+        await self.group.start()
+
+    async def stop(self) -> None:
+        """Stops the group that feeds this projection (and so its other projections)."""
+        await self.group.stop()
+
+    async def rebuild(self) -> None:
+        """Drops the read model and replays the stream from the beginning."""
+        await self.group.rebuild(self.projection.name)
+
+    async def target(self) -> int:
+        """Returns the stream sequence of the last message this projection reads."""
+        return await self.group.target()
+
+    async def wait_for(self, sequence: int, timeout: float) -> bool:
+        """Waits until the projection has applied `sequence`; returns False on timeout."""
+        return await self._member.wait_for(sequence, timeout)
+
+    async def status(self) -> ConsumerStatus:
+        """Returns the position, lag (from the log) and stalled flag, probing the lag now."""
+        return await self.group.status(self.projection.name)

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 from careops_eventstore import LogUnavailable
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore, connect
-from careops_eventstore.projection import Projection, ProjectionRunner
+from careops_eventstore.projection import Projection, ProjectionGroup, ProjectionRunner
 from sqlalchemy import Engine
 
 from careops_platform.logs import configure_logging
@@ -95,17 +95,14 @@ async def start_projections(
     filter_subject: str,
     projections: Sequence[Projection],
 ) -> dict[str, ProjectionRunner]:
-    """Starts one runner per projection; returns them by name."""
-    runners = {}
-    for projection in projections:
-        runner = ProjectionRunner(
-            nc=store.client,
-            engine=engine,
-            projection=projection,
-            codec=codec,
-            stream=stream,
-            filter_subject=filter_subject,
-        )
-        await runner.start()
-        runners[projection.name] = runner
-    return runners
+    """Starts one group (one consumer) feeding `projections`; returns their runners by name."""
+    group = ProjectionGroup(
+        nc=store.client,
+        engine=engine,
+        projections=projections,
+        codec=codec,
+        stream=stream,
+        filter_subject=filter_subject,
+    )
+    await group.start()
+    return group.runners()

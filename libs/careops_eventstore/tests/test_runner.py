@@ -21,6 +21,7 @@ from careops_eventstore.codec import DecodedEvent, EnvelopeContext, EventCodec
 from careops_eventstore.projection import (
     SKIP_REASONS,
     ProgressWatch,
+    ProjectionGroup,
     ProjectionRunner,
     apply_batch,
     read_checkpoint,
@@ -164,7 +165,7 @@ def delivery(stream: int, consumer: int) -> Any:
     )
 
 
-def runner(name: str = "notes") -> ProjectionRunner:
+def runner(name: str = "notes") -> ProjectionGroup:
     nc: Any = SimpleNamespace(jetstream=lambda: None)
     return ProjectionRunner(
         nc=nc,
@@ -173,7 +174,7 @@ def runner(name: str = "notes") -> ProjectionRunner:
         codec=CODEC,
         stream="S",
         filter_subject="s.one.>",
-    )
+    ).group
 
 
 def _named(name: str) -> Any:

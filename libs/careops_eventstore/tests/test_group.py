@@ -1,0 +1,163 @@
+"""Several projections fed by one consumer (ProjectionGroup) on a real nats-server: one
+transaction per batch, each projection its own checkpoint, poison parked per projection, and a
+rebuild of one that leaves the others as they are."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import api
+from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, create_engine
+from sqlalchemy import select as sql_select
+
+from careops_eventstore.codec import DecodedEvent
+from careops_eventstore.jetstream import connect
+from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_eventstore.projection import ProjectionGroup, read_checkpoint
+from careops_eventstore.sqlstate import list_parked
+from careops_eventstore.sqlstate import metadata as shared_metadata
+from careops_eventstore.tests.test_runner import CODEC, message
+
+own = MetaData()
+NAMES = ("plain", "picky", "old", "new")
+tables = {
+    name: Table(
+        f"group_{name}",
+        own,
+        Column("position", Integer, primary_key=True),
+        Column("note", String(50)),
+    )
+    for name in NAMES
+}
+
+
+class Words:
+    """Writes each note under its own name; "poison" fails for the projection named "picky"
+    only (the other projection takes the same message)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        return [tables[self.name]]
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        if event.event.note == "poison" and self.name == "picky":
+            raise ValueError("picky refuses poison")
+        table = tables[self.name]
+        connection.execute(table.insert().values(position=position, note=event.event.note))
+
+
+def notes_of(engine: Engine, name: str) -> list[str]:
+    with engine.connect() as connection:
+        table = tables[name]
+        query = sql_select(table.c.note).order_by(table.c.position)
+        return list(connection.execute(query).scalars())
+
+
+def checkpoint(engine: Engine, name: str) -> int:
+    with engine.connect() as connection:
+        return read_checkpoint(connection, name)
+
+
+@pytest.fixture
+async def client(nats_server: EmbeddedNats) -> AsyncIterator[NatsClient]:
+    nc = await connect(nats_server.url, name="group-test")
+    yield nc
+    await nc.close()
+
+
+async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
+    client: NatsClient, tmp_path: Path
+) -> None:
+    stream = f"GROUP_{uuid.uuid4().hex[:8]}"
+    subject = f"group.{stream.lower()}"
+    js = client.jetstream()
+    await js.add_stream(api.StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    engine = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    shared_metadata.create_all(engine)
+    own.create_all(engine)
+    group = ProjectionGroup(
+        nc=client,
+        engine=engine,
+        projections=[Words("plain"), Words("picky")],
+        codec=CODEC,
+        stream=stream,
+        filter_subject=f"{subject}.>",
+    )
+    runners = group.runners()
+    for note in ("a", "poison", "b"):
+        await js.publish(f"{subject}.one", message(note), stream=stream)
+    await group.start()
+    try:
+        for runner in runners.values():
+            assert await runner.wait_for(3, 10)
+        assert notes_of(engine, "plain") == ["a", "poison", "b"]
+        assert notes_of(engine, "picky") == ["a", "b"]
+        with engine.connect() as connection:
+            parked = list_parked(connection, consumers=["plain", "picky"])
+        assert [(item.consumer, item.sequence, item.reason) for item in parked] == [
+            ("picky", 2, "failed")
+        ]
+        info = await js.consumers_info(stream)
+        assert len(info) == 1, "one consumer for the whole group"
+
+        # Rebuilding one projection replays into it alone; the other keeps its rows once.
+        await runners["picky"].rebuild()
+        assert await runners["picky"].wait_for(3, 10)
+        await js.publish(f"{subject}.one", message("c"), stream=stream)
+        for runner in runners.values():
+            assert await runner.wait_for(4, 10)
+        assert notes_of(engine, "plain") == ["a", "poison", "b", "c"]
+        assert notes_of(engine, "picky") == ["a", "b", "c"]
+        assert checkpoint(engine, "plain") == checkpoint(engine, "picky") == 4
+        statuses = [await runner.status() for runner in runners.values()]
+        assert [(s.name, s.position, s.lag) for s in statuses] == [
+            ("plain", 4, 0),
+            ("picky", 4, 0),
+        ]
+    finally:
+        await group.stop()
+        await js.delete_stream(stream)
+        engine.dispose()
+
+
+async def test_a_group_restarts_from_its_lowest_checkpoint(
+    client: NatsClient, tmp_path: Path
+) -> None:
+    """A projection added to a group later (checkpoint 0) catches up from the start while the
+    one that had everything skips it as already applied."""
+    stream = f"GROUP_{uuid.uuid4().hex[:8]}"
+    subject = f"group.{stream.lower()}"
+    js = client.jetstream()
+    await js.add_stream(api.StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    engine = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
+    shared_metadata.create_all(engine)
+    own.create_all(engine)
+    settings = {
+        "nc": client,
+        "engine": engine,
+        "codec": CODEC,
+        "stream": stream,
+        "filter_subject": f"{subject}.>",
+    }
+    for note in ("a", "b"):
+        await js.publish(f"{subject}.one", message(note), stream=stream)
+    first = ProjectionGroup(projections=[Words("old")], **settings)
+    await first.start()
+    assert await first.runners()["old"].wait_for(2, 10)
+    await first.stop()
+    second = ProjectionGroup(projections=[Words("old"), Words("new")], **settings)
+    await second.start()
+    try:
+        assert await second.runners()["new"].wait_for(2, 10)
+        assert notes_of(engine, "old") == notes_of(engine, "new") == ["a", "b"]
+    finally:
+        await second.stop()
+        await js.delete_stream(stream)
+        engine.dispose()
