@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -139,7 +140,7 @@ async def test_a_group_restarts_from_its_lowest_checkpoint(
     engine = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
     shared_metadata.create_all(engine)
     own.create_all(engine)
-    settings = {
+    settings: dict[str, Any] = {
         "nc": client,
         "engine": engine,
         "codec": CODEC,
