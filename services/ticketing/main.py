@@ -132,6 +132,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             workload=workloads_of(self.directory),
             waiting=self.directory.waiting,
             unstarted=self.directory.unstarted,
+            position=self._router_reads_position,
         )
         self.router = Router(app, reads)
         return [
@@ -142,6 +143,12 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         """Whether the ticket list and the directory both reached `sequence` in `timeout`."""
         tickets = await self.wait_for(TicketListProjection.name, sequence, timeout)
         return tickets and await self.wait_for(AgentDirectoryProjection.name, sequence, timeout)
+
+    def _router_reads_position(self) -> int:
+        return min(
+            self.runners[TicketListProjection.name].position,
+            self.runners[AgentDirectoryProjection.name].position,
+        )
 
     def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]

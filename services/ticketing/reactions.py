@@ -5,8 +5,10 @@ freed up or appeared — a ticket opened, resolved, closed, handed back; an agen
 online — the router takes the waiting tickets (urgent first, then oldest) and assigns each to
 the best online agent with the skills (type and channel) and spare capacity on its channel.
 An agent going offline hands back their unstarted tickets (no agent reply yet) first.
-Assignments are recorded with actor "<principal> via router", the principal being the actor
-of the event that triggered the pass.
+Passes coalesce: a pass reads the read models as of some stream position, so a trigger at or
+before that position is already covered and starts no pass of its own (under a burst of opens,
+one pass serves many). Assignments are recorded with actor "<principal> via router", the
+principal being the actor of the event that triggered the pass.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from careops_eventstore.model import RecordedBatch
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from ticketing import domain
 from ticketing.application import CODEC, TicketingApp, Workload, Workloads
@@ -32,6 +34,14 @@ QUEUE_WAIT = Histogram(
     "Time a ticket waited in the routing queue before the router assigned it.",
     buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600),
 )
+PASSES = Counter(
+    "careops_ticket_router_passes_total",
+    "Triggers of the router by outcome: routed (a pass over the queue) or coalesced (already "
+    "covered by a pass that read the read models past it).",
+    ["outcome"],
+)
+for _outcome in ("routed", "coalesced"):
+    PASSES.labels(_outcome)
 # Priorities first served.
 PRIORITY_ORDER = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 QUEUE_BATCH = 500
@@ -59,8 +69,12 @@ class RouterReads:
         workload: Workloads,
         waiting: Callable[[int], Awaitable[Sequence[WaitingTicket]]],
         unstarted: Callable[[str], Awaitable[Sequence[str]]],
+        position: Callable[[], int],
     ) -> None:
         self.synced = synced
+        # The stream position every read model the router reads has reached (a lower bound of
+        # what a read made after it sees).
+        self.position = position
         self.workload = workload
         self.waiting = waiting
         self.unstarted = unstarted
@@ -73,27 +87,39 @@ class Router:
         self._app = app
         self._reads = reads
         self._written = 0  # the last sequence the router itself appended
+        self._routed_through = 0  # triggers up to here are covered by a pass already made
         self.handled = 0  # the last stream sequence handled (tests wait on it)
 
     async def handle(self, message: RecordedBatch) -> None:
-        """Hands back an offline agent's unstarted tickets, then routes the queue."""
+        """Hands back an offline agent's unstarted tickets, then routes the queue, unless a
+        pass already covered this message."""
         decoded = CODEC.decode_batch(message.batch)
-        if decoded and any(isinstance(item.event, TRIGGERS) for item in decoded):
-            # Read models must hold this event and everything the router wrote before.
-            if not await self._reads.synced(max(message.sequence, self._written)):
-                raise RuntimeError("read models did not catch up; redelivery retries")
-            # Recorded as "<principal> via router": the runner keeps the triggering event's
-            # principal in scope (careops_eventstore.causes), also through a chain of passes.
-            actor = ROUTER
-            for item in decoded:
-                event = item.event
-                if (
-                    isinstance(event, domain.AgentAvailabilityChanged)
-                    and event.availability is domain.Availability.OFFLINE
-                ):
-                    await self._hand_back(item.envelope.aggregate_id, message.sequence, actor)
-            await self.route(actor=actor, cause=str(message.sequence))
+        triggers = [item for item in decoded if isinstance(item.event, TRIGGERS)]
+        offline = [
+            item.envelope.aggregate_id
+            for item in triggers
+            if isinstance(item.event, domain.AgentAvailabilityChanged)
+            and item.event.availability is domain.Availability.OFFLINE
+        ]
+        if triggers and (offline or message.sequence > self._routed_through):
+            await self._pass(message.sequence, offline)
+        elif triggers:
+            PASSES.labels("coalesced").inc()
         self.handled = max(self.handled, message.sequence)
+
+    async def _pass(self, sequence: int, offline: Sequence[str]) -> None:
+        # Read models must hold this event and everything the router wrote before.
+        if not await self._reads.synced(max(sequence, self._written)):
+            raise RuntimeError("read models did not catch up; redelivery retries")
+        # Recorded as "<principal> via router": the runner keeps the triggering event's
+        # principal in scope (careops_eventstore.causes), also through a chain of passes.
+        actor = ROUTER
+        for agent_id in offline:
+            await self._hand_back(agent_id, sequence, actor)
+        covered = self._reads.position()
+        await self.route(actor=actor, cause=str(sequence))
+        self._routed_through = max(self._routed_through, covered)
+        PASSES.labels("routed").inc()
 
     async def _hand_back(self, agent_id: str, cause: int, actor: str) -> None:
         for ticket_id in await self._reads.unstarted(agent_id):
