@@ -93,7 +93,7 @@ FIGURES: tuple[Figure, ...] = (
             "layers.app_execute.cpu_ms_per_op",
             "layers.app_execute_in_service.cpu_ms_per_op",
             "layers.store_append.cpu_ms_per_op",
-            "projection_drain_after_grpc_s",
+            "layers.projection_drain_after_grpc_s",
         ),
     ),
     *_figures(
@@ -364,6 +364,36 @@ def side_env(root: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": pythonpath(root)}
 
 
+# Printed by a subprocess of a side: where its code comes from.
+LOCATIONS = """
+import json, ticketing, bench.run
+from careops.ticketing.v1 import ticketing_pb2
+modules = (ticketing, ticketing_pb2, bench.run)
+print(json.dumps({module.__name__: module.__file__ for module in modules}))
+"""
+
+
+def import_locations(root: Path, env: dict[str, str] | None) -> dict[str, Path]:
+    """Where a python started in `root` with `env` imports ticketing, its protobuf code and
+    bench.run from (resolved paths)."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOCATIONS],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {name: Path(file).resolve() for name, file in json.loads(done.stdout).items()}
+
+
+def check_imports(root: Path) -> None:
+    """Refuses to benchmark a side whose subprocess would import another checkout's code."""
+    for name, file in import_locations(root, side_env(root)).items():
+        if not file.is_relative_to(root.resolve()):
+            raise SystemExit(f"bench-compare: in {root}, {name} would come from {file}")
+
+
 @dataclass(frozen=True)
 class Run:
     """One bench.run of one side."""
@@ -478,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[Run] = []
     with base_worktree(REPO, base_sha, keep=args.keep) as base_root:
         roots = {"base": base_root, "head": REPO}
+        for root in roots.values():
+            check_imports(root)
         for round_, side in schedule(args.rounds):
             runs.append(run_side(side, round_, roots[side], names, args.full, logs))
     load_end = os.getloadavg()

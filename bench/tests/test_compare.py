@@ -3,9 +3,7 @@ worktree's import resolution (no benchmark is run: too slow for the suite)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,10 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS: dict[str, Any] = {
     "machine": {"cpu": "x", "load_average_1m_at_start": 0.5},
     "open_ticket": {
-        "layers": {"grpc": {"ops_s": 700.0, "cpu_ms_per_op": 1.5, "errors": 0}},
-        "projection_drain_after_grpc_s": 0.2,
+        "layers": {
+            "grpc": {"ops_s": 700.0, "cpu_ms_per_op": 1.5, "errors": 0},
+            "projection_drain_after_grpc_s": 0.2,
+        },
     },
     "gateway": {"through_gateway": {"cpu_ms_per_op": [1.2, 0.8], "ok": True}},
 }
@@ -39,7 +39,7 @@ def results(grpc_ops: float, cpu_ms: float, echo_ops: float | None = None) -> di
 
 def test_extract_follows_dotted_paths_and_list_indices() -> None:
     assert compare.extract(RESULTS, "open_ticket", "layers.grpc.ops_s") == 700.0
-    assert compare.extract(RESULTS, "open_ticket", "projection_drain_after_grpc_s") == 0.2
+    assert compare.extract(RESULTS, "open_ticket", "layers.projection_drain_after_grpc_s") == 0.2
     assert compare.extract(RESULTS, "gateway", "through_gateway.cpu_ms_per_op.1") == 0.8
 
 
@@ -134,7 +134,7 @@ def test_the_briefs_key_figures_are_there_with_their_direction() -> None:
         "open_ticket.layers.grpc.cpu_ms_per_op",
         "open_ticket.layers.app_execute.cpu_ms_per_op",
         "open_ticket.layers.app_execute_in_service.cpu_ms_per_op",
-        "open_ticket.projection_drain_after_grpc_s",
+        "open_ticket.layers.projection_drain_after_grpc_s",
         "lag.at_500.lag.p50_ms",
         "lag.at_500.lag.p99_ms",
         "lag.at_500.bench_process_cpu_share",
@@ -178,25 +178,6 @@ def test_pythonpath_puts_the_checkouts_source_dirs_first() -> None:
     ]
 
 
-WHERE = """
-import json, ticketing, bench.common
-from careops.ticketing.v1 import ticketing_pb2
-print(json.dumps({
-    "ticketing": ticketing.__file__,
-    "pb2": ticketing_pb2.__file__,
-    "bench": bench.common.__file__,
-}))
-"""
-
-
-def where(cwd: Path, env: dict[str, str] | None) -> dict[str, str]:
-    """Where a benchmark subprocess in `cwd` imports ticketing, its protobuf code and bench from."""
-    done = subprocess.run(
-        [sys.executable, "-c", WHERE], cwd=cwd, env=env, capture_output=True, text=True, check=True
-    )
-    return {name: str(Path(file).resolve()) for name, file in json.loads(done.stdout).items()}
-
-
 def test_the_base_side_imports_the_base_worktrees_own_code(tmp_path: Path) -> None:
     # A clone of the repo, so the real repo's worktree list is not touched.
     clone = tmp_path / "repo"
@@ -208,16 +189,17 @@ def test_the_base_side_imports_the_base_worktrees_own_code(tmp_path: Path) -> No
         assert (root / "gen" / "careops" / "ticketing" / "v1" / "ticketing_pb2_grpc.py").exists()
         assert not (root / "gen" / "__init__.py").exists()
         assert (root / "gen" / "careops" / "__init__.py").exists()
-        files = where(root, compare.side_env(root))
+        files = compare.import_locations(root, compare.side_env(root))
+        assert set(files) == {"ticketing", "careops.ticketing.v1.ticketing_pb2", "bench.run"}
         for name, file in files.items():
-            assert Path(file).is_relative_to(root), (name, file)
+            assert file.is_relative_to(root), (name, file)
+        compare.check_imports(root)
         # Without the PYTHONPATH the venv's editable install would win (it points elsewhere).
-        assert not Path(where(root, None)["ticketing"]).is_relative_to(root)
+        assert not compare.import_locations(root, None)["ticketing"].is_relative_to(root)
     assert not root.exists()
     assert len(compare.git(clone, "worktree", "list").splitlines()) == 1
 
 
 def test_the_head_side_imports_the_repos_code() -> None:
-    files = where(REPO, compare.side_env(REPO))
-    for name, file in files.items():
-        assert Path(file).is_relative_to(REPO), (name, file)
+    for name, file in compare.import_locations(REPO, compare.side_env(REPO)).items():
+        assert file.is_relative_to(REPO), (name, file)
