@@ -291,7 +291,7 @@ def table(rows: Sequence[Row], base_label: str, head_label: str) -> Table:
             "↑" if row.higher_is_better else "↓",
             _number(row.base_median),
             _number(row.head_median),
-            "—" if row.ratio is None else f"{row.ratio:.2f}",
+            "—" if row.ratio is None else f"{row.ratio:,.2f}",
             ARROWS[row.verdict],
         )
     return out
