@@ -8,7 +8,7 @@ PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 LINTED := libs services cli tests bench scripts conftest.py
 
-.PHONY: run test faults proto lint typecheck bench lock clean system-deps
+.PHONY: run test faults proto lint typecheck bench bench-compare lock clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +53,17 @@ chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on ch
 
 bench: $(PROTO_STAMP) ## benchmarks (not part of the test suite)
 	$(BIN)/python -m bench.run
+
+ONLY ?= open_ticket lag
+ROUNDS ?= 2
+# Checked before any prerequisite is built.
+ifneq ($(filter bench-compare,$(MAKECMDGOALS)),)
+ifeq ($(strip $(BASE)),)
+$(error make bench-compare: BASE=<git revision> is required, e.g. make bench-compare BASE=main ONLY="open_ticket lag" ROUNDS=2)
+endif
+endif
+bench-compare: $(PROTO_STAMP) ## BASE=<rev> [ONLY="open_ticket lag"] [ROUNDS=2]: BASE's benchmarks vs the working tree's
+	$(BIN)/python -m bench.compare '$(BASE)' --only $(ONLY) --rounds $(ROUNDS)
 
 lock: ## re-freeze requirements.lock from requirements.in
 	$(BIN)/pip install -q -r requirements.in
