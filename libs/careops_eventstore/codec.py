@@ -231,6 +231,11 @@ class EventCodec:
     def type_name(self, event: Any) -> str:
         return str(self._to_proto[type(event)].DESCRIPTOR.full_name)
 
+    def only(self, *classes: type) -> EventCodec:
+        """Returns a codec that knows just `classes`: a reader of a few types decodes those
+        and skips the rest of a batch unparsed."""
+        return EventCodec({cls: self._to_proto[cls] for cls in classes})
+
     def knows(self, type_name: str) -> bool:
         return type_name in self._by_type_name
 

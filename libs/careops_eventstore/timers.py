@@ -80,6 +80,20 @@ def cancel_all(connection: Connection, aggregate_id: str) -> None:
     connection.execute(_CANCEL_ALL, {"aggregate": aggregate_id})
 
 
+# By aggregate first: its index finds the rows. A LIKE on the key alone scans the whole table
+# in SQLite (LIKE is case-insensitive there, so the primary key's index cannot serve it).
+_CANCEL_PREFIX = delete(timers).where(
+    timers.c.aggregate_id == bindparam("aggregate"),
+    timers.c.timer_id.startswith(bindparam("prefix")),
+)
+
+
+def cancel_prefixed(connection: Connection, aggregate_id: str, prefix: str) -> None:
+    """Deletes the pending timers of an aggregate whose id starts with `prefix` (called by
+    projections)."""
+    connection.execute(_CANCEL_PREFIX, {"aggregate": aggregate_id, "prefix": prefix})
+
+
 def cancel(connection: Connection, timer_id: str) -> None:
     connection.execute(delete(timers).where(timers.c.timer_id == timer_id))
 

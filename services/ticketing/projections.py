@@ -7,7 +7,7 @@ from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
-from careops_eventstore.timers import DueTimer, cancel_all, schedule
+from careops_eventstore.timers import DueTimer, cancel_all, cancel_prefixed, schedule
 from careops_published import customer as cu
 from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
@@ -273,7 +273,7 @@ class SlaTimerProjection:
                 else domain.SlaTimerKind.BREACH
             )
             prefix = f"sla.{ticket_id}.{event.event.clock.value}.{kind.value}."
-            connection.execute(timers.delete().where(timers.c.timer_id.startswith(prefix)))
+            cancel_prefixed(connection, ticket_id, prefix)
             return
         if isinstance(event.event, domain.TicketClosed):
             cancel_all(connection, ticket_id)
@@ -284,7 +284,7 @@ class SlaTimerProjection:
         if snapshot is None:
             return
         # Only the SLA deadlines are rescheduled; a complaint's follow-up timer stays.
-        connection.execute(timers.delete().where(timers.c.timer_id.startswith(f"sla.{ticket_id}.")))
+        cancel_prefixed(connection, ticket_id, f"sla.{ticket_id}.")
         schedule(
             connection,
             *(
@@ -324,7 +324,7 @@ class SlaTimerProjection:
         if isinstance(event, domain.ComplaintFollowUpMissed) or (
             event.step is domain.ComplaintStep.FOLLOW_UP
         ):
-            connection.execute(timers.delete().where(timers.c.timer_id.startswith(prefix)))
+            cancel_prefixed(connection, ticket_id, prefix)
 
     @staticmethod
     def _deadlines(

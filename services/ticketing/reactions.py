@@ -57,6 +57,10 @@ TRIGGERS = (
     domain.AgentPut,
     domain.AgentAvailabilityChanged,
 )
+# The router tells a trigger by its type name and decodes only availability changes (for the
+# hand-back); every other payload stays unparsed.
+TRIGGER_CODEC = CODEC.only(*TRIGGERS)
+AVAILABILITY_CODEC = CODEC.only(domain.AgentAvailabilityChanged)
 
 
 class RouterReads:
@@ -93,13 +97,11 @@ class Router:
     async def handle(self, message: RecordedBatch) -> None:
         """Hands back an offline agent's unstarted tickets, then routes the queue, unless a
         pass already covered this message."""
-        decoded = CODEC.decode_batch(message.batch)
-        triggers = [item for item in decoded if isinstance(item.event, TRIGGERS)]
+        triggers = any(TRIGGER_CODEC.knows(envelope.type) for envelope in message.batch.events)
         offline = [
             item.envelope.aggregate_id
-            for item in triggers
-            if isinstance(item.event, domain.AgentAvailabilityChanged)
-            and item.event.availability is domain.Availability.OFFLINE
+            for item in AVAILABILITY_CODEC.decode_batch(message.batch)
+            if item.event.availability is domain.Availability.OFFLINE
         ]
         if triggers and (offline or message.sequence > self._routed_through):
             await self._pass(message.sequence, offline)
