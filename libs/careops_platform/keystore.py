@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter
+from pydantic import AliasChoices, Field, SecretStr
 from sqlalchemy import (
     Boolean,
     Column,
@@ -35,12 +36,15 @@ from sqlalchemy import (
     event,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 
 from careops_platform.collectors import preinitialise
+from careops_platform.contacts import load_secret
+from careops_platform.db import database_url as default_database_url
+from careops_platform.db import scrub
+from careops_platform.registry import ServiceEntry
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +53,14 @@ NONCE_BYTES = 12
 DECRYPTION_FAILURE_REASONS = ("missing_key", "wrong_master_key", "corrupt")
 
 
-def key_table(name: str, metadata: MetaData, owner_column: str = "customer_id") -> Table:
+def key_table(
+    name: str, metadata: MetaData, owner_column: str = "customer_id", owner_length: int = 64
+) -> Table:
     """Returns a key store table: one row per owner, the wrapped key NULL once destroyed."""
     return Table(
         name,
         metadata,
-        Column(owner_column, String(64), primary_key=True),
+        Column(owner_column, String(owner_length), primary_key=True),
         # nonce || AES-GCM(master key, data key, aad=owner); NULL once destroyed.
         Column("wrapped_key", LargeBinary, nullable=True),
         Column("master_key_id", String(16), nullable=False),
@@ -63,6 +69,41 @@ def key_table(name: str, metadata: MetaData, owner_column: str = "customer_id") 
         Column("erasure_reason", String(40), nullable=True),
         # True once the erasure's event is on the log (customer's reconcile_erasures).
         Column("forgotten_logged", Boolean, nullable=False, default=False),
+    )
+
+
+def master_key_setting(entry: ServiceEntry) -> Any:
+    """Returns the pydantic field of a service's master key, `CAREOPS_<SERVICE>_MASTER_KEY`."""
+    return Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("master_key", entry.env("master_key")),
+        description="base64 AES-256 key wrapping the data keys; empty: generated in data_dir",
+    )
+
+
+def keystore_url_setting(entry: ServiceEntry) -> Any:
+    """Returns the pydantic field of where a service's key store lives."""
+    return Field(
+        "",
+        validation_alias=AliasChoices("keystore_url", entry.env("keystore_url")),
+        description="SQL URL of the key store; empty: the database, or SQLite in data_dir",
+    )
+
+
+def keystore_database(keystore_url: str, database_url: str, data_dir: str, name: str) -> str:
+    """Returns the key store's URL: its own setting, else the service's database (its own
+    table), else SQLite `<name>.db` in the data directory."""
+    return keystore_url or database_url or default_database_url("", data_dir, name)
+
+
+def master_key(entry: ServiceEntry, configured: SecretStr, data_dir: str) -> bytes:
+    """Returns the service's master key: the setting, else `<data dir>/<service>-master.key`
+    (generated on first start, mode 0600)."""
+    return load_secret(
+        configured.get_secret_value(),
+        data_dir,
+        f"{entry.name}-master.key",
+        entry.env("master_key"),
     )
 
 
@@ -249,22 +290,7 @@ class KeyStore:
                         }
                     )
                 )
-        self._scrub()
-
-    def _scrub(self) -> None:
-        """Makes the old bytes of a destroyed key unreachable in the database files."""
-        if self._engine.dialect.name == "sqlite":
-            with self._engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        if self._engine.dialect.name == "postgresql":
-            # Dead tuples keep the old bytes until vacuumed; do it now (best effort).
-            try:
-                with self._engine.connect().execution_options(
-                    isolation_level="AUTOCOMMIT"
-                ) as connection:
-                    connection.execute(text(f"VACUUM {self._table.name}"))
-            except Exception:
-                log.warning("VACUUM of %s failed", self._table.name, exc_info=True)
+        scrub(self._engine, self._table.name)
 
     def mark_logged(self, owner: str) -> None:
         """Records that the erasure's event is on the log."""

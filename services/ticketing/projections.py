@@ -8,9 +8,22 @@ from typing import Any
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, schedule
+from careops_platform.db import scrub
+from careops_platform.sealing import TextSealer
 from careops_published import customer as cu
 from careops_published.codec import view_codec
-from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from ticketing import domain
 from ticketing.readmodels import (
@@ -102,13 +115,17 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
 
 
 class TicketListProjection:
-    """Maintains `tickets`: one row per ticket with the fields agents filter on."""
+    """Maintains `tickets`: one row per ticket with the fields agents filter on (the subject
+    opened with `texts`: empty once the customer is erased)."""
 
     name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
 
+    def __init__(self, texts: TextSealer | None = None) -> None:
+        self._texts = texts
+
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
+        payload = _opened(self._texts, event.event)
         if isinstance(payload, _OTHER_AGGREGATES):
             return  # the agent directory's and the macros', on the same stream
         ticket_id = event.envelope.aggregate_id
@@ -140,24 +157,32 @@ class TicketListProjection:
         )
 
 
+def _opened(texts: TextSealer | None, payload: Any) -> Any:
+    """The event with its sealed free text opened (blocking key read: apply runs in a worker
+    thread); as it is without a sealer."""
+    return texts.open(payload) if texts is not None else payload
+
+
 # ----------------------------------------------------------------------------- the conversation
 
 
 def _entry(payload: Any) -> tuple[str, str, bool] | None:
     """Returns (kind, text, internal) of an event that carries text an agent reads, or None.
     Notes about the ticket's handling (hold, escalation, closing) are internal."""
+    # A sealed text whose customer was erased still has its (empty) entry, as before erasure.
+    written = getattr(payload, "sealed", None) is not None
     match payload:
         case domain.ReplyAdded():
             return ("note" if payload.internal else "reply"), payload.body, payload.internal
-        case domain.TicketHeld(note=str(note)) if note:
+        case domain.TicketHeld(note=str(note)) if note or written:
             return "hold", note, True
-        case domain.TicketEscalated(reason=str(reason)) if reason:
+        case domain.TicketEscalated(reason=str(reason)) if reason or written:
             return "escalation", reason, True
-        case domain.TicketResolved(resolution=str(text)) if text:
+        case domain.TicketResolved(resolution=str(text)) if text or written:
             return "resolution", text, False
-        case domain.TicketReopened(reason=str(reason)) if reason:
+        case domain.TicketReopened(reason=str(reason)) if reason or written:
             return "reopen", reason, False
-        case domain.TicketClosed(note=str(note)) if note:
+        case domain.TicketClosed(note=str(note)) if note or written:
             return "close", note, True
     return None
 
@@ -169,8 +194,11 @@ class ConversationProjection:
     name = CONVERSATION_PROJECTION
     tables: tuple[Table, ...] = (conversation,)
 
+    def __init__(self, texts: TextSealer | None = None) -> None:
+        self._texts = texts
+
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
+        payload = _opened(self._texts, event.event)
         envelope = event.envelope
         row: dict[str, Any] = {
             "sequence": position,
@@ -423,3 +451,42 @@ class CustomerDirectoryProjection:
                 )
             case cu.CustomerForgotten():
                 connection.execute(delete(customer_directory).where(where))
+
+
+class TextShredder:
+    """Erases a forgotten customer's free text (issue 12): on CustomerForgotten it destroys
+    the customer's data key in ticketing's key store (idempotent; the log's sealed texts are
+    unreadable from then on) and then blanks the texts the read models hold in clear —
+    `tickets.subject` and the conversation's subject and body — and scrubs the database files
+    once committed. Owns no table: a rebuild replays the erasures (destroying again is a
+    no-op). The key goes first, so a text projected after this reads as empty anyway."""
+
+    name = "ticket_text_shredder"
+    tables: tuple[Table, ...] = ()
+
+    def __init__(self, texts: TextSealer) -> None:
+        self._texts = texts
+        self._shredded = False
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        if not isinstance(payload, cu.CustomerForgotten):
+            return
+        customer_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        self._texts.keys.destroy(customer_id, at, payload.reason or "customer_request")
+        connection.execute(
+            update(tickets).where(tickets.c.customer_id == customer_id).values(subject="")
+        )
+        connection.execute(
+            update(conversation)
+            .where(conversation.c.customer_id == customer_id)
+            .values(subject="", body="")
+        )
+        self._shredded = True
+
+    def committed(self, engine: Engine) -> None:
+        """After a batch that blanked texts: their old bytes leave the WAL and freed pages."""
+        if self._shredded:
+            self._shredded = False
+            scrub(engine, tickets.name, conversation.name)
