@@ -267,8 +267,16 @@ class EventCodec:
         """Returns the event's message; a sealed event's free-text fields stay empty."""
         message = dataclass_to_message(event, self._to_proto[type(event)]())
         if getattr(event, "sealed", None) is not None:
-            for name in self._sealed_fields.get(type(event), ()):
-                message.ClearField(name)
+            for path in self._sealed_fields.get(type(event), ()):
+                head, _, tail = path.partition(".")
+                if not tail:
+                    message.ClearField(head)
+                    continue
+                # `answers.text`: the field of each nested message.
+                nested = getattr(message, head)
+                repeated = message.DESCRIPTOR.fields_by_name[head].is_repeated
+                for item in nested if repeated else (nested,):
+                    item.ClearField(tail)
         return message
 
     def decode(self, envelope: EventEnvelope) -> Any:

@@ -11,15 +11,21 @@ key is destroyed they read as empty, never as an error: erasure is not poison.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+from careops_eventstore.aggregates import AggregateRepository, Loaded
+from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_published.customer import CustomerForgotten
 from careops_published.sealed import SealedText
+from sqlalchemy import Connection, Engine, Table, update
 
+from careops_platform.db import scrub
 from careops_platform.keystore import (
     KEY_VERSION,
     NONCE_BYTES,
@@ -30,11 +36,46 @@ from careops_platform.keystore import (
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
+S = TypeVar("S")
 PURPOSE = "text"
 
 
 def _blank(value: Any) -> Any:
     return () if isinstance(value, tuple) else ""
+
+
+def _get(event: Any, path: str) -> Any:
+    """A field's value; `answers.text`: the `text` of each item of `answers` (a list)."""
+    head, _, tail = path.partition(".")
+    value = getattr(event, head)
+    if not tail:
+        return value
+    items = value if isinstance(value, tuple) else (value,) if value is not None else ()
+    return [getattr(item, tail) for item in items]
+
+
+def _with(event: E, path: str, value: Any) -> E:
+    """The event with one field set; `answers.text`: each item's from the list `value`."""
+    head, _, tail = path.partition(".")
+    if not tail:
+        return replace(event, **{head: value})  # type: ignore[type-var]
+    current = getattr(event, head)
+    if isinstance(current, tuple):
+        items = tuple(
+            replace(item, **{tail: text}) for item, text in zip(current, value, strict=False)
+        )
+        return replace(event, **{head: items + current[len(items) :]})  # type: ignore[type-var]
+    if current is None or not value:
+        return event
+    return replace(event, **{head: replace(current, **{tail: value[0]})})  # type: ignore[type-var]
+
+
+def _written(value: Any) -> bool:
+    return any(value) if isinstance(value, list) else bool(value)
+
+
+def _emptied(value: Any) -> Any:
+    return ["" for _ in value] if isinstance(value, list) else _blank(value)
 
 
 class TextSealer:
@@ -66,13 +107,15 @@ class TextSealer:
         fields = self._fields.get(type(event))
         if not fields or not owner:
             return event
-        values = {name: getattr(event, name) for name in fields}
-        if not any(values.values()):
+        values = {path: _get(event, path) for path in fields}
+        if not any(_written(value) for value in values.values()):
             return event
         if key is None:
-            return replace(event, **{name: _blank(value) for name, value in values.items()})  # type: ignore[type-var]
+            for path, value in values.items():
+                event = _with(event, path, _emptied(value))
+            return event
         plaintext = json.dumps(
-            {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()},
+            {path: list(v) if isinstance(v, tuple) else v for path, v in values.items()},
             ensure_ascii=False,
         ).encode()
         sealed = self.keys.cipher.seal(key, owner, plaintext, PURPOSE)
@@ -84,7 +127,7 @@ class TextSealer:
         erased or the text cannot be decrypted (counted). Blocking (reads the key)."""
         sealed: SealedText | None = getattr(event, "sealed", None)
         fields = self._fields.get(type(event), ())
-        if sealed is None or any(getattr(event, name) for name in fields):
+        if sealed is None or any(_written(_get(event, path)) for path in fields):
             return event  # plaintext (no owner, an old event) or still open in memory
         try:
             key = self.keys.get(sealed.owner_id)
@@ -100,9 +143,76 @@ class TextSealer:
             )
             return event
         values = json.loads(plaintext)
-        opened = {
-            name: tuple(values[name]) if isinstance(getattr(event, name), tuple) else values[name]
-            for name in fields
-            if name in values
-        }
-        return replace(event, **opened)  # type: ignore[type-var]
+        for path in fields:
+            if path in values:
+                value = values[path]
+                if isinstance(getattr(event, path.partition(".")[0]), tuple) and "." not in path:
+                    value = tuple(value)
+                event = _with(event, path, value)
+        return event
+
+
+async def unless_erased(
+    texts: TextSealer | None,
+    repository: AggregateRepository[S],
+    aggregate_id: str,
+    loaded: Loaded[S],
+    owner: str,
+) -> Loaded[S]:
+    """Returns `loaded`, refolded from the log when its owner's key is gone: an aggregate kept
+    in memory (this replica's cache) must not outlive an erasure another replica carried out."""
+    if texts is None or not owner or await asyncio.to_thread(texts.live, owner):
+        return loaded
+    repository.forget(aggregate_id)
+    return await repository.load(aggregate_id)
+
+
+def opening(
+    evolve: Callable[[S, Any, datetime], S], texts: TextSealer
+) -> Callable[[S, Any, datetime], S]:
+    """Returns an aggregate's evolve over events whose sealed free text is opened first (read
+    as empty once the owner is erased)."""
+
+    def opened(state: S, event: Any, at: datetime) -> S:
+        return evolve(state, texts.open(event), at)
+
+    return opened
+
+
+class Shredder:
+    """A projection on the customer stream that erases a forgotten customer's free text in one
+    context: on CustomerForgotten it destroys the customer's data key in the context's key
+    store (idempotent; the log's sealed texts are unreadable from then on), then blanks the
+    `columns` of the read-model tables that hold the texts in clear (rows by `customer_id`)
+    and, once committed, scrubs the database files (careops_platform.db.scrub). It owns no
+    table: a rebuild replays the erasures. The key goes first, so a text projected after this
+    reads as empty anyway."""
+
+    tables: tuple[Table, ...] = ()
+
+    def __init__(self, name: str, texts: TextSealer, columns: Mapping[Table, tuple[str, ...]]):
+        self.name = name
+        self._texts = texts
+        self._columns = dict(columns)
+        self._shredded = False
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        if not isinstance(payload, CustomerForgotten):
+            return
+        customer_id = event.envelope.aggregate_id
+        at = from_timestamp(event.envelope.occurred_at)
+        self._texts.keys.destroy(customer_id, at, payload.reason or "customer_request")
+        for table, names in self._columns.items():
+            connection.execute(
+                update(table)
+                .where(table.c.customer_id == customer_id)
+                .values({name: "" for name in names})
+            )
+        self._shredded = True
+
+    def committed(self, engine: Engine) -> None:
+        """After a batch that blanked texts: their old bytes leave the WAL and freed pages."""
+        if self._shredded:
+            self._shredded = False
+            scrub(engine, *(table.name for table in self._columns))

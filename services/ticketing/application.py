@@ -30,7 +30,7 @@ from careops_platform.errors import (
     PermissionDenied,
 )
 from careops_platform.identity import Principal
-from careops_platform.sealing import TextSealer
+from careops_platform.sealing import TextSealer, opening, unless_erased
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -155,7 +155,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         super().__init__(
             store=store,
             stream=STREAM,
-            kind=replace(TICKET, evolve=opening(texts)) if texts else TICKET,
+            kind=replace(TICKET, evolve=opening(domain.evolve, texts)) if texts else TICKET,
             clock=clock,
             cache_size=cache_size,
         )
@@ -386,12 +386,9 @@ class TicketingApp(ContextApplication[domain.Ticket]):
     async def get(self, ticket_id: str) -> tuple[domain.Ticket, int]:
         """Returns the ticket as of the log's latest event and its version."""
         loaded = await self.repository.load(ticket_id, refresh=True)
-        owner, texts = loaded.state.customer_id, self.texts
-        # Another replica may have erased the customer: the state kept in memory must not
-        # outlive the key (the fold reads the texts as empty then).
-        if texts is not None and owner and not await asyncio.to_thread(texts.live, owner):
-            self.repository.forget(ticket_id)
-            loaded = await self.repository.load(ticket_id)
+        loaded = await unless_erased(
+            self.texts, self.repository, ticket_id, loaded, loaded.state.customer_id
+        )
         if not loaded.state.exists:
             raise domain.TicketNotFound(f"ticket {ticket_id} does not exist")
         return loaded.state, loaded.version
@@ -444,18 +441,6 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         await self.execute(
             timer.aggregate_id, command, command_id=timer.timer_id, actor="sla-timer"
         )
-
-
-def opening(
-    texts: TextSealer,
-) -> Callable[[domain.Ticket, domain.TicketEvent, datetime], domain.Ticket]:
-    """Returns the ticket's evolve over events whose sealed free text is opened first (read as
-    empty once the customer is erased)."""
-
-    def evolve(state: domain.Ticket, event: domain.TicketEvent, at: datetime) -> domain.Ticket:
-        return domain.evolve(state, texts.open(event), at)
-
-    return evolve
 
 
 def authored(command: domain.Command, caller: Principal) -> domain.Command:

@@ -35,8 +35,8 @@ from ticketing.projections import (
     CustomerDirectoryProjection,
     MacroListProjection,
     SlaTimerProjection,
-    TextShredder,
     TicketListProjection,
+    text_shredder,
 )
 from ticketing.reactions import Router, RouterReads
 from ticketing.readmodels import Directory, KnownCustomers
@@ -123,7 +123,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 customers.name,
                 customers.filter("customer"),
                 CUSTOMER_CODEC,
-                [CustomerDirectoryProjection(), TextShredder(self.texts)],
+                [CustomerDirectoryProjection(), text_shredder(self.texts)],
             ),
             skeleton.Subscription(
                 STREAM.name,

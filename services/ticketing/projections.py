@@ -8,13 +8,11 @@ from typing import Any
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, schedule
-from careops_platform.db import scrub
-from careops_platform.sealing import TextSealer
+from careops_platform.sealing import Shredder, TextSealer
 from careops_published import customer as cu
 from careops_published.codec import view_codec
 from sqlalchemy import (
     Connection,
-    Engine,
     Table,
     bindparam,
     case,
@@ -453,40 +451,9 @@ class CustomerDirectoryProjection:
                 connection.execute(delete(customer_directory).where(where))
 
 
-class TextShredder:
-    """Erases a forgotten customer's free text (issue 12): on CustomerForgotten it destroys
-    the customer's data key in ticketing's key store (idempotent; the log's sealed texts are
-    unreadable from then on) and then blanks the texts the read models hold in clear —
-    `tickets.subject` and the conversation's subject and body — and scrubs the database files
-    once committed. Owns no table: a rebuild replays the erasures (destroying again is a
-    no-op). The key goes first, so a text projected after this reads as empty anyway."""
-
-    name = "ticket_text_shredder"
-    tables: tuple[Table, ...] = ()
-
-    def __init__(self, texts: TextSealer) -> None:
-        self._texts = texts
-        self._shredded = False
-
-    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
-        if not isinstance(payload, cu.CustomerForgotten):
-            return
-        customer_id = event.envelope.aggregate_id
-        at = from_timestamp(event.envelope.occurred_at)
-        self._texts.keys.destroy(customer_id, at, payload.reason or "customer_request")
-        connection.execute(
-            update(tickets).where(tickets.c.customer_id == customer_id).values(subject="")
-        )
-        connection.execute(
-            update(conversation)
-            .where(conversation.c.customer_id == customer_id)
-            .values(subject="", body="")
-        )
-        self._shredded = True
-
-    def committed(self, engine: Engine) -> None:
-        """After a batch that blanked texts: their old bytes leave the WAL and freed pages."""
-        if self._shredded:
-            self._shredded = False
-            scrub(engine, tickets.name, conversation.name)
+def text_shredder(texts: TextSealer) -> Shredder:
+    """The projection erasing a forgotten customer's ticket texts: destroys the key, blanks
+    `tickets.subject` and the conversation's subject and body (careops_platform.sealing)."""
+    return Shredder(
+        "ticket_text_shredder", texts, {tickets: ("subject",), conversation: ("subject", "body")}
+    )
