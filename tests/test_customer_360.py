@@ -44,6 +44,7 @@ class Platform:
     ticketing: ticketing_pb2_grpc.TicketingServiceStub
     quality: quality_pb2_grpc.QualityServiceStub
     quality_admin: admin_pb2_grpc.ProjectionAdminServiceStub
+    quality_service: QualityService
     ticketing_admin: admin_pb2_grpc.ProjectionAdminServiceStub
     ticketing_service: TicketingService
     customer_service: CustomerService
@@ -87,6 +88,7 @@ async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[P
             ticketing=ticketing_pb2_grpc.TicketingServiceStub(channels[0]),
             quality=quality_pb2_grpc.QualityServiceStub(channels[2]),
             quality_admin=admin_pb2_grpc.ProjectionAdminServiceStub(channels[2]),
+            quality_service=services[2],
             ticketing_admin=admin_pb2_grpc.ProjectionAdminServiceStub(channels[0]),
             ticketing_service=services[0],
             customer_service=services[1],
@@ -372,7 +374,7 @@ async def test_erasure_shreds_the_customers_ticket_free_text(
     token = uuid.uuid4().hex[:12]
     names = (
         "subject", "description", "customer", "reply", "note", "listen", "hold", "escalation",
-        "compensation", "resolution", "fault", "checklist", "close",
+        "compensation", "resolution", "fault", "checklist", "close", "survey", "follow-up",
     )  # fmt: skip
 
     def mark(name: str) -> str:
@@ -388,6 +390,17 @@ async def test_erasure_shreds_the_customers_ticket_free_text(
     tickets = platform.ticketing
     ids = await write_free_text(tickets, cid, mark)
     head = await jetstream_store.last_sequence("CAREOPS_TICKETING")
+    quality = platform.quality
+    survey = await quality.SubmitSurvey(
+        qpb.SubmitSurveyRequest(
+            ticket_id=ids[0], csat=1, comment=mark("survey"), ticketing_min_sequence=head
+        )
+    )
+    followed = await quality.RecordFollowUp(
+        qpb.RecordFollowUpRequest(ticket_id=ids[0], agent_id="agent-li", note=mark("follow-up"))
+    )
+    positions = {"ticketing_min_sequence": head, "min_sequence": followed.sequence}
+    kpis = await quality.GetKpis(qpb.GetKpisRequest(**positions))
     service = platform.ticketing_service
     for name in ("tickets", "conversation"):
         assert await service.runners[name].wait_for(head, 10)
@@ -403,22 +416,29 @@ async def test_erasure_shreds_the_customers_ticket_free_text(
     # Positive control: the API and ticketing's read models have every text in clear...
     before = await views()
     shown = "\n".join(texts_of(*view) for view in before)
-    assert all(mark(name) in shown for name in names), shown
+    assert all(mark(name) in shown for name in names[:-2]), shown
+    assert survey.survey.comment == mark("survey")
+    assert [a.text for a in survey.survey.answers if a.text] == [mark("survey")]
+    assert files_containing(platform.data_dir / "q", mark("survey").encode())
+    assert files_containing(platform.data_dir / "q", mark("follow-up").encode())
     listed = await tickets.ListTickets(tpb.ListTicketsRequest(customer_id=cid))
     assert {t.subject for t in listed.tickets} == {mark("subject"), mark("fault")}
     assert files_containing(platform.data_dir / "t", mark("reply").encode())
     assert files_containing(platform.data_dir / "t", mark("subject").encode())
     # ... while the log never had them: sealed for the customer from the first append.
-    for message in await jetstream_store.read_stream(stream="CAREOPS_TICKETING", limit=100_000):
-        raw = message.batch.SerializeToString()
-        assert not any(needle in raw for needle in needles)
+    for stream in ("CAREOPS_TICKETING", "CAREOPS_QUALITY"):
+        for message in await jetstream_store.read_stream(stream=stream, limit=100_000):
+            raw = message.batch.SerializeToString()
+            assert not any(needle in raw for needle in needles), stream
     assert files_containing(Path(nats_server.data_dir), *needles) == []
 
     erased = await platform.customer.EraseCustomer(
         cpb.EraseCustomerRequest(customer_id=cid, reason=ct.ERASURE_REASON_CUSTOMER_REQUEST)
     )
-    shredder = service.runners["ticket_text_shredder"]
-    assert await shredder.wait_for(erased.sequence, 10)
+    assert await service.runners["ticket_text_shredder"].wait_for(erased.sequence, 10)
+    assert await platform.quality_service.runners["survey_text_shredder"].wait_for(
+        erased.sequence, 10
+    )
 
     def clean() -> bool:
         return files_containing(platform.data_dir, *needles) == []
@@ -431,12 +451,20 @@ async def test_erasure_shreds_the_customers_ticket_free_text(
     listed = await tickets.ListTickets(tpb.ListTicketsRequest(customer_id=cid))
     assert sorted(t.ticket_id for t in listed.tickets) == sorted(ids)
     assert {t.subject for t in listed.tickets} == {""}
+    erased_survey = (await quality.GetSurvey(qpb.GetSurveyRequest(ticket_id=ids[0]))).survey
+    assert erased_survey.comment == "" and {a.text for a in erased_survey.answers} == {""}
+    assert erased_survey.csat == 1 and len(erased_survey.answers) == len(survey.survey.answers)
+    assert (await quality.GetKpis(qpb.GetKpisRequest(**positions))).kpis == kpis.kpis
 
     # Rebuilt from the log after the erasure, the read models still show blanks.
     for name in ("tickets", "conversation"):
         await platform.ticketing_admin.RebuildProjection(
             admin_pb2.RebuildProjectionRequest(name=name, wait=True)
         )
+    await platform.quality_admin.RebuildProjection(
+        admin_pb2.RebuildProjectionRequest(name="quality_surveys", wait=True)
+    )
+    assert (await quality.GetKpis(qpb.GetKpisRequest(**positions))).kpis == kpis.kpis
     rebuilt = await views()
     assert [facts_of(*view) for view in rebuilt] == [facts_of(*view) for view in before]
     assert "".join(texts_of(*view) for view in rebuilt).strip() == ""
