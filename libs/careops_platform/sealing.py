@@ -26,6 +26,7 @@ from careops_published.sealed import SealedText
 from sqlalchemy import Connection, Engine, Table, update
 
 from careops_platform.db import scrub
+from careops_platform.errors import Unavailable
 from careops_platform.keystore import (
     KEY_VERSION,
     NONCE_BYTES,
@@ -94,6 +95,12 @@ class TextSealer:
             return self.keys.find_or_create(owner, now)
         except KeyDestroyed:
             return None
+        except DecryptionFailed as exc:
+            # Never written in clear instead: the command fails whole, nothing appended.
+            raise Unavailable(
+                f"free text cannot be sealed: the data key of {owner} cannot be unwrapped "
+                f"({exc.reason}); check the service's master key and key store"
+            ) from None
 
     def live(self, owner: str) -> bool:
         """Whether the owner's texts can still be read (no key yet counts as live)."""
