@@ -23,7 +23,7 @@ from ticketing.application import TicketingApp
 from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 
-from tests.support import FakeClock, channel_to
+from tests.support import FakeClock, channel_to, shared_key_store
 
 T0 = (datetime.now(UTC) - timedelta(hours=6)).replace(microsecond=0)
 NOW = T0 + timedelta(hours=6)
@@ -52,7 +52,8 @@ async def quality_service(
         metrics_port=0,
         timer_interval_seconds=0.1,
         shutdown_grace_seconds=0,
-        **overrides,
+        # Every instance on one server shares the key store, as replicas do.
+        **{**shared_key_store(nats_url, "quality"), **overrides},
     )
     service = QualityService(settings, clock=clock)
     await service.start()

@@ -9,11 +9,15 @@ projection with `min_sequence`), and prove "nothing happens before the deadline"
 from __future__ import annotations
 
 import asyncio
+import atexit
+import base64
 import inspect
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -423,3 +427,27 @@ async def appended_by(
             if ids & set(commands):
                 streams.append(stream)
     return streams
+
+
+_KEY_STORES: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def shared_key_store(nats_url: str, service: str) -> dict[str, str]:
+    """Settings under which every instance of `service` on one NATS server shares one key store
+    and master key (`master_key`, `keystore_url`), as replicas must: each reads the free text the
+    others sealed on the shared log. Created once per server in a temporary directory."""
+    key = (nats_url, service)
+    if key not in _KEY_STORES:
+        directory = tempfile.mkdtemp(prefix=f"careops-{service}-keys-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        _KEY_STORES[key] = {
+            "master_key": base64.b64encode(os.urandom(32)).decode(),
+            "keystore_url": f"sqlite:///{Path(directory) / 'keys.db'}",
+        }
+    return _KEY_STORES[key]
+
+
+def shared_key_store_env(nats_url: str, service: str) -> dict[str, str]:
+    """`shared_key_store` as the environment of a service process."""
+    entry = registry.service(service)
+    return {entry.env(name): value for name, value in shared_key_store(nats_url, service).items()}

@@ -15,10 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from careops.customer.v1 import customer_pb2 as cpb
+from careops.customer.v1 import customer_pb2_grpc
+from careops.customer.v1 import types_pb2 as ct
+from careops.quality.v1 import quality_pb2 as qpb
+from careops.quality.v1 import quality_pb2_grpc
+from careops.ticketing.v1 import ticketing_pb2 as tpb
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from careops.ticketing.v1 import types_pb2 as tt
 from careops_cli.main import app
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer
+from customer.tests.conftest import running_customer
 from gateway.main import GatewayService
 from gateway.tests.certificates import make_pair
 from gateway.tests.conftest import address, running_gateway
@@ -26,7 +35,8 @@ from ticketing.application import SUBJECT_PREFIX
 from ticketing.tests.conftest import running_service
 from typer.testing import CliRunner, Result
 
-from tests.support import eventually, read_log
+from tests.quality_scenario import Clock, quality_service
+from tests.support import channel_to, eventually, read_log
 from tests.test_audit import append, batch
 
 LOGIN_HINT = "careops login"
@@ -237,3 +247,101 @@ async def test_macros_notes_and_the_conversation_through_the_cli(
     assert f"Dear Ms Li, ticket {ticket_id} is in hand." in text
     assert "[macro hi v1]" in text
     assert "note (internal)" in text and "check the warranty" in text
+
+
+def served_at(service: Any) -> str:
+    assert service.server is not None
+    return f"127.0.0.1:{service.server.port}"
+
+
+async def test_the_export_holds_every_context_s_free_text_until_erasure(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
+    """`careops customer export` (a data-subject access request): the profile, every ticket of
+    the customer with its texts and conversation, and their surveys; after EraseCustomer the
+    same export holds none of those texts, while the tickets and surveys are still listed."""
+    token = uuid.uuid4().hex[:10]
+    data_dir = tmp_path / "var"
+    async with (
+        # One data directory, as `careops up` runs them: the gateway's internal identity key.
+        running_service(data_dir, nats_server.url) as ticketing,
+        running_customer(data_dir, nats_server.url) as customer,
+        quality_service(data_dir, nats_server.url, Clock(datetime.now(UTC))) as quality,
+        local_gateway(
+            data_dir,
+            ticketing=address(ticketing),
+            customer=served_at(customer),
+            quality=served_at(quality),
+        ) as gateway,
+        channel_to(ticketing) as tc,
+        channel_to(customer) as cc,
+        channel_to(quality) as qc,
+    ):
+        customers = customer_pb2_grpc.CustomerProfileServiceStub(cc)
+        tickets = ticketing_pb2_grpc.TicketingServiceStub(tc)
+        registered = await customers.RegisterCustomer(
+            cpb.RegisterCustomerRequest(
+                profile=ct.Profile(name=f"Export {token}", email=f"export.{token}@example.com")
+            )
+        )
+        cid = registered.customer.customer_id
+        opened = await tickets.OpenTicket(
+            tpb.OpenTicketRequest(
+                customer_id=cid,
+                channel=tt.CHANNEL_CHAT,
+                type=tt.TICKET_TYPE_CONSULTATION,
+                priority=tt.PRIORITY_NORMAL,
+                subject=f"subject-{token}",
+            )
+        )
+        ticket_id = opened.ticket.ticket_id
+        await tickets.AddReply(
+            tpb.AddReplyRequest(ticket_id=ticket_id, author=tt.AUTHOR_AGENT, body=f"reply-{token}")
+        )
+        resolved = await tickets.ResolveTicket(tpb.ResolveTicketRequest(ticket_id=ticket_id))
+        await quality_pb2_grpc.QualityServiceStub(qc).SubmitSurvey(
+            qpb.SubmitSurveyRequest(
+                ticket_id=ticket_id,
+                csat=5,
+                comment=f"comment-{token}",
+                ticketing_min_sequence=resolved.sequence,
+            )
+        )
+        issued = await careops(
+            "token",
+            "issue",
+            "--role",
+            "supervisor",
+            "--subject",
+            "dpo",
+            "--data-dir",
+            str(data_dir),
+        )
+        env = {"CAREOPS_GATEWAY_ADDR": address(gateway), "CAREOPS_TOKEN": issued.stdout.strip()}
+
+        async def exported() -> dict[str, Any] | None:
+            result = await careops("customer", "export", cid, **env)
+            assert result.exit_code == 0, result.output
+            document: dict[str, Any] = json.loads(result.stdout)
+            return document if document["ticketing"] and document["quality"] else None
+
+        before = await eventually(exported, what="the ticket and the survey in the export")
+        await customers.EraseCustomer(
+            cpb.EraseCustomerRequest(customer_id=cid, reason=ct.ERASURE_REASON_CUSTOMER_REQUEST)
+        )
+
+        async def erased() -> dict[str, Any] | None:
+            document = await exported()
+            return document if document and token not in json.dumps(document) else None
+
+        after = await eventually(erased, what="the export without the texts")
+    text = json.dumps(before, ensure_ascii=False)
+    for mark in ("subject", "reply", "comment"):
+        assert f"{mark}-{token}" in text, mark
+    [ticket] = before["ticketing"]
+    assert ticket["ticket_id"] == ticket_id
+    assert [m["kind"] for m in ticket["conversation"]] == ["opened", "reply"]
+    assert after["erased"] is True
+    assert [t["ticket_id"] for t in after["ticketing"]] == [ticket_id]
+    assert [len(t["conversation"]) for t in after["ticketing"]] == [2]
+    assert [s["csat"] for s in after["quality"]] == [5]

@@ -60,6 +60,9 @@ def test_every_registered_event_round_trips(service: str, message_type: type[Mes
         if event_type == message.DESCRIPTOR.full_name:
             *parents, name = path.split(".")
             _descend(message, parents).ClearField(name)
+    if "sealed" in message.DESCRIPTOR.fields_by_name:
+        # Free text in clear (as written before issue 12); sealed ones: the test below.
+        message.ClearField("sealed")
     event = codec.decode(_envelope(message))
     assert codec.type_name(event) == message.DESCRIPTOR.full_name
     (envelope,) = codec.encode([event], CONTEXT).events
@@ -67,6 +70,40 @@ def test_every_registered_event_round_trips(service: str, message_type: type[Mes
     assert envelope.payload.Unpack(again)
     assert again == message
     assert codec.decode(envelope) == event
+
+
+SEALED = [
+    (service, message_type)
+    for service, message_type in REGISTERED
+    if "sealed" in message_type.DESCRIPTOR.fields_by_name
+]
+
+
+@pytest.mark.parametrize(
+    ("service", "message_type"),
+    SEALED,
+    ids=[f"{service}.{kind.DESCRIPTOR.name}" for service, kind in SEALED],
+)
+def test_every_sealed_event_round_trips_without_its_free_text(
+    service: str, message_type: type[Message]
+) -> None:
+    """An event whose free text is sealed carries it only in `sealed`: the codec writes the
+    text fields empty even when the event (still open in memory) has them."""
+    codec = CODECS[service]
+    message = populated(message_type())
+    event = codec.decode(_envelope(message))
+    fields = codec._sealed_fields[type(event)]
+    assert fields, message.DESCRIPTOR.full_name
+    (envelope,) = codec.encode([event], CONTEXT).events
+    again = message_type()
+    assert envelope.payload.Unpack(again)
+    for path in fields:
+        head, _, tail = path.partition(".")
+        if not tail:
+            message.ClearField(head)
+        for item in getattr(message, head) if tail else ():
+            item.ClearField(tail)
+    assert again == message
 
 
 def _descend(message: Message, names: list[str]) -> Message:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import uuid
 from functools import partial
@@ -16,9 +17,17 @@ from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_eventstore.projection import apply_batch
 from careops_platform.db import make_engine, migrate
 from ticketing.application import CODEC, STREAM
+from ticketing.keystore import text_sealer
 from ticketing.projections import TicketListProjection
 
-from tests.support import ServiceProcess, eventually, ticket_rows, wait_serving
+from tests.support import (
+    ServiceProcess,
+    eventually,
+    shared_key_store,
+    shared_key_store_env,
+    ticket_rows,
+    wait_serving,
+)
 
 MIGRATIONS = Path(__file__).parents[1] / "services" / "ticketing" / "migrations"
 
@@ -51,7 +60,10 @@ def drive(service: ServiceProcess, stop: threading.Event, opened: list[str]) -> 
 
 
 async def rebuild_from_log(nats_url: str, path: Path) -> list[dict[str, object]]:
-    """Replays the whole stream into an empty database; returns its ticket rows."""
+    """Replays the whole stream into an empty database (opening the texts with the service's
+    key store); returns its ticket rows."""
+    keys = shared_key_store(nats_url, "ticketing")
+    texts = text_sealer(make_engine(keys["keystore_url"]), base64.b64decode(keys["master_key"]))
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine, MIGRATIONS)
     nc = await connect(nats_url, name="rebuild")
@@ -62,7 +74,12 @@ async def rebuild_from_log(nats_url: str, path: Path) -> list[dict[str, object]]
         if not page:
             break
         apply_batch(
-            engine, TicketListProjection(), CODEC, STREAM.name, page, [m.sequence for m in page]
+            engine,
+            TicketListProjection(texts),
+            CODEC,
+            STREAM.name,
+            page,
+            [m.sequence for m in page],
         )
         after = page[-1].sequence
     last = await store.last_sequence(STREAM.name)
@@ -92,7 +109,9 @@ async def test_kill_9_mid_stream_then_restart_matches_a_fresh_rebuild(tmp_path: 
     nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    service = ServiceProcess(data_dir=data_dir, nats_url=nats.url)
+    service = ServiceProcess(
+        data_dir=data_dir, nats_url=nats.url, extra_env=shared_key_store_env(nats.url, "ticketing")
+    )
     try:
         for _round in range(3):
             service.start()

@@ -44,8 +44,11 @@ class Platform:
     ticketing: ticketing_pb2_grpc.TicketingServiceStub
     quality: quality_pb2_grpc.QualityServiceStub
     quality_admin: admin_pb2_grpc.ProjectionAdminServiceStub
+    quality_service: QualityService
+    ticketing_admin: admin_pb2_grpc.ProjectionAdminServiceStub
     ticketing_service: TicketingService
     customer_service: CustomerService
+    data_dir: Path
 
 
 @pytest.fixture
@@ -85,8 +88,11 @@ async def platform(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[P
             ticketing=ticketing_pb2_grpc.TicketingServiceStub(channels[0]),
             quality=quality_pb2_grpc.QualityServiceStub(channels[2]),
             quality_admin=admin_pb2_grpc.ProjectionAdminServiceStub(channels[2]),
+            quality_service=services[2],
+            ticketing_admin=admin_pb2_grpc.ProjectionAdminServiceStub(channels[0]),
             ticketing_service=services[0],
             customer_service=services[1],
+            data_dir=tmp_path,
         )
 
 
@@ -257,3 +263,209 @@ async def test_360_tiers_and_erasure_across_services(
             raw = message.batch.SerializeToString()
             assert not any(needle in raw for needle in needles), stream
     assert files_containing(Path(nats_server.data_dir), *needles) == []
+
+
+# ------------------------------------------------------------------- free text erasure (issue 12)
+
+
+def conversation_request(ticket_id: str) -> tpb.GetConversationRequest:
+    return tpb.GetConversationRequest(ticket_id=ticket_id, page_size=500)
+
+
+async def write_free_text(
+    tickets: ticketing_pb2_grpc.TicketingServiceStub, cid: str, mark: Any
+) -> list[str]:
+    """Two tickets of customer `cid` with every kind of free text, each a marker from `mark`."""
+    opened = await tickets.OpenTicket(
+        tpb.OpenTicketRequest(
+            customer_id=cid,
+            channel=tt.CHANNEL_EMAIL,
+            type=tt.TICKET_TYPE_COMPLAINT,
+            priority=tt.PRIORITY_NORMAL,
+            subject=mark("subject"),
+            description=mark("description"),
+        )
+    )
+    complaint = opened.ticket.ticket_id
+    author = {"ticket_id": complaint}
+    await tickets.AddReply(
+        tpb.AddReplyRequest(**author, author=tt.AUTHOR_CUSTOMER, body=mark("customer"))
+    )
+    await tickets.AddReply(
+        tpb.AddReplyRequest(**author, author=tt.AUTHOR_AGENT, body=mark("reply"))
+    )
+    await tickets.AddReply(
+        tpb.AddReplyRequest(
+            **author,
+            author=tt.AUTHOR_AGENT,
+            body=mark("note"),
+            visibility=tpb.VISIBILITY_INTERNAL,
+        )
+    )
+    await tickets.RecordComplaintStep(
+        tpb.RecordComplaintStepRequest(**author, step=tt.COMPLAINT_STEP_LISTEN, note=mark("listen"))
+    )
+    await tickets.HoldTicket(
+        tpb.HoldTicketRequest(**author, reason=tt.HOLD_REASON_WAITING_CUSTOMER, note=mark("hold"))
+    )
+    await tickets.ResumeTicket(tpb.ResumeTicketRequest(**author))
+    await tickets.EscalateTicket(
+        tpb.EscalateTicketRequest(**author, to_team="tier2", reason=mark("escalation"))
+    )
+    await tickets.GrantCompensation(
+        tpb.GrantCompensationRequest(
+            **author,
+            kind=tt.COMPENSATION_KIND_GIFT,
+            amount="20",
+            currency="CNY",
+            reason=mark("compensation"),
+        )
+    )
+    await tickets.ResolveTicket(tpb.ResolveTicketRequest(**author, resolution=mark("resolution")))
+    fault = (
+        await tickets.OpenTicket(
+            tpb.OpenTicketRequest(
+                customer_id=cid,
+                channel=tt.CHANNEL_CHAT,
+                type=tt.TICKET_TYPE_FAULT,
+                priority=tt.PRIORITY_LOW,
+                subject=mark("fault"),
+            )
+        )
+    ).ticket.ticket_id
+    await tickets.TickChecklistItem(
+        tpb.TickChecklistItemRequest(ticket_id=fault, item="record_symptom", note=mark("checklist"))
+    )
+    await tickets.ResolveTicket(tpb.ResolveTicketRequest(ticket_id=fault))
+    await tickets.CloseTicket(tpb.CloseTicketRequest(ticket_id=fault, note=mark("close")))
+    return [complaint, fault]
+
+
+def texts_of(ticket: tpb.Ticket, conversation: tpb.GetConversationResponse) -> str:
+    """Every free text the API shows of a ticket."""
+    parts = [ticket.subject, ticket.description]
+    parts += [c.reason for c in ticket.compensations]
+    parts += [s.note for s in ticket.complaint_steps]
+    parts += [c.note for c in ticket.checklist]
+    parts += [m.subject + m.body for m in conversation.messages]
+    return "\n".join(parts)
+
+
+def facts_of(ticket: tpb.Ticket, conversation: tpb.GetConversationResponse) -> Any:
+    """What stays after erasure: states, times, counts, amounts."""
+    return (
+        ticket.status,
+        ticket.created_at,
+        ticket.resolved_at,
+        ticket.closed_at,
+        ticket.agent_replies,
+        ticket.customer_replies,
+        ticket.escalation_level,
+        [(c.amount, c.currency, c.status) for c in ticket.compensations],
+        [(s.step, s.at) for s in ticket.complaint_steps],
+        [(c.item, c.done) for c in ticket.checklist],
+        [(m.kind, m.author, m.visibility, m.at) for m in conversation.messages],
+    )
+
+
+async def test_erasure_shreds_the_customers_ticket_free_text(
+    platform: Platform, jetstream_store: JetStreamEventStore, nats_server: EmbeddedNats
+) -> None:
+    token = uuid.uuid4().hex[:12]
+    names = (
+        "subject", "description", "customer", "reply", "note", "listen", "hold", "escalation",
+        "compensation", "resolution", "fault", "checklist", "close", "survey", "follow-up",
+    )  # fmt: skip
+
+    def mark(name: str) -> str:
+        return f"{name}-{token}"
+
+    needles = [mark(name).encode() for name in names]
+    customer = await platform.customer.RegisterCustomer(
+        cpb.RegisterCustomerRequest(
+            profile=ct.Profile(name=f"Shred {token}", email=f"shred.{token}@example.com")
+        )
+    )
+    cid = customer.customer.customer_id
+    tickets = platform.ticketing
+    ids = await write_free_text(tickets, cid, mark)
+    head = await jetstream_store.last_sequence("CAREOPS_TICKETING")
+    quality = platform.quality
+    survey = await quality.SubmitSurvey(
+        qpb.SubmitSurveyRequest(
+            ticket_id=ids[0], csat=1, comment=mark("survey"), ticketing_min_sequence=head
+        )
+    )
+    followed = await quality.RecordFollowUp(
+        qpb.RecordFollowUpRequest(ticket_id=ids[0], agent_id="agent-li", note=mark("follow-up"))
+    )
+    positions = {"ticketing_min_sequence": head, "min_sequence": followed.sequence}
+    kpis = await quality.GetKpis(qpb.GetKpisRequest(**positions))
+    service = platform.ticketing_service
+    for name in ("tickets", "conversation"):
+        assert await service.runners[name].wait_for(head, 10)
+
+    async def views() -> list[tuple[tpb.Ticket, tpb.GetConversationResponse]]:
+        found = []
+        for ticket_id in ids:
+            ticket = await tickets.GetTicket(tpb.GetTicketRequest(ticket_id=ticket_id))
+            conversation = await tickets.GetConversation(conversation_request(ticket_id))
+            found.append((ticket.ticket, conversation))
+        return found
+
+    # Positive control: the API and ticketing's read models have every text in clear...
+    before = await views()
+    shown = "\n".join(texts_of(*view) for view in before)
+    assert all(mark(name) in shown for name in names[:-2]), shown
+    assert survey.survey.comment == mark("survey")
+    assert [a.text for a in survey.survey.answers if a.text] == [mark("survey")]
+    assert files_containing(platform.data_dir / "q", mark("survey").encode())
+    assert files_containing(platform.data_dir / "q", mark("follow-up").encode())
+    listed = await tickets.ListTickets(tpb.ListTicketsRequest(customer_id=cid))
+    assert {t.subject for t in listed.tickets} == {mark("subject"), mark("fault")}
+    assert files_containing(platform.data_dir / "t", mark("reply").encode())
+    assert files_containing(platform.data_dir / "t", mark("subject").encode())
+    # ... while the log never had them: sealed for the customer from the first append.
+    for stream in ("CAREOPS_TICKETING", "CAREOPS_QUALITY"):
+        for message in await jetstream_store.read_stream(stream=stream, limit=100_000):
+            raw = message.batch.SerializeToString()
+            assert not any(needle in raw for needle in needles), stream
+    assert files_containing(Path(nats_server.data_dir), *needles) == []
+
+    erased = await platform.customer.EraseCustomer(
+        cpb.EraseCustomerRequest(customer_id=cid, reason=ct.ERASURE_REASON_CUSTOMER_REQUEST)
+    )
+    assert await service.runners["ticket_text_shredder"].wait_for(erased.sequence, 10)
+    assert await platform.quality_service.runners["survey_text_shredder"].wait_for(
+        erased.sequence, 10
+    )
+
+    def clean() -> bool:
+        return files_containing(platform.data_dir, *needles) == []
+
+    await eventually(clean, what="no marker in any data directory")
+    assert files_containing(Path(nats_server.data_dir), *needles) == []
+    after = await views()
+    assert "".join(texts_of(*view) for view in after).strip() == ""
+    assert [facts_of(*view) for view in after] == [facts_of(*view) for view in before]
+    listed = await tickets.ListTickets(tpb.ListTicketsRequest(customer_id=cid))
+    assert sorted(t.ticket_id for t in listed.tickets) == sorted(ids)
+    assert {t.subject for t in listed.tickets} == {""}
+    erased_survey = (await quality.GetSurvey(qpb.GetSurveyRequest(ticket_id=ids[0]))).survey
+    assert erased_survey.comment == "" and {a.text for a in erased_survey.answers} == {""}
+    assert erased_survey.csat == 1 and len(erased_survey.answers) == len(survey.survey.answers)
+    assert (await quality.GetKpis(qpb.GetKpisRequest(**positions))).kpis == kpis.kpis
+
+    # Rebuilt from the log after the erasure, the read models still show blanks.
+    for name in ("tickets", "conversation"):
+        await platform.ticketing_admin.RebuildProjection(
+            admin_pb2.RebuildProjectionRequest(name=name, wait=True)
+        )
+    await platform.quality_admin.RebuildProjection(
+        admin_pb2.RebuildProjectionRequest(name="quality_surveys", wait=True)
+    )
+    assert (await quality.GetKpis(qpb.GetKpisRequest(**positions))).kpis == kpis.kpis
+    rebuilt = await views()
+    assert [facts_of(*view) for view in rebuilt] == [facts_of(*view) for view in before]
+    assert "".join(texts_of(*view) for view in rebuilt).strip() == ""
+    await eventually(clean, what="no marker after the rebuild")

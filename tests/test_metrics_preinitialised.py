@@ -55,6 +55,10 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]]] = {
             product(("first_response", "resolution"), ("warning", "breach"), CHANNELS, PRIORITIES),
         ),
         "careops_ticket_events": (("event",), {("TicketOpened",), ("SlaBreached",)}),
+        "careops_ticketing_decryption_failures": (
+            ("reason",),
+            product(("missing_key", "wrong_master_key", "corrupt")),
+        ),
     },
     "customer": {
         "careops_customer_decryption_failures": (
@@ -92,6 +96,10 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]]] = {
         "careops_quality_sla_breaches": (("channel", "priority"), product(CHANNELS, PRIORITIES)),
         "careops_quality_surveys": (("channel",), product(CHANNELS)),
         "careops_quality_events": (("event",), {("SurveySubmitted",), ("FollowUpOverdue",)}),
+        "careops_quality_decryption_failures": (
+            ("reason",),
+            product(("missing_key", "wrong_master_key", "corrupt")),
+        ),
     },
 }
 

@@ -3,6 +3,7 @@ export."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import grpc
@@ -10,9 +11,15 @@ import typer
 from careops.customer.v1 import customer_pb2 as pb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as t
+from careops.quality.v1 import quality_pb2 as qa
+from careops.quality.v1 import quality_pb2_grpc
+from careops.ticketing.v1 import ticketing_pb2 as tk
+from careops.ticketing.v1 import ticketing_pb2_grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
 from rich.table import Table
 
-from careops_cli.client import call, channel, console, print_message
+from careops_cli.client import call, channel, console, failure, metadata, print_message, report
 
 customer_app = typer.Typer(
     help="Customers: profiles, the 360 view, purchases and erasure.", no_args_is_help=True
@@ -228,9 +235,69 @@ def erase(
 
 @customer_app.command("export")
 def export(customer_id: str) -> None:
-    """Print everything held about a customer as JSON (data-subject access request)."""
+    """Print everything held about a customer as JSON (data-subject access request): the
+    profile's export, then, under `ticketing` and `quality`, each of their tickets with its
+    texts and conversation and each of their surveys (every context keeps its own free text)."""
     with channel() as opened:
         response = call(
             _stub(opened).ExportCustomerData, pb.ExportCustomerDataRequest(customer_id=customer_id)
         )
-    print(response.document_json)
+        document = json.loads(response.document_json)
+        tickets = _tickets_of(opened, customer_id)
+        document["ticketing"] = tickets
+        document["quality"] = _surveys_of(opened, [ticket["ticket_id"] for ticket in tickets])
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _as_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _tickets_of(opened: grpc.Channel, customer_id: str) -> list[dict[str, Any]]:
+    """Every ticket of the customer as GetTicket shows it, with its whole conversation."""
+    stub = ticketing_pb2_grpc.TicketingServiceStub(opened)
+    found: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        page = call(
+            stub.ListTickets,
+            tk.ListTicketsRequest(customer_id=customer_id, page_size=500, page_token=token),
+        )
+        for summary in page.tickets:
+            ticket = call(stub.GetTicket, tk.GetTicketRequest(ticket_id=summary.ticket_id))
+            entry = _as_dict(ticket.ticket)
+            entry["conversation"] = _conversation(stub, summary.ticket_id)
+            found.append(entry)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+def _conversation(stub: ticketing_pb2_grpc.TicketingServiceStub, ticket_id: str) -> list[Any]:
+    messages: list[Any] = []
+    token = ""
+    while True:
+        request = tk.GetConversationRequest(ticket_id=ticket_id, page_size=500, page_token=token)
+        page = call(stub.GetConversation, request)
+        messages += [_as_dict(message) for message in page.messages]
+        token = page.next_page_token
+        if not token:
+            return messages
+
+
+def _surveys_of(opened: grpc.Channel, ticket_ids: list[str]) -> list[dict[str, Any]]:
+    """The surveys of those tickets (a ticket without one is skipped)."""
+    stub = quality_pb2_grpc.QualityServiceStub(opened)
+    surveys = []
+    for ticket_id in ticket_ids:
+        try:
+            reply = stub.GetSurvey(
+                qa.GetSurveyRequest(ticket_id=ticket_id), metadata=metadata(), timeout=30
+            )
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                continue
+            report(failure(exc))
+            raise typer.Exit(1) from None
+        surveys.append(_as_dict(reply.survey))
+    return surveys

@@ -30,10 +30,19 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def codec_of(events: Iterable[type], messages: ModuleType) -> EventCodec:
+def codec_of(
+    events: Iterable[type],
+    messages: ModuleType,
+    *,
+    sealed_fields: Mapping[type, tuple[str, ...]] | None = None,
+) -> EventCodec:
     """Returns the codec of a context's events: each one ⇄ the message of its name in
-    `messages` (the context's generated events_pb2), fields matched by name."""
-    return EventCodec({event: getattr(messages, event.__name__) for event in events})
+    `messages` (the context's generated events_pb2), fields matched by name. `sealed_fields`:
+    the free text each event carries only sealed once sealed (see EventCodec)."""
+    return EventCodec(
+        {event: getattr(messages, event.__name__) for event in events},
+        sealed_fields=sealed_fields,
+    )
 
 
 def aggregate_kind(

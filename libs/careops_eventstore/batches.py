@@ -53,7 +53,10 @@ class Projection(Protocol):
         """The tables this projection owns (emptied by a rebuild)."""
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        """Applies one decoded event at stream sequence `position`."""
+        """Applies one decoded event at stream sequence `position`.
+
+        A projection may also define `committed(engine)`, called after each batch commits
+        (e.g. to truncate SQLite's WAL after blanking erased text)."""
 
 
 @dataclass
@@ -162,6 +165,10 @@ def apply_batches(
         outcomes = batch.run(engine, savepoints=True)
     for projection, outcome in zip(projections, outcomes, strict=True):
         _publish(projection.name, outcome)
+        # A projection that erased data scrubs the database files once that is committed.
+        committed = getattr(projection, "committed", None)
+        if committed is not None:
+            committed(engine)
     return outcomes
 
 

@@ -224,9 +224,17 @@ def _value_from_proto(raw: Any, field: _Field) -> Any:
 class EventCodec:
     """Maps a context's domain event classes to protobuf messages and envelopes."""
 
-    def __init__(self, mapping: Mapping[type, type[Message]]) -> None:
+    def __init__(
+        self,
+        mapping: Mapping[type, type[Message]],
+        *,
+        sealed_fields: Mapping[type, tuple[str, ...]] | None = None,
+    ) -> None:
         self._to_proto = dict(mapping)
         self._by_type_name = {proto.DESCRIPTOR.full_name: cls for cls, proto in mapping.items()}
+        # Free text an event writes only inside its `sealed` field once that is set (the
+        # application sealed it for its owner, careops_platform.sealing): never in clear.
+        self._sealed_fields = dict(sealed_fields or {})
 
     def type_name(self, event: Any) -> str:
         return str(self._to_proto[type(event)].DESCRIPTOR.full_name)
@@ -257,9 +265,24 @@ class EventCodec:
             envelope.actor = context.actor
             envelope.policy_versions.update(context.policy_versions)
             envelope.trace_context.update(context.trace_context)
-            payload = dataclass_to_message(event, self._to_proto[type(event)]())
-            envelope.payload.Pack(payload)
+            envelope.payload.Pack(self.payload(event))
         return batch
+
+    def payload(self, event: Any) -> Message:
+        """Returns the event's message; a sealed event's free-text fields stay empty."""
+        message = dataclass_to_message(event, self._to_proto[type(event)]())
+        if getattr(event, "sealed", None) is not None:
+            for path in self._sealed_fields.get(type(event), ()):
+                head, _, tail = path.partition(".")
+                if not tail:
+                    message.ClearField(head)
+                    continue
+                # `answers.text`: the field of each nested message.
+                nested = getattr(message, head)
+                repeated = message.DESCRIPTOR.fields_by_name[head].is_repeated
+                for item in nested if repeated else (nested,):
+                    item.ClearField(tail)
+        return message
 
     def decode(self, envelope: EventEnvelope) -> Any:
         """Returns the domain event of an envelope; raises UnknownEventType for unknown types."""

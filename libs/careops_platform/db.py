@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from careops_eventstore import sqlstate
-from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
+
+log = logging.getLogger(__name__)
 
 
 def database_url(configured: str, data_dir: str, service: str) -> str:
@@ -35,9 +38,28 @@ def make_engine(url: str) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted and overwritten content is zeroed, not left in free pages: erased text
+        # (crypto-shredding's read-model side) must not linger in the file.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     return engine
+
+
+def scrub(engine: Engine, *tables: str) -> None:
+    """Makes the old bytes of erased rows unreachable in the database's files (best effort):
+    SQLite moves its WAL into the database and truncates it (secure_delete zeroed the freed
+    content); PostgreSQL vacuums the tables' dead tuples."""
+    try:
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        elif engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                for table in tables:
+                    connection.execute(text(f"VACUUM {table}"))
+    except Exception:
+        log.warning("scrubbing %s failed", ", ".join(tables), exc_info=True)
 
 
 def migrate(engine: Engine, migrations_dir: Path) -> None:

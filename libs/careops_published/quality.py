@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-WITHHELD: dict[str, tuple[str, ...]] = {"SurveySubmitted": ("comment", "answers")}
+WITHHELD: dict[str, tuple[str, ...]] = {"SurveySubmitted": ("comment", "answers", "sealed")}
 
 
 @dataclass(frozen=True)

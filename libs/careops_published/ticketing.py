@@ -9,14 +9,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 WITHHELD: dict[str, tuple[str, ...]] = {
-    "TicketOpened": ("subject", "description", "sla"),
-    "ReplyAdded": ("body", "sla", "macro_id", "macro_version"),
-    "PriorityChanged": ("sla",),
-    "TicketHeld": ("sla",),
+    "TicketOpened": ("subject", "description", "sla", "sealed"),
+    "ReplyAdded": ("body", "sla", "macro_id", "macro_version", "sealed"),
+    # Free text (issue 12): on the log only sealed for the ticket's customer.
+    "PriorityChanged": ("reason", "sla", "sealed"),
+    "TicketEscalated": ("reason", "sealed"),
+    "TicketHeld": ("note", "sla", "sealed"),
     "TicketResumed": ("sla",),
-    "TicketResolved": ("sla",),
-    "TicketReopened": ("sla",),
-    "TicketClosed": ("sla",),
+    "TicketResolved": ("resolution", "sla", "sealed"),
+    "TicketReopened": ("reason", "sla", "sealed"),
+    "TicketClosed": ("note", "sla", "sealed"),
 }
 
 
@@ -55,20 +57,17 @@ class ReplyAdded:
 class PriorityChanged:
     from_priority: str | None
     to_priority: str | None
-    reason: str
 
 
 @dataclass(frozen=True)
 class TicketEscalated:
     level: int
     to_team: str
-    reason: str
 
 
 @dataclass(frozen=True)
 class TicketHeld:
     reason: str | None
-    note: str
     clocks_paused: bool
 
 
@@ -79,18 +78,17 @@ class TicketResumed:
 
 @dataclass(frozen=True)
 class TicketResolved:
-    resolution: str
     first_contact: bool
 
 
 @dataclass(frozen=True)
 class TicketReopened:
-    reason: str
+    """Carries nothing but the (withheld) reason and SLA snapshot."""
 
 
 @dataclass(frozen=True)
 class TicketClosed:
-    note: str
+    """Carries nothing but the (withheld) note and SLA snapshot."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +108,10 @@ class SlaBreached:
 # Compensation (issue 12 item 3). The reasons are free text about the customer: withheld.
 WITHHELD.update(
     {
-        "CompensationGranted": ("reason",),
-        "CompensationRequested": ("reason",),
-        "CompensationApproved": ("reason",),
-        "CompensationRejected": ("reason",),
+        "CompensationGranted": ("reason", "sealed"),
+        "CompensationRequested": ("reason", "sealed"),
+        "CompensationApproved": ("reason", "sealed"),
+        "CompensationRejected": ("reason", "sealed"),
     }
 )
 
@@ -122,7 +120,7 @@ WITHHELD.update(
 WITHHELD.update(
     {
         "ComplaintStepRecorded": (
-            "note", "plan", "options", "outcome", "root_cause", "prevention"
+            "note", "plan", "options", "outcome", "root_cause", "prevention", "sealed"
         ),
     }
 )  # fmt: skip

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from careops.customer.v1 import customer_pb2_grpc
 from careops_eventstore import EventStore
-from careops_platform import registry
+from careops_platform import keystore, registry
 from careops_platform import service as skeleton
 from careops_platform.collectors import SqlCounts
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
-from careops_platform.db import database_url, make_engine
+from careops_platform.db import make_engine
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr
@@ -35,28 +35,18 @@ from customer.projections import (
 from customer.reactions import Segmenter, SegmentSchedule
 
 ENTRY = registry.service("customer")
-MASTER_KEY_ENV = ENTRY.env("master_key")
-MASTER_KEY_FILE = "customer-master.key"
 
 
 class CustomerSettings(ServiceSettings):
     grpc_port: int = skeleton.port_setting(ENTRY, "grpc_port")
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
-    master_key: SecretStr = Field(
-        SecretStr(""),
-        validation_alias=AliasChoices("master_key", MASTER_KEY_ENV),
-        description="base64 AES-256 key wrapping the data keys; empty: generated in data_dir",
-    )
+    master_key: SecretStr = keystore.master_key_setting(ENTRY)
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
         validation_alias=AliasChoices("contact_hash_key", CONTACT_HASH_KEY_ENV),
         description="base64 HMAC key for contact lookups, shared with ticketing",
     )
-    keystore_url: str = Field(
-        "",
-        validation_alias=AliasChoices("keystore_url", ENTRY.env("keystore_url")),
-        description="SQL URL of the key store; empty: the database, or SQLite in data_dir",
-    )
+    keystore_url: str = keystore.keystore_url_setting(ENTRY)
     rfm_model_version: str = "rfm-2026.1"
     rfm_frequency_window_days: int = Field(365, ge=1, le=3650)
     rfm_monetary_window_days: int = Field(365, ge=1, le=3650)
@@ -76,11 +66,9 @@ class CustomerSettings(ServiceSettings):
         )
 
     def keystore_database(self) -> str:
-        if self.keystore_url:
-            return self.keystore_url
-        if self.database_url:
-            return self.database_url
-        return database_url("", self.data_dir, "customer-keys")
+        return keystore.keystore_database(
+            self.keystore_url, self.database_url, self.data_dir, "customer-keys"
+        )
 
 
 def customers_by_tier(engine: Engine) -> SqlCounts:
@@ -114,12 +102,7 @@ class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp
 
     async def prepare(self) -> None:
         settings = self.settings
-        master = load_secret(
-            settings.master_key.get_secret_value(),
-            settings.data_dir,
-            MASTER_KEY_FILE,
-            MASTER_KEY_ENV,
-        )
+        master = keystore.master_key(ENTRY, settings.master_key, settings.data_dir)
         self.hash_key = load_secret(
             settings.contact_hash_key.get_secret_value(),
             settings.data_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
 
@@ -26,6 +26,8 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from careops_platform.identity import Principal
+from careops_platform.sealing import TextSealer, opening, unless_erased
+from careops_published import customer as cu
 from careops_published import incident as inc
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
@@ -45,7 +47,11 @@ INCIDENT_SUBJECTS = registry.INCIDENT.filter()
 
 TEMPLATE_PREFIX = registry.QUALITY.prefix("template")
 # The survey aggregate's events, then the survey template's (one stream).
-CODEC = codec_of((*get_args(domain.SurveyEvent), st.SurveyTemplatePut), events_pb2)
+CODEC = codec_of(
+    (*get_args(domain.SurveyEvent), st.SurveyTemplatePut),
+    events_pb2,
+    sealed_fields=domain.FREE_TEXT,
+)
 
 # The ticketing and incident events quality reads, as their published views. Projections
 # consume the whole stream (the runner needs contiguous sequences); other events are skipped and
@@ -67,6 +73,8 @@ TICKETING_CODEC = view_codec(
     tk.ComplaintStepRecorded,
     tk.ComplaintFollowUpMissed,
 )
+# Customer-profile's erasures, for the shredder of survey texts (projections.text_shredder).
+CUSTOMER_CODEC = view_codec(cu.CustomerForgotten)
 INCIDENT_CODEC = view_codec(
     inc.IncidentDeclared,
     inc.IncidentReassessed,
@@ -98,8 +106,12 @@ class QualityApp(ContextApplication[domain.Survey]):
         store: EventStore,
         follow_up_after: timedelta = domain.FOLLOW_UP_AFTER,
         clock: Callable[[], datetime] = utc_now,
+        texts: TextSealer | None = None,
     ) -> None:
-        super().__init__(store=store, stream=STREAM, kind=SURVEY, clock=clock)
+        kind = replace(SURVEY, evolve=opening(domain.evolve, texts)) if texts else SURVEY
+        super().__init__(store=store, stream=STREAM, kind=kind, clock=clock)
+        # Seals the surveys' free text for their customer (main.py always passes one).
+        self.texts = texts
         self.follow_up_after = follow_up_after
         self.templates = AggregateRepository(store, TEMPLATE)
 
@@ -113,9 +125,17 @@ class QualityApp(ContextApplication[domain.Survey]):
     ) -> CommandResult[domain.Survey]:
         """Decides and appends one command against the survey's current state."""
         now = self.clock()
+        owner, key = await self._sealing_key(ticket_id, command, now)
+
+        def decide(state: domain.Survey) -> list[domain.SurveyEvent]:
+            events = domain.decide(state, command, now=now)
+            if self.texts is None or not owner:
+                return events
+            return [self.texts.seal(event, owner, key) for event in events]
+
         result = await self.run(
             ticket_id,
-            lambda state: domain.decide(state, command, now=now),
+            decide,
             now=now,
             command_id=command_id,
             actor=actor,
@@ -123,6 +143,25 @@ class QualityApp(ContextApplication[domain.Survey]):
         for event in result.events:
             EVENTS.labels(type(event).__name__).inc()
         return result
+
+    async def _sealing_key(
+        self, ticket_id: str, command: domain.Command, now: datetime
+    ) -> tuple[str, bytes | None]:
+        """Returns the survey's customer and their data key for sealing (None once erased:
+        then the survey kept in memory is dropped too)."""
+        if self.texts is None:
+            return "", None
+        if isinstance(command, domain.SubmitSurvey):
+            owner = command.ticket.customer_id if command.ticket else ""
+        else:
+            submitted = (await self.repository.load(ticket_id)).state.submitted
+            owner = submitted.customer_id if submitted else ""
+        if not owner:
+            return "", None
+        key = await asyncio.to_thread(self.texts.key_for, owner, now)
+        if key is None:
+            self.repository.forget(ticket_id)
+        return owner, key
 
     async def template(self, template_id: str, version: int = 0) -> st.TemplateVersion:
         """Returns a version of a survey template (0: the latest); NOT_FOUND without it."""
@@ -191,6 +230,9 @@ class QualityApp(ContextApplication[domain.Survey]):
     async def get(self, ticket_id: str) -> tuple[domain.Survey, int]:
         """Returns the survey as of the log's latest event and its version."""
         loaded = await self.repository.load(ticket_id, refresh=True)
+        submitted = loaded.state.submitted
+        owner = submitted.customer_id if submitted else ""
+        loaded = await unless_erased(self.texts, self.repository, ticket_id, loaded, owner)
         if not loaded.state.exists:
             raise domain.SurveyNotFound(f"ticket {ticket_id} has no survey")
         return loaded.state, loaded.version

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from careops_emotion import Emotion
+from careops_published.sealed import SealedText
 from careops_sla.clock import Calendar, Targets, TicketClocks
 
 MAX_COMMENT = 5_000
@@ -99,6 +100,8 @@ class SurveySubmitted:
     template_id: str = ""
     template_version: int = 0
     answers: tuple[RecordedAnswer, ...] = ()
+    # The comment and the open answers' text, sealed for the customer (application.py).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,18 @@ class FollowUpRecorded:
     note: str
     solved: bool
     late: bool
+    # The note, sealed for the survey's customer (application.py).
+    sealed: SealedText | None = None
 
 
 SurveyEvent = SurveySubmitted | FollowUpOverdue | FollowUpRecorded
+
+# The free text of each event: written by or about the customer, so personal data (issue 12).
+# On the log it is sealed for the survey's customer; after an erasure it reads as "".
+FREE_TEXT: dict[type, tuple[str, ...]] = {
+    SurveySubmitted: ("comment", "answers.text"),
+    FollowUpRecorded: ("note",),
+}
 
 
 # ----------------------------------------------------------------------------- commands

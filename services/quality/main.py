@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import partial
@@ -11,15 +12,17 @@ import careops_sla
 from careops.quality.v1 import quality_pb2_grpc
 from careops_eventstore import EventStore
 from careops_eventstore.projection import Projection
-from careops_platform import registry
+from careops_platform import keystore, registry
 from careops_platform import service as skeleton
+from careops_platform.db import make_engine
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from quality import grpc_api
 from quality.application import (
     CODEC,
+    CUSTOMER_CODEC,
     INCIDENT_CODEC,
     INCIDENT_STREAM,
     INCIDENT_SUBJECTS,
@@ -32,12 +35,14 @@ from quality.application import (
     WhatIf,
 )
 from quality.config import load_teams as load_teams
+from quality.keystore import text_sealer
 from quality.metrics import KpiCollector
 from quality.projections import (
     FollowUpTimerProjection,
     IncidentFactsProjection,
     SurveyProjection,
     TicketFactsProjection,
+    text_shredder,
 )
 
 ENTRY = registry.service("quality")
@@ -62,6 +67,13 @@ class QualitySettings(ServiceSettings):
         validation_alias=AliasChoices("follow_up_hours", ENTRY.env("follow_up_hours")),
     )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+    master_key: SecretStr = keystore.master_key_setting(ENTRY)
+    keystore_url: str = keystore.keystore_url_setting(ENTRY)
+
+    def keystore_database(self) -> str:
+        return keystore.keystore_database(
+            self.keystore_url, self.database_url, self.data_dir, "quality-keys"
+        )
 
 
 class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
@@ -73,6 +85,8 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
 
     def setup(self) -> None:
         self.collector = KpiCollector(self.engine, self.clock)
+        self.keys_engine = make_engine(self.settings.keystore_database())
+        self.engines.append(self.keys_engine)
 
     def collectors(self) -> Sequence[Collector]:
         return [self.collector]
@@ -80,18 +94,30 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
     async def prepare(self) -> None:
         self.policy = careops_sla.load_policy(self.settings.sla_policy_file or None)
         self.teams = load_teams(self.settings.teams_file or None)
+        settings = self.settings
+        master = keystore.master_key(ENTRY, settings.master_key, settings.data_dir)
+        self.texts = text_sealer(self.keys_engine, master)
+        await asyncio.to_thread(self.texts.keys.create_schema)
 
     def application(self, store: EventStore) -> QualityApp:
         return QualityApp(
             store=store,
             follow_up_after=timedelta(hours=self.settings.follow_up_hours),
             clock=self.clock,
+            texts=self.texts,
         )
 
     def projections(self, app: QualityApp) -> Sequence[skeleton.Subscription]:
-        own: list[Projection] = [SurveyProjection(), FollowUpTimerProjection()]
+        own: list[Projection] = [SurveyProjection(self.texts), FollowUpTimerProjection()]
+        customers = registry.CUSTOMER
         return [
             skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, own),
+            skeleton.Subscription(
+                customers.name,
+                customers.filter("customer"),
+                CUSTOMER_CODEC,
+                [text_shredder(self.texts)],
+            ),
             skeleton.Subscription(
                 TICKETING_STREAM, TICKETING_SUBJECTS, TICKETING_CODEC, [TicketFactsProjection()]
             ),

@@ -12,6 +12,7 @@ from typing import Any
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import aware, insert_for, timers
 from careops_eventstore.timers import DueTimer, cancel, schedule
+from careops_platform.sealing import Shredder, TextSealer
 from careops_published import incident as inc
 from careops_published import ticketing as tk
 from sqlalchemy import Connection, Table, insert, select, update
@@ -342,8 +343,13 @@ class SurveyProjection:
     name = "quality_surveys"
     tables: tuple[Table, ...] = (surveys, survey_answers)
 
+    def __init__(self, texts: TextSealer | None = None) -> None:
+        self._texts = texts
+
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
+        # The comment and note opened (blocking key read: apply runs in a worker thread);
+        # empty once the customer is erased.
+        payload = self._texts.open(event.event) if self._texts else event.event
         ticket_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
         match payload:
@@ -521,3 +527,9 @@ def _bucket_key(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _total_key(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"channel": row["channel"], "priority": row["priority"]}
+
+
+def text_shredder(texts: TextSealer) -> Shredder:
+    """The projection erasing a forgotten customer's survey texts: destroys the key, blanks
+    the surveys' comment and follow-up note (careops_platform.sealing)."""
+    return Shredder("survey_text_shredder", texts, {surveys: ("comment", "note")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from careops_platform.errors import (
     PermissionDenied,
 )
 from careops_platform.identity import Principal
+from careops_platform.sealing import TextSealer, opening, unless_erased
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -49,6 +51,7 @@ ROUTING_RULE_VERSION = "skill-load-v1"
 CODEC = codec_of(
     (*get_args(domain.TicketEvent), *get_args(domain.AgentEvent), *get_args(domain.MacroEvent)),
     events_pb2,
+    sealed_fields=domain.FREE_TEXT,
 )
 
 TICKET = aggregate_kind(
@@ -147,10 +150,18 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         limits: domain.CompensationLimits | None = None,
         clock: Callable[[], datetime] = utc_now,
         cache_size: int = 10_000,
+        texts: TextSealer | None = None,
     ) -> None:
         super().__init__(
-            store=store, stream=STREAM, kind=TICKET, clock=clock, cache_size=cache_size
+            store=store,
+            stream=STREAM,
+            kind=replace(TICKET, evolve=opening(domain.evolve, texts)) if texts else TICKET,
+            clock=clock,
+            cache_size=cache_size,
         )
+        # Seals every ticket's free text for its customer before the append (main.py always
+        # passes one; without, as in benchmarks, texts go to the log in clear).
+        self.texts = texts
         self.policy = policy
         self.seed = list(agents)  # the directory's first agents (seed_agents), not consulted later
         self.agent_repository = AggregateRepository(store, AGENT)
@@ -176,13 +187,18 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             if _narrowed_by_skills(command, caller):
                 skills = await self.skills_of(caller.subject)
 
+        owner, key = await self._sealing_key(ticket_id, command, now)
+
         def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
             if caller is not None and state.exists:
                 self.authorize(state, command, caller, skills)
             # An unknown ticket stays NOT_FOUND (decide says so), whoever asks.
             limited = self.within_limits(state, command, caller) if state.exists else command
-            return domain.decide(state, limited, now=now, policy=self.policy)
+            events = domain.decide(state, limited, now=now, policy=self.policy)
+            if self.texts is None or not owner:
+                return events
+            return [self.texts.seal(event, owner, key) for event in events]
 
         result = await self.run(
             ticket_id,
@@ -196,6 +212,24 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         )
         self._count(result)
         return result
+
+    async def _sealing_key(
+        self, ticket_id: str, command: domain.Command, now: datetime
+    ) -> tuple[str, bytes | None]:
+        """Returns the ticket's customer and their data key for sealing (None once erased:
+        then the ticket's texts kept in memory are dropped too)."""
+        if self.texts is None:
+            return "", None
+        if isinstance(command, domain.OpenTicket):
+            owner = command.customer_id.strip()
+        else:
+            owner = (await self.repository.load(ticket_id)).state.customer_id
+        if not owner:
+            return "", None
+        key = await asyncio.to_thread(self.texts.key_for, owner, now)
+        if key is None:
+            self.repository.forget(ticket_id)
+        return owner, key
 
     def authorize(
         self,
@@ -352,6 +386,9 @@ class TicketingApp(ContextApplication[domain.Ticket]):
     async def get(self, ticket_id: str) -> tuple[domain.Ticket, int]:
         """Returns the ticket as of the log's latest event and its version."""
         loaded = await self.repository.load(ticket_id, refresh=True)
+        loaded = await unless_erased(
+            self.texts, self.repository, ticket_id, loaded, loaded.state.customer_id
+        )
         if not loaded.state.exists:
             raise domain.TicketNotFound(f"ticket {ticket_id} does not exist")
         return loaded.state, loaded.version

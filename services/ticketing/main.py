@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -9,9 +10,10 @@ from pathlib import Path
 import careops_sla as sla
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore import EventStore
-from careops_platform import registry
+from careops_platform import keystore, registry
 from careops_platform import service as skeleton
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
+from careops_platform.db import make_engine
 from careops_platform.settings import ServiceSettings
 from pydantic import AliasChoices, Field, SecretStr
 
@@ -25,6 +27,7 @@ from ticketing.application import (
     load_compensation_limits,
     workloads_of,
 )
+from ticketing.keystore import text_sealer
 from ticketing.projections import (
     CUSTOMER_CODEC,
     AgentDirectoryProjection,
@@ -33,6 +36,7 @@ from ticketing.projections import (
     MacroListProjection,
     SlaTimerProjection,
     TicketListProjection,
+    text_shredder,
 )
 from ticketing.reactions import Router, RouterReads
 from ticketing.readmodels import Directory, KnownCustomers
@@ -54,11 +58,18 @@ class TicketingSettings(ServiceSettings):
         True, description="run the router: waiting tickets are assigned as capacity frees up"
     )
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+    master_key: SecretStr = keystore.master_key_setting(ENTRY)
+    keystore_url: str = keystore.keystore_url_setting(ENTRY)
     contact_hash_key: SecretStr = Field(
         SecretStr(""),
         validation_alias=AliasChoices("contact_hash_key", CONTACT_HASH_KEY_ENV),
         description="base64 HMAC key for contact lookups, shared with customer-profile",
     )
+
+    def keystore_database(self) -> str:
+        return keystore.keystore_database(
+            self.keystore_url, self.database_url, self.data_dir, "ticketing-keys"
+        )
 
 
 class TicketingService(skeleton.EventSourcedService[TicketingSettings, TicketingApp]):
@@ -79,10 +90,15 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             CONTACT_HASH_KEY_FILE,
             CONTACT_HASH_KEY_ENV,
         )
+        master = keystore.master_key(ENTRY, settings.master_key, settings.data_dir)
+        self.texts = text_sealer(self.keys_engine, master)
+        await asyncio.to_thread(self.texts.keys.create_schema)
 
     def setup(self) -> None:
         self.directory = Directory(self.engine)
         self.router: Router | None = None
+        self.keys_engine = make_engine(self.settings.keystore_database())
+        self.engines.append(self.keys_engine)
 
     def application(self, store: EventStore) -> TicketingApp:
         return TicketingApp(
@@ -91,6 +107,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             agents=self.agents,
             limits=self.limits,
             clock=self.clock,
+            texts=self.texts,
         )
 
     async def start_parts(self) -> None:
@@ -106,7 +123,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 customers.name,
                 customers.filter("customer"),
                 CUSTOMER_CODEC,
-                [CustomerDirectoryProjection()],
+                [CustomerDirectoryProjection(), text_shredder(self.texts)],
             ),
             skeleton.Subscription(
                 STREAM.name,
@@ -115,10 +132,10 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
                 # The whole stream (tickets, agents and macros), so every read model reaches any
                 # sequence of it: a min_sequence from any command can be waited for.
                 [
-                    TicketListProjection(),
+                    TicketListProjection(self.texts),
                     SlaTimerProjection(),
                     AgentDirectoryProjection(),
-                    ConversationProjection(),
+                    ConversationProjection(self.texts),
                     MacroListProjection(),
                 ],
             ),

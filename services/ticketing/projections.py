@@ -8,9 +8,20 @@ from typing import Any
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, cancel_prefixed, schedule
+from careops_platform.sealing import Shredder, TextSealer
 from careops_published import customer as cu
 from careops_published.codec import view_codec
-from sqlalchemy import Connection, Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from ticketing import domain
 from ticketing.readmodels import (
@@ -102,13 +113,17 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
 
 
 class TicketListProjection:
-    """Maintains `tickets`: one row per ticket with the fields agents filter on."""
+    """Maintains `tickets`: one row per ticket with the fields agents filter on (the subject
+    opened with `texts`: empty once the customer is erased)."""
 
     name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
 
+    def __init__(self, texts: TextSealer | None = None) -> None:
+        self._texts = texts
+
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
+        payload = _opened(self._texts, event.event)
         if isinstance(payload, _OTHER_AGGREGATES):
             return  # the agent directory's and the macros', on the same stream
         ticket_id = event.envelope.aggregate_id
@@ -140,24 +155,32 @@ class TicketListProjection:
         )
 
 
+def _opened(texts: TextSealer | None, payload: Any) -> Any:
+    """The event with its sealed free text opened (blocking key read: apply runs in a worker
+    thread); as it is without a sealer."""
+    return texts.open(payload) if texts is not None else payload
+
+
 # ----------------------------------------------------------------------------- the conversation
 
 
 def _entry(payload: Any) -> tuple[str, str, bool] | None:
     """Returns (kind, text, internal) of an event that carries text an agent reads, or None.
     Notes about the ticket's handling (hold, escalation, closing) are internal."""
+    # A sealed text whose customer was erased still has its (empty) entry, as before erasure.
+    written = getattr(payload, "sealed", None) is not None
     match payload:
         case domain.ReplyAdded():
             return ("note" if payload.internal else "reply"), payload.body, payload.internal
-        case domain.TicketHeld(note=str(note)) if note:
+        case domain.TicketHeld(note=str(note)) if note or written:
             return "hold", note, True
-        case domain.TicketEscalated(reason=str(reason)) if reason:
+        case domain.TicketEscalated(reason=str(reason)) if reason or written:
             return "escalation", reason, True
-        case domain.TicketResolved(resolution=str(text)) if text:
+        case domain.TicketResolved(resolution=str(text)) if text or written:
             return "resolution", text, False
-        case domain.TicketReopened(reason=str(reason)) if reason:
+        case domain.TicketReopened(reason=str(reason)) if reason or written:
             return "reopen", reason, False
-        case domain.TicketClosed(note=str(note)) if note:
+        case domain.TicketClosed(note=str(note)) if note or written:
             return "close", note, True
     return None
 
@@ -169,8 +192,11 @@ class ConversationProjection:
     name = CONVERSATION_PROJECTION
     tables: tuple[Table, ...] = (conversation,)
 
+    def __init__(self, texts: TextSealer | None = None) -> None:
+        self._texts = texts
+
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = event.event
+        payload = _opened(self._texts, event.event)
         envelope = event.envelope
         row: dict[str, Any] = {
             "sequence": position,
@@ -423,3 +449,11 @@ class CustomerDirectoryProjection:
                 )
             case cu.CustomerForgotten():
                 connection.execute(delete(customer_directory).where(where))
+
+
+def text_shredder(texts: TextSealer) -> Shredder:
+    """The projection erasing a forgotten customer's ticket texts: destroys the key, blanks
+    `tickets.subject` and the conversation's subject and body (careops_platform.sealing)."""
+    return Shredder(
+        "ticket_text_shredder", texts, {tickets: ("subject",), conversation: ("subject", "body")}
+    )

@@ -91,7 +91,9 @@ async def test_eight_concurrent_writers_on_one_ticket(
         nc = await connect(nats_server.url, name="fold")
         stack.push_async_callback(nc.close)
         assert replicas[0].app is not None
-        fresh = TicketingApp(store=JetStreamEventStore(nc), policy=replicas[0].app.policy)
+        fresh = TicketingApp(
+            store=JetStreamEventStore(nc), policy=replicas[0].app.policy, texts=replicas[0].texts
+        )
         folded, version = await fresh.get(ticket_id)
         assert version == log[-1].sequence
         for replica in replicas:

@@ -12,7 +12,7 @@ from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
 from tests.faults.platform import SENDERS, assert_equals_rebuild, dump
-from tests.support import ServiceProcess, eventually_sync, fault_scale
+from tests.support import ServiceProcess, eventually_sync, fault_scale, shared_key_store_env
 
 KILLS = 3
 
@@ -36,8 +36,10 @@ def moved_on(process: ServiceProcess, floor: int) -> int:
 def test_kill_9_during_a_projection_backlog(tmp_path: Path) -> None:
     backlog = 200 * fault_scale()
     nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
-    writer = ServiceProcess(data_dir=tmp_path / "writer", nats_url=nats.url)
-    behind = ServiceProcess(data_dir=tmp_path / "behind", nats_url=nats.url)
+    # Replicas share the key store (ticket texts are sealed for their customer).
+    keys = shared_key_store_env(nats.url, "ticketing")
+    writer = ServiceProcess(data_dir=tmp_path / "writer", nats_url=nats.url, extra_env=keys)
+    behind = ServiceProcess(data_dir=tmp_path / "behind", nats_url=nats.url, extra_env=keys)
     (tmp_path / "writer").mkdir()
     (tmp_path / "behind").mkdir()
     try:

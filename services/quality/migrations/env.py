@@ -4,4 +4,5 @@ against quality's read models and the shared tables (see careops_platform.db.run
 from careops_platform.db import run_env
 from quality.readmodels import metadata
 
-run_env(metadata)
+# quality_text_keys: the key store's (quality.keystore), created by it, possibly in this database.
+run_env(metadata, foreign_tables=["quality_text_keys"])

@@ -227,6 +227,9 @@ from ticketing.domain.errors import (
     require as require,
 )
 from ticketing.domain.events import (
+    FREE_TEXT as FREE_TEXT,
+)
+from ticketing.domain.events import (
     PriorityChanged as PriorityChanged,
 )
 from ticketing.domain.events import (

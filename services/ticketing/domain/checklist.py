@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from careops_published.sealed import SealedText
+
 from ticketing.domain.errors import IllegalTransition, require
 from ticketing.domain.values import MAX_SUBJECT, TicketType
 
@@ -48,6 +50,8 @@ class ChecklistItemTicked:
     item: str
     by: str
     note: str = ""
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)

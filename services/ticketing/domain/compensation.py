@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from careops_published.sealed import SealedText
+
 from ticketing.domain.errors import IllegalTransition, TicketError, require
 from ticketing.domain.values import ACTIVE, MAX_ID, MAX_SUBJECT, Status
 
@@ -122,6 +124,8 @@ class CompensationGranted:
     reason: str
     granted_by: str
     limit: str
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,8 @@ class CompensationRequested:
     reason: str
     requested_by: str
     limit: str
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,8 @@ class CompensationApproved:
     requested_by: str
     approved_by: str
     reason: str = ""
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,8 @@ class CompensationRejected:
     requested_by: str
     rejected_by: str
     reason: str
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 CompensationEvent = (

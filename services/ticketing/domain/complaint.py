@@ -7,6 +7,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from careops_published.sealed import SealedText
+
 from ticketing.domain.errors import IllegalTransition, require
 from ticketing.domain.values import MAX_SUBJECT, MAX_TEXT
 
@@ -69,6 +71,8 @@ class ComplaintStepRecorded:
     shared: bool = False
     # A follow-up recorded after the committed time.
     late: bool = False
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from careops_emotion import Emotion
+from careops_published.sealed import SealedText
 
 from ticketing.domain.checklist import ChecklistItemTicked
 from ticketing.domain.compensation import (
@@ -66,6 +67,8 @@ class TicketOpened:
     product: str = ""
     # The customer's emotion in subject and description (careops_emotion, decided by decide).
     emotion: Emotion | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,8 @@ class ReplyAdded:
     macro_version: int = 0
     # A customer's public message only: its emotion (careops_emotion, decided by decide).
     emotion: Emotion | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class PriorityChanged:
     to_priority: Priority
     reason: str = ""
     sla: SlaSnapshot | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,8 @@ class TicketEscalated:
     level: int
     to_team: str
     reason: str
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +129,8 @@ class TicketHeld:
     note: str = ""
     clocks_paused: bool = False
     sla: SlaSnapshot | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +147,8 @@ class TicketResolved:
     resolution: str
     first_contact: bool
     sla: SlaSnapshot | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,8 @@ class TicketReopened:
 
     reason: str
     sla: SlaSnapshot | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,8 @@ class TicketClosed:
 
     note: str = ""
     sla: SlaSnapshot | None = None
+    # The free text above, sealed for the ticket's customer (application.py seals it).
+    sealed: SealedText | None = None
 
 
 @dataclass(frozen=True)
@@ -202,3 +219,22 @@ TicketEvent = (
     | ComplaintFollowUpMissed
     | ChecklistItemTicked
 )
+
+# The free text of each event: written by or about the customer, so personal data (issue 12).
+# On the log it is sealed for the ticket's customer; after an erasure it reads as "".
+FREE_TEXT: dict[type, tuple[str, ...]] = {
+    TicketOpened: ("subject", "description"),
+    ReplyAdded: ("body",),
+    PriorityChanged: ("reason",),
+    TicketEscalated: ("reason",),
+    TicketHeld: ("note",),
+    TicketResolved: ("resolution",),
+    TicketReopened: ("reason",),
+    TicketClosed: ("note",),
+    ComplaintStepRecorded: ("note", "plan", "options", "outcome", "root_cause", "prevention"),
+    ChecklistItemTicked: ("note",),
+    CompensationGranted: ("reason",),
+    CompensationRequested: ("reason",),
+    CompensationApproved: ("reason",),
+    CompensationRejected: ("reason",),
+}

@@ -4,4 +4,6 @@ against ticketing's read models and the shared tables (see careops_platform.db.r
 from careops_platform.db import run_env
 from ticketing.readmodels import metadata
 
-run_env(metadata)
+# ticketing_text_keys: the key store's (ticketing.keystore), created by it, possibly in this
+# database.
+run_env(metadata, foreign_tables=["ticketing_text_keys"])

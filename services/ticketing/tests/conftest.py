@@ -11,7 +11,7 @@ import pytest
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import FakeClock, channel_to
+from tests.support import FakeClock, channel_to, shared_key_store
 from ticketing.main import TicketingService, TicketingSettings
 
 
@@ -23,6 +23,8 @@ async def running_service(
     The router is off unless `auto_route=True`: tests that assert on a ticket's assignee or on
     every event of a ticket must not race it (test_routing.py runs it)."""
     overrides.setdefault("auto_route", False)
+    # Every instance on one server shares the key store, as replicas do.
+    overrides = {**shared_key_store(nats_url, "ticketing"), **overrides}
     settings = TicketingSettings(
         nats_url=nats_url,
         data_dir=str(data_dir),
