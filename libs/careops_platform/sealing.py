@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -39,6 +41,9 @@ log = logging.getLogger(__name__)
 E = TypeVar("E")
 S = TypeVar("S")
 PURPOSE = "text"
+# How long a command path keeps an owner's data key for sealing. Sealing under a key another
+# replica has just destroyed loses nothing: that text is unreadable, as erasure wants.
+SEALING_KEY_SECONDS = 30.0
 
 
 def _blank(value: Any) -> Any:
@@ -84,15 +89,31 @@ class TextSealer:
     owner, with the data keys of `keys`. Key lookups block: call from a worker thread (the
     projections' apply) or accept a short SQL read."""
 
-    def __init__(self, keys: KeyStore, fields: Mapping[type, tuple[str, ...]]) -> None:
+    def __init__(
+        self,
+        keys: KeyStore,
+        fields: Mapping[type, tuple[str, ...]],
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.keys = keys
         self._fields = dict(fields)
+        self._monotonic = monotonic
+        # Commands: owner -> (data key, until); one SQL read and unwrap per owner and period,
+        # not per command. Dropped at once when this process destroys the key.
+        self._sealing: dict[str, tuple[bytes, float]] = {}
+        self._sealing_lock = threading.Lock()
+        # Projections: the keys read within one batch transaction (`scope`), per thread.
+        self._batch = threading.local()
 
     def key_for(self, owner: str, now: datetime) -> bytes | None:
         """Returns the owner's data key for sealing, created on first use; None when the
         owner was erased (blocking)."""
+        cached = self.cached_key(owner)
+        if cached is not None:
+            return cached
         try:
-            return self.keys.find_or_create(owner, now)
+            key = self.keys.find_or_create(owner, now)
         except KeyDestroyed:
             return None
         except DecryptionFailed as exc:
@@ -101,6 +122,21 @@ class TextSealer:
                 f"free text cannot be sealed: the data key of {owner} cannot be unwrapped "
                 f"({exc.reason}); check the service's master key and key store"
             ) from None
+        with self._sealing_lock:
+            self._sealing[owner] = (key, self._monotonic() + SEALING_KEY_SECONDS)
+        return key
+
+    def cached_key(self, owner: str) -> bytes | None:
+        """The owner's sealing key if this process read it lately (never blocks), else None."""
+        with self._sealing_lock:
+            cached = self._sealing.get(owner)
+        return cached[0] if cached is not None and cached[1] > self._monotonic() else None
+
+    def destroy(self, owner: str, now: datetime, reason: str) -> None:
+        """Destroys the owner's data key (see KeyStore.destroy), forgotten here first."""
+        with self._sealing_lock:
+            self._sealing.pop(owner, None)
+        self.keys.destroy(owner, now, reason)
 
     def live(self, owner: str) -> bool:
         """Whether the owner's texts can still be read (no key yet counts as live)."""
@@ -129,15 +165,19 @@ class TextSealer:
         text = SealedText(owner, KEY_VERSION, sealed[:NONCE_BYTES], sealed[NONCE_BYTES:])
         return replace(event, sealed=text)  # type: ignore[type-var]
 
-    def open(self, event: E) -> E:
+    def open(self, event: E, scope: object | None = None) -> E:
         """Returns the event with its sealed free text in clear; empty when the owner was
-        erased or the text cannot be decrypted (counted). Blocking (reads the key)."""
+        erased or the text cannot be decrypted (counted). Blocking (reads the key).
+
+        `scope`: a projection's batch transaction. Keys read under one scope are kept for the
+        rest of it (a batch of one customer's events reads the key once); a new scope reads
+        afresh, so an erasure committed before a batch began is always seen."""
         sealed: SealedText | None = getattr(event, "sealed", None)
         fields = self._fields.get(type(event), ())
         if sealed is None or any(_written(_get(event, path)) for path in fields):
             return event  # plaintext (no owner, an old event) or still open in memory
         try:
-            key = self.keys.get(sealed.owner_id)
+            key = self._key_in(scope, sealed.owner_id)
             plaintext = self.keys.cipher.open(
                 key, sealed.owner_id, sealed.nonce, sealed.ciphertext, PURPOSE
             )
@@ -157,6 +197,24 @@ class TextSealer:
                     value = tuple(value)
                 event = _with(event, path, value)
         return event
+
+    def _key_in(self, scope: object | None, owner: str) -> bytes:
+        """The owner's data key, read once per scope; raises as KeyStore.get does."""
+        if scope is None:
+            return self.keys.get(owner)
+        batch = self._batch
+        if getattr(batch, "scope", None) is not scope:
+            batch.scope, batch.keys = scope, {}
+        keys: dict[str, bytes | None] = batch.keys
+        if owner not in keys:
+            try:
+                keys[owner] = self.keys.get(owner)
+            except KeyDestroyed:
+                keys[owner] = None
+        key = keys[owner]
+        if key is None:
+            raise KeyDestroyed(owner)
+        return key
 
 
 async def unless_erased(
@@ -209,7 +267,7 @@ class Shredder:
             return
         customer_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
-        self._texts.keys.destroy(customer_id, at, payload.reason or "customer_request")
+        self._texts.destroy(customer_id, at, payload.reason or "customer_request")
         for table, names in self._columns.items():
             connection.execute(
                 update(table)

@@ -158,7 +158,9 @@ class QualityApp(ContextApplication[domain.Survey]):
             owner = submitted.customer_id if submitted else ""
         if not owner:
             return "", None
-        key = await asyncio.to_thread(self.texts.key_for, owner, now)
+        key = self.texts.cached_key(owner) or await asyncio.to_thread(
+            self.texts.key_for, owner, now
+        )
         if key is None:
             self.repository.forget(ticket_id)
         return owner, key

@@ -349,7 +349,11 @@ class SurveyProjection:
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         # The comment and note opened (blocking key read: apply runs in a worker thread);
         # empty once the customer is erased.
-        payload = self._texts.open(event.event) if self._texts else event.event
+        payload = (
+            self._texts.open(event.event, connection.get_transaction())
+            if self._texts
+            else event.event
+        )
         ticket_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
         match payload:

@@ -226,7 +226,9 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             owner = (await self.repository.load(ticket_id)).state.customer_id
         if not owner:
             return "", None
-        key = await asyncio.to_thread(self.texts.key_for, owner, now)
+        key = self.texts.cached_key(owner) or await asyncio.to_thread(
+            self.texts.key_for, owner, now
+        )
         if key is None:
             self.repository.forget(ticket_id)
         return owner, key

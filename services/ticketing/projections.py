@@ -123,7 +123,7 @@ class TicketListProjection:
         self._texts = texts
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = _opened(self._texts, event.event)
+        payload = _opened(self._texts, event.event, connection)
         if isinstance(payload, _OTHER_AGGREGATES):
             return  # the agent directory's and the macros', on the same stream
         ticket_id = event.envelope.aggregate_id
@@ -155,10 +155,11 @@ class TicketListProjection:
         )
 
 
-def _opened(texts: TextSealer | None, payload: Any) -> Any:
+def _opened(texts: TextSealer | None, payload: Any, connection: Connection) -> Any:
     """The event with its sealed free text opened (blocking key read: apply runs in a worker
     thread); as it is without a sealer."""
-    return texts.open(payload) if texts is not None else payload
+    scope = connection.get_transaction()
+    return texts.open(payload, scope) if texts is not None else payload
 
 
 # ----------------------------------------------------------------------------- the conversation
@@ -196,7 +197,7 @@ class ConversationProjection:
         self._texts = texts
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
-        payload = _opened(self._texts, event.event)
+        payload = _opened(self._texts, event.event, connection)
         envelope = event.envelope
         row: dict[str, Any] = {
             "sequence": position,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from sqlalchemy import MetaData
 
 from careops_platform.db import make_engine
 from careops_platform.keystore import Cipher, KeyStore, decryption_failures, key_table
-from careops_platform.sealing import TextSealer
+from careops_platform.sealing import SEALING_KEY_SECONDS, TextSealer
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 FAILURES = decryption_failures("careops_test_sealing_failures_total", "Test text")
@@ -47,7 +49,7 @@ def corrupt() -> float:
     return value or 0.0
 
 
-def sealer(tmp_path: Path) -> TextSealer:
+def sealer(tmp_path: Path, monotonic: Callable[[], float] = time.monotonic) -> TextSealer:
     table = key_table("test_text_keys", MetaData())
     keys = KeyStore(
         make_engine(f"sqlite:///{tmp_path / 'keys.db'}"),
@@ -56,7 +58,7 @@ def sealer(tmp_path: Path) -> TextSealer:
         cipher=Cipher("careops-test", FAILURES),
     )
     keys.create_schema()
-    return TextSealer(keys, FIELDS)
+    return TextSealer(keys, FIELDS, monotonic=monotonic)
 
 
 def test_sealed_text_is_empty_on_the_log_and_opens_with_the_key(tmp_path: Path) -> None:
@@ -82,14 +84,40 @@ def test_an_erased_owner_reads_empty_and_writes_nothing(tmp_path: Path) -> None:
             CODEC.encode([texts.seal(event, "C-1", texts.key_for("C-1", NOW))], CONTEXT)
         )
     ]
-    texts.keys.destroy("C-1", NOW, "customer_request")
-    texts.keys.destroy("C-1", NOW, "customer_request")  # idempotent
+    texts.destroy("C-1", NOW, "customer_request")
+    texts.destroy("C-1", NOW, "customer_request")  # idempotent
     assert not texts.live("C-1") and texts.key_for("C-1", NOW) is None
     opened = texts.open(decoded)
     assert opened.comment == "" and opened.answers == (Answer("q1", ""),)
     dropped = texts.seal(event, "C-1", None)  # written after the erasure: not kept at all
     assert dropped.comment == "" and dropped.answers == (Answer("q1", ""),)
     assert dropped.sealed is None
+
+
+def test_a_key_destroyed_by_another_replica_seals_only_unreadable_text(tmp_path: Path) -> None:
+    """This process keeps a sealing key a while (SEALING_KEY_SECONDS) without asking the key
+    store; what it seals after another replica destroyed the key can never be opened."""
+    now = [0.0]
+    texts = sealer(tmp_path, monotonic=lambda: now[0])
+    key = texts.key_for("C-1", NOW)
+    texts.keys.destroy("C-1", NOW, "customer_request")  # the other replica, same key store
+    assert texts.key_for("C-1", NOW) == key  # still held here
+    late = texts.seal(SurveySubmitted("T-1", "late-secret"), "C-1", key)
+    [decoded] = [item.event for item in CODEC.decode_batch(CODEC.encode([late], CONTEXT))]
+    assert texts.open(decoded).comment == ""
+    now[0] += SEALING_KEY_SECONDS + 1
+    assert texts.key_for("C-1", NOW) is None  # read again: erased
+
+
+def test_keys_read_in_one_batch_scope_are_read_once(tmp_path: Path) -> None:
+    texts = sealer(tmp_path)
+    sealed = texts.seal(SurveySubmitted("T-1", "once"), "C-1", texts.key_for("C-1", NOW))
+    [decoded] = [item.event for item in CODEC.decode_batch(CODEC.encode([sealed], CONTEXT))]
+    scope = object()
+    assert texts.open(decoded, scope).comment == "once"
+    texts.keys.destroy("C-1", NOW, "customer_request")
+    assert texts.open(decoded, scope).comment == "once"  # the same batch transaction
+    assert texts.open(decoded, object()).comment == ""  # the next batch sees the erasure
 
 
 def test_without_an_owner_or_text_nothing_is_sealed(tmp_path: Path) -> None:
