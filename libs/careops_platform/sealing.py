@@ -217,6 +217,31 @@ class TextSealer:
         return key
 
 
+async def sealing_key(
+    texts: TextSealer | None,
+    repository: AggregateRepository[S],
+    aggregate_id: str,
+    owner: str,
+    now: datetime,
+) -> bytes | None:
+    """Returns the owner's data key for sealing a command's texts, read off the event loop;
+    None without a sealer or an owner, or once the owner is erased — then the aggregate kept in
+    memory is dropped too (its texts must not outlive the key)."""
+    if texts is None or not owner:
+        return None
+    key = texts.cached_key(owner) or await asyncio.to_thread(texts.key_for, owner, now)
+    if key is None:
+        repository.forget(aggregate_id)
+    return key
+
+
+def sealed_all(texts: TextSealer | None, events: list[E], owner: str, key: bytes | None) -> list[E]:
+    """The events a command decided, their free text sealed for `owner` (see TextSealer.seal)."""
+    if texts is None or not owner:
+        return events
+    return [texts.seal(event, owner, key) for event in events]
+
+
 async def unless_erased(
     texts: TextSealer | None,
     repository: AggregateRepository[S],

@@ -26,7 +26,13 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from careops_platform.identity import Principal
-from careops_platform.sealing import TextSealer, opening, unless_erased
+from careops_platform.sealing import (
+    TextSealer,
+    opening,
+    sealed_all,
+    sealing_key,
+    unless_erased,
+)
 from careops_published import customer as cu
 from careops_published import incident as inc
 from careops_published import ticketing as tk
@@ -125,13 +131,11 @@ class QualityApp(ContextApplication[domain.Survey]):
     ) -> CommandResult[domain.Survey]:
         """Decides and appends one command against the survey's current state."""
         now = self.clock()
-        owner, key = await self._sealing_key(ticket_id, command, now)
+        owner = await self._customer_of(ticket_id, command)
+        key = await sealing_key(self.texts, self.repository, ticket_id, owner, now)
 
         def decide(state: domain.Survey) -> list[domain.SurveyEvent]:
-            events = domain.decide(state, command, now=now)
-            if self.texts is None or not owner:
-                return events
-            return [self.texts.seal(event, owner, key) for event in events]
+            return sealed_all(self.texts, domain.decide(state, command, now=now), owner, key)
 
         result = await self.run(
             ticket_id,
@@ -144,26 +148,14 @@ class QualityApp(ContextApplication[domain.Survey]):
             EVENTS.labels(type(event).__name__).inc()
         return result
 
-    async def _sealing_key(
-        self, ticket_id: str, command: domain.Command, now: datetime
-    ) -> tuple[str, bytes | None]:
-        """Returns the survey's customer and their data key for sealing (None once erased:
-        then the survey kept in memory is dropped too)."""
+    async def _customer_of(self, ticket_id: str, command: domain.Command) -> str:
+        """The survey's customer, whose key seals the command's texts ("" without a sealer)."""
         if self.texts is None:
-            return "", None
+            return ""
         if isinstance(command, domain.SubmitSurvey):
-            owner = command.ticket.customer_id if command.ticket else ""
-        else:
-            submitted = (await self.repository.load(ticket_id)).state.submitted
-            owner = submitted.customer_id if submitted else ""
-        if not owner:
-            return "", None
-        key = self.texts.cached_key(owner) or await asyncio.to_thread(
-            self.texts.key_for, owner, now
-        )
-        if key is None:
-            self.repository.forget(ticket_id)
-        return owner, key
+            return command.ticket.customer_id if command.ticket else ""
+        submitted = (await self.repository.load(ticket_id)).state.submitted
+        return submitted.customer_id if submitted else ""
 
     async def template(self, template_id: str, version: int = 0) -> st.TemplateVersion:
         """Returns a version of a survey template (0: the latest); NOT_FOUND without it."""

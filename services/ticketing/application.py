@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -30,7 +29,13 @@ from careops_platform.errors import (
     PermissionDenied,
 )
 from careops_platform.identity import Principal
-from careops_platform.sealing import TextSealer, opening, unless_erased
+from careops_platform.sealing import (
+    TextSealer,
+    opening,
+    sealed_all,
+    sealing_key,
+    unless_erased,
+)
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 
@@ -187,7 +192,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             if _narrowed_by_skills(command, caller):
                 skills = await self.skills_of(caller.subject)
 
-        owner, key = await self._sealing_key(ticket_id, command, now)
+        owner = await self._customer_of(ticket_id, command)
+        key = await sealing_key(self.texts, self.repository, ticket_id, owner, now)
 
         def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
@@ -196,9 +202,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             # An unknown ticket stays NOT_FOUND (decide says so), whoever asks.
             limited = self.within_limits(state, command, caller) if state.exists else command
             events = domain.decide(state, limited, now=now, policy=self.policy)
-            if self.texts is None or not owner:
-                return events
-            return [self.texts.seal(event, owner, key) for event in events]
+            return sealed_all(self.texts, events, owner, key)
 
         result = await self.run(
             ticket_id,
@@ -213,25 +217,13 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         self._count(result)
         return result
 
-    async def _sealing_key(
-        self, ticket_id: str, command: domain.Command, now: datetime
-    ) -> tuple[str, bytes | None]:
-        """Returns the ticket's customer and their data key for sealing (None once erased:
-        then the ticket's texts kept in memory are dropped too)."""
+    async def _customer_of(self, ticket_id: str, command: domain.Command) -> str:
+        """The ticket's customer, whose key seals the command's texts ("" without a sealer)."""
         if self.texts is None:
-            return "", None
+            return ""
         if isinstance(command, domain.OpenTicket):
-            owner = command.customer_id.strip()
-        else:
-            owner = (await self.repository.load(ticket_id)).state.customer_id
-        if not owner:
-            return "", None
-        key = self.texts.cached_key(owner) or await asyncio.to_thread(
-            self.texts.key_for, owner, now
-        )
-        if key is None:
-            self.repository.forget(ticket_id)
-        return owner, key
+            return command.customer_id.strip()
+        return (await self.repository.load(ticket_id)).state.customer_id
 
     def authorize(
         self,
