@@ -247,6 +247,11 @@ class EventCodec:
     def knows(self, type_name: str) -> bool:
         return type_name in self._by_type_name
 
+    @property
+    def type_names(self) -> frozenset[str]:
+        """The full names of the event types this codec knows."""
+        return frozenset(self._by_type_name)
+
     def encode(self, events: Iterable[Any], context: EnvelopeContext) -> EventBatch:
         """Returns one batch holding an envelope per event."""
         batch = EventBatch()

@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 
 from careops_eventstore.causes import caused_by
 from careops_eventstore.codec import known_event_type
-from careops_eventstore.model import RecordedBatch
+from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.projection import (
     ConsumerStatus,
     ProgressWatch,
@@ -47,10 +47,11 @@ tracer = trace.get_tracer(__name__)
 HANDLED = Counter(
     "careops_reaction_messages_total",
     "Messages handled by reaction and outcome (handled; failed: will be retried; "
-    "parked: poison, skipped for good and listed by `careops projections parked`).",
+    "parked: poison, skipped for good and listed by `careops projections parked`; "
+    "passed: none of the event types the reaction reacts to, acked unread).",
     ["reaction", "outcome"],
 )
-OUTCOMES = ("handled", "failed", "parked")
+OUTCOMES = ("handled", "failed", "parked", "passed")
 LAG = Gauge(
     "careops_reaction_lag_messages",
     "Messages of the stream not yet handled (or still being retried) by reaction.",
@@ -83,6 +84,7 @@ class ReactionRunner:
         retry_delay_seconds: float = 1.0,
         clock: Callable[[], float] | None = None,
         probe_interval: float = PROBE_INTERVAL_SECONDS,
+        event_types: frozenset[str] = frozenset(),
     ) -> None:
         self._js = nc.jetstream()
         self._engine = engine
@@ -90,6 +92,9 @@ class ReactionRunner:
         self.stream = stream
         self.filter_subject = filter_subject
         self._handle = handle
+        # The types `handle` reacts to (empty: all). A message whose CareOps-Event-Type header
+        # names none of them is acked unparsed; one without the header is handled as usual.
+        self._event_types = event_types
         self._slots = asyncio.Semaphore(concurrency)
         self._ack_wait = ack_wait_seconds
         self._retry_delay = retry_delay_seconds
@@ -181,6 +186,11 @@ class ReactionRunner:
                 )
                 while not self._stopping:
                     for message in await fetch_batch(subscription, 64):
+                        if self._passes(message):
+                            HANDLED.labels(self.name, "passed").inc()
+                            self._finished += 1
+                            await message.ack()
+                            continue
                         await self._slots.acquire()
                         task = asyncio.create_task(self._one(message))
                         self._inflight.add(task)
@@ -196,6 +206,13 @@ class ReactionRunner:
                     "reaction interrupted; retrying", exc_info=True, extra={"reaction": self.name}
                 )
                 await asyncio.sleep(1.0)
+
+    def _passes(self, message: Msg) -> bool:
+        """Whether the message holds none of the event types this reaction reacts to."""
+        if not self._event_types:
+            return False
+        named = (message.headers or {}).get(EVENT_TYPE_HEADER)
+        return named is not None and self._event_types.isdisjoint(named.split(","))
 
     async def _one(self, message: Msg) -> None:
         try:

@@ -102,6 +102,8 @@ class Reaction:
     filter_subject: str
     handle: Handler
     concurrency: int = 1
+    # The event types it reacts to (empty: all); other messages are acked unread.
+    event_types: frozenset[str] = frozenset()
 
 
 def port_setting(entry: ServiceEntry, field: str, default: int | None = None) -> Any:
@@ -294,6 +296,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                 filter_subject=reaction.filter_subject,
                 handle=reaction.handle,
                 concurrency=reaction.concurrency,
+                event_types=reaction.event_types,
             )
             runner.start()
             self.reaction_runners.append(runner)

@@ -38,7 +38,7 @@ from ticketing.projections import (
     TicketListProjection,
     text_shredder,
 )
-from ticketing.reactions import Router, RouterReads
+from ticketing.reactions import TRIGGER_CODEC, Router, RouterReads
 from ticketing.readmodels import Directory, KnownCustomers
 
 ENTRY = registry.service("ticketing")
@@ -153,7 +153,13 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         )
         self.router = Router(app, reads)
         return [
-            skeleton.Reaction("ticket-router", STREAM.name, STREAM.subjects[0], self.router.handle)
+            skeleton.Reaction(
+                "ticket-router",
+                STREAM.name,
+                STREAM.subjects[0],
+                self.router.handle,
+                event_types=TRIGGER_CODEC.type_names,
+            )
         ]
 
     async def _read_models_at(self, sequence: int, timeout: float) -> bool:

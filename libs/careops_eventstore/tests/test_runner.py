@@ -18,6 +18,7 @@ from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, crea
 from sqlalchemy.exc import OperationalError
 
 from careops_eventstore.codec import DecodedEvent, EnvelopeContext, EventCodec
+from careops_eventstore.model import EVENT_TYPE_HEADER
 from careops_eventstore.projection import (
     SKIP_REASONS,
     ProgressWatch,
@@ -254,3 +255,28 @@ def test_every_label_combination_exists_before_anything_happens() -> None:
         labels = {"reaction": reaction, "outcome": outcome}
         assert REGISTRY.get_sample_value("careops_reaction_messages_total", labels) == 0.0
     assert REGISTRY.get_sample_value("careops_reaction_stalled", {"reaction": reaction}) == 0.0
+
+
+def test_a_reaction_passes_messages_of_no_type_it_reacts_to_without_reading_them() -> None:
+    nc: Any = SimpleNamespace(jetstream=lambda: None)
+
+    async def handle(_message: Any) -> None: ...
+
+    reaction = ReactionRunner(
+        nc=nc,
+        engine=create_engine("sqlite://"),
+        name=f"react_{uuid.uuid4().hex[:6]}",
+        stream="S",
+        filter_subject="s.>",
+        handle=handle,
+        event_types=frozenset({"careops.ticketing.v1.TicketOpened"}),
+    )
+
+    def named(types: str | None) -> Any:
+        return SimpleNamespace(headers=None if types is None else {EVENT_TYPE_HEADER: types})
+
+    assert reaction._passes(named("careops.ticketing.v1.TicketAssigned"))
+    assert not reaction._passes(
+        named("careops.ticketing.v1.TicketAssigned,careops.ticketing.v1.TicketOpened")
+    )
+    assert not reaction._passes(named(None))  # no header: read and handled (or parked) as ever
