@@ -193,7 +193,9 @@ class ProjectionGroup:
         self._next_delivery = 1
         self._suspect = -1  # the _next_delivery at a probe that saw the server ahead of it
         self._resync_wanted = False
-        self._instance = uuid.uuid4().hex[:12]
+        self._clock = clock
+        # Fixed at creation: the group keeps its consumer when a projection leaves it.
+        self._durable = f"proj-{self.projections[0].name}-{uuid.uuid4().hex[:12]}"
         self.name = "+".join(self.members)
 
     def runners(self) -> dict[str, ProjectionRunner]:
@@ -204,7 +206,7 @@ class ProjectionGroup:
     def durable(self) -> str:
         """This process's consumer: replicas each read the whole stream and the SQL checkpoint
         lock lets exactly one apply each message; orphans expire after INACTIVE_THRESHOLD."""
-        return f"proj-{self.projections[0].name}-{self._instance}"
+        return self._durable
 
     async def start(self) -> None:
         """Loads the checkpoints and starts consuming (and probing the lag) in the background;
@@ -222,9 +224,32 @@ class ProjectionGroup:
             await stop_task(task)
         self._task = self._probe = None
 
+    async def detach(self, name: str) -> ProjectionGroup:
+        """Takes projection `name` out of this group into a new group of its own (started by
+        its caller), keeping its position and waiters; this group goes on without it."""
+        await self.stop()
+        member = self.members.pop(name)
+        self.projections = [p for p in self.projections if p.name != name]
+        self.name = "+".join(self.members)
+        alone = ProjectionGroup(
+            nc=self._nc,
+            engine=self._engine,
+            projections=[member.projection],
+            codec=self._codec,
+            stream=self.stream,
+            filter_subject=self.filter_subject,
+            batch_size=self._batch_size,
+            clock=self._clock,
+            probe_interval=self._probe_interval,
+        )
+        alone.members[name] = member
+        await self.start()
+        return alone
+
     async def rebuild(self, name: str) -> None:
         """Drops projection `name`'s read model and replays the stream into it from the
-        beginning; the group's other projections skip what they already have."""
+        beginning (the group's other projections, if any, skip what they already have: see
+        ProjectionRunner.rebuild, which first gives it a group of its own)."""
         await self.stop()
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self._js.delete_consumer(self.stream, self.durable)
@@ -467,8 +492,13 @@ class ProjectionRunner:
         await self.group.stop()
 
     async def rebuild(self) -> None:
-        """Drops the read model and replays the stream from the beginning."""
-        await self.group.rebuild(self.projection.name)
+        """Drops the read model and replays the stream from the beginning. A projection that
+        shares its group first moves to a consumer of its own (until the process restarts), so
+        the replay does not hold back the read models it shared it with."""
+        name = self.projection.name
+        if len(self.group.members) > 1:
+            self.group = await self.group.detach(name)
+        await self.group.rebuild(name)
 
     async def target(self) -> int:
         """Returns the stream sequence of the last message this projection reads."""
