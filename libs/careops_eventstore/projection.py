@@ -479,10 +479,6 @@ class ProjectionRunner:
         """The last stream sequence this projection has applied."""
         return self._member.position
 
-    @property
-    def watch(self) -> ProgressWatch:
-        return self._member.watch
-
     async def start(self) -> None:
         """Starts the group that feeds this projection (once for the whole group)."""
         await self.group.start()

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js import api
+from nats.js import JetStreamContext, api
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, create_engine
 from sqlalchemy import select as sql_select
 
@@ -73,9 +74,24 @@ async def client(nats_server: EmbeddedNats) -> AsyncIterator[NatsClient]:
     await nc.close()
 
 
-async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
-    client: NatsClient, tmp_path: Path
-) -> None:
+@dataclass
+class Scene:
+    """A stream of its own and a read-model database: what a group needs, as its arguments."""
+
+    js: JetStreamContext
+    engine: Engine
+    subject: str
+    settings: dict[str, Any]
+
+    async def publish(self, *notes: str) -> None:
+        for note in notes:
+            await self.js.publish(
+                f"{self.subject}.one", message(note), stream=self.settings["stream"]
+            )
+
+
+@pytest.fixture
+async def scene(client: NatsClient, tmp_path: Path) -> AsyncIterator[Scene]:
     stream = f"GROUP_{uuid.uuid4().hex[:8]}"
     subject = f"group.{stream.lower()}"
     js = client.jetstream()
@@ -83,17 +99,25 @@ async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
     engine = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
     shared_metadata.create_all(engine)
     own.create_all(engine)
-    group = ProjectionGroup(
-        nc=client,
-        engine=engine,
-        projections=[Words("plain"), Words("picky")],
-        codec=CODEC,
-        stream=stream,
-        filter_subject=f"{subject}.>",
-    )
+    settings: dict[str, Any] = {
+        "nc": client,
+        "engine": engine,
+        "codec": CODEC,
+        "stream": stream,
+        "filter_subject": f"{subject}.>",
+    }
+    yield Scene(js, engine, subject, settings)
+    await js.delete_stream(stream)
+    engine.dispose()
+
+
+async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
+    scene: Scene,
+) -> None:
+    js, engine, stream = scene.js, scene.engine, scene.settings["stream"]
+    group = ProjectionGroup(projections=[Words("plain"), Words("picky")], **scene.settings)
     runners = group.runners()
-    for note in ("a", "poison", "b"):
-        await js.publish(f"{subject}.one", message(note), stream=stream)
+    await scene.publish("a", "poison", "b")
     await group.start()
     try:
         for runner in runners.values():
@@ -114,7 +138,7 @@ async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
         assert runners["picky"].group is not runners["plain"].group
         assert await runners["picky"].wait_for(3, 10)
         assert len(await js.consumers_info(stream)) == 2
-        await js.publish(f"{subject}.one", message("c"), stream=stream)
+        await scene.publish("c")
         for runner in runners.values():
             assert await runner.wait_for(4, 10)
         assert notes_of(engine, "plain") == ["a", "poison", "b", "c"]
@@ -128,31 +152,13 @@ async def test_one_consumer_feeds_every_projection_each_with_its_own_checkpoint(
     finally:
         for runner in runners.values():
             await runner.stop()
-        await js.delete_stream(stream)
-        engine.dispose()
 
 
-async def test_a_group_restarts_from_its_lowest_checkpoint(
-    client: NatsClient, tmp_path: Path
-) -> None:
+async def test_a_group_restarts_from_its_lowest_checkpoint(scene: Scene) -> None:
     """A projection added to a group later (checkpoint 0) catches up from the start while the
     one that had everything skips it as already applied."""
-    stream = f"GROUP_{uuid.uuid4().hex[:8]}"
-    subject = f"group.{stream.lower()}"
-    js = client.jetstream()
-    await js.add_stream(api.StreamConfig(name=stream, subjects=[f"{subject}.>"]))
-    engine = create_engine(f"sqlite:///{tmp_path / 'group.db'}")
-    shared_metadata.create_all(engine)
-    own.create_all(engine)
-    settings: dict[str, Any] = {
-        "nc": client,
-        "engine": engine,
-        "codec": CODEC,
-        "stream": stream,
-        "filter_subject": f"{subject}.>",
-    }
-    for note in ("a", "b"):
-        await js.publish(f"{subject}.one", message(note), stream=stream)
+    settings, engine = scene.settings, scene.engine
+    await scene.publish("a", "b")
     first = ProjectionGroup(projections=[Words("old")], **settings)
     await first.start()
     assert await first.runners()["old"].wait_for(2, 10)
@@ -164,5 +170,3 @@ async def test_a_group_restarts_from_its_lowest_checkpoint(
         assert notes_of(engine, "old") == notes_of(engine, "new") == ["a", "b"]
     finally:
         await second.stop()
-        await js.delete_stream(stream)
-        engine.dispose()
