@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Union
 
-from careops.customer.v1 import events_pb2 as _customer_events  # noqa: F401 (registers types)
+from careops.common.v1 import policy_pb2 as _policy_events  # noqa: F401 (registers types)
+from careops.customer.v1 import events_pb2 as _customer_events  # noqa: F401
 from careops.events.v1.envelope_pb2 import EventBatch, EventEnvelope
 from careops.incident.v1 import events_pb2 as _incident_events  # noqa: F401
 from careops.quality.v1 import events_pb2 as _quality_events  # noqa: F401
