@@ -208,7 +208,9 @@ def decide_put(
     if current and same_document(current.document, document):
         return []
     used = history.labelled(label)
-    if used is not None:
+    # A label names one content: reusing it is refused unless the document is that revision's
+    # (a revert to it), so what a decision records never has two meanings.
+    if used is not None and not same_document(used.document, document):
         raise InvalidArgument(
             f"document.version: {label!r} is already revision {used.revision}'s; name this"
             " version anew (every decision records it)",

@@ -130,6 +130,15 @@ async def test_an_invalid_document_is_located_and_changes_nothing() -> None:
         await b.current()
 
 
+async def test_a_revert_to_an_earlier_document_may_keep_its_label() -> None:
+    b = await book()
+    await put(b, doc("v1", email=4))
+    await put(b, doc("v2", email=3))
+    reverted = await put(b, doc("v1", email=4), cid="revert", reason="back to v1")
+    assert (reverted.version.revision, reverted.version.version) == (3, "v1")
+    assert (await b.labelled("v1"))[1]["email"] == 4  # type: ignore[index]
+
+
 async def test_an_edit_from_a_stale_revision_is_aborted() -> None:
     b = await book()
     await put(b, doc("v1", email=4))
