@@ -8,6 +8,7 @@ from typing import Any
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.memory import InMemoryEventStore
+from careops_platform.policies import TYPE_NAME as POLICY_REVISION
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,13 @@ class Logged:
 
 
 async def logged(store: InMemoryEventStore, stream: str, codec: EventCodec) -> list[Logged]:
-    """Returns every event of `stream` in log order, decoded with `codec`."""
+    """Returns every event of `stream` in log order, decoded with `codec`; the policies'
+    revisions (careops_platform.policies), which a context seeds as it starts, are left out."""
     found = []
     for message in await store.read_stream(stream=stream, limit=100_000):
         for envelope in message.batch.events:
+            if envelope.type == POLICY_REVISION:
+                continue
             event = codec.decode(envelope) if codec.knows(envelope.type) else None
             found.append(Logged(message.sequence, message.subject, envelope, event))
     return found

@@ -150,20 +150,24 @@ def validate(
         raise error(f"{source}: {text}" if source else text) from None
 
 
+def read_text(path: str | None, *, package: str, default: str) -> str:
+    """Returns the text of file `path`, or of `package`'s data file `default` when `path` is
+    empty; an unreadable file raises ConfigError."""
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+    return importlib.resources.files(package).joinpath(default).read_text("utf-8")
+
+
 def read_yaml(path: str | None, *, package: str, default: str) -> tuple[Any, str]:
     """Returns the YAML document of `path` (or of `package`'s data file `default`) and its name.
 
     An empty document is an empty mapping; unreadable or malformed files raise ConfigError.
     """
-    if path:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        name = path
-    else:
-        text = importlib.resources.files(package).joinpath(default).read_text("utf-8")
-        name = default
+    text = read_text(path, package=package, default=default)
+    name = path or default
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

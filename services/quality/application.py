@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
@@ -26,6 +26,7 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from careops_platform.identity import Principal
+from careops_platform.policies import PolicyBook
 from careops_platform.sealing import (
     TextSealer,
     opening,
@@ -41,6 +42,7 @@ from prometheus_client import Counter
 
 from quality import domain
 from quality import survey_templates as st
+from quality.config import TEAMS_KIND, QualityTeams
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +122,9 @@ class QualityApp(ContextApplication[domain.Survey]):
         self.texts = texts
         self.follow_up_after = follow_up_after
         self.templates = AggregateRepository(store, TEMPLATE)
+        self.teams = PolicyBook(
+            store, STREAM, registry.QUALITY.prefix("policy"), TEAMS_KIND, clock=clock
+        )
 
     async def execute(
         self,
@@ -359,17 +364,19 @@ def sla_outcome(timelines: Timelines, policy: careops_sla.SlaPolicy, as_of: date
 
 
 class Teams:
-    """The quality teams: which agents a team's KPIs and scorecard cover."""
+    """The quality teams (policy kind "teams"): which agents a team's KPIs and scorecard cover,
+    as the revision in force when the query is made."""
 
-    def __init__(self, teams: Mapping[str, Sequence[str]]) -> None:
-        self._teams = {name: tuple(agents) for name, agents in teams.items()}
+    def __init__(self, book: PolicyBook[QualityTeams]) -> None:
+        self.book = book
 
-    def agents(self, team: str) -> tuple[str, ...]:
+    async def agents(self, team: str) -> tuple[str, ...]:
         """Returns the team's agents; NOT_FOUND for an unknown team."""
-        if team not in self._teams:
-            known = ", ".join(sorted(self._teams)) or "none"
+        _, directory = await self.book.current()
+        if team not in directory.teams:
+            known = ", ".join(sorted(directory.teams)) or "none"
             raise NotFound(f"no team named {team!r} (known: {known})")
-        return self._teams[team]
+        return directory.teams[team]
 
 
 # ------------------------------------------------------------------------- who reads scorecards

@@ -26,6 +26,7 @@ from careops_platform.errors import (
     InvalidArgument,
 )
 from careops_platform.identity import caller
+from careops_platform.policies import PolicyEndpoints
 from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
@@ -278,6 +279,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         self._engine = engine
         self._waits = _Waits(waits, read_wait_seconds)
         self._teams = teams
+        self._team_policy = PolicyEndpoints(teams.book)
         self._what_if = what_if
 
     async def _read(self, query: Callable[[Session], Any]) -> Any:
@@ -328,6 +330,21 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         template_id = request.template_id or st.DEFAULT_TEMPLATE
         template = await self._app.template(_template_id(template_id), request.template_version)
         return st.answer(template, answers_from_proto(request))
+
+    async def PutQualityTeams(
+        self, request: pb.PutQualityTeamsRequest, context: Any
+    ) -> pb.PutQualityTeamsResponse:
+        return await self._team_policy.put(request, pb.PutQualityTeamsResponse)
+
+    async def GetQualityTeams(
+        self, request: pb.GetQualityTeamsRequest, context: Any
+    ) -> pb.GetQualityTeamsResponse:
+        return await self._team_policy.get(request, pb.GetQualityTeamsResponse)
+
+    async def ListQualityTeamsVersions(
+        self, request: pb.ListQualityTeamsVersionsRequest, context: Any
+    ) -> pb.ListQualityTeamsVersionsResponse:
+        return await self._team_policy.list_versions(request, pb.ListQualityTeamsVersionsResponse)
 
     async def PutSurveyTemplate(
         self, request: pb.PutSurveyTemplateRequest, context: Any
@@ -408,7 +425,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             follow_up.nps = survey.nps
         return pb.RecordFollowUpResponse(follow_up=follow_up, sequence=result.sequence)
 
-    def _filter(self, message: pb.KpiFilter) -> readmodels.KpiFilter:
+    async def _filter(self, message: pb.KpiFilter) -> readmodels.KpiFilter:
         agents: tuple[str, ...] = ()
         if message.agent_id and message.team:
             raise InvalidArgument(
@@ -418,7 +435,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         if message.agent_id:
             agents = (message.agent_id,)
         if message.team:
-            agents = self._teams.agents(message.team)
+            agents = await self._teams.agents(message.team)
         for name, descriptor in (("channel", CHANNEL), ("type", TYPE), ("priority", PRIORITY)):
             number = getattr(message, name)
             if number not in descriptor.values_by_number:
@@ -437,7 +454,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         )
 
     async def GetKpis(self, request: pb.GetKpisRequest, context: Any) -> pb.GetKpisResponse:
-        where = self._filter(request.filter)
+        where = await self._filter(request.filter)
         period = period_from_proto(request.period, self._app.clock())
         days = kpi_days(period.start, period.end) if request.by_day else []
         await self._kpis_caught_up(request)
@@ -480,7 +497,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 "give agent_id or team", [FieldViolation("subject", "agent_id or team required")]
             )
         authorize_scorecard(caller(), agent_id=request.agent_id, team=request.team)
-        where = self._filter(pb.KpiFilter(**{subject: getattr(request, subject)}))
+        where = await self._filter(pb.KpiFilter(**{subject: getattr(request, subject)}))
         period = period_from_proto(request.period, self._app.clock())
         await self._kpis_caught_up(request)
         kpis = await self._read(
@@ -500,7 +517,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
 
     async def WhatIf(self, request: pb.WhatIfRequest, context: Any) -> pb.WhatIfResponse:
         alternative = self._what_if.alternative(request.policy_yaml)
-        where = self._filter(request.filter)
+        where = await self._filter(request.filter)
         now = self._app.clock()
         period = period_from_proto(request.period, now)
         as_of = what_if_as_of(period.end, now)

@@ -34,7 +34,7 @@ from quality.application import (
     Teams,
     WhatIf,
 )
-from quality.config import load_teams as load_teams
+from quality.config import teams_document
 from quality.keystore import text_sealer
 from quality.metrics import KpiCollector
 from quality.projections import (
@@ -93,7 +93,7 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
 
     async def prepare(self) -> None:
         self.policy = careops_sla.load_policy(self.settings.sla_policy_file or None)
-        self.teams = load_teams(self.settings.teams_file or None)
+        self.teams_document = teams_document(self.settings.teams_file or None)
         settings = self.settings
         master = keystore.master_key(ENTRY, settings.master_key, settings.data_dir)
         self.texts = text_sealer(self.keys_engine, master)
@@ -106,6 +106,9 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
             clock=self.clock,
             texts=self.texts,
         )
+
+    async def ready(self, app: QualityApp) -> None:
+        await app.teams.seed(self.teams_document)
 
     def projections(self, app: QualityApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [SurveyProjection(self.texts), FollowUpTimerProjection()]
@@ -139,7 +142,7 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
                 incidents=partial(self.wait_for, IncidentFactsProjection.name),
             ),
             self.settings.read_wait_seconds,
-            teams=Teams(self.teams),
+            teams=Teams(app.teams),
             what_if=WhatIf(self.policy),
         )
 

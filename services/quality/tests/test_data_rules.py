@@ -9,9 +9,10 @@ import pytest
 from careops.quality.v1 import quality_pb2 as pb
 from careops_eventstore.memory import InMemoryEventStore
 from careops_platform.db import migrate
-from careops_platform.errors import PermissionDenied
+from careops_platform.errors import InvalidArgument, NotFound, PermissionDenied
 from careops_platform.identity import Principal, run_as
 from careops_platform.permissions import default_table
+from careops_platform.requests import ACTOR
 
 from quality.application import SCORECARD, authorize_scorecard
 from quality.grpc_api import QualityServicer
@@ -84,3 +85,39 @@ def test_without_a_caller_no_data_rule_applies() -> None:
 def test_the_permission_named_is_the_tables() -> None:
     permission = default_table().permission("/careops.quality.v1.QualityService/GetScorecard")
     assert permission is not None and permission.name == SCORECARD
+
+
+async def test_the_quality_teams_change_at_runtime_with_their_author_and_history(
+    tmp_path: Path,
+) -> None:
+    front = await servicer(tmp_path)
+    lead = Principal("lead-zhou", frozenset({"supervisor"}))
+    with pytest.raises(NotFound, match="no team named 'night'"):
+        await scorecard(front, lead, pb.GetScorecardRequest(team="night"))
+    restore, as_actor = run_as(lead), ACTOR.set(lead.subject)  # as the interceptor sets them
+    try:
+        seeded = await front.GetQualityTeams(pb.GetQualityTeamsRequest(), None)
+        assert (seeded.policy.revision, seeded.policy.author) == (1, "config")
+        document = "version: teams-night\nteams:\n  night: [agent-li]\n"
+        put = await front.PutQualityTeams(
+            pb.PutQualityTeamsRequest(document=document, reason="night shift", expected_revision=1),
+            None,
+        )
+        assert (put.policy.revision, put.policy.author, put.unchanged) == (2, "lead-zhou", False)
+        with pytest.raises(InvalidArgument) as refused:
+            await front.PutQualityTeams(
+                pb.PutQualityTeamsRequest(document="teams:\n  night: []\n"), None
+            )
+        assert [v.field for v in refused.value.violations] == ["document.teams.night"]
+        history = await front.ListQualityTeamsVersions(pb.ListQualityTeamsVersionsRequest(), None)
+    finally:
+        ACTOR.reset(as_actor)
+        restore()
+    assert [(v.revision, v.reason, v.current) for v in history.versions] == [
+        (2, "night shift", True),
+        (1, "", False),
+    ]
+    card = await scorecard(front, lead, pb.GetScorecardRequest(team="night"))
+    assert card.team == "night"
+    with pytest.raises(NotFound, match="known: night"):
+        await scorecard(front, lead, pb.GetScorecardRequest(team="frontline"))

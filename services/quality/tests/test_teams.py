@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from quality.main import load_teams
+from quality.config import load_teams
 
 
 def test_the_default_directory_names_agents_for_every_team() -> None:
-    teams = load_teams(None)
+    teams = load_teams(None).teams
     assert teams and all(teams.values())
 
 

@@ -8,13 +8,16 @@ from types import SimpleNamespace
 
 import careops_sla
 import pytest
+from careops_eventstore.memory import InMemoryEventStore
 from careops_platform.errors import InvalidArgument, NotFound
+from careops_platform.policies import PolicyBook
 
 from quality import domain
 from quality.application import (
     MAX_DAYS,
     MAX_POLICY,
     MAX_WHAT_IF_TICKETS,
+    STREAM,
     Day,
     Teams,
     Timelines,
@@ -22,6 +25,7 @@ from quality.application import (
     kpi_days,
     what_if_as_of,
 )
+from quality.config import TEAMS_KIND
 
 OPENED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
@@ -101,13 +105,16 @@ def test_a_what_if_replays_to_the_period_end_but_never_past_now() -> None:
     assert what_if_as_of(OPENED + timedelta(days=1), OPENED) == OPENED
 
 
-def test_a_team_stands_for_its_agents_and_an_unknown_one_is_not_found() -> None:
-    teams = Teams({"north": ["a1", "a2"]})
-    assert teams.agents("north") == ("a1", "a2")
+async def test_a_team_stands_for_its_agents_and_an_unknown_one_is_not_found() -> None:
+    store = InMemoryEventStore()
+    await store.ensure_stream(STREAM)
+    book = PolicyBook(store, STREAM, "careops.quality.policy", TEAMS_KIND)
+    with pytest.raises(NotFound, match="no teams policy has been put yet"):
+        await Teams(book).agents("north")
+    await book.put("teams: {north: [a1, a2]}", author="lead", command_id="c1")
+    assert await Teams(book).agents("north") == ("a1", "a2")
     with pytest.raises(NotFound, match=r"no team named 'south' \(known: north\)"):
-        teams.agents("south")
-    with pytest.raises(NotFound, match=r"known: none"):
-        Teams({}).agents("north")
+        await Teams(book).agents("south")
 
 
 def test_kpi_days_cut_the_first_and_last_day_to_the_period() -> None:
