@@ -249,6 +249,7 @@ class Drill:
     scenario: DrillScenario | None = None
     recurrence: Recurrence = Recurrence.ONCE
     next_due_at: datetime | None = None
+    anchor_at: datetime | None = None  # the first run's time: recurrences count from it
     status: DrillStatus = DrillStatus.SCHEDULED
     runs: tuple[DrillRun, ...] = ()
     figures: Mapping[str, Mapping[TargetKind, float]] = field(default_factory=dict)
@@ -273,6 +274,7 @@ def evolve_drill(state: Drill, event: DrillEvent, at: datetime) -> Drill:
                 scenario=event.scenario,
                 recurrence=event.recurrence,
                 next_due_at=event.due_at,
+                anchor_at=event.due_at,
                 status=DrillStatus.SCHEDULED,
             )
         case DrillRunStarted() | DrillRunFailed():
@@ -401,7 +403,9 @@ def decide_run(
     that run is already recorded."""
     if run != len(state.runs) or state.next_due_at is None:
         return []
-    following = next_due(state.next_due_at, state.recurrence, now)
+    # From the first run's time, so 31 March runs monthly on the last day, not drifting to 28th.
+    anchor = state.anchor_at or state.next_due_at
+    following = next_due(anchor, state.recurrence, max(now, state.next_due_at))
     if declared:
         return [DrillRunStarted(run, state.run_id(run), state.next_due_at, following)]
     return [DrillRunFailed(run, state.next_due_at, error[:MAX_TITLE], following)]
