@@ -224,7 +224,10 @@ def spoil_unknown_key(data: dict[str, Any]) -> None:
         ),
         (spoil_unknown_rpc, r"services\[0\]\.rpcs\[\d+\]\.rpc: TicketingService has no RPC 'Drop"),
         (spoil_rpc_twice, r"services\[1\]\.rpcs\[9\]\.rpc: RegisterCustomer listed 2 times"),
-        (spoil_missing_rpc, r"services\[2\]\.rpcs: GetTeam missing \(every RPC needs a rule\)"),
+        (
+            spoil_missing_rpc,
+            r"services\[2\]\.rpcs: PutDrillScenarios missing \(every RPC needs a rule\)",
+        ),
         (spoil_unknown_service, r"services\[0\]\.service: unknown service 'careops.ticketing"),
         (
             spoil_missing_service,
