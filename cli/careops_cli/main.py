@@ -26,6 +26,7 @@ from careops_cli.complaint import checklist_rows, complaint_app, complaint_rows
 from careops_cli.complaint import register as register_checklist
 from careops_cli.conversation import macro_app, macro_values, print_conversation
 from careops_cli.customers import customer_app
+from careops_cli.drills import drill_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
 from careops_cli.quality import quality_app
@@ -38,6 +39,7 @@ app.add_typer(ticket_app, name="ticket")
 app.add_typer(projections_app, name="projections")
 app.add_typer(incident_app, name="incident")
 app.add_typer(oncall_app, name="oncall")
+app.add_typer(drill_app, name="drill")
 app.add_typer(customer_app, name="customer")
 app.add_typer(macro_app, name="macro")
 app.add_typer(quality_app)  # survey, kpi, scorecard, followups

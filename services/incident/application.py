@@ -42,7 +42,16 @@ MATRIX_ID = "default"
 REFRESH_SECONDS = 1.0
 
 # The incident aggregate's events, then the team's and the matrix's (one stream).
-CODEC = codec_of((*get_args(d.IncidentEvent), d.TeamDefined, d.ResponseMatrixChanged), events_pb2)
+CODEC = codec_of(
+    (
+        *get_args(d.IncidentEvent),
+        d.TeamDefined,
+        d.ResponseMatrixChanged,
+        *get_args(d.DrillEvent),
+        d.DrillScenariosChanged,
+    ),
+    events_pb2,
+)
 
 INCIDENT = aggregate_kind(
     STREAM, INCIDENT_SUBJECTS, "incident", initial=d.initial, evolve=d.evolve, codec=CODEC
@@ -63,6 +72,25 @@ MATRIX = aggregate_kind(
     evolve=d.evolve_matrix,
     codec=CODEC,
 )
+
+DRILL: AggregateKind[d.Drill] = aggregate_kind(
+    STREAM,
+    registry.INCIDENT.prefix("drill"),
+    "drill",
+    initial=d.initial_drill,
+    evolve=d.evolve_drill,
+    codec=CODEC,
+)
+SCENARIOS: AggregateKind[Mapping[str, d.DrillScenario]] = aggregate_kind(
+    STREAM,
+    registry.INCIDENT.prefix("drill_scenarios"),
+    "drill_scenarios",
+    initial=lambda _id: {},
+    evolve=d.evolve_scenarios,
+    codec=CODEC,
+)
+SCENARIOS_ID = "default"
+DRILL_TIMER = "drill"
 
 DECLARED = Counter(
     "careops_incidents_declared_total",
@@ -139,6 +167,7 @@ class IncidentApp(ContextApplication[d.Incident]):
         self.matrix_repository = AggregateRepository(store, MATRIX)
         self.risk = risk or d.RiskModel()
         self._refreshed: dict[str, float] = {}
+        self.drills = Drills(self, store)
 
     def _stale(self, key: str) -> bool:
         """True when `key` was last read from the log more than REFRESH_SECONDS ago."""
@@ -281,7 +310,13 @@ class IncidentApp(ContextApplication[d.Incident]):
         return matrix, result.sequence
 
     async def fire_timer(self, timer: DueTimer) -> None:
-        """Fires a page-acknowledgement or response-deadline timer (appended once by its id)."""
+        """Fires a page-acknowledgement or response-deadline timer (appended once by its id),
+        or a drill's run."""
+        if timer.kind == DRILL_TIMER:
+            await self.drills.start_run(
+                timer.aggregate_id, command_id=timer.timer_id, actor="timer"
+            )
+            return
         command: d.Command = (
             d.FirePageTimer(timer.data["page_id"])
             if timer.kind == "page_ack"
@@ -299,6 +334,7 @@ class IncidentApp(ContextApplication[d.Incident]):
                 rows, command_id="matrix-" + digest([asdict(r) for r in rows]), actor="config"
             )
         preinitialise_metrics(await self.matrix(fresh=True))
+        await self.drills.load_defaults()
 
 
 def acknowledging_as(command: d.Command, caller: Principal) -> d.Command:
@@ -374,3 +410,243 @@ def incident_of_page(page_id: str) -> str:
     if not match:
         raise NotFound(f"page {page_id!r} does not exist")
     return match["incident"]
+
+
+# ------------------------------------------------------------------------- drills
+
+DRILL_RUNS = Counter(
+    "careops_drill_runs_total",
+    "Drill runs by scenario and outcome (started: its drill incident was declared; failed).",
+    ["scenario", "outcome"],
+)
+# Rule 9 of docs/permissions.md: on-call staff schedule only drills that page a team they lead.
+SCHEDULE_DRILL = "incident.drill.schedule"
+RUN_DRILL = "incident.drill.run"
+CANCEL_DRILL = "incident.drill.cancel"
+DRILL_RULE = (
+    "on-call staff schedule, run or cancel a drill only when they lead (manage) a team the "
+    "scenario's incident type pages; supervisors and admins any drill"
+)
+DRILL_ANY = frozenset({"supervisor", "admin"})
+
+
+class Drills:
+    """The drill use cases (docs/drills.md): scenarios on the log, scheduled drills whose runs
+    declare drill incidents through the incident app, and their reports."""
+
+    def __init__(self, app: IncidentApp, store: EventStore) -> None:
+        self._app = app
+        self.repository = AggregateRepository(store, DRILL)
+        self.scenarios_repository = AggregateRepository(store, SCENARIOS)
+
+    async def scenarios(self, *, fresh: bool = True) -> tuple[Mapping[str, d.DrillScenario], int]:
+        """Returns the drill scenarios by id and their version (stream sequence)."""
+        loaded = await self.scenarios_repository.load(SCENARIOS_ID, refresh=fresh)
+        return loaded.state, loaded.version
+
+    async def put_scenarios(
+        self, scenarios: Sequence[d.DrillScenario], *, command_id: str, actor: str
+    ) -> tuple[Mapping[str, d.DrillScenario], int]:
+        """Replaces the drill scenarios (no event when unchanged)."""
+        result = await self._app.run_on(
+            CommandExecutor(self.scenarios_repository),
+            SCENARIOS_ID,
+            lambda current: d.decide_scenarios(current, scenarios),
+            now=self._app.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+        preinitialise(DRILL_RUNS, list(result.state), ("started", "failed"))
+        return result.state, result.sequence
+
+    async def load_defaults(self) -> None:
+        """Puts the built-in scenarios (004 §7) when none are on the log yet."""
+        current, version = await self.scenarios()
+        if version == 0:
+            scenarios = d.DEFAULT_SCENARIOS
+            command_id = "drill-scenarios-" + digest([asdict(s) for s in scenarios])
+            current, _ = await self.put_scenarios(scenarios, command_id=command_id, actor="config")
+        preinitialise(DRILL_RUNS, list(current), ("started", "failed"))
+
+    async def get(self, drill_id: str) -> tuple[d.Drill, int]:
+        loaded = await self.repository.load(drill_id, refresh=True)
+        if not loaded.state.exists:
+            raise d.NotFound(f"drill {drill_id} does not exist")
+        return loaded.state, loaded.version
+
+    async def _authorize(
+        self, caller: Principal | None, incident_type: str, permission: str
+    ) -> None:
+        """Raises PermissionDenied (naming `permission`) unless `caller` may schedule, run or
+        cancel a drill of `incident_type` (None: no data rule)."""
+        if caller is None or caller.roles & DRILL_ANY:
+            return
+        row = (await self._app.matrix()).rows.get(incident_type)
+        teams = await self._app._teams([cell.team_id for cell in row.cells] if row else [])
+        if not any(team.manager_id == caller.subject for team in teams.values()):
+            raise PermissionDenied(
+                f"permission {permission} is refused: {DRILL_RULE}", permission=permission
+            )
+
+    async def schedule(
+        self,
+        drill_id: str,
+        scenario_id: str,
+        at: datetime | None,
+        recurrence: d.Recurrence | None,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+        permission: str = SCHEDULE_DRILL,
+    ) -> CommandResult[d.Drill]:
+        """Schedules a drill of a scenario; its timer runs it when due."""
+        scenarios, version = await self.scenarios()
+        scenario = scenarios.get(scenario_id)
+        if scenario is not None:
+            await self._authorize(caller, scenario.incident_type, permission)
+        matrix = await self._app.matrix()
+        now = self._app.clock()
+        return await self._app.run_on(
+            CommandExecutor(self.repository),
+            drill_id,
+            lambda state: d.decide_schedule(
+                state,
+                scenario,
+                scenario_id,
+                at,
+                recurrence,
+                frozenset(matrix.rows),
+                scenarios_version=version,
+                now=now,
+            ),
+            now=now,
+            command_id=command_id,
+            actor=actor,
+        )
+
+    async def run_now(
+        self,
+        drill_id: str,
+        scenario_id: str,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.Drill, d.Incident, int]:
+        """Schedules a one-off drill at now and runs it: returns the drill, its incident and the
+        sequence of the run's append."""
+        now = self._app.clock()
+        await self.schedule(
+            drill_id,
+            scenario_id,
+            now,
+            d.Recurrence.ONCE,
+            command_id=f"{command_id}-schedule",
+            actor=actor,
+            caller=caller,
+            permission=RUN_DRILL,
+        )
+        sequence = await self.start_run(drill_id, command_id=command_id, actor=actor, now=now)
+        drill, _ = await self.get(drill_id)
+        incident, _ = await self._app.get(d.run_of(drill).incident_id)
+        return drill, incident, sequence
+
+    async def start_run(
+        self, drill_id: str, *, command_id: str, actor: str, now: datetime | None = None
+    ) -> int:
+        """Runs the drill's due run: declares its drill incident (id derived from the run, so a
+        retry or a second replica declares it once), then records the run; returns the
+        sequence of the run's record (0: nothing was due)."""
+        now = now or self._app.clock()
+        state = (await self.repository.load(drill_id, refresh=True)).state
+        run = d.due_run(state, now)
+        if run is None or state.scenario is None:
+            return 0
+        scenario = state.scenario
+        declared, error = True, ""
+        try:
+            await self._app.execute(
+                state.run_id(run),
+                d.DeclareIncident(
+                    incident_id=state.run_id(run),
+                    type=scenario.incident_type,
+                    title=f"Drill: {scenario.title}"[: d.MAX_TITLE],
+                    description=scenario.description,
+                    source=d.Source.MANUAL,
+                    factors=scenario.factors,
+                    drill=True,
+                ),
+                command_id=f"{command_id}-declare",
+                actor=actor,
+            )
+        except d.IncidentAlreadyExists:
+            pass  # declared by an earlier attempt of this run; record it
+        except d.InvalidCommand as exc:
+            declared, error = False, str(exc)
+            log.error("drill run refused", extra={"drill": drill_id, "run": run, "error": error})
+        result = await self._app.run_on(
+            CommandExecutor(self.repository),
+            drill_id,
+            lambda current: d.decide_run(current, run, now, declared=declared, error=error),
+            now=now,
+            command_id=command_id,
+            actor=actor,
+        )
+        if result.events:
+            DRILL_RUNS.labels(scenario.scenario_id, "started" if declared else "failed").inc()
+            log.info(
+                "drill run",
+                extra={"drill": drill_id, "run": run, "scenario": scenario.scenario_id},
+            )
+        return result.sequence
+
+    async def cancel(
+        self,
+        drill_id: str,
+        reason: str,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> CommandResult[d.Drill]:
+        """Cancels a scheduled drill: no further runs (a running drill incident stays open)."""
+        state, _ = await self.get(drill_id)
+        if state.scenario is not None:
+            await self._authorize(caller, state.scenario.incident_type, CANCEL_DRILL)
+        return await self._app.run_on(
+            CommandExecutor(self.repository),
+            drill_id,
+            lambda current: d.decide_cancel(current, reason),
+            now=self._app.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+
+    async def record_figure(
+        self,
+        drill_id: str,
+        incident_id: str,
+        kind: d.TargetKind | None,
+        value: float,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Drill]:
+        """Records a figure measured outside the platform (reputation recovery) for a run."""
+        await self.get(drill_id)
+        return await self._app.run_on(
+            CommandExecutor(self.repository),
+            drill_id,
+            lambda current: d.decide_figure(current, incident_id, kind, value),
+            now=self._app.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+
+    async def report(self, drill_id: str, incident_id: str = "") -> d.DrillReport:
+        """Returns a run's report (default: the latest run that declared an incident)."""
+        drill, _ = await self.get(drill_id)
+        run = d.run_of(drill, incident_id)
+        incident, _ = await self._app.get(run.incident_id)
+        return d.report(drill, incident, run, self._app.clock())

@@ -49,6 +49,10 @@ STATUS = t.IncidentStatus.DESCRIPTOR
 SOURCE = t.IncidentSource.DESCRIPTOR
 ENGAGEMENT = t.Engagement.DESCRIPTOR
 CONTACT = t.ContactKind.DESCRIPTOR
+TARGET_KIND = t.DrillTargetKind.DESCRIPTOR
+RECURRENCE = t.DrillRecurrence.DESCRIPTOR
+DRILL_STATUS = pb.DrillStatus.DESCRIPTOR
+OUTCOME = pb.DrillOutcome.DESCRIPTOR
 
 
 def _enum(number: int, descriptor: Any, domain_type: type[E]) -> E | None:
@@ -345,6 +349,202 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         await context.send_initial_metadata(())
         async for alert in alerts:
             yield alert_to_proto(alert)
+
+    # ------------------------------------------------------------------- drills
+
+    async def ScheduleDrill(
+        self, request: pb.ScheduleDrillRequest, context: Any
+    ) -> pb.ScheduleDrillResponse:
+        result = await self._app.drills.schedule(
+            derived_id("D"),
+            request.scenario_id,
+            timestamp_field(request, "at"),
+            _enum(request.recurrence, RECURRENCE, d.Recurrence),
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        return pb.ScheduleDrillResponse(
+            drill=drill_to_proto(result.state, result.sequence), sequence=result.sequence
+        )
+
+    async def RunDrill(self, request: pb.RunDrillRequest, context: Any) -> pb.RunDrillResponse:
+        drill, incident, sequence = await self._app.drills.run_now(
+            derived_id("D"),
+            request.scenario_id,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        return pb.RunDrillResponse(
+            drill=drill_to_proto(drill, sequence),
+            incident=incident_to_proto(incident, 0),
+            sequence=sequence,
+        )
+
+    async def CancelDrill(
+        self, request: pb.CancelDrillRequest, context: Any
+    ) -> pb.CancelDrillResponse:
+        result = await self._app.drills.cancel(
+            _drill_id(request.drill_id),
+            request.reason,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        return pb.CancelDrillResponse(
+            drill=drill_to_proto(result.state, result.sequence), sequence=result.sequence
+        )
+
+    async def RecordDrillFigure(
+        self, request: pb.RecordDrillFigureRequest, context: Any
+    ) -> pb.RecordDrillFigureResponse:
+        if request.incident_id:
+            _incident_id(request.incident_id)
+        result = await self._app.drills.record_figure(
+            _drill_id(request.drill_id),
+            request.incident_id,
+            _enum(request.kind, TARGET_KIND, d.TargetKind),
+            request.value,
+            command_id=command_id(),
+            actor=actor(),
+        )
+        return pb.RecordDrillFigureResponse(
+            drill=drill_to_proto(result.state, result.sequence), sequence=result.sequence
+        )
+
+    async def ListDrills(
+        self, request: pb.ListDrillsRequest, context: Any
+    ) -> pb.ListDrillsResponse:
+        size = page_size(request.page_size)
+        before = page_cursor(request.page_token, "ListDrills")
+        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
+            raise DeadlineExceeded(f"drills have not reached {request.min_sequence} yet")
+
+        def query() -> list[Any]:
+            with Session(self._engine) as session:
+                return readmodels.list_drills(
+                    session=session,
+                    include_finished=request.include_finished,
+                    page_size=size + 1,
+                    before_sequence=before,
+                )
+
+        rows = await asyncio.to_thread(query)
+        response = pb.ListDrillsResponse()
+        for row in rows[:size]:
+            item = response.drills.add(
+                drill_id=row.drill_id,
+                scenario_id=row.scenario_id,
+                title=row.title,
+                recurrence=enum_to_proto(d.Recurrence(row.recurrence), RECURRENCE),
+                status=enum_to_proto(d.DrillStatus(row.status), DRILL_STATUS),
+                runs=row.runs,
+                last_incident_id=row.last_incident_id,
+                version=row.version,
+            )
+            _stamp(item, "next_due_at", readmodels.aware(row.next_due_at))
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].scheduled_sequence)
+        return response
+
+    async def GetDrillReport(
+        self, request: pb.GetDrillReportRequest, context: Any
+    ) -> pb.GetDrillReportResponse:
+        if request.incident_id:
+            _incident_id(request.incident_id)
+        report = await self._app.drills.report(_drill_id(request.drill_id), request.incident_id)
+        return report_to_proto(report)
+
+    async def GetDrillScenarios(
+        self, request: pb.GetDrillScenariosRequest, context: Any
+    ) -> pb.GetDrillScenariosResponse:
+        scenarios, version = await self._app.drills.scenarios()
+        response = pb.GetDrillScenariosResponse(version=version)
+        for scenario in scenarios.values():
+            dataclass_to_message(scenario, response.scenarios.add())
+        return response
+
+    async def PutDrillScenarios(
+        self, request: pb.PutDrillScenariosRequest, context: Any
+    ) -> pb.PutDrillScenariosResponse:
+        scenarios = [_scenario_from_proto(s) for s in request.scenarios]
+        stored, version = await self._app.drills.put_scenarios(
+            scenarios, command_id=command_id(), actor=actor()
+        )
+        response = pb.PutDrillScenariosResponse(version=version)
+        for scenario in stored.values():
+            dataclass_to_message(scenario, response.scenarios.add())
+        return response
+
+
+def _drill_id(value: str) -> str:
+    return aggregate_id(value, "drill_id", kind="drill")
+
+
+def _scenario_from_proto(message: t.DrillScenario) -> d.DrillScenario:
+    """Returns the domain scenario; a target's fraction 0 means 1 (the whole target)."""
+    scenario: d.DrillScenario = message_to_dataclass(message, d.DrillScenario)
+    targets = tuple(
+        d.DrillTarget(target.kind, target.target, target.fraction or 1.0)
+        for target in scenario.targets
+    )
+    return d.DrillScenario(
+        scenario.scenario_id,
+        scenario.title,
+        scenario.incident_type,
+        scenario.factors,
+        targets,
+        scenario.description,
+    )
+
+
+def drill_to_proto(drill: d.Drill, version: int) -> pb.Drill:
+    """Returns the API view of a drill."""
+    message = pb.Drill(
+        drill_id=drill.drill_id,
+        recurrence=enum_to_proto(drill.recurrence, RECURRENCE),
+        status=enum_to_proto(drill.status, DRILL_STATUS),
+        cancel_reason=drill.cancel_reason,
+        version=version,
+    )
+    if drill.scenario is not None:
+        dataclass_to_message(drill.scenario, message.scenario)
+    _stamp(message, "next_due_at", drill.next_due_at)
+    for run in drill.runs:
+        dataclass_to_message(run, message.runs.add())
+    return message
+
+
+def report_to_proto(report: d.DrillReport) -> pb.GetDrillReportResponse:
+    """Returns the API view of a drill report."""
+    message = pb.GetDrillReportResponse(
+        drill_id=report.drill_id,
+        scenario_id=report.scenario_id,
+        incident_id=report.incident_id,
+        run=report.run,
+        met=report.met,
+    )
+    _stamp(message, "declared_at", report.declared_at)
+    _stamp(message, "resolved_at", report.resolved_at)
+    for team in report.teams:
+        item = message.teams.add(team_id=team.team_id)
+        _stamp(item, "acknowledged_at", team.acknowledged_at)
+        if team.minutes is not None:
+            item.minutes = team.minutes
+    for target in report.targets:
+        result = message.targets.add(
+            kind=enum_to_proto(target.kind, TARGET_KIND),
+            target=target.target,
+            fraction=target.fraction,
+            bar=target.bar,
+            unit=target.unit,
+            outcome=enum_to_proto(target.outcome, OUTCOME),
+            note=target.note,
+        )
+        if target.achieved is not None:
+            result.achieved = target.achieved
+    return message
 
 
 ALERT_KINDS = {

@@ -22,7 +22,7 @@ from incident import config, domain, grpc_api, readmodels
 from incident.alerts import AlertWatch
 from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
-from incident.projections import IncidentProjection, IncidentTimerProjection
+from incident.projections import DrillProjection, IncidentProjection, IncidentTimerProjection
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
 
@@ -109,7 +109,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
         )
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
-        own: list[Projection] = [IncidentProjection(), IncidentTimerProjection()]
+        own: list[Projection] = [IncidentProjection(), IncidentTimerProjection(), DrillProjection()]
         surge = SurgeProjection(
             threshold=self.settings.surge_threshold,
             window=timedelta(minutes=self.settings.surge_window_minutes),

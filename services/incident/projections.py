@@ -1,4 +1,5 @@
-"""Incident projections: incidents / pages / timeline read models and the escalation timers."""
+"""Incident projections: incidents / pages / timeline read models, the escalation and drill
+timers, and the drills read model."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
 from careops_eventstore.sqlstate import timers
-from careops_eventstore.timers import DueTimer, cancel, schedule
+from careops_eventstore.timers import DueTimer, cancel, cancel_all, schedule
 from sqlalchemy import Connection, Table, insert, update
 
 from incident import domain as d
-from incident.readmodels import incidents, pages, surge_incidents, timeline
+from incident.readmodels import drills, incidents, pages, surge_incidents, timeline
 
 STATUS_AFTER = {
     d.IncidentResolved: d.Status.RESOLVED,
@@ -211,3 +212,72 @@ class IncidentTimerProjection:
                 cancel(connection, response_timer_id(incident_id))
             case d.IncidentResolved() | d.IncidentClosed():
                 connection.execute(timers.delete().where(timers.c.aggregate_id == incident_id))
+            case d.DrillScheduled() | d.DrillRunStarted() | d.DrillRunFailed() | d.DrillCancelled():
+                drill_timers(connection, incident_id, payload)
+
+
+def drill_timer_id(drill_id: str, run: int) -> str:
+    return f"drill.{drill_id}.{run}"
+
+
+def drill_timers(connection: Connection, drill_id: str, payload: Any) -> None:
+    """Keeps a drill's next run in `timers` (one timer per run, so each is fired once)."""
+    match payload:
+        case d.DrillScheduled():
+            due = DueTimer(drill_timer_id(drill_id, 0), drill_id, "drill", payload.due_at, {})
+            schedule(connection, due)
+        case d.DrillRunStarted() | d.DrillRunFailed():
+            cancel(connection, drill_timer_id(drill_id, payload.run))
+            if payload.next_due_at is not None:
+                following = drill_timer_id(drill_id, payload.run + 1)
+                schedule(
+                    connection, DueTimer(following, drill_id, "drill", payload.next_due_at, {})
+                )
+        case d.DrillCancelled():
+            cancel_all(connection, drill_id)
+
+
+class DrillProjection:
+    """Maintains `drills`: every drill with its status, next run and latest incident."""
+
+    name = "drills"
+    tables: tuple[Table, ...] = (drills,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        payload = event.event
+        drill_id = event.envelope.aggregate_id
+        match payload:
+            case d.DrillScheduled():
+                connection.execute(
+                    insert(drills).values(
+                        drill_id=drill_id,
+                        scheduled_sequence=position,
+                        scenario_id=payload.scenario.scenario_id,
+                        title=payload.scenario.title[:200],
+                        recurrence=payload.recurrence.value,
+                        status=d.DrillStatus.SCHEDULED.value,
+                        next_due_at=payload.due_at,
+                        runs=0,
+                        last_incident_id="",
+                        version=position,
+                    )
+                )
+                return
+            case d.DrillRunStarted() | d.DrillRunFailed():
+                status = d.DrillStatus.SCHEDULED if payload.next_due_at else d.DrillStatus.DONE
+                changes: dict[str, Any] = {
+                    "status": status.value,
+                    "next_due_at": payload.next_due_at,
+                    "runs": payload.run + 1,
+                }
+                if isinstance(payload, d.DrillRunStarted):
+                    changes["last_incident_id"] = payload.incident_id
+            case d.DrillCancelled():
+                changes = {"status": d.DrillStatus.CANCELLED.value, "next_due_at": None}
+            case d.DrillFigureRecorded():
+                changes = {}
+            case _:
+                return
+        connection.execute(
+            update(drills).where(drills.c.drill_id == drill_id).values(**changes, version=position)
+        )

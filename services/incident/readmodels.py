@@ -1,4 +1,4 @@
-"""Incident read models: incidents, pages, timeline entries and complaint-surge bookkeeping."""
+"""Incident read models: incidents, pages, timeline entries, complaint-surge bookkeeping, drills."""
 
 from __future__ import annotations
 
@@ -99,6 +99,23 @@ surge_incidents = Table(
 )
 
 
+drills = Table(
+    "drills",
+    metadata,
+    Column("drill_id", String(64), primary_key=True),
+    Column("scheduled_sequence", BigInteger, nullable=False, unique=True),
+    Column("scenario_id", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("recurrence", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("next_due_at", DateTime(timezone=True)),
+    Column("runs", Integer, nullable=False),
+    Column("last_incident_id", String(64), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Index("ix_drills_status", "status"),
+)
+
+
 @dataclass(frozen=True)
 class IncidentFilter:
     status: str | None = None
@@ -176,3 +193,16 @@ class WaitingPagesAsOf:
         with Session(self._engine) as session, session.begin():
             position = read_checkpoint(session, self._checkpoint)
             return position, waiting_pages(session=session, team_id=team_id)
+
+
+def list_drills(
+    *, session: Session, include_finished: bool, page_size: int, before_sequence: int = 0
+) -> list[Any]:
+    """Returns drills newest first, older than the cursor; by default only scheduled ones."""
+    query = select(drills)
+    if not include_finished:
+        query = query.where(drills.c.status == "scheduled")
+    if before_sequence:
+        query = query.where(drills.c.scheduled_sequence < before_sequence)
+    query = query.order_by(drills.c.scheduled_sequence.desc()).limit(page_size)
+    return list(session.execute(query))

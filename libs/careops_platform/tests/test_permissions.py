@@ -65,8 +65,9 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # 49 + compensation (issue 12 item 3: grant, approve, reject, list) + survey templates
     # (item 6: put, get, list versions) + the agent directory (item 5: put, get, list,
     # availability) + the conversation (item 1: get conversation, put, list, delete macro)
-    # + policies as data (issue 13: quality teams put, get, list versions)
-    assert len(METHODS) == 69
+    # + policies as data (issue 13: quality teams put, get, list versions) + drills (issue 13
+    # item 5: schedule, run, cancel, list, report, record figure, get and put scenarios)
+    assert len(METHODS) == 77
 
 
 def test_every_permission_name_is_distinct() -> None:
@@ -223,7 +224,10 @@ def spoil_unknown_key(data: dict[str, Any]) -> None:
         ),
         (spoil_unknown_rpc, r"services\[0\]\.rpcs\[\d+\]\.rpc: TicketingService has no RPC 'Drop"),
         (spoil_rpc_twice, r"services\[1\]\.rpcs\[9\]\.rpc: RegisterCustomer listed 2 times"),
-        (spoil_missing_rpc, r"services\[2\]\.rpcs: GetTeam missing \(every RPC needs a rule\)"),
+        (
+            spoil_missing_rpc,
+            r"services\[2\]\.rpcs: PutDrillScenarios missing \(every RPC needs a rule\)",
+        ),
         (spoil_unknown_service, r"services\[0\]\.service: unknown service 'careops.ticketing"),
         (
             spoil_missing_service,

@@ -7,8 +7,8 @@ paged team's escalation chain pages its on-call, then the next step, until someo
 Modules by job: `values` (levels, statuses, kinds), `errors`, `risk` (the risk model), `oncall`
 (teams and rotation maths), `matrix`, `events`, `commands`, `incident` (state and evolve),
 `decide` (the incident's decisions), `directory` (the team and matrix aggregates), `access` (who
-may acknowledge a page). Every name is re-exported here, so `from incident import domain;
-domain.X` keeps working.
+may acknowledge a page), `drills` (drill scenarios, scheduled drills, drill reports). Every
+name is re-exported here, so `from incident import domain; domain.X` keeps working.
 """
 
 from __future__ import annotations
@@ -78,6 +78,108 @@ from incident.domain.directory import (
 )
 from incident.domain.directory import (
     evolve_team as evolve_team,
+)
+from incident.domain.drills import (
+    AT_LEAST as AT_LEAST,
+)
+from incident.domain.drills import (
+    DEFAULT_SCENARIOS as DEFAULT_SCENARIOS,
+)
+from incident.domain.drills import (
+    RECORDED as RECORDED,
+)
+from incident.domain.drills import (
+    Drill as Drill,
+)
+from incident.domain.drills import (
+    DrillCancelled as DrillCancelled,
+)
+from incident.domain.drills import (
+    DrillEvent as DrillEvent,
+)
+from incident.domain.drills import (
+    DrillFigureRecorded as DrillFigureRecorded,
+)
+from incident.domain.drills import (
+    DrillReport as DrillReport,
+)
+from incident.domain.drills import (
+    DrillRun as DrillRun,
+)
+from incident.domain.drills import (
+    DrillRunFailed as DrillRunFailed,
+)
+from incident.domain.drills import (
+    DrillRunStarted as DrillRunStarted,
+)
+from incident.domain.drills import (
+    DrillScenario as DrillScenario,
+)
+from incident.domain.drills import (
+    DrillScenariosChanged as DrillScenariosChanged,
+)
+from incident.domain.drills import (
+    DrillScheduled as DrillScheduled,
+)
+from incident.domain.drills import (
+    DrillStatus as DrillStatus,
+)
+from incident.domain.drills import (
+    DrillTarget as DrillTarget,
+)
+from incident.domain.drills import (
+    Outcome as Outcome,
+)
+from incident.domain.drills import (
+    Recurrence as Recurrence,
+)
+from incident.domain.drills import (
+    TargetKind as TargetKind,
+)
+from incident.domain.drills import (
+    TargetResult as TargetResult,
+)
+from incident.domain.drills import (
+    TeamResponse as TeamResponse,
+)
+from incident.domain.drills import (
+    decide_cancel as decide_cancel,
+)
+from incident.domain.drills import (
+    decide_figure as decide_figure,
+)
+from incident.domain.drills import (
+    decide_run as decide_run,
+)
+from incident.domain.drills import (
+    decide_scenarios as decide_scenarios,
+)
+from incident.domain.drills import (
+    decide_schedule as decide_schedule,
+)
+from incident.domain.drills import (
+    due_run as due_run,
+)
+from incident.domain.drills import (
+    evolve_drill as evolve_drill,
+)
+from incident.domain.drills import (
+    evolve_scenarios as evolve_scenarios,
+)
+from incident.domain.drills import (
+    initial_drill as initial_drill,
+)
+from incident.domain.drills import (
+    next_due as next_due,
+)
+from incident.domain.drills import (
+    report as report,
+)
+from incident.domain.drills import (
+    run_of as run_of,
+)
+from incident.domain.drills import (
+    validate_scenarios as validate_scenarios,
 )
 from incident.domain.errors import (
     IllegalTransition as IllegalTransition,
