@@ -6,9 +6,11 @@ nothing."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +20,13 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.codec import to_timestamp
 from careops_platform.identity import Principal
+from gateway.tests.conftest import address
 from quality.main import QualityService
 from ticketing.main import TicketingService
 
 from tests.quality_scenario import T0, Clock, stub_of, ticketing_and_quality
 from tests.support import channel_to
+from tests.test_cli_gateway import careops, local_gateway
 from tests.test_quality_kpis import scrape
 
 WANG = Principal("agent-wang", frozenset({"agent"}), "tests")
@@ -174,3 +178,38 @@ async def test_holds_give_the_report_kpis_and_metrics_their_exact_figures(
     assert samples[(before, (("reason", "waiting_customer"),))] == 1
     assert samples[(before, (("reason", "waiting_internal"),))] == 0
     assert samples[("careops_quality_holds_total", (("reason", "waiting_internal"),))] == 1
+
+
+async def test_the_cli_shows_the_report_and_holds_to_supervisors_only(
+    services: tuple[TicketingService, QualityService, Clock],
+) -> None:
+    _ticketing, quality, _clock = services
+    # The gateway signs what it forwards with a key the services trust: their data directory's.
+    data_dir = Path(quality.settings.data_dir)
+    async with local_gateway(data_dir, quality=address(quality)) as gateway:  # type: ignore[arg-type]
+        env = {"CAREOPS_GATEWAY_ADDR": address(gateway)}
+        tokens = {}
+        for role, subject in (("supervisor", "lead-1"), ("agent", "agent-wang")):
+            issued = await careops(
+                "token", "issue", "--role", role, "--subject", subject,
+                "--data-dir", str(data_dir),
+            )  # fmt: skip
+            assert issued.exit_code == 0, issued.output
+            tokens[role] = issued.stdout.strip()
+        lead = {**env, "CAREOPS_TOKEN": tokens["supervisor"]}
+        report = await careops(
+            "kpi", "pauses", "--agent", "agent-wang", "--days", "1", "--json", **lead
+        )
+        table = await careops("kpi", "pauses", "--days", "1", **lead)
+        holds = await careops("kpi", "holds", "--agent", "agent-wang", "--json", **lead)
+        denied = await careops("kpi", "pauses", **env, CAREOPS_TOKEN=tokens["agent"])
+    assert report.exit_code == 0, report.output
+    rows = json.loads(report.stdout)["rows"]
+    assert [(r["reason"], r["holds"], r.get("resolution_paused_seconds", 0.0)) for r in rows] == [
+        ("HOLD_REASON_WAITING_CUSTOMER", "2", 5400.0),
+        ("HOLD_REASON_WAITING_THIRD_PARTY", "1", 0.0),
+    ]
+    assert table.exit_code == 0 and "pauses, last 1 days" in table.stdout, table.output
+    assert holds.exit_code == 0, holds.output
+    assert len(json.loads(holds.stdout)["holds"]) == 3
+    assert denied.exit_code == 1 and "quality.pause_report.read" in denied.stderr, denied.output
