@@ -563,8 +563,11 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         before = page_cursor(request.page_token, "ListHolds")
         period = period_from_proto(request.period, self._app.clock())
         await self._waits.tickets(request.ticketing_min_sequence, "the hold list")
-        rows = await self._read(
-            lambda session: readmodels.list_holds(
+
+        def query(session: Session) -> list[Any]:
+            if ticket_id and readmodels.ticket_facts(session=session, ticket_id=ticket_id) is None:
+                raise domain.TicketUnknown(f"quality knows no ticket {ticket_id}")
+            return readmodels.list_holds(
                 session=session,
                 ticket_id=ticket_id,
                 held_by=agent_id,
@@ -572,7 +575,8 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 page_size=size + 1,
                 before_sequence=before,
             )
-        )
+
+        rows = await self._read(query)
         response = pb.ListHoldsResponse(holds=[hold_to_proto(row) for row in rows[:size]])
         if len(rows) > size:
             response.next_page_token = page_token(rows[size - 1].sequence)

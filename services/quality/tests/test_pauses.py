@@ -335,6 +335,11 @@ async def test_list_holds_refuses_bad_requests_naming_the_field(
     assert [v.field for v in raised.value.violations] == [field]
 
 
+async def test_the_holds_of_an_unknown_ticket_are_not_found(tmp_path: Path) -> None:
+    with pytest.raises(d.TicketUnknown, match="T-nope"):
+        await (await servicer(tmp_path)).ListHolds(pb.ListHoldsRequest(ticket_id="T-nope"), None)
+
+
 async def test_the_pause_report_refuses_an_unknown_enum_and_an_empty_period(tmp_path: Path) -> None:
     api = await servicer(tmp_path)
     with pytest.raises(InvalidArgument, match="filter.channel"):
