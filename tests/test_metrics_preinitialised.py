@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHANNELS = ("phone", "email", "chat", "social", "app", "web", "store")
 PRIORITIES = ("low", "normal", "high", "urgent")
 LEVELS = ("A", "B", "C")
+HOLD_REASONS = ("waiting_customer", "waiting_third_party", "waiting_internal")
 MATRIX = yaml.safe_load((ROOT / "services/incident/matrix_default.yaml").read_text())["types"]
 TYPES = tuple(MATRIX)
 TEAMS = tuple(sorted({team for spec in MATRIX.values() for team in spec["teams"]}))
@@ -100,6 +101,12 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]]] = {
             ("reason",),
             product(("missing_key", "wrong_master_key", "corrupt")),
         ),
+        "careops_quality_holds": (("reason",), product(HOLD_REASONS)),
+        "careops_quality_sla_paused_seconds": (
+            ("reason", "clock"),
+            product(HOLD_REASONS, ("first_response", "resolution")),
+        ),
+        "careops_quality_sla_pauses_before_breach": (("reason",), product(HOLD_REASONS)),
     },
 }
 

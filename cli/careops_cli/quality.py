@@ -1,4 +1,5 @@
-"""`careops survey …`, `careops kpi …`, `careops scorecard`, `careops followups …`: quality."""
+"""`careops survey …`, `careops kpi …` (show, pauses, holds), `careops scorecard`,
+`careops followups …`: quality."""
 
 from __future__ import annotations
 
@@ -159,6 +160,100 @@ def show(
         print_message(response.kpis)
         return
     console.print(_kpi_table(response.kpis, f"KPIs, last {days} days" if days else "KPIs"))
+
+
+PAUSE_COLUMNS = (
+    "agent", "reason", "holds", "open", "tickets", "share", "paused 1st resp (h)",
+    "paused resolution (h)", "before breach",
+)  # fmt: skip
+
+
+def _pause_cells(row: pb.PauseRow) -> list[str]:
+    return [
+        row.agent_id or "all",
+        _name(tt.HoldReason, "HOLD_REASON", row.reason),
+        str(row.holds),
+        str(row.open_holds),
+        f"{row.tickets} of {row.handled_tickets}",
+        f"{row.ticket_share:.1%}",
+        f"{row.first_response_paused_seconds / 3600:.2f}",
+        f"{row.resolution_paused_seconds / 3600:.2f}",
+        str(row.pauses_before_breach),
+    ]
+
+
+@kpi_app.command("pauses")
+def pauses(
+    agent: str = "",
+    team: str = "",
+    channel_name: Annotated[str, typer.Option("--channel", help="e.g. chat")] = "",
+    days: DaysOption = 7,
+    as_json: JsonOption = False,
+) -> None:
+    """Show who put tickets on hold, why, and how long that paused the SLA clocks (per agent and
+    reason, then per reason; docs/kpis.md "Pauses")."""
+    request = pb.GetPauseReportRequest(
+        filter=pb.KpiFilter(
+            agent_id=agent,
+            team=team,
+            channel=_enum(tt.Channel, "CHANNEL", channel_name, "channel"),  # type: ignore[arg-type]
+        ),
+        period=_period(days),
+    )
+    with channel() as opened:
+        response = call(_stub(opened).GetPauseReport, request)
+    if as_json:
+        print_message(response)
+        return
+    title = f"pauses, last {days} days" if days else "pauses"
+    table = Table(*PAUSE_COLUMNS, title=title)
+    for row in [*response.rows, *response.totals]:
+        table.add_row(*_pause_cells(row))
+    console.print(table)
+
+
+@kpi_app.command("holds")
+def holds(
+    ticket_id: Annotated[str, typer.Argument(help="A ticket's holds (or give --agent).")] = "",
+    agent: Annotated[str, typer.Option(help="The holds this agent set.")] = "",
+    days: DaysOption = 7,
+    page_size: int = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List holds, newest first: a ticket's, or those an agent set in the last N days."""
+    request = pb.ListHoldsRequest(ticket_id=ticket_id, agent_id=agent, page_size=page_size)
+    if agent:
+        request.period.CopyFrom(_period(days))
+    with channel() as opened:
+        response = call(_stub(opened).ListHolds, request)
+    if as_json:
+        print_message(response)
+        return
+    table = Table(
+        "ticket", "held by", "reason", "held", "ended", "paused min (1st resp / resolution)",
+        "before breach",
+    )  # fmt: skip
+    for item in response.holds:
+        ended = "still held"
+        if item.ended_by:
+            ended = f"{item.ended_by} {item.ended_at.ToDatetime(tzinfo=UTC):%Y-%m-%d %H:%M}"
+        paused = [
+            f"{c.paused_seconds / 60:.0f}" if c.HasField("paused_seconds") else "?"
+            for c in item.clocks
+        ]
+        before = [_name(tt.SlaClock, "SLA_CLOCK", c.clock) for c in item.clocks if c.before_breach]
+        table.add_row(
+            item.ticket_id,
+            item.held_by,
+            _name(tt.HoldReason, "HOLD_REASON", item.reason),
+            item.held_at.ToDatetime(tzinfo=UTC).isoformat(timespec="minutes"),
+            ended,
+            " / ".join(paused),
+            ", ".join(before) or "-",
+        )
+    console.print(table)
+    if response.next_page_token:
+        console.print("[dim]more holds: narrow the period or raise --page-size[/]")
 
 
 def scorecard(

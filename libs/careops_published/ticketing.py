@@ -1,7 +1,9 @@
 """Ticketing's published events (careops.ticketing.v1), as other contexts read them.
 
 Withheld: what customers and agents wrote (subject, description, reply bodies) and the SLA clock
-snapshots, ticketing's own bookkeeping (other contexts replay the SLA from the timeline)."""
+snapshots, ticketing's own bookkeeping (other contexts replay the SLA from the timeline), except
+on the events that begin and end a hold: pause accountability (issue 13) reads what each hold
+did to each clock from them, by the calendar that decided it."""
 
 from __future__ import annotations
 
@@ -14,9 +16,8 @@ WITHHELD: dict[str, tuple[str, ...]] = {
     # Free text (issue 12): on the log only sealed for the ticket's customer.
     "PriorityChanged": ("reason", "sla", "sealed"),
     "TicketEscalated": ("reason", "sealed"),
-    "TicketHeld": ("note", "sla", "sealed"),
-    "TicketResumed": ("sla",),
-    "TicketResolved": ("resolution", "sla", "sealed"),
+    "TicketHeld": ("note", "sealed"),
+    "TicketResolved": ("resolution", "sealed"),
     "TicketReopened": ("reason", "sla", "sealed"),
     "TicketClosed": ("note", "sla", "sealed"),
 }
@@ -66,19 +67,47 @@ class TicketEscalated:
 
 
 @dataclass(frozen=True)
+class SlaClockSnapshot:
+    """One SLA clock as of a hold event (careops.ticketing.v1.SlaClockSnapshot)."""
+
+    clock: str | None
+    target: timedelta
+    consumed: timedelta
+    running: bool
+    paused: bool
+    warn_at: datetime | None
+    due_at: datetime | None
+    warned: bool
+    breached: bool
+    met: bool
+    stopped_at: datetime | None
+    # On the event ending a hold: the business time this clock stayed paused by it.
+    paused_for: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class SlaSnapshot:
+    clocks: tuple[SlaClockSnapshot, ...] = ()
+
+
+@dataclass(frozen=True)
 class TicketHeld:
     reason: str | None
     clocks_paused: bool
+    # The clocks as the hold began (None when the reason pauses nothing).
+    sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class TicketResumed:
-    """Carries nothing but the (withheld) SLA snapshot."""
+    # The clocks as the hold ended (None when it had paused nothing).
+    sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)
 class TicketResolved:
     first_contact: bool
+    sla: SlaSnapshot | None = None
 
 
 @dataclass(frozen=True)

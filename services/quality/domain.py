@@ -535,3 +535,127 @@ def may_read_scorecard(
     if READS_ANY_SCORECARD & held:
         return True
     return "agent" in held and bool(subject) and not team and agent_id == subject
+
+
+# ----------------------------------------------------------------------------- pauses (issue 13)
+
+# A pause right before a breach (docs/kpis.md "Pauses"): the hold paused a clock that had used at
+# least this share of its target, and not more than all of it, when the hold began.
+BEFORE_BREACH_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class ClockAtHold:
+    """What a hold did to one SLA clock when it began (from the TicketHeld snapshot)."""
+
+    paused: bool
+    # Share of the target used as the hold began; None when the clock has no target.
+    share: float | None
+    before_breach: bool
+
+
+def clock_at_hold(
+    *, target: timedelta, consumed: timedelta, paused: bool, breached: bool
+) -> ClockAtHold:
+    """Returns whether the hold paused the clock, the share of its target it had used and
+    whether the pause began right before a breach: paused with BEFORE_BREACH_SHARE..100 % of
+    the target used and not yet breached."""
+    if target <= timedelta(0):
+        return ClockAtHold(paused, None, False)
+    share = consumed / target
+    before = paused and not breached and BEFORE_BREACH_SHARE <= share <= 1.0
+    return ClockAtHold(paused, share, before)
+
+
+@dataclass(frozen=True)
+class PauseSums:
+    """The holds of one agent (who set them; "" for everyone) and reason in a period."""
+
+    agent_id: str
+    reason: str
+    holds: int = 0
+    # Holds not yet ended: their paused time is not known yet (counted 0).
+    open_holds: int = 0
+    tickets: int = 0
+    first_response_paused_seconds: float = 0.0
+    resolution_paused_seconds: float = 0.0
+    pauses_before_breach: int = 0
+
+
+@dataclass(frozen=True)
+class PauseRow:
+    """A row of the pause report: the sums, and the share of the agent's handled tickets held
+    for the reason (tickets / handled_tickets)."""
+
+    agent_id: str
+    reason: str
+    holds: int
+    open_holds: int
+    tickets: int
+    handled_tickets: int
+    ticket_share: float
+    first_response_paused_seconds: float
+    resolution_paused_seconds: float
+    pauses_before_breach: int
+
+
+@dataclass(frozen=True)
+class PauseReport:
+    rows: tuple[PauseRow, ...] = ()
+    # One per reason (every reason, zeros kept), agent_id "".
+    totals: tuple[PauseRow, ...] = ()
+
+
+def handled_tickets(
+    *,
+    opened: dict[str, int],
+    held: Iterable[tuple[str, str]],
+    counted: set[tuple[str, str]],
+) -> dict[str, int]:
+    """Returns the tickets each agent handled in a period ("" for everyone): those opened in it
+    with the agent as assignee (`opened`, per assignee), plus those the agent held in it
+    (`held`: (agent, ticket)) not among the former (`counted`: (assignee, ticket) pairs of held
+    tickets that `opened` counts)."""
+    by_agent: dict[str, set[str]] = {}
+    for agent, ticket in held:
+        by_agent.setdefault(agent, set()).add(ticket)
+    result = {
+        agent: opened.get(agent, 0) + len({t for t in ticket_ids if (agent, t) not in counted})
+        for agent, ticket_ids in by_agent.items()
+    }
+    counted_ids = {ticket for _agent, ticket in counted}
+    every = set().union(*by_agent.values()) if by_agent else set()
+    result[""] = sum(opened.values()) + len(every - counted_ids)
+    return result
+
+
+def pause_report(
+    *,
+    rows: Iterable[PauseSums],
+    totals: Iterable[PauseSums],
+    handled: dict[str, int],
+    reasons: Sequence[str],
+) -> PauseReport:
+    """Returns the pause report: the rows per agent and reason, then one total per reason."""
+
+    def row(sums: PauseSums) -> PauseRow:
+        whole = max(handled.get(sums.agent_id, 0), sums.tickets)
+        return PauseRow(
+            agent_id=sums.agent_id,
+            reason=sums.reason,
+            holds=sums.holds,
+            open_holds=sums.open_holds,
+            tickets=sums.tickets,
+            handled_tickets=whole,
+            ticket_share=sums.tickets / whole if whole else 0.0,
+            first_response_paused_seconds=sums.first_response_paused_seconds,
+            resolution_paused_seconds=sums.resolution_paused_seconds,
+            pauses_before_breach=sums.pauses_before_breach,
+        )
+
+    found = {sums.reason: sums for sums in totals}
+    every = [*reasons, *sorted(set(found) - set(reasons))]
+    return PauseReport(
+        rows=tuple(row(sums) for sums in rows),
+        totals=tuple(row(found.get(reason, PauseSums("", reason))) for reason in every),
+    )

@@ -27,6 +27,7 @@ from careops_platform.errors import (
 )
 from careops_platform.identity import caller
 from careops_platform.policies import PolicyEndpoints
+from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
@@ -55,6 +56,8 @@ QUESTION_METRIC = types_pb2.QuestionMetric.DESCRIPTOR
 CHANNEL = ticket_types.Channel.DESCRIPTOR
 TYPE = ticket_types.TicketType.DESCRIPTOR
 PRIORITY = ticket_types.Priority.DESCRIPTOR
+HOLD_REASON = ticket_types.HoldReason.DESCRIPTOR
+SLA_CLOCK = ticket_types.SlaClock.DESCRIPTOR
 FOLLOW_UP_STATUS = {
     types_pb2.FOLLOW_UP_STATUS_PENDING: readmodels.FOLLOW_UP_PENDING,
     types_pb2.FOLLOW_UP_STATUS_OVERDUE: readmodels.FOLLOW_UP_OVERDUE,
@@ -248,6 +251,43 @@ def kpis_to_proto(kpis: domain.Kpis, day: datetime | None = None) -> pb.Kpis:
     dataclass_to_message(kpis, message)
     if day is not None:
         message.day.FromDatetime(day)
+    return message
+
+
+def hold_to_proto(row: Any) -> pb.Hold:
+    """Returns a quality_holds row as a Hold."""
+    message = pb.Hold(
+        ticket_id=row.ticket_id,
+        held_by=row.held_by,
+        reason=enum_to_proto(row.reason or None, HOLD_REASON),
+        pausing=row.pausing,
+        ended_by=row.ended_by,
+        agent_id=row.agent_id,
+        channel=enum_to_proto(row.channel or None, CHANNEL),
+        type=enum_to_proto(row.type or None, TYPE),
+        priority=enum_to_proto(row.priority or None, PRIORITY),
+        sequence=row.sequence,
+    )
+    for name in ("held_at", "ended_at"):
+        if (stamp := _stamp(aware(getattr(row, name)))) is not None:
+            getattr(message, name).CopyFrom(stamp)
+    for name in readmodels.PAUSE_CLOCKS:
+        clock = message.clocks.add(
+            clock=enum_to_proto(name, SLA_CLOCK),
+            paused=getattr(row, f"{name}_paused"),
+            before_breach=getattr(row, f"{name}_before_breach"),
+        )
+        share, seconds = getattr(row, f"{name}_share"), getattr(row, f"{name}_paused_seconds")
+        if share is not None:
+            clock.consumed_share = share
+        if seconds is not None:
+            clock.paused_seconds = seconds
+    return message
+
+
+def pause_row_to_proto(row: domain.PauseRow) -> pb.PauseRow:
+    message = pb.PauseRow()
+    dataclass_to_message(row, message)
     return message
 
 
@@ -472,6 +512,8 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             add_emotions(
                 response, readmodels.emotion_counts(session=session, where=where, period=period)
             )
+            report = readmodels.pause_report(session=session, where=where, period=period)
+            response.pauses.extend(pause_row_to_proto(row) for row in report.totals)
             for day in days:
                 bounded = readmodels.Period(day.start, day.end)
                 values = readmodels.kpis(session=session, where=where, period=bounded)
@@ -513,6 +555,62 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                 pb.ScoreComponent(name=c.name, value=c.value, weight=c.weight, present=c.present)
                 for c in components
             ],
+        )
+
+    async def ListHolds(self, request: pb.ListHoldsRequest, context: Any) -> pb.ListHoldsResponse:
+        ticket_id, agent_id = request.ticket_id.strip(), request.agent_id.strip()
+        if bool(ticket_id) == bool(agent_id):
+            raise InvalidArgument(
+                "give ticket_id or agent_id, not both",
+                [FieldViolation("ticket_id", "exactly one of ticket_id and agent_id")],
+            )
+        if ticket_id:
+            ticket_id = _ticket_id(ticket_id)
+            if request.HasField("period"):
+                raise InvalidArgument(
+                    "period goes with agent_id: a ticket's holds are listed whole",
+                    [FieldViolation("period", "only with agent_id")],
+                )
+        elif len(agent_id) > domain.MAX_ID:
+            raise InvalidArgument(
+                f"agent_id must be at most {domain.MAX_ID} characters",
+                [FieldViolation("agent_id", f"at most {domain.MAX_ID} characters")],
+            )
+        size = page_size(request.page_size)
+        before = page_cursor(request.page_token, "ListHolds")
+        period = period_from_proto(request.period, self._app.clock())
+        await self._waits.tickets(request.ticketing_min_sequence, "the hold list")
+
+        def query(session: Session) -> list[Any]:
+            if ticket_id and readmodels.ticket_facts(session=session, ticket_id=ticket_id) is None:
+                raise domain.TicketUnknown(f"quality knows no ticket {ticket_id}")
+            return readmodels.list_holds(
+                session=session,
+                ticket_id=ticket_id,
+                held_by=agent_id,
+                period=period,
+                page_size=size + 1,
+                before_sequence=before,
+            )
+
+        rows = await self._read(query)
+        response = pb.ListHoldsResponse(holds=[hold_to_proto(row) for row in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].sequence)
+        return response
+
+    async def GetPauseReport(
+        self, request: pb.GetPauseReportRequest, context: Any
+    ) -> pb.GetPauseReportResponse:
+        where = self._filter(request.filter)
+        period = period_from_proto(request.period, self._app.clock())
+        await self._waits.tickets(request.ticketing_min_sequence, "the hold read model")
+        report = await self._read(
+            lambda session: readmodels.pause_report(session=session, where=where, period=period)
+        )
+        return pb.GetPauseReportResponse(
+            rows=[pause_row_to_proto(row) for row in report.rows],
+            totals=[pause_row_to_proto(row) for row in report.totals],
         )
 
     async def WhatIf(self, request: pb.WhatIfRequest, context: Any) -> pb.WhatIfResponse:

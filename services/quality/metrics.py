@@ -27,6 +27,8 @@ from quality import domain as d
 from quality.readmodels import (
     FIRST_RESPONSE_BUCKETS,
     FIRST_RESPONSE_LE,
+    HOLD_REASONS,
+    PAUSE_CLOCKS,
     RESOLUTION_BUCKETS,
     RESOLUTION_LE,
     KpiFilter,
@@ -36,6 +38,7 @@ from quality.readmodels import (
     emotion_counts,
     hour_of,
     overdue_follow_ups,
+    pause_totals,
     survey_counts,
     survey_totals,
     ticket_totals,
@@ -169,6 +172,7 @@ class KpiCollector(Collector):
         complaint = _complaint_family(session)
         return [
             complaint,
+            *_pause_families(session),
             *gauges.values(),
             compensations,
             compensation_amount,
@@ -184,6 +188,32 @@ class KpiCollector(Collector):
             first_response,
             resolution,
         ]
+
+
+def _pause_families(session: Session) -> list[Metric]:
+    """All-time holds, paused business time per clock and pauses right before a breach, by hold
+    reason (no agent label: unbounded); every reason has its series from the start."""
+    held = CounterMetricFamily(
+        "careops_quality_holds", "Tickets put on hold, by hold reason.", labels=["reason"]
+    )
+    paused = CounterMetricFamily(
+        "careops_quality_sla_paused_seconds",
+        "Business time holds paused an SLA clock (counted when the hold ends).",
+        labels=["reason", "clock"],
+    )
+    before = CounterMetricFamily(
+        "careops_quality_sla_pauses_before_breach",
+        "Holds that paused an SLA clock right before its breach (docs/kpis.md Pauses).",
+        labels=["reason"],
+    )
+    found = {sums.reason: sums for sums in pause_totals(session=session)}
+    for reason in [*HOLD_REASONS, *sorted(set(found) - set(HOLD_REASONS))]:
+        sums = found.get(reason, d.PauseSums("", reason))
+        held.add_metric([reason], sums.holds)
+        for clock in PAUSE_CLOCKS:
+            paused.add_metric([reason, clock], getattr(sums, f"{clock}_paused_seconds"))
+        before.add_metric([reason], sums.pauses_before_breach)
+    return [held, paused, before]
 
 
 def _emotion_family(session: Session) -> Metric:

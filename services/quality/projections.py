@@ -25,12 +25,14 @@ from quality.readmodels import (
     FOLLOW_UP_NONE,
     FOLLOW_UP_OVERDUE,
     FOLLOW_UP_PENDING,
+    PAUSE_CLOCKS,
     RECOMPLAINT_DAYS,
     RESOLUTION_BUCKETS,
     RESOLUTION_LE,
     compensations,
     complaints,
     customer_emotions,
+    holds,
     hour_of,
     incidents,
     survey_answers,
@@ -48,6 +50,11 @@ def _seconds(start: Any, end: datetime) -> float:
     return (end - begin).total_seconds()
 
 
+def _clocks(sla: tk.SlaSnapshot | None) -> dict[str, tk.SlaClockSnapshot]:
+    """Returns the clocks of an event's SLA snapshot by name (none without one)."""
+    return {clock.clock: clock for clock in sla.clocks if clock.clock} if sla else {}
+
+
 class TicketFactsProjection:
     """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
 
@@ -60,6 +67,7 @@ class TicketFactsProjection:
         compensations,
         customer_emotions,
         complaints,
+        holds,
     )
 
     def __init__(self) -> None:
@@ -107,6 +115,7 @@ class TicketFactsProjection:
         if row is None:
             return
         self._emotion(connection, row._mapping, payload, at, position)
+        self._hold(connection, row, envelope.actor, payload, at, position)
         if row.type == "complaint":
             self._complaint(connection, row, payload, at)
         changes = self._changes(connection, row, payload, at, position)
@@ -198,6 +207,70 @@ class TicketFactsProjection:
                 emotion=emotion,
             )
         )
+
+    @staticmethod
+    def _hold(
+        connection: Connection, row: Any, actor: str, payload: Any, at: datetime, position: int
+    ) -> None:
+        """Records a hold as it begins (who, why, what it did to each clock, the ticket's
+        dimensions) and as it ends (resumed, or resolved while held): how long it paused each
+        clock, in business time, as ticketing's snapshot on the ending event says."""
+        h = holds
+        if isinstance(payload, tk.TicketHeld):
+            values: dict[str, Any] = {
+                "sequence": position,
+                "ticket_id": row.ticket_id,
+                "held_by": actor,
+                "reason": payload.reason or "",
+                "pausing": payload.clocks_paused,
+                "held_at": at,
+                "ended_by": "",
+                "agent_id": row.agent_id or "",
+                "channel": row.channel,
+                "type": row.type,
+                "priority": row.priority,
+            }
+            snapshots = _clocks(payload.sla)
+            for name in PAUSE_CLOCKS:
+                clock = snapshots.get(name)
+                state = (
+                    d.clock_at_hold(
+                        target=clock.target,
+                        consumed=clock.consumed,
+                        paused=clock.paused,
+                        breached=clock.breached,
+                    )
+                    if clock is not None
+                    else d.ClockAtHold(paused=False, share=None, before_breach=False)
+                )
+                values[f"{name}_paused"] = state.paused
+                values[f"{name}_share"] = state.share
+                values[f"{name}_before_breach"] = state.before_breach
+                values[f"{name}_paused_seconds"] = None if state.paused else 0.0
+            connection.execute(insert(h).values(**values))
+            return
+        if not isinstance(payload, tk.TicketResumed | tk.TicketResolved | tk.TicketClosed):
+            return
+        held = connection.execute(
+            select(h)
+            .where(h.c.ticket_id == row.ticket_id, h.c.ended_by == "")
+            .order_by(h.c.sequence.desc())
+            .limit(1)
+        ).first()
+        if held is None:
+            return
+        ended = {tk.TicketResumed: "resumed", tk.TicketResolved: "resolved"}
+        changes: dict[str, Any] = {"ended_at": at, "ended_by": ended.get(type(payload), "closed")}
+        snapshots = _clocks(getattr(payload, "sla", None))
+        for name in PAUSE_CLOCKS:
+            clock = snapshots.get(name)
+            if getattr(held, f"{name}_paused"):
+                # Unset on events before issue 13: the paused time stays unknown (None).
+                spent = clock.paused_for if clock is not None else None
+                changes[f"{name}_paused_seconds"] = (
+                    spent.total_seconds() if spent is not None else None
+                )
+        connection.execute(update(h).where(h.c.sequence == held.sequence).values(**changes))
 
     @staticmethod
     def _complaint_opened(connection: Connection, opened: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
     BigInteger,
@@ -118,6 +119,41 @@ customer_emotions = Table(
     Column("priority", String(20), nullable=False),
     Column("emotion", String(20), nullable=False),
     Index("ix_quality_customer_emotions_at", "at"),
+)
+
+# Pause accountability (issue 13 item 4): one row per hold, keyed by the stream sequence of its
+# TicketHeld; who set it (the event's actor), the reason, the ticket's dimensions at the hold
+# (agent_id: its assignee then), and per SLA clock whether the hold paused it, the share of its
+# target used when the hold began, whether that was right before a breach (domain.before_breach)
+# and the business seconds it stayed paused (set when the hold ends; None while held, and for
+# holds ended before issue 13, whose events do not say). No customer data: agents' ids only.
+holds = Table(
+    "quality_holds",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True),
+    Column("ticket_id", String(64), nullable=False),
+    Column("held_by", String(100), nullable=False),
+    Column("reason", String(30), nullable=False),
+    Column("pausing", Boolean, nullable=False),
+    Column("held_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    # "resumed", "resolved" or "closed"; "" while held.
+    Column("ended_by", String(20), nullable=False),
+    Column("agent_id", String(100), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("first_response_paused", Boolean, nullable=False),
+    Column("first_response_share", Float),
+    Column("first_response_before_breach", Boolean, nullable=False),
+    Column("first_response_paused_seconds", Float),
+    Column("resolution_paused", Boolean, nullable=False),
+    Column("resolution_share", Float),
+    Column("resolution_before_breach", Boolean, nullable=False),
+    Column("resolution_paused_seconds", Float),
+    Index("ix_quality_holds_ticket", "ticket_id", "sequence"),
+    Index("ix_quality_holds_held_by", "held_by", "held_at"),
+    Index("ix_quality_holds_held_at", "held_at"),
 )
 
 timeline = Table(
@@ -743,3 +779,117 @@ def complaint_kpis(*, session: Session, where: KpiFilter, period: Period) -> Com
         recomplaints=int(again),
         recomplaint_ratio=_ratio(again, total),
     )
+
+
+# ----------------------------------------------------------------------------- pauses
+
+# Ticketing's hold reasons as published ("waiting_customer", ...): every reason has a totals row
+# and metric series from the start.
+HOLD_REASONS = tuple(
+    value.name.removeprefix("HOLD_REASON_").lower()
+    for value in ticket_types.HoldReason.DESCRIPTOR.values
+    if value.number
+)
+PAUSE_CLOCKS = ("first_response", "resolution")
+
+
+def list_holds(
+    *,
+    session: Session,
+    ticket_id: str = "",
+    held_by: str = "",
+    period: Period = Period(),
+    page_size: int,
+    before_sequence: int = 0,
+) -> list[Any]:
+    """Returns the holds of a ticket, or those `held_by` set within the period, newest first,
+    before `before_sequence` (0: from the newest)."""
+    h = holds
+    clauses: list[ColumnElement[bool]] = []
+    if ticket_id:
+        clauses.append(h.c.ticket_id == ticket_id)
+    if held_by:
+        clauses.append(h.c.held_by == held_by)
+    clauses += _where(h, KpiFilter(), h.c.held_at, period)
+    if before_sequence:
+        clauses.append(h.c.sequence < before_sequence)
+    query = select(h).where(*clauses).order_by(h.c.sequence.desc()).limit(page_size)
+    return list(session.execute(query))
+
+
+def _hold_clauses(where: KpiFilter, period: Period) -> list[ColumnElement[bool]]:
+    """The filter on holds: the agents who set them (agent_id / team), the ticket's channel,
+    type and priority at the hold, held within the period."""
+    h = holds
+    clauses = _where(h, replace(where, agent_ids=()), h.c.held_at, period)
+    if where.agent_ids:
+        clauses.append(h.c.held_by.in_(where.agent_ids))
+    return clauses
+
+
+def _pause_sums(
+    session: Session, clauses: list[ColumnElement[bool]], by_agent: bool
+) -> list[d.PauseSums]:
+    h = holds
+    agent = h.c.held_by if by_agent else literal("")
+    before = h.c.first_response_before_breach.is_(True) | h.c.resolution_before_breach.is_(True)
+    query = (
+        select(
+            agent.label("agent"),
+            h.c.reason,
+            func.count(),
+            _count_if(h.c.ended_by == ""),
+            func.count(h.c.ticket_id.distinct()),
+            func.coalesce(func.sum(h.c.first_response_paused_seconds), 0.0),
+            func.coalesce(func.sum(h.c.resolution_paused_seconds), 0.0),
+            _count_if(before),
+        )
+        .where(*clauses)
+        .group_by(agent, h.c.reason)
+        .order_by(agent, h.c.reason)
+    )
+    return [
+        d.PauseSums(str(a), reason, int(n), int(held), int(t), float(fr), float(res), int(b))
+        for a, reason, n, held, t, fr, res, b in session.execute(query)
+    ]
+
+
+def pause_report(*, session: Session, where: KpiFilter, period: Period) -> d.PauseReport:
+    """Returns the holds set within the period per agent (who set them) and reason, and per
+    reason: counts, paused business time per clock, pauses right before a breach, and the share
+    of the agent's handled tickets held for the reason (docs/kpis.md "Pauses")."""
+    clauses = _hold_clauses(where, period)
+    h, t = holds, tickets
+    held = [(row.held_by, row.ticket_id) for row in session.execute(
+        select(h.c.held_by, h.c.ticket_id).where(*clauses).distinct()
+    )]  # fmt: skip
+    # Tickets opened in the period under the filter (agent_id: the assignee), per assignee.
+    opened_clauses = _where(t, where, t.c.opened_at, period)
+    opened = {
+        str(agent): int(n)
+        for agent, n in session.execute(
+            select(t.c.agent_id, func.count()).where(*opened_clauses).group_by(t.c.agent_id)
+        )
+    }
+    held_ids = sorted({ticket for _agent, ticket in held})
+    counted: set[tuple[str, str]] = set()
+    for start in range(0, len(held_ids), 500):
+        chunk = held_ids[start : start + 500]
+        counted.update(
+            (str(agent), str(ticket))
+            for ticket, agent in session.execute(
+                select(t.c.ticket_id, t.c.agent_id).where(t.c.ticket_id.in_(chunk), *opened_clauses)
+            )
+        )
+    handled = d.handled_tickets(opened=opened, held=held, counted=counted)
+    return d.pause_report(
+        rows=_pause_sums(session, clauses, by_agent=True),
+        totals=_pause_sums(session, clauses, by_agent=False),
+        handled=handled,
+        reasons=HOLD_REASONS,
+    )
+
+
+def pause_totals(*, session: Session) -> list[d.PauseSums]:
+    """Returns the all-time sums per reason (metrics)."""
+    return _pause_sums(session, [], by_agent=False)

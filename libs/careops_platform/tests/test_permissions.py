@@ -67,7 +67,8 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # availability) + the conversation (item 1: get conversation, put, list, delete macro)
     # + policies as data (issue 13: quality teams put, get, list versions) + drills (issue 13
     # item 5: schedule, run, cancel, list, report, record figure, get and put scenarios)
-    assert len(METHODS) == 77
+    # + pause accountability (issue 13 item 4: list holds, pause report)
+    assert len(METHODS) == 79
 
 
 def test_every_permission_name_is_distinct() -> None:

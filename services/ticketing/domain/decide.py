@@ -359,7 +359,21 @@ def _resume(state: Ticket, command: ResumeTicket, ctx: _Context) -> list[TicketE
     if not any(clock.paused for clock in state.clocks.values()):
         return [TicketResumed()]
     clocks = _pair(state.clocks).resume(ctx.now, ctx.calendar, ctx.warn_ratio)
-    return [TicketResumed(ctx.snapshot(clocks))]
+    return [TicketResumed(_paused_for(state, ctx.snapshot(clocks), ctx))]
+
+
+def _paused_for(state: Ticket, sla: SlaSnapshot, ctx: _Context) -> SlaSnapshot:
+    """Returns the snapshot of the event ending a hold with, on each clock the hold paused, the
+    business time it stayed paused (pause accountability, issue 13); unchanged off hold."""
+    if state.status is not Status.ON_HOLD or state.held_at is None:
+        return sla
+    paused = {name for name, clock in state.clocks.items() if clock.paused}
+    spent = ctx.calendar.business_time_between(state.held_at, ctx.now)
+    return SlaSnapshot(
+        tuple(
+            replace(item, paused_for=spent) if item.clock in paused else item for item in sla.clocks
+        )
+    )
 
 
 def _resolve(state: Ticket, command: ResolveTicket, ctx: _Context) -> list[TicketEvent]:
@@ -369,7 +383,8 @@ def _resolve(state: Ticket, command: ResolveTicket, ctx: _Context) -> list[Ticke
     before = _pair(state.clocks)
     clocks = before.resolve(ctx.now, ctx.calendar)
     first_contact = state.agent_replies <= 1 and state.reopen_count == 0
-    resolved = TicketResolved(command.resolution, first_contact, ctx.snapshot(clocks))
+    sla = _paused_for(state, ctx.snapshot(clocks), ctx)
+    resolved = TicketResolved(command.resolution, first_contact, sla)
     return [*_late_breaches(before, clocks, ctx.calendar), resolved]
 
 

@@ -42,6 +42,8 @@ class SlaClockSnapshot:
     breached: bool = False
     met: bool = False
     stopped_at: datetime | None = None
+    # On the event ending a hold that paused the clock: the business time it stayed paused.
+    paused_for: timedelta | None = None
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,8 @@ class Ticket:
     assignee_id: str = ""
     escalation_level: int = 0
     hold_reason: HoldReason | None = None
+    # When the current hold began (None while not on hold).
+    held_at: datetime | None = None
     reopen_count: int = 0
     agent_replies: int = 0
     customer_replies: int = 0
@@ -166,14 +168,27 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
             return replace(state, escalation_level=event.level)
         case TicketHeld():
             clocks = _clocks_from(event.sla, state, at)
-            return replace(state, status=Status.ON_HOLD, hold_reason=event.reason, clocks=clocks)
+            return replace(
+                state, status=Status.ON_HOLD, hold_reason=event.reason, held_at=at, clocks=clocks
+            )
         case TicketResumed():
             clocks = _clocks_from(event.sla, state, at)
-            return replace(state, status=_resting_status(state), hold_reason=None, clocks=clocks)
+            return replace(
+                state,
+                status=_resting_status(state),
+                hold_reason=None,
+                held_at=None,
+                clocks=clocks,
+            )
         case TicketResolved():
             clocks = _clocks_from(event.sla, state, at)
             return replace(
-                state, status=Status.RESOLVED, hold_reason=None, resolved_at=at, clocks=clocks
+                state,
+                status=Status.RESOLVED,
+                hold_reason=None,
+                held_at=None,
+                resolved_at=at,
+                clocks=clocks,
             )
         case TicketReopened():
             return replace(

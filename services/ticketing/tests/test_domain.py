@@ -351,3 +351,36 @@ def test_an_agent_reply_after_an_unanswered_resolution_is_no_first_response() ->
         d.ReplyAdded(d.Author.AGENT, "a1", "glad", channel=d.Channel.CHAT)
     ]  # no SLA snapshot, no breach
     assert state.first_responded_at is None and state.agent_replies == 1
+
+
+def test_the_event_ending_a_pause_says_how_long_each_clock_stayed_paused() -> None:
+    state, _ = run(
+        opened(), d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0 + timedelta(seconds=20)
+    )
+    assert state.held_at == T0 + timedelta(seconds=20)
+    state, events = run(state, d.ResumeTicket(), T0 + timedelta(seconds=65))
+    [resumed] = events
+    assert isinstance(resumed, d.TicketResumed) and resumed.sla is not None
+    assert {c.clock: c.paused_for for c in resumed.sla.clocks} == {
+        d.SlaClock.FIRST_RESPONSE: timedelta(seconds=45),
+        d.SlaClock.RESOLUTION: timedelta(seconds=45),
+    }
+    assert state.held_at is None
+
+
+def test_a_resolution_while_held_ends_the_pause_and_only_the_paused_clocks_count_it() -> None:
+    state, _ = run(opened(), d.AddReply(d.Author.AGENT, "a-1", "hi"), T0 + timedelta(seconds=5))
+    state, _ = run(state, d.HoldTicket(d.HoldReason.WAITING_CUSTOMER), T0 + timedelta(seconds=10))
+    _, events = run(state, d.ResolveTicket(), T0 + timedelta(seconds=40))
+    resolved = events[-1]
+    assert isinstance(resolved, d.TicketResolved) and resolved.sla is not None
+    assert {c.clock: c.paused_for for c in resolved.sla.clocks} == {
+        d.SlaClock.FIRST_RESPONSE: None,
+        d.SlaClock.RESOLUTION: timedelta(seconds=30),
+    }
+
+
+def test_a_hold_that_paused_nothing_reports_no_paused_time() -> None:
+    state, _ = run(opened(), d.HoldTicket(d.HoldReason.WAITING_INTERNAL), T0)
+    _, events = run(state, d.ResumeTicket(), T0 + timedelta(seconds=30))
+    assert events == [d.TicketResumed()]
