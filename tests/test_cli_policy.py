@@ -12,6 +12,7 @@ from careops.incident.v1 import types_pb2 as it
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from gateway.tests.conftest import address
 from incident.tests.conftest import receivers, running_incident_service, write_config
+
 from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import channel_to, eventually
 from tests.test_cli_gateway import careops, local_gateway

@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from careops.common.v1 import policy_pb2
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
@@ -80,7 +81,8 @@ async def what_if(
     return response
 
 
-async def revisions(stub: Stub) -> list[pb.ListRiskPolicyVersionsResponse]:
+async def revisions(stub: Stub) -> list[policy_pb2.PolicyVersion]:
+    """Every revision of the risk policy, newest first."""
     listed = await stub.ListRiskPolicyVersions(pb.ListRiskPolicyVersionsRequest())
     return list(listed.versions)
 
@@ -181,7 +183,9 @@ async def test_bad_documents_are_located_and_append_nothing(incident_stub: Stub)
     }
     for name, (document, located) in drafts.items():
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await stub.WhatIfIncidents(pb.WhatIfIncidentsRequest(**{name: document}))
+            request = pb.WhatIfIncidentsRequest()
+            setattr(request, name, document)
+            await stub.WhatIfIncidents(request)
         assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert field_violations(refused.value) == [located]
     with pytest.raises(grpc.aio.AioRpcError) as empty:
