@@ -19,11 +19,13 @@ from datetime import datetime, timedelta
 from careops_eventstore.codec import from_timestamp
 from careops_platform.errors import FieldViolation, InvalidArgument
 from careops_platform.policies import PolicyKind
+from careops_platform.requests import aggregate_id
 
 from incident import config
 from incident import domain as d
 from incident.application import CODEC, INCIDENT, MATRIX, MATRIX_ID, STREAM, IncidentApp
 from incident.domain import whatif
+from incident.domain.values import ID_PATTERN
 from incident.readmodels import DeclaredIncident
 
 DEFAULT_PERIOD = timedelta(days=30)
@@ -168,12 +170,19 @@ _ROW = re.compile(r"^rows\[(\d+)\]")
 _CELL = re.compile(r"\.cells\[(\d+)\](\.team_id|\.engagement)?")
 
 
+def _type_path(row: d.MatrixRow) -> str:
+    """`types.<type>`, or `types` for a type that is no id (never echoed)."""
+    return f"types.{row.incident_type}" if ID_PATTERN.fullmatch(row.incident_type) else "types"
+
+
 def _matrix_path(path: str, rows: Sequence[d.MatrixRow]) -> str:
     """Returns a domain matrix violation's path in the YAML (`types.x.teams.y`)."""
     row_match = _ROW.match(path)
     if not row_match:
         return "types"
     row = rows[int(row_match[1])]
+    if _type_path(row) == "types":
+        return "types"
     located = f"types.{row.incident_type}" + path[row_match.end() :]
     cell_match = _CELL.search(located)
     if cell_match:
@@ -206,6 +215,9 @@ class IncidentWhatIf:
 
     async def _matrix(self, document: str) -> d.Matrix:
         rows = MATRIX_DRAFT.check(document, field_name="matrix_document")
+        for row in rows:  # team ids are subject tokens before any team is loaded
+            for cell in row.cells:
+                aggregate_id(cell.team_id, f"matrix_document.{_type_path(row)}.teams", kind="team")
         known = set()
         for team_id in sorted({cell.team_id for row in rows for cell in row.cells}):
             try:
@@ -233,7 +245,13 @@ class IncidentWhatIf:
     ) -> WhatIfReport:
         """Compares the incidents declared in [since, until) (defaults: the last 30 days)."""
         end = until or self._app.clock()
-        start = since or end - DEFAULT_PERIOD
+        try:
+            start = since or end - DEFAULT_PERIOD
+        except OverflowError:
+            raise InvalidArgument(
+                "until: too early for a default period",
+                [FieldViolation("until", "at least 30 days after year 1, or give since")],
+            ) from None
         if start >= end:
             raise InvalidArgument(
                 "since: must be before until", [FieldViolation("since", "must be before until")]

@@ -3,7 +3,7 @@ history, and the what-if over past incidents; on real NATS with the module's inj
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -191,6 +191,16 @@ async def test_bad_documents_are_located_and_append_nothing(incident_stub: Stub)
     with pytest.raises(grpc.aio.AioRpcError) as empty:
         await stub.WhatIfIncidents(pb.WhatIfIncidentsRequest())
     assert field_violations(empty.value) == ["risk_document"]
+    not_a_token = CUSTOMER_SERVICE_LEADS.replace("brand_pr", "brand.pr")
+    with pytest.raises(grpc.aio.AioRpcError) as token:
+        await stub.WhatIfIncidents(pb.WhatIfIncidentsRequest(matrix_document=not_a_token))
+    assert field_violations(token.value) == ["matrix_document.types.server_crash.teams"]
+    early = pb.WhatIfIncidentsRequest(
+        risk_document=DEFAULT_WEIGHTS, until=to_timestamp(datetime(1, 1, 2, tzinfo=UTC))
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as overflow:
+        await stub.WhatIfIncidents(early)
+    assert field_violations(overflow.value) == ["until"]
 
 
 async def test_a_matrix_draft_that_makes_another_team_red_pages_other_teams(
