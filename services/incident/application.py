@@ -27,7 +27,7 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import NotFound, PermissionDenied
 from careops_platform.identity import Principal
-from careops_platform.policies import PolicyBook, PolicyKind
+from careops_platform.policies import PolicyBook, PolicyKind, PutOutcome
 from careops_platform.requests import AGGREGATE_ID
 from prometheus_client import Counter, Histogram
 
@@ -155,6 +155,22 @@ class IncidentApp(ContextApplication[d.Incident]):
         the settings' model until one is put."""
         current = (await self.risk_book.history()).current
         return self.risk if current is None else self.risk_book.parsed(current)
+
+    async def put_risk_policy(self, document: str, **put: Any) -> PutOutcome[d.RiskModel]:
+        """Puts a risk policy revision (PolicyBook.put's arguments); the next Declare and
+        Reassess of this replica use it, other replicas' within REFRESH_SECONDS."""
+        outcome = await self.risk_book.put(document, **put)
+        if not outcome.unchanged:
+            log.info(
+                "risk policy put",
+                extra={
+                    "revision": outcome.version.revision,
+                    "version": outcome.version.version,
+                    "author": outcome.version.author,
+                    "sequence": outcome.sequence,
+                },
+            )
+        return outcome
 
     async def seed_risk_policy(self) -> None:
         """Puts the settings' risk model as the risk policy's revision 1 if none exists yet."""

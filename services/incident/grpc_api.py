@@ -203,7 +203,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self._alerts = alerts
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
-        self._risk = PolicyEndpoints(app.risk_book)
+        self._risk = PolicyEndpoints(app.risk_book, put=app.put_risk_policy)
         self._what_if = what_if
 
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:

@@ -10,6 +10,7 @@ assessments (incident.domain.whatif) under a draft risk policy and/or a draft ma
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,6 +28,8 @@ from incident.application import CODEC, INCIDENT, MATRIX, MATRIX_ID, STREAM, Inc
 from incident.domain import whatif
 from incident.domain.values import ID_PATTERN
 from incident.readmodels import DeclaredIncident
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PERIOD = timedelta(days=30)
 MAX_WHAT_IF_INCIDENTS = 5_000  # each incident's events are read from the log
@@ -269,13 +272,24 @@ class IncidentWhatIf:
                 return await replay.compare(row.incident_id)
 
         compared = await asyncio.gather(*(one(row) for row in chosen))
-        return WhatIfReport(
+        report = WhatIfReport(
             since=start,
             until=end,
             incidents=[c for c in compared if c is not None],
             drills_excluded=len(declared) - len(chosen),
             draft_risk_version=drafts.risk.version if drafts.risk else "",
         )
+        log.info(
+            "incident what-if",
+            extra={
+                "incidents": len(report.incidents),
+                "changed": report.changed,
+                "drills_excluded": report.drills_excluded,
+                "draft_risk": bool(drafts.risk),
+                "draft_matrix": bool(drafts.matrix),
+            },
+        )
+        return report
 
 
 class _Replay:
