@@ -47,6 +47,8 @@ from careops_platform.local_issuer import LocalIssuer, load_private_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from google.protobuf.descriptor import ServiceDescriptor
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
 from sqlalchemy import Engine, select
@@ -352,6 +354,17 @@ async def read_log(nats_url: str, stream: str, subject: str = "") -> list[Record
         return found
     finally:
         await nc.close()
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    """The fields an INVALID_ARGUMENT names (its google.rpc.BadRequest details), in order."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    fields: list[str] = []
+    for detail in status.details if status else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
 
 
 def event_types(messages: list[RecordedBatch]) -> list[str]:

@@ -27,9 +27,11 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.errors import NotFound, PermissionDenied
 from careops_platform.identity import Principal
+from careops_platform.policies import PolicyBook, PolicyKind, PutOutcome
 from careops_platform.requests import AGGREGATE_ID
 from prometheus_client import Counter, Histogram
 
+from incident import config
 from incident import domain as d
 from incident.config import load_matrix as load_matrix
 from incident.config import load_teams as load_teams
@@ -91,6 +93,10 @@ SCENARIOS: AggregateKind[Mapping[str, d.DrillScenario]] = aggregate_kind(
 )
 SCENARIOS_ID = "default"
 DRILL_TIMER = "drill"
+# The risk policy as versioned data (docs/policies.md, kind `risk`): careops.incident.policy.risk.
+RISK_POLICY = PolicyKind(
+    "risk", config.parse_risk_policy, lambda model: model.version, (config.RiskPolicyError,)
+)
 
 DECLARED = Counter(
     "careops_incidents_declared_total",
@@ -165,9 +171,38 @@ class IncidentApp(ContextApplication[d.Incident]):
         self.incidents = self.repository
         self.teams = AggregateRepository(store, TEAM)
         self.matrix_repository = AggregateRepository(store, MATRIX)
-        self.risk = risk or d.RiskModel()
+        self.risk = risk or d.RiskModel()  # the settings' model: seeds the risk policy
+        self.risk_book = PolicyBook(
+            store, STREAM, registry.INCIDENT.prefix("policy"), RISK_POLICY, clock=clock
+        )
         self._refreshed: dict[str, float] = {}
         self.drills = Drills(self, store)
+
+    async def risk_model(self) -> d.RiskModel:
+        """The risk policy in force (re-read from the log at most every REFRESH_SECONDS);
+        the settings' model until one is put."""
+        current = (await self.risk_book.history()).current
+        return self.risk if current is None else self.risk_book.parsed(current)
+
+    async def put_risk_policy(self, document: str, **put: Any) -> PutOutcome[d.RiskModel]:
+        """Puts a risk policy revision (PolicyBook.put's arguments); the next Declare and
+        Reassess of this replica use it, other replicas' within REFRESH_SECONDS."""
+        outcome = await self.risk_book.put(document, **put)
+        if not outcome.unchanged:
+            log.info(
+                "risk policy put",
+                extra={
+                    "revision": outcome.version.revision,
+                    "version": outcome.version.version,
+                    "author": outcome.version.author,
+                    "sequence": outcome.sequence,
+                },
+            )
+        return outcome
+
+    async def seed_risk_policy(self) -> None:
+        """Puts the settings' risk model as the risk policy's revision 1 if none exists yet."""
+        await self.risk_book.seed(config.risk_document(self.risk))
 
     def _stale(self, key: str) -> bool:
         """True when `key` was last read from the log more than REFRESH_SECONDS ago."""
@@ -223,7 +258,8 @@ class IncidentApp(ContextApplication[d.Incident]):
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
         teams |= await self._teams([team for team in team_ids if team not in teams])
-        ctx = d.Context(now=now, risk=self.risk, matrix=matrix, teams=teams)
+        risk = await self.risk_model()
+        ctx = d.Context(now=now, risk=risk, matrix=matrix, teams=teams)
 
         def decide(state: d.Incident) -> list[d.IncidentEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
@@ -239,7 +275,7 @@ class IncidentApp(ContextApplication[d.Incident]):
             actor=actor,
             causation_id=causation_id,
             policy_versions={
-                "risk_model": self.risk.version,
+                "risk_model": risk.version,
                 "response_matrix": str(matrix.version),
             },
             expect_new=isinstance(command, d.DeclareIncident),

@@ -11,6 +11,7 @@ import math
 from datetime import datetime
 from typing import Annotated, Any
 
+import yaml
 from careops_platform.config_files import (
     Absent,
     ConfigModel,
@@ -22,7 +23,7 @@ from careops_platform.config_files import (
     one_of,
     validate,
 )
-from pydantic import PlainValidator
+from pydantic import Field, PlainValidator
 from pydantic import model_validator as model_check
 
 from incident import domain as d
@@ -205,7 +206,8 @@ class RiskSpec(ConfigModel):
 
     @model_check(mode="after")
     def _levels_in_order(self) -> RiskSpec:
-        """Level A needs at least the index level B needs."""
+        """The weights sum to 1; level A needs at least the index level B needs."""
+        _sums_to_one(self.weights, "weights")
         if self.thresholds[0] < self.thresholds[1]:
             raise FieldError("thresholds", "level A's threshold must not be below level B's")
         return self
@@ -231,3 +233,142 @@ def risk_model(
     exposure) and thresholds (level A, level B); ConfigError naming a bad value otherwise."""
     data = {"version": version, "weights": weights, "thresholds": thresholds}
     return validate(RiskSpec, data, root="risk").to_domain()
+
+
+WEIGHT_SUM_TOLERANCE = 1e-9
+MAX_RESPONSE_MINUTES = 7 * 24 * 60
+
+
+def _sums_to_one(weights: tuple[float, ...], path: str) -> None:
+    """Raises FieldError at `path` unless the weights sum to 1 (the index is then 0..1)."""
+    total = math.fsum(weights)
+    if abs(total - 1) > WEIGHT_SUM_TOLERANCE:
+        raise FieldError(path, f"the four weights must sum to 1, got {total:.10g}")
+
+
+# ----------------------------------------------------------------------------- risk policy
+
+
+class RiskPolicyError(ValueError):
+    """A risk policy document is invalid; the message starts with the offending key."""
+
+
+Minutes = Annotated[int, Field(ge=1, le=MAX_RESPONSE_MINUTES, strict=True)]
+
+
+class RiskWeightsSpec(ConfigModel):
+    """The weight of each normalised factor in the risk index; they sum to 1."""
+
+    scope: Weight
+    business: Weight
+    timeliness: Weight
+    exposure: Weight
+
+
+class LevelThresholdsSpec(ConfigModel):
+    """The index from which an incident is level A, and level B (below B: level C)."""
+
+    a: Weight
+    b: Weight
+
+
+class ResponseMinutesSpec(ConfigModel):
+    """Minutes to the response deadline per level; a higher level is due no later."""
+
+    a: Minutes = 15
+    b: Minutes = 30
+    c: Minutes = 60
+
+
+class RiskPolicyFile(ConfigModel):
+    """The risk policy document (kind `risk`, docs/incidents.md "Risk policy")."""
+
+    version: Text
+    weights: RiskWeightsSpec
+    thresholds: LevelThresholdsSpec
+    response_minutes: ResponseMinutesSpec = ResponseMinutesSpec()
+    scope_saturation_users: Annotated[int, Field(ge=1, le=10**10, strict=True)] = 100_000
+    default_handling_minutes: Annotated[float, Field(gt=0, le=MAX_RESPONSE_MINUTES)] = 60.0
+
+    @model_check(mode="after")
+    def _consistent(self) -> RiskPolicyFile:
+        w = self.weights
+        _sums_to_one((w.scope, w.business, w.timeliness, w.exposure), "weights")
+        if self.thresholds.a <= self.thresholds.b:
+            raise FieldError(
+                ("thresholds", "a"),
+                f"must be above level B's threshold {self.thresholds.b}, got {self.thresholds.a}",
+            )
+        minutes = self.response_minutes
+        if not minutes.a <= minutes.b <= minutes.c:
+            raise FieldError(
+                "response_minutes", "a higher level is due no later: a <= b <= c minutes"
+            )
+        return self
+
+    def to_domain(self) -> d.RiskModel:
+        """Returns the domain risk model."""
+        minutes = self.response_minutes
+        return d.RiskModel(
+            version=self.version,
+            scope_weight=self.weights.scope,
+            business_weight=self.weights.business,
+            timeliness_weight=self.weights.timeliness,
+            exposure_weight=self.weights.exposure,
+            level_a_threshold=self.thresholds.a,
+            level_b_threshold=self.thresholds.b,
+            scope_saturation_users=self.scope_saturation_users,
+            default_handling_minutes=self.default_handling_minutes,
+            response_minutes={d.Level.A: minutes.a, d.Level.B: minutes.b, d.Level.C: minutes.c},
+        )
+
+
+def parse_risk_policy(document: str) -> d.RiskModel:
+    """Returns the risk model of a risk policy YAML document; RiskPolicyError locating the
+    first bad key (`weights: the four weights must sum to 1, got 0.9`) otherwise."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise RiskPolicyError(f"not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RiskPolicyError("must be a mapping with version, weights and thresholds")
+    return validate(RiskPolicyFile, data, error=RiskPolicyError).to_domain()
+
+
+def risk_document(model: d.RiskModel) -> str:
+    """Returns the risk policy YAML document of a risk model (parse_risk_policy's inverse)."""
+    data = {
+        "version": model.version,
+        "weights": {
+            "scope": model.scope_weight,
+            "business": model.business_weight,
+            "timeliness": model.timeliness_weight,
+            "exposure": model.exposure_weight,
+        },
+        "thresholds": {"a": model.level_a_threshold, "b": model.level_b_threshold},
+        "response_minutes": {
+            level.value: int(minutes) for level, minutes in model.response_minutes.items()
+        },
+        "scope_saturation_users": model.scope_saturation_users,
+        "default_handling_minutes": model.default_handling_minutes,
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- matrix drafts
+
+
+class MatrixDraftError(ValueError):
+    """A draft response matrix is invalid; the message starts with the offending key."""
+
+
+def parse_matrix(document: str) -> list[d.MatrixRow]:
+    """Returns the rows of a response matrix YAML document (the matrix file's format);
+    MatrixDraftError locating the first bad key otherwise."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise MatrixDraftError(f"not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise MatrixDraftError("must be a mapping: types: {type: {title, teams: {team: red}}}")
+    return validate(MatrixFile, data, error=MatrixDraftError).to_domain()

@@ -17,6 +17,7 @@ from careops_eventstore.codec import (
     enum_from_proto,
     enum_to_proto,
     message_to_dataclass,
+    to_timestamp,
 )
 from careops_platform.errors import (
     DeadlineExceeded,
@@ -25,6 +26,7 @@ from careops_platform.errors import (
 )
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
+from careops_platform.policies import PolicyEndpoints
 from careops_platform.requests import (
     actor,
     aggregate_id,
@@ -39,6 +41,15 @@ from incident import domain as d
 from incident import readmodels
 from incident.alerts import Alert, AlertKind, AlertWatch
 from incident.application import IncidentApp, incident_of_page
+from incident.domain.whatif import Outcome
+from incident.policies import (
+    Comparison,
+    IncidentWhatIf,
+    MatrixVersion,
+    WhatIfReport,
+    matrix_versions,
+    page_of_versions,
+)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncidentService"].full_name
 R = TypeVar("R")
@@ -189,12 +200,15 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         alerts: AlertWatch,
         wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
+        what_if: IncidentWhatIf | None = None,
     ) -> None:
         self._app = app
         self._engine = engine
         self._alerts = alerts
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
+        self._risk = PolicyEndpoints(app.risk_book, put=app.put_risk_policy)
+        self._what_if = what_if
 
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:
         result = await self._app.execute(
@@ -339,6 +353,48 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def GetTeam(self, request: pb.GetTeamRequest, context: Any) -> pb.GetTeamResponse:
         team, version = await self._app.team(_team_id(request.team_id))
         return pb.GetTeamResponse(team=team_to_proto(team, version))
+
+    async def PutRiskPolicy(
+        self, request: pb.PutRiskPolicyRequest, context: Any
+    ) -> pb.PutRiskPolicyResponse:
+        return await self._risk.put(request, pb.PutRiskPolicyResponse)
+
+    async def GetRiskPolicy(
+        self, request: pb.GetRiskPolicyRequest, context: Any
+    ) -> pb.GetRiskPolicyResponse:
+        return await self._risk.get(request, pb.GetRiskPolicyResponse)
+
+    async def ListRiskPolicyVersions(
+        self, request: pb.ListRiskPolicyVersionsRequest, context: Any
+    ) -> pb.ListRiskPolicyVersionsResponse:
+        return await self._risk.list_versions(request, pb.ListRiskPolicyVersionsResponse)
+
+    async def ListResponseMatrixVersions(
+        self, request: pb.ListResponseMatrixVersionsRequest, context: Any
+    ) -> pb.ListResponseMatrixVersionsResponse:
+        versions = await matrix_versions(self._app)
+        page, next_before = page_of_versions(
+            versions, page_size=request.page_size, before_revision=request.before_revision
+        )
+        current = versions[-1].revision if versions else 0
+        return pb.ListResponseMatrixVersionsResponse(
+            versions=[matrix_version_to_proto(v, current=v.revision == current) for v in page],
+            next_before_revision=next_before,
+        )
+
+    async def WhatIfIncidents(
+        self, request: pb.WhatIfIncidentsRequest, context: Any
+    ) -> pb.WhatIfIncidentsResponse:
+        assert self._what_if is not None, "the servicer is wired with the what-if"
+        drafts = await self._what_if.drafts(request.risk_document, request.matrix_document)
+        since = timestamp_field(request, "since")
+        until = timestamp_field(request, "until")
+        if request.min_sequence and not await self._wait_for(request.min_sequence, self._read_wait):
+            raise DeadlineExceeded(f"incidents have not reached {request.min_sequence} yet")
+        report = await self._what_if.compare(
+            drafts, since=since, until=until, include_drills=request.include_drills
+        )
+        return what_if_to_proto(report)
 
     async def WatchAlerts(
         self, request: pb.WatchAlertsRequest, context: Any
@@ -545,6 +601,72 @@ def report_to_proto(report: d.DrillReport) -> pb.GetDrillReportResponse:
         if target.achieved is not None:
             result.achieved = target.achieved
     return message
+
+
+def matrix_version_to_proto(version: MatrixVersion, *, current: bool) -> pb.ResponseMatrixVersion:
+    """Returns one version of the response matrix."""
+    return pb.ResponseMatrixVersion(
+        matrix=matrix_to_proto(version.matrix),
+        revision=version.revision,
+        author=version.author,
+        put_at=to_timestamp(version.put_at),
+        current=current,
+    )
+
+
+def _teams(outcome: Outcome) -> list[pb.EngagedTeam]:
+    return [
+        pb.EngagedTeam(
+            team_id=team_id, engagement=enum_to_proto(engaged.engagement, ENGAGEMENT), paged=paged
+        )
+        for team_id, engaged in sorted(outcome.teams.items())
+        for paged in (engaged.paged,)
+    ]
+
+
+def comparison_to_proto(comparison: Comparison) -> pb.IncidentWhatIf:
+    """Returns one incident side by side."""
+    actual, draft = comparison.actual, comparison.draft
+    return pb.IncidentWhatIf(
+        incident_id=comparison.incident_id,
+        type=comparison.type,
+        title=comparison.title,
+        drill=comparison.drill,
+        declared_at=to_timestamp(comparison.declared_at),
+        actual_level=enum_to_proto(actual.level, LEVEL),
+        draft_level=enum_to_proto(draft.level, LEVEL),
+        actual_risk_index=actual.risk_index,
+        draft_risk_index=draft.risk_index,
+        actual_teams=_teams(actual),
+        draft_teams=_teams(draft),
+        actual_paged_teams=actual.paged,
+        draft_paged_teams=draft.paged,
+        changed=comparison.changed,
+        risk_version=comparison.risk_version,
+        matrix_version=comparison.matrix_version,
+        type_not_in_draft=not draft.type_in_matrix,
+    )
+
+
+def what_if_to_proto(report: WhatIfReport) -> pb.WhatIfIncidentsResponse:
+    """Returns the comparison with its totals per level and per team."""
+
+    def totals(rows: list[tuple[str, int, int]]) -> list[pb.WhatIfTotal]:
+        return [pb.WhatIfTotal(key=key, actual=a, draft=b) for key, a, b in rows]
+
+    changed = report.changed
+    return pb.WhatIfIncidentsResponse(
+        incidents=[comparison_to_proto(c) for c in report.incidents],
+        levels=totals(report.levels()),
+        teams_engaged=totals(report.teams_engaged()),
+        teams_paged=totals(report.teams_paged()),
+        changes_nothing=changed == 0,
+        incidents_changed=changed,
+        drills_excluded=report.drills_excluded,
+        draft_risk_version=report.draft_risk_version,
+        since=to_timestamp(report.since),
+        until=to_timestamp(report.until),
+    )
 
 
 ALERT_KINDS = {

@@ -22,6 +22,7 @@ from incident import config, domain, grpc_api, readmodels
 from incident.alerts import AlertWatch
 from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
+from incident.policies import IncidentWhatIf
 from incident.projections import DrillProjection, IncidentProjection, IncidentTimerProjection
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
@@ -107,6 +108,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             oncall_file=self.settings.oncall_file or None,
             matrix_file=self.settings.response_matrix_file or None,
         )
+        await app.seed_risk_policy()
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [IncidentProjection(), IncidentTimerProjection(), DrillProjection()]
@@ -154,6 +156,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             alerts,
             partial(self.wait_for, IncidentProjection.name),
             self.settings.read_wait_seconds,
+            what_if=IncidentWhatIf(app, partial(readmodels.declared_in, self.engine)),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from careops_eventstore.projection import read_checkpoint
@@ -149,6 +150,39 @@ def list_incidents(
         query = query.where(incidents.c.declared_sequence < before_sequence)
     query = query.order_by(incidents.c.declared_sequence.desc()).limit(page_size)
     return [(row, int(row[-1])) for row in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class DeclaredIncident:
+    """An incident declared in a what-if's period."""
+
+    incident_id: str
+    drill: bool
+
+
+def declared_between(
+    *, session: Session, since: datetime, until: datetime, limit: int
+) -> list[DeclaredIncident]:
+    """Returns up to `limit` incidents declared in [since, until), drills too, oldest first."""
+    query = (
+        select(incidents.c.incident_id, incidents.c.drill)
+        .where(incidents.c.declared_at >= since, incidents.c.declared_at < until)
+        .order_by(incidents.c.declared_sequence)
+        .limit(limit)
+    )
+    return [DeclaredIncident(row.incident_id, bool(row.drill)) for row in session.execute(query)]
+
+
+async def declared_in(
+    engine: Engine, since: datetime, until: datetime, limit: int
+) -> list[DeclaredIncident]:
+    """`declared_between` in its own session, off the event loop (the what-if's reader)."""
+
+    def read() -> list[DeclaredIncident]:
+        with Session(engine) as session:
+            return declared_between(session=session, since=since, until=until, limit=limit)
+
+    return await asyncio.to_thread(read)
 
 
 def waiting_pages(*, session: Session, team_id: str) -> list[Any]:
