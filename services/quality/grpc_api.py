@@ -26,8 +26,8 @@ from careops_platform.errors import (
     InvalidArgument,
 )
 from careops_platform.identity import caller
-from careops_platform.policies import PolicyEndpoints
 from careops_platform.paging import page_cursor, page_size, page_token
+from careops_platform.policies import PolicyEndpoints
 from careops_platform.requests import actor, aggregate_id, command_id, timestamp_field
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Engine
@@ -602,7 +602,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     async def GetPauseReport(
         self, request: pb.GetPauseReportRequest, context: Any
     ) -> pb.GetPauseReportResponse:
-        where = self._filter(request.filter)
+        where = await self._filter(request.filter)
         period = period_from_proto(request.period, self._app.clock())
         await self._waits.tickets(request.ticketing_min_sequence, "the hold read model")
         report = await self._read(
