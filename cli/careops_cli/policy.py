@@ -25,6 +25,8 @@ import yaml
 from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as it
+from careops.quality.v1 import quality_pb2 as qpb
+from careops.quality.v1 import quality_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 
@@ -78,6 +80,10 @@ def _stamp(value: datetime) -> Timestamp:
 
 def _incidents(opened: grpc.Channel) -> incident_pb2_grpc.IncidentServiceStub:
     return incident_pb2_grpc.IncidentServiceStub(opened)
+
+
+def _quality(opened: grpc.Channel) -> quality_pb2_grpc.QualityServiceStub:
+    return quality_pb2_grpc.QualityServiceStub(opened)
 
 
 def _incident_what_if(field: str) -> Callable[..., Any]:
@@ -243,6 +249,13 @@ KINDS: dict[str, PolicyKindCli] = {
         run_what_if=_incident_what_if("risk_document"),
     ),
     "matrix": MatrixKind(),
+    "teams": DocumentKind(
+        stub=_quality,
+        put_rpc="PutQualityTeams",
+        list_rpc="ListQualityTeamsVersions",
+        put_request=qpb.PutQualityTeamsRequest,
+        list_request=qpb.ListQualityTeamsVersionsRequest,
+    ),
 }
 
 
