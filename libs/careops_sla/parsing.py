@@ -170,7 +170,9 @@ def _selector(kind: str, allowed: tuple[str, ...]) -> PlainValidator:
 def _hold_reason(value: Any) -> str:
     """Returns one of ticketing's hold reasons."""
     if value not in HOLD_REASONS:
-        raise ValueError(f"unknown hold reason {value!r}; expected one of {', '.join(HOLD_REASONS)}")
+        raise ValueError(
+            f"unknown hold reason {value!r}; expected one of {', '.join(HOLD_REASONS)}"
+        )
     return str(value)
 
 
@@ -377,8 +379,20 @@ def parse_policy_text(text: str) -> SlaPolicy:
 
 def default_policy() -> SlaPolicy:
     """Returns the built-in policy (package data `careops_sla/sla_default.yaml`)."""
-    text = importlib.resources.files("careops_sla").joinpath("sla_default.yaml").read_text("utf-8")
-    return parse_policy(yaml.safe_load(text))
+    return parse_policy(yaml.safe_load(policy_text(None)))
+
+
+def policy_text(path: str | None) -> str:
+    """Returns the YAML document of a policy file, or of the default one when `path` is None
+    (the document ticketing seeds its first SLA policy revision with)."""
+    if path is None:
+        resource = importlib.resources.files("careops_sla").joinpath("sla_default.yaml")
+        return resource.read_text("utf-8")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise PolicyError(f"cannot read SLA policy {path}: {exc}") from exc
 
 
 def load_policy(path: str | None) -> SlaPolicy:
