@@ -291,7 +291,7 @@ class PolicySpec(ConfigModel):
     priority_factors: PriorityFactors  # type: ignore[valid-type]
     tier_factors: TierFactors  # type: ignore[valid-type]
     overrides: Annotated[tuple[OverrideSpec, ...], EmptyList] = ()
-    type_resolution: TypeResolution = None  # type: ignore[valid-type]
+    type_resolution: TypeResolution = Field(default_factory=TypeResolution)  # type: ignore[valid-type]
     pausing_hold_reasons: Annotated[tuple[HoldReason, ...], EmptyList] = tuple(
         sorted(DEFAULT_PAUSING_HOLD_REASONS)
     )

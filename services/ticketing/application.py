@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, get_args
 
+import careops_sla
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore
 from careops_eventstore.aggregates import (
@@ -38,7 +39,6 @@ from careops_platform.sealing import (
     sealing_key,
     unless_erased,
 )
-import careops_sla
 from careops_sla import SlaPolicy
 from prometheus_client import Counter
 

@@ -47,9 +47,11 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[TicketingService, Stub,
     nats.start()
     clock = FakeClock(MONDAY_10_CST)
     try:
-        async with running_service(tmp_path / "data", nats.url, clock=clock) as service:
-            async with channel_to(service) as channel:
-                yield service, ticketing_pb2_grpc.TicketingServiceStub(channel), clock
+        async with (
+            running_service(tmp_path / "data", nats.url, clock=clock) as service,
+            channel_to(service) as channel,
+        ):
+            yield service, ticketing_pb2_grpc.TicketingServiceStub(channel), clock
     finally:
         nats.stop()
 
