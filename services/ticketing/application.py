@@ -8,7 +8,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, get_args
 
-import careops_sla
 from careops.ticketing.v1 import events_pb2
 from careops_eventstore import EventStore
 from careops_eventstore.aggregates import (
@@ -31,7 +30,7 @@ from careops_platform.errors import (
     PermissionDenied,
 )
 from careops_platform.identity import Principal
-from careops_platform.policies import PolicyBook, PolicyHistory, PolicyKind, PutOutcome
+from careops_platform.policies import PolicyBook, PolicyHistory, PutOutcome
 from careops_platform.sealing import (
     TextSealer,
     opening,
@@ -40,6 +39,7 @@ from careops_platform.sealing import (
     unless_erased,
 )
 from careops_sla import SlaPolicy
+from careops_sla.versions import SLA_KIND
 from prometheus_client import Counter
 
 from ticketing import domain
@@ -55,12 +55,6 @@ ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
 
 # The SLA policy as versioned data (docs/policies.md): revisions on careops.ticketing.policy.sla.
-SLA = PolicyKind(
-    "sla",
-    lambda text: careops_sla.parse_policy_text(text),
-    lambda policy: policy.version,
-    (careops_sla.PolicyError,),
-)
 POLICY_PREFIX = registry.TICKETING.prefix("policy")
 # Attempts of a command whose ticket moved to another SLA version while it was decided.
 POLICY_ATTEMPTS = 3
@@ -198,7 +192,7 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         # the book's versions: a ticket under the one it was opened (or last applied) under.
         self.policy = policy
         self.sla_book: PolicyBook[SlaPolicy] = PolicyBook(
-            store, STREAM, POLICY_PREFIX, SLA, clock=clock
+            store, STREAM, POLICY_PREFIX, SLA_KIND, clock=clock
         )
         self._sla_history: PolicyHistory | None = None
         self.seed = list(agents)  # the directory's first agents (seed_agents), not consulted later

@@ -19,6 +19,7 @@ from dataclasses import replace
 
 from careops_eventstore.model import RecordedBatch
 from careops_platform import policies
+from careops_sla.versions import KIND_NAME
 from prometheus_client import Counter, Gauge, Histogram
 
 from ticketing import domain
@@ -235,7 +236,7 @@ class SlaPolicyApplier:
     async def handle(self, message: RecordedBatch) -> None:
         for item in policies.CODEC.decode_batch(message.batch):
             put: policies.PolicyVersionPut = item.event
-            if put.kind == "sla" and put.apply_to_open:
+            if put.kind == KIND_NAME and put.apply_to_open:
                 await self._apply(put.revision, item.envelope.event_id, message.sequence)
         self.handled = max(self.handled, message.sequence)
 

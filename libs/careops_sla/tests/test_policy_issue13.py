@@ -43,7 +43,9 @@ def test_a_type_resolution_replaces_the_prioritys_resolution_times_the_tier() ->
         channel="email", priority="urgent", tier="high_value", ticket_type="complaint"
     )
     assert targets.resolution == timedelta(hours=24)  # 48h x 0.5 (high value)
-    fault = typed.targets_for(channel="email", priority="urgent", tier="regular", ticket_type="fault")
+    fault = typed.targets_for(
+        channel="email", priority="urgent", tier="regular", ticket_type="fault"
+    )
     assert fault.resolution == timedelta(hours=4)  # the priority's
     # An override still wins.
     overridden = policy(
@@ -92,8 +94,8 @@ BERLIN = sla.parse_calendar(
 )
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from careops_emotion import Emotion, classify
@@ -457,9 +457,9 @@ def _fire(state: Ticket, command: FireSlaTimer, ctx: _Context) -> list[TicketEve
 
 def _apply_policy(state: Ticket, command: ApplySlaPolicy, ctx: _Context) -> list[TicketEvent]:
     """Moves an active ticket to a newer SLA policy version: each clock not yet stopped is
-    re-derived from its running segments (business time recounted on the new calendar) against
-    the new target; a stopped clock keeps its outcome, a breached one stays breached (and one
-    the new target puts over it is breached now)."""
+    re-derived from its running segments (TicketClocks.rebase: business time recounted on the
+    new calendar) against the new target; a stopped clock keeps its outcome, a breached one
+    stays breached (and one the new target puts over it is breached now)."""
     policy = command.policy
     if state.status not in ACTIVE or state.sla_policy_version == policy.version:
         return []
@@ -471,30 +471,11 @@ def _apply_policy(state: Ticket, command: ApplySlaPolicy, ctx: _Context) -> list
         ticket_type=state.type.value,
     )
     before = _pair(state.clocks)
-    clocks = TicketClocks(
-        rederive(before.first_response, targets.first_response, calendar, policy.warn_ratio),
-        rederive(before.resolution, targets.resolution, calendar, policy.warn_ratio),
-    )
+    clocks = before.rebase(targets, calendar, policy.warn_ratio)
     clocks = clocks.breach_due(ctx.now, calendar)
     applied = _Context(ctx.now, policy, state.channel)
     event = SlaPolicyApplied(policy.version, command.revision, applied.snapshot(clocks))
     return [*_late_breaches(before, clocks, calendar), event]
-
-
-def rederive(clock: Clock, target: timedelta, calendar: Calendar, warn_ratio: float) -> Clock:
-    """Returns `clock` under a new target and calendar: its consumed time recounted from its
-    closed running segments (`history`) on `calendar`, its deadlines recomputed; a stopped
-    clock is returned unchanged."""
-    if clock.stopped_at is not None:
-        return clock
-    consumed = sum(
-        (calendar.business_time_between(start, end) for start, end in clock.history),
-        timedelta(0),
-    )
-    rebased = replace(clock, target=target, consumed=consumed, warn_at=None, due_at=None)
-    if clock.running_since is None:
-        return rebased
-    return rebased.start(clock.running_since, calendar, warn_ratio)
 
 
 _HANDLERS = {
