@@ -65,7 +65,8 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # 49 + compensation (issue 12 item 3: grant, approve, reject, list) + survey templates
     # (item 6: put, get, list versions) + the agent directory (item 5: put, get, list,
     # availability) + the conversation (item 1: get conversation, put, list, delete macro)
-    assert len(METHODS) == 66
+    # + the SLA policy as versioned data (issue 13: put, get, list versions)
+    assert len(METHODS) == 69
 
 
 def test_every_permission_name_is_distinct() -> None:
