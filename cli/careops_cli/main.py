@@ -28,6 +28,7 @@ from careops_cli.conversation import macro_app, macro_values, print_conversation
 from careops_cli.customers import customer_app
 from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
+from careops_cli.policy import policy_app
 from careops_cli.quality import quality_app
 from careops_cli.surveys import template_app
 
@@ -46,6 +47,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(agent_app, name="agent")
 app.add_typer(complaint_app, name="complaint")
+app.add_typer(policy_app, name="policy")  # careops policy <kind> show|edit|put|history|diff
 app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
