@@ -60,7 +60,7 @@ tickets = Table(
     Column("active_since", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False),
     # The SLA policy version the ticket was opened under (what-if replays it as decided).
-    Column("sla_policy_version", String(64), nullable=False, default=""),
+    Column("sla_policy_version", String(64), nullable=False, server_default=""),
     Index("ix_quality_tickets_opened", "opened_at"),
     Index("ix_quality_tickets_agent", "agent_id", "opened_at"),
 )
