@@ -6,9 +6,8 @@ from __future__ import annotations
 from careops.common.v1 import policy_pb2
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.ticketing.v1 import ticketing_pb2 as tpb
-from rich.console import Console
-
 from careops_cli.policy import KINDS, describe, unified_diff, what_if_table
+from rich.console import Console
 
 
 def test_the_sla_kind_names_ticketings_rpcs() -> None:

@@ -17,10 +17,10 @@ from careops.quality.v1 import quality_pb2 as qpb
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from google.protobuf.timestamp_pb2 import Timestamp
-
-from tests.quality_scenario import Clock, quality_service, stub_of
 from ticketing import domain as tk
 from ticketing.application import TicketingApp
+
+from tests.quality_scenario import Clock, quality_service, stub_of
 
 # Monday 2 March 2026, 10:00 in Shanghai: the office calendar (email) is open.
 START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
