@@ -9,9 +9,13 @@ import yaml
 from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as it
+from careops.quality.v1 import quality_pb2 as qpb
+from careops.ticketing.v1 import ticketing_pb2 as tpb
+from careops_cli.policy import KINDS, DocumentKind, what_if_table
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from gateway.tests.conftest import address
 from incident.tests.conftest import receivers, running_incident_service, write_config
+from rich.console import Console
 
 from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import channel_to, eventually
@@ -117,3 +121,46 @@ async def scenario(tmp_path: Path, data_dir: Path, nats_url: str, config: dict[s
         assert "Revision 2" in put and "lead-1" in put
         assert "+      customer_service: red" in await run("matrix", "diff")
         assert "lead-1" in await run("matrix", "history")
+
+
+def test_every_document_kind_names_rpcs_its_service_serves() -> None:
+    for name, kind in KINDS.items():
+        if not isinstance(kind, DocumentKind):
+            continue  # the matrix: its own RPCs (PutResponseMatrix, ListResponseMatrixVersions)
+        service = next(
+            s
+            for module in (tpb, ipb, qpb)
+            for s in module.DESCRIPTOR.services_by_name.values()
+            if kind.put_rpc in s.methods_by_name
+        )
+        for method, request in ((kind.put_rpc, kind.put_request), (kind.list_rpc, kind.list_request)):
+            assert service.methods_by_name[method].input_type.full_name == (
+                request.DESCRIPTOR.full_name
+            ), name
+    assert set(KINDS) == {"sla", "risk", "matrix", "teams"}
+
+
+def test_the_sla_what_if_table_has_the_total_then_each_channel_and_priority() -> None:
+    actual = qpb.SlaOutcome(first_responses=2, first_responses_on_time=2, sla_compliance_ratio=1)
+    draft = qpb.SlaOutcome(
+        policy_version="strict", first_responses=2, first_responses_on_time=1,
+        first_response_breaches=1, sla_compliance_ratio=0.5,
+    )  # fmt: skip
+    response = qpb.WhatIfResponse(
+        actual=actual,
+        alternative=draft,
+        tickets=2,
+        by_channel=[qpb.WhatIfBreakdown(key="chat", tickets=2, actual=actual, alternative=draft)],
+        by_priority=[qpb.WhatIfBreakdown(key="high", tickets=2, actual=actual, alternative=draft)],
+    )
+    console = Console(width=200, record=True)
+    console.print(what_if_table(response))
+    text = console.export_text()
+    assert "strict vs as decided" in text
+    lines = [line for line in text.splitlines() if "2/2" in line]
+    assert [line.split("│")[1].strip() for line in lines] == [
+        "all",
+        "channel chat",
+        "priority high",
+    ]
+    assert "50%" in text and "100%" in text

@@ -27,6 +27,8 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as it
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import quality_pb2_grpc
+from careops.ticketing.v1 import ticketing_pb2 as tpb
+from careops.ticketing.v1 import ticketing_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 
@@ -59,8 +61,16 @@ class PolicyKindCli(Protocol):
     def history(self, opened: grpc.Channel) -> list[Revision]:
         """Every revision, oldest first."""
 
-    def put(self, opened: grpc.Channel, document: str, reason: str, expected: int) -> Revision:
-        """Puts a document edited from revision `expected`; returns the revision in force."""
+    def put(
+        self,
+        opened: grpc.Channel,
+        document: str,
+        reason: str,
+        expected: int,
+        apply_to_open: bool = False,
+    ) -> Revision:
+        """Puts a document edited from revision `expected` (also to open work with
+        `apply_to_open`, where the kind has any); returns the revision in force."""
 
     def what_if(
         self, opened: grpc.Channel, draft: str, since: datetime, until: datetime | None
@@ -84,6 +94,14 @@ def _incidents(opened: grpc.Channel) -> incident_pb2_grpc.IncidentServiceStub:
 
 def _quality(opened: grpc.Channel) -> quality_pb2_grpc.QualityServiceStub:
     return quality_pb2_grpc.QualityServiceStub(opened)
+
+
+def _sla_what_if(opened: grpc.Channel, draft: str, since: datetime, until: datetime | None) -> Any:
+    """Quality's what-if: the period's tickets replayed under the draft SLA policy."""
+    period = qpb.Period(start=_stamp(since))
+    if until is not None:
+        period.end.CopyFrom(_stamp(until))
+    return call(_quality(opened).WhatIf, qpb.WhatIfRequest(period=period, policy_yaml=draft))
 
 
 def _incident_what_if(field: str) -> Callable[..., Any]:
@@ -135,8 +153,20 @@ class DocumentKind:
             if not before:
                 return list(reversed(found))
 
-    def put(self, opened: grpc.Channel, document: str, reason: str, expected: int) -> Revision:
-        request = self.put_request(document=document, reason=reason, expected_revision=expected)
+    def put(
+        self,
+        opened: grpc.Channel,
+        document: str,
+        reason: str,
+        expected: int,
+        apply_to_open: bool = False,
+    ) -> Revision:
+        request = self.put_request(
+            document=document,
+            reason=reason,
+            expected_revision=expected,
+            apply_to_open=apply_to_open,
+        )
         v = call(getattr(self.stub(opened), self.put_rpc), request).policy
         return Revision(
             v.revision, v.version, v.author, _time(v.put_at), v.reason, v.document, v.current
@@ -221,7 +251,14 @@ class MatrixKind:
             if not before:
                 return list(reversed(found))
 
-    def put(self, opened: grpc.Channel, document: str, reason: str, expected: int) -> Revision:
+    def put(
+        self,
+        opened: grpc.Channel,
+        document: str,
+        reason: str,
+        expected: int,
+        apply_to_open: bool = False,
+    ) -> Revision:
         rows = matrix_rows(document)
         current = self.history(opened)
         if expected and current and current[-1].revision != expected:
@@ -240,6 +277,14 @@ class MatrixKind:
 
 
 KINDS: dict[str, PolicyKindCli] = {
+    "sla": DocumentKind(
+        stub=ticketing_pb2_grpc.TicketingServiceStub,
+        put_rpc="PutSlaPolicy",
+        list_rpc="ListSlaPolicyVersions",
+        put_request=tpb.PutSlaPolicyRequest,
+        list_request=tpb.ListSlaPolicyVersionsRequest,
+        run_what_if=_sla_what_if,
+    ),
     "risk": DocumentKind(
         stub=_incidents,
         put_rpc="PutRiskPolicy",
@@ -282,6 +327,51 @@ def edit_in_editor(text: str, suffix: str = ".yaml") -> str:
             report(f"{editor} exited with an error; nothing was put")
             raise typer.Exit(1)
         return path.read_text(encoding="utf-8")
+
+
+def print_sla_what_if(response: qpb.WhatIfResponse) -> None:
+    """Prints the SLA what-if side by side (in total, per channel and per priority), or that
+    the draft changes nothing."""
+    if response.changes_nothing:
+        console.print(
+            f"The draft changes nothing: its {response.tickets} tickets come out exactly as"
+            " they did."
+        )
+        return
+    console.print(what_if_table(response))
+
+
+def what_if_table(response: qpb.WhatIfResponse) -> Table:
+    """The SLA what-if's side-by-side table: in total, then per channel and per priority."""
+    table = Table(
+        "group",
+        "tickets",
+        "on time (actual)",
+        "on time (draft)",
+        "breaches (actual)",
+        "breaches (draft)",
+        "compliance (actual)",
+        "compliance (draft)",
+        title=f"{response.alternative.policy_version} vs as decided",
+    )
+
+    def row(name: str, tickets: int, actual: qpb.SlaOutcome, draft: qpb.SlaOutcome) -> None:
+        table.add_row(
+            name,
+            str(tickets),
+            f"{actual.first_responses_on_time}/{actual.first_responses}",
+            f"{draft.first_responses_on_time}/{draft.first_responses}",
+            str(actual.first_response_breaches + actual.resolution_breaches),
+            str(draft.first_response_breaches + draft.resolution_breaches),
+            f"{actual.sla_compliance_ratio:.0%}",
+            f"{draft.sla_compliance_ratio:.0%}",
+        )
+
+    row("all", response.tickets, response.actual, response.alternative)
+    for label, groups in (("channel", response.by_channel), ("priority", response.by_priority)):
+        for group in groups:
+            row(f"{label} {group.key}", group.tickets, group.actual, group.alternative)
+    return table
 
 
 def print_what_if(response: ipb.WhatIfIncidentsResponse) -> None:
@@ -392,6 +482,12 @@ def kind_app(name: str, kind: PolicyKindCli) -> typer.Typer:
             Path | None,
             typer.Option("--file", help="Put this file instead of opening $EDITOR."),
         ] = None,
+        apply_to_open: Annotated[
+            bool,
+            typer.Option(
+                "--apply-to-open", help="Also re-apply it to open work (sla: open tickets)."
+            ),
+        ] = False,
     ) -> None:
         """Edit the document in force in $EDITOR and put it (refused if it changed meanwhile)."""
         with channel() as opened:
@@ -404,7 +500,7 @@ def kind_app(name: str, kind: PolicyKindCli) -> typer.Typer:
             if edited == current.document:
                 console.print("No change; nothing put.")
                 return
-            put = kind.put(opened, edited, reason, current.revision)
+            put = kind.put(opened, edited, reason, current.revision, apply_to_open)
         if put.revision == current.revision:
             console.print(f"Same data as revision {put.revision}; nothing put.")
             return
@@ -417,7 +513,8 @@ def kind_app(name: str, kind: PolicyKindCli) -> typer.Typer:
         until: Annotated[str, typer.Option("--until", help="ISO 8601 or an age.")] = "",
         as_json: JsonOption = False,
     ) -> None:
-        """Replay the period's incidents under the draft and compare with what happened."""
+        """Replay the period's tickets (sla) or incidents (risk, matrix) under the draft and
+        compare with what happened."""
         with channel() as opened:
             response = kind.what_if(
                 opened,
@@ -427,6 +524,8 @@ def kind_app(name: str, kind: PolicyKindCli) -> typer.Typer:
             )
         if as_json:
             print_message(response)
+        elif isinstance(response, qpb.WhatIfResponse):
+            print_sla_what_if(response)
         else:
             print_what_if(response)
 

@@ -292,12 +292,18 @@ class PolicyBook(Generic[T]):
         return (await self._load(fresh=fresh)).state
 
     async def _load(self, *, fresh: bool = False) -> Loaded[PolicyHistory]:
-        now = time.monotonic()
-        if fresh or self._loaded is None or now - self._read_at >= self._refresh_seconds:
+        if fresh or self._stale():
             async with self._lock:
-                self._loaded = await self._repository.load(self.kind.name, refresh=True)
-                self._read_at = now
+                # Commands that found it stale together wait here: the first re-reads it.
+                if fresh or self._stale():
+                    now = time.monotonic()
+                    self._loaded = await self._repository.load(self.kind.name, refresh=True)
+                    self._read_at = now
+        assert self._loaded is not None
         return self._loaded
+
+    def _stale(self) -> bool:
+        return self._loaded is None or time.monotonic() - self._read_at >= self._refresh_seconds
 
     def cached_current(self) -> tuple[PolicyVersion, T] | None:
         """The revision in force as last read (no I/O), or None before the first read."""

@@ -34,6 +34,8 @@ class TicketOpened:
     product: str
     # The customer's emotion (DOMAIN §4): angry, anxious, neutral, satisfied; None before issue 12.
     emotion: str | None = None
+    # The SLA policy version the ticket is decided under from its opening ("" before issue 13).
+    sla_policy_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,16 @@ class SlaBreached:
     clock: str | None
     due_at: datetime | None
     target: timedelta
+
+
+# Issue 13: a newer SLA policy version applied to an open ticket (its clocks' snapshot withheld).
+WITHHELD["SlaPolicyApplied"] = ("sla",)
+
+
+@dataclass(frozen=True)
+class SlaPolicyApplied:
+    sla_policy_version: str
+    revision: int
 
 
 # Compensation (issue 12 item 3). The reasons are free text about the customer: withheld.

@@ -25,8 +25,11 @@ from careops_sla.calendar import _holidays_for as _holidays_for
 from careops_sla.clock import Clock as Clock
 from careops_sla.clock import TicketClocks as TicketClocks
 from careops_sla.policy import CHANNELS as CHANNELS
+from careops_sla.policy import DEFAULT_PAUSING_HOLD_REASONS as DEFAULT_PAUSING_HOLD_REASONS
 from careops_sla.policy import DEFAULT_WARN_RATIO as DEFAULT_WARN_RATIO
+from careops_sla.policy import HOLD_REASONS as HOLD_REASONS
 from careops_sla.policy import PRIORITIES as PRIORITIES
+from careops_sla.policy import TICKET_TYPES as TICKET_TYPES
 from careops_sla.policy import TIERS as TIERS
 from careops_sla.policy import Override as Override
 from careops_sla.policy import SlaPolicy as SlaPolicy
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from careops_sla.parsing import parse_duration as parse_duration
     from careops_sla.parsing import parse_policy as parse_policy
     from careops_sla.parsing import parse_policy_text as parse_policy_text
+    from careops_sla.parsing import policy_text as policy_text
 
 _PARSING = frozenset(
     {
@@ -48,6 +52,7 @@ _PARSING = frozenset(
         "parse_duration",
         "parse_policy",
         "parse_policy_text",
+        "policy_text",
     }
 )
 

@@ -136,6 +136,21 @@ class Clock:
         halted = replace(self.halt(at, calendar), target=target)
         return halted.start(at, calendar, warn_ratio)
 
+    def rebase(self, target: timedelta, calendar: Calendar, warn_ratio: float) -> Clock:
+        """Returns the clock under another policy version: its consumed time recounted from its
+        closed running segments (`history`) on `calendar`, the new target and deadlines. A
+        stopped clock keeps its outcome; a breached or warned one stays so."""
+        if self.stopped_at is not None:
+            return self
+        consumed = sum(
+            (calendar.business_time_between(start, end) for start, end in self.history),
+            timedelta(0),
+        )
+        rebased = replace(self, target=target, consumed=consumed, warn_at=None, due_at=None)
+        if self.running_since is None:
+            return rebased
+        return rebased.start(self.running_since, calendar, warn_ratio)
+
     def _with_deadlines(self, calendar: Calendar, warn_ratio: float) -> Clock:
         warn_at = None if self.warned else self.reached_at(self.target * warn_ratio, calendar)
         return replace(self, due_at=self.reached_at(self.target, calendar), warn_at=warn_at)
@@ -205,6 +220,13 @@ class TicketClocks:
         return TicketClocks(
             self.first_response.retarget(targets.first_response, at, calendar, warn_ratio),
             self.resolution.retarget(targets.resolution, at, calendar, warn_ratio),
+        )
+
+    def rebase(self, targets: Targets, calendar: Calendar, warn_ratio: float) -> TicketClocks:
+        """A newer policy version applied to the ticket (see Clock.rebase)."""
+        return TicketClocks(
+            self.first_response.rebase(targets.first_response, calendar, warn_ratio),
+            self.resolution.rebase(targets.resolution, calendar, warn_ratio),
         )
 
     def resolve(self, at: datetime, calendar: Calendar) -> TicketClocks:

@@ -22,8 +22,11 @@ from careops_sla.calendar import ALL_DAY, FULL_DAY, WEEKDAYS, BusinessCalendar, 
 from careops_sla.calendar import PolicyError as PolicyError
 from careops_sla.policy import (
     CHANNELS,
+    DEFAULT_PAUSING_HOLD_REASONS,
     DEFAULT_WARN_RATIO,
+    HOLD_REASONS,
     PRIORITIES,
+    TICKET_TYPES,
     TIERS,
     WARN_RATIO_RULE,
     Override,
@@ -164,6 +167,15 @@ def _selector(kind: str, allowed: tuple[str, ...]) -> PlainValidator:
     return PlainValidator(check)
 
 
+def _hold_reason(value: Any) -> str:
+    """Returns one of ticketing's hold reasons."""
+    if value not in HOLD_REASONS:
+        raise ValueError(
+            f"unknown hold reason {value!r}; expected one of {', '.join(HOLD_REASONS)}"
+        )
+    return str(value)
+
+
 Duration = Annotated[timedelta, PlainValidator(_duration)]
 OptionalDuration = Annotated[timedelta | None, PlainValidator(_optional_duration)]
 Factor = Annotated[float, PlainValidator(_factor)]
@@ -259,6 +271,13 @@ Channels = _grid("Channels", CHANNELS, ChannelSpec)
 Resolution = _grid("Resolution", PRIORITIES, Duration)
 PriorityFactors = _grid("PriorityFactors", PRIORITIES, Factor)
 TierFactors = _grid("TierFactors", TIERS, Factor)
+# Any subset of the ticket types, each optional (a type left out keeps the priority's target).
+TypeResolution = create_model(
+    "TypeResolution",
+    __base__=ConfigModel,
+    **{name: (OptionalDuration, None) for name in TICKET_TYPES},  # type: ignore[call-overload]
+)
+HoldReason = Annotated[str, PlainValidator(_hold_reason)]
 
 
 class PolicySpec(ConfigModel):
@@ -272,6 +291,16 @@ class PolicySpec(ConfigModel):
     priority_factors: PriorityFactors  # type: ignore[valid-type]
     tier_factors: TierFactors  # type: ignore[valid-type]
     overrides: Annotated[tuple[OverrideSpec, ...], EmptyList] = ()
+    type_resolution: TypeResolution = Field(default_factory=TypeResolution)  # type: ignore[valid-type]
+    pausing_hold_reasons: Annotated[tuple[HoldReason, ...], EmptyList] = tuple(
+        sorted(DEFAULT_PAUSING_HOLD_REASONS)
+    )
+
+    @field_validator("type_resolution", mode="before")
+    @classmethod
+    def _empty_type_resolution(cls, value: Any) -> Any:
+        """`type_resolution:` with no value (or left out) sets no type's target."""
+        return {} if value is None else value
 
     @field_validator("calendars")
     @classmethod
@@ -307,6 +336,12 @@ class PolicySpec(ConfigModel):
             priority_factors=_cells(self.priority_factors),
             tier_factors=_cells(self.tier_factors),
             overrides=tuple(spec.to_override() for spec in self.overrides),
+            type_resolution={
+                name: target
+                for name, target in _cells(self.type_resolution).items()
+                if target is not None
+            },
+            pausing_hold_reasons=frozenset(self.pausing_hold_reasons),
         )
 
 
@@ -344,8 +379,20 @@ def parse_policy_text(text: str) -> SlaPolicy:
 
 def default_policy() -> SlaPolicy:
     """Returns the built-in policy (package data `careops_sla/sla_default.yaml`)."""
-    text = importlib.resources.files("careops_sla").joinpath("sla_default.yaml").read_text("utf-8")
-    return parse_policy(yaml.safe_load(text))
+    return parse_policy(yaml.safe_load(policy_text(None)))
+
+
+def policy_text(path: str | None) -> str:
+    """Returns the YAML document of a policy file, or of the default one when `path` is None
+    (the document ticketing seeds its first SLA policy revision with)."""
+    if path is None:
+        resource = importlib.resources.files("careops_sla").joinpath("sla_default.yaml")
+        return resource.read_text("utf-8")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise PolicyError(f"cannot read SLA policy {path}: {exc}") from exc
 
 
 def load_policy(path: str | None) -> SlaPolicy:

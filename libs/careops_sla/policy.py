@@ -16,7 +16,12 @@ from careops_sla.calendar import BusinessCalendar, PolicyError
 CHANNELS = ("phone", "email", "chat", "social", "app", "web", "store")
 PRIORITIES = ("low", "normal", "high", "urgent")
 TIERS = ("high_value", "potential", "regular", "low_frequency")
+# Ticketing's ticket types and hold reasons, as a policy document names them.
+TICKET_TYPES = ("consultation", "fault", "complaint", "return")
+HOLD_REASONS = ("waiting_customer", "waiting_third_party", "waiting_internal")
 DEFAULT_WARN_RATIO = 0.8
+# Only waiting for the customer pauses the clocks: the other waits are the company's own time.
+DEFAULT_PAUSING_HOLD_REASONS = frozenset({"waiting_customer"})
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,10 @@ class SlaPolicy:
     """Targets = base (first response per channel, resolution per priority) x factors.
 
     first_response = channels[channel] x priority_factors[priority] x tier_factors[tier];
-    resolution = resolution[priority] x tier_factors[tier]; then `overrides` replace targets
-    field by field: the most specific matching override that sets a target wins (on a tie, the
-    later one in the list).
+    resolution = (type_resolution[ticket_type] if the type has one, else resolution[priority])
+    x tier_factors[tier]; then `overrides` replace targets field by field: the most specific
+    matching override that sets a target wins (on a tie, the later one in the list).
+    `pausing_hold_reasons`: the hold reasons that pause the clocks.
     """
 
     version: str
@@ -73,6 +79,8 @@ class SlaPolicy:
     priority_factors: Mapping[str, float] = field(hash=False)
     tier_factors: Mapping[str, float] = field(hash=False)
     overrides: tuple[Override, ...] = ()
+    type_resolution: Mapping[str, timedelta] = field(default_factory=dict, hash=False)
+    pausing_hold_reasons: frozenset[str] = DEFAULT_PAUSING_HOLD_REASONS
 
     def __post_init__(self) -> None:
         """Validates the tables' keys and calendars and freezes the mappings."""
@@ -88,6 +96,10 @@ class SlaPolicy:
         ):
             if set(table) != set(keys):
                 raise PolicyError(f"{name}: must have exactly {', '.join(keys)}")
+        for ticket_type in self.type_resolution:
+            _known("ticket type", ticket_type, TICKET_TYPES, key="type_resolution")
+        for reason in self.pausing_hold_reasons:
+            _known("hold reason", reason, HOLD_REASONS, key="pausing_hold_reasons")
         for channel, calendar in self.channel_calendar.items():
             if calendar not in self.calendars:
                 raise PolicyError(f"channels.{channel}.calendar: unknown calendar {calendar!r}")
@@ -99,18 +111,24 @@ class SlaPolicy:
             "resolution",
             "priority_factors",
             "tier_factors",
+            "type_resolution",
         ):
             set_(self, name, MappingProxyType(dict(getattr(self, name))))
         set_(self, "overrides", tuple(self.overrides))
+        set_(self, "pausing_hold_reasons", frozenset(self.pausing_hold_reasons))
 
-    def targets_for(self, *, channel: str, priority: str, tier: str) -> SlaTargets:
-        """The first-response and resolution targets (business time) of one grid cell."""
+    def targets_for(
+        self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+    ) -> SlaTargets:
+        """The first-response and resolution targets (business time) of one grid cell; a
+        ticket type with a `type_resolution` target replaces the priority's resolution."""
         _known("channel", channel, CHANNELS)
         _known("priority", priority, PRIORITIES)
         _known("tier", tier, TIERS)
         tier_factor = self.tier_factors[tier]
         first = self.first_response[channel] * self.priority_factors[priority] * tier_factor
-        resolution = self.resolution[priority] * tier_factor
+        base = self.type_resolution.get(ticket_type) or self.resolution[priority]
+        resolution = base * tier_factor
         matching = [o for o in self.overrides if o.matches(channel, priority, tier)]
         for override in sorted(matching, key=lambda o: o.specificity):
             if override.first_response is not None:
@@ -119,16 +137,21 @@ class SlaPolicy:
                 resolution = override.resolution
         return SlaTargets(first_response=first, resolution=resolution)
 
+    def pauses(self, hold_reason: str) -> bool:
+        """True when a hold for `hold_reason` pauses the clocks."""
+        return hold_reason in self.pausing_hold_reasons
+
     def calendar_for(self, *, channel: str) -> BusinessCalendar:
         """The calendar whose business time the channel's SLA clocks count."""
         _known("channel", channel, CHANNELS)
         return self.calendars[self.channel_calendar[channel]]
 
 
-def _known(kind: str, value: str, allowed: tuple[str, ...]) -> None:
+def _known(kind: str, value: str, allowed: tuple[str, ...], *, key: str = "") -> None:
     """Raises PolicyError unless `value` is one of the grid's `allowed` values."""
     if value not in allowed:
-        raise PolicyError(f"unknown {kind} {value!r}; expected one of {', '.join(allowed)}")
+        at = f"{key}: " if key else ""
+        raise PolicyError(f"{at}unknown {kind} {value!r}; expected one of {', '.join(allowed)}")
 
 
 WARN_RATIO_RULE = "must be a number between 0 and 1 (exclusive)"

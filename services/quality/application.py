@@ -76,6 +76,7 @@ TICKETING_CODEC = view_codec(
     tk.TicketReopened,
     tk.TicketClosed,
     tk.SlaBreached,
+    tk.SlaPolicyApplied,
     tk.CompensationGranted,
     tk.CompensationApproved,
     tk.ComplaintStepRecorded,
@@ -270,17 +271,53 @@ class SlaOutcome:
 
 
 @dataclass(frozen=True)
+class WhatIfGroup:
+    """One channel's or priority's tickets, replayed as decided and under the draft."""
+
+    key: str
+    tickets: int
+    actual: SlaOutcome
+    alternative: SlaOutcome
+
+
+@dataclass(frozen=True)
 class WhatIfOutcome:
     actual: SlaOutcome
     alternative: SlaOutcome
     tickets: int
+    by_channel: tuple[WhatIfGroup, ...] = ()
+    by_priority: tuple[WhatIfGroup, ...] = ()
+    # The draft decides every ticket exactly as happened.
+    changes_nothing: bool = True
+
+
+Versions = Callable[[str], careops_sla.SlaPolicy]
+"""An SLA policy version label -> that version (the one in force for "" or an unknown label)."""
 
 
 class WhatIf:
-    """A period's tickets replayed under the SLA policy in force and under an alternative one."""
+    """A period's tickets replayed as they were decided (each under the SLA policy version its
+    events record: ticketing's `sla` revisions, read from its stream through `book`) and under
+    a draft, side by side, in total, per channel and per priority."""
 
-    def __init__(self, policy: careops_sla.SlaPolicy) -> None:
+    def __init__(
+        self,
+        policy: careops_sla.SlaPolicy,
+        book: PolicyBook[careops_sla.SlaPolicy] | None = None,
+    ) -> None:
+        # Tickets whose version the book does not hold (opened before issue 13, or a ticketing
+        # that keeps no revisions) are replayed under this one, quality's configured policy.
         self.policy = policy
+        self.book = book
+
+    async def versions(self) -> Versions:
+        """Returns ticketing's SLA policy versions as of now (re-read from its stream)."""
+        if self.book is None:
+            return lambda _label: self.policy
+        book = self.book
+        history = await book.history(fresh=True)
+        by_label = {version.version: book.parsed(version) for version in history.versions}
+        return lambda label: by_label.get(label, self.policy)
 
     @staticmethod
     def alternative(text: str) -> careops_sla.SlaPolicy:
@@ -316,15 +353,69 @@ class WhatIf:
                 f"the what-if covers more than {MAX_WHAT_IF_TICKETS:,} tickets; narrow it",
                 [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
             )
+        versions = await self.versions()
+        return await asyncio.to_thread(compare_replays, timelines, versions, alternative, as_of)
 
-        def replay() -> WhatIfOutcome:
-            return WhatIfOutcome(
-                actual=sla_outcome(timelines, self.policy, as_of),
-                alternative=sla_outcome(timelines, alternative, as_of),
-                tickets=len(timelines),
+
+def compare_replays(
+    timelines: Timelines,
+    versions: Versions,
+    alternative: careops_sla.SlaPolicy,
+    as_of: datetime,
+) -> WhatIfOutcome:
+    """Replays every ticket as decided and under `alternative`; groups both per channel and
+    per priority."""
+    actual, used = [], set()
+    for row, steps in timelines:
+        opened_under = versions(getattr(row, "sla_policy_version", "") or "")
+        used.add(opened_under.version)
+        used.update(versions(s.value).version for s in steps if s.step is domain.Step.POLICY)
+        actual.append(replay(row, steps, opened_under, as_of, versions))
+    draft = [replay(row, steps, alternative, as_of, None) for row, steps in timelines]
+    label = ", ".join(sorted(used)) or versions("").version
+
+    def groups(key: str) -> tuple[WhatIfGroup, ...]:
+        members: dict[str, list[int]] = {}
+        for index, (row, _steps) in enumerate(timelines):
+            members.setdefault(str(getattr(row, key)), []).append(index)
+        return tuple(
+            WhatIfGroup(
+                key=name,
+                tickets=len(indices),
+                actual=sla_outcome([actual[i] for i in indices], label),
+                alternative=sla_outcome([draft[i] for i in indices], alternative.version),
             )
+            for name, indices in sorted(members.items())
+        )
 
-        return await asyncio.to_thread(replay)
+    return WhatIfOutcome(
+        actual=sla_outcome(actual, label),
+        alternative=sla_outcome(draft, alternative.version),
+        tickets=len(timelines),
+        by_channel=groups("channel"),
+        by_priority=groups("priority"),
+        changes_nothing=actual == draft,
+    )
+
+
+def replay(
+    row: Any,
+    steps: Sequence[domain.TimelineStep],
+    policy: careops_sla.SlaPolicy,
+    as_of: datetime,
+    versions: Versions | None,
+) -> domain.TicketSla:
+    """One ticket's SLA replayed under `policy` (with `versions`: as decided, see replay_sla)."""
+    return domain.replay_sla(
+        channel=row.channel,
+        priority=row.priority,
+        tier=row.tier,
+        ticket_type=getattr(row, "type", "") or "",
+        steps=steps,
+        policy=policy,
+        as_of=as_of,
+        versions=versions,
+    )
 
 
 def what_if_as_of(period_end: datetime | None, now: datetime) -> datetime:
@@ -332,23 +423,12 @@ def what_if_as_of(period_end: datetime | None, now: datetime) -> datetime:
     return min(period_end, now) if period_end else now
 
 
-def sla_outcome(timelines: Timelines, policy: careops_sla.SlaPolicy, as_of: datetime) -> SlaOutcome:
-    """Returns compliance and breach counts of the tickets replayed under `policy`."""
-    replays = [
-        domain.replay_sla(
-            channel=row.channel,
-            priority=row.priority,
-            tier=row.tier,
-            steps=steps,
-            policy=policy,
-            as_of=as_of,
-        )
-        for row, steps in timelines
-    ]
+def sla_outcome(replays: Sequence[domain.TicketSla], policy_version: str) -> SlaOutcome:
+    """Returns compliance and breach counts of replayed tickets."""
     responded = [sla for sla in replays if sla.responded]
     on_time = sum(not sla.first_response_breached for sla in responded)
     return SlaOutcome(
-        policy_version=policy.version,
+        policy_version=policy_version,
         first_responses=len(responded),
         first_responses_on_time=on_time,
         first_response_breaches=sum(sla.first_response_breached for sla in replays),

@@ -8,7 +8,7 @@ under any policy. Other contexts' events are read as their published views (care
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -314,7 +314,11 @@ class Policy(Protocol):
     @property
     def warn_ratio(self) -> float: ...
 
-    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets: ...
+    def pauses(self, hold_reason: str) -> bool: ...
+
+    def targets_for(
+        self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+    ) -> Targets: ...
 
     def calendar_for(self, *, channel: str) -> Calendar: ...
 
@@ -329,13 +333,16 @@ class Step(StrEnum):
     PRIORITY = "priority"
     RESOLVED = "resolved"
     REOPENED = "reopened"
+    # A newer SLA policy version applied to the open ticket (ticketing's SlaPolicyApplied).
+    POLICY = "policy"
 
 
 @dataclass(frozen=True)
 class TimelineStep:
     at: datetime
     step: Step
-    # The priority for OPENED and PRIORITY steps.
+    # The priority for OPENED and PRIORITY steps; the hold reason for PAUSED ("" before issue
+    # 13: a hold that paused the clocks); the version label for POLICY.
     value: str = ""
 
 
@@ -362,18 +369,26 @@ def replay_sla(
     steps: Sequence[TimelineStep],
     policy: Policy,
     as_of: datetime,
+    ticket_type: str = "",
+    versions: Callable[[str], Policy] | None = None,
 ) -> TicketSla:
     """Replays a ticket's SLA clocks under `policy` with the model ticketing decides with
     (`careops_sla.TicketClocks`): business time of the channel's calendar, paused while waiting
-    for the customer, first response stopped by an agent reply (also while paused) or the
-    resolution, resolution restarted by a reopening. A clock is breached when its consumed time
-    exceeded its target: when it stopped, when its breach timer would have fired (checked at
-    every later step), or at `as_of` if still running."""
+    on a hold the policy pauses for, first response stopped by an agent reply (also while
+    paused) or the resolution, resolution restarted by a reopening. A clock is breached when
+    its consumed time exceeded its target: when it stopped, when its breach timer would have
+    fired (checked at every later step), or at `as_of` if still running.
+
+    With `versions` (label -> policy), the ticket is replayed as it was decided: from `policy`
+    (the version it was opened under), moved at each POLICY step to that version (the clocks
+    rebased, as ticketing's SlaPolicyApplied does). Without, POLICY steps change nothing: the
+    whole timeline under `policy` (a draft)."""
     calendar = policy.calendar_for(channel=channel)
-    warn_ratio = policy.warn_ratio
 
     def targets() -> Targets:
-        return policy.targets_for(channel=channel, priority=priority, tier=tier)
+        return policy.targets_for(
+            channel=channel, priority=priority, tier=tier, ticket_type=ticket_type
+        )
 
     clocks: TicketClocks | None = None
     responded = False
@@ -381,7 +396,7 @@ def replay_sla(
         at = item.at
         if item.step is Step.OPENED:
             priority = item.value or priority
-            clocks = TicketClocks.opened(targets(), at, calendar, warn_ratio)
+            clocks = TicketClocks.opened(targets(), at, calendar, policy.warn_ratio)
             continue
         if clocks is None:
             continue
@@ -390,17 +405,22 @@ def replay_sla(
             case Step.AGENT_REPLY if clocks.answers():
                 responded = True
                 clocks = clocks.agent_reply(at, calendar)
-            case Step.PAUSED:
+            case Step.PAUSED if not item.value or policy.pauses(item.value):
                 clocks = clocks.pause(at, calendar)
             case Step.RESUMED:
-                clocks = clocks.resume(at, calendar, warn_ratio)
+                clocks = clocks.resume(at, calendar, policy.warn_ratio)
             case Step.PRIORITY:
                 priority = item.value or priority
-                clocks = clocks.retarget(targets(), at, calendar, warn_ratio)
+                clocks = clocks.retarget(targets(), at, calendar, policy.warn_ratio)
             case Step.RESOLVED:
                 clocks = clocks.resolve(at, calendar)
             case Step.REOPENED:
-                clocks = clocks.reopen(at, calendar, warn_ratio)
+                clocks = clocks.reopen(at, calendar, policy.warn_ratio)
+            case Step.POLICY if versions is not None:
+                policy = versions(item.value)
+                calendar = policy.calendar_for(channel=channel)
+                clocks = clocks.rebase(targets(), calendar, policy.warn_ratio)
+                clocks = clocks.breach_due(at, calendar)
     if clocks is None:
         return TicketSla(False, False, False, False)
     first, resolution = clocks.clocks()

@@ -634,6 +634,15 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         response.alternative.SetInParent()
         dataclass_to_message(outcome.actual, response.actual)
         dataclass_to_message(outcome.alternative, response.alternative)
+        response.changes_nothing = outcome.changes_nothing
+        for groups, field in (
+            (outcome.by_channel, response.by_channel),
+            (outcome.by_priority, response.by_priority),
+        ):
+            for group in groups:
+                entry = field.add(key=group.key, tickets=group.tickets)
+                dataclass_to_message(group.actual, entry.actual)
+                dataclass_to_message(group.alternative, entry.alternative)
         return response
 
 

@@ -15,7 +15,9 @@ from careops_eventstore.projection import Projection
 from careops_platform import keystore, registry
 from careops_platform import service as skeleton
 from careops_platform.db import make_engine
+from careops_platform.policies import PolicyBook
 from careops_platform.settings import ServiceSettings
+from careops_sla.versions import SLA_KIND
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr
 
@@ -143,8 +145,13 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
             ),
             self.settings.read_wait_seconds,
             teams=Teams(app.teams),
-            what_if=WhatIf(self.policy),
+            what_if=WhatIf(self.policy, self.sla_versions(app)),
         )
+
+    def sla_versions(self, app: QualityApp) -> PolicyBook[careops_sla.SlaPolicy]:
+        """Ticketing's SLA policy revisions, read from its stream (quality never puts one)."""
+        ticketing = registry.TICKETING
+        return PolicyBook(app.store, ticketing.spec(), ticketing.prefix("policy"), SLA_KIND)
 
 
 def main() -> None:

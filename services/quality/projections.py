@@ -102,6 +102,8 @@ class TicketFactsProjection:
                 "handle_seconds": 0.0,
                 "active_since": at,
                 "version": position,
+                "sla_policy_version": payload.sla_policy_version
+                or envelope.policy_versions.get("sla_policy", ""),
             }
             connection.execute(insert(tickets).values(**opened))
             row_after = {column.name: opened.get(column.name) for column in tickets.columns}
@@ -152,9 +154,13 @@ class TicketFactsProjection:
             case tk.TicketEscalated():
                 return {"escalated": True}
             case tk.TicketHeld():
-                if payload.clocks_paused:
-                    step(connection, ticket_id, position, at, d.Step.PAUSED)
+                # Every hold with its reason: a replay pauses for the reasons its policy names.
+                if payload.reason or payload.clocks_paused:
+                    step(connection, ticket_id, position, at, d.Step.PAUSED, payload.reason or "")
                 return self._halt(row, at)
+            case tk.SlaPolicyApplied():
+                step(connection, ticket_id, position, at, d.Step.POLICY, payload.sla_policy_version)
+                return {}
             case tk.TicketResumed():
                 step(connection, ticket_id, position, at, d.Step.RESUMED)
                 return {"active_since": at} if not row.resolved else {}

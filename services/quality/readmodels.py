@@ -60,6 +60,8 @@ tickets = Table(
     Column("handle_seconds", Float, nullable=False),
     Column("active_since", DateTime(timezone=True)),
     Column("version", BigInteger, nullable=False),
+    # The SLA policy version the ticket was opened under (what-if replays it as decided).
+    Column("sla_policy_version", String(64), nullable=False, server_default=""),
     Index("ix_quality_tickets_opened", "opened_at"),
     Index("ix_quality_tickets_agent", "agent_id", "opened_at"),
 )
@@ -164,7 +166,8 @@ timeline = Table(
     Column("position", Integer, primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False),
     Column("step", String(20), nullable=False),
-    Column("value", String(20), nullable=False),
+    # A priority, a hold reason or (POLICY) an SLA policy version label.
+    Column("value", String(64), nullable=False),
 )
 
 surveys = Table(

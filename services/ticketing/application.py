@@ -23,12 +23,14 @@ from careops_platform import registry
 from careops_platform.collectors import preinitialise
 from careops_platform.contacts import InvalidContact, contact_digest
 from careops_platform.errors import (
+    Aborted,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     PermissionDenied,
 )
 from careops_platform.identity import Principal
+from careops_platform.policies import PolicyBook, PolicyHistory, PutOutcome
 from careops_platform.sealing import (
     TextSealer,
     opening,
@@ -37,6 +39,7 @@ from careops_platform.sealing import (
     unless_erased,
 )
 from careops_sla import SlaPolicy
+from careops_sla.versions import SLA_KIND
 from prometheus_client import Counter
 
 from ticketing import domain
@@ -50,6 +53,11 @@ SUBJECT_PREFIX = registry.TICKETING.prefix("ticket")
 SLA_POLICY_KEY = "sla_policy"
 ROUTING_RULE_KEY = "routing_rule"
 ROUTING_RULE_VERSION = "skill-load-v1"
+
+# The SLA policy as versioned data (docs/policies.md): revisions on careops.ticketing.policy.sla.
+POLICY_PREFIX = registry.TICKETING.prefix("policy")
+# Attempts of a command whose ticket moved to another SLA version while it was decided.
+POLICY_ATTEMPTS = 3
 
 # Ticket, agent and macro events share the stream (agents on careops.ticketing.agent.<id>,
 # macros on careops.ticketing.macro.<id>).
@@ -89,6 +97,10 @@ OPENED = Counter(
     ["channel", "priority"],
 )
 TRANSITIONS = Counter("careops_ticket_events_total", "Ticket events appended by type.", ["event"])
+SLA_APPLIED = Counter(
+    "careops_sla_policy_applied_total",
+    "Open tickets moved to a newer SLA policy version (PutSlaPolicy with apply_to_open).",
+)
 SLA_EVENTS = Counter(
     "careops_sla_events_total",
     "SLA warnings and breaches by clock, kind, channel and priority.",
@@ -143,6 +155,15 @@ ASSIGN_RULE = (
 NOTES_RULE = "internal notes are written and read by staff only, never by a connector"
 
 
+class _PolicyMoved(Exception):
+    """The ticket is decided under another SLA version than the command's envelope records
+    (it was applied meanwhile, or its version is newer than this replica's cached history)."""
+
+    def __init__(self, policy: SlaPolicy | None) -> None:
+        super().__init__("the ticket's SLA policy version moved")
+        self.policy = policy
+
+
 class TicketingApp(ContextApplication[domain.Ticket]):
     """The ticketing use cases over an event store; every write goes through `execute`."""
 
@@ -167,7 +188,13 @@ class TicketingApp(ContextApplication[domain.Ticket]):
         # Seals every ticket's free text for its customer before the append (main.py always
         # passes one; without, as in benchmarks, texts go to the log in clear).
         self.texts = texts
+        # The policy decisions use until `seed_sla_policy` (benchmarks, unit tests); after it
+        # the book's versions: a ticket under the one it was opened (or last applied) under.
         self.policy = policy
+        self.sla_book: PolicyBook[SlaPolicy] = PolicyBook(
+            store, STREAM, POLICY_PREFIX, SLA_KIND, clock=clock
+        )
+        self._sla_history: PolicyHistory | None = None
         self.seed = list(agents)  # the directory's first agents (seed_agents), not consulted later
         self.agent_repository = AggregateRepository(store, AGENT)
         self.limits = limits if limits is not None else load_compensation_limits(None)
@@ -194,28 +221,154 @@ class TicketingApp(ContextApplication[domain.Ticket]):
 
         owner = await self._customer_of(ticket_id, command)
         key = await sealing_key(self.texts, self.repository, ticket_id, owner, now)
+        fresh = False
+        recorded = await self._policy_for(ticket_id, command)
 
         def decide(state: domain.Ticket) -> list[domain.TicketEvent]:
             # Checked on the very state the decision is made on (again on a conflict's retry).
             if caller is not None and state.exists:
                 self.authorize(state, command, caller, skills)
+            under = self._decided_under(state, command, recorded, fresh=fresh)
+            if under is None:
+                return []
             # An unknown ticket stays NOT_FOUND (decide says so), whoever asks.
             limited = self.within_limits(state, command, caller) if state.exists else command
-            events = domain.decide(state, limited, now=now, policy=self.policy)
+            events = domain.decide(state, limited, now=now, policy=under)
             return sealed_all(self.texts, events, owner, key)
 
-        result = await self.run(
-            ticket_id,
-            decide,
-            now=now,
-            command_id=command_id,
-            actor=actor,
-            causation_id=causation_id,
-            policy_versions=self._policy_versions(command),
-            expect_new=isinstance(command, domain.OpenTicket),
-        )
+        for attempt in range(POLICY_ATTEMPTS):
+            try:
+                result = await self.run(
+                    ticket_id,
+                    decide,
+                    now=now,
+                    command_id=command_id,
+                    actor=actor,
+                    causation_id=causation_id,
+                    policy_versions=self._policy_versions(command, recorded),
+                    expect_new=isinstance(command, domain.OpenTicket),
+                )
+                break
+            except _PolicyMoved as moved:
+                if attempt + 1 == POLICY_ATTEMPTS:
+                    raise Aborted(
+                        f"ticket {ticket_id} kept moving between SLA policy versions; retry"
+                    ) from None
+                fresh = moved.policy is None
+                recorded = moved.policy or await self._policy_for(ticket_id, command, fresh=True)
         self._count(result)
         return result
+
+    # ----------------------------------------------------------------------- SLA policy
+
+    async def seed_sla_policy(self, document: str) -> None:
+        """Puts `document` (the file setting or built-in default) as revision 1 of the SLA
+        policy when the log has none; from then on decisions read the book's versions."""
+        await self.sla_book.seed(document)
+        self._sla_history = await self.sla_book.history(fresh=True)
+
+    async def put_sla_policy(
+        self,
+        document: str,
+        *,
+        author: str,
+        command_id: str,
+        reason: str = "",
+        apply_to_open: bool = False,
+        expected_revision: int = 0,
+    ) -> PutOutcome[SlaPolicy]:
+        """Puts a new revision (INVALID_ARGUMENT locating a bad document, nothing appended);
+        it applies at once to tickets opened after it, here, and within REFRESH_SECONDS on
+        other replicas. With `apply_to_open`, the SlaPolicyApplier reaction moves the open
+        tickets to it."""
+        outcome = await self.sla_book.put(
+            document,
+            author=author,
+            command_id=command_id,
+            reason=reason,
+            apply_to_open=apply_to_open,
+            expected_revision=expected_revision,
+        )
+        self._sla_history = await self.sla_book.history()
+        return outcome
+
+    async def apply_sla_policy(
+        self, ticket_id: str, revision: int, *, command_id: str, actor: str = "sla-policy"
+    ) -> CommandResult[domain.Ticket]:
+        """Moves one open ticket to revision `revision` (nothing when it is no longer active or
+        already under that revision or a later one); `command_id` is derived from the policy
+        event and the ticket, so a redelivery cannot apply it twice."""
+        _version, policy = await self.sla_book.revision(revision)
+        result = await self.execute(
+            ticket_id, domain.ApplySlaPolicy(revision, policy), command_id=command_id, actor=actor
+        )
+        if result.events:
+            SLA_APPLIED.inc()
+        return result
+
+    def policy_of(self, ticket: domain.Ticket | None = None) -> SlaPolicy:
+        """The policy `ticket` is decided under as this replica knows the versions (no I/O);
+        None: the version in force, for a ticket opened now."""
+        if self._sla_history is None or self._sla_history.current is None:
+            return self.policy
+        label = ticket.sla_policy_version if ticket is not None else ""
+        return self._labelled(label) or self.sla_book.parsed(self._sla_history.current)
+
+    def _labelled(self, label: str) -> SlaPolicy | None:
+        """The cached version `label` ("" : the one in force); None when not (yet) known."""
+        history = self._sla_history
+        assert history is not None and history.current is not None
+        found = history.labelled(label) if label else history.current
+        return self.sla_book.parsed(found) if found is not None else None
+
+    def _revision_of(self, label: str) -> int:
+        """The revision of the cached version `label` (0: unknown or "")."""
+        found = self._sla_history.labelled(label) if self._sla_history and label else None
+        return found.revision if found is not None else 0
+
+    async def _policy_for(
+        self, ticket_id: str, command: domain.Command, *, fresh: bool = False
+    ) -> SlaPolicy:
+        """The policy the command's envelope records: the version in force for an opening, the
+        applied one for ApplySlaPolicy, else the ticket's own (read from the log on a miss).
+        A cached read: the book re-reads its log at most every second."""
+        if self._sla_history is None:
+            return self.policy
+        self._sla_history = await self.sla_book.history(fresh=fresh)
+        if isinstance(command, domain.ApplySlaPolicy):
+            return command.policy  # type: ignore[return-value]
+        if isinstance(command, domain.OpenTicket):
+            return self.policy_of(None)
+        state = (await self.repository.load(ticket_id, refresh=fresh)).state
+        under = self._labelled(state.sla_policy_version)
+        if under is None and not fresh:
+            return await self._policy_for(ticket_id, command, fresh=True)
+        return under or self.policy_of(None)
+
+    def _decided_under(
+        self,
+        state: domain.Ticket,
+        command: domain.Command,
+        recorded: SlaPolicy,
+        *,
+        fresh: bool,
+    ) -> SlaPolicy | None:
+        """The policy `state` is decided under (checked on the very state decided on); raises
+        _PolicyMoved when it is not the one the envelope records. None: nothing to do (an
+        ApplySlaPolicy of a revision not newer than the ticket's)."""
+        if self._sla_history is None or isinstance(command, domain.OpenTicket):
+            return recorded
+        under = self._labelled(state.sla_policy_version)
+        if under is None:
+            if not fresh:
+                raise _PolicyMoved(None)
+            under = self.policy_of(None)  # a label the log does not hold (an older file)
+        if isinstance(command, domain.ApplySlaPolicy):
+            newer = command.revision > self._revision_of(state.sla_policy_version)
+            return under if newer else None
+        if under.version != recorded.version:
+            raise _PolicyMoved(under)
+        return under
 
     async def _customer_of(self, ticket_id: str, command: domain.Command) -> str:
         """The ticket's customer, whose key seals the command's texts ("" without a sealer)."""
@@ -351,8 +504,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
             )
         return len(self.seed)
 
-    def _policy_versions(self, command: domain.Command) -> dict[str, str]:
-        versions = {SLA_POLICY_KEY: self.policy.version}
+    def _policy_versions(self, command: domain.Command, policy: SlaPolicy) -> dict[str, str]:
+        versions = {SLA_POLICY_KEY: policy.version}
         if isinstance(command, domain.AssignTicket) and command.suggested:
             versions[ROUTING_RULE_KEY] = ROUTING_RULE_VERSION
         return versions
@@ -380,6 +533,8 @@ class TicketingApp(ContextApplication[domain.Ticket]):
     async def get(self, ticket_id: str) -> tuple[domain.Ticket, int]:
         """Returns the ticket as of the log's latest event and its version."""
         loaded = await self.repository.load(ticket_id, refresh=True)
+        if self._sla_history is not None:
+            self._sla_history = await self.sla_book.history()  # cached: policy_of reads it
         loaded = await unless_erased(
             self.texts, self.repository, ticket_id, loaded, loaded.state.customer_id
         )
@@ -646,6 +801,6 @@ def sla_snapshots(
     app: TicketingApp, ticket: domain.Ticket, at: datetime | None = None
 ) -> list[domain.SlaClockSnapshot]:
     """Returns the ticket's SLA clocks as of `at` (default: now) on its channel's calendar."""
-    calendar = app.policy.calendar_for(channel=ticket.channel.value)
+    calendar = app.policy_of(ticket).calendar_for(channel=ticket.channel.value)
     as_of = at or app.clock()
     return [domain.snapshot(clock, as_of, calendar) for clock in ticket.clocks.values()]

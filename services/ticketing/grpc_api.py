@@ -17,6 +17,7 @@ from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
+from careops_platform.policies import PolicyEndpoints
 from careops_platform.requests import (
     actor,
     aggregate_id,
@@ -97,7 +98,7 @@ def ticket_to_proto(
         reopen_count=ticket.reopen_count,
         agent_replies=ticket.agent_replies,
         customer_replies=ticket.customer_replies,
-        sla_policy_version=app.policy.version,
+        sla_policy_version=app.policy_of(ticket).version,
         product=ticket.product,
         version=version,
         emotion=enum_to_proto(ticket.emotion, EMOTION),
@@ -213,6 +214,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         self._customers = customers
         self._directory = directory
         self._assignment = Assignment(app, workloads_of(directory))
+        self._sla = PolicyEndpoints(app.sla_book, put=app.put_sla_policy)
 
     async def _command(self, response_type: type[R], ticket_id: str, command: domain.Command) -> R:
         """Validates the id, runs the command and wraps the ticket in `response_type`."""
@@ -551,6 +553,23 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             if status is None or item.status is status:
                 compensation_to_proto(item, response.compensations.add())
         return response
+
+    # ------------------------------------------------------------------- SLA policy
+
+    async def PutSlaPolicy(
+        self, request: pb.PutSlaPolicyRequest, context: Any
+    ) -> pb.PutSlaPolicyResponse:
+        return await self._sla.put(request, pb.PutSlaPolicyResponse)
+
+    async def GetSlaPolicy(
+        self, request: pb.GetSlaPolicyRequest, context: Any
+    ) -> pb.GetSlaPolicyResponse:
+        return await self._sla.get(request, pb.GetSlaPolicyResponse)
+
+    async def ListSlaPolicyVersions(
+        self, request: pb.ListSlaPolicyVersionsRequest, context: Any
+    ) -> pb.ListSlaPolicyVersionsResponse:
+        return await self._sla.list_versions(request, pb.ListSlaPolicyVersionsResponse)
 
     # ------------------------------------------------------------------- agent directory
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import careops_sla as sla
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops_eventstore import EventStore
-from careops_platform import keystore, registry
+from careops_platform import keystore, policies, registry
 from careops_platform import service as skeleton
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import make_engine
@@ -38,7 +38,7 @@ from ticketing.projections import (
     TicketListProjection,
     text_shredder,
 )
-from ticketing.reactions import TRIGGER_CODEC, Router, RouterReads
+from ticketing.reactions import TRIGGER_CODEC, Router, RouterReads, SlaPolicyApplier
 from ticketing.readmodels import Directory, KnownCustomers
 
 ENTRY = registry.service("ticketing")
@@ -81,6 +81,9 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
 
     async def prepare(self) -> None:
         settings = self.settings
+        # Revision 1 of the `sla` policy when the log has none (docs/policies.md); the file is
+        # validated here either way, so a bad one fails the start.
+        self.policy_document = sla.policy_text(settings.sla_policy_file or None)
         self.policy = sla.load_policy(settings.sla_policy_file or None)
         self.agents = load_agents(settings.agents_file or None)
         self.limits = load_compensation_limits(settings.compensation_limits_file or None)
@@ -116,6 +119,10 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         assert self.app is not None
         await self.app.seed_agents(directory_empty=await self.directory.is_empty())
 
+    async def ready(self, app: TicketingApp) -> None:
+        # Before any projection, reaction or command: decisions read the book from the first.
+        await app.seed_sla_policy(self.policy_document)
+
     def projections(self, app: TicketingApp) -> Sequence[skeleton.Subscription]:
         customers = registry.CUSTOMER
         return [
@@ -142,8 +149,22 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         ]
 
     def reactions(self, app: TicketingApp) -> Sequence[skeleton.Reaction]:
+        self.applier = SlaPolicyApplier(
+            app,
+            synced=partial(
+                self.wait_for, TicketListProjection.name, timeout=self.settings.read_wait_seconds
+            ),
+            active=self.directory.active,
+        )
+        applier = skeleton.Reaction(
+            "sla-policy-applier",
+            STREAM.name,
+            app.sla_book.subject,
+            self.applier.handle,
+            event_types=policies.CODEC.type_names,
+        )
         if not self.settings.auto_route:
-            return ()
+            return [applier]
         reads = RouterReads(
             synced=partial(self._read_models_at, timeout=self.settings.read_wait_seconds),
             workload=workloads_of(self.directory),
@@ -153,13 +174,14 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
         )
         self.router = Router(app, reads)
         return [
+            applier,
             skeleton.Reaction(
                 "ticket-router",
                 STREAM.name,
                 STREAM.subjects[0],
                 self.router.handle,
                 event_types=TRIGGER_CODEC.type_names,
-            )
+            ),
         ]
 
     async def _read_models_at(self, sequence: int, timeout: float) -> bool:

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from careops_eventstore.model import RecordedBatch
+from careops_platform import policies
+from careops_sla.versions import KIND_NAME
 from prometheus_client import Counter, Gauge, Histogram
 
 from ticketing import domain
@@ -206,3 +208,48 @@ def _taken(workload: Workload, agent_id: str, channel: str) -> Workload:
     loads = {agent: dict(channels) for agent, channels in workload.channel_load.items()}
     loads.setdefault(agent_id, {})[channel] = loads.get(agent_id, {}).get(channel, 0) + 1
     return replace(workload, open_tickets=totals, channel_load=loads)
+
+
+# ------------------------------------------------------------------------- SLA policy applier
+
+APPLY_BATCH = 500
+
+
+class SlaPolicyApplier:
+    """Moves the open tickets to an SLA policy revision put with apply_to_open (one consumer on
+    careops.ticketing.policy.sla). Each ticket's command id is derived from the policy event and
+    the ticket, so a redelivery or a restart after a crash applies nothing twice; tickets already
+    under that revision or a later one are left alone (ApplySlaPolicy decides on their state)."""
+
+    def __init__(
+        self,
+        app: TicketingApp,
+        *,
+        synced: Callable[[int], Awaitable[bool]],
+        active: Callable[[int, int], Awaitable[Sequence[tuple[str, int]]]],
+    ) -> None:
+        self._app = app
+        self._synced = synced
+        self._active = active
+        self.handled = 0  # the last stream sequence handled (tests wait on it)
+
+    async def handle(self, message: RecordedBatch) -> None:
+        for item in policies.CODEC.decode_batch(message.batch):
+            put: policies.PolicyVersionPut = item.event
+            if put.kind == KIND_NAME and put.apply_to_open:
+                await self._apply(put.revision, item.envelope.event_id, message.sequence)
+        self.handled = max(self.handled, message.sequence)
+
+    async def _apply(self, revision: int, cause: str, sequence: int) -> None:
+        # The ticket list must hold every ticket opened before the put.
+        if not await self._synced(sequence):
+            raise RuntimeError("the ticket list did not catch up; redelivery retries")
+        after, applied = 0, 0
+        while page := await self._active(after, APPLY_BATCH):
+            for ticket_id, opened in page:
+                result = await self._app.apply_sla_policy(
+                    ticket_id, revision, command_id=f"sla-policy.{cause}.{ticket_id}"
+                )
+                applied += bool(result.events)
+                after = opened
+        log.info("sla policy applied", extra={"revision": revision, "tickets": applied})

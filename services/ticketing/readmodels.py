@@ -360,6 +360,18 @@ def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
     ]
 
 
+def active_tickets(*, session: Session, after_sequence: int, limit: int) -> list[tuple[str, int]]:
+    """Returns up to `limit` active tickets (open, assigned, in progress, on hold) opened after
+    `after_sequence`, oldest first, as (ticket id, opened sequence)."""
+    query = (
+        select(tickets.c.ticket_id, tickets.c.opened_sequence)
+        .where(tickets.c.status.in_(ACTIVE_STATUSES), tickets.c.opened_sequence > after_sequence)
+        .order_by(tickets.c.opened_sequence)
+        .limit(limit)
+    )
+    return [(row.ticket_id, row.opened_sequence) for row in session.execute(query)]
+
+
 def unstarted_of(*, session: Session, agent_id: str) -> list[str]:
     """Returns the tickets assigned to `agent_id` that no agent replied to yet."""
     query = select(tickets.c.ticket_id).where(
@@ -400,6 +412,12 @@ class Directory:
     async def waiting(self, limit: int) -> list[WaitingTicket]:
         """Returns the routing queue (see waiting_tickets)."""
         return await self._read(lambda s: waiting_tickets(session=s, limit=limit))
+
+    async def active(self, after_sequence: int, limit: int) -> list[tuple[str, int]]:
+        """Returns a page of the active tickets (see active_tickets)."""
+        return await self._read(
+            lambda s: active_tickets(session=s, after_sequence=after_sequence, limit=limit)
+        )
 
     async def unstarted(self, agent_id: str) -> list[str]:
         """Returns the agent's unstarted tickets (see unstarted_of)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -181,3 +182,20 @@ async def test_endpoints_page_the_history_newest_first() -> None:
         await endpoints.get(Request(revision=9, version=""), SimpleNamespace)
     with pytest.raises(InvalidArgument):
         await endpoints.list_versions(Request(page_size=501, before_revision=0), SimpleNamespace)
+
+
+async def test_commands_that_find_the_book_stale_together_read_the_log_once() -> None:
+    log = await store()
+    await put(PolicyBook(log, STREAM, "careops.test.policy", KIND), doc("v1", email=4))
+    reads = 0
+    original = log.read_subject
+
+    async def counted(**kwargs: object) -> object:
+        nonlocal reads
+        reads += 1
+        return await original(**kwargs)  # type: ignore[arg-type]
+
+    log.read_subject = counted  # type: ignore[method-assign,assignment]
+    b = PolicyBook(log, STREAM, "careops.test.policy", KIND)
+    await asyncio.gather(*(b.current() for _ in range(20)))
+    assert reads == 1

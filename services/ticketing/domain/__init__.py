@@ -89,6 +89,9 @@ from ticketing.domain.commands import (
     AddReply as AddReply,
 )
 from ticketing.domain.commands import (
+    ApplySlaPolicy as ApplySlaPolicy,
+)
+from ticketing.domain.commands import (
     AssignTicket as AssignTicket,
 )
 from ticketing.domain.commands import (
@@ -242,6 +245,9 @@ from ticketing.domain.events import (
     SlaClockSnapshot as SlaClockSnapshot,
 )
 from ticketing.domain.events import (
+    SlaPolicyApplied as SlaPolicyApplied,
+)
+from ticketing.domain.events import (
     SlaSnapshot as SlaSnapshot,
 )
 from ticketing.domain.events import (
@@ -345,9 +351,6 @@ from ticketing.domain.values import (
 )
 from ticketing.domain.values import (
     MAX_TEXT as MAX_TEXT,
-)
-from ticketing.domain.values import (
-    PAUSING_HOLD_REASONS as PAUSING_HOLD_REASONS,
 )
 from ticketing.domain.values import (
     Author as Author,

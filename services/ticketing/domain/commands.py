@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ticketing.domain.checklist import TickChecklistItem
 from ticketing.domain.compensation import (
@@ -21,6 +22,9 @@ from ticketing.domain.values import (
     SlaTimerKind,
     TicketType,
 )
+
+if TYPE_CHECKING:
+    from ticketing.domain.decide import Policy
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,16 @@ class FireSlaTimer:
 
 
 @dataclass(frozen=True)
+class ApplySlaPolicy:
+    """Apply revision `revision` of the SLA policy (`policy`, a newer version than the
+    ticket's) to an open ticket: its clocks are re-derived under the new targets and calendar.
+    Nothing on a ticket no longer active or already under that version."""
+
+    revision: int
+    policy: Policy
+
+
+@dataclass(frozen=True)
 class ReturnToQueue:
     """Hand an unstarted ticket (no agent reply yet) of `agent_id` back to the routing queue."""
 
@@ -150,4 +164,5 @@ Command = (
     | RecordComplaintStep
     | FireFollowUpTimer
     | TickChecklistItem
+    | ApplySlaPolicy
 )

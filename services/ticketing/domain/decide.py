@@ -12,6 +12,7 @@ from careops_sla.clock import Calendar, Clock, Targets, TicketClocks
 from ticketing.domain.checklist import TickChecklistItem, tick
 from ticketing.domain.commands import (
     AddReply,
+    ApplySlaPolicy,
     AssignTicket,
     ChangePriority,
     CloseTicket,
@@ -48,6 +49,7 @@ from ticketing.domain.events import (
     ReplyAdded,
     SlaBreached,
     SlaClockSnapshot,
+    SlaPolicyApplied,
     SlaSnapshot,
     SlaWarningRaised,
     TicketAssigned,
@@ -67,7 +69,6 @@ from ticketing.domain.values import (
     MAX_ID,
     MAX_SUBJECT,
     MAX_TEXT,
-    PAUSING_HOLD_REASONS,
     Author,
     Channel,
     CustomerTier,
@@ -89,7 +90,13 @@ class Policy(Protocol):
     @property
     def warn_ratio(self) -> float: ...
 
-    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets: ...
+    @property
+    def pausing_hold_reasons(self) -> frozenset[str]:
+        """The hold reasons that pause the clocks (values of HoldReason)."""
+
+    def targets_for(
+        self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+    ) -> Targets: ...
 
     def calendar_for(self, *, channel: str) -> Calendar: ...
 
@@ -192,7 +199,10 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
     tier = command.tier or CustomerTier.REGULAR
     ctx = _Context(now, policy, command.channel)
     targets = policy.targets_for(
-        channel=command.channel.value, priority=command.priority.value, tier=tier.value
+        channel=command.channel.value,
+        priority=command.priority.value,
+        tier=tier.value,
+        ticket_type=command.type.value,
     )
     clocks = TicketClocks.opened(targets, now, ctx.calendar, policy.warn_ratio)
     emotion = classify(f"{command.subject}\n{command.description}").emotion
@@ -209,6 +219,7 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
             sla=ctx.snapshot(clocks),
             product=command.product.strip(),
             emotion=emotion,
+            sla_policy_version=policy.version,
         )
     ]
     state = evolve(state, opened[0], now)
@@ -324,7 +335,10 @@ def _change_priority(state: Ticket, command: ChangePriority, ctx: _Context) -> l
     if command.priority is state.priority:
         return []
     targets = ctx.policy.targets_for(
-        channel=state.channel.value, priority=command.priority.value, tier=state.tier.value
+        channel=state.channel.value,
+        priority=command.priority.value,
+        tier=state.tier.value,
+        ticket_type=state.type.value,
     )
     clocks = _pair(state.clocks).retarget(targets, ctx.now, ctx.calendar, ctx.warn_ratio)
     return [PriorityChanged(state.priority, command.priority, command.reason, ctx.snapshot(clocks))]
@@ -347,7 +361,7 @@ def _hold(state: Ticket, command: HoldTicket, ctx: _Context) -> list[TicketEvent
     require(violations)
     _not_in(state, ACTIVE - {Status.ON_HOLD}, "put on hold")
     assert command.reason is not None
-    if command.reason not in PAUSING_HOLD_REASONS:
+    if command.reason.value not in ctx.policy.pausing_hold_reasons:
         return [TicketHeld(command.reason, command.note, clocks_paused=False)]
     clocks = _pair(state.clocks).pause(ctx.now, ctx.calendar)
     return [TicketHeld(command.reason, command.note, True, ctx.snapshot(clocks))]
@@ -456,6 +470,29 @@ def _fire(state: Ticket, command: FireSlaTimer, ctx: _Context) -> list[TicketEve
     return [SlaBreached(command.clock, clock.due_at, clock.target)]
 
 
+def _apply_policy(state: Ticket, command: ApplySlaPolicy, ctx: _Context) -> list[TicketEvent]:
+    """Moves an active ticket to a newer SLA policy version: each clock not yet stopped is
+    re-derived from its running segments (TicketClocks.rebase: business time recounted on the
+    new calendar) against the new target; a stopped clock keeps its outcome, a breached one
+    stays breached (and one the new target puts over it is breached now)."""
+    policy = command.policy
+    if state.status not in ACTIVE or state.sla_policy_version == policy.version:
+        return []
+    calendar = policy.calendar_for(channel=state.channel.value)
+    targets = policy.targets_for(
+        channel=state.channel.value,
+        priority=state.priority.value,
+        tier=state.tier.value,
+        ticket_type=state.type.value,
+    )
+    before = _pair(state.clocks)
+    clocks = before.rebase(targets, calendar, policy.warn_ratio)
+    clocks = clocks.breach_due(ctx.now, calendar)
+    applied = _Context(ctx.now, policy, state.channel)
+    event = SlaPolicyApplied(policy.version, command.revision, applied.snapshot(clocks))
+    return [*_late_breaches(before, clocks, calendar), event]
+
+
 _HANDLERS = {
     AssignTicket: _assign,
     AddReply: _reply,
@@ -474,4 +511,5 @@ _HANDLERS = {
     RecordComplaintStep: _complaint_step,
     FireFollowUpTimer: _fire_follow_up,
     TickChecklistItem: _tick,
+    ApplySlaPolicy: _apply_policy,
 }

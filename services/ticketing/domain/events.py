@@ -71,6 +71,9 @@ class TicketOpened:
     emotion: Emotion | None = None
     # The free text above, sealed for the ticket's customer (application.py seals it).
     sealed: SealedText | None = None
+    # The version of the SLA policy in force at the opening: the ticket is decided under it
+    # (until an SlaPolicyApplied moves it to another). Empty on tickets opened before issue 13.
+    sla_policy_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -192,6 +195,16 @@ class SlaBreached:
 
 
 @dataclass(frozen=True)
+class SlaPolicyApplied:
+    """A newer SLA policy version was applied to the open ticket (put with apply_to_open): its
+    clocks re-derived from their running segments under the new targets and calendar."""
+
+    sla_policy_version: str
+    revision: int
+    sla: SlaSnapshot | None = None
+
+
+@dataclass(frozen=True)
 class TicketReturnedToQueue:
     """An assigned ticket the agent had not started went back to the routing queue."""
 
@@ -220,6 +233,7 @@ TicketEvent = (
     | ComplaintStepRecorded
     | ComplaintFollowUpMissed
     | ChecklistItemTicked
+    | SlaPolicyApplied
 )
 
 # The free text of each event: written by or about the customer, so personal data (issue 12).

@@ -28,6 +28,7 @@ from ticketing.domain.events import (
     PriorityChanged,
     ReplyAdded,
     SlaBreached,
+    SlaPolicyApplied,
     SlaSnapshot,
     SlaWarningRaised,
     TicketAssigned,
@@ -92,6 +93,9 @@ class Ticket:
     survey_invited: bool = False
     complaint: Complaint = field(default_factory=Complaint)
     checklist: tuple[ItemTicked, ...] = ()
+    # The SLA policy version the ticket is decided under: the one in force at its opening, or
+    # the last one applied to it (SlaPolicyApplied); "" before issue 13 (the one in force).
+    sla_policy_version: str = ""
 
 
 def initial(ticket_id: str) -> Ticket:
@@ -151,7 +155,14 @@ def evolve(state: Ticket, event: TicketEvent, at: datetime) -> Ticket:
                 product=event.product,
                 created_at=at,
                 clocks=_clocks_from(event.sla, state, at),
+                sla_policy_version=event.sla_policy_version,
                 **_emotion_flags(state, event.emotion),
+            )
+        case SlaPolicyApplied():
+            return replace(
+                state,
+                sla_policy_version=event.sla_policy_version,
+                clocks=_clocks_from(event.sla, state, at),
             )
         case TicketAssigned():
             status = Status.ASSIGNED if state.status is Status.OPEN else state.status

@@ -91,6 +91,6 @@ class SlaTimerKind(StrEnum):
     BREACH = "breach"
 
 
-# Only waiting for the customer stops the clocks: the other waits are the company's own time.
-PAUSING_HOLD_REASONS = frozenset({HoldReason.WAITING_CUSTOMER})
+# Which hold reasons pause the clocks is the SLA policy's `pausing_hold_reasons` (by default
+# only waiting for the customer: the other waits are the company's own time).
 ACTIVE = frozenset({Status.OPEN, Status.ASSIGNED, Status.IN_PROGRESS, Status.ON_HOLD})

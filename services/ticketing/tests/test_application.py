@@ -42,13 +42,20 @@ async def test_open_assign_reply_appends_one_message_per_command(tmp_path: Path)
     reply = domain.AddReply(domain.Author.AGENT, "a-1", "We are on it")
     replied = await app.execute("t-1", reply, command_id="cmd-reply", actor="a-1")
 
-    events = await logged(store, STREAM.name, CODEC)
+    logged_all = await logged(store, STREAM.name, CODEC)
+    # Revision 1 of the SLA policy, seeded at the start, comes first (docs/policies.md).
+    assert types_of(logged_all[:1]) == ["careops.common.v1.PolicyVersionPut"]
+    events = logged_all[1:]
     assert types_of(events) == [
         "careops.ticketing.v1.TicketOpened",
         "careops.ticketing.v1.TicketAssigned",
         "careops.ticketing.v1.ReplyAdded",
     ]
-    assert [item.sequence for item in events] == [opened.sequence, 2, replied.sequence]
+    assert [item.sequence for item in events] == [
+        opened.sequence,
+        opened.sequence + 1,
+        replied.sequence,
+    ]
     assert {item.subject for item in events} == {f"{SUBJECT_PREFIX}.t-1"}
     first = events[0].envelope
     assert (first.command_id, first.actor, first.aggregate_type) == (
@@ -71,14 +78,15 @@ async def test_a_command_id_seen_before_replays_instead_of_appending(tmp_path: P
     first = await app.execute("t-1", OPEN, command_id="cmd-open")
     again = await app.execute("t-1", OPEN, command_id="cmd-open")
     assert again.replayed and again.sequence == first.sequence and not again.events
-    assert await store.last_sequence(STREAM.name) == 1
+    assert await store.last_sequence(STREAM.name) == first.sequence
 
 
 async def test_an_illegal_transition_appends_nothing(tmp_path: Path) -> None:
     app, store = await bootstrapped(tmp_path, FakeClock())
+    seeded = await store.last_sequence(STREAM.name)  # the SLA policy's revision 1
     with pytest.raises(domain.TicketError):
         await app.execute("t-9", domain.AssignTicket("a-1"), command_id="cmd-assign")
-    assert await store.last_sequence(STREAM.name) == 0
+    assert await store.last_sequence(STREAM.name) == seeded
 
 
 async def test_a_due_sla_timer_is_appended_once_under_its_timer_id(tmp_path: Path) -> None:
@@ -95,7 +103,7 @@ async def test_a_due_sla_timer_is_appended_once_under_its_timer_id(tmp_path: Pat
     )
     await app.fire_timer(timer)
     await app.fire_timer(timer)
-    fired = (await logged(store, STREAM.name, CODEC))[1:]
+    fired = [e for e in await logged(store, STREAM.name, CODEC) if e.sequence > opened.sequence]
     # One message (every clock overdue by now breaches at once), appended once.
     assert await store.last_sequence(STREAM.name) == opened.sequence + 1
     assert {item.envelope.type for item in fired} == {"careops.ticketing.v1.SlaBreached"}

@@ -31,8 +31,11 @@ class MinutePolicy:
 
     version = "test-1"
     warn_ratio = 0.8
+    pausing_hold_reasons = frozenset({"waiting_customer"})
 
-    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+    def targets_for(
+        self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+    ) -> Targets:
         factor = 0.5 if tier == "high_value" else 1.0
         return Targets(timedelta(minutes=1) * factor, timedelta(minutes=5) * factor)
 
@@ -166,7 +169,9 @@ def test_priority_change_retargets_running_clocks() -> None:
     state = opened()
 
     class Faster(MinutePolicy):
-        def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+        def targets_for(
+            self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+        ) -> Targets:
             minutes = 0.5 if priority == "urgent" else 1
             return Targets(timedelta(minutes=minutes), timedelta(minutes=5 * minutes))
 
@@ -235,7 +240,9 @@ def test_suggestion_prefers_matching_skills_then_lower_load() -> None:
 class Urgent30s(MinutePolicy):
     """Urgent: 30 s first response and 2.5 min resolution; otherwise as MinutePolicy."""
 
-    def targets_for(self, *, channel: str, priority: str, tier: str) -> Targets:
+    def targets_for(
+        self, *, channel: str, priority: str, tier: str, ticket_type: str = ""
+    ) -> Targets:
         minutes = 0.5 if priority == "urgent" else 1
         return Targets(timedelta(minutes=minutes), timedelta(minutes=5 * minutes))
 
