@@ -133,7 +133,10 @@ def test_every_document_kind_names_rpcs_its_service_serves() -> None:
             for s in module.DESCRIPTOR.services_by_name.values()
             if kind.put_rpc in s.methods_by_name
         )
-        for method, request in ((kind.put_rpc, kind.put_request), (kind.list_rpc, kind.list_request)):
+        for method, request in (
+            (kind.put_rpc, kind.put_request),
+            (kind.list_rpc, kind.list_request),
+        ):
             assert service.methods_by_name[method].input_type.full_name == (
                 request.DESCRIPTOR.full_name
             ), name
