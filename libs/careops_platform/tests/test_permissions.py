@@ -229,7 +229,7 @@ def spoil_unknown_key(data: dict[str, Any]) -> None:
         (spoil_rpc_twice, r"services\[1\]\.rpcs\[9\]\.rpc: RegisterCustomer listed 2 times"),
         (
             spoil_missing_rpc,
-            r"services\[2\]\.rpcs: PutDrillScenarios missing \(every RPC needs a rule\)",
+            r"services\[2\]\.rpcs: GetTeam missing \(every RPC needs a rule\)",
         ),
         (spoil_unknown_service, r"services\[0\]\.service: unknown service 'careops.ticketing"),
         (
