@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import grpc
 import pytest
-from google.protobuf.json_format import MessageToDict
 from careops.common.v1 import admin_pb2, admin_pb2_grpc
 from careops.customer.v1 import customer_pb2 as cpb
 from careops.customer.v1 import customer_pb2_grpc
@@ -31,6 +30,7 @@ from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.nats_embedded import EmbeddedNats
 from customer.main import CustomerService, CustomerSettings
 from customer.tests.test_api import files_containing
+from google.protobuf.json_format import MessageToDict
 from quality.main import QualityService, QualitySettings
 from ticketing.main import TicketingService, TicketingSettings
 
