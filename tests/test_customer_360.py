@@ -39,7 +39,6 @@ from tests.support import channel_to, eventually
 T = TypeVar("T")
 
 
-@dataclass
 def assert_same_kpis(now: qpb.Kpis, before: qpb.Kpis) -> None:
     """Asserts the KPIs are unchanged; on failure, names each figure that moved."""
     new, old = MessageToDict(now), MessageToDict(before)
@@ -47,6 +46,7 @@ def assert_same_kpis(now: qpb.Kpis, before: qpb.Kpis) -> None:
     assert now == before, {key: pair for key, pair in moved.items() if pair[0] != pair[1]}
 
 
+@dataclass
 class Platform:
     customer: customer_pb2_grpc.CustomerProfileServiceStub
     ticketing: ticketing_pb2_grpc.TicketingServiceStub
