@@ -320,11 +320,16 @@ def parked_rows(service: Any, consumer: str) -> list[ParkedMessage]:
 
 
 async def caught_up(consumer: ProjectionRunner | ReactionRunner, sequence: int) -> bool:
-    """The consumer applied (handled) everything of its subjects up to `sequence`."""
+    """The consumer applied (handled) everything of its subjects up to `sequence`, the good
+    message after the poison. A reaction that does not read the aggregates' subjects (e.g.
+    ticketing's SLA policy applier, on careops.ticketing.policy.sla) never sees that message,
+    so its ack floor stays before it: for it, nothing left pending is caught up."""
     if isinstance(consumer, ProjectionRunner):
         return consumer.position >= sequence
     status = await consumer.status()
-    return status.position >= sequence and status.lag == 0
+    prefix, _ = STREAMS.get(consumer.stream, (consumer.filter_subject.removesuffix(".>"), ""))
+    reads_aggregates = matches(consumer.filter_subject, f"{prefix}.any")
+    return (status.position >= sequence or not reads_aggregates) and status.lag == 0
 
 
 @pytest.mark.parametrize("kind", POISON)
