@@ -368,7 +368,11 @@ def what_if_table(response: qpb.WhatIfResponse) -> Table:
         )
 
     row("all", response.tickets, response.actual, response.alternative)
-    for label, groups in (("channel", response.by_channel), ("priority", response.by_priority)):
+    for label, groups in (
+        ("channel", response.by_channel),
+        ("priority", response.by_priority),
+        ("team", response.by_team),
+    ):
         for group in groups:
             row(f"{label} {group.key}", group.tickets, group.actual, group.alternative)
     return table

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, get_args
@@ -272,7 +272,7 @@ class SlaOutcome:
 
 @dataclass(frozen=True)
 class WhatIfGroup:
-    """One channel's or priority's tickets, replayed as decided and under the draft."""
+    """One channel's, priority's or team's tickets, replayed as decided and under the draft."""
 
     key: str
     tickets: int
@@ -287,6 +287,7 @@ class WhatIfOutcome:
     tickets: int
     by_channel: tuple[WhatIfGroup, ...] = ()
     by_priority: tuple[WhatIfGroup, ...] = ()
+    by_team: tuple[WhatIfGroup, ...] = ()
     # The draft decides every ticket exactly as happened.
     changes_nothing: bool = True
 
@@ -298,17 +299,19 @@ Versions = Callable[[str], careops_sla.SlaPolicy]
 class WhatIf:
     """A period's tickets replayed as they were decided (each under the SLA policy version its
     events record: ticketing's `sla` revisions, read from its stream through `book`) and under
-    a draft, side by side, in total, per channel and per priority."""
+    a draft, side by side, in total, per channel, per priority and per quality team."""
 
     def __init__(
         self,
         policy: careops_sla.SlaPolicy,
         book: PolicyBook[careops_sla.SlaPolicy] | None = None,
+        teams: PolicyBook[QualityTeams] | None = None,
     ) -> None:
         # Tickets whose version the book does not hold (opened before issue 13, or a ticketing
         # that keeps no revisions) are replayed under this one, quality's configured policy.
         self.policy = policy
         self.book = book
+        self.teams = teams  # the quality teams in force group the tickets per team
 
     async def versions(self) -> Versions:
         """Returns ticketing's SLA policy versions as of now (re-read from its stream)."""
@@ -354,7 +357,11 @@ class WhatIf:
                 [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
             )
         versions = await self.versions()
-        return await asyncio.to_thread(compare_replays, timelines, versions, alternative, as_of)
+        current = (await self.teams.history()).current if self.teams else None
+        directory = self.teams.parsed(current).teams if self.teams and current else {}
+        return await asyncio.to_thread(
+            compare_replays, timelines, versions, alternative, as_of, directory
+        )
 
 
 def compare_replays(
@@ -362,9 +369,12 @@ def compare_replays(
     versions: Versions,
     alternative: careops_sla.SlaPolicy,
     as_of: datetime,
+    teams: Mapping[str, Sequence[str]] | None = None,
 ) -> WhatIfOutcome:
-    """Replays every ticket as decided and under `alternative`; groups both per channel and
-    per priority."""
+    """Replays every ticket as decided and under `alternative`; groups both per channel, per
+    priority and per quality team (`teams`: agent ids by team; a ticket counts in each team
+    of its agent, none when unassigned or in no team)."""
+    teams = teams or {}
     actual, used = [], set()
     for row, steps in timelines:
         opened_under = versions(getattr(row, "sla_policy_version", "") or "")
@@ -374,10 +384,11 @@ def compare_replays(
     draft = [replay(row, steps, alternative, as_of, None) for row, steps in timelines]
     label = ", ".join(sorted(used)) or versions("").version
 
-    def groups(key: str) -> tuple[WhatIfGroup, ...]:
+    def groups(keys: Callable[[Any], Sequence[str]]) -> tuple[WhatIfGroup, ...]:
         members: dict[str, list[int]] = {}
         for index, (row, _steps) in enumerate(timelines):
-            members.setdefault(str(getattr(row, key)), []).append(index)
+            for name in keys(row):
+                members.setdefault(name, []).append(index)
         return tuple(
             WhatIfGroup(
                 key=name,
@@ -388,12 +399,19 @@ def compare_replays(
             for name, indices in sorted(members.items())
         )
 
+    def of(column: str) -> Callable[[Any], Sequence[str]]:
+        return lambda row: (str(getattr(row, column)),)
+
+    def teams_of(row: Any) -> Sequence[str]:
+        return [team for team, agents in teams.items() if row.agent_id in agents]
+
     return WhatIfOutcome(
         actual=sla_outcome(actual, label),
         alternative=sla_outcome(draft, alternative.version),
         tickets=len(timelines),
-        by_channel=groups("channel"),
-        by_priority=groups("priority"),
+        by_channel=groups(of("channel")),
+        by_priority=groups(of("priority")),
+        by_team=groups(teams_of),
         changes_nothing=actual == draft,
     )
 

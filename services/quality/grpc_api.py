@@ -638,6 +638,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         for groups, field in (
             (outcome.by_channel, response.by_channel),
             (outcome.by_priority, response.by_priority),
+            (outcome.by_team, response.by_team),
         ):
             for group in groups:
                 entry = field.add(key=group.key, tickets=group.tickets)

@@ -145,7 +145,7 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
             ),
             self.settings.read_wait_seconds,
             teams=Teams(app.teams),
-            what_if=WhatIf(self.policy, self.sla_versions(app)),
+            what_if=WhatIf(self.policy, self.sla_versions(app), app.teams),
         )
 
     def sla_versions(self, app: QualityApp) -> PolicyBook[careops_sla.SlaPolicy]:

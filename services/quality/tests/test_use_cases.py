@@ -89,6 +89,48 @@ async def test_the_replay_compares_the_policy_in_force_with_the_alternative() ->
     assert outcome.alternative.sla_compliance_ratio == 1.0
 
 
+async def test_the_what_if_groups_per_quality_team_of_the_tickets_agent() -> None:
+    store = InMemoryEventStore()
+    await store.ensure_stream(STREAM)
+    teams = PolicyBook(store, STREAM, "careops.quality.policy", TEAMS_KIND)
+    document = "teams: {north: [agent-li], south: [agent-wang], all: [agent-li, agent-wang]}"
+    await teams.put(document, author="lead", command_id="c1")
+    late, early = chat_ticket(timedelta(minutes=45)), chat_ticket(timedelta(minutes=5))
+    rows = [
+        (SimpleNamespace(**vars(late[0][0]), agent_id="agent-li"), late[0][1]),
+        (SimpleNamespace(**vars(early[0][0]), agent_id="agent-wang"), early[0][1]),
+        (SimpleNamespace(**vars(early[0][0]), agent_id=""), early[0][1]),  # unassigned
+    ]
+
+    async def read(limit: int) -> Timelines | None:
+        return rows
+
+    policy = careops_sla.load_policy(None)
+    stricter = WhatIf.alternative(
+        default_yaml()
+        .replace(
+            "chat: {calendar: 24x7, first_response: 30m}",
+            "chat: {calendar: 24x7, first_response: 2m}",
+        )
+        .replace("default-2026.1", "strict-chat")
+    )
+    outcome = await WhatIf(policy, teams=teams).compare(
+        stricter, read, as_of=OPENED + timedelta(days=1)
+    )
+    by_team = {g.key: g for g in outcome.by_team}
+    assert {key: g.tickets for key, g in by_team.items()} == {"all": 2, "north": 1, "south": 1}
+    north, south = by_team["north"], by_team["south"]
+    assert (north.actual.first_responses_on_time, north.alternative.first_responses_on_time) == (
+        0,
+        0,
+    )
+    assert (south.actual.first_responses_on_time, south.alternative.first_responses_on_time) == (
+        1,
+        0,
+    )
+    assert outcome.tickets == 3 and not outcome.changes_nothing
+
+
 async def test_a_what_if_over_too_many_tickets_is_invalid_on_the_period() -> None:
     async def too_many(limit: int) -> Timelines | None:
         return None
