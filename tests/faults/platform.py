@@ -288,6 +288,26 @@ def caught_up(stub: admin_pb2_grpc.ProjectionAdminServiceStub) -> list[str] | No
     return None
 
 
+def positions(stub: admin_pb2_grpc.ProjectionAdminServiceStub) -> dict[str, tuple[int, int]]:
+    """Each projection's position and its stream's last sequence."""
+    listed = stub.ListProjections(admin_pb2.ListProjectionsRequest(), timeout=5).projections
+    return {
+        p.name: (p.last_sequence, p.stream_last_sequence) for p in listed if p.kind == "projection"
+    }
+
+
+def settled_dump(
+    stub: admin_pb2_grpc.ProjectionAdminServiceStub, database: Path
+) -> dict[str, list[tuple[Any, ...]]] | None:
+    """The database dumped while caught up and still: no projection moved and nothing was
+    appended to its stream during the dump (None: try again)."""
+    before = positions(stub) if caught_up(stub) is not None else None
+    if before is None:
+        return None
+    live = dump(database)
+    return live if positions(stub) == before else None
+
+
 def dump(database: Path) -> dict[str, list[tuple[Any, ...]]]:
     """Every table of a service's SQLite database, rows sorted: comparable as a whole."""
     engine = create_engine(f"sqlite:///{database}")
@@ -333,13 +353,20 @@ def assert_equals_rebuild(process: ServiceProcess) -> None:
         name = process.service
         projections = eventually_sync(partial(caught_up, stub), what=f"{name} caught up")
         database = process.data_dir / f"{name}.db"
-        live = dump(database)
+        live = eventually_sync(partial(settled_dump, stub, database), what=f"{name} settled")
         for projection in projections:  # all at once; each restarts from sequence 0
             stub.RebuildProjection(admin_pb2.RebuildProjectionRequest(name=projection), timeout=30)
         eventually_sync(partial(caught_up, stub), timeout=120, what=f"{name} rebuilt")
         rebuilt = dump(database)
     differing = [t for t in live if live[t] != rebuilt.get(t)]
-    assert not differing, f"{name}: read models differ from their rebuild in {differing}"
+    rows = {
+        table: {
+            "live only": sorted(set(live[table]) - set(rebuilt.get(table, [])), key=repr)[:5],
+            "rebuilt only": sorted(set(rebuilt.get(table, [])) - set(live[table]), key=repr)[:5],
+        }
+        for table in differing
+    }
+    assert not differing, f"{name}: read models differ from their rebuild in {differing}: {rows}"
 
 
 @contextmanager
