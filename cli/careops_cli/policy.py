@@ -117,6 +117,19 @@ def _incident_what_if(field: str) -> Callable[..., Any]:
     return run
 
 
+def every_page(fetch: Callable[[int], Any]) -> list[Any]:
+    """Every version a List…Versions RPC pages out (newest first, `before_revision` cursor),
+    oldest first."""
+    found: list[Any] = []
+    before = 0
+    while True:
+        page = fetch(before)
+        found.extend(page.versions)
+        before = page.next_before_revision
+        if not before:
+            return list(reversed(found))
+
+
 @dataclass(frozen=True)
 class DocumentKind:
     """A kind served by careops_platform.policies: Put/Get/List<Kind>Versions of one service,
@@ -130,28 +143,16 @@ class DocumentKind:
     run_what_if: Callable[..., Any] | None = None
 
     def history(self, opened: grpc.Channel) -> list[Revision]:
-        stub, before = self.stub(opened), 0
-        found: list[Revision] = []
-        while True:
-            page = call(
-                getattr(stub, self.list_rpc),
-                self.list_request(page_size=500, before_revision=before),
+        rpc = getattr(self.stub(opened), self.list_rpc)
+        versions = every_page(
+            lambda before: call(rpc, self.list_request(page_size=500, before_revision=before))
+        )
+        return [
+            Revision(
+                v.revision, v.version, v.author, _time(v.put_at), v.reason, v.document, v.current
             )
-            found.extend(
-                Revision(
-                    v.revision,
-                    v.version,
-                    v.author,
-                    _time(v.put_at),
-                    v.reason,
-                    v.document,
-                    v.current,
-                )
-                for v in page.versions
-            )
-            before = page.next_before_revision
-            if not before:
-                return list(reversed(found))
+            for v in versions
+        ]
 
     def put(
         self,
@@ -239,17 +240,14 @@ class MatrixKind:
         )
 
     def history(self, opened: grpc.Channel) -> list[Revision]:
-        stub, before = _incidents(opened), 0
-        found: list[Revision] = []
-        while True:
-            page = call(
+        stub = _incidents(opened)
+        versions = every_page(
+            lambda before: call(
                 stub.ListResponseMatrixVersions,
                 ipb.ListResponseMatrixVersionsRequest(page_size=500, before_revision=before),
             )
-            found.extend(self._revision(v) for v in page.versions)
-            before = page.next_before_revision
-            if not before:
-                return list(reversed(found))
+        )
+        return [self._revision(v) for v in versions]
 
     def put(
         self,
