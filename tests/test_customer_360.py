@@ -239,6 +239,8 @@ async def test_360_tiers_and_erasure_across_services(
     positions = {
         "ticketing_min_sequence": await jetstream_store.last_sequence("CAREOPS_TICKETING"),
         "min_sequence": survey.sequence,
+        # The session's NATS holds other tests' incidents: the crisis KPIs must have them all.
+        "incident_min_sequence": await jetstream_store.last_sequence("CAREOPS_INCIDENT"),
     }
     before = await platform.quality.GetKpis(qpb.GetKpisRequest(**positions))
     erased = await customers.EraseCustomer(
@@ -407,7 +409,12 @@ async def test_erasure_shreds_the_customers_ticket_free_text(
     followed = await quality.RecordFollowUp(
         qpb.RecordFollowUpRequest(ticket_id=ids[0], agent_id="agent-li", note=mark("follow-up"))
     )
-    positions = {"ticketing_min_sequence": head, "min_sequence": followed.sequence}
+    positions = {
+        "ticketing_min_sequence": head,
+        "min_sequence": followed.sequence,
+        # The session's NATS holds other tests' incidents: the crisis KPIs must have them all.
+        "incident_min_sequence": await jetstream_store.last_sequence("CAREOPS_INCIDENT"),
+    }
     kpis = await quality.GetKpis(qpb.GetKpisRequest(**positions))
     service = platform.ticketing_service
     for name in ("tickets", "conversation"):
