@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -238,11 +238,6 @@ def decide_put(
     ]
 
 
-@dataclass
-class _Parsed(Generic[T]):
-    by_revision: dict[int, T] = field(default_factory=dict)
-
-
 class PolicyBook(Generic[T]):
     """One policy kind of a context, on the context's stream: read, parse once, put.
 
@@ -276,7 +271,7 @@ class PolicyBook(Generic[T]):
             cache_size=4,
         )
         self._executor = CommandExecutor(self._repository)
-        self._parsed: _Parsed[T] = _Parsed()
+        self._parsed: dict[int, T] = {}  # by revision
         self._refresh_seconds = refresh_seconds
         self._read_at = -refresh_seconds
         self._loaded: Loaded[PolicyHistory] | None = None
@@ -305,10 +300,11 @@ class PolicyBook(Generic[T]):
     def _stale(self) -> bool:
         return self._loaded is None or time.monotonic() - self._read_at >= self._refresh_seconds
 
-    def cached_current(self) -> tuple[PolicyVersion, T] | None:
-        """The revision in force as last read (no I/O), or None before the first read."""
-        current = self._loaded.state.current if self._loaded else None
-        return (current, self.parsed(current)) if current else None
+    async def in_force(self, default: T) -> T:
+        """The policy in force, or `default` while none was ever put (a context's settings
+        before its seed; a book of another context's stream not yet written)."""
+        current = (await self.history()).current
+        return default if current is None else self.parsed(current)
 
     async def current(self, *, fresh: bool = False) -> tuple[PolicyVersion, T]:
         """The revision in force and its policy; NotFound when none was ever put."""
@@ -335,9 +331,9 @@ class PolicyBook(Generic[T]):
 
     def parsed(self, version: PolicyVersion) -> T:
         """The policy of a revision (parsed once; a revision on the log was valid when put)."""
-        cached = self._parsed.by_revision.get(version.revision)
+        cached = self._parsed.get(version.revision)
         if cached is None:
-            cached = self._parsed.by_revision[version.revision] = self.kind.parse(version.document)
+            cached = self._parsed[version.revision] = self.kind.parse(version.document)
         return cached
 
     def check(self, document: str, *, field_name: str = "document") -> T:

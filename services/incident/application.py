@@ -181,8 +181,7 @@ class IncidentApp(ContextApplication[d.Incident]):
     async def risk_model(self) -> d.RiskModel:
         """The risk policy in force (re-read from the log at most every REFRESH_SECONDS);
         the settings' model until one is put."""
-        current = (await self.risk_book.history()).current
-        return self.risk if current is None else self.risk_book.parsed(current)
+        return await self.risk_book.in_force(self.risk)
 
     async def put_risk_policy(self, document: str, **put: Any) -> PutOutcome[d.RiskModel]:
         """Puts a risk policy revision (PolicyBook.put's arguments); the next Declare and

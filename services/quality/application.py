@@ -296,6 +296,9 @@ Versions = Callable[[str], careops_sla.SlaPolicy]
 """An SLA policy version label -> that version (the one in force for "" or an unknown label)."""
 
 
+NO_TEAMS = QualityTeams("", {})
+
+
 class WhatIf:
     """A period's tickets replayed as they were decided (each under the SLA policy version its
     events record: ticketing's `sla` revisions, read from its stream through `book`) and under
@@ -357,8 +360,7 @@ class WhatIf:
                 [FieldViolation("period", f"at most {MAX_WHAT_IF_TICKETS:,} tickets")],
             )
         versions = await self.versions()
-        current = (await self.teams.history()).current if self.teams else None
-        directory = self.teams.parsed(current).teams if self.teams and current else {}
+        directory = (await self.teams.in_force(NO_TEAMS)).teams if self.teams else {}
         return await asyncio.to_thread(
             compare_replays, timelines, versions, alternative, as_of, directory
         )

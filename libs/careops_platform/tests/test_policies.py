@@ -199,3 +199,10 @@ async def test_commands_that_find_the_book_stale_together_read_the_log_once() ->
     b = PolicyBook(log, STREAM, "careops.test.policy", KIND)
     await asyncio.gather(*(b.current() for _ in range(20)))
     assert reads == 1
+
+
+async def test_in_force_is_the_default_until_a_revision_is_put() -> None:
+    b = await book()
+    assert await b.in_force({"email": 0}) == {"email": 0}
+    await put(b, doc("v1", email=4))
+    assert (await b.in_force({"email": 0}))["email"] == 4
