@@ -132,7 +132,10 @@ class TimerScheduler:
         self._clock = clock
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: set[str] = set()
+        # One scan at a time: a tick that finds its timers being fired by another (the background
+        # loop) waits for it instead of returning early, so "tick() returned" means every timer due
+        # at its time has been attempted; a test's tick never races the service's own loop.
+        self._scanning = asyncio.Lock()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="timer-scheduler")
@@ -143,25 +146,20 @@ class TimerScheduler:
 
     async def tick(self) -> int:
         """Fires every timer due now; returns how many were attempted."""
-        pending = await asyncio.to_thread(due, self._engine, self._clock())
-        attempted = 0
-        for timer in pending:
-            if timer.timer_id in self._in_flight:
-                continue
-            self._in_flight.add(timer.timer_id)
-            attempted += 1
-            try:
-                with caused_by(str(timer.data.get(CAUSE_KEY, ""))):
-                    await self._fire(timer)
-                FIRED.labels(timer.kind, "fired").inc()
-            except Exception:
-                FIRED.labels(timer.kind, "failed").inc()
-                log.warning(
-                    "timer failed; will retry", exc_info=True, extra={"timer": timer.timer_id}
-                )
-            finally:
-                self._in_flight.discard(timer.timer_id)
-        return attempted
+        async with self._scanning:
+            pending = await asyncio.to_thread(due, self._engine, self._clock())
+            for timer in pending:
+                await self._attempt(timer)
+            return len(pending)
+
+    async def _attempt(self, timer: DueTimer) -> None:
+        try:
+            with caused_by(str(timer.data.get(CAUSE_KEY, ""))):
+                await self._fire(timer)
+            FIRED.labels(timer.kind, "fired").inc()
+        except Exception:
+            FIRED.labels(timer.kind, "failed").inc()
+            log.warning("timer failed; will retry", exc_info=True, extra={"timer": timer.timer_id})
 
     async def _run(self) -> None:
         while True:
