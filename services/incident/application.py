@@ -257,6 +257,9 @@ class IncidentApp(ContextApplication[d.Incident]):
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
         teams |= await self._teams([team for team in team_ids if team not in teams])
+        # The teams their escalation policies page (schedule:<id>, team:<id>).
+        named = {other for team in teams.values() for other in d.escalation.referenced_teams(team)}
+        teams |= await self._teams(sorted(named - set(teams)))
         risk = await self.risk_model()
         ctx = d.Context(now=now, risk=risk, matrix=matrix, teams=teams)
 
@@ -345,18 +348,20 @@ class IncidentApp(ContextApplication[d.Incident]):
         return matrix, result.sequence
 
     async def fire_timer(self, timer: DueTimer) -> None:
-        """Fires a page-acknowledgement or response-deadline timer (appended once by its id),
-        or a drill's run."""
+        """Fires a page-acknowledgement, delayed-contact or response-deadline timer (appended
+        once by its id), or a drill's run."""
         if timer.kind == DRILL_TIMER:
             await self.drills.start_run(
                 timer.aggregate_id, command_id=timer.timer_id, actor="timer"
             )
             return
-        command: d.Command = (
-            d.FirePageTimer(timer.data["page_id"])
-            if timer.kind == "page_ack"
-            else d.FireResponseTimer()
-        )
+        command: d.Command
+        if timer.kind == "page_ack":
+            command = d.FirePageTimer(timer.data["page_id"])
+        elif timer.kind == "page_contact":
+            command = d.FireContactTimer(timer.data["page_id"], int(timer.data["delay_seconds"]))
+        else:
+            command = d.FireResponseTimer()
         await self.execute(timer.aggregate_id, command, command_id=timer.timer_id, actor="timer")
 
     async def load_defaults(self, *, oncall_file: str | None, matrix_file: str | None) -> None:
