@@ -300,12 +300,14 @@ def _validate_policies(team: Team, known: set[str]) -> list[tuple[str, str]]:
         where = f"team.policies[{index}]"
         if not ID_PATTERN.fullmatch(policy.policy_id):
             violations.append((f"{where}.policy_id", "lower-case letters, digits, '-', '_'"))
-        elif ids.count(policy.policy_id) > 1:
+        elif policy.policy_id in ids[:index]:
             violations.append((f"{where}.policy_id", "policy ids must be unique"))
         if not policy.steps:
             violations.append((f"{where}.steps", "a policy needs at least one step"))
         violations += _validate_escalation(policy, known, where)
-    steps = {policy.policy_id: len(policy.steps) for policy in team.policies}
+    steps: dict[str, int] = {}
+    for policy in team.policies:
+        steps.setdefault(policy.policy_id, len(policy.steps))
     for index, rule in enumerate(team.routing):
         where = f"team.routing[{index}]"
         if rule.policy_id and rule.policy_id not in steps:
@@ -326,7 +328,7 @@ def _validate_policies(team: Team, known: set[str]) -> list[tuple[str, str]]:
             violations.append((f"{where}.hold", "hold needs a time window (until_time)"))
         count = steps.get(rule.policy_id, 0) if rule.policy_id else len(team.chain().steps)
         skipped = set(rule.skip_steps)
-        if any(not 0 <= step < count for step in skipped):
+        if count and any(not 0 <= step < count for step in skipped):
             violations.append((f"{where}.skip_steps", f"steps are numbered 0..{count - 1}"))
         elif count and len(skipped) >= count:
             violations.append((f"{where}.skip_steps", "a rule must leave at least one step"))
