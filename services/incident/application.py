@@ -111,6 +111,11 @@ PAGES = Counter(
 ESCALATIONS = Counter(
     "careops_page_escalations_total", "Pages escalated for lack of acknowledgement.", ["team"]
 )
+DELAYED_CONTACTS = Counter(
+    "careops_page_delayed_contacts_total",
+    "Pages whose delayed contacts (a member's notification rules) were sent, unacknowledged.",
+    ["team"],
+)
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
     "Incidents whose response deadline passed without acknowledgement.",
@@ -148,6 +153,7 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     preinitialise(DECLARED, LEVELS, types, ("true", "false"))
     preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
     preinitialise(ESCALATIONS, teams)
+    preinitialise(DELAYED_CONTACTS, teams)
     preinitialise(TIME_TO_ACK, LEVELS, teams)
 
 
@@ -299,6 +305,8 @@ class IncidentApp(ContextApplication[d.Incident]):
                 PAGES.labels(team, outcome).inc()
             elif isinstance(event, d.PageEscalated):
                 ESCALATIONS.labels(incident.pages[event.page_id].team_id).inc()
+            elif isinstance(event, d.PageContactsDue):
+                DELAYED_CONTACTS.labels(incident.pages[event.page_id].team_id).inc()
             elif isinstance(event, d.ResponseDeadlineMissed) and not incident.drill:
                 DEADLINES_MISSED.labels(level).inc()
             elif isinstance(event, d.PageAcknowledged) and not incident.drill:

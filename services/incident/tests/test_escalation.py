@@ -265,6 +265,18 @@ def test_a_delayed_contact_goes_out_only_while_the_page_is_unacknowledged() -> N
     assert fire(acked, due, at + timedelta(seconds=120))[1] == []
 
 
+def test_whoever_a_whole_team_step_pages_next_may_acknowledge_before_it() -> None:
+    at = berlin(12, 0)
+    state, events = declared(d.Level.A, at)
+    (first,) = pages(events)
+    page = state.pages[first.page_id]
+    assert d.escalation_targets(page, SRE, at) == ("a", "b", "c")
+    assert d.entitled_to_acknowledge(page, SRE, at) == {"a", "b", "c"}
+    plain, plain_events = declared(d.Level.B, at)
+    (other,) = pages(plain_events)
+    assert d.escalation_targets(plain.pages[other.page_id], SRE, at) == ("b",)
+
+
 def test_old_team_definitions_keep_their_behaviour() -> None:
     old = d.Team(
         "sre",

@@ -16,6 +16,7 @@ from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
+from prometheus_client import REGISTRY
 
 from incident.main import IncidentService
 from incident.projections import IncidentTimerProjection
@@ -230,6 +231,8 @@ async def test_a_delayed_email_is_not_sent_when_the_page_is_acknowledged_before_
     assert "careops.incident.v1.PageContactsDue" not in types
     assert mails_to(mail, "alice@example.test", acked.incident_id) == []
     assert "careops.incident.v1.PageContactsDue" in await event_types(service, ignored.incident_id)
+    sent = REGISTRY.get_sample_value("careops_page_delayed_contacts_total", {"team": TEAM})
+    assert sent and sent >= 1
 
 
 async def test_a_bad_policy_is_refused_with_located_violations(
