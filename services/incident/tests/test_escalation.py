@@ -251,7 +251,9 @@ def test_a_delayed_contact_goes_out_only_while_the_page_is_unacknowledged() -> N
     at = berlin(12, 0)
     state, events = declared(d.Level.B, at)
     (page,) = pages(events)
-    assert page.contacts == (SRE.member("a").contacts[0],)  # the webhook at once
+    alice = SRE.member("a")
+    assert alice is not None
+    assert page.contacts == (alice.contacts[0],)  # the webhook at once
     assert [(p.contact.kind, p.delay_seconds) for p in page.plan] == [
         (d.ContactKind.WEBHOOK, 0),
         (d.ContactKind.EMAIL, 120),
@@ -259,7 +261,7 @@ def test_a_delayed_contact_goes_out_only_while_the_page_is_unacknowledged() -> N
     due = d.FireContactTimer(page.page_id, 120)
     assert fire(state, due, at + timedelta(seconds=119))[1] == []  # not due yet
     after, sent = fire(state, due, at + timedelta(seconds=120))
-    assert sent == [d.PageContactsDue(page.page_id, 120, (SRE.member("a").contacts[1],))]
+    assert sent == [d.PageContactsDue(page.page_id, 120, (alice.contacts[1],))]
     assert fire(after, due, at + timedelta(seconds=121))[1] == []  # once
     acked, _ = fire(state, d.AcknowledgePage(page.page_id, "a"), at + timedelta(seconds=30))
     assert fire(acked, due, at + timedelta(seconds=120))[1] == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import grpc
@@ -133,7 +134,7 @@ async def declare(stub: Stub, factors: t.RiskFactors) -> pb.Incident:
     return reply.incident
 
 
-async def pages_of(stub: Stub, incident_id: str) -> list[t.Page]:
+async def pages_of(stub: Stub, incident_id: str) -> list[pb.Page]:
     got = await stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
     return [p for p in got.incident.pages if p.team_id == TEAM]
 
@@ -196,7 +197,7 @@ async def test_level_a_pages_the_whole_team_after_the_wait(
     clock.set(due)
     await fire(service)
     for path in ("/esc-bob", "/esc-lead"):
-        await eventually(lambda path=path: posts_for(http, path, incident.incident_id))
+        await eventually(partial(posts_for, http, path, incident.incident_id))
     step_one = [p for p in await pages_of(stub, incident.incident_id) if p.step == 1]
     assert sorted(p.member_id for p in step_one) == ["ts-alice", "ts-bob", "ts-lead"]
     assert len(posts_for(http, "/esc-alice", incident.incident_id)) == 2
@@ -218,7 +219,7 @@ async def test_a_delayed_email_is_not_sent_when_the_page_is_acknowledged_before_
     acked = await declare(stub, SEVERE)
     ignored = await declare(stub, SEVERE)
     for incident in (acked, ignored):
-        await eventually(lambda i=incident: posts_for(http, "/esc-alice", i.incident_id))
+        await eventually(partial(posts_for, http, "/esc-alice", incident.incident_id))
     assert mails_to(mail, "alice@example.test", acked.incident_id) == []
     (page,) = [p for p in acked.pages if p.team_id == TEAM]
     clock.advance(60)
