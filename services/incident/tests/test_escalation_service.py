@@ -188,7 +188,11 @@ async def test_level_a_pages_the_whole_team_after_the_wait(
     incident = await declare(stub, SEVERE)
     assert incident.level == t.INCIDENT_LEVEL_A
     (first,) = [p for p in incident.pages if p.team_id == TEAM]
-    assert first.member_id == "ts-alice"
+    assert (first.member_id, first.policy_id) == ("ts-alice", "all-hands")
+    assert [(c.contact.kind, c.delay_seconds) for c in first.plan] == [
+        (t.CONTACT_KIND_WEBHOOK, 0),
+        (t.CONTACT_KIND_EMAIL, 120),
+    ]
     due = first.ack_due_at.ToDatetime(tzinfo=UTC)
     assert due == clock.now + timedelta(seconds=300)
     clock.set(due - timedelta(milliseconds=1))
