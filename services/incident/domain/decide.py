@@ -55,6 +55,7 @@ from incident.domain.values import (
     MAX_TITLE,
     OPEN,
     ROLE_PATTERN,
+    ContactKind,
     Engagement,
     Level,
     Source,
@@ -311,10 +312,29 @@ def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> 
     if command.kind in state.deliveries_of(command.notice_id):
         return []
     if command.error:
-        return [
-            NotificationFailed(command.notice_id, command.kind, command.attempts, command.error)
-        ]
+        failed = NotificationFailed(
+            command.notice_id, command.kind, command.attempts, command.error
+        )
+        return [failed, *_next_channel(state, command.notice_id, command.kind)]
     return [NotificationDelivered(command.notice_id, command.kind, command.attempts)]
+
+
+def _next_channel(state: Incident, page_id: str, kind: ContactKind) -> list[IncidentEvent]:
+    """A page's channel failed: the member's plan's next channels are tried at once (while the
+    page is unacknowledged, not escalated and the incident open)."""
+    page = state.pages.get(page_id)
+    if (
+        page is None
+        or page.acknowledged_at is not None
+        or page.escalated
+        or state.status not in OPEN
+        or state.team_acknowledged(page.team_id)
+    ):
+        return []
+    delay = esc.next_after_failure(page.plan, kind, page.contacts_due)
+    if delay is None:
+        return []
+    return [PageContactsDue(page.page_id, delay, esc.due_now(page.plan, delay))]
 
 
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:

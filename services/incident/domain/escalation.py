@@ -16,7 +16,7 @@ from incident.domain.oncall import (
     RoutingRule,
     Team,
 )
-from incident.domain.values import Level
+from incident.domain.values import ContactKind, Level
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,18 @@ def due_now(plan: tuple[PlannedContact, ...], delay_seconds: int) -> tuple[Conta
 def delays(plan: tuple[PlannedContact, ...]) -> tuple[int, ...]:
     """Returns the plan's distinct later delays (> 0), in order."""
     return tuple(sorted({entry.delay_seconds for entry in plan if entry.delay_seconds > 0}))
+
+
+def next_after_failure(
+    plan: tuple[PlannedContact, ...], kind: ContactKind, issued: frozenset[int]
+) -> int | None:
+    """Returns the plan's next delay to issue at once because the `kind` channel failed: the
+    first later delay not issued yet (None: nothing left to try)."""
+    failed = [entry.delay_seconds for entry in plan if entry.contact.kind == kind]
+    if not failed:
+        return None
+    later = [delay for delay in delays(plan) if delay > min(failed) and delay not in issued]
+    return min(later) if later else None
 
 
 def referenced_teams(team: Team) -> tuple[str, ...]:

@@ -267,6 +267,26 @@ def test_a_delayed_contact_goes_out_only_while_the_page_is_unacknowledged() -> N
     assert fire(acked, due, at + timedelta(seconds=120))[1] == []
 
 
+def test_a_failed_channel_tries_the_next_channel_of_the_plan_at_once() -> None:
+    at = berlin(12, 0)
+    state, events = declared(d.Level.B, at)
+    (page,) = pages(events)
+    failed = d.RecordDelivery(page.page_id, d.ContactKind.WEBHOOK, 3, "503")
+    after, recorded = fire(state, failed, at + timedelta(seconds=5))
+    assert recorded[1:] == [d.PageContactsDue(page.page_id, 120, (alice_contacts()[1],))]
+    # Its timer later finds the delay issued; an e-mail failing has nothing left to try.
+    assert fire(after, d.FireContactTimer(page.page_id, 120), at + timedelta(seconds=120))[1] == []
+    email_failed = d.RecordDelivery(page.page_id, d.ContactKind.EMAIL, 3, "550")
+    assert [type(e).__name__ for e in fire(after, email_failed, at)[1]] == ["NotificationFailed"]
+    assert esc.next_after_failure((), d.ContactKind.WEBHOOK, frozenset()) is None
+
+
+def alice_contacts() -> tuple[d.ContactPoint, ...]:
+    alice = SRE.member("a")
+    assert alice is not None
+    return alice.contacts
+
+
 def test_whoever_a_whole_team_step_pages_next_may_acknowledge_before_it() -> None:
     at = berlin(12, 0)
     state, events = declared(d.Level.A, at)

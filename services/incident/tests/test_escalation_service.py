@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 
 from incident.main import IncidentService
 from incident.projections import IncidentTimerProjection
-from incident.tests.conftest import incident_service_on, write_config
+from incident.tests.conftest import CS_SLACK, incident_service_on, write_config
 from incident.tests.test_paging import SEVERE, acknowledge, event_types, key, posts_for
 from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import FakeClock, channel_to, eventually, field_violations, fire_due_timers
@@ -257,3 +257,41 @@ async def test_a_bad_policy_is_refused_with_located_violations(
         "team.routing[2].from_time",
         "team.routing[2].policy_id",
     ]
+
+
+async def test_a_failing_channel_tries_the_members_next_channel_at_once(
+    stub: Stub,
+    service: IncidentService,
+    receivers: tuple[HttpReceiver, MailReceiver],
+) -> None:
+    http, mail = receivers
+    # Customer service's Slack always answers 503; cs-carol's e-mail is planned 10 min later.
+    carol = t.Member(
+        member_id="cs-carol",
+        contacts=[
+            t.ContactPoint(kind=t.CONTACT_KIND_SLACK, address=http.url(CS_SLACK)),
+            t.ContactPoint(kind=t.CONTACT_KIND_EMAIL, address="carol@example.test"),
+        ],
+        notification_rules=[
+            t.NotificationRule(kind=t.CONTACT_KIND_SLACK),
+            t.NotificationRule(kind=t.CONTACT_KIND_EMAIL, delay_seconds=600),
+        ],
+    )
+    service_team = t.Team(
+        team_id="customer_service",
+        members=[carol],
+        escalation=t.EscalationPolicy(
+            steps=[t.EscalationStep(target="oncall", wait_seconds=900)], repeat=1
+        ),
+    )
+    await stub.PutTeam(pb.PutTeamRequest(team=service_team), metadata=key())
+    incident = await declare(stub, SEVERE)
+    (page,) = [p for p in incident.pages if p.team_id == "customer_service"]
+    # The clock stands still: the e-mail goes out because Slack failed, not because 10 min passed.
+    await eventually(partial(mails_to, mail, "carol@example.test", incident.incident_id))
+    got = await stub.GetIncident(pb.GetIncidentRequest(incident_id=incident.incident_id))
+    (after,) = [p for p in got.incident.pages if p.page_id == page.page_id]
+    outcomes = {d.kind: d.delivered for d in after.deliveries}
+    assert outcomes.get(t.CONTACT_KIND_SLACK) is False
+    types = await event_types(service, incident.incident_id)
+    assert "careops.incident.v1.PageContactsDue" in types
