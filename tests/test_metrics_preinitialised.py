@@ -86,6 +86,7 @@ EXPECTED: dict[str, dict[str, tuple[tuple[str, ...], set[tuple[str, ...]]]]] = {
             product(TEAMS, ("requested", "delivered", "failed")),
         ),
         "careops_page_escalations": (("team",), product(TEAMS)),
+        "careops_page_delayed_contacts": (("team",), product(TEAMS)),
         "careops_incident_response_deadline_missed": (("level",), product(LEVELS)),
     },
     "quality": {

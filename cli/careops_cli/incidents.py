@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
@@ -13,12 +14,18 @@ import typer
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
+from google.protobuf import json_format
 from rich.table import Table
 
 from careops_cli.client import call, channel, console, errors, failure, print_message, report
 
 incident_app = typer.Typer(help="Declare and follow incidents.", no_args_is_help=True)
 oncall_app = typer.Typer(help="On-call staff: watch and acknowledge pages.", no_args_is_help=True)
+team_app = typer.Typer(
+    help="On-call teams: members, notification rules and escalation policies.",
+    no_args_is_help=True,
+)
+oncall_app.add_typer(team_app, name="team")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 
@@ -287,3 +294,66 @@ def ack(
     with channel() as opened:
         response = call(_stub(opened).AcknowledgePage, request)
     _show(response.incident, as_json)
+
+
+def _show_team(team: t.Team, as_json: bool) -> None:
+    if as_json:
+        print_message(team)
+        return
+    console.print(f"[bold]{team.team_id}[/] {team.name} (version {team.version})")
+    for member in team.members:
+        rules = ", ".join(
+            f"{_name(t.ContactKind, 'CONTACT_KIND', r.kind)}+{r.delay_seconds}s"
+            for r in member.notification_rules
+        )
+        console.print(f"  member {member.member_id}: {rules or 'every contact point at once'}")
+
+    def chain(policy: t.EscalationPolicy) -> str:
+        steps = " -> ".join(f"{s.target} ({s.wait_seconds}s)" for s in policy.steps)
+        return f"{steps or 'default chain'} x{policy.repeat or 1}"
+
+    console.print(f"  escalation: {chain(team.escalation)}")
+    for policy in team.policies:
+        console.print(f"  policy {policy.policy_id}: {chain(policy)}")
+    table = Table("rule", "levels", "window", "policy", "skip", "hold")
+    for index, rule in enumerate(team.routing):
+        levels = ",".join(_name(t.IncidentLevel, "INCIDENT_LEVEL", v).upper() for v in rule.levels)
+        window = (
+            f"{rule.from_time}-{rule.until_time} {rule.time_zone or 'UTC'}"
+            if rule.until_time
+            else "all day"
+        )
+        table.add_row(
+            str(index),
+            levels or "any",
+            window,
+            rule.policy_id or "escalation",
+            ",".join(str(s) for s in rule.skip_steps) or "-",
+            "yes" if rule.hold else "no",
+        )
+    if team.routing:
+        console.print(table)
+
+
+@team_app.command("show")
+def team_show(team_id: str, as_json: JsonOption = False) -> None:
+    """Show a team: members' notification rules, its policies and routing rules."""
+    with channel() as opened:
+        response = call(_stub(opened).GetTeam, pb.GetTeamRequest(team_id=team_id))
+    _show_team(response.team, as_json)
+
+
+@team_app.command("put")
+def team_put(
+    file: Annotated[Path, typer.Argument(help="The Team message as JSON (proto field names).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Define or replace a team from a JSON file (docs/incidents.md, Escalation policies)."""
+    try:
+        team = json_format.Parse(file.read_text(encoding="utf-8"), t.Team())
+    except (OSError, json_format.ParseError) as exc:
+        report(f"{file}: {exc}")
+        raise typer.Exit(1) from None
+    with channel() as opened:
+        response = call(_stub(opened).PutTeam, pb.PutTeamRequest(team=team))
+    _show_team(response.team, as_json)

@@ -111,6 +111,11 @@ PAGES = Counter(
 ESCALATIONS = Counter(
     "careops_page_escalations_total", "Pages escalated for lack of acknowledgement.", ["team"]
 )
+DELAYED_CONTACTS = Counter(
+    "careops_page_delayed_contacts_total",
+    "Pages whose delayed contacts (a member's notification rules) were sent, unacknowledged.",
+    ["team"],
+)
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
     "Incidents whose response deadline passed without acknowledgement.",
@@ -148,6 +153,7 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     preinitialise(DECLARED, LEVELS, types, ("true", "false"))
     preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
     preinitialise(ESCALATIONS, teams)
+    preinitialise(DELAYED_CONTACTS, teams)
     preinitialise(TIME_TO_ACK, LEVELS, teams)
 
 
@@ -257,6 +263,9 @@ class IncidentApp(ContextApplication[d.Incident]):
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
         teams |= await self._teams([team for team in team_ids if team not in teams])
+        # The teams their escalation policies page (schedule:<id>, team:<id>).
+        named = {other for team in teams.values() for other in d.escalation.referenced_teams(team)}
+        teams |= await self._teams(sorted(named - set(teams)))
         risk = await self.risk_model()
         ctx = d.Context(now=now, risk=risk, matrix=matrix, teams=teams)
 
@@ -296,6 +305,8 @@ class IncidentApp(ContextApplication[d.Incident]):
                 PAGES.labels(team, outcome).inc()
             elif isinstance(event, d.PageEscalated):
                 ESCALATIONS.labels(incident.pages[event.page_id].team_id).inc()
+            elif isinstance(event, d.PageContactsDue):
+                DELAYED_CONTACTS.labels(incident.pages[event.page_id].team_id).inc()
             elif isinstance(event, d.ResponseDeadlineMissed) and not incident.drill:
                 DEADLINES_MISSED.labels(level).inc()
             elif isinstance(event, d.PageAcknowledged) and not incident.drill:
@@ -345,18 +356,20 @@ class IncidentApp(ContextApplication[d.Incident]):
         return matrix, result.sequence
 
     async def fire_timer(self, timer: DueTimer) -> None:
-        """Fires a page-acknowledgement or response-deadline timer (appended once by its id),
-        or a drill's run."""
+        """Fires a page-acknowledgement, delayed-contact or response-deadline timer (appended
+        once by its id), or a drill's run."""
         if timer.kind == DRILL_TIMER:
             await self.drills.start_run(
                 timer.aggregate_id, command_id=timer.timer_id, actor="timer"
             )
             return
-        command: d.Command = (
-            d.FirePageTimer(timer.data["page_id"])
-            if timer.kind == "page_ack"
-            else d.FireResponseTimer()
-        )
+        command: d.Command
+        if timer.kind == "page_ack":
+            command = d.FirePageTimer(timer.data["page_id"])
+        elif timer.kind == "page_contact":
+            command = d.FireContactTimer(timer.data["page_id"], int(timer.data["delay_seconds"]))
+        else:
+            command = d.FireResponseTimer()
         await self.execute(timer.aggregate_id, command, command_id=timer.timer_id, actor="timer")
 
     async def load_defaults(self, *, oncall_file: str | None, matrix_file: str | None) -> None:

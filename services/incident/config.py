@@ -47,16 +47,33 @@ class ContactSpec(ConfigModel):
         return d.ContactPoint(self.kind, self.address)
 
 
+class NotifySpec(ConfigModel):
+    """A notification rule: `{kind: email, delay_seconds: 120}` (0: at once)."""
+
+    kind: Annotated[d.ContactKind, one_of(d.ContactKind)]
+    delay_seconds: int = 0
+
+    def to_domain(self) -> d.NotificationRule:
+        """Returns the domain notification rule."""
+        return d.NotificationRule(self.kind, self.delay_seconds)
+
+
 class MemberSpec(ConfigModel):
-    """A team member and their contact points."""
+    """A team member, their contact points and notification rules (`notify`, in order)."""
 
     id: Text
     name: Text = ""
     contacts: Annotated[tuple[ContactSpec, ...], EmptyList] = ()
+    notify: Annotated[tuple[NotifySpec, ...], EmptyList] = ()
 
     def to_domain(self) -> d.Member:
         """Returns the domain member."""
-        return d.Member(self.id, self.name, tuple(c.to_domain() for c in self.contacts))
+        return d.Member(
+            self.id,
+            self.name,
+            tuple(c.to_domain() for c in self.contacts),
+            tuple(rule.to_domain() for rule in self.notify),
+        )
 
 
 class RotationSpec(ConfigModel):
@@ -92,10 +109,35 @@ class EscalationSpec(ConfigModel):
     steps: Annotated[tuple[StepSpec, ...], EmptyList] = ()
     repeat: int = 1
 
-    def to_domain(self) -> d.EscalationPolicy:
+    def to_domain(self, policy_id: str = "") -> d.EscalationPolicy:
         """Returns the domain escalation policy."""
         steps = tuple(d.EscalationStep(s.target, s.wait_seconds) for s in self.steps)
-        return d.EscalationPolicy(steps, self.repeat)
+        return d.EscalationPolicy(steps, self.repeat, policy_id)
+
+
+class RoutingSpec(ConfigModel):
+    """A routing rule: `{levels: [c], from: "20:00", until: "08:00", time_zone: …, policy: …,
+    skip_steps: [1], hold: true}`."""
+
+    policy: Text = ""
+    levels: Annotated[tuple[Annotated[d.Level, one_of(d.Level)], ...], EmptyList] = ()
+    from_: Annotated[Text, Field(alias="from")] = ""
+    until: Text = ""
+    time_zone: Text = "UTC"
+    skip_steps: Annotated[tuple[int, ...], EmptyList] = ()
+    hold: bool = False
+
+    def to_domain(self) -> d.RoutingRule:
+        """Returns the domain routing rule."""
+        return d.RoutingRule(
+            policy_id=self.policy,
+            levels=self.levels,
+            from_time=self.from_,
+            until_time=self.until,
+            time_zone=self.time_zone,
+            skip_steps=self.skip_steps,
+            hold=self.hold,
+        )
 
 
 class OverrideSpec(ConfigModel):
@@ -119,6 +161,8 @@ class TeamSpec(ConfigModel):
     rotation: Annotated[RotationSpec | None, Absent] = None
     escalation: Annotated[EscalationSpec | None, Absent] = None
     overrides: Annotated[tuple[OverrideSpec, ...], EmptyList] = ()
+    policies: Annotated[dict[str, EscalationSpec], EmptyDict] = {}
+    routing: Annotated[tuple[RoutingSpec, ...], EmptyList] = ()
 
     def to_domain(self, team_id: str) -> d.Team:
         """Returns the domain team called `team_id`."""
@@ -130,6 +174,8 @@ class TeamSpec(ConfigModel):
             overrides=tuple(o.to_domain() for o in self.overrides),
             escalation=self.escalation.to_domain() if self.escalation else None,
             manager_id=self.manager,
+            policies=tuple(spec.to_domain(name) for name, spec in self.policies.items()),
+            routing=tuple(rule.to_domain() for rule in self.routing),
         )
 
 

@@ -124,7 +124,10 @@ def incident_to_proto(incident: d.Incident, version: int) -> pb.Incident:
             engagement=enum_to_proto(page.engagement, ENGAGEMENT),
             acknowledged=page.acknowledged_at is not None,
             escalated=page.escalated,
+            policy_id=page.policy_id,
         )
+        for planned in page.plan:
+            dataclass_to_message(planned, item.plan.add())
         _stamp(item, "requested_at", page.requested_at)
         _stamp(item, "ack_due_at", page.ack_due_at)
         _stamp(item, "acknowledged_at", page.acknowledged_at)

@@ -4,6 +4,7 @@ timers, and the drills read model."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
@@ -163,11 +164,21 @@ def _describe(payload: Any) -> str | None:
             return "response deadline missed"
         case d.EscalationExhausted():
             return f"nobody in {payload.team_id} acknowledged"
+        case d.PageContactsDue():
+            kinds = ", ".join(c.kind.value for c in payload.contacts if c.kind)
+            return f"{payload.page_id} unacknowledged after {payload.delay_seconds}s: {kinds}"
     return None
 
 
 def page_timer_id(page_id: str) -> str:
     return f"inc.{page_id}.ack"
+
+
+def contact_timer_id(page_id: str, delay_seconds: int) -> str:
+    return f"inc.{page_id}.contact.{delay_seconds}"
+
+
+CONTACT_TIMER = "page_contact"
 
 
 def response_timer_id(incident_id: str) -> str:
@@ -195,6 +206,18 @@ class IncidentTimerProjection:
                         {"page_id": payload.page_id},
                     ),
                 )
+                requested_at = from_timestamp(event.envelope.occurred_at)
+                for delay in d.escalation.delays(payload.plan):
+                    schedule(
+                        connection,
+                        DueTimer(
+                            contact_timer_id(payload.page_id, delay),
+                            incident_id,
+                            CONTACT_TIMER,
+                            requested_at + timedelta(seconds=delay),
+                            {"page_id": payload.page_id, "delay_seconds": delay},
+                        ),
+                    )
             case d.PageAcknowledged() | d.PageEscalated():
                 cancel(connection, page_timer_id(payload.page_id))
             case d.IncidentDeclared() | d.IncidentReassessed() | d.IncidentEscalated():

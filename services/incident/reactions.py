@@ -48,7 +48,7 @@ class PageDispatcher:
         for decoded in CODEC.decode_batch(message.batch):
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
-            if isinstance(event, d.PageRequested | d.TeamInformed):
+            if isinstance(event, d.PageRequested | d.TeamInformed | d.PageContactsDue):
                 actions.append(self._notify(incident_id, event))
             elif isinstance(event, d.PageAcknowledged):
                 actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
@@ -61,17 +61,25 @@ class PageDispatcher:
             # Redelivery retries the whole message; channels already recorded are skipped.
             raise failures[0]
 
-    async def _notify(self, incident_id: str, event: d.PageRequested | d.TeamInformed) -> None:
+    async def _notify(
+        self, incident_id: str, event: d.PageRequested | d.TeamInformed | d.PageContactsDue
+    ) -> None:
         incident, _ = await self._app.get(incident_id)
         if incident.status not in d.OPEN:
             return
-        notice_id = event.page_id if isinstance(event, d.PageRequested) else event.notice_id
+        notice_id = event.notice_id if isinstance(event, d.TeamInformed) else event.page_id
         page = incident.pages.get(notice_id)
         if page is not None and (page.acknowledged_at or page.escalated):
             return
         done = incident.deliveries_of(notice_id)
         pending = [c for c in event.contacts if c.kind and c.kind not in done]
-        note = _notification(incident, event, notice_id)
+        if isinstance(event, d.PageContactsDue):
+            # A page's delayed contacts: the page as it was requested, sent on further channels.
+            if page is None:
+                return
+            note = _page_notification(incident, page)
+        else:
+            note = _notification(incident, event, notice_id)
         await asyncio.gather(*(self._deliver(incident_id, c, note) for c in pending))
 
     async def _deliver(self, incident_id: str, contact: d.ContactPoint, note: Notification) -> None:
@@ -137,6 +145,22 @@ def _notification(
         engagement=engagement,
         drill=incident.drill,
         ack_due_at=event.ack_due_at if isinstance(event, d.PageRequested) else None,
+    )
+
+
+def _page_notification(incident: d.Incident, page: d.PageState) -> Notification:
+    return Notification(
+        notice_id=page.page_id,
+        incident_id=incident.incident_id,
+        action="trigger",
+        title=incident.title,
+        incident_type=incident.type,
+        level=incident.level.value,
+        team_id=page.team_id,
+        member_id=page.member_id,
+        engagement=page.engagement.value,
+        drill=incident.drill,
+        ack_due_at=page.ack_due_at,
     )
 
 

@@ -13,11 +13,15 @@ name is re-exported here, so `from incident import domain; domain.X` keeps worki
 
 from __future__ import annotations
 
+from incident.domain import escalation as escalation
 from incident.domain.access import (
     entitled_to_acknowledge as entitled_to_acknowledge,
 )
 from incident.domain.access import (
     escalation_target as escalation_target,
+)
+from incident.domain.access import (
+    escalation_targets as escalation_targets,
 )
 from incident.domain.access import (
     may_acknowledge as may_acknowledge,
@@ -42,6 +46,9 @@ from incident.domain.commands import (
 )
 from incident.domain.commands import (
     EscalateIncident as EscalateIncident,
+)
+from incident.domain.commands import (
+    FireContactTimer as FireContactTimer,
 )
 from incident.domain.commands import (
     FirePageTimer as FirePageTimer,
@@ -199,6 +206,9 @@ from incident.domain.errors import (
 from incident.domain.errors import (
     require as require,
 )
+from incident.domain.escalation import (
+    PlannedContact as PlannedContact,
+)
 from incident.domain.events import (
     EscalationExhausted as EscalationExhausted,
 )
@@ -228,6 +238,9 @@ from incident.domain.events import (
 )
 from incident.domain.events import (
     PageAcknowledged as PageAcknowledged,
+)
+from incident.domain.events import (
+    PageContactsDue as PageContactsDue,
 )
 from incident.domain.events import (
     PageEscalated as PageEscalated,
@@ -317,10 +330,16 @@ from incident.domain.oncall import (
     Member as Member,
 )
 from incident.domain.oncall import (
+    NotificationRule as NotificationRule,
+)
+from incident.domain.oncall import (
     Override as Override,
 )
 from incident.domain.oncall import (
     Rotation as Rotation,
+)
+from incident.domain.oncall import (
+    RoutingRule as RoutingRule,
 )
 from incident.domain.oncall import (
     Team as Team,

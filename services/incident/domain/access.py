@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from incident.domain import escalation as esc
 from incident.domain.incident import PageState
 from incident.domain.oncall import Team
 
@@ -20,11 +21,19 @@ ACKNOWLEDGING_ROLES = frozenset({"oncall", "supervisor"})
 def escalation_target(page: PageState, team: Team, at: datetime) -> str:
     """Returns the member the team's chain pages if `page` goes unacknowledged ('' when the
     chain is exhausted after it)."""
-    chain = team.chain()
+    targets = escalation_targets(page, team, at)
+    return targets[0] if targets else ""
+
+
+def escalation_targets(page: PageState, team: Team, at: datetime) -> tuple[str, ...]:
+    """Returns the members the page's policy pages next within the team (every member for a
+    whole-team step); () when the chain is exhausted after it."""
+    chain = esc.policy_of(team, page.policy_id)
     following = chain.after(page.step, page.round)
     if following is None:
-        return ""
-    return team.resolve(chain.steps[following[0]].target, at)
+        return ()
+    target = chain.steps[following[0]].target
+    return tuple(r.member_id for r in esc.recipients(team, target, at, {}))
 
 
 def entitled_to_acknowledge(page: PageState, team: Team, at: datetime) -> frozenset[str]:
@@ -32,7 +41,7 @@ def entitled_to_acknowledge(page: PageState, team: Team, at: datetime) -> frozen
     target, the team's manager (its lead) and the team's current on-call."""
     entitled = {
         page.member_id,
-        escalation_target(page, team, at),
+        *escalation_targets(page, team, at),
         team.manager_id,
         team.on_call(at),
     }

@@ -105,6 +105,14 @@ class FirePageTimer:
 
 
 @dataclass(frozen=True)
+class FireContactTimer:
+    """A page's delayed contacts are due (sent when the page is still unacknowledged)."""
+
+    page_id: str
+    delay_seconds: int
+
+
+@dataclass(frozen=True)
 class FireResponseTimer:
     """The response-deadline timer fired."""
 
@@ -122,4 +130,5 @@ Command = (
     | RecordDelivery
     | FirePageTimer
     | FireResponseTimer
+    | FireContactTimer
 )

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from incident.domain import escalation as esc
 from incident.domain.commands import (
     AcknowledgePage,
     AddUpdate,
@@ -14,6 +15,7 @@ from incident.domain.commands import (
     Command,
     DeclareIncident,
     EscalateIncident,
+    FireContactTimer,
     FirePageTimer,
     FireResponseTimer,
     LinkTickets,
@@ -33,6 +35,7 @@ from incident.domain.events import (
     NotificationDelivered,
     NotificationFailed,
     PageAcknowledged,
+    PageContactsDue,
     PageEscalated,
     PageRequested,
     ResponseDeadlineMissed,
@@ -52,6 +55,7 @@ from incident.domain.values import (
     MAX_TITLE,
     OPEN,
     ROLE_PATTERN,
+    ContactKind,
     Engagement,
     Level,
     Source,
@@ -139,20 +143,11 @@ def _engage(state: Incident, level: Level, ctx: Context) -> list[IncidentEvent]:
             continue
         member = team.on_call(ctx.now)
         if paged:
-            step = team.chain().steps[0]
-            events.append(
-                PageRequested(
-                    page_id=f"{state.incident_id}-p{page_number}",
-                    team_id=team.team_id,
-                    member_id=team.resolve(step.target, ctx.now) or member,
-                    step=0,
-                    round=0,
-                    contacts=team.contacts_of(team.resolve(step.target, ctx.now) or member),
-                    ack_due_at=ctx.now + timedelta(seconds=step.wait_seconds),
-                    engagement=engagement,
-                )
-            )
-            page_number += 1
+            chosen = esc.route(team, level, ctx.now)
+            start = esc.first(chosen) or (0, 0)
+            pages = _pages(state, team, chosen, start, engagement, page_number, "", ctx)
+            events += pages
+            page_number += len(pages)
         elif already is None:
             events.append(
                 TeamInformed(
@@ -164,6 +159,45 @@ def _engage(state: Incident, level: Level, ctx: Context) -> list[IncidentEvent]:
             )
             notice_number += 1
     return events
+
+
+def _pages(
+    state: Incident,
+    team: Team,
+    chosen: esc.Route,
+    at_step: tuple[int, int],
+    engagement: Engagement,
+    page_number: int,
+    escalated_from: str,
+    ctx: Context,
+) -> list[PageRequested]:
+    """Returns the pages of one step: one per member the step targets (a whole team is paged
+    at once), each with the member's contact plan; its contacts are those due at once."""
+    step, round_ = at_step
+    target = chosen.policy.steps[step]
+    recipients = esc.recipients(team, target.target, ctx.now, ctx.teams) or (
+        esc.Recipient("", None),
+    )
+    due = esc.ack_due(chosen, step, ctx.now)
+    pages = []
+    for offset, recipient in enumerate(recipients):
+        plan = esc.contact_plan(recipient.member)
+        pages.append(
+            PageRequested(
+                page_id=f"{state.incident_id}-p{page_number + offset}",
+                team_id=team.team_id,
+                member_id=recipient.member_id,
+                step=step,
+                round=round_,
+                contacts=esc.due_now(plan, 0),
+                ack_due_at=due,
+                engagement=engagement,
+                escalated_from=escalated_from,
+                policy_id=chosen.policy.policy_id,
+                plan=plan if any(entry.delay_seconds for entry in plan) else (),
+            )
+        )
+    return pages
 
 
 _RANK = {Engagement.RED: 0, Engagement.YELLOW: 1, Engagement.GREY: 2}
@@ -278,14 +312,34 @@ def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> 
     if command.kind in state.deliveries_of(command.notice_id):
         return []
     if command.error:
-        return [
-            NotificationFailed(command.notice_id, command.kind, command.attempts, command.error)
-        ]
+        failed = NotificationFailed(
+            command.notice_id, command.kind, command.attempts, command.error
+        )
+        return [failed, *_next_channel(state, command.notice_id, command.kind)]
     return [NotificationDelivered(command.notice_id, command.kind, command.attempts)]
 
 
+def _next_channel(state: Incident, page_id: str, kind: ContactKind) -> list[IncidentEvent]:
+    """A page's channel failed: the member's plan's next channels are tried at once (while the
+    page is unacknowledged, not escalated and the incident open)."""
+    page = state.pages.get(page_id)
+    if (
+        page is None
+        or page.acknowledged_at is not None
+        or page.escalated
+        or state.status not in OPEN
+        or state.team_acknowledged(page.team_id)
+    ):
+        return []
+    delay = esc.next_after_failure(page.plan, kind, page.contacts_due)
+    if delay is None:
+        return []
+    return [PageContactsDue(page.page_id, delay, esc.due_now(page.plan, delay))]
+
+
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
-    """Escalates an unacknowledged page to the chain's next step, or exhausts the chain."""
+    """Escalates an unacknowledged page (with the other pages of its step) to the chain's next
+    step, or exhausts the chain."""
     page = state.pages.get(command.page_id)
     if (
         page is None
@@ -297,28 +351,53 @@ def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[In
     ):
         return []
     team = ctx.teams.get(page.team_id) or Team(page.team_id)
-    chain = team.chain()
-    following = chain.after(page.step, page.round)
-    escalated = PageEscalated(page.page_id, "not acknowledged in time")
+    chosen = esc.continuing(team, page.policy_id, state.level, ctx.now)
+    step_pages = [
+        other
+        for other in state.pages.values()
+        if other.team_id == page.team_id
+        and (other.step, other.round) == (page.step, page.round)
+        and not other.escalated
+    ]
+    events: list[IncidentEvent] = [
+        PageEscalated(other.page_id, "not acknowledged in time") for other in step_pages
+    ]
+    following = esc.following(chosen, page.step, page.round)
     if following is None:
-        return [escalated, EscalationExhausted(page.team_id, page.page_id)]
-    step, round_ = following
-    target = chain.steps[step]
-    member = team.resolve(target.target, ctx.now)
+        return [*events, EscalationExhausted(page.team_id, page.page_id)]
     return [
-        escalated,
-        PageRequested(
-            page_id=f"{state.incident_id}-p{len(state.pages)}",
-            team_id=page.team_id,
-            member_id=member,
-            step=step,
-            round=round_,
-            contacts=team.contacts_of(member),
-            ack_due_at=ctx.now + timedelta(seconds=target.wait_seconds),
-            engagement=page.engagement,
-            escalated_from=page.page_id,
+        *events,
+        *_pages(
+            state,
+            team,
+            chosen,
+            following,
+            page.engagement,
+            len(state.pages),
+            page.page_id,
+            ctx,
         ),
     ]
+
+
+def _fire_contact(state: Incident, command: FireContactTimer, ctx: Context) -> list[IncidentEvent]:
+    """Issues a page's contacts planned `delay_seconds` after it, unless the page (or its team)
+    was acknowledged, it escalated, or the incident is no longer open."""
+    page = state.pages.get(command.page_id)
+    if (
+        page is None
+        or command.delay_seconds in page.contacts_due
+        or page.acknowledged_at is not None
+        or page.escalated
+        or state.status not in OPEN
+        or state.team_acknowledged(page.team_id)
+        or page.requested_at + timedelta(seconds=command.delay_seconds) > ctx.now
+    ):
+        return []
+    contacts = esc.due_now(page.plan, command.delay_seconds)
+    if not contacts:
+        return []
+    return [PageContactsDue(page.page_id, command.delay_seconds, contacts)]
 
 
 def _fire_response(
@@ -348,4 +427,5 @@ _HANDLERS = {
     RecordDelivery: _record_delivery,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,
+    FireContactTimer: _fire_contact,
 }

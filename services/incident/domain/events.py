@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from incident.domain.escalation import PlannedContact
 from incident.domain.matrix import MatrixRow
 from incident.domain.oncall import ContactPoint, Team
 from incident.domain.risk import RiskFactors
@@ -53,6 +54,20 @@ class PageRequested:
     ack_due_at: datetime
     engagement: Engagement
     escalated_from: str = ""
+    # The policy the team's chain runs ('' the team's own escalation) and the member's contact
+    # plan; `contacts` are the plan's contact points due at once (all of them without a plan).
+    policy_id: str = ""
+    plan: tuple[PlannedContact, ...] = ()
+
+
+@dataclass(frozen=True)
+class PageContactsDue:
+    """A page still unacknowledged `delay_seconds` after it was requested: its contact points
+    of that delay in the member's plan are to be sent now."""
+
+    page_id: str
+    delay_seconds: int
+    contacts: tuple[ContactPoint, ...]
 
 
 @dataclass(frozen=True)
@@ -218,4 +233,5 @@ IncidentEvent = (
     | IncidentResolved
     | IncidentClosed
     | TicketsLinked
+    | PageContactsDue
 )

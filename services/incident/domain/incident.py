@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import NamedTuple
 
+from incident.domain.escalation import PlannedContact
 from incident.domain.events import (
     EscalationExhausted,
     IncidentClosed,
@@ -18,6 +19,7 @@ from incident.domain.events import (
     NotificationDelivered,
     NotificationFailed,
     PageAcknowledged,
+    PageContactsDue,
     PageEscalated,
     PageRequested,
     PostIncidentReview,
@@ -79,6 +81,9 @@ class PageState:
     acknowledged_at: datetime | None = None
     escalated: bool = False
     deliveries: Mapping[ContactKind, Delivery] = field(default_factory=dict)
+    policy_id: str = ""
+    plan: tuple[PlannedContact, ...] = ()
+    contacts_due: frozenset[int] = frozenset()  # the plan's later delays already issued
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,8 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
                 at,
                 event.ack_due_at,
                 event.contacts,
+                policy_id=event.policy_id,
+                plan=event.plan,
             )
             text = f"paged {event.member_id} ({event.team_id})"
             pages = {**state.pages, event.page_id: page}
@@ -204,6 +211,14 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
             )
         case PageEscalated():
             page = replace(state.pages[event.page_id], escalated=True)
+            return replace(state, pages={**state.pages, event.page_id: page})
+        case PageContactsDue():
+            page = state.pages[event.page_id]
+            page = replace(
+                page,
+                contacts=(*page.contacts, *event.contacts),
+                contacts_due=page.contacts_due | {event.delay_seconds},
+            )
             return replace(state, pages={**state.pages, event.page_id: page})
         case EscalationExhausted():
             text = f"nobody in {event.team_id} acknowledged"

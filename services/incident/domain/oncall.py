@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from incident.domain.values import ID_PATTERN, ContactKind
+from incident.domain.values import ID_PATTERN, ContactKind, Level
 
 
 @dataclass(frozen=True)
@@ -20,12 +20,23 @@ class ContactPoint:
 
 
 @dataclass(frozen=True)
+class NotificationRule:
+    """A member's rule: reach them over `kind` `delay_seconds` after the page unless it was
+    acknowledged by then (0: at once)."""
+
+    kind: ContactKind | None
+    delay_seconds: int = 0
+
+
+@dataclass(frozen=True)
 class Member:
-    """A team member and their contact points."""
+    """A team member, their contact points and notification rules (none: every contact point
+    at once)."""
 
     member_id: str
     name: str = ""
     contacts: tuple[ContactPoint, ...] = ()
+    notification_rules: tuple[NotificationRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,9 @@ class Override:
 
 @dataclass(frozen=True)
 class EscalationStep:
-    """Page `target` (oncall, next, manager, member:<id>) and wait."""
+    """Page `target` and wait: oncall, next, manager, member:<id>, schedule:<team_id> (the
+    on-call of that team's schedule), team (every member of the team at once) or
+    team:<team_id> (every member of that team)."""
 
     target: str
     wait_seconds: int
@@ -58,10 +71,12 @@ class EscalationStep:
 
 @dataclass(frozen=True)
 class EscalationPolicy:
-    """The escalation chain, run `repeat` times."""
+    """The escalation chain, run `repeat` times; `policy_id` names one of a team's policies
+    (empty: the team's own `escalation`)."""
 
     steps: tuple[EscalationStep, ...] = ()
     repeat: int = 1
+    policy_id: str = ""
 
     def after(self, step: int, round_: int) -> tuple[int, int] | None:
         """Returns the (step, round) that follows `step` of round `round_`; None when the chain
@@ -70,6 +85,23 @@ class EscalationPolicy:
         if step >= len(self.steps):
             step, round_ = 0, round_ + 1
         return None if round_ >= self.repeat else (step, round_)
+
+
+@dataclass(frozen=True)
+class RoutingRule:
+    """Which policy pages a team: for incidents of `levels` (empty: any) paged between
+    `from_time` and `until_time` (HH:MM in `time_zone`; both empty: all day; across midnight
+    when until <= from). The first matching rule wins. It runs `policy_id` (empty: the team's
+    `escalation`), skips the steps numbered in `skip_steps` (0-based) and, with `hold`, does
+    not escalate before `until_time`."""
+
+    policy_id: str = ""
+    levels: tuple[Level, ...] = ()
+    from_time: str = ""
+    until_time: str = ""
+    time_zone: str = "UTC"
+    skip_steps: tuple[int, ...] = ()
+    hold: bool = False
 
 
 DEFAULT_ESCALATION = EscalationPolicy(
@@ -89,6 +121,8 @@ class Team:
     overrides: tuple[Override, ...] = ()
     escalation: EscalationPolicy | None = None
     manager_id: str = ""
+    policies: tuple[EscalationPolicy, ...] = ()
+    routing: tuple[RoutingRule, ...] = ()
 
     def member(self, member_id: str) -> Member | None:
         """Returns the member with that id, if any."""
@@ -165,6 +199,9 @@ def validate_team(team: Team) -> list[tuple[str, str]]:
             violations.append((f"team.overrides[{index}]", "ends before it starts"))
     if team.escalation is not None:
         violations += _validate_escalation(team.escalation, known)
+    for index, member in enumerate(team.members):
+        violations += _validate_rules(member, f"team.members[{index}].notification_rules")
+    violations += _validate_policies(team, known)
     if team.manager_id and team.manager_id not in known:
         violations.append(("team.manager_id", "not a member of the team"))
     return violations
@@ -206,20 +243,93 @@ def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, s
     return violations
 
 
-def _validate_escalation(policy: EscalationPolicy, known: set[str]) -> list[tuple[str, str]]:
+TARGETS = "oncall, next, manager, team, member:<id>, schedule:<team_id> or team:<team_id>"
+MAX_DELAY_SECONDS = 86_400
+
+
+def _validate_escalation(
+    policy: EscalationPolicy, known: set[str], where: str = "team.escalation"
+) -> list[tuple[str, str]]:
     """Returns the violations of an escalation chain."""
     violations = []
     if policy.repeat < 1:
-        violations.append(("team.escalation.repeat", "must be at least 1"))
+        violations.append((f"{where}.repeat", "must be at least 1"))
     for index, step in enumerate(policy.steps):
         target = step.target
-        member = target.removeprefix("member:")
-        if target not in ("oncall", "next", "manager") and not (
-            target.startswith("member:") and member in known
+        kind, _, name = target.partition(":")
+        if not (
+            target in ("oncall", "next", "manager", "team")
+            or (kind == "member" and name in known)
+            or (kind in ("schedule", "team") and ID_PATTERN.fullmatch(name))
         ):
-            violations.append(
-                (f"team.escalation.steps[{index}].target", "oncall, next, manager or member:<id>")
-            )
+            violations.append((f"{where}.steps[{index}].target", TARGETS))
         if step.wait_seconds < 1:
-            violations.append((f"team.escalation.steps[{index}].wait_seconds", "must be >= 1"))
+            violations.append((f"{where}.steps[{index}].wait_seconds", "must be >= 1"))
+    return violations
+
+
+def _validate_rules(member: Member, where: str) -> list[tuple[str, str]]:
+    """Returns the violations of a member's notification rules."""
+    violations = []
+    kinds = {contact.kind for contact in member.contacts}
+    seen: set[ContactKind] = set()
+    for index, rule in enumerate(member.notification_rules):
+        if rule.kind is None:
+            violations.append((f"{where}[{index}].kind", "must be specified"))
+        elif rule.kind not in kinds:
+            violations.append((f"{where}[{index}].kind", "the member has no such contact point"))
+        elif rule.kind in seen:
+            violations.append((f"{where}[{index}].kind", "one rule per contact kind"))
+        else:
+            seen.add(rule.kind)
+        if not 0 <= rule.delay_seconds <= MAX_DELAY_SECONDS:
+            violations.append(
+                (f"{where}[{index}].delay_seconds", f"must be 0..{MAX_DELAY_SECONDS}")
+            )
+    return violations
+
+
+_HH_MM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _validate_policies(team: Team, known: set[str]) -> list[tuple[str, str]]:
+    """Returns the violations of a team's named policies and routing rules."""
+    violations = []
+    ids = [policy.policy_id for policy in team.policies]
+    for index, policy in enumerate(team.policies):
+        where = f"team.policies[{index}]"
+        if not ID_PATTERN.fullmatch(policy.policy_id):
+            violations.append((f"{where}.policy_id", "lower-case letters, digits, '-', '_'"))
+        elif policy.policy_id in ids[:index]:
+            violations.append((f"{where}.policy_id", "policy ids must be unique"))
+        if not policy.steps:
+            violations.append((f"{where}.steps", "a policy needs at least one step"))
+        violations += _validate_escalation(policy, known, where)
+    steps: dict[str, int] = {}
+    for policy in team.policies:
+        steps.setdefault(policy.policy_id, len(policy.steps))
+    for index, rule in enumerate(team.routing):
+        where = f"team.routing[{index}]"
+        if rule.policy_id and rule.policy_id not in steps:
+            violations.append((f"{where}.policy_id", "not one of the team's policies"))
+        if bool(rule.from_time) != bool(rule.until_time):
+            violations.append((f"{where}.until_time", "give both from_time and until_time"))
+        for name in ("from_time", "until_time"):
+            value = getattr(rule, name)
+            if value and not _HH_MM.fullmatch(value):
+                violations.append((f"{where}.{name}", "must be HH:MM"))
+        try:
+            ZoneInfo(rule.time_zone or "UTC")
+        except (ZoneInfoNotFoundError, ValueError):
+            violations.append((f"{where}.time_zone", f"unknown time zone {rule.time_zone!r}"))
+        if any(level is None for level in rule.levels):
+            violations.append((f"{where}.levels", "must be specified"))
+        if rule.hold and not rule.until_time:
+            violations.append((f"{where}.hold", "hold needs a time window (until_time)"))
+        count = steps.get(rule.policy_id, 0) if rule.policy_id else len(team.chain().steps)
+        skipped = set(rule.skip_steps)
+        if count and any(not 0 <= step < count for step in skipped):
+            violations.append((f"{where}.skip_steps", f"steps are numbered 0..{count - 1}"))
+        elif count and len(skipped) >= count:
+            violations.append((f"{where}.skip_steps", "a rule must leave at least one step"))
     return violations

@@ -102,3 +102,56 @@ def test_the_risk_model_is_validated_naming_the_value() -> None:
         config.risk_model("risk-x", (0.4, 0.3, 2.0, 0.1), (0.7, 0.4))
     with pytest.raises(ConfigError, match="thresholds: level A's threshold"):
         config.risk_model("risk-x", (0.4, 0.3, 0.2, 0.1), (0.3, 0.4))
+
+
+def test_policies_routing_and_notification_rules_load_from_the_oncall_file(
+    tmp_path: Path,
+) -> None:
+    team = {
+        "members": [
+            {
+                "id": "a",
+                "contacts": [
+                    {"kind": "webhook", "address": "http://x/a"},
+                    {"kind": "email", "address": "a@example.test"},
+                ],
+                "notify": [{"kind": "webhook"}, {"kind": "email", "delay_seconds": 120}],
+            },
+            {"id": "b"},
+        ],
+        "policies": {
+            "all-hands": {
+                "steps": [
+                    {"target": "oncall", "wait_seconds": 300},
+                    {"target": "team", "wait_seconds": 300},
+                ]
+            }
+        },
+        "routing": [
+            {"levels": ["a"], "policy": "all-hands"},
+            {
+                "levels": ["c"],
+                "from": "20:00",
+                "until": "08:00",
+                "time_zone": "Europe/Berlin",
+                "hold": True,
+                "skip_steps": [1],
+            },
+        ],
+    }
+    path = _write(tmp_path, "oncall.yaml", {"teams": {"sre": team}})
+    [loaded] = config.load_teams(path)
+    assert loaded.members[0].notification_rules == (
+        d.NotificationRule(d.ContactKind.WEBHOOK, 0),
+        d.NotificationRule(d.ContactKind.EMAIL, 120),
+    )
+    assert [p.policy_id for p in loaded.policies] == ["all-hands"]
+    assert loaded.routing[0] == d.RoutingRule("all-hands", (d.Level.A,))
+    assert loaded.routing[1] == d.RoutingRule(
+        "", (d.Level.C,), "20:00", "08:00", "Europe/Berlin", (1,), True
+    )
+    assert d.validate_team(loaded) == []
+    team["routing"] = [{"levels": ["d"]}]
+    path = _write(tmp_path, "bad.yaml", {"teams": {"sre": team}})
+    with pytest.raises(ConfigError, match=re.escape("teams.sre.routing[0].levels[0]: 'd'")):
+        config.load_teams(path)
