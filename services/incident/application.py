@@ -763,8 +763,11 @@ class Intake:
     ) -> tuple[list[tuple[intake.Outcome, str]], int]:
         """Decides the alerts group by group; returns each alert's (outcome, incident id) in
         order and the sequence of the last append (0: nothing appended)."""
-        violations = intake.validate_alerts(integration_id, alerts)
         integration = (await self.rules()).of(integration_id)
+        violations: list[tuple[str, str]] = []
+        if source is intake.SourceKind.WEBHOOK:
+            alerts, violations = _mapped(integration.mapping, alerts)
+        violations += intake.validate_alerts(integration_id, alerts) if not violations else []
         if integration.kind is not None and integration.kind is not source:
             violations.append(
                 ("source", f"integration {integration_id} takes {integration.kind.value} alerts")
@@ -918,3 +921,26 @@ class Intake:
             )
             incident, sequence = result.state, result.sequence
         return sequence
+
+
+def _mapped(
+    mapping: intake.FieldMapping, alerts: Sequence[intake.Alert]
+) -> tuple[list[intake.Alert], list[tuple[str, str]]]:
+    """A generic webhook's raw bodies (the gateway forwards each as the label `body`) mapped by
+    the integration's field mapping; alerts already mapped pass as they are."""
+    mapped: list[intake.Alert] = []
+    violations: list[tuple[str, str]] = []
+    for index, alert in enumerate(alerts):
+        if alert.dedup_key or "body" not in alert.labels:
+            mapped.append(alert)
+            continue
+        try:
+            body = json.loads(alert.labels["body"])
+        except ValueError:
+            violations.append((f"alerts[{index}].labels.body", "not JSON"))
+            continue
+        found, wrong = intake.map_webhook(mapping, body, index)
+        violations += wrong
+        if found is not None:
+            mapped.append(found)
+    return mapped, violations

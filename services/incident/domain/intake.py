@@ -17,10 +17,13 @@ silenced or fall in a maintenance window (counted, no incident), and the flappin
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from incident.domain.risk import RiskFactors
 from incident.domain.values import Level
@@ -387,3 +390,76 @@ def alert_title(summary: str, group_key: str) -> str:
     """The incident's title from the opening alert."""
     title = summary.strip() or f"Alert {group_key}"
     return title[:200]
+
+
+# ----------------------------------------------------------------------------- generic webhook
+
+_ACTION_WORDS = {"firing": Action.TRIGGER, "resolved": Action.RESOLVE, "ok": Action.RESOLVE}
+_STEP = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
+
+
+def json_path(body: Any, path: str) -> Any:
+    """The value at a simple JSON path (`$`, `.name`, `[0]`, `['odd name']`); None if absent."""
+    if not path.startswith("$"):
+        return None
+    value, rest = body, path[1:]
+    while rest:
+        step = _STEP.match(rest)
+        if step is None:
+            return None
+        name, index, quoted, double = step.groups()
+        key = name or quoted or double
+        if index is not None:
+            if not isinstance(value, list) or int(index) >= len(value):
+                return None
+            value = value[int(index)]
+        elif isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return None
+        rest = rest[step.end() :]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def map_webhook(
+    mapping: FieldMapping, body: Any, index: int = 0
+) -> tuple[Alert | None, list[tuple[str, str]]]:
+    """Maps a generic webhook's JSON body to an alert by the integration's field mapping;
+    the violations name the field whose path found nothing usable."""
+    where = f"alerts[{index}]"
+    dedup_key = _as_text(json_path(body, mapping.dedup_key))
+    if not dedup_key:
+        return None, [(f"{where}.dedup_key", f"the mapping's {mapping.dedup_key} found nothing")]
+    raw_action = _as_text(json_path(body, mapping.action)).strip().lower()
+    action = mapping.actions.get(raw_action)
+    if action is None:
+        known = {a.value: a for a in Action} | _ACTION_WORDS
+        action = known.get(raw_action, Action.TRIGGER if not raw_action else None)
+    if action is None:
+        choices = ", ".join(sorted({*mapping.actions, *(a.value for a in Action)}))
+        return None, [(f"{where}.action", f"{raw_action!r} is none of {choices}")]
+    group_key = _as_text(json_path(body, mapping.group_key)) if mapping.group_key else ""
+    labels_value = json_path(body, mapping.labels) if mapping.labels else None
+    labels = (
+        {str(k)[:200]: _as_text(v)[:1024] for k, v in list(labels_value.items())[:200]}
+        if isinstance(labels_value, dict)
+        else {}
+    )
+    severity = _as_text(json_path(body, mapping.severity))[:64]
+    if severity and "severity" not in labels:
+        labels["severity"] = severity
+    alert = Alert(
+        dedup_key=dedup_key[:MAX_KEY],
+        group_key=(group_key or dedup_key)[:MAX_KEY],
+        action=action,
+        summary=_as_text(json_path(body, mapping.summary))[:1024],
+        severity=severity,
+        labels=labels,
+    )
+    return alert, []
