@@ -425,6 +425,9 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         alerts = []
         for index, alert in enumerate(request.alerts):
             action = _enum(alert.action, ALERT_ACTION, intake.Action)
+            raw_body = source is intake.SourceKind.WEBHOOK and not alert.dedup_key
+            if action is None and raw_body:
+                action = intake.Action.TRIGGER  # a raw body: the integration's mapping decides
             if action is None:
                 raise InvalidArgument(
                     f"alerts[{index}].action is required",
