@@ -427,3 +427,82 @@ def _timestamp(value: Any) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(at)
     return stamp
+
+
+# ---------------------------------------------------------------------- OpenAPI
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The intake routes in the gateway's OpenAPI document (their bodies are the tools' own
+    formats: Alertmanager's webhook v4, PagerDuty Events v2, any JSON)."""
+    anything = {"type": "object"}
+    outcomes = {
+        "type": "object",
+        "properties": {
+            "alerts": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "dedup_key": {"type": "string"},
+                        "outcome": {"type": "string"},
+                        "incident_id": {"type": "string"},
+                    },
+                },
+            },
+            "sequence": {"type": "integer"},
+        },
+    }
+    pagerduty_reply = {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string"},
+            "message": {"type": "string"},
+            "dedup_key": {"type": "string"},
+            "errors": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+
+    def operation(summary: str, ok: str, reply: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        json_reply = {"application/json": {"schema": reply}}
+        return {
+            "post": {
+                "summary": summary,
+                "operationId": summary.lower().replace(" ", "_"),
+                "tags": ["alert intake"],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": anything}},
+                },
+                "responses": {
+                    ok: {"description": "accepted", "content": json_reply},
+                    "default": {"$ref": "#/components/responses/Error"},
+                },
+                **extra,
+            }
+        }
+
+    pagerduty = operation("PagerDuty Events v2 enqueue", "202", pagerduty_reply, security=[])
+    for code in ("400", "429"):
+        pagerduty["post"]["responses"][code] = {
+            "description": "as PagerDuty answers",
+            "content": {"application/json": {"schema": pagerduty_reply}},
+        }
+    webhook = operation(
+        "Generic webhook alert",
+        "202",
+        outcomes,
+        parameters=[
+            {
+                "name": "integration_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+            }
+        ],
+    )
+    return {
+        ALERTMANAGER_PATH: operation("Alertmanager webhook", "200", outcomes),
+        PAGERDUTY_PATH: pagerduty,
+        WEBHOOK_PATH: webhook,
+    }

@@ -26,6 +26,7 @@ from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
 from gateway.http_api import HttpApi, HttpServer
 from gateway.intake import IntakeRoutes
+from gateway.intake import openapi_paths as intake_openapi_paths
 from gateway.limits import Limits
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
@@ -304,6 +305,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
             protocols=[web_rpc.register, intake.register],
+            extra_paths=intake_openapi_paths(),
         )
         self.http = HttpServer(
             api,
