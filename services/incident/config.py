@@ -411,13 +411,13 @@ def _level(value: Any) -> d.Level | None:
 
 
 class RuleSpec(ConfigModel):
-    """`{match: {label: value}, type, factors, level, team, page_after, page_window_minutes}`."""
+    """`{match: {label: value}, type, factors, level, page_after, page_window_minutes}`; the
+    type's response-matrix row names the teams paged."""
 
     match: Labels = {}
     type: Text
     factors: FactorsSpec = FactorsSpec()
     level: Annotated[d.Level | None, Absent, PlainValidator(_level)] = None
-    team: Text = ""
     page_after: Positive = 1
     page_window_minutes: WindowMinutes = 5.0
 
@@ -427,7 +427,6 @@ class RuleSpec(ConfigModel):
             match=dict(self.match),
             factors=self.factors.to_domain(),
             level=self.level,
-            team=self.team,
             page_after=self.page_after,
             page_window=timedelta(minutes=self.page_window_minutes),
         )

@@ -81,14 +81,14 @@ class Window:
 
 @dataclass(frozen=True)
 class Rule:
-    """Labels → incident type, risk factors, level; `page_after` alerts within `page_window`
-    before an incident opens (1: at once)."""
+    """Labels → incident type (whose response-matrix row says which teams are paged), risk
+    factors, level; `page_after` alerts within `page_window` before an incident opens (1: at
+    once)."""
 
     type: str
     match: Mapping[str, str] = field(default_factory=dict)
     factors: RiskFactors = RiskFactors()
     level: Level | None = None
-    team: str = ""
     page_after: int = 1
     page_window: timedelta = timedelta(minutes=5)
 

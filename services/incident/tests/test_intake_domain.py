@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -274,3 +275,16 @@ def test_the_built_in_document_parses() -> None:
 
 def test_an_unknown_group_state_is_empty() -> None:
     assert intake.initial_group("G-1") == AlertGroup("G-1")
+
+
+def test_the_documented_integrations_example_parses() -> None:
+    """docs/incidents.md "Alert intake": its integrations document is a valid one."""
+    page = (Path(__file__).resolve().parents[3] / "docs" / "incidents.md").read_text()
+    section = page.split("## Alert intake", 1)[1].split("\n## ", 1)[0]
+    documents = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    rules = config.parse_integration_policy(documents[1])
+    assert sorted(rules.integrations) == ["prometheus", "uptime-checker"]
+    assert rules.of("uptime-checker").mapping.actions == {
+        "down": Action.TRIGGER,
+        "up": Action.RESOLVE,
+    }
