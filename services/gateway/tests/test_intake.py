@@ -15,6 +15,7 @@ from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
 from careops_platform.api_keys import ApiKeyStore
 from incident.main import IncidentService
+from prometheus_client import REGISTRY
 
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, running_gateway
@@ -157,7 +158,10 @@ async def test_pagerduty_events_are_answered_as_pagerduty_answers(
     client: aiohttp.ClientSession, keys: ApiKeyStore
 ) -> None:
     routing_key = key(keys, "grafana")
+    counted = {"route": "/v2/enqueue", "code": "202"}
+    before = REGISTRY.get_sample_value("careops_http_requests_total", counted) or 0.0
     status, body = await post(client, "/v2/enqueue", pagerduty(routing_key, "trigger", "pay-1"))
+    assert REGISTRY.get_sample_value("careops_http_requests_total", counted) == before + 1
     assert (status, body) == (
         202,
         {"status": "success", "message": "Event processed", "dedup_key": "pay-1"},

@@ -12,11 +12,13 @@ import yaml
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
+from careops_eventstore.aggregates import CommandExecutor
 from careops_eventstore.nats_embedded import EmbeddedNats
 from prometheus_client import REGISTRY
 
 from incident.application import INCIDENT_SUBJECTS, STREAM
 from incident.domain import intake
+from incident.main import IncidentService
 from tests.support import field_violations, read_log
 
 Stub = incident_pb2_grpc.IncidentServiceStub
@@ -244,3 +246,35 @@ def test_the_alert_counter_is_preinitialised_for_every_source_and_outcome() -> N
         for outcome in intake.Outcome:
             labels = {"source": source.value, "outcome": outcome.value}
             assert REGISTRY.get_sample_value("careops_alerts_received_total", labels) is not None
+
+
+async def test_a_group_whose_incident_was_never_declared_gets_it_on_the_next_alert(
+    incident_service: IncidentService, incident_stub: Stub, rules: None
+) -> None:
+    """A crash between the group's append and the incident's declaration: the group says the
+    episode is open, the incident does not exist. The next alert of the group (a duplicate)
+    declares it, under the id the group holds."""
+    app = incident_service.app
+    assert app is not None
+    gid = intake.group_id("pd", "crashed")
+    incident_id = intake.incident_id_of("pd", "crashed", 1)
+    await app.run_on(
+        CommandExecutor(app.intake.repository),
+        gid,
+        lambda _state: [
+            intake.AlertGroupOpened("pd", "crashed", incident_id, 1, "server_crash"),
+            intake.AlertFired("crashed", "half done", "critical", incident_id),
+        ],
+        now=app.clock(),
+        command_id="test-crashed-group",
+        actor="tester",
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    reply = await ingest(incident_stub, "pd", PD, am("crashed", group="crashed"))
+    assert outcomes(reply) == ["DUPLICATE"] and reply.alerts[0].incident_id == incident_id
+    incident = (
+        await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
+    ).incident
+    assert incident.type == "server_crash"
