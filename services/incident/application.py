@@ -760,9 +760,10 @@ class Intake:
         *,
         command_id: str,
         actor: str,
-    ) -> tuple[list[tuple[intake.Outcome, str]], int]:
-        """Decides the alerts group by group; returns each alert's (outcome, incident id) in
-        order and the sequence of the last append (0: nothing appended)."""
+    ) -> tuple[list[tuple[intake.Alert, intake.Outcome, str]], int]:
+        """Decides the alerts group by group; returns each alert (a webhook's as mapped) with
+        its outcome and incident id, in order, and the sequence of the last append (0:
+        nothing appended)."""
         integration = (await self.rules()).of(integration_id)
         violations: list[tuple[str, str]] = []
         if source is intake.SourceKind.WEBHOOK:
@@ -791,7 +792,7 @@ class Intake:
                 outcomes[i] = result
         for outcome, _ in outcomes:
             ALERTS_RECEIVED.labels(source.value, outcome.value).inc()
-        return outcomes, sequence
+        return [(a, o, i) for a, (o, i) in zip(alerts, outcomes, strict=True)], sequence
 
     async def _ingest_group(
         self,

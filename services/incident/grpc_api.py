@@ -441,10 +441,12 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                     summary=alert.summary,
                     severity=alert.severity,
                     labels=dict(alert.labels),
-                    starts_at=timestamp_field(alert, "starts_at"),
+                    starts_at=timestamp_field(
+                        alert, "starts_at", path=f"alerts[{index}].starts_at"
+                    ),
                 )
             )
-        outcomes, sequence = await self._app.intake.ingest(
+        ingested, sequence = await self._app.intake.ingest(
             request.integration_id, source, alerts, command_id=command_id(), actor=actor()
         )
         return pb.IngestAlertsResponse(
@@ -454,7 +456,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
                     outcome=enum_to_proto(outcome, ALERT_OUTCOME),
                     incident_id=incident_id,
                 )
-                for alert, (outcome, incident_id) in zip(alerts, outcomes, strict=True)
+                for alert, outcome, incident_id in ingested
             ],
             sequence=sequence,
         )

@@ -180,7 +180,7 @@ async def test_a_generic_webhook_body_is_mapped_by_the_integration(
     body = pb.IntakeAlert()
     body.labels["body"] = json.dumps({"check": {"id": "api-1", "name": "API"}, "state": "down"})
     reply = await ingest(incident_stub, "hook", pb.ALERT_SOURCE_KIND_WEBHOOK, body)
-    assert outcomes(reply) == ["OPENED"] and reply.alerts[0].dedup_key == ""
+    assert outcomes(reply) == ["OPENED"] and reply.alerts[0].dedup_key == "api-1"  # mapped
     up = pb.IntakeAlert()
     up.labels["body"] = json.dumps({"check": {"id": "api-1"}, "state": "up"})
     assert outcomes(await ingest(incident_stub, "hook", pb.ALERT_SOURCE_KIND_WEBHOOK, up)) == [
