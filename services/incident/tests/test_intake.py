@@ -47,6 +47,23 @@ RULES = {
             "default": {"type": "server_crash"},
         },
         "pd": {"kind": "pagerduty", "default": {"type": "server_crash"}},
+        "quiet": {
+            "default": {"type": "server_crash"},
+            "silences": [
+                {
+                    "matchers": {"env": "staging"},
+                    "starts_at": "2000-01-01T00:00:00Z",
+                    "ends_at": "2100-01-01T00:00:00Z",
+                }
+            ],
+            "maintenance": [
+                {
+                    "matchers": {"cluster": "eu-1"},
+                    "starts_at": "2000-01-01T00:00:00Z",
+                    "ends_at": "2100-01-01T00:00:00Z",
+                }
+            ],
+        },
         "hook": {
             "kind": "webhook",
             "default": {"type": "server_crash"},
@@ -278,3 +295,26 @@ async def test_a_group_whose_incident_was_never_declared_gets_it_on_the_next_ale
         await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
     ).incident
     assert incident.type == "server_crash"
+
+
+async def test_silenced_and_maintenance_alerts_are_counted_and_open_nothing(
+    incident_stub: Stub, incident_nats: EmbeddedNats, rules: None
+) -> None:
+    def count(outcome: str) -> float:
+        labels = {"source": "alertmanager", "outcome": outcome}
+        return REGISTRY.get_sample_value("careops_alerts_received_total", labels) or 0.0
+
+    silenced, maintenance = count("silenced"), count("maintenance")
+    reply = await ingest(
+        incident_stub,
+        "quiet",
+        AM,
+        am("s1", group="q", env="staging"),
+        am("m1", group="q", cluster="eu-1"),
+    )
+    assert outcomes(reply) == ["SILENCED", "MAINTENANCE"] and reply.sequence == 0
+    assert (count("silenced"), count("maintenance")) == (silenced + 1, maintenance + 1)
+    group = f"careops.incident.alert_group.{intake.group_id('quiet', 'q')}"
+    assert await read_log(incident_nats.url, STREAM.name, group) == []
+    opened = await ingest(incident_stub, "quiet", AM, am("p1", group="q", env="prod"))
+    assert outcomes(opened) == ["OPENED"]
