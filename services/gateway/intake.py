@@ -19,16 +19,18 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import grpc
 from aiohttp import web
 from careops.incident.v1 import incident_pb2 as ipb
+from careops_platform.errors import PermissionDenied
 from careops_platform.identity import AuthError, Principal, run_as
 from google.protobuf import timestamp_pb2
 
+from gateway.auth import Authenticator
 from gateway.backends import AnyRoute, call_unary
 from gateway.errors import error_body, error_of, error_response
 from gateway.http_api import ROUTE_KEY, Endpoint
@@ -48,19 +50,12 @@ PD_ACTIONS = {
 }
 MAX_LABEL = 1024
 
-Authenticate = Callable[[str | None], Awaitable[Principal]]
-
 
 class IntakeRoutes:
     """The three intake routes, forwarding to the incident service as the integration."""
 
-    def __init__(
-        self,
-        authenticate: Authenticate,
-        limits: Limits | None,
-        timeout: float,
-    ) -> None:
-        self._authenticate = authenticate
+    def __init__(self, authenticator: Authenticator, limits: Limits | None, timeout: float) -> None:
+        self._authenticator = authenticator
         self._limits = limits
         self._timeout = timeout
         self._route: AnyRoute | None = None
@@ -78,9 +73,12 @@ class IntakeRoutes:
     # ------------------------------------------------------------------ authentication
 
     async def _principal(self, authorization: str | None) -> Principal:
-        principal = await self._authenticate(authorization)
+        """The integration of a key: AuthError unless it is a valid key of role `integration`;
+        PermissionDenied when the permission table does not let it call IngestAlerts."""
+        principal = await self._authenticator.principal(authorization)
         if ROLE not in principal.roles:
             raise AuthError(f"the key of {principal.subject} is no integration key (role {ROLE})")
+        self._authenticator.authorize(principal, INGEST)  # the one table, as for every RPC
         return principal
 
     def _over_rate(self, principal: Principal) -> float | None:
@@ -112,6 +110,8 @@ class IntakeRoutes:
             principal = await self._principal(authorization)
         except AuthError as error:
             return _unauthenticated(error)
+        except PermissionDenied as denied:
+            return _denied(denied)
         wait = self._over_rate(principal)
         if wait is not None:
             return over_rate(principal.subject, wait)
@@ -154,6 +154,8 @@ class IntakeRoutes:
             if error.unavailable:
                 return _unauthenticated(error)
             return pagerduty_invalid([f"'routing_key' is not a valid integration key: {error}"])
+        except PermissionDenied as denied:
+            return _denied(denied)
         wait = self._over_rate(principal)
         if wait is not None:
             return web.json_response(
@@ -196,6 +198,8 @@ class IntakeRoutes:
             principal = await self._principal(request.headers.get("Authorization"))
         except AuthError as error:
             return _unauthenticated(error)
+        except PermissionDenied as denied:
+            return _denied(denied)
         integration_id = request.match_info["integration_id"]
         if principal.subject != integration_id:
             denial = error_body(
@@ -366,6 +370,10 @@ def _unauthenticated(error: AuthError) -> web.Response:
         error_body(code, f"integration key refused: {error.reason}"),
         headers={"WWW-Authenticate": 'Bearer realm="careops"'},
     )
+
+
+def _denied(denied: PermissionDenied) -> web.Response:
+    return error_response(error_body(grpc.StatusCode.PERMISSION_DENIED, str(denied)))
 
 
 def _invalid(message: str) -> web.Response:

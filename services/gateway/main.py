@@ -287,9 +287,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
             for method in descriptor.methods
         }
-        intake = IntakeRoutes(
-            self.authenticator.principal, self.limits, settings.http_timeout_seconds
-        )
+        intake = IntakeRoutes(self.authenticator, self.limits, settings.http_timeout_seconds)
         web_rpc = WebRpc(
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,

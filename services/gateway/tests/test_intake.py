@@ -13,6 +13,7 @@ import pytest
 import yaml
 from careops.incident.v1 import incident_pb2 as ipb
 from careops.incident.v1 import incident_pb2_grpc
+from careops_platform import permissions
 from careops_platform.api_keys import ApiKeyStore
 from incident.main import IncidentService
 from prometheus_client import REGISTRY
@@ -238,3 +239,28 @@ async def test_a_generic_webhook_is_mapped_by_its_integration(
     # Another integration's path with this key: refused.
     status, body = await post(client, "/v1/integrations/webhook/other", {"id": "x"}, bearer)
     assert status == 403
+
+
+async def test_the_permission_table_decides_as_for_every_rpc(
+    incident: IncidentService, keys: ApiKeyStore, tmp_path: Path
+) -> None:
+    """A table that takes IngestAlerts from the integration role: its key is refused 403."""
+    table = (Path(permissions.__file__).parent / "permissions.yaml").read_text()
+    rule = (
+        "{rpc: IngestAlerts, permission: incident.alerts.ingest,\n"
+        "         roles: [admin, integration]}"
+    )
+    assert rule in table
+    narrowed = tmp_path / "permissions.yaml"
+    narrowed.write_text(table.replace(rule, rule.replace("[admin, integration]", "[admin]")))
+    settings = {"auth_api_keys_file": str(keys.path), "auth_permissions_file": str(narrowed)}
+    routing_key = key(keys, "narrowed")
+    async with running_gateway(settings, incident=address(incident)) as gateway:
+        assert gateway.http is not None
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{gateway.http.port}") as session:
+            status, body = await post(session, "/v2/enqueue", pagerduty(routing_key, "trigger"))
+            assert status == 403 and "incident.alerts.ingest" in body["message"]
+            bearer = {"Authorization": f"Bearer {routing_key}"}
+            payload = alertmanager_payload("firing", "x")
+            status, _ = await post(session, "/v1/integrations/alertmanager", payload, bearer)
+            assert status == 403
