@@ -2,7 +2,7 @@
 # Installs and starts what the test suite needs from Debian: a PostgreSQL server reachable at
 # 127.0.0.1:5432 with trust auth and a database `test`, and Prometheus (`prometheus` and
 # `promtool`, package prometheus) for the alert-rule and scrape tests, Alertmanager (package
-# prometheus-alertmanager) for the alert-intake tests, and Chromium (package
+# prometheus-alertmanager) for the alert intake test (tests/test_alert_intake.py), and Chromium (package
 # chromium, /usr/bin/chromium) for the browser test of the gateway's Connect and gRPC-Web edge.
 # Skips whatever is there.
 set -euo pipefail
@@ -29,7 +29,9 @@ fi
 if [ ! -x /usr/bin/prometheus-alertmanager ]; then
   echo "installing Alertmanager (Debian package prometheus-alertmanager)"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    prometheus-alertmanager >/dev/null
+  # Only the binary is needed; the package's own service is not.
   $SUDO systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
 fi
 

@@ -292,6 +292,13 @@ KINDS: dict[str, PolicyKindCli] = {
         run_what_if=_incident_what_if("risk_document"),
     ),
     "matrix": MatrixKind(),
+    "integrations": DocumentKind(
+        stub=_incidents,
+        put_rpc="PutIntegrationPolicy",
+        list_rpc="ListIntegrationPolicyVersions",
+        put_request=ipb.PutIntegrationPolicyRequest,
+        list_request=ipb.ListIntegrationPolicyVersionsRequest,
+    ),
     "teams": DocumentKind(
         stub=_quality,
         put_rpc="PutQualityTeams",

@@ -114,10 +114,12 @@ class HttpApi:
         cors_max_age_seconds: int = 7200,
         max_body_bytes: int = 1024**2,
         protocols: Sequence[Callable[[web.Application, Mapping[str, Endpoint]], None]] = (),
+        extra_paths: Mapping[str, Any] | None = None,
     ) -> None:
         self._heartbeat = heartbeat
         # More protocols on the same endpoints (Connect, gRPC-Web: gateway.web_rpc).
         self._protocols = list(protocols)
+        self._extra_paths = dict(extra_paths or {})  # documented routes of other formats
         self._max_body_bytes = max_body_bytes
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
         self._middlewares = list(middlewares)
@@ -155,7 +157,11 @@ class HttpApi:
         """Returns the OpenAPI 3.1 document of the routes `application` serves."""
         methods = {path: endpoint.method for path, endpoint in self._endpoints.items()}
         return openapi.document(
-            methods, FORWARDED_HEADERS, title="CareOps gateway HTTP/JSON API", version="v1"
+            methods,
+            FORWARDED_HEADERS,
+            title="CareOps gateway HTTP/JSON API",
+            version="v1",
+            extra_paths=self._extra_paths,
         )
 
     @web.middleware

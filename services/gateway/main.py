@@ -25,6 +25,8 @@ from gateway.audit import AuditReader
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
 from gateway.http_api import HttpApi, HttpServer
+from gateway.intake import IntakeRoutes
+from gateway.intake import openapi_paths as intake_openapi_paths
 from gateway.limits import Limits
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
@@ -285,6 +287,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             f"/{grpc_api.SERVICE_NAME}/{method.name}": (method, getattr(self.gateway, method.name))
             for method in descriptor.methods
         }
+        intake = IntakeRoutes(self.authenticator, self.limits, settings.http_timeout_seconds)
         web_rpc = WebRpc(
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
@@ -299,7 +302,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
-            protocols=[web_rpc.register],
+            protocols=[web_rpc.register, intake.register],
+            extra_paths=intake_openapi_paths(),
         )
         self.http = HttpServer(
             api,

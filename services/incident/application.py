@@ -35,6 +35,7 @@ from incident import config
 from incident import domain as d
 from incident.config import load_matrix as load_matrix
 from incident.config import load_teams as load_teams
+from incident.domain import intake
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ CODEC = codec_of(
         d.ResponseMatrixChanged,
         *get_args(d.DrillEvent),
         d.DrillScenariosChanged,
+        *get_args(intake.AlertGroupEvent),
     ),
     events_pb2,
 )
@@ -183,6 +185,7 @@ class IncidentApp(ContextApplication[d.Incident]):
         )
         self._refreshed: dict[str, float] = {}
         self.drills = Drills(self, store)
+        self.intake = Intake(self, store)
 
     async def risk_model(self) -> d.RiskModel:
         """The risk policy in force (re-read from the log at most every REFRESH_SECONDS);
@@ -698,3 +701,260 @@ class Drills:
         run = d.run_of(drill, incident_id)
         incident, _ = await self._app.get(run.incident_id)
         return d.report(drill, incident, run, self._app.clock())
+
+
+# ------------------------------------------------------------------------- alert intake
+
+ALERT_GROUP: AggregateKind[intake.AlertGroup] = aggregate_kind(
+    STREAM,
+    registry.INCIDENT.prefix("alert_group"),
+    "alert_group",
+    initial=intake.initial_group,
+    evolve=intake.evolve_group,
+    codec=CODEC,
+)
+# The integration rules as versioned data (kind `integrations`):
+# careops.incident.policy.integrations.
+INTEGRATION_POLICY = PolicyKind(
+    "integrations",
+    config.parse_integration_policy,
+    lambda rules: rules.version,
+    (config.IntegrationPolicyError,),
+)
+ALERTS_RECEIVED = Counter(
+    "careops_alerts_received_total",
+    "Alerts received from integrations by source and outcome.",
+    ["source", "outcome"],
+)
+preinitialise(
+    ALERTS_RECEIVED,
+    [kind.value for kind in intake.SourceKind],
+    [outcome.value for outcome in intake.Outcome],
+)
+
+
+class Intake:
+    """The alert intake use case (docs/incidents.md "Alert intake"): an integration's alerts
+    decided on their alert group (the one place the decision is made, so replicas and retries
+    agree), then the group's incident brought in line: declared, acknowledged, resolved."""
+
+    def __init__(self, app: IncidentApp, store: EventStore) -> None:
+        self._app = app
+        self.repository = AggregateRepository(store, ALERT_GROUP)
+        self.book = PolicyBook(
+            store, STREAM, registry.INCIDENT.prefix("policy"), INTEGRATION_POLICY, clock=app.clock
+        )
+        self.default = config.parse_integration_policy(config.INTEGRATIONS_DEFAULT)
+
+    async def rules(self) -> intake.IntegrationRules:
+        """The integration rules in force; the built-in default until one is put."""
+        return await self.book.in_force(self.default)
+
+    async def seed(self) -> None:
+        """Puts the built-in integrations policy as revision 1 if none exists yet."""
+        await self.book.seed(config.INTEGRATIONS_DEFAULT)
+
+    async def put(self, document: str, **put: Any) -> PutOutcome[intake.IntegrationRules]:
+        """Puts an integrations policy revision; every incident type it names must be a type
+        of the response matrix."""
+        rules = self.book.check(document)
+        unknown = config.check_rule_types(rules, frozenset((await self._app.matrix()).rows))
+        if unknown:
+            raise d.InvalidCommand(
+                [("document", f"incident type(s) {', '.join(unknown)} not in the response matrix")]
+            )
+        return await self.book.put(document, **put)
+
+    async def ingest(
+        self,
+        integration_id: str,
+        source: intake.SourceKind,
+        alerts: Sequence[intake.Alert],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> tuple[list[tuple[intake.Alert, intake.Outcome, str]], int]:
+        """Decides the alerts group by group; returns each alert (a webhook's as mapped) with
+        its outcome and incident id, in order, and the sequence of the last append (0:
+        nothing appended)."""
+        integration = (await self.rules()).of(integration_id)
+        violations: list[tuple[str, str]] = []
+        if source is intake.SourceKind.WEBHOOK:
+            alerts, violations = _mapped(integration.mapping, alerts)
+        violations += intake.validate_alerts(integration_id, alerts) if not violations else []
+        if integration.kind is not None and integration.kind is not source:
+            violations.append(
+                ("source", f"integration {integration_id} takes {integration.kind.value} alerts")
+            )
+        if violations:
+            ALERTS_RECEIVED.labels(source.value, "rejected").inc(max(1, len(alerts)))
+            d.require(violations)
+        groups: dict[str, list[int]] = {}
+        for index, alert in enumerate(alerts):
+            groups.setdefault(alert.group_key, []).append(index)
+        outcomes: list[tuple[intake.Outcome, str]] = [(intake.Outcome.DUPLICATE, "")] * len(alerts)
+        sequence = 0
+        now = self._app.clock()
+        for indexes in groups.values():
+            batch = [alerts[i] for i in indexes]
+            decided, appended = await self._ingest_group(
+                integration, source, batch, now=now, command_id=command_id, actor=actor
+            )
+            sequence = max(sequence, appended)
+            for i, result in zip(indexes, decided, strict=True):
+                outcomes[i] = result
+        for outcome, _ in outcomes:
+            ALERTS_RECEIVED.labels(source.value, outcome.value).inc()
+        return [(a, o, i) for a, (o, i) in zip(alerts, outcomes, strict=True)], sequence
+
+    async def _ingest_group(
+        self,
+        integration: intake.Integration,
+        source: intake.SourceKind,
+        batch: list[intake.Alert],
+        *,
+        now: datetime,
+        command_id: str,
+        actor: str,
+    ) -> tuple[list[tuple[intake.Outcome, str]], int]:
+        """Decides one group's alerts on its aggregate, then reconciles its incident."""
+        decided: list[intake.Decision] = []
+
+        def decide(state: intake.AlertGroup) -> list[intake.AlertGroupEvent]:
+            # Run again on a conflict's retry: the outcomes are those of the last decision.
+            decided[:] = [intake.decide_alerts(state, integration, source, batch, now)]
+            return decided[0].events
+
+        gid = intake.group_id(integration.integration_id, batch[0].group_key)
+        result = await self._app.run_on(
+            CommandExecutor(self.repository),
+            gid,
+            decide,
+            now=now,
+            command_id=f"{command_id}-{gid}",
+            actor=actor,
+        )
+        sequence = result.sequence if result.events else 0
+        outcomes = decided[0].outcomes if decided else [(intake.Outcome.DUPLICATE, "")] * len(batch)
+        opener = next(
+            (a for a, (o, _) in zip(batch, outcomes, strict=True) if o is intake.Outcome.OPENED),
+            batch[0],
+        )
+        reconciled = await self._reconcile(result.state, integration, opener, actor)
+        return outcomes, max(sequence, reconciled)
+
+    async def _reconcile(
+        self,
+        group: intake.AlertGroup,
+        integration: intake.Integration,
+        alert: intake.Alert,
+        actor: str,
+    ) -> int:
+        """Brings the group's incident in line with the group: declared while its episode is
+        open, its pages acknowledged once the group is, resolved when the episode ended.
+        Every command id derives from the incident, so a retry (or another replica) appends
+        nothing twice; returns the last append's sequence (0: none)."""
+        sequence = 0
+        incident_id = group.incident_id or group.last_resolved
+        if not incident_id:
+            return 0
+        incident = (await self._app.incidents.load(incident_id, refresh=True)).state
+        if group.open and not incident.exists:
+            rule = integration.rule_for(alert.labels)
+            described = "\n".join(f"{k}={v}" for k, v in sorted(alert.labels.items()))
+            try:
+                result = await self._app.execute(
+                    incident_id,
+                    d.DeclareIncident(
+                        incident_id=incident_id,
+                        type=group.incident_type or rule.type,
+                        title=intake.alert_title(alert.summary, group.group_key),
+                        description=f"Alerts of {integration.integration_id}, group "
+                        f"{group.group_key}\n{described}"[: d.MAX_TEXT],
+                        source=d.Source.MONITORING,
+                        factors=rule.factors,
+                    ),
+                    command_id=f"alert-declare-{incident_id}",
+                    actor=actor,
+                )
+                sequence = result.sequence
+                incident = result.state
+            except d.IncidentAlreadyExists:
+                incident = (await self._app.incidents.load(incident_id, refresh=True)).state
+            except d.InvalidCommand as exc:
+                log.error(
+                    "alert incident refused",
+                    extra={
+                        "incident": incident_id,
+                        "integration": integration.integration_id,
+                        "error": str(exc),
+                    },
+                )
+                return 0
+            sequence = max(sequence, await self._raise_to(incident, rule.level, actor))
+        if group.open and group.acknowledged and incident.exists:
+            for page in incident.pages.values():
+                if page.acknowledged_at is not None:
+                    continue
+                try:
+                    result = await self._app.execute(
+                        incident_id,
+                        d.AcknowledgePage(
+                            page.page_id,
+                            page.member_id or f"integration:{integration.integration_id}",
+                        ),
+                        command_id=f"alert-ack-{page.page_id}",
+                        actor=actor,
+                    )
+                    sequence = max(sequence, result.sequence if result.events else 0)
+                except (d.IllegalTransition, d.NotFound):
+                    pass
+        if not group.open and incident.exists and incident.status in d.OPEN:
+            try:
+                result = await self._app.execute(
+                    incident_id,
+                    d.ResolveIncident(f"Resolved by integration {integration.integration_id}"),
+                    command_id=f"alert-resolve-{incident_id}",
+                    actor=actor,
+                )
+                sequence = max(sequence, result.sequence)
+            except d.IllegalTransition:
+                pass
+        return sequence
+
+    async def _raise_to(self, incident: d.Incident, level: d.Level | None, actor: str) -> int:
+        """Escalates a just-declared incident up to the rule's level (none: as assessed)."""
+        order = [d.Level.C, d.Level.B, d.Level.A]
+        sequence = 0
+        while level is not None and order.index(incident.level) < order.index(level):
+            result = await self._app.execute(
+                incident.incident_id,
+                d.EscalateIncident(f"integration rule: level {level.value.upper()}"),
+                command_id=f"alert-level-{incident.incident_id}-{incident.level.value}",
+                actor=actor,
+            )
+            incident, sequence = result.state, result.sequence
+        return sequence
+
+
+def _mapped(
+    mapping: intake.FieldMapping, alerts: Sequence[intake.Alert]
+) -> tuple[list[intake.Alert], list[tuple[str, str]]]:
+    """A generic webhook's raw bodies (the gateway forwards each as the label `body`) mapped by
+    the integration's field mapping; alerts already mapped pass as they are."""
+    mapped: list[intake.Alert] = []
+    violations: list[tuple[str, str]] = []
+    for index, alert in enumerate(alerts):
+        if alert.dedup_key or "body" not in alert.labels:
+            mapped.append(alert)
+            continue
+        try:
+            body = json.loads(alert.labels["body"])
+        except ValueError:
+            violations.append((f"alerts[{index}].labels.body", "not JSON"))
+            continue
+        found, wrong = intake.map_webhook(mapping, body, index)
+        violations += wrong
+        if found is not None:
+            mapped.append(found)
+    return mapped, violations

@@ -8,7 +8,7 @@ domain's Team and MatrixRow values, which the domain validates again when they a
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import yaml
@@ -27,6 +27,7 @@ from pydantic import Field, PlainValidator
 from pydantic import model_validator as model_check
 
 from incident import domain as d
+from incident.domain import intake
 
 PACKAGE = "incident"
 ONCALL_DEFAULT = "oncall_default.yaml"
@@ -418,3 +419,194 @@ def parse_matrix(document: str) -> list[d.MatrixRow]:
     if not isinstance(data, dict):
         raise MatrixDraftError("must be a mapping: types: {type: {title, teams: {team: red}}}")
     return validate(MatrixFile, data, error=MatrixDraftError).to_domain()
+
+
+# ----------------------------------------------------------------------------- integration rules
+
+
+class IntegrationPolicyError(ValueError):
+    """An integrations policy document is invalid; the message starts with the offending key."""
+
+
+Labels = Annotated[dict[str, Text], EmptyDict]
+Positive = Annotated[int, Field(ge=1, le=10_000, strict=True)]
+WindowMinutes = Annotated[float, Field(gt=0, le=7 * 24 * 60)]
+
+
+class FactorsSpec(ConfigModel):
+    """The risk factors an alert's incident is declared with."""
+
+    users_affected: Annotated[int, Field(ge=0, le=10**10, strict=True)] = 0
+    core_system: Annotated[float, Field(ge=0, le=1)] = 0.0
+    elapsed_minutes: Annotated[float, Field(ge=0, le=10**6)] = 0.0
+    average_handling_minutes: Annotated[float, Field(ge=0, le=10**6)] = 0.0
+    exposure: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    def to_domain(self) -> d.RiskFactors:
+        return d.RiskFactors(**self.model_dump())
+
+
+def _level(value: Any) -> d.Level | None:
+    """A level `a`, `b` or `c` (any case); None when absent."""
+    if value is None:
+        return None
+    try:
+        return d.Level(str(value).lower())
+    except ValueError:
+        raise ValueError(f"{value!r} is not one of a, b, c") from None
+
+
+class RuleSpec(ConfigModel):
+    """`{match: {label: value}, type, factors, level, page_after, page_window_minutes}`; the
+    type's response-matrix row names the teams paged."""
+
+    match: Labels = {}
+    type: Text
+    factors: FactorsSpec = FactorsSpec()
+    level: Annotated[d.Level | None, Absent, PlainValidator(_level)] = None
+    page_after: Positive = 1
+    page_window_minutes: WindowMinutes = 5.0
+
+    def to_domain(self) -> intake.Rule:
+        return intake.Rule(
+            type=self.type,
+            match=dict(self.match),
+            factors=self.factors.to_domain(),
+            level=self.level,
+            page_after=self.page_after,
+            page_window=timedelta(minutes=self.page_window_minutes),
+        )
+
+
+class WindowSpec(ConfigModel):
+    """A silence or maintenance window: `{matchers: {label: value}, starts_at, ends_at}`."""
+
+    matchers: Labels = {}
+    starts_at: datetime
+    ends_at: datetime
+    comment: Text = ""
+
+    @model_check(mode="after")
+    def _ordered(self) -> WindowSpec:
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise FieldError("starts_at", "give a time zone (e.g. 2026-12-01T22:00:00Z)")
+        if self.ends_at <= self.starts_at:
+            raise FieldError("ends_at", "must be after starts_at")
+        return self
+
+    def to_domain(self) -> intake.Window:
+        return intake.Window(dict(self.matchers), self.starts_at, self.ends_at, self.comment)
+
+
+class FlappingSpec(ConfigModel):
+    """`{max_reopens: N, window_minutes: T}`: a group re-opened N times within T stays shut."""
+
+    max_reopens: Positive
+    window_minutes: WindowMinutes = 60.0
+
+
+class MappingSpec(ConfigModel):
+    """A generic webhook's JSON paths (`$.a.b[0]`) and its action values."""
+
+    dedup_key: Text = "$.dedup_key"
+    summary: Text = "$.summary"
+    action: Text = "$.action"
+    severity: Text = "$.severity"
+    group_key: Text = ""
+    labels: Text = ""
+    actions: Annotated[dict[str, Annotated[intake.Action, one_of(intake.Action)]], EmptyDict] = {}
+
+    @model_check(mode="after")
+    def _paths(self) -> MappingSpec:
+        for name in ("dedup_key", "summary", "action", "severity", "group_key", "labels"):
+            path = getattr(self, name)
+            if path and not path.startswith("$"):
+                raise FieldError(name, f"a JSON path like $.{name}, got {path!r}")
+        return self
+
+    def to_domain(self) -> intake.FieldMapping:
+        return intake.FieldMapping(
+            dedup_key=self.dedup_key,
+            summary=self.summary,
+            action=self.action,
+            severity=self.severity,
+            group_key=self.group_key,
+            labels=self.labels,
+            actions=dict(self.actions),
+        )
+
+
+class IntegrationSpec(ConfigModel):
+    """One integration's rules (its id is the subject of its `integration` API key)."""
+
+    kind: Annotated[intake.SourceKind | None, Absent, one_of(intake.SourceKind)] = None
+    rules: Annotated[tuple[RuleSpec, ...], EmptyList] = ()
+    default: RuleSpec = RuleSpec(type="service_outage")
+    silences: Annotated[tuple[WindowSpec, ...], EmptyList] = ()
+    maintenance: Annotated[tuple[WindowSpec, ...], EmptyList] = ()
+    flapping: FlappingSpec | None = None
+    mapping: MappingSpec = MappingSpec()
+
+    def to_domain(self, integration_id: str) -> intake.Integration:
+        flapping = self.flapping
+        return intake.Integration(
+            integration_id=integration_id,
+            kind=self.kind,
+            rules=tuple(rule.to_domain() for rule in self.rules),
+            default=self.default.to_domain(),
+            silences=tuple(window.to_domain() for window in self.silences),
+            maintenance=tuple(window.to_domain() for window in self.maintenance),
+            flap_limit=flapping.max_reopens if flapping else 0,
+            flap_window=timedelta(minutes=flapping.window_minutes if flapping else 60),
+            mapping=self.mapping.to_domain(),
+        )
+
+
+class IntegrationPolicyFile(ConfigModel):
+    """The integrations policy document (kind `integrations`, docs/incidents.md)."""
+
+    version: Text
+    default: IntegrationSpec = IntegrationSpec()
+    integrations: Annotated[dict[str, IntegrationSpec], EmptyDict] = {}
+
+    def to_domain(self) -> intake.IntegrationRules:
+        return intake.IntegrationRules(
+            version=self.version,
+            integrations={name: spec.to_domain(name) for name, spec in self.integrations.items()},
+            fallback=self.default.to_domain("*"),
+        )
+
+
+def parse_integration_policy(document: str) -> intake.IntegrationRules:
+    """Returns the integration rules of an integrations policy YAML document;
+    IntegrationPolicyError locating the first bad key otherwise."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise IntegrationPolicyError(f"not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise IntegrationPolicyError("must be a mapping with version, default and integrations")
+    return validate(IntegrationPolicyFile, data, error=IntegrationPolicyError).to_domain()
+
+
+def check_rule_types(rules: intake.IntegrationRules, types: frozenset[str]) -> list[str]:
+    """Returns the incident types the rules name that the response matrix does not know."""
+    integrations = (rules.fallback, *rules.integrations.values())
+    named = {rule.type for i in integrations for rule in (*i.rules, i.default)}
+    return sorted(named - types)
+
+
+# The integrations policy seeded at start (revision 1) when none is on the log yet.
+INTEGRATIONS_DEFAULT = """\
+version: integrations-2026.1
+# Any integration the document does not name: every alert opens a service outage.
+default:
+  rules:
+    - match: {severity: critical}
+      type: service_outage
+      factors: {users_affected: 1000, core_system: 0.8}
+  default:
+    type: service_outage
+    factors: {users_affected: 10, core_system: 0.3}
+integrations: {}
+"""

@@ -41,6 +41,7 @@ from incident import domain as d
 from incident import readmodels
 from incident.alerts import Alert, AlertKind, AlertWatch
 from incident.application import IncidentApp, incident_of_page
+from incident.domain import intake
 from incident.domain.whatif import Outcome
 from incident.policies import (
     Comparison,
@@ -64,6 +65,9 @@ TARGET_KIND = t.DrillTargetKind.DESCRIPTOR
 RECURRENCE = t.DrillRecurrence.DESCRIPTOR
 DRILL_STATUS = pb.DrillStatus.DESCRIPTOR
 OUTCOME = pb.DrillOutcome.DESCRIPTOR
+ALERT_SOURCE = pb.AlertSourceKind.DESCRIPTOR
+ALERT_ACTION = pb.AlertAction.DESCRIPTOR
+ALERT_OUTCOME = pb.AlertOutcome.DESCRIPTOR
 
 
 def _enum(number: int, descriptor: Any, domain_type: type[E]) -> E | None:
@@ -211,6 +215,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
         self._risk = PolicyEndpoints(app.risk_book, put=app.put_risk_policy)
+        self._integrations = PolicyEndpoints(app.intake.book, put=app.intake.put)
         self._what_if = what_if
 
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:
@@ -408,6 +413,73 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         await context.send_initial_metadata(())
         async for alert in alerts:
             yield alert_to_proto(alert)
+
+    # ------------------------------------------------------------------- alert intake
+
+    async def IngestAlerts(
+        self, request: pb.IngestAlertsRequest, context: Any
+    ) -> pb.IngestAlertsResponse:
+        source = _enum(request.source, ALERT_SOURCE, intake.SourceKind)
+        if source is None:
+            raise InvalidArgument(
+                "source is required",
+                [FieldViolation("source", "alertmanager, pagerduty or webhook")],
+            )
+        alerts = []
+        for index, alert in enumerate(request.alerts):
+            action = _enum(alert.action, ALERT_ACTION, intake.Action)
+            raw_body = source is intake.SourceKind.WEBHOOK and not alert.dedup_key
+            if action is None and raw_body:
+                action = intake.Action.TRIGGER  # a raw body: the integration's mapping decides
+            if action is None:
+                raise InvalidArgument(
+                    f"alerts[{index}].action is required",
+                    [FieldViolation(f"alerts[{index}].action", "trigger, acknowledge or resolve")],
+                )
+            alerts.append(
+                intake.Alert(
+                    dedup_key=alert.dedup_key,
+                    group_key=alert.group_key,
+                    action=action,
+                    summary=alert.summary,
+                    severity=alert.severity,
+                    labels=dict(alert.labels),
+                    starts_at=timestamp_field(
+                        alert, "starts_at", path=f"alerts[{index}].starts_at"
+                    ),
+                )
+            )
+        ingested, sequence = await self._app.intake.ingest(
+            request.integration_id, source, alerts, command_id=command_id(), actor=actor()
+        )
+        return pb.IngestAlertsResponse(
+            alerts=[
+                pb.IngestedAlert(
+                    dedup_key=alert.dedup_key,
+                    outcome=enum_to_proto(outcome, ALERT_OUTCOME),
+                    incident_id=incident_id,
+                )
+                for alert, outcome, incident_id in ingested
+            ],
+            sequence=sequence,
+        )
+
+    async def PutIntegrationPolicy(
+        self, request: pb.PutIntegrationPolicyRequest, context: Any
+    ) -> pb.PutIntegrationPolicyResponse:
+        return await self._integrations.put(request, pb.PutIntegrationPolicyResponse)
+
+    async def GetIntegrationPolicy(
+        self, request: pb.GetIntegrationPolicyRequest, context: Any
+    ) -> pb.GetIntegrationPolicyResponse:
+        return await self._integrations.get(request, pb.GetIntegrationPolicyResponse)
+
+    async def ListIntegrationPolicyVersions(
+        self, request: pb.ListIntegrationPolicyVersionsRequest, context: Any
+    ) -> pb.ListIntegrationPolicyVersionsResponse:
+        return await self._integrations.list_versions(
+            request, pb.ListIntegrationPolicyVersionsResponse
+        )
 
     # ------------------------------------------------------------------- drills
 

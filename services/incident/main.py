@@ -109,6 +109,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             matrix_file=self.settings.response_matrix_file or None,
         )
         await app.seed_risk_policy()
+        await app.intake.seed()
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [IncidentProjection(), IncidentTimerProjection(), DrillProjection()]
