@@ -84,8 +84,8 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 class RestrictionSpec(ConfigModel):
-    """A window a layer is on call in: `from`..`to` (HH:MM, layer's zone; `to` at or before
-    `from` runs into the next day) on `days` (mon..sun; none: every day)."""
+    """A window a layer is on call in: `start`..`end` (HH:MM, layer's zone; an end at or before
+    the start runs into the next day) on `days` (mon..sun; none: every day)."""
 
     days: Annotated[tuple[Weekday, ...], EmptyList] = ()
     start: Text = "00:00"

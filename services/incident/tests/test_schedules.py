@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from incident import config
 from incident import domain as d
 from incident.domain import schedules as s
 
@@ -255,3 +259,27 @@ def test_layer_violations_name_their_fields() -> None:
         "team.layers[0].restrictions[0].weekdays",
         "team.layers[0].restrictions[0].start_time",
     }
+
+
+def test_the_file_s_follow_the_sun_example_loads_as_layers(tmp_path: Path) -> None:
+    example = [
+        line.removeprefix("#   ")
+        for line in (Path(config.__file__).parent / "oncall_default.yaml").read_text().splitlines()
+        if line.startswith("#   ")
+    ]
+    document: dict[str, Any] = {
+        "teams": {"ops": {"members": [{"id": m} for m in ("ts-lead", "ts-alice", "ts-bob")]}}
+    }
+    document["teams"]["ops"].update(yaml.safe_load("\n".join(example)))
+    path = tmp_path / "oncall.yaml"
+    path.write_text(yaml.safe_dump(document))
+    (ops,) = config.load_teams(str(path))
+    assert d.validate_team(ops) == []
+    assert [layer.name for layer in ops.layers] == ["base", "asia", "americas"]
+    americas = ops.layers[2]
+    assert americas.restrictions == (d.Restriction((1, 2, 3, 4, 5), "09:00", "21:00"),)
+    assert ops.who(datetime(2026, 1, 6, 3, 0, tzinfo=UTC)) == d.OnCall(
+        "ts-alice", d.DecidedBy.LAYER, 1, "asia"
+    )
+    saturday_night = datetime(2026, 1, 10, 23, 0, tzinfo=UTC)
+    assert ops.on_call(saturday_night) == "ts-lead"
