@@ -458,6 +458,7 @@ class IncidentApp(ContextApplication[d.Incident]):
         (member_id "" when nobody is on call), and `at`."""
         team, _ = await self.team(team_id)
         at = at or self.clock()
+        d.require(d.time_violations(at=at))
         around = d.timeline(
             team.schedule(), at - WHO_WINDOW, at + WHO_WINDOW, team.overrides, team.swaps
         )
@@ -472,6 +473,7 @@ class IncidentApp(ContextApplication[d.Incident]):
         team, _ = await self.team(team_id)
         if team.member(member_id) is None:
             raise d.NotFound(f"member {member_id} is not a member of team {team_id}")
+        d.require(d.time_violations(start=start, end=end))
         start = start or self.clock()
         end = end or start + SHIFTS_WINDOW
         if end <= start:

@@ -404,6 +404,9 @@ from incident.domain.schedules import (
     member_shifts as member_shifts,
 )
 from incident.domain.schedules import (
+    time_violations as time_violations,
+)
+from incident.domain.schedules import (
     timeline as timeline,
 )
 from incident.domain.values import (

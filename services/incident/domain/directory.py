@@ -74,6 +74,7 @@ def decide_override(
 ) -> list[OverrideAdded]:
     """Returns the event adding a one-off override (the next `ovr-<n>` id)."""
     require(_window(starts_at, ends_at, ""))
+    require(schedules.time_violations(starts_at=starts_at, ends_at=ends_at))
     if ends_at <= now:
         require([("ends_at", "must be in the future")])
     _member(team, member_id, "member_id")
@@ -89,8 +90,20 @@ def decide_swap_request(team: Team, swap: ShiftSwap, *, now: datetime) -> list[S
         violations.append(("return_ends_at", "set both return_starts_at and return_ends_at"))
     elif swap.return_starts_at is not None:
         violations += _window(swap.return_starts_at, swap.return_ends_at, "return_")
+    violations += schedules.time_violations(
+        starts_at=swap.starts_at,
+        ends_at=swap.ends_at,
+        return_starts_at=swap.return_starts_at,
+        return_ends_at=swap.return_ends_at,
+    )
     if swap.ends_at <= now:
         violations.append(("ends_at", "must be in the future"))
+    for start, end, name in (
+        (swap.starts_at, swap.ends_at, "ends_at"),
+        (swap.return_starts_at, swap.return_ends_at, "return_ends_at"),
+    ):
+        if start is not None and end is not None and end - start > schedules.MAX_RANGE:
+            violations.append((name, "a shift swapped is at most 366 days long"))
     if swap.requester_id == swap.counterpart_id:
         violations.append(("counterpart_id", "must not be the requester"))
     require(violations)

@@ -23,6 +23,11 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MAX_RANGE = timedelta(days=366)
+# Times a schedule computes with (outside: INVALID_ARGUMENT, never an overflow).
+EARLIEST = datetime(1971, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_SHIFT_DAYS = 36_600
+MAX_SHIFT_HOURS = 24 * 36_600
 HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 
 
@@ -334,6 +339,15 @@ def covers(
     return covered >= end
 
 
+def time_violations(**times: datetime | None) -> list[tuple[str, str]]:
+    """Returns a violation for each time outside [EARLIEST, LATEST) (None: not checked)."""
+    return [
+        (name, "must be between 1971 and 9000")
+        for name, value in times.items()
+        if value is not None and not EARLIEST <= value < LATEST
+    ]
+
+
 def validate_layer(layer: Layer, where: str, known: set[str]) -> list[tuple[str, str]]:
     """Returns the violations of one layer."""
     violations = []
@@ -348,6 +362,10 @@ def validate_layer(layer: Layer, where: str, known: set[str]) -> list[tuple[str,
         layer.shift_hours < 1
     ):
         violations.append((where, "a custom layer sets exactly one of shift_days, shift_hours"))
+    if layer.shift_days > MAX_SHIFT_DAYS:
+        violations.append((f"{where}.shift_days", f"at most {MAX_SHIFT_DAYS}"))
+    if layer.shift_hours > MAX_SHIFT_HOURS:
+        violations.append((f"{where}.shift_hours", f"at most {MAX_SHIFT_HOURS}"))
     if not HHMM.fullmatch(layer.handoff_time):
         violations.append((f"{where}.handoff_time", "must be HH:MM"))
     try:
@@ -355,7 +373,9 @@ def validate_layer(layer: Layer, where: str, known: set[str]) -> list[tuple[str,
     except (ZoneInfoNotFoundError, ValueError):
         violations.append((f"{where}.time_zone", f"unknown time zone {layer.time_zone!r}"))
     try:
-        date.fromisoformat(layer.start_date)
+        first = date.fromisoformat(layer.start_date)
+        if not EARLIEST.year <= first.year < LATEST.year:
+            violations.append((f"{where}.start_date", "must be between 1971 and 9000"))
     except ValueError:
         violations.append((f"{where}.start_date", "must be an ISO date"))
     for index, restriction in enumerate(layer.restrictions):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -336,6 +336,25 @@ async def test_bad_schedule_requests_get_the_right_codes(
             "AcceptShiftSwap",
             pb.AcceptShiftSwapRequest(team_id=TS, swap_id="swap-999"),
             grpc.StatusCode.NOT_FOUND,
+        ),
+        # a time no schedule computes with
+        (
+            bob,
+            "WhoIsOnCall",
+            pb.WhoIsOnCallRequest(team_id=TS, at=ts(datetime(9999, 12, 31, tzinfo=UTC))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        # a swap of a shift a thousand years long
+        (
+            on_call("ts-alice"),
+            "RequestShiftSwap",
+            pb.RequestShiftSwapRequest(
+                team_id=TS,
+                counterpart_id="ts-bob",
+                starts_at=ts(now),
+                ends_at=ts(datetime(3000, 1, 1, tzinfo=UTC)),
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
         ),
         # shifts of a range too long
         (
