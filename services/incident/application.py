@@ -113,6 +113,19 @@ PAGES = Counter(
 ESCALATIONS = Counter(
     "careops_page_escalations_total", "Pages escalated for lack of acknowledgement.", ["team"]
 )
+SCHEDULE_CHANGES = Counter(
+    "careops_oncall_schedule_changes_total",
+    "Runtime schedule changes by team and kind (override, swap_requested, swap_accepted, "
+    "swap_declined, swap_cancelled).",
+    ["team", "change"],
+)
+SCHEDULE_CHANGE_KINDS = (
+    "override",
+    "swap_requested",
+    "swap_accepted",
+    "swap_declined",
+    "swap_cancelled",
+)
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
     "Incidents whose response deadline passed without acknowledgement.",
@@ -150,6 +163,13 @@ SCHEDULE_RULE = (
     "shifts, accept or decline only swaps asked of them and cancel only their own; supervisors "
     "and admins any"
 )
+_SCHEDULE_CHANGE: dict[type, str] = {
+    d.OverrideAdded: "override",
+    d.ShiftSwapRequested: "swap_requested",
+    d.ShiftSwapAccepted: "swap_accepted",
+    d.ShiftSwapDeclined: "swap_declined",
+    d.ShiftSwapCancelled: "swap_cancelled",
+}
 LEVELS = tuple(level.value.upper() for level in d.Level)
 preinitialise(DEADLINES_MISSED, LEVELS)
 preinitialise(TIME_TO_RESOLVE, LEVELS)
@@ -164,6 +184,7 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
     preinitialise(ESCALATIONS, teams)
     preinitialise(TIME_TO_ACK, LEVELS, teams)
+    preinitialise(SCHEDULE_CHANGES, teams, SCHEDULE_CHANGE_KINDS)
 
 
 def digest(value: Any) -> str:
@@ -364,6 +385,8 @@ class IncidentApp(ContextApplication[d.Incident]):
             command_id=command_id,
             actor=actor,
         )
+        for event in result.events:
+            SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
         assert result.state is not None
         return result.state, result.sequence
 

@@ -214,9 +214,7 @@ def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, s
     except (ZoneInfoNotFoundError, ValueError):
         violations.append(("team.rotation.time_zone", f"unknown time zone {rotation.time_zone!r}"))
     if not 1 <= rotation.shift_days <= schedules.MAX_SHIFT_DAYS:
-        violations.append(
-            ("team.rotation.shift_days", f"must be 1 .. {schedules.MAX_SHIFT_DAYS}")
-        )
+        violations.append(("team.rotation.shift_days", f"must be 1 .. {schedules.MAX_SHIFT_DAYS}"))
     try:
         date.fromisoformat(rotation.start_date)
     except ValueError:

@@ -15,6 +15,7 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from careops_platform.identity import Principal
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import REGISTRY
 
 from incident.main import IncidentService
 from tests.receivers import HttpReceiver, MailReceiver
@@ -81,6 +82,14 @@ async def test_an_override_for_tonight_pages_the_override_s_member_not_the_rotat
     )
     assert isinstance(added, pb.AddOnCallOverrideResponse)
     assert added.override.override_id == "ovr-1" and added.override.added_by == "ts-bob"
+    changes = REGISTRY.get_sample_value(
+        "careops_oncall_schedule_changes_total", {"team": TS, "change": "override"}
+    )
+    assert changes is not None and changes >= 1
+    accepted = REGISTRY.get_sample_value(
+        "careops_oncall_schedule_changes_total", {"team": TS, "change": "swap_accepted"}
+    )
+    assert accepted is not None  # present from the start
     incident_clock.set(tonight + timedelta(hours=3))
     who = await incident_stub.WhoIsOnCall(pb.WhoIsOnCallRequest(team_id=TS))
     assert (who.shift.member_id, who.shift.decided_by, who.shift.ref) == (
