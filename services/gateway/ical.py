@@ -20,6 +20,7 @@ import grpc
 from aiohttp import web
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import types_pb2 as t
+from careops_platform.errors import ServiceError
 from icalendar import Calendar, Event
 
 from gateway.backends import call_unary
@@ -93,7 +94,10 @@ class IcalFeed:
         metadata = forwarded_metadata(request.headers)
         if isinstance(metadata, web.Response):
             return metadata
-        route = endpoint.route.for_call(metadata)
+        try:
+            route = endpoint.route.for_call(metadata)
+        except ServiceError as exc:  # a shared service's call names no (known) backend
+            return error_response(error_body(exc.code, exc.message))
         try:
             raw = await call_unary(route, message.SerializeToString(), metadata, self._timeout)
         except grpc.aio.AioRpcError as error:
