@@ -114,7 +114,12 @@ class HttpApi:
         cors_max_age_seconds: int = 7200,
         max_body_bytes: int = 1024**2,
         protocols: Sequence[Callable[[web.Application, Mapping[str, Endpoint]], None]] = (),
+        extra_paths: Mapping[str, Any] | None = None,
+        extra_schemes: Mapping[str, Any] | None = None,
     ) -> None:
+        # The OpenAPI path items and security schemes of routes a protocol adds (gateway.ical).
+        self._extra_paths = dict(extra_paths or {})
+        self._extra_schemes = dict(extra_schemes or {})
         self._heartbeat = heartbeat
         # More protocols on the same endpoints (Connect, gRPC-Web: gateway.web_rpc).
         self._protocols = list(protocols)
@@ -155,7 +160,12 @@ class HttpApi:
         """Returns the OpenAPI 3.1 document of the routes `application` serves."""
         methods = {path: endpoint.method for path, endpoint in self._endpoints.items()}
         return openapi.document(
-            methods, FORWARDED_HEADERS, title="CareOps gateway HTTP/JSON API", version="v1"
+            methods,
+            FORWARDED_HEADERS,
+            title="CareOps gateway HTTP/JSON API",
+            version="v1",
+            extra_paths=self._extra_paths,
+            extra_schemes=self._extra_schemes,
         )
 
     @web.middleware

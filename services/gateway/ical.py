@@ -38,6 +38,51 @@ SOURCES = {
 }
 
 
+# The feed in /openapi.json (the JSON edge's document lists every route the gateway serves).
+TOKEN_SCHEME = {"token": {"type": "apiKey", "in": "query", "name": "token"}}
+
+
+def openapi_paths() -> dict[str, Any]:
+    """Returns the feed's OpenAPI path item: a bearer header or the `token` query parameter."""
+
+    def parameter(name: str, where: str, description: str) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string"}
+        if where == "query" and name != "token":
+            schema["format"] = "date-time"
+        return {
+            "name": name,
+            "in": where,
+            "required": where == "path",
+            "description": description,
+            "schema": schema,
+        }
+
+    return {
+        SHIFTS_PATH: {
+            "get": {
+                "operationId": "oncall_member_shifts_ics",
+                "tags": ["careops.incident.v1.IncidentService"],
+                "summary": "A member's on-call shifts as iCalendar (ListMemberShifts)",
+                "parameters": [
+                    parameter("team_id", "path", "The team."),
+                    parameter("member_id", "path", "The member."),
+                    parameter("token", "query", "An API key or JWT (calendar clients)."),
+                    parameter("start", "query", "From (RFC 3339; default now)."),
+                    parameter("end", "query", "Until (RFC 3339; default start + 28 days)."),
+                ],
+                "security": [{"bearer": []}, {"token": []}],
+                "responses": {
+                    "200": {
+                        "description": "RFC 5545 calendar, one VEVENT per shift",
+                        "content": {"text/calendar": {"schema": {"type": "string"}}},
+                    },
+                    "default": {"$ref": "#/components/responses/Error"},
+                },
+            }
+        }
+    }
+
+
 def is_feed(path: str) -> bool:
     """True for a path of the iCal feed (the one route taking `token` from the query)."""
     return SHIFTS_PATTERN.fullmatch(path) is not None

@@ -20,7 +20,7 @@ from careops_platform.settings import ServiceSettings
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from gateway import grpc_api
+from gateway import grpc_api, ical
 from gateway.audit import AuditReader
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
@@ -301,6 +301,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
             protocols=[web_rpc.register, IcalFeed(settings.http_timeout_seconds).register],
+            extra_paths=ical.openapi_paths(),
+            extra_schemes=ical.TOKEN_SCHEME,
         )
         self.http = HttpServer(
             api,

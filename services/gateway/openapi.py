@@ -194,10 +194,17 @@ def _plain(summary: str, content_type: str, schema: Schema) -> dict[str, Any]:
 
 
 def document(
-    methods: Mapping[str, Method], headers: Iterable[str], *, title: str, version: str
+    methods: Mapping[str, Method],
+    headers: Iterable[str],
+    *,
+    title: str,
+    version: str,
+    extra_paths: Mapping[str, Any] | None = None,
+    extra_schemes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Returns the OpenAPI 3.1 document of the HTTP routes: `methods` by their gRPC path
-    (`/package.Service/Method`), each taking the optional request `headers`."""
+    (`/package.Service/Method`), each taking the optional request `headers`; `extra_paths`
+    (path items) and `extra_schemes` (security schemes) of routes other modules serve."""
     schemas = Schemas()
     schemas.ref(status_pb2.Status.DESCRIPTOR)
     headers = list(headers)
@@ -211,6 +218,7 @@ def document(
     paths["/healthz"] = _plain("health", "application/json", health)
     paths["/openapi.json"] = _plain("openapi document", "application/json", {"type": "object"})
     paths["/docs"] = _plain("api reference", "text/html", {"type": "string"})
+    paths.update(extra_paths or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
@@ -224,7 +232,8 @@ def document(
                 }
             },
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                **(extra_schemes or {}),
             },
         },
         "security": [{"bearer": []}],
