@@ -378,3 +378,75 @@ async def test_bad_schedule_requests_get_the_right_codes(
     for principal, method, request, code in cases:
         error = await refused(incident_service, principal, method, request)
         assert error.code() == code, (method, request, error.details())
+
+
+async def test_a_follow_the_sun_team_put_over_grpc_answers_by_layer(
+    incident_stub: Stub, incident_clock: FakeClock
+) -> None:
+    members = [t.Member(member_id=m) for m in ("fs-base", "fs-asia", "fs-americas")]
+    team = t.Team(
+        team_id="follow_the_sun",
+        members=members,
+        layers=[
+            t.ScheduleLayer(
+                name="base",
+                member_ids=["fs-base"],
+                rotation_type=t.ROTATION_TYPE_WEEKLY,
+                handoff_time="09:00",
+                time_zone="UTC",
+                start_date="2026-01-05",
+            ),
+            t.ScheduleLayer(
+                name="asia",
+                member_ids=["fs-asia"],
+                rotation_type=t.ROTATION_TYPE_DAILY,
+                handoff_time="09:00",
+                time_zone="Asia/Shanghai",
+                start_date="2026-01-05",
+                restrictions=[t.LayerRestriction(start_time="09:00", end_time="21:00")],
+            ),
+            t.ScheduleLayer(
+                name="americas",
+                member_ids=["fs-americas"],
+                rotation_type=t.ROTATION_TYPE_CUSTOM,
+                shift_hours=12,
+                handoff_time="09:00",
+                time_zone="America/New_York",
+                start_date="2026-01-05",
+                restrictions=[
+                    t.LayerRestriction(
+                        weekdays=[1, 2, 3, 4, 5], start_time="09:00", end_time="21:00"
+                    )
+                ],
+            ),
+        ],
+    )
+    await incident_stub.PutTeam(pb.PutTeamRequest(team=team), metadata=key())
+    got = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id="follow_the_sun"))).team
+    assert [layer.name for layer in got.layers] == ["base", "asia", "americas"]
+    assert got.layers[2].restrictions[0].weekdays == [1, 2, 3, 4, 5]
+    tuesday = datetime(2027, 1, 5, tzinfo=UTC)
+    expected = {
+        3: ("fs-asia", 1, "asia"),  # 11:00 Shanghai
+        15: ("fs-americas", 2, "americas"),  # 10:00 New York
+        13: ("fs-base", 0, "base"),  # between the two days
+    }
+    for hour, (member, layer, name) in expected.items():
+        who = await incident_stub.WhoIsOnCall(
+            pb.WhoIsOnCallRequest(team_id="follow_the_sun", at=ts(tuesday.replace(hour=hour)))
+        )
+        shift = who.shift
+        assert (shift.member_id, shift.decided_by, shift.layer, shift.ref) == (
+            member,
+            t.ON_CALL_SOURCE_LAYER,
+            layer,
+            name,
+        )
+    bad = t.Team()
+    bad.CopyFrom(team)
+    bad.layers[1].rotation_type = t.ROTATION_TYPE_UNSPECIFIED
+    bad.layers[2].restrictions[0].weekdays.append(9)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await incident_stub.PutTeam(pb.PutTeamRequest(team=bad), metadata=key())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "team.layers[1].rotation_type" in (caught.value.details() or "")
