@@ -493,7 +493,7 @@ async def test_a_team_id_that_is_not_one_subject_token_is_invalid_argument(
     ids=["year-10000", "negative-nanos", "no-end", "no-times"],
 )
 async def test_put_team_override_times_are_validated(
-    platform: Platform, times: dict[str, Timestamp]
+    platform: Platform, times: dict[str, Any]
 ) -> None:
     member = incident_types.Member(member_id="m1")
     override = incident_types.Override(member_id="m1", **times)

@@ -31,6 +31,7 @@ from careops_cli.incidents import incident_app, oncall_app
 from careops_cli.platform import SERVICES, run_platform
 from careops_cli.policy import policy_app
 from careops_cli.quality import quality_app
+from careops_cli.schedules import register as register_schedules
 from careops_cli.surveys import template_app
 
 app = typer.Typer(help="CareOps: customer-service quality platform.", no_args_is_help=True)
@@ -54,6 +55,7 @@ app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
 register_checklist(ticket_app)  # ticket tick
+register_schedules(oncall_app)  # oncall who|shifts|override|swap
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[

@@ -23,6 +23,7 @@ from careops_platform.permissions import PermissionTable
 
 from gateway.errors import error_body, error_response
 from gateway.http_api import JWKS_PATH
+from gateway.ical import SHIFTS_METHOD, is_feed, query_credential
 from gateway.limits import Limits, grpc_refusal_trailers
 from gateway.limits import http_refusal as over_rate
 from gateway.web_rpc import is_procedure
@@ -189,11 +190,14 @@ def auth_middleware(authenticator: Authenticator, limits: Limits | None = None) 
         if is_intake_path(request.path):
             return await handler(request)  # the integration key is checked there (intake)
         authorization = request.headers.get("Authorization")
+        feed = is_feed(request.path)
+        if feed and authorization is None:  # calendar clients send no header (gateway.ical)
+            authorization = query_credential(request)
         try:
             principal = await authenticator.principal(authorization)
         except AuthError as error:
             return shaped(request, http_refusal(error, bool(authorization)))
-        method = rpc_method(request.path)
+        method = SHIFTS_METHOD if feed else rpc_method(request.path)
         if method is not None:
             try:
                 authenticator.authorize(principal, method)

@@ -115,11 +115,14 @@ class HttpApi:
         max_body_bytes: int = 1024**2,
         protocols: Sequence[Callable[[web.Application, Mapping[str, Endpoint]], None]] = (),
         extra_paths: Mapping[str, Any] | None = None,
+        extra_schemes: Mapping[str, Any] | None = None,
     ) -> None:
+        # The OpenAPI path items and security schemes of routes a protocol adds (gateway.ical).
+        self._extra_paths = dict(extra_paths or {})
+        self._extra_schemes = dict(extra_schemes or {})
         self._heartbeat = heartbeat
         # More protocols on the same endpoints (Connect, gRPC-Web: gateway.web_rpc).
         self._protocols = list(protocols)
-        self._extra_paths = dict(extra_paths or {})  # documented routes of other formats
         self._max_body_bytes = max_body_bytes
         # Inside the observing middleware, so refusals are counted, traced and JSON too.
         self._middlewares = list(middlewares)
@@ -162,6 +165,7 @@ class HttpApi:
             title="CareOps gateway HTTP/JSON API",
             version="v1",
             extra_paths=self._extra_paths,
+            extra_schemes=self._extra_schemes,
         )
 
     @web.middleware

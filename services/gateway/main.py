@@ -20,11 +20,12 @@ from careops_platform.settings import ServiceSettings
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from gateway import grpc_api
+from gateway import grpc_api, ical
 from gateway.audit import AuditReader
 from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
 from gateway.http_api import HttpApi, HttpServer
+from gateway.ical import IcalFeed
 from gateway.intake import IntakeRoutes
 from gateway.intake import openapi_paths as intake_openapi_paths
 from gateway.limits import Limits
@@ -302,8 +303,13 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
-            protocols=[web_rpc.register, intake.register],
-            extra_paths=intake_openapi_paths(),
+            protocols=[
+                web_rpc.register,
+                intake.register,
+                IcalFeed(settings.http_timeout_seconds).register,
+            ],
+            extra_paths={**intake_openapi_paths(), **ical.openapi_paths()},
+            extra_schemes=ical.TOKEN_SCHEME,
         )
         self.http = HttpServer(
             api,

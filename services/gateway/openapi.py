@@ -200,10 +200,11 @@ def document(
     title: str,
     version: str,
     extra_paths: Mapping[str, Any] | None = None,
+    extra_schemes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Returns the OpenAPI 3.1 document of the HTTP routes: `methods` by their gRPC path
-    (`/package.Service/Method`), each taking the optional request `headers`; `extra_paths`:
-    routes of other formats (the alert intake's), documented by their module."""
+    (`/package.Service/Method`), each taking the optional request `headers`; `extra_paths`
+    (path items) and `extra_schemes` (security schemes) of routes other modules serve."""
     schemas = Schemas()
     schemas.ref(status_pb2.Status.DESCRIPTOR)
     headers = list(headers)
@@ -231,7 +232,8 @@ def document(
                 }
             },
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                **(extra_schemes or {}),
             },
         },
         "security": [{"bearer": []}],

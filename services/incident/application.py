@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, get_args
 
 from careops.incident.v1 import events_pb2
@@ -42,13 +42,15 @@ log = logging.getLogger(__name__)
 STREAM = registry.INCIDENT.spec()
 INCIDENT_SUBJECTS = registry.INCIDENT.prefix("incident")
 MATRIX_ID = "default"
+WHO_WINDOW = timedelta(days=35)  # a shift reported by WhoIsOnCall is cut to at +- this
+SHIFTS_WINDOW = timedelta(days=28)
 REFRESH_SECONDS = 1.0
 
 # The incident aggregate's events, then the team's and the matrix's (one stream).
 CODEC = codec_of(
     (
         *get_args(d.IncidentEvent),
-        d.TeamDefined,
+        *get_args(d.TeamEvent),
         d.ResponseMatrixChanged,
         *get_args(d.DrillEvent),
         d.DrillScenariosChanged,
@@ -118,6 +120,19 @@ DELAYED_CONTACTS = Counter(
     "Pages whose delayed contacts (a member's notification rules) were sent, unacknowledged.",
     ["team"],
 )
+SCHEDULE_CHANGES = Counter(
+    "careops_oncall_schedule_changes_total",
+    "Runtime schedule changes by team and kind (override, swap_requested, swap_accepted, "
+    "swap_declined, swap_cancelled).",
+    ["team", "change"],
+)
+SCHEDULE_CHANGE_KINDS = (
+    "override",
+    "swap_requested",
+    "swap_accepted",
+    "swap_declined",
+    "swap_cancelled",
+)
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
     "Incidents whose response deadline passed without acknowledgement.",
@@ -142,6 +157,26 @@ ACKNOWLEDGE_RULE = (
     "a page is acknowledged only by its paged member, that member's escalation target, "
     "the team's lead or the team's current on-call"
 )
+# The schedule rules (docs/permissions.md): the permissions a refusal names, and the rule.
+OVERRIDE = "incident.oncall.override"
+REQUEST_SWAP = "incident.oncall.swap.request"
+SWAP_PERMISSIONS = {
+    "accept": "incident.oncall.swap.accept",
+    "decline": "incident.oncall.swap.decline",
+    "cancel": "incident.oncall.swap.cancel",
+}
+SCHEDULE_RULE = (
+    "on-call staff add overrides for themselves or a team they lead, request swaps of their own "
+    "shifts, accept or decline only swaps asked of them and cancel only their own; supervisors "
+    "and admins any"
+)
+_SCHEDULE_CHANGE: dict[type, str] = {
+    d.OverrideAdded: "override",
+    d.ShiftSwapRequested: "swap_requested",
+    d.ShiftSwapAccepted: "swap_accepted",
+    d.ShiftSwapDeclined: "swap_declined",
+    d.ShiftSwapCancelled: "swap_cancelled",
+}
 LEVELS = tuple(level.value.upper() for level in d.Level)
 preinitialise(DEADLINES_MISSED, LEVELS)
 preinitialise(TIME_TO_RESOLVE, LEVELS)
@@ -157,6 +192,7 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     preinitialise(ESCALATIONS, teams)
     preinitialise(DELAYED_CONTACTS, teams)
     preinitialise(TIME_TO_ACK, LEVELS, teams)
+    preinitialise(SCHEDULE_CHANGES, teams, SCHEDULE_CHANGE_KINDS)
 
 
 def digest(value: Any) -> str:
@@ -339,6 +375,149 @@ class IncidentApp(ContextApplication[d.Incident]):
         )
         assert result.state is not None
         return result.state, result.sequence
+
+    async def _on_team(
+        self,
+        team_id: str,
+        decide: Callable[[d.Team], Sequence[d.TeamEvent]],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> tuple[d.Team, int]:
+        """Decides and appends one command on an existing team (NOT_FOUND otherwise)."""
+
+        def on(current: d.Team | None) -> Sequence[d.TeamEvent]:
+            if current is None:
+                raise d.NotFound(f"team {team_id} does not exist")
+            return decide(current)
+
+        result = await self.run_on(
+            CommandExecutor(self.teams),
+            team_id,
+            on,
+            now=self.clock(),
+            command_id=command_id,
+            actor=actor,
+        )
+        for event in result.events:
+            SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
+        assert result.state is not None
+        return result.state, result.sequence
+
+    async def add_override(
+        self,
+        team_id: str,
+        member_id: str,
+        starts_at: datetime,
+        ends_at: datetime,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.Override, int]:
+        """Adds a one-off override: `member_id` on call for the team in [starts_at, ends_at).
+        With a caller: on-call staff add one only for themselves or for a team they lead."""
+        now = self.clock()
+        by = caller.subject if caller else actor
+
+        def decide(team: d.Team) -> list[d.OverrideAdded]:
+            if caller is not None and not (
+                caller.roles & d.SCHEDULE_ANY or caller.subject in (member_id, team.manager_id)
+            ):
+                raise PermissionDenied(
+                    f"permission {OVERRIDE}: {SCHEDULE_RULE}", permission=OVERRIDE
+                )
+            return d.decide_override(team, member_id, starts_at, ends_at, by=by, now=now)
+
+        team, sequence = await self._on_team(team_id, decide, command_id=command_id, actor=actor)
+        return team.overrides[-1], sequence
+
+    async def request_swap(
+        self,
+        team_id: str,
+        swap: d.ShiftSwap,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.ShiftSwap, int]:
+        """Records a swap request (an empty requester: the caller); only a supervisor or an
+        admin requests one for someone else."""
+        if caller is not None:
+            if not swap.requester_id:
+                swap = replace(swap, requester_id=caller.subject)
+            if swap.requester_id != caller.subject and not caller.roles & d.SCHEDULE_ANY:
+                raise PermissionDenied(
+                    f"permission {REQUEST_SWAP}: {SCHEDULE_RULE}", permission=REQUEST_SWAP
+                )
+        swap = replace(swap, requested_by=caller.subject if caller else actor)
+        now = self.clock()
+        team, sequence = await self._on_team(
+            team_id,
+            lambda team: d.decide_swap_request(team, swap, now=now),
+            command_id=command_id,
+            actor=actor,
+        )
+        return team.swaps[-1], sequence
+
+    async def decide_swap(
+        self,
+        team_id: str,
+        swap_id: str,
+        action: str,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.ShiftSwap, int]:
+        """Accepts, declines or cancels a requested swap (`action`: accept, decline, cancel):
+        only its counterpart accepts or declines, only its requester cancels (or a supervisor
+        or an admin)."""
+        by = caller.subject if caller else actor
+        permission = SWAP_PERMISSIONS[action]
+
+        def decide(team: d.Team) -> Sequence[d.TeamEvent]:
+            swap = d.find_swap(team, swap_id)
+            if caller is not None and not d.may_decide_swap(
+                swap, caller.subject, caller.roles, action
+            ):
+                raise PermissionDenied(
+                    f"permission {permission} is refused on swap {swap_id}: {SCHEDULE_RULE}",
+                    permission=permission,
+                )
+            return d.decide_swap(team, swap_id, action, by=by)
+
+        team, sequence = await self._on_team(team_id, decide, command_id=command_id, actor=actor)
+        return d.find_swap(team, swap_id), sequence
+
+    async def who(self, team_id: str, at: datetime | None = None) -> tuple[d.Shift, datetime]:
+        """Returns the shift running at `at` (default now) for the team, with what decided it
+        (member_id "" when nobody is on call), and `at`."""
+        team, _ = await self.team(team_id)
+        at = at or self.clock()
+        d.require(d.time_violations(at=at))
+        around = d.timeline(
+            team.schedule(), at - WHO_WINDOW, at + WHO_WINDOW, team.overrides, team.swaps
+        )
+        shift = next((s for s in around if s.starts_at <= at < s.ends_at), None)
+        return shift or d.Shift("", at, at, d.DecidedBy.NOBODY), at
+
+    async def member_shifts(
+        self, team_id: str, member_id: str, start: datetime | None, end: datetime | None
+    ) -> list[d.Shift]:
+        """Returns a member's shifts in the team over [start, end) (default: the next 28 days;
+        at most 366 days)."""
+        team, _ = await self.team(team_id)
+        if team.member(member_id) is None:
+            raise d.NotFound(f"member {member_id} is not a member of team {team_id}")
+        d.require(d.time_violations(start=start, end=end))
+        start = start or self.clock()
+        end = end or start + SHIFTS_WINDOW
+        if end <= start:
+            raise d.InvalidCommand([("end", "must be after start")])
+        if end - start > d.MAX_RANGE:
+            raise d.InvalidCommand([("end", "at most 366 days after start")])
+        return d.member_shifts(team.schedule(), member_id, start, end, team.overrides, team.swaps)
 
     async def put_matrix(
         self, rows: Sequence[d.MatrixRow], *, command_id: str, actor: str

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from careops_platform.config_files import (
@@ -97,6 +97,53 @@ class RotationSpec(ConfigModel):
         )
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class RestrictionSpec(ConfigModel):
+    """A window a layer is on call in: `start`..`end` (HH:MM, layer's zone; an end at or before
+    the start runs into the next day) on `days` (mon..sun; none: every day)."""
+
+    days: Annotated[tuple[Weekday, ...], EmptyList] = ()
+    start: Text = "00:00"
+    end: Text = "00:00"
+
+    def to_domain(self) -> d.Restriction:
+        """Returns the domain restriction."""
+        weekdays = tuple(WEEKDAYS.index(day) + 1 for day in self.days)
+        return d.Restriction(weekdays, self.start, self.end)
+
+
+class LayerSpec(ConfigModel):
+    """One schedule layer: `members` in turn, `rotation` daily / weekly / custom (with
+    `shift_days` or `shift_hours`), handed off at `handoff` in `time_zone` from `start_date`."""
+
+    name: Text = ""
+    members: Annotated[tuple[Text, ...], EmptyList] = ()
+    rotation: Literal["daily", "weekly", "custom"] = "weekly"
+    shift_days: int = 0
+    shift_hours: int = 0
+    handoff: Text = "09:00"
+    time_zone: Text = "UTC"
+    start_date: Text = "2026-01-05"
+    restrictions: Annotated[tuple[RestrictionSpec, ...], EmptyList] = ()
+
+    def to_domain(self) -> d.Layer:
+        """Returns the domain layer."""
+        return d.Layer(
+            name=self.name,
+            member_ids=self.members,
+            rotation_type=d.RotationType(self.rotation),
+            shift_days=self.shift_days,
+            shift_hours=self.shift_hours,
+            handoff_time=self.handoff,
+            time_zone=self.time_zone,
+            start_date=self.start_date,
+            restrictions=tuple(r.to_domain() for r in self.restrictions),
+        )
+
+
 class StepSpec(ConfigModel):
     """One escalation step: page `target` (oncall, next, manager, member:<id>), then wait."""
 
@@ -160,6 +207,7 @@ class TeamSpec(ConfigModel):
     manager: Text = ""
     members: Annotated[tuple[MemberSpec, ...], EmptyList] = ()
     rotation: Annotated[RotationSpec | None, Absent] = None
+    layers: Annotated[tuple[LayerSpec, ...], EmptyList] = ()
     escalation: Annotated[EscalationSpec | None, Absent] = None
     overrides: Annotated[tuple[OverrideSpec, ...], EmptyList] = ()
     policies: Annotated[dict[str, EscalationSpec], EmptyDict] = {}
@@ -177,6 +225,7 @@ class TeamSpec(ConfigModel):
             manager_id=self.manager,
             policies=tuple(spec.to_domain(name) for name, spec in self.policies.items()),
             routing=tuple(rule.to_domain() for rule in self.routing),
+            layers=tuple(layer.to_domain() for layer in self.layers),
         )
 
 

@@ -68,6 +68,7 @@ OUTCOME = pb.DrillOutcome.DESCRIPTOR
 ALERT_SOURCE = pb.AlertSourceKind.DESCRIPTOR
 ALERT_ACTION = pb.AlertAction.DESCRIPTOR
 ALERT_OUTCOME = pb.AlertOutcome.DESCRIPTOR
+ON_CALL_SOURCE = t.OnCallSource.DESCRIPTOR
 
 
 def _enum(number: int, descriptor: Any, domain_type: type[E]) -> E | None:
@@ -184,6 +185,29 @@ def team_to_proto(team: d.Team, version: int) -> t.Team:
     message = dataclass_to_message(team, t.Team())
     message.version = version  # type: ignore[attr-defined]
     return message  # type: ignore[return-value]
+
+
+def _required_time(message: Any, name: str) -> datetime:
+    value = timestamp_field(message, name)
+    if value is None:
+        raise InvalidArgument(f"{name} is required", [FieldViolation(name, "must be set")])
+    return value
+
+
+def swap_to_proto(swap: d.ShiftSwap) -> t.ShiftSwap:
+    return dataclass_to_message(swap, t.ShiftSwap())  # type: ignore[return-value]
+
+
+def shift_to_proto(shift: d.Shift) -> t.OnCallShift:
+    message = t.OnCallShift(
+        member_id=shift.member_id,
+        decided_by=enum_to_proto(shift.decided_by, ON_CALL_SOURCE),
+        layer=shift.layer,
+        ref=shift.ref,
+    )
+    _stamp(message, "starts_at", shift.starts_at)
+    _stamp(message, "ends_at", shift.ends_at)
+    return message
 
 
 def matrix_to_proto(matrix: d.Matrix) -> t.ResponseMatrix:
@@ -361,6 +385,93 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def GetTeam(self, request: pb.GetTeamRequest, context: Any) -> pb.GetTeamResponse:
         team, version = await self._app.team(_team_id(request.team_id))
         return pb.GetTeamResponse(team=team_to_proto(team, version))
+
+    async def AddOnCallOverride(
+        self, request: pb.AddOnCallOverrideRequest, context: Any
+    ) -> pb.AddOnCallOverrideResponse:
+        override, sequence = await self._app.add_override(
+            _team_id(request.team_id),
+            request.member_id,
+            _required_time(request, "starts_at"),
+            _required_time(request, "ends_at"),
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        message = dataclass_to_message(override, t.Override())
+        return pb.AddOnCallOverrideResponse(override=message, sequence=sequence)  # type: ignore[arg-type]
+
+    async def RequestShiftSwap(
+        self, request: pb.RequestShiftSwapRequest, context: Any
+    ) -> pb.RequestShiftSwapResponse:
+        swap = d.ShiftSwap(
+            swap_id="",
+            requester_id=request.requester_id,
+            counterpart_id=request.counterpart_id,
+            starts_at=_required_time(request, "starts_at"),
+            ends_at=_required_time(request, "ends_at"),
+            return_starts_at=timestamp_field(request, "return_starts_at"),
+            return_ends_at=timestamp_field(request, "return_ends_at"),
+        )
+        if not swap.counterpart_id:
+            raise InvalidArgument(
+                "counterpart_id is required", [FieldViolation("counterpart_id", "must be set")]
+            )
+        swap, sequence = await self._app.request_swap(
+            _team_id(request.team_id), swap, command_id=command_id(), actor=actor(), caller=caller()
+        )
+        return pb.RequestShiftSwapResponse(swap=swap_to_proto(swap), sequence=sequence)
+
+    async def _decide_swap(self, request: Any, action: str, response_type: type[R]) -> R:
+        if not request.swap_id:
+            raise InvalidArgument("swap_id is required", [FieldViolation("swap_id", "must be set")])
+        swap, sequence = await self._app.decide_swap(
+            _team_id(request.team_id),
+            request.swap_id,
+            action,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        return response_type(swap=swap_to_proto(swap), sequence=sequence)  # type: ignore[call-arg]
+
+    async def AcceptShiftSwap(
+        self, request: pb.AcceptShiftSwapRequest, context: Any
+    ) -> pb.AcceptShiftSwapResponse:
+        return await self._decide_swap(request, "accept", pb.AcceptShiftSwapResponse)
+
+    async def DeclineShiftSwap(
+        self, request: pb.DeclineShiftSwapRequest, context: Any
+    ) -> pb.DeclineShiftSwapResponse:
+        return await self._decide_swap(request, "decline", pb.DeclineShiftSwapResponse)
+
+    async def CancelShiftSwap(
+        self, request: pb.CancelShiftSwapRequest, context: Any
+    ) -> pb.CancelShiftSwapResponse:
+        return await self._decide_swap(request, "cancel", pb.CancelShiftSwapResponse)
+
+    async def WhoIsOnCall(
+        self, request: pb.WhoIsOnCallRequest, context: Any
+    ) -> pb.WhoIsOnCallResponse:
+        shift, at = await self._app.who(_team_id(request.team_id), timestamp_field(request, "at"))
+        response = pb.WhoIsOnCallResponse(shift=shift_to_proto(shift))
+        response.at.FromDatetime(at)
+        return response
+
+    async def ListMemberShifts(
+        self, request: pb.ListMemberShiftsRequest, context: Any
+    ) -> pb.ListMemberShiftsResponse:
+        if not request.member_id:
+            raise InvalidArgument(
+                "member_id is required", [FieldViolation("member_id", "must be set")]
+            )
+        shifts = await self._app.member_shifts(
+            _team_id(request.team_id),
+            request.member_id,
+            timestamp_field(request, "start"),
+            timestamp_field(request, "end"),
+        )
+        return pb.ListMemberShiftsResponse(shifts=[shift_to_proto(s) for s in shifts])
 
     async def PutRiskPolicy(
         self, request: pb.PutRiskPolicyRequest, context: Any

@@ -75,7 +75,19 @@ from incident.domain.decide import (
     decide as decide,
 )
 from incident.domain.directory import (
+    SCHEDULE_ANY as SCHEDULE_ANY,
+)
+from incident.domain.directory import (
     decide_matrix as decide_matrix,
+)
+from incident.domain.directory import (
+    decide_override as decide_override,
+)
+from incident.domain.directory import (
+    decide_swap as decide_swap,
+)
+from incident.domain.directory import (
+    decide_swap_request as decide_swap_request,
 )
 from incident.domain.directory import (
     decide_team as decide_team,
@@ -85,6 +97,12 @@ from incident.domain.directory import (
 )
 from incident.domain.directory import (
     evolve_team as evolve_team,
+)
+from incident.domain.directory import (
+    find_swap as find_swap,
+)
+from incident.domain.directory import (
+    may_decide_swap as may_decide_swap,
 )
 from incident.domain.drills import (
     AT_LEAST as AT_LEAST,
@@ -237,6 +255,9 @@ from incident.domain.events import (
     NotificationFailed as NotificationFailed,
 )
 from incident.domain.events import (
+    OverrideAdded as OverrideAdded,
+)
+from incident.domain.events import (
     PageAcknowledged as PageAcknowledged,
 )
 from incident.domain.events import (
@@ -261,10 +282,25 @@ from incident.domain.events import (
     RoleAssigned as RoleAssigned,
 )
 from incident.domain.events import (
+    ShiftSwapAccepted as ShiftSwapAccepted,
+)
+from incident.domain.events import (
+    ShiftSwapCancelled as ShiftSwapCancelled,
+)
+from incident.domain.events import (
+    ShiftSwapDeclined as ShiftSwapDeclined,
+)
+from incident.domain.events import (
+    ShiftSwapRequested as ShiftSwapRequested,
+)
+from incident.domain.events import (
     TeamDefined as TeamDefined,
 )
 from incident.domain.events import (
     TeamEngaged as TeamEngaged,
+)
+from incident.domain.events import (
+    TeamEvent as TeamEvent,
 )
 from incident.domain.events import (
     TeamInformed as TeamInformed,
@@ -355,6 +391,42 @@ from incident.domain.risk import (
 )
 from incident.domain.risk import (
     validate_factors as validate_factors,
+)
+from incident.domain.schedules import (
+    MAX_RANGE as MAX_RANGE,
+)
+from incident.domain.schedules import (
+    DecidedBy as DecidedBy,
+)
+from incident.domain.schedules import (
+    Layer as Layer,
+)
+from incident.domain.schedules import (
+    OnCall as OnCall,
+)
+from incident.domain.schedules import (
+    Restriction as Restriction,
+)
+from incident.domain.schedules import (
+    RotationType as RotationType,
+)
+from incident.domain.schedules import (
+    Shift as Shift,
+)
+from incident.domain.schedules import (
+    ShiftSwap as ShiftSwap,
+)
+from incident.domain.schedules import (
+    SwapStatus as SwapStatus,
+)
+from incident.domain.schedules import (
+    member_shifts as member_shifts,
+)
+from incident.domain.schedules import (
+    time_violations as time_violations,
+)
+from incident.domain.schedules import (
+    timeline as timeline,
 )
 from incident.domain.values import (
     HIGHER as HIGHER,

@@ -9,6 +9,7 @@ from incident.domain.escalation import PlannedContact
 from incident.domain.matrix import MatrixRow
 from incident.domain.oncall import ContactPoint, Team
 from incident.domain.risk import RiskFactors
+from incident.domain.schedules import Override, ShiftSwap
 from incident.domain.values import ContactKind, Engagement, Level, Source
 
 
@@ -206,6 +207,54 @@ class TeamDefined:
     """A team was defined or redefined (the team aggregate's one event)."""
 
     team: Team
+
+
+@dataclass(frozen=True)
+class OverrideAdded:
+    """A one-off override was added at runtime (`override.added_by`: who added it)."""
+
+    override: Override
+
+
+@dataclass(frozen=True)
+class ShiftSwapRequested:
+    """A member asked another to take one of their shifts (status requested)."""
+
+    swap: ShiftSwap
+
+
+@dataclass(frozen=True)
+class ShiftSwapAccepted:
+    """The counterpart (or a supervisor) accepted a swap: the shifts move."""
+
+    swap_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class ShiftSwapDeclined:
+    """The counterpart (or a supervisor) declined a swap."""
+
+    swap_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class ShiftSwapCancelled:
+    """The requester (or a supervisor) withdrew a swap."""
+
+    swap_id: str
+    by: str
+
+
+TeamEvent = (
+    TeamDefined
+    | OverrideAdded
+    | ShiftSwapRequested
+    | ShiftSwapAccepted
+    | ShiftSwapDeclined
+    | ShiftSwapCancelled
+)
 
 
 @dataclass(frozen=True)

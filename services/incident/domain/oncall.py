@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from incident.domain import schedules
+from incident.domain.schedules import Layer, OnCall, Override, RotationType, ShiftSwap
 from incident.domain.values import ID_PATTERN, ContactKind, Level
 
 
@@ -48,15 +49,6 @@ class Rotation:
     time_zone: str = "UTC"
     shift_days: int = 7
     start_date: str = "2026-01-05"
-
-
-@dataclass(frozen=True)
-class Override:
-    """A member on call instead of the rotation in [starts_at, ends_at)."""
-
-    member_id: str
-    starts_at: datetime
-    ends_at: datetime
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,9 @@ DEFAULT_ESCALATION = EscalationPolicy(
 
 @dataclass(frozen=True)
 class Team:
-    """An on-call team: members, rotation, overrides, escalation and manager."""
+    """An on-call team: members, schedule (layers, or the one-layer `rotation`), overrides,
+    escalation and manager. Overrides with an `override_id` and the shift swaps were added at
+    runtime (events on the team aggregate); a redefinition keeps them."""
 
     team_id: str
     name: str = ""
@@ -123,6 +117,8 @@ class Team:
     manager_id: str = ""
     policies: tuple[EscalationPolicy, ...] = ()
     routing: tuple[RoutingRule, ...] = ()
+    layers: tuple[Layer, ...] = ()
+    swaps: tuple[ShiftSwap, ...] = ()
 
     def member(self, member_id: str) -> Member | None:
         """Returns the member with that id, if any."""
@@ -133,25 +129,43 @@ class Team:
         return self.escalation if self.escalation and self.escalation.steps else DEFAULT_ESCALATION
 
     def on_call(self, at: datetime) -> str:
-        """Returns who is on call at `at`: an active override, else the rotation's shift."""
-        for override in self.overrides:
-            if override.starts_at <= at < override.ends_at:
-                return override.member_id
-        order = self._order()
-        if not order:
-            return ""
+        """Returns who is on call at `at`: an override, a swap, else the schedule's shift."""
+        return self.who(at).member_id
+
+    def who(self, at: datetime) -> OnCall:
+        """Returns who is on call at `at` and what decided it (schedules.on_call)."""
+        return schedules.on_call(self.schedule(), at, self.overrides, self.swaps)
+
+    def schedule(self) -> tuple[Layer, ...]:
+        """Returns the team's layers; a team with only a rotation (or none: every member in
+        turn, weekly) is a one-layer schedule."""
+        if self.layers:
+            return self.layers
         rotation = self.rotation or Rotation()
-        zone = ZoneInfo(rotation.time_zone or "UTC")
-        hour, minute = (int(part) for part in rotation.handoff_time.split(":"))
-        start = datetime.combine(date.fromisoformat(rotation.start_date), time(hour, minute), zone)
-        shift = math.floor((at - start) / timedelta(days=max(rotation.shift_days, 1)))
-        return order[shift % len(order)]
+        return (
+            Layer(
+                name="rotation",
+                member_ids=self._order(),
+                rotation_type=RotationType.CUSTOM,
+                shift_days=max(rotation.shift_days, 1),
+                handoff_time=rotation.handoff_time,
+                time_zone=rotation.time_zone or "UTC",
+                start_date=rotation.start_date,
+            ),
+        )
+
+    def definition(self) -> Team:
+        """Returns the team without what was added at runtime (overrides with an id, swaps)."""
+        static = tuple(o for o in self.overrides if not o.override_id)
+        return replace(self, overrides=static, swaps=())
 
     def resolve(self, target: str, at: datetime) -> str:
         """Returns the member an escalation step targets (falling back to the on-call)."""
-        current = self.on_call(at)
+        who = self.who(at)
+        current = who.member_id
         if target == "next":
-            order = self._order()
+            schedule = self.schedule()
+            order = schedule[who.layer].member_ids if who.layer >= 0 else schedule[-1].member_ids
             if current in order and len(order) > 1:
                 return order[(order.index(current) + 1) % len(order)]
         elif target == "manager" and self.manager_id:
@@ -197,6 +211,8 @@ def validate_team(team: Team) -> list[tuple[str, str]]:
             violations.append((f"team.overrides[{index}].member_id", "not a member of the team"))
         if override.ends_at <= override.starts_at:
             violations.append((f"team.overrides[{index}]", "ends before it starts"))
+    for index, layer in enumerate(team.layers):
+        violations += schedules.validate_layer(layer, f"team.layers[{index}]", known)
     if team.escalation is not None:
         violations += _validate_escalation(team.escalation, known)
     for index, member in enumerate(team.members):
@@ -234,8 +250,8 @@ def _validate_rotation(rotation: Rotation, known: set[str]) -> list[tuple[str, s
         ZoneInfo(rotation.time_zone)
     except (ZoneInfoNotFoundError, ValueError):
         violations.append(("team.rotation.time_zone", f"unknown time zone {rotation.time_zone!r}"))
-    if rotation.shift_days < 1:
-        violations.append(("team.rotation.shift_days", "must be at least 1"))
+    if not 1 <= rotation.shift_days <= schedules.MAX_SHIFT_DAYS:
+        violations.append(("team.rotation.shift_days", f"must be 1 .. {schedules.MAX_SHIFT_DAYS}"))
     try:
         date.fromisoformat(rotation.start_date)
     except ValueError:
