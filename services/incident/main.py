@@ -23,7 +23,12 @@ from incident.alerts import AlertWatch
 from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.policies import IncidentWhatIf
-from incident.projections import DrillProjection, IncidentProjection, IncidentTimerProjection
+from incident.projections import (
+    DrillProjection,
+    IncidentProjection,
+    IncidentTimerProjection,
+    StatusPageProjection,
+)
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
 
@@ -111,7 +116,12 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
         await app.seed_risk_policy()
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
-        own: list[Projection] = [IncidentProjection(), IncidentTimerProjection(), DrillProjection()]
+        own: list[Projection] = [
+            IncidentProjection(),
+            IncidentTimerProjection(),
+            DrillProjection(),
+            StatusPageProjection(),
+        ]
         surge = SurgeProjection(
             threshold=self.settings.surge_threshold,
             window=timedelta(minutes=self.settings.surge_window_minutes),
@@ -157,6 +167,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             partial(self.wait_for, IncidentProjection.name),
             self.settings.read_wait_seconds,
             what_if=IncidentWhatIf(app, partial(readmodels.declared_in, self.engine)),
+            status_page=partial(readmodels.read_status_page, self.engine),
         )
 
 

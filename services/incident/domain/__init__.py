@@ -53,6 +53,9 @@ from incident.domain.commands import (
     LinkTickets as LinkTickets,
 )
 from incident.domain.commands import (
+    PublishStatement as PublishStatement,
+)
+from incident.domain.commands import (
     ReassessIncident as ReassessIncident,
 )
 from incident.domain.commands import (
@@ -248,6 +251,9 @@ from incident.domain.events import (
     RoleAssigned as RoleAssigned,
 )
 from incident.domain.events import (
+    StatementPublished as StatementPublished,
+)
+from incident.domain.events import (
     TeamDefined as TeamDefined,
 )
 from incident.domain.events import (
@@ -273,6 +279,9 @@ from incident.domain.incident import (
 )
 from incident.domain.incident import (
     PageState as PageState,
+)
+from incident.domain.incident import (
+    PublicStatement as PublicStatement,
 )
 from incident.domain.incident import (
     TeamEngagement as TeamEngagement,

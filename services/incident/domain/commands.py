@@ -88,6 +88,17 @@ class LinkTickets:
 
 
 @dataclass(frozen=True)
+class PublishStatement:
+    """Publish the next version of the incident's public statement (the status page shows it)."""
+
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str = ""
+    text_en: str = ""
+
+
+@dataclass(frozen=True)
 class RecordDelivery:
     """Record the outcome of sending a page or notice over one contact kind."""
 
@@ -119,6 +130,7 @@ Command = (
     | ResolveIncident
     | CloseIncident
     | LinkTickets
+    | PublishStatement
     | RecordDelivery
     | FirePageTimer
     | FireResponseTimer

@@ -17,6 +17,7 @@ from incident.domain.commands import (
     FirePageTimer,
     FireResponseTimer,
     LinkTickets,
+    PublishStatement,
     ReassessIncident,
     RecordDelivery,
     ResolveIncident,
@@ -37,6 +38,7 @@ from incident.domain.events import (
     PageRequested,
     ResponseDeadlineMissed,
     RoleAssigned,
+    StatementPublished,
     TeamEngaged,
     TeamInformed,
     TicketsLinked,
@@ -271,6 +273,33 @@ def _link(state: Incident, command: LinkTickets, ctx: Context) -> list[IncidentE
     return [TicketsLinked(new_tickets, new_customers)]
 
 
+def _publish(state: Incident, command: PublishStatement, ctx: Context) -> list[IncidentEvent]:
+    """Publishes the next statement version; nothing when it repeats the latest word for word."""
+    violations = _text("headline", command.headline, required=True, limit=MAX_TITLE)
+    violations += _text("text", command.text, required=True, limit=MAX_TEXT)
+    violations += _text("headline_en", command.headline_en, required=False, limit=MAX_TITLE)
+    violations += _text("text_en", command.text_en, required=False, limit=MAX_TEXT)
+    require(violations)
+    _not_in(state, OPEN | {Status.RESOLVED}, "publish a statement for")
+    wording = (
+        command.headline.strip(),
+        command.text.strip(),
+        command.headline_en.strip(),
+        command.text_en.strip(),
+    )
+    latest = state.statements[-1] if state.statements else None
+    if latest is not None and wording == (
+        latest.headline,
+        latest.text,
+        latest.headline_en,
+        latest.text_en,
+    ):
+        return []
+    headline, text, headline_en, text_en = wording
+    version = len(state.statements) + 1
+    return [StatementPublished(version, headline, text, command.published_by, headline_en, text_en)]
+
+
 def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> list[IncidentEvent]:
     """Records a delivery outcome once per notice and contact kind."""
     if command.notice_id not in state.pages and command.notice_id not in state.notices:
@@ -345,6 +374,7 @@ _HANDLERS = {
     ResolveIncident: _resolve,
     CloseIncident: _close,
     LinkTickets: _link,
+    PublishStatement: _publish,
     RecordDelivery: _record_delivery,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,

@@ -200,6 +200,19 @@ class ResponseMatrixChanged:
     rows: tuple[MatrixRow, ...]
 
 
+@dataclass(frozen=True)
+class StatementPublished:
+    """A public statement (status page) was published: its version (1, 2, ... per incident),
+    the public headline and text (the source language, and optionally English) and who did."""
+
+    version: int
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str = ""
+    text_en: str = ""
+
+
 IncidentEvent = (
     IncidentDeclared
     | TeamEngaged
@@ -218,4 +231,5 @@ IncidentEvent = (
     | IncidentResolved
     | IncidentClosed
     | TicketsLinked
+    | StatementPublished
 )

@@ -23,6 +23,7 @@ from incident.domain.events import (
     PostIncidentReview,
     ResponseDeadlineMissed,
     RoleAssigned,
+    StatementPublished,
     TeamEngaged,
     TeamInformed,
     TicketsLinked,
@@ -61,6 +62,18 @@ class TimelineEntry(NamedTuple):
     at: datetime
     kind: str
     text: str
+
+
+class PublicStatement(NamedTuple):
+    """One published version of the incident's public statement."""
+
+    version: int
+    at: datetime
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str
+    text_en: str
 
 
 @dataclass(frozen=True)
@@ -114,6 +127,7 @@ class Incident:
     review: PostIncidentReview | None = None
     public_statement_draft: str = ""
     surge_key: str = ""
+    statements: tuple[PublicStatement, ...] = ()
 
     def team_acknowledged(self, team_id: str) -> bool:
         """True when any page of the team was acknowledged."""
@@ -261,6 +275,22 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
                 closed_at=at,
                 review=event.review,
                 timeline=_note(state, at, "closed", "post-incident review recorded"),
+            )
+        case StatementPublished():
+            statement = PublicStatement(
+                event.version,
+                at,
+                event.headline,
+                event.text,
+                event.published_by,
+                event.headline_en,
+                event.text_en,
+            )
+            text = f"public statement v{event.version} published by {event.published_by}"
+            return replace(
+                state,
+                statements=(*state.statements, statement),
+                timeline=_note(state, at, "statement", text),
             )
         case TicketsLinked():
             return replace(
