@@ -26,6 +26,7 @@ from gateway.auth import Authenticator, AuthInterceptor, auth_middleware
 from gateway.backends import SHARED_SERVICES, Backend, routes, shared_routes
 from gateway.http_api import HttpApi, HttpServer
 from gateway.limits import Limits
+from gateway.status_page import StatusPage
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
 
@@ -299,7 +300,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
-            protocols=[web_rpc.register],
+            protocols=[
+                web_rpc.register,
+                StatusPage(timeout=settings.http_timeout_seconds).register,
+            ],
         )
         self.http = HttpServer(
             api,
