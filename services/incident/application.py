@@ -166,8 +166,11 @@ class IncidentApp(ContextApplication[d.Incident]):
         store: EventStore,
         risk: d.RiskModel | None = None,
         clock: Callable[[], datetime] = utc_now,
+        templates: Mapping[str, d.CustomerTemplate] | None = None,
     ) -> None:
         super().__init__(store=store, stream=STREAM, kind=INCIDENT, clock=clock)
+        # The customer message templates (services/incident/templates.py), by id.
+        self.templates: Mapping[str, d.CustomerTemplate] = dict(templates or {})
         self.incidents = self.repository
         self.teams = AggregateRepository(store, TEAM)
         self.matrix_repository = AggregateRepository(store, MATRIX)

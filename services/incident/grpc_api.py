@@ -597,6 +597,29 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         )
         return await self._command(pb.PublishStatementResponse, request.incident_id, command)
 
+    async def NotifyCustomers(
+        self, request: pb.NotifyCustomersRequest, context: Any
+    ) -> pb.NotifyCustomersResponse:
+        command = d.NotifyCustomers(
+            template_id=request.template_id,
+            template=self._app.templates.get(request.template_id),
+            decided_by=actor(),
+            segments=tuple(request.segments),
+        )
+        result = await self._app.execute(
+            _incident_id(request.incident_id),
+            command,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        notified = result.state.customer_notifications
+        return pb.NotifyCustomersResponse(
+            incident=incident_to_proto(result.state, result.sequence),
+            sequence=result.sequence,
+            notification_id=notified[-1] if notified else "",
+        )
+
     async def GetStatusPage(
         self, request: pb.GetStatusPageRequest, context: Any
     ) -> pb.GetStatusPageResponse:

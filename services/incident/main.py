@@ -31,6 +31,7 @@ from incident.projections import (
 )
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
+from incident.templates import load_templates
 
 ENTRY = registry.service("incident")
 
@@ -40,6 +41,9 @@ class IncidentSettings(ServiceSettings):
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     oncall_file: str = Field("", description="YAML on-call teams loaded at start")
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
+    customer_templates_file: str = Field(
+        "", description="YAML customer message templates; empty: the packaged default"
+    )
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     pagerduty_change_url: str = Field(
@@ -106,7 +110,12 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
         return [self.collector]
 
     def application(self, store: EventStore) -> IncidentApp:
-        return IncidentApp(store=store, risk=self.settings.risk_model(), clock=self.clock)
+        return IncidentApp(
+            store=store,
+            risk=self.settings.risk_model(),
+            clock=self.clock,
+            templates=load_templates(self.settings.customer_templates_file or None),
+        )
 
     async def ready(self, app: IncidentApp) -> None:
         await app.load_defaults(

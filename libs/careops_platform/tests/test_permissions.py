@@ -68,8 +68,9 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # + issue 13: policies as data (quality teams, the SLA policy and the risk policy: put,
     # get, list versions each; the matrix's versions), drills (schedule, run, cancel, list,
     # report, record figure, get and put scenarios), pause accountability (list holds, pause
-    # report) and the incident what-if + issue 14 item 5: publish statement, status page
-    assert len(METHODS) == 89
+    # report) and the incident what-if + issue 14 item 5: publish statement, status page,
+    # notify customers
+    assert len(METHODS) == 90
 
 
 def test_every_permission_name_is_distinct() -> None:

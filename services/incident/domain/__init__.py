@@ -53,6 +53,9 @@ from incident.domain.commands import (
     LinkTickets as LinkTickets,
 )
 from incident.domain.commands import (
+    NotifyCustomers as NotifyCustomers,
+)
+from incident.domain.commands import (
     PublishStatement as PublishStatement,
 )
 from incident.domain.commands import (
@@ -203,6 +206,9 @@ from incident.domain.errors import (
     require as require,
 )
 from incident.domain.events import (
+    CustomersNotificationDecided as CustomersNotificationDecided,
+)
+from incident.domain.events import (
     EscalationExhausted as EscalationExhausted,
 )
 from incident.domain.events import (
@@ -309,6 +315,15 @@ from incident.domain.matrix import (
 )
 from incident.domain.matrix import (
     validate_matrix as validate_matrix,
+)
+from incident.domain.notices import (
+    CustomerTemplate as CustomerTemplate,
+)
+from incident.domain.notices import (
+    RenderedNotice as RenderedNotice,
+)
+from incident.domain.notices import (
+    validate_templates as validate_templates,
 )
 from incident.domain.oncall import (
     DEFAULT_ESCALATION as DEFAULT_ESCALATION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incident.domain.events import PostIncidentReview
+from incident.domain.notices import CustomerTemplate
 from incident.domain.risk import RiskFactors
 from incident.domain.values import ContactKind, Source
 
@@ -99,6 +100,18 @@ class PublishStatement:
 
 
 @dataclass(frozen=True)
+class NotifyCustomers:
+    """Tell the incident's affected customers (its linked customers and tickets' customers,
+    and any `segments`) with a template; `template` is the one `template_id` names, None when
+    no template has that id."""
+
+    template_id: str
+    template: CustomerTemplate | None
+    decided_by: str
+    segments: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RecordDelivery:
     """Record the outcome of sending a page or notice over one contact kind."""
 
@@ -131,6 +144,7 @@ Command = (
     | CloseIncident
     | LinkTickets
     | PublishStatement
+    | NotifyCustomers
     | RecordDelivery
     | FirePageTimer
     | FireResponseTimer

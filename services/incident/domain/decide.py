@@ -17,6 +17,7 @@ from incident.domain.commands import (
     FirePageTimer,
     FireResponseTimer,
     LinkTickets,
+    NotifyCustomers,
     PublishStatement,
     ReassessIncident,
     RecordDelivery,
@@ -24,6 +25,7 @@ from incident.domain.commands import (
 )
 from incident.domain.errors import IllegalTransition, IncidentAlreadyExists, NotFound, require
 from incident.domain.events import (
+    CustomersNotificationDecided,
     EscalationExhausted,
     IncidentClosed,
     IncidentDeclared,
@@ -46,6 +48,7 @@ from incident.domain.events import (
 )
 from incident.domain.incident import Incident, evolve
 from incident.domain.matrix import Matrix, effective_engagement
+from incident.domain.notices import MAX_SEGMENTS, SEGMENT, needs_statement, render
 from incident.domain.oncall import Team
 from incident.domain.risk import RiskFactors, RiskModel, validate_factors
 from incident.domain.values import (
@@ -300,6 +303,49 @@ def _publish(state: Incident, command: PublishStatement, ctx: Context) -> list[I
     return [StatementPublished(version, headline, text, command.published_by, headline_en, text_en)]
 
 
+def _notify(state: Incident, command: NotifyCustomers, ctx: Context) -> list[IncidentEvent]:
+    """Decides to tell the affected customers with a template quoting the latest statement."""
+    violations: list[tuple[str, str]] = []
+    if command.template is None:
+        violations.append(("template_id", f"no template {command.template_id!r}"))
+    if len(command.segments) > MAX_SEGMENTS:
+        violations.append(("segments", f"at most {MAX_SEGMENTS}"))
+    for index, segment in enumerate(command.segments):
+        if not SEGMENT.fullmatch(segment):
+            violations.append((f"segments[{index}]", "a customer tier such as high_value"))
+    require(violations)
+    assert command.template is not None
+    if state.drill:
+        raise IllegalTransition(f"incident {state.incident_id} is a drill: no customer is told")
+    _not_in(state, OPEN | {Status.RESOLVED}, "notify the customers of")
+    segments = tuple(dict.fromkeys(command.segments))
+    if not state.customer_ids and not state.ticket_ids and not segments:
+        raise IllegalTransition(
+            f"incident {state.incident_id} has no linked customers or tickets: name segments"
+        )
+    statement = state.statements[-1] if state.statements else None
+    if statement is None and needs_statement(command.template):
+        raise IllegalTransition(
+            f"template {command.template_id} quotes the public statement: publish one first"
+        )
+    notice = render(command.template, state, statement)
+    return [
+        CustomersNotificationDecided(
+            notification_id=f"{state.incident_id}-c{len(state.customer_notifications)}",
+            template_id=command.template_id,
+            statement_version=statement.version if statement else 0,
+            decided_by=command.decided_by,
+            customer_ids=state.customer_ids,
+            ticket_ids=state.ticket_ids,
+            segments=segments,
+            subject=notice.subject,
+            body=notice.body,
+            subject_en=notice.subject_en,
+            body_en=notice.body_en,
+        )
+    ]
+
+
 def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> list[IncidentEvent]:
     """Records a delivery outcome once per notice and contact kind."""
     if command.notice_id not in state.pages and command.notice_id not in state.notices:
@@ -375,6 +421,7 @@ _HANDLERS = {
     CloseIncident: _close,
     LinkTickets: _link,
     PublishStatement: _publish,
+    NotifyCustomers: _notify,
     RecordDelivery: _record_delivery,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,

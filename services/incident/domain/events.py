@@ -213,6 +213,24 @@ class StatementPublished:
     text_en: str = ""
 
 
+@dataclass(frozen=True)
+class CustomersNotificationDecided:
+    """Affected customers are to be told: who decided, the template, the statement version it
+    quotes (0: none), whom, and the rendered message (customer-profile delivers it)."""
+
+    notification_id: str
+    template_id: str
+    statement_version: int
+    decided_by: str
+    customer_ids: tuple[str, ...]
+    ticket_ids: tuple[str, ...]
+    segments: tuple[str, ...]
+    subject: str
+    body: str
+    subject_en: str
+    body_en: str
+
+
 IncidentEvent = (
     IncidentDeclared
     | TeamEngaged
@@ -232,4 +250,5 @@ IncidentEvent = (
     | IncidentClosed
     | TicketsLinked
     | StatementPublished
+    | CustomersNotificationDecided
 )

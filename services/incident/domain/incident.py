@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from incident.domain.events import (
+    CustomersNotificationDecided,
     EscalationExhausted,
     IncidentClosed,
     IncidentDeclared,
@@ -128,6 +129,7 @@ class Incident:
     public_statement_draft: str = ""
     surge_key: str = ""
     statements: tuple[PublicStatement, ...] = ()
+    customer_notifications: tuple[str, ...] = ()
 
     def team_acknowledged(self, team_id: str) -> bool:
         """True when any page of the team was acknowledged."""
@@ -291,6 +293,16 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
                 state,
                 statements=(*state.statements, statement),
                 timeline=_note(state, at, "statement", text),
+            )
+        case CustomersNotificationDecided():
+            text = (
+                f"customers to be notified by {event.decided_by} (template {event.template_id}, "
+                f"statement v{event.statement_version})"
+            )
+            return replace(
+                state,
+                customer_notifications=(*state.customer_notifications, event.notification_id),
+                timeline=_note(state, at, "customers_notified", text),
             )
         case TicketsLinked():
             return replace(

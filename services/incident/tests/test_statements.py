@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from incident import domain as d
+from incident.templates import load_templates
 from incident.tests.test_domain import T0, declare, run
 
 STATEMENT = d.PublishStatement(
@@ -81,3 +82,70 @@ def test_no_statement_for_a_closed_or_unknown_incident() -> None:
     state, _ = run(state, d.CloseIncident(review), T0)
     with pytest.raises(d.IllegalTransition):
         run(state, d.PublishStatement("again", "again", "x"), T0)
+
+
+# ----------------------------------------------------------------------------- telling customers
+
+TEMPLATES = load_templates(None)
+
+
+def notify(template_id: str = "first_notice", *segments: str) -> d.NotifyCustomers:
+    return d.NotifyCustomers(template_id, TEMPLATES.get(template_id), "comms-lead", segments)
+
+
+def linked() -> d.Incident:
+    state, _ = declare(ticket_ids=("T-1",), customer_ids=("C-1",))
+    return state
+
+
+def test_the_packaged_templates_are_valid_and_bilingual() -> None:
+    assert {"first_notice", "resolved_notice", "service_disruption"} <= set(TEMPLATES)
+    assert d.validate_templates(TEMPLATES) == []
+    bad = {"x": d.CustomerTemplate("x", "{who}", "", "s", "b")}
+    assert [path for path, _ in d.validate_templates(bad)] == [
+        "templates.x.subject",
+        "templates.x.body",
+    ]
+
+
+def test_notifying_records_whom_which_template_and_the_statement_quoted() -> None:
+    state, _ = run(linked(), STATEMENT, T0)
+    state, events = run(state, notify("first_notice", "high_value"), T0 + timedelta(minutes=1))
+    (decided,) = events
+    assert isinstance(decided, d.CustomersNotificationDecided)
+    assert decided.notification_id == "I-1-c0"
+    assert (decided.template_id, decided.statement_version, decided.decided_by) == (
+        "first_notice",
+        1,
+        "comms-lead",
+    )
+    assert (decided.customer_ids, decided.ticket_ids, decided.segments) == (
+        ("C-1",),
+        ("T-1",),
+        ("high_value",),
+    )
+    assert STATEMENT.headline in decided.subject and STATEMENT.text in decided.body
+    assert STATEMENT.headline_en in decided.subject_en and "I-1" in decided.body_en
+    assert "Core DB down" not in decided.body + decided.body_en  # the internal title is not sent
+    state, again = run(state, notify("resolved_notice"), T0 + timedelta(minutes=2))
+    assert again[0].notification_id == "I-1-c1"  # type: ignore[union-attr]
+
+
+def test_notifying_refuses_what_it_cannot_send() -> None:
+    with pytest.raises(d.InvalidCommand) as unknown:
+        run(linked(), notify("nope"), T0)
+    assert [name for name, _ in unknown.value.violations] == ["template_id"]
+    with pytest.raises(d.InvalidCommand) as segment:
+        run(linked(), notify("service_disruption", "VIP!"), T0)
+    assert [name for name, _ in segment.value.violations] == ["segments[0]"]
+    with pytest.raises(d.IllegalTransition, match="publish one first"):
+        run(linked(), notify("first_notice"), T0)  # quotes a statement none published
+    state, events = run(linked(), notify("service_disruption"), T0)  # quotes none: fine
+    assert events[0].statement_version == 0  # type: ignore[union-attr]
+    lonely, _ = declare()
+    with pytest.raises(d.IllegalTransition, match="no linked customers"):
+        run(lonely, notify("service_disruption"), T0)
+    assert run(lonely, notify("service_disruption", "regular"), T0)[1]
+    drill, _ = declare(drill=True, customer_ids=("C-1",))
+    with pytest.raises(d.IllegalTransition, match="drill"):
+        run(drill, notify("service_disruption"), T0)
