@@ -35,6 +35,7 @@ from careops_platform.requests import (
     derived_id,
     timestamp_field,
 )
+from careops_published.customer import TIERS
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -600,6 +601,13 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     async def NotifyCustomers(
         self, request: pb.NotifyCustomersRequest, context: Any
     ) -> pb.NotifyCustomersResponse:
+        unknown = [
+            FieldViolation(f"segments[{index}]", f"one of {', '.join(TIERS)}")
+            for index, segment in enumerate(request.segments)
+            if segment not in TIERS
+        ]
+        if unknown:
+            raise InvalidArgument("segments must be customer tiers", unknown)
         command = d.NotifyCustomers(
             template_id=request.template_id,
             template=self._app.templates.get(request.template_id),
