@@ -52,9 +52,9 @@ class Mailer:
         message["From"] = self.settings.sender
         message["To"] = to
         message["Subject"] = subject
-        if language:
-            message["Content-Language"] = language
         message.set_content(body)
+        if language:  # after set_content, which replaces every Content-* header
+            message["Content-Language"] = language
         try:
             await aiosmtplib.send(
                 message,
