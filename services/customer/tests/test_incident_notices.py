@@ -168,8 +168,9 @@ async def test_affected_customers_are_told_in_their_language_and_the_erased_neve
     assert sent("erased") == erased_before + 1
 
     for customer_id in (chinese, english, owner):
-        (entry,) = await eventually(lambda cid=customer_id: notified(stub, cid), what="360")
+        (entry,) = await notified(stub, customer_id)  # recorded before the owner's
         assert entry.summary == f"notified about incident {incident_id} by e-mail"
+        assert entry.source == "customer"
     assert await notified(stub, erased) == []
 
     # The same decision again sends nothing; the next one (the English customer only) does.
@@ -177,14 +178,11 @@ async def test_affected_customers_are_told_in_their_language_and_the_erased_neve
     follow_up = decided(f"{incident_id}-c1", customer_ids=[english])
     await append_decision(log_store, incident_id, follow_up, last)
     await eventually(lambda: len(mail.messages) >= 4 or None, what="the follow-up mail")
-    entries = await eventually(
-        lambda: _at_least(notified(stub, english), 2), what="the follow-up on the 360"
-    )
-    assert len(entries) == 2
+
+    async def told_twice() -> list[t.TimelineEntry] | None:
+        entries = await notified(stub, english)
+        return entries if len(entries) >= 2 else None
+
+    assert len(await eventually(told_twice, what="the follow-up on the 360")) == 2
     assert len(mail.messages) == 4
     assert len(mails_to(mail, chinese_mail)) == 1
-
-
-async def _at_least(entries: object, count: int) -> list[t.TimelineEntry] | None:
-    found = await entries  # type: ignore[misc]
-    return found if len(found) >= count else None
