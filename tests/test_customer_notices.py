@@ -54,7 +54,7 @@ async def platform(
         "shutdown_grace_seconds": 0,
     }
     with http_receiver() as pages, smtp_receiver() as pager_mail:
-        config = write_config(tmp_path / "incident-config", pages, pager_mail.port)
+        config: dict[str, Any] = write_config(tmp_path / "incident-config", pages, pager_mail.port)
         services: list[Any] = [
             IncidentService(IncidentSettings(data_dir=str(tmp_path / "i"), **config, **common)),
             CustomerService(
