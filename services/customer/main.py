@@ -57,13 +57,14 @@ class CustomerSettings(ServiceSettings):
     segment_interval_seconds: float = Field(86_400, gt=0, le=7 * 86_400)
     segment_initial_delay_seconds: float = Field(30, ge=0, le=86_400)
     population_ttl_seconds: float = Field(300, ge=0, le=86_400)
-    # Telling customers about incidents (customer.notices): the SMTP relay and its retries.
+    # Telling customers about incidents (customer.notices): the SMTP relay and its retries,
+    # the same settings (and defaults) as incident-crisis's pager.
     smtp_host: str = Field("127.0.0.1", min_length=1)
     smtp_port: int = Field(25, ge=1, le=65535)
     smtp_sender: str = Field("careops@localhost", min_length=3)
-    notify_timeout_seconds: float = Field(10, gt=0, le=300)
-    notify_attempts: int = Field(3, ge=1, le=10)
-    notify_backoff_seconds: float = Field(1, ge=0, le=60)
+    notify_attempts: int = Field(4, ge=1, le=20)
+    notify_backoff_seconds: float = Field(0.2, ge=0, le=60)
+    notify_timeout_seconds: float = Field(5.0, gt=0, le=60)
 
     def mail_settings(self) -> MailSettings:
         return MailSettings(

@@ -41,7 +41,7 @@ class IncidentSettings(ServiceSettings):
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     oncall_file: str = Field("", description="YAML on-call teams loaded at start")
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
-    customer_templates_file: str = Field(
+    notice_templates_file: str = Field(
         "", description="YAML customer message templates; empty: the packaged default"
     )
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
@@ -114,7 +114,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             store=store,
             risk=self.settings.risk_model(),
             clock=self.clock,
-            templates=load_templates(self.settings.customer_templates_file or None),
+            templates=load_templates(self.settings.notice_templates_file or None),
         )
 
     async def ready(self, app: IncidentApp) -> None:
