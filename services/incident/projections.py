@@ -163,6 +163,13 @@ def _describe(payload: Any) -> str | None:
             return payload.message
         case d.StatementPublished():
             return f"public statement v{payload.version} published: {payload.headline}"
+        case d.CustomersNotificationDecided():
+            segments = ", ".join(payload.segments) or "none"
+            return (
+                f"customers to be told ({payload.template_id}, statement "
+                f"v{payload.statement_version}): {len(payload.customer_ids)} linked, "
+                f"{len(payload.ticket_ids)} tickets, segments {segments}"
+            )
         case d.RoleAssigned():
             return f"{payload.role}: {payload.member_id}"
         case d.IncidentResolved():
