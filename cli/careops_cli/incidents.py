@@ -154,6 +154,53 @@ def close(
     _show(response.incident, as_json)
 
 
+@incident_app.command("publish")
+def publish(
+    incident_id: str,
+    headline: Annotated[str, typer.Option(help="Public headline (Chinese, the source).")],
+    text: Annotated[str, typer.Option(help="Public statement (Chinese, the source).")],
+    headline_en: Annotated[str, typer.Option(help="English headline.")] = "",
+    text_en: Annotated[str, typer.Option(help="English statement.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Publish the next version of the incident's public statement (the status page)."""
+    request = pb.PublishStatementRequest(
+        incident_id=incident_id,
+        headline=headline,
+        text=text,
+        headline_en=headline_en,
+        text_en=text_en,
+    )
+    with channel() as opened:
+        response = call(_stub(opened).PublishStatement, request)
+    if as_json:
+        print_message(response.incident)
+        return
+    latest = response.incident.statements[-1]
+    console.print(f"{incident_id}: statement v{latest.version} published: {latest.headline}")
+
+
+@incident_app.command("notify-customers")
+def notify_customers(
+    incident_id: str,
+    template: Annotated[str, typer.Option(help="Template id, e.g. first_notice.")],
+    segment: Annotated[
+        list[str] | None, typer.Option(help="A customer tier also told (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell the incident's affected customers (linked customers and tickets, segments)."""
+    request = pb.NotifyCustomersRequest(
+        incident_id=incident_id, template_id=template, segments=segment or []
+    )
+    with channel() as opened:
+        response = call(_stub(opened).NotifyCustomers, request)
+    if as_json:
+        print_message(response)
+        return
+    console.print(f"{incident_id}: customers to be told ({response.notification_id})")
+
+
 # A watch survives these (a restarted or unreachable incident service); others end it.
 RECONNECT_ON = frozenset(
     {

@@ -3,17 +3,22 @@ no token needed, the published statement shown (escaped), zh/en, and nothing int
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from careops_cli.main import app
 from incident.main import IncidentService
 from incident.projections import StatusPageProjection
+from typer.testing import CliRunner, Result
 
 from gateway.main import GatewayService
 from gateway.status_page import language
+from gateway.tests.conftest import address
+from gateway.tests.issuer import shared_issuer
 from tests.support import projected
 
 INCIDENT = "/v1/careops.incident.v1.IncidentService"
@@ -183,3 +188,34 @@ async def test_a_bad_query_is_400_naming_the_parameter(anonymous: aiohttp.Client
 )
 def test_accept_language_picks_the_preferred_of_zh_and_en(header: str, expected: str) -> None:
     assert language({}, header) == expected
+
+
+async def test_the_cli_publishes_a_statement_the_page_then_shows(
+    http: aiohttp.ClientSession,
+    anonymous: aiohttp.ClientSession,
+    gateway: GatewayService,
+    incident: IncidentService,
+) -> None:
+    incident_id = await declare(http)
+    env = {
+        "CAREOPS_GATEWAY_ADDR": address(gateway),
+        "CAREOPS_TOKEN": shared_issuer().token(),
+        "CAREOPS_GATEWAY_TLS_CA_FILE": None,
+    }
+    args = ("incident", "publish", incident_id, "--headline", "短信验证码延迟")
+    result = await cli(*args, "--text", "验证码短信发送延迟，正在处理。", **env)
+    assert result.exit_code == 0, result.output
+    assert "statement v1 published" in result.output
+    refused = await cli("incident", "notify-customers", incident_id, "--template", "x", **env)
+    assert refused.exit_code == 1 and "INVALID_ARGUMENT" in refused.output
+    await projected(incident, StatusPageProjection.name)
+    async with anonymous.get("/status.json") as response:
+        body = await response.json()
+    shown = {item["id"]: item for item in body["open"]}
+    assert shown[incident_id]["headline"] == "短信验证码延迟"
+
+
+async def cli(*args: str, **env: str | None) -> Result:
+    """Runs the CLI in a thread (the gateway answers on this loop)."""
+    runner = CliRunner()
+    return await asyncio.to_thread(lambda: runner.invoke(app, list(args), env=env))
