@@ -27,8 +27,10 @@ from prometheus_client import REGISTRY
 
 from customer import domain as d
 from customer.main import CustomerService
+from customer.notices import language_of
 from customer.tests.conftest import running_customer
 from customer.tests.test_api import append_foreign_event, unique_contacts
+from customer.tests.test_domain import NOW, registered
 from tests.receivers import MailReceiver, smtp_receiver
 from tests.support import eventually
 
@@ -186,3 +188,26 @@ async def test_affected_customers_are_told_in_their_language_and_the_erased_neve
     assert len(await eventually(told_twice, what="the follow-up on the 360")) == 2
     assert len(mail.messages) == 4
     assert len(mails_to(mail, chinese_mail)) == 1
+
+
+def test_a_notification_is_recorded_once_and_never_for_an_erased_customer() -> None:
+    state = registered()
+    told = d.RecordNotification("I-1", "I-1-c0", "first_notice", 2, "email", "zh")
+    [event] = d.decide(state, told, now=NOW)
+    assert event == d.CustomerNotified("I-1", "I-1-c0", "first_notice", 2, "email", "zh", True)
+    state = d.evolve(state, event, NOW)
+    assert d.decide(state, told, now=NOW) == []
+    failed = d.RecordNotification("I-1", "I-1-c1", "x", 0, "email", "en", "SMTP: 550")
+    [event] = d.decide(state, failed, now=NOW)
+    assert isinstance(event, d.CustomerNotified) and not event.delivered
+    [forgotten] = d.decide(state, d.ForgetCustomer(d.ErasureReason.CUSTOMER_REQUEST), now=NOW)
+    erased = d.evolve(state, forgotten, NOW)
+    with pytest.raises(d.IllegalTransition):
+        d.decide(erased, d.RecordNotification("I-2", "I-2-c0", "x", 0, "email", "zh"), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("locale", "language"), [("en-GB", "en"), ("EN", "en"), ("zh-CN", "zh"), ("", "zh")]
+)
+def test_the_language_follows_the_locale(locale: str, language: str) -> None:
+    assert language_of(locale) == language
