@@ -124,6 +124,8 @@ class PublicUpdate:
     published_at: str | None
     headline: str
     text: str
+    # The language the wording is in when it is not the page's (no English given): `zh`.
+    source_language: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,7 @@ def incidents(items: Any, lang: str) -> list[PublicIncident]:
                 _time(update.published_at),
                 _in(lang, update.headline, update.headline_en),
                 _in(lang, update.text, update.text_en),
+                "zh" if lang == "en" and not (update.headline_en or update.text_en) else "",
             )
             for update in item.updates
         )
@@ -205,13 +208,18 @@ def _when(value: str | None) -> str:
     return f'<time datetime="{html.escape(value)}">{html.escape(shown)}</time>'
 
 
+def _lang(update: PublicUpdate | None) -> str:
+    """Returns the lang attribute of wording not in the page's language, else nothing."""
+    return f' lang="{update.source_language}"' if update and update.source_language else ""
+
+
 def _article(incident: PublicIncident, words: Mapping[str, str]) -> str:
     e = html.escape
     latest = incident.updates[0] if incident.updates else None
     state = words["state_resolved" if incident.state == "resolved" else "state_open"]
     lines = [
         f'<article class="incident {e(incident.state)}" id="{e(incident.incident_id)}">',
-        f"<h3>{e(latest.headline if latest else '')}</h3>",
+        f"<h3{_lang(latest)}>{e(latest.headline if latest else '')}</h3>",
         f'<p class="state"><strong>{e(state)}</strong> · {e(words["declared"])} '
         f"{_when(incident.declared_at)}"
         + (
@@ -220,7 +228,7 @@ def _article(incident: PublicIncident, words: Mapping[str, str]) -> str:
             else ""
         )
         + "</p>",
-        f"<p>{e(latest.text if latest else '')}</p>",
+        f"<p{_lang(latest)}>{e(latest.text if latest else '')}</p>",
     ]
     if len(incident.updates) > 1:
         lines.append(f"<h4>{e(words['updates'])}</h4>")
@@ -229,7 +237,8 @@ def _article(incident: PublicIncident, words: Mapping[str, str]) -> str:
             version = words["version"].format(version=update.version)
             lines.append(
                 f"<li><p><strong>{e(version)}</strong> {_when(update.published_at)}: "
-                f"{e(update.headline)}</p><p>{e(update.text)}</p></li>"
+                f"<span{_lang(update)}>{e(update.headline)}</span></p>"
+                f"<p{_lang(update)}>{e(update.text)}</p></li>"
             )
         lines.append("</ol>")
     lines.append("</article>")

@@ -132,7 +132,8 @@ async def test_english_by_query_or_accept_language(
         assert response.headers["Content-Language"] == "en"
         assert '<html lang="en">' in text and "Current incidents" in text
         assert "We are working on it &amp; will restore sign-in soon." in text
-        assert "初步通报" in text  # no English given: the source wording
+        # No English given: the source wording, marked as Chinese for screen readers.
+        assert '<span lang="zh">初步通报</span>' in text
         assert_nothing_internal(text)
 
 
