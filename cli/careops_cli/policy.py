@@ -292,6 +292,13 @@ KINDS: dict[str, PolicyKindCli] = {
         run_what_if=_incident_what_if("risk_document"),
     ),
     "matrix": MatrixKind(),
+    "notice_templates": DocumentKind(
+        stub=_incidents,
+        put_rpc="PutNoticeTemplates",
+        list_rpc="ListNoticeTemplatesVersions",
+        put_request=ipb.PutNoticeTemplatesRequest,
+        list_request=ipb.ListNoticeTemplatesVersionsRequest,
+    ),
     "teams": DocumentKind(
         stub=_quality,
         put_rpc="PutQualityTeams",

@@ -85,3 +85,4 @@ class CustomersNotificationDecided:
     body: str
     subject_en: str
     body_en: str
+    templates_version: str

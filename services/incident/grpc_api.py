@@ -260,6 +260,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self._wait_for = wait_for
         self._read_wait = read_wait_seconds
         self._risk = PolicyEndpoints(app.risk_book, put=app.put_risk_policy)
+        self._notice_templates = PolicyEndpoints(app.notice_book)
         self._what_if = what_if
         self._status_page = status_page
 
@@ -608,11 +609,13 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         ]
         if unknown:
             raise InvalidArgument("segments must be customer tiers", unknown)
+        templates = await self._app.notice_templates()
         command = d.NotifyCustomers(
             template_id=request.template_id,
-            template=self._app.templates.get(request.template_id),
+            template=templates.templates.get(request.template_id),
             decided_by=actor(),
             segments=tuple(request.segments),
+            templates_version=templates.version,
         )
         result = await self._app.execute(
             _incident_id(request.incident_id),
@@ -626,6 +629,23 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
             incident=incident_to_proto(result.state, result.sequence),
             sequence=result.sequence,
             notification_id=notified[-1] if notified else "",
+        )
+
+    async def PutNoticeTemplates(
+        self, request: pb.PutNoticeTemplatesRequest, context: Any
+    ) -> pb.PutNoticeTemplatesResponse:
+        return await self._notice_templates.put(request, pb.PutNoticeTemplatesResponse)
+
+    async def GetNoticeTemplates(
+        self, request: pb.GetNoticeTemplatesRequest, context: Any
+    ) -> pb.GetNoticeTemplatesResponse:
+        return await self._notice_templates.get(request, pb.GetNoticeTemplatesResponse)
+
+    async def ListNoticeTemplatesVersions(
+        self, request: pb.ListNoticeTemplatesVersionsRequest, context: Any
+    ) -> pb.ListNoticeTemplatesVersionsResponse:
+        return await self._notice_templates.list_versions(
+            request, pb.ListNoticeTemplatesVersionsResponse
         )
 
     async def GetStatusPage(

@@ -31,7 +31,7 @@ from incident.projections import (
 )
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
-from incident.templates import load_templates
+from incident.templates import templates_document
 
 ENTRY = registry.service("incident")
 
@@ -114,7 +114,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             store=store,
             risk=self.settings.risk_model(),
             clock=self.clock,
-            templates=load_templates(self.settings.notice_templates_file or None),
+            notice_templates=templates_document(self.settings.notice_templates_file or None),
         )
 
     async def ready(self, app: IncidentApp) -> None:
@@ -123,6 +123,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             matrix_file=self.settings.response_matrix_file or None,
         )
         await app.seed_risk_policy()
+        await app.seed_notice_templates()
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
         own: list[Projection] = [

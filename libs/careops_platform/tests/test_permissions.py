@@ -69,8 +69,8 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # get, list versions each; the matrix's versions), drills (schedule, run, cancel, list,
     # report, record figure, get and put scenarios), pause accountability (list holds, pause
     # report) and the incident what-if + issue 14 item 5: publish statement, status page,
-    # notify customers
-    assert len(METHODS) == 90
+    # notify customers and the notice templates (put, get, list versions)
+    assert len(METHODS) == 93
 
 
 def test_every_permission_name_is_distinct() -> None:

@@ -320,6 +320,9 @@ from incident.domain.notices import (
     CustomerTemplate as CustomerTemplate,
 )
 from incident.domain.notices import (
+    NoticeTemplates as NoticeTemplates,
+)
+from incident.domain.notices import (
     RenderedNotice as RenderedNotice,
 )
 from incident.domain.notices import (

@@ -109,6 +109,7 @@ class NotifyCustomers:
     template: CustomerTemplate | None
     decided_by: str
     segments: tuple[str, ...] = ()
+    templates_version: str = ""
 
 
 @dataclass(frozen=True)

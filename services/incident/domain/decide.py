@@ -342,6 +342,7 @@ def _notify(state: Incident, command: NotifyCustomers, ctx: Context) -> list[Inc
             body=notice.body,
             subject_en=notice.subject_en,
             body_en=notice.body_en,
+            templates_version=command.templates_version,
         )
     ]
 

@@ -229,6 +229,7 @@ class CustomersNotificationDecided:
     body: str
     subject_en: str
     body_en: str
+    templates_version: str = ""
 
 
 IncidentEvent = (

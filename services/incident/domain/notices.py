@@ -37,6 +37,14 @@ class CustomerTemplate:
 
 
 @dataclass(frozen=True)
+class NoticeTemplates:
+    """One revision of the templates (policy kind `notice_templates`): its label and templates."""
+
+    version: str
+    templates: Mapping[str, CustomerTemplate]
+
+
+@dataclass(frozen=True)
 class RenderedNotice:
     subject: str
     body: str

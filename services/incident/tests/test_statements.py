@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from incident import domain as d
-from incident.templates import load_templates
+from incident.templates import NoticeTemplatesError, load_templates, parse_notice_templates
 from incident.tests.test_domain import T0, declare, run
 
 STATEMENT = d.PublishStatement(
@@ -86,7 +86,7 @@ def test_no_statement_for_a_closed_or_unknown_incident() -> None:
 
 # ----------------------------------------------------------------------------- telling customers
 
-TEMPLATES = load_templates(None)
+TEMPLATES = load_templates(None).templates
 
 
 def notify(template_id: str = "first_notice", *segments: str) -> d.NotifyCustomers:
@@ -106,6 +106,25 @@ def test_the_packaged_templates_are_valid_and_bilingual() -> None:
         "templates.x.subject",
         "templates.x.body",
     ]
+
+
+@pytest.mark.parametrize(
+    ("document", "key"),
+    [
+        ("version: v1\ntemplates: {}\n", "templates"),
+        ("templates: {a: {subject: s, body: b, subject_en: s, body_en: b}}\n", "version"),
+        (
+            "version: v1\ntemplates: {a: {subject: '{who}', body: b, subject_en: s, body_en: b}}\n",
+            "templates.a.subject",
+        ),
+        ("version: v1\ntemplates: {a: {subject: s, body: b}}\n", "templates.a.subject_en"),
+        ("- a list\n", ""),
+    ],
+)
+def test_a_bad_templates_document_names_the_key(document: str, key: str) -> None:
+    with pytest.raises(NoticeTemplatesError) as refused:
+        parse_notice_templates(document)
+    assert str(refused.value).startswith(key), refused.value
 
 
 def test_notifying_records_whom_which_template_and_the_statement_quoted() -> None:

@@ -13,6 +13,8 @@ from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from google.protobuf import json_format
 
+from incident import domain as d
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM
 from incident.main import IncidentService
 from incident.projections import StatusPageProjection
 from tests.support import FakeClock, field_violations, projected
@@ -163,3 +165,64 @@ async def test_bad_statements_and_windows_are_refused_with_their_fields(
         await incident_stub.GetStatusPage(pb.GetStatusPageRequest(history_days=91))
     assert window.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field_violations(window.value) == ["history_days"]
+
+
+APOLOGY = """\
+version: notices-test.2
+templates:
+  apology:
+    subject: "致歉：{headline}"
+    body: "{statement}（{incident_id}）"
+    subject_en: "Apology: {headline}"
+    body_en: "{statement} ({incident_id})"
+"""
+
+
+async def test_the_templates_are_versioned_data_that_notify_customers_uses(
+    incident_stub: Stub, incident_service: IncidentService
+) -> None:
+    seeded = await incident_stub.GetNoticeTemplates(pb.GetNoticeTemplatesRequest(revision=1))
+    assert seeded.policy.version == "notices-2026.1" and "first_notice" in seeded.policy.document
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await incident_stub.PutNoticeTemplates(
+            pb.PutNoticeTemplatesRequest(document=APOLOGY.replace("{statement}", "{who}")),
+            metadata=key(),
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(refused.value) == ["document.templates.apology.body"]
+    put = await incident_stub.PutNoticeTemplates(
+        pb.PutNoticeTemplatesRequest(document=APOLOGY, reason="an apology"), metadata=key()
+    )
+    assert put.policy.version == "notices-test.2" and put.policy.current
+
+    reply = await incident_stub.DeclareIncident(
+        pb.DeclareIncidentRequest(
+            type="server_crash", title=TITLE, factors=SEVERE, customer_ids=["C-42"]
+        ),
+        metadata=key(),
+    )
+    incident_id = reply.incident.incident_id
+    await publish(incident_stub, incident_id, "退款延迟", "部分退款延迟到账。")
+    with pytest.raises(grpc.aio.AioRpcError) as gone:  # no longer in force
+        await incident_stub.NotifyCustomers(
+            pb.NotifyCustomersRequest(incident_id=incident_id, template_id="first_notice")
+        )
+    assert field_violations(gone.value) == ["template_id"]
+    notified = await incident_stub.NotifyCustomers(
+        pb.NotifyCustomersRequest(incident_id=incident_id, template_id="apology"), metadata=key()
+    )
+    assert notified.notification_id == f"{incident_id}-c0"
+    assert incident_service.store is not None
+    messages = await incident_service.store.read_subject(
+        stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.{incident_id}"
+    )
+    decided = [
+        item.event
+        for message in messages
+        for item in CODEC.decode_batch(message.batch)
+        if isinstance(item.event, d.CustomersNotificationDecided)
+    ]
+    assert [(e.templates_version, e.subject, e.customer_ids) for e in decided] == [
+        ("notices-test.2", "致歉：退款延迟", ("C-42",))
+    ]
+    assert decided[0].body == f"部分退款延迟到账。（{incident_id}）"
