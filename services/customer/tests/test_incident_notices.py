@@ -65,18 +65,20 @@ async def register(stub: Stub, locale: str) -> tuple[str, str]:
 
 
 def decided(
-    notification_id: str, **whom: list[str]
+    notification_id: str, customer_ids: list[str], ticket_ids: tuple[str, ...] = ()
 ) -> incident_events.CustomersNotificationDecided:
     return incident_events.CustomersNotificationDecided(
         notification_id=notification_id,
         template_id="first_notice",
         statement_version=2,
         decided_by="comms-lead",
+        customer_ids=customer_ids,
+        ticket_ids=ticket_ids,
         subject="【服务通知】部分用户无法登录",
         body="尊敬的客户：我们正在处理。",
         subject_en="[Service notice] Some customers cannot sign in",
         body_en="Dear customer, we are working on it.",
-        **whom,
+        templates_version="notices-2026.1",
     )
 
 
@@ -152,7 +154,7 @@ async def test_affected_customers_are_told_in_their_language_and_the_erased_neve
     erased_before = sent("erased")
     incident_id = f"I-n-{uuid.uuid4().hex[:8]}"
     decision = decided(
-        f"{incident_id}-c0", customer_ids=[chinese, english, erased], ticket_ids=[ticket_id]
+        f"{incident_id}-c0", customer_ids=[chinese, english, erased], ticket_ids=(ticket_id,)
     )
     last = await append_decision(log_store, incident_id, decision, 0)
 
