@@ -13,6 +13,7 @@ import typer
 from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
+from rich.markup import escape
 from rich.table import Table
 
 from careops_cli.client import call, channel, console, errors, failure, print_message, report
@@ -58,6 +59,11 @@ def _show(incident: pb.Incident, as_json: bool) -> None:
             deliveries or "-",
         )
     console.print(table)
+    for statement in incident.statements:
+        console.print(
+            f"public statement v{statement.version} by {escape(statement.published_by)}: "
+            f"{escape(statement.headline)}"
+        )
 
 
 @incident_app.command("declare")
@@ -177,7 +183,9 @@ def publish(
         print_message(response.incident)
         return
     latest = response.incident.statements[-1]
-    console.print(f"{incident_id}: statement v{latest.version} published: {latest.headline}")
+    console.print(
+        f"{incident_id}: statement v{latest.version} published: {escape(latest.headline)}"
+    )
 
 
 @incident_app.command("notify-customers")
