@@ -72,6 +72,9 @@ class GatewaySettings(ServiceSettings):
     http_stream_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Idle time before an HTTP stream sends a heartbeat line"
     )
+    status_page_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long GET /status answers from its last read; 0: never"
+    )
     status_timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
     )
@@ -290,6 +293,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
         )
+        status_page = StatusPage(
+            timeout=settings.http_timeout_seconds,
+            cache_seconds=settings.status_page_cache_seconds,
+        )
         api = HttpApi(
             routes={**self.table, **self.shared},
             local=local,
@@ -300,10 +307,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             cors_origins=settings.cors_allowed_origins,
             cors_max_age_seconds=settings.cors_max_age_seconds,
             max_body_bytes=settings.max_request_bytes,
-            protocols=[
-                web_rpc.register,
-                StatusPage(timeout=settings.http_timeout_seconds).register,
-            ],
+            protocols=[web_rpc.register, status_page.register],
         )
         self.http = HttpServer(
             api,

@@ -7,9 +7,11 @@ every value escaped, with no script."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -293,12 +295,47 @@ def page(reply: pb.GetStatusPageResponse, lang: str) -> str:
     return "\n".join(body) + "\n"
 
 
+class FreshFor:
+    """Answers from the last reply of a key for `seconds` (0: never cached), so a crowd reading
+    the public page during an incident costs the incident service one read per key and period;
+    concurrent misses of a key wait for one read. Failures are not kept."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._kept: dict[int, tuple[float, pb.GetStatusPageResponse]] = {}
+        self._lock = asyncio.Lock()
+
+    def _fresh(self, key: int) -> pb.GetStatusPageResponse | None:
+        kept = self._kept.get(key)
+        if kept is not None and self._clock() - kept[0] < self._seconds:
+            return kept[1]
+        return None
+
+    async def get(
+        self, key: int, load: Callable[[], Awaitable[pb.GetStatusPageResponse]]
+    ) -> pb.GetStatusPageResponse:
+        """Returns the key's reply read at most `seconds` ago, else `load()`'s."""
+        if self._seconds <= 0:
+            return await load()
+        found = self._fresh(key)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._fresh(key)
+            if found is None:
+                found = await load()
+                self._kept[key] = (self._clock(), found)
+            return found
+
+
 class StatusPage:
     """Registers GET /status and /status.json on the gateway's HTTP app (an HttpApi protocol)."""
 
-    def __init__(self, *, timeout: float) -> None:
+    def __init__(self, *, timeout: float, cache_seconds: float = 0.0) -> None:
         self._timeout = timeout
         self._route: Route | None = None
+        self._cache = FreshFor(cache_seconds)
 
     def register(self, app: web.Application, endpoints: Mapping[str, Endpoint]) -> None:
         """Adds the two routes when the gateway forwards IncidentService/GetStatusPage."""
@@ -321,20 +358,27 @@ class StatusPage:
             violation = {"field": bad.field, "description": bad.reason}
             body = error_body(grpc.StatusCode.INVALID_ARGUMENT, str(bad), [violation])
             return error_response(body)
-        assert self._route is not None
-        restore = run_as(PRINCIPAL)
+        route = self._route
+        assert route is not None
+
+        async def load() -> pb.GetStatusPageResponse:
+            restore = run_as(PRINCIPAL)
+            try:
+                raw = await call_unary(
+                    route,
+                    pb.GetStatusPageRequest(history_days=days).SerializeToString(),
+                    (),
+                    self._timeout,
+                )
+            finally:
+                restore()
+            return pb.GetStatusPageResponse.FromString(raw)
+
         try:
-            raw = await call_unary(
-                self._route,
-                pb.GetStatusPageRequest(history_days=days).SerializeToString(),
-                (),
-                self._timeout,
-            )
+            reply = await self._cache.get(days, load)
         except grpc.aio.AioRpcError as error:
-            return error_response(error_of(self._route, error))
-        finally:
-            restore()
-        return pb.GetStatusPageResponse.FromString(raw), lang
+            return error_response(error_of(route, error))
+        return reply, lang
 
     @staticmethod
     def _headers(lang: str) -> dict[str, str]:

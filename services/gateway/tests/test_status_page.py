@@ -10,14 +10,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from careops.incident.v1 import incident_pb2 as pb
 from careops_cli.main import app
 from incident.main import IncidentService
 from incident.projections import StatusPageProjection
+from ticketing.main import TicketingService
 from typer.testing import CliRunner, Result
 
 from gateway.main import GatewayService
-from gateway.status_page import language
-from gateway.tests.conftest import address
+from gateway.status_page import FreshFor, language
+from gateway.tests.conftest import address, running_gateway
 from gateway.tests.issuer import shared_issuer
 from tests.support import projected
 
@@ -42,6 +44,18 @@ INTERNAL = (
     "risk",
     "-p0",
 )
+
+
+@pytest.fixture(scope="module")
+async def gateway(
+    ticketing: TicketingService, incident: IncidentService
+) -> AsyncIterator[GatewayService]:
+    """The gateway reading the status page afresh on every request (the tests publish between
+    reads); FreshFor's own test covers the cache."""
+    async with running_gateway(
+        {"status_page_cache_seconds": 0}, ticketing=address(ticketing), incident=address(incident)
+    ) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +234,38 @@ async def cli(*args: str, **env: str | None) -> Result:
     """Runs the CLI in a thread (the gateway answers on this loop)."""
     runner = CliRunner()
     return await asyncio.to_thread(lambda: runner.invoke(app, list(args), env=env))
+
+
+async def test_fresh_for_reads_once_per_key_and_period_and_keeps_no_failure() -> None:
+    now = [100.0]
+    cache = FreshFor(5.0, clock=lambda: now[0])
+    reads: list[int] = []
+
+    def loader(days: int) -> Any:
+        async def load() -> pb.GetStatusPageResponse:
+            reads.append(days)
+            return pb.GetStatusPageResponse(history_days=days)
+
+        return load
+
+    first = await asyncio.gather(*(cache.get(7, loader(7)) for _ in range(5)))
+    assert reads == [7] and {reply.history_days for reply in first} == {7}
+    await cache.get(30, loader(30))
+    now[0] += 4.9
+    await cache.get(7, loader(7))
+    assert reads == [7, 30]
+    now[0] += 0.2
+    await cache.get(7, loader(7))
+    assert reads == [7, 30, 7]
+
+    async def failing() -> pb.GetStatusPageResponse:
+        raise RuntimeError("backend down")
+
+    with pytest.raises(RuntimeError):
+        await cache.get(90, failing)
+    await cache.get(90, loader(90))
+    assert reads[-1] == 90
+    uncached = FreshFor(0)
+    await uncached.get(7, loader(7))
+    await uncached.get(7, loader(7))
+    assert reads[-2:] == [7, 7]
