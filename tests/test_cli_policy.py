@@ -140,7 +140,7 @@ def test_every_document_kind_names_rpcs_its_service_serves() -> None:
             assert service.methods_by_name[method].input_type.full_name == (
                 request.DESCRIPTOR.full_name
             ), name
-    assert set(KINDS) == {"sla", "risk", "matrix", "teams", "integrations"}
+    assert set(KINDS) == {"sla", "risk", "matrix", "teams", "integrations", "notice_templates"}
 
 
 def test_the_sla_what_if_table_has_the_total_then_each_channel_and_priority() -> None:

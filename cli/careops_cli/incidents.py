@@ -15,6 +15,7 @@ from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from google.protobuf import json_format
+from rich.markup import escape
 from rich.table import Table
 
 from careops_cli.client import call, channel, console, errors, failure, print_message, report
@@ -65,6 +66,11 @@ def _show(incident: pb.Incident, as_json: bool) -> None:
             deliveries or "-",
         )
     console.print(table)
+    for statement in incident.statements:
+        console.print(
+            f"public statement v{statement.version} by {escape(statement.published_by)}: "
+            f"{escape(statement.headline)}"
+        )
 
 
 @incident_app.command("declare")
@@ -159,6 +165,55 @@ def close(
     with channel() as opened:
         response = call(_stub(opened).CloseIncident, request)
     _show(response.incident, as_json)
+
+
+@incident_app.command("publish")
+def publish(
+    incident_id: str,
+    headline: Annotated[str, typer.Option(help="Public headline (Chinese, the source).")],
+    text: Annotated[str, typer.Option(help="Public statement (Chinese, the source).")],
+    headline_en: Annotated[str, typer.Option(help="English headline.")] = "",
+    text_en: Annotated[str, typer.Option(help="English statement.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Publish the next version of the incident's public statement (the status page)."""
+    request = pb.PublishStatementRequest(
+        incident_id=incident_id,
+        headline=headline,
+        text=text,
+        headline_en=headline_en,
+        text_en=text_en,
+    )
+    with channel() as opened:
+        response = call(_stub(opened).PublishStatement, request)
+    if as_json:
+        print_message(response.incident)
+        return
+    latest = response.incident.statements[-1]
+    console.print(
+        f"{incident_id}: statement v{latest.version} published: {escape(latest.headline)}"
+    )
+
+
+@incident_app.command("notify-customers")
+def notify_customers(
+    incident_id: str,
+    template: Annotated[str, typer.Option(help="Template id, e.g. first_notice.")],
+    segment: Annotated[
+        list[str] | None, typer.Option(help="A customer tier also told (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell the incident's affected customers (linked customers and tickets, segments)."""
+    request = pb.NotifyCustomersRequest(
+        incident_id=incident_id, template_id=template, segments=segment or []
+    )
+    with channel() as opened:
+        response = call(_stub(opened).NotifyCustomers, request)
+    if as_json:
+        print_message(response)
+        return
+    console.print(f"{incident_id}: customers to be told ({response.notification_id})")
 
 
 # A watch survives these (a restarted or unreachable incident service); others end it.

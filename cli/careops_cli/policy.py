@@ -299,6 +299,13 @@ KINDS: dict[str, PolicyKindCli] = {
         put_request=ipb.PutIntegrationPolicyRequest,
         list_request=ipb.ListIntegrationPolicyVersionsRequest,
     ),
+    "notice_templates": DocumentKind(
+        stub=_incidents,
+        put_rpc="PutNoticeTemplates",
+        list_rpc="ListNoticeTemplatesVersions",
+        put_request=ipb.PutNoticeTemplatesRequest,
+        list_request=ipb.ListNoticeTemplatesVersionsRequest,
+    ),
     "teams": DocumentKind(
         stub=_quality,
         put_rpc="PutQualityTeams",

@@ -8,6 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+# The tiers customers are segmented into (SegmentAssigned.tier): the segments an incident's
+# NotifyCustomers may name.
+TIERS = ("high_value", "potential", "regular", "low_frequency")
+
 WITHHELD: dict[str, tuple[str, ...]] = {
     "CustomerRegistered": ("personal",),
     "ProfileUpdated": ("personal",),

@@ -68,3 +68,21 @@ class IncidentResolved:
 class TicketsLinked:
     ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CustomersNotificationDecided:
+    """Affected customers are to be told (customer-profile delivers): whom, and the message."""
+
+    notification_id: str
+    template_id: str
+    statement_version: int
+    decided_by: str
+    customer_ids: tuple[str, ...]
+    ticket_ids: tuple[str, ...]
+    segments: tuple[str, ...]
+    subject: str
+    body: str
+    subject_en: str
+    body_en: str
+    templates_version: str

@@ -338,6 +338,24 @@ class CustomerApp(ContextApplication[d.Customer]):
         await asyncio.to_thread(self.keys.mark_logged, customer_id)
         return result
 
+    async def record_notification(
+        self,
+        customer_id: str,
+        command: d.RecordNotification,
+        *,
+        command_id: str,
+        causation_id: str = "",
+    ) -> CommandResult[d.Customer]:
+        """Records that the customer was told about an incident (or that it failed);
+        IllegalTransition for an erased customer."""
+        return await self._execute(
+            customer_id,
+            command,
+            command_id=command_id,
+            actor="incident-notices",
+            causation_id=causation_id,
+        )
+
     async def reconcile_erasures(self) -> int:
         """Appends CustomerForgotten for keys destroyed by a process that died before it could;
         returns how many it completed."""

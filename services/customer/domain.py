@@ -138,6 +138,20 @@ class CustomerForgotten:
     reason: ErasureReason
 
 
+@dataclass(frozen=True)
+class CustomerNotified:
+    """The customer was told about an incident through `channel` (or it failed: `error`)."""
+
+    incident_id: str
+    notification_id: str
+    template_id: str
+    statement_version: int
+    channel: str
+    language: str
+    delivered: bool
+    error: str = ""
+
+
 CustomerEvent = (
     CustomerRegistered
     | ProfileUpdated
@@ -145,6 +159,7 @@ CustomerEvent = (
     | PurchaseRecorded
     | SegmentAssigned
     | CustomerForgotten
+    | CustomerNotified
 )
 
 # ----------------------------------------------------------------------------- commands
@@ -195,8 +210,27 @@ class ForgetCustomer:
     reason: ErasureReason | None
 
 
+@dataclass(frozen=True)
+class RecordNotification:
+    """Record that the customer was told (or could not be told) about an incident."""
+
+    incident_id: str
+    notification_id: str
+    template_id: str
+    statement_version: int
+    channel: str
+    language: str
+    error: str = ""
+
+
 Command = (
-    RegisterCustomer | UpdateProfile | TagCustomer | RecordPurchase | AssignSegment | ForgetCustomer
+    RegisterCustomer
+    | UpdateProfile
+    | TagCustomer
+    | RecordPurchase
+    | AssignSegment
+    | ForgetCustomer
+    | RecordNotification
 )
 
 # ----------------------------------------------------------------------------- state
@@ -231,6 +265,8 @@ class Customer:
     registered_at: datetime | None = None
     updated_at: datetime | None = None
     forgotten_at: datetime | None = None
+    # The incident notifications (notification ids) recorded for this customer.
+    notifications: frozenset[str] = frozenset()
 
 
 def initial(customer_id: str) -> Customer:
@@ -313,6 +349,21 @@ def decide(state: Customer, command: Command, *, now: datetime) -> list[Customer
                     [("reason", "must be specified (not ERASURE_REASON_UNSPECIFIED)")]
                 )
             return [CustomerForgotten(command.reason)]
+        case RecordNotification():
+            if command.notification_id in state.notifications:
+                return []
+            return [
+                CustomerNotified(
+                    incident_id=command.incident_id,
+                    notification_id=command.notification_id,
+                    template_id=command.template_id,
+                    statement_version=command.statement_version,
+                    channel=command.channel,
+                    language=command.language,
+                    delivered=not command.error,
+                    error=command.error,
+                )
+            ]
     raise TypeError(f"unknown command {type(command).__name__}")
 
 
@@ -442,6 +493,8 @@ def evolve(state: Customer, event: CustomerEvent, at: datetime) -> Customer:
                 event.churn_risk,
             )
             return replace(state, segment=segment, updated_at=at)
+        case CustomerNotified():
+            return replace(state, notifications=state.notifications | {event.notification_id})
         case CustomerForgotten():
             return replace(
                 state,

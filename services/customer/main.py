@@ -15,6 +15,7 @@ from careops_platform import service as skeleton
 from careops_platform.collectors import SqlCounts
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import make_engine
+from careops_platform.mail import Mailer, MailSettings
 from careops_platform.settings import ServiceSettings
 from prometheus_client.registry import Collector
 from pydantic import AliasChoices, Field, SecretStr
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 from customer import currencies, domain, grpc_api, readmodels
 from customer.application import CODEC, STREAM, CustomerApp
 from customer.keystore import KeyStore
+from customer.notices import DECIDED_CODEC, IncidentNotices
 from customer.projections import (
     INCIDENT_CODEC,
     QUALITY_CODEC,
@@ -55,6 +57,24 @@ class CustomerSettings(ServiceSettings):
     segment_interval_seconds: float = Field(86_400, gt=0, le=7 * 86_400)
     segment_initial_delay_seconds: float = Field(30, ge=0, le=86_400)
     population_ttl_seconds: float = Field(300, ge=0, le=86_400)
+    # Telling customers about incidents (customer.notices): the SMTP relay and its retries,
+    # the same settings (and defaults) as incident-crisis's pager.
+    smtp_host: str = Field("127.0.0.1", min_length=1)
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_sender: str = Field("careops@localhost", min_length=3)
+    notify_attempts: int = Field(4, ge=1, le=20)
+    notify_backoff_seconds: float = Field(0.2, ge=0, le=60)
+    notify_timeout_seconds: float = Field(5.0, gt=0, le=60)
+
+    def mail_settings(self) -> MailSettings:
+        return MailSettings(
+            host=self.smtp_host,
+            port=self.smtp_port,
+            sender=self.smtp_sender,
+            timeout_seconds=self.notify_timeout_seconds,
+            attempts=self.notify_attempts,
+            backoff_seconds=self.notify_backoff_seconds,
+        )
 
     def rfm_model(self) -> domain.RfmModel:
         return domain.RfmModel(
@@ -150,6 +170,13 @@ class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp
             population_ttl_seconds=self.settings.population_ttl_seconds,
         )
         tickets = registry.TICKETING
+        notices = IncidentNotices(
+            app,
+            self.engine,
+            Mailer(self.settings.mail_settings()),
+            self.wait_for,
+            wait=self.settings.read_wait_seconds,
+        )
         return [
             # One at a time, in order: a later purchase's segment is never overtaken.
             skeleton.Reaction(
@@ -157,6 +184,14 @@ class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp
             ),
             skeleton.Reaction(
                 "customer-contacts", tickets.name, tickets.filter("ticket"), segmenter.handle_ticket
+            ),
+            # Incident's decisions to tell customers: delivered here, where the contacts open.
+            skeleton.Reaction(
+                "customer-incident-notices",
+                registry.INCIDENT.name,
+                registry.INCIDENT.filter("incident"),
+                notices.handle,
+                event_types=DECIDED_CODEC.type_names,
             ),
         ]
 

@@ -53,6 +53,14 @@ def _summary(event: Any) -> tuple[str, str] | None:
             return "segment", f"segment {event.tier.value} ({scores}){churn}"
         case d.CustomerForgotten():
             return "erased", f"personal data erased ({event.reason.value})"
+        case d.CustomerNotified():
+            how = "e-mail" if event.channel == "email" else event.channel
+            if event.delivered:
+                return "incident_notified", f"notified about incident {event.incident_id} by {how}"
+            return (
+                "incident_notice_failed",
+                f"notice about incident {event.incident_id} not sent: {event.error}",
+            )
     return None
 
 

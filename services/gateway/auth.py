@@ -26,6 +26,7 @@ from gateway.http_api import JWKS_PATH
 from gateway.ical import SHIFTS_METHOD, is_feed, query_credential
 from gateway.limits import Limits, grpc_refusal_trailers
 from gateway.limits import http_refusal as over_rate
+from gateway.status_page import PATHS as STATUS_PATHS
 from gateway.web_rpc import is_procedure
 from gateway.web_rpc import refusal as shaped
 
@@ -36,8 +37,9 @@ def is_intake_path(path: str) -> bool:
     return path == "/v2/enqueue" or path.startswith("/v1/integrations/")
 
 
-# HTTP paths served without a token: health, the issuer's public keys, the API documents.
-PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs"})
+# HTTP paths served without a token: health, the issuer's public keys, the API documents and
+# the public status page (gateway.status_page).
+PUBLIC_PATHS = frozenset({"/healthz", JWKS_PATH, "/openapi.json", "/docs", *STATUS_PATHS})
 REALM = "careops"
 # POST /v1/<package.Service>/<Method> over HTTP is the gRPC method /<package.Service>/<Method>;
 # so is POST /<package.Service>/<Method> (Connect, gRPC-Web).

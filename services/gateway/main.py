@@ -29,6 +29,7 @@ from gateway.ical import IcalFeed
 from gateway.intake import IntakeRoutes
 from gateway.intake import openapi_paths as intake_openapi_paths
 from gateway.limits import Limits
+from gateway.status_page import StatusPage
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
 
@@ -73,6 +74,9 @@ class GatewaySettings(ServiceSettings):
     )
     http_stream_heartbeat_seconds: float = Field(
         15.0, gt=0, le=300, description="Idle time before an HTTP stream sends a heartbeat line"
+    )
+    status_page_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long GET /status answers from its last read; 0: never"
     )
     status_timeout_seconds: float = Field(
         1.0, gt=0, le=30, description="Deadline of each backend health check in GetPlatformStatus"
@@ -293,6 +297,10 @@ class GatewayService(skeleton.Service[GatewaySettings]):
             timeout=settings.http_timeout_seconds,
             heartbeat=settings.http_stream_heartbeat_seconds,
         )
+        status_page = StatusPage(
+            timeout=settings.http_timeout_seconds,
+            cache_seconds=settings.status_page_cache_seconds,
+        )
         api = HttpApi(
             routes={**self.table, **self.shared},
             local=local,
@@ -307,6 +315,7 @@ class GatewayService(skeleton.Service[GatewaySettings]):
                 web_rpc.register,
                 intake.register,
                 IcalFeed(settings.http_timeout_seconds).register,
+                status_page.register,
             ],
             extra_paths={**intake_openapi_paths(), **ical.openapi_paths()},
             extra_schemes=ical.TOKEN_SCHEME,

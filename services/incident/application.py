@@ -36,6 +36,7 @@ from incident import domain as d
 from incident.config import load_matrix as load_matrix
 from incident.config import load_teams as load_teams
 from incident.domain import intake
+from incident.templates import NoticeTemplatesError, parse_notice_templates, templates_document
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,13 @@ DRILL_TIMER = "drill"
 # The risk policy as versioned data (docs/policies.md, kind `risk`): careops.incident.policy.risk.
 RISK_POLICY = PolicyKind(
     "risk", config.parse_risk_policy, lambda model: model.version, (config.RiskPolicyError,)
+)
+# The customer message templates (docs/incidents.md "Telling customers"), kind notice_templates.
+NOTICE_TEMPLATES = PolicyKind(
+    "notice_templates",
+    parse_notice_templates,
+    lambda templates: templates.version,
+    (NoticeTemplatesError,),
 )
 
 DECLARED = Counter(
@@ -210,8 +218,16 @@ class IncidentApp(ContextApplication[d.Incident]):
         store: EventStore,
         risk: d.RiskModel | None = None,
         clock: Callable[[], datetime] = utc_now,
+        notice_templates: str | None = None,
     ) -> None:
         super().__init__(store=store, stream=STREAM, kind=INCIDENT, clock=clock)
+        # The customer message templates as versioned data (kind notice_templates): the
+        # settings' document seeds revision 1 and applies until one is put.
+        self.templates_document = notice_templates or templates_document(None)
+        self.templates = parse_notice_templates(self.templates_document)
+        self.notice_book = PolicyBook(
+            store, STREAM, registry.INCIDENT.prefix("policy"), NOTICE_TEMPLATES, clock=clock
+        )
         self.incidents = self.repository
         self.teams = AggregateRepository(store, TEAM)
         self.matrix_repository = AggregateRepository(store, MATRIX)
@@ -243,6 +259,14 @@ class IncidentApp(ContextApplication[d.Incident]):
                 },
             )
         return outcome
+
+    async def notice_templates(self) -> d.NoticeTemplates:
+        """The templates revision in force (re-read at most every REFRESH_SECONDS)."""
+        return await self.notice_book.in_force(self.templates)
+
+    async def seed_notice_templates(self) -> None:
+        """Puts the settings' templates as revision 1 of notice_templates if none exists."""
+        await self.notice_book.seed(self.templates_document)
 
     async def seed_risk_policy(self) -> None:
         """Puts the settings' risk model as the risk policy's revision 1 if none exists yet."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -21,6 +21,7 @@ from careops_eventstore.codec import (
 )
 from careops_platform.errors import (
     DeadlineExceeded,
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
 )
@@ -34,6 +35,7 @@ from careops_platform.requests import (
     derived_id,
     timestamp_field,
 )
+from careops_published.customer import TIERS
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -145,6 +147,16 @@ def incident_to_proto(incident: d.Incident, version: int) -> pb.Incident:
                 error=error,
             )
     message.roles.update(incident.roles)
+    for statement in incident.statements:
+        published = message.statements.add(
+            version=statement.version,
+            headline=statement.headline,
+            text=statement.text,
+            published_by=statement.published_by,
+            headline_en=statement.headline_en,
+            text_en=statement.text_en,
+        )
+        _stamp(published, "published_at", statement.at)
     for at, entry_kind, text in incident.timeline:
         entry = message.timeline.add(kind=entry_kind, text=text)
         entry.at.FromDatetime(at)
@@ -220,6 +232,45 @@ def matrix_to_proto(matrix: d.Matrix) -> t.ResponseMatrix:
 ReadWait = Callable[[int, float], Awaitable[bool]]
 """Waits (bounded) until the incident read model reached a sequence; returns whether it did."""
 
+StatusPageRead = Callable[
+    [datetime],
+    Awaitable[tuple[list[readmodels.StatusIncidentRow], list[readmodels.StatusIncidentRow]]],
+]
+"""Reads the status page's open incidents and those resolved since a time."""
+
+HISTORY_DAYS_DEFAULT = 7
+HISTORY_DAYS_MAX = 90
+PUBLIC_STATE = pb.PublicIncidentState
+
+
+def history_days(requested: int) -> int:
+    """Returns the status page's history window in days (0: the default); INVALID_ARGUMENT
+    above HISTORY_DAYS_MAX."""
+    if requested > HISTORY_DAYS_MAX:
+        message = f"must be at most {HISTORY_DAYS_MAX}"
+        raise InvalidArgument(f"history_days {message}", [FieldViolation("history_days", message)])
+    return requested or HISTORY_DAYS_DEFAULT
+
+
+def status_incident_to_proto(row: readmodels.StatusIncidentRow) -> pb.StatusIncident:
+    """Returns the public view of a status-page incident (public facts only)."""
+    state = PUBLIC_STATE.PUBLIC_INCIDENT_STATE_OPEN
+    if not row.open:
+        state = PUBLIC_STATE.PUBLIC_INCIDENT_STATE_RESOLVED
+    message = pb.StatusIncident(incident_id=row.incident_id, state=state)
+    _stamp(message, "declared_at", row.declared_at)
+    _stamp(message, "resolved_at", row.resolved_at)
+    for update in row.updates:
+        item = message.updates.add(
+            version=update.version,
+            headline=update.headline,
+            text=update.text,
+            headline_en=update.headline_en,
+            text_en=update.text_en,
+        )
+        _stamp(item, "published_at", update.published_at)
+    return message
+
 
 class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     """Thin gRPC adapter over IncidentApp and the incident read models."""
@@ -232,6 +283,7 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
         what_if: IncidentWhatIf | None = None,
+        status_page: StatusPageRead | None = None,
     ) -> None:
         self._app = app
         self._engine = engine
@@ -240,7 +292,9 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         self._read_wait = read_wait_seconds
         self._risk = PolicyEndpoints(app.risk_book, put=app.put_risk_policy)
         self._integrations = PolicyEndpoints(app.intake.book, put=app.intake.put)
+        self._notice_templates = PolicyEndpoints(app.notice_book)
         self._what_if = what_if
+        self._status_page = status_page
 
     async def _command(self, response_type: type[R], incident_id: str, command: d.Command) -> R:
         result = await self._app.execute(
@@ -717,6 +771,83 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         response = pb.PutDrillScenariosResponse(version=version)
         for scenario in stored.values():
             dataclass_to_message(scenario, response.scenarios.add())
+        return response
+
+    async def PublishStatement(
+        self, request: pb.PublishStatementRequest, context: Any
+    ) -> pb.PublishStatementResponse:
+        command = d.PublishStatement(
+            headline=request.headline,
+            text=request.text,
+            published_by=actor(),
+            headline_en=request.headline_en,
+            text_en=request.text_en,
+        )
+        return await self._command(pb.PublishStatementResponse, request.incident_id, command)
+
+    async def NotifyCustomers(
+        self, request: pb.NotifyCustomersRequest, context: Any
+    ) -> pb.NotifyCustomersResponse:
+        unknown = [
+            FieldViolation(f"segments[{index}]", f"one of {', '.join(TIERS)}")
+            for index, segment in enumerate(request.segments)
+            if segment not in TIERS
+        ]
+        if unknown:
+            raise InvalidArgument("segments must be customer tiers", unknown)
+        templates = await self._app.notice_templates()
+        command = d.NotifyCustomers(
+            template_id=request.template_id,
+            template=templates.templates.get(request.template_id),
+            decided_by=actor(),
+            segments=tuple(request.segments),
+            templates_version=templates.version,
+        )
+        result = await self._app.execute(
+            _incident_id(request.incident_id),
+            command,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        notified = result.state.customer_notifications
+        return pb.NotifyCustomersResponse(
+            incident=incident_to_proto(result.state, result.sequence),
+            sequence=result.sequence,
+            notification_id=notified[-1] if notified else "",
+        )
+
+    async def PutNoticeTemplates(
+        self, request: pb.PutNoticeTemplatesRequest, context: Any
+    ) -> pb.PutNoticeTemplatesResponse:
+        return await self._notice_templates.put(request, pb.PutNoticeTemplatesResponse)
+
+    async def GetNoticeTemplates(
+        self, request: pb.GetNoticeTemplatesRequest, context: Any
+    ) -> pb.GetNoticeTemplatesResponse:
+        return await self._notice_templates.get(request, pb.GetNoticeTemplatesResponse)
+
+    async def ListNoticeTemplatesVersions(
+        self, request: pb.ListNoticeTemplatesVersionsRequest, context: Any
+    ) -> pb.ListNoticeTemplatesVersionsResponse:
+        return await self._notice_templates.list_versions(
+            request, pb.ListNoticeTemplatesVersionsResponse
+        )
+
+    async def GetStatusPage(
+        self, request: pb.GetStatusPageRequest, context: Any
+    ) -> pb.GetStatusPageResponse:
+        days = history_days(request.history_days)
+        if self._status_page is None:
+            raise FailedPrecondition("this replica serves no status page")
+        now = self._app.clock()
+        open_rows, resolved_rows = await self._status_page(now - timedelta(days=days))
+        response = pb.GetStatusPageResponse(
+            open=[status_incident_to_proto(row) for row in open_rows],
+            resolved=[status_incident_to_proto(row) for row in resolved_rows],
+            history_days=days,
+        )
+        _stamp(response, "generated_at", now)
         return response
 
 

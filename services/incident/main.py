@@ -23,9 +23,15 @@ from incident.alerts import AlertWatch
 from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.policies import IncidentWhatIf
-from incident.projections import DrillProjection, IncidentProjection, IncidentTimerProjection
+from incident.projections import (
+    DrillProjection,
+    IncidentProjection,
+    IncidentTimerProjection,
+    StatusPageProjection,
+)
 from incident.reactions import SURGE_CODEC, PageDispatcher, SurgeActions, SurgeProjection
 from incident.readmodels import WaitingPagesAsOf
+from incident.templates import templates_document
 
 ENTRY = registry.service("incident")
 
@@ -35,6 +41,9 @@ class IncidentSettings(ServiceSettings):
     metrics_port: int = skeleton.port_setting(ENTRY, "metrics_port")
     oncall_file: str = Field("", description="YAML on-call teams loaded at start")
     response_matrix_file: str = Field("", description="YAML response matrix; empty: default")
+    notice_templates_file: str = Field(
+        "", description="YAML customer message templates; empty: the packaged default"
+    )
     webhook_signing_key: str = Field("", description="HMAC-SHA256 key for webhook signatures")
     pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
     pagerduty_change_url: str = Field(
@@ -101,7 +110,12 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
         return [self.collector]
 
     def application(self, store: EventStore) -> IncidentApp:
-        return IncidentApp(store=store, risk=self.settings.risk_model(), clock=self.clock)
+        return IncidentApp(
+            store=store,
+            risk=self.settings.risk_model(),
+            clock=self.clock,
+            notice_templates=templates_document(self.settings.notice_templates_file or None),
+        )
 
     async def ready(self, app: IncidentApp) -> None:
         await app.load_defaults(
@@ -110,9 +124,15 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
         )
         await app.seed_risk_policy()
         await app.intake.seed()
+        await app.seed_notice_templates()
 
     def projections(self, app: IncidentApp) -> Sequence[skeleton.Subscription]:
-        own: list[Projection] = [IncidentProjection(), IncidentTimerProjection(), DrillProjection()]
+        own: list[Projection] = [
+            IncidentProjection(),
+            IncidentTimerProjection(),
+            DrillProjection(),
+            StatusPageProjection(),
+        ]
         surge = SurgeProjection(
             threshold=self.settings.surge_threshold,
             window=timedelta(minutes=self.settings.surge_window_minutes),
@@ -158,6 +178,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             partial(self.wait_for, IncidentProjection.name),
             self.settings.read_wait_seconds,
             what_if=IncidentWhatIf(app, partial(readmodels.declared_in, self.engine)),
+            status_page=partial(readmodels.read_status_page, self.engine),
         )
 
 

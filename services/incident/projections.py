@@ -13,7 +13,15 @@ from careops_eventstore.timers import DueTimer, cancel, cancel_all, schedule
 from sqlalchemy import Connection, Table, insert, update
 
 from incident import domain as d
-from incident.readmodels import drills, incidents, pages, surge_incidents, timeline
+from incident.readmodels import (
+    drills,
+    incidents,
+    pages,
+    status_incidents,
+    status_updates,
+    surge_incidents,
+    timeline,
+)
 
 STATUS_AFTER = {
     d.IncidentResolved: d.Status.RESOLVED,
@@ -154,6 +162,15 @@ def _describe(payload: Any) -> str | None:
             return f"{payload.kind.value} delivery of {payload.notice_id} failed: {payload.error}"
         case d.UpdateAdded():
             return payload.message
+        case d.StatementPublished():
+            return f"public statement v{payload.version} published: {payload.headline}"
+        case d.CustomersNotificationDecided():
+            segments = ", ".join(payload.segments) or "none"
+            return (
+                f"customers to be told ({payload.template_id}, statement "
+                f"v{payload.statement_version}): {len(payload.customer_ids)} linked, "
+                f"{len(payload.ticket_ids)} tickets, segments {segments}"
+            )
         case d.RoleAssigned():
             return f"{payload.role}: {payload.member_id}"
         case d.IncidentResolved():
@@ -304,3 +321,55 @@ class DrillProjection:
         connection.execute(
             update(drills).where(drills.c.drill_id == drill_id).values(**changes, version=position)
         )
+
+
+class StatusPageProjection:
+    """Maintains the public status page's read model (status_incidents, status_updates) from
+    public facts only: when an incident was declared and resolved, and its published
+    statements. Drills are never written; nothing internal (members, teams, pages, risk,
+    updates) is copied."""
+
+    name = "status_page"
+    tables: tuple[Table, ...] = (status_incidents, status_updates)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        envelope = event.envelope
+        if envelope.aggregate_type != "incident":
+            return
+        payload = event.event
+        incident_id = envelope.aggregate_id
+        at = from_timestamp(envelope.occurred_at)
+        if isinstance(payload, d.IncidentDeclared):
+            if not payload.drill:
+                connection.execute(
+                    insert(status_incidents).values(
+                        incident_id=incident_id,
+                        declared_sequence=position,
+                        declared_at=at,
+                        open=True,
+                        published=False,
+                    )
+                )
+            return
+        row = status_incidents.c.incident_id == incident_id
+        match payload:
+            case d.StatementPublished():
+                listed = connection.execute(
+                    update(status_incidents).where(row).values(published=True)
+                )
+                if listed.rowcount:  # a drill has no row: its statements stay off the page
+                    connection.execute(
+                        insert(status_updates).values(
+                            incident_id=incident_id,
+                            version=payload.version,
+                            published_at=at,
+                            headline=payload.headline,
+                            text=payload.text,
+                            headline_en=payload.headline_en,
+                            text_en=payload.text_en,
+                        )
+                    )
+            case d.IncidentResolved():
+                connection.execute(
+                    update(status_incidents).where(row).values(open=False, resolved_at=at)
+                )

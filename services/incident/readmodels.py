@@ -117,6 +117,123 @@ drills = Table(
 )
 
 
+# The public status page's read model: public facts only (no member, team, page, risk or
+# internal update is ever written here). Non-drill incidents only; listed once a statement is out.
+status_incidents = Table(
+    "status_incidents",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("declared_sequence", BigInteger, nullable=False, unique=True),
+    Column("declared_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("open", Boolean, nullable=False),
+    Column("published", Boolean, nullable=False),
+    Index("ix_status_incidents_listed", "published", "open", "resolved_at"),
+)
+
+status_updates = Table(
+    "status_updates",
+    metadata,
+    Column("incident_id", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    Column("headline", String(200), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("headline_en", String(200), nullable=False),
+    Column("text_en", Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class StatusUpdateRow:
+    """One published statement version."""
+
+    version: int
+    published_at: datetime
+    headline: str
+    text: str
+    headline_en: str
+    text_en: str
+
+
+@dataclass(frozen=True)
+class StatusIncidentRow:
+    """An incident on the status page with its statements, newest first."""
+
+    incident_id: str
+    open: bool
+    declared_at: datetime
+    resolved_at: datetime | None
+    updates: tuple[StatusUpdateRow, ...]
+
+
+def status_page(
+    *, session: Session, resolved_since: datetime, limit: int = 100
+) -> tuple[list[StatusIncidentRow], list[StatusIncidentRow]]:
+    """Returns the published open incidents (newest declared first) and those resolved since
+    `resolved_since` (newest resolved first), each with its statements, newest first."""
+    listed = status_incidents.c.published
+    open_rows = session.execute(
+        select(status_incidents)
+        .where(listed, status_incidents.c.open)
+        .order_by(status_incidents.c.declared_sequence.desc())
+        .limit(limit)
+    ).all()
+    resolved_rows = session.execute(
+        select(status_incidents)
+        .where(
+            listed,
+            ~status_incidents.c.open,
+            status_incidents.c.resolved_at >= resolved_since,
+        )
+        .order_by(status_incidents.c.resolved_at.desc())
+        .limit(limit)
+    ).all()
+    ids = [row.incident_id for row in (*open_rows, *resolved_rows)]
+    updates: dict[str, list[StatusUpdateRow]] = {incident_id: [] for incident_id in ids}
+    if ids:
+        query = (
+            select(status_updates)
+            .where(status_updates.c.incident_id.in_(ids))
+            .order_by(status_updates.c.incident_id, status_updates.c.version.desc())
+        )
+        for row in session.execute(query):
+            updates[row.incident_id].append(
+                StatusUpdateRow(
+                    row.version,
+                    aware(row.published_at),
+                    row.headline,
+                    row.text,
+                    row.headline_en,
+                    row.text_en,
+                )
+            )
+
+    def of(row: Any) -> StatusIncidentRow:
+        resolved = aware(row.resolved_at) if row.resolved_at is not None else None
+        return StatusIncidentRow(
+            row.incident_id,
+            bool(row.open),
+            aware(row.declared_at),
+            resolved,
+            tuple(updates[row.incident_id]),
+        )
+
+    return [of(row) for row in open_rows], [of(row) for row in resolved_rows]
+
+
+async def read_status_page(
+    engine: Engine, resolved_since: datetime
+) -> tuple[list[StatusIncidentRow], list[StatusIncidentRow]]:
+    """`status_page` in its own session, off the event loop."""
+
+    def read() -> tuple[list[StatusIncidentRow], list[StatusIncidentRow]]:
+        with Session(engine) as session:
+            return status_page(session=session, resolved_since=resolved_since)
+
+    return await asyncio.to_thread(read)
+
+
 @dataclass(frozen=True)
 class IncidentFilter:
     status: str | None = None

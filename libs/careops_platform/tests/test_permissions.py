@@ -70,8 +70,9 @@ def test_every_rpc_of_every_generated_service_is_in_the_table_and_nothing_else()
     # report, record figure, get and put scenarios), pause accountability (list holds, pause
     # report) and the incident what-if + issue 14: alert intake (ingest; the integrations
     # policy: put, get, list versions), schedules (override, swap request/accept/decline/cancel,
-    # who is on call, a member's shifts)
-    assert len(METHODS) == 98
+    # who is on call, a member's shifts), the public (publish statement, status page, notify
+    # customers and the notice templates: put, get, list versions)
+    assert len(METHODS) == 104
 
 
 def test_every_permission_name_is_distinct() -> None:

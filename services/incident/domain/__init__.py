@@ -60,6 +60,12 @@ from incident.domain.commands import (
     LinkTickets as LinkTickets,
 )
 from incident.domain.commands import (
+    NotifyCustomers as NotifyCustomers,
+)
+from incident.domain.commands import (
+    PublishStatement as PublishStatement,
+)
+from incident.domain.commands import (
     ReassessIncident as ReassessIncident,
 )
 from incident.domain.commands import (
@@ -228,6 +234,9 @@ from incident.domain.escalation import (
     PlannedContact as PlannedContact,
 )
 from incident.domain.events import (
+    CustomersNotificationDecided as CustomersNotificationDecided,
+)
+from incident.domain.events import (
     EscalationExhausted as EscalationExhausted,
 )
 from incident.domain.events import (
@@ -294,6 +303,9 @@ from incident.domain.events import (
     ShiftSwapRequested as ShiftSwapRequested,
 )
 from incident.domain.events import (
+    StatementPublished as StatementPublished,
+)
+from incident.domain.events import (
     TeamDefined as TeamDefined,
 )
 from incident.domain.events import (
@@ -324,6 +336,9 @@ from incident.domain.incident import (
     PageState as PageState,
 )
 from incident.domain.incident import (
+    PublicStatement as PublicStatement,
+)
+from incident.domain.incident import (
     TeamEngagement as TeamEngagement,
 )
 from incident.domain.incident import (
@@ -349,6 +364,18 @@ from incident.domain.matrix import (
 )
 from incident.domain.matrix import (
     validate_matrix as validate_matrix,
+)
+from incident.domain.notices import (
+    CustomerTemplate as CustomerTemplate,
+)
+from incident.domain.notices import (
+    NoticeTemplates as NoticeTemplates,
+)
+from incident.domain.notices import (
+    RenderedNotice as RenderedNotice,
+)
+from incident.domain.notices import (
+    validate_templates as validate_templates,
 )
 from incident.domain.oncall import (
     DEFAULT_ESCALATION as DEFAULT_ESCALATION,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incident.domain.events import PostIncidentReview
+from incident.domain.notices import CustomerTemplate
 from incident.domain.risk import RiskFactors
 from incident.domain.values import ContactKind, Source
 
@@ -88,6 +89,30 @@ class LinkTickets:
 
 
 @dataclass(frozen=True)
+class PublishStatement:
+    """Publish the next version of the incident's public statement (the status page shows it)."""
+
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str = ""
+    text_en: str = ""
+
+
+@dataclass(frozen=True)
+class NotifyCustomers:
+    """Tell the incident's affected customers (its linked customers and tickets' customers,
+    and any `segments`) with a template; `template` is the one `template_id` names, None when
+    no template has that id."""
+
+    template_id: str
+    template: CustomerTemplate | None
+    decided_by: str
+    segments: tuple[str, ...] = ()
+    templates_version: str = ""
+
+
+@dataclass(frozen=True)
 class RecordDelivery:
     """Record the outcome of sending a page or notice over one contact kind."""
 
@@ -127,6 +152,8 @@ Command = (
     | ResolveIncident
     | CloseIncident
     | LinkTickets
+    | PublishStatement
+    | NotifyCustomers
     | RecordDelivery
     | FirePageTimer
     | FireResponseTimer

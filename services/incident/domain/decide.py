@@ -19,12 +19,15 @@ from incident.domain.commands import (
     FirePageTimer,
     FireResponseTimer,
     LinkTickets,
+    NotifyCustomers,
+    PublishStatement,
     ReassessIncident,
     RecordDelivery,
     ResolveIncident,
 )
 from incident.domain.errors import IllegalTransition, IncidentAlreadyExists, NotFound, require
 from incident.domain.events import (
+    CustomersNotificationDecided,
     EscalationExhausted,
     IncidentClosed,
     IncidentDeclared,
@@ -40,6 +43,7 @@ from incident.domain.events import (
     PageRequested,
     ResponseDeadlineMissed,
     RoleAssigned,
+    StatementPublished,
     TeamEngaged,
     TeamInformed,
     TicketsLinked,
@@ -47,6 +51,7 @@ from incident.domain.events import (
 )
 from incident.domain.incident import Incident, evolve
 from incident.domain.matrix import Matrix, effective_engagement
+from incident.domain.notices import MAX_SEGMENTS, SEGMENT, needs_statement, render
 from incident.domain.oncall import Team
 from incident.domain.risk import RiskFactors, RiskModel, validate_factors
 from incident.domain.values import (
@@ -305,6 +310,77 @@ def _link(state: Incident, command: LinkTickets, ctx: Context) -> list[IncidentE
     return [TicketsLinked(new_tickets, new_customers)]
 
 
+def _publish(state: Incident, command: PublishStatement, ctx: Context) -> list[IncidentEvent]:
+    """Publishes the next statement version; nothing when it repeats the latest word for word."""
+    violations = _text("headline", command.headline, required=True, limit=MAX_TITLE)
+    violations += _text("text", command.text, required=True, limit=MAX_TEXT)
+    violations += _text("headline_en", command.headline_en, required=False, limit=MAX_TITLE)
+    violations += _text("text_en", command.text_en, required=False, limit=MAX_TEXT)
+    require(violations)
+    _not_in(state, OPEN | {Status.RESOLVED}, "publish a statement for")
+    wording = (
+        command.headline.strip(),
+        command.text.strip(),
+        command.headline_en.strip(),
+        command.text_en.strip(),
+    )
+    latest = state.statements[-1] if state.statements else None
+    if latest is not None and wording == (
+        latest.headline,
+        latest.text,
+        latest.headline_en,
+        latest.text_en,
+    ):
+        return []
+    headline, text, headline_en, text_en = wording
+    version = len(state.statements) + 1
+    return [StatementPublished(version, headline, text, command.published_by, headline_en, text_en)]
+
+
+def _notify(state: Incident, command: NotifyCustomers, ctx: Context) -> list[IncidentEvent]:
+    """Decides to tell the affected customers with a template quoting the latest statement."""
+    violations: list[tuple[str, str]] = []
+    if command.template is None:
+        violations.append(("template_id", f"no template {command.template_id!r}"))
+    if len(command.segments) > MAX_SEGMENTS:
+        violations.append(("segments", f"at most {MAX_SEGMENTS}"))
+    for index, segment in enumerate(command.segments):
+        if not SEGMENT.fullmatch(segment):
+            violations.append((f"segments[{index}]", "a customer tier such as high_value"))
+    require(violations)
+    assert command.template is not None
+    if state.drill:
+        raise IllegalTransition(f"incident {state.incident_id} is a drill: no customer is told")
+    _not_in(state, OPEN | {Status.RESOLVED}, "notify the customers of")
+    segments = tuple(dict.fromkeys(command.segments))
+    if not state.customer_ids and not state.ticket_ids and not segments:
+        raise IllegalTransition(
+            f"incident {state.incident_id} has no linked customers or tickets: name segments"
+        )
+    statement = state.statements[-1] if state.statements else None
+    if statement is None and needs_statement(command.template):
+        raise IllegalTransition(
+            f"template {command.template_id} quotes the public statement: publish one first"
+        )
+    notice = render(command.template, state, statement)
+    return [
+        CustomersNotificationDecided(
+            notification_id=f"{state.incident_id}-c{len(state.customer_notifications)}",
+            template_id=command.template_id,
+            statement_version=statement.version if statement else 0,
+            decided_by=command.decided_by,
+            customer_ids=state.customer_ids,
+            ticket_ids=state.ticket_ids,
+            segments=segments,
+            subject=notice.subject,
+            body=notice.body,
+            subject_en=notice.subject_en,
+            body_en=notice.body_en,
+            templates_version=command.templates_version,
+        )
+    ]
+
+
 def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> list[IncidentEvent]:
     """Records a delivery outcome once per notice and contact kind."""
     if command.notice_id not in state.pages and command.notice_id not in state.notices:
@@ -424,6 +500,8 @@ _HANDLERS = {
     ResolveIncident: _resolve,
     CloseIncident: _close,
     LinkTickets: _link,
+    PublishStatement: _publish,
+    NotifyCustomers: _notify,
     RecordDelivery: _record_delivery,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,

@@ -264,6 +264,38 @@ class ResponseMatrixChanged:
     rows: tuple[MatrixRow, ...]
 
 
+@dataclass(frozen=True)
+class StatementPublished:
+    """A public statement (status page) was published: its version (1, 2, ... per incident),
+    the public headline and text (the source language, and optionally English) and who did."""
+
+    version: int
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str = ""
+    text_en: str = ""
+
+
+@dataclass(frozen=True)
+class CustomersNotificationDecided:
+    """Affected customers are to be told: who decided, the template, the statement version it
+    quotes (0: none), whom, and the rendered message (customer-profile delivers it)."""
+
+    notification_id: str
+    template_id: str
+    statement_version: int
+    decided_by: str
+    customer_ids: tuple[str, ...]
+    ticket_ids: tuple[str, ...]
+    segments: tuple[str, ...]
+    subject: str
+    body: str
+    subject_en: str
+    body_en: str
+    templates_version: str = ""
+
+
 IncidentEvent = (
     IncidentDeclared
     | TeamEngaged
@@ -283,4 +315,6 @@ IncidentEvent = (
     | IncidentClosed
     | TicketsLinked
     | PageContactsDue
+    | StatementPublished
+    | CustomersNotificationDecided
 )

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 from incident.domain.escalation import PlannedContact
 from incident.domain.events import (
+    CustomersNotificationDecided,
     EscalationExhausted,
     IncidentClosed,
     IncidentDeclared,
@@ -25,6 +26,7 @@ from incident.domain.events import (
     PostIncidentReview,
     ResponseDeadlineMissed,
     RoleAssigned,
+    StatementPublished,
     TeamEngaged,
     TeamInformed,
     TicketsLinked,
@@ -63,6 +65,18 @@ class TimelineEntry(NamedTuple):
     at: datetime
     kind: str
     text: str
+
+
+class PublicStatement(NamedTuple):
+    """One published version of the incident's public statement."""
+
+    version: int
+    at: datetime
+    headline: str
+    text: str
+    published_by: str
+    headline_en: str
+    text_en: str
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,8 @@ class Incident:
     review: PostIncidentReview | None = None
     public_statement_draft: str = ""
     surge_key: str = ""
+    statements: tuple[PublicStatement, ...] = ()
+    customer_notifications: tuple[str, ...] = ()
 
     def team_acknowledged(self, team_id: str) -> bool:
         """True when any page of the team was acknowledged."""
@@ -276,6 +292,32 @@ def evolve(state: Incident, event: IncidentEvent, at: datetime) -> Incident:
                 closed_at=at,
                 review=event.review,
                 timeline=_note(state, at, "closed", "post-incident review recorded"),
+            )
+        case StatementPublished():
+            statement = PublicStatement(
+                event.version,
+                at,
+                event.headline,
+                event.text,
+                event.published_by,
+                event.headline_en,
+                event.text_en,
+            )
+            text = f"public statement v{event.version} published by {event.published_by}"
+            return replace(
+                state,
+                statements=(*state.statements, statement),
+                timeline=_note(state, at, "statement", text),
+            )
+        case CustomersNotificationDecided():
+            text = (
+                f"customers to be notified by {event.decided_by} (template {event.template_id}, "
+                f"statement v{event.statement_version})"
+            )
+            return replace(
+                state,
+                customer_notifications=(*state.customer_notifications, event.notification_id),
+                timeline=_note(state, at, "customers_notified", text),
             )
         case TicketsLinked():
             return replace(
