@@ -30,6 +30,7 @@ from gateway.intake import IntakeRoutes
 from gateway.intake import openapi_paths as intake_openapi_paths
 from gateway.limits import Limits
 from gateway.status_page import StatusPage
+from gateway.status_page import openapi_paths as status_page_openapi_paths
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
 
@@ -317,7 +318,11 @@ class GatewayService(skeleton.Service[GatewaySettings]):
                 IcalFeed(settings.http_timeout_seconds).register,
                 status_page.register,
             ],
-            extra_paths={**intake_openapi_paths(), **ical.openapi_paths()},
+            extra_paths={
+                **intake_openapi_paths(),
+                **ical.openapi_paths(),
+                **status_page_openapi_paths(),
+            },
             extra_schemes=ical.TOKEN_SCHEME,
         )
         self.http = HttpServer(

@@ -403,3 +403,51 @@ class StatusPage:
             headers=self._headers(lang),
             dumps=lambda value: json.dumps(value, ensure_ascii=False),
         )
+
+
+def openapi_paths() -> dict[str, Any]:
+    """Returns the status page's OpenAPI path items (public: no security requirement)."""
+
+    def parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": description,
+            "schema": schema,
+        }
+
+    parameters = [
+        parameter(
+            "lang",
+            "zh or en (default: Accept-Language, else zh).",
+            {"type": "string", "enum": list(LANGUAGES)},
+        ),
+        parameter(
+            "days",
+            "Resolved incidents of the last N days (default 7, at most 90).",
+            {"type": "integer", "minimum": 1, "maximum": 90},
+        ),
+    ]
+
+    def operation(operation_id: str, summary: str, media: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "operationId": operation_id,
+                "tags": ["careops.incident.v1.IncidentService"],
+                "summary": summary,
+                "security": [],
+                "parameters": parameters,
+                "responses": {
+                    "200": {"description": summary, "content": {media: {"schema": {}}}},
+                    "400": {"description": "A bad query parameter (google.rpc.Status JSON)."},
+                },
+            }
+        }
+
+    return {
+        HTML_PATH: operation("status_page_html", "The public status page (HTML)", "text/html"),
+        JSON_PATH: operation(
+            "status_page_json", "The public status page (JSON)", "application/json"
+        ),
+    }
