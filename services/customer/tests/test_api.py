@@ -279,7 +279,9 @@ async def test_purchases_feed_rfm_and_the_360(stub: Stub) -> None:
     assert view.customer.profile.name == "Lin Wei"
 
 
-async def test_export_is_the_whole_readable_record(stub: Stub) -> None:
+async def test_export_is_the_whole_readable_record(
+    stub: Stub, service: CustomerService, log_store: JetStreamEventStore
+) -> None:
     email, phone = unique_contacts()
     customer = await register(stub, email, phone)
     bought = await stub.RecordPurchase(
@@ -287,8 +289,20 @@ async def test_export_is_the_whole_readable_record(stub: Stub) -> None:
             customer_id=customer.customer_id, order_id="EXP-1", amount="5", currency="USD"
         )
     )
+    # The tier ranks the customer against the module's other customers and is appended by the
+    # segmenter after the purchase: once the purchase is in the read models, settle it, then
+    # export at a sequence that includes it.
+    await stub.GetCustomer360(
+        pb.GetCustomer360Request(customer_id=customer.customer_id, min_sequence=bought.sequence)
+    )
+    assert service.segmenter is not None
+    await service.segmenter.recompute([customer.customer_id])
+    settled = await log_store.last_sequence(STREAM.name)
     export = await stub.ExportCustomerData(
-        pb.ExportCustomerDataRequest(customer_id=customer.customer_id, min_sequence=bought.sequence)
+        pb.ExportCustomerDataRequest(customer_id=customer.customer_id, min_sequence=settled)
+    )
+    view = await stub.GetCustomer360(
+        pb.GetCustomer360Request(customer_id=customer.customer_id, min_sequence=settled)
     )
     document = json.loads(export.document_json)
     assert document["customer"]["profile"]["email"] == email.lower()
@@ -296,7 +310,8 @@ async def test_export_is_the_whole_readable_record(stub: Stub) -> None:
     assert document["purchases"][0]["amount"] == "5.00"
     assert document["erased"] is False
     assert document["customer"]["consent"] == {"marketing": True, "profiling": False}
-    assert document["customer"]["tier"] == "CUSTOMER_TIER_REGULAR"
+    assert view.view.customer.tier != t.CUSTOMER_TIER_UNSPECIFIED
+    assert document["customer"]["tier"] == t.CustomerTier.Name(view.view.customer.tier)
 
 
 async def test_erasure_shreds_the_personal_data_everywhere(
