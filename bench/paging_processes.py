@@ -88,7 +88,7 @@ def receivers_main(conn: Connection) -> None:
 
 def load_main(conn: Connection, address: str, data_dir: str) -> None:
     """The load generator: ("declare", n) declares n severe incidents at once, replies
-    {incident_id: time the call began}."""
+    {incident_id: (time the call began, time its reply came)}."""
     asyncio.run(_load(conn, address, data_dir))
 
 
@@ -110,9 +110,9 @@ async def _load(conn: Connection, address: str, data_dir: str) -> None:
             request = await asyncio.to_thread(conn.recv)
             if request[0] == "stop":
                 return
-            started: dict[str, float] = {}
+            started: dict[str, tuple[float, float]] = {}
 
-            async def one(started: dict[str, float] = started) -> None:
+            async def one(started: dict[str, tuple[float, float]] = started) -> None:
                 begun = time.monotonic()
                 response = await stub.DeclareIncident(
                     pb.DeclareIncidentRequest(
@@ -120,7 +120,7 @@ async def _load(conn: Connection, address: str, data_dir: str) -> None:
                     ),
                     metadata=(("idempotency-key", uuid.uuid4().hex),),
                 )
-                started[response.incident.incident_id] = begun
+                started[response.incident.incident_id] = (begun, time.monotonic())
 
             try:
                 await asyncio.gather(*(one() for _ in range(request[1])))
