@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -29,6 +29,11 @@ from incident.domain import ContactKind, ContactPoint
 
 SIGNATURE_HEADER = "X-CareOps-Signature"
 TIMESTAMP_HEADER = "X-CareOps-Timestamp"
+# The same on every send of one notice over one channel: receivers drop duplicates by it.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# "1" on a send that may repeat an earlier one (a retry after an error, or a page sent again
+# after the process delivering it was lost before recording the outcome).
+RETRY_HEADER = "X-CareOps-Retry"
 SEVERITY = {"a": "critical", "b": "error", "c": "warning"}
 
 tracer = trace.get_tracer(__name__)
@@ -65,6 +70,8 @@ class Notification:
     engagement: str
     drill: bool
     ack_due_at: datetime | None = None
+    # The send may repeat an earlier one (the message was delivered to the pager before).
+    retry: bool = False
 
     def summary(self) -> str:
         drill = "[DRILL] " if self.drill else ""
@@ -224,7 +231,12 @@ class Notifiers:
     async def _webhook(self, address: str, note: Notification) -> None:
         body = encode(note.as_json())
         timestamp = str(int(time.time()))
-        headers = {TIMESTAMP_HEADER: timestamp}
+        headers = {
+            TIMESTAMP_HEADER: timestamp,
+            IDEMPOTENCY_HEADER: f"{note.notice_id}-{ContactKind.WEBHOOK.value}",
+        }
+        if note.retry:
+            headers[RETRY_HEADER] = "1"
         if self.settings.webhook_signing_key:
             headers[SIGNATURE_HEADER] = sign(self.settings.webhook_signing_key, timestamp, body)
         propagate.inject(headers)  # traceparent: the receiver continues the trace
@@ -245,6 +257,8 @@ class Notifiers:
         message["From"] = self.settings.smtp_sender
         message["To"] = address
         message["Subject"] = note.summary()
+        if note.retry:
+            message[RETRY_HEADER] = "1"
         message.set_content(json.dumps(note.as_json(), indent=2))
         try:
             await aiosmtplib.send(
@@ -294,7 +308,8 @@ class Notifiers:
                 async for attempt_state in self._retrying():
                     with attempt_state:
                         attempt = attempt_state.retry_state.attempt_number
-                        await self.send_once(contact, note)
+                        again = note.retry or attempt > 1
+                        await self.send_once(contact, replace(note, retry=again))
             except DeliveryError as exc:
                 error = str(exc)
                 span.set_status(trace.StatusCode.ERROR, error)

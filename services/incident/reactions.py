@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
@@ -31,10 +31,14 @@ SURGE_TYPE = "complaint_surge"
 
 
 class PageDispatcher:
-    """Delivers each page and notice to every contact point, concurrently, and records outcomes.
+    """Delivers each page and notice to every contact point, concurrently, and records the
+    notice's outcomes in one command once its channels are done.
 
     Idempotent: a channel whose outcome is on the log is not sent again, pages of resolved
-    incidents and acknowledged pages are not sent at all.
+    incidents and acknowledged pages are not sent at all. At least once: a message is acked
+    only after its outcomes are recorded, so a page whose process died before (kill -9) is
+    sent again when the log redelivers the message, marked as a retry (see Notification.retry)
+    with the same idempotency key (webhook) or dedup_key (PagerDuty).
     """
 
     def __init__(self, app: IncidentApp, notifiers: Notifiers) -> None:
@@ -45,11 +49,14 @@ class PageDispatcher:
         """Acts on every page and notice of the message at once: one team's slow or failing
         channel must not hold back another team's page."""
         actions = []
+        # Delivered before (lost with a killed process, or failed): what it sent may arrive
+        # twice, so every send says it may be a retry.
+        retry = message.deliveries > 1
         for decoded in CODEC.decode_batch(message.batch):
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed):
-                actions.append(self._notify(incident_id, event))
+                actions.append(self._notify(incident_id, event, retry=retry))
             elif isinstance(event, d.PageAcknowledged):
                 actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
             elif isinstance(event, d.IncidentResolved):
@@ -61,7 +68,11 @@ class PageDispatcher:
             # Redelivery retries the whole message; channels already recorded are skipped.
             raise failures[0]
 
-    async def _notify(self, incident_id: str, event: d.PageRequested | d.TeamInformed) -> None:
+    async def _notify(
+        self, incident_id: str, event: d.PageRequested | d.TeamInformed, *, retry: bool
+    ) -> None:
+        """Sends the notice on its pending channels concurrently, then records all their
+        outcomes in one command (one append per notice, not one per contact point)."""
         incident, _ = await self._app.get(incident_id)
         if incident.status not in d.OPEN:
             return
@@ -71,17 +82,20 @@ class PageDispatcher:
             return
         done = incident.deliveries_of(notice_id)
         pending = [c for c in event.contacts if c.kind and c.kind not in done]
-        note = _notification(incident, event, notice_id)
-        await asyncio.gather(*(self._deliver(incident_id, c, note) for c in pending))
-
-    async def _deliver(self, incident_id: str, contact: d.ContactPoint, note: Notification) -> None:
-        """Sends on one channel and records its outcome as soon as that channel is done."""
-        assert contact.kind is not None
-        attempts, error = await self._notifiers.deliver(contact, note)
+        if not pending:
+            return
+        note = replace(_notification(incident, event, notice_id), retry=retry)
+        sent = await asyncio.gather(*(self._notifiers.deliver(c, note) for c in pending))
+        outcomes = tuple(
+            d.DeliveryOutcome(contact.kind, attempts, error)
+            for contact, (attempts, error) in zip(pending, sent, strict=True)
+            if contact.kind is not None
+        )
+        kinds = "-".join(sorted(outcome.kind.value for outcome in outcomes))
         await self._app.execute(
             incident_id,
-            d.RecordDelivery(note.notice_id, contact.kind, attempts, error),
-            command_id=f"delivery-{note.notice_id}-{contact.kind.value}",
+            d.RecordDeliveries(notice_id, outcomes),
+            command_id=f"deliveries-{notice_id}-{kinds}",
             actor="dispatcher",
         )
 

@@ -18,6 +18,7 @@ from incident.domain.commands import (
     FireResponseTimer,
     LinkTickets,
     ReassessIncident,
+    RecordDeliveries,
     RecordDelivery,
     ResolveIncident,
 )
@@ -52,6 +53,7 @@ from incident.domain.values import (
     MAX_TITLE,
     OPEN,
     ROLE_PATTERN,
+    ContactKind,
     Engagement,
     Level,
     Source,
@@ -284,6 +286,25 @@ def _record_delivery(state: Incident, command: RecordDelivery, ctx: Context) -> 
     return [NotificationDelivered(command.notice_id, command.kind, command.attempts)]
 
 
+def _record_deliveries(
+    state: Incident, command: RecordDeliveries, ctx: Context
+) -> list[IncidentEvent]:
+    """Records several delivery outcomes of one notice at once, each once per contact kind
+    (the first outcome of a kind wins, as with one RecordDelivery per kind)."""
+    events: list[IncidentEvent] = []
+    seen: set[ContactKind] = set()
+    for outcome in command.outcomes:
+        if outcome.kind in seen:
+            continue
+        seen.add(outcome.kind)
+        events += _record_delivery(
+            state,
+            RecordDelivery(command.notice_id, outcome.kind, outcome.attempts, outcome.error),
+            ctx,
+        )
+    return events
+
+
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
     """Escalates an unacknowledged page to the chain's next step, or exhausts the chain."""
     page = state.pages.get(command.page_id)
@@ -346,6 +367,7 @@ _HANDLERS = {
     CloseIncident: _close,
     LinkTickets: _link,
     RecordDelivery: _record_delivery,
+    RecordDeliveries: _record_deliveries,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,
 }
