@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from careops_eventstore.nats_embedded import free_port
@@ -13,7 +14,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from incident.domain import ContactKind, ContactPoint
-from incident.notifiers import Notification, Notifiers, NotifierSettings, sign
+from incident.notifiers import (
+    IDEMPOTENCY_HEADER,
+    RETRY_HEADER,
+    Notification,
+    Notifiers,
+    NotifierSettings,
+    sign,
+)
 from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
 
 KEY = "notifier-test-key"
@@ -120,3 +128,32 @@ async def test_an_http_5xx_is_retried_until_accepted(http: HttpReceiver) -> None
         await sender.stop()
     assert flaky == (3, "")
     assert len(http.posts("/flaky")) == 3
+
+
+async def test_a_webhook_resent_carries_the_same_idempotency_key_and_says_it_is_a_retry(
+    http: HttpReceiver,
+) -> None:
+    http.fail_first["/retried"] = 1
+    sender = notifiers()
+    try:
+        hook = ContactPoint(ContactKind.WEBHOOK, http.url("/retried"))
+        assert await sender.deliver(hook, NOTE) == (2, "")  # an error, then sent again
+        # The pager's message delivered again (its process was lost): sent again, as a retry.
+        assert await sender.deliver(hook, replace(NOTE, retry=True)) == (1, "")
+    finally:
+        await sender.stop()
+    posts = await asyncio.to_thread(http.wait_for, "/retried", 3)
+    assert {post.headers[IDEMPOTENCY_HEADER.lower()] for post in posts} == {"N-1-webhook"}
+    assert [post.headers.get(RETRY_HEADER.lower()) for post in posts] == [None, "1", "1"]
+    assert {post.body for post in posts} == {posts[0].body}
+
+
+async def test_a_pagerduty_retry_keeps_the_dedup_key(http: HttpReceiver) -> None:
+    http.fail_first["/pd"] = 1
+    sender = Notifiers(NotifierSettings(pagerduty_events_url=http.url("/pd"), backoff_seconds=0.01))
+    try:
+        assert await sender.deliver(ContactPoint(ContactKind.PAGERDUTY, "rk"), NOTE) == (2, "")
+    finally:
+        await sender.stop()
+    posts = await asyncio.to_thread(http.wait_for, "/pd", 2)
+    assert [p.json()["dedup_key"] for p in posts] == ["careops-I-1-technical_support"] * 2
