@@ -8,9 +8,11 @@ webhooks carry its W3C `traceparent`, so the receiver can continue the incident'
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -196,6 +198,7 @@ class Notifiers:
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
         self._sessions: dict[ContactKind, aiohttp.ClientSession] = {}
+        self._local_hostname: str | None = None
 
     async def stop(self) -> None:
         """Closes the channels' connection pools."""
@@ -260,11 +263,15 @@ class Notifiers:
         if note.retry:
             message[RETRY_HEADER] = "1"
         message.set_content(json.dumps(note.as_json(), indent=2))
+        if self._local_hostname is None:
+            # Looked up once: aiosmtplib would otherwise resolve it on a thread for every mail.
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         try:
             await aiosmtplib.send(
                 message,
                 hostname=self.settings.smtp_host,
                 port=self.settings.smtp_port,
+                local_hostname=self._local_hostname,
                 timeout=self.settings.timeout_seconds,
                 start_tls=False,  # plain SMTP to the configured relay, as before
             )

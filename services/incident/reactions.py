@@ -50,13 +50,14 @@ class PageDispatcher:
         channel must not hold back another team's page."""
         actions = []
         # Delivered before (lost with a killed process, or failed): what it sent may arrive
-        # twice, so every send says it may be a retry.
+        # twice, so every send says it may be a retry, and the state is read from the log.
         retry = message.deliveries > 1
+        at_least = 0 if retry else message.sequence
         for decoded in CODEC.decode_batch(message.batch):
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed):
-                actions.append(self._notify(incident_id, event, retry=retry))
+                actions.append(self._notify(incident_id, event, retry=retry, at_least=at_least))
             elif isinstance(event, d.PageAcknowledged):
                 actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
             elif isinstance(event, d.IncidentResolved):
@@ -69,11 +70,20 @@ class PageDispatcher:
             raise failures[0]
 
     async def _notify(
-        self, incident_id: str, event: d.PageRequested | d.TeamInformed, *, retry: bool
+        self,
+        incident_id: str,
+        event: d.PageRequested | d.TeamInformed,
+        *,
+        retry: bool,
+        at_least: int,
     ) -> None:
         """Sends the notice on its pending channels concurrently, then records all their
-        outcomes in one command (one append per notice, not one per contact point)."""
-        incident, _ = await self._app.get(incident_id)
+        outcomes in one command (one append per notice, not one per contact point).
+
+        The state is this replica's cached one when it is at least as recent as the message
+        (on a first delivery, usually: this replica appended it), so a burst does not read
+        every incident back from the log once per notice."""
+        incident, _ = await self._app.get(incident_id, at_least=at_least)
         if incident.status not in d.OPEN:
             return
         notice_id = event.page_id if isinstance(event, d.PageRequested) else event.notice_id
