@@ -57,11 +57,13 @@ def declare_to_page(
     }
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
+    """Raw baseline, one at a time and 100 at once, against receivers that close every
+    connection (HTTP/1.0) or keep them open (HTTP/1.1, as real endpoints do)."""
     results: dict[str, Any] = {}
     with (
         embedded_nats() as server,
-        child(receivers_main) as receivers,
+        child(receivers_main, keep_alive) as receivers,
         TemporaryDirectory() as directory,
     ):
         http_port, smtp_port = await asyncio.to_thread(receivers.conn.recv)
@@ -80,15 +82,25 @@ async def run(quick: bool) -> dict[str, Any]:
                 results["concurrent_100"] = await asyncio.to_thread(
                     declare_to_page, load, receivers, 100, 1 if quick else 3
                 )
+    return results
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    results = await paging(quick, keep_alive=False)
+    kept = await paging(quick, keep_alive=True)
+    results["raw_webhook_keepalive"] = kept["raw_webhook"]
+    results["alone_keepalive"] = kept["alone"]
+    results["concurrent_100_keepalive"] = kept["concurrent_100"]
     report = Report(
         "6. Incident paging: declare -> page POSTed to a local webhook receiver "
-        "(receivers and load in child processes)"
+        "(receivers and load in child processes; keepalive: HTTP/1.1 receivers)"
     )
     raw = results["raw_webhook"]
     report.add(
         measure="raw webhook round trip (baseline)", p50_ms=raw["p50_ms"], p99_ms=raw["p99_ms"]
     )
-    for name in ("alone", "concurrent_100"):
+    names = ("alone", "concurrent_100", "alone_keepalive", "concurrent_100_keepalive")
+    for name in names:
         row = results[name]
         report.add(
             measure=f"declare -> page, {name.replace('_', ' ')}",
@@ -97,7 +109,7 @@ async def run(quick: bool) -> dict[str, Any]:
             p99_ms=row["p99_ms"],
             declare_reply_p99_ms=row["declare_p99_ms"],
         )
-    for name in ("alone", "concurrent_100"):
+    for name in names:
         p99 = results[name]["p99_ms"]
         report.goal(
             f"declare -> page, {name.replace('_', ' ')}",
