@@ -128,8 +128,10 @@ class MailReceiver:
     messages: list[tuple[str, list[str], bytes, float]] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     refused: int = 0
+    peers: list[Any] = field(default_factory=list)  # the client address of each DATA
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.peers.append(session.peer)
         if self.replies:
             self.refused += 1
             return self.replies.pop(0)

@@ -1,6 +1,7 @@
 """Notification channels: signed webhook, Slack, PagerDuty Events v2, e-mail; one retry policy.
 
-Sends are coroutines (aiohttp, aiosmtplib). Each channel kind has its own HTTP connection pool,
+Sends are coroutines (aiohttp, aiosmtplib; SMTP sessions to the relay are kept open between
+mails). Each channel kind has its own HTTP connection pool,
 so one slow or failing channel never delays another: a Slack endpoint that hangs until its
 timeout occupies Slack's connections, never the webhook's. Every delivery is a client span, and
 webhooks carry its W3C `traceparent`, so the receiver can continue the incident's trace.
@@ -9,6 +10,7 @@ webhooks carry its W3C `traceparent`, so the receiver can continue the incident'
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -199,12 +201,20 @@ class Notifiers:
         self.settings = settings
         self._sessions: dict[ContactKind, aiohttp.ClientSession] = {}
         self._local_hostname: str | None = None
+        # SMTP sessions open to the relay, idle between mails (at most connections_per_channel):
+        # a mail reuses one instead of paying connect, greeting and EHLO each time.
+        self._idle_smtp: list[aiosmtplib.SMTP] = []
 
     async def stop(self) -> None:
         """Closes the channels' connection pools."""
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+        idle, self._idle_smtp = self._idle_smtp, []
+        for client in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
     def _session(self, kind: ContactKind) -> aiohttp.ClientSession:
         """Returns the channel's own session, opened on first use (it needs a running loop)."""
@@ -263,22 +273,48 @@ class Notifiers:
         if note.retry:
             message[RETRY_HEADER] = "1"
         message.set_content(json.dumps(note.as_json(), indent=2))
-        if self._local_hostname is None:
-            # Looked up once: aiosmtplib would otherwise resolve it on a thread for every mail.
-            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
         try:
-            await aiosmtplib.send(
-                message,
+            await self._send_mail(message)
+        except aiosmtplib.SMTPException as exc:
+            raise DeliveryError(f"SMTP: {exc}", retryable=smtp_retryable(exc)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
+
+    async def _send_mail(self, message: EmailMessage) -> None:
+        """Sends one mail on an idle session to the relay, or a new one; the session goes back
+        to the idle ones only after a mail it carried was accepted (after any error it is
+        closed: its state is unknown). A session the relay closed while idle is not used."""
+        client = None
+        while self._idle_smtp and client is None:
+            candidate = self._idle_smtp.pop()
+            if candidate.is_connected:
+                client = candidate
+            else:
+                candidate.close()
+        if client is None:
+            if self._local_hostname is None:
+                # Looked up once: aiosmtplib would otherwise resolve it on a thread every time.
+                self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+            client = aiosmtplib.SMTP(
                 hostname=self.settings.smtp_host,
                 port=self.settings.smtp_port,
                 local_hostname=self._local_hostname,
                 timeout=self.settings.timeout_seconds,
                 start_tls=False,  # plain SMTP to the configured relay, as before
             )
-        except aiosmtplib.SMTPException as exc:
-            raise DeliveryError(f"SMTP: {exc}", retryable=smtp_retryable(exc)) from exc
-        except (OSError, TimeoutError) as exc:
-            raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
+        try:
+            if not client.is_connected:
+                await client.connect()
+            await client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        if len(self._idle_smtp) < self.settings.connections_per_channel:
+            self._idle_smtp.append(client)
+        else:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
     async def send_once(self, contact: ContactPoint, note: Notification) -> None:
         """Sends one notification once; raises DeliveryError."""

@@ -157,3 +157,22 @@ async def test_a_pagerduty_retry_keeps_the_dedup_key(http: HttpReceiver) -> None
         await sender.stop()
     posts = await asyncio.to_thread(http.wait_for, "/pd", 2)
     assert [p.json()["dedup_key"] for p in posts] == ["careops-I-1-technical_support"] * 2
+
+
+async def test_mails_reuse_an_open_smtp_session_and_a_refused_one_is_not_reused(
+    mail: MailReceiver,
+) -> None:
+    sender = notifiers(mail.port)
+    carol = ContactPoint(ContactKind.EMAIL, "carol@example.test")
+    try:
+        assert await sender.deliver(carol, NOTE) == (1, "")
+        assert await sender.deliver(carol, NOTE) == (1, "")
+        mail.replies = ["451 4.3.0 try again later"]
+        assert await sender.deliver(carol, NOTE) == (2, "")
+        assert await sender.deliver(carol, NOTE) == (1, "")
+    finally:
+        await sender.stop()
+    assert len(mail.messages) == 4 and mail.refused == 1
+    first, second, refused, retried, after = mail.peers
+    assert first == second == refused, "one session for the mails until one is refused"
+    assert retried != refused and after == retried, "the refused session is closed, not reused"
