@@ -1,4 +1,8 @@
-"""Incident: declare -> page delivered to a local webhook receiver, against a raw webhook call."""
+"""Incident: declare -> page delivered to a local webhook receiver, against a raw webhook call.
+
+The receivers (HTTP, SMTP) and the load generator run in child processes
+(bench/paging_processes.py): the measured process hosts only the incident service and the raw
+baseline's client."""
 
 from __future__ import annotations
 
@@ -6,21 +10,15 @@ import asyncio
 import json
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from careops.incident.v1 import incident_pb2 as pb
-from careops.incident.v1 import incident_pb2_grpc
-from careops.incident.v1 import types_pb2 as t
 from incident.tests.conftest import running_incident_service, write_config
 
 from bench.common import Report, embedded_nats, latency_summary
-from tests.receivers import HttpReceiver, http_receiver, smtp_receiver
-from tests.support import channel_to
-
-SEVERE = t.RiskFactors(users_affected=100_000, core_system=1.0, elapsed_minutes=60, exposure=0.5)
+from bench.paging_processes import Child, child, load_main, receivers_main
+from tests.receivers import HttpReceiver
 
 
 def raw_webhook(receiver: HttpReceiver, count: int) -> dict[str, float]:
@@ -37,74 +35,81 @@ def raw_webhook(receiver: HttpReceiver, count: int) -> dict[str, float]:
     return latency_summary(latencies)
 
 
-async def declare_to_page(
-    stub: incident_pb2_grpc.IncidentServiceStub,
-    receiver: HttpReceiver,
-    concurrent: int,
-    rounds: int,
+def declare_to_page(
+    load: Child, receivers: Child, concurrent: int, rounds: int
 ) -> dict[str, float]:
-    """Declares `concurrent` incidents at once, `rounds` times; measures declare -> page POST."""
+    """Declares `concurrent` incidents at once (from the load process), `rounds` times;
+    measures declare -> first page POST at the receiver (in the receivers' process), and how
+    long the DeclareIncident calls themselves took."""
     latencies: list[float] = []
+    replies: list[float] = []
     for _ in range(rounds):
-        started: dict[str, float] = {}
-
-        async def one(started: dict[str, float] = started) -> None:
-            begun = time.monotonic()
-            response = await stub.DeclareIncident(
-                pb.DeclareIncidentRequest(
-                    type="server_crash", title=f"bench {uuid.uuid4().hex[:6]}", factors=SEVERE
-                ),
-                metadata=(("idempotency-key", uuid.uuid4().hex),),
-            )
-            started[response.incident.incident_id] = begun
-
-        await asyncio.gather(*(one() for _ in range(concurrent)))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            arrived = {
-                post.json()["incident_id"]: post.at
-                for post in receiver.posts("/ts-alice")
-                if post.json()["incident_id"] in started
-            }
-            if len(arrived) == len(started):
-                break
-            await asyncio.sleep(0.005)
-        latencies += [arrived[i] - started[i] for i in started if i in arrived]
-    return {"pages": len(latencies), **latency_summary(latencies)}
+        started: dict[str, tuple[float, float]] = load.ask("declare", concurrent)
+        arrived: dict[str, float] = receivers.ask("arrivals", "/ts-alice", list(started), 30)
+        latencies += [arrived[i] - started[i][0] for i in started if i in arrived]
+        replies += [replied - begun for begun, replied in started.values()]
+    declare = latency_summary(replies)
+    return {
+        "pages": len(latencies),
+        **latency_summary(latencies),
+        "declare_p50_ms": declare["p50_ms"],
+        "declare_p99_ms": declare["p99_ms"],
+    }
 
 
-async def run(quick: bool) -> dict[str, Any]:
+async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
+    """Raw baseline, one at a time and 100 at once, against receivers that close every
+    connection (HTTP/1.0) or keep them open (HTTP/1.1, as real endpoints do)."""
     results: dict[str, Any] = {}
     with (
         embedded_nats() as server,
-        http_receiver() as http,
-        smtp_receiver() as mail,
+        child(receivers_main, keep_alive) as receivers,
         TemporaryDirectory() as directory,
     ):
-        config = write_config(Path(directory) / "config", http, mail.port, wait_seconds=600)
+        http_port, smtp_port = await asyncio.to_thread(receivers.conn.recv)
+        http = HttpReceiver(port=http_port)
+        config = write_config(Path(directory) / "config", http, smtp_port, wait_seconds=600)
         results["raw_webhook"] = await asyncio.to_thread(raw_webhook, http, 200)
         async with running_incident_service(Path(directory) / "data", server.url, **config) as svc:
             assert svc.server is not None
-            async with channel_to(svc) as channel:
-                stub = incident_pb2_grpc.IncidentServiceStub(channel)
-                results["alone"] = await declare_to_page(stub, http, 1, 20 if quick else 100)
-                results["concurrent_100"] = await declare_to_page(
-                    stub, http, 100, 1 if quick else 3
+            address = f"127.0.0.1:{svc.server.port}"
+            with child(load_main, address, str(svc.settings.data_dir)) as load:
+                ready = await asyncio.to_thread(load.conn.recv)
+                assert ready == "ready", ready
+                results["alone"] = await asyncio.to_thread(
+                    declare_to_page, load, receivers, 1, 20 if quick else 100
                 )
-    report = Report("6. Incident paging: declare -> page POSTed to a local webhook receiver")
+                results["concurrent_100"] = await asyncio.to_thread(
+                    declare_to_page, load, receivers, 100, 1 if quick else 3
+                )
+    return results
+
+
+async def run(quick: bool) -> dict[str, Any]:
+    results = await paging(quick, keep_alive=False)
+    kept = await paging(quick, keep_alive=True)
+    results["raw_webhook_keepalive"] = kept["raw_webhook"]
+    results["alone_keepalive"] = kept["alone"]
+    results["concurrent_100_keepalive"] = kept["concurrent_100"]
+    report = Report(
+        "6. Incident paging: declare -> page POSTed to a local webhook receiver "
+        "(receivers and load in child processes; keepalive: HTTP/1.1 receivers)"
+    )
     raw = results["raw_webhook"]
     report.add(
         measure="raw webhook round trip (baseline)", p50_ms=raw["p50_ms"], p99_ms=raw["p99_ms"]
     )
-    for name in ("alone", "concurrent_100"):
+    names = ("alone", "concurrent_100", "alone_keepalive", "concurrent_100_keepalive")
+    for name in names:
         row = results[name]
         report.add(
             measure=f"declare -> page, {name.replace('_', ' ')}",
             pages=row["pages"],
             p50_ms=row["p50_ms"],
             p99_ms=row["p99_ms"],
+            declare_reply_p99_ms=row["declare_p99_ms"],
         )
-    for name in ("alone", "concurrent_100"):
+    for name in names:
         p99 = results[name]["p99_ms"]
         report.goal(
             f"declare -> page, {name.replace('_', ' ')}",

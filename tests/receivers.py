@@ -75,10 +75,14 @@ class HttpReceiver:
 
 
 @contextmanager
-def http_receiver() -> Iterator[HttpReceiver]:
+def http_receiver(*, keep_alive: bool = False) -> Iterator[HttpReceiver]:
+    """With `keep_alive`, answers HTTP/1.1 and keeps connections open between posts, as real
+    webhook, Slack and PagerDuty endpoints do (default: HTTP/1.0, one connection per post)."""
     receiver = HttpReceiver(port=free_port())
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
+
         def do_POST(self) -> None:  # noqa: N802 (http.server naming)
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             with receiver.lock:
@@ -98,6 +102,7 @@ def http_receiver() -> Iterator[HttpReceiver]:
                 release.wait(60)
             down = self.path.startswith(DOWN)
             self.send_response(503 if down else 500 if failures else 200)
+            self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
 
@@ -123,8 +128,10 @@ class MailReceiver:
     messages: list[tuple[str, list[str], bytes, float]] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
     refused: int = 0
+    peers: list[Any] = field(default_factory=list)  # the client address of each DATA
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.peers.append(session.peer)
         if self.replies:
             self.refused += 1
             return self.replies.pop(0)

@@ -58,6 +58,9 @@ class RecordedBatch:
     batch: EventBatch
     headers: Mapping[str, str] = field(default_factory=dict)
     undecodable: bool = False
+    # How often the log has delivered the message to this consumer (JetStream's num_delivered):
+    # above 1, an earlier delivery may have had side effects before it was lost or failed.
+    deliveries: int = 1
 
 
 def event_types_header(batch: EventBatch) -> str:

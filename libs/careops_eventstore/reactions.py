@@ -314,6 +314,7 @@ def _recorded(stream: str, message: Msg) -> RecordedBatch | None:
         sequence=message.metadata.sequence.stream,
         batch=batch,
         headers=dict(message.headers or {}),
+        deliveries=int(message.metadata.num_delivered or 1),
     )
 
 

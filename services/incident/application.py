@@ -381,8 +381,12 @@ class IncidentApp(ContextApplication[d.Incident]):
                 declared = incident.declared_at or now
                 TIME_TO_RESOLVE.labels(level).observe((now - declared).total_seconds())
 
-    async def get(self, incident_id: str) -> tuple[d.Incident, int]:
-        loaded = await self.incidents.load(incident_id, refresh=True)
+    async def get(self, incident_id: str, *, at_least: int = 0) -> tuple[d.Incident, int]:
+        """Returns the incident as the log has it now; with `at_least`, this replica's cached
+        state when it is at least that recent (no read of the log), else the log's."""
+        loaded = await self.incidents.load(incident_id)
+        if not at_least or loaded.version < at_least:
+            loaded = await self.incidents.load(incident_id, refresh=True)
         if not loaded.state.exists:
             raise d.NotFound(f"incident {incident_id} does not exist")
         return loaded.state, loaded.version

@@ -1,6 +1,7 @@
 """Notification channels: signed webhook, Slack, PagerDuty Events v2, e-mail; one retry policy.
 
-Sends are coroutines (aiohttp, aiosmtplib). Each channel kind has its own HTTP connection pool,
+Sends are coroutines (aiohttp, aiosmtplib; SMTP sessions to the relay are kept open between
+mails). Each channel kind has its own HTTP connection pool,
 so one slow or failing channel never delays another: a Slack endpoint that hangs until its
 timeout occupies Slack's connections, never the webhook's. Every delivery is a client span, and
 webhooks carry its W3C `traceparent`, so the receiver can continue the incident's trace.
@@ -8,11 +9,14 @@ webhooks carry its W3C `traceparent`, so the receiver can continue the incident'
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
@@ -29,6 +33,11 @@ from incident.domain import ContactKind, ContactPoint
 
 SIGNATURE_HEADER = "X-CareOps-Signature"
 TIMESTAMP_HEADER = "X-CareOps-Timestamp"
+# The same on every send of one notice over one channel: receivers drop duplicates by it.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# "1" on a send that may repeat an earlier one (a retry after an error, or a page sent again
+# after the process delivering it was lost before recording the outcome).
+RETRY_HEADER = "X-CareOps-Retry"
 SEVERITY = {"a": "critical", "b": "error", "c": "warning"}
 
 tracer = trace.get_tracer(__name__)
@@ -65,6 +74,8 @@ class Notification:
     engagement: str
     drill: bool
     ack_due_at: datetime | None = None
+    # The send may repeat an earlier one (the message was delivered to the pager before).
+    retry: bool = False
 
     def summary(self) -> str:
         drill = "[DRILL] " if self.drill else ""
@@ -189,12 +200,21 @@ class Notifiers:
     def __init__(self, settings: NotifierSettings) -> None:
         self.settings = settings
         self._sessions: dict[ContactKind, aiohttp.ClientSession] = {}
+        self._local_hostname: str | None = None
+        # SMTP sessions open to the relay, idle between mails (at most connections_per_channel):
+        # a mail reuses one instead of paying connect, greeting and EHLO each time.
+        self._idle_smtp: list[aiosmtplib.SMTP] = []
 
     async def stop(self) -> None:
         """Closes the channels' connection pools."""
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             await session.close()
+        idle, self._idle_smtp = self._idle_smtp, []
+        for client in idle:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
     def _session(self, kind: ContactKind) -> aiohttp.ClientSession:
         """Returns the channel's own session, opened on first use (it needs a running loop)."""
@@ -224,7 +244,12 @@ class Notifiers:
     async def _webhook(self, address: str, note: Notification) -> None:
         body = encode(note.as_json())
         timestamp = str(int(time.time()))
-        headers = {TIMESTAMP_HEADER: timestamp}
+        headers = {
+            TIMESTAMP_HEADER: timestamp,
+            IDEMPOTENCY_HEADER: f"{note.notice_id}-{ContactKind.WEBHOOK.value}",
+        }
+        if note.retry:
+            headers[RETRY_HEADER] = "1"
         if self.settings.webhook_signing_key:
             headers[SIGNATURE_HEADER] = sign(self.settings.webhook_signing_key, timestamp, body)
         propagate.inject(headers)  # traceparent: the receiver continues the trace
@@ -245,19 +270,51 @@ class Notifiers:
         message["From"] = self.settings.smtp_sender
         message["To"] = address
         message["Subject"] = note.summary()
+        if note.retry:
+            message[RETRY_HEADER] = "1"
         message.set_content(json.dumps(note.as_json(), indent=2))
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self.settings.smtp_host,
-                port=self.settings.smtp_port,
-                timeout=self.settings.timeout_seconds,
-                start_tls=False,  # plain SMTP to the configured relay, as before
-            )
+            await self._send_mail(message)
         except aiosmtplib.SMTPException as exc:
             raise DeliveryError(f"SMTP: {exc}", retryable=smtp_retryable(exc)) from exc
         except (OSError, TimeoutError) as exc:
             raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
+
+    async def _send_mail(self, message: EmailMessage) -> None:
+        """Sends one mail on an idle session to the relay, or a new one; the session goes back
+        to the idle ones only after a mail it carried was accepted (after any error it is
+        closed: its state is unknown). A session the relay closed while idle is not used."""
+        client = None
+        while self._idle_smtp and client is None:
+            candidate = self._idle_smtp.pop()
+            if candidate.is_connected:
+                client = candidate
+            else:
+                candidate.close()
+        if client is None:
+            if self._local_hostname is None:
+                # Looked up once: aiosmtplib would otherwise resolve it on a thread every time.
+                self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+            client = aiosmtplib.SMTP(
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port,
+                local_hostname=self._local_hostname,
+                timeout=self.settings.timeout_seconds,
+                start_tls=False,  # plain SMTP to the configured relay, as before
+            )
+        try:
+            if not client.is_connected:
+                await client.connect()
+            await client.send_message(message)
+        except BaseException:
+            client.close()
+            raise
+        if len(self._idle_smtp) < self.settings.connections_per_channel:
+            self._idle_smtp.append(client)
+        else:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+                await client.quit()
+            client.close()
 
     async def send_once(self, contact: ContactPoint, note: Notification) -> None:
         """Sends one notification once; raises DeliveryError."""
@@ -294,7 +351,8 @@ class Notifiers:
                 async for attempt_state in self._retrying():
                     with attempt_state:
                         attempt = attempt_state.retry_state.attempt_number
-                        await self.send_once(contact, note)
+                        again = note.retry or attempt > 1
+                        await self.send_once(contact, replace(note, retry=again))
             except DeliveryError as exc:
                 error = str(exc)
                 span.set_status(trace.StatusCode.ERROR, error)

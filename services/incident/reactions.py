@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
@@ -31,10 +31,14 @@ SURGE_TYPE = "complaint_surge"
 
 
 class PageDispatcher:
-    """Delivers each page and notice to every contact point, concurrently, and records outcomes.
+    """Delivers each page and notice to every contact point, concurrently, and records the
+    notice's outcomes in one command once its channels are done.
 
     Idempotent: a channel whose outcome is on the log is not sent again, pages of resolved
-    incidents and acknowledged pages are not sent at all.
+    incidents and acknowledged pages are not sent at all. At least once: a message is acked
+    only after its outcomes are recorded, so a page whose process died before (kill -9) is
+    sent again when the log redelivers the message, marked as a retry (see Notification.retry)
+    with the same idempotency key (webhook) or dedup_key (PagerDuty).
     """
 
     def __init__(self, app: IncidentApp, notifiers: Notifiers) -> None:
@@ -45,11 +49,15 @@ class PageDispatcher:
         """Acts on every page and notice of the message at once: one team's slow or failing
         channel must not hold back another team's page."""
         actions = []
+        # Delivered before (lost with a killed process, or failed): what it sent may arrive
+        # twice, so every send says it may be a retry, and the state is read from the log.
+        retry = message.deliveries > 1
+        at_least = 0 if retry else message.sequence
         for decoded in CODEC.decode_batch(message.batch):
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed | d.PageContactsDue):
-                actions.append(self._notify(incident_id, event))
+                actions.append(self._notify(incident_id, event, retry=retry, at_least=at_least))
             elif isinstance(event, d.PageAcknowledged):
                 actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
             elif isinstance(event, d.IncidentResolved):
@@ -62,9 +70,20 @@ class PageDispatcher:
             raise failures[0]
 
     async def _notify(
-        self, incident_id: str, event: d.PageRequested | d.TeamInformed | d.PageContactsDue
+        self,
+        incident_id: str,
+        event: d.PageRequested | d.TeamInformed | d.PageContactsDue,
+        *,
+        retry: bool,
+        at_least: int,
     ) -> None:
-        incident, _ = await self._app.get(incident_id)
+        """Sends the notice on its pending channels concurrently, then records all their
+        outcomes in one command (one append per notice, not one per contact point).
+
+        The state is this replica's cached one when it is at least as recent as the message
+        (on a first delivery, usually: this replica appended it), so a burst does not read
+        every incident back from the log once per notice."""
+        incident, _ = await self._app.get(incident_id, at_least=at_least)
         if incident.status not in d.OPEN:
             return
         notice_id = event.notice_id if isinstance(event, d.TeamInformed) else event.page_id
@@ -73,6 +92,8 @@ class PageDispatcher:
             return
         done = incident.deliveries_of(notice_id)
         pending = [c for c in event.contacts if c.kind and c.kind not in done]
+        if not pending:
+            return
         if isinstance(event, d.PageContactsDue):
             # A page's delayed contacts: the page as it was requested, sent on further channels.
             if page is None:
@@ -80,16 +101,18 @@ class PageDispatcher:
             note = _page_notification(incident, page)
         else:
             note = _notification(incident, event, notice_id)
-        await asyncio.gather(*(self._deliver(incident_id, c, note) for c in pending))
-
-    async def _deliver(self, incident_id: str, contact: d.ContactPoint, note: Notification) -> None:
-        """Sends on one channel and records its outcome as soon as that channel is done."""
-        assert contact.kind is not None
-        attempts, error = await self._notifiers.deliver(contact, note)
+        note = replace(note, retry=retry)
+        sent = await asyncio.gather(*(self._notifiers.deliver(c, note) for c in pending))
+        outcomes = tuple(
+            d.DeliveryOutcome(contact.kind, attempts, error)
+            for contact, (attempts, error) in zip(pending, sent, strict=True)
+            if contact.kind is not None
+        )
+        kinds = "-".join(sorted(outcome.kind.value for outcome in outcomes))
         await self._app.execute(
             incident_id,
-            d.RecordDelivery(note.notice_id, contact.kind, attempts, error),
-            command_id=f"delivery-{note.notice_id}-{contact.kind.value}",
+            d.RecordDeliveries(notice_id, outcomes),
+            command_id=f"deliveries-{notice_id}-{kinds}",
             actor="dispatcher",
         )
 

@@ -45,6 +45,9 @@ from incident.domain.commands import (
     DeclareIncident as DeclareIncident,
 )
 from incident.domain.commands import (
+    DeliveryOutcome as DeliveryOutcome,
+)
+from incident.domain.commands import (
     EscalateIncident as EscalateIncident,
 )
 from incident.domain.commands import (
@@ -67,6 +70,9 @@ from incident.domain.commands import (
 )
 from incident.domain.commands import (
     ReassessIncident as ReassessIncident,
+)
+from incident.domain.commands import (
+    RecordDeliveries as RecordDeliveries,
 )
 from incident.domain.commands import (
     RecordDelivery as RecordDelivery,

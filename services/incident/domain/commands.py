@@ -123,6 +123,24 @@ class RecordDelivery:
 
 
 @dataclass(frozen=True)
+class DeliveryOutcome:
+    """The outcome of sending a page or notice over one contact kind."""
+
+    kind: ContactKind
+    attempts: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class RecordDeliveries:
+    """Record the outcomes of sending a page or notice over several contact kinds at once:
+    one append for all of a notice's channels (the events are RecordDelivery's, one each)."""
+
+    notice_id: str
+    outcomes: tuple[DeliveryOutcome, ...]
+
+
+@dataclass(frozen=True)
 class FirePageTimer:
     """A page's acknowledgement timer fired (escalates when still unacknowledged)."""
 
@@ -155,6 +173,7 @@ Command = (
     | PublishStatement
     | NotifyCustomers
     | RecordDelivery
+    | RecordDeliveries
     | FirePageTimer
     | FireResponseTimer
     | FireContactTimer

@@ -22,6 +22,7 @@ from incident.domain.commands import (
     NotifyCustomers,
     PublishStatement,
     ReassessIncident,
+    RecordDeliveries,
     RecordDelivery,
     ResolveIncident,
 )
@@ -413,6 +414,25 @@ def _next_channel(state: Incident, page_id: str, kind: ContactKind) -> list[Inci
     return [PageContactsDue(page.page_id, delay, esc.due_now(page.plan, delay))]
 
 
+def _record_deliveries(
+    state: Incident, command: RecordDeliveries, ctx: Context
+) -> list[IncidentEvent]:
+    """Records several delivery outcomes of one notice at once, each once per contact kind
+    (the first outcome of a kind wins, as with one RecordDelivery per kind)."""
+    events: list[IncidentEvent] = []
+    seen: set[ContactKind] = set()
+    for outcome in command.outcomes:
+        if outcome.kind in seen:
+            continue
+        seen.add(outcome.kind)
+        events += _record_delivery(
+            state,
+            RecordDelivery(command.notice_id, outcome.kind, outcome.attempts, outcome.error),
+            ctx,
+        )
+    return events
+
+
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
     """Escalates an unacknowledged page (with the other pages of its step) to the chain's next
     step, or exhausts the chain."""
@@ -503,6 +523,7 @@ _HANDLERS = {
     PublishStatement: _publish,
     NotifyCustomers: _notify,
     RecordDelivery: _record_delivery,
+    RecordDeliveries: _record_deliveries,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,
     FireContactTimer: _fire_contact,

@@ -95,3 +95,26 @@ async def test_an_acknowledged_page_does_not_escalate(tmp_path: Path) -> None:
     after = await incident_events(store, "i-1")
     assert not any(isinstance(item.event, d.PageEscalated) for item in after)
     assert all(item.sequence <= head for item in after)
+
+
+async def test_get_at_least_a_sequence_reads_the_log_only_when_the_cache_is_older(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    page_id = next(iter(declared.state.pages))
+    # Another replica (another app on the same log) records a delivery this one has not seen.
+    other = IncidentApp(store=store, risk=app.risk, clock=clock)
+    recorded = await other.execute(
+        "i-1",
+        d.RecordDeliveries(page_id, (d.DeliveryOutcome(d.ContactKind.WEBHOOK, 1),)),
+        command_id="deliveries-1",
+        actor="dispatcher",
+    )
+    cached, version = await app.get("i-1", at_least=declared.sequence)
+    assert version == declared.sequence and not cached.deliveries_of(page_id)
+    fresh, version = await app.get("i-1", at_least=recorded.sequence)
+    assert version == recorded.sequence and d.ContactKind.WEBHOOK in fresh.deliveries_of(page_id)
+    latest, _ = await other.get("i-1")
+    assert latest.deliveries_of(page_id) == fresh.deliveries_of(page_id)

@@ -213,3 +213,30 @@ def test_matrix_naming_an_unknown_team_is_rejected() -> None:
 def test_a_trailing_newline_is_not_a_valid_team_id_or_handoff(team: d.Team, field: str) -> None:
     violations = d.validate_team(team)
     assert violations and (not field or violations[0][0] == field)
+
+
+def test_record_deliveries_records_each_kind_once_as_record_delivery_would() -> None:
+    state, _ = declare()
+    page = "I-1-p0"
+    state, events = run(
+        state, d.RecordDelivery(page, d.ContactKind.WEBHOOK, 1), T0 + timedelta(seconds=1)
+    )
+    outcomes = (
+        d.DeliveryOutcome(d.ContactKind.WEBHOOK, 2),  # already recorded: skipped
+        d.DeliveryOutcome(d.ContactKind.EMAIL, 4, "SMTP: 451"),
+        d.DeliveryOutcome(d.ContactKind.EMAIL, 1),  # a second outcome of a kind: the first wins
+        d.DeliveryOutcome(d.ContactKind.PAGERDUTY, 1),
+    )
+    state, events = run(state, d.RecordDeliveries(page, outcomes), T0 + timedelta(seconds=2))
+    assert events == [
+        d.NotificationFailed(page, d.ContactKind.EMAIL, 4, "SMTP: 451"),
+        d.NotificationDelivered(page, d.ContactKind.PAGERDUTY, 1),
+    ]
+    assert state.deliveries_of(page) == {
+        d.ContactKind.WEBHOOK: d.Delivery(True, 1, ""),
+        d.ContactKind.EMAIL: d.Delivery(False, 4, "SMTP: 451"),
+        d.ContactKind.PAGERDUTY: d.Delivery(True, 1, ""),
+    }
+    assert d.decide(state, d.RecordDeliveries(page, outcomes), ctx()) == []
+    with pytest.raises(d.NotFound):
+        d.decide(state, d.RecordDeliveries("I-1-p9", outcomes), ctx())

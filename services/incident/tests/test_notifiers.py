@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from careops_eventstore.nats_embedded import free_port
@@ -13,7 +14,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from incident.domain import ContactKind, ContactPoint
-from incident.notifiers import Notification, Notifiers, NotifierSettings, sign
+from incident.notifiers import (
+    IDEMPOTENCY_HEADER,
+    RETRY_HEADER,
+    Notification,
+    Notifiers,
+    NotifierSettings,
+    sign,
+)
 from tests.receivers import HttpReceiver, MailReceiver, http_receiver, smtp_receiver
 
 KEY = "notifier-test-key"
@@ -120,3 +128,51 @@ async def test_an_http_5xx_is_retried_until_accepted(http: HttpReceiver) -> None
         await sender.stop()
     assert flaky == (3, "")
     assert len(http.posts("/flaky")) == 3
+
+
+async def test_a_webhook_resent_carries_the_same_idempotency_key_and_says_it_is_a_retry(
+    http: HttpReceiver,
+) -> None:
+    http.fail_first["/retried"] = 1
+    sender = notifiers()
+    try:
+        hook = ContactPoint(ContactKind.WEBHOOK, http.url("/retried"))
+        assert await sender.deliver(hook, NOTE) == (2, "")  # an error, then sent again
+        # The pager's message delivered again (its process was lost): sent again, as a retry.
+        assert await sender.deliver(hook, replace(NOTE, retry=True)) == (1, "")
+    finally:
+        await sender.stop()
+    posts = await asyncio.to_thread(http.wait_for, "/retried", 3)
+    assert {post.headers[IDEMPOTENCY_HEADER.lower()] for post in posts} == {"N-1-webhook"}
+    assert [post.headers.get(RETRY_HEADER.lower()) for post in posts] == [None, "1", "1"]
+    assert {post.body for post in posts} == {posts[0].body}
+
+
+async def test_a_pagerduty_retry_keeps_the_dedup_key(http: HttpReceiver) -> None:
+    http.fail_first["/pd"] = 1
+    sender = Notifiers(NotifierSettings(pagerduty_events_url=http.url("/pd"), backoff_seconds=0.01))
+    try:
+        assert await sender.deliver(ContactPoint(ContactKind.PAGERDUTY, "rk"), NOTE) == (2, "")
+    finally:
+        await sender.stop()
+    posts = await asyncio.to_thread(http.wait_for, "/pd", 2)
+    assert [p.json()["dedup_key"] for p in posts] == ["careops-I-1-technical_support"] * 2
+
+
+async def test_mails_reuse_an_open_smtp_session_and_a_refused_one_is_not_reused(
+    mail: MailReceiver,
+) -> None:
+    sender = notifiers(mail.port)
+    carol = ContactPoint(ContactKind.EMAIL, "carol@example.test")
+    try:
+        assert await sender.deliver(carol, NOTE) == (1, "")
+        assert await sender.deliver(carol, NOTE) == (1, "")
+        mail.replies = ["451 4.3.0 try again later"]
+        assert await sender.deliver(carol, NOTE) == (2, "")
+        assert await sender.deliver(carol, NOTE) == (1, "")
+    finally:
+        await sender.stop()
+    assert len(mail.messages) == 4 and mail.refused == 1
+    first, second, refused, retried, after = mail.peers
+    assert first == second == refused, "one session for the mails until one is refused"
+    assert retried != refused and after == retried, "the refused session is closed, not reused"
