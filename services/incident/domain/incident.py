@@ -30,6 +30,7 @@ from incident.domain.events import (
     TicketsLinked,
     UpdateAdded,
 )
+from incident.domain.matrix import MatrixCell
 from incident.domain.oncall import ContactPoint
 from incident.domain.risk import RiskFactors
 from incident.domain.values import ContactKind, Engagement, Level, Source, Status
@@ -119,6 +120,7 @@ class Incident:
     review: PostIncidentReview | None = None
     public_statement_draft: str = ""
     surge_key: str = ""
+    extra_teams: tuple[MatrixCell, ...] = ()
 
     def team_acknowledged(self, team_id: str) -> bool:
         """True when any page of the team was acknowledged."""
@@ -152,6 +154,7 @@ _DECLARED = (
     "ticket_ids",
     "customer_ids",
     "surge_key",
+    "extra_teams",
 )
 
 
