@@ -21,6 +21,8 @@ from incident.domain.intake import (
     Outcome,
     SourceKind,
 )
+from incident.domain.matrix import MatrixCell
+from incident.domain.values import Engagement
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
 AM = SourceKind.ALERTMANAGER
@@ -266,6 +268,27 @@ def test_the_integrations_document_parses_and_locates_errors() -> None:
         config.parse_integration_policy(
             "version: v1\ndefault: {default: {type: server_crash, level: z}}\n"
         )
+
+
+def test_a_rule_names_a_team_engaged_red_unless_it_says_otherwise() -> None:
+    rules = config.parse_integration_policy(
+        "version: v1\n"
+        "integrations:\n"
+        "  prom:\n"
+        "    rules:\n"
+        "      - {match: {team: pay}, type: payment_failure, team: payments}\n"
+        "      - {match: {team: sec}, type: server_crash, team: security, engagement: yellow}\n"
+    )
+    first, second = rules.of("prom").rules
+    assert first.extra_teams == (MatrixCell("payments", Engagement.RED),)
+    assert second.extra_teams == (MatrixCell("security", Engagement.YELLOW),)
+    assert rules.of("prom").default.extra_teams == ()
+    assert config.rule_teams(rules) == ["payments", "security"]
+    for bad in ("team: Not An Id", "team: security, engagement: purple"):
+        with pytest.raises(config.IntegrationPolicyError, match=r"default\.default"):
+            config.parse_integration_policy(
+                f"version: v1\ndefault: {{default: {{type: server_crash, {bad}}}}}\n"
+            )
 
 
 def test_the_built_in_document_parses() -> None:
