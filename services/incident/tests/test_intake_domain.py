@@ -3,6 +3,7 @@ resolution, silences, maintenance windows, flapping, "N alerts within T", the we
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -304,7 +305,10 @@ def test_the_documented_integrations_example_parses() -> None:
     """docs/incidents.md "Alert intake": its integrations document is a valid one."""
     page = (Path(__file__).resolve().parents[3] / "docs" / "incidents.md").read_text()
     section = page.split("## Alert intake", 1)[1].split("\n## ", 1)[0]
-    documents = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    blocks = [textwrap.dedent(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
+    documents = [block for block in blocks if block.lstrip().startswith("version:")]
+    first_steps = config.parse_integration_policy(documents[0])  # "step by step"
+    assert first_steps.of("prometheus").rules[0].team == "technical_support"
     rules = config.parse_integration_policy(documents[1])
     assert sorted(rules.integrations) == ["prometheus", "uptime-checker"]
     assert rules.of("uptime-checker").mapping.actions == {
