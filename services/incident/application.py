@@ -153,6 +153,12 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     types = list(matrix.rows)
     teams = sorted({cell.team_id for row in matrix.rows.values() for cell in row.cells})
     preinitialise(DECLARED, LEVELS, types, ("true", "false"))
+    preinitialise_teams(teams)
+
+
+def preinitialise_teams(teams: Sequence[str]) -> None:
+    """Creates the page series of teams at 0 (the matrix's, and those integration rules
+    engage besides it)."""
     preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
     preinitialise(ESCALATIONS, teams)
     preinitialise(DELAYED_CONTACTS, teams)
@@ -762,8 +768,10 @@ class Intake:
         return await self.book.in_force(self.default)
 
     async def seed(self) -> None:
-        """Puts the built-in integrations policy as revision 1 if none exists yet."""
+        """Puts the built-in integrations policy as revision 1 if none exists yet; the teams
+        the rules in force engage get their page series."""
         await self.book.seed(config.INTEGRATIONS_DEFAULT)
+        preinitialise_teams(config.rule_teams(await self.rules()))
 
     async def put(self, document: str, **put: Any) -> PutOutcome[intake.IntegrationRules]:
         """Puts an integrations policy revision; every incident type it names must be a type
@@ -780,7 +788,9 @@ class Intake:
         if missing:
             violations.append(("document", f"team(s) {', '.join(missing)} do not exist"))
         d.require(violations)
-        return await self.book.put(document, **put)
+        outcome = await self.book.put(document, **put)
+        preinitialise_teams(named)  # a rule's team is counted from its first page
+        return outcome
 
     async def ingest(
         self,
