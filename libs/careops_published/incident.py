@@ -20,6 +20,12 @@ class RiskFactors:
 
 
 @dataclass(frozen=True)
+class MatrixCell:
+    team_id: str
+    engagement: str | None
+
+
+@dataclass(frozen=True)
 class IncidentDeclared:
     incident_id: str
     type: str
@@ -33,6 +39,8 @@ class IncidentDeclared:
     ticket_ids: tuple[str, ...]
     customer_ids: tuple[str, ...]
     surge_key: str
+    extra_teams: tuple[MatrixCell, ...]
+    level_floor: str | None
 
 
 @dataclass(frozen=True)

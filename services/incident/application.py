@@ -196,6 +196,12 @@ def preinitialise_metrics(matrix: d.Matrix) -> None:
     types = list(matrix.rows)
     teams = sorted({cell.team_id for row in matrix.rows.values() for cell in row.cells})
     preinitialise(DECLARED, LEVELS, types, ("true", "false"))
+    preinitialise_teams(teams)
+
+
+def preinitialise_teams(teams: Sequence[str]) -> None:
+    """Creates the page series of teams at 0 (the matrix's, and those integration rules
+    engage besides it)."""
     preinitialise(PAGES, teams, ("requested", "delivered", "failed"))
     preinitialise(ESCALATIONS, teams)
     preinitialise(DELAYED_CONTACTS, teams)
@@ -323,8 +329,19 @@ class IncidentApp(ContextApplication[d.Incident]):
             current = (await self.incidents.load(incident_id)).state
             incident_type = current.type
             team_ids = _paged_team(current, command)
+            team_ids += [cell.team_id for cell in current.extra_teams]
         row = matrix.rows.get(incident_type)
         teams = await self._teams([cell.team_id for cell in row.cells] if row else [])
+        if isinstance(command, d.DeclareIncident) and command.extra_teams:
+            extra = [cell.team_id for cell in command.extra_teams]
+            teams |= await self._teams([team for team in extra if team not in teams], fresh=True)
+            d.require(
+                [
+                    (f"extra_teams[{index}].team_id", f"no team {team!r}")
+                    for index, team in enumerate(extra)
+                    if team not in teams
+                ]
+            )
         teams |= await self._teams([team for team in team_ids if team not in teams])
         # The teams their escalation policies page (schedule:<id>, team:<id>).
         named = {other for team in teams.values() for other in d.escalation.referenced_teams(team)}
@@ -958,19 +975,29 @@ class Intake:
         return await self.book.in_force(self.default)
 
     async def seed(self) -> None:
-        """Puts the built-in integrations policy as revision 1 if none exists yet."""
+        """Puts the built-in integrations policy as revision 1 if none exists yet; the teams
+        the rules in force engage get their page series."""
         await self.book.seed(config.INTEGRATIONS_DEFAULT)
+        preinitialise_teams(config.rule_teams(await self.rules()))
 
     async def put(self, document: str, **put: Any) -> PutOutcome[intake.IntegrationRules]:
         """Puts an integrations policy revision; every incident type it names must be a type
         of the response matrix."""
         rules = self.book.check(document)
         unknown = config.check_rule_types(rules, frozenset((await self._app.matrix()).rows))
+        violations = []
         if unknown:
-            raise d.InvalidCommand(
-                [("document", f"incident type(s) {', '.join(unknown)} not in the response matrix")]
+            violations.append(
+                ("document", f"incident type(s) {', '.join(unknown)} not in the response matrix")
             )
-        return await self.book.put(document, **put)
+        named = config.rule_teams(rules)
+        missing = sorted(set(named) - set(await self._app._teams(named, fresh=True)))
+        if missing:
+            violations.append(("document", f"team(s) {', '.join(missing)} do not exist"))
+        d.require(violations)
+        outcome = await self.book.put(document, **put)
+        preinitialise_teams(named)  # a rule's team is counted from its first page
+        return outcome
 
     async def ingest(
         self,
@@ -1080,6 +1107,8 @@ class Intake:
                         f"{group.group_key}\n{described}"[: d.MAX_TEXT],
                         source=d.Source.MONITORING,
                         factors=rule.factors,
+                        extra_teams=rule.extra_teams,
+                        level_floor=rule.level,
                     ),
                     command_id=f"alert-declare-{incident_id}",
                     actor=actor,
@@ -1098,7 +1127,6 @@ class Intake:
                     },
                 )
                 return 0
-            sequence = max(sequence, await self._raise_to(incident, rule.level, actor))
         if group.open and group.acknowledged and incident.exists:
             for page in incident.pages.values():
                 if page.acknowledged_at is not None:
@@ -1127,20 +1155,6 @@ class Intake:
                 sequence = max(sequence, result.sequence)
             except d.IllegalTransition:
                 pass
-        return sequence
-
-    async def _raise_to(self, incident: d.Incident, level: d.Level | None, actor: str) -> int:
-        """Escalates a just-declared incident up to the rule's level (none: as assessed)."""
-        order = [d.Level.C, d.Level.B, d.Level.A]
-        sequence = 0
-        while level is not None and order.index(incident.level) < order.index(level):
-            result = await self._app.execute(
-                incident.incident_id,
-                d.EscalateIncident(f"integration rule: level {level.value.upper()}"),
-                command_id=f"alert-level-{incident.incident_id}-{incident.level.value}",
-                actor=actor,
-            )
-            incident, sequence = result.state, result.sequence
         return sequence
 
 

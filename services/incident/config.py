@@ -515,6 +515,14 @@ class RuleSpec(ConfigModel):
     level: Annotated[d.Level | None, Absent, PlainValidator(_level)] = None
     page_after: Positive = 1
     page_window_minutes: WindowMinutes = 5.0
+    team: Text = ""
+    engagement: Annotated[d.Engagement, one_of(d.Engagement)] = d.Engagement.RED
+
+    @model_check(mode="after")
+    def _team_id(self) -> RuleSpec:
+        if self.team and not d.ID_PATTERN.fullmatch(self.team):
+            raise FieldError("team", f"a team id like payments, got {self.team!r}")
+        return self
 
     def to_domain(self) -> intake.Rule:
         return intake.Rule(
@@ -522,6 +530,8 @@ class RuleSpec(ConfigModel):
             match=dict(self.match),
             factors=self.factors.to_domain(),
             level=self.level,
+            team=self.team,
+            engagement=self.engagement,
             page_after=self.page_after,
             page_window=timedelta(minutes=self.page_window_minutes),
         )
@@ -643,6 +653,12 @@ def check_rule_types(rules: intake.IntegrationRules, types: frozenset[str]) -> l
     integrations = (rules.fallback, *rules.integrations.values())
     named = {rule.type for i in integrations for rule in (*i.rules, i.default)}
     return sorted(named - types)
+
+
+def rule_teams(rules: intake.IntegrationRules) -> list[str]:
+    """Returns the teams the rules engage (each must exist when the policy is put)."""
+    integrations = (rules.fallback, *rules.integrations.values())
+    return sorted({rule.team for i in integrations for rule in (*i.rules, i.default) if rule.team})
 
 
 # The integrations policy seeded at start (revision 1) when none is on the log yet.

@@ -198,12 +198,26 @@ def contact_timer_id(page_id: str, delay_seconds: int) -> str:
 CONTACT_TIMER = "page_contact"
 
 
+def cancel_contacts(connection: Connection, incident_id: str, page_id: str) -> None:
+    """Cancels a page's pending delayed contacts (its member's later notification rules):
+    an acknowledged or escalated page reaches nobody more."""
+    connection.execute(
+        timers.delete().where(
+            timers.c.aggregate_id == incident_id,
+            timers.c.kind == CONTACT_TIMER,
+            timers.c.timer_id.startswith(contact_timer_id(page_id, 0)[:-1], autoescape=True),
+        )
+    )
+
+
 def response_timer_id(incident_id: str) -> str:
     return f"inc.{incident_id}.response"
 
 
 class IncidentTimerProjection:
-    """Keeps acknowledgement deadlines of pages and the response deadline in `timers`."""
+    """Keeps acknowledgement deadlines of pages, their delayed contacts (cancelled once the page
+    is acknowledged or escalated, or the incident resolved) and the response deadline in
+    `timers`."""
 
     name = "incident_timers"
     tables: tuple[Table, ...] = (timers,)
@@ -237,6 +251,7 @@ class IncidentTimerProjection:
                     )
             case d.PageAcknowledged() | d.PageEscalated():
                 cancel(connection, page_timer_id(payload.page_id))
+                cancel_contacts(connection, incident_id, payload.page_id)
             case d.IncidentDeclared() | d.IncidentReassessed() | d.IncidentEscalated():
                 schedule(
                     connection,

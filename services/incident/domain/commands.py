@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from incident.domain.events import PostIncidentReview
+from incident.domain.matrix import MatrixCell
 from incident.domain.notices import CustomerTemplate
 from incident.domain.risk import RiskFactors
-from incident.domain.values import ContactKind, Source
+from incident.domain.values import ContactKind, Level, Source
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,10 @@ class DeclareIncident:
     ticket_ids: tuple[str, ...] = ()
     customer_ids: tuple[str, ...] = ()
     surge_key: str = ""
+    # Teams engaged besides the matrix row's (each must exist), and a level floor: both
+    # recorded in IncidentDeclared, so replay and what-if decide the same.
+    extra_teams: tuple[MatrixCell, ...] = ()
+    level_floor: Level | None = None
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,13 @@ from incident.domain.events import (
     UpdateAdded,
 )
 from incident.domain.incident import Incident, evolve
-from incident.domain.matrix import Matrix, effective_engagement
+from incident.domain.matrix import Matrix, MatrixCell, effective_engagement
 from incident.domain.notices import MAX_SEGMENTS, SEGMENT, needs_statement, render
 from incident.domain.oncall import Team
 from incident.domain.risk import RiskFactors, RiskModel, validate_factors
 from incident.domain.values import (
     HIGHER,
+    ID_PATTERN,
     MAX_TEXT,
     MAX_TITLE,
     OPEN,
@@ -105,12 +106,13 @@ def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[In
     if command.type not in ctx.matrix.rows:
         known = ", ".join(sorted(ctx.matrix.rows)) or "none"
         violations.append(("type", f"unknown incident type {command.type!r}; known: {known}"))
+    violations += _extra_team_violations(command.extra_teams)
     require(violations)
     if state.exists:
         raise IncidentAlreadyExists(f"incident {state.incident_id} already exists")
     factors = command.factors or RiskFactors()
     index = ctx.risk.index(factors)
-    level = ctx.risk.level(index)
+    level = at_least(ctx.risk.level(index), command.level_floor)
     declared = IncidentDeclared(
         incident_id=state.incident_id,
         type=command.type,
@@ -126,19 +128,60 @@ def _declare(state: Incident, command: DeclareIncident, ctx: Context) -> list[In
         ticket_ids=command.ticket_ids,
         customer_ids=command.customer_ids,
         surge_key=command.surge_key,
+        extra_teams=command.extra_teams,
+        level_floor=command.level_floor,
     )
     fresh = evolve(state, declared, ctx.now)
     return [declared, *_engage(fresh, level, ctx)]
 
 
+_LEVEL_ORDER = (Level.C, Level.B, Level.A)
+MAX_EXTRA_TEAMS = 10
+
+
+def at_least(level: Level, floor: Level | None) -> Level:
+    """The higher of `level` and `floor` (None: `level`)."""
+    if floor is None:
+        return level
+    return max(level, floor, key=_LEVEL_ORDER.index)
+
+
+def _extra_team_violations(cells: tuple[MatrixCell, ...]) -> list[tuple[str, str]]:
+    violations: list[tuple[str, str]] = []
+    if len(cells) > MAX_EXTRA_TEAMS:
+        violations.append(("extra_teams", f"at most {MAX_EXTRA_TEAMS} teams"))
+    if len({cell.team_id for cell in cells}) != len(cells):
+        violations.append(("extra_teams", "each team at most once"))
+    for index, cell in enumerate(cells[:MAX_EXTRA_TEAMS]):
+        if not ID_PATTERN.fullmatch(cell.team_id):
+            violations.append((f"extra_teams[{index}].team_id", "a team id like payments"))
+        if cell.engagement is None:
+            violations.append((f"extra_teams[{index}].engagement", "unspecified"))
+    return violations
+
+
+def engaged_cells(state: Incident, matrix: Matrix) -> list[MatrixCell]:
+    """The matrix row's cells and the incident's extra teams (a team in both: the stronger
+    engagement), red first."""
+    row = matrix.rows.get(state.type)
+    strongest: dict[str, Engagement] = {}
+    for cell in (*(row.cells if row else ()), *state.extra_teams):
+        engagement = cell.engagement or Engagement.GREY
+        known = strongest.get(cell.team_id)
+        if known is None or _RANK[engagement] < _RANK[known]:
+            strongest[cell.team_id] = engagement
+    cells = [MatrixCell(team_id, engagement) for team_id, engagement in strongest.items()]
+    return sorted(cells, key=lambda c: _RANK[c.engagement or Engagement.GREY])
+
+
 def _engage(state: Incident, level: Level, ctx: Context) -> list[IncidentEvent]:
-    """Engages the matrix row's teams at `level`: pages those not yet paged, informs the rest."""
+    """Engages the matrix row's teams and the incident's extra teams at `level`: pages those
+    not yet paged, informs the rest."""
     events: list[IncidentEvent] = []
-    row = ctx.matrix.rows.get(state.type)
-    cells = row.cells if row else ()
+    cells = engaged_cells(state, ctx.matrix)
     page_number = len(state.pages)
     notice_number = len(state.notices)
-    for cell in sorted(cells, key=lambda c: _RANK[c.engagement or Engagement.GREY]):
+    for cell in cells:
         team = ctx.teams.get(cell.team_id)
         engagement, paged = effective_engagement(cell.engagement or Engagement.GREY, level)
         already = state.teams.get(cell.team_id)

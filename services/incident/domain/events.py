@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from incident.domain.escalation import PlannedContact
-from incident.domain.matrix import MatrixRow
+from incident.domain.matrix import MatrixCell, MatrixRow
 from incident.domain.oncall import ContactPoint, Team
 from incident.domain.risk import RiskFactors
 from incident.domain.schedules import Override, ShiftSwap
@@ -31,6 +31,8 @@ class IncidentDeclared:
     ticket_ids: tuple[str, ...] = ()
     customer_ids: tuple[str, ...] = ()
     surge_key: str = ""
+    extra_teams: tuple[MatrixCell, ...] = ()
+    level_floor: Level | None = None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from incident.domain.events import (
     TicketsLinked,
     UpdateAdded,
 )
+from incident.domain.matrix import MatrixCell
 from incident.domain.oncall import ContactPoint
 from incident.domain.risk import RiskFactors
 from incident.domain.values import ContactKind, Engagement, Level, Source, Status
@@ -135,6 +136,7 @@ class Incident:
     surge_key: str = ""
     statements: tuple[PublicStatement, ...] = ()
     customer_notifications: tuple[str, ...] = ()
+    extra_teams: tuple[MatrixCell, ...] = ()
 
     def team_acknowledged(self, team_id: str) -> bool:
         """True when any page of the team was acknowledged."""
@@ -168,6 +170,7 @@ _DECLARED = (
     "ticket_ids",
     "customer_ids",
     "surge_key",
+    "extra_teams",
 )
 
 

@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from incident.domain.matrix import MatrixCell
 from incident.domain.risk import RiskFactors
-from incident.domain.values import Level
+from incident.domain.values import Engagement, Level
 
 MAX_KEY = 255
 MAX_ALERTS = 500
@@ -81,9 +82,10 @@ class Window:
 
 @dataclass(frozen=True)
 class Rule:
-    """Labels → incident type (whose response-matrix row says which teams are paged), risk
-    factors, level; `page_after` alerts within `page_window` before an incident opens (1: at
-    once)."""
+    """Labels → incident type (whose response-matrix row says which teams are paged), a team
+    engaged besides the row's (at `engagement`), risk factors, a level floor the incident is
+    declared at least at; `page_after` alerts within `page_window` before an incident opens
+    (1: at once)."""
 
     type: str
     match: Mapping[str, str] = field(default_factory=dict)
@@ -91,6 +93,13 @@ class Rule:
     level: Level | None = None
     page_after: int = 1
     page_window: timedelta = timedelta(minutes=5)
+    team: str = ""
+    engagement: Engagement = Engagement.RED
+
+    @property
+    def extra_teams(self) -> tuple[MatrixCell, ...]:
+        """The rule's team as DeclareIncident's extra team (none without a team)."""
+        return (MatrixCell(self.team, self.engagement),) if self.team else ()
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def _command(incident: Incident, assessment: Assessment, declared: IncidentDecla
             title=event.title or event.type,
             factors=event.factors or RiskFactors(),
             drill=event.drill,
+            extra_teams=event.extra_teams,
+            level_floor=event.level_floor,
         )
     if isinstance(event, IncidentReassessed):
         return ReassessIncident(event.factors, event.reason or "what-if")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.timers import DueTimer
 
@@ -118,3 +120,18 @@ async def test_get_at_least_a_sequence_reads_the_log_only_when_the_cache_is_olde
     assert version == recorded.sequence and d.ContactKind.WEBHOOK in fresh.deliveries_of(page_id)
     latest, _ = await other.get("i-1")
     assert latest.deliveries_of(page_id) == fresh.deliveries_of(page_id)
+
+
+async def test_an_extra_team_must_exist_and_is_paged_with_the_row(tmp_path: Path) -> None:
+    app, store = await bootstrapped(tmp_path, FakeClock())
+    unknown = replace(CRASH, extra_teams=(d.MatrixCell("no_such_team", d.Engagement.RED),))
+    with pytest.raises(d.InvalidCommand) as refused:
+        await app.execute("i-1", unknown, command_id="declare-x", actor="noc")
+    assert [name for name, _ in refused.value.violations] == ["extra_teams[0].team_id"]
+    assert await incident_events(store, "i-1") == []  # nothing appended
+    # security is in no server_crash cell: engaged (red, paged) because the command says so.
+    extra = replace(CRASH, extra_teams=(d.MatrixCell("security", d.Engagement.RED),))
+    declared = await app.execute("i-1", extra, command_id="declare-1", actor="noc")
+    assert declared.state.teams["security"] == d.TeamEngagement(d.Engagement.RED, True)
+    pages = [e for e in declared.events if isinstance(e, d.PageRequested)]
+    assert "security" in {page.team_id for page in pages}

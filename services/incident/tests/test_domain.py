@@ -240,3 +240,63 @@ def test_record_deliveries_records_each_kind_once_as_record_delivery_would() -> 
     assert d.decide(state, d.RecordDeliveries(page, outcomes), ctx()) == []
     with pytest.raises(d.NotFound):
         d.decide(state, d.RecordDeliveries("I-1-p9", outcomes), ctx())
+
+
+# ----------------------------------------------------------------- extra teams and level floor
+
+RED, YELLOW = d.Engagement.RED, d.Engagement.YELLOW
+
+
+def test_a_level_floor_declares_at_least_at_it_and_the_first_pages_follow_it() -> None:
+    state, events = declare(MINOR, level_floor=d.Level.A)
+    declared = events[0]
+    assert isinstance(declared, d.IncidentDeclared)
+    assert declared.level is d.Level.A and declared.level_floor is d.Level.A
+    assert declared.risk_index == RISK.index(MINOR)  # the assessment is recorded as it was
+    assert declared.response_due_at == RISK.response_due(d.Level.A, T0)
+    # Level A pages the yellow team at once (level C would only have informed it).
+    assert state.teams["customer_service"].paged
+    assert not any(isinstance(e, d.IncidentEscalated) for e in events)
+
+
+def test_a_level_floor_below_the_assessed_level_changes_nothing() -> None:
+    assessed, _ = declare(SEVERE)
+    floored, _ = declare(SEVERE, level_floor=d.Level.C)
+    assert floored.level is assessed.level is d.Level.A
+
+
+def test_an_extra_team_is_engaged_besides_the_matrix_row() -> None:
+    # brand_pr is grey in the row (informed): the extra red engagement pages it.
+    state, events = declare(MINOR, extra_teams=(d.MatrixCell("brand_pr", RED),))
+    engaged = [e for e in events if isinstance(e, d.TeamEngaged)]
+    assert [e.team_id for e in engaged].count("brand_pr") == 1
+    assert state.teams["brand_pr"] == d.TeamEngagement(RED, True)
+    assert any(isinstance(e, d.PageRequested) and e.team_id == "brand_pr" for e in events)
+    assert state.extra_teams == (d.MatrixCell("brand_pr", RED),)
+
+
+def test_an_extra_yellow_team_is_paged_once_the_level_rises() -> None:
+    teams = {**TEAMS, "security": team("security", "sec-a")}
+    extra = (d.MatrixCell("security", YELLOW),)
+    command = d.DeclareIncident("I-1", "server_crash", "x", factors=MINOR, extra_teams=extra)
+    state = d.initial("I-1")
+    for event in d.decide(state, command, d.Context(T0, RISK, MATRIX, teams)):
+        state = d.evolve(state, event, T0)
+    assert state.teams["security"] == d.TeamEngagement(YELLOW, False)  # level C: informed
+    escalated = d.decide(state, d.EscalateIncident("worse"), d.Context(T0, RISK, MATRIX, teams))
+    assert d.TeamEngaged("security", YELLOW, True) in escalated
+    assert any(isinstance(e, d.PageRequested) and e.team_id == "security" for e in escalated)
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ((d.MatrixCell("brand_pr", RED), d.MatrixCell("brand_pr", YELLOW)), "extra_teams"),
+        ((d.MatrixCell("brand_pr", None),), "extra_teams[0].engagement"),
+        ((d.MatrixCell("Not An Id", RED),), "extra_teams[0].team_id"),
+    ],
+)
+def test_bad_extra_teams_are_refused(extra: tuple[d.MatrixCell, ...], field: str) -> None:
+    with pytest.raises(d.InvalidCommand) as refused:
+        declare(MINOR, extra_teams=extra)
+    assert field in [name for name, _ in refused.value.violations]

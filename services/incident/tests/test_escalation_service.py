@@ -17,14 +17,23 @@ from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_eventstore.sqlstate import timers
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
 from incident.main import IncidentService
-from incident.projections import IncidentTimerProjection
+from incident.projections import CONTACT_TIMER, IncidentTimerProjection
 from incident.tests.conftest import CS_SLACK, incident_service_on, write_config
 from incident.tests.test_paging import SEVERE, acknowledge, event_types, key, posts_for
 from tests.receivers import HttpReceiver, MailReceiver
-from tests.support import FakeClock, channel_to, eventually, field_violations, fire_due_timers
+from tests.support import (
+    FakeClock,
+    channel_to,
+    eventually,
+    field_violations,
+    fire_due_timers,
+    projected,
+)
 
 Stub = incident_pb2_grpc.IncidentServiceStub
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -143,6 +152,16 @@ async def fire(service: IncidentService) -> None:
     await fire_due_timers(service, IncidentTimerProjection.name)
 
 
+def contact_timers(service: IncidentService, page_id: str) -> list[str]:
+    """The page's pending delayed-contact timers (kind page_contact) in the timers table."""
+    query = select(timers.c.timer_id).where(
+        timers.c.kind == CONTACT_TIMER,
+        timers.c.timer_id.startswith(f"inc.{page_id}.contact.", autoescape=True),
+    )
+    with service.engine.connect() as connection:
+        return sorted(connection.execute(query).scalars())
+
+
 def mails_to(mail: MailReceiver, address: str, incident_id: str) -> list[object]:
     return [m for m in mail.messages if address in m[1] and incident_id.encode() in m[2]]
 
@@ -226,8 +245,16 @@ async def test_a_delayed_email_is_not_sent_when_the_page_is_acknowledged_before_
         await eventually(partial(posts_for, http, "/esc-alice", incident.incident_id))
     assert mails_to(mail, "alice@example.test", acked.incident_id) == []
     (page,) = [p for p in acked.pages if p.team_id == TEAM]
+    (other,) = [p for p in ignored.pages if p.team_id == TEAM]
+    await projected(service, IncidentTimerProjection.name)
+    assert contact_timers(service, page.page_id) == [f"inc.{page.page_id}.contact.120"]
     clock.advance(60)
     await acknowledge(service, page.page_id, "ts-alice")
+    # The acknowledged page's delayed e-mail is cancelled in the timers table, not left to
+    # fire and do nothing; the unacknowledged page's stays.
+    await projected(service, IncidentTimerProjection.name)
+    assert contact_timers(service, page.page_id) == []
+    assert contact_timers(service, other.page_id) == [f"inc.{other.page_id}.contact.120"]
     clock.advance(60)
     await fire(service)
     # The unacknowledged page's e-mail goes out at 2 minutes; the acknowledged one's never.

@@ -16,10 +16,11 @@ from careops_eventstore.aggregates import CommandExecutor
 from careops_eventstore.nats_embedded import EmbeddedNats
 from prometheus_client import REGISTRY
 
-from incident.application import INCIDENT_SUBJECTS, STREAM
+from incident import domain as d
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM
 from incident.domain import intake
 from incident.main import IncidentService
-from tests.support import field_violations, read_log
+from tests.support import event_types, field_violations, read_log
 
 Stub = incident_pb2_grpc.IncidentServiceStub
 AM = pb.ALERT_SOURCE_KIND_ALERTMANAGER
@@ -39,9 +40,10 @@ RULES = {
             "rules": [
                 {
                     "match": {"severity": "page"},
-                    "type": "server_crash",
+                    "type": "complaint_surge",
                     "level": "a",
                     "factors": {"core_system": 1},
+                    "team": "brand_pr",
                 }
             ],
             "default": {"type": "server_crash"},
@@ -137,13 +139,44 @@ async def test_a_group_of_three_opens_one_incident_and_resolves_with_its_alerts(
     assert done.status == t.INCIDENT_STATUS_RESOLVED
 
 
-async def test_a_rule_level_escalates_the_incident_to_it(incident_stub: Stub, rules: None) -> None:
+async def test_a_rule_declares_at_its_level_with_its_team_engaged(
+    incident_stub: Stub, incident_nats: EmbeddedNats, rules: None
+) -> None:
     reply = await ingest(incident_stub, "prom", AM, am("p", group="paging", severity="page"))
     incident_id = reply.alerts[0].incident_id
     incident = (
         await incident_stub.GetIncident(pb.GetIncidentRequest(incident_id=incident_id))
     ).incident
     assert incident.level == t.INCIDENT_LEVEL_A
+    teams = {team.team_id: team for team in incident.teams}
+    # The matrix row's teams, and the rule's team (red: paged) besides them.
+    assert set(teams) == {"customer_service", "technical_support", "brand_pr"}
+    assert teams["brand_pr"].paged and teams["brand_pr"].engagement == t.ENGAGEMENT_RED
+    assert "brand_pr" in {page.team_id for page in incident.pages}
+    # Declared at level A (the first pages already at it), not escalated after declaring.
+    log = await read_log(incident_nats.url, STREAM.name, f"{INCIDENT_SUBJECTS}.{incident_id}")
+    kinds = [kind.rsplit(".", 1)[-1] for kind in event_types(log)]
+    assert kinds[0] == "IncidentDeclared" and "IncidentEscalated" not in kinds
+    declared = CODEC.decode(log[0].batch.events[0])
+    assert isinstance(declared, d.IncidentDeclared)
+    assert declared.level is d.Level.A and declared.level_floor is d.Level.A
+    assert declared.extra_teams == (d.MatrixCell("brand_pr", d.Engagement.RED),)
+
+
+async def test_an_integrations_policy_naming_an_unknown_team_is_refused(
+    incident_stub: Stub, rules: None
+) -> None:
+    for document in (
+        "version: x\ndefault: {default: {type: server_crash, team: no_such_team}}\n",
+        "version: x\ndefault: {default: {type: server_crash, team: brand_pr, engagement: x}}\n",
+        "version: x\ndefault: {default: {type: server_crash, team: Not An Id}}\n",
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await incident_stub.PutIntegrationPolicy(
+                pb.PutIntegrationPolicyRequest(document=document)
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(caught.value)[0].startswith("document")
 
 
 async def test_pagerduty_trigger_repeat_acknowledge_resolve(

@@ -3,6 +3,7 @@ resolution, silences, maintenance windows, flapping, "N alerts within T", the we
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from incident.domain.intake import (
     Outcome,
     SourceKind,
 )
+from incident.domain.matrix import MatrixCell
+from incident.domain.values import Engagement
 
 T0 = datetime(2026, 12, 1, 22, 0, tzinfo=UTC)
 AM = SourceKind.ALERTMANAGER
@@ -268,6 +271,27 @@ def test_the_integrations_document_parses_and_locates_errors() -> None:
         )
 
 
+def test_a_rule_names_a_team_engaged_red_unless_it_says_otherwise() -> None:
+    rules = config.parse_integration_policy(
+        "version: v1\n"
+        "integrations:\n"
+        "  prom:\n"
+        "    rules:\n"
+        "      - {match: {team: pay}, type: payment_failure, team: payments}\n"
+        "      - {match: {team: sec}, type: server_crash, team: security, engagement: yellow}\n"
+    )
+    first, second = rules.of("prom").rules
+    assert first.extra_teams == (MatrixCell("payments", Engagement.RED),)
+    assert second.extra_teams == (MatrixCell("security", Engagement.YELLOW),)
+    assert rules.of("prom").default.extra_teams == ()
+    assert config.rule_teams(rules) == ["payments", "security"]
+    for bad in ("team: Not An Id", "team: security, engagement: purple"):
+        with pytest.raises(config.IntegrationPolicyError, match=r"default\.default"):
+            config.parse_integration_policy(
+                f"version: v1\ndefault: {{default: {{type: server_crash, {bad}}}}}\n"
+            )
+
+
 def test_the_built_in_document_parses() -> None:
     rules = config.parse_integration_policy(config.INTEGRATIONS_DEFAULT)
     assert rules.of("anything").rule_for({"severity": "critical"}).type == "service_outage"
@@ -281,7 +305,10 @@ def test_the_documented_integrations_example_parses() -> None:
     """docs/incidents.md "Alert intake": its integrations document is a valid one."""
     page = (Path(__file__).resolve().parents[3] / "docs" / "incidents.md").read_text()
     section = page.split("## Alert intake", 1)[1].split("\n## ", 1)[0]
-    documents = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    blocks = [textwrap.dedent(b.split("```", 1)[0]) for b in section.split("```yaml\n")[1:]]
+    documents = [block for block in blocks if block.lstrip().startswith("version:")]
+    first_steps = config.parse_integration_policy(documents[0])  # "step by step"
+    assert first_steps.of("prometheus").rules[0].team == "technical_support"
     rules = config.parse_integration_policy(documents[1])
     assert sorted(rules.integrations) == ["prometheus", "uptime-checker"]
     assert rules.of("uptime-checker").mapping.actions == {

@@ -132,3 +132,26 @@ def test_a_draft_matrix_without_the_type_engages_nobody() -> None:
     other = d.Matrix({"outage": MATRIX.rows["server_crash"]}, 0)
     replayed = whatif.replay("i-1", assessments(declared(CORE, model), risk=model, matrix=other))
     assert replayed is not None and not replayed.type_in_matrix and replayed.teams == {}
+
+
+def test_an_extra_team_and_level_floor_are_replayed_from_the_declaration() -> None:
+    model = d.RiskModel()
+    extra = (d.MatrixCell("brand_pr", d.Engagement.RED),)
+    ctx = d.Context(now=AT, risk=model, matrix=MATRIX, teams={})
+    command = d.DeclareIncident(
+        "i-1",
+        "server_crash",
+        "Checkout down",
+        factors=CORE,
+        extra_teams=extra,
+        level_floor=d.Level.B,
+    )
+    state = d.initial("i-1")
+    events = d.decide(state, command, ctx)
+    for event in events:
+        state = d.evolve(state, event, AT)
+    recorded = events[0]
+    assert isinstance(recorded, d.IncidentDeclared)
+    replayed = whatif.replay("i-1", assessments(recorded, risk=model))
+    assert replayed is not None and not whatif.differs(whatif.Outcome.of(state), replayed)
+    assert replayed.level is d.Level.B and "brand_pr" in replayed.paged
