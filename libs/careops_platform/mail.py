@@ -1,6 +1,6 @@
 """Plain-text e-mail through the configured SMTP relay, with the one retry rule: a 4xx reply or
 no reply is retried (exponential backoff), a 5xx reply is permanent. Used by customer-profile to
-tell customers about incidents (incident's pager has the same rule in incident.notifiers)."""
+tell customers about incidents; incident's pager uses the same rule (`smtp_retryable`)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ class MailError(Exception):
 
 
 def smtp_retryable(exc: aiosmtplib.SMTPException) -> bool:
-    """Returns whether an SMTP failure is transient: a 4xx reply, or no reply at all."""
+    """Returns whether an SMTP failure is transient: a 4xx reply, or no reply at all (refused,
+    dropped or timed out connections). A 5xx reply is permanent: retrying cannot help."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return all(400 <= refused.code < 500 for refused in exc.recipients)
     if isinstance(exc, aiosmtplib.SMTPResponseException):

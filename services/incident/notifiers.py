@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import aiosmtplib
 from careops_platform.collectors import preinitialise
+from careops_platform.mail import smtp_retryable
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
@@ -178,16 +179,6 @@ def pagerduty_change(routing_key: str, note: Notification) -> dict[str, Any]:
             "custom_details": note.as_json(),
         },
     }
-
-
-def smtp_retryable(exc: aiosmtplib.SMTPException) -> bool:
-    """Returns whether an SMTP failure is transient: a 4xx reply, or no reply at all (refused,
-    dropped or timed out connections). A 5xx reply is permanent: retrying cannot help."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return all(400 <= refused.code < 500 for refused in exc.recipients)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return 400 <= exc.code < 500
-    return True
 
 
 def _retryable(exc: BaseException) -> bool:
