@@ -460,7 +460,7 @@ export default {
         h("h3", { id: "reply-title" }, t("agent.reply")),
         macros.length ? h("label", { for: "reply-macro" }, t("agent.macro"), macroSelect) : null,
         h("label", { for: "reply-body" }, t("agent.reply.body"), text),
-        h("label", { for: "reply-internal", class: "row" }, internal, t("agent.reply.internal")),
+        h("label", { for: "reply-internal", class: "check" }, internal, t("agent.reply.internal")),
         h("button", { type: "submit" }, t("agent.reply.send")),
       );
       form.addEventListener("submit", async (event) => {
