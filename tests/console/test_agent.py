@@ -69,6 +69,11 @@ def scene(platform: ConsolePlatform, subjects: list[str]) -> list[dict[str, Any]
     return eventually_sync(queued, timeout=30, what="the agent's queue")
 
 
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim()))
+  .map((e) => e.outerHTML)"""
+
+
 def put_macro(platform: ConsolePlatform) -> str:
     macro_id = f"shipping-{uuid.uuid4().hex[:6]}"
     platform.call(
@@ -160,6 +165,8 @@ async def test_an_agent_holds_with_a_reason_and_resumes(
         await expect(
             page.locator(f'#queue tr[data-ticket-id="{ticket["ticketId"]}"]')
         ).to_be_visible()
+        # Every control of the desk has a label (its accessible name).
+        assert await page.evaluate(UNLABELLED) == []
         await page.get_by_label("Language").select_option("zh")
     finally:
         await page.close()
