@@ -165,6 +165,17 @@ async def test_an_agent_holds_with_a_reason_and_resumes(
         await expect(
             page.locator(f'#queue tr[data-ticket-id="{ticket["ticketId"]}"]')
         ).to_be_visible()
+        # Compensation within the agent's limit (2000) is granted; above it, it waits.
+        await page.get_by_label("Amount").fill("50")
+        await page.get_by_label("Why").fill("late delivery")
+        await page.get_by_role("button", name="Grant compensation").click()
+        await expect(page.locator("#compensations")).to_contain_text("Refund 50 CNY · Granted")
+        await page.get_by_label("Amount").fill("2500")
+        await page.get_by_label("Why").fill("damaged twice")
+        await page.get_by_role("button", name="Grant compensation").click()
+        await expect(page.locator("#compensations")).to_contain_text(
+            "Refund 2500 CNY · Pending approval"
+        )
         # Every control of the desk has a label (its accessible name).
         assert await page.evaluate(UNLABELLED) == []
         await page.get_by_label("Language").select_option("zh")

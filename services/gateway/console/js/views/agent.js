@@ -10,6 +10,7 @@ const C = Services.customer;
 const OPEN_STATUSES = ["TICKET_STATUS_OPEN", "TICKET_STATUS_ASSIGNED", "TICKET_STATUS_IN_PROGRESS", "TICKET_STATUS_ON_HOLD"];
 const PRIORITIES = ["PRIORITY_URGENT", "PRIORITY_HIGH", "PRIORITY_NORMAL", "PRIORITY_LOW"];
 const CHANNELS = ["CHANNEL_PHONE", "CHANNEL_EMAIL", "CHANNEL_CHAT", "CHANNEL_SOCIAL", "CHANNEL_APP", "CHANNEL_WEB", "CHANNEL_STORE"];
+const COMPENSATION_KINDS = ["COMPENSATION_KIND_REFUND", "COMPENSATION_KIND_DISCOUNT", "COMPENSATION_KIND_REPLACEMENT", "COMPENSATION_KIND_GIFT"];
 const HOLD_REASONS = ["HOLD_REASON_WAITING_CUSTOMER", "HOLD_REASON_WAITING_THIRD_PARTY", "HOLD_REASON_WAITING_INTERNAL"];
 
 // What the desk remembers across renders (a language switch re-renders the view).
@@ -65,6 +66,23 @@ const strings = {
     "agent.hold.done": "工单已挂起。",
     "agent.resume": "恢复处理",
     "agent.resume.done": "工单已恢复。",
+    "agent.comp": "补偿",
+    "agent.comp.kind": "补偿类型",
+    "agent.comp.amount": "金额",
+    "agent.comp.currency": "币种",
+    "agent.comp.reason": "补偿理由",
+    "agent.comp.submit": "发放补偿",
+    "agent.comp.note": "超出你的权限额度时，补偿将等待主管审批。",
+    "agent.comp.granted": "补偿已发放。",
+    "agent.comp.pending": "超出额度：已提交主管审批。",
+    "agent.comp.none": "暂无补偿",
+    "enum.COMPENSATION_KIND_REFUND": "退款",
+    "enum.COMPENSATION_KIND_DISCOUNT": "折扣",
+    "enum.COMPENSATION_KIND_REPLACEMENT": "换货",
+    "enum.COMPENSATION_KIND_GIFT": "赠品",
+    "enum.COMPENSATION_STATUS_PENDING": "待审批",
+    "enum.COMPENSATION_STATUS_GRANTED": "已发放",
+    "enum.COMPENSATION_STATUS_REJECTED": "已驳回",
     "agent.c360": "客户 360",
     "agent.c360.unknown": "客户档案中没有此客户。",
     "agent.c360.tier": "等级",
@@ -151,6 +169,23 @@ const strings = {
     "agent.hold.done": "The ticket is on hold.",
     "agent.resume": "Resume",
     "agent.resume.done": "The ticket is resumed.",
+    "agent.comp": "Compensation",
+    "agent.comp.kind": "Kind",
+    "agent.comp.amount": "Amount",
+    "agent.comp.currency": "Currency",
+    "agent.comp.reason": "Why",
+    "agent.comp.submit": "Grant compensation",
+    "agent.comp.note": "Above your limit it waits for a supervisor's approval.",
+    "agent.comp.granted": "Compensation granted.",
+    "agent.comp.pending": "Above your limit: sent for a supervisor's approval.",
+    "agent.comp.none": "No compensation yet",
+    "enum.COMPENSATION_KIND_REFUND": "Refund",
+    "enum.COMPENSATION_KIND_DISCOUNT": "Discount",
+    "enum.COMPENSATION_KIND_REPLACEMENT": "Replacement",
+    "enum.COMPENSATION_KIND_GIFT": "Gift",
+    "enum.COMPENSATION_STATUS_PENDING": "Pending approval",
+    "enum.COMPENSATION_STATUS_GRANTED": "Granted",
+    "enum.COMPENSATION_STATUS_REJECTED": "Rejected",
     "agent.c360": "Customer 360",
     "agent.c360.unknown": "This customer is not in the customer profiles.",
     "agent.c360.tier": "Tier",
@@ -508,6 +543,47 @@ export default {
       return form;
     }
 
+    // Compensation within my limit (GrantCompensation): above it the service records it pending
+    // for a supervisor (compensation policy); the page says which it was.
+    function compensationPanel(ticket) {
+      if (!can(T, "GrantCompensation")) return null;
+      const granted = ticket.compensations || [];
+      const kind = h("select", { id: "comp-kind" }, COMPENSATION_KINDS.map((value) => h("option", { value }, enumText(t, value))));
+      const amount = h("input", { id: "comp-amount", type: "text", inputmode: "decimal", required: true, pattern: "[0-9]+([.][0-9]{1,2})?", size: 8 });
+      const currency = h("input", { id: "comp-currency", type: "text", value: "CNY", required: true, size: 4, pattern: "[A-Z]{3}" });
+      const reason = h("input", { id: "comp-reason", type: "text", required: true });
+      const form = h(
+        "form",
+        { class: "stack", "aria-labelledby": "comp-title" },
+        h("h3", { id: "comp-title" }, t("agent.comp")),
+        granted.length
+          ? h("ul", { id: "compensations" }, granted.map((c) => h("li", {}, `${enumText(t, c.kind)} ${c.amount} ${c.currency} · ${enumText(t, c.status)} · ${c.reason}`)))
+          : h("p", {}, t("agent.comp.none")),
+        h(
+          "div",
+          { class: "row" },
+          h("label", { for: "comp-kind" }, t("agent.comp.kind"), kind),
+          h("label", { for: "comp-amount" }, t("agent.comp.amount"), amount),
+          h("label", { for: "comp-currency" }, t("agent.comp.currency"), currency),
+          h("label", { for: "comp-reason" }, t("agent.comp.reason"), reason),
+        ),
+        h("p", { class: "meta" }, t("agent.comp.note")),
+        h("button", { type: "submit", class: "secondary" }, t("agent.comp.submit")),
+      );
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        try {
+          const body = { ticketId: ticket.ticketId, kind: kind.value, amount: amount.value, currency: currency.value, reason: reason.value };
+          const response = await call(T, "GrantCompensation", body, { idempotencyKey: newKey() });
+          const pending = response.compensation?.status === "COMPENSATION_STATUS_PENDING";
+          await applied(response, t(pending ? "agent.comp.pending" : "agent.comp.granted"));
+        } catch (failure) {
+          toast(t("error.generic", { message: failure.message }));
+        }
+      });
+      return form;
+    }
+
     async function showTicket(ticket, minSequence) {
       state.selected = ticket.ticketId;
       queuePanel.querySelectorAll("tr[data-ticket-id]").forEach((row) => row.classList.toggle("selected", row.dataset.ticketId === ticket.ticketId));
@@ -544,6 +620,7 @@ export default {
         conversationList(messages),
         open && can(T, "AddReply") ? replyForm(ticket, macros) : null,
         open ? holdControls(ticket) : null,
+        open ? compensationPanel(ticket) : null,
       );
       showCustomer(ticket.customerId);
     }
