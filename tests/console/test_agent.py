@@ -181,3 +181,44 @@ async def test_an_agent_holds_with_a_reason_and_resumes(
         await page.get_by_label("Language").select_option("zh")
     finally:
         await page.close()
+
+
+async def test_a_senior_agent_records_the_complaint_steps(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    admin = platform.token("admin", "admin")
+    opened = platform.call(
+        f"{TICKETING}/OpenTicket",
+        {
+            "customerId": "C-complaint",
+            "channel": "CHANNEL_PHONE",
+            "type": "TICKET_TYPE_COMPLAINT",
+            "priority": "PRIORITY_HIGH",
+            "subject": "维修三次仍未修好",
+        },
+        admin,
+        key=uuid.uuid4().hex,
+    )["ticket"]
+    senior = "agent-zhang"
+    platform.call(
+        f"{TICKETING}/AssignTicket", {"ticketId": opened["ticketId"], "agentId": senior}, admin
+    )
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, senior, "agent")
+        await page.get_by_label("语言").select_option("en")
+        await page.get_by_role("button", name="Open ticket 维修三次仍未修好").click()
+        await expect(page.locator("#steps-left")).to_contain_text("Listen")
+        await page.locator("#step-kind").select_option("COMPLAINT_STEP_LISTEN")
+        await expect(
+            page.get_by_label("Plan", exact=True)
+        ).to_be_hidden()  # only the step's own fields
+        await page.get_by_label("Notes", exact=True).fill(
+            "the customer explained the three repairs"
+        )
+        await page.get_by_role("button", name="Record step").click()
+        await expect(page.locator("#steps-taken")).to_contain_text("Listen")
+        await expect(page.locator("#steps-left")).not_to_contain_text("Listen")
+        await page.get_by_label("Language").select_option("zh")
+    finally:
+        await page.close()

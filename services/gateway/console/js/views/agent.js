@@ -83,6 +83,26 @@ const strings = {
     "enum.COMPENSATION_STATUS_PENDING": "待审批",
     "enum.COMPENSATION_STATUS_GRANTED": "已发放",
     "enum.COMPENSATION_STATUS_REJECTED": "已驳回",
+    "agent.steps": "投诉处理步骤",
+    "agent.steps.taken": "已完成",
+    "agent.steps.left": "待完成",
+    "agent.steps.step": "步骤",
+    "agent.steps.note": "记录",
+    "agent.steps.plan": "解决方案",
+    "agent.steps.options": "可选方案（每行一个）",
+    "agent.steps.follow_up_at": "回访时间",
+    "agent.steps.outcome": "回访结果",
+    "agent.steps.root_cause": "根本原因",
+    "agent.steps.prevention": "预防措施",
+    "agent.steps.shared": "已与团队分享",
+    "agent.steps.submit": "记录步骤",
+    "agent.steps.done": "步骤已记录。",
+    "enum.COMPLAINT_STEP_LISTEN": "倾听",
+    "enum.COMPLAINT_STEP_CONFIRM": "确认问题",
+    "enum.COMPLAINT_STEP_APOLOGISE": "致歉",
+    "enum.COMPLAINT_STEP_SOLVE": "解决",
+    "enum.COMPLAINT_STEP_FOLLOW_UP": "回访",
+    "enum.COMPLAINT_STEP_SUMMARISE": "总结",
     "agent.c360": "客户 360",
     "agent.c360.unknown": "客户档案中没有此客户。",
     "agent.c360.tier": "等级",
@@ -186,6 +206,26 @@ const strings = {
     "enum.COMPENSATION_STATUS_PENDING": "Pending approval",
     "enum.COMPENSATION_STATUS_GRANTED": "Granted",
     "enum.COMPENSATION_STATUS_REJECTED": "Rejected",
+    "agent.steps": "Complaint steps",
+    "agent.steps.taken": "Done",
+    "agent.steps.left": "To do",
+    "agent.steps.step": "Step",
+    "agent.steps.note": "Notes",
+    "agent.steps.plan": "Plan",
+    "agent.steps.options": "Options (one a line)",
+    "agent.steps.follow_up_at": "Follow up at",
+    "agent.steps.outcome": "Outcome told to the customer",
+    "agent.steps.root_cause": "Root cause",
+    "agent.steps.prevention": "Prevention",
+    "agent.steps.shared": "Shared with the team",
+    "agent.steps.submit": "Record step",
+    "agent.steps.done": "Step recorded.",
+    "enum.COMPLAINT_STEP_LISTEN": "Listen",
+    "enum.COMPLAINT_STEP_CONFIRM": "Confirm the problem",
+    "enum.COMPLAINT_STEP_APOLOGISE": "Apologise",
+    "enum.COMPLAINT_STEP_SOLVE": "Solve",
+    "enum.COMPLAINT_STEP_FOLLOW_UP": "Follow up",
+    "enum.COMPLAINT_STEP_SUMMARISE": "Summarise",
     "agent.c360": "Customer 360",
     "agent.c360.unknown": "This customer is not in the customer profiles.",
     "agent.c360.tier": "Tier",
@@ -584,6 +624,65 @@ export default {
       return form;
     }
 
+    // The complaint steps (RecordComplaintStep), for a complaint ticket: the steps taken, the
+    // ones left, and a form whose fields are the chosen step's (the service checks each).
+    const STEP_FIELDS = {
+      COMPLAINT_STEP_LISTEN: ["note"],
+      COMPLAINT_STEP_CONFIRM: ["note"],
+      COMPLAINT_STEP_APOLOGISE: ["note"],
+      COMPLAINT_STEP_SOLVE: ["plan", "options", "follow_up_at"],
+      COMPLAINT_STEP_FOLLOW_UP: ["outcome"],
+      COMPLAINT_STEP_SUMMARISE: ["root_cause", "prevention", "shared"],
+    };
+    function complaintPanel(ticket) {
+      if (ticket.type !== "TICKET_TYPE_COMPLAINT" || !can(T, "RecordComplaintStep")) return null;
+      const left = ticket.complaintStepsLeft || [];
+      const taken = ticket.complaintSteps || [];
+      const step = h("select", { id: "step-kind" }, (left.length ? left : Object.keys(STEP_FIELDS)).map((value) => h("option", { value }, enumText(t, value))));
+      const controls = {
+        note: h("textarea", { id: "step-note", rows: 2 }),
+        plan: h("textarea", { id: "step-plan", rows: 2 }),
+        options: h("textarea", { id: "step-options", rows: 2 }),
+        follow_up_at: h("input", { id: "step-follow_up_at", type: "datetime-local" }),
+        outcome: h("textarea", { id: "step-outcome", rows: 2 }),
+        root_cause: h("input", { id: "step-root_cause", type: "text" }),
+        prevention: h("input", { id: "step-prevention", type: "text" }),
+        shared: h("input", { id: "step-shared", type: "checkbox" }),
+      };
+      const fields = Object.fromEntries(
+        Object.entries(controls).map(([name, control]) => [
+          name,
+          h("label", { for: control.id, class: name === "shared" ? "check" : "" }, name === "shared" ? [control, t("agent.steps.shared")] : [t(`agent.steps.${name}`), control]),
+        ]),
+      );
+      const show = () => Object.entries(fields).forEach(([name, field]) => (field.hidden = !(STEP_FIELDS[step.value] || []).includes(name)));
+      step.addEventListener("change", show);
+      show();
+      const form = h(
+        "form",
+        { class: "stack", "aria-labelledby": "steps-title" },
+        h("h3", { id: "steps-title" }, t("agent.steps")),
+        h("p", { id: "steps-taken" }, `${t("agent.steps.taken")}: `, taken.map((done) => enumText(t, done.step)).join(" → ") || "—"),
+        h("p", { id: "steps-left" }, `${t("agent.steps.left")}: `, left.map((value) => enumText(t, value)).join(" → ") || "—"),
+        left.length ? [h("label", { for: "step-kind" }, t("agent.steps.step"), step), Object.values(fields), h("button", { type: "submit", class: "secondary" }, t("agent.steps.submit"))] : null,
+      );
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const wanted = STEP_FIELDS[step.value] || [];
+        const body = { ticketId: ticket.ticketId, step: step.value };
+        const camel = (name) => name.replace(/_(\w)/g, (_, c) => c.toUpperCase());
+        for (const name of wanted) {
+          const control = controls[name];
+          if (name === "shared") body.shared = control.checked;
+          else if (name === "options") body.options = control.value.split("\n").map((o) => o.trim()).filter(Boolean);
+          else if (name === "follow_up_at") body.followUpAt = control.value ? new Date(control.value).toISOString() : undefined;
+          else body[camel(name)] = control.value;
+        }
+        await command("RecordComplaintStep", body, t("agent.steps.done"));
+      });
+      return form;
+    }
+
     async function showTicket(ticket, minSequence) {
       state.selected = ticket.ticketId;
       queuePanel.querySelectorAll("tr[data-ticket-id]").forEach((row) => row.classList.toggle("selected", row.dataset.ticketId === ticket.ticketId));
@@ -620,6 +719,7 @@ export default {
         conversationList(messages),
         open && can(T, "AddReply") ? replyForm(ticket, macros) : null,
         open ? holdControls(ticket) : null,
+        open ? complaintPanel(ticket) : null,
         open ? compensationPanel(ticket) : null,
       );
       showCustomer(ticket.customerId);
