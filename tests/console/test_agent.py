@@ -222,3 +222,46 @@ async def test_a_senior_agent_records_the_complaint_steps(
         await page.get_by_label("Language").select_option("zh")
     finally:
         await page.close()
+
+
+CLOCK_VIEWS = """async () => {
+  const { clockView } = await import("/console/js/views/agent.js");
+  const t = (key, values = {}) => key + (values.time ? ` ${values.time}` : "");
+  const now = Date.parse("2026-12-01T10:00:00Z");
+  const running = { running: true, dueAt: "2026-12-01T10:30:00Z", warnAt: "2026-12-01T10:20:00Z" };
+  return {
+    ok: clockView(running, now, t),
+    warn: clockView({ ...running, warnAt: "2026-12-01T09:50:00Z" }, now, t),
+    overdue: clockView({ ...running, dueAt: "2026-12-01T09:59:00Z" }, now, t),
+    breached: clockView({ breached: true, dueAt: "2026-12-01T08:00:00Z" }, now, t),
+    met: clockView({ met: true }, now, t),
+    paused: clockView({ paused: true }, now, t),
+    days: clockView({ running: true, dueAt: "2026-12-03T11:02:03Z" }, now, t),
+  };
+}"""
+
+
+async def test_clocks_are_coloured_by_the_risk_of_breach(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """The desk's clock rendering at a fixed `now` (no wall clock in the assertion)."""
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{platform.url}/console/")
+        views = await page.evaluate(CLOCK_VIEWS)
+    finally:
+        await page.close()
+    assert views["ok"] == {"state": "running", "text": "agent.clock.left 00:30:00", "tone": "ok"}
+    assert views["warn"]["tone"] == "warn"  # past its warning: at risk
+    assert views["overdue"] == {
+        "state": "running",
+        "text": "agent.clock.overdue 00:01:00",
+        "tone": "risk",
+    }
+    assert views["breached"] == {
+        "state": "breached",
+        "text": "agent.clock.breached 02:00:00",
+        "tone": "risk",
+    }
+    assert views["met"]["tone"] == views["paused"]["tone"] == "stopped"
+    assert views["days"]["text"] == "agent.clock.left 2d 01:02:03"
