@@ -3,7 +3,8 @@
 # 127.0.0.1:5432 with trust auth and a database `test`, and Prometheus (`prometheus` and
 # `promtool`, package prometheus) for the alert-rule and scrape tests, Alertmanager (package
 # prometheus-alertmanager) for the alert intake test (tests/test_alert_intake.py), and Chromium (package
-# chromium, /usr/bin/chromium) for the browser test of the gateway's Connect and gRPC-Web edge.
+# chromium, /usr/bin/chromium) for the browser tests of the gateway's Connect and gRPC-Web edge and
+# of the web console (tests/console), with a CJK font (fonts-wqy-microhei) for its Chinese UI.
 # Skips whatever is there.
 set -euo pipefail
 
@@ -39,6 +40,13 @@ if [ ! -x /usr/bin/chromium ]; then
   echo "installing Chromium (Debian package chromium)"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
+# A CJK font, so the console's Chinese UI renders (and its screenshots show it) in headless Chromium.
+if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  echo "installing a CJK font (Debian package fonts-wqy-microhei)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends fonts-wqy-microhei >/dev/null
 fi
 
 if ! pg_ready; then

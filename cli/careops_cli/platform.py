@@ -29,6 +29,20 @@ GATEWAY_HTTP_PORT_ENV = registry.service("gateway").http_port_env
 COLORS = ("cyan", "magenta", "green", "yellow", "blue")
 
 
+# The users the console's sign-in page offers under `careops up` (docs/console.md): the seeded
+# agents (services/ticketing/agents_default.yaml) and on-call members (oncall_default.yaml).
+DEV_CONSOLE_USERS = ",".join(
+    [
+        "agent-li:agent",
+        "agent-wang:agent",
+        "agent-zhang:agent+senior_agent",
+        "supervisor-zhou:supervisor",
+        "ts-alice:oncall",
+        "admin:admin",
+    ]
+)
+
+
 def grpc_port(spec: ServiceSpec) -> int:
     return int(os.environ.get(spec.port_env, spec.grpc_port))
 
@@ -93,6 +107,8 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
     # The gateway finds the services where this run starts them (CAREOPS_<NAME>_ADDR).
     for spec in registry.BACKENDS:
         env.setdefault(spec.addr_env, f"127.0.0.1:{grpc_port(spec)}")
+    if not env.get("CAREOPS_AUTH_ISSUER"):  # the console's sign-in: embedded issuer only
+        env.setdefault("CAREOPS_CONSOLE_USERS", DEV_CONSOLE_USERS)
     nats: EmbeddedNats | None = None
     children: dict[str, subprocess.Popen[bytes]] = {}
     code = 0
@@ -106,6 +122,7 @@ def run_platform(data_dir: Path, *, nats_port: int = 14222, startup_timeout: flo
             return 0 if stopping.is_set() else 1
         http_port = env.get(GATEWAY_HTTP_PORT_ENV, str(registry.service("gateway").http_port))
         console.print(f"[bold green]gateway[/] HTTP/JSON on http://127.0.0.1:{http_port}/v1/")
+        console.print(f"[bold green]console[/] on http://127.0.0.1:{http_port}/")
         console.print("[bold]CareOps is up.[/] Ctrl-C stops everything.")
         grpc_address = f"127.0.0.1:{grpc_port(registry.service('gateway'))}"
         console.print(f"The CLI calls the gateway at {grpc_address}: `careops login` first.")

@@ -29,6 +29,7 @@ from gateway.limits import http_refusal as over_rate
 from gateway.status_page import PATHS as STATUS_PATHS
 from gateway.web_rpc import is_procedure
 from gateway.web_rpc import refusal as shaped
+from gateway.webconsole import is_console_path
 
 
 def is_intake_path(path: str) -> bool:
@@ -75,6 +76,11 @@ class Authenticator:
         self._tokens = tokens
         self._api_keys = api_keys
         self._permissions = permissions
+
+    @property
+    def permissions(self) -> PermissionTable | None:
+        """Returns the permission table enforced; None: no table (every verified call passes)."""
+        return self._permissions
 
     def authorize(self, principal: Principal, method: str) -> None:
         """Raises PermissionDenied naming the permission unless the principal's roles hold it.
@@ -189,6 +195,8 @@ def auth_middleware(authenticator: Authenticator, limits: Limits | None = None) 
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "OPTIONS" or request.path in PUBLIC_PATHS:
             return await handler(request)
+        if is_console_path(request.path):
+            return await handler(request)  # the console's files; its API calls carry a token
         if is_intake_path(request.path):
             return await handler(request)  # the integration key is checked there (intake)
         authorization = request.headers.get("Authorization")

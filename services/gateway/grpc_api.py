@@ -13,6 +13,8 @@ from careops.incident.v1 import incident_pb2
 from careops.quality.v1 import quality_pb2
 from careops.ticketing.v1 import ticketing_pb2
 from careops_platform.errors import Unimplemented
+from careops_platform.identity import caller
+from careops_platform.permissions import PermissionTable, default_table
 
 from gateway.audit import AuditReader
 from gateway.backends import (
@@ -132,8 +134,11 @@ class GatewayServicer:
         check_timeout: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         audit: AuditReader | None = None,
+        permissions: PermissionTable | None = None,
     ) -> None:
         self._backends = list(backends)
+        # The table the gateway enforces (GatewayService.use_permissions sets the configured one).
+        self.permissions = permissions or default_table()
         self._check_timeout = check_timeout
         self._clock = clock
         self._audit = audit
@@ -155,3 +160,17 @@ class GatewayServicer:
         if self._audit is None:
             raise Unimplemented("this gateway reads no event log")
         return await self._audit.list(request)
+
+    async def GetMyPermissions(
+        self, request: pb.GetMyPermissionsRequest, context: Any
+    ) -> pb.GetMyPermissionsResponse:
+        principal = caller()
+        table = self.permissions
+        methods = sorted(m for m in table.methods() if table.allows(principal.roles, m))
+        names = {permission.name for m in methods if (permission := table.permission(m))}
+        return pb.GetMyPermissionsResponse(
+            subject=principal.subject,
+            roles=sorted(principal.roles),
+            methods=[method.removeprefix("/") for method in methods],
+            permissions=sorted(names),
+        )

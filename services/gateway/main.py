@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,7 +12,13 @@ from careops.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from careops_platform import registry
 from careops_platform import service as skeleton
 from careops_platform.api_keys import ApiKeyStore
-from careops_platform.identity import JwksKeys, TokenVerifier, TrustedIssuer, VerifiedTokens
+from careops_platform.identity import (
+    JwksKeys,
+    TokenVerifier,
+    TrustedIssuer,
+    VerifiedTokens,
+    unknown_roles,
+)
 from careops_platform.internal_identity import InternalSigner, InternalVerifier
 from careops_platform.local_issuer import DEFAULT_AUDIENCE, LocalIssuer, load_private_key
 from careops_platform.permissions import load_permissions
@@ -33,6 +40,8 @@ from gateway.status_page import StatusPage
 from gateway.status_page import openapi_paths as status_page_openapi_paths
 from gateway.tls import TlsFiles
 from gateway.web_rpc import WebRpc
+from gateway.webconsole import Console, ConsoleUser, OidcClient
+from gateway.webconsole import openapi_paths as console_openapi_paths
 
 ENTRY = registry.service("gateway")
 # host:port, or a DNS name / IPv6 literal in brackets with a port.
@@ -49,6 +58,19 @@ def split_origins(value: Any) -> Any:
         return [origin.strip() for origin in value.split(",") if origin.strip()]
     return value
 
+
+def split_users(value: Any) -> Any:
+    """Returns a comma-separated CAREOPS_CONSOLE_USERS (`subject:role+role,…`) as its list."""
+    if isinstance(value, str):
+        return [user.strip() for user in value.split(",") if user.strip()]
+    return value
+
+
+# One console user: a subject, a colon, its roles joined by '+' (agent-li:agent).
+CONSOLE_USER = r"^[A-Za-z0-9._@-]{1,64}:[a-z_]+(\+[a-z_]+)*$"
+ConsoleUsers = Annotated[
+    tuple[Annotated[str, Field(pattern=CONSOLE_USER)], ...], NoDecode, BeforeValidator(split_users)
+]
 
 Origins = Annotated[
     tuple[Annotated[str, Field(pattern=ORIGIN)], ...], NoDecode, BeforeValidator(split_origins)
@@ -138,6 +160,70 @@ class GatewaySettings(ServiceSettings):
         description="PEM P-256 private key signing the identity forwarded to the services; "
         "empty: the embedded key in <data dir>/auth/internal-signing-key.pem",
     )
+
+    console_users: ConsoleUsers = Field(
+        (),
+        description="Users the console's sign-in offers with the embedded issuer, "
+        "`subject:role+role` comma-separated; empty: no sign-in page (`careops up` sets some)",
+    )
+    console_session_minutes: int = Field(
+        480, ge=5, le=1440, description="Lifetime of a token the console's sign-in mints"
+    )
+    console_oidc_authorization_url: str = Field(
+        "", pattern=r"^(https?://.+)?$", description="OIDC authorization endpoint (PKCE)"
+    )
+    console_oidc_token_url: str = Field(
+        "", pattern=r"^(https?://.+)?$", description="OIDC token endpoint the console calls"
+    )
+    console_oidc_client_id: str = Field("", description="The console's public OIDC client id")
+    console_oidc_scope: str = Field(
+        "openid", min_length=1, description="Scopes the console asks the OIDC provider for"
+    )
+
+    @model_validator(mode="after")
+    def _console_sign_in(self) -> GatewaySettings:
+        if self.console_users and self.auth_issuer:
+            raise ValueError(
+                "CAREOPS_CONSOLE_USERS is for the embedded issuer only: "
+                "with CAREOPS_AUTH_ISSUER use CAREOPS_CONSOLE_OIDC_*"
+            )
+        for user in self.console_users:
+            unknown = unknown_roles(user.split(":", 1)[1].split("+"))
+            if unknown:
+                raise ValueError(f"CAREOPS_CONSOLE_USERS: {user}: unknown role(s) {unknown}")
+        oidc = (
+            self.console_oidc_authorization_url,
+            self.console_oidc_token_url,
+            self.console_oidc_client_id,
+        )
+        if any(oidc) and not all(oidc):
+            raise ValueError(
+                "CAREOPS_CONSOLE_OIDC_AUTHORIZATION_URL, CAREOPS_CONSOLE_OIDC_TOKEN_URL and "
+                "CAREOPS_CONSOLE_OIDC_CLIENT_ID are set together"
+            )
+        return self
+
+    def console(self, issuer: LocalIssuer | None) -> Console:
+        """Returns the console's routes: the sign-in page's users with the embedded issuer,
+        else the OIDC client when one is configured."""
+        users = [
+            ConsoleUser(subject, tuple(roles.split("+")))
+            for subject, roles in (user.split(":", 1) for user in self.console_users)
+        ]
+        oidc = None
+        if self.console_oidc_client_id:
+            oidc = OidcClient(
+                self.console_oidc_authorization_url,
+                self.console_oidc_token_url,
+                self.console_oidc_client_id,
+                self.console_oidc_scope,
+            )
+        return Console(
+            issuer=issuer,
+            users=users if issuer is not None else (),
+            session=timedelta(minutes=self.console_session_minutes),
+            oidc=oidc,
+        )
 
     @model_validator(mode="after")
     def _issuer_with_keys(self) -> GatewaySettings:
@@ -259,6 +345,8 @@ class GatewayService(skeleton.Service[GatewaySettings]):
     async def start_parts(self) -> None:
         self.issuer = self.settings.local_issuer()
         self.authenticator = self.settings.authenticator()
+        if self.authenticator.permissions is not None:
+            self.gateway.permissions = self.authenticator.permissions  # GetMyPermissions
         signer = self.settings.internal_signer()
         for backend in self.backends:
             backend.open(signer)
@@ -317,11 +405,13 @@ class GatewayService(skeleton.Service[GatewaySettings]):
                 intake.register,
                 IcalFeed(settings.http_timeout_seconds).register,
                 status_page.register,
+                settings.console(self.issuer).register,
             ],
             extra_paths={
                 **intake_openapi_paths(),
                 **ical.openapi_paths(),
                 **status_page_openapi_paths(),
+                **console_openapi_paths(),
             },
             extra_schemes=ical.TOKEN_SCHEME,
         )

@@ -71,6 +71,13 @@ def test_cors_origins_are_none_by_default_and_comma_separated(
         ("CAREOPS_CORS_ALLOWED_ORIGINS", "*"),
         # The internal identity's signing key, missing.
         ("CAREOPS_INTERNAL_SIGNING_KEY_FILE", "/nonexistent/signing-key.pem"),
+        # The console: a user without a role, an unknown role, a session of no length, an
+        # OIDC client without its endpoints.
+        ("CAREOPS_CONSOLE_USERS", "agent-li"),
+        ("CAREOPS_CONSOLE_USERS", "agent-li:agent,mallory:wizard"),
+        ("CAREOPS_CONSOLE_SESSION_MINUTES", "0"),
+        ("CAREOPS_CONSOLE_OIDC_CLIENT_ID", "careops-console"),
+        ("CAREOPS_CONSOLE_OIDC_TOKEN_URL", "https://idp.example/token"),
     ],
 )
 def test_bad_values_stop_the_process_naming_the_variable(
@@ -97,3 +104,16 @@ def test_a_public_key_as_the_signing_key_stops_the_gateway_naming_it(
         load_settings(GatewaySettings)
     error = capsys.readouterr().err
     assert "CAREOPS_INTERNAL_SIGNING_KEY_FILE" in error and str(public) in error
+
+
+def test_console_users_are_for_the_embedded_issuer_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CAREOPS_CONSOLE_USERS", "agent-li:agent, agent-zhang:agent+senior_agent")
+    console = load_settings(GatewaySettings).console(issuer=None)
+    assert console.sign_in == "none"  # no embedded issuer: no sign-in page
+    monkeypatch.setenv("CAREOPS_AUTH_ISSUER", "https://idp.example/")
+    monkeypatch.setenv("CAREOPS_AUTH_JWKS_URL", "https://idp.example/jwks")
+    with pytest.raises(SystemExit):
+        load_settings(GatewaySettings)
+    assert "CAREOPS_CONSOLE_USERS is for the embedded issuer only" in capsys.readouterr().err

@@ -1,0 +1,267 @@
+"""The agent desk from a real headless Chromium against `careops up` (issue 15's must-hold):
+an agent signs in, opens the oldest ticket in their queue, reads the conversation, replies with
+a macro, and the first-response clock on the page stops. The scene is set through the same
+gateway's HTTP API (an admin's and the customer channel's tokens)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from playwright.async_api import Browser, expect
+
+from tests.console.platform import ConsolePlatform, sign_in
+from tests.support import eventually_sync
+
+TICKETING = "careops.ticketing.v1.TicketingService"
+CUSTOMER = "careops.customer.v1.CustomerProfileService"
+AGENT = "agent-li"  # a `careops up` console user; consultation is in their skills
+
+
+def scene(platform: ConsolePlatform, subjects: list[str]) -> list[dict[str, Any]]:
+    """A registered customer with one ticket per subject (in that order, the first the
+    oldest), each assigned to the agent, the customer's own words on each; returns the tickets
+    once the agent's queue shows them all."""
+    admin = platform.token("admin", "admin")
+    customer = platform.call(
+        f"{CUSTOMER}/RegisterCustomer",
+        {"profile": {"name": "王芳", "email": f"wang.{uuid.uuid4().hex[:8]}@example.com"}},
+        admin,
+    )["customer"]
+    tickets = []
+    for subject in subjects:
+        opened = platform.call(
+            f"{TICKETING}/OpenTicket",
+            {
+                "customerId": customer["customerId"],
+                "channel": "CHANNEL_CHAT",
+                "type": "TICKET_TYPE_CONSULTATION",
+                "priority": "PRIORITY_HIGH",
+                "subject": subject,
+                "description": "订单 A-1001 显示已发货，但一周了还没收到。",
+                "product": "智能音箱",
+            },
+            admin,
+            key=uuid.uuid4().hex,
+        )["ticket"]
+        ticket_id = opened["ticketId"]
+        platform.call(f"{TICKETING}/AssignTicket", {"ticketId": ticket_id, "agentId": AGENT}, admin)
+        replied = platform.call(
+            f"{TICKETING}/AddReply",
+            {
+                "ticketId": ticket_id,
+                "author": "AUTHOR_CUSTOMER",
+                "authorId": customer["customerId"],
+                "body": f"请尽快帮我查一下物流（{subject}）",
+            },
+            admin,
+        )
+        tickets.append(replied["ticket"])
+    last = int(replied["sequence"])
+
+    def queued() -> list[dict[str, Any]] | None:
+        listed = platform.call(
+            f"{TICKETING}/ListTickets", {"assigneeId": AGENT, "minSequence": last}, admin
+        )["tickets"]
+        ids = {ticket["ticketId"] for ticket in listed}
+        return tickets if all(ticket["ticketId"] in ids for ticket in tickets) else None
+
+    return eventually_sync(queued, timeout=30, what="the agent's queue")
+
+
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+  .filter((e) => !(e.labels?.length || e.getAttribute("aria-label") || e.textContent.trim()))
+  .map((e) => e.outerHTML)"""
+
+
+def put_macro(platform: ConsolePlatform) -> str:
+    macro_id = f"shipping-{uuid.uuid4().hex[:6]}"
+    platform.call(
+        f"{TICKETING}/PutMacro",
+        {
+            "macroId": macro_id,
+            "title": "物流查询",
+            "body": "{customer_name} 您好，我们已收到工单 {ticket_id}，正在为您查询物流。",
+        },
+        platform.token("admin", "admin"),
+    )
+    return macro_id
+
+
+async def test_an_agent_replies_with_a_macro_and_the_first_response_clock_stops(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    macro_id = put_macro(platform)
+    oldest, newer = scene(platform, ["包裹一周未到", "发票抬头修改"])
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, AGENT, "agent")
+        queue = page.locator("#queue tbody tr")
+        # The oldest of the agent's open tickets is the first row.
+        await expect(queue.first).to_have_attribute("data-ticket-id", oldest["ticketId"])
+        await expect(
+            page.locator(f'#queue tr[data-ticket-id="{newer["ticketId"]}"]')
+        ).to_be_visible()
+        first_row_clock = queue.first.locator(".clock")
+        await expect(first_row_clock).to_have_attribute("data-state", "running")
+
+        await queue.first.get_by_role("button").click()
+        await expect(page.locator("#ticket-title")).to_have_text("包裹一周未到")
+        conversation = page.locator("#conversation")
+        await expect(conversation).to_contain_text("请尽快帮我查一下物流（包裹一周未到）")
+        clock = page.locator("#ticket-first-response")
+        await expect(clock).to_have_attribute("data-state", "running")
+        await expect(clock).to_contain_text("剩余")
+        # The customer 360 beside it: who this is, without asking them again.
+        await expect(page.locator("#c360-name")).to_contain_text("王芳")
+        await expect(page.locator("#c360-open")).to_contain_text(oldest["ticketId"])
+
+        await page.get_by_label("快捷回复（宏）").select_option(macro_id)
+        await expect(page.get_by_label("回复内容")).to_have_value(
+            f"王芳 您好，我们已收到工单 {oldest['ticketId']}，正在为您查询物流。"
+        )
+        await page.get_by_role("button", name="发送回复").click()
+
+        # The reply is in the conversation, rendered by the service; the clock has stopped.
+        await expect(conversation).to_contain_text(
+            f"王芳 您好，我们已收到工单 {oldest['ticketId']}，正在为您查询物流。"
+        )
+        await expect(clock).to_have_attribute("data-state", "met")
+        await expect(clock).to_have_text("已达成")
+        await expect(first_row_clock).to_have_attribute("data-state", "met")
+        await page.screenshot(path=platform.screenshot_path("agent"), full_page=True)
+    finally:
+        await page.close()
+    read = platform.call(
+        f"{TICKETING}/GetTicket", {"ticketId": oldest["ticketId"]}, platform.token("admin")
+    )["ticket"]
+    first_response = next(c for c in read["sla"] if c["clock"] == "SLA_CLOCK_FIRST_RESPONSE")
+    assert first_response["met"] and read["firstRespondedAt"]
+
+
+async def test_an_agent_holds_with_a_reason_and_resumes(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    (ticket,) = scene(platform, ["等待客户补充照片"])
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, AGENT, "agent")
+        await page.get_by_label("语言").select_option("en")
+        await page.get_by_role("button", name="Open ticket 等待客户补充照片").click()
+        await expect(page.locator("#ticket-title")).to_have_text("等待客户补充照片")
+        await page.get_by_label("Hold reason").select_option("HOLD_REASON_WAITING_CUSTOMER")
+        await page.get_by_label("Hold note").fill("asked for a photo of the damage")
+        await page.get_by_role("button", name="Put on hold").click()
+        await expect(page.locator("#ticket-status")).to_have_text("On hold")
+        # Waiting for the customer pauses the clocks.
+        await expect(page.locator("#ticket-resolution")).to_have_attribute("data-state", "paused")
+        await page.get_by_role("button", name="Resume").click()
+        await expect(page.locator("#ticket-status")).not_to_have_text("On hold")
+        await expect(page.locator("#ticket-resolution")).to_have_attribute("data-state", "running")
+        # The filters: the ticket is among my high-priority chat tickets, not among phone ones.
+        await page.get_by_label("Channel").select_option("CHANNEL_PHONE")
+        await expect(page.locator("#queue")).to_contain_text("The queue is empty.")
+        await page.get_by_label("Channel").select_option("CHANNEL_CHAT")
+        await expect(
+            page.locator(f'#queue tr[data-ticket-id="{ticket["ticketId"]}"]')
+        ).to_be_visible()
+        # Compensation within the agent's limit (2000) is granted; above it, it waits.
+        await page.get_by_label("Amount").fill("50")
+        await page.get_by_label("Why").fill("late delivery")
+        await page.get_by_role("button", name="Grant compensation").click()
+        await expect(page.locator("#compensations")).to_contain_text("Refund 50 CNY · Granted")
+        await page.get_by_label("Amount").fill("2500")
+        await page.get_by_label("Why").fill("damaged twice")
+        await page.get_by_role("button", name="Grant compensation").click()
+        await expect(page.locator("#compensations")).to_contain_text(
+            "Refund 2500 CNY · Pending approval"
+        )
+        # Every control of the desk has a label (its accessible name).
+        assert await page.evaluate(UNLABELLED) == []
+        await page.get_by_label("Language").select_option("zh")
+    finally:
+        await page.close()
+
+
+async def test_a_senior_agent_records_the_complaint_steps(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    admin = platform.token("admin", "admin")
+    opened = platform.call(
+        f"{TICKETING}/OpenTicket",
+        {
+            "customerId": "C-complaint",
+            "channel": "CHANNEL_PHONE",
+            "type": "TICKET_TYPE_COMPLAINT",
+            "priority": "PRIORITY_HIGH",
+            "subject": "维修三次仍未修好",
+        },
+        admin,
+        key=uuid.uuid4().hex,
+    )["ticket"]
+    senior = "agent-zhang"
+    platform.call(
+        f"{TICKETING}/AssignTicket", {"ticketId": opened["ticketId"], "agentId": senior}, admin
+    )
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, senior, "agent")
+        await page.get_by_label("语言").select_option("en")
+        await page.get_by_role("button", name="Open ticket 维修三次仍未修好").click()
+        await expect(page.locator("#steps-left")).to_contain_text("Listen")
+        await page.locator("#step-kind").select_option("COMPLAINT_STEP_LISTEN")
+        await expect(
+            page.get_by_label("Plan", exact=True)
+        ).to_be_hidden()  # only the step's own fields
+        await page.get_by_label("Notes", exact=True).fill(
+            "the customer explained the three repairs"
+        )
+        await page.get_by_role("button", name="Record step").click()
+        await expect(page.locator("#steps-taken")).to_contain_text("Listen")
+        await expect(page.locator("#steps-left")).not_to_contain_text("Listen")
+        await page.get_by_label("Language").select_option("zh")
+    finally:
+        await page.close()
+
+
+CLOCK_VIEWS = """async () => {
+  const { clockView } = await import("/console/js/views/agent.js");
+  const t = (key, values = {}) => key + (values.time ? ` ${values.time}` : "");
+  const now = Date.parse("2026-12-01T10:00:00Z");
+  const running = { running: true, dueAt: "2026-12-01T10:30:00Z", warnAt: "2026-12-01T10:20:00Z" };
+  return {
+    ok: clockView(running, now, t),
+    warn: clockView({ ...running, warnAt: "2026-12-01T09:50:00Z" }, now, t),
+    overdue: clockView({ ...running, dueAt: "2026-12-01T09:59:00Z" }, now, t),
+    breached: clockView({ breached: true, dueAt: "2026-12-01T08:00:00Z" }, now, t),
+    met: clockView({ met: true }, now, t),
+    paused: clockView({ paused: true }, now, t),
+    days: clockView({ running: true, dueAt: "2026-12-03T11:02:03Z" }, now, t),
+  };
+}"""
+
+
+async def test_clocks_are_coloured_by_the_risk_of_breach(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """The desk's clock rendering at a fixed `now` (no wall clock in the assertion)."""
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{platform.url}/console/")
+        views = await page.evaluate(CLOCK_VIEWS)
+    finally:
+        await page.close()
+    assert views["ok"] == {"state": "running", "text": "agent.clock.left 00:30:00", "tone": "ok"}
+    assert views["warn"]["tone"] == "warn"  # past its warning: at risk
+    assert views["overdue"] == {
+        "state": "running",
+        "text": "agent.clock.overdue 00:01:00",
+        "tone": "risk",
+    }
+    assert views["breached"] == {
+        "state": "breached",
+        "text": "agent.clock.breached 02:00:00",
+        "tone": "risk",
+    }
+    assert views["met"]["tone"] == views["paused"]["tone"] == "stopped"
+    assert views["days"]["text"] == "agent.clock.left 2d 01:02:03"
