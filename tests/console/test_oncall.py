@@ -1,0 +1,104 @@
+"""The on-call view against `careops up`: ts-alice has the crisis board open; a level-A incident
+declared through the API appears on it (pushed by WatchAlerts, no polling) with its red / yellow /
+grey teams; her click on Acknowledge stops the escalation: at the deadline nobody else is paged."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from playwright.async_api import Browser, expect
+
+from tests.console.platform import ConsolePlatform, sign_in
+from tests.support import eventually_sync
+
+INCIDENT = "careops.incident.v1.IncidentService"
+TS, CS = "technical_support", "customer_service"
+# Short waits for the test platform (the default file waits 300 s a step). The acknowledged
+# team's first step runs out first; the other team's (not acknowledged) escalates after it: once
+# it has, the acknowledged page's deadline has passed and its timer has run.
+ACK_WAIT_SECONDS = 6
+CONTROL_WAIT_SECONDS = ACK_WAIT_SECONDS + 2
+
+
+def short_escalation(
+    platform: ConsolePlatform, admin: str, team_id: str, on_call: str, then: str, wait: int
+) -> None:
+    """Makes `on_call` the team's only rotation member, paged first; `then` after `wait`."""
+    team: dict[str, Any] = platform.call(f"{INCIDENT}/GetTeam", {"teamId": team_id}, admin)["team"]
+    team.pop("version", None)
+    team["rotation"] = {**team.get("rotation", {}), "memberIds": [on_call]}
+    team["escalation"] = {
+        "steps": [
+            {"target": "oncall", "waitSeconds": wait},
+            {"target": f"member:{then}", "waitSeconds": wait},
+        ],
+        "repeat": 1,
+    }
+    platform.call(f"{INCIDENT}/PutTeam", {"team": team}, admin, key=uuid.uuid4().hex)
+
+
+async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    admin = platform.token("admin", "admin")
+    short_escalation(platform, admin, TS, "ts-alice", "ts-bob", ACK_WAIT_SECONDS)
+    short_escalation(platform, admin, CS, "cs-carol", "cs-dave", CONTROL_WAIT_SECONDS)
+    page = await browser.new_page(viewport={"width": 1500, "height": 1000})
+    try:
+        await sign_in(page, platform, "ts-alice", "oncall")
+        await expect(page.get_by_role("heading", name="应急看板")).to_be_visible()
+        await expect(page.locator("#oncall-team")).to_have_value(TS)  # her team, found by GetTeam
+        await expect(page.locator("#oncall-stream")).to_have_attribute("data-state", "connected")
+
+        started = time.monotonic()
+        declared = platform.call(
+            f"{INCIDENT}/DeclareIncident",
+            {
+                "type": "server_crash",
+                "title": "支付网关宕机",
+                "factors": {"usersAffected": 100000, "coreSystem": 1.0, "exposure": 0.5},
+            },
+            platform.token("supervisor-zhou", "supervisor"),
+            key=uuid.uuid4().hex,
+        )["incident"]
+        assert declared["level"] == "INCIDENT_LEVEL_A"
+        row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
+        await expect(row).to_be_visible(timeout=5000)
+        print(f"\nthe level-A incident was on the board {time.monotonic() - started:.3f} s after Declare")
+        await expect(row).to_have_attribute("data-level", "A")
+        for team, colour in ((TS, "red"), (CS, "yellow"), ("brand_pr", "grey")):
+            chip = row.locator(f'li.engagement[data-team="{team}"]')
+            await expect(chip).to_have_attribute("data-engagement", colour)
+        await expect(page.locator("#oncall-alerts li.alert.page").first).to_contain_text("支付网关宕机")
+
+        mine = row.locator('li.page[data-member="ts-alice"]')
+        await expect(mine).to_have_attribute("data-state", "requested")
+        await row.get_by_role("button", name="确认 ts-alice").click()
+        await expect(mine).to_have_attribute("data-state", "acknowledged")
+        await expect(row.get_by_role("button", name="确认 ts-alice")).to_have_count(0)
+
+        await row.get_by_role("button", name="详情: 支付网关宕机").click()
+        await expect(page.locator("#incident-detail ol.timeline li").first).to_be_visible()
+        await page.screenshot(path=platform.screenshot_path("oncall"), full_page=True)
+    finally:
+        await page.close()
+
+    # Past the deadline: the other team's page (not acknowledged) escalated to its next person;
+    # ts-alice's acknowledged page did not, and nobody else of her team was paged.
+    incident_id = declared["incidentId"]
+
+    def control_escalated() -> dict[str, Any] | None:
+        incident: dict[str, Any] = platform.call(
+            f"{INCIDENT}/GetIncident", {"incidentId": incident_id}, admin
+        )["incident"]
+        members = {page["memberId"] for page in incident.get("pages", [])}
+        return incident if "cs-dave" in members else None
+
+    incident = eventually_sync(control_escalated, timeout=60, what="the unacknowledged team's escalation")
+    ours = [page for page in incident["pages"] if page["teamId"] == TS]
+    assert [page["memberId"] for page in ours] == ["ts-alice"]
+    assert ours[0].get("acknowledged") and not ours[0].get("escalated")
+    carol = next(page for page in incident["pages"] if page["memberId"] == "cs-carol")
+    assert carol.get("escalated") and not carol.get("acknowledged")
