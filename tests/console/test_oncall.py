@@ -66,12 +66,16 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
         assert declared["level"] == "INCIDENT_LEVEL_A"
         row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
         await expect(row).to_be_visible(timeout=5000)
-        print(f"\nthe level-A incident was on the board {time.monotonic() - started:.3f} s after Declare")
+        print(
+            f"\nthe level-A incident was on the board {time.monotonic() - started:.3f} s after Declare"
+        )
         await expect(row).to_have_attribute("data-level", "A")
         for team, colour in ((TS, "red"), (CS, "yellow"), ("brand_pr", "grey")):
             chip = row.locator(f'li.engagement[data-team="{team}"]')
             await expect(chip).to_have_attribute("data-engagement", colour)
-        await expect(page.locator("#oncall-alerts li.alert.page").first).to_contain_text("支付网关宕机")
+        await expect(page.locator("#oncall-alerts li.alert.page").first).to_contain_text(
+            "支付网关宕机"
+        )
 
         mine = row.locator('li.page[data-member="ts-alice"]')
         await expect(mine).to_have_attribute("data-state", "requested")
@@ -96,9 +100,61 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
         members = {page["memberId"] for page in incident.get("pages", [])}
         return incident if "cs-dave" in members else None
 
-    incident = eventually_sync(control_escalated, timeout=60, what="the unacknowledged team's escalation")
+    incident = eventually_sync(
+        control_escalated, timeout=60, what="the unacknowledged team's escalation"
+    )
     ours = [page for page in incident["pages"] if page["teamId"] == TS]
     assert [page["memberId"] for page in ours] == ["ts-alice"]
     assert ours[0].get("acknowledged") and not ours[0].get("escalated")
     carol = next(page for page in incident["pages"] if page["memberId"] == "cs-carol")
     assert carol.get("escalated") and not carol.get("acknowledged")
+
+
+async def test_the_incident_is_worked_from_its_detail(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """An update, a public statement and an escalation (C -> B) from the page, read back."""
+    declared = platform.call(
+        f"{INCIDENT}/DeclareIncident",
+        {
+            "type": "server_crash",
+            "title": "登录偶发失败",
+            "factors": {"usersAffected": 10, "coreSystem": 0.2, "elapsedMinutes": 5},
+        },
+        platform.token("supervisor-zhou", "supervisor"),
+        key=uuid.uuid4().hex,
+    )["incident"]
+    assert declared["level"] == "INCIDENT_LEVEL_C"
+    incident_id = declared["incidentId"]
+    page = await browser.new_page()
+    try:
+        await sign_in(page, platform, "ts-alice", "oncall")
+        await page.get_by_label("语言").select_option("en")
+        row = page.locator(f'#crisis-board tr[data-incident-id="{incident_id}"]')
+        await row.get_by_role("button", name="Details: 登录偶发失败").click()
+        detail = page.locator("#incident-detail")
+        await expect(detail.get_by_role("heading", name="登录偶发失败 (Level C)")).to_be_visible()
+
+        await detail.get_by_label("Update").fill("正在排查认证服务")
+        await detail.get_by_role("button", name="Add update").click()
+        await expect(detail.locator("ol.timeline")).to_contain_text("正在排查认证服务")
+
+        await detail.get_by_label("Headline").fill("登录问题通报")
+        await detail.get_by_label("Text").fill("部分用户登录失败，我们正在处理。")
+        await detail.get_by_role("button", name="Publish statement").click()
+        await expect(detail.get_by_role("list", name="Published statements")).to_contain_text(
+            "登录问题通报"
+        )
+
+        await detail.get_by_label("Reason to escalate").fill("影响扩大")
+        await detail.get_by_role("button", name="Escalate to level B").click()
+        await expect(row).to_have_attribute("data-level", "B")
+        await expect(detail.get_by_role("button", name="Escalate to level A")).to_be_visible()
+    finally:
+        await page.close()
+    incident = platform.call(
+        f"{INCIDENT}/GetIncident", {"incidentId": incident_id}, platform.token("admin", "admin")
+    )["incident"]
+    assert incident["level"] == "INCIDENT_LEVEL_B"
+    assert [s["headline"] for s in incident["statements"]] == ["登录问题通报"]
+    assert any("正在排查认证服务" in entry["text"] for entry in incident["timeline"])

@@ -90,7 +90,7 @@ export default {
       "oncall.levelName": "{level} 级",
       "oncall.open": "详情",
       "oncall.acknowledge": "确认 {member}",
-      "oncall.escalate": "升级",
+      "oncall.escalateTo": "升级到 {level} 级",
       "oncall.escalateReason": "升级原因",
       "oncall.escalated": "事件已升级。",
       "oncall.acknowledged": "已确认呼叫，升级已停止。",
@@ -147,7 +147,7 @@ export default {
       "oncall.levelName": "Level {level}",
       "oncall.open": "Details",
       "oncall.acknowledge": "Acknowledge {member}",
-      "oncall.escalate": "Escalate",
+      "oncall.escalateTo": "Escalate to level {level}",
       "oncall.escalateReason": "Reason to escalate",
       "oncall.escalated": "The incident was escalated.",
       "oncall.acknowledged": "Page acknowledged: the escalation stopped.",
@@ -253,32 +253,31 @@ export default {
       );
     };
 
-    const escalateButton = (incident) =>
-      can(I, "EscalateIncident") && incident.status === "INCIDENT_STATUS_DECLARED"
-        ? h(
-            "button",
-            {
-              type: "button",
-              class: "secondary",
-              onclick: async (event) => {
-                event.target.disabled = true;
-                try {
-                  await call(
-                    I,
-                    "EscalateIncident",
-                    { incidentId: incident.incidentId, reason: t("oncall.escalate") },
-                    { idempotencyKey: newKey() },
-                  );
-                  toast(t("oncall.escalated"));
-                } catch (failure) {
-                  failed(failure);
-                }
-                await refresh();
-              },
-            },
-            t("oncall.escalate"),
-          )
-        : null;
+    const OPEN = ["INCIDENT_STATUS_DECLARED", "INCIDENT_STATUS_ACKNOWLEDGED"];
+    const HIGHER = { INCIDENT_LEVEL_C: "B", INCIDENT_LEVEL_B: "A" };
+    // Escalate raises the level one step (C -> B -> A) and engages that level's teams.
+    const escalateForm = (incident) => {
+      if (!can(I, "EscalateIncident") || !OPEN.includes(incident.status) || !HIGHER[incident.level]) return null;
+      const reason = h("input", { id: "oncall-escalate-reason", required: true });
+      return h(
+        "form",
+        {
+          class: "row",
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              await call(I, "EscalateIncident", { incidentId: incident.incidentId, reason: reason.value }, { idempotencyKey: newKey() });
+              toast(t("oncall.escalated"));
+            } catch (failure) {
+              failed(failure);
+            }
+            await refresh();
+          },
+        },
+        field("oncall-escalate-reason", t("oncall.escalateReason"), reason),
+        h("button", { type: "submit" }, t("oncall.escalateTo", { level: HIGHER[incident.level] })),
+      );
+    };
 
     const boardRow = (incident) =>
       h(
@@ -299,7 +298,7 @@ export default {
         h("td", {}, h("ul", { class: "pages" }, (incident.pages || []).map((page) => pageItem(incident, page)))),
         h(
           "td",
-          { class: "row" },
+          {},
           h(
             "button",
             {
@@ -313,7 +312,6 @@ export default {
             },
             t("oncall.open"),
           ),
-          escalateButton(incident),
         ),
       );
 
@@ -346,12 +344,18 @@ export default {
 
     const field = (id, label, control) => h("label", { for: id }, label, control);
 
+    let shown = "";
     const renderDetail = (incident) => {
       if (!incident) {
+        shown = "";
         replace(detail);
         detail.hidden = true;
         return;
       }
+      // Re-rendered only when the incident changed: an alert does not wipe a half-typed update.
+      const key = `${incident.incidentId}@${incident.version}`;
+      if (key === shown) return;
+      shown = key;
       detail.hidden = false;
       const message = h("textarea", { id: "oncall-update-message", rows: 2, required: true });
       const updateForm = can(I, "AddUpdate")
@@ -408,39 +412,52 @@ export default {
       replace(
         detail,
         h("h2", {}, `${incident.title} (${t("oncall.levelName", { level: LEVELS[incident.level] || "?" })})`),
-        h("h3", {}, t("oncall.timeline")),
+        escalateForm(incident),
         h(
-          "ol",
-          { class: "timeline" },
-          (incident.timeline || []).map((entry) =>
-            h("li", {}, h("span", { class: "meta" }, `${when(entry.at, language)} · ${entry.kind} `), entry.text),
+          "div",
+          { class: "oncall-detail" },
+          h(
+            "section",
+            {},
+            h("h3", {}, t("oncall.timeline")),
+            h(
+              "ol",
+              { class: "timeline" },
+              (incident.timeline || []).map((entry) =>
+                h("li", {}, h("span", { class: "meta" }, `${when(entry.at, language)} · ${entry.kind} `), entry.text),
+              ),
+            ),
+          ),
+          h(
+            "section",
+            { class: "stack" },
+            updateForm,
+            h("h3", {}, t("oncall.statement")),
+            (incident.statements || []).length
+              ? h(
+                  "ul",
+                  { class: "statements", "aria-label": t("oncall.statements") },
+                  incident.statements.map((statement) =>
+                    h("li", {}, h("strong", {}, statement.headline || ""), " ", statement.text || ""),
+                  ),
+                )
+              : null,
+            statementForm,
+            h("h3", {}, t("oncall.review")),
+            hasReview
+              ? h(
+                  "dl",
+                  { class: "facts" },
+                  h("dt", {}, t("oncall.rootCause")),
+                  h("dd", {}, review.rootCause || ""),
+                  h("dt", {}, t("oncall.prevention")),
+                  h("dd", {}, (review.preventionActions || []).join("; ")),
+                  h("dt", {}, t("oncall.knowledge")),
+                  h("dd", {}, review.knowledgeBaseEntry || ""),
+                )
+              : h("p", { class: "meta" }, t("oncall.noReview")),
           ),
         ),
-        updateForm,
-        h("h3", {}, t("oncall.statement")),
-        (incident.statements || []).length
-          ? h(
-              "ul",
-              { class: "statements", "aria-label": t("oncall.statements") },
-              incident.statements.map((statement) =>
-                h("li", {}, h("strong", {}, statement.headline || ""), " ", statement.text || ""),
-              ),
-            )
-          : null,
-        statementForm,
-        h("h3", {}, t("oncall.review")),
-        hasReview
-          ? h(
-              "dl",
-              { class: "facts" },
-              h("dt", {}, t("oncall.rootCause")),
-              h("dd", {}, review.rootCause || ""),
-              h("dt", {}, t("oncall.prevention")),
-              h("dd", {}, (review.preventionActions || []).join("; ")),
-              h("dt", {}, t("oncall.knowledge")),
-              h("dd", {}, review.knowledgeBaseEntry || ""),
-            )
-          : h("p", { class: "meta" }, t("oncall.noReview")),
       );
     };
 
