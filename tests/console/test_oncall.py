@@ -67,7 +67,7 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
         row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
         await expect(row).to_be_visible(timeout=5000)
         print(
-            f"\nthe level-A incident was on the board {time.monotonic() - started:.3f} s after Declare"
+            f"\nthe level-A incident on the board {time.monotonic() - started:.3f} s after Declare"
         )
         await expect(row).to_have_attribute("data-level", "A")
         for team, colour in ((TS, "red"), (CS, "yellow"), ("brand_pr", "grey")):
