@@ -4,11 +4,14 @@ grey teams; her click on Acknowledge stops the escalation: at the deadline nobod
 
 from __future__ import annotations
 
+import json
+import re
 import time
+import urllib.request
 import uuid
 from typing import Any
 
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Route, expect
 
 from tests.console.platform import ConsolePlatform, sign_in
 from tests.support import eventually_sync
@@ -158,3 +161,69 @@ async def test_the_incident_is_worked_from_its_detail(
     assert incident["level"] == "INCIDENT_LEVEL_B"
     assert [s["headline"] for s in incident["statements"]] == ["登录问题通报"]
     assert any("正在排查认证服务" in entry["text"] for entry in incident["timeline"])
+
+
+def first_page_alert(platform: ConsolePlatform, incident_id: str, after: int) -> str:
+    """The NDJSON line of the incident's first page alert, as the gateway streams it."""
+    request = urllib.request.Request(
+        f"{platform.url}/v1/{INCIDENT}/WatchAlerts",
+        data=json.dumps({"teamId": TS, "afterSequence": str(after)}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {platform.token('ts-alice', 'oncall')}",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        for line in response:
+            alert = json.loads(line).get("result", {})
+            if alert.get("incidentId") == incident_id and alert["kind"] == "ALERT_KIND_PAGE":
+                return line.decode().strip()
+    raise AssertionError("the stream ended without the page alert")
+
+
+async def test_the_alert_stream_resumes_after_a_drop(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """The stream ends after one alert (a drop): the page reconnects with `afterSequence` = that
+    alert's sequence - 1, skips the alert the resumed stream repeats, and gets the next ones."""
+    supervisor = platform.token("supervisor-zhou", "supervisor")
+    minor = {"usersAffected": 10, "coreSystem": 0.2, "elapsedMinutes": 5}
+
+    def declare(title: str) -> dict[str, Any]:
+        body = {"type": "server_crash", "title": title, "factors": minor}
+        answer: dict[str, Any] = platform.call(
+            f"{INCIDENT}/DeclareIncident", body, supervisor, key=uuid.uuid4().hex
+        )
+        return answer
+
+    first = declare("断线前的告警")
+    line = first_page_alert(
+        platform, first["incident"]["incidentId"], max(0, int(first["sequence"]) - 20)
+    )
+    sequence = int(json.loads(line)["result"]["sequence"])
+    bodies: list[dict[str, Any]] = []
+
+    async def drop_the_first(route: Route) -> None:
+        bodies.append(json.loads(route.request.post_data or "{}"))
+        if len(bodies) == 1:  # the stream's only message, then its end
+            await route.fulfill(status=200, content_type="application/x-ndjson", body=line + "\n")
+        else:
+            await route.continue_()
+
+    page = await browser.new_page()
+    try:
+        await page.route(re.compile(r"IncidentService/WatchAlerts$"), drop_the_first)
+        await sign_in(page, platform, "ts-alice", "oncall")
+        alerts = page.locator("#oncall-alerts li.alert.page")
+        first_alerts = alerts.and_(
+            page.locator(f'[data-incident-id="{first["incident"]["incidentId"]}"]')
+        )
+        await expect(first_alerts).to_have_count(1)
+        stream = page.locator("#oncall-stream")
+        await expect(stream).to_have_attribute("data-state", "connected")
+        second = declare("断线后的告警")["incident"]["incidentId"]
+        await expect(alerts.and_(page.locator(f'[data-incident-id="{second}"]'))).to_have_count(1)
+        await expect(first_alerts).to_have_count(1)  # the resumed stream repeated it: skipped
+    finally:
+        await page.close()
+    assert [body["afterSequence"] for body in bodies[:2]] == ["0", str(sequence - 1)]

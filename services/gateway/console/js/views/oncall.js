@@ -18,6 +18,7 @@ const ALERT_KINDS = {
 };
 const RECONNECT_MS = [500, 1000, 2000, 5000];
 const TEAM_KEY = "careops.console.oncallTeam";
+const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
 
 // A page's state: requested -> delivered -> acknowledged, or escalated (its wait ran out).
 export function pageState(page) {
@@ -79,6 +80,8 @@ export default {
       "oncall.live": "实时告警",
       "oncall.connected": "已连接，告警实时推送",
       "oncall.reconnecting": "连接中断，正在重连…",
+      "oncall.refused": "无法订阅告警：{message}",
+      "oncall.counts": "未结束事件：A 级 {a} · B 级 {b} · C 级 {c}",
       "oncall.none": "当前没有未结束的事件。",
       "oncall.noAlerts": "暂无告警。",
       "oncall.level": "级别",
@@ -136,6 +139,8 @@ export default {
       "oncall.live": "Live alerts",
       "oncall.connected": "Connected: alerts are pushed live",
       "oncall.reconnecting": "Connection lost, reconnecting…",
+      "oncall.refused": "Cannot watch alerts: {message}",
+      "oncall.counts": "Open incidents: level A {a} · level B {b} · level C {c}",
       "oncall.none": "No open incidents.",
       "oncall.noAlerts": "No alerts yet.",
       "oncall.level": "Level",
@@ -194,6 +199,7 @@ export default {
     const controller = new AbortController();
     const status = h("p", { id: "oncall-stream", class: "stream", role: "status" }, "");
     const board = h("div", { id: "crisis-board" });
+    const counts = h("p", { id: "oncall-counts", class: "counts" });
     const alerts = h("ol", { id: "oncall-alerts", class: "alerts", "aria-live": "polite" });
     const detail = h("section", { id: "incident-detail", class: "panel", "aria-label": t("oncall.detail") });
     const teamSelect = h("select", { id: "oncall-team" });
@@ -316,6 +322,12 @@ export default {
       );
 
     const renderBoard = (incidents) => {
+      const count = (level) => incidents.filter((incident) => incident.level === level).length;
+      counts.textContent = t("oncall.counts", {
+        a: count("INCIDENT_LEVEL_A"),
+        b: count("INCIDENT_LEVEL_B"),
+        c: count("INCIDENT_LEVEL_C"),
+      });
       if (!incidents.length) {
         replace(board, h("p", {}, t("oncall.none")));
         return;
@@ -536,7 +548,12 @@ export default {
           );
         } catch (failure) {
           if (stopped) return;
-          if (failure instanceof ApiError && failure.code === Code.UNAUTHENTICATED) return;
+          // Refused (not a drop): retrying would not help; say why and stop.
+          if (failure instanceof ApiError && REFUSED.includes(failure.code)) {
+            status.textContent = t("oncall.refused", { message: failure.message });
+            status.dataset.state = "refused";
+            return;
+          }
         }
         if (stopped) return;
         status.textContent = t("oncall.reconnecting");
@@ -582,7 +599,7 @@ export default {
       root,
       h("h1", {}, t("oncall.title")),
       h("div", { class: "oncall-grid" },
-        h("section", { class: "board", "aria-label": t("oncall.title") }, board),
+        h("section", { class: "board", "aria-label": t("oncall.title") }, counts, board),
         h(
           "aside",
           { class: "panel", "aria-label": t("oncall.live") },
