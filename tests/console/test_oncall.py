@@ -227,3 +227,20 @@ async def test_the_alert_stream_resumes_after_a_drop(
     finally:
         await page.close()
     assert [body["afterSequence"] for body in bodies[:2]] == ["0", str(sequence - 1)]
+
+
+async def test_the_board_is_offered_to_responders_only(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """An agent reads incidents but is not offered the board; admin (no role to be paged) is."""
+    page = await browser.new_page()
+    try:
+        await sign_in(page, platform, "agent-li")
+        await expect(page.get_by_role("link", name="坐席工作台")).to_be_visible()
+        await expect(page.get_by_role("link", name="值班应急")).to_have_count(0)
+        await page.get_by_role("button", name="退出").click()
+        await sign_in(page, platform, "admin", "oncall")
+        await expect(page.locator("#oncall-stream")).to_have_attribute("data-state", "connected")
+        await expect(page.locator("#crisis-board tr[data-incident-id]").first).to_be_visible()
+    finally:
+        await page.close()

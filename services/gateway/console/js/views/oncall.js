@@ -71,7 +71,8 @@ async function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
 export default {
   id: "oncall",
   title: "oncall.nav",
-  requires: [`${I}/ListIncidents`, `${I}/GetIncident`, `${I}/WatchAlerts`],
+  // Responders: reading incidents (agents may) is not enough; the teams and the matrix too.
+  requires: [`${I}/ListIncidents`, `${I}/GetIncident`, `${I}/WatchAlerts`, `${I}/GetTeam`, `${I}/GetResponseMatrix`],
   strings: {
     zh: {
       "oncall.nav": "值班应急",
@@ -566,16 +567,14 @@ export default {
 
     // The teams to watch: those of the matrix; mine (a member) first.
     let teams = [];
-    if (can(I, "GetResponseMatrix")) {
-      try {
-        const { matrix } = await call(I, "GetResponseMatrix", {});
-        teams = [...new Set((matrix?.rows || []).flatMap((row) => row.cells.map((cell) => cell.teamId)))].sort();
-      } catch (failure) {
-        failed(failure);
-      }
+    try {
+      const { matrix } = await call(I, "GetResponseMatrix", {});
+      teams = [...new Set((matrix?.rows || []).flatMap((row) => row.cells.map((cell) => cell.teamId)))].sort();
+    } catch (failure) {
+      failed(failure);
     }
     let team = sessionStorage.getItem(TEAM_KEY) || "";
-    if (!team && can(I, "GetTeam")) {
+    if (!team) {
       for (const teamId of teams) {
         try {
           const { team: found } = await call(I, "GetTeam", { teamId });
