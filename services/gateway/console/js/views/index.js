@@ -1,5 +1,6 @@
 // Every view of the console, in navigation order. Adding a view: its module in this folder,
 // one import and one entry below (docs/console.md, "Adding a view").
 import agent from "./agent.js";
+import oncall from "./oncall.js";
 
-export default [agent];
+export default [agent, oncall];

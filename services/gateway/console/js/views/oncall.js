@@ -1,0 +1,622 @@
+// The on-call view (issue 15): the crisis board (open incidents by level, engaged teams red /
+// yellow / grey from the matrix, pages and their state), live alerts pushed by WatchAlerts (the
+// gateway's NDJSON stream, no polling), Acknowledge / Escalate, and one incident's timeline,
+// updates, public statement and post-incident review.
+import { ApiError, Code, Services, newKey } from "../api.js";
+import { h, replace } from "../dom.js";
+import { session } from "../session.js";
+
+const I = Services.incident;
+const LEVELS = { INCIDENT_LEVEL_A: "A", INCIDENT_LEVEL_B: "B", INCIDENT_LEVEL_C: "C" };
+const LEVEL_ORDER = ["INCIDENT_LEVEL_A", "INCIDENT_LEVEL_B", "INCIDENT_LEVEL_C", "INCIDENT_LEVEL_UNSPECIFIED"];
+const COLOURS = { ENGAGEMENT_RED: "red", ENGAGEMENT_YELLOW: "yellow", ENGAGEMENT_GREY: "grey" };
+const ALERT_KINDS = {
+  ALERT_KIND_PAGE: "page",
+  ALERT_KIND_ACKNOWLEDGED: "acknowledged",
+  ALERT_KIND_INFORMED: "informed",
+  ALERT_KIND_RESOLVED: "resolved",
+};
+const RECONNECT_MS = [500, 1000, 2000, 5000];
+const TEAM_KEY = "careops.console.oncallTeam";
+const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
+
+// A page's state: requested -> delivered -> acknowledged, or escalated (its wait ran out).
+export function pageState(page) {
+  if (page.acknowledged) return "acknowledged";
+  if (page.escalated) return "escalated";
+  if ((page.deliveries || []).some((delivery) => delivery.delivered)) return "delivered";
+  return "requested";
+}
+
+function when(timestamp, language) {
+  if (!timestamp) return "";
+  return new Date(timestamp).toLocaleString(language === "zh" ? "zh-CN" : "en-GB");
+}
+
+// Reads the gateway's NDJSON stream of WatchAlerts: calls onAlert per `result` line (heartbeat
+// lines skipped) until the stream ends; throws on an `error` line or a refused call.
+async function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
+  const headers = { "Content-Type": "application/json" };
+  const token = session.token();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`/v1/${I}/WatchAlerts`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ teamId, afterSequence: String(afterSequence) }),
+    signal,
+  });
+  if (!response.ok) {
+    const text = await response.text();
+    throw new ApiError(response.status, text ? JSON.parse(text) : {});
+  }
+  onOpen();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (!line) continue;
+      const message = JSON.parse(line);
+      if (message.error) throw new ApiError(500, message.error);
+      if (message.result) onAlert(message.result);
+    }
+  }
+}
+
+export default {
+  id: "oncall",
+  title: "oncall.nav",
+  // Responders: reading incidents (agents may) is not enough; the teams and the matrix too.
+  requires: [`${I}/ListIncidents`, `${I}/GetIncident`, `${I}/WatchAlerts`, `${I}/GetTeam`, `${I}/GetResponseMatrix`],
+  strings: {
+    zh: {
+      "oncall.nav": "值班应急",
+      "oncall.title": "应急看板",
+      "oncall.team": "我的团队",
+      "oncall.live": "实时告警",
+      "oncall.connected": "已连接，告警实时推送",
+      "oncall.reconnecting": "连接中断，正在重连…",
+      "oncall.refused": "无法订阅告警：{message}",
+      "oncall.counts": "未结束事件：A 级 {a} · B 级 {b} · C 级 {c}",
+      "oncall.none": "当前没有未结束的事件。",
+      "oncall.noAlerts": "暂无告警。",
+      "oncall.level": "级别",
+      "oncall.incident": "事件",
+      "oncall.status": "状态",
+      "oncall.teams": "参与团队",
+      "oncall.pages": "呼叫",
+      "oncall.actions": "操作",
+      "oncall.levelName": "{level} 级",
+      "oncall.open": "详情",
+      "oncall.acknowledge": "确认 {member}",
+      "oncall.escalateTo": "升级到 {level} 级",
+      "oncall.escalateReason": "升级原因",
+      "oncall.escalated": "事件已升级。",
+      "oncall.acknowledged": "已确认呼叫，升级已停止。",
+      "oncall.engagement.red": "红（主导）",
+      "oncall.engagement.yellow": "黄（支援）",
+      "oncall.engagement.grey": "灰（知会）",
+      "oncall.page.requested": "已发起",
+      "oncall.page.delivered": "已送达",
+      "oncall.page.acknowledged": "已确认",
+      "oncall.page.escalated": "已升级",
+      "oncall.alert.page": "呼叫",
+      "oncall.alert.acknowledged": "已确认",
+      "oncall.alert.informed": "知会",
+      "oncall.alert.resolved": "已解决",
+      "oncall.detail": "事件详情",
+      "oncall.timeline": "时间线",
+      "oncall.update": "发布内部进展",
+      "oncall.updateMessage": "进展",
+      "oncall.updateSubmit": "添加进展",
+      "oncall.updated": "进展已添加。",
+      "oncall.statement": "对外声明",
+      "oncall.statements": "已发布的声明",
+      "oncall.headline": "标题",
+      "oncall.statementText": "内容",
+      "oncall.publish": "发布声明",
+      "oncall.published": "声明已发布。",
+      "oncall.review": "事后复盘",
+      "oncall.noReview": "事件关闭时填写复盘。",
+      "oncall.rootCause": "根本原因",
+      "oncall.prevention": "预防措施",
+      "oncall.knowledge": "知识库条目",
+      "oncall.due": "确认期限 {at}",
+      "oncall.drill": "演练",
+      "oncall.status.INCIDENT_STATUS_DECLARED": "已宣布",
+      "oncall.status.INCIDENT_STATUS_ACKNOWLEDGED": "已响应",
+      "oncall.status.INCIDENT_STATUS_RESOLVED": "已解决",
+      "oncall.status.INCIDENT_STATUS_CLOSED": "已关闭",
+    },
+    en: {
+      "oncall.nav": "On-call",
+      "oncall.title": "Crisis board",
+      "oncall.team": "My team",
+      "oncall.live": "Live alerts",
+      "oncall.connected": "Connected: alerts are pushed live",
+      "oncall.reconnecting": "Connection lost, reconnecting…",
+      "oncall.refused": "Cannot watch alerts: {message}",
+      "oncall.counts": "Open incidents: level A {a} · level B {b} · level C {c}",
+      "oncall.none": "No open incidents.",
+      "oncall.noAlerts": "No alerts yet.",
+      "oncall.level": "Level",
+      "oncall.incident": "Incident",
+      "oncall.status": "Status",
+      "oncall.teams": "Engaged teams",
+      "oncall.pages": "Pages",
+      "oncall.actions": "Actions",
+      "oncall.levelName": "Level {level}",
+      "oncall.open": "Details",
+      "oncall.acknowledge": "Acknowledge {member}",
+      "oncall.escalateTo": "Escalate to level {level}",
+      "oncall.escalateReason": "Reason to escalate",
+      "oncall.escalated": "The incident was escalated.",
+      "oncall.acknowledged": "Page acknowledged: the escalation stopped.",
+      "oncall.engagement.red": "red (leads)",
+      "oncall.engagement.yellow": "yellow (supports)",
+      "oncall.engagement.grey": "grey (informed)",
+      "oncall.page.requested": "requested",
+      "oncall.page.delivered": "delivered",
+      "oncall.page.acknowledged": "acknowledged",
+      "oncall.page.escalated": "escalated",
+      "oncall.alert.page": "page",
+      "oncall.alert.acknowledged": "acknowledged",
+      "oncall.alert.informed": "informed",
+      "oncall.alert.resolved": "resolved",
+      "oncall.detail": "Incident",
+      "oncall.timeline": "Timeline",
+      "oncall.update": "Internal update",
+      "oncall.updateMessage": "Update",
+      "oncall.updateSubmit": "Add update",
+      "oncall.updated": "Update added.",
+      "oncall.statement": "Public statement",
+      "oncall.statements": "Published statements",
+      "oncall.headline": "Headline",
+      "oncall.statementText": "Text",
+      "oncall.publish": "Publish statement",
+      "oncall.published": "Statement published.",
+      "oncall.review": "Post-incident review",
+      "oncall.noReview": "The review is written when the incident is closed.",
+      "oncall.rootCause": "Root cause",
+      "oncall.prevention": "Prevention actions",
+      "oncall.knowledge": "Knowledge-base entry",
+      "oncall.due": "ack due {at}",
+      "oncall.drill": "drill",
+      "oncall.status.INCIDENT_STATUS_DECLARED": "declared",
+      "oncall.status.INCIDENT_STATUS_ACKNOWLEDGED": "acknowledged",
+      "oncall.status.INCIDENT_STATUS_RESOLVED": "resolved",
+      "oncall.status.INCIDENT_STATUS_CLOSED": "closed",
+    },
+  },
+
+  async render(root, { call, t, can, me, toast, language, rerender }) {
+    let stopped = false;
+    let selected = location.hash.split("/")[2] || "";
+    const controller = new AbortController();
+    const status = h("p", { id: "oncall-stream", class: "stream", role: "status" }, "");
+    const board = h("div", { id: "crisis-board" });
+    const counts = h("p", { id: "oncall-counts", class: "counts" });
+    const alerts = h("ol", { id: "oncall-alerts", class: "alerts", "aria-live": "polite" });
+    const detail = h("section", { id: "incident-detail", class: "panel", "aria-label": t("oncall.detail") });
+    const teamSelect = h("select", { id: "oncall-team" });
+    const seen = new Set();
+    let alertCount = 0;
+
+    const failed = (failure) => {
+      if (failure instanceof ApiError && failure.code === Code.PERMISSION_DENIED) {
+        toast(t("error.denied", { message: failure.message }));
+      } else {
+        toast(t("error.generic", { message: failure.message }));
+      }
+    };
+
+    const engagementChip = (team) => {
+      const colour = COLOURS[team.engagement] || "grey";
+      return h(
+        "li",
+        { class: `engagement ${colour}`, dataset: { team: team.teamId, engagement: colour } },
+        `${team.teamId}: ${t(`oncall.engagement.${colour}`)}`,
+      );
+    };
+
+    const pageItem = (incident, page) => {
+      const state = pageState(page);
+      const mine = page.memberId === me.subject;
+      const ack =
+        state !== "acknowledged" && !page.escalated && mine && can(I, "AcknowledgePage")
+          ? h(
+              "button",
+              {
+                type: "button",
+                onclick: async (event) => {
+                  event.target.disabled = true;
+                  try {
+                    await call(I, "AcknowledgePage", { pageId: page.pageId }, { idempotencyKey: newKey() });
+                    toast(t("oncall.acknowledged"));
+                  } catch (failure) {
+                    failed(failure);
+                  }
+                  await refresh();
+                },
+              },
+              t("oncall.acknowledge", { member: page.memberId }),
+            )
+          : null;
+      return h(
+        "li",
+        { class: `page ${state}`, dataset: { pageId: page.pageId, member: page.memberId, state } },
+        h("span", {}, `${page.teamId} · ${page.memberId} · `),
+        h("strong", {}, t(`oncall.page.${state}`)),
+        state === "requested" || state === "delivered"
+          ? h("span", { class: "due" }, ` (${t("oncall.due", { at: when(page.ackDueAt, language) })})`)
+          : null,
+        ack ? " " : null,
+        ack,
+      );
+    };
+
+    const OPEN = ["INCIDENT_STATUS_DECLARED", "INCIDENT_STATUS_ACKNOWLEDGED"];
+    const HIGHER = { INCIDENT_LEVEL_C: "B", INCIDENT_LEVEL_B: "A" };
+    // Escalate raises the level one step (C -> B -> A) and engages that level's teams.
+    const escalateForm = (incident) => {
+      if (!can(I, "EscalateIncident") || !OPEN.includes(incident.status) || !HIGHER[incident.level]) return null;
+      const reason = h("input", { id: "oncall-escalate-reason", required: true });
+      return h(
+        "form",
+        {
+          class: "row",
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              await call(I, "EscalateIncident", { incidentId: incident.incidentId, reason: reason.value }, { idempotencyKey: newKey() });
+              toast(t("oncall.escalated"));
+            } catch (failure) {
+              failed(failure);
+            }
+            await refresh();
+          },
+        },
+        field("oncall-escalate-reason", t("oncall.escalateReason"), reason),
+        h("button", { type: "submit" }, t("oncall.escalateTo", { level: HIGHER[incident.level] })),
+      );
+    };
+
+    const boardRow = (incident) =>
+      h(
+        "tr",
+        {
+          class: `level-${LEVELS[incident.level] || "x"}${incident.incidentId === selected ? " selected" : ""}`,
+          dataset: { incidentId: incident.incidentId, level: LEVELS[incident.level] || "" },
+        },
+        h("td", {}, h("span", { class: `level level-${LEVELS[incident.level] || "x"}` }, t("oncall.levelName", { level: LEVELS[incident.level] || "?" }))),
+        h(
+          "td",
+          {},
+          h("div", {}, incident.title, incident.drill ? ` (${t("oncall.drill")})` : ""),
+          h("div", { class: "meta" }, `${incident.incidentId} · ${incident.type} · ${when(incident.declaredAt, language)}`),
+        ),
+        h("td", {}, t(`oncall.status.${incident.status}`)),
+        h("td", {}, h("ul", { class: "engagements" }, (incident.teams || []).map(engagementChip))),
+        h("td", {}, h("ul", { class: "pages" }, (incident.pages || []).map((page) => pageItem(incident, page)))),
+        h(
+          "td",
+          {},
+          h(
+            "button",
+            {
+              type: "button",
+              class: "secondary",
+              "aria-label": `${t("oncall.open")}: ${incident.title}`,
+              onclick: () => {
+                selected = incident.incidentId;
+                refresh();
+              },
+            },
+            t("oncall.open"),
+          ),
+        ),
+      );
+
+    const renderBoard = (incidents) => {
+      const count = (level) => incidents.filter((incident) => incident.level === level).length;
+      counts.textContent = t("oncall.counts", {
+        a: count("INCIDENT_LEVEL_A"),
+        b: count("INCIDENT_LEVEL_B"),
+        c: count("INCIDENT_LEVEL_C"),
+      });
+      if (!incidents.length) {
+        replace(board, h("p", {}, t("oncall.none")));
+        return;
+      }
+      const sorted = [...incidents].sort(
+        (a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level) || (b.declaredAt || "").localeCompare(a.declaredAt || ""),
+      );
+      replace(
+        board,
+        h(
+          "table",
+          { "aria-label": t("oncall.title") },
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              ["level", "incident", "status", "teams", "pages", "actions"].map((key) => h("th", { scope: "col" }, t(`oncall.${key}`))),
+            ),
+          ),
+          h("tbody", {}, sorted.map(boardRow)),
+        ),
+      );
+    };
+
+    const field = (id, label, control) => h("label", { for: id }, label, control);
+
+    let shown = "";
+    const renderDetail = (incident) => {
+      if (!incident) {
+        shown = "";
+        replace(detail);
+        detail.hidden = true;
+        return;
+      }
+      // Re-rendered only when the incident changed: an alert does not wipe a half-typed update.
+      const key = `${incident.incidentId}@${incident.version}`;
+      if (key === shown) return;
+      shown = key;
+      detail.hidden = false;
+      const message = h("textarea", { id: "oncall-update-message", rows: 2, required: true });
+      const updateForm = can(I, "AddUpdate")
+        ? h(
+            "form",
+            {
+              class: "stack",
+              onsubmit: async (event) => {
+                event.preventDefault();
+                try {
+                  await call(I, "AddUpdate", { incidentId: incident.incidentId, message: message.value }, { idempotencyKey: newKey() });
+                  toast(t("oncall.updated"));
+                } catch (failure) {
+                  failed(failure);
+                }
+                await refresh();
+              },
+            },
+            h("h3", {}, t("oncall.update")),
+            field("oncall-update-message", t("oncall.updateMessage"), message),
+            h("button", { type: "submit" }, t("oncall.updateSubmit")),
+          )
+        : null;
+      const headline = h("input", { id: "oncall-headline", required: true });
+      const text = h("textarea", { id: "oncall-statement-text", rows: 3, required: true }, incident.publicStatementDraft || "");
+      const statementForm = can(I, "PublishStatement")
+        ? h(
+            "form",
+            {
+              class: "stack",
+              onsubmit: async (event) => {
+                event.preventDefault();
+                try {
+                  await call(
+                    I,
+                    "PublishStatement",
+                    { incidentId: incident.incidentId, headline: headline.value, text: text.value },
+                    { idempotencyKey: newKey() },
+                  );
+                  toast(t("oncall.published"));
+                } catch (failure) {
+                  failed(failure);
+                }
+                await refresh();
+              },
+            },
+            field("oncall-headline", t("oncall.headline"), headline),
+            field("oncall-statement-text", t("oncall.statementText"), text),
+            h("button", { type: "submit" }, t("oncall.publish")),
+          )
+        : null;
+      const review = incident.review || {};
+      const hasReview = review.rootCause || (review.preventionActions || []).length || review.knowledgeBaseEntry;
+      replace(
+        detail,
+        h("h2", {}, `${incident.title} (${t("oncall.levelName", { level: LEVELS[incident.level] || "?" })})`),
+        escalateForm(incident),
+        h(
+          "div",
+          { class: "oncall-detail" },
+          h(
+            "section",
+            {},
+            h("h3", {}, t("oncall.timeline")),
+            h(
+              "ol",
+              { class: "timeline" },
+              (incident.timeline || []).map((entry) =>
+                h("li", {}, h("span", { class: "meta" }, `${when(entry.at, language)} · ${entry.kind} `), entry.text),
+              ),
+            ),
+          ),
+          h(
+            "section",
+            { class: "stack" },
+            updateForm,
+            h("h3", {}, t("oncall.statement")),
+            (incident.statements || []).length
+              ? h(
+                  "ul",
+                  { class: "statements", "aria-label": t("oncall.statements") },
+                  incident.statements.map((statement) =>
+                    h("li", {}, h("strong", {}, statement.headline || ""), " ", statement.text || ""),
+                  ),
+                )
+              : null,
+            statementForm,
+            h("h3", {}, t("oncall.review")),
+            hasReview
+              ? h(
+                  "dl",
+                  { class: "facts" },
+                  h("dt", {}, t("oncall.rootCause")),
+                  h("dd", {}, review.rootCause || ""),
+                  h("dt", {}, t("oncall.prevention")),
+                  h("dd", {}, (review.preventionActions || []).join("; ")),
+                  h("dt", {}, t("oncall.knowledge")),
+                  h("dd", {}, review.knowledgeBaseEntry || ""),
+                )
+              : h("p", { class: "meta" }, t("oncall.noReview")),
+          ),
+        ),
+      );
+    };
+
+    // One refresh at a time; an alert arriving during one asks for another after it.
+    let running = null;
+    let again = false;
+    const refresh = async () => {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        do {
+          again = false;
+          try {
+            const { incidents = [] } = await call(I, "ListIncidents", { openOnly: true, includeDrills: true, pageSize: 100 });
+            const ids = incidents.map((summary) => summary.incidentId);
+            if (selected && !ids.includes(selected)) ids.push(selected);
+            const full = await Promise.all(ids.map((incidentId) => call(I, "GetIncident", { incidentId })));
+            if (stopped) return;
+            const byId = new Map(full.map(({ incident }) => [incident.incidentId, incident]));
+            renderBoard(incidents.map((summary) => byId.get(summary.incidentId)).filter(Boolean));
+            renderDetail(selected ? byId.get(selected) : null);
+          } catch (failure) {
+            if (!stopped) failed(failure);
+          }
+        } while (again && !stopped);
+      })();
+      try {
+        await running;
+      } finally {
+        running = null;
+      }
+    };
+
+    const showAlert = (alert) => {
+      const kind = ALERT_KINDS[alert.kind] || "page";
+      if (alertCount === 0) replace(alerts);
+      alertCount += 1;
+      alerts.prepend(
+        h(
+          "li",
+          { class: `alert ${kind}`, dataset: { incidentId: alert.incidentId, kind } },
+          h("span", { class: "meta" }, `${when(alert.at, language)} `),
+          h("strong", {}, t(`oncall.alert.${kind}`)),
+          ` ${LEVELS[alert.level] ? t("oncall.levelName", { level: LEVELS[alert.level] }) : ""} ${alert.title} · ${alert.teamId}${alert.memberId ? ` · ${alert.memberId}` : ""}`,
+        ),
+      );
+    };
+
+    // The live stream: resumes after a drop from the last alert's sequence minus one (one event
+    // may carry several alerts: those already seen are skipped), with a growing pause.
+    const stream = async (teamId) => {
+      let after = 0;
+      let attempt = 0;
+      while (!stopped) {
+        try {
+          await watchAlerts(
+            teamId,
+            after,
+            controller.signal,
+            () => {
+              attempt = 0;
+              status.textContent = t("oncall.connected");
+              status.dataset.state = "connected";
+            },
+            (alert) => {
+              const sequence = Number(alert.sequence || 0);
+              const key = `${sequence}/${alert.kind}/${alert.pageId}/${alert.teamId}/${alert.memberId}/${alert.incidentId}`;
+              if (sequence) after = Math.max(after, sequence - 1);
+              if (seen.has(key)) return;
+              seen.add(key);
+              showAlert(alert);
+              refresh();
+            },
+          );
+        } catch (failure) {
+          if (stopped) return;
+          // Refused (not a drop): retrying would not help; say why and stop.
+          if (failure instanceof ApiError && REFUSED.includes(failure.code)) {
+            status.textContent = t("oncall.refused", { message: failure.message });
+            status.dataset.state = "refused";
+            return;
+          }
+        }
+        if (stopped) return;
+        status.textContent = t("oncall.reconnecting");
+        status.dataset.state = "reconnecting";
+        const pause = RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)];
+        attempt += 1;
+        await new Promise((resolve) => setTimeout(resolve, pause));
+      }
+    };
+
+    // The teams to watch: those of the matrix; mine (a member) first.
+    let teams = [];
+    try {
+      const { matrix } = await call(I, "GetResponseMatrix", {});
+      teams = [...new Set((matrix?.rows || []).flatMap((row) => row.cells.map((cell) => cell.teamId)))].sort();
+    } catch (failure) {
+      failed(failure);
+    }
+    let team = sessionStorage.getItem(TEAM_KEY) || "";
+    if (!team) {
+      for (const teamId of teams) {
+        try {
+          const { team: found } = await call(I, "GetTeam", { teamId });
+          if ((found.members || []).some((member) => member.memberId === me.subject)) {
+            team = teamId;
+            break;
+          }
+        } catch {
+          // a team of the matrix not defined: not mine
+        }
+      }
+    }
+    team = team || teams[0] || "";
+    for (const teamId of teams) teamSelect.append(h("option", { value: teamId, selected: teamId === team }, teamId));
+    teamSelect.addEventListener("change", () => {
+      sessionStorage.setItem(TEAM_KEY, teamSelect.value);
+      rerender();
+    });
+
+    replace(
+      root,
+      h("h1", {}, t("oncall.title")),
+      h("div", { class: "oncall-grid" },
+        h("section", { class: "board", "aria-label": t("oncall.title") }, counts, board),
+        h(
+          "aside",
+          { class: "panel", "aria-label": t("oncall.live") },
+          h("h2", {}, t("oncall.live")),
+          field("oncall-team", t("oncall.team"), teamSelect),
+          status,
+          alerts,
+        ),
+      ),
+      detail,
+    );
+    replace(alerts, h("li", { class: "meta" }, t("oncall.noAlerts")));
+    detail.hidden = true;
+    await refresh();
+    if (team) stream(team);
+    return () => {
+      stopped = true;
+      controller.abort();
+    };
+  },
+};
