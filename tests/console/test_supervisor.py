@@ -137,6 +137,10 @@ async def test_a_supervisor_approves_a_compensation_above_the_agents_limit(
     page = await browser.new_page(viewport={"width": 1440, "height": 1400})
     try:
         await sign_in(page, platform, "supervisor-zhou", "supervisor")
+        # The SLA risk list: the open ticket's running resolution clock.
+        risky = page.locator(f'#sla-risk tr[data-ticket="{ticket["ticketId"]}"]')
+        await expect(risky).to_contain_text("解决")
+        await expect(risky).to_contain_text("Broken kettle")
         row = page.locator(f'#approvals tr[data-compensation="{pending["compensationId"]}"]')
         await expect(row).to_contain_text("3000 CNY")
         await expect(row).to_contain_text("agent-li")

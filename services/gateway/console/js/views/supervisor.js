@@ -3,14 +3,18 @@
 // editor with its what-if comparison (actual vs draft per channel) before "Apply".
 //
 // Refresh: the quality API has no KPI stream (GetKpis is a query over read models), so the
-// board and its lists re-read every REFRESH_MS (one GetKpis, one ListTickets, one ListFollowUps
-// and one ListAgents per period and open page) and on "Refresh now". The policy editor is never
-// refreshed under the user's hands.
+// board re-reads every REFRESH_MS (one GetKpis, ListFollowUps and ListAgents per period and open
+// page) and on "Refresh now". The SLA risk list and the approvals need each ticket's clocks and
+// compensations, which ListTickets' summaries do not carry: every DETAIL_EVERY-th refresh (and
+// on "Refresh now" or after a decision) the view reads the open tickets' list and GetTicket for
+// the DETAIL_SAMPLE oldest open ones. The policy editor is never refreshed under the user's hands.
 import { Code, Services, newKey } from "../api.js";
 import { lineChart } from "../chart.js";
 import { h, replace } from "../dom.js";
 
 export const REFRESH_MS = 5000;
+const DETAIL_EVERY = 6; // the ticket details every 30 s
+const DETAIL_SAMPLE = 40;
 const TREND_DAYS = 7;
 const ABORTED = 10; // gRPC ABORTED: PutSlaPolicy's expected_revision was overtaken
 const CHANNELS = ["phone", "email", "chat", "social", "app", "web", "store"];
@@ -263,7 +267,7 @@ export default {
         h("div", { class: "row board-head" },
           h("h1", {}, t("supervisor.title")),
           h("label", { for: "kpi-scope" }, t("supervisor.scope"), scopeSelect),
-          h("button", { type: "button", class: "secondary", onclick: () => refresh() }, t("supervisor.refresh")),
+          h("button", { type: "button", class: "secondary", onclick: () => refresh(true) }, t("supervisor.refresh")),
           status),
         h("section", { class: "panel", "aria-labelledby": "kpi-title" },
           h("h2", { id: "kpi-title" }, t("supervisor.period", { days: TREND_DAYS })),
@@ -331,6 +335,7 @@ export default {
       }
       clocks.sort((a, b) => a.left - b.left);
       if (!clocks.length) return empty(risk, 6, "supervisor.risk.empty");
+      // Nearest to breach first; already overdue ones lead.
       replace(risk, clocks.slice(0, 10).map(({ ticket, clock, left }) => {
         const level = left <= 0 ? "risk" : clock.warned ? "warn" : "ok";
         return h("tr", { dataset: { ticket: ticket.ticketId } },
@@ -356,7 +361,7 @@ export default {
           try {
             await call(Services.ticketing, method, { ticketId: ticket.ticketId, compensationId: c.compensationId, reason: reason.value }, { idempotencyKey: newKey() });
             toast(t(done, { id: c.compensationId }));
-            refresh();
+            refresh(true);
           } catch (error) {
             failed(error);
           }
@@ -401,25 +406,44 @@ export default {
       }));
     }
 
+    // The open tickets with their clocks and compensations (GetTicket), oldest first.
+    async function openTickets() {
+      const { tickets = [] } = await call(Services.ticketing, "ListTickets", { pageSize: 500 });
+      const open = tickets.filter((ticket) => OPEN_STATUSES.has(ticket.status));
+      open.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
+      const details = await Promise.all(open.slice(0, DETAIL_SAMPLE).map((ticket) =>
+        call(Services.ticketing, "GetTicket", { ticketId: ticket.ticketId }).then((answer) => answer.ticket, () => null)));
+      return details.filter(Boolean);
+    }
+
     let busy = false;
-    async function refresh() {
-      if (busy) return;
+    let again = false; // details asked for while a refresh ran: read them right after it
+    let round = 0;
+    async function refresh(details = false) {
+      if (busy) {
+        again ||= details;
+        return;
+      }
       busy = true;
+      const withDetails = details || round % DETAIL_EVERY === 0;
+      round += 1;
       try {
         const today = new Date();
         const start = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (TREND_DAYS - 1)));
         const end = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() + 1));
-        const [kpis, listed, follow, directory] = await Promise.all([
+        const [kpis, tickets, follow, directory] = await Promise.all([
           call(Services.quality, "GetKpis", { filter: filter(), period: { start: start.toISOString(), end: end.toISOString() }, byDay: true }),
-          call(Services.ticketing, "ListTickets", { pageSize: 500 }),
+          withDetails ? openTickets() : null,
           call(Services.quality, "ListFollowUps", { pageSize: 200 }),
           call(Services.ticketing, "ListAgents", {}),
         ]);
         agents = directory.agents || [];
         scopeOptions();
         showKpis(kpis);
-        showRisk(listed.tickets || [], Date.now());
-        showApprovals(listed.tickets || []);
+        if (tickets) {
+          showRisk(tickets, Date.now());
+          showApprovals(tickets);
+        }
         showFollowUps(follow.followUps || []);
         showAgents();
         status.textContent = t("supervisor.refreshed", { time: new Date().toLocaleTimeString(), seconds: REFRESH_MS / 1000 });
@@ -427,6 +451,10 @@ export default {
         status.textContent = t("supervisor.error", { message: error.message });
       } finally {
         busy = false;
+        if (again) {
+          again = false;
+          refresh(true);
+        }
       }
     }
 
@@ -545,7 +573,7 @@ export default {
     }
 
     await Promise.all([refresh(), showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error))]);
-    const timer = setInterval(refresh, REFRESH_MS);
+    const timer = setInterval(() => refresh(), REFRESH_MS);
     return () => clearInterval(timer);
   },
 };
