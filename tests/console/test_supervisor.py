@@ -19,8 +19,10 @@ CUSTOMER = "careops.customer.v1.CustomerProfileService"
 REFRESHED = 20_000  # ms: the board re-reads every 5 s (REFRESH_MS); expect() waits on it
 
 
-def _chat_ticket(platform: ConsolePlatform, token: str, subject: str) -> dict[str, Any]:
-    """A chat ticket of a new customer, answered by an agent (seconds after it was opened)."""
+def _chat_ticket(
+    platform: ConsolePlatform, token: str, subject: str, *, reply: bool = True
+) -> dict[str, Any]:
+    """A chat ticket of a new customer, answered by an agent unless `reply` is False."""
     tag = uuid.uuid4().hex[:8]
     customer = platform.call(
         f"{CUSTOMER}/RegisterCustomer",
@@ -38,12 +40,34 @@ def _chat_ticket(platform: ConsolePlatform, token: str, subject: str) -> dict[st
         },
         token,
     )["ticket"]
+    if not reply:
+        return opened
     platform.call(
         f"{TICKETING}/AddReply",
         {"ticketId": opened["ticketId"], "author": "AUTHOR_AGENT", "body": "Looking into it."},
         token,
     )
     return opened
+
+
+def _pending_refund(
+    platform: ConsolePlatform, token: str, subject: str, *, answered: bool
+) -> dict[str, Any]:
+    """A chat ticket (answered or not) with a 3000 CNY refund above agent-li's limit (2000)."""
+    ticket = _chat_ticket(platform, token, subject, reply=answered)
+    pending = platform.call(
+        f"{TICKETING}/GrantCompensation",
+        {
+            "ticketId": ticket["ticketId"],
+            "kind": "COMPENSATION_KIND_REFUND",
+            "amount": "3000",
+            "currency": "CNY",
+            "reason": f"refund: {subject}",
+        },
+        platform.token("agent-li", "agent"),
+    )["compensation"]
+    assert pending["status"] == "COMPENSATION_STATUS_PENDING"
+    return {**ticket, "compensation": pending}
 
 
 async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_draft(
@@ -54,10 +78,32 @@ async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_dr
     resolved = platform.call(
         f"{TICKETING}/ResolveTicket", {"ticketId": ticket["ticketId"], "resolution": "ok"}, admin
     )
+    # More of a supervisor's morning: an unhappy customer (a follow-up is due) and a refund
+    # above the agent's limit on a ticket not yet answered (its first-response clock runs).
+    unhappy = _chat_ticket(platform, admin, "Refund still missing")
+    unhappy_resolved = platform.call(
+        f"{TICKETING}/ResolveTicket", {"ticketId": unhappy["ticketId"], "resolution": "-"}, admin
+    )
+    platform.call(
+        f"{QUALITY}/SubmitSurvey",
+        {
+            "ticketId": unhappy["ticketId"],
+            "csat": 1,
+            "ticketingMinSequence": unhappy_resolved["sequence"],
+        },
+        admin,
+    )
+    waiting = _pending_refund(platform, admin, "Parcel lost", answered=False)
     page = await browser.new_page(viewport={"width": 1440, "height": 1600})
     try:
         await sign_in(page, platform, "supervisor-zhou", "supervisor")
         await expect(page.get_by_role("heading", name="实时指标")).to_be_visible()
+        await expect(page.locator("#follow-ups")).to_contain_text(unhappy["ticketId"])
+        risky = page.locator(
+            f'#sla-risk tr[data-ticket="{waiting["ticketId"]}"][data-clock="FIRST_RESPONSE"]'
+        )
+        await expect(risky).to_contain_text("首次响应")
+        await expect(page.locator("#approvals")).to_contain_text("Parcel lost")
         surveys = page.locator('[data-kpi="surveys"] dd')
         await expect(surveys).to_have_text(re.compile(r"^\d+$"))
         before = int(await surveys.inner_text())
@@ -121,24 +167,15 @@ async def test_a_supervisor_approves_a_compensation_above_the_agents_limit(
     browser: Browser, platform: ConsolePlatform
 ) -> None:
     admin = platform.token("admin", "admin")
-    ticket = _chat_ticket(platform, admin, "Broken kettle")
-    pending = platform.call(
-        f"{TICKETING}/GrantCompensation",
-        {
-            "ticketId": ticket["ticketId"],
-            "kind": "COMPENSATION_KIND_REFUND",
-            "amount": "3000",
-            "currency": "CNY",
-            "reason": "refund of the kettle",
-        },
-        platform.token("agent-li", "agent"),  # the agent's limit is 2000: it waits
-    )["compensation"]
-    assert pending["status"] == "COMPENSATION_STATUS_PENDING"
+    ticket = _pending_refund(platform, admin, "Broken kettle", answered=True)
+    pending = ticket["compensation"]
     page = await browser.new_page(viewport={"width": 1440, "height": 1400})
     try:
         await sign_in(page, platform, "supervisor-zhou", "supervisor")
         # The SLA risk list: the open ticket's running resolution clock.
-        risky = page.locator(f'#sla-risk tr[data-ticket="{ticket["ticketId"]}"]')
+        risky = page.locator(
+            f'#sla-risk tr[data-ticket="{ticket["ticketId"]}"][data-clock="RESOLUTION"]'
+        )
         await expect(risky).to_contain_text("解决")
         await expect(risky).to_contain_text("Broken kettle")
         row = page.locator(f'#approvals tr[data-compensation="{pending["compensationId"]}"]')

@@ -338,7 +338,7 @@ export default {
       // Nearest to breach first; already overdue ones lead.
       replace(risk, clocks.slice(0, 10).map(({ ticket, clock, left }) => {
         const level = left <= 0 ? "risk" : clock.warned ? "warn" : "ok";
-        return h("tr", { dataset: { ticket: ticket.ticketId } },
+        return h("tr", { dataset: { ticket: ticket.ticketId, clock: enumName(clock.clock, "SLA_CLOCK_") } },
           h("td", {}, ticket.subject || ticket.ticketId),
           h("td", {}, lower(ticket.channel, "CHANNEL_")),
           h("td", {}, lower(ticket.priority, "PRIORITY_")),
