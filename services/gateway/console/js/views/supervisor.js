@@ -48,6 +48,7 @@ const zh = {
   "supervisor.col.priority": "优先级",
   "supervisor.col.clock": "时钟",
   "supervisor.col.due": "剩余",
+  "supervisor.col.due_at": "截止时间",
   "supervisor.col.assignee": "处理人",
   "supervisor.clock.FIRST_RESPONSE": "首次响应",
   "supervisor.clock.RESOLUTION": "解决",
@@ -133,6 +134,7 @@ const en = {
   "supervisor.col.priority": "Priority",
   "supervisor.col.clock": "Clock",
   "supervisor.col.due": "Left",
+  "supervisor.col.due_at": "Due at",
   "supervisor.col.assignee": "Assignee",
   "supervisor.clock.FIRST_RESPONSE": "First response",
   "supervisor.clock.RESOLUTION": "Resolution",
@@ -196,10 +198,11 @@ const num = (value) => Number(value || 0);
 const percent = (ratio) => `${(num(ratio) * 100).toFixed(1)}%`;
 
 function duration(seconds) {
-  const s = Math.abs(num(seconds));
-  if (s < 60) return `${Math.round(s)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ${Math.round((s % 3600) / 60)}m`;
+  const s = Math.round(Math.abs(num(seconds)));
+  const minutes = Math.round(s / 60);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86400) return `${Math.floor(minutes / 60)}h ${minutes % 60}m`;
   return `${(s / 86400).toFixed(1)}d`;
 }
 
@@ -283,7 +286,7 @@ export default {
             table("agent-load", ["supervisor.col.agent", "supervisor.col.team", "supervisor.col.availability", "supervisor.col.load"], agentRows)),
           h("section", { class: "panel", "aria-labelledby": "follow-title" },
             h("h2", { id: "follow-title" }, t("supervisor.follow.title")),
-            table("follow-ups", ["supervisor.col.ticket", "supervisor.col.agent", "supervisor.col.csat", "supervisor.col.due", "supervisor.col.status"], followUps)),
+            table("follow-ups", ["supervisor.col.ticket", "supervisor.col.agent", "supervisor.col.csat", "supervisor.col.due_at", "supervisor.col.status"], followUps)),
           h("section", { class: "panel", "aria-labelledby": "comp-title" },
             h("h2", { id: "comp-title" }, t("supervisor.comp.title")),
             table("approvals", ["supervisor.col.ticket", "supervisor.col.amount", "supervisor.col.requested_by", "supervisor.col.reason", "supervisor.comp.decision"], approvals))),
