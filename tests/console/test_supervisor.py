@@ -84,7 +84,7 @@ async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_dr
     unhappy_resolved = platform.call(
         f"{TICKETING}/ResolveTicket", {"ticketId": unhappy["ticketId"], "resolution": "-"}, admin
     )
-    platform.call(
+    answered = platform.call(
         f"{QUALITY}/SubmitSurvey",
         {
             "ticketId": unhappy["ticketId"],
@@ -93,6 +93,8 @@ async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_dr
         },
         admin,
     )
+    # The KPI read models have it before the page reads its first figures.
+    platform.call(f"{QUALITY}/GetKpis", {"minSequence": answered["sequence"]}, admin)
     waiting = _pending_refund(platform, admin, "Parcel lost", answered=False)
     page = await browser.new_page(viewport={"width": 1440, "height": 1600})
     try:
@@ -124,6 +126,12 @@ async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_dr
         await expect(page.locator('[data-kpi="csat"] dd')).to_contain_text("·")
         await expect(page.locator('[data-kpi="nps"] dd')).not_to_have_text("–")
         await expect(page.locator("#kpi-trends figure")).to_have_count(4)
+        # By channel: no phone ticket had a survey; chat had them all.
+        await page.get_by_label("范围").select_option("channel:CHANNEL_PHONE")
+        await expect(surveys).to_have_text("0")
+        await page.get_by_label("范围").select_option("channel:CHANNEL_CHAT")
+        await expect(surveys).to_have_text(str(before + 1))
+        await page.get_by_label("范围").select_option("")
 
         # A stricter draft: chat's first response within 1 ms (the ticket was answered later).
         in_force = platform.call(f"{TICKETING}/GetSlaPolicy", {}, admin)["policy"]
@@ -192,6 +200,12 @@ async def test_a_supervisor_approves_a_compensation_above_the_agents_limit(
         ]
         # The agents' load and availability lists the directory's agents.
         await expect(page.locator('#agent-load tr[data-agent="agent-li"]')).to_be_visible()
+        # English: the view re-renders in the other language.
+        await page.get_by_label("语言").select_option("en")
+        await expect(page.get_by_role("heading", name="Live KPIs")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Compensation approvals")).to_be_visible()
+        await expect(page.locator('[data-kpi="sla"] dt')).to_have_text("SLA compliance")
+        await page.get_by_label("Language").select_option("zh")
     finally:
         await page.close()
 
