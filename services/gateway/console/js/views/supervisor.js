@@ -576,7 +576,8 @@ export default {
     }
 
     await Promise.all([refresh(), showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error))]);
-    const timer = setInterval(() => refresh(), REFRESH_MS);
+    // A hidden tab does not poll; it resumes at the next tick once shown.
+    const timer = setInterval(() => document.hidden || refresh(), REFRESH_MS);
     return () => clearInterval(timer);
   },
 };
