@@ -2,5 +2,6 @@
 // one import and one entry below (docs/console.md, "Adding a view").
 import agent from "./agent.js";
 import oncall from "./oncall.js";
+import supervisor from "./supervisor.js";
 
-export default [agent, oncall];
+export default [agent, supervisor, oncall];
