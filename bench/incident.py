@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -92,6 +93,14 @@ async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
     return results
 
 
+def cpu_seconds(service: ServiceProcess) -> float:
+    """User + system CPU the process has used (/proc/<pid>/stat)."""
+    assert service.process is not None
+    stat = Path(f"/proc/{service.process.pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def split_paging(
     quick: bool, nats_url: str, directory: Path, config: dict[str, str], receivers: Child
 ) -> dict[str, Any]:
@@ -121,9 +130,15 @@ def split_paging(
             ready = load.conn.recv()
             assert ready == "ready", ready
             results["alone_split"] = declare_to_page(load, receivers, 1, 20 if quick else 100)
+            before = [cpu_seconds(p) for p in (api, worker)]
             results["concurrent_100_split"] = declare_to_page(
                 load, receivers, 100, 1 if quick else 3
             )
+            after = [cpu_seconds(p) for p in (api, worker)]
+            # Where the burst's CPU went: the api process (declarations) and the worker's
+            # (projections, the pager's deliveries and their records), in seconds.
+            results["concurrent_100_split"]["api_cpu_s"] = after[0] - before[0]
+            results["concurrent_100_split"]["worker_cpu_s"] = after[1] - before[1]
         api.terminate()
         worker.terminate()
     finally:
