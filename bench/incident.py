@@ -2,12 +2,15 @@
 
 The receivers (HTTP, SMTP) and the load generator run in child processes
 (bench/paging_processes.py): the measured process hosts only the incident service and the raw
-baseline's client."""
+baseline's client. The `…_split` rows run incident-crisis as two processes instead, `--role api`
+(the load's DeclareIncident calls) and `--role worker` (projections, the pager, timers), over one
+NATS and one SQLite read-model database."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import urllib.request
 from pathlib import Path
@@ -19,6 +22,7 @@ from incident.tests.conftest import running_incident_service, write_config
 from bench.common import Report, embedded_nats, latency_summary
 from bench.paging_processes import Child, child, load_main, receivers_main
 from tests.receivers import HttpReceiver
+from tests.support import ServiceProcess
 
 
 def raw_webhook(receiver: HttpReceiver, count: int) -> dict[str, float]:
@@ -82,6 +86,64 @@ async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
                 results["concurrent_100"] = await asyncio.to_thread(
                     declare_to_page, load, receivers, 100, 1 if quick else 3
                 )
+        split = await asyncio.to_thread(
+            split_paging, quick, server.url, Path(directory), config, receivers
+        )
+        results.update(split)
+    return results
+
+
+def cpu_seconds(service: ServiceProcess) -> float:
+    """User + system CPU the process has used (/proc/<pid>/stat)."""
+    assert service.process is not None
+    stat = Path(f"/proc/{service.process.pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def split_paging(
+    quick: bool, nats_url: str, directory: Path, config: dict[str, str], receivers: Child
+) -> dict[str, Any]:
+    """The same loads against incident-crisis as an api process and a worker process (own
+    stream: a fresh NATS subject space is not needed, the incident ids are new)."""
+    env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
+    env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / 'split.db'}"
+    env["CAREOPS_SHUTDOWN_GRACE_SECONDS"] = "0"
+    processes = []
+    for role in ("api", "worker"):
+        (directory / role).mkdir()
+        processes.append(
+            ServiceProcess(
+                directory / role,
+                nats_url,
+                extra_env=env,
+                service="incident",
+                args=["--role", role],
+            )
+        )
+    api, worker = processes
+    results: dict[str, Any] = {}
+    try:
+        api.start()  # one after the other: each migrates the shared database
+        worker.start()
+        with child(load_main, api.address, str(api.data_dir)) as load:
+            ready = load.conn.recv()
+            assert ready == "ready", ready
+            results["alone_split"] = declare_to_page(load, receivers, 1, 20 if quick else 100)
+            before = [cpu_seconds(p) for p in (api, worker)]
+            results["concurrent_100_split"] = declare_to_page(
+                load, receivers, 100, 1 if quick else 3
+            )
+            after = [cpu_seconds(p) for p in (api, worker)]
+            # Where the burst's CPU went: the api process (declarations) and the worker's
+            # (projections, the pager's deliveries and their records), in seconds.
+            results["concurrent_100_split"]["api_cpu_s"] = after[0] - before[0]
+            results["concurrent_100_split"]["worker_cpu_s"] = after[1] - before[1]
+        api.terminate()
+        worker.terminate()
+    finally:
+        api.kill()
+        worker.kill()
     return results
 
 
@@ -91,6 +153,8 @@ async def run(quick: bool) -> dict[str, Any]:
     results["raw_webhook_keepalive"] = kept["raw_webhook"]
     results["alone_keepalive"] = kept["alone"]
     results["concurrent_100_keepalive"] = kept["concurrent_100"]
+    results["alone_keepalive_split"] = kept["alone_split"]
+    results["concurrent_100_keepalive_split"] = kept["concurrent_100_split"]
     report = Report(
         "6. Incident paging: declare -> page POSTed to a local webhook receiver "
         "(receivers and load in child processes; keepalive: HTTP/1.1 receivers)"
@@ -99,7 +163,16 @@ async def run(quick: bool) -> dict[str, Any]:
     report.add(
         measure="raw webhook round trip (baseline)", p50_ms=raw["p50_ms"], p99_ms=raw["p99_ms"]
     )
-    names = ("alone", "concurrent_100", "alone_keepalive", "concurrent_100_keepalive")
+    names = (
+        "alone",
+        "concurrent_100",
+        "alone_keepalive",
+        "concurrent_100_keepalive",
+        "alone_split",
+        "concurrent_100_split",
+        "alone_keepalive_split",
+        "concurrent_100_keepalive_split",
+    )
     for name in names:
         row = results[name]
         report.add(

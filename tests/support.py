@@ -251,6 +251,7 @@ class ServiceProcess:
     nats_url: str
     extra_env: dict[str, str] = field(default_factory=dict)
     service: str = "ticketing"
+    args: list[str] = field(default_factory=list)  # e.g. ["--role", "api"]
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -280,7 +281,10 @@ class ServiceProcess:
         log = open(self.data_dir / "service.log", "ab")  # noqa: SIM115
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", f"{self.service}.main"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", f"{self.service}.main", *self.args],
+            env=env,
+            stdout=log,
+            stderr=log,
         )
         return self
 

@@ -11,12 +11,21 @@ Hooks of `EventSourcedService`, called in this order on start:
 `prepare()` → `application(store)` → `ready(app)` → `projections(app)` → `reactions(app)` →
 `background(app)` → `servicer(app)`. Stopping runs: the server, background, reactions,
 `resources`, projections, the log connection, `engines`.
+
+Roles (`settings.role`, `--role` or CAREOPS_ROLE): `all` (the default) runs everything in one
+process. `api` serves the context's servicer (commands and read-model queries) and runs no
+projection, reaction or timer; its `min_sequence` waits read the projections' SQL checkpoints
+(`SqlPositions`) that a worker process advances. `worker` runs the projections, reactions and
+background work, with gRPC health and /metrics only. Every role migrates and provisions, and
+every hook is called in every role (they wire; the skeleton starts only the role's parts).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,6 +48,7 @@ from pydantic import AliasChoices, Field
 from sqlalchemy import Engine
 
 from careops_platform import admin
+from careops_platform.checkpoints import SqlPositions
 from careops_platform.db import database_url, make_engine, migrate
 from careops_platform.internal_identity import InternalVerifier
 from careops_platform.registry import ServiceEntry
@@ -207,6 +217,8 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         self.scheduler: TimerScheduler | None = None
         self.store: JetStreamEventStore | None = None
         self.app: AppT | None = None
+        # In the api role: the positions of the worker's projections, read from SQL.
+        self.positions: SqlPositions | None = None
         self.setup()
 
     # ------------------------------------------------------------------------------ hooks
@@ -261,9 +273,31 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         )
         return self.scheduler
 
+    @property
+    def role(self) -> str:
+        """`all`, `api` or `worker` (settings.role)."""
+        return self.settings.role
+
+    @property
+    def runs_api(self) -> bool:
+        return self.role in ("all", "api")
+
+    @property
+    def runs_work(self) -> bool:
+        return self.role in ("all", "worker")
+
     async def wait_for(self, name: str, sequence: int, timeout: float) -> bool:
-        """Returns whether projection `name` reached `sequence` within `timeout` seconds."""
+        """Returns whether projection `name` reached `sequence` within `timeout` seconds: from
+        this process's runner, or in the api role from the SQL checkpoint."""
+        if self.positions is not None:
+            return await self.positions.wait_for(name, sequence, timeout)
         return await self.runners[name].wait_for(sequence, timeout)
+
+    def position(self, name: str) -> int:
+        """The last stream sequence projection `name` applied (as last read, in the api role)."""
+        if self.positions is not None:
+            return self.positions.position(name)
+        return self.runners[name].position
 
     async def _log_reachable(self, reachable: bool) -> None:
         """Health follows the log: NOT_SERVING while NATS is unreachable."""
@@ -276,7 +310,14 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             self.settings, self.entry.name, self._log_reachable
         )
         app = await self.bootstrap(store)
-        for source in self.projections(app):
+        subscriptions = self.projections(app)
+        reactions = self.reactions(app)
+        background = self.background(app)
+        if not self.runs_work:
+            self.positions = SqlPositions(self.engine)
+            await self.positions.start()
+            return
+        for source in subscriptions:
             self.runners.update(
                 await start_projections(
                     store=store,
@@ -287,7 +328,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                     projections=source.projections,
                 )
             )
-        for reaction in self.reactions(app):
+        for reaction in reactions:
             runner = ReactionRunner(
                 nc=store.client,
                 engine=self.engine,
@@ -300,13 +341,15 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             )
             runner.start()
             self.reaction_runners.append(runner)
-        for part in self.background(app):
+        for part in background:
             part.start()
             self.background_parts.append(part)
 
     def bindings(self) -> Sequence[ServiceBinding]:
         if self.app is None or self.store is None:
             raise RuntimeError(f"{self.entry.name}: the application is not bootstrapped")
+        if not self.runs_api:
+            return []  # a worker: gRPC health only
         projection_admin = admin.ProjectionAdminServicer(
             self.runners, self.store, engine=self.engine, reactions=self.reaction_runners
         )
@@ -335,6 +378,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                 *self.reaction_runners,
                 *self.resources,
                 *self.runners.values(),
+                self.positions,
             ],
             store=self.store,
             engines=self.engines,
@@ -354,4 +398,21 @@ def run_service(service: type[Service[SettingsT]], settings: type[SettingsT]) ->
     async def run(loaded: SettingsT) -> None:
         await serve(service(loaded))
 
-    run_process(service.entry.name, load_settings(settings), run)
+    overrides = {}
+    role = parse_role(sys.argv[1:])
+    if role is not None:
+        overrides["role"] = role
+    run_process(service.entry.name, load_settings(settings, **overrides), run)
+
+
+def parse_role(argv: Sequence[str]) -> str | None:
+    """Returns `--role api|worker|all` of the command line (None: CAREOPS_ROLE or `all`)."""
+    parser = argparse.ArgumentParser(add_help=True)
+    parser.add_argument(
+        "--role",
+        choices=("all", "api", "worker"),
+        help="all (default): everything in one process; api: commands and queries; "
+        "worker: projections, reactions and timers",
+    )
+    role: str | None = parser.parse_args(list(argv)).role
+    return role

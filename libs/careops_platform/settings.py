@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     append_timeout_seconds: float = Field(2.0, gt=0, le=60)
     read_wait_seconds: float = Field(5.0, gt=0, le=60, description="Max wait for min_sequence")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    role: Literal["all", "api", "worker"] = Field(
+        "all",
+        description="all: one process does everything; api: gRPC commands and queries only; "
+        "worker: projections, reactions and timers (health and /metrics only); `--role`",
+    )
     internal_verify_key_file: str = Field(
         "",
         description="PEM public key of the gateway's internal identity tokens (services); "

@@ -102,7 +102,10 @@ class PageDispatcher:
         else:
             note = _notification(incident, event, notice_id)
         note = replace(note, retry=retry)
-        sent = await asyncio.gather(*(self._notifiers.deliver(c, note) for c in pending))
+        # The notice's first channel ahead of every notice's other channels (FirstSends).
+        sent = await asyncio.gather(
+            *(self._notifiers.deliver(c, note, first=i == 0) for i, c in enumerate(pending))
+        )
         outcomes = tuple(
             d.DeliveryOutcome(contact.kind, attempts, error)
             for contact, (attempts, error) in zip(pending, sent, strict=True)

@@ -191,15 +191,15 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
 
     def _router_reads_position(self) -> int:
         return min(
-            self.runners[TicketListProjection.name].position,
-            self.runners[AgentDirectoryProjection.name].position,
+            self.position(TicketListProjection.name),
+            self.position(AgentDirectoryProjection.name),
         )
 
     def background(self, app: TicketingApp) -> Sequence[skeleton.Background]:
         return [self.timers(app.fire_timer, self.settings.timer_interval_seconds)]
 
     def _directory_position(self) -> int:
-        return self.runners[CustomerDirectoryProjection.name].position
+        return self.position(CustomerDirectoryProjection.name)
 
     def servicer(self, app: TicketingApp) -> grpc_api.TicketingServicer:
         return grpc_api.TicketingServicer(

@@ -17,6 +17,7 @@ from incident.domain import ContactKind, ContactPoint
 from incident.notifiers import (
     IDEMPOTENCY_HEADER,
     RETRY_HEADER,
+    FirstSends,
     Notification,
     Notifiers,
     NotifierSettings,
@@ -176,3 +177,23 @@ async def test_mails_reuse_an_open_smtp_session_and_a_refused_one_is_not_reused(
     first, second, refused, retried, after = mail.peers
     assert first == second == refused, "one session for the mails until one is refused"
     assert retried != refused and after == retried, "the refused session is closed, not reused"
+
+
+async def test_other_channels_wait_while_a_first_send_is_in_flight() -> None:
+    gate = FirstSends(max_wait=60)
+    order: list[str] = []
+    waiting = asyncio.Event()
+
+    async def second_channel() -> None:
+        waiting.set()
+        await gate.behind()
+        order.append("second")
+
+    await gate.behind()  # no first send in flight: nothing to wait for
+    with gate.first():
+        task = asyncio.ensure_future(second_channel())
+        await waiting.wait()  # it is now inside behind()
+        assert not task.done()
+        order.append("first")
+    await task
+    assert order == ["first", "second"]

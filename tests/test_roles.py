@@ -1,0 +1,89 @@
+"""One service as two processes: `--role api` (commands and queries) and `--role worker`
+(projections, reactions, timers) over one NATS and one SQLite read-model database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from careops.incident.v1 import incident_pb2 as pb
+from careops.incident.v1 import incident_pb2_grpc
+from careops.incident.v1 import types_pb2 as t
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_platform.service import parse_role
+from incident.tests.conftest import write_config
+
+from tests.receivers import http_receiver, smtp_receiver
+from tests.support import ServiceProcess
+
+
+def test_the_role_comes_from_the_command_line_else_the_environment() -> None:
+    assert parse_role(["--role", "api"]) == "api"
+    assert parse_role(["--role", "worker"]) == "worker"
+    assert parse_role([]) is None  # CAREOPS_ROLE, else `all`
+    with pytest.raises(SystemExit):
+        parse_role(["--role", "both"])
+
+
+def test_an_api_and_a_worker_process_answer_commands_and_read_models_and_page(
+    tmp_path: Path,
+) -> None:
+    nats = EmbeddedNats(data_dir=tmp_path / "nats", port=free_port()).start()
+    with http_receiver() as http, smtp_receiver() as mail:
+        config = write_config(tmp_path / "config", http, mail.port, wait_seconds=3600)
+        env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
+        # One read-model database for both processes; each its own data dir (log file).
+        env["CAREOPS_DATABASE_URL"] = f"sqlite:///{tmp_path / 'incident.db'}"
+        env["CAREOPS_READ_WAIT_SECONDS"] = "1"
+        for name in ("api", "worker"):
+            (tmp_path / name).mkdir()
+        api = ServiceProcess(
+            tmp_path / "api", nats.url, extra_env=env, service="incident", args=["--role", "api"]
+        )
+        worker = ServiceProcess(
+            tmp_path / "worker",
+            nats.url,
+            extra_env={**env, "CAREOPS_ROLE": "worker"},
+            service="incident",
+        )
+        try:
+            api.start()
+            with api.channel() as channel:
+                stub = incident_pb2_grpc.IncidentServiceStub(channel)
+                declared = stub.DeclareIncident(
+                    pb.DeclareIncidentRequest(
+                        type="server_crash",
+                        title="Payments cluster lost",
+                        factors=t.RiskFactors(users_affected=50_000, core_system=1.0),
+                    ),
+                    timeout=10,
+                )
+                incident_id = declared.incident.incident_id
+                query = pb.ListIncidentsRequest(min_sequence=declared.sequence)
+                # The api process projects nothing: without a worker the read model never
+                # reaches the declaration.
+                with pytest.raises(grpc.RpcError) as waited:
+                    stub.ListIncidents(query, timeout=10)
+                assert waited.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert http.posts("/ts-alice") == []  # nor does it page
+
+                worker.start()
+                listed = stub.ListIncidents(query, timeout=10)
+                assert [i.incident_id for i in listed.incidents] == [incident_id]
+            # The worker's pager sends the page the api's declaration decided.
+            [page] = http.wait_for("/ts-alice", 1, timeout=30)
+            assert page.json()["incident_id"] == incident_id
+            # The worker serves gRPC health only.
+            with worker.channel() as channel:
+                with pytest.raises(grpc.RpcError) as refused:
+                    incident_pb2_grpc.IncidentServiceStub(channel).GetIncident(
+                        pb.GetIncidentRequest(incident_id=incident_id), timeout=10
+                    )
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+            assert api.terminate() == 0
+            assert worker.terminate() == 0
+        finally:
+            api.kill()
+            worker.kill()
+            nats.stop()
