@@ -219,7 +219,16 @@ def openapi_paths() -> dict[str, Any]:
             }
         }
 
-    redirect = page("console_root", "Sends the browser to the console", "302", "text/plain")
+    def redirect(operation_id: str) -> dict[str, Any]:
+        summary = "Sends the browser to the console"
+        found = page(operation_id, summary, "302", "text/plain")
+        # A redirect has no body: only its Location.
+        found["get"]["responses"]["302"] = {
+            "description": summary,
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        }
+        return found
+
     file = page("console_file", "A file of the console (ES module, CSS, HTML)", "200", "*/*")
     file["get"]["parameters"] = [
         {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -272,8 +281,8 @@ def openapi_paths() -> dict[str, Any]:
         }
     }
     return {
-        "/": redirect,
-        "/console": page("console_bare", "Sends the browser to the console", "302", "text/plain"),
+        "/": redirect("console_root"),
+        "/console": redirect("console_bare"),
         CONFIG_PATH: config,
         SIGN_IN_PATH: sign_in,
         PREFIX + "{path}": file,
