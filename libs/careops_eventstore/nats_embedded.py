@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -33,22 +34,42 @@ def nats_server_binary() -> str:
     return found
 
 
-# Ports this process has handed out: the kernel may offer a port again as soon as the probe
-# socket closes, and two services given the same port fail to start ("Address already in use").
+# Ports this process has handed out: two services given the same port fail to start ("Address
+# already in use").
 _HANDED_OUT: set[int] = set()
+# Ports are handed out below the kernel's ephemeral range: a port from that range can be taken by
+# any outgoing connection on the machine (any process's) between the probe and a restart of the
+# service on the same port, as a kill -9 test does.
+_LOWEST = 10000
+# Its own generator: a test seeding `random` must not make two processes probe the same ports.
+_PICK = random.SystemRandom()
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _below_ephemeral() -> range:
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768  # Linux's default
+    return range(_LOWEST, max(low, _LOWEST + 1000))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """Returns a TCP port that was free a moment ago and that this process has not returned
-    before."""
-    for _ in range(100):
+    """Returns a TCP port below the ephemeral range that was free a moment ago and that this
+    process has not returned before."""
+    candidates = _below_ephemeral()
+    for _ in range(1000):
+        port = _PICK.choice(candidates)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
-    raise OSError("no free TCP port that was not handed out already")
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise OSError("no free TCP port below the ephemeral range that was not handed out already")
 
 
 @dataclass
