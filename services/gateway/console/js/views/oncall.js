@@ -196,7 +196,7 @@ export default {
 
   async render(root, { call, t, can, me, toast, language, rerender }) {
     let stopped = false;
-    let selected = location.hash.split("/")[2] || "";
+    let selected = decodeURIComponent(location.hash.split("/")[2] || "");
     const controller = new AbortController();
     const status = h("p", { id: "oncall-stream", class: "stream", role: "status" }, "");
     const board = h("div", { id: "crisis-board" });
@@ -313,7 +313,10 @@ export default {
               class: "secondary",
               "aria-label": `${t("oncall.open")}: ${incident.title}`,
               onclick: () => {
+                // Kept in the URL (#/oncall/<id>): a re-render (language switch) keeps it. No
+                // hashchange: replaceState does not route again.
                 selected = incident.incidentId;
+                history.replaceState(null, "", `#/oncall/${encodeURIComponent(selected)}`);
                 refresh();
               },
             },
@@ -322,6 +325,8 @@ export default {
         ),
       );
 
+    let rows = new Map(); // incidentId -> {key, row}: the rows on the board
+    let tbody = null;
     const renderBoard = (incidents) => {
       const count = (level) => incidents.filter((incident) => incident.level === level).length;
       counts.textContent = t("oncall.counts", {
@@ -336,6 +341,26 @@ export default {
       const sorted = [...incidents].sort(
         (a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level) || (b.declaredAt || "").localeCompare(a.declaredAt || ""),
       );
+      // A row whose incident did not change is kept, not rebuilt: every alert refreshes the
+      // board, and a button replaced between the user's press and release loses the click
+      // (and the focus).
+      const previous = rows;
+      rows = new Map();
+      const wanted = sorted.map((incident) => {
+        const key = `${incident.incidentId === selected}|${JSON.stringify(incident)}`;
+        const kept = previous.get(incident.incidentId);
+        const row = kept && kept.key === key ? kept.row : boardRow(incident);
+        rows.set(incident.incidentId, { key, row });
+        return row;
+      });
+      if (tbody && board.contains(tbody)) {
+        wanted.forEach((row, index) => {
+          if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
+        });
+        while (tbody.children.length > wanted.length) tbody.lastElementChild.remove();
+        return;
+      }
+      tbody = h("tbody", {}, wanted);
       replace(
         board,
         h(
@@ -350,7 +375,7 @@ export default {
               ["level", "incident", "status", "teams", "pages", "actions"].map((key) => h("th", { scope: "col" }, t(`oncall.${key}`))),
             ),
           ),
-          h("tbody", {}, sorted.map(boardRow)),
+          tbody,
         ),
       );
     };
