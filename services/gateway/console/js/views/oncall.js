@@ -260,6 +260,16 @@ export default {
       );
     };
 
+    // A form was sent: empty its controls, also in a detail re-rendered (with the typed text
+    // kept) while the call ran.
+    const sent = (form) => {
+      for (const control of form.elements) {
+        const now = control.id && detail.querySelector(`#${CSS.escape(control.id)}`);
+        if (now && "defaultValue" in now) now.value = now.defaultValue;
+      }
+      form.reset();
+    };
+
     const OPEN = ["INCIDENT_STATUS_DECLARED", "INCIDENT_STATUS_ACKNOWLEDGED"];
     const HIGHER = { INCIDENT_LEVEL_C: "B", INCIDENT_LEVEL_B: "A" };
     // Escalate raises the level one step (C -> B -> A) and engages that level's teams.
@@ -275,6 +285,7 @@ export default {
             try {
               await call(I, "EscalateIncident", { incidentId: incident.incidentId, reason: reason.value }, { idempotencyKey: newKey() });
               toast(t("oncall.escalated"));
+              sent(event.target);
             } catch (failure) {
               failed(failure);
             }
@@ -393,6 +404,12 @@ export default {
       // Re-rendered only when the incident changed: an alert does not wipe a half-typed update.
       const key = `${incident.incidentId}@${incident.version}`;
       if (key === shown) return;
+      // The incident changed under the user (an update, a page, an escalation): what they were
+      // typing into its forms and the control they were in survive the re-render.
+      const typed = shown.startsWith(`${incident.incidentId}@`)
+        ? [...detail.querySelectorAll("input[id], textarea[id]")].filter((control) => control.value !== control.defaultValue)
+        : [];
+      const focused = detail.contains(document.activeElement) ? document.activeElement.id : "";
       shown = key;
       detail.hidden = false;
       const message = h("textarea", { id: "oncall-update-message", rows: 2, required: true });
@@ -406,6 +423,7 @@ export default {
                 try {
                   await call(I, "AddUpdate", { incidentId: incident.incidentId, message: message.value }, { idempotencyKey: newKey() });
                   toast(t("oncall.updated"));
+                  sent(event.target);
                 } catch (failure) {
                   failed(failure);
                 }
@@ -434,6 +452,7 @@ export default {
                     { idempotencyKey: newKey() },
                   );
                   toast(t("oncall.published"));
+                  sent(event.target);
                 } catch (failure) {
                   failed(failure);
                 }
@@ -497,11 +516,17 @@ export default {
           ),
         ),
       );
+      for (const control of typed) {
+        const now = detail.querySelector(`#${CSS.escape(control.id)}`);
+        if (now) now.value = control.value;
+      }
+      if (focused) detail.querySelector(`#${CSS.escape(focused)}`)?.focus();
     };
 
     // One refresh at a time; an alert arriving during one asks for another after it.
     let running = null;
     let again = false;
+    let minSequence = 0; // the last alert's position in the log
     const refresh = async () => {
       if (running) {
         again = true;
@@ -511,7 +536,12 @@ export default {
         do {
           again = false;
           try {
-            const { incidents = [] } = await call(I, "ListIncidents", { openOnly: true, includeDrills: true, pageSize: 100 });
+            // Read at least up to the last alert: the alert comes from the log, the list from a
+            // projection of it that may not have caught up yet (then the new incident would be
+            // missing until some later alert).
+            const request = { openOnly: true, includeDrills: true, pageSize: 100 };
+            if (minSequence) request.minSequence = String(minSequence);
+            const { incidents = [] } = await call(I, "ListIncidents", request);
             const ids = incidents.map((summary) => summary.incidentId);
             if (selected && !ids.includes(selected)) ids.push(selected);
             const full = await Promise.all(ids.map((incidentId) => call(I, "GetIncident", { incidentId })));
@@ -568,6 +598,7 @@ export default {
               if (sequence) after = Math.max(after, sequence - 1);
               if (seen.has(key)) return;
               seen.add(key);
+              minSequence = Math.max(minSequence, sequence);
               showAlert(alert);
               refresh();
             },
