@@ -237,6 +237,17 @@ async def test_the_board_is_offered_to_responders_only(
     browser: Browser, platform: ConsolePlatform
 ) -> None:
     """An agent reads incidents but is not offered the board; admin (no role to be paged) is."""
+    # Its own incident on the board (the test does not rely on an earlier test's).
+    declared = platform.call(
+        f"{INCIDENT}/DeclareIncident",
+        {
+            "type": "server_crash",
+            "title": "管理员可见的事件",
+            "factors": {"usersAffected": 10, "coreSystem": 0.2, "elapsedMinutes": 5},
+        },
+        platform.token("supervisor-zhou", "supervisor"),
+        key=uuid.uuid4().hex,
+    )["incident"]
     page = await browser.new_page()
     try:
         await sign_in(page, platform, "agent-li")
@@ -245,6 +256,7 @@ async def test_the_board_is_offered_to_responders_only(
         await page.get_by_role("button", name="退出").click()
         await sign_in(page, platform, "admin", "oncall")
         await expect(page.locator("#oncall-stream")).to_have_attribute("data-state", "connected")
-        await expect(page.locator("#crisis-board tr[data-incident-id]").first).to_be_visible()
+        row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
+        await expect(row).to_be_visible()
     finally:
         await page.close()
