@@ -66,7 +66,19 @@ def scene(platform: ConsolePlatform, subjects: list[str]) -> list[dict[str, Any]
         ids = {ticket["ticketId"] for ticket in listed}
         return tickets if all(ticket["ticketId"] in ids for ticket in tickets) else None
 
-    return eventually_sync(queued, timeout=30, what="the agent's queue")
+    queue = eventually_sync(queued, timeout=30, what="the agent's queue")
+
+    # The customer 360 projects ticketing's events in the customer service, on its own pace:
+    # the page shows the customer's open tickets once it has them.
+    def in_360() -> bool:
+        view = platform.call(
+            f"{CUSTOMER}/GetCustomer360", {"customerId": customer["customerId"]}, admin
+        )["view"]
+        listed = {ticket["ticketId"] for ticket in view.get("openTickets", [])}
+        return all(ticket["ticketId"] in listed for ticket in tickets)
+
+    eventually_sync(in_360, timeout=30, what="the customer 360's open tickets")
+    return queue
 
 
 def oldest_open(platform: ConsolePlatform) -> str:
