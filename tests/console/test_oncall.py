@@ -20,8 +20,10 @@ INCIDENT = "careops.incident.v1.IncidentService"
 TS, CS = "technical_support", "customer_service"
 # Short waits for the test platform (the default file waits 300 s a step). The acknowledged
 # team's first step runs out first; the other team's (not acknowledged) escalates after it: once
-# it has, the acknowledged page's deadline has passed and its timer has run.
-ACK_WAIT_SECONDS = 6
+# it has, the acknowledged page's deadline has passed and its timer has run. The page must be
+# acknowledged through the browser before the first deadline: 6 s was too little on a busy
+# machine (the page escalated before the click), so it leaves room for a loaded Chromium.
+ACK_WAIT_SECONDS = 20
 CONTROL_WAIT_SECONDS = ACK_WAIT_SECONDS + 2
 
 
@@ -68,7 +70,7 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
         )["incident"]
         assert declared["level"] == "INCIDENT_LEVEL_A"
         row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
-        await expect(row).to_be_visible(timeout=5000)
+        await expect(row).to_be_visible(timeout=ACK_WAIT_SECONDS * 1000 // 2)
         print(
             f"\nthe level-A incident on the board {time.monotonic() - started:.3f} s after Declare"
         )
@@ -80,6 +82,8 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
             "支付网关宕机"
         )
 
+        # Both teams paged: the incident has settled, its row is not rebuilt under the click.
+        await expect(row.locator('li.page[data-member="cs-carol"]')).to_be_visible()
         mine = row.locator('li.page[data-member="ts-alice"]')
         await expect(mine).to_have_attribute("data-state", "requested")
         await row.get_by_role("button", name="确认 ts-alice").click()
@@ -201,6 +205,7 @@ async def test_the_alert_stream_resumes_after_a_drop(
         platform, first["incident"]["incidentId"], max(0, int(first["sequence"]) - 20)
     )
     sequence = int(json.loads(line)["result"]["sequence"])
+    paged = json.loads(line)["result"]["memberId"]
     bodies: list[dict[str, Any]] = []
 
     async def drop_the_first(route: Route) -> None:
@@ -215,9 +220,11 @@ async def test_the_alert_stream_resumes_after_a_drop(
         await page.route(re.compile(r"IncidentService/WatchAlerts$"), drop_the_first)
         await sign_in(page, platform, "ts-alice", "oncall")
         alerts = page.locator("#oncall-alerts li.alert.page")
+        # That page's alerts: an escalation (another test may have shortened the team's
+        # steps) would page the next member for the same incident.
         first_alerts = alerts.and_(
             page.locator(f'[data-incident-id="{first["incident"]["incidentId"]}"]')
-        )
+        ).filter(has_text=f" · {paged}")
         await expect(first_alerts).to_have_count(1)
         stream = page.locator("#oncall-stream")
         await expect(stream).to_have_attribute("data-state", "connected")
@@ -233,6 +240,17 @@ async def test_the_board_is_offered_to_responders_only(
     browser: Browser, platform: ConsolePlatform
 ) -> None:
     """An agent reads incidents but is not offered the board; admin (no role to be paged) is."""
+    # Its own incident on the board (the test does not rely on an earlier test's).
+    declared = platform.call(
+        f"{INCIDENT}/DeclareIncident",
+        {
+            "type": "server_crash",
+            "title": "管理员可见的事件",
+            "factors": {"usersAffected": 10, "coreSystem": 0.2, "elapsedMinutes": 5},
+        },
+        platform.token("supervisor-zhou", "supervisor"),
+        key=uuid.uuid4().hex,
+    )["incident"]
     page = await browser.new_page()
     try:
         await sign_in(page, platform, "agent-li")
@@ -241,6 +259,7 @@ async def test_the_board_is_offered_to_responders_only(
         await page.get_by_role("button", name="退出").click()
         await sign_in(page, platform, "admin", "oncall")
         await expect(page.locator("#oncall-stream")).to_have_attribute("data-state", "connected")
-        await expect(page.locator("#crisis-board tr[data-incident-id]").first).to_be_visible()
+        row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
+        await expect(row).to_be_visible()
     finally:
         await page.close()

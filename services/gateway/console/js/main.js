@@ -17,6 +17,8 @@ const toastBox = document.getElementById("toast");
 let config = { signIn: "none", users: [], oidc: null };
 let me = null;
 let cleanup = null;
+// Bumped by every route / sign-in page: a render that finishes after a newer one started is stale.
+let generation = 0;
 
 function toast(message) {
   toastBox.textContent = message;
@@ -77,6 +79,7 @@ function signOut() {
 }
 
 function showSignIn(reason = "") {
+  generation += 1;
   if (cleanup) cleanup();
   cleanup = null;
   document.body.dataset.view = "sign-in";
@@ -132,6 +135,7 @@ function showSignIn(reason = "") {
 
 async function route() {
   if (!me) return;
+  const mine = ++generation;
   if (cleanup) cleanup();
   cleanup = null;
   const views = available();
@@ -148,12 +152,22 @@ async function route() {
     return;
   }
   document.body.dataset.view = view.id;
-  replace(main);
+  // Each render gets its own root: a render still awaiting the API when the user switches the
+  // language or the route (its stop function not returned yet) then writes into a detached
+  // element, never over its successor, and is stopped as soon as it returns.
+  const root = h("div", { class: "view" });
+  replace(main, root);
+  let stop = null;
   try {
-    cleanup = (await view.render(main, context())) || null;
+    stop = (await view.render(root, context())) || null;
   } catch (failure) {
-    replace(main, h("p", { class: "error", role: "alert" }, t("error.generic", { message: failure.message })));
+    replace(root, h("p", { class: "error", role: "alert" }, t("error.generic", { message: failure.message })));
   }
+  if (mine !== generation) {
+    if (stop) stop();
+    return;
+  }
+  cleanup = stop;
 }
 
 async function start() {

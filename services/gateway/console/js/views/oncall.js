@@ -196,7 +196,7 @@ export default {
 
   async render(root, { call, t, can, me, toast, language, rerender }) {
     let stopped = false;
-    let selected = location.hash.split("/")[2] || "";
+    let selected = decodeURIComponent(location.hash.split("/")[2] || "");
     const controller = new AbortController();
     const status = h("p", { id: "oncall-stream", class: "stream", role: "status" }, "");
     const board = h("div", { id: "crisis-board" });
@@ -260,6 +260,16 @@ export default {
       );
     };
 
+    // A form was sent: empty its controls, also in a detail re-rendered (with the typed text
+    // kept) while the call ran.
+    const sent = (form) => {
+      for (const control of form.elements) {
+        const now = control.id && detail.querySelector(`#${CSS.escape(control.id)}`);
+        if (now && "defaultValue" in now) now.value = now.defaultValue;
+      }
+      form.reset();
+    };
+
     const OPEN = ["INCIDENT_STATUS_DECLARED", "INCIDENT_STATUS_ACKNOWLEDGED"];
     const HIGHER = { INCIDENT_LEVEL_C: "B", INCIDENT_LEVEL_B: "A" };
     // Escalate raises the level one step (C -> B -> A) and engages that level's teams.
@@ -275,6 +285,7 @@ export default {
             try {
               await call(I, "EscalateIncident", { incidentId: incident.incidentId, reason: reason.value }, { idempotencyKey: newKey() });
               toast(t("oncall.escalated"));
+              sent(event.target);
             } catch (failure) {
               failed(failure);
             }
@@ -313,7 +324,10 @@ export default {
               class: "secondary",
               "aria-label": `${t("oncall.open")}: ${incident.title}`,
               onclick: () => {
+                // Kept in the URL (#/oncall/<id>): a re-render (language switch) keeps it. No
+                // hashchange: replaceState does not route again.
                 selected = incident.incidentId;
+                history.replaceState(null, "", `#/oncall/${encodeURIComponent(selected)}`);
                 refresh();
               },
             },
@@ -322,6 +336,8 @@ export default {
         ),
       );
 
+    let rows = new Map(); // incidentId -> {key, row}: the rows on the board
+    let tbody = null;
     const renderBoard = (incidents) => {
       const count = (level) => incidents.filter((incident) => incident.level === level).length;
       counts.textContent = t("oncall.counts", {
@@ -336,6 +352,26 @@ export default {
       const sorted = [...incidents].sort(
         (a, b) => LEVEL_ORDER.indexOf(a.level) - LEVEL_ORDER.indexOf(b.level) || (b.declaredAt || "").localeCompare(a.declaredAt || ""),
       );
+      // A row whose incident did not change is kept, not rebuilt: every alert refreshes the
+      // board, and a button replaced between the user's press and release loses the click
+      // (and the focus).
+      const previous = rows;
+      rows = new Map();
+      const wanted = sorted.map((incident) => {
+        const key = `${incident.incidentId === selected}|${JSON.stringify(incident)}`;
+        const kept = previous.get(incident.incidentId);
+        const row = kept && kept.key === key ? kept.row : boardRow(incident);
+        rows.set(incident.incidentId, { key, row });
+        return row;
+      });
+      if (tbody && board.contains(tbody)) {
+        wanted.forEach((row, index) => {
+          if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
+        });
+        while (tbody.children.length > wanted.length) tbody.lastElementChild.remove();
+        return;
+      }
+      tbody = h("tbody", {}, wanted);
       replace(
         board,
         h(
@@ -350,7 +386,7 @@ export default {
               ["level", "incident", "status", "teams", "pages", "actions"].map((key) => h("th", { scope: "col" }, t(`oncall.${key}`))),
             ),
           ),
-          h("tbody", {}, sorted.map(boardRow)),
+          tbody,
         ),
       );
     };
@@ -368,6 +404,12 @@ export default {
       // Re-rendered only when the incident changed: an alert does not wipe a half-typed update.
       const key = `${incident.incidentId}@${incident.version}`;
       if (key === shown) return;
+      // The incident changed under the user (an update, a page, an escalation): what they were
+      // typing into its forms and the control they were in survive the re-render.
+      const typed = shown.startsWith(`${incident.incidentId}@`)
+        ? [...detail.querySelectorAll("input[id], textarea[id]")].filter((control) => control.value !== control.defaultValue)
+        : [];
+      const focused = detail.contains(document.activeElement) ? document.activeElement.id : "";
       shown = key;
       detail.hidden = false;
       const message = h("textarea", { id: "oncall-update-message", rows: 2, required: true });
@@ -381,6 +423,7 @@ export default {
                 try {
                   await call(I, "AddUpdate", { incidentId: incident.incidentId, message: message.value }, { idempotencyKey: newKey() });
                   toast(t("oncall.updated"));
+                  sent(event.target);
                 } catch (failure) {
                   failed(failure);
                 }
@@ -409,6 +452,7 @@ export default {
                     { idempotencyKey: newKey() },
                   );
                   toast(t("oncall.published"));
+                  sent(event.target);
                 } catch (failure) {
                   failed(failure);
                 }
@@ -472,11 +516,17 @@ export default {
           ),
         ),
       );
+      for (const control of typed) {
+        const now = detail.querySelector(`#${CSS.escape(control.id)}`);
+        if (now) now.value = control.value;
+      }
+      if (focused) detail.querySelector(`#${CSS.escape(focused)}`)?.focus();
     };
 
     // One refresh at a time; an alert arriving during one asks for another after it.
     let running = null;
     let again = false;
+    let minSequence = 0; // the last alert's position in the log
     const refresh = async () => {
       if (running) {
         again = true;
@@ -486,7 +536,12 @@ export default {
         do {
           again = false;
           try {
-            const { incidents = [] } = await call(I, "ListIncidents", { openOnly: true, includeDrills: true, pageSize: 100 });
+            // Read at least up to the last alert: the alert comes from the log, the list from a
+            // projection of it that may not have caught up yet (then the new incident would be
+            // missing until some later alert).
+            const request = { openOnly: true, includeDrills: true, pageSize: 100 };
+            if (minSequence) request.minSequence = String(minSequence);
+            const { incidents = [] } = await call(I, "ListIncidents", request);
             const ids = incidents.map((summary) => summary.incidentId);
             if (selected && !ids.includes(selected)) ids.push(selected);
             const full = await Promise.all(ids.map((incidentId) => call(I, "GetIncident", { incidentId })));
@@ -543,6 +598,7 @@ export default {
               if (sequence) after = Math.max(after, sequence - 1);
               if (seen.has(key)) return;
               seen.add(key);
+              minSequence = Math.max(minSequence, sequence);
               showAlert(alert);
               refresh();
             },

@@ -357,28 +357,38 @@ export default {
       if (!pending.length) return empty(approvals, 5, "supervisor.comp.empty");
       const mayApprove = can(Services.ticketing, "ApproveCompensation");
       const mayReject = can(Services.ticketing, "RejectCompensation");
-      replace(approvals, pending.map(({ ticket, c }) => {
-        const reasonId = `decision-${c.compensationId}`;
-        const reason = h("input", { id: reasonId, type: "text" });
-        const decide = async (method, done) => {
-          try {
-            await call(Services.ticketing, method, { ticketId: ticket.ticketId, compensationId: c.compensationId, reason: reason.value }, { idempotencyKey: newKey() });
-            toast(t(done, { id: c.compensationId }));
-            refresh(true);
-          } catch (error) {
-            failed(error);
-          }
-        };
-        return h("tr", { dataset: { compensation: c.compensationId } },
-          h("td", {}, ticket.subject || ticket.ticketId),
-          h("td", {}, `${c.amount} ${c.currency}`),
-          h("td", {}, c.requestedBy),
-          h("td", {}, c.reason),
-          h("td", { class: "row" },
-            h("label", { for: reasonId }, t("supervisor.comp.decision"), reason),
-            mayApprove && h("button", { type: "button", onclick: () => decide("ApproveCompensation", "supervisor.comp.approved") }, t("supervisor.comp.approve")),
-            mayReject && h("button", { type: "button", class: "secondary", onclick: () => decide("RejectCompensation", "supervisor.comp.rejected") }, t("supervisor.comp.reject"))));
-      }));
+      // A pending compensation's row is kept across refreshes (its facts do not change while
+      // it waits): rebuilding it would drop a half-typed decision, the focus, or a click
+      // pressed just before the refresh and released after it.
+      const kept = new Map([...approvals.querySelectorAll("tr[data-compensation]")].map((row) => [row.dataset.compensation, row]));
+      const rows = pending.map(({ ticket, c }) => kept.get(c.compensationId) || approvalRow(ticket, c, mayApprove, mayReject));
+      rows.forEach((row, index) => {
+        if (approvals.children[index] !== row) approvals.insertBefore(row, approvals.children[index] || null);
+      });
+      while (approvals.children.length > rows.length) approvals.lastElementChild.remove();
+    }
+
+    function approvalRow(ticket, c, mayApprove, mayReject) {
+      const reasonId = `decision-${c.compensationId}`;
+      const reason = h("input", { id: reasonId, type: "text" });
+      const decide = async (method, done) => {
+        try {
+          await call(Services.ticketing, method, { ticketId: ticket.ticketId, compensationId: c.compensationId, reason: reason.value }, { idempotencyKey: newKey() });
+          toast(t(done, { id: c.compensationId }));
+          refresh(true);
+        } catch (error) {
+          failed(error);
+        }
+      };
+      return h("tr", { dataset: { compensation: c.compensationId } },
+        h("td", {}, ticket.subject || ticket.ticketId),
+        h("td", {}, `${c.amount} ${c.currency}`),
+        h("td", {}, c.requestedBy),
+        h("td", {}, c.reason),
+        h("td", { class: "row" },
+          h("label", { for: reasonId }, t("supervisor.comp.decision"), reason),
+          mayApprove && h("button", { type: "button", onclick: () => decide("ApproveCompensation", "supervisor.comp.approved") }, t("supervisor.comp.approve")),
+          mayReject && h("button", { type: "button", class: "secondary", onclick: () => decide("RejectCompensation", "supervisor.comp.rejected") }, t("supervisor.comp.reject"))));
     }
 
     function showFollowUps(items) {
