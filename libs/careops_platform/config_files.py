@@ -150,6 +150,18 @@ def validate(
         raise error(f"{source}: {text}" if source else text) from None
 
 
+def parse_document(model: type[M], document: str, *, error: type[ValueError], shape: str) -> M:
+    """Returns a policy document (YAML text from an API call) validated as `model`; raises
+    `error`: not YAML, not a mapping (`shape` says what it must be), or located messages."""
+    try:
+        data = yaml.safe_load(document)
+    except yaml.YAMLError as exc:
+        raise error(f"not YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(shape)
+    return validate(model, data, error=error)
+
+
 def read_text(path: str | None, *, package: str, default: str) -> str:
     """Returns the text of file `path`, or of `package`'s data file `default` when `path` is
     empty; an unreadable file raises ConfigError."""

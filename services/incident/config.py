@@ -21,6 +21,7 @@ from careops_platform.config_files import (
     Text,
     load,
     one_of,
+    parse_document,
     validate,
 )
 from pydantic import Field, PlainValidator
@@ -422,13 +423,12 @@ class RiskPolicyFile(ConfigModel):
 def parse_risk_policy(document: str) -> d.RiskModel:
     """Returns the risk model of a risk policy YAML document; RiskPolicyError locating the
     first bad key (`weights: the four weights must sum to 1, got 0.9`) otherwise."""
-    try:
-        data = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise RiskPolicyError(f"not YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RiskPolicyError("must be a mapping with version, weights and thresholds")
-    return validate(RiskPolicyFile, data, error=RiskPolicyError).to_domain()
+    return parse_document(
+        RiskPolicyFile,
+        document,
+        error=RiskPolicyError,
+        shape="must be a mapping with version, weights and thresholds",
+    ).to_domain()
 
 
 def risk_document(model: d.RiskModel) -> str:
@@ -461,13 +461,12 @@ class MatrixDraftError(ValueError):
 def parse_matrix(document: str) -> list[d.MatrixRow]:
     """Returns the rows of a response matrix YAML document (the matrix file's format);
     MatrixDraftError locating the first bad key otherwise."""
-    try:
-        data = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise MatrixDraftError(f"not YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise MatrixDraftError("must be a mapping: types: {type: {title, teams: {team: red}}}")
-    return validate(MatrixFile, data, error=MatrixDraftError).to_domain()
+    return parse_document(
+        MatrixFile,
+        document,
+        error=MatrixDraftError,
+        shape="must be a mapping: types: {type: {title, teams: {team: red}}}",
+    ).to_domain()
 
 
 # ----------------------------------------------------------------------------- integration rules
@@ -639,13 +638,12 @@ class IntegrationPolicyFile(ConfigModel):
 def parse_integration_policy(document: str) -> intake.IntegrationRules:
     """Returns the integration rules of an integrations policy YAML document;
     IntegrationPolicyError locating the first bad key otherwise."""
-    try:
-        data = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise IntegrationPolicyError(f"not YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise IntegrationPolicyError("must be a mapping with version, default and integrations")
-    return validate(IntegrationPolicyFile, data, error=IntegrationPolicyError).to_domain()
+    return parse_document(
+        IntegrationPolicyFile,
+        document,
+        error=IntegrationPolicyError,
+        shape="must be a mapping with version, default and integrations",
+    ).to_domain()
 
 
 def check_rule_types(rules: intake.IntegrationRules, types: frozenset[str]) -> list[str]:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import yaml
 from careops_platform.config_files import (
     ConfigModel,
     EmptyDict,
     FieldError,
     Text,
+    parse_document,
     read_text,
-    validate,
 )
 from pydantic import model_validator as model_check
 
@@ -69,13 +68,12 @@ class TemplatesFile(ConfigModel):
 def parse_notice_templates(document: str) -> d.NoticeTemplates:
     """Returns the templates of a YAML document; NoticeTemplatesError locating the first bad
     key (`templates.first_notice.body: unknown placeholder who; …`) otherwise."""
-    try:
-        data = yaml.safe_load(document)
-    except yaml.YAMLError as exc:
-        raise NoticeTemplatesError(f"not YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise NoticeTemplatesError("must be a mapping with version and templates")
-    return validate(TemplatesFile, data, error=NoticeTemplatesError).to_domain()
+    return parse_document(
+        TemplatesFile,
+        document,
+        error=NoticeTemplatesError,
+        shape="must be a mapping with version and templates",
+    ).to_domain()
 
 
 def templates_document(path: str | None) -> str:
