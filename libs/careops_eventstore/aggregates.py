@@ -17,7 +17,12 @@ from prometheus_client import Counter, Histogram
 
 from careops_eventstore.causes import attributed
 from careops_eventstore.codec import EnvelopeContext, EventCodec, from_timestamp
-from careops_eventstore.model import ConcurrencyConflict, EventStore, RecordedBatch
+from careops_eventstore.model import (
+    EXPECTED_SUBJECT_SEQ_HEADER,
+    ConcurrencyConflict,
+    EventStore,
+    RecordedBatch,
+)
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)
@@ -41,9 +46,11 @@ FOLD_SKIPPED = Counter(
     ["stream", "reason"],
 )
 FOLD_SKIP_REASONS = ("undecodable", "unknown_type", "invalid")
+LOAD_SOURCES = ("cache", "tail", "full", "delivered")
 LOAD_SOURCE = Counter(
     "careops_eventstore_aggregate_loads_total",
-    "Aggregate loads by source (cache hit, tail read, full read).",
+    "Aggregate loads by source (cache hit, tail read, full read; delivered: the cache moved "
+    "on by a message a consumer received, with no read).",
     ["stream", "source"],
 )
 
@@ -94,6 +101,8 @@ class AggregateRepository(Generic[S]):
         self._cache_size = cache_size
         for reason in FOLD_SKIP_REASONS:
             FOLD_SKIPPED.labels(kind.stream, reason)
+        for source in LOAD_SOURCES:
+            LOAD_SOURCE.labels(kind.stream, source)
 
     async def load(self, aggregate_id: str, *, refresh: bool = False) -> Loaded[S]:
         """Returns the aggregate; with `refresh`, also reads any events newer than the cache."""
@@ -111,6 +120,26 @@ class AggregateRepository(Generic[S]):
         LOAD_SOURCE.labels(self.kind.stream, "tail" if cached else "full").inc()
         loaded = self._fold(base, tail)
         self.remember(aggregate_id, loaded)
+        return loaded
+
+    def observe(self, aggregate_id: str, message: RecordedBatch) -> Loaded[S] | None:
+        """Moves the cached state on by a message a consumer received, when it is the
+        aggregate's next one (its expected-subject-sequence header is the cached version, or 0
+        for an aggregate not cached and new): a reaction to a fresh aggregate's events then
+        reads nothing back from the log. Returns the state it knows at least as of the message
+        (None: unknown, `load` reads the log)."""
+        if message.subject != self.kind.subject(aggregate_id):
+            return None
+        cached = self._cache.get(aggregate_id)
+        if cached is not None and cached.version >= message.sequence:
+            return cached
+        expected = message.headers.get(EXPECTED_SUBJECT_SEQ_HEADER)
+        base = cached or Loaded(self.kind.initial(aggregate_id), 0, {})
+        if expected is None or not expected.isdigit() or int(expected) != base.version:
+            return None
+        loaded = self._fold(base, [message])
+        self.remember(aggregate_id, loaded)
+        LOAD_SOURCE.labels(self.kind.stream, "delivered").inc()
         return loaded
 
     async def load_until(self, aggregate_id: str, sequence: int) -> Loaded[S]:

@@ -8,6 +8,7 @@ from careops.events.v1.envelope_pb2 import EventBatch
 
 from careops_eventstore.model import (
     EVENT_TYPE_HEADER,
+    EXPECTED_SUBJECT_SEQ_HEADER,
     AppendResult,
     ConcurrencyConflict,
     RecordedBatch,
@@ -48,7 +49,10 @@ class InMemoryEventStore:
         sequence = len(messages) + 1
         stored = EventBatch()
         stored.CopyFrom(batch)
-        headers = {EVENT_TYPE_HEADER: event_types_header(batch)}
+        headers = {
+            EVENT_TYPE_HEADER: event_types_header(batch),
+            EXPECTED_SUBJECT_SEQ_HEADER: str(expected_sequence),
+        }
         messages.append(RecordedBatch(stream, subject, sequence, stored, headers))
         self._subject_last[(stream, subject)] = sequence
         self._seen_ids[(stream, message_id)] = (sequence, now)

@@ -317,7 +317,8 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             self.positions = SqlPositions(self.engine)
             await self.positions.start()
             return
-        for source in subscriptions:
+        parts = set(self.settings.worker_parts.split(","))
+        for source in subscriptions if "projections" in parts else ():
             self.runners.update(
                 await start_projections(
                     store=store,
@@ -328,7 +329,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                     projections=source.projections,
                 )
             )
-        for reaction in reactions:
+        for reaction in reactions if "reactions" in parts else ():
             runner = ReactionRunner(
                 nc=store.client,
                 engine=self.engine,
@@ -341,7 +342,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             )
             runner.start()
             self.reaction_runners.append(runner)
-        for part in background:
+        for part in background if "background" in parts else ():
             part.start()
             self.background_parts.append(part)
 

@@ -39,6 +39,13 @@ class ServiceSettings(BaseSettings):
         description="all: one process does everything; api: gRPC commands and queries only; "
         "worker: projections, reactions and timers (health and /metrics only); `--role`",
     )
+    worker_parts: str = Field(
+        "projections,reactions,background",
+        pattern=r"^(projections|reactions|background)(,(projections|reactions|background))*$",
+        description="what a worker (and `all`) runs, comma-separated: projections, "
+        "reactions, background (timers, schedules); e.g. a pager-only worker runs "
+        "`reactions,background` beside one running `projections`",
+    )
     internal_verify_key_file: str = Field(
         "",
         description="PEM public key of the gateway's internal identity tokens (services); "

@@ -53,7 +53,10 @@ class PageDispatcher:
         # twice, so every send says it may be a retry, and the state is read from the log.
         retry = message.deliveries > 1
         at_least = 0 if retry else message.sequence
-        for decoded in CODEC.decode_batch(message.batch):
+        decoded_batch = CODEC.decode_batch(message.batch)
+        if decoded_batch and not retry:
+            self._app.observe(decoded_batch[0].envelope.aggregate_id, message)
+        for decoded in decoded_batch:
             event = decoded.event
             incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed | d.PageContactsDue):

@@ -12,7 +12,7 @@ from careops.events.v1.envelope_pb2 import EventBatch
 from careops_eventstore import ConcurrencyConflict, EventStore, StreamSpec
 from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.memory import InMemoryEventStore
-from careops_eventstore.model import EVENT_TYPE_HEADER
+from careops_eventstore.model import EVENT_TYPE_HEADER, EXPECTED_SUBJECT_SEQ_HEADER
 
 
 def batch(*types: str, command: str = "c") -> EventBatch:
@@ -191,3 +191,30 @@ async def test_read_stream_pages_through_everything(store: tuple[EventStore, str
 async def test_a_stream_that_does_not_exist_yet_is_empty(store: tuple[EventStore, str]) -> None:
     es, _ = store
     assert await es.last_sequence(f"NEVER_PROVISIONED_{uuid.uuid4().hex[:8].upper()}") == 0
+
+
+async def test_a_read_message_names_the_subject_sequence_it_was_appended_after(
+    store: tuple[EventStore, str],
+) -> None:
+    """What lets a consumer move a cached aggregate on by a delivered message (observe)."""
+    es, prefix = store
+    stream, subject = prefix.upper(), f"{prefix}.a.1"
+    first = await es.append(
+        stream=stream, subject=subject, batch=batch("X"), expected_sequence=0, message_id="m1"
+    )
+    await es.append(
+        stream=stream,
+        subject=f"{prefix}.a.2",
+        batch=batch("Y"),
+        expected_sequence=0,
+        message_id="m2",
+    )
+    await es.append(
+        stream=stream,
+        subject=subject,
+        batch=batch("Z"),
+        expected_sequence=first.sequence,
+        message_id="m3",
+    )
+    read = await es.read_subject(stream=stream, subject=subject)
+    assert [m.headers[EXPECTED_SUBJECT_SEQ_HEADER] for m in read] == ["0", str(first.sequence)]

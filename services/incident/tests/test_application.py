@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.timers import DueTimer
+from prometheus_client import REGISTRY
 
 from incident import domain as d
 from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
@@ -135,3 +136,50 @@ async def test_an_extra_team_must_exist_and_is_paged_with_the_row(tmp_path: Path
     assert declared.state.teams["security"] == d.TeamEngagement(d.Engagement.RED, True)
     pages = [e for e in declared.events if isinstance(e, d.PageRequested)]
     assert "security" in {page.team_id for page in pages}
+
+
+def loads(source: str) -> float:
+    return (
+        REGISTRY.get_sample_value(
+            "careops_eventstore_aggregate_loads_total", {"stream": STREAM.name, "source": source}
+        )
+        or 0.0
+    )
+
+
+async def test_a_replica_that_receives_a_new_incident_reads_nothing_back_from_the_log(
+    tmp_path: Path,
+) -> None:
+    """The pager's replica (a worker) did not append the declaration: the message it received
+    is the incident's first, so its state comes from the message, not a read of the log."""
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    worker = await IncidentService(  # the same log, another process's cache
+        IncidentSettings(data_dir=str(tmp_path / "worker")), clock=clock
+    ).bootstrap(store)
+    declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    [message] = await store.read_subject(stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.i-1")
+    full, delivered = loads("full"), loads("delivered")
+    worker.observe("i-1", message)
+    incident, version = await worker.get("i-1", at_least=message.sequence)
+    assert version == declared.sequence
+    assert incident == (await app.get("i-1"))[0]
+    assert (loads("full"), loads("delivered")) == (full, delivered + 1)
+
+
+async def test_a_message_that_is_not_the_next_one_leaves_the_cache_to_the_log(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    app, store = await bootstrapped(tmp_path, clock)
+    await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
+    later = await app.execute("i-1", d.AddUpdate("still down"), command_id="update-1", actor="noc")
+    messages = await store.read_subject(stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.i-1")
+    worker = await IncidentService(
+        IncidentSettings(data_dir=str(tmp_path / "worker")), clock=clock
+    ).bootstrap(store)
+    delivered = loads("delivered")
+    worker.observe("i-1", messages[-1])  # the second message, with nothing cached: unknown
+    assert loads("delivered") == delivered
+    incident, version = await worker.get("i-1", at_least=later.sequence)
+    assert version == later.sequence and incident == (await app.get("i-1"))[0]
