@@ -4,7 +4,8 @@ The receivers (HTTP, SMTP) and the load generator run in child processes
 (bench/paging_processes.py): the measured process hosts only the incident service and the raw
 baseline's client. The `…_split` rows run incident-crisis as two processes instead, `--role api`
 (the load's DeclareIncident calls) and `--role worker` (projections, the pager, timers), over one
-NATS and one SQLite read-model database."""
+NATS and one SQLite read-model database; the `…_pager` rows as three, the api, a pager worker
+(`CAREOPS_WORKER_PARTS=reactions,background`) and a projection worker (`projections`)."""
 
 from __future__ import annotations
 
@@ -86,10 +87,11 @@ async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
                 results["concurrent_100"] = await asyncio.to_thread(
                     declare_to_page, load, receivers, 100, 1 if quick else 3
                 )
-        split = await asyncio.to_thread(
-            split_paging, quick, server.url, Path(directory), config, receivers
-        )
-        results.update(split)
+        for layout in LAYOUTS:
+            split = await asyncio.to_thread(
+                split_paging, quick, server.url, Path(directory), config, receivers, layout
+            )
+            results.update(split)
     return results
 
 
@@ -101,49 +103,65 @@ def cpu_seconds(service: ServiceProcess) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# How incident-crisis runs in the split rows: (role, CAREOPS_WORKER_PARTS) per process.
+LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    # api replicas and one worker doing all the work
+    "split": (("api", ""), ("worker", "")),
+    # the pager (reactions and timers) in a worker of its own, the projections in another
+    "pager": (("api", ""), ("worker", "reactions,background"), ("worker", "projections")),
+}
+
+
 def split_paging(
-    quick: bool, nats_url: str, directory: Path, config: dict[str, str], receivers: Child
+    quick: bool,
+    nats_url: str,
+    directory: Path,
+    config: dict[str, str],
+    receivers: Child,
+    layout: str,
 ) -> dict[str, Any]:
-    """The same loads against incident-crisis as an api process and a worker process (own
-    stream: a fresh NATS subject space is not needed, the incident ids are new)."""
+    """The same loads against incident-crisis run as several processes (LAYOUTS) over one
+    NATS and one SQLite read-model database (the incident ids are new, so the stream is
+    shared with the earlier rows)."""
     env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
-    env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / 'split.db'}"
+    env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / f'{layout}.db'}"
     env["CAREOPS_SHUTDOWN_GRACE_SECONDS"] = "0"
     processes = []
-    for role in ("api", "worker"):
-        (directory / role).mkdir()
+    for index, (role, parts) in enumerate(LAYOUTS[layout]):
+        data_dir = directory / f"{layout}-{index}-{role}"
+        data_dir.mkdir()
+        extra = {"CAREOPS_WORKER_PARTS": parts} if parts else {}
         processes.append(
             ServiceProcess(
-                directory / role,
+                data_dir,
                 nats_url,
-                extra_env=env,
+                extra_env={**env, **extra},
                 service="incident",
                 args=["--role", role],
             )
         )
-    api, worker = processes
+    api = processes[0]
     results: dict[str, Any] = {}
     try:
-        api.start()  # one after the other: each migrates the shared database
-        worker.start()
+        for process in processes:
+            process.start()  # one after the other: each migrates the shared database
         with child(load_main, api.address, str(api.data_dir)) as load:
             ready = load.conn.recv()
             assert ready == "ready", ready
-            results["alone_split"] = declare_to_page(load, receivers, 1, 20 if quick else 100)
-            before = [cpu_seconds(p) for p in (api, worker)]
-            results["concurrent_100_split"] = declare_to_page(
-                load, receivers, 100, 1 if quick else 3
-            )
-            after = [cpu_seconds(p) for p in (api, worker)]
-            # Where the burst's CPU went: the api process (declarations) and the worker's
-            # (projections, the pager's deliveries and their records), in seconds.
-            results["concurrent_100_split"]["api_cpu_s"] = after[0] - before[0]
-            results["concurrent_100_split"]["worker_cpu_s"] = after[1] - before[1]
-        api.terminate()
-        worker.terminate()
+            results[f"alone_{layout}"] = declare_to_page(load, receivers, 1, 20 if quick else 100)
+            before = [cpu_seconds(p) for p in processes]
+            burst = declare_to_page(load, receivers, 100, 1 if quick else 3)
+            after = [cpu_seconds(p) for p in processes]
+            # Where the burst's CPU went, in seconds: the api process (declarations) and the
+            # workers (projections, the pager's deliveries and their records).
+            burst["api_cpu_s"] = after[0] - before[0]
+            burst["worker_cpu_s"] = sum(after[1:]) - sum(before[1:])
+            results[f"concurrent_100_{layout}"] = burst
+        for process in processes:
+            process.terminate()
     finally:
-        api.kill()
-        worker.kill()
+        for process in processes:
+            process.kill()
     return results
 
 
@@ -153,8 +171,9 @@ async def run(quick: bool) -> dict[str, Any]:
     results["raw_webhook_keepalive"] = kept["raw_webhook"]
     results["alone_keepalive"] = kept["alone"]
     results["concurrent_100_keepalive"] = kept["concurrent_100"]
-    results["alone_keepalive_split"] = kept["alone_split"]
-    results["concurrent_100_keepalive_split"] = kept["concurrent_100_split"]
+    for layout in LAYOUTS:
+        results[f"alone_keepalive_{layout}"] = kept[f"alone_{layout}"]
+        results[f"concurrent_100_keepalive_{layout}"] = kept[f"concurrent_100_{layout}"]
     report = Report(
         "6. Incident paging: declare -> page POSTed to a local webhook receiver "
         "(receivers and load in child processes; keepalive: HTTP/1.1 receivers)"
@@ -172,6 +191,10 @@ async def run(quick: bool) -> dict[str, Any]:
         "concurrent_100_split",
         "alone_keepalive_split",
         "concurrent_100_keepalive_split",
+        "alone_pager",
+        "concurrent_100_pager",
+        "alone_keepalive_pager",
+        "concurrent_100_keepalive_pager",
     )
     for name in names:
         row = results[name]

@@ -190,8 +190,8 @@ class FirstSends:
     """First sends go first: while any notice's first channel is being tried, the notices'
     further channels wait before their first attempt (at most `max_wait` seconds, so they
     never starve). Under a burst every notice reaches its first contact point before the
-    process spends its CPU on secondary channels. Retries are not held back: they wait out
-    their backoff anyway, and holding them too was measured no better (docs/benchmarks.md §6)."""
+    process spends its CPU on secondary channels, retries (after their backoff) and the
+    records of outcomes (docs/benchmarks.md §6)."""
 
     def __init__(self, max_wait: float = 1.0) -> None:
         self.max_wait = max_wait
@@ -380,7 +380,7 @@ class Notifiers:
                         attempt = attempt_state.retry_state.attempt_number
                         again = note.retry or attempt > 1
                         ahead = first and attempt == 1
-                        if not first and attempt == 1:
+                        if not ahead:
                             await self.first_sends.behind()
                         with self.first_sends.first() if ahead else contextlib.nullcontext():
                             await self.send_once(contact, replace(note, retry=again))

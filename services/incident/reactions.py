@@ -115,6 +115,8 @@ class PageDispatcher:
             if contact.kind is not None
         )
         kinds = "-".join(sorted(outcome.kind.value for outcome in outcomes))
+        # Recording is bookkeeping: under a burst, other notices' first pages go out first.
+        await self._notifiers.first_sends.behind()
         await self._app.execute(
             incident_id,
             d.RecordDeliveries(notice_id, outcomes),
