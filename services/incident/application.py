@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 STREAM = registry.INCIDENT.spec()
 INCIDENT_SUBJECTS = registry.INCIDENT.prefix("incident")
 MATRIX_ID = "default"
+# Runtime overrides and swaps that ended longer ago than this leave the team's state.
+SCHEDULE_RETENTION = timedelta(days=30)
 WHO_WINDOW = timedelta(days=35)  # a shift reported by WhoIsOnCall is cut to at +- this
 SHIFTS_WINDOW = timedelta(days=28)
 REFRESH_SECONDS = 1.0
@@ -130,16 +132,18 @@ DELAYED_CONTACTS = Counter(
 )
 SCHEDULE_CHANGES = Counter(
     "careops_oncall_schedule_changes_total",
-    "Runtime schedule changes by team and kind (override, swap_requested, swap_accepted, "
-    "swap_declined, swap_cancelled).",
+    "Runtime schedule changes by team and kind (override, override_removed, swap_requested, "
+    "swap_accepted, swap_declined, swap_cancelled, pruned).",
     ["team", "change"],
 )
 SCHEDULE_CHANGE_KINDS = (
     "override",
+    "override_removed",
     "swap_requested",
     "swap_accepted",
     "swap_declined",
     "swap_cancelled",
+    "pruned",
 )
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
@@ -167,6 +171,7 @@ ACKNOWLEDGE_RULE = (
 )
 # The schedule rules (docs/permissions.md): the permissions a refusal names, and the rule.
 OVERRIDE = "incident.oncall.override"
+REMOVE_OVERRIDE = "incident.oncall.override.remove"
 REQUEST_SWAP = "incident.oncall.swap.request"
 SWAP_PERMISSIONS = {
     "accept": "incident.oncall.swap.accept",
@@ -180,6 +185,8 @@ SCHEDULE_RULE = (
 )
 _SCHEDULE_CHANGE: dict[type, str] = {
     d.OverrideAdded: "override",
+    d.OverrideRemoved: "override_removed",
+    d.SchedulePruned: "pruned",
     d.ShiftSwapRequested: "swap_requested",
     d.ShiftSwapAccepted: "swap_accepted",
     d.ShiftSwapDeclined: "swap_declined",
@@ -225,8 +232,10 @@ class IncidentApp(ContextApplication[d.Incident]):
         risk: d.RiskModel | None = None,
         clock: Callable[[], datetime] = utc_now,
         notice_templates: str | None = None,
+        schedule_retention: timedelta = SCHEDULE_RETENTION,
     ) -> None:
         super().__init__(store=store, stream=STREAM, kind=INCIDENT, clock=clock)
+        self.schedule_retention = schedule_retention
         # The customer message templates as versioned data (kind notice_templates): the
         # settings' document seeds revision 1 and applies until one is put.
         self.templates_document = notice_templates or templates_document(None)
@@ -429,25 +438,45 @@ class IncidentApp(ContextApplication[d.Incident]):
         command_id: str,
         actor: str,
     ) -> tuple[d.Team, int]:
-        """Decides and appends one command on an existing team (NOT_FOUND otherwise)."""
+        """Decides and appends one command on an existing team: the team after it, and the
+        append's sequence (see _team_command)."""
+        result = await self._team_command(team_id, decide, command_id=command_id, actor=actor)
+        assert result.state is not None
+        return result.state, result.sequence
+
+    async def _team_command(
+        self,
+        team_id: str,
+        decide: Callable[[d.Team], Sequence[d.TeamEvent]],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Team | None]:
+        """Decides and appends one command on an existing team (NOT_FOUND otherwise). The
+        overrides and swaps that ended before the retention are pruned first, in the same
+        append: the command is decided on the pruned team."""
+        now = self.clock()
 
         def on(current: d.Team | None) -> Sequence[d.TeamEvent]:
             if current is None:
                 raise d.NotFound(f"team {team_id} does not exist")
-            return decide(current)
+            pruned = d.decide_prune(current, now, self.schedule_retention)
+            for event in pruned:
+                current = d.evolve_team(current, event, now)
+            assert current is not None
+            return [*pruned, *decide(current)]
 
         result = await self.run_on(
             CommandExecutor(self.teams),
             team_id,
             on,
-            now=self.clock(),
+            now=now,
             command_id=command_id,
             actor=actor,
         )
         for event in result.events:
             SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
-        assert result.state is not None
-        return result.state, result.sequence
+        return result
 
     async def add_override(
         self,
@@ -476,6 +505,37 @@ class IncidentApp(ContextApplication[d.Incident]):
 
         team, sequence = await self._on_team(team_id, decide, command_id=command_id, actor=actor)
         return team.overrides[-1], sequence
+
+    async def remove_override(
+        self,
+        team_id: str,
+        override_id: str,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.Override, int]:
+        """Removes a runtime override (returned as it was). With a caller: the rule of
+        add_override for the override's member."""
+        by = caller.subject if caller else actor
+
+        def decide(team: d.Team) -> list[d.OverrideRemoved]:
+            override = d.find_override(team, override_id)
+            if caller is not None and not (
+                caller.roles & d.SCHEDULE_ANY
+                or caller.subject in (override.member_id, team.manager_id)
+            ):
+                raise PermissionDenied(
+                    f"permission {REMOVE_OVERRIDE} is refused on override {override_id}: "
+                    f"{SCHEDULE_RULE}",
+                    permission=REMOVE_OVERRIDE,
+                )
+            return d.decide_override_removal(team, override_id, by=by)
+
+        result = await self._team_command(team_id, decide, command_id=command_id, actor=actor)
+        # From the event, so a retried command (not decided again) answers the same.
+        removed = next(e for e in result.events if isinstance(e, d.OverrideRemoved))
+        return removed.override, result.sequence
 
     async def request_swap(
         self,
