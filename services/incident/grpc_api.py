@@ -391,7 +391,17 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     ) -> pb.GetIncidentResponse:
         incident_id = _incident_id(request.incident_id)
         incident, version = await self._app.get(incident_id)
-        return pb.GetIncidentResponse(incident=incident_to_proto(incident, version))
+        message = incident_to_proto(incident, version)
+
+        def deliveries() -> list[readmodels.NoticeDeliveryRow]:
+            with Session(self._engine) as session:
+                return readmodels.notice_deliveries(session=session, incident_id=incident_id)
+
+        for row in await asyncio.to_thread(deliveries):
+            message.customer_notices.add(
+                channel=row.channel, notified=row.notified, failed=row.failed
+            )
+        return pb.GetIncidentResponse(incident=message)
 
     async def ListIncidents(
         self, request: pb.ListIncidentsRequest, context: Any

@@ -24,6 +24,8 @@ from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.policies import IncidentWhatIf
 from incident.projections import (
+    NOTICES_CODEC,
+    CustomerNoticeProjection,
     DrillProjection,
     IncidentProjection,
     IncidentTimerProjection,
@@ -144,10 +146,16 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             threshold=self.settings.surge_threshold,
             window=timedelta(minutes=self.settings.surge_window_minutes),
         )
-        tickets = registry.TICKETING
+        tickets, customers = registry.TICKETING, registry.CUSTOMER
         return [
             skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, own),
             skeleton.Subscription(tickets.name, tickets.filter(), SURGE_CODEC, [surge]),
+            skeleton.Subscription(
+                customers.name,
+                customers.filter("customer"),
+                NOTICES_CODEC,
+                [CustomerNoticeProjection()],
+            ),
         ]
 
     def reactions(self, app: IncidentApp) -> Sequence[skeleton.Reaction]:
