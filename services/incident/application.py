@@ -418,17 +418,42 @@ class IncidentApp(ContextApplication[d.Incident]):
         return loaded.state, loaded.version
 
     async def put_team(self, team: d.Team, *, command_id: str, actor: str) -> tuple[d.Team, int]:
-        """Defines or replaces a team (no event when unchanged)."""
+        """Defines or replaces a team (no event when unchanged); the long-ended overrides and
+        swaps are pruned with it (so at least every start, which puts the file's teams)."""
+        now = self.clock()
+
+        def decide(current: d.Team | None) -> Sequence[d.TeamEvent]:
+            pruned, current = self._prune(current, now)
+            return [*pruned, *d.decide_team(current, team)]
+
         result = await self.run_on(
             CommandExecutor(self.teams),
             team.team_id,
-            lambda current: d.decide_team(current, team),
-            now=self.clock(),
+            decide,
+            now=now,
             command_id=command_id,
             actor=actor,
         )
+        self._count_schedule_changes(team.team_id, result.events)
         assert result.state is not None
         return result.state, result.sequence
+
+    def _prune(
+        self, current: d.Team | None, now: datetime
+    ) -> tuple[list[d.SchedulePruned], d.Team | None]:
+        """The pruning event due on the team (if any), and the team after it."""
+        if current is None:
+            return [], None
+        pruned = d.decide_prune(current, now, self.schedule_retention)
+        for event in pruned:
+            current = d.evolve_team(current, event, now)
+        return pruned, current
+
+    @staticmethod
+    def _count_schedule_changes(team_id: str, events: Sequence[Any]) -> None:
+        for event in events:
+            if type(event) in _SCHEDULE_CHANGE:
+                SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
 
     async def _on_team(
         self,
@@ -460,9 +485,7 @@ class IncidentApp(ContextApplication[d.Incident]):
         def on(current: d.Team | None) -> Sequence[d.TeamEvent]:
             if current is None:
                 raise d.NotFound(f"team {team_id} does not exist")
-            pruned = d.decide_prune(current, now, self.schedule_retention)
-            for event in pruned:
-                current = d.evolve_team(current, event, now)
+            pruned, current = self._prune(current, now)
             assert current is not None
             return [*pruned, *decide(current)]
 
@@ -474,8 +497,7 @@ class IncidentApp(ContextApplication[d.Incident]):
             command_id=command_id,
             actor=actor,
         )
-        for event in result.events:
-            SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
+        self._count_schedule_changes(team_id, result.events)
         return result
 
     async def add_override(

@@ -558,3 +558,9 @@ async def test_overrides_and_swaps_long_ended_are_pruned_with_the_next_schedule_
     # The id counts on past the pruned ones.
     assert added.override.override_id == f"ovr-{before.overrides_added + 1}"
     assert changes(TS, "pruned") == pruned_before + 1
+    # A redefinition (PutTeam, as every start puts the file's teams) prunes too.
+    incident_clock.set(now + timedelta(days=32))
+    await incident_stub.PutTeam(pb.PutTeamRequest(team=after), metadata=key())
+    redefined = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    assert not [o for o in redefined.overrides if o.override_id]
+    assert changes(TS, "pruned") == pruned_before + 2
