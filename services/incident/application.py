@@ -555,9 +555,14 @@ class IncidentApp(ContextApplication[d.Incident]):
             return d.decide_override_removal(team, override_id, by=by)
 
         result = await self._team_command(team_id, decide, command_id=command_id, actor=actor)
-        # From the event, so a retried command (not decided again) answers the same.
-        removed = next(e for e in result.events if isinstance(e, d.OverrideRemoved))
-        return removed.override, result.sequence
+        removed = [e.override for e in result.events if isinstance(e, d.OverrideRemoved)]
+        if removed:
+            return removed[0], result.sequence
+        # A retried command is not decided again: it answers from the team as it was just
+        # before its append.
+        before = await self.teams.load_until(team_id, result.sequence - 1)
+        assert before.state is not None
+        return d.find_override(before.state, override_id), result.sequence
 
     async def request_swap(
         self,
