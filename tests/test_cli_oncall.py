@@ -1,5 +1,6 @@
-"""`careops oncall who|shifts|override|swap` through the gateway (issue 14 item 2): two members
-swap a shift, a lead adds an override, and both show in `who` and `shifts`."""
+"""`careops oncall who|shifts|override|remove-override|swap` through the gateway (issue 14
+item 2): two members swap a shift, a lead adds an override and removes it, and they show in
+`who` and `shifts`."""
 
 from __future__ import annotations
 
@@ -79,5 +80,13 @@ async def test_members_swap_a_shift_and_a_lead_adds_an_override(
             assert '"ref": "ovr-1"' in shifts and "ON_CALL_SOURCE_OVERRIDE" in shifts
             table = await as_("ts-bob", "shifts", *TEAM, "--member", "ts-bob")
             assert "swap" in table and "swap-1" in table
+            refused = await as_("ts-bob", "remove-override", *TEAM, "--id", "ovr-1", ok=False)
+            assert "PERMISSION_DENIED" in refused
+            removed = await as_("ts-lead", "remove-override", *TEAM, "--id", "ovr-1")
+            assert "ovr-1 removed: ts-lead no longer on call" in removed
+            shifts = await as_("ts-lead", "shifts", *TEAM, "--member", "ts-lead", "--json")
+            assert '"ref": "ovr-1"' not in shifts
+            missing = await as_("ts-lead", "remove-override", *TEAM, "--id", "ovr-1", ok=False)
+            assert "NOT_FOUND" in missing
     finally:
         nats.stop()

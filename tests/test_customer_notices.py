@@ -1,5 +1,6 @@
 """Telling customers about an incident across services: incident decides (NotifyCustomers),
-customer-profile delivers by e-mail to a real SMTP receiver and records it on the 360. Both
+customer-profile delivers by e-mail to a real SMTP receiver and records it on the 360, and the
+incident shows how the notices went per channel (its projection of customer's events). Both
 services run for real (in-process, one NATS, SQLite); they only meet on the log."""
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ async def test_notify_customers_reaches_the_linked_and_the_segment_but_never_the
     chinese, chinese_mail = await register(platform, "zh-CN")
     english, english_mail = await register(platform, "en-US")
     erased, erased_mail = await register(platform, "zh-CN")
+    # A customer reached by phone only: an e-mail notice to them fails (no address).
+    by_phone = (
+        await platform.customer.RegisterCustomer(
+            cpb.RegisterCustomerRequest(
+                profile=ct.Profile(name="Li Lei", phone=f"+86138{uuid.uuid4().int % 10**8:08d}")
+            )
+        )
+    ).customer.customer_id
     await platform.customer.EraseCustomer(
         cpb.EraseCustomerRequest(customer_id=erased, reason=ct.ERASURE_REASON_CUSTOMER_REQUEST)
     )
@@ -121,7 +130,7 @@ async def test_notify_customers_reaches_the_linked_and_the_segment_but_never_the
             type="server_crash",
             title="payments-db-3 split brain",
             factors=it.RiskFactors(users_affected=50_000, core_system=1.0, exposure=0.5),
-            customer_ids=[chinese, erased],
+            customer_ids=[chinese, erased, by_phone],
         ),
         metadata=key,
     )
@@ -169,3 +178,14 @@ async def test_notify_customers_reaches_the_linked_and_the_segment_but_never_the
     text = body.get_content()  # type: ignore[attr-defined]
     assert "部分用户的支付暂时失败" in text and incident_id in text
     assert "payments-db-3" not in text  # the internal title is never sent
+
+    async def deliveries() -> list[tuple[str, int, int]] | None:
+        request = ipb.GetIncidentRequest(incident_id=incident_id)
+        incident = (await platform.incident.GetIncident(request)).incident
+        found = [(n.channel, n.notified, n.failed) for n in incident.customer_notices]
+        return found if sum(n + f for _c, n, f in found) == 3 else None
+
+    # The erased customer is never told, so never counted.
+    assert await eventually(deliveries, what="the notices' outcomes on the incident") == [
+        ("email", 2, 1)
+    ]

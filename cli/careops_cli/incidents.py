@@ -71,6 +71,11 @@ def _show(incident: pb.Incident, as_json: bool) -> None:
             f"public statement v{statement.version} by {escape(statement.published_by)}: "
             f"{escape(statement.headline)}"
         )
+    for notices in incident.customer_notices:  # set by GetIncident (`show`) only
+        console.print(
+            f"customers told by {escape(notices.channel)}: {notices.notified} notified, "
+            f"{notices.failed} failed"
+        )
 
 
 @incident_app.command("declare")

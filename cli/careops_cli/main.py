@@ -55,7 +55,7 @@ app.command("login")(login)
 app.command("audit")(audit_command)
 register_compensation(ticket_app)  # ticket compensate|approve|reject|compensations
 register_checklist(ticket_app)  # ticket tick
-register_schedules(oncall_app)  # oncall who|shifts|override|swap
+register_schedules(oncall_app)  # oncall who|shifts|override|remove-override|swap
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the response as JSON.")]
 KeyOption = Annotated[

@@ -142,6 +142,25 @@ def override(
     )
 
 
+def remove_override(
+    team: TeamOption,
+    override_id: Annotated[str, typer.Option("--id", help="The override (ovr-<n>).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Remove a runtime override: the schedule decides again."""
+    request = pb.RemoveOnCallOverrideRequest(team_id=team, override_id=override_id)
+    with channel() as opened:
+        response = call(_stub(opened).RemoveOnCallOverride, request)
+    if as_json:
+        print_message(response)
+        return
+    removed = response.override
+    console.print(
+        f"[bold]{removed.override_id}[/] removed: {removed.member_id} no longer on call for "
+        f"{team} {_text(removed.starts_at)}..{_text(removed.ends_at)}"
+    )
+
+
 @swap_app.command("request")
 def swap_request(
     team: TeamOption,
@@ -196,8 +215,9 @@ def swap_cancel(swap_id: str, team: TeamOption, as_json: JsonOption = False) -> 
 
 
 def register(oncall_app: typer.Typer) -> None:
-    """Adds who, shifts, override and swap to `careops oncall`."""
+    """Adds who, shifts, override, remove-override and swap to `careops oncall`."""
     oncall_app.command("who")(who)
     oncall_app.command("shifts")(shifts)
     oncall_app.command("override")(override)
+    oncall_app.command("remove-override")(remove_override)
     oncall_app.add_typer(swap_app, name="swap")

@@ -15,6 +15,8 @@ TIERS = ("high_value", "potential", "regular", "low_frequency")
 WITHHELD: dict[str, tuple[str, ...]] = {
     "CustomerRegistered": ("personal",),
     "ProfileUpdated": ("personal",),
+    # A provider's error text may quote the address it could not reach.
+    "CustomerNotified": ("error",),
 }
 
 
@@ -56,3 +58,16 @@ class SegmentAssigned:
 @dataclass(frozen=True)
 class CustomerForgotten:
     reason: str | None
+
+
+@dataclass(frozen=True)
+class CustomerNotified:
+    """The customer was told about an incident through `channel` (delivered, or it failed)."""
+
+    incident_id: str
+    notification_id: str
+    template_id: str
+    statement_version: int
+    channel: str
+    language: str
+    delivered: bool

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 STREAM = registry.INCIDENT.spec()
 INCIDENT_SUBJECTS = registry.INCIDENT.prefix("incident")
 MATRIX_ID = "default"
+# Runtime overrides and swaps that ended longer ago than this leave the team's state.
+SCHEDULE_RETENTION = timedelta(days=30)
 WHO_WINDOW = timedelta(days=35)  # a shift reported by WhoIsOnCall is cut to at +- this
 SHIFTS_WINDOW = timedelta(days=28)
 REFRESH_SECONDS = 1.0
@@ -131,16 +133,18 @@ DELAYED_CONTACTS = Counter(
 )
 SCHEDULE_CHANGES = Counter(
     "careops_oncall_schedule_changes_total",
-    "Runtime schedule changes by team and kind (override, swap_requested, swap_accepted, "
-    "swap_declined, swap_cancelled).",
+    "Runtime schedule changes by team and kind (override, override_removed, swap_requested, "
+    "swap_accepted, swap_declined, swap_cancelled, pruned).",
     ["team", "change"],
 )
 SCHEDULE_CHANGE_KINDS = (
     "override",
+    "override_removed",
     "swap_requested",
     "swap_accepted",
     "swap_declined",
     "swap_cancelled",
+    "pruned",
 )
 DEADLINES_MISSED = Counter(
     "careops_incident_response_deadline_missed_total",
@@ -168,6 +172,7 @@ ACKNOWLEDGE_RULE = (
 )
 # The schedule rules (docs/permissions.md): the permissions a refusal names, and the rule.
 OVERRIDE = "incident.oncall.override"
+REMOVE_OVERRIDE = "incident.oncall.override.remove"
 REQUEST_SWAP = "incident.oncall.swap.request"
 SWAP_PERMISSIONS = {
     "accept": "incident.oncall.swap.accept",
@@ -181,6 +186,8 @@ SCHEDULE_RULE = (
 )
 _SCHEDULE_CHANGE: dict[type, str] = {
     d.OverrideAdded: "override",
+    d.OverrideRemoved: "override_removed",
+    d.SchedulePruned: "pruned",
     d.ShiftSwapRequested: "swap_requested",
     d.ShiftSwapAccepted: "swap_accepted",
     d.ShiftSwapDeclined: "swap_declined",
@@ -226,8 +233,10 @@ class IncidentApp(ContextApplication[d.Incident]):
         risk: d.RiskModel | None = None,
         clock: Callable[[], datetime] = utc_now,
         notice_templates: str | None = None,
+        schedule_retention: timedelta = SCHEDULE_RETENTION,
     ) -> None:
         super().__init__(store=store, stream=STREAM, kind=INCIDENT, clock=clock)
+        self.schedule_retention = schedule_retention
         # The customer message templates as versioned data (kind notice_templates): the
         # settings' document seeds revision 1 and applies until one is put.
         self.templates_document = notice_templates or templates_document(None)
@@ -416,17 +425,42 @@ class IncidentApp(ContextApplication[d.Incident]):
         return loaded.state, loaded.version
 
     async def put_team(self, team: d.Team, *, command_id: str, actor: str) -> tuple[d.Team, int]:
-        """Defines or replaces a team (no event when unchanged)."""
+        """Defines or replaces a team (no event when unchanged); the long-ended overrides and
+        swaps are pruned with it (so at least every start, which puts the file's teams)."""
+        now = self.clock()
+
+        def decide(current: d.Team | None) -> Sequence[d.TeamEvent]:
+            pruned, current = self._prune(current, now)
+            return [*pruned, *d.decide_team(current, team)]
+
         result = await self.run_on(
             CommandExecutor(self.teams),
             team.team_id,
-            lambda current: d.decide_team(current, team),
-            now=self.clock(),
+            decide,
+            now=now,
             command_id=command_id,
             actor=actor,
         )
+        self._count_schedule_changes(team.team_id, result.events)
         assert result.state is not None
         return result.state, result.sequence
+
+    def _prune(
+        self, current: d.Team | None, now: datetime
+    ) -> tuple[list[d.SchedulePruned], d.Team | None]:
+        """The pruning event due on the team (if any), and the team after it."""
+        if current is None:
+            return [], None
+        pruned = d.decide_prune(current, now, self.schedule_retention)
+        for event in pruned:
+            current = d.evolve_team(current, event, now)
+        return pruned, current
+
+    @staticmethod
+    def _count_schedule_changes(team_id: str, events: Sequence[Any]) -> None:
+        for event in events:
+            if type(event) in _SCHEDULE_CHANGE:
+                SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
 
     async def _on_team(
         self,
@@ -436,25 +470,42 @@ class IncidentApp(ContextApplication[d.Incident]):
         command_id: str,
         actor: str,
     ) -> tuple[d.Team, int]:
-        """Decides and appends one command on an existing team (NOT_FOUND otherwise)."""
+        """Decides and appends one command on an existing team: the team after it, and the
+        append's sequence (see _team_command)."""
+        result = await self._team_command(team_id, decide, command_id=command_id, actor=actor)
+        assert result.state is not None
+        return result.state, result.sequence
+
+    async def _team_command(
+        self,
+        team_id: str,
+        decide: Callable[[d.Team], Sequence[d.TeamEvent]],
+        *,
+        command_id: str,
+        actor: str,
+    ) -> CommandResult[d.Team | None]:
+        """Decides and appends one command on an existing team (NOT_FOUND otherwise). The
+        overrides and swaps that ended before the retention are pruned first, in the same
+        append: the command is decided on the pruned team."""
+        now = self.clock()
 
         def on(current: d.Team | None) -> Sequence[d.TeamEvent]:
             if current is None:
                 raise d.NotFound(f"team {team_id} does not exist")
-            return decide(current)
+            pruned, current = self._prune(current, now)
+            assert current is not None
+            return [*pruned, *decide(current)]
 
         result = await self.run_on(
             CommandExecutor(self.teams),
             team_id,
             on,
-            now=self.clock(),
+            now=now,
             command_id=command_id,
             actor=actor,
         )
-        for event in result.events:
-            SCHEDULE_CHANGES.labels(team_id, _SCHEDULE_CHANGE[type(event)]).inc()
-        assert result.state is not None
-        return result.state, result.sequence
+        self._count_schedule_changes(team_id, result.events)
+        return result
 
     async def add_override(
         self,
@@ -483,6 +534,42 @@ class IncidentApp(ContextApplication[d.Incident]):
 
         team, sequence = await self._on_team(team_id, decide, command_id=command_id, actor=actor)
         return team.overrides[-1], sequence
+
+    async def remove_override(
+        self,
+        team_id: str,
+        override_id: str,
+        *,
+        command_id: str,
+        actor: str,
+        caller: Principal | None = None,
+    ) -> tuple[d.Override, int]:
+        """Removes a runtime override (returned as it was). With a caller: the rule of
+        add_override for the override's member."""
+        by = caller.subject if caller else actor
+
+        def decide(team: d.Team) -> list[d.OverrideRemoved]:
+            override = d.find_override(team, override_id)
+            if caller is not None and not (
+                caller.roles & d.SCHEDULE_ANY
+                or caller.subject in (override.member_id, team.manager_id)
+            ):
+                raise PermissionDenied(
+                    f"permission {REMOVE_OVERRIDE} is refused on override {override_id}: "
+                    f"{SCHEDULE_RULE}",
+                    permission=REMOVE_OVERRIDE,
+                )
+            return d.decide_override_removal(team, override_id, by=by)
+
+        result = await self._team_command(team_id, decide, command_id=command_id, actor=actor)
+        removed = [e.override for e in result.events if isinstance(e, d.OverrideRemoved)]
+        if removed:
+            return removed[0], result.sequence
+        # A retried command is not decided again: it answers from the team as it was just
+        # before its append.
+        before = await self.teams.load_until(team_id, result.sequence - 1)
+        assert before.state is not None
+        return d.find_override(before.state, override_id), result.sequence
 
     async def request_swap(
         self,

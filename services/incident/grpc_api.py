@@ -184,6 +184,21 @@ def _factors(request: Any) -> d.RiskFactors | None:
     return message_to_dataclass(request.factors, d.RiskFactors)  # type: ignore[no-any-return]
 
 
+def _extra_teams(request: pb.DeclareIncidentRequest) -> tuple[d.MatrixCell, ...]:
+    """The request's extra teams (ids checked as subject tokens; the domain checks the rest)."""
+    for index, cell in enumerate(request.extra_teams):
+        _team_id(cell.team_id, f"extra_teams[{index}].team_id")
+    return tuple(message_to_dataclass(cell, d.MatrixCell) for cell in request.extra_teams)
+
+
+def _level_floor(number: int) -> d.Level | None:
+    """The level floor (0: none); a number that is no level is INVALID_ARGUMENT, not ignored."""
+    if number and number not in LEVEL.values_by_number:
+        message = "an incident level (A, B or C)"
+        raise InvalidArgument(f"level_floor {message}", [FieldViolation("level_floor", message)])
+    return _enum(number, LEVEL, d.Level)
+
+
 def _team_from_proto(team: t.Team) -> d.Team:
     for index, override in enumerate(team.overrides):
         for name in ("starts_at", "ends_at"):
@@ -320,6 +335,8 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
             drill=request.drill,
             ticket_ids=tuple(request.ticket_ids),
             customer_ids=tuple(request.customer_ids),
+            extra_teams=_extra_teams(request),
+            level_floor=_level_floor(request.level_floor),
         )
         return await self._command(pb.DeclareIncidentResponse, command.incident_id, command)
 
@@ -374,7 +391,17 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
     ) -> pb.GetIncidentResponse:
         incident_id = _incident_id(request.incident_id)
         incident, version = await self._app.get(incident_id)
-        return pb.GetIncidentResponse(incident=incident_to_proto(incident, version))
+        message = incident_to_proto(incident, version)
+
+        def deliveries() -> list[readmodels.NoticeDeliveryRow]:
+            with Session(self._engine) as session:
+                return readmodels.notice_deliveries(session=session, incident_id=incident_id)
+
+        for row in await asyncio.to_thread(deliveries):
+            message.customer_notices.add(
+                channel=row.channel, notified=row.notified, failed=row.failed
+            )
+        return pb.GetIncidentResponse(incident=message)
 
     async def ListIncidents(
         self, request: pb.ListIncidentsRequest, context: Any
@@ -454,6 +481,23 @@ class IncidentServicer(incident_pb2_grpc.IncidentServiceServicer):
         )
         message = dataclass_to_message(override, t.Override())
         return pb.AddOnCallOverrideResponse(override=message, sequence=sequence)  # type: ignore[arg-type]
+
+    async def RemoveOnCallOverride(
+        self, request: pb.RemoveOnCallOverrideRequest, context: Any
+    ) -> pb.RemoveOnCallOverrideResponse:
+        if not request.override_id:
+            raise InvalidArgument(
+                "override_id is required", [FieldViolation("override_id", "must be set")]
+            )
+        override, sequence = await self._app.remove_override(
+            _team_id(request.team_id),
+            request.override_id,
+            command_id=command_id(),
+            actor=actor(),
+            caller=caller(),
+        )
+        message = dataclass_to_message(override, t.Override())
+        return pb.RemoveOnCallOverrideResponse(override=message, sequence=sequence)  # type: ignore[arg-type]
 
     async def RequestShiftSwap(
         self, request: pb.RequestShiftSwapRequest, context: Any

@@ -24,6 +24,8 @@ from incident.application import CODEC, STREAM, IncidentApp
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.policies import IncidentWhatIf
 from incident.projections import (
+    NOTICES_CODEC,
+    CustomerNoticeProjection,
     DrillProjection,
     IncidentProjection,
     IncidentTimerProjection,
@@ -64,6 +66,12 @@ class IncidentSettings(ServiceSettings):
     )
     risk_thresholds: tuple[float, float] = Field((0.7, 0.4), description="level A, level B")
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+    schedule_retention_days: float = Field(
+        30,
+        gt=0,
+        le=3660,
+        description="runtime overrides and swaps that ended longer ago leave the team's state",
+    )
 
     def risk_model(self) -> domain.RiskModel:
         """Returns the risk model of these settings; ConfigError naming a bad weight otherwise."""
@@ -115,6 +123,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             risk=self.settings.risk_model(),
             clock=self.clock,
             notice_templates=templates_document(self.settings.notice_templates_file or None),
+            schedule_retention=timedelta(days=self.settings.schedule_retention_days),
         )
 
     async def ready(self, app: IncidentApp) -> None:
@@ -137,10 +146,16 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
             threshold=self.settings.surge_threshold,
             window=timedelta(minutes=self.settings.surge_window_minutes),
         )
-        tickets = registry.TICKETING
+        tickets, customers = registry.TICKETING, registry.CUSTOMER
         return [
             skeleton.Subscription(STREAM.name, STREAM.subjects[0], CODEC, own),
             skeleton.Subscription(tickets.name, tickets.filter(), SURGE_CODEC, [surge]),
+            skeleton.Subscription(
+                customers.name,
+                customers.filter("customer"),
+                NOTICES_CODEC,
+                [CustomerNoticeProjection()],
+            ),
         ]
 
     def reactions(self, app: IncidentApp) -> Sequence[skeleton.Reaction]:

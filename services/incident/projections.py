@@ -1,5 +1,5 @@
 """Incident projections: incidents / pages / timeline read models, the escalation and drill
-timers, and the drills read model."""
+timers, the drills read model, and customer-profile's notices about incidents."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from datetime import timedelta
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
-from careops_eventstore.sqlstate import timers
+from careops_eventstore.sqlstate import insert_for, timers
 from careops_eventstore.timers import DueTimer, cancel, cancel_all, schedule
+from careops_published import customer as cu
+from careops_published.codec import view_codec
 from sqlalchemy import Connection, Table, insert, update
 
 from incident import domain as d
 from incident.readmodels import (
+    customer_notices,
     drills,
     incidents,
     pages,
@@ -388,3 +391,35 @@ class StatusPageProjection:
                 connection.execute(
                     update(status_incidents).where(row).values(open=False, resolved_at=at)
                 )
+
+
+NOTICES_CODEC = view_codec(cu.CustomerNotified)
+
+
+class CustomerNoticeProjection:
+    """Maintains customer_notices from customer-profile's published CustomerNotified (its
+    stream, read as the view): one row per customer and notification with its last outcome,
+    so a redelivered or retried notice counts once."""
+
+    name = "incident_customer_notices"
+    tables: tuple[Table, ...] = (customer_notices,)
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        notified = event.event
+        if not isinstance(notified, cu.CustomerNotified):
+            return
+        values = {
+            "notification_id": notified.notification_id,
+            "customer_id": event.envelope.aggregate_id,
+            "incident_id": notified.incident_id,
+            "channel": notified.channel or "unspecified",
+            "delivered": notified.delivered,
+        }
+        connection.execute(
+            insert_for(connection.dialect.name)(customer_notices)
+            .values(**values)
+            .on_conflict_do_update(
+                index_elements=["notification_id", "customer_id"],
+                set_={"channel": values["channel"], "delivered": notified.delivered},
+            )
+        )

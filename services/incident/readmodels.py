@@ -144,6 +144,43 @@ status_updates = Table(
 )
 
 
+# How customer-profile's notices about an incident went: one row per notification (a customer
+# told once through one channel), its last outcome (CustomerNotified, customer's stream).
+customer_notices = Table(
+    "customer_notices",
+    metadata,
+    Column("notification_id", String(128), primary_key=True),
+    Column("customer_id", String(64), primary_key=True),
+    Column("incident_id", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("delivered", Boolean, nullable=False),
+    Index("ix_customer_notices_incident", "incident_id"),
+)
+
+
+@dataclass(frozen=True)
+class NoticeDeliveryRow:
+    """Customers notified / failed through one channel."""
+
+    channel: str
+    notified: int
+    failed: int
+
+
+def notice_deliveries(*, session: Session, incident_id: str) -> list[NoticeDeliveryRow]:
+    """Returns how the incident's customer notices went, per channel (alphabetical)."""
+    delivered = func.sum(func.cast(customer_notices.c.delivered, Integer))
+    rows = session.execute(
+        select(customer_notices.c.channel, delivered, func.count())
+        .where(customer_notices.c.incident_id == incident_id)
+        .group_by(customer_notices.c.channel)
+        .order_by(customer_notices.c.channel)
+    ).all()
+    return [
+        NoticeDeliveryRow(name, int(ok or 0), int(total - (ok or 0))) for name, ok, total in rows
+    ]
+
+
 @dataclass(frozen=True)
 class StatusUpdateRow:
     """One published statement version."""

@@ -1,5 +1,6 @@
 """Through the gateway's HTTP: an override and a swap accepted by both members, then the
-member's iCal feed (authenticated by its `token` query parameter) shows both shifts."""
+member's iCal feed (authenticated by its `token` query parameter) shows both shifts; a removed
+override leaves it."""
 
 from __future__ import annotations
 
@@ -96,6 +97,46 @@ async def test_the_feed_shows_the_override_and_the_swapped_shift(
         mine = Calendar.from_ical(await response.read())
     starts = [event.decoded("dtstart") for event in mine.walk("VEVENT")]
     assert starts and swapped[0] not in starts and starts[0] == swapped[1]
+
+
+async def test_a_removed_override_leaves_the_feed(bare: aiohttp.ClientSession) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    later = (now + timedelta(days=4), now + timedelta(days=4, hours=3))
+    added = await post_as(
+        bare,
+        "ts-bob",
+        "AddOnCallOverride",
+        {
+            "teamId": TS,
+            "memberId": "ts-bob",
+            "startsAt": rfc3339(later[0]),
+            "endsAt": rfc3339(later[1]),
+        },
+    )
+    override_id = added["override"]["overrideId"]
+    query = {"token": token("ts-bob"), "start": rfc3339(later[0]), "end": rfc3339(later[1])}
+
+    async def feed_events() -> list[tuple[datetime, str]]:
+        async with bare.get(FEED, params=query) as response:
+            assert response.status == 200, await response.text()
+            feed = Calendar.from_ical(await response.read())
+        return [
+            (event.decoded("dtstart"), str(event.get("categories").cats[0]))
+            for event in feed.walk("VEVENT")
+        ]
+
+    assert (later[0], "override") in await feed_events()
+    removed = await post_as(
+        bare, "ts-bob", "RemoveOnCallOverride", {"teamId": TS, "overrideId": override_id}
+    )
+    assert removed["override"]["overrideId"] == override_id
+    assert all(category != "override" for _start, category in await feed_events())
+    async with bare.post(
+        f"{INCIDENT}/RemoveOnCallOverride",
+        json={"teamId": TS, "overrideId": override_id},
+        headers=authorization(token("ts-bob")),
+    ) as response:
+        assert response.status == 404, await response.text()
 
 
 async def test_the_feed_needs_a_valid_token_holding_the_permission(

@@ -96,6 +96,12 @@ from incident.domain.directory import (
     decide_override as decide_override,
 )
 from incident.domain.directory import (
+    decide_override_removal as decide_override_removal,
+)
+from incident.domain.directory import (
+    decide_prune as decide_prune,
+)
+from incident.domain.directory import (
     decide_swap as decide_swap,
 )
 from incident.domain.directory import (
@@ -109,6 +115,9 @@ from incident.domain.directory import (
 )
 from incident.domain.directory import (
     evolve_team as evolve_team,
+)
+from incident.domain.directory import (
+    find_override as find_override,
 )
 from incident.domain.directory import (
     find_swap as find_swap,
@@ -273,6 +282,9 @@ from incident.domain.events import (
     OverrideAdded as OverrideAdded,
 )
 from incident.domain.events import (
+    OverrideRemoved as OverrideRemoved,
+)
+from incident.domain.events import (
     PageAcknowledged as PageAcknowledged,
 )
 from incident.domain.events import (
@@ -295,6 +307,9 @@ from incident.domain.events import (
 )
 from incident.domain.events import (
     RoleAssigned as RoleAssigned,
+)
+from incident.domain.events import (
+    SchedulePruned as SchedulePruned,
 )
 from incident.domain.events import (
     ShiftSwapAccepted as ShiftSwapAccepted,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from incident.domain import schedules
 from incident.domain.errors import IllegalTransition, NotFound, require
 from incident.domain.events import (
     OverrideAdded,
+    OverrideRemoved,
     ResponseMatrixChanged,
+    SchedulePruned,
     ShiftSwapAccepted,
     ShiftSwapCancelled,
     ShiftSwapDeclined,
@@ -37,19 +39,44 @@ def evolve_team(state: Team | None, event: TeamEvent, at: datetime) -> Team | No
         if state is None:
             return event.team
         runtime = tuple(o for o in state.overrides if o.override_id)
-        return replace(event.team, overrides=event.team.overrides + runtime, swaps=state.swaps)
+        return replace(
+            event.team,
+            overrides=event.team.overrides + runtime,
+            swaps=state.swaps,
+            overrides_added=state.overrides_added,
+            swaps_requested=state.swaps_requested,
+        )
     if state is None:
         return None
     if isinstance(event, OverrideAdded):
-        return replace(state, overrides=(*state.overrides, event.override))
+        return replace(
+            state,
+            overrides=(*state.overrides, event.override),
+            overrides_added=state.overrides_added + 1,
+        )
+    if isinstance(event, OverrideRemoved):
+        return _without(state, (event.override.override_id,), ())
+    if isinstance(event, SchedulePruned):
+        return _without(state, event.override_ids, event.swap_ids)
     if isinstance(event, ShiftSwapRequested):
-        return replace(state, swaps=(*state.swaps, event.swap))
+        return replace(
+            state, swaps=(*state.swaps, event.swap), swaps_requested=state.swaps_requested + 1
+        )
     status = _DECIDED[type(event)]
     swaps = tuple(
         replace(swap, status=status, decided_by=event.by) if swap.swap_id == event.swap_id else swap
         for swap in state.swaps
     )
     return replace(state, swaps=swaps)
+
+
+def _without(state: Team, override_ids: Sequence[str], swap_ids: Sequence[str]) -> Team:
+    """Returns the team without those runtime overrides and swaps."""
+    overrides = tuple(
+        o for o in state.overrides if not o.override_id or o.override_id not in override_ids
+    )
+    swaps = tuple(s for s in state.swaps if s.swap_id not in swap_ids)
+    return replace(state, overrides=overrides, swaps=swaps)
 
 
 def _window(start: datetime | None, end: datetime | None, where: str) -> list[tuple[str, str]]:
@@ -78,8 +105,37 @@ def decide_override(
     if ends_at <= now:
         require([("ends_at", "must be in the future")])
     _member(team, member_id, "member_id")
-    number = sum(1 for o in team.overrides if o.override_id) + 1
+    number = team.overrides_added + 1
     return [OverrideAdded(Override(member_id, starts_at, ends_at, f"ovr-{number}", by))]
+
+
+def find_override(team: Team, override_id: str) -> Override:
+    """Returns the team's runtime override with that id (NotFound otherwise: never added,
+    removed, or pruned)."""
+    if not override_id:
+        require([("override_id", "must be set")])
+    found = next((o for o in team.overrides if o.override_id == override_id), None)
+    if found is None:
+        raise NotFound(f"override {override_id} does not exist in team {team.team_id}")
+    return found
+
+
+def decide_override_removal(team: Team, override_id: str, *, by: str) -> list[OverrideRemoved]:
+    """Returns the event removing a runtime override (one from the team's file is changed
+    with the file, PutTeam)."""
+    return [OverrideRemoved(find_override(team, override_id), by)]
+
+
+def decide_prune(team: Team, now: datetime, retention: timedelta) -> list[SchedulePruned]:
+    """Returns the event dropping the runtime overrides and the swaps (whatever their status)
+    that ended before now - `retention`; nothing when none did. Kept in the log, so a replay
+    drops the same ones whatever the retention is then."""
+    before = now - retention
+    overrides = tuple(o.override_id for o in team.overrides if o.override_id and o.ends_at < before)
+    swaps = tuple(s.swap_id for s in team.swaps if max(end for _m, _s, end in s.moves()) < before)
+    if not overrides and not swaps:
+        return []
+    return [SchedulePruned(overrides, swaps, before)]
 
 
 def decide_swap_request(team: Team, swap: ShiftSwap, *, now: datetime) -> list[ShiftSwapRequested]:
@@ -115,7 +171,7 @@ def decide_swap_request(team: Team, swap: ShiftSwap, *, now: datetime) -> list[S
                 f"swap {other.swap_id} ({other.status}) already moves an overlapping shift"
             )
     _hold(team, swap)
-    swap_id = f"swap-{len(team.swaps) + 1}"
+    swap_id = f"swap-{team.swaps_requested + 1}"
     return [ShiftSwapRequested(replace(swap, swap_id=swap_id, status=SwapStatus.REQUESTED))]
 
 

@@ -219,6 +219,24 @@ class OverrideAdded:
 
 
 @dataclass(frozen=True)
+class OverrideRemoved:
+    """A runtime override was removed (`override`: as it was; `by`: who removed it)."""
+
+    override: Override
+    by: str
+
+
+@dataclass(frozen=True)
+class SchedulePruned:
+    """Runtime overrides and swaps that ended before `ended_before` (now minus the schedule
+    retention) were dropped from the team's state: they cannot decide anything any more."""
+
+    override_ids: tuple[str, ...]
+    swap_ids: tuple[str, ...]
+    ended_before: datetime
+
+
+@dataclass(frozen=True)
 class ShiftSwapRequested:
     """A member asked another to take one of their shifts (status requested)."""
 
@@ -252,6 +270,8 @@ class ShiftSwapCancelled:
 TeamEvent = (
     TeamDefined
     | OverrideAdded
+    | OverrideRemoved
+    | SchedulePruned
     | ShiftSwapRequested
     | ShiftSwapAccepted
     | ShiftSwapDeclined

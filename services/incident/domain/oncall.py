@@ -119,6 +119,9 @@ class Team:
     routing: tuple[RoutingRule, ...] = ()
     layers: tuple[Layer, ...] = ()
     swaps: tuple[ShiftSwap, ...] = ()
+    # Runtime overrides / swaps ever added: they number the next id (never one given before).
+    overrides_added: int = 0
+    swaps_requested: int = 0
 
     def member(self, member_id: str) -> Member | None:
         """Returns the member with that id, if any."""
@@ -155,9 +158,10 @@ class Team:
         )
 
     def definition(self) -> Team:
-        """Returns the team without what was added at runtime (overrides with an id, swaps)."""
+        """Returns the team without what was added at runtime (overrides with an id, swaps,
+        their counts)."""
         static = tuple(o for o in self.overrides if not o.override_id)
-        return replace(self, overrides=static, swaps=())
+        return replace(self, overrides=static, swaps=(), overrides_added=0, swaps_requested=0)
 
     def resolve(self, target: str, at: datetime) -> str:
         """Returns the member an escalation step targets (falling back to the on-call)."""

@@ -57,6 +57,15 @@ async def refused(
     return caught.value
 
 
+def changes(team: str, change: str) -> float:
+    """The schedule-change counter of a team and kind (it exists from the start)."""
+    value = REGISTRY.get_sample_value(
+        "careops_oncall_schedule_changes_total", {"team": team, "change": change}
+    )
+    assert value is not None
+    return value
+
+
 async def test_an_override_for_tonight_pages_the_override_s_member_not_the_rotation_s(
     incident_stub: Stub,
     incident_service: IncidentService,
@@ -450,3 +459,112 @@ async def test_a_follow_the_sun_team_put_over_grpc_answers_by_layer(
         await incident_stub.PutTeam(pb.PutTeamRequest(team=bad), metadata=key())
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "team.layers[1].rotation_type" in (caught.value.details() or "")
+
+
+async def test_a_removed_override_no_longer_decides_who_is_on_call(
+    incident_stub: Stub, incident_service: IncidentService, incident_clock: FakeClock
+) -> None:
+    start = incident_clock.now + timedelta(days=5)
+    window = pb.AddOnCallOverrideRequest(
+        team_id=TS, member_id="ts-bob", starts_at=ts(start), ends_at=ts(start + timedelta(hours=6))
+    )
+    added = await call_as(incident_service, on_call("ts-bob"), "AddOnCallOverride", window)
+    assert isinstance(added, pb.AddOnCallOverrideResponse)
+    override_id = added.override.override_id
+    at = ts(start + timedelta(hours=1))
+    who = await incident_stub.WhoIsOnCall(pb.WhoIsOnCallRequest(team_id=TS, at=at))
+    assert (who.shift.member_id, who.shift.ref) == ("ts-bob", override_id)
+
+    remove = pb.RemoveOnCallOverrideRequest(team_id=TS, override_id=override_id)
+    removals_before = changes(TS, "override_removed")
+    cases: list[tuple[Principal, pb.RemoveOnCallOverrideRequest, grpc.StatusCode]] = [
+        # ts-alice neither is the override's member nor leads the team
+        (on_call("ts-alice"), remove, grpc.StatusCode.PERMISSION_DENIED),
+        (
+            on_call("ts-bob"),
+            pb.RemoveOnCallOverrideRequest(team_id=TS),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            on_call("ts-bob"),
+            pb.RemoveOnCallOverrideRequest(team_id=TS, override_id="ovr-999"),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+        (
+            on_call("ts-bob"),
+            pb.RemoveOnCallOverrideRequest(team_id="no_such_team", override_id=override_id),
+            grpc.StatusCode.NOT_FOUND,
+        ),
+    ]
+    for principal, request, code in cases:
+        error = await refused(incident_service, principal, "RemoveOnCallOverride", request)
+        assert error.code() == code, (request, error.details())
+    assert "incident.oncall.override.remove" in (
+        (
+            await refused(incident_service, on_call("ts-alice"), "RemoveOnCallOverride", remove)
+        ).details()
+        or ""
+    )
+
+    # The team's lead removes it (the rule of AddOnCallOverride); a retry of the same call
+    # answers the same, from the log.
+    async with channel_to(incident_service, on_call("ts-lead")) as channel:
+        retried = key()
+        removed = await Stub(channel).RemoveOnCallOverride(remove, metadata=retried)
+        again = await Stub(channel).RemoveOnCallOverride(remove, metadata=retried)
+    assert removed.override == added.override and removed.sequence > added.sequence
+    assert again == removed
+    who = await incident_stub.WhoIsOnCall(pb.WhoIsOnCallRequest(team_id=TS, at=at))
+    assert who.shift.member_id != "ts-bob" and who.shift.decided_by == t.ON_CALL_SOURCE_LAYER
+    shifts = await incident_stub.ListMemberShifts(
+        pb.ListMemberShiftsRequest(
+            team_id=TS, member_id="ts-bob", start=ts(start), end=ts(start + timedelta(hours=6))
+        )
+    )
+    assert not [s for s in shifts.shifts if s.ref == override_id]
+    team = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    assert override_id not in [o.override_id for o in team.overrides]
+    error = await refused(incident_service, on_call("ts-lead"), "RemoveOnCallOverride", remove)
+    assert error.code() == grpc.StatusCode.NOT_FOUND  # removed already
+    assert changes(TS, "override_removed") == removals_before + 1
+
+
+async def test_overrides_and_swaps_long_ended_are_pruned_with_the_next_schedule_command(
+    incident_stub: Stub, incident_service: IncidentService, incident_clock: FakeClock
+) -> None:
+    # Last in the module: it moves the module's clock past the retention.
+    before = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    ended = [o.override_id for o in before.overrides if o.override_id]
+    assert ended and before.swaps  # the earlier tests' overrides and swaps
+    pruned_before = changes(TS, "pruned")  # present from the start
+    latest = max(
+        [o.ends_at.ToDatetime(UTC) for o in before.overrides]
+        + [s.return_ends_at.ToDatetime(UTC) for s in before.swaps if s.HasField("return_ends_at")]
+        + [s.ends_at.ToDatetime(UTC) for s in before.swaps]
+    )
+    incident_clock.set(latest + timedelta(days=31))
+    # Nothing is dropped by a read: the state changes only with a command's events.
+    unchanged = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    assert len(unchanged.overrides) == len(before.overrides)
+    now = incident_clock.now
+    added = await call_as(
+        incident_service,
+        on_call("ts-bob"),
+        "AddOnCallOverride",
+        pb.AddOnCallOverrideRequest(
+            team_id=TS, member_id="ts-bob", starts_at=ts(now), ends_at=ts(now + timedelta(hours=1))
+        ),
+    )
+    assert isinstance(added, pb.AddOnCallOverrideResponse)
+    after = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    assert [o.override_id for o in after.overrides if o.override_id] == [added.override.override_id]
+    assert not after.swaps and after.overrides_added == before.overrides_added + 1
+    # The id counts on past the pruned ones.
+    assert added.override.override_id == f"ovr-{before.overrides_added + 1}"
+    assert changes(TS, "pruned") == pruned_before + 1
+    # A redefinition (PutTeam, as every start puts the file's teams) prunes too.
+    incident_clock.set(now + timedelta(days=32))
+    await incident_stub.PutTeam(pb.PutTeamRequest(team=after), metadata=key())
+    redefined = (await incident_stub.GetTeam(pb.GetTeamRequest(team_id=TS))).team
+    assert not [o for o in redefined.overrides if o.override_id]
+    assert changes(TS, "pruned") == pruned_before + 2

@@ -242,6 +242,64 @@ def test_overrides_are_validated_and_a_redefinition_keeps_runtime_state() -> Non
     assert after is not None and after.overrides == (added.override,)
 
 
+def test_a_removed_override_decides_nothing_and_its_id_is_never_given_again() -> None:
+    ops = team(layer(member_ids=("a", "b")))
+    (first,) = d.decide_override(ops, "x", MON, MON + H, by="lead", now=MON - H)
+    ops = evolved(ops, first)
+    assert ops.on_call(MON) == "x"
+    with pytest.raises(d.NotFound, match="ovr-9"):
+        d.decide_override_removal(ops, "ovr-9", by="lead")
+    with pytest.raises(d.InvalidCommand):
+        d.decide_override_removal(ops, "", by="lead")
+    (removed,) = d.decide_override_removal(ops, "ovr-1", by="lead")
+    assert removed == d.OverrideRemoved(first.override, "lead")
+    ops = evolved(ops, removed)
+    assert ops.on_call(MON) == "a" and ops.who(MON).decided_by is d.DecidedBy.LAYER
+    with pytest.raises(d.NotFound):
+        d.decide_override_removal(ops, "ovr-1", by="lead")
+    (second,) = d.decide_override(ops, "y", MON, MON + H, by="lead", now=MON - H)
+    assert second.override.override_id == "ovr-2"
+    # A redefinition keeps the count, and the definition does not carry it.
+    (defined,) = d.decide_team(evolved(ops, second), d.Team("ops", members=ops.members))
+    assert defined.team.overrides_added == 0
+    assert evolved(evolved(ops, second), defined).overrides_added == 2
+
+
+def test_overrides_and_swaps_that_ended_before_the_retention_are_pruned() -> None:
+    ops = team(layer(member_ids=("a", "b")))
+    old = d.Override("x", MON, MON + H, "ovr-1", "lead")
+    recent = d.Override("y", MON + 20 * DAY, MON + 21 * DAY, "ovr-2", "lead")
+    static = d.Override("x", MON, MON + H)  # from the team's file: PutTeam changes it
+    old_swap = d.ShiftSwap("swap-1", "a", "b", MON, MON + DAY, status=d.SwapStatus.ACCEPTED)
+    # A swap ends with its return shift: this one still weighs (its return ends later).
+    returning = d.ShiftSwap(
+        "swap-2", "a", "b", MON, MON + DAY, MON + 25 * DAY, MON + 26 * DAY, d.SwapStatus.REQUESTED
+    )
+    ops = d.Team(
+        "ops",
+        members=ops.members,
+        layers=ops.layers,
+        overrides=(static, old, recent),
+        swaps=(old_swap, returning),
+        overrides_added=2,
+        swaps_requested=2,
+    )
+    retention = 30 * DAY
+    now = MON + 32 * DAY
+    assert d.decide_prune(ops, MON + 30 * DAY, retention) == []  # nothing ended long enough ago
+    (pruned,) = d.decide_prune(ops, now, retention)
+    assert pruned == d.SchedulePruned(("ovr-1",), ("swap-1",), now - retention)
+    after = evolved(ops, pruned)
+    assert after.overrides == (static, recent) and after.swaps == (returning,)
+    assert d.decide_prune(after, now, retention) == []
+    # Ids keep counting past what was pruned.
+    (added,) = d.decide_override(after, "x", now, now + H, by="lead", now=now)
+    assert added.override.override_id == "ovr-3"
+    ask = d.ShiftSwap("", "a", "b", MON + 40 * DAY, MON + 41 * DAY)
+    (asked,) = d.decide_swap_request(after, ask, now=now)
+    assert asked.swap.swap_id == "swap-3"
+
+
 def test_layer_violations_name_their_fields() -> None:
     bad = layer(
         member_ids=("a", "nobody"),
