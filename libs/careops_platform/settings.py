@@ -39,6 +39,13 @@ class ServiceSettings(BaseSettings):
         description="all: one process does everything; api: gRPC commands and queries only; "
         "worker: projections, reactions and timers (health and /metrics only); `--role`",
     )
+    lease_seconds: float = Field(
+        4.0,
+        ge=0.5,
+        le=60,
+        description="worker role: a projection group's lease expires this long after its "
+        "owner's last renewal (kill -9), then another worker takes the group over",
+    )
     internal_verify_key_file: str = Field(
         "",
         description="PEM public key of the gateway's internal identity tokens (services); "
