@@ -257,9 +257,9 @@ class LeasedGroups:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except (nats.errors.Error, OSError, TimeoutError):
-                # NATS unreachable: the held groups go on; renewals resume when it is back (or
-                # another worker has taken over, which the next round notices).
+            except Exception:  # noqa: BLE001 - the loop outlives any one failed round
+                # NATS unreachable, say: the held groups go on; renewals resume when it is back
+                # (or another worker has taken over, which the next round notices).
                 log.warning("lease round failed; retrying", exc_info=True)
             await asyncio.sleep(self.interval)
 
@@ -327,7 +327,11 @@ class LeasedGroups:
             )
         else:
             log.info("projection lease acquired", extra={"group": name, "owner": self.owner})
-        await self._groups[name].start()
+        try:
+            await self._groups[name].start()
+        except Exception:  # noqa: BLE001 - e.g. the database: let another worker try it
+            log.warning("projection group did not start", exc_info=True, extra={"group": name})
+            await self._release(name)
 
     async def _release(self, name: str) -> None:
         """Stops the group first (so the next owner overlaps it as little as possible), then

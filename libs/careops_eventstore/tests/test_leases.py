@@ -152,3 +152,24 @@ async def test_stop_releases_the_leases_for_the_next_worker_at_once(nc: NatsClie
     assert running(leaving_groups) == set()
     await staying.tick()  # no lease time to wait: the lease was written free
     assert running(staying_groups) == {"alpha"}
+
+
+class Broken(Recorded):
+    """A group whose start fails (its database unreachable, say)."""
+
+    async def start(self) -> None:
+        raise OSError("database unreachable")
+
+
+async def test_a_group_that_does_not_start_is_written_free_for_another_worker(
+    nc: NatsClient,
+) -> None:
+    service = f"svc{uuid.uuid4().hex[:6]}"
+    clock = Clock()
+    broken = await worker(nc, service, {"alpha": Broken()}, clock, "broken")
+    healthy_groups = {"alpha": Recorded()}
+    healthy = await worker(nc, service, healthy_groups, clock, "healthy")
+    await broken.tick()
+    assert broken.held == {}
+    await healthy.tick()  # free at once: no lease time to wait
+    assert running(healthy_groups) == {"alpha"}
