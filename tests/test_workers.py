@@ -1,7 +1,8 @@
 """Two ticketing workers and one api as real processes over one NATS and one SQLite database:
-the workers share the projection groups through leases; under steady commands the worker
-running the ticketing stream's group is killed -9, the other takes its group over within a
-bound (measured and printed), and every read model equals a rebuild from the log."""
+the workers share the two projection groups (the ticketing stream's, the customer stream's)
+through leases; under steady commands and customer events the worker running the ticketing
+stream's group is killed -9, the other takes its group over within a bound (measured and
+printed), and every read model of both groups equals a rebuild from the log."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import base64
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from careops.customer.v1 import events_pb2 as customer_events
 from careops_eventstore.batches import Projection, apply_batch
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -22,17 +25,22 @@ from careops_eventstore.leases import BUCKET
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_eventstore.sqlstate import checkpoints, parked
 from careops_platform.db import make_engine, migrate
+from careops_platform.sealing import TextSealer
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, Table, select
 from ticketing.application import CODEC, STREAM
 from ticketing.keystore import text_sealer
 from ticketing.projections import (
+    CUSTOMER_CODEC,
     AgentDirectoryProjection,
     ConversationProjection,
+    CustomerDirectoryProjection,
     MacroListProjection,
     SlaTimerProjection,
     TicketListProjection,
+    text_shredder,
 )
+from ticketing.tests.test_customer_directory import CUSTOMER_STREAM, append
 
 from tests.support import ServiceProcess, eventually, shared_key_store, shared_key_store_env
 from tests.test_crash_recovery import MIGRATIONS, drive
@@ -71,35 +79,58 @@ async def lease_owner(nats_url: str, group: str) -> str:
         await nc.close()
 
 
-def ticketing_projections(nats_url: str) -> list[Projection]:
-    """The ticketing stream's group as services/ticketing/main.py wires it, over the shared
-    key store (so the rebuild opens the same texts)."""
+def shared_texts(nats_url: str) -> TextSealer:
+    """The texts of the key store every process of the test shares, its schema created."""
     keys = shared_key_store(nats_url, "ticketing")
     texts = text_sealer(make_engine(keys["keystore_url"]), base64.b64decode(keys["master_key"]))
-    return [
+    texts.keys.create_schema()
+    return texts
+
+
+def groups(nats_url: str) -> dict[str, tuple[list[Projection], EventCodec]]:
+    """Ticketing's two groups by stream as services/ticketing/main.py wires them, over the
+    shared key store (so the rebuild opens the same texts)."""
+    texts = shared_texts(nats_url)
+    ticketing: list[Projection] = [
         TicketListProjection(texts),
         SlaTimerProjection(),
         AgentDirectoryProjection(),
         ConversationProjection(texts),
         MacroListProjection(),
     ]
+    customers: list[Projection] = [CustomerDirectoryProjection(), text_shredder(texts)]
+    return {STREAM.name: (ticketing, CODEC), CUSTOMER_STREAM.name: (customers, CUSTOMER_CODEC)}
+
+
+async def register_customers(nats_url: str, count: int) -> None:
+    """Appends `count` registrations to the customer stream, as customer-profile would."""
+    nc = await connect(nats_url, name="customer-profile-stand-in")
+    try:
+        store = JetStreamEventStore(nc)
+        await store.ensure_stream(CUSTOMER_STREAM)
+        for _ in range(count):
+            customer_id = f"C-{uuid.uuid4().hex[:10]}"
+            await append(
+                store, customer_id, customer_events.CustomerRegistered(customer_id=customer_id)
+            )
+    finally:
+        await nc.close()
 
 
 async def rebuild(
-    nats_url: str, engine: Engine, projections: Sequence[Projection], codec: EventCodec
+    nats_url: str, engine: Engine, stream: str, projections: Sequence[Projection], codec: EventCodec
 ) -> int:
-    """Replays the whole ticketing stream into each projection of an empty database; returns
+    """Replays the whole `stream` into each projection of a database without them; returns
     the last sequence."""
-    migrate(engine, MIGRATIONS)
     nc = await connect(nats_url, name="careops-tests-rebuild")
     store = JetStreamEventStore(nc)
     after = 0
     try:
-        while page := await store.read_stream(stream=STREAM.name, after_sequence=after, limit=500):
+        while page := await store.read_stream(stream=stream, after_sequence=after, limit=500):
             sequences = [m.sequence for m in page]
             for projection in projections:
                 await asyncio.to_thread(
-                    apply_batch, engine, projection, codec, STREAM.name, page, sequences
+                    apply_batch, engine, projection, codec, stream, page, sequences
                 )
             after = page[-1].sequence
     finally:
@@ -120,6 +151,11 @@ def positions(engine: Engine, names: Sequence[str]) -> dict[str, int]:
         return {str(name): int(last) for name, last in connection.execute(query)}
 
 
+def caught_up(engine: Engine, names: Sequence[str], last: int) -> bool:
+    reached = positions(engine, names)
+    return len(reached) == len(names) and min(reached.values()) >= last
+
+
 async def test_a_killed_workers_groups_move_to_the_other_and_read_models_equal_a_rebuild(
     tmp_path: Path,
 ) -> None:
@@ -138,6 +174,10 @@ async def test_a_killed_workers_groups_move_to_the_other_and_read_models_equal_a
     for process in processes.values():
         process.data_dir.mkdir()
     api, workers = processes["api"], [processes["w1"], processes["w2"]]
+    await register_customers(nats.url, 3)  # the stream exists before the workers start
+    # Made here, so the three processes starting at once find the schemas and race for none.
+    migrate(make_engine(f"sqlite:///{database}"), MIGRATIONS)
+    shared_texts(nats.url)
     stop = threading.Event()
     opened: list[str] = []
     writers = [threading.Thread(target=drive, args=(api, stop, opened)) for _ in range(2)]
@@ -153,8 +193,8 @@ async def test_a_killed_workers_groups_move_to_the_other_and_read_models_equal_a
         for writer in writers:
             writer.start()
         await eventually(lambda: len(opened) >= 10, what="tickets opened under load")
-        projections = ticketing_projections(nats.url)
-        group = "-".join(p.name for p in projections)
+        read_models = groups(nats.url)
+        group = "-".join(p.name for p in read_models[STREAM.name][0])
         owner = await lease_owner(nats.url, group)
         [victim] = [worker for worker in workers if f"-{pid_of(worker)}-" in owner]
         [survivor] = [worker for worker in workers if worker is not victim]
@@ -170,24 +210,27 @@ async def test_a_killed_workers_groups_move_to_the_other_and_read_models_equal_a
         took_over = time.monotonic() - killed
         print(f"takeover after kill -9: {took_over:.2f} s")  # the figure docs/operations.md cites
         moved = len(opened)
+        await register_customers(nats.url, 3)
         await eventually(lambda: len(opened) >= moved + 10, what="commands after the takeover")
         stop.set()
         for writer in writers:
             writer.join()
 
-        # Every read model of the moved group equals a rebuild, and nothing was parked.
+        # Every read model of both groups equals a rebuild, and nothing was parked.
         rebuilt = make_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
-        last = await rebuild(nats.url, rebuilt, projections, CODEC)
+        migrate(rebuilt, MIGRATIONS)
         live = make_engine(f"sqlite:///{database}")
-        names = [p.name for p in projections]
-        await eventually(
-            lambda: min(positions(live, names).values()) >= last,
-            what="the survivor caught up with the log",
-        )
-        assert positions(live, names) == positions(rebuilt, names) == dict.fromkeys(names, last)
-        for projection in projections:
-            for table in projection.tables:
-                assert rows(live, table) == rows(rebuilt, table), table.name
+        for stream, (projections, codec) in read_models.items():
+            last = await rebuild(nats.url, rebuilt, stream, projections, codec)
+            names = [p.name for p in projections]
+            await eventually(
+                partial(caught_up, live, names, last), what=f"the survivor caught up with {stream}"
+            )
+            assert positions(live, names) == positions(rebuilt, names)
+            assert positions(live, names) == dict.fromkeys(names, last)
+            for projection in projections:
+                for table in projection.tables:
+                    assert rows(live, table) == rows(rebuilt, table), table.name
         assert rows(live, parked) == []
         assert len(rows(live, TicketListProjection.tables[0])) >= len(set(opened))
         assert api.terminate() == 0
