@@ -43,7 +43,7 @@ from careops_eventstore.application import utc_now
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore
 from careops_eventstore.leases import LeaseBoard, LeasedGroups
-from careops_eventstore.projection import Projection, ProjectionRunner
+from careops_eventstore.projection import Projection, ProjectionGroup, ProjectionRunner
 from careops_eventstore.reactions import Handler, ReactionRunner
 from careops_eventstore.timers import DueTimer, TimerScheduler
 from prometheus_client import REGISTRY
@@ -61,7 +61,6 @@ from careops_platform.runtime import (
     connect_with_retry,
     projection_group,
     run_process,
-    start_projections,
     stop_in_order,
 )
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
@@ -325,20 +324,24 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             await self.positions.start()
         if not self.runs_work:
             return
+        groups = [
+            projection_group(
+                store=store,
+                engine=self.engine,
+                codec=source.codec,
+                stream=source.stream,
+                filter_subject=source.filter_subject,
+                projections=source.projections,
+            )
+            for source in subscriptions
+        ]
+        for group in groups:
+            self.runners.update(group.runners())
         if self.role == "worker":
-            await self._start_leased(store, subscriptions)
+            await self._lease(store, groups)
         else:
-            for source in subscriptions:
-                self.runners.update(
-                    await start_projections(
-                        store=store,
-                        engine=self.engine,
-                        codec=source.codec,
-                        stream=source.stream,
-                        filter_subject=source.filter_subject,
-                        projections=source.projections,
-                    )
-                )
+            for group in groups:
+                await group.start()
         for reaction in reactions:
             runner = ReactionRunner(
                 nc=store.client,
@@ -356,29 +359,19 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
             part.start()
             self.background_parts.append(part)
 
-    async def _start_leased(
-        self, store: JetStreamEventStore, subscriptions: Sequence[Subscription]
-    ) -> None:
-        """The worker role: one group per subscription, each started while this worker holds
-        its lease."""
-        groups = {}
-        for source in subscriptions:
-            group = projection_group(
-                store=store,
-                engine=self.engine,
-                codec=source.codec,
-                stream=source.stream,
-                filter_subject=source.filter_subject,
-                projections=source.projections,
-            )
-            groups[group.name] = group
-            self.runners.update(group.runners())
+    async def _lease(self, store: JetStreamEventStore, groups: Sequence[ProjectionGroup]) -> None:
+        """The worker role: each group runs while this worker holds its lease."""
+        if not groups:
+            return
         board = await LeaseBoard.open(
             store.client, self.entry.name, replicas=self.settings.stream_replicas
         )
-        self.leases = LeasedGroups(board, groups, lease_seconds=self.settings.lease_seconds)
-        if groups:
-            self.leases.start()
+        self.leases = LeasedGroups(
+            board,
+            {group.name: group for group in groups},
+            lease_seconds=self.settings.lease_seconds,
+        )
+        self.leases.start()
 
     def bindings(self) -> Sequence[ServiceBinding]:
         if self.app is None or self.store is None:
