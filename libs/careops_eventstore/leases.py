@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 BUCKET = "careops-leases"
 LEASE_SECONDS = 4.0
 HELD = Gauge("careops_projection_leases_held", "Projection group leases this worker process holds.")
+GROUPS = Gauge(
+    "careops_projection_lease_groups",
+    "Projection groups this worker shares with the other workers through leases (0 outside the "
+    "worker role): the sum of careops_projection_leases_held over the workers should equal it.",
+)
 TAKEOVERS = Counter(
     "careops_projection_lease_takeovers_total",
     "Projection groups this worker took over from a worker that stopped renewing its lease.",
@@ -209,6 +214,7 @@ class LeasedGroups:
         self.held: dict[str, int] = {}  # group name -> revision of our last write
         self._task: asyncio.Task[None] | None = None
         HELD.set(0)
+        GROUPS.set(len(self._groups))
 
     @property
     def interval(self) -> float:

@@ -11,6 +11,7 @@ from nats.aio.client import Client as NatsClient
 
 from careops_eventstore.jetstream import connect
 from careops_eventstore.leases import (
+    GROUPS,
     HELD,
     TAKEOVERS,
     Entry,
@@ -103,6 +104,7 @@ async def test_two_workers_share_groups_and_a_dead_ones_move_after_the_lease_tim
     first = await worker(nc, service, first_groups, clock, "first")
     second = await worker(nc, service, second_groups, clock, "second")
 
+    assert GROUPS._value.get() == 2  # for the alert: held leases summed over workers
     await first.tick()  # alone: its share is both
     assert running(first_groups) == {"alpha", "beta"}
     assert HELD._value.get() == 2
