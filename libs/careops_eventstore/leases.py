@@ -170,6 +170,10 @@ class LeaseBoard:
         """Announces this worker: a new revision of its key."""
         await self._kv.put(self.worker_key(owner), owner.encode())
 
+    async def leave(self, owner: str) -> None:
+        """Withdraws this worker's announcement: the others count it out at once."""
+        await self._kv.delete(self.worker_key(owner))
+
     async def workers(self) -> dict[str, Entry]:
         """Every announced worker's key with its revision (live or not)."""
         prefix = self.worker_key("")
@@ -227,12 +231,15 @@ class LeasedGroups:
             self._task = asyncio.create_task(self._run(), name="projection-leases")
 
     async def stop(self) -> None:
-        """Stops the loop, then the held groups, then releases their leases (another worker
-        takes them at its next round instead of after the lease time)."""
+        """Stops the loop, then the held groups, then releases their leases and withdraws the
+        announcement (other workers take the groups at their next round instead of after the
+        lease time)."""
         await stop_task(self._task)
         self._task = None
         for name in list(self.held):
             await self._release(name)
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            await self._board.leave(self.owner)
 
     async def tick(self) -> None:
         """One round: announce, renew what is held, then take or release to the fair share."""

@@ -143,17 +143,20 @@ async def test_two_workers_share_groups_and_a_dead_ones_move_after_the_lease_tim
 async def test_stop_releases_the_leases_for_the_next_worker_at_once(nc: NatsClient) -> None:
     service = f"svc{uuid.uuid4().hex[:6]}"
     clock = Clock()
-    leaving_groups = {"alpha": Recorded()}
-    staying_groups = {"alpha": Recorded()}
+    leaving_groups = {"alpha": Recorded(), "beta": Recorded()}
+    staying_groups = {"alpha": Recorded(), "beta": Recorded()}
     leaving = await worker(nc, service, leaving_groups, clock, "leaving")
     staying = await worker(nc, service, staying_groups, clock, "staying")
     await leaving.tick()
     await staying.tick()
-    assert running(staying_groups) == set()
+    await leaving.tick()  # its share with two workers: one group
+    await staying.tick()
+    assert (running(leaving_groups), running(staying_groups)) == ({"alpha"}, {"beta"})
     await leaving.stop()
     assert running(leaving_groups) == set()
-    await staying.tick()  # no lease time to wait: the lease was written free
-    assert running(staying_groups) == {"alpha"}
+    # No lease time to wait: the lease was written free and the worker counted out.
+    await staying.tick()
+    assert running(staying_groups) == {"alpha", "beta"}
 
 
 class Broken(Recorded):
