@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI check of charts/careops (make chart-check):
-#   helm lint --strict and helm template with default, production and all-services values;
+#   helm lint --strict and helm template with default, production, all-services and split values;
 #   kubernetes-validate --strict of every rendered object (Kubernetes 1.27 and the newest known);
 #   promtool check rules on the rendered PrometheusRule; a structural check of the ServiceMonitors;
 #   a values file with ticketing.replicas: -1 must make helm template fail on the schema.
@@ -88,13 +88,24 @@ serviceMonitor: {enabled: true}
 prometheusRule: {enabled: true}
 EOF
 
+# Every event-sourced service split into `--role api` pods (with their HPA) and `--role worker`
+# pods, with the ServiceMonitors, so the split objects are validated too.
+cat >"$OUT/values-split.yaml" <<'EOF'
+ticketing: {role: split, autoscaling: {enabled: true}}
+customerProfile: {role: split, autoscaling: {enabled: true}}
+incidentCrisis: {role: split}
+qualityScoring: {role: split, worker: {replicas: 1, leaseSeconds: 5}}
+serviceMonitor: {enabled: true}
+EOF
+
 declare -A VARIANTS=(
   [default]=""
   [production]="$CHART/values-production.yaml"
   [all-services]="$OUT/values-all-services.yaml"
+  [split]="$OUT/values-split.yaml"
 )
 
-for variant in default production all-services; do
+for variant in default production all-services split; do
   args=()
   [[ -n "${VARIANTS[$variant]}" ]] && args=(-f "${VARIANTS[$variant]}")
   log "[$variant] helm lint --strict"

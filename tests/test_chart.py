@@ -403,3 +403,60 @@ def test_the_chart_refuses_to_render_without_the_internal_identity_secret() -> N
     result = helm_template("--set", "internalIdentity.existingSecret=")
     assert result.returncode != 0
     assert "internalIdentity.existingSecret is required" in result.stderr
+
+
+SPLIT = [
+    *("--set", "ticketing.role=split"),
+    *("--set", "ticketing.autoscaling.enabled=true"),
+    *("--set", "ticketing.worker.replicas=3"),
+]
+
+
+def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def test_split_roles_run_api_pods_behind_the_service_and_an_hpa_and_workers_apart() -> None:
+    manifests = render(*SPLIT)
+    api_name, worker_name = f"{RELEASE}-ticketing", f"{RELEASE}-ticketing-worker"
+    api, worker = (find(manifests, "Deployment", name) for name in (api_name, worker_name))
+    api_env, worker_env = env_of(container_of(api)), env_of(container_of(worker))
+    assert api_env["CAREOPS_ROLE"]["value"] == "api"
+    assert worker_env["CAREOPS_ROLE"]["value"] == "worker"
+    assert worker_env["CAREOPS_LEASE_SECONDS"]["value"] == "4"
+    assert set(api_env) | set(worker_env) <= env_names(TicketingSettings)
+    assert "replicas" not in api["spec"], "the HPA sets the api's replicas"
+    assert worker["spec"]["replicas"] == 3
+    hpa = find(manifests, "HorizontalPodAutoscaler", api_name)["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": api_name,
+    }
+    assert [m["resource"]["name"] for m in hpa["metrics"]] == ["cpu"]
+    assert not [
+        doc
+        for doc in manifests
+        if doc["kind"] == "HorizontalPodAutoscaler" and doc["metadata"]["name"] == worker_name
+    ]
+    # The gateway's address (the Service) reaches api pods only; the worker's PDB its own pods.
+    api_labels = api["spec"]["template"]["metadata"]["labels"]
+    worker_labels = worker["spec"]["template"]["metadata"]["labels"]
+    selector = find(manifests, "Service", api_name)["spec"]["selector"]
+    assert matches(selector, api_labels) and not matches(selector, worker_labels)
+    pdb = find(manifests, "PodDisruptionBudget", worker_name)["spec"]["selector"]["matchLabels"]
+    assert matches(pdb, worker_labels) and not matches(pdb, api_labels)
+    # A worker serves health and /metrics only: nothing may call its gRPC port.
+    policy = find(manifests, "NetworkPolicy", worker_name)["spec"]
+    assert {p["port"] for rule in policy["ingress"] for p in rule["ports"]} == {9101}
+    # The other services stay in one Deployment of `--role all` pods.
+    customer = env_of(container_of(find(manifests, "Deployment", f"{RELEASE}-customer-profile")))
+    assert "CAREOPS_ROLE" not in customer
+    deployments = [doc for doc in manifests if doc["kind"] == "Deployment"]
+    assert len(deployments) == len(CHART_SERVICES) + 1
+
+
+def test_split_roles_need_a_shared_database() -> None:
+    result = helm_template(*SPLIT, "--set", "database.existingSecret=")
+    assert result.returncode != 0
+    assert "ticketing.role split needs database.existingSecret" in result.stderr

@@ -96,7 +96,30 @@ async def start_projections(
     projections: Sequence[Projection],
 ) -> dict[str, ProjectionRunner]:
     """Starts one group (one consumer) feeding `projections`; returns their runners by name."""
-    group = ProjectionGroup(
+    group = projection_group(
+        store=store,
+        engine=engine,
+        codec=codec,
+        stream=stream,
+        filter_subject=filter_subject,
+        projections=projections,
+    )
+    await group.start()
+    return group.runners()
+
+
+def projection_group(
+    *,
+    store: JetStreamEventStore,
+    engine: Engine,
+    codec: EventCodec,
+    stream: str,
+    filter_subject: str,
+    projections: Sequence[Projection],
+) -> ProjectionGroup:
+    """Returns one group (one consumer) feeding `projections`, not started (a worker starts
+    it when it holds its lease)."""
+    return ProjectionGroup(
         nc=store.client,
         engine=engine,
         projections=projections,
@@ -104,5 +127,3 @@ async def start_projections(
         stream=stream,
         filter_subject=filter_subject,
     )
-    await group.start()
-    return group.runners()

@@ -16,7 +16,10 @@ Roles (`settings.role`, `--role` or CAREOPS_ROLE): `all` (the default) runs ever
 process. `api` serves the context's servicer (commands and read-model queries) and runs no
 projection, reaction or timer; its `min_sequence` waits read the projections' SQL checkpoints
 (`SqlPositions`) that a worker process advances. `worker` runs the projections, reactions and
-background work, with gRPC health and /metrics only. Every role migrates and provisions, and
+background work, with gRPC health and /metrics only; workers share the projection groups
+through leases in NATS KV (careops_eventstore.leases: one worker runs each group, a dead
+worker's groups move within `lease_seconds`), and their own waits read the SQL checkpoints too
+(the group may run in another worker). Every role migrates and provisions, and
 every hook is called in every role (they wire; the skeleton starts only the role's parts).
 """
 
@@ -39,7 +42,8 @@ from careops_eventstore import EventStore
 from careops_eventstore.application import utc_now
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore
-from careops_eventstore.projection import Projection, ProjectionRunner
+from careops_eventstore.leases import LeaseBoard, LeasedGroups
+from careops_eventstore.projection import Projection, ProjectionGroup, ProjectionRunner
 from careops_eventstore.reactions import Handler, ReactionRunner
 from careops_eventstore.timers import DueTimer, TimerScheduler
 from prometheus_client import REGISTRY
@@ -55,8 +59,8 @@ from careops_platform.registry import ServiceEntry
 from careops_platform.runtime import (
     Stoppable,
     connect_with_retry,
+    projection_group,
     run_process,
-    start_projections,
     stop_in_order,
 )
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
@@ -219,6 +223,8 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         self.app: AppT | None = None
         # In the api role: the positions of the worker's projections, read from SQL.
         self.positions: SqlPositions | None = None
+        # In the worker role: the leases of the projection groups this worker runs.
+        self.leases: LeasedGroups | None = None
         self.setup()
 
     # ------------------------------------------------------------------------------ hooks
@@ -313,22 +319,30 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         subscriptions = self.projections(app)
         reactions = self.reactions(app)
         background = self.background(app)
-        if not self.runs_work:
+        if self.role != "all":
             self.positions = SqlPositions(self.engine)
             await self.positions.start()
+        if not self.runs_work:
             return
         parts = set(self.settings.worker_parts.split(","))
-        for source in subscriptions if "projections" in parts else ():
-            self.runners.update(
-                await start_projections(
-                    store=store,
-                    engine=self.engine,
-                    codec=source.codec,
-                    stream=source.stream,
-                    filter_subject=source.filter_subject,
-                    projections=source.projections,
-                )
+        groups = [
+            projection_group(
+                store=store,
+                engine=self.engine,
+                codec=source.codec,
+                stream=source.stream,
+                filter_subject=source.filter_subject,
+                projections=source.projections,
             )
+            for source in (subscriptions if "projections" in parts else ())
+        ]
+        for group in groups:
+            self.runners.update(group.runners())
+        if self.role == "worker":
+            await self._lease(store, groups)
+        else:
+            for group in groups:
+                await group.start()
         for reaction in reactions if "reactions" in parts else ():
             runner = ReactionRunner(
                 nc=store.client,
@@ -345,6 +359,20 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
         for part in background if "background" in parts else ():
             part.start()
             self.background_parts.append(part)
+
+    async def _lease(self, store: JetStreamEventStore, groups: Sequence[ProjectionGroup]) -> None:
+        """The worker role: each group runs while this worker holds its lease."""
+        if not groups:
+            return
+        board = await LeaseBoard.open(
+            store.client, self.entry.name, replicas=self.settings.stream_replicas
+        )
+        self.leases = LeasedGroups(
+            board,
+            {group.name: group for group in groups},
+            lease_seconds=self.settings.lease_seconds,
+        )
+        self.leases.start()
 
     def bindings(self) -> Sequence[ServiceBinding]:
         if self.app is None or self.store is None:
@@ -378,6 +406,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                 *self.background_parts,
                 *self.reaction_runners,
                 *self.resources,
+                self.leases,
                 *self.runners.values(),
                 self.positions,
             ],

@@ -46,6 +46,13 @@ class ServiceSettings(BaseSettings):
         "reactions, background (timers, schedules); e.g. a pager-only worker runs "
         "`reactions,background` beside one running `projections`",
     )
+    lease_seconds: float = Field(
+        4.0,
+        ge=0.5,
+        le=60,
+        description="worker role: a projection group's lease expires this long after its "
+        "owner's last renewal (kill -9), then another worker takes the group over",
+    )
     internal_verify_key_file: str = Field(
         "",
         description="PEM public key of the gateway's internal identity tokens (services); "

@@ -91,6 +91,10 @@ One service. Args (dict):
 {{- $identitySecret := include "careops.internalIdentitySecret" $root -}}
 {{- /* The gateway holds the private key and signs; a service holds only the public key. */ -}}
 {{- $identityFile := ternary "signing-key.pem" "verify-key.pem" $isGateway -}}
+{{- $split := eq (default "all" $svc.role) "split" -}}
+{{- if and $split (not $v.database.existingSecret) -}}
+{{- fail (printf "%s.role split needs database.existingSecret: its api and worker pods share the read models" .key) -}}
+{{- end -}}
 apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -128,6 +132,103 @@ spec:
       appProtocol: http
     {{- end }}
 ---
+{{ include "careops.deployment" (dict "root" $root "svc" $svc "key" .key "component" .component "envPrefix" .envPrefix "ctx" $ctx "account" $name "role" (ternary "api" "" $split) "autoscaled" $svc.autoscaling.enabled "replicas" $svc.replicas "resources" $svc.resources) }}
+---
+{{ include "careops.pdb" (dict "root" $root "component" .component "maxUnavailable" $svc.pdb.maxUnavailable) }}
+{{- if $svc.autoscaling.enabled }}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {{ $name }}
+  labels:
+    {{- include "careops.labels" $ctx | nindent 4 }}
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: {{ $name }}
+  minReplicas: {{ $svc.autoscaling.minReplicas }}
+  maxReplicas: {{ $svc.autoscaling.maxReplicas }}
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: {{ $svc.autoscaling.targetCPUUtilizationPercentage }}
+{{- end }}
+{{- if $v.networkPolicy.enabled }}
+---
+{{ include "careops.networkPolicy" (dict "root" $root "svc" $svc "ctx" $ctx "isGateway" $isGateway "serves" true) }}
+{{- end }}
+{{- if $v.serviceMonitor.enabled }}
+---
+{{ include "careops.serviceMonitor" (dict "ctx" $ctx) }}
+{{- end }}
+{{- if $split }}
+{{- $worker := dict "root" $root "component" (printf "%s-worker" .component) }}
+{{- $workerName := include "careops.componentName" $worker }}
+---
+# The workers' /metrics (headless: nothing calls them; the ServiceMonitor finds the pods by it).
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $workerName }}
+  labels:
+    {{- include "careops.labels" $worker | nindent 4 }}
+spec:
+  clusterIP: None
+  selector:
+    {{- include "careops.selectorLabels" $worker | nindent 4 }}
+  ports:
+    - name: metrics
+      port: {{ $svc.metricsPort }}
+      targetPort: metrics
+      protocol: TCP
+      appProtocol: http
+---
+{{ include "careops.deployment" (dict "root" $root "svc" $svc "key" .key "component" .component "envPrefix" .envPrefix "ctx" $worker "account" $name "role" "worker" "autoscaled" false "replicas" $svc.worker.replicas "resources" (default $svc.resources $svc.worker.resources)) }}
+---
+{{ include "careops.pdb" (dict "root" $root "component" (printf "%s-worker" .component) "maxUnavailable" 1) }}
+{{- if $v.networkPolicy.enabled }}
+---
+{{ include "careops.networkPolicy" (dict "root" $root "svc" $svc "ctx" $worker "isGateway" false "serves" false) }}
+{{- end }}
+{{- if $v.serviceMonitor.enabled }}
+---
+{{ include "careops.serviceMonitor" (dict "ctx" $worker) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+
+{{/*
+One Deployment of a service. Args (dict):
+  root, svc, key, component, envPrefix   as for "careops.service"
+  ctx         this Deployment's name and labels: {root, component}
+  account     its ServiceAccount
+  role        CAREOPS_ROLE: "" (the default, all), api or worker
+  autoscaled  replicas are the HPA's; else `replicas`
+  resources   the container's requests and limits
+*/}}
+{{- define "careops.deployment" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $svc := .svc -}}
+{{- $ctx := .ctx -}}
+{{- $name := include "careops.componentName" $ctx -}}
+{{- $container := .component -}}
+{{- $envPrefix := .envPrefix -}}
+{{- $role := .role -}}
+{{- $resources := .resources -}}
+{{- $isGateway := eq .key "gateway" -}}
+{{- $tlsSecret := "" -}}
+{{- if $isGateway }}{{- $tlsSecret = $svc.tls.secretName -}}{{- end -}}
+{{- $identitySecret := include "careops.internalIdentitySecret" $root -}}
+{{- /* The gateway holds the private key and signs; a service holds only the public key. */ -}}
+{{- $identityFile := ternary "signing-key.pem" "verify-key.pem" $isGateway }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -135,8 +236,8 @@ metadata:
   labels:
     {{- include "careops.labels" $ctx | nindent 4 }}
 spec:
-  {{- if not $svc.autoscaling.enabled }}
-  replicas: {{ $svc.replicas }}
+  {{- if not .autoscaled }}
+  replicas: {{ .replicas }}
   {{- end }}
   revisionHistoryLimit: 5
   strategy:
@@ -160,7 +261,7 @@ spec:
         {{- toYaml . | nindent 8 }}
         {{- end }}
     spec:
-      serviceAccountName: {{ $name }}
+      serviceAccountName: {{ .account }}
       automountServiceAccountToken: false
       enableServiceLinks: false
       terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
@@ -195,7 +296,7 @@ spec:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       containers:
-        - name: {{ .component }}
+        - name: {{ $container }}
           image: {{ include "careops.image" (dict "root" $root "svc" $svc) | quote }}
           imagePullPolicy: {{ $v.image.pullPolicy }}
           securityContext:
@@ -215,12 +316,12 @@ spec:
           env:
             - name: CAREOPS_GRPC_HOST
               value: "0.0.0.0"
-            - name: CAREOPS_{{ .envPrefix }}_GRPC_PORT
+            - name: CAREOPS_{{ $envPrefix }}_GRPC_PORT
               value: {{ $svc.grpcPort | quote }}
-            - name: CAREOPS_{{ .envPrefix }}_METRICS_PORT
+            - name: CAREOPS_{{ $envPrefix }}_METRICS_PORT
               value: {{ $svc.metricsPort | quote }}
             {{- if $isGateway }}
-            - name: CAREOPS_{{ .envPrefix }}_HTTP_PORT
+            - name: CAREOPS_{{ $envPrefix }}_HTTP_PORT
               value: {{ $svc.httpPort | quote }}
             {{- if $tlsSecret }}
             - name: CAREOPS_TLS_CERT_FILE
@@ -244,6 +345,14 @@ spec:
               value: /tmp/careops
             - name: CAREOPS_LOG_LEVEL
               value: {{ $v.logLevel | quote }}
+            {{- with $role }}
+            - name: CAREOPS_ROLE
+              value: {{ . | quote }}
+            {{- end }}
+            {{- if eq $role "worker" }}
+            - name: CAREOPS_LEASE_SECONDS
+              value: {{ $svc.worker.leaseSeconds | quote }}
+            {{- end }}
             {{- with $v.otel.endpoint }}
             - name: CAREOPS_OTEL_ENDPOINT
               value: {{ . | quote }}
@@ -292,7 +401,7 @@ spec:
             periodSeconds: {{ $v.probes.liveness.periodSeconds }}
             failureThreshold: {{ $v.probes.liveness.failureThreshold }}
           resources:
-            {{- toYaml $svc.resources | nindent 12 }}
+            {{- toYaml $resources | nindent 12 }}
           volumeMounts:
             - name: tmp
               mountPath: /tmp
@@ -327,7 +436,12 @@ spec:
             items:
               - key: {{ $identityFile }}
                 path: {{ $identityFile }}
----
+{{- end -}}
+
+{{/* A PodDisruptionBudget. Args: root, component, maxUnavailable. */}}
+{{- define "careops.pdb" -}}
+{{- $ctx := dict "root" .root "component" .component -}}
+{{- $name := include "careops.componentName" $ctx }}
 apiVersion: policy/v1
 kind: PodDisruptionBudget
 metadata:
@@ -335,36 +449,24 @@ metadata:
   labels:
     {{- include "careops.labels" $ctx | nindent 4 }}
 spec:
-  maxUnavailable: {{ $svc.pdb.maxUnavailable }}
+  maxUnavailable: {{ .maxUnavailable }}
   selector:
     matchLabels:
       {{- include "careops.selectorLabels" $ctx | nindent 6 }}
-{{- if $svc.autoscaling.enabled }}
----
-apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata:
-  name: {{ $name }}
-  labels:
-    {{- include "careops.labels" $ctx | nindent 4 }}
-spec:
-  scaleTargetRef:
-    apiVersion: apps/v1
-    kind: Deployment
-    name: {{ $name }}
-  minReplicas: {{ $svc.autoscaling.minReplicas }}
-  maxReplicas: {{ $svc.autoscaling.maxReplicas }}
-  metrics:
-    - type: Resource
-      resource:
-        name: cpu
-        target:
-          type: Utilization
-          averageUtilization: {{ $svc.autoscaling.targetCPUUtilizationPercentage }}
-{{- end }}
-{{- if $v.networkPolicy.enabled }}
+{{- end -}}
+
+{{/*
+The NetworkPolicy of a service's pods. Args: root, svc, ctx, isGateway, serves (the gateway may
+call its gRPC port: false for `--role worker` pods, which serve only health and /metrics).
+*/}}
+{{- define "careops.networkPolicy" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $svc := .svc -}}
+{{- $ctx := .ctx -}}
+{{- $name := include "careops.componentName" $ctx -}}
+{{- $isGateway := .isGateway -}}
 {{- $np := $v.networkPolicy }}
----
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -382,7 +484,7 @@ spec:
     - ports:
         - {protocol: TCP, port: {{ $svc.grpcPort }}}
         - {protocol: TCP, port: {{ $svc.httpPort }}}
-    {{- else }}
+    {{- else if .serves }}
     # Only the gateway calls a service's gRPC port.
     - from:
         - podSelector:
@@ -434,9 +536,13 @@ spec:
     {{- with $svc.extraEgress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
-{{- end }}
-{{- if $v.serviceMonitor.enabled }}
----
+{{- end -}}
+
+{{/* A ServiceMonitor of the Service called like `ctx`. Args: ctx. */}}
+{{- define "careops.serviceMonitor" -}}
+{{- $v := .ctx.root.Values -}}
+{{- $ctx := .ctx -}}
+{{- $name := include "careops.componentName" $ctx }}
 apiVersion: monitoring.coreos.com/v1
 kind: ServiceMonitor
 metadata:
@@ -455,6 +561,4 @@ spec:
       path: /metrics
       interval: {{ $v.serviceMonitor.interval }}
       scrapeTimeout: {{ $v.serviceMonitor.scrapeTimeout }}
-{{- end }}
-{{- end }}
 {{- end -}}
