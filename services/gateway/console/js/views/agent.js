@@ -357,8 +357,9 @@ export default {
       return skills;
     }
 
+    // One ListTickets per refresh: the summaries carry the SLA clocks, oldest first.
     async function loadQueue() {
-      const request = { pageSize: 100 };
+      const request = { pageSize: 100, order: "TICKET_ORDER_OLDEST_FIRST", openOnly: true };
       if (state.priority) request.priority = state.priority;
       if (state.channel) request.channel = state.channel;
       if (state.mode === "mine") {
@@ -368,14 +369,9 @@ export default {
         request.status = "TICKET_STATUS_OPEN"; // unassigned, waiting for someone to take it
       }
       const { tickets = [] } = await call(T, "ListTickets", request);
-      let rows = tickets.filter((ticket) => OPEN_STATUSES.includes(ticket.status));
-      if (state.mode === "team") {
-        const mine = await mySkills();
-        rows = rows.filter((ticket) => !ticket.assigneeId && (!mine || mine.has(ticket.type)));
-      }
-      rows.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt)); // the oldest first
-      // The summaries carry no clocks: each row's ticket is read for its SLA.
-      return Promise.all(rows.map(async (row) => (await call(T, "GetTicket", { ticketId: row.ticketId })).ticket));
+      if (state.mode !== "team") return tickets;
+      const mine = await mySkills();
+      return tickets.filter((ticket) => !ticket.assigneeId && (!mine || mine.has(ticket.type)));
     }
 
     async function renderQueue() {
