@@ -415,3 +415,54 @@ async def test_an_agent_sees_the_team_queue_filters_it_and_the_clocks_count_down
     finally:
         await page.close()
         set_availability(platform, admin, "AVAILABILITY_ONLINE")
+
+
+TIMELINES = """async () => {
+  const { setLanguage } = await import("/console/js/i18n.js");
+  const { c360Entry } = await import("/console/js/views/agent.js");
+  const { timelineEntry } = await import("/console/js/views/oncall.js");
+  const shown = {};
+  for (const language of ["zh", "en"]) {
+    setLanguage(language);
+    shown[language] = [
+      c360Entry({
+        kind: "ticket_opened",
+        summary: "consultation ticket opened via chat (high priority)",
+      }),
+      c360Entry({ kind: "ticket_resolved", summary: "resolved at first contact" }),
+      c360Entry({ kind: "ticket_event", summary: "SomethingNew" }),
+      timelineEntry({ kind: "page", text: "paged ts-alice (technical_support)" }),
+      timelineEntry({ kind: "update", text: "正在排查" }),
+    ];
+  }
+  setLanguage("zh");
+  return shown;
+}"""
+
+
+async def test_timeline_texts_are_in_the_readers_language(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """The services' fixed English timeline sentences, worded by the page (people's own words
+    and unknown sentences as they came)."""
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{platform.url}/console/")
+        await expect(page.locator("#signin-user")).to_be_visible()  # the shell has started
+        shown = await page.evaluate(TIMELINES)
+    finally:
+        await page.close()
+    assert shown["zh"] == [
+        "新工单 · 经 chat 创建 consultation 工单（优先级 high）",
+        "解决 · 已解决（首次接触即解决）",
+        "ticket_event · SomethingNew",
+        {"kind": "呼叫", "text": "已呼叫 ts-alice（technical_support）"},
+        {"kind": "进展", "text": "正在排查"},
+    ]
+    assert shown["en"] == [
+        "ticket opened · consultation ticket opened via chat (high priority)",
+        "resolved · resolved at first contact",
+        "ticket_event · SomethingNew",
+        {"kind": "page", "text": "paged ts-alice (technical_support)"},
+        {"kind": "update", "text": "正在排查"},
+    ]
