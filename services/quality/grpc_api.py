@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -76,6 +76,8 @@ class ReadWaits:
     tickets: ReadWait
     surveys: ReadWait
     incidents: ReadWait
+    # The last sequence each of them applied (tickets, surveys, incidents): WatchKpis' "moved".
+    positions: Callable[[], tuple[int, int, int]]
 
 
 class _Waits:
@@ -93,6 +95,25 @@ class _Waits:
 
     async def incidents(self, sequence: int, what: str) -> None:
         await self._wait(self._waits.incidents, sequence, what)
+
+    def positions(self) -> tuple[int, int, int]:
+        """The last sequence each KPI read model applied (tickets, surveys, incidents)."""
+        return self._waits.positions()
+
+    async def moved(self, since: tuple[int, int, int], timeout: float) -> bool:
+        """Returns whether any KPI read model applied an event after `since` within `timeout`
+        seconds (woken by the projections' own waits: no query until one moves)."""
+        waits = (self._waits.tickets, self._waits.surveys, self._waits.incidents)
+        tasks = [
+            asyncio.ensure_future(wait(position + 1, timeout))
+            for wait, position in zip(waits, since, strict=True)
+        ]
+        try:
+            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return any(task.result() for task in done)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     async def _wait(self, wait: ReadWait, sequence: int, what: str) -> None:
         if sequence and not await wait(sequence, self._timeout):
@@ -302,6 +323,10 @@ def period_from_proto(message: pb.Period, now: datetime) -> readmodels.Period:
     return readmodels.Period(start, end)
 
 
+PUSH_INTERVAL_SECONDS = 1.0  # WatchKpis: at most one push a second (a burst is one push)
+QUIET_SECONDS = 30.0  # WatchKpis re-arms its wait this often while nothing moves
+
+
 class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     """gRPC front of QualityApp and the quality read models."""
 
@@ -314,7 +339,9 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         *,
         teams: Teams,
         what_if: WhatIf,
+        push_interval: float = PUSH_INTERVAL_SECONDS,
     ) -> None:
+        self._push_interval = push_interval
         self._app = app
         self._engine = engine
         self._waits = _Waits(waits, read_wait_seconds)
@@ -523,6 +550,23 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             return response
 
         return await self._read(query)  # type: ignore[no-any-return]
+
+    async def WatchKpis(
+        self, request: pb.WatchKpisRequest, context: Any
+    ) -> AsyncIterator[pb.WatchKpisResponse]:
+        query = request.query
+        # Positions read before each query: an event applied while it runs is pushed next.
+        since = self._waits.positions()
+        yield pb.WatchKpisResponse(kpis=await self.GetKpis(query, context))
+        # Later answers read whatever the read models hold: the min sequences were for the first.
+        again = pb.GetKpisRequest(filter=query.filter, period=query.period, by_day=query.by_day)
+        while True:
+            if not await self._waits.moved(since, QUIET_SECONDS):
+                continue
+            # Coalesce a burst of events (a ticket's command appends several) into one push.
+            await asyncio.sleep(self._push_interval)
+            since = self._waits.positions()
+            yield pb.WatchKpisResponse(kpis=await self.GetKpis(again, context))
 
     async def _kpis_caught_up(self, request: pb.GetKpisRequest | pb.GetScorecardRequest) -> None:
         """Waits (bounded) for the sequences a KPI query asks its read models to have applied."""

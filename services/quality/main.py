@@ -142,6 +142,11 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
                 tickets=partial(self.wait_for, TicketFactsProjection.name),
                 surveys=partial(self.wait_for, SurveyProjection.name),
                 incidents=partial(self.wait_for, IncidentFactsProjection.name),
+                positions=lambda: (
+                    self.position(TicketFactsProjection.name),
+                    self.position(SurveyProjection.name),
+                    self.position(IncidentFactsProjection.name),
+                ),
             ),
             self.settings.read_wait_seconds,
             teams=Teams(app.teams),
