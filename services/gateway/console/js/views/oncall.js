@@ -2,10 +2,9 @@
 // yellow / grey from the matrix, pages and their state), live alerts pushed by WatchAlerts (the
 // gateway's NDJSON stream, no polling), Acknowledge / Escalate, and one incident's timeline,
 // updates, public statement and post-incident review.
-import { ApiError, Code, Services, newKey } from "../api.js";
+import { ApiError, Code, RECONNECT_MS, Services, newKey, watch } from "../api.js";
 import { h, replace } from "../dom.js";
 import { kindLabel, translated } from "../i18n.js";
-import { session } from "../session.js";
 
 const I = Services.incident;
 const LEVELS = { INCIDENT_LEVEL_A: "A", INCIDENT_LEVEL_B: "B", INCIDENT_LEVEL_C: "C" };
@@ -17,7 +16,6 @@ const ALERT_KINDS = {
   ALERT_KIND_INFORMED: "informed",
   ALERT_KIND_RESOLVED: "resolved",
 };
-const RECONNECT_MS = [500, 1000, 2000, 5000];
 const TEAM_KEY = "careops.console.oncallTeam";
 const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
 
@@ -58,39 +56,10 @@ function when(timestamp, language) {
   return new Date(timestamp).toLocaleString(language === "zh" ? "zh-CN" : "en-GB");
 }
 
-// Reads the gateway's NDJSON stream of WatchAlerts: calls onAlert per `result` line (heartbeat
-// lines skipped) until the stream ends; throws on an `error` line or a refused call.
-async function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
-  const headers = { "Content-Type": "application/json" };
-  const token = session.token();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(`/v1/${I}/WatchAlerts`, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ teamId, afterSequence: String(afterSequence) }),
-    signal,
-  });
-  if (!response.ok) {
-    const text = await response.text();
-    throw new ApiError(response.status, text ? JSON.parse(text) : {});
-  }
-  onOpen();
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffered += value;
-    let newline;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (!line) continue;
-      const message = JSON.parse(line);
-      if (message.error) throw new ApiError(500, message.error);
-      if (message.result) onAlert(message.result);
-    }
-  }
+// WatchAlerts through the gateway's NDJSON edge (api.js `watch`): onAlert per alert until the
+// stream ends; throws when refused or on an error line.
+function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
+  return watch(I, "WatchAlerts", { teamId, afterSequence: String(afterSequence) }, { signal, onOpen, onMessage: onAlert });
 }
 
 export default {

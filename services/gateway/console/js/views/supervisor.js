@@ -2,17 +2,20 @@
 // follow-ups due, compensation approvals, agents' load and availability, and the SLA policy
 // editor with its what-if comparison (actual vs draft per channel) before "Apply".
 //
-// Refresh: the quality API has no KPI stream (GetKpis is a query over read models), so the
-// board re-reads every REFRESH_MS (one GetKpis, ListFollowUps and ListAgents per period and open
-// page) and on "Refresh now". The SLA risk list is one ListTickets of the open tickets, nearest
+// Live: the board is pushed — QualityService/WatchKpis answers GetKpis at once and again after
+// quality's read models moved (any ticketing, survey or incident event), through the gateway's
+// NDJSON stream (api.js `watch`, as the on-call alerts). Each push re-reads the lists below too
+// (their changes are ticketing events, which move the KPI read models); "Refresh now" re-reads
+// everything. The stream reconnects when it drops and restarts for a new scope or UTC day; the
+// risk list's time left counts down in the page (one timer). The SLA risk list is one ListTickets of the open tickets, nearest
 // SLA due first (the summaries carry the clocks; RISK_PAGE tickets, "Show more" adds a page), and
 // the approvals are ListCompensations across tickets (every pending one). The policy editor is
 // never refreshed under the user's hands.
-import { Code, Services, newKey } from "../api.js";
+import { ApiError, Code, RECONNECT_MS, Services, newKey, watch } from "../api.js";
 import { lineChart } from "../chart.js";
 import { h, replace } from "../dom.js";
 
-export const REFRESH_MS = 5000;
+const TICK_MS = 1000; // the risk list's time left, repainted in the page
 const RISK_PAGE = 25; // tickets per page of the SLA risk list
 const APPROVAL_PAGES = 10; // at most 10 × 100 tickets with a pending compensation per refresh
 const TREND_DAYS = 7;
@@ -23,7 +26,8 @@ const zh = {
   "supervisor.nav": "主管看板",
   "supervisor.title": "实时指标",
   "supervisor.refresh": "立即刷新",
-  "supervisor.refreshed": "已更新 {time}（每 {seconds} 秒自动刷新）",
+  "supervisor.refreshed": "已更新 {time}（实时推送）",
+  "supervisor.reconnecting": "推送连接中断，正在重连…",
   "supervisor.scope": "范围",
   "supervisor.scope.all": "全部",
   "supervisor.scope.channel": "渠道：{name}",
@@ -110,7 +114,8 @@ const en = {
   "supervisor.nav": "Supervisor",
   "supervisor.title": "Live KPIs",
   "supervisor.refresh": "Refresh now",
-  "supervisor.refreshed": "Updated {time} (refreshes every {seconds} s)",
+  "supervisor.refreshed": "Updated {time} (pushed live)",
+  "supervisor.reconnecting": "Live connection lost, reconnecting…",
   "supervisor.scope": "Scope",
   "supervisor.scope.all": "All",
   "supervisor.scope.channel": "Channel: {name}",
@@ -251,7 +256,7 @@ export default {
     let scope = "";
     let agents = [];
     const status = h("p", { id: "board-status", class: "muted", role: "status" });
-    const scopeSelect = h("select", { id: "kpi-scope", onchange: () => { scope = scopeSelect.value; refresh(); } });
+    const scopeSelect = h("select", { id: "kpi-scope", onchange: () => { scope = scopeSelect.value; restartWatch(); } });
     const board = h("dl", { id: "kpi-board", class: "kpi-board" });
     const trends = h("div", { id: "kpi-trends", class: "trends" });
     const risk = h("tbody");
@@ -350,9 +355,21 @@ export default {
           h("td", {}, lower(ticket.channel, "CHANNEL_")),
           h("td", {}, lower(ticket.priority, "PRIORITY_")),
           h("td", {}, t(`supervisor.clock.${enumName(clock.clock, "SLA_CLOCK_")}`)),
-          h("td", {}, h("span", { class: `clock ${level}` }, left <= 0 ? t("supervisor.overdue", { time: duration(left) }) : duration(left))),
+          h("td", {}, riskClock(clock, level, left)),
           h("td", {}, ticket.assigneeId || "–"));
       }));
+    }
+
+    // The time left of a risk row: repainted every TICK_MS from its due time.
+    function riskClock(clock, level, left) {
+      const element = h("span", { class: `clock ${level}`, dataset: { due: clock.dueAt, warned: String(Boolean(clock.warned)) } });
+      paintRisk(element, left);
+      return element;
+    }
+
+    function paintRisk(element, left = (Date.parse(element.dataset.due) - Date.now()) / 1000) {
+      element.textContent = left <= 0 ? t("supervisor.overdue", { time: duration(left) }) : duration(left);
+      if (left <= 0) element.className = "clock risk";
     }
 
     function showApprovals(compensations) {
@@ -444,20 +461,29 @@ export default {
       return all;
     }
 
+    // The KPIs of the board: the last TREND_DAYS UTC days, by day, in the chosen scope.
+    function kpiQuery() {
+      const today = new Date();
+      const start = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (TREND_DAYS - 1)));
+      const end = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() + 1));
+      return { filter: filter(), period: { start: start.toISOString(), end: end.toISOString() }, byDay: true };
+    }
+
     let busy = false;
     let again = false; // asked for while a refresh ran: read again right after it
-    async function refresh() {
+    let latest = null; // the last pushed KPIs not shown yet
+    async function refresh(pushed = null) {
+      if (pushed) latest = pushed;
       if (busy) {
         again = true;
         return;
       }
       busy = true;
+      const given = latest;
+      latest = null;
       try {
-        const today = new Date();
-        const start = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (TREND_DAYS - 1)));
-        const end = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() + 1));
         const [kpis, tickets, compensations, follow, directory] = await Promise.all([
-          call(Services.quality, "GetKpis", { filter: filter(), period: { start: start.toISOString(), end: end.toISOString() }, byDay: true }),
+          given || call(Services.quality, "GetKpis", kpiQuery()),
           riskTickets(),
           pendingCompensations(),
           call(Services.quality, "ListFollowUps", { pageSize: 200 }),
@@ -470,7 +496,7 @@ export default {
         showApprovals(compensations);
         showFollowUps(follow.followUps || []);
         showAgents();
-        status.textContent = t("supervisor.refreshed", { time: new Date().toLocaleTimeString(), seconds: REFRESH_MS / 1000 });
+        status.textContent = t("supervisor.refreshed", { time: new Date().toLocaleTimeString() });
       } catch (error) {
         status.textContent = t("supervisor.error", { message: error.message });
       } finally {
@@ -480,6 +506,50 @@ export default {
           refresh();
         }
       }
+    }
+
+    // The push: one WatchKpis stream for the scope and period shown; reconnected when it drops
+    // (0.5 s, 1 s, 2 s, then every 5 s), restarted for a new scope and at the next UTC day.
+    let stopped = false;
+    let controller = null;
+    async function keepWatching(signal) {
+      let attempt = 0;
+      while (!signal.aborted) {
+        try {
+          await watch(Services.quality, "WatchKpis", { query: kpiQuery() }, {
+            signal,
+            onOpen: () => {
+              attempt = 0;
+              status.dataset.state = "connected";
+            },
+            onMessage: (answer) => refresh(answer.kpis || {}),
+          });
+        } catch (error) {
+          if (signal.aborted) return;
+          if (error instanceof ApiError && [Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED].includes(error.code)) {
+            status.textContent = t("supervisor.error", { message: error.message });
+            status.dataset.state = "refused";
+            return;
+          }
+        }
+        if (signal.aborted) return;
+        status.textContent = t("supervisor.reconnecting");
+        status.dataset.state = "reconnecting";
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]));
+        attempt += 1;
+      }
+    }
+
+    let midnight = null;
+    function restartWatch() {
+      controller?.abort();
+      clearTimeout(midnight);
+      if (stopped) return;
+      controller = new AbortController();
+      keepWatching(controller.signal);
+      const now = new Date();
+      const next = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+      midnight = setTimeout(restartWatch, next - now.getTime() + 1000); // the new day's period
     }
 
     // -------------------------------------------------------------------- the policy editor
@@ -596,9 +666,15 @@ export default {
             message)));
     }
 
-    await Promise.all([refresh(), showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error))]);
-    // A hidden tab does not poll; it resumes at the next tick once shown.
-    const timer = setInterval(() => document.hidden || refresh(), REFRESH_MS);
-    return () => clearInterval(timer);
+    // The first push shows the board; the lists and the policy are read meanwhile.
+    restartWatch();
+    await showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error));
+    const tick = setInterval(() => risk.querySelectorAll(".clock[data-due]").forEach((element) => paintRisk(element)), TICK_MS);
+    return () => {
+      stopped = true;
+      controller?.abort();
+      clearTimeout(midnight);
+      clearInterval(tick);
+    };
   },
 };
