@@ -20,6 +20,7 @@ from careops_eventstore.codec import (
     message_to_dataclass,
 )
 from careops_eventstore.sqlstate import aware
+from careops_platform.changes import ReadModelChanges
 from careops_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -76,8 +77,8 @@ class ReadWaits:
     tickets: ReadWait
     surveys: ReadWait
     incidents: ReadWait
-    # The last sequence each of them applied (tickets, surveys, incidents): WatchKpis' "moved".
-    positions: Callable[[], tuple[int, int, int]]
+    # When any of them moved: WatchKpis pushes again.
+    changes: ReadModelChanges
 
 
 class _Waits:
@@ -96,24 +97,10 @@ class _Waits:
     async def incidents(self, sequence: int, what: str) -> None:
         await self._wait(self._waits.incidents, sequence, what)
 
-    def positions(self) -> tuple[int, int, int]:
-        """The last sequence each KPI read model applied (tickets, surveys, incidents)."""
-        return self._waits.positions()
-
-    async def moved(self, since: tuple[int, int, int], timeout: float) -> bool:
-        """Returns whether any KPI read model applied an event after `since` within `timeout`
-        seconds (woken by the projections' own waits: no query until one moves)."""
-        waits = (self._waits.tickets, self._waits.surveys, self._waits.incidents)
-        tasks = [
-            asyncio.ensure_future(wait(position + 1, timeout))
-            for wait, position in zip(waits, since, strict=True)
-        ]
-        try:
-            done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            return any(task.result() for task in done)
-        finally:
-            for task in tasks:
-                task.cancel()
+    @property
+    def changes(self) -> ReadModelChanges:
+        """When any KPI read model moved."""
+        return self._waits.changes
 
     async def _wait(self, wait: ReadWait, sequence: int, what: str) -> None:
         if sequence and not await wait(sequence, self._timeout):
@@ -556,16 +543,17 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     ) -> AsyncIterator[pb.WatchKpisResponse]:
         query = request.query
         # Positions read before each query: an event applied while it runs is pushed next.
-        since = self._waits.positions()
+        changes = self._waits.changes
+        since = changes.positions()
         yield pb.WatchKpisResponse(kpis=await self.GetKpis(query, context))
         # Later answers read whatever the read models hold: the min sequences were for the first.
         again = pb.GetKpisRequest(filter=query.filter, period=query.period, by_day=query.by_day)
         while True:
-            if not await self._waits.moved(since, QUIET_SECONDS):
+            if not await changes.moved(since, QUIET_SECONDS):
                 continue
             # Coalesce a burst of events (a ticket's command appends several) into one push.
             await asyncio.sleep(self._push_interval)
-            since = self._waits.positions()
+            since = changes.positions()
             yield pb.WatchKpisResponse(kpis=await self.GetKpis(again, context))
 
     async def _kpis_caught_up(self, request: pb.GetKpisRequest | pb.GetScorecardRequest) -> None:
