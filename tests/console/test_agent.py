@@ -256,6 +256,29 @@ async def test_a_senior_agent_records_the_complaint_steps(
         await page.close()
 
 
+async def test_the_customer_360_follows_the_customer_without_a_reload(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """WatchCustomer360 pushes the view beside the open ticket when the customer changes."""
+    [ticket] = scene(platform, ["发票还没开"])
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, AGENT, "agent")
+        row = page.locator(f'#queue tr[data-ticket-id="{ticket["ticketId"]}"]')
+        await row.get_by_role("button").click()
+        await expect(page.locator("#c360-name")).to_contain_text("王芳")
+        platform.call(
+            f"{CUSTOMER}/TagCustomer",
+            {"customerId": ticket["customerId"], "add": ["invoice-urgent"]},
+            platform.token("admin", "admin"),
+        )
+        await expect(page.locator("#customer-360 ul.tags")).to_contain_text("invoice-urgent")
+        tagged = page.locator('#c360-timeline li[data-kind="tagged"]')
+        await expect(tagged).to_contain_text("标签 · 标签 +invoice-urgent")
+    finally:
+        await page.close()
+
+
 CLOCK_VIEWS = """async () => {
   const { clockView } = await import("/console/js/views/agent.js");
   const t = (key, values = {}) => key + (values.time ? ` ${values.time}` : "");

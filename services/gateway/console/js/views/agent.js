@@ -1,11 +1,13 @@
 // The agent desk (issue 15): my queue and the team queue (filters, SLA clocks counting down,
 // coloured by the risk of breach), the ticket with its conversation, replies with macros
 // (ticketing's ListMacros), hold / resume with a reason, and the customer 360 beside it.
-import { Code, newKey, Services } from "../api.js";
+import { ApiError, Code, newKey, RECONNECT_MS, Services, watch } from "../api.js";
 import { h, replace } from "../dom.js";
 import { formatTime, kindLabel, translated } from "../i18n.js";
 
 const T = Services.ticketing;
+// A watch answered with these is refused, not dropped: reconnecting would not help.
+const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
 // The customer service's timeline sentences (its projections' fixed English templates) and
 // the parts the page words itself: see translated() in i18n.js.
 const C360_TIMELINE = {
@@ -871,22 +873,52 @@ export default {
       ticketPanel.querySelector("#ticket-title")?.focus();
     }
 
+    // The customer 360 beside the ticket, kept current: WatchCustomer360 pushes the view at once
+    // and whenever it changes (a reply, a survey, a tag…), through api.js `watch`; reconnected
+    // when it drops. One watch at a time: another ticket's customer replaces it. Without the
+    // watch permission: one GetCustomer360.
+    let watching = null; // {customerId, controller}
     async function showCustomer(customerId) {
+      if (watching && watching.customerId === customerId && !watching.controller.signal.aborted) return;
+      watching?.controller.abort();
+      watching = null;
       customerShown = null;
       const title = h("h2", { id: "c360-title" }, t("agent.c360"));
       if (!customerId || !can(C, "GetCustomer360")) {
         replace(customerPanel, title, h("p", {}, t("agent.c360.none")));
         return;
       }
-      let view;
-      try {
-        ({ view } = await call(C, "GetCustomer360", { customerId, timelineLimit: 10 }));
-      } catch (failure) {
+      const unknown = (failure) => {
         if (failure.code !== Code.NOT_FOUND) throw failure;
         replace(customerPanel, title, h("p", {}, t("agent.c360.unknown")));
+      };
+      const query = { customerId, timelineLimit: 10 };
+      if (!can(C, "WatchCustomer360")) {
+        await call(C, "GetCustomer360", query).then(({ view }) => renderCustomer(customerId, view), unknown);
         return;
       }
-      if (!alive) return;
+      const controller = new AbortController();
+      watching = { customerId, controller };
+      for (let attempt = 0; alive && !controller.signal.aborted; attempt += 1) {
+        try {
+          await watch(C, "WatchCustomer360", { query }, {
+            signal: controller.signal,
+            onOpen: () => (attempt = 0),
+            onMessage: ({ view }) => alive && !controller.signal.aborted && renderCustomer(customerId, view),
+          });
+        } catch (failure) {
+          if (controller.signal.aborted) return;
+          if (failure instanceof ApiError && REFUSED.includes(failure.code)) {
+            controller.abort(); // refused, not dropped: say so and stop
+            return unknown(failure);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]));
+      }
+    }
+
+    function renderCustomer(customerId, view) {
+      const title = h("h2", { id: "c360-title" }, t("agent.c360"));
       const customer = view.customer || {};
       customerShown = customer;
       const satisfaction = view.satisfaction || {};
@@ -928,6 +960,7 @@ export default {
     if (state.selected) await openTicket(state.selected).catch(() => (state.selected = ""));
     return () => {
       alive = false;
+      watching?.controller.abort();
       clearInterval(tick);
     };
   },
