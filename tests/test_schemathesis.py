@@ -27,8 +27,13 @@ from tests.support import wait_serving
 # The document's checks left out: the protos declare no validation rules, so this one would only
 # report that the services check more than the schema says.
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
-# A stream never ends by itself; WatchAlerts is tested in services/gateway/tests.
-STREAMS = ("IncidentService_WatchAlerts",)
+# A stream never ends by itself; WatchAlerts is tested in services/gateway/tests, WatchKpis in
+# tests/test_quality_watch.py, WatchCustomer360 in services/customer/tests/test_watch_360.py.
+STREAMS = (
+    "IncidentService_WatchAlerts",
+    "QualityService_WatchKpis",
+    "CustomerProfileService_WatchCustomer360",
+)
 PORTS = [
     f"CAREOPS_{name}_{kind}_PORT"
     for name in ("GATEWAY", "TICKETING", "CUSTOMER", "INCIDENT", "QUALITY")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ from careops.customer.v1 import types_pb2 as t
 from careops.customer.v1.types_pb2 import PersonalData
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import enum_from_proto, enum_to_proto
+from careops_platform.changes import ReadModelChanges
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument, NotFound
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import actor, aggregate_id, command_id, derived_id, timestamp_field
@@ -40,6 +41,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CustomerProfileService"].full_nam
 TIER = t.CustomerTier.DESCRIPTOR
 REASON = t.ErasureReason.DESCRIPTOR
 DEFAULT_TIMELINE = 50
+PUSH_INTERVAL_SECONDS = 1.0  # WatchCustomer360: at most one look a second (a burst is one)
+QUIET_SECONDS = 30.0  # WatchCustomer360 re-arms its wait this often while nothing moves
 EXPORT_TIMELINE = 100_000
 
 
@@ -134,7 +137,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         engine: Engine,
         wait_for: ReadWait,
         read_wait_seconds: float = 5.0,
+        *,
+        changes: ReadModelChanges,
+        push_interval: float = PUSH_INTERVAL_SECONDS,
     ) -> None:
+        self._changes = changes
+        self._push_interval = push_interval
         self._app = app
         self._engine = engine
         self._wait_for = wait_for
@@ -317,6 +325,29 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         await self._caught_up(request.min_sequence)
         view = await asyncio.to_thread(self._view, customer_id, limit)
         return pb.GetCustomer360Response(view=view)
+
+    async def WatchCustomer360(
+        self, request: pb.WatchCustomer360Request, context: Any
+    ) -> AsyncIterator[pb.WatchCustomer360Response]:
+        changes = self._changes
+        # Positions read before each query: an event applied while it runs is looked at next.
+        since = changes.positions()
+        first = await self.GetCustomer360(request.query, context)
+        yield pb.WatchCustomer360Response(view=first.view)
+        shown = first.view.SerializeToString(deterministic=True)
+        customer_id = _customer_id(request.query.customer_id)
+        limit = request.query.timeline_limit or DEFAULT_TIMELINE
+        while True:
+            if not await changes.moved(since, QUIET_SECONDS):
+                continue
+            # Coalesce a burst (one command appends several events) into one look.
+            await asyncio.sleep(self._push_interval)
+            since = changes.positions()
+            view = await asyncio.to_thread(self._view, customer_id, limit)
+            answer = view.SerializeToString(deterministic=True)
+            if answer != shown:  # most events are other customers'
+                shown = answer
+                yield pb.WatchCustomer360Response(view=view)
 
     def _view(self, customer_id: str, limit: int) -> t.Customer360:
         with Session(self._engine) as session:

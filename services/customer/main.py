@@ -12,6 +12,7 @@ from careops.customer.v1 import customer_pb2_grpc
 from careops_eventstore import EventStore
 from careops_platform import keystore, registry
 from careops_platform import service as skeleton
+from careops_platform.changes import ReadModelChanges
 from careops_platform.collectors import SqlCounts
 from careops_platform.contacts import CONTACT_HASH_KEY_ENV, CONTACT_HASH_KEY_FILE, load_secret
 from careops_platform.db import make_engine
@@ -210,6 +211,16 @@ class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp
             self.engine,
             partial(self.wait_for, CustomerProjection.name),
             self.settings.read_wait_seconds,
+            changes=ReadModelChanges(
+                (
+                    CustomerProjection.name,
+                    TicketFactsProjection.name,
+                    IncidentFactsProjection.name,
+                    SurveyFactsProjection.name,
+                ),
+                self.position,
+                self.wait_for,
+            ),
         )
 
 

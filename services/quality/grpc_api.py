@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +20,7 @@ from careops_eventstore.codec import (
     message_to_dataclass,
 )
 from careops_eventstore.sqlstate import aware
+from careops_platform.changes import ReadModelChanges
 from careops_platform.errors import (
     DeadlineExceeded,
     FieldViolation,
@@ -76,6 +77,8 @@ class ReadWaits:
     tickets: ReadWait
     surveys: ReadWait
     incidents: ReadWait
+    # When any of them moved: WatchKpis pushes again.
+    changes: ReadModelChanges
 
 
 class _Waits:
@@ -93,6 +96,11 @@ class _Waits:
 
     async def incidents(self, sequence: int, what: str) -> None:
         await self._wait(self._waits.incidents, sequence, what)
+
+    @property
+    def changes(self) -> ReadModelChanges:
+        """When any KPI read model moved."""
+        return self._waits.changes
 
     async def _wait(self, wait: ReadWait, sequence: int, what: str) -> None:
         if sequence and not await wait(sequence, self._timeout):
@@ -302,6 +310,10 @@ def period_from_proto(message: pb.Period, now: datetime) -> readmodels.Period:
     return readmodels.Period(start, end)
 
 
+PUSH_INTERVAL_SECONDS = 1.0  # WatchKpis: at most one push a second (a burst is one push)
+QUIET_SECONDS = 30.0  # WatchKpis re-arms its wait this often while nothing moves
+
+
 class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     """gRPC front of QualityApp and the quality read models."""
 
@@ -314,7 +326,9 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         *,
         teams: Teams,
         what_if: WhatIf,
+        push_interval: float = PUSH_INTERVAL_SECONDS,
     ) -> None:
+        self._push_interval = push_interval
         self._app = app
         self._engine = engine
         self._waits = _Waits(waits, read_wait_seconds)
@@ -523,6 +537,24 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
             return response
 
         return await self._read(query)  # type: ignore[no-any-return]
+
+    async def WatchKpis(
+        self, request: pb.WatchKpisRequest, context: Any
+    ) -> AsyncIterator[pb.WatchKpisResponse]:
+        query = request.query
+        # Positions read before each query: an event applied while it runs is pushed next.
+        changes = self._waits.changes
+        since = changes.positions()
+        yield pb.WatchKpisResponse(kpis=await self.GetKpis(query, context))
+        # Later answers read whatever the read models hold: the min sequences were for the first.
+        again = pb.GetKpisRequest(filter=query.filter, period=query.period, by_day=query.by_day)
+        while True:
+            if not await changes.moved(since, QUIET_SECONDS):
+                continue
+            # Coalesce a burst of events (a ticket's command appends several) into one push.
+            await asyncio.sleep(self._push_interval)
+            since = changes.positions()
+            yield pb.WatchKpisResponse(kpis=await self.GetKpis(again, context))
 
     async def _kpis_caught_up(self, request: pb.GetKpisRequest | pb.GetScorecardRequest) -> None:
         """Waits (bounded) for the sequences a KPI query asks its read models to have applied."""

@@ -14,6 +14,7 @@ from careops_eventstore import EventStore
 from careops_eventstore.projection import Projection
 from careops_platform import keystore, registry
 from careops_platform import service as skeleton
+from careops_platform.changes import ReadModelChanges
 from careops_platform.db import make_engine
 from careops_platform.policies import PolicyBook
 from careops_platform.settings import ServiceSettings
@@ -142,6 +143,15 @@ class QualityService(skeleton.EventSourcedService[QualitySettings, QualityApp]):
                 tickets=partial(self.wait_for, TicketFactsProjection.name),
                 surveys=partial(self.wait_for, SurveyProjection.name),
                 incidents=partial(self.wait_for, IncidentFactsProjection.name),
+                changes=ReadModelChanges(
+                    (
+                        TicketFactsProjection.name,
+                        SurveyProjection.name,
+                        IncidentFactsProjection.name,
+                    ),
+                    self.position,
+                    self.wait_for,
+                ),
             ),
             self.settings.read_wait_seconds,
             teams=Teams(app.teams),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -113,7 +114,7 @@ def ticket_to_proto(
     for snapshot in sla_snapshots(app, ticket, at):
         dataclass_to_message(snapshot, message.sla.add())
     for item in ticket.compensations:
-        compensation_to_proto(item, message.compensations.add())
+        compensation_to_proto(item, message.compensations.add(), ticket.ticket_id)
     complaint_to_proto(ticket, message)
     ticked = {item.item: item for item in ticket.checklist}
     for name in domain.CHECKLISTS.get(ticket.type, ()):
@@ -154,9 +155,12 @@ def complaint_to_proto(ticket: domain.Ticket, message: pb.Ticket) -> None:
     message.follow_up_missed = complaint.follow_up_missed
 
 
-def compensation_to_proto(item: domain.Compensation, message: pb.Compensation) -> pb.Compensation:
-    """Fills the API view of one compensation."""
+def compensation_to_proto(
+    item: domain.Compensation, message: pb.Compensation, ticket_id: str = ""
+) -> pb.Compensation:
+    """Fills the API view of one compensation (on the ticket `ticket_id`)."""
     message.compensation_id = item.compensation_id
+    message.ticket_id = ticket_id
     message.kind = enum_to_proto(item.kind, KIND)
     message.amount = item.amount
     message.currency = item.currency
@@ -169,6 +173,73 @@ def compensation_to_proto(item: domain.Compensation, message: pb.Compensation) -
         message.decided_at.FromDatetime(item.decided_at)
     message.decision_reason = item.decision_reason
     return message
+
+
+def summary_to_proto(row: readmodels.TicketRow, message: pb.TicketSummary) -> pb.TicketSummary:
+    """Fills the API view of one row of the ticket list (its clocks as of its last event)."""
+    message.ticket_id = row.ticket_id
+    message.customer_id = row.customer_id
+    message.channel = enum_to_proto(domain.Channel(row.channel), CHANNEL)
+    message.type = enum_to_proto(domain.TicketType(row.type), TYPE)
+    message.priority = enum_to_proto(domain.Priority(row.priority), PRIORITY)
+    message.status = enum_to_proto(domain.Status(row.status), STATUS)
+    message.subject = row.subject
+    message.assignee_id = row.assignee_id
+    message.sla_breached = row.sla_breached
+    message.version = row.version
+    message.pending_compensations = row.pending_compensations
+    message.created_at.FromDatetime(row.created_at)
+    message.updated_at.FromDatetime(row.updated_at)
+    for clock in row.sla:
+        dataclass_to_message(clock, message.sla.add())
+    if row.sla_due_at is not None:
+        message.sla_due_at.FromDatetime(row.sla_due_at)
+    return message
+
+
+_ORDERS = {
+    pb.TICKET_ORDER_UNSPECIFIED: readmodels.NEWEST_FIRST,
+    pb.TICKET_ORDER_NEWEST_FIRST: readmodels.NEWEST_FIRST,
+    pb.TICKET_ORDER_OLDEST_FIRST: readmodels.OLDEST_FIRST,
+    pb.TICKET_ORDER_SLA_DUE: readmodels.SLA_DUE,
+}
+
+
+def _order(number: int) -> str:
+    """Returns the read model's order of a TicketOrder; INVALID_ARGUMENT for an unknown one."""
+    order = _ORDERS.get(number)  # type: ignore[call-overload]
+    if order is None:
+        raise InvalidArgument(
+            f"order {number} is not a TicketOrder", [FieldViolation("order", "unknown value")]
+        )
+    return str(order)
+
+
+def _tickets_token(cursor: readmodels.TicketCursor, order: str) -> str:
+    """Returns the page token after `cursor`: the opening sequence, and for the SLA order the
+    due time too (so a token of one order is refused by the other)."""
+    if order != readmodels.SLA_DUE:
+        return page_token(cursor.opened_sequence)
+    due = "" if cursor.due_ms is None else str(cursor.due_ms)
+    return base64.urlsafe_b64encode(f"sla:{cursor.opened_sequence}:{due}".encode()).decode()
+
+
+def _tickets_cursor(token: str, order: str, rpc: str) -> readmodels.TicketCursor:
+    """Returns where a page token of `order` continues; INVALID_ARGUMENT for a foreign token."""
+    if order != readmodels.SLA_DUE:
+        return readmodels.TicketCursor(page_cursor(token, rpc))
+    if not token:
+        return readmodels.TicketCursor()
+    try:
+        tag, sequence, due = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+        if tag != "sla" or int(sequence) <= 0:
+            raise ValueError(tag)
+        return readmodels.TicketCursor(int(sequence), int(due) if due else None)
+    except ValueError as exc:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        raise InvalidArgument(
+            f"page_token is not a token returned by {rpc} in this order",
+            [FieldViolation("page_token", "malformed")],
+        ) from exc
 
 
 def _compensation_id(value: str) -> str:
@@ -265,7 +336,8 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
         self, request: pb.ListTicketsRequest, context: Any
     ) -> pb.ListTicketsResponse:
         size = page_size(request.page_size)
-        before = page_cursor(request.page_token, "ListTickets")
+        order = _order(request.order)
+        after = _tickets_cursor(request.page_token, order, "ListTickets")
         await self._read_your_writes(readmodels.TICKETS_PROJECTION, request.min_sequence)
         where = readmodels.TicketFilter(
             status=_value(_enum(request.status, STATUS, domain.Status)),
@@ -273,26 +345,14 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             channel=_value(_enum(request.channel, CHANNEL, domain.Channel)),
             assignee_id=request.assignee_id or None,
             customer_id=request.customer_id or None,
+            open_only=request.open_only,
         )
-        rows = await asyncio.to_thread(self._list, where, size + 1, before)
+        rows = await asyncio.to_thread(self._list, where, size + 1, after, order)
         response = pb.ListTicketsResponse()
         for row in rows[:size]:
-            summary = response.tickets.add(
-                ticket_id=row.ticket_id,
-                customer_id=row.customer_id,
-                channel=enum_to_proto(domain.Channel(row.channel), CHANNEL),
-                type=enum_to_proto(domain.TicketType(row.type), TYPE),
-                priority=enum_to_proto(domain.Priority(row.priority), PRIORITY),
-                status=enum_to_proto(domain.Status(row.status), STATUS),
-                subject=row.subject,
-                assignee_id=row.assignee_id,
-                sla_breached=row.sla_breached,
-                version=row.version,
-            )
-            summary.created_at.FromDatetime(row.created_at)
-            summary.updated_at.FromDatetime(row.updated_at)
+            summary_to_proto(row, response.tickets.add())
         if len(rows) > size:
-            response.next_page_token = page_token(rows[size - 1].opened_sequence)
+            response.next_page_token = _tickets_token(rows[size - 1].cursor(), order)
         return response
 
     async def _read_your_writes(self, projection: str, sequence: int) -> None:
@@ -303,11 +363,15 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             )
 
     def _list(
-        self, where: readmodels.TicketFilter, limit: int, before: int
+        self,
+        where: readmodels.TicketFilter,
+        limit: int,
+        after: readmodels.TicketCursor,
+        order: str = readmodels.NEWEST_FIRST,
     ) -> list[readmodels.TicketRow]:
         with Session(self._engine) as session:
             return readmodels.list_tickets(
-                session=session, where=where, page_size=limit, before_sequence=before
+                session=session, where=where, page_size=limit, after=after, order=order
             )
 
     async def SuggestAssignee(
@@ -546,12 +610,39 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
     async def ListCompensations(
         self, request: pb.ListCompensationsRequest, context: Any
     ) -> pb.ListCompensationsResponse:
-        ticket, _version = await self._app.get(_ticket_id(request.ticket_id))
         status = _enum(request.status, COMPENSATION_STATUS, domain.CompensationStatus)
+        if not request.ticket_id:
+            return await self._pending_compensations(request, status)
+        ticket, _version = await self._app.get(_ticket_id(request.ticket_id))
         response = pb.ListCompensationsResponse()
         for item in ticket.compensations:
             if status is None or item.status is status:
-                compensation_to_proto(item, response.compensations.add())
+                compensation_to_proto(item, response.compensations.add(), ticket.ticket_id)
+        return response
+
+    async def _pending_compensations(
+        self, request: pb.ListCompensationsRequest, status: domain.CompensationStatus | None
+    ) -> pb.ListCompensationsResponse:
+        """The pending compensations across tickets: the ticket list finds the tickets with
+        one waiting (indexed), each ticket's state gives them."""
+        if status not in (None, domain.CompensationStatus.PENDING):
+            raise InvalidArgument(
+                "without ticket_id only the PENDING compensations are listed",
+                [FieldViolation("status", "PENDING or unspecified without ticket_id")],
+            )
+        size = page_size(request.page_size)
+        after = readmodels.TicketCursor(page_cursor(request.page_token, "ListCompensations"))
+        await self._read_your_writes(readmodels.TICKETS_PROJECTION, request.min_sequence)
+        where = readmodels.TicketFilter(with_pending_compensations=True)
+        rows = await asyncio.to_thread(self._list, where, size + 1, after, readmodels.OLDEST_FIRST)
+        tickets = await asyncio.gather(*(self._app.get(row.ticket_id) for row in rows[:size]))
+        response = pb.ListCompensationsResponse()
+        for ticket, _version in tickets:
+            for item in ticket.compensations:
+                if item.status is domain.CompensationStatus.PENDING:
+                    compensation_to_proto(item, response.compensations.add(), ticket.ticket_id)
+        if len(rows) > size:
+            response.next_page_token = page_token(rows[size - 1].opened_sequence)
         return response
 
     # ------------------------------------------------------------------- SLA policy

@@ -30,9 +30,11 @@ from ticketing.readmodels import (
     MACROS_PROJECTION,
     TICKETS_PROJECTION,
     agents,
+    clocks_to_json,
     conversation,
     customer_directory,
     macros,
+    nearest_due,
     tickets,
 )
 
@@ -71,6 +73,9 @@ _RESUME = _update(status=_RESTING)
 _REOPEN = _update(status=_RESTING, reopen_count=_T.reopen_count + 1)
 _BREACH = _update(sla_breached=True)
 _RETURNED = _update(assignee_id="", status=_OPEN, queued_at=bindparam("queued"))
+_PENDING = _update(pending_compensations=_T.pending_compensations + bindparam("delta"))
+# The clocks an event carries, set beside the statement the event's kind needs.
+_CLOCKS = update(tickets).where(_T.ticket_id == bindparam("ticket"))
 
 _STATUS_AFTER: dict[type, str] = {
     domain.TicketHeld: domain.Status.ON_HOLD.value,
@@ -109,7 +114,19 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
             return _BREACH, {}
         case domain.TicketReturnedToQueue():
             return _RETURNED, {"queued": at}
+        case domain.CompensationRequested():
+            return _PENDING, {"delta": 1}
+        case domain.CompensationApproved() | domain.CompensationRejected():
+            return _PENDING, {"delta": -1}
     return _TOUCH, {}
+
+
+def _clock_values(payload: Any) -> dict[str, Any] | None:
+    """Returns the `sla` / `sla_due_at` values of an event carrying clocks, else None."""
+    snapshot: domain.SlaSnapshot | None = getattr(payload, "sla", None)
+    if snapshot is None:
+        return None
+    return {"sla": clocks_to_json(snapshot.clocks), "sla_due_at": nearest_due(snapshot.clocks)}
 
 
 class TicketListProjection:
@@ -146,13 +163,19 @@ class TicketListProjection:
                 "updated_at": at,
                 "queued_at": at,
                 "version": position,
+                "sla": None,
+                "sla_due_at": None,
+                "pending_compensations": 0,
             }
-            connection.execute(_INSERT, row)
+            connection.execute(_INSERT, row | (_clock_values(payload) or {}))
             return
         statement, parameters = _change(payload, at)
         connection.execute(
             statement, {"ticket": ticket_id, "at": at, "version": position, **parameters}
         )
+        clocks = _clock_values(payload)
+        if clocks is not None:
+            connection.execute(_CLOCKS.values(**clocks), {"ticket": ticket_id})
 
 
 def _opened(texts: TextSealer | None, payload: Any, connection: Connection) -> Any:

@@ -6,8 +6,8 @@ import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TypeVar
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from careops_eventstore.sqlstate import aware
 from sqlalchemy import (
@@ -24,9 +24,13 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    null,
+    or_,
     select,
 )
 from sqlalchemy.orm import Session
+
+from ticketing.domain import SlaClock, SlaClockSnapshot
 
 # The projections' names, for read-your-writes waits at the edge (which imports no projection).
 TICKETS_PROJECTION = "tickets"
@@ -57,7 +61,14 @@ tickets = Table(
     Column("version", BigInteger, nullable=False),
     # When the ticket (last) joined the routing queue: opened, or handed back (0004).
     Column("queued_at", DateTime(timezone=True), nullable=True),
+    # The SLA clocks as of the last event that moved one (`clocks_to_json`), the nearest due
+    # time of a running clock (the SLA-due order) and the compensations awaiting a decision (0006).
+    Column("sla", JSON, nullable=True),
+    Column("sla_due_at", DateTime(timezone=True), nullable=True),
+    Column("pending_compensations", Integer, nullable=False, default=0),
     Index("ix_tickets_status", "status", "opened_sequence"),
+    Index("ix_tickets_sla_due", "sla_due_at", "opened_sequence"),
+    Index("ix_tickets_pending_compensations", "pending_compensations", "opened_sequence"),
     Index("ix_tickets_assignee", "assignee_id", "status"),
     Index("ix_tickets_customer", "customer_id", "opened_sequence"),
     Index("ix_tickets_priority", "priority", "opened_sequence"),
@@ -133,6 +144,9 @@ macros = Table(
 ACTIVE_STATUSES = ("open", "assigned", "in_progress", "on_hold")
 
 
+NEWEST_FIRST, OLDEST_FIRST, SLA_DUE = "newest_first", "oldest_first", "sla_due"
+
+
 @dataclass(frozen=True)
 class TicketFilter:
     status: str | None = None
@@ -140,6 +154,75 @@ class TicketFilter:
     channel: str | None = None
     assignee_id: str | None = None
     customer_id: str | None = None
+    open_only: bool = False
+    with_pending_compensations: bool = False
+
+
+@dataclass(frozen=True)
+class TicketCursor:
+    """Where a page continues: after this ticket (its SLA due time in ms, for the SLA order;
+    None: it had no running clock)."""
+
+    opened_sequence: int = 0
+    due_ms: int | None = None
+
+
+def clocks_to_json(clocks: tuple[SlaClockSnapshot, ...]) -> list[dict[str, Any]]:
+    """Returns the clocks of an event as the `sla` column stores them."""
+    return [
+        {
+            "clock": clock.clock.value,
+            "target_ms": _ms(clock.target),
+            "consumed_ms": _ms(clock.consumed),
+            "running": clock.running,
+            "paused": clock.paused,
+            "warn_at": _iso(clock.warn_at),
+            "due_at": _iso(clock.due_at),
+            "warned": clock.warned,
+            "breached": clock.breached,
+            "met": clock.met,
+            "stopped_at": _iso(clock.stopped_at),
+        }
+        for clock in clocks
+    ]
+
+
+def clocks_from_json(data: list[dict[str, Any]] | None) -> tuple[SlaClockSnapshot, ...]:
+    """Returns the clocks the `sla` column holds (none before 0006 or before any event)."""
+    return tuple(
+        SlaClockSnapshot(
+            clock=SlaClock(item["clock"]),
+            target=timedelta(milliseconds=item["target_ms"]),
+            consumed=timedelta(milliseconds=item["consumed_ms"]),
+            running=item["running"],
+            paused=item["paused"],
+            warn_at=_datetime(item["warn_at"]),
+            due_at=_datetime(item["due_at"]),
+            warned=item["warned"],
+            breached=item["breached"],
+            met=item["met"],
+            stopped_at=_datetime(item["stopped_at"]),
+        )
+        for item in data or ()
+    )
+
+
+def nearest_due(clocks: tuple[SlaClockSnapshot, ...]) -> datetime | None:
+    """Returns the earliest due time of a running clock, or None when none runs."""
+    dues = [clock.due_at for clock in clocks if clock.running and clock.due_at is not None]
+    return min(dues, default=None)
+
+
+def _ms(value: timedelta) -> int:
+    return int(value / timedelta(milliseconds=1))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -157,20 +240,35 @@ class TicketRow:
     updated_at: datetime
     version: int
     opened_sequence: int
+    sla: tuple[SlaClockSnapshot, ...] = ()
+    sla_due_at: datetime | None = None
+    pending_compensations: int = 0
+
+    def cursor(self) -> TicketCursor:
+        """Returns the cursor of the page continuing after this row."""
+        due = None if self.sla_due_at is None else int(self.sla_due_at.timestamp() * 1000)
+        return TicketCursor(self.opened_sequence, due)
 
 
 def list_tickets(
-    *, session: Session, where: TicketFilter, page_size: int, before_sequence: int = 0
+    *,
+    session: Session,
+    where: TicketFilter,
+    page_size: int,
+    after: TicketCursor | None = None,
+    order: str = NEWEST_FIRST,
 ) -> list[TicketRow]:
-    """Returns up to `page_size` matching tickets, newest first, older than the cursor."""
+    """Returns up to `page_size` matching tickets in `order`, continuing after the cursor."""
     query = select(tickets)
     for column in ("status", "priority", "channel", "assignee_id", "customer_id"):
         value = getattr(where, column)
         if value:
             query = query.where(tickets.c[column] == value)
-    if before_sequence:
-        query = query.where(tickets.c.opened_sequence < before_sequence)
-    query = query.order_by(tickets.c.opened_sequence.desc()).limit(page_size)
+    if where.open_only and not where.status:
+        query = query.where(tickets.c.status.in_(ACTIVE_STATUSES))
+    if where.with_pending_compensations:
+        query = query.where(tickets.c.pending_compensations > 0)
+    query = _ordered(query, order, after or TicketCursor()).limit(page_size)
     return [
         TicketRow(
             ticket_id=row.ticket_id,
@@ -186,9 +284,33 @@ def list_tickets(
             updated_at=aware(row.updated_at),
             version=row.version,
             opened_sequence=row.opened_sequence,
+            sla=clocks_from_json(row.sla),
+            sla_due_at=aware(row.sla_due_at),
+            pending_compensations=row.pending_compensations or 0,
         )
         for row in session.execute(query)
     ]
+
+
+def _ordered(query: Any, order: str, after: TicketCursor) -> Any:
+    """Applies the order and the keyset cursor (ties broken by the opening sequence)."""
+    seq, due = tickets.c.opened_sequence, tickets.c.sla_due_at
+    if order == OLDEST_FIRST:
+        if after.opened_sequence:
+            query = query.where(seq > after.opened_sequence)
+        return query.order_by(seq.asc())
+    if order == SLA_DUE:
+        if after.opened_sequence and after.due_ms is None:
+            query = query.where(due.is_(null()), seq > after.opened_sequence)
+        elif after.opened_sequence:
+            at = datetime.fromtimestamp(after.due_ms / 1000, tz=UTC)  # type: ignore[operator]
+            later = or_(due > at, (due == at) & (seq > after.opened_sequence), due.is_(null()))
+            query = query.where(later)
+        # NULLS LAST: the tickets with no running clock come after every due one.
+        return query.order_by(due.asc().nulls_last(), seq.asc())
+    if after.opened_sequence:
+        query = query.where(seq < after.opened_sequence)
+    return query.order_by(seq.desc())
 
 
 def open_ticket_counts(*, session: Session) -> dict[str, int]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import yaml
 from playwright.async_api import Browser, expect
 
 from tests.console.platform import ConsolePlatform, sign_in
@@ -15,7 +16,7 @@ from tests.support import eventually_sync
 
 TICKETING = "careops.ticketing.v1.TicketingService"
 CUSTOMER = "careops.customer.v1.CustomerProfileService"
-AGENT = "agent-li"  # a `careops up` console user; consultation is in their skills
+AGENT = "agent-li"  # a `careops up` console user; consultation is in their skills, fault is not
 
 
 def scene(platform: ConsolePlatform, subjects: list[str]) -> list[dict[str, Any]]:
@@ -255,6 +256,29 @@ async def test_a_senior_agent_records_the_complaint_steps(
         await page.close()
 
 
+async def test_the_customer_360_follows_the_customer_without_a_reload(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """WatchCustomer360 pushes the view beside the open ticket when the customer changes."""
+    [ticket] = scene(platform, ["发票还没开"])
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        await sign_in(page, platform, AGENT, "agent")
+        row = page.locator(f'#queue tr[data-ticket-id="{ticket["ticketId"]}"]')
+        await row.get_by_role("button").click()
+        await expect(page.locator("#c360-name")).to_contain_text("王芳")
+        platform.call(
+            f"{CUSTOMER}/TagCustomer",
+            {"customerId": ticket["customerId"], "add": ["invoice-urgent"]},
+            platform.token("admin", "admin"),
+        )
+        await expect(page.locator("#customer-360 ul.tags")).to_contain_text("invoice-urgent")
+        tagged = page.locator('#c360-timeline li[data-kind="tagged"]')
+        await expect(tagged).to_contain_text("标签 · 标签 +invoice-urgent")
+    finally:
+        await page.close()
+
+
 CLOCK_VIEWS = """async () => {
   const { clockView } = await import("/console/js/views/agent.js");
   const t = (key, values = {}) => key + (values.time ? ` ${values.time}` : "");
@@ -296,3 +320,172 @@ async def test_clocks_are_coloured_by_the_risk_of_breach(
     }
     assert views["met"]["tone"] == views["paused"]["tone"] == "stopped"
     assert views["days"]["text"] == "agent.clock.left 2d 01:02:03"
+
+
+# ------------------------------------------------------------------------ the team queue
+
+SEEDED_AGENTS = ("agent-li", "agent-wang", "agent-zhang", "agent-chen")
+
+
+def set_availability(platform: ConsolePlatform, admin: str, availability: str) -> None:
+    """Every seeded agent's availability: all away, fair routing places nothing and the tickets
+    wait in the team queue."""
+    for agent in SEEDED_AGENTS:
+        platform.call(
+            f"{TICKETING}/SetAvailability",
+            {"agentId": agent, "availability": availability},
+            admin,
+        )
+
+
+def social_overdue_at_once(platform: ConsolePlatform, admin: str) -> None:
+    """An SLA policy under which a new social ticket's first response is due 1 ms after opening
+    (the other channels, those the module's other tests use, keep theirs): an overdue clock
+    without waiting for one."""
+    in_force = platform.call(f"{TICKETING}/GetSlaPolicy", {}, admin)["policy"]
+    document = yaml.safe_load(in_force["document"])
+    document["version"] = f"team-queue-{uuid.uuid4().hex[:6]}"
+    document["channels"]["social"]["first_response"] = "0.001s"
+    platform.call(
+        f"{TICKETING}/PutSlaPolicy",
+        {"document": yaml.safe_dump(document), "reason": "a test's overdue social clock"},
+        admin,
+    )
+
+
+def open_unassigned(
+    platform: ConsolePlatform, admin: str, channel: str, type_: str, subject: str
+) -> Any:
+    """Opens a normal-priority ticket of a new customer; returns OpenTicket's answer."""
+    return platform.call(
+        f"{TICKETING}/OpenTicket",
+        {
+            "customerId": f"C-{uuid.uuid4().hex[:8]}",
+            "channel": channel,
+            "type": type_,
+            "priority": "PRIORITY_NORMAL",
+            "subject": subject,
+        },
+        admin,
+        key=uuid.uuid4().hex,
+    )
+
+
+async def test_an_agent_sees_the_team_queue_filters_it_and_the_clocks_count_down(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    admin = platform.token("admin", "admin")
+    social_overdue_at_once(platform, admin)
+    set_availability(platform, admin, "AVAILABILITY_AWAY")
+    overdue = open_unassigned(
+        platform, admin, "CHANNEL_SOCIAL", "TICKET_TYPE_CONSULTATION", "微博私信无人应答"
+    )
+    on_time = open_unassigned(
+        platform, admin, "CHANNEL_APP", "TICKET_TYPE_CONSULTATION", "积分怎么用"
+    )
+    other_skill = open_unassigned(
+        platform, admin, "CHANNEL_APP", "TICKET_TYPE_FAULT", "音箱无法开机"
+    )
+    last = max(int(x["sequence"]) for x in (overdue, on_time, other_skill))
+    ours = {x["ticket"]["ticketId"] for x in (overdue, on_time, other_skill)}
+
+    def unassigned() -> bool:
+        listed = platform.call(
+            f"{TICKETING}/ListTickets",
+            {"status": "TICKET_STATUS_OPEN", "minSequence": last, "pageSize": 500},
+            admin,
+        )["tickets"]
+        return ours <= {x["ticketId"] for x in listed if not x["assigneeId"]}
+
+    eventually_sync(unassigned, timeout=30, what="the unassigned tickets in the ticket list")
+
+    page = await browser.new_page(viewport={"width": 1440, "height": 900})
+
+    def row(opened: Any) -> Any:
+        """The queue's row of a ticket."""
+        return page.locator(f'#queue tr[data-ticket-id="{opened["ticket"]["ticketId"]}"]')
+
+    try:
+        await sign_in(page, platform, AGENT, "agent")
+        await page.get_by_role("button", name="团队队列").click()
+        await expect(page.locator("#queue-title")).to_have_text("团队队列")
+        # The agent's skills: both consultations, not the fault.
+        await expect(row(overdue)).to_be_visible()
+        await expect(row(on_time)).to_be_visible()
+        await expect(row(other_skill)).to_have_count(0)
+
+        # Colour by the risk of breach: the social clock is overdue (red), the app one on time.
+        red = row(overdue).locator(".clock")
+        await expect(red).to_have_class("clock risk")
+        await expect(red).to_contain_text("超时")
+        green = row(on_time).locator(".clock")
+        await expect(green).to_have_class("clock ok")
+        await expect(green).to_have_attribute("data-state", "running")
+        await expect(green).to_contain_text("剩余")
+        # Counting down in the page: the text changes by itself.
+        shown = await green.inner_text()
+        await expect(green).not_to_have_text(shown)
+
+        # The channel filter narrows the queue on the server.
+        await page.locator("#filter-channel").select_option("CHANNEL_SOCIAL")
+        await expect(row(on_time)).to_have_count(0)
+        await expect(row(overdue)).to_be_visible()
+        await page.locator("#filter-priority").select_option("PRIORITY_URGENT")
+        await expect(row(overdue)).to_have_count(0)
+        await page.locator("#filter-priority").select_option("")
+        await page.locator("#filter-channel").select_option("")
+        await expect(row(on_time)).to_be_visible()
+    finally:
+        await page.close()
+        set_availability(platform, admin, "AVAILABILITY_ONLINE")
+
+
+TIMELINES = """async () => {
+  const { setLanguage } = await import("/console/js/i18n.js");
+  const { c360Entry } = await import("/console/js/views/agent.js");
+  const { timelineEntry } = await import("/console/js/views/oncall.js");
+  const shown = {};
+  for (const language of ["zh", "en"]) {
+    setLanguage(language);
+    shown[language] = [
+      c360Entry({
+        kind: "ticket_opened",
+        summary: "consultation ticket opened via chat (high priority)",
+      }),
+      c360Entry({ kind: "ticket_resolved", summary: "resolved at first contact" }),
+      c360Entry({ kind: "ticket_event", summary: "SomethingNew" }),
+      timelineEntry({ kind: "page", text: "paged ts-alice (technical_support)" }),
+      timelineEntry({ kind: "update", text: "正在排查" }),
+    ];
+  }
+  setLanguage("zh");
+  return shown;
+}"""
+
+
+async def test_timeline_texts_are_in_the_readers_language(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """The services' fixed English timeline sentences, worded by the page (people's own words
+    and unknown sentences as they came)."""
+    page = await browser.new_page()
+    try:
+        await page.goto(f"{platform.url}/console/")
+        await expect(page.locator("#signin-user")).to_be_visible()  # the shell has started
+        shown = await page.evaluate(TIMELINES)
+    finally:
+        await page.close()
+    assert shown["zh"] == [
+        "新工单 · 经 chat 创建 consultation 工单（优先级 high）",
+        "解决 · 已解决（首次接触即解决）",
+        "ticket_event · SomethingNew",
+        {"kind": "呼叫", "text": "已呼叫 ts-alice（technical_support）"},
+        {"kind": "进展", "text": "正在排查"},
+    ]
+    assert shown["en"] == [
+        "ticket opened · consultation ticket opened via chat (high priority)",
+        "resolved · resolved at first contact",
+        "ticket_event · SomethingNew",
+        {"kind": "page", "text": "paged ts-alice (technical_support)"},
+        {"kind": "update", "text": "正在排查"},
+    ]

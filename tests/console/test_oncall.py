@@ -167,6 +167,79 @@ async def test_the_incident_is_worked_from_its_detail(
     assert any("正在排查认证服务" in entry["text"] for entry in incident["timeline"])
 
 
+async def test_an_incident_is_resolved_and_closed_with_its_review_from_the_page(
+    browser: Browser, platform: ConsolePlatform
+) -> None:
+    """Resolve and close (with the post-incident review) are offered to those who may: not to a
+    senior agent, who sees the board; ts-alice resolves, the service refuses a review without a
+    prevention action (shown beside the form), then closes it. The timeline reads in Chinese."""
+    declared = platform.call(
+        f"{INCIDENT}/DeclareIncident",
+        {
+            "type": "server_crash",
+            "title": "支付回调超时",
+            "factors": {"usersAffected": 10, "coreSystem": 0.2, "elapsedMinutes": 5},
+        },
+        platform.token("supervisor-zhou", "supervisor"),
+        key=uuid.uuid4().hex,
+    )["incident"]
+    incident_id = declared["incidentId"]
+
+    senior = await browser.new_page()
+    try:
+        await sign_in(senior, platform, "agent-zhang", "oncall")
+        row = senior.locator(f'#crisis-board tr[data-incident-id="{incident_id}"]')
+        await row.get_by_role("button", name="详情: 支付回调超时").click()
+        detail = senior.locator("#incident-detail")
+        await expect(detail.get_by_label("进展", exact=True)).to_be_visible()  # may add updates
+        await expect(detail.locator("#oncall-resolve-summary")).to_have_count(0)
+    finally:
+        await senior.close()
+
+    page = await browser.new_page(viewport={"width": 1440, "height": 1200})
+    try:
+        await sign_in(page, platform, "ts-alice", "oncall")
+        row = page.locator(f'#crisis-board tr[data-incident-id="{incident_id}"]')
+        await row.get_by_role("button", name="详情: 支付回调超时").click()
+        detail = page.locator("#incident-detail")
+        timeline = detail.locator("ol.timeline")
+        # The service's own entries in the reader's language.
+        await expect(timeline.locator('li[data-kind="declared"]')).to_contain_text("宣布 级别 C")
+
+        await detail.get_by_label("解决摘要").fill("回调队列已扩容")
+        await detail.get_by_role("button", name="标记为已解决").click()
+        await expect(timeline.locator('li[data-kind="resolved"]')).to_contain_text("回调队列已扩容")
+        await expect(detail.locator("#oncall-resolve-summary")).to_have_count(0)
+
+        await detail.get_by_label("根本原因").fill("回调队列容量不足")
+        await detail.get_by_label("预防措施（每行一条）").fill("   ")
+        await detail.get_by_role("button", name="提交复盘并关闭").click()
+        await expect(detail.locator("#oncall-review-error")).to_contain_text(
+            "review.prevention_actions"
+        )
+        await expect(detail.get_by_label("根本原因")).to_have_value("回调队列容量不足")
+
+        await detail.get_by_label("预防措施（每行一条）").fill("队列容量告警\n大促前压测回调")
+        await detail.get_by_label("知识库条目").fill("KB-支付回调超时处理")
+        await detail.get_by_role("button", name="提交复盘并关闭").click()
+        await expect(timeline.locator('li[data-kind="closed"]')).to_contain_text("已记录事后复盘")
+        review = detail.locator("dl.facts")
+        await expect(review).to_contain_text("回调队列容量不足")
+        await expect(review).to_contain_text("队列容量告警; 大促前压测回调")
+        await expect(detail.get_by_role("button", name="提交复盘并关闭")).to_have_count(0)
+    finally:
+        await page.close()
+    incident = platform.call(
+        f"{INCIDENT}/GetIncident", {"incidentId": incident_id}, platform.token("admin", "admin")
+    )["incident"]
+    assert incident["status"] == "INCIDENT_STATUS_CLOSED"
+    assert incident["review"] == {
+        "rootCause": "回调队列容量不足",
+        "preventionActions": ["队列容量告警", "大促前压测回调"],
+        "knowledgeBaseEntry": "KB-支付回调超时处理",
+    }
+
+
 def first_page_alert(platform: ConsolePlatform, incident_id: str, after: int) -> str:
     """The NDJSON line of the incident's first page alert, as the gateway streams it."""
     request = urllib.request.Request(

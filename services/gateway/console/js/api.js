@@ -48,6 +48,43 @@ export async function call(service, method, body = {}, { idempotencyKey } = {}) 
   return json;
 }
 
+// How long a view waits before reconnecting a dropped stream: 0.5 s, 1 s, 2 s, then every 5 s.
+export const RECONNECT_MS = [500, 1000, 2000, 5000];
+
+// A server stream through the gateway's NDJSON edge (docs/api.md): POST with the bearer
+// header, read line by line from the ReadableStream; onOpen() once the call is accepted,
+// onMessage(result) per `result` line (heartbeat lines skipped) until the stream ends. Throws
+// ApiError when refused or on an `error` line (then the caller decides whether to reconnect).
+export async function watch(service, method, body, { signal, onOpen = () => {}, onMessage }) {
+  const headers = { "Content-Type": "application/json" };
+  const token = session.token();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`/v1/${service}/${method}`, { method: "POST", headers, body: JSON.stringify(body), signal });
+  if (!response.ok) {
+    const text = await response.text();
+    const error = new ApiError(response.status, text ? JSON.parse(text) : {});
+    if (error.code === Code.UNAUTHENTICATED) listeners.forEach((listener) => listener(error));
+    throw error;
+  }
+  onOpen();
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += value;
+    let newline;
+    while ((newline = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (!line) continue;
+      const message = JSON.parse(line);
+      if (message.error) throw new ApiError(500, message.error);
+      if (message.result) onMessage(message.result);
+    }
+  }
+}
+
 // A fresh idempotency key per command (a resend of the same click reuses its key).
 export function newKey() {
   return crypto.randomUUID();

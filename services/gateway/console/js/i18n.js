@@ -34,3 +34,27 @@ export function formatTime(iso) {
     timeStyle: "short",
   });
 }
+
+// A service's fixed English sentence in the reader's language. `patterns[kind]` is
+// [regex, [names of its groups], [names of optional fixed phrases]]; a match becomes
+// t(`${prefix}.${kind}`, {name: group}); a fixed phrase that matched becomes
+// t(`${prefix}.${kind}.${name}`), one that did not "". Text matching no pattern (people's own
+// words, a template the console does not know) is returned as it came.
+export function translated(patterns, prefix, kind, text) {
+  const pattern = patterns[kind];
+  const match = pattern && pattern[0].exec(text || "");
+  if (!match) return text || "";
+  const phrases = pattern[2] || [];
+  const value = (name, group) => {
+    if (group === undefined) return "";
+    return phrases.includes(name) ? t(`${prefix}.${kind}.${name}`) : group;
+  };
+  return t(`${prefix}.${kind}`, Object.fromEntries(pattern[1].map((name, index) => [name, value(name, match[index + 1])])));
+}
+
+// The label of an entry's kind: t(`${prefix}.${kind}`), or the kind itself when unknown.
+export function kindLabel(prefix, kind) {
+  const key = `${prefix}.${kind}`;
+  const text = t(key);
+  return text === key ? kind : text;
+}

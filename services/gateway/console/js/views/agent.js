@@ -1,11 +1,43 @@
 // The agent desk (issue 15): my queue and the team queue (filters, SLA clocks counting down,
 // coloured by the risk of breach), the ticket with its conversation, replies with macros
 // (ticketing's ListMacros), hold / resume with a reason, and the customer 360 beside it.
-import { Code, newKey, Services } from "../api.js";
+import { ApiError, Code, newKey, RECONNECT_MS, Services, watch } from "../api.js";
 import { h, replace } from "../dom.js";
-import { formatTime } from "../i18n.js";
+import { formatTime, kindLabel, translated } from "../i18n.js";
 
 const T = Services.ticketing;
+// A watch answered with these is refused, not dropped: reconnecting would not help.
+const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
+// The customer service's timeline sentences (its projections' fixed English templates) and
+// the parts the page words itself: see translated() in i18n.js.
+const C360_TIMELINE = {
+  registered: [/^registered \((.+)\)$/, ["locale"]],
+  profile_updated: [/^profile updated: (.*)$/, ["fields"]],
+  tagged: [/^tags (.*)$/, ["tags"]],
+  purchase: [/^purchase (\S+): (\S+) (\S+)$/, ["order", "amount", "currency"]],
+  segment: [/^segment (\S+) \((R\d+ F\d+ M\d+)\)(, churn risk)?$/, ["tier", "scores", "churn"], ["churn"]],
+  erased: [/^personal data erased \((.+)\)$/, ["reason"]],
+  incident_notified: [/^notified about incident (\S+) by (.+)$/, ["incident", "how"]],
+  incident_notice_failed: [/^notice about incident (\S+) not sent: (.*)$/s, ["incident", "error"]],
+  ticket_opened: [/^(\S+) ticket opened via (\S+) \((\S+) priority\)$/, ["type", "channel", "priority"]],
+  ticket_assigned: [/^assigned to an agent$/, []],
+  customer_replied: [/^customer replied$/, []],
+  agent_note: [/^agent wrote an internal note$/, []],
+  agent_replied: [/^agent replied$/, []],
+  priority_changed: [/^priority changed to (\S+)$/, ["priority"]],
+  ticket_escalated: [/^escalated to level (\S+)$/, ["level"]],
+  ticket_held: [/^on hold \((.+)\)$/, ["reason"]],
+  ticket_resumed: [/^resumed$/, []],
+  ticket_resolved: [/^resolved( at first contact)?$/, ["first"], ["first"]],
+  ticket_reopened: [/^reopened$/, []],
+  ticket_closed: [/^closed$/, []],
+  sla_breached: [/^(\S+) SLA breached$/, ["clock"]],
+  compensation_granted: [/^compensation (\S+) (\S+) (\S+) (granted.*)$/, ["kind", "amount", "currency", "outcome"]],
+  compensation_requested: [/^compensation (\S+) (\S+) (\S+) requested, awaiting approval$/, ["kind", "amount", "currency"]],
+  compensation_rejected: [/^compensation (\S+) (\S+) (\S+) rejected$/, ["kind", "amount", "currency"]],
+  incident_declared: [/^affected by level (\S+) incident (\S+) \((.+)\)$/, ["level", "incident", "type"]],
+  incident_linked: [/^ticket linked to incident (\S+)$/, ["incident"]],
+};
 const C = Services.customer;
 const OPEN_STATUSES = ["TICKET_STATUS_OPEN", "TICKET_STATUS_ASSIGNED", "TICKET_STATUS_IN_PROGRESS", "TICKET_STATUS_ON_HOLD"];
 const PRIORITIES = ["PRIORITY_URGENT", "PRIORITY_HIGH", "PRIORITY_NORMAL", "PRIORITY_LOW"];
@@ -113,6 +145,60 @@ const strings = {
     "agent.c360.tickets": "工单总数",
     "agent.c360.open_tickets": "未结工单",
     "agent.c360.timeline": "时间线",
+    "agent.c360.kind.registered": "注册",
+    "agent.c360.kind.profile_updated": "资料更新",
+    "agent.c360.kind.tagged": "标签",
+    "agent.c360.kind.purchase": "购买",
+    "agent.c360.kind.segment": "分层",
+    "agent.c360.kind.erased": "已删除",
+    "agent.c360.kind.incident_notified": "事件通知",
+    "agent.c360.kind.incident_notice_failed": "通知失败",
+    "agent.c360.kind.ticket_opened": "新工单",
+    "agent.c360.kind.ticket_assigned": "分配",
+    "agent.c360.kind.customer_replied": "客户回复",
+    "agent.c360.kind.agent_note": "内部备注",
+    "agent.c360.kind.agent_replied": "坐席回复",
+    "agent.c360.kind.priority_changed": "优先级",
+    "agent.c360.kind.ticket_escalated": "升级",
+    "agent.c360.kind.ticket_held": "挂起",
+    "agent.c360.kind.ticket_resumed": "恢复",
+    "agent.c360.kind.ticket_resolved": "解决",
+    "agent.c360.kind.ticket_reopened": "重开",
+    "agent.c360.kind.ticket_closed": "关闭",
+    "agent.c360.kind.sla_breached": "SLA 超时",
+    "agent.c360.kind.compensation_granted": "补偿",
+    "agent.c360.kind.compensation_requested": "补偿申请",
+    "agent.c360.kind.compensation_rejected": "补偿驳回",
+    "agent.c360.kind.incident_declared": "受事件影响",
+    "agent.c360.kind.incident_linked": "关联事件",
+    "agent.c360.entry.registered": "已注册（{locale}）",
+    "agent.c360.entry.segment.churn": "，有流失风险",
+    "agent.c360.entry.ticket_resolved.first": "（首次接触即解决）",
+    "agent.c360.entry.profile_updated": "资料已更新：{fields}",
+    "agent.c360.entry.tagged": "标签 {tags}",
+    "agent.c360.entry.purchase": "购买 {order}：{amount} {currency}",
+    "agent.c360.entry.segment": "分层 {tier}（{scores}）{churn}",
+    "agent.c360.entry.erased": "个人数据已删除（{reason}）",
+    "agent.c360.entry.incident_notified": "已通过 {how} 通知事件 {incident}",
+    "agent.c360.entry.incident_notice_failed": "事件 {incident} 的通知未送达：{error}",
+    "agent.c360.entry.ticket_opened": "经 {channel} 创建 {type} 工单（优先级 {priority}）",
+    "agent.c360.entry.ticket_assigned": "已分配给坐席",
+    "agent.c360.entry.customer_replied": "客户已回复",
+    "agent.c360.entry.agent_note": "坐席写了内部备注",
+    "agent.c360.entry.agent_replied": "坐席已回复",
+    "agent.c360.entry.priority_changed": "优先级改为 {priority}",
+    "agent.c360.entry.ticket_escalated": "升级到第 {level} 级",
+    "agent.c360.entry.ticket_held": "挂起（{reason}）",
+    "agent.c360.entry.ticket_resumed": "已恢复",
+    "agent.c360.entry.ticket_resolved": "已解决{first}",
+    "agent.c360.entry.ticket_reopened": "已重开",
+    "agent.c360.entry.ticket_closed": "已关闭",
+    "agent.c360.entry.sla_breached": "{clock} SLA 超时",
+    "agent.c360.entry.compensation_granted": "补偿 {kind} {amount} {currency} 已发放",
+    "agent.c360.entry.compensation_requested": "补偿 {kind} {amount} {currency} 已申请，待审批",
+    "agent.c360.entry.compensation_rejected": "补偿 {kind} {amount} {currency} 已驳回",
+    "agent.c360.entry.incident_declared": "受 {level} 级事件 {incident}（{type}）影响",
+    "agent.c360.entry.incident_linked": "工单已关联事件 {incident}",
     "agent.c360.none": "无",
     "enum.TICKET_STATUS_OPEN": "待处理",
     "enum.TICKET_STATUS_ASSIGNED": "已分配",
@@ -236,6 +322,60 @@ const strings = {
     "agent.c360.tickets": "Tickets",
     "agent.c360.open_tickets": "Open tickets",
     "agent.c360.timeline": "Timeline",
+    "agent.c360.kind.registered": "registered",
+    "agent.c360.kind.profile_updated": "profile",
+    "agent.c360.kind.tagged": "tags",
+    "agent.c360.kind.purchase": "purchase",
+    "agent.c360.kind.segment": "segment",
+    "agent.c360.kind.erased": "erased",
+    "agent.c360.kind.incident_notified": "notified",
+    "agent.c360.kind.incident_notice_failed": "notice failed",
+    "agent.c360.kind.ticket_opened": "ticket opened",
+    "agent.c360.kind.ticket_assigned": "assigned",
+    "agent.c360.kind.customer_replied": "customer reply",
+    "agent.c360.kind.agent_note": "internal note",
+    "agent.c360.kind.agent_replied": "agent reply",
+    "agent.c360.kind.priority_changed": "priority",
+    "agent.c360.kind.ticket_escalated": "escalated",
+    "agent.c360.kind.ticket_held": "on hold",
+    "agent.c360.kind.ticket_resumed": "resumed",
+    "agent.c360.kind.ticket_resolved": "resolved",
+    "agent.c360.kind.ticket_reopened": "reopened",
+    "agent.c360.kind.ticket_closed": "closed",
+    "agent.c360.kind.sla_breached": "SLA breached",
+    "agent.c360.kind.compensation_granted": "compensation",
+    "agent.c360.kind.compensation_requested": "compensation request",
+    "agent.c360.kind.compensation_rejected": "compensation rejected",
+    "agent.c360.kind.incident_declared": "incident",
+    "agent.c360.kind.incident_linked": "incident link",
+    "agent.c360.entry.registered": "registered ({locale})",
+    "agent.c360.entry.segment.churn": ", churn risk",
+    "agent.c360.entry.ticket_resolved.first": " at first contact",
+    "agent.c360.entry.profile_updated": "profile updated: {fields}",
+    "agent.c360.entry.tagged": "tags {tags}",
+    "agent.c360.entry.purchase": "purchase {order}: {amount} {currency}",
+    "agent.c360.entry.segment": "segment {tier} ({scores}){churn}",
+    "agent.c360.entry.erased": "personal data erased ({reason})",
+    "agent.c360.entry.incident_notified": "notified about incident {incident} by {how}",
+    "agent.c360.entry.incident_notice_failed": "notice about incident {incident} not sent: {error}",
+    "agent.c360.entry.ticket_opened": "{type} ticket opened via {channel} ({priority} priority)",
+    "agent.c360.entry.ticket_assigned": "assigned to an agent",
+    "agent.c360.entry.customer_replied": "customer replied",
+    "agent.c360.entry.agent_note": "agent wrote an internal note",
+    "agent.c360.entry.agent_replied": "agent replied",
+    "agent.c360.entry.priority_changed": "priority changed to {priority}",
+    "agent.c360.entry.ticket_escalated": "escalated to level {level}",
+    "agent.c360.entry.ticket_held": "on hold ({reason})",
+    "agent.c360.entry.ticket_resumed": "resumed",
+    "agent.c360.entry.ticket_resolved": "resolved{first}",
+    "agent.c360.entry.ticket_reopened": "reopened",
+    "agent.c360.entry.ticket_closed": "closed",
+    "agent.c360.entry.sla_breached": "{clock} SLA breached",
+    "agent.c360.entry.compensation_granted": "compensation {kind} {amount} {currency} {outcome}",
+    "agent.c360.entry.compensation_requested": "compensation {kind} {amount} {currency} requested, awaiting approval",
+    "agent.c360.entry.compensation_rejected": "compensation {kind} {amount} {currency} rejected",
+    "agent.c360.entry.incident_declared": "affected by level {level} incident {incident} ({type})",
+    "agent.c360.entry.incident_linked": "ticket linked to incident {incident}",
     "agent.c360.none": "None",
     "enum.TICKET_STATUS_OPEN": "Open",
     "enum.TICKET_STATUS_ASSIGNED": "Assigned",
@@ -290,6 +430,11 @@ export function clockView(clock, now, t) {
   if (left <= 0) return { state: "running", text: t("agent.clock.overdue", { time: duration(left) }), tone: "risk" };
   const warned = clock.warned || (clock.warnAt && now >= Date.parse(clock.warnAt));
   return { state: "running", text: t("agent.clock.left", { time: duration(left) }), tone: warned ? "warn" : "ok" };
+}
+
+// One customer-360 timeline entry, "kind · summary", in the reader's language.
+export function c360Entry(entry) {
+  return `${kindLabel("agent.c360.kind", entry.kind)} · ${translated(C360_TIMELINE, "agent.c360.entry", entry.kind, entry.summary)}`;
 }
 
 function clockOf(ticket, name) {
@@ -357,8 +502,9 @@ export default {
       return skills;
     }
 
+    // One ListTickets per refresh: the summaries carry the SLA clocks, oldest first.
     async function loadQueue() {
-      const request = { pageSize: 100 };
+      const request = { pageSize: 100, order: "TICKET_ORDER_OLDEST_FIRST", openOnly: true };
       if (state.priority) request.priority = state.priority;
       if (state.channel) request.channel = state.channel;
       if (state.mode === "mine") {
@@ -368,14 +514,9 @@ export default {
         request.status = "TICKET_STATUS_OPEN"; // unassigned, waiting for someone to take it
       }
       const { tickets = [] } = await call(T, "ListTickets", request);
-      let rows = tickets.filter((ticket) => OPEN_STATUSES.includes(ticket.status));
-      if (state.mode === "team") {
-        const mine = await mySkills();
-        rows = rows.filter((ticket) => !ticket.assigneeId && (!mine || mine.has(ticket.type)));
-      }
-      rows.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt)); // the oldest first
-      // The summaries carry no clocks: each row's ticket is read for its SLA.
-      return Promise.all(rows.map(async (row) => (await call(T, "GetTicket", { ticketId: row.ticketId })).ticket));
+      if (state.mode !== "team") return tickets;
+      const mine = await mySkills();
+      return tickets.filter((ticket) => !ticket.assigneeId && (!mine || mine.has(ticket.type)));
     }
 
     async function renderQueue() {
@@ -732,22 +873,52 @@ export default {
       ticketPanel.querySelector("#ticket-title")?.focus();
     }
 
+    // The customer 360 beside the ticket, kept current: WatchCustomer360 pushes the view at once
+    // and whenever it changes (a reply, a survey, a tag…), through api.js `watch`; reconnected
+    // when it drops. One watch at a time: another ticket's customer replaces it. Without the
+    // watch permission: one GetCustomer360.
+    let watching = null; // {customerId, controller}
     async function showCustomer(customerId) {
+      if (watching && watching.customerId === customerId && !watching.controller.signal.aborted) return;
+      watching?.controller.abort();
+      watching = null;
       customerShown = null;
       const title = h("h2", { id: "c360-title" }, t("agent.c360"));
       if (!customerId || !can(C, "GetCustomer360")) {
         replace(customerPanel, title, h("p", {}, t("agent.c360.none")));
         return;
       }
-      let view;
-      try {
-        ({ view } = await call(C, "GetCustomer360", { customerId, timelineLimit: 10 }));
-      } catch (failure) {
+      const unknown = (failure) => {
         if (failure.code !== Code.NOT_FOUND) throw failure;
         replace(customerPanel, title, h("p", {}, t("agent.c360.unknown")));
+      };
+      const query = { customerId, timelineLimit: 10 };
+      if (!can(C, "WatchCustomer360")) {
+        await call(C, "GetCustomer360", query).then(({ view }) => renderCustomer(customerId, view), unknown);
         return;
       }
-      if (!alive) return;
+      const controller = new AbortController();
+      watching = { customerId, controller };
+      for (let attempt = 0; alive && !controller.signal.aborted; attempt += 1) {
+        try {
+          await watch(C, "WatchCustomer360", { query }, {
+            signal: controller.signal,
+            onOpen: () => (attempt = 0),
+            onMessage: ({ view }) => alive && !controller.signal.aborted && renderCustomer(customerId, view),
+          });
+        } catch (failure) {
+          if (controller.signal.aborted) return;
+          if (failure instanceof ApiError && REFUSED.includes(failure.code)) {
+            controller.abort(); // refused, not dropped: say so and stop
+            return unknown(failure);
+          }
+        }
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]));
+      }
+    }
+
+    function renderCustomer(customerId, view) {
+      const title = h("h2", { id: "c360-title" }, t("agent.c360"));
       const customer = view.customer || {};
       customerShown = customer;
       const satisfaction = view.satisfaction || {};
@@ -778,7 +949,7 @@ export default {
           : h("p", {}, none),
         h("h3", {}, t("agent.c360.timeline")),
         (view.timeline || []).length
-          ? h("ol", { id: "c360-timeline" }, view.timeline.map((entry) => h("li", {}, `${formatTime(entry.at)} · ${entry.kind} · ${entry.summary}`)))
+          ? h("ol", { id: "c360-timeline" }, view.timeline.map((entry) => h("li", { dataset: { kind: entry.kind } }, `${formatTime(entry.at)} · ${c360Entry(entry)}`)))
           : h("p", {}, none),
       );
     }
@@ -789,6 +960,7 @@ export default {
     if (state.selected) await openTicket(state.selected).catch(() => (state.selected = ""));
     return () => {
       alive = false;
+      watching?.controller.abort();
       clearInterval(tick);
     };
   },

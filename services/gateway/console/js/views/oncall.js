@@ -2,9 +2,9 @@
 // yellow / grey from the matrix, pages and their state), live alerts pushed by WatchAlerts (the
 // gateway's NDJSON stream, no polling), Acknowledge / Escalate, and one incident's timeline,
 // updates, public statement and post-incident review.
-import { ApiError, Code, Services, newKey } from "../api.js";
+import { ApiError, Code, RECONNECT_MS, Services, newKey, watch } from "../api.js";
 import { h, replace } from "../dom.js";
-import { session } from "../session.js";
+import { kindLabel, translated } from "../i18n.js";
 
 const I = Services.incident;
 const LEVELS = { INCIDENT_LEVEL_A: "A", INCIDENT_LEVEL_B: "B", INCIDENT_LEVEL_C: "C" };
@@ -16,9 +16,32 @@ const ALERT_KINDS = {
   ALERT_KIND_INFORMED: "informed",
   ALERT_KIND_RESOLVED: "resolved",
 };
-const RECONNECT_MS = [500, 1000, 2000, 5000];
 const TEAM_KEY = "careops.console.oncallTeam";
 const REFUSED = [Code.INVALID_ARGUMENT, Code.NOT_FOUND, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED];
+
+// The incident service writes its own timeline entries in English from fixed templates (its
+// domain's `evolve`); these patterns give their parts to the page's own words in either
+// language. People's texts (updates, resolution summaries, reasons) are shown as written; an
+// entry matching no pattern is shown as the service wrote it.
+const TIMELINE = {
+  declared: [/^level (\w+)$/, ["level"]],
+  page: [/^paged (\S+) \((.+)\)$/, ["member", "team"]],
+  informed: [/^informed (.+)$/, ["team"]],
+  acknowledged: [/^(\S+) acknowledged$/, ["member"]],
+  exhausted: [/^nobody in (.+) acknowledged$/, ["team"]],
+  deadline_missed: [/^response deadline missed$/, []],
+  reassessed: [/^(\w+) -> (\w+): (.*)$/s, ["from", "to", "reason"]],
+  escalated: [/^(\w+) -> (\w+): (.*)$/s, ["from", "to", "reason"]],
+  role: [/^([^:]+): (.+)$/, ["role", "member"]],
+  closed: [/^post-incident review recorded$/, []],
+  statement: [/^public statement v(\d+) published by (.+)$/, ["version", "by"]],
+  customers_notified: [/^customers to be notified by (\S+) \(template (.+), statement v(\d+)\)$/s, ["by", "template", "version"]],
+};
+
+// One timeline entry's kind and text in the reader's language.
+export function timelineEntry(entry) {
+  return { kind: kindLabel("oncall.kind", entry.kind), text: translated(TIMELINE, "oncall.entry", entry.kind, entry.text) };
+}
 
 // A page's state: requested -> delivered -> acknowledged, or escalated (its wait ran out).
 export function pageState(page) {
@@ -33,39 +56,10 @@ function when(timestamp, language) {
   return new Date(timestamp).toLocaleString(language === "zh" ? "zh-CN" : "en-GB");
 }
 
-// Reads the gateway's NDJSON stream of WatchAlerts: calls onAlert per `result` line (heartbeat
-// lines skipped) until the stream ends; throws on an `error` line or a refused call.
-async function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
-  const headers = { "Content-Type": "application/json" };
-  const token = session.token();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(`/v1/${I}/WatchAlerts`, {
-    method: "POST",
-    headers,
-    body: JSON.stringify({ teamId, afterSequence: String(afterSequence) }),
-    signal,
-  });
-  if (!response.ok) {
-    const text = await response.text();
-    throw new ApiError(response.status, text ? JSON.parse(text) : {});
-  }
-  onOpen();
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffered += value;
-    let newline;
-    while ((newline = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, newline).trim();
-      buffered = buffered.slice(newline + 1);
-      if (!line) continue;
-      const message = JSON.parse(line);
-      if (message.error) throw new ApiError(500, message.error);
-      if (message.result) onAlert(message.result);
-    }
-  }
+// WatchAlerts through the gateway's NDJSON edge (api.js `watch`): onAlert per alert until the
+// stream ends; throws when refused or on an error line.
+function watchAlerts(teamId, afterSequence, signal, onOpen, onAlert) {
+  return watch(I, "WatchAlerts", { teamId, afterSequence: String(afterSequence) }, { signal, onOpen, onMessage: onAlert });
 }
 
 export default {
@@ -123,6 +117,39 @@ export default {
       "oncall.published": "声明已发布。",
       "oncall.review": "事后复盘",
       "oncall.noReview": "事件关闭时填写复盘。",
+      "oncall.resolve": "解决事件",
+      "oncall.kind.declared": "宣布",
+      "oncall.kind.page": "呼叫",
+      "oncall.kind.informed": "知会",
+      "oncall.kind.acknowledged": "确认",
+      "oncall.kind.exhausted": "无人响应",
+      "oncall.kind.deadline_missed": "超时未响应",
+      "oncall.kind.reassessed": "重新评估",
+      "oncall.kind.escalated": "升级",
+      "oncall.kind.role": "角色",
+      "oncall.kind.update": "进展",
+      "oncall.kind.resolved": "解决",
+      "oncall.kind.closed": "关闭",
+      "oncall.kind.statement": "声明",
+      "oncall.kind.customers_notified": "通知客户",
+      "oncall.entry.declared": "级别 {level}",
+      "oncall.entry.page": "已呼叫 {member}（{team}）",
+      "oncall.entry.informed": "已知会 {team}",
+      "oncall.entry.acknowledged": "{member} 已确认",
+      "oncall.entry.exhausted": "{team} 无人确认",
+      "oncall.entry.deadline_missed": "错过响应期限",
+      "oncall.entry.reassessed": "{from} → {to}：{reason}",
+      "oncall.entry.escalated": "{from} → {to}：{reason}",
+      "oncall.entry.role": "{role}：{member}",
+      "oncall.entry.closed": "已记录事后复盘",
+      "oncall.entry.statement": "对外声明第 {version} 版由 {by} 发布",
+      "oncall.entry.customers_notified": "{by} 决定通知客户（模板 {template}，声明第 {version} 版）",
+      "oncall.resolveSummary": "解决摘要",
+      "oncall.resolveSubmit": "标记为已解决",
+      "oncall.resolvedToast": "事件已解决，请填写复盘后关闭。",
+      "oncall.preventionLines": "预防措施（每行一条）",
+      "oncall.closeSubmit": "提交复盘并关闭",
+      "oncall.closedToast": "复盘已提交，事件已关闭。",
       "oncall.rootCause": "根本原因",
       "oncall.prevention": "预防措施",
       "oncall.knowledge": "知识库条目",
@@ -182,6 +209,39 @@ export default {
       "oncall.published": "Statement published.",
       "oncall.review": "Post-incident review",
       "oncall.noReview": "The review is written when the incident is closed.",
+      "oncall.resolve": "Resolve the incident",
+      "oncall.kind.declared": "declared",
+      "oncall.kind.page": "page",
+      "oncall.kind.informed": "informed",
+      "oncall.kind.acknowledged": "acknowledged",
+      "oncall.kind.exhausted": "nobody answered",
+      "oncall.kind.deadline_missed": "deadline missed",
+      "oncall.kind.reassessed": "reassessed",
+      "oncall.kind.escalated": "escalated",
+      "oncall.kind.role": "role",
+      "oncall.kind.update": "update",
+      "oncall.kind.resolved": "resolved",
+      "oncall.kind.closed": "closed",
+      "oncall.kind.statement": "statement",
+      "oncall.kind.customers_notified": "customers notified",
+      "oncall.entry.declared": "level {level}",
+      "oncall.entry.page": "paged {member} ({team})",
+      "oncall.entry.informed": "informed {team}",
+      "oncall.entry.acknowledged": "{member} acknowledged",
+      "oncall.entry.exhausted": "nobody in {team} acknowledged",
+      "oncall.entry.deadline_missed": "response deadline missed",
+      "oncall.entry.reassessed": "{from} → {to}: {reason}",
+      "oncall.entry.escalated": "{from} → {to}: {reason}",
+      "oncall.entry.role": "{role}: {member}",
+      "oncall.entry.closed": "post-incident review recorded",
+      "oncall.entry.statement": "public statement v{version} published by {by}",
+      "oncall.entry.customers_notified": "customers to be notified by {by} (template {template}, statement v{version})",
+      "oncall.resolveSummary": "Resolution summary",
+      "oncall.resolveSubmit": "Mark resolved",
+      "oncall.resolvedToast": "Incident resolved: write the review to close it.",
+      "oncall.preventionLines": "Prevention actions (one per line)",
+      "oncall.closeSubmit": "Submit the review and close",
+      "oncall.closedToast": "Review submitted: the incident is closed.",
       "oncall.rootCause": "Root cause",
       "oncall.prevention": "Prevention actions",
       "oncall.knowledge": "Knowledge-base entry",
@@ -294,6 +354,75 @@ export default {
         },
         field("oncall-escalate-reason", t("oncall.escalateReason"), reason),
         h("button", { type: "submit" }, t("oncall.escalateTo", { level: HIGHER[incident.level] })),
+      );
+    };
+
+    // Resolve: an open incident, with an optional summary (ResolveIncident).
+    const resolveForm = (incident) => {
+      if (!can(I, "ResolveIncident") || !OPEN.includes(incident.status)) return null;
+      const summary = h("textarea", { id: "oncall-resolve-summary", rows: 2 });
+      return h(
+        "form",
+        {
+          class: "stack",
+          onsubmit: async (event) => {
+            event.preventDefault();
+            try {
+              await call(I, "ResolveIncident", { incidentId: incident.incidentId, summary: summary.value }, { idempotencyKey: newKey() });
+              toast(t("oncall.resolvedToast"));
+              sent(event.target);
+            } catch (failure) {
+              failed(failure);
+            }
+            await refresh();
+          },
+        },
+        h("h3", {}, t("oncall.resolve")),
+        field("oncall-resolve-summary", t("oncall.resolveSummary"), summary),
+        h("button", { type: "submit" }, t("oncall.resolveSubmit")),
+      );
+    };
+
+    // Close: a resolved incident, with its post-incident review (CloseIncident; the service
+    // requires the root cause and at least one prevention action). Field violations are shown
+    // beside the form, which keeps what was typed.
+    const closeForm = (incident) => {
+      if (!can(I, "CloseIncident") || incident.status !== "INCIDENT_STATUS_RESOLVED") return null;
+      const rootCause = h("textarea", { id: "oncall-root-cause", rows: 2, required: true });
+      const prevention = h("textarea", { id: "oncall-prevention", rows: 3, required: true });
+      const knowledge = h("textarea", { id: "oncall-knowledge", rows: 2 });
+      const problem = h("p", { id: "oncall-review-error", class: "error", role: "alert" });
+      return h(
+        "form",
+        {
+          class: "stack",
+          onsubmit: async (event) => {
+            event.preventDefault();
+            problem.textContent = "";
+            const review = {
+              rootCause: rootCause.value,
+              preventionActions: prevention.value.split("\n").map((line) => line.trim()).filter(Boolean),
+              knowledgeBaseEntry: knowledge.value,
+            };
+            try {
+              await call(I, "CloseIncident", { incidentId: incident.incidentId, review }, { idempotencyKey: newKey() });
+              toast(t("oncall.closedToast"));
+              sent(event.target);
+            } catch (failure) {
+              if (failure instanceof ApiError && failure.violations?.length) {
+                problem.textContent = failure.violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+              } else {
+                failed(failure);
+              }
+            }
+            await refresh();
+          },
+        },
+        field("oncall-root-cause", t("oncall.rootCause"), rootCause),
+        field("oncall-prevention", t("oncall.preventionLines"), prevention),
+        field("oncall-knowledge", t("oncall.knowledge"), knowledge),
+        problem,
+        h("button", { type: "submit" }, t("oncall.closeSubmit")),
       );
     };
 
@@ -470,6 +599,7 @@ export default {
         detail,
         h("h2", {}, `${incident.title} (${t("oncall.levelName", { level: LEVELS[incident.level] || "?" })})`),
         escalateForm(incident),
+        resolveForm(incident),
         h(
           "div",
           { class: "oncall-detail" },
@@ -480,9 +610,10 @@ export default {
             h(
               "ol",
               { class: "timeline" },
-              (incident.timeline || []).map((entry) =>
-                h("li", {}, h("span", { class: "meta" }, `${when(entry.at, language)} · ${entry.kind} `), entry.text),
-              ),
+              (incident.timeline || []).map((entry) => {
+                const shown = timelineEntry(entry);
+                return h("li", { dataset: { kind: entry.kind } }, h("span", { class: "meta" }, `${when(entry.at, language)} · ${shown.kind} `), shown.text);
+              }),
             ),
           ),
           h(
@@ -512,7 +643,7 @@ export default {
                   h("dt", {}, t("oncall.knowledge")),
                   h("dd", {}, review.knowledgeBaseEntry || ""),
                 )
-              : h("p", { class: "meta" }, t("oncall.noReview")),
+              : closeForm(incident) || h("p", { class: "meta" }, t("oncall.noReview")),
           ),
         ),
       );

@@ -2,29 +2,32 @@
 // follow-ups due, compensation approvals, agents' load and availability, and the SLA policy
 // editor with its what-if comparison (actual vs draft per channel) before "Apply".
 //
-// Refresh: the quality API has no KPI stream (GetKpis is a query over read models), so the
-// board re-reads every REFRESH_MS (one GetKpis, ListFollowUps and ListAgents per period and open
-// page) and on "Refresh now". The SLA risk list and the approvals need each ticket's clocks and
-// compensations, which ListTickets' summaries do not carry: every DETAIL_EVERY-th refresh (and
-// on "Refresh now" or after a decision) the view reads the open tickets' list and GetTicket for
-// the DETAIL_SAMPLE oldest open ones. The policy editor is never refreshed under the user's hands.
-import { Code, Services, newKey } from "../api.js";
+// Live: the board is pushed — QualityService/WatchKpis answers GetKpis at once and again after
+// quality's read models moved (any ticketing, survey or incident event), through the gateway's
+// NDJSON stream (api.js `watch`, as the on-call alerts). Each push re-reads the lists below too
+// (their changes are ticketing events, which move the KPI read models); "Refresh now" re-reads
+// everything. The stream reconnects when it drops and restarts for a new scope or UTC day; the
+// risk list's time left counts down in the page (one timer). The SLA risk list is one ListTickets of the open tickets, nearest
+// SLA due first (the summaries carry the clocks; RISK_PAGE tickets, "Show more" adds a page), and
+// the approvals are ListCompensations across tickets (every pending one). The policy editor is
+// never refreshed under the user's hands.
+import { ApiError, Code, RECONNECT_MS, Services, newKey, watch } from "../api.js";
 import { lineChart } from "../chart.js";
 import { h, replace } from "../dom.js";
 
-export const REFRESH_MS = 5000;
-const DETAIL_EVERY = 6; // the ticket details every 30 s
-const DETAIL_SAMPLE = 40;
+const TICK_MS = 1000; // the risk list's time left, repainted in the page
+const RISK_PAGE = 25; // tickets per page of the SLA risk list
+const APPROVAL_PAGES = 10; // at most 10 × 100 tickets with a pending compensation per refresh
 const TREND_DAYS = 7;
 const ABORTED = 10; // gRPC ABORTED: PutSlaPolicy's expected_revision was overtaken
 const CHANNELS = ["phone", "email", "chat", "social", "app", "web", "store"];
-const OPEN_STATUSES = new Set(["TICKET_STATUS_OPEN", "TICKET_STATUS_ASSIGNED", "TICKET_STATUS_IN_PROGRESS", "TICKET_STATUS_ON_HOLD"]);
 
 const zh = {
   "supervisor.nav": "主管看板",
   "supervisor.title": "实时指标",
   "supervisor.refresh": "立即刷新",
-  "supervisor.refreshed": "已更新 {time}（每 {seconds} 秒自动刷新）",
+  "supervisor.refreshed": "已更新 {time}（实时推送）",
+  "supervisor.reconnecting": "推送连接中断，正在重连…",
   "supervisor.scope": "范围",
   "supervisor.scope.all": "全部",
   "supervisor.scope.channel": "渠道：{name}",
@@ -43,6 +46,7 @@ const zh = {
   "supervisor.trends": "趋势（按天）",
   "supervisor.risk.title": "SLA 风险（最接近超时）",
   "supervisor.risk.empty": "没有运行中的 SLA 时钟。",
+  "supervisor.risk.more": "显示更多",
   "supervisor.col.ticket": "工单",
   "supervisor.col.channel": "渠道",
   "supervisor.col.priority": "优先级",
@@ -110,7 +114,8 @@ const en = {
   "supervisor.nav": "Supervisor",
   "supervisor.title": "Live KPIs",
   "supervisor.refresh": "Refresh now",
-  "supervisor.refreshed": "Updated {time} (refreshes every {seconds} s)",
+  "supervisor.refreshed": "Updated {time} (pushed live)",
+  "supervisor.reconnecting": "Live connection lost, reconnecting…",
   "supervisor.scope": "Scope",
   "supervisor.scope.all": "All",
   "supervisor.scope.channel": "Channel: {name}",
@@ -128,6 +133,7 @@ const en = {
   "supervisor.kpi.surveys": "Surveys",
   "supervisor.trends": "Trends (per day)",
   "supervisor.risk.title": "SLA risk (nearest to breach)",
+  "supervisor.risk.more": "Show more",
   "supervisor.risk.empty": "No SLA clock is running.",
   "supervisor.col.ticket": "Ticket",
   "supervisor.col.channel": "Channel",
@@ -250,10 +256,13 @@ export default {
     let scope = "";
     let agents = [];
     const status = h("p", { id: "board-status", class: "muted", role: "status" });
-    const scopeSelect = h("select", { id: "kpi-scope", onchange: () => { scope = scopeSelect.value; refresh(); } });
+    const scopeSelect = h("select", { id: "kpi-scope", onchange: () => { scope = scopeSelect.value; restartWatch(); } });
     const board = h("dl", { id: "kpi-board", class: "kpi-board" });
     const trends = h("div", { id: "kpi-trends", class: "trends" });
     const risk = h("tbody");
+    let riskLimit = RISK_PAGE; // the risk list's tickets: one page more per "Show more"
+    const riskMore = h("button", { type: "button", class: "secondary", id: "risk-more", hidden: true, onclick: () => { riskLimit = Math.min(500, riskLimit + RISK_PAGE); refresh(); } }, t("supervisor.risk.more"));
+    const subjects = new Map(); // ticket id -> subject, from the risk list (the approvals' label)
     const followUps = h("tbody");
     const approvals = h("tbody");
     const agentRows = h("tbody");
@@ -270,7 +279,7 @@ export default {
         h("div", { class: "row board-head" },
           h("h1", {}, t("supervisor.title")),
           h("label", { for: "kpi-scope" }, t("supervisor.scope"), scopeSelect),
-          h("button", { type: "button", class: "secondary", onclick: () => refresh(true) }, t("supervisor.refresh")),
+          h("button", { type: "button", class: "secondary", onclick: () => refresh() }, t("supervisor.refresh")),
           status),
         h("section", { class: "panel", "aria-labelledby": "kpi-title" },
           h("h2", { id: "kpi-title" }, t("supervisor.period", { days: TREND_DAYS })),
@@ -280,7 +289,8 @@ export default {
         h("div", { class: "supervisor-grid" },
           h("section", { class: "panel", "aria-labelledby": "risk-title" },
             h("h2", { id: "risk-title" }, t("supervisor.risk.title")),
-            table("sla-risk", ["supervisor.col.ticket", "supervisor.col.channel", "supervisor.col.priority", "supervisor.col.clock", "supervisor.col.due", "supervisor.col.assignee"], risk)),
+            table("sla-risk", ["supervisor.col.ticket", "supervisor.col.channel", "supervisor.col.priority", "supervisor.col.clock", "supervisor.col.due", "supervisor.col.assignee"], risk),
+            riskMore),
           h("section", { class: "panel", "aria-labelledby": "agents-title" },
             h("h2", { id: "agents-title" }, t("supervisor.agents.title")),
             table("agent-load", ["supervisor.col.agent", "supervisor.col.team", "supervisor.col.availability", "supervisor.col.load"], agentRows)),
@@ -330,7 +340,6 @@ export default {
     function showRisk(tickets, now) {
       const clocks = [];
       for (const ticket of tickets) {
-        if (!OPEN_STATUSES.has(ticket.status)) continue;
         for (const clock of ticket.sla || []) {
           if (!clock.running || !clock.dueAt) continue;
           clocks.push({ ticket, clock, left: (Date.parse(clock.dueAt) - now) / 1000 });
@@ -339,21 +348,32 @@ export default {
       clocks.sort((a, b) => a.left - b.left);
       if (!clocks.length) return empty(risk, 6, "supervisor.risk.empty");
       // Nearest to breach first; already overdue ones lead.
-      replace(risk, clocks.slice(0, 10).map(({ ticket, clock, left }) => {
+      replace(risk, clocks.map(({ ticket, clock, left }) => {
         const level = left <= 0 ? "risk" : clock.warned ? "warn" : "ok";
         return h("tr", { dataset: { ticket: ticket.ticketId, clock: enumName(clock.clock, "SLA_CLOCK_") } },
           h("td", {}, ticket.subject || ticket.ticketId),
           h("td", {}, lower(ticket.channel, "CHANNEL_")),
           h("td", {}, lower(ticket.priority, "PRIORITY_")),
           h("td", {}, t(`supervisor.clock.${enumName(clock.clock, "SLA_CLOCK_")}`)),
-          h("td", {}, h("span", { class: `clock ${level}` }, left <= 0 ? t("supervisor.overdue", { time: duration(left) }) : duration(left))),
+          h("td", {}, riskClock(clock, level, left)),
           h("td", {}, ticket.assigneeId || "–"));
       }));
     }
 
-    function showApprovals(tickets) {
-      const pending = tickets.flatMap((ticket) =>
-        (ticket.compensations || []).filter((c) => c.status === "COMPENSATION_STATUS_PENDING").map((c) => ({ ticket, c })));
+    // The time left of a risk row: repainted every TICK_MS from its due time.
+    function riskClock(clock, level, left) {
+      const element = h("span", { class: `clock ${level}`, dataset: { due: clock.dueAt, warned: String(Boolean(clock.warned)) } });
+      paintRisk(element, left);
+      return element;
+    }
+
+    function paintRisk(element, left = (Date.parse(element.dataset.due) - Date.now()) / 1000) {
+      element.textContent = left <= 0 ? t("supervisor.overdue", { time: duration(left) }) : duration(left);
+      if (left <= 0) element.className = "clock risk";
+    }
+
+    function showApprovals(compensations) {
+      const pending = compensations.map((c) => ({ ticket: { ticketId: c.ticketId, subject: subjects.get(c.ticketId) }, c }));
       if (!pending.length) return empty(approvals, 5, "supervisor.comp.empty");
       const mayApprove = can(Services.ticketing, "ApproveCompensation");
       const mayReject = can(Services.ticketing, "RejectCompensation");
@@ -375,7 +395,7 @@ export default {
         try {
           await call(Services.ticketing, method, { ticketId: ticket.ticketId, compensationId: c.compensationId, reason: reason.value }, { idempotencyKey: newKey() });
           toast(t(done, { id: c.compensationId }));
-          refresh(true);
+          refresh();
         } catch (error) {
           failed(error);
         }
@@ -419,56 +439,117 @@ export default {
       }));
     }
 
-    // The open tickets with their clocks and compensations (GetTicket), oldest first.
-    async function openTickets() {
-      const { tickets = [] } = await call(Services.ticketing, "ListTickets", { pageSize: 500 });
-      const open = tickets.filter((ticket) => OPEN_STATUSES.has(ticket.status));
-      open.sort((a, b) => Date.parse(a.createdAt) - Date.parse(b.createdAt));
-      const details = await Promise.all(open.slice(0, DETAIL_SAMPLE).map((ticket) =>
-        call(Services.ticketing, "GetTicket", { ticketId: ticket.ticketId }).then((answer) => answer.ticket, () => null)));
-      return details.filter(Boolean);
+    // The open tickets nearest to an SLA breach first, with their clocks (one ListTickets).
+    async function riskTickets() {
+      const answer = await call(Services.ticketing, "ListTickets", { openOnly: true, order: "TICKET_ORDER_SLA_DUE", pageSize: riskLimit });
+      riskMore.hidden = !answer.nextPageToken;
+      const tickets = answer.tickets || [];
+      tickets.forEach((ticket) => subjects.set(ticket.ticketId, ticket.subject));
+      return tickets;
+    }
+
+    // Every pending compensation across tickets (ListCompensations without a ticket, paged).
+    async function pendingCompensations() {
+      const all = [];
+      let pageToken = "";
+      for (let page = 0; page < APPROVAL_PAGES; page += 1) {
+        const answer = await call(Services.ticketing, "ListCompensations", { pageSize: 100, pageToken });
+        all.push(...(answer.compensations || []));
+        pageToken = answer.nextPageToken;
+        if (!pageToken) break;
+      }
+      return all;
+    }
+
+    // The KPIs of the board: the last TREND_DAYS UTC days, by day, in the chosen scope.
+    function kpiQuery() {
+      const today = new Date();
+      const start = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (TREND_DAYS - 1)));
+      const end = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() + 1));
+      return { filter: filter(), period: { start: start.toISOString(), end: end.toISOString() }, byDay: true };
     }
 
     let busy = false;
-    let again = false; // details asked for while a refresh ran: read them right after it
-    let round = 0;
-    async function refresh(details = false) {
+    let again = false; // asked for while a refresh ran: read again right after it
+    let latest = null; // the last pushed KPIs not shown yet
+    async function refresh(pushed = null) {
+      if (pushed) latest = pushed;
       if (busy) {
-        again ||= details;
+        again = true;
         return;
       }
       busy = true;
-      const withDetails = details || round % DETAIL_EVERY === 0;
-      round += 1;
+      const given = latest;
+      latest = null;
       try {
-        const today = new Date();
-        const start = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (TREND_DAYS - 1)));
-        const end = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() + 1));
-        const [kpis, tickets, follow, directory] = await Promise.all([
-          call(Services.quality, "GetKpis", { filter: filter(), period: { start: start.toISOString(), end: end.toISOString() }, byDay: true }),
-          withDetails ? openTickets() : null,
+        const [kpis, tickets, compensations, follow, directory] = await Promise.all([
+          given || call(Services.quality, "GetKpis", kpiQuery()),
+          riskTickets(),
+          pendingCompensations(),
           call(Services.quality, "ListFollowUps", { pageSize: 200 }),
           call(Services.ticketing, "ListAgents", {}),
         ]);
         agents = directory.agents || [];
         scopeOptions();
         showKpis(kpis);
-        if (tickets) {
-          showRisk(tickets, Date.now());
-          showApprovals(tickets);
-        }
+        showRisk(tickets, Date.now());
+        showApprovals(compensations);
         showFollowUps(follow.followUps || []);
         showAgents();
-        status.textContent = t("supervisor.refreshed", { time: new Date().toLocaleTimeString(), seconds: REFRESH_MS / 1000 });
+        status.textContent = t("supervisor.refreshed", { time: new Date().toLocaleTimeString() });
       } catch (error) {
         status.textContent = t("supervisor.error", { message: error.message });
       } finally {
         busy = false;
         if (again) {
           again = false;
-          refresh(true);
+          refresh();
         }
       }
+    }
+
+    // The push: one WatchKpis stream for the scope and period shown; reconnected when it drops
+    // (0.5 s, 1 s, 2 s, then every 5 s), restarted for a new scope and at the next UTC day.
+    let stopped = false;
+    let controller = null;
+    async function keepWatching(signal) {
+      let attempt = 0;
+      while (!signal.aborted) {
+        try {
+          await watch(Services.quality, "WatchKpis", { query: kpiQuery() }, {
+            signal,
+            onOpen: () => {
+              attempt = 0;
+              status.dataset.state = "connected";
+            },
+            onMessage: (answer) => refresh(answer.kpis || {}),
+          });
+        } catch (error) {
+          if (signal.aborted) return;
+          if (error instanceof ApiError && [Code.INVALID_ARGUMENT, Code.PERMISSION_DENIED, Code.UNAUTHENTICATED].includes(error.code)) {
+            status.textContent = t("supervisor.error", { message: error.message });
+            status.dataset.state = "refused";
+            return;
+          }
+        }
+        if (signal.aborted) return;
+        status.textContent = t("supervisor.reconnecting");
+        status.dataset.state = "reconnecting";
+        await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS[Math.min(attempt, RECONNECT_MS.length - 1)]));
+        attempt += 1;
+      }
+    }
+
+    let midnight = null;
+    function restartWatch() {
+      controller?.abort();
+      clearTimeout(midnight);
+      if (stopped) return;
+      controller = new AbortController();
+      keepWatching(controller.signal);
+      const now = new Date();
+      const next = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+      midnight = setTimeout(restartWatch, next - now.getTime() + 1000); // the new day's period
     }
 
     // -------------------------------------------------------------------- the policy editor
@@ -585,9 +666,15 @@ export default {
             message)));
     }
 
-    await Promise.all([refresh(), showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error))]);
-    // A hidden tab does not poll; it resumes at the next tick once shown.
-    const timer = setInterval(() => document.hidden || refresh(), REFRESH_MS);
-    return () => clearInterval(timer);
+    // The first push shows the board; the lists and the policy are read meanwhile.
+    restartWatch();
+    await showPolicy().catch((error) => error.code === Code.PERMISSION_DENIED || failed(error));
+    const tick = setInterval(() => risk.querySelectorAll(".clock[data-due]").forEach((element) => paintRisk(element)), TICK_MS);
+    return () => {
+      stopped = true;
+      controller?.abort();
+      clearTimeout(midnight);
+      clearInterval(tick);
+    };
   },
 };
