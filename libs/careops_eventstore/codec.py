@@ -66,19 +66,43 @@ class DecodedEvent:
     envelope: EventEnvelope
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Writes `value` into `target`: integer arithmetic on the offset from the epoch, which is
+    what `FromDatetime` computes, at a third of its cost (it runs ~12 times per command)."""
+    if value.tzinfo is None:  # naive: local time, as FromDatetime(astimezone) reads it
+        value = value.astimezone(UTC)
+    offset = value - _EPOCH
+    target.seconds = offset.days * 86_400 + offset.seconds
+    target.nanos = offset.microseconds * 1000
+
+
 def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
+    set_timestamp(stamp, value)
     return stamp
 
 
 def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    # Equal to ToDatetime(tzinfo=UTC) (nanos are always ≥ 0), without its normalising steps.
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
+
+def set_duration(target: duration_pb2.Duration, value: timedelta) -> None:
+    """Writes `value` into `target` as FromTimedelta does (seconds and nanos of one sign)."""
+    seconds = value.days * 86_400 + value.seconds
+    nanos = value.microseconds * 1000
+    if seconds < 0 < nanos:
+        seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    target.seconds = seconds
+    target.nanos = nanos
 
 
 def to_duration(value: timedelta) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
-    duration.FromTimedelta(value)
+    set_duration(duration, value)
     return duration
 
 
@@ -91,6 +115,12 @@ def enum_to_proto(value: enum.Enum | str | None, descriptor: EnumDescriptor) -> 
     """Returns the proto number of a domain enum member or its value's name (0 for None)."""
     if value is None:
         return 0
+    return _enum_number(descriptor, value)
+
+
+@cache
+def _enum_number(descriptor: EnumDescriptor, value: enum.Enum | str) -> int:
+    # Cached per (enum, member): a dict hit instead of building and looking up the name.
     name = str(value.value if isinstance(value, enum.Enum) else value)
     return int(descriptor.values_by_name[_enum_prefix(descriptor) + name.upper()].number)
 
@@ -157,9 +187,9 @@ def dataclass_to_message(obj: Any, message: Message) -> Message:
 def _set_message(target: Message, value: Any) -> None:
     target.SetInParent()
     if isinstance(value, datetime):
-        target.CopyFrom(to_timestamp(value))
+        set_timestamp(typing.cast(timestamp_pb2.Timestamp, target), value)
     elif isinstance(value, timedelta):
-        target.CopyFrom(to_duration(value))
+        set_duration(typing.cast(duration_pb2.Duration, target), value)
     else:
         dataclass_to_message(value, target)
 
@@ -256,15 +286,15 @@ class EventCodec:
     def encode(self, events: Iterable[Any], context: EnvelopeContext) -> EventBatch:
         """Returns one batch holding an envelope per event."""
         batch = EventBatch()
-        recorded_at = to_timestamp(datetime.now(UTC))
+        recorded_at = datetime.now(UTC)
         for event in events:
             envelope = batch.events.add()
             envelope.event_id = str(uuid.uuid4())
             envelope.type = self.type_name(event)
             envelope.aggregate_id = context.aggregate_id
             envelope.aggregate_type = context.aggregate_type
-            envelope.occurred_at.CopyFrom(to_timestamp(context.occurred_at))
-            envelope.recorded_at.CopyFrom(recorded_at)
+            set_timestamp(envelope.occurred_at, context.occurred_at)
+            set_timestamp(envelope.recorded_at, recorded_at)
             envelope.command_id = context.command_id
             envelope.causation_id = context.causation_id or context.command_id
             envelope.correlation_id = context.correlation_id or context.command_id
