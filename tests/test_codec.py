@@ -11,10 +11,13 @@ import quality.application
 import ticketing.application
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops.ticketing.v1 import events_pb2 as ticket_events
+from careops.ticketing.v1 import types_pb2 as ticket_types
 from careops_eventstore.codec import (
     EnvelopeContext,
     EventCodec,
     UnknownEventType,
+    enum_from_proto,
+    enum_to_proto,
     from_timestamp,
     to_duration,
     to_timestamp,
@@ -23,6 +26,7 @@ from careops_eventstore.tests.protofill import populated
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from ticketing.domain import Channel
 
 CODECS: dict[str, EventCodec] = {
     "ticketing": ticketing.application.CODEC,
@@ -191,3 +195,13 @@ def test_the_fast_duration_matches_protobufs_own_conversion(value: timedelta) ->
     expected.FromTimedelta(value)
     assert to_duration(value) == expected
     assert to_duration(value).ToTimedelta() == value
+
+
+def test_enum_numbers_map_to_domain_members_both_ways() -> None:
+    descriptor = ticket_types.Channel.DESCRIPTOR
+    assert enum_from_proto(ticket_types.CHANNEL_PHONE, descriptor, Channel) is Channel.PHONE
+    assert enum_to_proto(Channel.PHONE, descriptor) == ticket_types.CHANNEL_PHONE
+    assert enum_to_proto("phone", descriptor) == ticket_types.CHANNEL_PHONE
+    assert enum_from_proto(0, descriptor, Channel) is None  # unspecified
+    assert enum_from_proto(999, descriptor, Channel) is None  # a number from a newer writer
+    assert enum_to_proto(None, descriptor) == 0
