@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -14,6 +16,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+from careops_cli.platform import wait_serving
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from rich.console import Console
 from rich.table import Table
@@ -268,3 +271,24 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+@contextmanager
+def service_process(
+    module: str, env: dict[str, str], address: str, args: Sequence[str] = ()
+) -> Iterator[int]:
+    """Runs `python -m <module> <args>` until the block ends; yields its pid once the gRPC
+    health at `address` is SERVING."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_serving(address, 60):
+            raise RuntimeError(f"{module} {' '.join(args)} did not become healthy on {address}")
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(30)

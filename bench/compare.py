@@ -82,6 +82,7 @@ FIGURES: tuple[Figure, ...] = (
         "open_ticket",
         higher=(
             "layers.grpc.ops_s",
+            "layers.grpc_api_role.ops_s",
             "layers.app_execute_in_service.ops_s",
             "layers.app_execute.ops_s",
             "layers.store_append.ops_s",
@@ -89,6 +90,8 @@ FIGURES: tuple[Figure, ...] = (
         ),
         lower=(
             "layers.grpc.cpu_ms_per_op",
+            "layers.grpc_api_role.cpu_ms_per_op",
+            "layers.grpc_api_role.worker_cpu_ms_per_op",
             "layers.grpc.p99_ms",
             "layers.app_execute.cpu_ms_per_op",
             "layers.app_execute_in_service.cpu_ms_per_op",

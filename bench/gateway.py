@@ -9,43 +9,19 @@ ticketing, NATS and the load generator, so the ratio includes that contention.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from careops_cli.platform import wait_serving
 from careops_eventstore.nats_embedded import free_port
 from careops_platform.identity import ADMIN
 from careops_platform.local_issuer import LocalIssuer
 
-from bench.common import CLIENTS, Report, embedded_nats, ratio
+from bench.common import CLIENTS, Report, embedded_nats, ratio, service_process
 from bench.grpc_load import LoadSpec, load_from_child
 from bench.open_ticket import OPEN_TICKET
 from bench.workload import OPEN_REQUEST
-
-
-@contextmanager
-def service_process(module: str, env: dict[str, str], address: str) -> Iterator[int]:
-    """Runs `python -m <module>` until the block ends; yields its pid once it is SERVING."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", module],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        if not wait_serving(address, 60):
-            raise RuntimeError(f"{module} did not become healthy on {address}")
-        yield process.pid
-    finally:
-        process.terminate()
-        process.wait(30)
 
 
 async def _measure(

@@ -1,8 +1,9 @@
 """Closed-loop gRPC load generator, run in a child process so the server under test has the
 benchmark process (and its event loop) to itself.
 
-`python -m bench.grpc_load '{"target": ..., "method": ..., "request_hex": ..., ...}'` prints
-one JSON object: the latencies of the measured calls, the elapsed time and the errors.
+`python -m bench.grpc_load '{"target": ..., "method": ..., "request_hex": ..., ...}'` (or `-`:
+the spec on stdin) prints one JSON object: the latencies of the measured calls, the elapsed
+time and the errors.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class LoadSpec:
     # internal key, as the gateway would (services refuse calls without it).
     identity_data_dir: str = ""
     watch_pids: tuple[int, ...] = ()  # CPU of these processes is measured over the window
+    # Set: each call sends the next of these (warm-up calls first; at least warmup + requests
+    # of them), for commands whose requests must differ (a new customer's email, a purchase's
+    # order id); request_hex is then unused.
+    requests_hex: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,7 +69,8 @@ class LoadResult:
 
 
 async def _load(spec: LoadSpec) -> LoadResult:
-    request = bytes.fromhex(spec.request_hex)
+    request = bytes.fromhex(spec.request_hex) if spec.request_hex else b""
+    variants = iter([bytes.fromhex(item) for item in spec.requests_hex])
     latencies: list[float] = []
     errors: list[str] = []
     async with grpc.aio.insecure_channel(spec.target) as channel:
@@ -83,8 +89,9 @@ async def _load(spec: LoadSpec) -> LoadResult:
         async def caller(calls: int, record: bool) -> None:
             for _ in range(calls):
                 begun = time.perf_counter()
+                body = next(variants) if spec.requests_hex else request
                 try:
-                    await call(request, metadata=metadata(), timeout=30)
+                    await call(body, metadata=metadata(), timeout=30)
                 except grpc.aio.AioRpcError as exc:
                     errors.append(f"{exc.code().name}: {exc.details()}")
                     continue
@@ -109,23 +116,28 @@ async def _load(spec: LoadSpec) -> LoadResult:
 
 async def load_from_child(spec: LoadSpec) -> LoadResult:
     """Runs the load in a fresh Python process against `spec.target` and returns its result."""
+    # The spec goes through stdin: a list of requests outgrows one argument's 128 KiB limit.
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.grpc_load",
-        json.dumps(asdict(spec)),
+        "-",
         cwd=REPO,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate()
+    stdout, stderr = await process.communicate(json.dumps(asdict(spec)).encode())
     if process.returncode != 0:
         raise RuntimeError(f"load generator failed ({process.returncode}): {stderr.decode()}")
     return LoadResult(**json.loads(stdout))
 
 
 def main() -> None:
-    spec = LoadSpec(**json.loads(sys.argv[1]))
+    raw = sys.stdin.read() if sys.argv[1] == "-" else sys.argv[1]
+    fields = json.loads(raw)
+    fields["requests_hex"] = tuple(fields.get("requests_hex", ()))
+    spec = LoadSpec(**fields)
     result = asyncio.run(_load(spec))
     sys.stdout.write(json.dumps(asdict(result)))
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops_eventstore.jetstream import JetStreamEventStore, connect
-from careops_eventstore.nats_embedded import EmbeddedNats
+from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_sla import default_policy
 from ticketing.application import STREAM, SUBJECT_PREFIX, TicketingApp
 from ticketing.main import TicketingService, TicketingSettings
@@ -31,11 +31,15 @@ from bench.common import (
     latency_summary,
     rate,
     ratio,
+    service_process,
 )
 from bench.grpc_load import LoadSpec, load_from_child
 from bench.workload import OPEN_REQUEST, new_ticket_id, open_command, sample_batch
 
 OPEN_TICKET = "/careops.ticketing.v1.TicketingService/OpenTicket"
+# Issue 16 item 3: CPU per OpenTicket in an API process whose projections run in a worker.
+GOAL_API_CPU_MS = 0.75
+GOAL_ECHO_RATIO = 0.5
 
 
 async def concurrently(
@@ -163,6 +167,57 @@ async def service_layers(
     }
 
 
+async def split_roles(url: str, nats_pid: int | None, data_dir: Path, total: int) -> dict[str, Any]:
+    """OpenTicket over gRPC against `ticketing.main --role api`, its projections, reactions and
+    timers in a `--role worker` process on the same log and database (issue 16's layout); the
+    CPU of the API process, the worker and nats-server over the measured window."""
+    api_port, worker_port = free_port(), free_port()
+    env = {
+        "CAREOPS_NATS_URL": url,
+        "CAREOPS_DATA_DIR": str(data_dir),
+        "CAREOPS_LOG_LEVEL": "WARNING",
+        "CAREOPS_TICKETING_METRICS_PORT": "0",
+    }
+    api_address, worker_address = f"127.0.0.1:{api_port}", f"127.0.0.1:{worker_port}"
+    with (
+        service_process(
+            "ticketing.main",
+            {**env, "CAREOPS_TICKETING_GRPC_PORT": str(worker_port)},
+            worker_address,
+            ("--role", "worker"),
+        ) as worker_pid,
+        service_process(
+            "ticketing.main",
+            {**env, "CAREOPS_TICKETING_GRPC_PORT": str(api_port)},
+            api_address,
+            ("--role", "api"),
+        ) as api_pid,
+    ):
+        result = await load_from_child(
+            LoadSpec(
+                target=api_address,
+                method=OPEN_TICKET,
+                request_hex=OPEN_REQUEST.SerializeToString().hex(),
+                clients=CLIENTS,
+                requests=total,
+                warmup=320,
+                idempotency_keys=True,
+                identity_data_dir=str(data_dir),
+                watch_pids=(api_pid, worker_pid, nats_pid or api_pid),
+            )
+        )
+    calls = max(1, len(result.latencies))
+    return {
+        **result.summary(),
+        "cpu_ms_per_op": round(result.watched_cpu_s[0] / calls * 1000, 3),
+        "worker_cpu_ms_per_op": round(result.watched_cpu_s[1] / calls * 1000, 3),
+        "process_cpu_share": result.cpu_share(0),
+        "worker_cpu_share": result.cpu_share(1),
+        "nats_cpu_share": result.cpu_share(2),
+        "first_error": result.first_error,
+    }
+
+
 def _pid(server: EmbeddedNats) -> int | None:
     return server.process.pid if server.process else None
 
@@ -175,6 +230,10 @@ async def run(quick: bool, baselines: dict[str, Any]) -> dict[str, Any]:
     with embedded_nats() as server, TemporaryDirectory(prefix="careops-bench-") as directory:
         layers |= await service_layers(
             server.url, _pid(server), Path(directory), layer_total, grpc_total
+        )
+    with embedded_nats() as server, TemporaryDirectory(prefix="careops-bench-") as directory:
+        layers["grpc_api_role"] = await split_roles(
+            server.url, _pid(server), Path(directory), grpc_total
         )
     grpc_figures = layers["grpc"]
 
@@ -207,6 +266,7 @@ async def run(quick: bool, baselines: dict[str, Any]) -> dict[str, Any]:
         "app_execute": "TicketingApp.execute(OpenTicket), no projections",
         "app_execute_in_service": "TicketingApp.execute inside the running service",
         "grpc": "OpenTicket over gRPC, client in a child process",
+        "grpc_api_role": "OpenTicket over gRPC to --role api (projections in a --role worker)",
     }
     for key, label in names.items():
         row = layers[key]
@@ -221,9 +281,14 @@ async def run(quick: bool, baselines: dict[str, Any]) -> dict[str, Any]:
         )
     if grpc_figures["errors"]:
         report.note(f"{grpc_figures['errors']} gRPC errors, first: {layers['first_error']}")
+    split = layers["grpc_api_role"]
+    if split["errors"]:
+        report.note(f"{split['errors']} gRPC errors (--role api), first: {split['first_error']}")
     report.note(
         "cpu_ms_per_op: CPU of the benchmark process (which hosts the service) per operation; "
-        "cpu_bench / cpu_nats: cores busy (CPU seconds per wall second)"
+        "cpu_bench / cpu_nats: cores busy (CPU seconds per wall second); the --role api row: "
+        f"the API process's CPU; its worker spent {split['worker_cpu_ms_per_op']} ms per "
+        f"command ({split['worker_cpu_share']} cores)"
     )
     report.note(
         f"projections needed {layers['projection_drain_after_grpc_s']} s after the last "
@@ -238,6 +303,19 @@ async def run(quick: bool, baselines: dict[str, Any]) -> dict[str, Any]:
         f">= 0.5 x smaller raw baseline ({smaller_name}, {smaller:,.0f}/s)",
         f"{grpc_figures['ops_s']:,.0f}/s = {headline}",
         headline is not None and headline >= 0.5,
+    )
+    api_echo = ratio(split["ops_s"], echo)
+    report.goal(
+        "OpenTicket CPU per call, --role api (issue 16)",
+        f"<= {GOAL_API_CPU_MS} ms in the API process, projections in a worker",
+        f"{split['cpu_ms_per_op']} ms = {ratio(split['cpu_ms_per_op'], GOAL_API_CPU_MS)} x target",
+        0 < split["cpu_ms_per_op"] <= GOAL_API_CPU_MS,
+    )
+    report.goal(
+        "OpenTicket throughput, --role api (issue 16)",
+        f">= {GOAL_ECHO_RATIO} x grpc echo ({echo:,.0f}/s)",
+        f"{split['ops_s']:,.0f}/s = {api_echo}",
+        api_echo is not None and api_echo >= GOAL_ECHO_RATIO,
     )
     report.show()
     return {

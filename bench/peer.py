@@ -28,6 +28,9 @@ from ticketing.application import TicketingApp
 from bench.common import Report, embedded_nats, postgres_parts, rate, ratio, scratch_postgres
 from bench.workload import STEPS, run_tickets
 
+# Issue 16 item 3: ours over JetStream / eventsourcing, same workload and durability.
+GOAL_PEER_RATIO = {"sqlite": 1.0, "postgres": 2.0}
+
 
 class Ticket(Aggregate):
     """The same four events as ours, with the fields our events carry (without SLA clocks)."""
@@ -203,6 +206,14 @@ async def run(quick: bool) -> dict[str, Any]:
         "ours/theirs: "
         + ", ".join(f"{name.replace('_vs_', ' / ')} {value}" for name, value in ratios.items())
     )
+    for backend, goal in GOAL_PEER_RATIO.items():
+        value = ratios[f"jetstream_vs_{backend}"]
+        report.goal(
+            f"application layer over JetStream vs eventsourcing/{backend}",
+            f">= {goal} x (same workload and durability)",
+            str(value) if value is not None else "not run",
+            None if value is None else value >= goal,
+        )
     report.show()
     return {
         "report": report.to_json(),

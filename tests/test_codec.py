@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import customer.application
 import incident.application
@@ -11,9 +11,22 @@ import quality.application
 import ticketing.application
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops.ticketing.v1 import events_pb2 as ticket_events
-from careops_eventstore.codec import EnvelopeContext, EventCodec, UnknownEventType
+from careops.ticketing.v1 import types_pb2 as ticket_types
+from careops_eventstore.codec import (
+    EnvelopeContext,
+    EventCodec,
+    UnknownEventType,
+    enum_from_proto,
+    enum_to_proto,
+    from_timestamp,
+    to_duration,
+    to_timestamp,
+)
 from careops_eventstore.tests.protofill import populated
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from ticketing.domain import Channel
 
 CODECS: dict[str, EventCodec] = {
     "ticketing": ticketing.application.CODEC,
@@ -155,3 +168,40 @@ def test_a_corrupt_payload_raises_decode_error() -> None:
     envelope.payload.value = b"\xff\xff\xff"
     with pytest.raises(DecodeError):
         codec.decode(envelope)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC),
+        datetime(1960, 1, 1, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 3, 2, 10, 0, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(1970, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_the_fast_timestamp_matches_protobufs_own_conversion(value: datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(value.astimezone(UTC))
+    assert to_timestamp(value) == expected
+    assert from_timestamp(expected) == expected.ToDatetime(tzinfo=UTC) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [timedelta(0), timedelta(hours=4, microseconds=7), -timedelta(seconds=1, microseconds=250)],
+)
+def test_the_fast_duration_matches_protobufs_own_conversion(value: timedelta) -> None:
+    expected = Duration()
+    expected.FromTimedelta(value)
+    assert to_duration(value) == expected
+    assert to_duration(value).ToTimedelta() == value
+
+
+def test_enum_numbers_map_to_domain_members_both_ways() -> None:
+    descriptor = ticket_types.Channel.DESCRIPTOR
+    assert enum_from_proto(ticket_types.CHANNEL_PHONE, descriptor, Channel) is Channel.PHONE
+    assert enum_to_proto(Channel.PHONE, descriptor) == ticket_types.CHANNEL_PHONE
+    assert enum_to_proto("phone", descriptor) == ticket_types.CHANNEL_PHONE
+    assert enum_from_proto(0, descriptor, Channel) is None  # unspecified
+    assert enum_from_proto(999, descriptor, Channel) is None  # a number from a newer writer
+    assert enum_to_proto(None, descriptor) == 0

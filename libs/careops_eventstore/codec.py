@@ -13,7 +13,7 @@ import enum
 import types
 import typing
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Union
@@ -66,19 +66,43 @@ class DecodedEvent:
     envelope: EventEnvelope
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Writes `value` into `target`: integer arithmetic on the offset from the epoch, which is
+    what `FromDatetime` computes, at a third of its cost (it runs ~12 times per command)."""
+    if value.tzinfo is None:  # naive: local time, as FromDatetime(astimezone) reads it
+        value = value.astimezone(UTC)
+    offset = value - _EPOCH
+    target.seconds = offset.days * 86_400 + offset.seconds
+    target.nanos = offset.microseconds * 1000
+
+
 def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
+    set_timestamp(stamp, value)
     return stamp
 
 
 def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime:
-    return stamp.ToDatetime(tzinfo=UTC)
+    # Equal to ToDatetime(tzinfo=UTC) (nanos are always ≥ 0), without its normalising steps.
+    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+
+
+def set_duration(target: duration_pb2.Duration, value: timedelta) -> None:
+    """Writes `value` into `target` as FromTimedelta does (seconds and nanos of one sign)."""
+    seconds = value.days * 86_400 + value.seconds
+    nanos = value.microseconds * 1000
+    if seconds < 0 < nanos:
+        seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    target.seconds = seconds
+    target.nanos = nanos
 
 
 def to_duration(value: timedelta) -> duration_pb2.Duration:
     duration = duration_pb2.Duration()
-    duration.FromTimedelta(value)
+    set_duration(duration, value)
     return duration
 
 
@@ -91,16 +115,40 @@ def enum_to_proto(value: enum.Enum | str | None, descriptor: EnumDescriptor) -> 
     """Returns the proto number of a domain enum member or its value's name (0 for None)."""
     if value is None:
         return 0
+    return _enum_number(descriptor, value)
+
+
+@cache
+def _enum_number(descriptor: EnumDescriptor, value: enum.Enum | str) -> int:
+    # Cached per (enum, member): a dict hit instead of building and looking up the name.
     name = str(value.value if isinstance(value, enum.Enum) else value)
     return int(descriptor.values_by_name[_enum_prefix(descriptor) + name.upper()].number)
 
 
 def enum_from_proto(number: int, descriptor: EnumDescriptor, domain: type[enum.Enum]) -> Any:
     """Returns the domain member for a proto number; None for 0 (unspecified) or unknown numbers."""
+    member = _enum_members(descriptor, domain).get(number)
+    if member is not None:
+        return member
     value = descriptor.values_by_number.get(number)
     if value is None or number == 0:
         return None
     return domain(value.name.removeprefix(_enum_prefix(descriptor)).lower())
+
+
+@cache
+def _enum_members(descriptor: EnumDescriptor, domain: type[enum.Enum]) -> dict[int, Any]:
+    """Proto number -> domain member, built once per pair (a decode reads ~7 enums per event);
+    a value the domain lacks is left out, so enum_from_proto's slow path raises for it."""
+    members: dict[int, Any] = {}
+    prefix = _enum_prefix(descriptor)
+    for value in descriptor.values:
+        if value.number != 0:
+            try:
+                members[value.number] = domain(value.name.removeprefix(prefix).lower())
+            except ValueError:
+                continue
+    return members
 
 
 @cache
@@ -157,9 +205,9 @@ def dataclass_to_message(obj: Any, message: Message) -> Message:
 def _set_message(target: Message, value: Any) -> None:
     target.SetInParent()
     if isinstance(value, datetime):
-        target.CopyFrom(to_timestamp(value))
+        set_timestamp(typing.cast(timestamp_pb2.Timestamp, target), value)
     elif isinstance(value, timedelta):
-        target.CopyFrom(to_duration(value))
+        set_duration(typing.cast(duration_pb2.Duration, target), value)
     else:
         dataclass_to_message(value, target)
 
@@ -199,27 +247,63 @@ def _read_plan(cls: type, descriptor: Any) -> tuple[_Field, ...]:
 def message_to_dataclass(message: Message, cls: type) -> Any:
     """Builds dataclass `cls` from the same-named fields of `message`."""
     values: dict[str, Any] = {}
-    for field in _read_plan(cls, message.DESCRIPTOR):
-        raw = getattr(message, field.name)
-        if field.repeated:
-            values[field.name] = tuple(_value_from_proto(item, field) for item in raw)
-        elif field.is_message and not message.HasField(field.name):
-            values[field.name] = timedelta(0) if field.hint is timedelta else None
+    for name, optional, absent, read in _readers(cls, message.DESCRIPTOR):
+        if optional and not message.HasField(name):
+            values[name] = absent
         else:
-            values[field.name] = _value_from_proto(raw, field)
+            raw = getattr(message, name)
+            values[name] = raw if read is None else read(raw)
     return cls(**values)
 
 
-def _value_from_proto(raw: Any, field: _Field) -> Any:
+_Reader = tuple[str, bool, Any, Callable[[Any], Any] | None]
+
+
+@cache
+def _readers(cls: type, descriptor: Any) -> tuple[_Reader, ...]:
+    """(name, optional message, value when absent, conversion or None) per field: the field's
+    conversion is chosen once per type pair, so a decode only calls it (~35 fields per
+    TicketOpened, its SLA snapshots included)."""
+    readers = []
+    for field in _read_plan(cls, descriptor):
+        read = _conversion(field)
+        if field.repeated:
+            read = _each(read)
+        optional = field.is_message and not field.repeated
+        absent = timedelta(0) if field.hint is timedelta else None
+        readers.append((field.name, optional, absent, read))
+    return tuple(readers)
+
+
+def _each(read: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    if read is None:
+        return tuple
+    return lambda raw: tuple(map(read, raw))
+
+
+def _conversion(field: _Field) -> Callable[[Any], Any] | None:
+    """How one value is read: None for scalars taken as they are."""
     if field.enum is not None:
-        return enum_from_proto(raw, field.enum, field.hint)
+        descriptor, domain = field.enum, field.hint
+        members = _enum_members(descriptor, domain)
+
+        def member(number: int) -> Any:
+            found = members.get(number)
+            return found if found is not None else enum_from_proto(number, descriptor, domain)
+
+        return member
     if not field.is_message:
-        return raw
+        return None
     if field.hint is datetime:
-        return from_timestamp(raw)
+        return from_timestamp
     if field.hint is timedelta:
-        return raw.ToTimedelta()
-    return message_to_dataclass(raw, field.hint)
+        return _from_duration
+    hint = field.hint
+    return lambda raw: message_to_dataclass(raw, hint)
+
+
+def _from_duration(raw: duration_pb2.Duration) -> timedelta:
+    return raw.ToTimedelta()
 
 
 class EventCodec:
@@ -256,15 +340,15 @@ class EventCodec:
     def encode(self, events: Iterable[Any], context: EnvelopeContext) -> EventBatch:
         """Returns one batch holding an envelope per event."""
         batch = EventBatch()
-        recorded_at = to_timestamp(datetime.now(UTC))
+        recorded_at = datetime.now(UTC)
         for event in events:
             envelope = batch.events.add()
             envelope.event_id = str(uuid.uuid4())
             envelope.type = self.type_name(event)
             envelope.aggregate_id = context.aggregate_id
             envelope.aggregate_type = context.aggregate_type
-            envelope.occurred_at.CopyFrom(to_timestamp(context.occurred_at))
-            envelope.recorded_at.CopyFrom(recorded_at)
+            set_timestamp(envelope.occurred_at, context.occurred_at)
+            set_timestamp(envelope.recorded_at, recorded_at)
             envelope.command_id = context.command_id
             envelope.causation_id = context.causation_id or context.command_id
             envelope.correlation_id = context.correlation_id or context.command_id

@@ -121,13 +121,18 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
-        return _wrap_unary(  # type: ignore[return-value]
-            handler,
-            self.wrap,
-            handler_call_details.method,
-            self.wrap_stream,
-            lenient=self.lenient_decoding,
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        # The wrapped handler depends only on the inner handler and the method: built once,
+        # not on every call (the inner one is the same object each time unless it is per call).
+        wrapped: dict[str, tuple[Any, Any]] = self.__dict__.setdefault("_wrapped", {})
+        cached = wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]  # type: ignore[no-any-return]
+        outer = _wrap_unary(
+            handler, self.wrap, method, self.wrap_stream, lenient=self.lenient_decoding
         )
+        wrapped[method] = (handler, outer)
+        return outer  # type: ignore[return-value]
 
     def wrap(self, behavior: Behavior, method: str) -> Behavior:
         raise NotImplementedError

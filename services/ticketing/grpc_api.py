@@ -14,7 +14,12 @@ import grpc
 from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc, types_pb2
 from careops_eventstore.aggregates import CommandResult
-from careops_eventstore.codec import dataclass_to_message, enum_from_proto, enum_to_proto
+from careops_eventstore.codec import (
+    dataclass_to_message,
+    enum_from_proto,
+    enum_to_proto,
+    set_timestamp,
+)
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument
 from careops_platform.identity import caller
 from careops_platform.paging import page_cursor, page_size, page_token
@@ -110,7 +115,7 @@ def ticket_to_proto(
     for name in ("created_at", "updated_at", "first_responded_at", "resolved_at", "closed_at"):
         value: datetime | None = getattr(ticket, name)
         if value is not None:
-            getattr(message, name).FromDatetime(value)
+            set_timestamp(getattr(message, name), value)
     for snapshot in sla_snapshots(app, ticket, at):
         dataclass_to_message(snapshot, message.sla.add())
     for item in ticket.compensations:
@@ -121,7 +126,7 @@ def ticket_to_proto(
         entry = message.checklist.add(item=name)
         if (done := ticked.get(name)) is not None:
             entry.done, entry.by, entry.note = True, done.by, done.note
-            entry.at.FromDatetime(done.at)
+            set_timestamp(entry.at, done.at)
     return message
 
 

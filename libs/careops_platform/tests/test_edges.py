@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 import pytest
@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 
 from careops_platform.errors import FieldViolation, InvalidArgument, service_error
-from careops_platform.interceptors import rich_status, status_of
+from careops_platform.interceptors import RequestContextInterceptor, rich_status, status_of
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import aggregate_id
 from careops_platform.server import GrpcServer, ServiceBinding
@@ -220,3 +220,29 @@ def test_an_id_that_is_not_one_subject_token_is_invalid_argument(value: str) -> 
 
 def test_a_subject_token_id_is_accepted() -> None:
     assert aggregate_id("T-abc_123", "ticket_id") == "T-abc_123"
+
+
+class _Details(NamedTuple):
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...]
+
+
+async def test_an_interceptor_wraps_a_methods_handler_once_not_per_call() -> None:
+    async def behavior(request: Any, context: Any) -> Any:
+        return request
+
+    servicer = grpc.unary_unary_rpc_method_handler(behavior)
+    other = grpc.unary_unary_rpc_method_handler(behavior)
+    interceptor = RequestContextInterceptor()
+
+    async def intercept(handler: Any, method: str = "/x.S/M") -> Any:
+        async def continuation(_details: Any) -> Any:
+            return handler
+
+        return await interceptor.intercept_service(continuation, _Details(method, ()))
+
+    first = await intercept(servicer)
+    assert await intercept(servicer) is first
+    assert first.unary_unary is not behavior  # wrapped
+    assert await intercept(servicer, "/x.S/N") is not first  # per method
+    assert await intercept(other) is not first  # a new inner handler is wrapped anew

@@ -6,10 +6,12 @@ import json
 import logging
 
 import pytest
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from careops_platform.logs import JsonFormatter
 from careops_platform.settings import ServiceSettings, load_settings
+from careops_platform.telemetry import tracer_provider
 
 
 def test_bad_settings_exit_with_the_variable_named(
@@ -41,3 +43,25 @@ def test_json_log_lines_carry_fields_and_the_trace_id() -> None:
     assert line["service"] == "ticketing"
     assert line["ticket_id"] == "T-1"
     assert line["trace_id"] == format(span.get_span_context().trace_id, "032x")
+
+
+def test_without_an_endpoint_spans_are_not_recorded_but_their_ids_still_flow() -> None:
+    tracer = tracer_provider("ticketing").get_tracer("test")
+    with tracer.start_as_current_span("command") as root:
+        record = logging.LogRecord("x", logging.WARNING, __file__, 1, "opened", (), None)
+        line = json.loads(JsonFormatter("ticketing").format(record))
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+    assert not root.is_recording()
+    assert root.get_span_context().is_valid
+    assert line["trace_id"] == format(root.get_span_context().trace_id, "032x")
+    # Propagated with the sampled bit clear.
+    assert int(carrier["traceparent"].rsplit("-", 1)[1], 16) & 1 == 0
+    # A caller that samples (it exports) is honoured.
+    sampled = trace.set_span_in_context(
+        trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(1))
+        )
+    )
+    with tracer.start_as_current_span("continued", context=sampled) as child:
+        assert child.is_recording()
