@@ -202,6 +202,8 @@ class EmbeddedNatsCluster:
     data_dir: Path
     size: int = 3
     host: str = "127.0.0.1"
+    # Where members log (<stem>-<server name><suffix> beside it); set by `start`, kept for restarts.
+    log_file: Path | None = None
     nodes: list[EmbeddedNats] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -234,14 +236,15 @@ class EmbeddedNatsCluster:
 
     def start(self, *, timeout: float = 30.0, log_file: Path | None = None) -> EmbeddedNatsCluster:
         """Starts every member, then waits until each reports JetStream healthy. With
-        `log_file`, each member logs beside it (<stem>-<server name><suffix>)."""
-        return self.restart(*self.nodes, timeout=timeout, log_file=log_file)
+        `log_file`, each member logs beside it (<stem>-<server name><suffix>), also after a
+        restart."""
+        self.log_file = log_file or self.log_file
+        return self.restart(*self.nodes, timeout=timeout)
 
-    def restart(
-        self, *nodes: EmbeddedNats, timeout: float = 30.0, log_file: Path | None = None
-    ) -> EmbeddedNatsCluster:
+    def restart(self, *nodes: EmbeddedNats, timeout: float = 30.0) -> EmbeddedNatsCluster:
         """(Re)starts the given members on their ports and stores, then waits until each is
         healthy (a member alone has no quorum: start the ones needed together)."""
+        log_file = self.log_file
         for node in nodes:
             member_log = None
             if log_file is not None:
