@@ -294,6 +294,9 @@ class ProjectionGroup:
             for member in self.members.values():
                 member.observe(int(last > member.position))
             return
+        except (TimeoutError, nats.errors.Error) as exc:
+            # A clustered stream between leaders: the lag is unknown, not an internal error.
+            raise LogUnavailable("the event log (NATS) did not answer; lag unknown") from exc
         self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
         for member in self.members.values():
             member.observe(pending(info, applied_through=member.position))

@@ -404,7 +404,9 @@ def assert_equals_rebuild(process: ServiceProcess, *, idle_reactions: bool = Fal
         live = eventually_sync(partial(settled_dump, stub, database), what=f"{name} settled")
         applied = positions(stub)  # settled: the positions of the dump
         for projection in projections:  # all at once; each restarts from sequence 0
-            eventually_sync(partial(_rebuild, stub, projection), what=f"{projection} rebuild")
+            eventually_sync(
+                partial(_rebuild, stub, projection), timeout=120, what=f"{projection} rebuild"
+            )
         # Back where the live read models were (a lag of 0 alone is also what a projection
         # whose consumer the log has not created yet reports).
         eventually_sync(partial(reached, stub, applied), timeout=120, what=f"{name} rebuilt")
