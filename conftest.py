@@ -39,6 +39,15 @@ def postgres_server_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def read_model_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A read-model database URL: a SQLite file, then a fresh PostgreSQL database (a test
+    using it runs on both, as the services run on either)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'read-models.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""

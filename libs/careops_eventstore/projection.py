@@ -44,6 +44,7 @@ from careops_eventstore.consumers import (
     pending,
 )
 from careops_eventstore.jetstream import last_sequence_matching
+from careops_eventstore.model import LogUnavailable
 from careops_eventstore.tasks import repeat_every, stop_task
 
 # Names this module held before batches and consumers were split out of it; importing them from
@@ -251,8 +252,15 @@ class ProjectionGroup:
         beginning (the group's other projections, if any, skip what they already have: see
         ProjectionRunner.rebuild, which first gives it a group of its own)."""
         await self.stop()
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(self.stream, self.durable)
+        try:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await self._js.delete_consumer(self.stream, self.durable)
+        except (TimeoutError, nats.errors.Error) as exc:
+            # A clustered stream between leaders: the read model is untouched, so it runs on.
+            await self.start()
+            raise LogUnavailable(
+                "the event log (NATS) did not answer; nothing was reset, retry the rebuild"
+            ) from exc
         await asyncio.to_thread(reset, self._engine, self.members[name].projection)
         self.members[name].position = 0
         await self.start()
@@ -286,6 +294,9 @@ class ProjectionGroup:
             for member in self.members.values():
                 member.observe(int(last > member.position))
             return
+        except (TimeoutError, nats.errors.Error) as exc:
+            # A clustered stream between leaders: the lag is unknown, not an internal error.
+            raise LogUnavailable("the event log (NATS) did not answer; lag unknown") from exc
         self._check_lost(int(info.delivered.consumer_seq or 0) if info.delivered else 0)
         for member in self.members.values():
             member.observe(pending(info, applied_through=member.position))

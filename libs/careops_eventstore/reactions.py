@@ -30,7 +30,7 @@ from sqlalchemy import Engine
 
 from careops_eventstore.causes import caused_by
 from careops_eventstore.codec import known_event_type
-from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
+from careops_eventstore.model import EVENT_TYPE_HEADER, LogUnavailable, RecordedBatch
 from careops_eventstore.projection import (
     ConsumerStatus,
     ProgressWatch,
@@ -149,6 +149,9 @@ class ReactionRunner:
         except nats.js.errors.NotFoundError:
             self.watch.observe(0, 0)
             return 0
+        except (TimeoutError, nats.errors.Error) as exc:
+            # A clustered stream between leaders: the lag is unknown, not an internal error.
+            raise LogUnavailable("the event log (NATS) did not answer; lag unknown") from exc
         lag = pending(info)
         floor = int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0
         # Progress: the shared ack floor moved, or this replica finished a message (one slow

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from careops.common.v1 import admin_pb2, admin_pb2_grpc
-from careops_eventstore import EventStore
+from careops_eventstore import EventStore, LogUnavailable
 from careops_eventstore.codec import to_timestamp
 from careops_eventstore.projection import ConsumerStatus, ProjectionRunner
 from careops_eventstore.reactions import ReactionRunner
@@ -86,10 +86,22 @@ class ProjectionAdminServicer(admin_pb2_grpc.ProjectionAdminServiceServicer):
             target = await runner.target()
             if not await runner.wait_for(target, REBUILD_WAIT_SECONDS):
                 raise DeadlineExceeded(f"{request.name} is still rebuilding; check ListProjections")
-        parked = await self._parked_counts()
-        return admin_pb2.RebuildProjectionResponse(
-            status=await self._status(await runner.status(), parked)
-        )
+        return admin_pb2.RebuildProjectionResponse(status=await self._rebuilt(runner))
+
+    async def _rebuilt(self, runner: ProjectionRunner) -> admin_pb2.ProjectionStatus:
+        """The status of a projection whose rebuild has started. With the log between leaders
+        (a clustered stream electing one), only what the process knows: answering UNAVAILABLE
+        would have the client start the rebuild again, and again, never letting it finish."""
+        try:
+            return await self._status(await runner.status(), await self._parked_counts())
+        except LogUnavailable:
+            return admin_pb2.ProjectionStatus(
+                name=runner.projection.name,
+                stream=runner.stream,
+                kind="projection",
+                filter_subject=runner.filter_subject,
+                last_sequence=runner.position,
+            )
 
     async def ListParked(
         self, request: admin_pb2.ListParkedRequest, context: Any

@@ -22,7 +22,9 @@ class ServiceSettings(BaseSettings):
         env_prefix="CAREOPS_", extra="ignore", frozen=True, populate_by_name=True
     )
 
-    nats_url: str = Field("nats://127.0.0.1:14222", description="NATS server(s) with JetStream")
+    nats_url: str = Field(
+        "nats://127.0.0.1:14222", description="NATS server(s) with JetStream, comma-separated"
+    )
     database_url: str = Field("", description="SQLAlchemy URL; empty: SQLite under data_dir")
     data_dir: str = Field("var", description="Directory for embedded data (SQLite, NATS)")
     grpc_host: str = Field("127.0.0.1", description="gRPC bind address")

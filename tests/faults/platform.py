@@ -9,6 +9,7 @@ import asyncio
 import base64
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from careops.incident.v1 import types_pb2 as it
 from careops.ticketing.v1 import ticketing_pb2 as tpb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as tt
-from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_eventstore.nats_embedded import EmbeddedNats, EmbeddedNatsCluster, free_port
 from careops_platform import requests
 from sqlalchemy import MetaData, create_engine, select
 
@@ -153,6 +154,8 @@ class Writer:
     service: str
     prefix: str
     acked: list[str] = field(default_factory=list)
+    # (monotonic time of its first send, of its acknowledgement) per acknowledged command.
+    timings: list[tuple[float, float]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
 
@@ -161,9 +164,17 @@ class Writer:
         n = 0
         while not stop.is_set():
             key = f"{self.prefix}-{self.service}-{n}"
+            sent = time.monotonic()
             if self._until_acknowledged(send, n, key):
+                self.timings.append((sent, time.monotonic()))
                 self.acked.append(key)
             n += 1
+
+    def resumed_after(self, moment: float) -> float | None:
+        """Seconds from `moment` to the acknowledgement of the first command sent after it
+        (None: none yet): how long commands stopped for a fault at `moment`."""
+        acks = [acked for sent, acked in list(self.timings) if sent >= moment]
+        return min(acks) - moment if acks else None
 
     def _until_acknowledged(self, send: Send, n: int, key: str) -> bool:
         for _attempt in range(2000):
@@ -185,17 +196,23 @@ class Writer:
 
 @dataclass
 class Platform:
-    """NATS plus every service, each a real process on its own ports and data directory."""
+    """NATS (one server, or a cluster of `nodes` with streams replicated on each) plus every
+    service, each a real process on its own ports and data directory."""
 
     root: Path
     receiver: HttpReceiver
-    nats: EmbeddedNats = field(init=False)
+    nodes: int = 1
+    nats: EmbeddedNats | EmbeddedNatsCluster = field(init=False)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.nats = EmbeddedNats(data_dir=self.root / "nats", port=free_port())
         hash_key = base64.b64encode(os.urandom(32)).decode()
         common = {"CAREOPS_CONTACT_HASH_KEY": hash_key, "CAREOPS_TIMER_INTERVAL_SECONDS": "0.2"}
+        if self.nodes == 1:
+            self.nats = EmbeddedNats(data_dir=self.root / "nats", port=free_port())
+        else:
+            self.nats = EmbeddedNatsCluster(data_dir=self.root / "nats", size=self.nodes)
+            common["CAREOPS_STREAM_REPLICAS"] = str(self.nodes)
         extra = {"incident": _incident_config(self.root / "incident-config", self.receiver)}
         for name in SERVICES:
             data_dir = self.root / name
@@ -237,11 +254,11 @@ class Platform:
         self.nats.stop()
 
     @contextmanager
-    def load(self, prefix: str) -> Iterator[list[Writer]]:
-        """Runs one writer per commanded service until the block ends, then lets each finish
-        (acknowledge) its command in flight."""
+    def load(self, prefix: str, *services: str) -> Iterator[list[Writer]]:
+        """Runs one writer per named commanded service (default: each) until the block ends,
+        then lets each finish (acknowledge) its command in flight."""
         stop = threading.Event()
-        writers = [Writer(self, service, prefix) for service in SENDERS]
+        writers = [Writer(self, service, prefix) for service in services or SENDERS]
         for writer in writers:
             writer.thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
             writer.thread.start()
@@ -286,6 +303,13 @@ def caught_up(stub: admin_pb2_grpc.ProjectionAdminServiceStub) -> list[str] | No
     if all(p.lag == 0 or p.last_sequence >= p.stream_last_sequence for p in checked):
         return [p.name for p in checked]
     return None
+
+
+def reactions_idle(stub: admin_pb2_grpc.ProjectionAdminServiceStub) -> bool:
+    """Whether every reaction has acknowledged everything on its subjects: none is retrying a
+    message whose handling may still append (after a log outage, a router's assignments)."""
+    listed = stub.ListProjections(admin_pb2.ListProjectionsRequest(), timeout=5).projections
+    return all(p.lag == 0 for p in listed if p.kind == "reaction")
 
 
 def positions(stub: admin_pb2_grpc.ProjectionAdminServiceStub) -> dict[str, tuple[int, int]]:
@@ -345,18 +369,47 @@ def assert_read_models_equal_rebuilds(platform: Platform) -> None:
             assert_equals_rebuild(process)
 
 
-def assert_equals_rebuild(process: ServiceProcess) -> None:
-    """Once caught up, the service's database equals itself after every projection (replayed
-    from sequence 0) has caught up again."""
+def reached(
+    stub: admin_pb2_grpc.ProjectionAdminServiceStub, applied: dict[str, tuple[int, int]]
+) -> bool:
+    """Whether every projection is caught up and back at (or past) its position in `applied`."""
+    now = positions(stub)
+    behind = [name for name, (at, _last) in applied.items() if now.get(name, (0, 0))[0] < at]
+    return not behind and caught_up(stub) is not None
+
+
+def _rebuild(stub: admin_pb2_grpc.ProjectionAdminServiceStub, projection: str) -> bool:
+    """Starts the rebuild of `projection`; False while the log is unavailable (a clustered
+    stream electing a leader), to try again."""
+    try:
+        stub.RebuildProjection(admin_pb2.RebuildProjectionRequest(name=projection), timeout=30)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNAVAILABLE:  # type: ignore[attr-defined]
+            raise
+        return False
+    return True
+
+
+def assert_equals_rebuild(process: ServiceProcess, *, idle_reactions: bool = False) -> None:
+    """Once caught up (and, with `idle_reactions`, once no reaction has work left that could
+    append), the service's database equals itself after every projection (replayed from
+    sequence 0) has caught up again."""
     with process.channel() as channel:
         stub = admin_pb2_grpc.ProjectionAdminServiceStub(channel)
         name = process.service
+        if idle_reactions:
+            eventually_sync(partial(reactions_idle, stub), timeout=60, what=f"{name} reactions")
         projections = eventually_sync(partial(caught_up, stub), what=f"{name} caught up")
         database = process.data_dir / f"{name}.db"
         live = eventually_sync(partial(settled_dump, stub, database), what=f"{name} settled")
+        applied = positions(stub)  # settled: the positions of the dump
         for projection in projections:  # all at once; each restarts from sequence 0
-            stub.RebuildProjection(admin_pb2.RebuildProjectionRequest(name=projection), timeout=30)
-        eventually_sync(partial(caught_up, stub), timeout=120, what=f"{name} rebuilt")
+            eventually_sync(
+                partial(_rebuild, stub, projection), timeout=120, what=f"{projection} rebuild"
+            )
+        # Back where the live read models were (a lag of 0 alone is also what a projection
+        # whose consumer the log has not created yet reports).
+        eventually_sync(partial(reached, stub, applied), timeout=120, what=f"{name} rebuilt")
         rebuilt = dump(database)
     differing = [t for t in live if live[t] != rebuilt.get(t)]
     rows = {
@@ -370,10 +423,11 @@ def assert_equals_rebuild(process: ServiceProcess) -> None:
 
 
 @contextmanager
-def running_platform(root: Path, *services: str) -> Iterator[Platform]:
-    """NATS and the named services (default: all) as processes, killed afterwards."""
+def running_platform(root: Path, *services: str, nodes: int = 1) -> Iterator[Platform]:
+    """NATS (a cluster of `nodes` above 1) and the named services (default: all) as processes,
+    killed afterwards."""
     with http_receiver() as receiver:
-        platform = Platform(root, receiver)
+        platform = Platform(root, receiver, nodes)
         try:
             platform.start(*services)
             yield platform

@@ -29,8 +29,8 @@ FAR_LATER = datetime(2099, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'incident.db'}")
+def engine(read_model_url: str) -> Iterator[Engine]:
+    engine = make_engine(read_model_url)
     migrate(engine, MIGRATIONS)
     yield engine
     engine.dispose()

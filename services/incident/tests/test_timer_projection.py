@@ -1,11 +1,11 @@
 """The timer projection keeps a page's delayed contacts (its member's later notification rules)
 only while they can still matter: an acknowledged or escalated page's are cancelled, and a
-resolved incident's go with its other timers. Real SQLite, events fed one at a time."""
+resolved incident's go with its other timers. SQLite and PostgreSQL, events fed one at a time."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,10 +25,11 @@ PLAN = (d.PlannedContact(WEBHOOK, 0), d.PlannedContact(EMAIL, 120), d.PlannedCon
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'timers.db'}")
+def engine(read_model_url: str) -> Iterator[Engine]:
+    engine = make_engine(read_model_url)
     timers.create(engine)
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def feed(engine: Engine, incident_id: str, *events: Any) -> None:

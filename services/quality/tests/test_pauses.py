@@ -92,8 +92,8 @@ def test_the_report_keeps_every_reason_in_its_totals() -> None:
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'quality.db'}")
+def engine(read_model_url: str) -> Iterator[Engine]:
+    engine = make_engine(read_model_url)
     migrate(engine, MIGRATIONS)
     yield engine
     engine.dispose()
