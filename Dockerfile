@@ -2,14 +2,22 @@
 # One image pattern for every CareOps service. The build arg SERVICE picks the package whose
 # `main` module the container runs: ticketing, customer, incident, quality, gateway.
 #   docker build --build-arg SERVICE=ticketing -t careops-ticketing .
+# PYTHON_IMAGE is any bookworm image with python3 3.11 (venv), tzdata, ca-certificates and useradd:
+# the official python image, or the base `make images` builds from Debian's packages with
+# mmdebstrap (scripts/images.sh, docs/images.md). Builder and runtime use the same one, so the venv's
+# interpreter path holds in both.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- builder: pinned dependencies, generated protobuf code, the careops package ------------------
 FROM ${PYTHON_IMAGE} AS builder
+# pip trusts the base's CA store rather than its own bundled copy, so a build behind a
+# TLS-inspecting proxy can bind-mount a local CA bundle over it for the RUN steps alone
+# (scripts/images.sh does, with podman build -v); nothing of it lands in a layer.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY requirements.lock ./
@@ -33,11 +41,9 @@ RUN pip install -q --no-deps . \
 FROM ${PYTHON_IMAGE} AS runtime
 ARG SERVICE=ticketing
 LABEL org.opencontainers.image.title="careops-${SERVICE}"
-# tzdata: SLA business calendars resolve IANA zones (e.g. Asia/Shanghai) with zoneinfo.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends tzdata \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 careops \
+# No apt here: SLA business calendars resolve IANA zones (e.g. Asia/Shanghai) with zoneinfo, from
+# the base's tzdata or the pinned tzdata wheel; the build fails below if they do not resolve.
+RUN groupadd --system --gid 10001 careops \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp/careops \
       --shell /usr/sbin/nologin careops
 COPY --from=builder /opt/venv /opt/venv
@@ -49,8 +55,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     CAREOPS_DATA_DIR=/tmp/careops \
     CAREOPS_GRPC_HOST=0.0.0.0 \
     HOME=/tmp/careops
-# Fail the build early if SERVICE names no service package.
-RUN python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${SERVICE}.main') is None)"
+# Fail the build early if SERVICE names no service package or the base has no IANA zones.
+RUN python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${SERVICE}.main') is None)" \
+ && python -c "import zoneinfo; zoneinfo.ZoneInfo('Asia/Shanghai')"
 WORKDIR /tmp
 USER 10001:10001
 # Documented defaults; the chart sets the real ports per service (ARCHITECTURE §5).
