@@ -20,14 +20,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY requirements.lock ./
-RUN pip install -q --upgrade pip && pip install -q -r requirements.lock
+COPY requirements.in requirements.lock ./
+# Only what the services run with: requirements.in above its "development and test" section, at
+# the versions of the lock (the test and lint tools would double the image and its build time).
+RUN sed '/^# development and test/,$d' requirements.in > runtime.in \
+ && pip install -q --upgrade pip && pip install -q -c requirements.lock -r runtime.in
 COPY pyproject.toml buf.yaml ./
 COPY proto ./proto
-# Exactly the Makefile's proto recipe: protoc (with the mypy plugins from the venv) into gen/.
+# The Makefile's proto recipe into gen/, less the .pyi stubs (for type checkers only).
 RUN rm -rf gen && mkdir -p gen \
  && python -m grpc_tools.protoc -Iproto --python_out=gen --grpc_python_out=gen \
-      --mypy_out=gen --mypy_grpc_out=gen $(find proto -name '*.proto') \
+      $(find proto -name '*.proto') \
  && find gen -type d -exec touch {}/__init__.py \; \
  && rm -f gen/__init__.py
 COPY libs ./libs
@@ -39,14 +42,15 @@ RUN pip install -q --no-deps . \
 
 # ---- runtime: slim, non-root, read-only root filesystem friendly ---------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
-ARG SERVICE=ticketing
-LABEL org.opencontainers.image.title="careops-${SERVICE}"
 # No apt here: SLA business calendars resolve IANA zones (e.g. Asia/Shanghai) with zoneinfo, from
 # the base's tzdata or the pinned tzdata wheel; the build fails below if they do not resolve.
-RUN groupadd --system --gid 10001 careops \
- && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp/careops \
+RUN groupadd --gid 10001 careops \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp/careops \
       --shell /usr/sbin/nologin careops
+# Before ARG SERVICE: the five images share these layers (the venv is most of an image).
 COPY --from=builder /opt/venv /opt/venv
+ARG SERVICE=ticketing
+LABEL org.opencontainers.image.title="careops-${SERVICE}"
 # /tmp is an emptyDir in the chart; the root filesystem stays read-only.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
