@@ -47,7 +47,7 @@ test: proto system-deps lint chart-check ## everything a fresh machine needs, th
 faults: $(PROTO_STAMP) ## the fault suite at full size (make test runs it small)
 	CAREOPS_FAULT_SCALE=$${CAREOPS_FAULT_SCALE:-5} $(BIN)/python -m pytest tests/faults -q --timeout 1800
 
-.PHONY: images images-test
+.PHONY: images images-test images-kube-play
 images: ## the five service images with podman on a bookworm base from mmdebstrap (docs/images.md)
 	bash scripts/images.sh
 
@@ -55,6 +55,9 @@ images: ## the five service images with podman on a bookworm base from mmdebstra
 images-test: images $(PROTO_STAMP) ## run each image as the chart does; health, uid, read-only /
 	bash scripts/chart-check.sh fetch-helm >/dev/null
 	$(BIN)/python -m pytest tests_images -q -p no:cacheprovider
+
+images-kube-play: images $(PROTO_STAMP) ## podman kube play of the rendered chart: health of each pod
+	bash scripts/images-kube-play.sh
 
 .PHONY: chart-check
 chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops

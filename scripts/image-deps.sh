@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Installs what `make images` and `make images-test` need from Debian's packages: podman (the
 # container engine; there is no Docker engine here), runc (its OCI runtime: crun refuses this
-# machine's hybrid cgroup layout) and mmdebstrap (builds the bookworm base image from Debian's
-# packages). Skips whatever is there; safe to run again.
+# machine's hybrid cgroup layout), mmdebstrap (builds the bookworm base image from Debian's
+# packages) and catatonit (the pause process of `podman kube play`'s pods). Skips whatever is there; safe to run again.
 set -euo pipefail
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 
-# command -> Debian package
-declare -A WANTED=([podman]=podman [runc]=runc [mmdebstrap]=mmdebstrap)
+# podman's other Recommends (CNI plugins, slirp4netns, ...) are not needed with host networking.
+PACKAGES=(podman runc mmdebstrap catatonit)
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 missing=()
-for cmd in podman runc mmdebstrap; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${WANTED[$cmd]}")
+for package in "${PACKAGES[@]}"; do
+  installed "$package" || missing+=("$package")
 done
 
 if [ "${#missing[@]}" -gt 0 ]; then
