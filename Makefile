@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
-LINTED := libs services cli tests bench scripts conftest.py
+LINTED := libs services cli tests tests_images bench scripts conftest.py
 
 .PHONY: run test faults proto lint typecheck bench bench-compare lock clean system-deps
 
@@ -46,6 +46,18 @@ test: proto system-deps lint chart-check ## everything a fresh machine needs, th
 
 faults: $(PROTO_STAMP) ## the fault suite at full size (make test runs it small)
 	CAREOPS_FAULT_SCALE=$${CAREOPS_FAULT_SCALE:-5} $(BIN)/python -m pytest tests/faults -q --timeout 1800
+
+.PHONY: images images-test images-kube-play
+images: ## the five service images with podman on a bookworm base from mmdebstrap (docs/images.md)
+	bash scripts/images.sh
+
+# Not part of `make test`: building the images takes minutes. tests_images/ is outside testpaths.
+images-test: images $(PROTO_STAMP) ## run each image as the chart does; health, uid, read-only /
+	bash scripts/chart-check.sh fetch-helm >/dev/null
+	$(BIN)/python -m pytest tests_images -q -p no:cacheprovider
+
+images-kube-play: images $(PROTO_STAMP) ## podman kube play of the rendered chart: health of each pod
+	bash scripts/images-kube-play.sh
 
 .PHONY: chart-check
 chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops
