@@ -8,7 +8,7 @@ PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 LINTED := libs services cli tests tests_images bench scripts conftest.py
 
-.PHONY: run test faults proto lint typecheck bench bench-compare lock clean system-deps
+.PHONY: run test faults cluster-test proto lint typecheck bench bench-compare lock clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -58,6 +58,9 @@ images-test: images $(PROTO_STAMP) ## run each image as the chart does; health, 
 
 images-kube-play: images $(PROTO_STAMP) ## podman kube play of the rendered chart: health of each pod
 	bash scripts/images-kube-play.sh
+
+cluster-test: $(PROTO_STAMP) ## the three-node NATS cluster fault test (kill -9 leader, follower), five times
+	for run in 1 2 3 4 5; do $(BIN)/python -m pytest tests/faults/test_cluster_failover.py -m cluster -q --timeout 600 || exit 1; done
 
 .PHONY: chart-check
 chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops

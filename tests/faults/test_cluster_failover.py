@@ -25,6 +25,10 @@ from tests.faults.platform import (
 )
 from tests.support import eventually_sync, fault_scale
 
+# Deselected from `make test` (pyproject addopts) until its rebuild stall is understood: 60-115 s
+# on a shared 2-core machine; `make cluster-test` runs it.
+pytestmark = pytest.mark.cluster
+
 STREAM = STREAMS["ticketing"]
 
 
