@@ -89,7 +89,7 @@ async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
                 )
         for layout in LAYOUTS:
             split = await asyncio.to_thread(
-                split_paging, quick, server.url, Path(directory), config, receivers, layout
+                split_paging, quick, Path(directory), config, receivers, layout
             )
             results.update(split)
     return results
@@ -114,15 +114,26 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
 
 def split_paging(
     quick: bool,
-    nats_url: str,
     directory: Path,
     config: dict[str, str],
     receivers: Child,
     layout: str,
 ) -> dict[str, Any]:
     """The same loads against incident-crisis run as several processes (LAYOUTS) over one
-    NATS and one SQLite read-model database (the incident ids are new, so the stream is
-    shared with the earlier rows)."""
+    NATS and one SQLite read-model database, both fresh: on the earlier rows' log the new
+    projection worker would first replay their history while the burst is measured."""
+    with embedded_nats() as server:
+        return _split_paging(quick, server.url, directory, config, receivers, layout)
+
+
+def _split_paging(
+    quick: bool,
+    nats_url: str,
+    directory: Path,
+    config: dict[str, str],
+    receivers: Child,
+    layout: str,
+) -> dict[str, Any]:
     env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
     env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / f'{layout}.db'}"
     env["CAREOPS_SHUTDOWN_GRACE_SECONDS"] = "0"

@@ -17,6 +17,15 @@ from careops_eventstore.nats_embedded import free_port
 from tests.support import eventually_sync
 
 
+class _ListeningServer(ThreadingHTTPServer):
+    """A receiver that takes a burst of connections as real endpoints do: socketserver's
+    default listen backlog of 5 drops the SYNs of a burst, which the kernel retries after a
+    second, so every page of a burst past the fifth new connection looked a second late."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @dataclass
 class Received:
     path: str
@@ -109,7 +118,7 @@ def http_receiver(*, keep_alive: bool = False) -> Iterator[HttpReceiver]:
         def log_message(self, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", receiver.port), Handler)
+    server = _ListeningServer(("127.0.0.1", receiver.port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
