@@ -22,6 +22,17 @@ from tests.receivers import http_receiver, smtp_receiver
 from tests.support import ServiceProcess
 
 
+def declare_crash(stub: incident_pb2_grpc.IncidentServiceStub) -> pb.DeclareIncidentResponse:
+    return stub.DeclareIncident(
+        pb.DeclareIncidentRequest(
+            type="server_crash",
+            title="Payments cluster lost",
+            factors=t.RiskFactors(users_affected=50_000, core_system=1.0),
+        ),
+        timeout=10,
+    )
+
+
 def test_the_role_comes_from_the_command_line_else_the_environment() -> None:
     assert parse_role(["--role", "api"]) == "api"
     assert parse_role(["--role", "worker"]) == "worker"
@@ -55,14 +66,7 @@ def test_an_api_and_a_worker_process_answer_commands_and_read_models_and_page(
             api.start()
             with api.channel() as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)
-                declared = stub.DeclareIncident(
-                    pb.DeclareIncidentRequest(
-                        type="server_crash",
-                        title="Payments cluster lost",
-                        factors=t.RiskFactors(users_affected=50_000, core_system=1.0),
-                    ),
-                    timeout=10,
-                )
+                declared = declare_crash(stub)
                 incident_id = declared.incident.incident_id
                 query = pb.ListIncidentsRequest(min_sequence=declared.sequence)
                 # The api process projects nothing: without a worker the read model never
@@ -131,14 +135,7 @@ def test_workers_split_the_parts_a_projection_worker_pages_nobody(tmp_path: Path
             projector.start()
             with api.channel() as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)
-                declared = stub.DeclareIncident(
-                    pb.DeclareIncidentRequest(
-                        type="server_crash",
-                        title="Payments cluster lost",
-                        factors=t.RiskFactors(users_affected=50_000, core_system=1.0),
-                    ),
-                    timeout=10,
-                )
+                declared = declare_crash(stub)
                 incident_id = declared.incident.incident_id
                 listed = stub.ListIncidents(
                     pb.ListIncidentsRequest(min_sequence=declared.sequence), timeout=10
