@@ -19,13 +19,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 import aiohttp
 import aiosmtplib
 from careops_platform.collectors import preinitialise
-from careops_platform.mail import smtp_retryable
+from careops_platform.mail import plain_message, smtp_retryable
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Histogram
@@ -290,13 +290,13 @@ class Notifiers:
         await self._post(ContactKind.PAGERDUTY, url, encode(payload))
 
     async def _email(self, address: str, note: Notification) -> None:
-        message = EmailMessage()
-        message["From"] = self.settings.smtp_sender
-        message["To"] = address
-        message["Subject"] = note.summary()
-        if note.retry:
-            message[RETRY_HEADER] = "1"
-        message.set_content(json.dumps(note.as_json(), indent=2))
+        message = plain_message(
+            self.settings.smtp_sender,
+            address,
+            note.summary(),
+            json.dumps(note.as_json(), indent=2),
+            {RETRY_HEADER: "1"} if note.retry else None,
+        )
         try:
             await self._send_mail(message)
         except aiosmtplib.SMTPException as exc:
@@ -304,7 +304,7 @@ class Notifiers:
         except (OSError, TimeoutError) as exc:
             raise DeliveryError(f"unreachable: {exc!r}", retryable=True) from exc
 
-    async def _send_mail(self, message: EmailMessage) -> None:
+    async def _send_mail(self, message: Message) -> None:
         """Sends one mail on an idle session to the relay, or a new one; the session goes back
         to the idle ones only after a mail it carried was accepted (after any error it is
         closed: its state is unknown). A session the relay closed while idle is not used."""
