@@ -20,7 +20,6 @@ from typing import Any
 from unittest import mock
 
 from careops.ticketing.v1 import ticketing_pb2 as pb
-from careops_eventstore.timers import TimerScheduler
 from ticketing.main import TicketingService, TicketingSettings
 
 from bench.common import CLIENTS, Report, embedded_nats
@@ -35,10 +34,6 @@ def _bare_ticket(ticket: Any, version: int, app: Any, *, at: Any = None) -> pb.T
     return pb.Ticket(ticket_id=ticket.ticket_id, version=version)
 
 
-async def _no_projections(**_kwargs: Any) -> dict[str, Any]:
-    return {}
-
-
 @contextmanager
 def without(pieces: tuple[str, ...]) -> Iterator[None]:
     with ExitStack() as stack:
@@ -48,11 +43,18 @@ def without(pieces: tuple[str, ...]) -> Iterator[None]:
             )
         if "ticket_to_proto" in pieces:
             stack.enter_context(mock.patch("ticketing.grpc_api.ticket_to_proto", _bare_ticket))
-        if "projections" in pieces:
-            stack.enter_context(mock.patch("ticketing.main.start_projections", _no_projections))
-        if "timers" in pieces:
-            stack.enter_context(mock.patch.object(TimerScheduler, "start", lambda _self: None))
         yield
+
+
+def worker_parts(pieces: tuple[str, ...]) -> str:
+    """CAREOPS_WORKER_PARTS without the pieces switched off (ticketing's background work is
+    its SLA timer scheduler)."""
+    off = {"projections": "projections", "timers": "background"}
+    return ",".join(
+        part
+        for part in ("projections", "reactions", "background")
+        if part not in {off[piece] for piece in pieces if piece in off}
+    )
 
 
 async def variant(pieces: tuple[str, ...], requests: int) -> dict[str, Any]:
@@ -68,6 +70,7 @@ async def variant(pieces: tuple[str, ...], requests: int) -> dict[str, Any]:
                 grpc_port=0,
                 metrics_port=0,
                 shutdown_grace_seconds=0,
+                worker_parts=worker_parts(pieces),
             )
         )
         await service.start()

@@ -23,7 +23,6 @@ class _ListeningServer(ThreadingHTTPServer):
     second, so every page of a burst past the fifth new connection looked a second late."""
 
     request_queue_size = 1024
-    daemon_threads = True
 
 
 @dataclass

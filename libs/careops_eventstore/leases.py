@@ -34,7 +34,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.kv import KeyValue
 from prometheus_client import Counter, Gauge
 
-from careops_eventstore.tasks import stop_task
+from careops_eventstore.tasks import repeat_every, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -265,16 +265,11 @@ class LeasedGroups:
         HELD.set(len(self.held))
 
     async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the loop outlives any one failed round
-                # NATS unreachable, say: the held groups go on; renewals resume when it is back
-                # (or another worker has taken over, which the next round notices).
-                log.warning("lease round failed; retrying", exc_info=True)
-            await asyncio.sleep(self.interval)
+        # A failed round (NATS unreachable, say) leaves the held groups running; renewals
+        # resume when it is back (or another worker has taken over, which the next round sees).
+        await repeat_every(
+            self.interval, self.tick, lambda: True, "lease round", level=logging.WARNING
+        )
 
     async def _live_workers(self) -> int:
         """How many workers renewed their announcement within the lease time (this one too);

@@ -30,15 +30,21 @@ async def stop_task(task: asyncio.Task[object] | None) -> None:
 
 
 async def repeat_every(
-    interval: float, step: Callable[[], Awaitable[object]], running: Callable[[], bool], what: str
+    interval: float,
+    step: Callable[[], Awaitable[object]],
+    running: Callable[[], bool],
+    what: str,
+    *,
+    level: int = logging.DEBUG,
 ) -> None:
-    """Awaits `step` every `interval` seconds while `running()`; a failed step is logged at debug
-    level and retried at the next turn (a probe must outlive a NATS outage it is measuring)."""
+    """Awaits `step` every `interval` seconds while `running()`; a failed step is logged (at
+    debug level unless `level` says otherwise) and retried at the next turn (a probe must
+    outlive a NATS outage it is measuring)."""
     while running():
         try:
             await step()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.debug("%s failed", what, exc_info=True)
+            log.log(level, "%s failed; retrying", what, exc_info=True)
         await asyncio.sleep(interval)

@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 from careops_eventstore import LogUnavailable
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore, connect
-from careops_eventstore.projection import Projection, ProjectionGroup, ProjectionRunner
+from careops_eventstore.projection import Projection, ProjectionGroup
 from sqlalchemy import Engine
 
 from careops_platform.logs import configure_logging
@@ -84,28 +84,6 @@ async def connect_with_retry(
         except LogUnavailable as exc:
             log.warning("waiting for NATS: %s", exc)
             await asyncio.sleep(1.0)
-
-
-async def start_projections(
-    *,
-    store: JetStreamEventStore,
-    engine: Engine,
-    codec: EventCodec,
-    stream: str,
-    filter_subject: str,
-    projections: Sequence[Projection],
-) -> dict[str, ProjectionRunner]:
-    """Starts one group (one consumer) feeding `projections`; returns their runners by name."""
-    group = projection_group(
-        store=store,
-        engine=engine,
-        codec=codec,
-        stream=stream,
-        filter_subject=filter_subject,
-        projections=projections,
-    )
-    await group.start()
-    return group.runners()
 
 
 def projection_group(
