@@ -1,15 +1,19 @@
-"""Session fixtures shared by every test: a real NATS server with JetStream on a free port."""
+"""Session fixtures shared by every test: a real NATS server with JetStream on a free port, and
+the read-model databases (SQLite, PostgreSQL) a test runs on."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_platform.db import make_engine
+from sqlalchemy import Engine, text
 
 POSTGRES_URL = os.environ.get(
     "CAREOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -39,26 +43,74 @@ def postgres_server_url() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def read_model_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A read-model database URL: a SQLite file, then a fresh PostgreSQL database (a test
-    using it runs on both, as the services run on either)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'read-models.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+@contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """Creates an empty database on the server at `server_url`, yields its URL, drops it."""
+    name = f"careops_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(server_url)
+    try:
+        with admin.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+        with admin.execution_options(isolation_level="AUTOCOMMIT").connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture
 def postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    from sqlalchemy import create_engine, text
+    with fresh_postgres_database(postgres_server_url) as url:
+        yield url
 
-    name = f"careops_test_{uuid.uuid4().hex[:10]}"
-    admin_url = postgres_server_url.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres_server_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+
+# ------------------------------------------------------------ read models on both databases
+#
+# The one way a test runs on SQLite and on PostgreSQL (docs/operations.md, "Read models on
+# both databases"): a test that builds its own engine takes `read_model_url` or
+# `read_model_engine` (function scope: a fresh database per test); a module whose tests share
+# one running service is marked `pytestmark = pytest.mark.both_databases` and its service fixture passes
+# `service_database_url` as the service's database URL (module scope: the module runs twice).
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Runs a marked module's tests once per backend (its service fixture takes
+    `service_database_url`); unmarked modules keep the service's default SQLite file."""
+    if "service_database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_databases"
+    ):
+        metafunc.parametrize("service_database_url", BACKENDS, indirect=True, scope="module")
+
+
+@pytest.fixture(params=BACKENDS)
+def read_model_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A read-model database URL: a SQLite file, then a fresh PostgreSQL database (a test
+    using it runs on both, as the services run on either)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'read-models.db'}"
+        return
+    with fresh_postgres_database(request.getfixturevalue("postgres_server_url")) as url:
+        yield url
+
+
+@pytest.fixture
+def read_model_engine(read_model_url: str) -> Iterator[Engine]:
+    """An engine (careops_platform.db.make_engine) on `read_model_url`, empty: the test builds
+    the schema it needs (migrate, or create the tables)."""
+    engine = make_engine(read_model_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def service_database_url(request: pytest.FixtureRequest, postgres_server_url: str) -> Iterator[str]:
+    """The database URL of a module's service: "" (the service's own SQLite file under its data
+    directory) unless the module is marked both_databases, then also a fresh PostgreSQL one."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield ""
+        return
+    with fresh_postgres_database(postgres_server_url) as url:
+        yield url

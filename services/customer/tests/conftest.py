@@ -45,8 +45,11 @@ async def running_customer(
 
 
 @pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """A NATS server of this test module's own (its data directory is scanned for plaintext)."""
+def module_nats(
+    tmp_path_factory: pytest.TempPathFactory, service_database_url: str
+) -> Iterator[EmbeddedNats]:
+    """A NATS server of this test module's own (of each database pass of a module marked
+    both_databases; its data directory is scanned for plaintext)."""
     server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
     server.start()
     yield server
@@ -54,13 +57,17 @@ def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def data_dir(tmp_path_factory: pytest.TempPathFactory, service_database_url: str) -> Path:
     return tmp_path_factory.mktemp("customer-data")
 
 
 @pytest.fixture(scope="module")
-async def service(data_dir: Path, module_nats: EmbeddedNats) -> AsyncIterator[CustomerService]:
-    async with running_customer(data_dir, module_nats.url) as running:
+async def service(
+    data_dir: Path, module_nats: EmbeddedNats, service_database_url: str
+) -> AsyncIterator[CustomerService]:
+    async with running_customer(
+        data_dir, module_nats.url, database_url=service_database_url
+    ) as running:
         yield running
 
 

@@ -1,10 +1,12 @@
-"""CustomerProfileService through gRPC on a real NATS server and SQLite read models."""
+"""CustomerProfileService through gRPC on a real NATS server, with SQLite then PostgreSQL read
+models and key store."""
 
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from customer import domain as d
@@ -39,6 +41,9 @@ from customer.main import CustomerService
 from customer.reactions import SegmentSchedule
 from customer.readmodels import customers
 from tests.support import NotReached, appended_by, command_ids, eventually
+
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 
@@ -79,6 +84,34 @@ def files_containing(root: Path, *needles: bytes) -> list[str]:
             data = path.read_bytes()
             hits += [f"{path}: {needle!r}" for needle in needles if needle in data]
     return hits
+
+
+def rows_containing(engine: Engine, *needles: bytes) -> list[str]:
+    """Returns the table rows (any column, text or bytea) that contain any needle."""
+    hits = []
+    with engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                for value in row:
+                    data = value if isinstance(value, bytes | memoryview) else str(value).encode()
+                    hits += [f"{table}: {needle!r}" for needle in needles if needle in bytes(data)]
+    return hits
+
+
+@pytest.fixture(scope="module")
+def stored(
+    service: CustomerService, data_dir: Path, service_database_url: str
+) -> Callable[..., list[str]]:
+    """Scans where the service keeps its read models and keys for needles: the files under its
+    data directory, and on PostgreSQL every row of its database."""
+
+    def scan(*needles: bytes) -> list[str]:
+        found = files_containing(data_dir, *needles)
+        if service_database_url:
+            found += rows_containing(service.engine, *needles)
+        return found
+
+    return scan
 
 
 async def test_register_tag_update_find_and_list(stub: Stub) -> None:
@@ -319,7 +352,7 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     service: CustomerService,
     log_store: JetStreamEventStore,
     module_nats: EmbeddedNats,
-    data_dir: Path,
+    stored: Callable[..., list[str]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
@@ -342,7 +375,7 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     ]
     # Plaintext never reaches the log or the read models, not even before erasure.
     assert files_containing(Path(module_nats.data_dir), *needles) == []
-    assert files_containing(data_dir, *needles) == []
+    assert stored(*needles) == []
     with service.keys_engine.connect() as connection:
         wrapped = connection.execute(
             select(customer_keys.c.wrapped_key).where(customer_keys.c.customer_id == cid)
@@ -350,8 +383,9 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     assert wrapped
     # Positive controls: the scan does see what is there (the key, the contact's keyed hash).
     assert service.app is not None
-    assert files_containing(data_dir, wrapped)
-    assert files_containing(data_dir, service.app.hash_contact("email", email).encode())
+    digest = service.app.hash_contact("email", email).encode()
+    assert stored(wrapped)
+    assert stored(digest)
 
     erased = await stub.EraseCustomer(
         pb.EraseCustomerRequest(customer_id=cid, reason=t.ERASURE_REASON_CUSTOMER_REQUEST)
@@ -377,10 +411,11 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     profile = document["customer"].get("profile", {})
     assert not any(profile.get(k) for k in ("name", "email", "phone"))
 
-    # The key is gone, durably, and its bytes are nowhere under the data directory.
+    # The key is gone, durably, and its bytes are nowhere in the store.
     state = service.app.keys.state(cid) if service.app else None
     assert state is not None and not state.live and state.destroyed_at is not None
-    assert files_containing(data_dir, wrapped) == []
+    assert stored(wrapped) == []
+    assert rows_containing(service.engine, digest) == []  # no row keeps the contact's hash
     # Every sealed record of this customer on the raw log resists every key that is left.
     sealed = []
     for message in await log_store.read_subject(
@@ -406,7 +441,7 @@ async def test_erasure_shreds_the_personal_data_everywhere(
     again = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=cid))).view
     assert again.customer.forgotten and again.customer.profile == t.Profile()
     assert files_containing(Path(module_nats.data_dir), *needles) == []
-    assert files_containing(data_dir, *needles) == []
+    assert stored(*needles) == []
     assert "customer erased" in caplog.text  # the logs are captured ...
     logged = caplog.text.encode()
     assert not any(needle in logged for needle in needles)  # ... and hold no personal data

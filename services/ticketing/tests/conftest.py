@@ -43,8 +43,11 @@ async def running_service(
 
 
 @pytest.fixture(scope="module")
-def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
-    """A NATS server of this test module's own, so streams and consumers start empty."""
+def module_nats(
+    tmp_path_factory: pytest.TempPathFactory, service_database_url: str
+) -> Iterator[EmbeddedNats]:
+    """A NATS server of this test module's own (of each database pass of a module marked
+    both_databases), so streams and consumers start empty."""
     server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
     server.start()
     yield server
@@ -53,9 +56,10 @@ def module_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 
 @pytest.fixture(scope="module")
 async def service(
-    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats
+    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats, service_database_url: str
 ) -> AsyncIterator[TicketingService]:
-    async with running_service(tmp_path_factory.mktemp("data"), module_nats.url) as running:
+    data = tmp_path_factory.mktemp("data")
+    async with running_service(data, module_nats.url, database_url=service_database_url) as running:
         yield running
 
 

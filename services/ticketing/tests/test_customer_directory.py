@@ -33,6 +33,9 @@ from ticketing import readmodels
 from ticketing.main import TicketingService
 from ticketing.tests.test_grpc_api import Stub, open_request
 
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 CUSTOMER_STREAM = StreamSpec("CAREOPS_CUSTOMER", ("careops.customer.>",))
 
 

@@ -21,6 +21,9 @@ from tests.support import channel_to
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 

@@ -23,16 +23,21 @@ from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
 
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 
 @pytest.fixture(scope="module")
 async def service(
-    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats
+    tmp_path_factory: pytest.TempPathFactory, module_nats: EmbeddedNats, service_database_url: str
 ) -> AsyncIterator[TicketingService]:
     """The service with its router on."""
     data = tmp_path_factory.mktemp("data")
-    async with running_service(data, module_nats.url, auto_route=True) as running:
+    async with running_service(
+        data, module_nats.url, auto_route=True, database_url=service_database_url
+    ) as running:
         yield running
 
 
