@@ -70,8 +70,9 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 # The one way a test runs on SQLite and on PostgreSQL (docs/operations.md, "Read models on
 # both databases"): a test that builds its own engine takes `read_model_url` or
 # `read_model_engine` (function scope: a fresh database per test); a module whose tests share
-# one running service is marked `pytestmark = pytest.mark.both_databases` and its service fixture passes
-# `service_database_url` as the service's database URL (module scope: the module runs twice).
+# one running service is marked `pytestmark = pytest.mark.both_databases`, and its service
+# fixture passes `service_database_url` as the service's database URL (module scope: the
+# module runs twice, each pass on its own NATS server).
 
 BACKENDS = ("sqlite", "postgresql")
 

@@ -139,19 +139,12 @@ def kpi_dict(kpis: qpb.Kpis) -> dict[str, float]:
     return {name: float(values[name]) for name in EXPECTED}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'quality.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 async def test_kpis_equal_hand_computed_values_and_the_scrape(
-    scenario: Positions, quality_nats: EmbeddedNats, tmp_path: Path, database_url: str
+    scenario: Positions, quality_nats: EmbeddedNats, tmp_path: Path, read_model_url: str
 ) -> None:
     clock = Clock(NOW)
     async with (
-        quality_service(tmp_path, quality_nats.url, clock, database_url=database_url) as service,
+        quality_service(tmp_path, quality_nats.url, clock, database_url=read_model_url) as service,
         stub_of(service) as stub,
     ):
         kpis = (await caught_up(stub, scenario)).kpis
@@ -252,7 +245,7 @@ async def test_kpis_equal_hand_computed_values_and_the_scrape(
         assert scrape(service) == samples
     # A restart on the same database gives identical KPIs.
     async with (
-        quality_service(tmp_path, quality_nats.url, clock, database_url=database_url) as service,
+        quality_service(tmp_path, quality_nats.url, clock, database_url=read_model_url) as service,
         stub_of(service) as stub,
     ):
         assert (await caught_up(stub, scenario)).kpis == kpis

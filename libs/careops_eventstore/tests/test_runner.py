@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -66,17 +65,11 @@ class Notes:
             raise OperationalError("INSERT", {}, Exception("connection refused"))
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'runner.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url").replace("://", "+psycopg://", 1)
-    engine = create_engine(url)
-    shared_metadata.create_all(engine)
-    own.create_all(engine)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(read_model_engine: Engine) -> Engine:
+    shared_metadata.create_all(read_model_engine)
+    own.create_all(read_model_engine)
+    return read_model_engine
 
 
 def message(note: str) -> bytes:

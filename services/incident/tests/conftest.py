@@ -156,13 +156,18 @@ async def incident_service_on(
 
 
 @pytest.fixture(scope="module")
-def receivers() -> Iterator[tuple[HttpReceiver, MailReceiver]]:
+def receivers(service_database_url: str) -> Iterator[tuple[HttpReceiver, MailReceiver]]:
+    """Local webhook and SMTP receivers (fresh for each database pass)."""
     with http_receiver() as http, smtp_receiver() as mail:
         yield http, mail
 
 
 @pytest.fixture(scope="module")
-def incident_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+def incident_nats(
+    tmp_path_factory: pytest.TempPathFactory, service_database_url: str
+) -> Iterator[EmbeddedNats]:
+    """A NATS server of this test module's own (of each database pass of a module marked
+    both_databases)."""
     server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
     server.start()
     yield server
@@ -170,8 +175,9 @@ def incident_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
 
 
 @pytest.fixture(scope="module")
-def incident_clock() -> FakeClock:
-    """The module service's clock: page timers fire only when a test advances it."""
+def incident_clock(service_database_url: str) -> FakeClock:
+    """The module service's clock (fresh for each database pass): page timers fire only when a
+    test advances it."""
     return FakeClock()
 
 
@@ -181,10 +187,12 @@ async def incident_service(
     incident_nats: EmbeddedNats,
     receivers: tuple[HttpReceiver, MailReceiver],
     incident_clock: FakeClock | None,
+    service_database_url: str,
 ) -> AsyncIterator[IncidentService]:
     http, mail = receivers
     directory = tmp_path_factory.mktemp("incident")
     config = write_config(directory, http, mail.port)
+    config["database_url"] = service_database_url
     async with incident_service_on(
         incident_clock, directory / "data", incident_nats.url, **config
     ) as svc:

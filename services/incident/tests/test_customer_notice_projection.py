@@ -1,15 +1,12 @@
 """The incident's view of customer-profile's notices (CustomerNotified, read as the published
-view): one count per customer and notification, its last outcome, per channel. Real SQLite,
-events fed one at a time."""
+view): one count per customer and notification, its last outcome, per channel. Real SQLite and
+PostgreSQL, events fed one at a time."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops_eventstore.codec import DecodedEvent
-from careops_platform.db import make_engine
 from careops_published import customer as cu
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -19,10 +16,9 @@ from incident.projections import CustomerNoticeProjection
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'notices.db'}")
-    readmodels.customer_notices.create(engine)
-    return engine
+def engine(read_model_engine: Engine) -> Engine:
+    readmodels.customer_notices.create(read_model_engine)
+    return read_model_engine
 
 
 def told(incident_id: str, notification: str, channel: str, delivered: bool) -> cu.CustomerNotified:

@@ -25,6 +25,9 @@ from incident.tests.test_paging import acknowledge, key
 from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import FakeClock, channel_to, fire_due_timers, projected
 
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 Stub = incident_pb2_grpc.IncidentServiceStub
 TIMERS = IncidentTimerProjection.name
 

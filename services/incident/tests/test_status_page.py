@@ -19,6 +19,9 @@ from incident.main import IncidentService
 from incident.projections import StatusPageProjection
 from tests.support import FakeClock, field_violations, projected
 
+# The module's service runs on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 Stub = incident_pb2_grpc.IncidentServiceStub
 SEVERE = t.RiskFactors(
     users_affected=200_000,

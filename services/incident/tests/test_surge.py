@@ -3,7 +3,6 @@ decision is a due timer that appends its command once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.codec import to_timestamp
 from careops_eventstore.projection import apply_batch
 from careops_eventstore.timers import DueTimer, due
-from careops_platform.db import make_engine, migrate
+from careops_platform.db import migrate
 from sqlalchemy import Engine, select
 
 from incident import domain as d
@@ -29,11 +28,9 @@ FAR_LATER = datetime(2099, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(read_model_url: str) -> Iterator[Engine]:
-    engine = make_engine(read_model_url)
-    migrate(engine, MIGRATIONS)
-    yield engine
-    engine.dispose()
+def engine(read_model_engine: Engine) -> Engine:
+    migrate(read_model_engine, MIGRATIONS)
+    return read_model_engine
 
 
 def opened(ticket_id: str, minute: int, *, complaint: bool = True) -> bytes:

@@ -4,7 +4,6 @@ resolved incident's go with its other timers. SQLite and PostgreSQL, events fed 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from careops.events.v1.envelope_pb2 import EventEnvelope
 from careops_eventstore.codec import DecodedEvent, to_timestamp
 from careops_eventstore.sqlstate import timers
-from careops_platform.db import make_engine
 from sqlalchemy import Engine, select
 
 from incident import domain as d
@@ -25,11 +23,9 @@ PLAN = (d.PlannedContact(WEBHOOK, 0), d.PlannedContact(EMAIL, 120), d.PlannedCon
 
 
 @pytest.fixture
-def engine(read_model_url: str) -> Iterator[Engine]:
-    engine = make_engine(read_model_url)
-    timers.create(engine)
-    yield engine
-    engine.dispose()
+def engine(read_model_engine: Engine) -> Engine:
+    timers.create(read_model_engine)
+    return read_model_engine
 
 
 def feed(engine: Engine, incident_id: str, *events: Any) -> None:

@@ -4,7 +4,6 @@ instants, SQLite migrated to head), and ListHolds / GetPauseReport validation.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from careops.quality.v1 import quality_pb2 as pb
 from careops.ticketing.v1 import types_pb2 as tt
 from careops_eventstore.codec import DecodedEvent, to_timestamp
 from careops_eventstore.memory import InMemoryEventStore
-from careops_platform.db import make_engine, migrate
+from careops_platform.db import migrate
 from careops_platform.errors import InvalidArgument
 from careops_published import ticketing as tk
 from sqlalchemy import Engine
@@ -92,11 +91,9 @@ def test_the_report_keeps_every_reason_in_its_totals() -> None:
 
 
 @pytest.fixture
-def engine(read_model_url: str) -> Iterator[Engine]:
-    engine = make_engine(read_model_url)
-    migrate(engine, MIGRATIONS)
-    yield engine
-    engine.dispose()
+def engine(read_model_engine: Engine) -> Engine:
+    migrate(read_model_engine, MIGRATIONS)
+    return read_model_engine
 
 
 def clock(

@@ -3,7 +3,6 @@ bucket counts of a database written with the old buckets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ import careops_sla
 import pytest
 from alembic import command
 from alembic.config import Config
-from careops_platform.db import make_engine
 from prometheus_client import Metric
 from sqlalchemy import Engine, insert, inspect, text
 
@@ -33,16 +31,9 @@ def upgrade(engine: Engine, revision: str) -> None:
         command.upgrade(config, revision)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    url = (
-        f"sqlite:///{tmp_path / 'quality.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("postgres_url")
-    )
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(read_model_engine: Engine) -> Engine:
+    return read_model_engine
 
 
 def ticket(number: int, resolution: float) -> dict[str, Any]:

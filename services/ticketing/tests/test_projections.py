@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from careops_eventstore.projection import (
     reset,
 )
 from careops_eventstore.sqlstate import timers
-from careops_platform.db import make_engine, migrate
+from careops_platform.db import migrate
 from careops_sla import default_policy
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, Engine, Table, select
@@ -35,16 +35,10 @@ MIGRATIONS = Path(__file__).parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'read.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    migrate(engine, MIGRATIONS)
-    yield engine
-    engine.dispose()
+@pytest.fixture
+def engine(read_model_engine: Engine) -> Engine:
+    migrate(read_model_engine, MIGRATIONS)
+    return read_model_engine
 
 
 def history() -> list[RecordedBatch]:
