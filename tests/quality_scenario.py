@@ -65,17 +65,23 @@ async def quality_service(
 
 @asynccontextmanager
 async def ticketing_and_quality(
-    directory: Path, *, clock: Clock | None = None
+    directory: Path, *, clock: Clock | None = None, quality_database_url: str = ""
 ) -> AsyncIterator[tuple[TicketingService, QualityService]]:
     """Ticketing and quality in-process on a NATS server of their own (in `directory`): KPI
     tests count every ticket on the stream, so no other test's may be there. `clock` drives
-    both; without one, ticketing keeps real time and quality starts at T0."""
+    both; without one, ticketing keeps real time and quality starts at T0. Quality's read
+    models are at `quality_database_url` (empty: its SQLite file)."""
     server = EmbeddedNats(data_dir=directory / "nats", port=free_port())
     server.start()
     try:
         async with (
             running_service(directory / "ticketing", server.url, clock=clock) as ticketing,
-            quality_service(directory / "quality", server.url, clock or Clock()) as quality,
+            quality_service(
+                directory / "quality",
+                server.url,
+                clock or Clock(),
+                database_url=quality_database_url,
+            ) as quality,
         ):
             yield ticketing, quality
     finally:

@@ -21,15 +21,19 @@ from tests.quality_scenario import stub_of, ticketing_and_quality
 from tests.support import channel_to
 from tests.test_quality_kpis import scrape
 
+# Quality's read models are on SQLite, then on PostgreSQL (conftest.py).
+pytestmark = pytest.mark.both_databases
+
 WANG = Principal("agent-wang", frozenset({"agent"}), "tests")
 LEAD = Principal("lead-1", frozenset({"supervisor"}), "tests")
 
 
 @pytest.fixture(scope="module")
 async def services(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, service_database_url: str
 ) -> AsyncIterator[tuple[TicketingService, QualityService]]:
-    async with ticketing_and_quality(tmp_path_factory.mktemp("platform")) as both:
+    directory = tmp_path_factory.mktemp("platform")
+    async with ticketing_and_quality(directory, quality_database_url=service_database_url) as both:
         yield both
 
 

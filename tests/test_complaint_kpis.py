@@ -28,11 +28,14 @@ Stub = ticketing_pb2_grpc.TicketingServiceStub
 
 @pytest.fixture
 async def services(
-    tmp_path: Path,
+    tmp_path: Path, read_model_url: str
 ) -> AsyncIterator[tuple[TicketingService, QualityService, Stub, Clock]]:
     clock = Clock()
     async with (
-        ticketing_and_quality(tmp_path, clock=clock) as (ticketing, quality),
+        ticketing_and_quality(tmp_path, clock=clock, quality_database_url=read_model_url) as (
+            ticketing,
+            quality,
+        ),
         channel_to(ticketing) as channel,
     ):
         yield ticketing, quality, Stub(channel), clock
