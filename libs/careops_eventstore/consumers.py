@@ -46,8 +46,8 @@ class ConsumerRequests:
     arrives while that create is still in flight (nats-server 2.15; the delete is applied all
     the same): the caller waits out the API timeout. A group stopped in the middle of its
     consumer's create and then rebuilt did exactly that, once per retry of the rebuild
-    (docs/operations.md, "Cluster"). So a request runs on to its answer when its caller is
-    cancelled, and the next one is sent only after it.
+    (docs/runbooks.md, "Running on a NATS cluster"). So a request runs on to its answer when
+    its caller is cancelled, and the next one is sent only after it.
     """
 
     def __init__(self) -> None:
