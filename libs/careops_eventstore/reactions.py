@@ -195,7 +195,9 @@ class ReactionRunner:
             info = await self._js.consumer_info(self.stream, self.durable)
         except nats.js.errors.NotFoundError:
             info = None
-        if info is not None and info.config.ack_wait == self._ack_wait:
+        # Compared to the millisecond: the server keeps nanoseconds, and int(0.3 * 1e9) is not
+        # 0.3 seconds again.
+        if info is not None and abs((info.config.ack_wait or 0) - self._ack_wait) < 0.001:
             return
         config = api.ConsumerConfig(
             durable_name=self.durable,
