@@ -59,8 +59,9 @@ images-test: images $(PROTO_STAMP) ## run each image as the chart does; health, 
 images-kube-play: images $(PROTO_STAMP) ## podman kube play of the rendered chart: health of each pod
 	bash scripts/images-kube-play.sh
 
+# In `make test` too (small size); this runs it alone, five times in a row, printing resume times.
 cluster-test: $(PROTO_STAMP) ## the three-node NATS cluster fault test (kill -9 leader, follower), five times
-	for run in 1 2 3 4 5; do $(BIN)/python -m pytest tests/faults/test_cluster_failover.py -m cluster -q --timeout 600 || exit 1; done
+	for run in 1 2 3 4 5; do $(BIN)/python -m pytest tests/faults/test_cluster_failover.py -m cluster -q -s --timeout 600 || exit 1; done
 
 .PHONY: chart-check
 chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on charts/careops

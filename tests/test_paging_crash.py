@@ -9,6 +9,7 @@ from careops.incident.v1 import incident_pb2 as pb
 from careops.incident.v1 import incident_pb2_grpc
 from careops.incident.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
+from careops_eventstore.reactions import ACK_WAIT_SECONDS
 from incident.tests.conftest import write_config
 
 from tests.receivers import http_receiver, smtp_receiver
@@ -16,7 +17,7 @@ from tests.support import ServiceProcess, eventually_sync, incident_event_types
 
 PAGE_REQUESTED = "careops.incident.v1.PageRequested"
 # The reaction's ack wait: the page's message comes back to the restarted pager after it.
-REDELIVERY_SECONDS = 30
+REDELIVERY_SECONDS = ACK_WAIT_SECONDS
 
 
 def alice_page(service: ServiceProcess, incident_id: str) -> pb.Page | None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -13,6 +15,7 @@ from nats.js import api
 
 # Behind and no progress for this long: the projection (or reaction) is reported as stalled.
 STALL_AFTER_SECONDS = 60.0
+T = TypeVar("T")
 
 
 async def fetch_batch(
@@ -34,6 +37,42 @@ async def fetch_batch(
     except (nats.errors.TimeoutError, TimeoutError):
         rest = []
     return [*first, *rest]
+
+
+class ConsumerRequests:
+    """Creates and deletes one durable consumer one request at a time, never abandoning one.
+
+    A clustered (R3) stream answers neither a consumer's delete nor its create when the delete
+    arrives while that create is still in flight (nats-server 2.15; the delete is applied all
+    the same): the caller waits out the API timeout. A group stopped in the middle of its
+    consumer's create and then rebuilt did exactly that, once per retry of the rebuild
+    (docs/runbooks.md, "Running on a NATS cluster"). So a request runs on to its answer when
+    its caller is cancelled, and the next one is sent only after it.
+    """
+
+    def __init__(self) -> None:
+        self._last: asyncio.Task[Any] | None = None
+
+    async def run(self, request: Callable[[], Awaitable[T]]) -> T:
+        """Sends `request()` once the request before it has been answered; returns its answer.
+        Cancelling the caller leaves the request running."""
+        task = asyncio.create_task(_after(self._last, request))
+        task.add_done_callback(_retrieve)
+        self._last = task
+        return await asyncio.shield(task)
+
+
+async def _after(previous: asyncio.Task[Any] | None, request: Callable[[], Awaitable[T]]) -> T:
+    if previous is not None and not previous.done():
+        await asyncio.wait({previous})
+    return await request()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Marks an outcome nobody awaited any more as retrieved (its caller was cancelled, and
+    reported its own failure where it happened)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ProgressWatch:

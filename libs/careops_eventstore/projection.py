@@ -10,6 +10,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import nats.errors
@@ -38,6 +39,7 @@ from careops_eventstore.batches import (
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.consumers import (
     STALL_AFTER_SECONDS,
+    ConsumerRequests,
     ConsumerStatus,
     ProgressWatch,
     fetch_batch,
@@ -197,6 +199,7 @@ class ProjectionGroup:
         self._clock = clock
         # Fixed at creation: the group keeps its consumer when a projection leaves it.
         self._durable = f"proj-{self.projections[0].name}-{uuid.uuid4().hex[:12]}"
+        self._requests = ConsumerRequests()  # its creates and deletes, one after the other
         self.name = "+".join(self.members)
 
     def runners(self) -> dict[str, ProjectionRunner]:
@@ -220,6 +223,8 @@ class ProjectionGroup:
         self._probe = asyncio.create_task(self._probe_loop(), name=f"projection-probe-{self.name}")
 
     async def stop(self) -> None:
+        """Stops consuming (a create or delete of the consumer in flight runs on to its answer,
+        and the group's next one waits for it: see ConsumerRequests)."""
         self._stopping = True
         for task in (self._task, self._probe):
             await stop_task(task)
@@ -253,8 +258,7 @@ class ProjectionGroup:
         ProjectionRunner.rebuild, which first gives it a group of its own)."""
         await self.stop()
         try:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await self._js.delete_consumer(self.stream, self.durable)
+            await self._delete_consumer()
         except (TimeoutError, nats.errors.Error) as exc:
             # A clustered stream between leaders: the read model is untouched, so it runs on.
             await self.start()
@@ -337,8 +341,7 @@ class ProjectionGroup:
         # Another replica may have applied what a reader waits for: wake it now.
         for member in self.members.values():
             member.advance(member.position)
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.delete_consumer(self.stream, self.durable)
+        await self._delete_consumer()
         config = api.ConsumerConfig(
             durable_name=self.durable,
             filter_subject=self.filter_subject,
@@ -349,8 +352,13 @@ class ProjectionGroup:
             max_ack_pending=10_000,
             inactive_threshold=INACTIVE_THRESHOLD_SECONDS,
         )
-        await self._js.add_consumer(self.stream, config)
+        await self._requests.run(partial(self._js.add_consumer, self.stream, config))
         self._next_delivery, self._suspect, self._resync_wanted = 1, -1, False
+
+    async def _delete_consumer(self) -> None:
+        """Deletes the group's consumer (gone already is fine)."""
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await self._requests.run(partial(self._js.delete_consumer, self.stream, self.durable))
 
     async def _run(self) -> None:
         while not self._stopping:

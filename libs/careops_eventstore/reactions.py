@@ -3,16 +3,18 @@
 Replicas share one durable consumer (each message goes to one of them). Each message is handled
 in its own task, so a slow side effect never holds back the next message; it is acked when its
 handler succeeds and redelivered (after a short delay) when it fails transiently (the log or a
-database unreachable, a conflict). Poison never comes back: a message that is not an event batch,
-or whose handler raises anything else (the data is wrong, retrying cannot help), is counted,
-logged, parked in the service's `parked_messages` table and terminated. Handlers must be
+database unreachable, a conflict). The consumer's ack_wait is short (ACK_WAIT_SECONDS) and a
+message still being handled is kept with "in progress" every quarter of it: a delivery lost to
+an outage (a nak that reached no consumer leader, a fetch abandoned between leaders) comes back
+within seconds, not after half a minute. Poison never comes back: a message that is not an
+event batch, or whose handler raises anything else (the data is wrong, retrying cannot help), is
+counted, logged, parked in the service's `parked_messages` table and terminated. Handlers must be
 idempotent: derive command ids from the source event, check state before side effects.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -63,6 +65,9 @@ STALLED = Gauge(
     ["reaction"],
 )
 PROBE_INTERVAL_SECONDS = 5.0
+# Redelivery of a message neither acked nor kept in progress: the bound on how long a delivery
+# lost to a NATS outage waits (the cluster test waited 26 s of a 30 s ack_wait).
+ACK_WAIT_SECONDS = 5.0
 
 Handler = Callable[[RecordedBatch], Awaitable[None]]
 
@@ -80,7 +85,7 @@ class ReactionRunner:
         filter_subject: str,
         handle: Handler,
         concurrency: int = 32,
-        ack_wait_seconds: float = 30.0,
+        ack_wait_seconds: float = ACK_WAIT_SECONDS,
         retry_delay_seconds: float = 1.0,
         clock: Callable[[], float] | None = None,
         probe_interval: float = PROBE_INTERVAL_SECONDS,
@@ -102,6 +107,9 @@ class ReactionRunner:
         self._probe: asyncio.Task[None] | None = None
         self._probe_interval = probe_interval
         self._inflight: set[asyncio.Task[None]] = set()
+        # Messages being handled (by id: a Msg is unhashable), kept in progress by the keep-alive.
+        self._handling: dict[int, Msg] = {}
+        self._keep_alive: asyncio.Task[None] | None = None
         # As in ProjectionRunner: a cancellation nats-py's fetch swallows must not keep it going.
         self._stopping = False
         self.watch = ProgressWatch(clock=clock)
@@ -120,12 +128,15 @@ class ReactionRunner:
         self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"reaction-{self.name}")
         self._probe = asyncio.create_task(self._probe_loop(), name=f"reaction-probe-{self.name}")
+        self._keep_alive = asyncio.create_task(
+            self._keep_alive_loop(), name=f"reaction-keep-alive-{self.name}"
+        )
 
     async def stop(self) -> None:
         self._stopping = True
-        for background in (self._task, self._probe):
+        for background in (self._task, self._probe, self._keep_alive):
             await stop_task(background)
-        self._task = self._probe = None
+        self._task = self._probe = self._keep_alive = None
         for task in list(self._inflight):
             await stop_task(task)
 
@@ -166,9 +177,27 @@ class ReactionRunner:
             self._probe_interval, self._observe, lambda: not self._stopping, "lag probe"
         )
 
+    async def _keep_alive_loop(self) -> None:
+        await repeat_every(
+            self._ack_wait / 4, self._in_progress, lambda: not self._stopping, "keep-alive"
+        )
+
+    async def _in_progress(self) -> None:
+        """Tells the server that each message being handled is still being worked on (resets
+        its ack_wait): a slow handler is not redelivered to another replica meanwhile."""
+        for message in list(self._handling.values()):
+            await message.in_progress()
+
     async def _ensure_consumer(self) -> None:
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            await self._js.consumer_info(self.stream, self.durable)
+        """Creates the shared consumer if it is missing, and gives one created with another
+        ack_wait (a release before the keep-alive had 30 s) this runner's, in place."""
+        try:
+            info = await self._js.consumer_info(self.stream, self.durable)
+        except nats.js.errors.NotFoundError:
+            info = None
+        # Compared to the millisecond: the server keeps nanoseconds, and int(0.3 * 1e9) is not
+        # 0.3 seconds again.
+        if info is not None and abs((info.config.ack_wait or 0) - self._ack_wait) < 0.001:
             return
         config = api.ConsumerConfig(
             durable_name=self.durable,
@@ -218,6 +247,7 @@ class ReactionRunner:
         return named is not None and self._event_types.isdisjoint(named.split(","))
 
     async def _one(self, message: Msg) -> None:
+        self._handling[id(message)] = message
         try:
             recorded = _recorded(self.stream, message)
             if recorded is None:
@@ -249,6 +279,7 @@ class ReactionRunner:
             self._finished += 1
             await message.ack()
         finally:
+            self._handling.pop(id(message), None)
             self._slots.release()
 
     async def _traced(self, recorded: RecordedBatch) -> None:

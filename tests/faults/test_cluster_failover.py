@@ -25,8 +25,7 @@ from tests.faults.platform import (
 )
 from tests.support import eventually_sync, fault_scale
 
-# Deselected from `make test` (pyproject addopts) until its rebuild stall is understood: 60-115 s
-# on a shared 2-core machine; `make cluster-test` runs it.
+# In `make test`; `make cluster-test` runs it alone, five times in a row (-m cluster).
 pytestmark = pytest.mark.cluster
 
 STREAM = STREAMS["ticketing"]

@@ -3,6 +3,8 @@ answers (the three-node behaviour itself: tests/faults/test_cluster_failover.py)
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +12,13 @@ import nats.errors
 import nats.js.errors
 import pytest
 from careops.events.v1.envelope_pb2 import EventBatch
+from nats.js import api
 
-from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.consumers import ConsumerRequests
+from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.model import ConcurrencyConflict, LogUnavailable
 from careops_eventstore.nats_embedded import EmbeddedNatsCluster
+from careops_eventstore.tasks import stop_task
 
 
 def test_each_member_has_its_own_store_name_and_ports_and_routes_to_all(tmp_path: Path) -> None:
@@ -77,3 +82,30 @@ async def test_a_stream_between_leaders_leaves_the_append_unconfirmed(error: Exc
 async def test_any_other_refusal_is_not_hidden() -> None:
     with pytest.raises(nats.js.errors.APIError):
         await _append(nats.js.errors.APIError(code=400, err_code=10999, description="other"))
+
+
+async def test_a_delete_sent_after_a_cancelled_create_is_answered(tmp_path: Path) -> None:
+    """An R3 consumer's delete that reaches the servers while its create is in flight is never
+    answered (the API timeout); ConsumerRequests sends it once the create is answered, also
+    when the create's caller was cancelled (a projection group stopped, then rebuilt)."""
+    cluster = EmbeddedNatsCluster(data_dir=tmp_path).start()
+    nc = await connect(cluster.url, name="careops-tests-requests")
+    try:
+        js = nc.jetstream(timeout=5)
+        await js.add_stream(api.StreamConfig(name="S", subjects=["s.>"], num_replicas=3))
+        requests = ConsumerRequests()
+        sent = asyncio.Event()
+
+        async def create() -> api.ConsumerInfo:
+            sent.set()
+            return await js.add_consumer("S", api.ConsumerConfig(durable_name="c"))
+
+        creating = asyncio.create_task(requests.run(create))
+        await sent.wait()
+        await stop_task(creating)  # as ProjectionGroup.stop does
+        assert await requests.run(partial(js.delete_consumer, "S", "c"))
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.consumer_info("S", "c")
+    finally:
+        await nc.close()
+        cluster.stop()
