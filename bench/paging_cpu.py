@@ -8,8 +8,9 @@ burst it prints the pages' p50 / p99, the DeclareIncident replies' p99 and the C
 (user + system, /proc/<pid>/stat) every process used during the burst: each service process,
 nats-server, the receivers and the load. CPU seconds, unlike wall time, mean something on a
 machine shared with other work. With `--profile DIR`, py-spy samples each service process
-during the bursts (`record --format raw --nonblocking`, collapsed stacks in DIR/<process>.txt)
-and the script prints the frames with the largest inclusive share of each profile.
+during the bursts (`record --format raw --gil`: the thread holding the GIL, a proxy for the
+process's Python CPU; collapsed stacks in DIR/<process>.txt) and the script prints the frames
+with the largest inclusive share of each profile.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def profiled(pids: dict[str, int], directory: Path | None) -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True)
     samplers = [
         subprocess.Popen(
-            [spy, "record", "--format", "raw", "--nonblocking", "--rate", "250"]
+            [spy, "record", "--format", "raw", "--gil", "--rate", "200"]
             + ["-p", str(pid), "-o", str(directory / f"{name}.txt")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
