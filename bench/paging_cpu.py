@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,17 +118,43 @@ def bursts(layout: str, count: int, profile: Path | None) -> list[dict[str, Any]
                     for _ in range(count):
                         every = {**pids, **others}
                         before = {name: pid_cpu_seconds(pid) for name, pid in every.items()}
+                        counted = counts(processes)
                         row: dict[str, Any] = declare_to_page(load, receivers, 100, 1)
                         # The burst's work goes on after its first pages (further channels,
                         # retries, records): its CPU is counted until the processes are idle.
                         quiesce(list(pids.values()))
                         for name, pid in every.items():
                             row[f"{name}_cpu_s"] = pid_cpu_seconds(pid) - before[name]
+                        after = counts(processes)
+                        row.update({name: after[name] - counted[name] for name in COUNTED})
                         rows.append(row)
         finally:
             for process in processes:
                 process.kill()
     return rows
+
+
+# Counters summed over the service processes (their /metrics), reported per burst: how many
+# appends the burst made and how many messages the pager handled or acked unparsed.
+COUNTED = {
+    "appends": ("careops_eventstore_appends_total{", 'outcome="appended"'),
+    "pager_handled": ("careops_reaction_messages_total{", 'outcome="handled"'),
+    "pager_passed": ("careops_reaction_messages_total{", 'outcome="passed"'),
+}
+
+
+def counts(processes: list[ServiceProcess]) -> dict[str, float]:
+    """Returns the COUNTED totals so far (the caller takes differences)."""
+    totals = dict.fromkeys(COUNTED, 0.0)
+    for process in processes:
+        url = f"http://127.0.0.1:{process.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            for name, (prefix, label) in COUNTED.items():
+                if line.startswith(prefix) and label in line:
+                    totals[name] += float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 def quiesce(pids: list[int], idle_cpu_s: float = 0.02, timeout: float = 60.0) -> None:
@@ -152,12 +179,13 @@ def _pids(layout: str, processes: list[ServiceProcess]) -> dict[str, int]:
 
 def show(rows: list[dict[str, Any]]) -> None:
     """Prints each burst's figures and their medians."""
-    columns = ["p50_ms", "p99_ms", "declare_p99_ms"] + [k for k in rows[0] if k.endswith("_s")]
-    print(" ".join(f"{c:>18}" for c in columns))
+    columns = ["p50_ms", "p99_ms", "declare_p99_ms"]
+    columns += [k for k in rows[0] if k.endswith("_s")] + list(COUNTED)
+    print(" ".join(f"{c.removesuffix('_cpu_s'):>12}" for c in columns))
     for row in rows:
-        print(" ".join(f"{row[c]:>18.3f}" for c in columns))
+        print(" ".join(f"{row[c]:>12.3f}" for c in columns))
     medians = {c: statistics.median(row[c] for row in rows) for c in columns}
-    print(" ".join(f"{medians[c]:>18.3f}" for c in columns), " (medians)")
+    print(" ".join(f"{medians[c]:>12.3f}" for c in columns), " (medians)")
 
 
 def main() -> None:

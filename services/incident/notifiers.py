@@ -357,8 +357,6 @@ class Notifiers:
         assert contact.kind is not None
         started = time.perf_counter()
         attempt, error = 0, ""
-        # Every attempt after the first may repeat it: it says so.
-        again = note if note.retry else replace(note, retry=True)
         with tracer.start_as_current_span(
             f"notify {contact.kind.value}",
             kind=SpanKind.CLIENT,
@@ -372,7 +370,9 @@ class Notifiers:
                     await self.first_sends.behind()
                 try:
                     with self.first_sends.first() if ahead else contextlib.nullcontext():
-                        await self.send_once(contact, note if attempt == 1 else again)
+                        # Every attempt after the first may repeat it: it says so.
+                        again = attempt > 1 and not note.retry
+                        await self.send_once(contact, replace(note, retry=True) if again else note)
                 except DeliveryError as exc:
                     error = str(exc)
                     if exc.retryable:

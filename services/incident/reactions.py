@@ -118,8 +118,8 @@ class PageDispatcher:
                 pending -= done
                 records = []
                 for task in done:
-                    if task.exception() is not None:
-                        failures.append(task.exception())  # type: ignore[arg-type]
+                    if (error := task.exception()) is not None:
+                        failures.append(error)
                     elif (record := task.result()) is not None:
                         records.append(record)
                 if records:

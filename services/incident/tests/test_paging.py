@@ -231,9 +231,8 @@ async def test_a_declarations_notices_are_recorded_in_one_append(
 
 
 def test_a_batch_of_outcomes_has_one_command_id_whatever_its_order() -> None:
-    webhook, slack = d.DeliveryOutcome(d.ContactKind.WEBHOOK, 1), d.DeliveryOutcome(
-        d.ContactKind.SLACK, 4, "HTTP 503"
-    )
+    webhook = d.DeliveryOutcome(d.ContactKind.WEBHOOK, 1)
+    slack = d.DeliveryOutcome(d.ContactKind.SLACK, 4, "HTTP 503")
     one = d.RecordDeliveries("I-1-p0", (webhook,))
     two = d.RecordDeliveries("I-1-n0", (slack, webhook))
     assert deliveries_command_id([one]) == "deliveries-I-1-p0-webhook"
