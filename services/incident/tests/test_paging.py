@@ -207,6 +207,8 @@ async def test_a_declarations_notices_are_recorded_in_one_append(
 ) -> None:
     # Three notices (ts-alice's page, cs-carol's page, brand PR's FYI), two channels each;
     # cs-carol's Slack fails after four attempts, within the dispatcher's record window.
+    passed = {"reaction": "incident-pager", "outcome": "passed"}
+    passed_before = REGISTRY.get_sample_value("careops_reaction_messages_total", passed) or 0
     declared = await declare(incident_stub)
     incident_id = declared.incident.incident_id
     assert incident_service.store is not None
@@ -228,6 +230,13 @@ async def test_a_declarations_notices_are_recorded_in_one_append(
     assert len({event.notice_id for event in batch}) == 3
     failed = [e for e in batch if isinstance(e, d.NotificationFailed)]
     assert [(e.kind, e.attempts) for e in failed] == [(d.ContactKind.SLACK, 4)]
+
+    # The pager's own record holds nothing it acts on: acked unparsed.
+    def record_passed() -> bool:
+        now = REGISTRY.get_sample_value("careops_reaction_messages_total", passed) or 0
+        return now > passed_before
+
+    await eventually(record_passed)
 
 
 def test_a_batch_of_outcomes_has_one_command_id_whatever_its_order() -> None:
