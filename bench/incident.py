@@ -98,7 +98,12 @@ async def paging(quick: bool, *, keep_alive: bool) -> dict[str, Any]:
 def cpu_seconds(service: ServiceProcess) -> float:
     """User + system CPU the process has used (/proc/<pid>/stat)."""
     assert service.process is not None
-    stat = Path(f"/proc/{service.process.pid}/stat").read_text()
+    return pid_cpu_seconds(service.process.pid)
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU process `pid` has used (/proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -110,6 +115,31 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
     # the pager (reactions and timers) in a worker of its own, the projections in another
     "pager": (("api", ""), ("worker", "reactions,background"), ("worker", "projections")),
 }
+
+
+def layout_processes(
+    layout: str, nats_url: str, directory: Path, config: dict[str, str]
+) -> list[ServiceProcess]:
+    """Returns incident-crisis as the processes of `layout` (not started; the api first),
+    sharing one SQLite read-model database in `directory`."""
+    env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
+    env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / f'{layout}.db'}"
+    env["CAREOPS_SHUTDOWN_GRACE_SECONDS"] = "0"
+    processes = []
+    for index, (role, parts) in enumerate(LAYOUTS[layout]):
+        data_dir = directory / f"{layout}-{index}-{role}"
+        data_dir.mkdir()
+        extra = {"CAREOPS_WORKER_PARTS": parts} if parts else {}
+        processes.append(
+            ServiceProcess(
+                data_dir,
+                nats_url,
+                extra_env={**env, **extra},
+                service="incident",
+                args=["--role", role],
+            )
+        )
+    return processes
 
 
 def split_paging(
@@ -134,23 +164,7 @@ def _split_paging(
     receivers: Child,
     layout: str,
 ) -> dict[str, Any]:
-    env = {f"CAREOPS_{name.upper()}": value for name, value in config.items()}
-    env["CAREOPS_DATABASE_URL"] = f"sqlite:///{directory / f'{layout}.db'}"
-    env["CAREOPS_SHUTDOWN_GRACE_SECONDS"] = "0"
-    processes = []
-    for index, (role, parts) in enumerate(LAYOUTS[layout]):
-        data_dir = directory / f"{layout}-{index}-{role}"
-        data_dir.mkdir()
-        extra = {"CAREOPS_WORKER_PARTS": parts} if parts else {}
-        processes.append(
-            ServiceProcess(
-                data_dir,
-                nats_url,
-                extra_env={**env, **extra},
-                service="incident",
-                args=["--role", role],
-            )
-        )
+    processes = layout_processes(layout, nats_url, directory, config)
     api = processes[0]
     results: dict[str, Any] = {}
     try:

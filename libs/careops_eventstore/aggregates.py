@@ -16,7 +16,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import Counter, Histogram
 
 from careops_eventstore.causes import attributed
-from careops_eventstore.codec import EnvelopeContext, EventCodec, from_timestamp
+from careops_eventstore.codec import DecodedEvent, EnvelopeContext, EventCodec, from_timestamp
 from careops_eventstore.model import (
     EXPECTED_SUBJECT_SEQ_HEADER,
     ConcurrencyConflict,
@@ -122,12 +122,18 @@ class AggregateRepository(Generic[S]):
         self.remember(aggregate_id, loaded)
         return loaded
 
-    def observe(self, aggregate_id: str, message: RecordedBatch) -> Loaded[S] | None:
+    def observe(
+        self,
+        aggregate_id: str,
+        message: RecordedBatch,
+        decoded: Sequence[DecodedEvent] | None = None,
+    ) -> Loaded[S] | None:
         """Moves the cached state on by a message a consumer received, when it is the
         aggregate's next one (its expected-subject-sequence header is the cached version, or 0
         for an aggregate not cached and new): a reaction to a fresh aggregate's events then
-        reads nothing back from the log. Returns the state it knows at least as of the message
-        (None: unknown, `load` reads the log)."""
+        reads nothing back from the log. `decoded`: the message's events of known types as
+        the caller decoded them already (EventCodec.decode_batch), not decoded again. Returns
+        the state it knows at least as of the message (None: unknown, `load` reads the log)."""
         if message.subject != self.kind.subject(aggregate_id):
             return None
         cached = self._cache.get(aggregate_id)
@@ -137,7 +143,10 @@ class AggregateRepository(Generic[S]):
         base = cached or Loaded(self.kind.initial(aggregate_id), 0, {})
         if expected is None or not expected.isdigit() or int(expected) != base.version:
             return None
-        loaded = self._fold(base, [message])
+        if decoded is None:
+            loaded = self._fold(base, [message])
+        else:
+            loaded = self._fold_decoded(base, message, decoded)
         self.remember(aggregate_id, loaded)
         LOAD_SOURCE.labels(self.kind.stream, "delivered").inc()
         return loaded
@@ -178,6 +187,26 @@ class AggregateRepository(Generic[S]):
                 commands[message.batch.events[0].command_id] = message.sequence
             version = message.sequence
         return Loaded(state, version, commands)
+
+    def _fold_decoded(
+        self, base: Loaded[S], message: RecordedBatch, decoded: Sequence[DecodedEvent]
+    ) -> Loaded[S]:
+        """Folds one message whose known events are decoded already, as `_fold` would."""
+        state = base.state
+        for envelope in message.batch.events:
+            if not self.kind.codec.knows(envelope.type):
+                self._skipped(message, "unknown_type", envelope.type)
+        for event in decoded:
+            try:
+                state = self.kind.evolve(
+                    state, event.event, from_timestamp(event.envelope.occurred_at)
+                )
+            except Exception as exc:  # pure code: whatever it raises comes from the data
+                self._skipped(message, "invalid", event.envelope.type, exc)
+        commands = dict(base.commands)
+        if message.batch.events:
+            commands[message.batch.events[0].command_id] = message.sequence
+        return Loaded(state, message.sequence, commands)
 
     def _evolve(self, state: S, message: RecordedBatch, envelope: Any) -> S:
         codec = self.kind.codec

@@ -22,6 +22,7 @@ from careops_eventstore.aggregates import (
 )
 from careops_eventstore.application import ContextApplication, aggregate_kind, codec_of
 from careops_eventstore.application import utc_now as utc_now  # re-exported for main.py and tests
+from careops_eventstore.codec import DecodedEvent
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.timers import DueTimer
 from careops_platform import registry
@@ -408,11 +409,17 @@ class IncidentApp(ContextApplication[d.Incident]):
                 declared = incident.declared_at or now
                 TIME_TO_RESOLVE.labels(level).observe((now - declared).total_seconds())
 
-    def observe(self, incident_id: str, message: RecordedBatch) -> None:
+    def observe(
+        self,
+        incident_id: str,
+        message: RecordedBatch,
+        decoded: Sequence[DecodedEvent] | None = None,
+    ) -> None:
         """Moves this replica's cached incident on by a message of its subject a consumer
-        received (AggregateRepository.observe): the pager then reads a new incident's state
-        from the message it got instead of back from the log."""
-        self.incidents.observe(incident_id, message)
+        received (AggregateRepository.observe; `decoded`: its events, if the caller decoded
+        them already): the pager then reads a new incident's state from the message it got
+        instead of back from the log."""
+        self.incidents.observe(incident_id, message, decoded)
 
     async def get(self, incident_id: str, *, at_least: int = 0) -> tuple[d.Incident, int]:
         """Returns the incident as the log has it now; with `at_least`, this replica's cached

@@ -172,6 +172,7 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
                 # Deliveries wait on the network (retries, timeouts), not on the CPU: a burst of
                 # incidents must not queue behind one another's slow channels.
                 concurrency=256,
+                event_types=PageDispatcher.EVENT_TYPES,
             ),
         ]
 

@@ -30,9 +30,16 @@ log = logging.getLogger(__name__)
 SURGE_TYPE = "complaint_surge"
 
 
+# A message's notices are recorded in one command when they are done within this many seconds
+# of the first one (a burst's usual case: two appends per declaration instead of one per
+# notice); a notice still sending then (a channel retrying, or hanging until its timeout) is
+# recorded when it is done, so a failure's next channel never waits longer on another's.
+RECORD_WINDOW_SECONDS = 5.0
+
+
 class PageDispatcher:
     """Delivers each page and notice to every contact point, concurrently, and records the
-    notice's outcomes in one command once its channels are done.
+    outcomes of a message's notices together (RecordDeliveryBatch) once their channels are done.
 
     Idempotent: a channel whose outcome is on the log is not sent again, pages of resolved
     incidents and acknowledged pages are not sent at all. At least once: a message is acked
@@ -41,66 +48,122 @@ class PageDispatcher:
     with the same idempotency key (webhook) or dedup_key (PagerDuty).
     """
 
-    def __init__(self, app: IncidentApp, notifiers: Notifiers) -> None:
+    # The event types the pager acts on: a message with none of them (its own records of
+    # outcomes, most of all) is acked by the runner unparsed.
+    EVENT_TYPES = CODEC.only(
+        d.PageRequested, d.TeamInformed, d.PageContactsDue, d.PageAcknowledged, d.IncidentResolved
+    ).type_names
+
+    def __init__(
+        self,
+        app: IncidentApp,
+        notifiers: Notifiers,
+        *,
+        record_window: float = RECORD_WINDOW_SECONDS,
+    ) -> None:
         self._app = app
         self._notifiers = notifiers
+        self._record_window = record_window
 
     async def handle(self, message: RecordedBatch) -> None:
         """Acts on every page and notice of the message at once: one team's slow or failing
         channel must not hold back another team's page."""
+        sends = []
         actions = []
         # Delivered before (lost with a killed process, or failed): what it sent may arrive
         # twice, so every send says it may be a retry, and the state is read from the log.
         retry = message.deliveries > 1
         at_least = 0 if retry else message.sequence
         decoded_batch = CODEC.decode_batch(message.batch)
-        if decoded_batch and not retry:
-            self._app.observe(decoded_batch[0].envelope.aggregate_id, message)
+        if not decoded_batch:
+            return
+        # One message, one command: every event of it is of the same incident.
+        incident_id = decoded_batch[0].envelope.aggregate_id
+        if not retry:
+            self._app.observe(incident_id, message, decoded_batch)
         for decoded in decoded_batch:
             event = decoded.event
-            incident_id = decoded.envelope.aggregate_id
             if isinstance(event, d.PageRequested | d.TeamInformed | d.PageContactsDue):
-                actions.append(self._notify(incident_id, event, retry=retry, at_least=at_least))
+                sends.append(self._send(incident_id, event, retry=retry, at_least=at_least))
             elif isinstance(event, d.PageAcknowledged):
                 actions.append(self._follow_up(incident_id, "acknowledge", [event.page_id]))
             elif isinstance(event, d.IncidentResolved):
                 incident, _ = await self._app.get(incident_id)
                 actions.append(self._follow_up(incident_id, "resolve", list(incident.pages)))
-        outcomes = await asyncio.gather(*actions, return_exceptions=True)
+        outcomes = await asyncio.gather(
+            self._record(incident_id, sends), *actions, return_exceptions=True
+        )
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
             # Redelivery retries the whole message; channels already recorded are skipped.
             raise failures[0]
 
-    async def _notify(
+    async def _record(
+        self, incident_id: str, sends: Sequence[Awaitable[d.RecordDeliveries | None]]
+    ) -> None:
+        """Records the notices' outcomes as their sends finish: those done within the record
+        window of the first in one command, any later ones as they are done. Raises the first
+        send's failure after recording the others."""
+        pending = {asyncio.ensure_future(send) for send in sends}
+        failures: list[BaseException] = []
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:
+                    more, pending = await asyncio.wait(pending, timeout=self._record_window)
+                    done |= more
+                # Recording is bookkeeping: under a burst, other notices' first pages go first.
+                await self._notifiers.first_sends.behind()
+                done |= {task for task in pending if task.done()}
+                pending -= done
+                records = []
+                for task in done:
+                    if (error := task.exception()) is not None:
+                        failures.append(error)
+                    elif (record := task.result()) is not None:
+                        records.append(record)
+                if records:
+                    await self._app.execute(
+                        incident_id,
+                        d.RecordDeliveryBatch(tuple(records)),
+                        command_id=deliveries_command_id(records),
+                        actor="dispatcher",
+                    )
+        finally:
+            for task in pending:
+                task.cancel()
+        if failures:
+            raise failures[0]
+
+    async def _send(
         self,
         incident_id: str,
         event: d.PageRequested | d.TeamInformed | d.PageContactsDue,
         *,
         retry: bool,
         at_least: int,
-    ) -> None:
-        """Sends the notice on its pending channels concurrently, then records all their
-        outcomes in one command (one append per notice, not one per contact point).
+    ) -> d.RecordDeliveries | None:
+        """Sends the notice on its pending channels concurrently; returns their outcomes to
+        record (None: nothing was sent).
 
         The state is this replica's cached one when it is at least as recent as the message
         (on a first delivery, usually: this replica appended it), so a burst does not read
         every incident back from the log once per notice."""
         incident, _ = await self._app.get(incident_id, at_least=at_least)
         if incident.status not in d.OPEN:
-            return
+            return None
         notice_id = event.notice_id if isinstance(event, d.TeamInformed) else event.page_id
         page = incident.pages.get(notice_id)
         if page is not None and (page.acknowledged_at or page.escalated):
-            return
+            return None
         done = incident.deliveries_of(notice_id)
         pending = [c for c in event.contacts if c.kind and c.kind not in done]
         if not pending:
-            return
+            return None
         if isinstance(event, d.PageContactsDue):
             # A page's delayed contacts: the page as it was requested, sent on further channels.
             if page is None:
-                return
+                return None
             note = _page_notification(incident, page)
         else:
             note = _notification(incident, event, notice_id)
@@ -114,15 +177,7 @@ class PageDispatcher:
             for contact, (attempts, error) in zip(pending, sent, strict=True)
             if contact.kind is not None
         )
-        kinds = "-".join(sorted(outcome.kind.value for outcome in outcomes))
-        # Recording is bookkeeping: under a burst, other notices' first pages go out first.
-        await self._notifiers.first_sends.behind()
-        await self._app.execute(
-            incident_id,
-            d.RecordDeliveries(notice_id, outcomes),
-            command_id=f"deliveries-{notice_id}-{kinds}",
-            actor="dispatcher",
-        )
+        return d.RecordDeliveries(notice_id, outcomes)
 
     async def _follow_up(self, incident_id: str, action: str, page_ids: Sequence[str]) -> None:
         """Tells PagerDuty a team's page was acknowledged or the incident resolved (best effort).
@@ -157,6 +212,18 @@ class PageDispatcher:
                     notified.add(key)
                     sends.append(self._notifiers.deliver(contact, note))
         await asyncio.gather(*sends)
+
+
+def deliveries_command_id(records: Sequence[d.RecordDeliveries]) -> str:
+    """Returns the id a batch of outcomes is recorded under: the same for the same notices and
+    channels (a redelivered message whose records were appended records nothing twice)."""
+    keys = sorted(
+        f"{record.notice_id}-" + "-".join(sorted(o.kind.value for o in record.outcomes))
+        for record in records
+    )
+    if len(keys) == 1:
+        return f"deliveries-{keys[0]}"
+    return "deliveries-" + hashlib.sha256("|".join(keys).encode()).hexdigest()[:32]
 
 
 def _notification(

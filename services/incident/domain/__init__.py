@@ -78,6 +78,9 @@ from incident.domain.commands import (
     RecordDelivery as RecordDelivery,
 )
 from incident.domain.commands import (
+    RecordDeliveryBatch as RecordDeliveryBatch,
+)
+from incident.domain.commands import (
     ResolveIncident as ResolveIncident,
 )
 from incident.domain.decide import (

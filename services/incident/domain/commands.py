@@ -146,6 +146,14 @@ class RecordDeliveries:
 
 
 @dataclass(frozen=True)
+class RecordDeliveryBatch:
+    """Record the outcomes of several pages or notices of one incident at once: one append
+    for all the notices one event batch requested (each notice as its RecordDeliveries)."""
+
+    notices: tuple[RecordDeliveries, ...]
+
+
+@dataclass(frozen=True)
 class FirePageTimer:
     """A page's acknowledgement timer fired (escalates when still unacknowledged)."""
 
@@ -179,6 +187,7 @@ Command = (
     | NotifyCustomers
     | RecordDelivery
     | RecordDeliveries
+    | RecordDeliveryBatch
     | FirePageTimer
     | FireResponseTimer
     | FireContactTimer

@@ -24,6 +24,7 @@ from incident.domain.commands import (
     ReassessIncident,
     RecordDeliveries,
     RecordDelivery,
+    RecordDeliveryBatch,
     ResolveIncident,
 )
 from incident.domain.errors import IllegalTransition, IncidentAlreadyExists, NotFound, require
@@ -476,6 +477,20 @@ def _record_deliveries(
     return events
 
 
+def _record_delivery_batch(
+    state: Incident, command: RecordDeliveryBatch, ctx: Context
+) -> list[IncidentEvent]:
+    """Records the outcomes of several notices, each as its RecordDeliveries would, against
+    the state the earlier notices' events left (as one command after the other would)."""
+    events: list[IncidentEvent] = []
+    for notice in command.notices:
+        recorded = _record_deliveries(state, notice, ctx)
+        for event in recorded:
+            state = evolve(state, event, ctx.now)
+        events += recorded
+    return events
+
+
 def _fire_page(state: Incident, command: FirePageTimer, ctx: Context) -> list[IncidentEvent]:
     """Escalates an unacknowledged page (with the other pages of its step) to the chain's next
     step, or exhausts the chain."""
@@ -567,6 +582,7 @@ _HANDLERS = {
     NotifyCustomers: _notify,
     RecordDelivery: _record_delivery,
     RecordDeliveries: _record_deliveries,
+    RecordDeliveryBatch: _record_delivery_batch,
     FirePageTimer: _fire_page,
     FireResponseTimer: _fire_response,
     FireContactTimer: _fire_contact,

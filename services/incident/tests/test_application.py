@@ -147,11 +147,13 @@ def loads(source: str) -> float:
     )
 
 
+@pytest.mark.parametrize("decoded", [False, True], ids=["raw", "decoded"])
 async def test_a_replica_that_receives_a_new_incident_reads_nothing_back_from_the_log(
-    tmp_path: Path,
+    tmp_path: Path, decoded: bool
 ) -> None:
     """The pager's replica (a worker) did not append the declaration: the message it received
-    is the incident's first, so its state comes from the message, not a read of the log."""
+    is the incident's first, so its state comes from the message, not a read of the log (also
+    when the pager hands over the events it decoded already)."""
     clock = FakeClock()
     app, store = await bootstrapped(tmp_path, clock)
     worker = await IncidentService(  # the same log, another process's cache
@@ -160,7 +162,7 @@ async def test_a_replica_that_receives_a_new_incident_reads_nothing_back_from_th
     declared = await app.execute("i-1", CRASH, command_id="declare-1", actor="noc")
     [message] = await store.read_subject(stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.i-1")
     full, delivered = loads("full"), loads("delivered")
-    worker.observe("i-1", message)
+    worker.observe("i-1", message, CODEC.decode_batch(message.batch) if decoded else None)
     incident, version = await worker.get("i-1", at_least=message.sequence)
     assert version == declared.sequence
     assert incident == (await app.get("i-1"))[0]

@@ -242,6 +242,29 @@ def test_record_deliveries_records_each_kind_once_as_record_delivery_would() -> 
         d.decide(state, d.RecordDeliveries("I-1-p9", outcomes), ctx())
 
 
+def test_a_batch_of_outcomes_records_each_notice_as_its_own_record_deliveries_would() -> None:
+    state, events = declare()
+    pages = [e.page_id for e in events if isinstance(e, d.PageRequested)]
+    first, second = pages[0], pages[1]
+    webhook = d.DeliveryOutcome(d.ContactKind.WEBHOOK, 1)
+    failed = d.DeliveryOutcome(d.ContactKind.EMAIL, 4, "SMTP: 451")
+    batch = d.RecordDeliveryBatch(
+        (d.RecordDeliveries(first, (webhook,)), d.RecordDeliveries(second, (failed, webhook)))
+    )
+    at = T0 + timedelta(seconds=2)
+    alone = d.initial("I-1")
+    for event in events:
+        alone = d.evolve(alone, event, T0)
+    one_by_one = []
+    for notice in batch.notices:
+        alone, recorded = run(alone, notice, at)
+        one_by_one += recorded
+    state, recorded = run(state, batch, at)
+    assert recorded == one_by_one
+    assert state == alone
+    assert d.decide(state, batch, ctx(at)) == []
+
+
 # ----------------------------------------------------------------- extra teams and level floor
 
 RED, YELLOW = d.Engagement.RED, d.Engagement.YELLOW

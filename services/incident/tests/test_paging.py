@@ -20,9 +20,11 @@ from careops_platform.errors import PermissionDenied
 from careops_platform.identity import Principal, run_as
 from prometheus_client import REGISTRY
 
-from incident.application import INCIDENT_SUBJECTS, STREAM
+from incident import domain as d
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM
 from incident.main import IncidentService
 from incident.projections import IncidentProjection, IncidentTimerProjection
+from incident.reactions import deliveries_command_id
 from incident.tests.conftest import CS_SLACK, SIGNING_KEY
 from tests.receivers import HttpReceiver, MailReceiver
 from tests.support import (
@@ -198,6 +200,55 @@ async def test_watch_alerts_streams_new_pages_and_acknowledgements(
     call.cancel()
     collector.cancel()
     assert all(a.team_id == "technical_support" for a in seen)
+
+
+async def test_a_declarations_notices_are_recorded_in_one_append(
+    incident_stub: Stub, incident_service: IncidentService
+) -> None:
+    # Three notices (ts-alice's page, cs-carol's page, brand PR's FYI), two channels each;
+    # cs-carol's Slack fails after four attempts, within the dispatcher's record window.
+    passed = {"reaction": "incident-pager", "outcome": "passed"}
+    passed_before = REGISTRY.get_sample_value("careops_reaction_messages_total", passed) or 0
+    declared = await declare(incident_stub)
+    incident_id = declared.incident.incident_id
+    assert incident_service.store is not None
+    store = incident_service.store
+
+    async def recorded() -> list[list[Any]]:
+        messages = await store.read_subject(
+            stream=STREAM.name, subject=f"{INCIDENT_SUBJECTS}.{incident_id}"
+        )
+        outcomes = [
+            [e.event for e in CODEC.decode_batch(m.batch)]
+            for m in messages[1:]
+            if "NotificationDelivered" in m.headers[EVENT_TYPE_HEADER]
+        ]
+        count = sum(len(batch) for batch in outcomes)
+        return outcomes if count == 6 else []
+
+    (batch,) = await eventually(recorded)
+    assert len({event.notice_id for event in batch}) == 3
+    failed = [e for e in batch if isinstance(e, d.NotificationFailed)]
+    assert [(e.kind, e.attempts) for e in failed] == [(d.ContactKind.SLACK, 4)]
+
+    # The pager's own record holds nothing it acts on: acked unparsed.
+    def record_passed() -> bool:
+        now = REGISTRY.get_sample_value("careops_reaction_messages_total", passed) or 0
+        return now > passed_before
+
+    await eventually(record_passed)
+
+
+def test_a_batch_of_outcomes_has_one_command_id_whatever_its_order() -> None:
+    webhook = d.DeliveryOutcome(d.ContactKind.WEBHOOK, 1)
+    slack = d.DeliveryOutcome(d.ContactKind.SLACK, 4, "HTTP 503")
+    one = d.RecordDeliveries("I-1-p0", (webhook,))
+    two = d.RecordDeliveries("I-1-n0", (slack, webhook))
+    assert deliveries_command_id([one]) == "deliveries-I-1-p0-webhook"
+    assert deliveries_command_id([one, two]) == deliveries_command_id(
+        [two, d.RecordDeliveries("I-1-p0", (webhook,))]
+    )
+    assert deliveries_command_id([one, two]) != deliveries_command_id([one])
 
 
 async def test_retries_until_the_receiver_accepts_and_records_the_attempts(
