@@ -57,7 +57,9 @@ class Projection(Protocol):
         """Applies one decoded event at stream sequence `position`.
 
         A projection may also define `committed(engine)`, called after each batch commits
-        (e.g. to truncate SQLite's WAL after blanking erased text)."""
+        (e.g. to truncate SQLite's WAL after blanking erased text), and `batched_writes = True`
+        when it writes its rows through careops_eventstore.rows only (and flushes before it
+        reads them back): its writes are then buffered and sent per kind."""
 
 
 @dataclass
@@ -221,11 +223,14 @@ class _Batch:
         _claim_checkpoint(connection, name, self.stream)
         last = read_checkpoint(connection, name, for_update=True)
         start = last
-        # The projection's row writes go out as one executemany per kind (careops_eventstore.rows):
-        # at the end on the fast path, after each message with savepoints.
-        with batching(connection) as buffer:
+        if getattr(projection, "batched_writes", False):
+            # Its row writes go out as one executemany per kind (careops_eventstore.rows): at
+            # the end on the fast path, after each message with savepoints.
+            with batching(connection) as buffer:
+                last = self._apply_messages(connection, projection, outcome, last, savepoints)
+                _flush(buffer, savepoints)
+        else:
             last = self._apply_messages(connection, projection, outcome, last, savepoints)
-            _flush(buffer, savepoints)
         if last != start:
             connection.execute(
                 update(checkpoints)

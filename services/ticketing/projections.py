@@ -148,6 +148,7 @@ class TicketListProjection:
 
     name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
+    batched_writes = True  # every write goes through `rows`, none is read back
 
     def __init__(self, texts: TextSealer | None = None) -> None:
         self._texts = texts
@@ -328,6 +329,7 @@ class SlaTimerProjection:
 
     name = "sla_timers"
     tables: tuple[Table, ...] = (timers,)
+    batched_writes = True  # schedule and cancel_* write through `rows`, nothing is read
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         ticket_id = event.envelope.aggregate_id

@@ -132,6 +132,7 @@ class Inserts:
     database only when the buffered INSERTs are sent."""
 
     name = "rows_inserts"
+    batched_writes = True
 
     @property
     def tables(self) -> Sequence[Table]:
@@ -153,3 +154,16 @@ def test_a_write_the_database_refuses_parks_exactly_its_message(engine: Engine) 
         (parked,) = list_parked(connection, consumers=["rows_inserts"])
     assert (parked.sequence, parked.reason) == (3, "failed")
     assert "IntegrityError" in parked.detail
+
+
+class InsertsAtOnce(Inserts):
+    """The same projection without `batched_writes`: its writes run as they are made."""
+
+    batched_writes = False
+
+
+def test_a_projection_that_does_not_opt_in_writes_at_once(engine: Engine) -> None:
+    sent = counted(engine)
+    apply_batch(engine, InsertsAtOnce(), CODEC, "S", [message("a"), message("b")], [1, 2])
+    assert content(engine) == {"a": 1, "b": 2}
+    assert 2 not in sent  # no executemany of the two inserts
