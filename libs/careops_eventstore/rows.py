@@ -16,7 +16,7 @@ calls `flush()` first; a write without a key (`key=None`) flushes and runs at on
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -30,6 +30,11 @@ class RowWriter(Protocol):
 
     def write(self, statement: Executable, parameters: Mapping[str, Any], *, key: Hashable) -> None:
         """Runs (or buffers) `statement` with `parameters`; `key` names the row it touches."""
+
+    def write_all(
+        self, statement: Executable, parameters: Sequence[Mapping[str, Any]], *, key: Hashable
+    ) -> None:
+        """`write` of each parameter set in order (at once: one executemany)."""
 
     def flush(self) -> None:
         """Runs every buffered write now."""
@@ -68,6 +73,12 @@ class StatementBatch:
         self._groups[index].parameters.append(parameters)
         self._last_of_key[row] = index
 
+    def write_all(
+        self, statement: Executable, parameters: Sequence[Mapping[str, Any]], *, key: Hashable
+    ) -> None:
+        for item in parameters:
+            self.write(statement, item, key=key)
+
     def flush(self) -> None:
         """Runs the groups in order, each as one statement (executemany for several rows)."""
         groups, self._groups = self._groups, []
@@ -87,6 +98,11 @@ class _Immediate:
 
     def write(self, statement: Executable, parameters: Mapping[str, Any], *, key: Hashable) -> None:
         self.connection.execute(statement, parameters)
+
+    def write_all(
+        self, statement: Executable, parameters: Sequence[Mapping[str, Any]], *, key: Hashable
+    ) -> None:
+        self.connection.execute(statement, list(parameters))
 
     def flush(self) -> None:
         return None

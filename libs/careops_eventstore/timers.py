@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from itertools import groupby
 from typing import Any
 
 from prometheus_client import Counter
@@ -62,15 +63,18 @@ def schedule(connection: Connection, *due_timers: DueTimer) -> None:
         return
     cause = {CAUSE_KEY: current_cause()} if current_cause() else {}
     statement, writer = _upsert(connection.dialect.name), rows(connection)
-    for timer in due_timers:
-        row = {
-            "timer_id": timer.timer_id,
-            "aggregate_id": timer.aggregate_id,
-            "kind": timer.kind,
-            "due_at": timer.due_at,
-            "data": json.dumps({**cause, **timer.data}),
-        }
-        writer.write(statement, row, key=timer.aggregate_id)
+    for aggregate_id, group in groupby(due_timers, key=lambda timer: timer.aggregate_id):
+        parameters = [
+            {
+                "timer_id": timer.timer_id,
+                "aggregate_id": aggregate_id,
+                "kind": timer.kind,
+                "due_at": timer.due_at,
+                "data": json.dumps({**cause, **timer.data}),
+            }
+            for timer in group
+        ]
+        writer.write_all(statement, parameters, key=aggregate_id)
 
 
 _CANCEL_ALL = delete(timers).where(timers.c.aggregate_id == bindparam("aggregate"))
