@@ -258,7 +258,7 @@ class ConversationProjection:
                 "subject": payload.subject,
                 "body": payload.description,
             }
-            connection.execute(insert(conversation), row)
+            connection.execute(_OPENING, row)
             return
         entry = _entry(payload)
         if entry is None:
@@ -268,11 +268,11 @@ class ConversationProjection:
             "kind": kind,
             "body": text,
             "internal": internal,
-            "customer_id": self._opened(envelope.aggregate_id, conversation.c.customer_id),
-            "channel": self._opened(envelope.aggregate_id, conversation.c.channel),
             "author": "",
             "author_id": envelope.actor,
+            "opened_ticket": envelope.aggregate_id,
         }
+        statement = _ENTRY
         if isinstance(payload, domain.ReplyAdded):
             row |= {
                 "author": payload.author.value,
@@ -282,14 +282,24 @@ class ConversationProjection:
             }
             if payload.channel is not None:
                 row["channel"] = payload.channel.value
-        connection.execute(insert(conversation).values(**row))
+                statement = _ENTRY_ON_CHANNEL
+        connection.execute(statement, row)
 
-    @staticmethod
-    def _opened(ticket_id: str, column: Any) -> Any:
-        """`column` of the ticket's opening row, read by the INSERT itself (no round trip)."""
-        c = conversation.c
-        found = select(column).where(c.ticket_id == ticket_id, c.kind == "opened").limit(1)
-        return func.coalesce(found.scalar_subquery(), "")
+
+def _from_opening(column: Any) -> Any:
+    """`column` of the ticket's opening row, read by the INSERT itself (no round trip)."""
+    c = conversation.c
+    found = select(column).where(c.ticket_id == bindparam("opened_ticket"), c.kind == "opened")
+    return func.coalesce(found.limit(1).scalar_subquery(), "")
+
+
+# Built once (not `.values(...)` per event): the opening row, and an entry whose customer (and
+# channel, unless the reply names one) come from the opening; the rest are bound by column name.
+_OPENING = insert(conversation)
+_ENTRY_ON_CHANNEL = insert(conversation).values(
+    customer_id=_from_opening(conversation.c.customer_id)
+)
+_ENTRY = _ENTRY_ON_CHANNEL.values(channel=_from_opening(conversation.c.channel))
 
 
 class MacroListProjection:
