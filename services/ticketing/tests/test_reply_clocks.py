@@ -4,6 +4,7 @@ of them (the OpenTicket path); they must equal the clocks computed afresh as of 
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,8 +26,8 @@ OPEN = d.OpenTicket(
     subject="Printer shows E42",
     description="Since this morning the office printer shows error E42.",
 )
-ANGRY = d.OpenTicket(
-    ticket_id="",
+ANGRY = replace(
+    OPEN,
     customer_id="C-2",
     channel=d.Channel.PHONE,
     type=d.TicketType.COMPLAINT,
@@ -61,7 +62,7 @@ async def test_reused_clocks_equal_the_clocks_computed_afresh(
     reused = []
     for index, command in enumerate((opening, *AFTER)):
         if isinstance(command, d.OpenTicket):
-            command = d.OpenTicket(**{**vars(command), "ticket_id": ticket_id})
+            command = replace(command, ticket_id=ticket_id)
         now[0] = START + timedelta(minutes=15 * index)
         result = await app.execute(ticket_id, command, command_id=uuid.uuid4().hex)
         clocks = _event_clocks(result)
