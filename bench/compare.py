@@ -106,6 +106,8 @@ FIGURES: tuple[Figure, ...] = (
             "sqlite.events_s",
             "postgresql_runner.events_s",
             "postgresql.events_s",
+            "sqlite_runner.events_per_cpu_s",
+            "postgresql_runner.events_per_cpu_s",
         ),
         lower=("sqlite.of_which_decode_s",),
     ),

@@ -16,6 +16,7 @@ from careops_eventstore.codec import (
     EnvelopeContext,
     EventCodec,
     UnknownEventType,
+    _from_duration,
     enum_from_proto,
     enum_to_proto,
     from_timestamp,
@@ -195,6 +196,16 @@ def test_the_fast_duration_matches_protobufs_own_conversion(value: timedelta) ->
     expected.FromTimedelta(value)
     assert to_duration(value) == expected
     assert to_duration(value).ToTimedelta() == value
+    assert _from_duration(expected) == value
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"), [(0, 0), (3, 999_999_999), (-3, -1_999), (0, -500), (7, 1_500)]
+)
+def test_the_fast_duration_reads_as_protobuf_does(seconds: int, nanos: int) -> None:
+    """Nanoseconds below a microsecond are rounded toward zero, as ToTimedelta does."""
+    raw = Duration(seconds=seconds, nanos=nanos)
+    assert _from_duration(raw) == raw.ToTimedelta()
 
 
 def test_enum_numbers_map_to_domain_members_both_ways() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from careops_eventstore.causes import caused_by
 from careops_eventstore.codec import DecodedEvent, EventCodec, known_event_type
 from careops_eventstore.model import ConcurrencyConflict, LogUnavailable, RecordedBatch
+from careops_eventstore.rows import StatementBatch, batching, rows
 from careops_eventstore.sqlstate import ParkedMessage, checkpoints, insert_for, park, unpark_all
 
 # Poison is logged under the runner's logger, as before this module was split out of it.
@@ -56,7 +57,9 @@ class Projection(Protocol):
         """Applies one decoded event at stream sequence `position`.
 
         A projection may also define `committed(engine)`, called after each batch commits
-        (e.g. to truncate SQLite's WAL after blanking erased text)."""
+        (e.g. to truncate SQLite's WAL after blanking erased text), and `batched_writes = True`
+        when it writes its rows through careops_eventstore.rows only (and flushes before it
+        reads them back): its writes are then buffered and sent per kind."""
 
 
 @dataclass
@@ -220,6 +223,33 @@ class _Batch:
         _claim_checkpoint(connection, name, self.stream)
         last = read_checkpoint(connection, name, for_update=True)
         start = last
+        if getattr(projection, "batched_writes", False):
+            # Its row writes go out as one executemany per kind (careops_eventstore.rows): at
+            # the end on the fast path, after each message with savepoints.
+            with batching(connection) as buffer:
+                last = self._apply_messages(connection, projection, outcome, last, savepoints)
+                _flush(buffer, savepoints)
+        else:
+            last = self._apply_messages(connection, projection, outcome, last, savepoints)
+        if last != start:
+            connection.execute(
+                update(checkpoints)
+                .where(checkpoints.c.projection == name)
+                .values(last_sequence=last)
+            )
+        outcome.last_sequence = last
+        return outcome
+
+    def _apply_messages(
+        self,
+        connection: Connection,
+        projection: Projection,
+        outcome: BatchOutcome,
+        last: int,
+        savepoints: bool,
+    ) -> int:
+        """Applies the messages past checkpoint `last` to one projection; returns the new
+        checkpoint."""
         for index, (parsed, sequence) in enumerate(zip(self._parsed, self.sequences, strict=True)):
             if sequence <= last:
                 outcome.count("redelivered")
@@ -237,14 +267,7 @@ class _Batch:
             else:
                 _apply_message(connection, target, self._decode(index, parsed), savepoints)
             last = sequence
-        if last != start:
-            connection.execute(
-                update(checkpoints)
-                .where(checkpoints.c.projection == name)
-                .values(last_sequence=last)
-            )
-        outcome.last_sequence = last
-        return outcome
+        return last
 
     def _decode(self, index: int, batch: EventBatch) -> list[_Decoded]:
         """The events of message `index`, decoded on first use."""
@@ -349,6 +372,9 @@ def _apply_message(
                 # Timers the projection schedules remember whose event scheduled them.
                 with caused_by(item.envelope.actor):
                     target.projection.apply(connection, item, target.sequence)
+            if savepoints:
+                # Inside the savepoint: a write that fails parks this message, not the batch.
+                rows(connection).flush()
     except Exception as exc:
         if transient(exc):
             raise
@@ -357,6 +383,17 @@ def _apply_message(
         target.skip(connection, "failed", event_type=current, detail=_describe(exc))
         return
     target.outcome.applied += len(decoded)
+
+
+def _flush(buffer: StatementBatch, savepoints: bool) -> None:
+    """Runs the projection's buffered writes. On the fast path a write the data refuses means
+    some message is poison: the batch is redone with savepoints, which finds it."""
+    try:
+        buffer.flush()
+    except Exception as exc:
+        if transient(exc) or savepoints:
+            raise
+        raise _NeedsSavepoints() from exc
 
 
 def _describe(exc: BaseException) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
+from itertools import groupby
 from typing import Any
 
 from prometheus_client import Counter
@@ -22,6 +23,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from careops_eventstore.causes import CAUSE_KEY, caused_by, current_cause
+from careops_eventstore.rows import rows
 from careops_eventstore.sqlstate import aware, insert_for, timers
 from careops_eventstore.tasks import stop_task
 
@@ -54,22 +56,25 @@ def _upsert(dialect: str) -> Any:
 
 
 def schedule(connection: Connection, *due_timers: DueTimer) -> None:
-    """Inserts or replaces timer rows in one statement (called by projections). Within a
+    """Inserts or replaces timer rows (called by projections: inside a batch the rows join its
+    executemany, careops_eventstore.rows; a timer id belongs to one aggregate). Within a
     reaction or projection, each row remembers whose event scheduled it (`CAUSE_KEY`)."""
     if not due_timers:
         return
     cause = {CAUSE_KEY: current_cause()} if current_cause() else {}
-    rows = [
-        {
-            "timer_id": timer.timer_id,
-            "aggregate_id": timer.aggregate_id,
-            "kind": timer.kind,
-            "due_at": timer.due_at,
-            "data": json.dumps({**cause, **timer.data}),
-        }
-        for timer in due_timers
-    ]
-    connection.execute(_upsert(connection.dialect.name), rows)
+    statement, writer = _upsert(connection.dialect.name), rows(connection)
+    for aggregate_id, group in groupby(due_timers, key=lambda timer: timer.aggregate_id):
+        parameters = [
+            {
+                "timer_id": timer.timer_id,
+                "aggregate_id": aggregate_id,
+                "kind": timer.kind,
+                "due_at": timer.due_at,
+                "data": json.dumps({**cause, **timer.data}),
+            }
+            for timer in group
+        ]
+        writer.write_all(statement, parameters, key=aggregate_id)
 
 
 _CANCEL_ALL = delete(timers).where(timers.c.aggregate_id == bindparam("aggregate"))
@@ -77,7 +82,7 @@ _CANCEL_ALL = delete(timers).where(timers.c.aggregate_id == bindparam("aggregate
 
 def cancel_all(connection: Connection, aggregate_id: str) -> None:
     """Deletes every pending timer of an aggregate (called by projections)."""
-    connection.execute(_CANCEL_ALL, {"aggregate": aggregate_id})
+    rows(connection).write(_CANCEL_ALL, {"aggregate": aggregate_id}, key=aggregate_id)
 
 
 # By aggregate first: its index finds the rows. A LIKE on the key alone scans the whole table
@@ -91,11 +96,14 @@ _CANCEL_PREFIX = delete(timers).where(
 def cancel_prefixed(connection: Connection, aggregate_id: str, prefix: str) -> None:
     """Deletes the pending timers of an aggregate whose id starts with `prefix` (called by
     projections)."""
-    connection.execute(_CANCEL_PREFIX, {"aggregate": aggregate_id, "prefix": prefix})
+    parameters = {"aggregate": aggregate_id, "prefix": prefix}
+    rows(connection).write(_CANCEL_PREFIX, parameters, key=aggregate_id)
 
 
 def cancel(connection: Connection, timer_id: str) -> None:
-    connection.execute(delete(timers).where(timers.c.timer_id == timer_id))
+    """Deletes one pending timer; its aggregate is not known here, so it runs after every
+    write buffered before it."""
+    rows(connection).write(delete(timers).where(timers.c.timer_id == timer_id), {}, key=None)
 
 
 def due(engine: Engine, now: datetime, limit: int = 100) -> list[DueTimer]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
@@ -84,10 +84,32 @@ def error_map() -> dict[type[Exception], grpc.StatusCode]:
     }
 
 
+def _event_clocks(
+    result: CommandResult[domain.Ticket],
+) -> tuple[domain.SlaClockSnapshot, ...] | None:
+    """The clocks of a TicketOpened that is the command's last event: decide snapshotted
+    every clock at the ticket's `updated_at`, so the reply reuses them instead of computing
+    them again. None otherwise: a replayed command (the state may have moved on), or another
+    last event (whose snapshot may hold only the clocks it changed, or `paused_for`)."""
+    if result.replayed or not result.events:
+        return None
+    last = result.events[-1]
+    if not isinstance(last, domain.TicketOpened) or last.sla is None:
+        return None
+    names = tuple(clock.clock for clock in last.sla.clocks)
+    return last.sla.clocks if names == tuple(result.state.clocks) else None
+
+
 def ticket_to_proto(
-    ticket: domain.Ticket, version: int, app: TicketingApp, *, at: datetime | None = None
+    ticket: domain.Ticket,
+    version: int,
+    app: TicketingApp,
+    *,
+    at: datetime | None = None,
+    clocks: Sequence[domain.SlaClockSnapshot] | None = None,
 ) -> pb.Ticket:
-    """Returns the API view of a ticket, SLA clocks as of `at` (default: now)."""
+    """Returns the API view of a ticket, SLA clocks as of `at` (default: now), or `clocks`
+    when the caller has them as of that time already."""
     message = pb.Ticket(
         ticket_id=ticket.ticket_id,
         customer_id=ticket.customer_id,
@@ -116,7 +138,7 @@ def ticket_to_proto(
         value: datetime | None = getattr(ticket, name)
         if value is not None:
             set_timestamp(getattr(message, name), value)
-    for snapshot in sla_snapshots(app, ticket, at):
+    for snapshot in sla_snapshots(app, ticket, at) if clocks is None else clocks:
         dataclass_to_message(snapshot, message.sla.add())
     for item in ticket.compensations:
         compensation_to_proto(item, message.compensations.add(), ticket.ticket_id)
@@ -305,8 +327,9 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
 
     def _reply(self, response_type: type[Any], result: CommandResult[domain.Ticket]) -> Any:
         # Clocks as of the command's own event keep a retried command's response identical.
+        state = result.state
         ticket = ticket_to_proto(
-            result.state, result.sequence, self._app, at=result.state.updated_at
+            state, result.sequence, self._app, at=state.updated_at, clocks=_event_clocks(result)
         )
         return response_type(ticket=ticket, sequence=result.sequence)
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.rows import rows
 from careops_eventstore.sqlstate import timers
 from careops_eventstore.timers import DueTimer, cancel_all, cancel_prefixed, schedule
 from careops_platform.sealing import Shredder, TextSealer
@@ -19,6 +20,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -64,8 +66,9 @@ _SET_STATUS = _update(status=bindparam("status"))
 _ASSIGN = _update(
     assignee_id=bindparam("agent"), status=case((_T.status == _OPEN, _ASSIGNED), else_=_T.status)
 )
+# Not `in_`: its expanding parameter cannot go into an executemany.
 _AGENT_REPLY = _update(
-    status=case((_T.status.in_((_OPEN, _ASSIGNED)), _IN_PROGRESS), else_=_T.status)
+    status=case((or_(_T.status == _OPEN, _T.status == _ASSIGNED), _IN_PROGRESS), else_=_T.status)
 )
 _PRIORITY = _update(priority=bindparam("priority"))
 _ESCALATE = _update(escalation_level=bindparam("level"))
@@ -74,8 +77,18 @@ _REOPEN = _update(status=_RESTING, reopen_count=_T.reopen_count + 1)
 _BREACH = _update(sla_breached=True)
 _RETURNED = _update(assignee_id="", status=_OPEN, queued_at=bindparam("queued"))
 _PENDING = _update(pending_compensations=_T.pending_compensations + bindparam("delta"))
-# The clocks an event carries, set beside the statement the event's kind needs.
-_CLOCKS = update(tickets).where(_T.ticket_id == bindparam("ticket"))
+# An event carrying clocks sets them in the same statement: each kind's variant, built once.
+_WITH_CLOCKS: dict[int, Any] = {}
+
+
+def _with_clocks(statement: Any) -> Any:
+    """`statement` also setting `sla` and `sla_due_at` (parameters clocks and due)."""
+    found = _WITH_CLOCKS.get(id(statement))
+    if found is None:
+        found = statement.values(sla=bindparam("clocks"), sla_due_at=bindparam("due"))
+        _WITH_CLOCKS[id(statement)] = found
+    return found
+
 
 _STATUS_AFTER: dict[type, str] = {
     domain.TicketHeld: domain.Status.ON_HOLD.value,
@@ -121,12 +134,12 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
     return _TOUCH, {}
 
 
-def _clock_values(payload: Any) -> dict[str, Any] | None:
+def _clock_values(payload: Any) -> tuple[list[dict[str, Any]], datetime | None] | None:
     """Returns the `sla` / `sla_due_at` values of an event carrying clocks, else None."""
     snapshot: domain.SlaSnapshot | None = getattr(payload, "sla", None)
     if snapshot is None:
         return None
-    return {"sla": clocks_to_json(snapshot.clocks), "sla_due_at": nearest_due(snapshot.clocks)}
+    return clocks_to_json(snapshot.clocks), nearest_due(snapshot.clocks)
 
 
 class TicketListProjection:
@@ -135,6 +148,7 @@ class TicketListProjection:
 
     name = TICKETS_PROJECTION
     tables: tuple[Table, ...] = (tickets,)
+    batched_writes = True  # every write goes through `rows`, none is read back
 
     def __init__(self, texts: TextSealer | None = None) -> None:
         self._texts = texts
@@ -167,15 +181,18 @@ class TicketListProjection:
                 "sla_due_at": None,
                 "pending_compensations": 0,
             }
-            connection.execute(_INSERT, row | (_clock_values(payload) or {}))
+            clocks = _clock_values(payload)
+            if clocks is not None:
+                row["sla"], row["sla_due_at"] = clocks
+            rows(connection).write(_INSERT, row, key=ticket_id)
             return
         statement, parameters = _change(payload, at)
-        connection.execute(
-            statement, {"ticket": ticket_id, "at": at, "version": position, **parameters}
-        )
+        parameters |= {"ticket": ticket_id, "at": at, "version": position}
         clocks = _clock_values(payload)
         if clocks is not None:
-            connection.execute(_CLOCKS.values(**clocks), {"ticket": ticket_id})
+            statement = _with_clocks(statement)
+            parameters["clocks"], parameters["due"] = clocks
+        rows(connection).write(statement, parameters, key=ticket_id)
 
 
 def _opened(texts: TextSealer | None, payload: Any, connection: Connection) -> Any:
@@ -241,7 +258,7 @@ class ConversationProjection:
                 "subject": payload.subject,
                 "body": payload.description,
             }
-            connection.execute(insert(conversation), row)
+            connection.execute(_OPENING, row)
             return
         entry = _entry(payload)
         if entry is None:
@@ -251,11 +268,11 @@ class ConversationProjection:
             "kind": kind,
             "body": text,
             "internal": internal,
-            "customer_id": self._opened(envelope.aggregate_id, conversation.c.customer_id),
-            "channel": self._opened(envelope.aggregate_id, conversation.c.channel),
             "author": "",
             "author_id": envelope.actor,
+            "opened_ticket": envelope.aggregate_id,
         }
+        statement = _ENTRY
         if isinstance(payload, domain.ReplyAdded):
             row |= {
                 "author": payload.author.value,
@@ -265,14 +282,24 @@ class ConversationProjection:
             }
             if payload.channel is not None:
                 row["channel"] = payload.channel.value
-        connection.execute(insert(conversation).values(**row))
+                statement = _ENTRY_ON_CHANNEL
+        connection.execute(statement, row)
 
-    @staticmethod
-    def _opened(ticket_id: str, column: Any) -> Any:
-        """`column` of the ticket's opening row, read by the INSERT itself (no round trip)."""
-        c = conversation.c
-        found = select(column).where(c.ticket_id == ticket_id, c.kind == "opened").limit(1)
-        return func.coalesce(found.scalar_subquery(), "")
+
+def _from_opening(column: Any) -> Any:
+    """`column` of the ticket's opening row, read by the INSERT itself (no round trip)."""
+    c = conversation.c
+    found = select(column).where(c.ticket_id == bindparam("opened_ticket"), c.kind == "opened")
+    return func.coalesce(found.limit(1).scalar_subquery(), "")
+
+
+# Built once (not `.values(...)` per event): the opening row, and an entry whose customer (and
+# channel, unless the reply names one) come from the opening; the rest are bound by column name.
+_OPENING = insert(conversation)
+_ENTRY_ON_CHANNEL = insert(conversation).values(
+    customer_id=_from_opening(conversation.c.customer_id)
+)
+_ENTRY = _ENTRY_ON_CHANNEL.values(channel=_from_opening(conversation.c.channel))
 
 
 class MacroListProjection:
@@ -312,6 +339,7 @@ class SlaTimerProjection:
 
     name = "sla_timers"
     tables: tuple[Table, ...] = (timers,)
+    batched_writes = True  # schedule and cancel_* write through `rows`, nothing is read
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         ticket_id = event.envelope.aggregate_id

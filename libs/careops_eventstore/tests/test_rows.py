@@ -1,0 +1,169 @@
+"""Row writes batched per kind (careops_eventstore.rows) on a real SQLite: the same rows as
+writing one at a time, far fewer statements, and a write the database refuses parks exactly its
+message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    select,
+    update,
+)
+
+from careops_eventstore.batches import apply_batch
+from careops_eventstore.codec import DecodedEvent
+from careops_eventstore.rows import batching, rows
+from careops_eventstore.sqlstate import list_parked
+from careops_eventstore.sqlstate import metadata as shared_metadata
+from careops_eventstore.tests.test_runner import CODEC, message
+
+own = MetaData()
+values = Table(
+    "rows_values",
+    own,
+    Column("key", String(20), primary_key=True),
+    Column("value", Integer, nullable=False),
+)
+_INSERT = insert(values)
+_TIMES_TEN = update(values).where(values.c.key == bindparam("k")).values(value=values.c.value * 10)
+_PLUS_ONE = update(values).where(values.c.key == bindparam("k")).values(value=values.c.value + 1)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    own.create_all(engine)
+    shared_metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def counted(engine: Engine) -> list[int]:
+    """Collects the row count of every statement sent to the database (executemany: >1)."""
+    sent: list[int] = []
+
+    def before(*args: Any) -> None:
+        parameters, executemany = args[3], args[5]
+        sent.append(len(parameters) if executemany else 1)
+
+    event.listen(engine, "before_cursor_execute", before)
+    return sent
+
+
+def content(engine: Engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(connection.execute(select(values.c.key, values.c.value)).all())  # type: ignore[arg-type]
+
+
+# (statement, parameters, key): inserts of three rows interleaved with updates of them.
+WRITES: list[tuple[Any, dict[str, Any], str]] = [
+    (_INSERT, {"key": "a", "value": 1}, "a"),
+    (_INSERT, {"key": "b", "value": 2}, "b"),
+    (_TIMES_TEN, {"k": "a"}, "a"),
+    (_INSERT, {"key": "c", "value": 3}, "c"),
+    (_TIMES_TEN, {"k": "b"}, "b"),
+    (_PLUS_ONE, {"k": "a"}, "a"),
+    (_TIMES_TEN, {"k": "a"}, "a"),
+    (_PLUS_ONE, {"k": "c"}, "c"),
+]
+
+
+def write_all(connection: Connection, writes: Sequence[tuple[Any, dict[str, Any], str]]) -> None:
+    for statement, parameters, key in writes:
+        rows(connection).write(statement, parameters, key=key)
+
+
+def test_a_batch_writes_what_one_at_a_time_writes_in_fewer_statements(engine: Engine) -> None:
+    with engine.begin() as connection:
+        write_all(connection, WRITES)  # no batch active: each at once
+    one_at_a_time = content(engine)
+    with engine.begin() as connection:
+        connection.execute(values.delete())
+    sent = counted(engine)
+    with engine.begin() as connection, batching(connection) as buffer:
+        write_all(connection, WRITES)
+        assert sent == []  # buffered
+        buffer.flush()
+    # inserts, x10 of a and b, +1 of a and c, x10 of a: the second x10 of a may not join the
+    # first (a's +1 runs between them).
+    assert sent == [3, 2, 2, 1]
+    # a: (1 * 10 + 1) * 10; b: 2 * 10; c: 3 + 1
+    assert content(engine) == one_at_a_time == {"a": 110, "b": 20, "c": 4}
+
+
+def test_a_write_without_a_key_runs_after_everything_buffered(engine: Engine) -> None:
+    with engine.begin() as connection, batching(connection) as buffer:
+        rows(connection).write(_INSERT, {"key": "a", "value": 1}, key="a")
+        rows(connection).write(_TIMES_TEN, {"k": "a"}, key=None)
+        assert content_in(connection) == {"a": 10}
+        buffer.flush()
+
+
+def content_in(connection: Connection) -> dict[str, int]:
+    return dict(connection.execute(select(values.c.key, values.c.value)).all())  # type: ignore[arg-type]
+
+
+def test_a_batch_left_unflushed_is_an_error(engine: Engine) -> None:
+    with (
+        pytest.raises(RuntimeError, match="unflushed"),
+        engine.begin() as connection,
+        batching(connection),
+    ):
+        rows(connection).write(_INSERT, {"key": "a", "value": 1}, key="a")
+
+
+class Inserts:
+    """Inserts each note as a key through the batch; a repeated note is refused by the
+    database only when the buffered INSERTs are sent."""
+
+    name = "rows_inserts"
+    batched_writes = True
+
+    @property
+    def tables(self) -> Sequence[Table]:
+        return [values]
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        rows(connection).write(_INSERT, {"key": event.event.note, "value": position}, key=position)
+
+
+def test_a_write_the_database_refuses_parks_exactly_its_message(engine: Engine) -> None:
+    notes = ["one", "two", "one", "three"]
+    outcome = apply_batch(
+        engine, Inserts(), CODEC, "S", [message(note) for note in notes], [1, 2, 3, 4]
+    )
+    assert content(engine) == {"one": 1, "two": 2, "three": 4}
+    assert outcome.last_sequence == 4
+    assert outcome.parked == [3]
+    with engine.connect() as connection:
+        (parked,) = list_parked(connection, consumers=["rows_inserts"])
+    assert (parked.sequence, parked.reason) == (3, "failed")
+    assert "IntegrityError" in parked.detail
+
+
+class InsertsAtOnce(Inserts):
+    """The same projection without `batched_writes`: its writes run as they are made."""
+
+    batched_writes = False
+
+
+def test_a_projection_that_does_not_opt_in_writes_at_once(engine: Engine) -> None:
+    sent = counted(engine)
+    apply_batch(engine, InsertsAtOnce(), CODEC, "S", [message("a"), message("b")], [1, 2])
+    assert content(engine) == {"a": 1, "b": 2}
+    assert 2 not in sent  # no executemany of the two inserts
