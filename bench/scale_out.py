@@ -83,7 +83,8 @@ class Member:
         address cannot tell which of them answers health)."""
         if self.process.poll() is not None:
             tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{self.role} exited {self.process.returncode}, its log ends:\n{tail}")
+            code = self.process.returncode
+            raise RuntimeError(f"{self.role} exited {code}, its log ends:\n{tail}")
         return SERVING_LINE in self.log.read_text(errors="replace")
 
     def requests(self, method: str) -> float:
@@ -263,7 +264,7 @@ def model(measured: dict[str, Any], cores: int) -> dict[str, Any]:
     replicas = max(1, cores - 1)
     bounds = {
         "all cores": cores / (api + worker + nats),
-        f"{replicas} api replicas": replicas / api,
+        "api replicas": replicas / api,
         "one worker": 1 / worker if worker else float("inf"),
     }
     limit = min(bounds, key=lambda name: bounds[name])

@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from ticketing.projections import TicketListProjection
 
 from bench.common import REPO, console, cpu_seconds, embedded_nats, machine, percentile
-from bench.scale_out import Deployment, deploy
+from bench.scale_out import LAYOUTS, Deployment, deploy
 from bench.steady import CheckpointPoller, SteadyResult, SteadySpec, steady_from_child
 
 CHANNELS = 8
@@ -170,14 +171,14 @@ def write_csv(rows: list[dict[str, float]], path: Path) -> None:
 
 
 def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
-    """Three panels over time: RSS per process, CPU per process, p99 latency and lag."""
+    """Four panels over time: RSS and CPU per process, p99 latency and lag, commands/s."""
     import matplotlib  # requirements-bench.lock: only `make soak` installs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     minutes = [row["t_s"] / 60 for row in rows]
-    figure, (rss, cpu, times) = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    figure, (rss, cpu, times, done) = plt.subplots(4, 1, figsize=(10, 12), sharex=True)
     for key in rows[0]:
         if key.endswith("_rss_mb"):
             rss.plot(minutes, [row[key] for row in rows], label=key.removesuffix("_rss_mb"))
@@ -185,11 +186,13 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> None:
             cpu.plot(minutes, [row[key] for row in rows], label=key.removesuffix("_cpu_cores"))
     times.plot(minutes, [row["command_p99_ms"] for row in rows], label="command p99")
     times.plot(minutes, [row["lag_p99_ms"] for row in rows], label="projection lag p99")
+    done.plot(minutes, [row["commands_s"] for row in rows], label="commands answered / s")
     rss.set_ylabel("RSS (MiB)")
     cpu.set_ylabel("CPU (cores)")
     times.set_ylabel("ms (per 5 s window)")
-    times.set_xlabel("minutes")
-    for axes in (rss, cpu, times):
+    done.set_ylabel("commands / s")
+    done.set_xlabel("minutes")
+    for axes in (rss, cpu, times, done):
         axes.grid(alpha=0.3)
         axes.legend(loc="upper left", fontsize="small")
     figure.suptitle(title)
@@ -256,16 +259,16 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=REPO / "docs" / "soak.png")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    info = machine()
+    info, started = machine(), datetime.now(UTC)
     outcome = asyncio.run(soak(args.seconds, args.rate, args.interval, args.replicas))
     rows = outcome["rows"]
     if len(rows) < 4:
         raise SystemExit("too few samples for a verdict: run longer than 4 intervals")
     write_csv(rows, args.csv)
     title = (
-        f"Soak: {args.rate} commands/s for {args.seconds / 60:.0f} min, {args.replicas} api "
-        f"replicas + worker ({info['cores']} cores, load average {info['load_average_1m_at_start']}"
-        " at start)"
+        f"Soak: {args.rate} commands/s for {args.seconds / 60:.1f} min, "
+        f"{LAYOUTS[args.replicas].name}\n({info['cores']} cores, load average "
+        f"{info['load_average_1m_at_start']} at start, {started:%Y-%m-%d %H:%M} UTC)"
     )
     plot(rows, args.png, title)
     found = verdicts(rows)

@@ -85,8 +85,7 @@ def _step_call(
     if step == 2:
         request = pb.AddReplyRequest(
             ticket_id=ticket_id,
-            author=t.AUTHOR_AGENT,
-            author_id=AGENT,
+            author=t.AUTHOR_AGENT,  # by the caller (an agent's reply names no one else)
             body="Looking into it, please restart the printer.",
         )
         return lambda **kw: stub.AddReply(request, **kw)
