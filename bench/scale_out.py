@@ -251,15 +251,16 @@ async def steady(
     }
 
 
-def model(measured: dict[str, Any], cores: int) -> dict[str, Any]:
-    """Commands/s the api + worker layout should reach on `cores` cores, CPU-bound, with the
-    load generator elsewhere: cores - 1 api replicas (one core each at most: a Python process
-    runs its commands on one core), one worker (its projections one group, one process, one
-    core) and nats-server (threads on any core). The smallest of the three bounds wins."""
+def model(split: dict[str, Any], whole: dict[str, Any], cores: int) -> dict[str, Any]:
+    """Commands/s on `cores` cores, CPU-bound, with the load generator elsewhere, from the
+    closed loop's CPU per call. api replicas + one worker (`split`): cores - 1 replicas, each
+    at most one core (a Python process runs its commands on one), one worker (the ticketing
+    stream's projections are one leased group: one process, one core) and nats-server (threads
+    on any core); the smallest bound wins. One process (`whole`): at most one core."""
     api, worker, nats = (
-        measured["api_cpu_ms_per_call"] / 1000,
-        measured["worker_cpu_ms_per_call"] / 1000,
-        measured["nats_cpu_ms_per_call"] / 1000,
+        split["api_cpu_ms_per_call"] / 1000,
+        split["worker_cpu_ms_per_call"] / 1000,
+        split["nats_cpu_ms_per_call"] / 1000,
     )
     replicas = max(1, cores - 1)
     bounds = {
@@ -268,10 +269,12 @@ def model(measured: dict[str, Any], cores: int) -> dict[str, Any]:
         "one worker": 1 / worker if worker else float("inf"),
     }
     limit = min(bounds, key=lambda name: bounds[name])
+    alone, alone_nats = whole["api_cpu_ms_per_call"] / 1000, whole["nats_cpu_ms_per_call"] / 1000
     return {
         "cores": cores,
+        "one_process_s": round(min(1 / alone, cores / (alone + alone_nats))),
         "api_replicas": replicas,
-        "commands_s": round(bounds[limit]),
+        "split_s": round(bounds[limit]),
         "bound_by": limit,
         **{f"bound_{name.replace(' ', '_')}": round(value) for name, value in bounds.items()},
     }
@@ -359,14 +362,16 @@ async def run(quick: bool) -> dict[str, Any]:
     report = _report(results)
     _goals(report, results)
     report.show()
+    whole = results[LAYOUTS[0].name]["closed_loop"]
     split = results[LAYOUTS[1].name]["closed_loop"]
     projection = Report(
-        "17b. Model: commands/s of api replicas + one worker on more cores, CPU-bound, from the "
-        f"api + worker layout's CPU per call (api {split['api_cpu_ms_per_call']} ms, worker "
-        f"{split['worker_cpu_ms_per_call']} ms, nats {split['nats_cpu_ms_per_call']} ms)"
+        "17b. Model: OpenTicket/s on more cores, CPU-bound, from the closed loop's CPU per call "
+        f"(one process {whole['api_cpu_ms_per_call']} ms; api + worker: api "
+        f"{split['api_cpu_ms_per_call']} ms, worker {split['worker_cpu_ms_per_call']} ms, nats "
+        f"{split['nats_cpu_ms_per_call']} ms)"
     )
     for cores in CORES_MODELLED:
-        projection.add(**model(split, cores))
+        projection.add(**model(split, whole, cores))
     projection.note("the load generator is assumed elsewhere; on this machine it shares the cores")
     projection.show()
     return {

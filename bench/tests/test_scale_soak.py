@@ -54,7 +54,12 @@ def test_the_model_takes_the_smallest_bound() -> None:
         "worker_cpu_ms_per_call": 1.0,
         "nats_cpu_ms_per_call": 0.5,
     }
-    two = model(measured, 2)  # all cores 2 / 3.5 ms = 571/s; one replica 500/s; worker 1,000/s
-    assert (two["commands_s"], two["bound_by"], two["api_replicas"]) == (500, "api replicas", 1)
-    eight = model(measured, 8)  # all cores 2,286/s; 7 replicas 3,500/s; worker 1,000/s
-    assert (eight["commands_s"], eight["bound_by"]) == (1000, "one worker")
+    whole = {"api_cpu_ms_per_call": 2.5, "nats_cpu_ms_per_call": 0.5}
+    two = model(
+        measured, whole, 2
+    )  # all cores 2 / 3.5 ms = 571/s; one replica 500/s; worker 1,000/s
+    assert (two["split_s"], two["bound_by"], two["api_replicas"]) == (500, "api replicas", 1)
+    assert two["one_process_s"] == 400  # one core: 1 / 2.5 ms
+    eight = model(measured, whole, 8)  # all cores 2,286/s; 7 replicas 3,500/s; worker 1,000/s
+    assert (eight["split_s"], eight["bound_by"]) == (1000, "one worker")
+    assert eight["one_process_s"] == 400
