@@ -128,23 +128,28 @@ def own_connection(target: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=(("grpc.use_local_subchannel_pool", 1),))
 
 
-async def load_from_child(spec: LoadSpec) -> LoadResult:
-    """Runs the load in a fresh Python process against `spec.target` and returns its result."""
-    # The spec goes through stdin: a list of requests outgrows one argument's 128 KiB limit.
+async def json_child(module: str, spec: dict[str, Any]) -> Any:
+    """Runs `python -m <module> -` with `spec` as JSON on its stdin; returns its stdout's JSON.
+    (Through stdin: a list of requests outgrows one argument's 128 KiB limit.)"""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.grpc_load",
+        module,
         "-",
         cwd=REPO,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate(json.dumps(asdict(spec)).encode())
+    stdout, stderr = await process.communicate(json.dumps(spec).encode())
     if process.returncode != 0:
-        raise RuntimeError(f"load generator failed ({process.returncode}): {stderr.decode()}")
-    return LoadResult(**json.loads(stdout))
+        raise RuntimeError(f"{module} failed ({process.returncode}): {stderr.decode()}")
+    return json.loads(stdout)
+
+
+async def load_from_child(spec: LoadSpec) -> LoadResult:
+    """Runs the load in a fresh Python process against `spec.target` and returns its result."""
+    return LoadResult(**await json_child("bench.grpc_load", asdict(spec)))
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from bench.common import (
 )
 from bench.grpc_load import LoadSpec, load_from_child
 from bench.open_ticket import OPEN_TICKET
-from bench.steady import CheckpointPoller, SteadySpec, steady_from_child
+from bench.steady import CheckpointPoller, SteadyResult, SteadySpec, steady_from_child
 from bench.workload import OPEN_REQUEST
 from tests.support import metric_sum
 
@@ -210,15 +210,13 @@ async def closed_loop(deployment: Deployment, nats_pid: int, requests: int) -> d
     }
 
 
-async def steady(
-    deployment: Deployment, nats_pid: int, commands_s: int, seconds: float
-) -> dict[str, Any]:
-    """The steady mix at `commands_s`: command latency, projection lag and CPU per command."""
-    apis, worker = deployment.apis, deployment.worker
-    pids = [*(api.pid for api in apis), *([worker.pid] if worker else []), nats_pid]
+async def steady_mix(
+    deployment: Deployment, commands_s: int, seconds: float
+) -> tuple[SteadyResult, CheckpointPoller]:
+    """The steady mix from a child process over CHANNELS connections, with the ticket list's
+    checkpoint sampled throughout and until it reached the last command (at most 60 s more)."""
     poller = CheckpointPoller(deployment.database_url, TicketListProjection.name)
     poller.start()
-    cpu = _cpu(pids)
     result = await steady_from_child(
         SteadySpec(
             target=deployment.address,
@@ -228,9 +226,20 @@ async def steady(
             channels=CHANNELS,
         )
     )
+    await poller.stop_at(max((call[3] for call in result.calls), default=0), 60)
+    return result, poller
+
+
+async def steady(
+    deployment: Deployment, nats_pid: int, commands_s: int, seconds: float
+) -> dict[str, Any]:
+    """The steady mix at `commands_s`: command latency, projection lag and CPU per command
+    (the projections' catching up after the last answer included)."""
+    apis, worker = deployment.apis, deployment.worker
+    pids = [*(api.pid for api in apis), *([worker.pid] if worker else []), nats_pid]
+    cpu = _cpu(pids)
+    result, poller = await steady_mix(deployment, commands_s, seconds)
     cpu = [after - was for after, was in zip(_cpu(pids), cpu, strict=True)]
-    last = max((sequence for *_rest, sequence in result.calls), default=0)
-    await poller.stop_at(last, 60)
     lags, missed = poller.lags(result.calls)
     calls = len(result.calls)
     api_cpu, worker_cpu = sum(cpu[: len(apis)]), sum(cpu[len(apis) : -1])

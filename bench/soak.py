@@ -30,14 +30,11 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
-from ticketing.projections import TicketListProjection
-
 from bench.common import REPO, console, cpu_seconds, embedded_nats, machine, percentile
-from bench.scale_out import LAYOUTS, Deployment, Member, deploy
-from bench.steady import CheckpointPoller, SteadyResult, SteadySpec, steady_from_child
+from bench.scale_out import LAYOUTS, Deployment, Member, deploy, steady_mix
+from bench.steady import CheckpointPoller, SteadyResult
 from tests.support import metric_sum
 
-CHANNELS = 32  # connections: the kernel spreads them over the replicas
 REQUESTS = "careops_grpc_requests_total"
 # The service did not keep up when, over the second half, it answered less than this share of
 # the rate or the median window's p99 command latency passed OVERLOAD_P99_MS: an open loop's
@@ -242,23 +239,10 @@ async def soak(seconds: float, rate: int, interval: float, replicas: int) -> dic
         pids = {name: member.pid for name, member in members.items()}
         apis = {name: member for name, member in members.items() if member.role != "worker"}
         sampler = Sampler({**pids, "nats": server.process.pid}, apis, interval)
-        poller = CheckpointPoller(deployment.database_url, TicketListProjection.name)
-        poller.start()
         sampler.start()
-        origin = time.monotonic()
-        result = await steady_from_child(
-            SteadySpec(
-                target=deployment.address,
-                identity_data_dir=str(deployment.data_dir),
-                commands_s=rate,
-                seconds=seconds,
-                channels=CHANNELS,
-            )
-        )
+        result, poller = await steady_mix(deployment, rate, seconds)
         sampler.stop()
-        last = max((call[3] for call in result.calls), default=0)
-        await poller.stop_at(last, 60)
-    rows = windows(sampler.rows, result, poller, origin)
+    rows = windows(sampler.rows, result, poller, result.started)
     lags, missed = poller.lags(result.calls)
     return {
         "rows": rows,

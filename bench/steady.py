@@ -32,8 +32,8 @@ from careops_platform.db import make_engine
 from careops_platform.internal_identity import InternalSigner
 from sqlalchemy import select
 
-from bench.common import REPO, latency_summary
-from bench.grpc_load import BENCH_PRINCIPAL, own_connection
+from bench.common import latency_summary
+from bench.grpc_load import BENCH_PRINCIPAL, json_child, own_connection
 from bench.lag import schedule
 from bench.workload import OPEN_REQUEST, STEPS
 
@@ -150,20 +150,7 @@ async def run_steady(spec: SteadySpec) -> SteadyResult:
 
 async def steady_from_child(spec: SteadySpec) -> SteadyResult:
     """Runs `run_steady(spec)` in a fresh Python process and returns its result."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.steady",
-        "-",
-        cwd=REPO,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate(json.dumps(asdict(spec)).encode())
-    if process.returncode != 0:
-        raise RuntimeError(f"steady load failed ({process.returncode}): {stderr.decode()}")
-    fields = json.loads(stdout)
+    fields = await json_child("bench.steady", asdict(spec))
     fields["calls"] = [tuple(call) for call in fields["calls"]]
     return SteadyResult(**fields)
 
