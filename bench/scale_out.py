@@ -37,10 +37,9 @@ from bench.common import (
     rate,
     ratio,
 )
-from bench.grpc_load import LoadSpec, load_from_child
-from bench.open_ticket import OPEN_TICKET
+from bench.grpc_load import load_from_child
+from bench.open_ticket import OPEN_TICKET, open_ticket_load
 from bench.steady import CheckpointPoller, SteadyResult, SteadySpec, steady_from_child
-from bench.workload import OPEN_REQUEST
 from tests.support import metric_sum
 
 CHANNELS = CLIENTS  # a connection per client: the kernel spreads them over the replicas
@@ -180,14 +179,9 @@ async def closed_loop(deployment: Deployment, nats_pid: int, requests: int) -> d
     pids = [*(api.pid for api in apis), *([worker.pid] if worker else []), nats_pid]
     before = [api.requests(OPEN_TICKET) for api in apis]
     result = await load_from_child(
-        LoadSpec(
-            target=deployment.address,
-            method=OPEN_TICKET,
-            request_hex=OPEN_REQUEST.SerializeToString().hex(),
-            clients=CLIENTS,
-            requests=requests,
-            warmup=320,
-            idempotency_keys=True,
+        open_ticket_load(
+            deployment.address,
+            requests,
             identity_data_dir=str(deployment.data_dir),
             watch_pids=tuple(pids),
             channels=CHANNELS,
