@@ -8,7 +8,7 @@ PROTO_STAMP := gen/.stamp
 PROTOS := $(shell find proto -name '*.proto')
 LINTED := libs services cli tests tests_images bench scripts conftest.py
 
-.PHONY: run test faults cluster-test proto lint typecheck bench bench-compare lock clean system-deps
+.PHONY: run test faults cluster-test proto lint typecheck bench bench-compare soak lock clean system-deps
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -69,6 +69,16 @@ chart-check: $(STAMP) ## helm lint/template, kubernetes-validate, promtool on ch
 
 bench: $(PROTO_STAMP) ## benchmarks (not part of the test suite)
 	$(BIN)/python -m bench.run
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): requirements-bench.lock $(STAMP)
+	$(BIN)/pip install -q -r requirements-bench.lock
+	touch $@
+
+SOAK_SECONDS ?= 1200
+SOAK_RATE ?= 200
+soak: $(PROTO_STAMP) $(BENCH_STAMP) ## [SOAK_SECONDS=1200] [SOAK_RATE=200]: the soak; writes docs/soak.csv, docs/soak.png
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 ONLY ?= open_ticket lag
 ROUNDS ?= 2

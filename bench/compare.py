@@ -169,6 +169,20 @@ FIGURES: tuple[Figure, ...] = (
             "through_gateway.cpu_ms_per_op.1",
         ),
     ),
+    *_figures(
+        "scale_out",
+        higher=(
+            "layouts.one process (all).closed_loop.ops_s",
+            "layouts.two api replicas on one port + worker.closed_loop.ops_s",
+        ),
+        lower=(
+            "layouts.one process (all).closed_loop.cpu_ms_per_call",
+            "layouts.api + worker.closed_loop.api_cpu_ms_per_call",
+            "layouts.api + worker.closed_loop.worker_cpu_ms_per_call",
+            "layouts.two api replicas on one port + worker.closed_loop.cpu_ms_per_call",
+            "layouts.two api replicas on one port + worker.steady.lag.p99_ms",
+        ),
+    ),
 )
 
 

@@ -23,9 +23,8 @@ from careops.ticketing.v1 import ticketing_pb2 as pb
 from ticketing.main import TicketingService, TicketingSettings
 
 from bench.common import CLIENTS, Report, embedded_nats
-from bench.grpc_load import LoadSpec, load_from_child
-from bench.open_ticket import OPEN_TICKET
-from bench.workload import OPEN_REQUEST
+from bench.grpc_load import load_from_child
+from bench.open_ticket import open_ticket_load
 
 PIECES = ("interceptors", "ticket_to_proto", "projections", "timers")
 
@@ -77,14 +76,9 @@ async def variant(pieces: tuple[str, ...], requests: int) -> dict[str, Any]:
         try:
             assert service.server is not None and server.process is not None
             result = await load_from_child(
-                LoadSpec(
-                    target=f"127.0.0.1:{service.server.port}",
-                    method=OPEN_TICKET,
-                    request_hex=OPEN_REQUEST.SerializeToString().hex(),
-                    clients=CLIENTS,
-                    requests=requests,
-                    warmup=320,
-                    idempotency_keys=True,
+                open_ticket_load(
+                    f"127.0.0.1:{service.server.port}",
+                    requests,
                     identity_data_dir=directory,
                     watch_pids=(os.getpid(),),
                 )

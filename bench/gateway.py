@@ -19,23 +19,17 @@ from careops_platform.identity import ADMIN
 from careops_platform.local_issuer import LocalIssuer
 
 from bench.common import CLIENTS, Report, embedded_nats, ratio, service_process
-from bench.grpc_load import LoadSpec, load_from_child
-from bench.open_ticket import OPEN_TICKET
-from bench.workload import OPEN_REQUEST
+from bench.grpc_load import load_from_child
+from bench.open_ticket import open_ticket_load
 
 
 async def _measure(
     target: str, total: int, pids: tuple[int, ...], token: str, identity_data_dir: str = ""
 ) -> dict[str, Any]:
     result = await load_from_child(
-        LoadSpec(
-            target=target,
-            method=OPEN_TICKET,
-            request_hex=OPEN_REQUEST.SerializeToString().hex(),
-            clients=CLIENTS,
-            requests=total,
-            warmup=320,
-            idempotency_keys=True,
+        open_ticket_load(
+            target,
+            total,
             token=token,
             identity_data_dir=identity_data_dir,
             watch_pids=pids,

@@ -43,6 +43,9 @@ class LoadSpec:
     # of them), for commands whose requests must differ (a new customer's email, a purchase's
     # order id); request_hex is then unused.
     requests_hex: tuple[str, ...] = ()
+    # Connections the clients are spread over, round robin: more than one lets the kernel
+    # spread them over several processes bound to one port (SO_REUSEPORT).
+    channels: int = 1
 
 
 @dataclass
@@ -73,8 +76,9 @@ async def _load(spec: LoadSpec) -> LoadResult:
     variants = iter([bytes.fromhex(item) for item in spec.requests_hex])
     latencies: list[float] = []
     errors: list[str] = []
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        call = channel.unary_unary(spec.method)  # bytes in, bytes out
+    channels = [own_connection(spec.target) for _ in range(max(1, spec.channels))]
+    try:
+        calls = [channel.unary_unary(spec.method) for channel in channels]  # bytes in and out
 
         credentials = (("authorization", f"Bearer {spec.token}"),) if spec.token else ()
         # Per-call metadata rather than a client interceptor: the load generator's own cost
@@ -86,8 +90,9 @@ async def _load(spec: LoadSpec) -> LoadResult:
             identity = signer.metadata(BENCH_PRINCIPAL) if signer is not None else ()
             return (*credentials, *identity, *keys) or None
 
-        async def caller(calls: int, record: bool) -> None:
-            for _ in range(calls):
+        async def caller(number: int, count: int, record: bool) -> None:
+            call = calls[number % len(calls)]
+            for _ in range(count):
                 begun = time.perf_counter()
                 body = next(variants) if spec.requests_hex else request
                 try:
@@ -99,38 +104,52 @@ async def _load(spec: LoadSpec) -> LoadResult:
                     latencies.append(time.perf_counter() - begun)
 
         per_client = max(1, spec.warmup // spec.clients)
-        await asyncio.gather(*(caller(per_client, False) for _ in range(spec.clients)))
+        await asyncio.gather(*(caller(n, per_client, False) for n in range(spec.clients)))
         errors.clear()
         per_client = max(1, spec.requests // spec.clients)
         watched = [cpu_seconds(pid) for pid in spec.watch_pids]
         started, cpu = time.perf_counter(), cpu_seconds()
-        await asyncio.gather(*(caller(per_client, True) for _ in range(spec.clients)))
+        await asyncio.gather(*(caller(n, per_client, True) for n in range(spec.clients)))
         elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         watched = [
             cpu_seconds(pid) - before for pid, before in zip(spec.watch_pids, watched, strict=True)
         ]
+    finally:
+        for channel in channels:
+            await channel.close()
     return LoadResult(
         latencies, elapsed, len(errors), errors[0] if errors else "", cpu, tuple(watched)
     )
 
 
-async def load_from_child(spec: LoadSpec) -> LoadResult:
-    """Runs the load in a fresh Python process against `spec.target` and returns its result."""
-    # The spec goes through stdin: a list of requests outgrows one argument's 128 KiB limit.
+def own_connection(target: str) -> grpc.aio.Channel:
+    """A channel with a TCP connection of its own: grpc otherwise shares one subchannel (one
+    connection) between the channels of a process that have the same target and options."""
+    return grpc.aio.insecure_channel(target, options=(("grpc.use_local_subchannel_pool", 1),))
+
+
+async def json_child(module: str, spec: dict[str, Any]) -> Any:
+    """Runs `python -m <module> -` with `spec` as JSON on its stdin; returns its stdout's JSON.
+    (Through stdin: a list of requests outgrows one argument's 128 KiB limit.)"""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench.grpc_load",
+        module,
         "-",
         cwd=REPO,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await process.communicate(json.dumps(asdict(spec)).encode())
+    stdout, stderr = await process.communicate(json.dumps(spec).encode())
     if process.returncode != 0:
-        raise RuntimeError(f"load generator failed ({process.returncode}): {stderr.decode()}")
-    return LoadResult(**json.loads(stdout))
+        raise RuntimeError(f"{module} failed ({process.returncode}): {stderr.decode()}")
+    return json.loads(stdout)
+
+
+async def load_from_child(spec: LoadSpec) -> LoadResult:
+    """Runs the load in a fresh Python process against `spec.target` and returns its result."""
+    return LoadResult(**await json_child("bench.grpc_load", asdict(spec)))
 
 
 def main() -> None:

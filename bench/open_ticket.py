@@ -42,6 +42,21 @@ GOAL_API_CPU_MS = 0.75
 GOAL_ECHO_RATIO = 0.5
 
 
+def open_ticket_load(target: str, requests: int, **fields: Any) -> LoadSpec:
+    """The OpenTicket load every OpenTicket benchmark sends from its child process: CLIENTS in
+    flight, 320 warm-up calls, an idempotency key per call; `fields`: the rest of the spec."""
+    return LoadSpec(
+        target=target,
+        method=OPEN_TICKET,
+        request_hex=OPEN_REQUEST.SerializeToString().hex(),
+        clients=CLIENTS,
+        requests=requests,
+        warmup=320,
+        idempotency_keys=True,
+        **fields,
+    )
+
+
 async def concurrently(
     operation: Callable[[], Awaitable[Any]], total: int, nats_pid: int | None = None
 ) -> dict[str, Any]:
@@ -136,14 +151,9 @@ async def service_layers(
         in_service = await concurrently(execute, total, nats_pid)
         await caught_up(service)
         result = await load_from_child(
-            LoadSpec(
-                target=f"127.0.0.1:{service.server.port}",
-                method=OPEN_TICKET,
-                request_hex=OPEN_REQUEST.SerializeToString().hex(),
-                clients=CLIENTS,
-                requests=grpc_total,
-                warmup=320,
-                idempotency_keys=True,
+            open_ticket_load(
+                f"127.0.0.1:{service.server.port}",
+                grpc_total,
                 identity_data_dir=str(data_dir),
                 watch_pids=(os.getpid(), nats_pid or os.getpid()),
             )
@@ -194,14 +204,9 @@ async def split_roles(url: str, nats_pid: int | None, data_dir: Path, total: int
         ) as api_pid,
     ):
         result = await load_from_child(
-            LoadSpec(
-                target=api_address,
-                method=OPEN_TICKET,
-                request_hex=OPEN_REQUEST.SerializeToString().hex(),
-                clients=CLIENTS,
-                requests=total,
-                warmup=320,
-                idempotency_keys=True,
+            open_ticket_load(
+                api_address,
+                total,
                 identity_data_dir=str(data_dir),
                 watch_pids=(api_pid, worker_pid, nats_pid or api_pid),
             )

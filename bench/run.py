@@ -27,6 +27,7 @@ from bench import (
     peer,
     quality,
     replay,
+    scale_out,
 )
 from bench.common import console, machine, mark
 
@@ -40,6 +41,7 @@ NAMES = (
     "quality",
     "customer",
     "gateway",
+    "scale_out",
 )
 
 
@@ -74,6 +76,8 @@ async def main(quick: bool, only: set[str]) -> dict[str, Any]:
         results["customer"] = await customer.run(quick)
     if "gateway" in wanted:
         results["gateway"] = await gateway.run(quick)
+    if "scale_out" in wanted:
+        results["scale_out"] = await scale_out.run(quick)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["goals"] = [
         {"benchmark": name, **goal}

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from incident.application import INCIDENT_SUBJECTS
 from incident.application import STREAM as INCIDENT_STREAM
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 from ticketing.readmodels import tickets
@@ -312,6 +314,20 @@ class ServiceProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(20)
+
+
+def metric_sum(metrics_port: int, name: str, **labels: str) -> float:
+    """The sum of the samples `name` on 127.0.0.1:`metrics_port`/metrics whose labels include
+    `labels` (0 when there are none)."""
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
 
 
 def gateway_process(
