@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
@@ -24,6 +25,13 @@ from careops_platform.telemetry import configure_tracing
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=ServiceSettings)
 
+# The cyclic collector's thresholds once a service serves (CPython's default: 700, 10, 10).
+# A command allocates ~100 container objects that outlive it briefly (its task, futures, the
+# aggregate's state), so at 700 a young collection ran every ~6 commands and a full one every
+# ~600, each walking the whole heap: 5-8% of an OpenTicket's CPU in the --role api process
+# (docs/benchmarks.md §16, session 25).
+SERVING_GC_THRESHOLDS = (10_000, 10, 10)
+
 
 class Stoppable(Protocol):
     """Background work a service runs: timers, schedules, reactions, projection runners."""
@@ -39,6 +47,16 @@ def run_process(service: str, settings: S, serve: Callable[[S], Coroutine[Any, A
     configure_tracing(service, settings.otel_endpoint)
     start_metrics(settings.grpc_host, settings.metrics_port)
     asyncio.run(serve(settings))
+
+
+def settle_heap() -> None:
+    """Called once a service serves: what start-up built (modules, protobuf descriptors, the
+    engines, the application and its policies) is collected once and then frozen out of the
+    cyclic collector's reach (`gc.freeze`: it is never freed anyway), and the young generation
+    is collected less often. Garbage is still collected, only in larger, rarer batches."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
 
 
 async def stop_in_order(

@@ -61,6 +61,7 @@ from careops_platform.runtime import (
     connect_with_retry,
     projection_group,
     run_process,
+    settle_heap,
     stop_in_order,
 )
 from careops_platform.server import GrpcServer, ServiceBinding, run_until_signalled
@@ -419,7 +420,12 @@ async def serve(service: Service[Any]) -> None:
     """Runs `service` until SIGTERM / SIGINT, its collectors registered with Prometheus."""
     for collector in service.collectors():
         REGISTRY.register(collector)
-    await run_until_signalled(service.start, service.stop)
+
+    async def start() -> None:
+        await service.start()
+        settle_heap()
+
+    await run_until_signalled(start, service.stop)
 
 
 def run_service(service: type[Service[SettingsT]], settings: type[SettingsT]) -> None:
