@@ -1,6 +1,6 @@
 """Fixtures of the console's browser tests: one `careops up` and one Chromium for the whole
-package (starting them took ~15 s a module). Tests stay independent: each sets its own scene,
-and one that changes the SLA policy in force asks for `sla_policy_kept`."""
+package (per module they took ~11 s to start and ~3 s to stop). Tests stay independent: each
+sets its own scene, and one that changes the SLA policy in force asks for `sla_policy_kept`."""
 
 from __future__ import annotations
 
