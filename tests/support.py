@@ -29,6 +29,8 @@ from typing import Any, Protocol, TypeVar, overload
 
 import grpc
 import pytest
+from careops.ticketing.v1 import ticketing_pb2 as ticketing_pb
+from careops.ticketing.v1 import types_pb2 as ticketing_types
 from careops_cli.platform import wait_serving
 from careops_eventstore import EventStore
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -350,6 +352,20 @@ def cli_env(gateway: ServiceProcess, *roles: str, subject: str = "tester") -> di
     (default role: admin), as `careops token issue` would print it."""
     token = LocalIssuer(gateway.data_dir).issue(subject=subject, roles=roles or (ADMIN,))
     return {**os.environ, "CAREOPS_GATEWAY_ADDR": gateway.address, "CAREOPS_TOKEN": token}
+
+
+def open_request(**overrides: object) -> ticketing_pb.OpenTicketRequest:
+    """An OpenTicket request of a valid fault ticket; `overrides` replace its fields."""
+    fields: dict[str, object] = {
+        "customer_id": "C-1",
+        "channel": ticketing_types.CHANNEL_EMAIL,
+        "type": ticketing_types.TICKET_TYPE_FAULT,
+        "priority": ticketing_types.PRIORITY_HIGH,
+        "subject": "Printer shows E42",
+        "description": "Since this morning",
+    }
+    fields.update(overrides)
+    return ticketing_pb.OpenTicketRequest(**fields)  # type: ignore[arg-type]
 
 
 def ticket_rows(engine: Engine) -> list[dict[str, Any]]:

@@ -114,12 +114,14 @@ def test_prometheus_scrapes_the_csat_of_surveys_submitted_over_grpc(
     gateway = gateway_process(
         tmp_path / "gateway", nats.url, signs_for=quality, quality=quality.address
     )
+    # Prometheus finds its target while the services start (it scrapes again each second).
+    prom_port, targets = prometheus
+    targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{quality.metrics_port}"]}]))
     try:
-        ticketing.start()
+        ticketing.launch()  # starting together; the gateway after quality (its key)
         quality.start()
+        ticketing.wait_serving()
         gateway.start()
-        prom_port, targets = prometheus
-        targets.write_text(json.dumps([{"targets": [f"127.0.0.1:{quality.metrics_port}"]}]))
         with ticketing.channel() as channel:
             stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
             happy, _ = resolved_ticket(stub, "C-1")

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from careops.ticketing.v1 import ticketing_pb2 as pb
 from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 
-from tests.support import ServiceProcess, eventually_sync, metric_sum, sync_service_channel
+from tests.support import (
+    ServiceProcess,
+    eventually_sync,
+    metric_sum,
+    open_request,
+    sync_service_channel,
+)
 
 OPEN_TICKET = "/careops.ticketing.v1.TicketingService/OpenTicket"
 
@@ -23,10 +28,9 @@ def open_ticket(address: str, data_dir: Path) -> str:
     with sync_service_channel(address, data_dir) as channel:
         stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
         response = stub.OpenTicket(
-            pb.OpenTicketRequest(
+            open_request(
                 customer_id="C-replicas",
                 channel=t.CHANNEL_APP,
-                type=t.TICKET_TYPE_FAULT,
                 priority=t.PRIORITY_NORMAL,
                 subject="one port, two replicas",
             ),

@@ -45,7 +45,13 @@ from ticketing.projections import (
 )
 from ticketing.tests.test_customer_directory import CUSTOMER_STREAM, append
 
-from tests.support import ServiceProcess, eventually, shared_key_store, shared_key_store_env
+from tests.support import (
+    ServiceProcess,
+    eventually,
+    open_request,
+    shared_key_store,
+    shared_key_store_env,
+)
 from tests.test_crash_recovery import MIGRATIONS, drive
 
 # Generous: the lease time is 4 s (the default) and a round every second; measured ~5-6 s.
@@ -159,10 +165,9 @@ def read_your_write(api: ServiceProcess) -> bool:
     with api.channel() as channel:
         stub = ticketing_pb2_grpc.TicketingServiceStub(channel)
         opened = stub.OpenTicket(
-            pb.OpenTicketRequest(
+            open_request(
                 customer_id="C-read-your-write",
                 channel=t.CHANNEL_APP,
-                type=t.TICKET_TYPE_FAULT,
                 priority=t.PRIORITY_NORMAL,
                 subject="after the takeover",
             ),

@@ -7,8 +7,10 @@ cases; it never builds an `EnvelopeContext` by hand.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Generic, TypeVar
 
@@ -28,6 +30,39 @@ T = TypeVar("T")
 def utc_now() -> datetime:
     """Returns the current time in UTC: the default clock of every application."""
     return datetime.now(UTC)
+
+
+class OffsetClock:
+    """`base` (the real time) moved forward by the seconds written in the file `path`, read at
+    each call (0 while there is no file): the clock of a service that a test runs as a process
+    and moves past a deadline instead of waiting for it (incident's CAREOPS_CLOCK_OFFSET_FILE).
+    Tests only; a service reads no such file unless its setting names one."""
+
+    def __init__(self, path: Path, base: Callable[[], datetime] = utc_now) -> None:
+        self.path = path
+        self._base = base
+
+    def __call__(self) -> datetime:
+        return self._base() + timedelta(seconds=self.offset())
+
+    def offset(self) -> float:
+        """The seconds the clock runs ahead of `base`."""
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return 0.0
+        return float(text) if text else 0.0
+
+    def advance(self, seconds: float) -> float:
+        """Moves the clock `seconds` forward (a clock does not run backwards); the file is
+        replaced whole, so a reader never sees half of it. Returns the new offset."""
+        if seconds < 0:
+            raise ValueError("a clock does not run backwards")
+        offset = self.offset() + seconds
+        staged = self.path.with_name(f"{self.path.name}.staged")
+        staged.write_text(repr(offset))
+        os.replace(staged, self.path)
+        return offset
 
 
 def codec_of(

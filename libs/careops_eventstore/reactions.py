@@ -3,10 +3,11 @@
 Replicas share one durable consumer (each message goes to one of them). Each message is handled
 in its own task, so a slow side effect never holds back the next message; it is acked when its
 handler succeeds and redelivered (after a short delay) when it fails transiently (the log or a
-database unreachable, a conflict). The consumer's ack_wait is short (ACK_WAIT_SECONDS) and a
-message still being handled is kept with "in progress" every quarter of it: a delivery lost to
-an outage (a nak that reached no consumer leader, a fetch abandoned between leaders) comes back
-within seconds, not after half a minute. Poison never comes back: a message that is not an
+database unreachable, a conflict). The consumer's ack_wait is short (ACK_WAIT_SECONDS, the
+default of the services' CAREOPS_REACTION_ACK_WAIT_SECONDS) and a message still being handled
+is kept with "in progress" every quarter of it: a delivery lost to an outage (a nak that reached
+no consumer leader, a fetch abandoned between leaders) comes back within seconds, not after half
+a minute. Poison never comes back: a message that is not an
 event batch, or whose handler raises anything else (the data is wrong, retrying cannot help), is
 counted, logged, parked in the service's `parked_messages` table and terminated. Handlers must be
 idempotent: derive command ids from the source event, check state before side effects.

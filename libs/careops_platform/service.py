@@ -353,6 +353,7 @@ class EventSourcedService(Service[SettingsT], Generic[SettingsT, AppT]):
                 filter_subject=reaction.filter_subject,
                 handle=reaction.handle,
                 concurrency=reaction.concurrency,
+                ack_wait_seconds=self.settings.reaction_ack_wait_seconds,
                 event_types=reaction.event_types,
             )
             runner.start()

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from careops_eventstore.reactions import ACK_WAIT_SECONDS
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -54,6 +55,13 @@ class ServiceSettings(BaseSettings):
         le=60,
         description="worker role: a projection group's lease expires this long after its "
         "owner's last renewal (kill -9), then another worker takes the group over",
+    )
+    reaction_ack_wait_seconds: float = Field(
+        ACK_WAIT_SECONDS,
+        gt=0,
+        le=60,
+        description="a reaction's message neither acknowledged nor kept in progress (its "
+        "process died) is redelivered after this; tests shorten it",
     )
     internal_verify_key_file: str = Field(
         "",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
 from careops.incident.v1 import incident_pb2_grpc
 from careops_eventstore import EventStore
+from careops_eventstore.application import OffsetClock
 from careops_eventstore.projection import Projection
 from careops_platform import registry
 from careops_platform import service as skeleton
@@ -20,7 +21,7 @@ from sqlalchemy import Engine
 
 from incident import config, domain, grpc_api, readmodels
 from incident.alerts import AlertWatch
-from incident.application import CODEC, STREAM, IncidentApp
+from incident.application import CODEC, STREAM, IncidentApp, utc_now
 from incident.notifiers import Notifiers, NotifierSettings
 from incident.policies import IncidentWhatIf
 from incident.projections import (
@@ -66,6 +67,11 @@ class IncidentSettings(ServiceSettings):
     )
     risk_thresholds: tuple[float, float] = Field((0.7, 0.4), description="level A, level B")
     timer_interval_seconds: float = Field(0.5, gt=0, le=60)
+    clock_offset_file: str = Field(
+        "",
+        description="tests only: a file holding the seconds the service's clock runs ahead of "
+        "the real time (OffsetClock; a test moves it past a deadline); empty: the real time",
+    )
     schedule_retention_days: float = Field(
         30,
         gt=0,
@@ -76,6 +82,10 @@ class IncidentSettings(ServiceSettings):
     def risk_model(self) -> domain.RiskModel:
         """Returns the risk model of these settings; ConfigError naming a bad weight otherwise."""
         return config.risk_model(self.risk_model_version, self.risk_weights, self.risk_thresholds)
+
+    def clock(self) -> Callable[[], datetime]:
+        """The service's clock: the real time, or ahead of it by `clock_offset_file`."""
+        return OffsetClock(Path(self.clock_offset_file)) if self.clock_offset_file else utc_now
 
     def notifier_settings(self) -> NotifierSettings:
         return NotifierSettings(
@@ -109,6 +119,11 @@ class IncidentService(skeleton.EventSourcedService[IncidentSettings, IncidentApp
     entry = ENTRY
     migrations = Path(__file__).parent / "migrations"
     api = skeleton.Api.of(grpc_api, incident_pb2_grpc.add_IncidentServiceServicer_to_server)
+
+    def __init__(
+        self, settings: IncidentSettings, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        super().__init__(settings, clock=clock or settings.clock())
 
     def setup(self) -> None:
         self.notifiers: Notifiers | None = None

@@ -1,7 +1,9 @@
 """The console's test platform: `careops up` (what `make run` runs) as a real process tree on
 free ports in a temporary data dir, its gateway serving the console at `/`; the API calls a test
 makes to set the scene go through the same gateway (HTTP/JSON, a token of the embedded issuer).
-One platform and one headless Chromium per test module (tests/console/conftest.py)."""
+One platform and one headless Chromium for all the console's tests (tests/console/conftest.py):
+each test sets its own scene (its own customers, tickets, incidents) and puts back a policy it
+changes. The incident service's clock is an OffsetClock the tests move past a deadline."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from careops_eventstore.application import OffsetClock
 from careops_eventstore.nats_embedded import free_port
 from careops_platform.local_issuer import LocalIssuer
 from playwright.async_api import Page, expect
@@ -48,6 +51,8 @@ class ConsolePlatform:
     grpc_port: int
     process: subprocess.Popen[bytes]
     log: Path
+    # The incident service's clock (CAREOPS_CLOCK_OFFSET_FILE): `advance` it past a deadline.
+    incident_clock: OffsetClock
 
     @property
     def url(self) -> str:
@@ -99,7 +104,12 @@ def console_platform(
     names = [f"{name}_{port}" for name in SERVICES for port in ("grpc", "metrics")]
     ports = {name: free_port() for name in [*names, "gateway_http", "nats"]}
     data_dir = directory / "var"
-    env = {**_environment(data_dir, ports), **(extra_env or {})}
+    incident_clock = OffsetClock(directory / "incident-clock-offset")
+    env = {
+        **_environment(data_dir, ports),
+        "CAREOPS_CLOCK_OFFSET_FILE": str(incident_clock.path),
+        **(extra_env or {}),
+    }
     log = directory / "up.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -109,7 +119,9 @@ def console_platform(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    platform = ConsolePlatform(data_dir, ports["gateway_http"], ports["gateway_grpc"], process, log)
+    platform = ConsolePlatform(
+        data_dir, ports["gateway_http"], ports["gateway_grpc"], process, log, incident_clock
+    )
     try:
         for name in SERVICES:
             address = f"127.0.0.1:{ports[f'{name}_grpc']}"

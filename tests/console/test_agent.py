@@ -126,8 +126,8 @@ async def test_an_agent_replies_with_a_macro_and_the_first_response_clock_stops(
     try:
         await sign_in(page, platform, AGENT, "agent")
         queue = page.locator("#queue tbody tr")
-        # The oldest of the agent's open tickets is the first row (another test of the module
-        # may have left an older one of this agent open: the service says which is the oldest).
+        # The oldest of the agent's open tickets is the first row (another console test may
+        # have left an older one of this agent open: the service says which is the oldest).
         await expect(queue.first).to_have_attribute("data-ticket-id", oldest_open(platform))
         ours = page.locator(f'#queue tr[data-ticket-id="{oldest["ticketId"]}"]')
         newer_row = page.locator(f'#queue tr[data-ticket-id="{newer["ticketId"]}"]')
@@ -340,8 +340,8 @@ def set_availability(platform: ConsolePlatform, admin: str, availability: str) -
 
 def social_overdue_at_once(platform: ConsolePlatform, admin: str) -> None:
     """An SLA policy under which a new social ticket's first response is due 1 ms after opening
-    (the other channels, those the module's other tests use, keep theirs): an overdue clock
-    without waiting for one."""
+    (the other channels, those the other tests use, keep theirs; the test's `sla_policy_kept`
+    puts the policy back after it): an overdue clock without waiting for one."""
     in_force = platform.call(f"{TICKETING}/GetSlaPolicy", {}, admin)["policy"]
     document = yaml.safe_load(in_force["document"])
     document["version"] = f"team-queue-{uuid.uuid4().hex[:6]}"
@@ -372,7 +372,7 @@ def open_unassigned(
 
 
 async def test_an_agent_sees_the_team_queue_filters_it_and_the_clocks_count_down(
-    browser: Browser, platform: ConsolePlatform
+    browser: Browser, platform: ConsolePlatform, sla_policy_kept: str
 ) -> None:
     admin = platform.token("admin", "admin")
     social_overdue_at_once(platform, admin)

@@ -1,6 +1,7 @@
 """The on-call view against `careops up`: ts-alice has the crisis board open; a level-A incident
 declared through the API appears on it (pushed by WatchAlerts, no polling) with its red / yellow /
-grey teams; her click on Acknowledge stops the escalation: at the deadline nobody else is paged."""
+grey teams; her click on Acknowledge stops the escalation: at the deadline nobody else is paged.
+The incident service's clock is moved past the deadlines (an OffsetClock), not waited for."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import re
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.async_api import Browser, Route, expect
 
 from tests.console.platform import ConsolePlatform, sign_in
@@ -18,16 +21,18 @@ from tests.support import eventually_sync
 
 INCIDENT = "careops.incident.v1.IncidentService"
 TS, CS = "technical_support", "customer_service"
-# Short waits for the test platform (the default file waits 300 s a step). The acknowledged
-# team's first step runs out first; the other team's (not acknowledged) escalates after it: once
-# it has, the acknowledged page's deadline has passed and its timer has run. The page must be
-# acknowledged through the browser before the first deadline: 6 s was too little on a busy
-# machine (the page escalated before the click), so it leaves room for a loaded Chromium.
-ACK_WAIT_SECONDS = 20
-CONTROL_WAIT_SECONDS = ACK_WAIT_SECONDS + 2
+# The escalation steps of the test: the page is acknowledged through the browser long before
+# the first deadline (a loaded Chromium has minutes), then the incident service's clock is moved
+# past both deadlines at once. The acknowledged team's deadline is the earlier one, and the
+# scheduler fires due timers earliest first, one after the other: once the other team's (not
+# acknowledged) page has escalated, the acknowledged page's timer has run. The move stays short
+# of the escalated page's own deadline (a second step), so the chain stops there.
+ACK_WAIT_SECONDS = 300
+CONTROL_WAIT_SECONDS = ACK_WAIT_SECONDS + 30
+PAST_THE_DEADLINES = CONTROL_WAIT_SECONDS + 15
 
 
-def short_escalation(
+def two_step_escalation(
     platform: ConsolePlatform, admin: str, team_id: str, on_call: str, then: str, wait: int
 ) -> None:
     """Makes `on_call` the team's only rotation member, paged first; `then` after `wait`."""
@@ -44,12 +49,34 @@ def short_escalation(
     platform.call(f"{INCIDENT}/PutTeam", {"team": team}, admin, key=uuid.uuid4().hex)
 
 
+@pytest.fixture
+def teams_kept(platform: ConsolePlatform) -> Iterator[None]:
+    """For a test that changes the escalation of TS and CS: each team as it was is put back
+    after it."""
+    admin = platform.token("admin", "admin")
+    before = {
+        team_id: platform.call(f"{INCIDENT}/GetTeam", {"teamId": team_id}, admin)["team"]
+        for team_id in (TS, CS)
+    }
+    yield
+    for team_id, team in before.items():
+        platform.call(
+            f"{INCIDENT}/PutTeam",
+            {"team": {k: v for k, v in team.items() if k != "version"}},
+            admin,
+            key=uuid.uuid4().hex,
+        )
+        after = platform.call(f"{INCIDENT}/GetTeam", {"teamId": team_id}, admin)["team"]
+        assert after.get("escalation") == team.get("escalation"), f"{team_id} not put back"
+        assert after.get("rotation") == team.get("rotation"), f"{team_id} not put back"
+
+
 async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
-    browser: Browser, platform: ConsolePlatform
+    browser: Browser, platform: ConsolePlatform, teams_kept: None
 ) -> None:
     admin = platform.token("admin", "admin")
-    short_escalation(platform, admin, TS, "ts-alice", "ts-bob", ACK_WAIT_SECONDS)
-    short_escalation(platform, admin, CS, "cs-carol", "cs-dave", CONTROL_WAIT_SECONDS)
+    two_step_escalation(platform, admin, TS, "ts-alice", "ts-bob", ACK_WAIT_SECONDS)
+    two_step_escalation(platform, admin, CS, "cs-carol", "cs-dave", CONTROL_WAIT_SECONDS)
     page = await browser.new_page(viewport={"width": 1500, "height": 1000})
     try:
         await sign_in(page, platform, "ts-alice", "oncall")
@@ -70,7 +97,7 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
         )["incident"]
         assert declared["level"] == "INCIDENT_LEVEL_A"
         row = page.locator(f'#crisis-board tr[data-incident-id="{declared["incidentId"]}"]')
-        await expect(row).to_be_visible(timeout=ACK_WAIT_SECONDS * 1000 // 2)
+        await expect(row).to_be_visible(timeout=10_000)
         print(
             f"\nthe level-A incident on the board {time.monotonic() - started:.3f} s after Declare"
         )
@@ -99,6 +126,7 @@ async def test_a_level_a_incident_appears_and_acknowledge_stops_the_escalation(
     # Past the deadline: the other team's page (not acknowledged) escalated to its next person;
     # ts-alice's acknowledged page did not, and nobody else of her team was paged.
     incident_id = declared["incidentId"]
+    platform.incident_clock.advance(PAST_THE_DEADLINES)
 
     def control_escalated() -> dict[str, Any] | None:
         incident: dict[str, Any] = platform.call(

@@ -71,7 +71,7 @@ def _pending_refund(
 
 
 async def test_a_supervisor_sees_the_board_change_and_compares_a_stricter_sla_draft(
-    browser: Browser, platform: ConsolePlatform
+    browser: Browser, platform: ConsolePlatform, sla_policy_kept: str
 ) -> None:
     admin = platform.token("admin", "admin")
     ticket = _chat_ticket(platform, admin, "Order arrived late")

@@ -29,12 +29,12 @@ from incident.main import IncidentService
 from incident.tests.test_paging import declare
 from ticketing.application import SUBJECT_PREFIX
 from ticketing.main import TicketingService
-from ticketing.tests.test_grpc_api import key, open_request
+from ticketing.tests.test_grpc_api import key
 
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import authorized_channel, shared_issuer
-from tests.support import channel_to, eventually, read_log
+from tests.support import channel_to, eventually, open_request, read_log
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,11 @@ from incident.tests.test_paging import declare
 from playwright.async_api import Browser, Page, async_playwright
 from prometheus_client import REGISTRY
 from ticketing.main import TicketingService
-from ticketing.tests.test_grpc_api import open_request
 
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, running_gateway
 from gateway.tests.issuer import authorized_channel, shared_issuer
-from tests.support import eventually
+from tests.support import eventually, open_request
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package: scripts/system-deps.sh installs it
 PAGE = Path(__file__).parent / "browser" / "page.html"

@@ -29,7 +29,7 @@ from prometheus_client import REGISTRY
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 from ticketing.tests.conftest import running_service
-from ticketing.tests.test_grpc_api import key, open_request, violations
+from ticketing.tests.test_grpc_api import key, violations
 
 from gateway import grpc_api, http_api
 from gateway.backends import call_unary
@@ -37,7 +37,7 @@ from gateway.errors import CODE_NUMBERS, HTTP_STATUS
 from gateway.main import GatewayService
 from gateway.tests.conftest import address, authorization, running_gateway
 from gateway.tests.issuer import authorized_channel, shared_issuer
-from tests.support import appended_by, channel_to, command_ids, read_log
+from tests.support import appended_by, channel_to, command_ids, open_request, read_log
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 OPEN_TICKET = "/v1/careops.ticketing.v1.TicketingService/OpenTicket"

@@ -22,12 +22,12 @@ from google.rpc import error_details_pb2, status_pb2
 from incident.main import IncidentService
 from incident.tests.test_paging import declare
 from prometheus_client import REGISTRY
-from ticketing.tests.test_grpc_api import open_request
 
 from gateway.main import GatewayService
 from gateway.tests.conftest import authorization, running_gateway
 from gateway.tests.issuer import shared_issuer
 from gateway.tests.test_gateway import backend_calls, quiet_team
+from tests.support import open_request
 from tests.test_tracing import TRACE_ID, TRACEPARENT, install_exporter
 
 TICKETING = "/careops.ticketing.v1.TicketingService"

@@ -7,12 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from careops_eventstore.application import OffsetClock
 from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.timers import DueTimer
 from prometheus_client import REGISTRY
 
 from incident import domain as d
-from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
+from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp, utc_now
 from incident.main import IncidentService, IncidentSettings
 from tests.in_memory import Logged, logged
 from tests.support import FakeClock
@@ -35,6 +36,23 @@ async def bootstrapped(tmp_path: Path, clock: FakeClock) -> tuple[IncidentApp, I
 async def incident_events(store: InMemoryEventStore, incident_id: str) -> list[Logged]:
     subject = f"{INCIDENT_SUBJECTS}.{incident_id}"
     return [item for item in await logged(store, STREAM.name, CODEC) if item.subject == subject]
+
+
+def test_the_clock_is_the_real_time_unless_an_offset_file_is_set(tmp_path: Path) -> None:
+    """CAREOPS_CLOCK_OFFSET_FILE (tests running the service as a process): an OffsetClock on
+    that file; unset, the real time; a clock passed in wins over both."""
+    assert IncidentService(IncidentSettings(data_dir=str(tmp_path / "real"))).clock is utc_now
+    offset = tmp_path / "offset"
+    moved = IncidentService(
+        IncidentSettings(data_dir=str(tmp_path / "moved"), clock_offset_file=str(offset))
+    ).clock
+    assert isinstance(moved, OffsetClock) and moved.path == offset
+    clock = FakeClock()
+    injected = IncidentService(
+        IncidentSettings(data_dir=str(tmp_path / "fake"), clock_offset_file=str(offset)),
+        clock=clock,
+    )
+    assert injected.clock is clock
 
 
 async def test_the_composition_root_loads_the_default_teams_and_matrix(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from careops.ticketing.v1 import ticketing_pb2_grpc
 from careops.ticketing.v1 import types_pb2 as t
 from careops_platform.identity import Principal
 
-from tests.support import channel_to
+from tests.support import channel_to, open_request
 from ticketing.main import TicketingService
-from ticketing.tests.test_grpc_api import key, open_request, violations
+from ticketing.tests.test_grpc_api import key, violations
 
 Stub = ticketing_pb2_grpc.TicketingServiceStub
 CONNECTOR = Principal("mail-connector", frozenset({"integration"}), "tests")

@@ -29,9 +29,10 @@ from google.protobuf.message import Message
 from sqlalchemy import Engine, create_engine, insert, update
 from sqlalchemy import event as sql_event
 
+from tests.support import open_request
 from ticketing import readmodels
 from ticketing.main import TicketingService
-from ticketing.tests.test_grpc_api import Stub, open_request
+from ticketing.tests.test_grpc_api import Stub
 
 # The module's service runs on SQLite, then on PostgreSQL (conftest.py).
 pytestmark = pytest.mark.both_databases

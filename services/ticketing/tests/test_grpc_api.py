@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 from prometheus_client import REGISTRY
 
-from tests.support import channel_to
+from tests.support import channel_to, open_request
 from ticketing.application import STREAM, SUBJECT_PREFIX
 from ticketing.main import TicketingService
 
@@ -25,19 +25,6 @@ from ticketing.main import TicketingService
 pytestmark = pytest.mark.both_databases
 
 Stub = ticketing_pb2_grpc.TicketingServiceStub
-
-
-def open_request(**overrides: object) -> pb.OpenTicketRequest:
-    fields: dict[str, object] = {
-        "customer_id": "C-1",
-        "channel": t.CHANNEL_EMAIL,
-        "type": t.TICKET_TYPE_FAULT,
-        "priority": t.PRIORITY_HIGH,
-        "subject": "Printer shows E42",
-        "description": "Since this morning",
-    }
-    fields.update(overrides)
-    return pb.OpenTicketRequest(**fields)  # type: ignore[arg-type]
 
 
 def key(value: str | None = None) -> tuple[tuple[str, str], ...]:
