@@ -5,15 +5,16 @@ surveys, applied in one batch give exactly the rows that applying them one at a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from careops_eventstore.batches import Projection, apply_batch, reset
+from careops_eventstore.batches import apply_batch, reset
 from careops_eventstore.codec import DecodedEvent, EventCodec
 from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.model import RecordedBatch
 from careops_platform.db import migrate
+from sqlalchemy import Connection, Engine, event
+
 from quality import domain as qd
 from quality.application import (
     CODEC,
@@ -25,9 +26,8 @@ from quality.application import (
     QualityApp,
 )
 from quality.projections import IncidentFactsProjection, SurveyProjection, TicketFactsProjection
-from sqlalchemy import Connection, Engine, event, select
-
 from tests.quality_scenario import Clock, write_incidents, write_tickets
+from tests.support import apply_one_at_a_time, tables_content
 
 from .test_migrations import MIGRATIONS
 
@@ -62,27 +62,6 @@ PROJECTIONS: tuple[tuple[type[Any], EventCodec, str], ...] = (
 )
 
 
-def one_at_a_time(
-    engine: Engine, projection: Projection, codec: EventCodec, log: Sequence[RecordedBatch]
-) -> None:
-    """Each event applied in a transaction of its own, outside any batch: every write at once."""
-    for message in log:
-        for envelope in message.batch.events:
-            if not codec.knows(envelope.type):
-                continue
-            with engine.begin() as connection:
-                decoded = DecodedEvent(codec.decode(envelope), envelope)
-                projection.apply(connection, decoded, message.sequence)
-
-
-def content(engine: Engine, projection: Projection) -> dict[str, list[tuple[Any, ...]]]:
-    with engine.connect() as connection:
-        return {
-            table.name: sorted(tuple(row) for row in connection.execute(select(table)))
-            for table in projection.tables
-        }
-
-
 def statements(engine: Engine) -> list[int]:
     """Counts the statements sent to the database from now on."""
     sent: list[int] = []
@@ -104,16 +83,16 @@ async def test_one_batch_writes_what_one_event_at_a_time_writes(
     migrate(engine, MIGRATIONS)
     log = await scenario_log(stream)
     sent = statements(engine)
-    one_at_a_time(engine, kind(), codec, log)
+    apply_one_at_a_time(engine, kind(), codec, log)
     one_by_one = len(sent)
-    expected = content(engine, kind())
+    expected = tables_content(engine, kind())
     assert any(expected.values())
     reset(engine, kind())
 
     sent.clear()
     outcome = apply_batch(engine, kind(), codec, "S", log, [m.sequence for m in log])
     assert outcome.parked == [] and outcome.applied > 0
-    assert content(engine, kind()) == expected
+    assert tables_content(engine, kind()) == expected
     # Fewer statements, the checkpoint's included (one executemany per kind of row).
     assert len(sent) < one_by_one
 
@@ -126,14 +105,14 @@ async def test_a_ticket_read_back_in_a_later_batch_comes_from_the_database(
     engine = read_model_engine
     migrate(engine, MIGRATIONS)
     log = await scenario_log(TICKETING_STREAM)
-    one_at_a_time(engine, TicketFactsProjection(), TICKETING_CODEC, log)
-    expected = content(engine, TicketFactsProjection())
+    apply_one_at_a_time(engine, TicketFactsProjection(), TICKETING_CODEC, log)
+    expected = tables_content(engine, TicketFactsProjection())
     reset(engine, TicketFactsProjection())
     projection = TicketFactsProjection()
     for start in range(0, len(log), 3):
         page = log[start : start + 3]
         apply_batch(engine, projection, TICKETING_CODEC, "S", page, [m.sequence for m in page])
-    assert content(engine, projection) == expected
+    assert tables_content(engine, projection) == expected
 
 
 class _Refuses:
@@ -170,12 +149,12 @@ async def test_a_rolled_back_message_leaves_nothing_buffered_or_remembered(
     assert len(refused) == 1
     # The reference: every message but the refused one, one event at a time.
     kept = [m for m in log if m.sequence not in refused]
-    one_at_a_time(engine, TicketFactsProjection(), TICKETING_CODEC, kept)
-    expected = content(engine, TicketFactsProjection())
+    apply_one_at_a_time(engine, TicketFactsProjection(), TICKETING_CODEC, kept)
+    expected = tables_content(engine, TicketFactsProjection())
     reset(engine, TicketFactsProjection())
 
     outcome = apply_batch(
         engine, _Refuses("T-D"), TICKETING_CODEC, "S", log, [m.sequence for m in log]
     )
     assert outcome.parked == refused
-    assert content(engine, TicketFactsProjection()) == expected
+    assert tables_content(engine, TicketFactsProjection()) == expected
