@@ -15,9 +15,6 @@ from nats.js import api
 
 # Behind and no progress for this long: the projection (or reaction) is reported as stalled.
 STALL_AFTER_SECONDS = 60.0
-# The longest a fetch waits for messages the consumer said it holds (they are normally there
-# within a millisecond or two; the bound covers a server that sends them late).
-FULL_BATCH_WAIT = 0.25
 T = TypeVar("T")
 
 
@@ -27,10 +24,7 @@ async def fetch_batch(
     """Waits up to `idle_wait` for the first message, then takes what else is there at once.
 
     A single fetch of `size` would wait for the whole batch under a trickle of messages; this
-    keeps latency low when idle and batches under load. The first message says how many more
-    the consumer holds (`num_pending`): that many (up to the batch) are fetched, which returns
-    as soon as they arrived. With none known, what arrives within a millisecond is taken —
-    which during a replay was half a batch (docs/benchmarks.md §16, session 25).
+    keeps latency low when idle and batches under load.
     """
     try:
         first = await subscription.fetch(1, timeout=idle_wait)
@@ -38,12 +32,8 @@ async def fetch_batch(
         return []
     if size <= 1:
         return list(first)
-    waiting = min(size - 1, int(first[0].metadata.num_pending or 0))
     try:
-        if waiting:
-            rest = await subscription.fetch(waiting, timeout=FULL_BATCH_WAIT)
-        else:
-            rest = await subscription.fetch(size - 1, timeout=0.001)
+        rest = await subscription.fetch(size - 1, timeout=0.001)
     except (nats.errors.TimeoutError, TimeoutError):
         rest = []
     return [*first, *rest]
