@@ -151,8 +151,12 @@ FIGURES: tuple[Figure, ...] = (
             "concurrent_100_keepalive_split.p99_ms",
         ),
     ),
-    *_controls("quality", higher=("raw.events_s",)),
-    *_figures("quality", higher=("kpi.events_s",), lower=("scrape.p50_ms",)),
+    *_controls("quality", higher=("raw.events_s", "raw.events_per_cpu_s")),
+    *_figures(
+        "quality",
+        higher=("kpi.events_s", "kpi.events_per_cpu_s", "kpi_vs_raw_cpu"),
+        lower=("scrape.p50_ms",),
+    ),
     *_controls("customer", higher=("raw_publish.ops_s",)),
     *_figures(
         "customer",

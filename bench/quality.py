@@ -110,13 +110,14 @@ async def build_log(tickets: int) -> tuple[list[RecordedBatch], list[RecordedBat
 
 def replay(
     engine: Engine, projection: Any, codec: EventCodec, stream: str, messages: list[RecordedBatch]
-) -> float:
-    """Applies the messages in batches of 256; returns the seconds it took."""
-    started = time.perf_counter()
+) -> tuple[float, float]:
+    """Applies the messages in batches of 256; returns the seconds it took, wall and this
+    process's CPU (a figure the shared machine's other load changes far less)."""
+    started, cpu_started = time.perf_counter(), time.process_time()
     for start in range(0, len(messages), BATCH):
         page = messages[start : start + BATCH]
         apply_batch(engine, projection, codec, stream, page, [m.sequence for m in page])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def scrape_times(engine: Engine) -> tuple[list[float], int, int]:
@@ -158,13 +159,13 @@ async def run(quick: bool) -> dict[str, Any]:
         raw_engine = make_engine(f"sqlite:///{Path(directory) / 'raw.db'}")
         await asyncio.to_thread(migrate, raw_engine, MIGRATIONS)
         raw_metadata.create_all(raw_engine)
-        raw_s = await asyncio.to_thread(
+        raw_s, raw_cpu = await asyncio.to_thread(
             replay, raw_engine, RawProjection(), TICKETING_CODEC, STREAM.name, ticketing
         )
         raw_engine.dispose()
         engine = make_engine(f"sqlite:///{Path(directory) / 'quality.db'}")
         await asyncio.to_thread(migrate, engine, MIGRATIONS)
-        kpi_s = await asyncio.to_thread(
+        kpi_s, kpi_cpu = await asyncio.to_thread(
             replay, engine, TicketFactsProjection(), TICKETING_CODEC, STREAM.name, ticketing
         )
         await asyncio.to_thread(
@@ -172,8 +173,14 @@ async def run(quick: bool) -> dict[str, Any]:
         )
         seconds, series, size = await asyncio.to_thread(scrape_times, engine)
         engine.dispose()
-    results["raw"] = {"events_s": rate(events, raw_s), "seconds": round(raw_s, 2)}
-    results["kpi"] = {"events_s": rate(events, kpi_s), "seconds": round(kpi_s, 2)}
+    for key, wall, cpu in (("raw", raw_s, raw_cpu), ("kpi", kpi_s, kpi_cpu)):
+        results[key] = {
+            "events_s": rate(events, wall),
+            "seconds": round(wall, 2),
+            "cpu_s": round(cpu, 2),
+            "events_per_cpu_s": rate(events, cpu),
+        }
+    results["kpi_vs_raw_cpu"] = round(raw_cpu / kpi_cpu, 2) if kpi_cpu else None
     results["scrape"] = {
         "series": series,
         "bytes": size,
@@ -185,13 +192,16 @@ async def run(quick: bool) -> dict[str, Any]:
     report.add(
         path="raw baseline: apply_batch, one INSERT per event -> SQLite",
         events_s=results["raw"]["events_s"],
+        events_per_cpu_s=results["raw"]["events_per_cpu_s"],
         total_s=results["raw"]["seconds"],
     )
     report.add(
         path="KPI projection (facts + SLA timeline + hourly sums) -> SQLite",
         events_s=results["kpi"]["events_s"],
+        events_per_cpu_s=results["kpi"]["events_per_cpu_s"],
         total_s=results["kpi"]["seconds"],
         vs_raw=round(results["kpi"]["events_s"] / results["raw"]["events_s"], 2),
+        vs_raw_cpu=results["kpi_vs_raw_cpu"],
     )
     scrape = results["scrape"]
     report.add(
@@ -204,6 +214,8 @@ async def run(quick: bool) -> dict[str, Any]:
         "The collector computes the KPIs at scrape time from the hourly sums the projection"
         " keeps (rolling windows 1h/24h/7d per channel, all-time totals and histograms), so a"
         " scrape agrees with GetKpis and costs a few rows per hour, not a row per ticket."
+        " events_per_cpu_s: events per CPU second of this process; vs_raw_cpu: the same ratio"
+        " in CPU time (the goal is judged on the wall-clock vs_raw)."
     )
     kpi_vs_raw = round(results["kpi"]["events_s"] / results["raw"]["events_s"], 2)
     report.goal(

@@ -12,7 +12,7 @@ from typing import Any
 
 from careops.quality.v1 import quality_pb2 as qpb
 from careops.quality.v1 import quality_pb2_grpc
-from careops_eventstore.jetstream import JetStreamEventStore
+from careops_eventstore.model import EventStore
 from careops_eventstore.nats_embedded import EmbeddedNats, free_port
 from careops_sla import default_policy
 from incident import domain as inc
@@ -113,7 +113,7 @@ class Positions:
     quality: int = 0
 
 
-async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
+async def write_tickets(store: EventStore, clock: Clock) -> int:
     """Seven tickets (A to G) whose KPIs docs/kpis.md computes by hand in the test."""
     app = TicketingApp(store=store, policy=default_policy(), clock=clock)
     await app.provision()
@@ -222,7 +222,7 @@ async def write_tickets(store: JetStreamEventStore, clock: Clock) -> int:
     return sequence
 
 
-async def write_incidents(store: JetStreamEventStore, clock: Clock) -> int:
+async def write_incidents(store: EventStore, clock: Clock) -> int:
     """Level-A incidents declared at 1 h: one acknowledged after 10 min and resolved after 1 h;
     one resolved after 30 min and acknowledged only 10 min later (not in MTTA); a drill; and one
     declared at 3 h, never acknowledged nor resolved (no resolve time)."""

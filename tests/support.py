@@ -33,6 +33,7 @@ from careops.ticketing.v1 import ticketing_pb2 as ticketing_pb
 from careops.ticketing.v1 import types_pb2 as ticketing_types
 from careops_cli.platform import wait_serving
 from careops_eventstore import EventStore
+from careops_eventstore.codec import DecodedEvent
 from careops_eventstore.jetstream import JetStreamEventStore, connect
 from careops_eventstore.model import EVENT_TYPE_HEADER, RecordedBatch
 from careops_eventstore.nats_embedded import free_port
@@ -373,6 +374,29 @@ def ticket_rows(engine: Engine) -> list[dict[str, Any]]:
     with Session(engine) as session:
         rows = session.execute(select(tickets).order_by(tickets.c.ticket_id)).mappings().all()
     return [dict(row) for row in rows]
+
+
+def apply_one_at_a_time(
+    engine: Engine, projection: Any, codec: Any, log: Collection[RecordedBatch]
+) -> None:
+    """Applies each event of `log` that `codec` knows in a transaction of its own, outside any
+    batch (every write at once): the reference a batched projection's rows are compared to."""
+    for message in log:
+        for envelope in message.batch.events:
+            if not codec.knows(envelope.type):
+                continue
+            with engine.begin() as connection:
+                decoded = DecodedEvent(codec.decode(envelope), envelope)
+                projection.apply(connection, decoded, message.sequence)
+
+
+def tables_content(engine: Engine, projection: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the projection's tables, sorted, by table name."""
+    with engine.connect() as connection:
+        return {
+            table.name: sorted(tuple(row) for row in connection.execute(select(table)))
+            for table in projection.tables
+        }
 
 
 async def read_log(nats_url: str, stream: str, subject: str = "") -> list[RecordedBatch]:

@@ -380,6 +380,10 @@ def _apply_message(
             raise
         if not savepoints:
             raise _NeedsSavepoints() from exc
+        # Rolled back with its savepoint: what it buffered (and remembered) goes with it.
+        buffer = rows(connection)
+        if isinstance(buffer, StatementBatch):
+            buffer.discard()
         target.skip(connection, "failed", event_type=current, detail=_describe(exc))
         return
     target.outcome.applied += len(decoded)

@@ -12,8 +12,6 @@ lives in `actor`; `principal` recovers who it was.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 VIA = " via "
 # Timer data key holding the principal whose event scheduled the timer.
@@ -31,15 +29,24 @@ def current_cause() -> str:
     return _CAUSE.get()
 
 
-@contextmanager
-def caused_by(actor: str) -> Iterator[None]:
+class caused_by:  # noqa: N801 - used as the function it was: `with caused_by(actor):`
     """Attributes the commands appended in this block to the principal behind `actor`
-    (a chain of reactions keeps the first principal, not the whole chain)."""
-    token = _CAUSE.set(principal(actor))
-    try:
-        yield
-    finally:
-        _CAUSE.reset(token)
+    (a chain of reactions keeps the first principal, not the whole chain). A class, not a
+    generator: a projection enters it for every event it applies."""
+
+    __slots__ = ("_cause", "_token")
+
+    def __init__(self, actor: str) -> None:
+        self._cause = principal(actor)
+        self._token: contextvars.Token[str] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _CAUSE.set(self._cause)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            _CAUSE.reset(self._token)
+            self._token = None
 
 
 def attributed(actor: str) -> str:

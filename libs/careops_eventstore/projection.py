@@ -345,7 +345,8 @@ class ProjectionGroup:
         config = api.ConsumerConfig(
             durable_name=self.durable,
             filter_subject=self.filter_subject,
-            ack_policy=api.AckPolicy.EXPLICIT,
+            # One ack per batch (for its last applied message) acks every message before it.
+            ack_policy=api.AckPolicy.ALL,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=min(member.position for member in self.members.values()) + 1,
             ack_wait=30,
@@ -440,11 +441,16 @@ class ProjectionGroup:
         elapsed = time.perf_counter() - started
         applied_through = min(outcome.last_sequence for outcome in outcomes)
         poison = {sequence for outcome in outcomes for sequence in outcome.poison}
+        last_applied: Msg | None = None
         for message, sequence in zip(messages, sequences, strict=True):
             if sequence in poison:
                 await message.term()
             elif sequence <= applied_through:
-                await message.ack()
+                last_applied = message
+        if last_applied is not None:
+            # AckPolicy.ALL: acks it and every message delivered before it (applied, or
+            # parked with its skip recorded in the same transaction).
+            await last_applied.ack()
         for projection, outcome in zip(self.projections, outcomes, strict=True):
             BATCH_SECONDS.labels(projection.name).observe(elapsed)
             LAG.labels(projection.name).set(messages[-1].metadata.num_pending)

@@ -11,6 +11,14 @@ Order is kept where it matters: writes that share a `key` (the row they touch, w
 statement's table) run in the order they were made; writes of different keys commute, so one
 may join an earlier group of its kind. A projection that reads rows it wrote through the buffer
 calls `flush()` first; a write without a key (`key=None`) flushes and runs at once.
+
+A projection that reads a row back before it writes it again (the KPI facts read a ticket's row
+on each of its events) can keep what it wrote: `remember(key, value)` and `recall(key)`. The
+memo lives as long as the buffered writes: a flush (everything written is in the database
+then) and a discard (a message rolled back) forget it, and outside a batch nothing is kept.
+
+`EncodedJSON` is a JSON column a projection may write already encoded (a `str`), so a value it
+can serialise faster than `json.dumps` of a built dict does not pay for both.
 """
 
 from __future__ import annotations
@@ -21,8 +29,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import JSON, Connection, Dialect
 from sqlalchemy.sql import Executable
+from sqlalchemy.types import TypeDecorator
 
 
 class RowWriter(Protocol):
@@ -38,6 +47,12 @@ class RowWriter(Protocol):
 
     def flush(self) -> None:
         """Runs every buffered write now."""
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        """Keeps `value` (what the caller wrote for `key`) until the buffer is flushed."""
+
+    def recall(self, key: Hashable) -> Any | None:
+        """What was remembered for `key` since the last flush, or None."""
 
 
 @dataclass
@@ -55,6 +70,7 @@ class StatementBatch:
     # The group a key's last write joined, and the newest group of each kind.
     _last_of_key: dict[Hashable, int] = field(default_factory=dict)
     _newest_of_kind: dict[tuple[int, frozenset[str]], int] = field(default_factory=dict)
+    _memo: dict[Hashable, Any] = field(default_factory=dict)
 
     def write(self, statement: Executable, parameters: Mapping[str, Any], *, key: Hashable) -> None:
         """Buffers the write into the newest group of its kind unless that group runs before
@@ -79,11 +95,23 @@ class StatementBatch:
         for item in parameters:
             self.write(statement, item, key=key)
 
-    def flush(self) -> None:
-        """Runs the groups in order, each as one statement (executemany for several rows)."""
-        groups, self._groups = self._groups, []
+    def remember(self, key: Hashable, value: Any) -> None:
+        self._memo[key] = value
+
+    def recall(self, key: Hashable) -> Any | None:
+        return self._memo.get(key)
+
+    def discard(self) -> None:
+        """Drops the buffered writes and the memo (their message was rolled back)."""
+        self._groups = []
         self._last_of_key.clear()
         self._newest_of_kind.clear()
+        self._memo.clear()
+
+    def flush(self) -> None:
+        """Runs the groups in order, each as one statement (executemany for several rows)."""
+        groups = self._groups
+        self.discard()
         for group in groups:
             parameters = group.parameters
             single = len(parameters) == 1
@@ -105,6 +133,12 @@ class _Immediate:
         self.connection.execute(statement, list(parameters))
 
     def flush(self) -> None:
+        return None
+
+    def remember(self, key: Hashable, value: Any) -> None:
+        return None
+
+    def recall(self, key: Hashable) -> Any | None:
         return None
 
 
@@ -131,3 +165,24 @@ def batching(connection: Connection) -> Iterator[StatementBatch]:
         _ACTIVE.reset(token)
     if batch._groups:
         raise RuntimeError("statement batch ended with unflushed writes")
+
+
+class EncodedJSON(TypeDecorator[Any]):
+    """A JSON column (the same DDL, read back decoded as JSON is) that also takes its value
+    encoded: a `str` is written as the JSON text it is, anything else is encoded as JSON's own
+    bind processing does. Its values are never JSON strings themselves (a `str` is the text)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        # Replaces TypeDecorator's (process_bind_param, then the impl's processor): the impl's
+        # processor is exactly what an encoded value must skip.
+        encode = self.impl_instance.bind_processor(dialect)
+        if encode is None:
+            return None
+
+        def process(value: Any) -> Any:
+            return value if isinstance(value, str) else encode(value)
+
+        return process

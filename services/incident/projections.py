@@ -8,11 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.rows import rows
 from careops_eventstore.sqlstate import insert_for, timers
 from careops_eventstore.timers import DueTimer, cancel, cancel_all, schedule
 from careops_published import customer as cu
 from careops_published.codec import view_codec
-from sqlalchemy import Connection, Table, insert, update
+from sqlalchemy import Connection, Table, bindparam, insert, update
 
 from incident import domain as d
 from incident.readmodels import (
@@ -32,11 +33,31 @@ STATUS_AFTER = {
 }
 
 
+# Built once; rows and keys are parameters (careops_eventstore.rows: one executemany per kind).
+# An UPDATE sets the columns its parameters name.
+_INSERT_INCIDENT = insert(incidents)
+_UPDATE_INCIDENT = update(incidents).where(incidents.c.incident_id == bindparam("b_incident"))
+_INSERT_PAGE = insert(pages)
+_CLOSE_PAGES = (
+    update(pages).where(pages.c.incident_id == bindparam("b_incident")).values(closed=True)
+)
+_UPDATE_PAGE = update(pages).where(pages.c.page_id == bindparam("b_page"))
+_CLOSE_SURGE = (
+    update(surge_incidents)
+    .where(surge_incidents.c.incident_id == bindparam("b_incident"))
+    .values(open=False)
+)
+_INSERT_STEP = insert(timeline)
+
+
 class IncidentProjection:
-    """Maintains incidents, incident_pages and incident_timeline."""
+    """Maintains incidents, incident_pages and incident_timeline. Its writes are batched
+    (careops_eventstore.rows), all keyed by the incident (a page is its incident's); the
+    incident's status is remembered as written, for an acknowledgement to read."""
 
     name = "incidents"
     tables: tuple[Table, ...] = (incidents, pages, timeline)
+    batched_writes = True
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
@@ -46,76 +67,67 @@ class IncidentProjection:
         incident_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
         self._timeline(connection, incident_id, position, event, at)
+        writer = rows(connection)
         if isinstance(payload, d.IncidentDeclared):
-            connection.execute(
-                insert(incidents).values(
-                    incident_id=incident_id,
-                    declared_sequence=position,
-                    type=payload.type,
-                    title=payload.title,
-                    level=payload.level.value,
-                    status=d.Status.DECLARED.value,
-                    source=payload.source.value,
-                    drill=payload.drill,
-                    risk_index=payload.risk_index,
-                    matrix_version=payload.matrix_version,
-                    surge_key=payload.surge_key,
-                    declared_at=at,
-                    response_deadline_missed=False,
-                    version=position,
-                )
-            )
+            declared = {
+                "incident_id": incident_id,
+                "declared_sequence": position,
+                "type": payload.type,
+                "title": payload.title,
+                "level": payload.level.value,
+                "status": d.Status.DECLARED.value,
+                "source": payload.source.value,
+                "drill": payload.drill,
+                "risk_index": payload.risk_index,
+                "matrix_version": payload.matrix_version,
+                "surge_key": payload.surge_key,
+                "declared_at": at,
+                "response_deadline_missed": False,
+                "version": position,
+            }
+            writer.write(_INSERT_INCIDENT, declared, key=incident_id)
+            writer.remember((incidents.name, incident_id), declared["status"])
             return
         changes = self._changes(connection, incident_id, payload, at, position)
         changes["version"] = position
-        connection.execute(
-            update(incidents).where(incidents.c.incident_id == incident_id).values(**changes)
-        )
+        writer.write(_UPDATE_INCIDENT, {**changes, "b_incident": incident_id}, key=incident_id)
+        if "status" in changes:
+            writer.remember((incidents.name, incident_id), changes["status"])
 
     def _changes(
         self, connection: Connection, incident_id: str, payload: Any, at: Any, position: int
     ) -> dict[str, Any]:
         status = STATUS_AFTER.get(type(payload))
+        writer = rows(connection)
         if status is not None:
-            connection.execute(
-                update(pages).where(pages.c.incident_id == incident_id).values(closed=True)
-            )
-            connection.execute(
-                update(surge_incidents)
-                .where(surge_incidents.c.incident_id == incident_id)
-                .values(open=False)
-            )
+            writer.write(_CLOSE_PAGES, {"b_incident": incident_id}, key=incident_id)
+            writer.write(_CLOSE_SURGE, {"b_incident": incident_id}, key=incident_id)
             extra = {"resolved_at": at} if status is d.Status.RESOLVED else {}
             return {"status": status.value, **extra}
         match payload:
             case d.PageRequested():
-                connection.execute(
-                    insert(pages).values(
-                        page_id=payload.page_id,
-                        incident_id=incident_id,
-                        team_id=payload.team_id,
-                        member_id=payload.member_id,
-                        engagement=payload.engagement.value,
-                        step=payload.step,
-                        round=payload.round,
-                        requested_at=at,
-                        ack_due_at=payload.ack_due_at,
-                        escalated=False,
-                        closed=False,
-                        sequence=position,
-                    )
-                )
+                page = {
+                    "page_id": payload.page_id,
+                    "incident_id": incident_id,
+                    "team_id": payload.team_id,
+                    "member_id": payload.member_id,
+                    "engagement": payload.engagement.value,
+                    "step": payload.step,
+                    "round": payload.round,
+                    "requested_at": at,
+                    "ack_due_at": payload.ack_due_at,
+                    "escalated": False,
+                    "closed": False,
+                    "sequence": position,
+                }
+                writer.write(_INSERT_PAGE, page, key=incident_id)
             case d.PageAcknowledged():
-                connection.execute(
-                    update(pages)
-                    .where(pages.c.page_id == payload.page_id)
-                    .values(acknowledged_at=at)
-                )
+                acknowledged = {"acknowledged_at": at, "b_page": payload.page_id}
+                writer.write(_UPDATE_PAGE, acknowledged, key=incident_id)
                 return {"status": _acknowledged(connection, incident_id), "acknowledged_at": at}
             case d.PageEscalated():
-                connection.execute(
-                    update(pages).where(pages.c.page_id == payload.page_id).values(escalated=True)
-                )
+                escalated = {"escalated": True, "b_page": payload.page_id}
+                writer.write(_UPDATE_PAGE, escalated, key=incident_id)
             case d.IncidentReassessed():
                 return {"level": payload.to_level.value, "risk_index": payload.risk_index}
             case d.IncidentEscalated():
@@ -131,21 +143,27 @@ class IncidentProjection:
         text = _describe(event.event)
         if text is None:
             return
-        connection.execute(
-            insert(timeline).values(
-                incident_id=incident_id,
-                sequence=position,
-                position=uuid.UUID(event.envelope.event_id).int % 2**31,
-                at=at,
-                kind=type(event.event).__name__,
-                text=text,
-            )
-        )
+        step = {
+            "incident_id": incident_id,
+            "sequence": position,
+            "position": uuid.UUID(event.envelope.event_id).int % 2**31,
+            "at": at,
+            "kind": type(event.event).__name__,
+            "text": text,
+        }
+        rows(connection).write(_INSERT_STEP, step, key=incident_id)
 
 
 def _acknowledged(connection: Connection, incident_id: str) -> Any:
-    row = connection.execute(incidents.select().where(incidents.c.incident_id == incident_id)).one()
-    return d.Status.ACKNOWLEDGED.value if row.status == d.Status.DECLARED.value else row.status
+    """The status after an acknowledgement: the incident's as last written in this batch (every
+    write of its status is remembered), else as the database has it."""
+    status = rows(connection).recall((incidents.name, incident_id))
+    if status is None:
+        row = connection.execute(
+            incidents.select().where(incidents.c.incident_id == incident_id)
+        ).one()
+        status = row.status
+    return d.Status.ACKNOWLEDGED.value if status == d.Status.DECLARED.value else status
 
 
 def _describe(payload: Any) -> str | None:

@@ -10,12 +10,13 @@ from functools import cache
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.rows import rows
 from careops_eventstore.sqlstate import aware, insert_for, timers
 from careops_eventstore.timers import DueTimer, cancel, schedule
 from careops_platform.sealing import Shredder, TextSealer
 from careops_published import incident as inc
 from careops_published import ticketing as tk
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from quality import domain as d
 from quality.readmodels import (
@@ -55,10 +56,47 @@ def _clocks(sla: tk.SlaSnapshot | None) -> dict[str, tk.SlaClockSnapshot]:
     return {clock.clock: clock for clock in sla.clocks if clock.clock} if sla else {}
 
 
+class _Row(dict[str, Any]):
+    """A row as the projection last wrote (or read) it: by column name, as an item or an
+    attribute (like a SQLAlchemy Row)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# The KPI facts' statements, built once; the rows and keys are parameters (careops_eventstore.rows
+# sends them as one executemany per kind). An UPDATE sets the columns its parameters name.
+_INSERT_TICKET = insert(tickets)
+_UPDATE_TICKET = update(tickets).where(tickets.c.ticket_id == bindparam("b_ticket"))
+_INSERT_STEP = insert(timeline)
+_INSERT_EMOTION = insert(customer_emotions)
+_INSERT_HOLD = insert(holds)
+_UPDATE_HOLD = update(holds).where(holds.c.sequence == bindparam("b_sequence"))
+_INSERT_COMPLAINT = insert(complaints)
+_UPDATE_COMPLAINT = update(complaints).where(complaints.c.ticket_id == bindparam("b_ticket"))
+_INSERT_COMPENSATION = insert(compensations)
+# Remembered: the ticket has no hold open (ticketing holds a ticket only while it is not on
+# hold, so at most one is open at a time).
+_NO_HOLD = _Row()
+_INSERT_INCIDENT = insert(incidents)
+_UPDATE_INCIDENT = update(incidents).where(incidents.c.incident_id == bindparam("b_incident"))
+_INSERT_SURVEY = insert(surveys)
+_UPDATE_SURVEY = update(surveys).where(surveys.c.ticket_id == bindparam("b_ticket"))
+_INSERT_ANSWER = insert(survey_answers)
+
+
 class TicketFactsProjection:
-    """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline."""
+    """Maintains quality_tickets (one row of KPI facts per ticket) and quality_sla_timeline.
+
+    Every write goes through careops_eventstore.rows, keyed by the row it touches; a ticket's row
+    and its open hold are remembered as written (`remember`), so its next event in the batch
+    reads them from there, and only a complaint's look-back across tickets flushes first."""
 
     name = "quality_tickets"
+    batched_writes = True
     tables: tuple[Table, ...] = (
         tickets,
         timeline,
@@ -105,28 +143,31 @@ class TicketFactsProjection:
                 "sla_policy_version": payload.sla_policy_version
                 or envelope.policy_versions.get("sla_policy", ""),
             }
-            connection.execute(insert(tickets).values(**opened))
-            row_after = {column.name: opened.get(column.name) for column in tickets.columns}
+            writer = rows(connection)
+            writer.write(_INSERT_TICKET, opened, key=ticket_id)
+            row_after = _Row({column.name: opened.get(column.name) for column in tickets.columns})
+            writer.remember((tickets.name, ticket_id), row_after)
+            writer.remember((holds.name, ticket_id), _NO_HOLD)
             move_contribution(connection, None, row_after)
             self._step(connection, ticket_id, position, at, d.Step.OPENED, opened["priority"])
             self._emotion(connection, row_after, payload, at, position)
             if opened["type"] == "complaint":
                 self._complaint_opened(connection, opened)
             return
-        row = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+        row = _ticket(connection, ticket_id)
         if row is None:
             return
-        self._emotion(connection, row._mapping, payload, at, position)
+        self._emotion(connection, row, payload, at, position)
         self._hold(connection, row, envelope.actor, payload, at, position)
         if row.type == "complaint":
             self._complaint(connection, row, payload, at)
         changes = self._changes(connection, row, payload, at, position)
         changes["version"] = position
-        connection.execute(
-            update(tickets).where(tickets.c.ticket_id == ticket_id).values(**changes)
-        )
-        before = dict(row._mapping)
-        move_contribution(connection, before, {**before, **changes})
+        writer = rows(connection)
+        writer.write(_UPDATE_TICKET, {**changes, "b_ticket": ticket_id}, key=ticket_id)
+        after = _Row({**row, **changes})
+        writer.remember((tickets.name, ticket_id), after)
+        move_contribution(connection, row, after)
 
     def _changes(
         self, connection: Connection, row: Any, payload: Any, at: datetime, position: int
@@ -201,17 +242,19 @@ class TicketFactsProjection:
         emotion = getattr(payload, "emotion", None)
         if emotion is None or not isinstance(payload, tk.TicketOpened | tk.ReplyAdded):
             return
-        connection.execute(
-            insert(customer_emotions).values(
-                ticket_id=row["ticket_id"],
-                sequence=position,
-                at=at,
-                agent_id=row["agent_id"] or "",
-                channel=row["channel"],
-                type=row["type"],
-                priority=row["priority"],
-                emotion=emotion,
-            )
+        rows(connection).write(
+            _INSERT_EMOTION,
+            {
+                "ticket_id": row["ticket_id"],
+                "sequence": position,
+                "at": at,
+                "agent_id": row["agent_id"] or "",
+                "channel": row["channel"],
+                "type": row["type"],
+                "priority": row["priority"],
+                "emotion": emotion,
+            },
+            key=row["ticket_id"],
         )
 
     @staticmethod
@@ -253,16 +296,13 @@ class TicketFactsProjection:
                 values[f"{name}_share"] = state.share
                 values[f"{name}_before_breach"] = state.before_breach
                 values[f"{name}_paused_seconds"] = None if state.paused else 0.0
-            connection.execute(insert(h).values(**values))
+            writer = rows(connection)
+            writer.write(_INSERT_HOLD, values, key=position)
+            writer.remember((h.name, row.ticket_id), _Row(values))
             return
         if not isinstance(payload, tk.TicketResumed | tk.TicketResolved | tk.TicketClosed):
             return
-        held = connection.execute(
-            select(h)
-            .where(h.c.ticket_id == row.ticket_id, h.c.ended_by == "")
-            .order_by(h.c.sequence.desc())
-            .limit(1)
-        ).first()
+        held = _open_hold(connection, row.ticket_id)
         if held is None:
             return
         ended = {tk.TicketResumed: "resumed", tk.TicketResolved: "resolved"}
@@ -276,13 +316,17 @@ class TicketFactsProjection:
                 changes[f"{name}_paused_seconds"] = (
                     spent.total_seconds() if spent is not None else None
                 )
-        connection.execute(update(h).where(h.c.sequence == held.sequence).values(**changes))
+        writer = rows(connection)
+        writer.write(_UPDATE_HOLD, {**changes, "b_sequence": held.sequence}, key=held.sequence)
+        writer.remember((h.name, row.ticket_id), _NO_HOLD)
 
     @staticmethod
     def _complaint_opened(connection: Connection, opened: dict[str, Any]) -> None:
         """Adds a complaint's KPI row; a re-complaint when the customer complained lately."""
         c = complaints
         since = opened["opened_at"] - timedelta(days=RECOMPLAINT_DAYS)
+        # Other tickets' complaints are read: what is buffered goes to the database first.
+        rows(connection).flush()
         earlier = connection.execute(
             select(c.c.ticket_id)
             .where(c.c.customer_id == opened["customer_id"], c.c.opened_at >= since)
@@ -290,7 +334,8 @@ class TicketFactsProjection:
         ).first()
         keys = ("ticket_id", "customer_id", "agent_id", "channel", "type", "priority", "opened_at")
         values = {key: opened[key] for key in keys}
-        connection.execute(insert(c).values(**values, recomplaint=earlier is not None))
+        values["recomplaint"] = earlier is not None
+        rows(connection).write(_INSERT_COMPLAINT, values, key=opened["ticket_id"])
 
     @staticmethod
     def _complaint(connection: Connection, row: Any, payload: Any, at: datetime) -> None:
@@ -313,26 +358,28 @@ class TicketFactsProjection:
             case tk.TicketReopened():
                 changes = {"recomplaint": True}
         if changes:
-            where = complaints.c.ticket_id == row.ticket_id
-            connection.execute(update(complaints).where(where).values(**changes))
+            parameters = {**changes, "b_ticket": row.ticket_id}
+            rows(connection).write(_UPDATE_COMPLAINT, parameters, key=row.ticket_id)
 
     @staticmethod
     def _granted(connection: Connection, row: Any, payload: Any, at: datetime) -> None:
         """Records a grant, direct or approved, for the agent who granted or asked for it."""
         by = payload.granted_by if isinstance(payload, tk.CompensationGranted) else ""
-        connection.execute(
-            insert(compensations).values(
-                compensation_id=payload.compensation_id,
-                ticket_id=row.ticket_id,
-                agent_id=by or getattr(payload, "requested_by", ""),
-                channel=row.channel,
-                type=row.type,
-                priority=row.priority,
-                kind=payload.kind or "",
-                currency=payload.currency,
-                amount_cents=int(Decimal(payload.amount) * 100),
-                granted_at=at,
-            )
+        rows(connection).write(
+            _INSERT_COMPENSATION,
+            {
+                "compensation_id": payload.compensation_id,
+                "ticket_id": row.ticket_id,
+                "agent_id": by or getattr(payload, "requested_by", ""),
+                "channel": row.channel,
+                "type": row.type,
+                "priority": row.priority,
+                "kind": payload.kind or "",
+                "currency": payload.currency,
+                "amount_cents": int(Decimal(payload.amount) * 100),
+                "granted_at": at,
+            },
+            key=payload.compensation_id,
         )
 
     @staticmethod
@@ -358,23 +405,52 @@ class TicketFactsProjection:
         same = (last_ticket, last_sequence) == (ticket_id, position)
         index = last_index + 1 if same else 0
         self._last = (ticket_id, position, index)
-        connection.execute(
-            insert(timeline).values(
-                ticket_id=ticket_id,
-                sequence=position,
-                position=index,
-                at=at,
-                step=step.value,
-                value=str(value),
-            )
+        rows(connection).write(
+            _INSERT_STEP,
+            {
+                "ticket_id": ticket_id,
+                "sequence": position,
+                "position": index,
+                "at": at,
+                "step": step.value,
+                "value": str(value),
+            },
+            key=ticket_id,
         )
 
 
+def _ticket(connection: Connection, ticket_id: str) -> _Row | None:
+    """The ticket's KPI row: as last written in this batch, else from the database (none of
+    its writes is buffered then: each is remembered)."""
+    row = rows(connection).recall((tickets.name, ticket_id))
+    if row is not None:
+        return row  # type: ignore[no-any-return]
+    found = connection.execute(select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+    return _Row(found._mapping) if found is not None else None
+
+
+def _open_hold(connection: Connection, ticket_id: str) -> _Row | None:
+    """The ticket's open hold (its latest not ended), remembered or from the database."""
+    remembered = rows(connection).recall((holds.name, ticket_id))
+    if remembered is not None:
+        return remembered or None  # type: ignore[no-any-return]
+    h = holds
+    found = connection.execute(
+        select(h)
+        .where(h.c.ticket_id == ticket_id, h.c.ended_by == "")
+        .order_by(h.c.sequence.desc())
+        .limit(1)
+    ).first()
+    return _Row(found._mapping) if found is not None else None
+
+
 class IncidentFactsProjection:
-    """Maintains quality_incidents: level, drill flag and response times per incident."""
+    """Maintains quality_incidents: level, drill flag and response times per incident (writes
+    batched, each incident's row remembered as written: see TicketFactsProjection)."""
 
     name = "quality_incidents"
     tables: tuple[Table, ...] = (incidents,)
+    batched_writes = True
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
@@ -383,21 +459,26 @@ class IncidentFactsProjection:
             return
         incident_id = envelope.aggregate_id
         at = from_timestamp(envelope.occurred_at)
+        writer = rows(connection)
+        memo = (incidents.name, incident_id)
         if isinstance(payload, inc.IncidentDeclared):
-            connection.execute(
-                insert(incidents).values(
-                    incident_id=incident_id,
-                    level=(payload.level or "").upper(),
-                    drill=payload.drill,
-                    declared_at=at,
-                )
-            )
+            declared = {
+                "incident_id": incident_id,
+                "level": (payload.level or "").upper(),
+                "drill": payload.drill,
+                "declared_at": at,
+            }
+            writer.write(_INSERT_INCIDENT, declared, key=incident_id)
+            writer.remember(memo, _Row({c.name: declared.get(c.name) for c in incidents.columns}))
             return
-        row = connection.execute(
-            select(incidents).where(incidents.c.incident_id == incident_id)
-        ).first()
+        row: _Row | None = writer.recall(memo)
         if row is None:
-            return
+            found = connection.execute(
+                select(incidents).where(incidents.c.incident_id == incident_id)
+            ).first()
+            if found is None:
+                return
+            row = _Row(found._mapping)
         changes: dict[str, Any] = {}
         match payload:
             case inc.IncidentReassessed() | inc.IncidentEscalated():
@@ -411,16 +492,17 @@ class IncidentFactsProjection:
             case inc.IncidentResolved() if row.resolved_at is None:
                 changes = {"resolved_at": at, "resolve_seconds": _seconds(row.declared_at, at)}
         if changes:
-            connection.execute(
-                update(incidents).where(incidents.c.incident_id == incident_id).values(**changes)
-            )
+            writer.write(_UPDATE_INCIDENT, {**changes, "b_incident": incident_id}, key=incident_id)
+            writer.remember(memo, _Row({**row, **changes}))
 
 
 class SurveyProjection:
-    """Maintains quality_surveys, including each follow-up's status."""
+    """Maintains quality_surveys, including each follow-up's status (writes batched, nothing
+    read back)."""
 
     name = "quality_surveys"
     tables: tuple[Table, ...] = (surveys, survey_answers)
+    batched_writes = True
 
     def __init__(self, texts: TextSealer | None = None) -> None:
         self._texts = texts
@@ -437,31 +519,30 @@ class SurveyProjection:
         at = from_timestamp(event.envelope.occurred_at)
         match payload:
             case d.SurveySubmitted():
-                connection.execute(
-                    insert(surveys).values(
-                        ticket_id=ticket_id,
-                        customer_id=payload.customer_id,
-                        agent_id=payload.agent_id,
-                        channel=payload.channel,
-                        type=payload.ticket_type,
-                        priority=payload.priority,
-                        csat=payload.csat,
-                        nps=payload.nps if payload.has_nps else None,
-                        comment=payload.comment,
-                        emotion=payload.emotion.value,
-                        emotion_score=payload.emotion_score,
-                        submitted_at=payload.submitted_at,
-                        ticket_opened_at=payload.ticket_opened_at,
-                        follow_up_required=payload.follow_up_required,
-                        follow_up_due_at=payload.follow_up_due_at,
-                        follow_up_status=FOLLOW_UP_PENDING
-                        if payload.follow_up_required
-                        else FOLLOW_UP_NONE,
-                        note="",
-                        sequence=position,
-                        version=position,
-                    )
-                )
+                submitted = {
+                    "ticket_id": ticket_id,
+                    "customer_id": payload.customer_id,
+                    "agent_id": payload.agent_id,
+                    "channel": payload.channel,
+                    "type": payload.ticket_type,
+                    "priority": payload.priority,
+                    "csat": payload.csat,
+                    "nps": payload.nps if payload.has_nps else None,
+                    "comment": payload.comment,
+                    "emotion": payload.emotion.value,
+                    "emotion_score": payload.emotion_score,
+                    "submitted_at": payload.submitted_at,
+                    "ticket_opened_at": payload.ticket_opened_at,
+                    "follow_up_required": payload.follow_up_required,
+                    "follow_up_due_at": payload.follow_up_due_at,
+                    "follow_up_status": FOLLOW_UP_PENDING
+                    if payload.follow_up_required
+                    else FOLLOW_UP_NONE,
+                    "note": "",
+                    "sequence": position,
+                    "version": position,
+                }
+                rows(connection).write(_INSERT_SURVEY, submitted, key=ticket_id)
                 self._answers(connection, ticket_id, payload)
                 return
             case d.FollowUpOverdue():
@@ -470,16 +551,13 @@ class SurveyProjection:
                 changes = {"follow_up_status": FOLLOW_UP_DONE, "done_at": at, "note": payload.note}
             case _:
                 return
-        connection.execute(
-            update(surveys)
-            .where(surveys.c.ticket_id == ticket_id)
-            .values(**changes, version=position)
-        )
+        parameters = {**changes, "version": position, "b_ticket": ticket_id}
+        rows(connection).write(_UPDATE_SURVEY, parameters, key=ticket_id)
 
     @staticmethod
     def _answers(connection: Connection, ticket_id: str, payload: d.SurveySubmitted) -> None:
         """Keeps the scored and yes/no answers (open text stays in the comment only)."""
-        rows = [
+        answers = [
             {
                 "ticket_id": ticket_id,
                 "question_id": answer.question_id,
@@ -492,8 +570,8 @@ class SurveyProjection:
             for answer in payload.answers
             if answer.kind is not d.QuestionKind.OPEN_TEXT
         ]
-        if rows:
-            connection.execute(insert(survey_answers), rows)
+        if answers:
+            rows(connection).write_all(_INSERT_ANSWER, answers, key=ticket_id)
 
 
 def follow_up_timer_id(ticket_id: str) -> str:
@@ -579,7 +657,9 @@ def _add(
     connection: Connection, table: Table, key: dict[str, Any], values: dict[str, float]
 ) -> None:
     row = {**key, **{c.name: values.get(c.name, 0.0) for c in table.columns if c.name not in key}}
-    connection.execute(_add_statement(connection.dialect.name, table), row)
+    # Additions to one sum keep their order (one key): the float sum is the rebuild's.
+    statement = _add_statement(connection.dialect.name, table)
+    rows(connection).write(statement, row, key=tuple(key.values()))
 
 
 def move_contribution(

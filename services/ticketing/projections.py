@@ -32,7 +32,7 @@ from ticketing.readmodels import (
     MACROS_PROJECTION,
     TICKETS_PROJECTION,
     agents,
-    clocks_to_json,
+    clocks_json,
     conversation,
     customer_directory,
     macros,
@@ -134,12 +134,12 @@ def _change(payload: Any, at: datetime) -> tuple[Any, dict[str, Any]]:
     return _TOUCH, {}
 
 
-def _clock_values(payload: Any) -> tuple[list[dict[str, Any]], datetime | None] | None:
-    """Returns the `sla` / `sla_due_at` values of an event carrying clocks, else None."""
+def _clock_values(payload: Any) -> tuple[str, datetime | None] | None:
+    """Returns the `sla` (encoded) / `sla_due_at` values of an event carrying clocks, else None."""
     snapshot: domain.SlaSnapshot | None = getattr(payload, "sla", None)
     if snapshot is None:
         return None
-    return clocks_to_json(snapshot.clocks), nearest_due(snapshot.clocks)
+    return clocks_json(snapshot.clocks), nearest_due(snapshot.clocks)
 
 
 class TicketListProjection:

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from sqlalchemy import Column, Connection, Engine, Integer, MetaData, String, Table, create_engine
 from sqlalchemy import select as sql_select
 
+from careops_eventstore import projection
 from careops_eventstore.codec import DecodedEvent
 from careops_eventstore.jetstream import connect
 from careops_eventstore.nats_embedded import EmbeddedNats
@@ -23,6 +25,7 @@ from careops_eventstore.projection import ProjectionGroup, read_checkpoint
 from careops_eventstore.sqlstate import list_parked
 from careops_eventstore.sqlstate import metadata as shared_metadata
 from careops_eventstore.tests.test_runner import CODEC, message
+from tests.support import eventually
 
 own = MetaData()
 NAMES = ("plain", "picky", "old", "new")
@@ -170,3 +173,44 @@ async def test_a_group_restarts_from_its_lowest_checkpoint(scene: Scene) -> None
         assert notes_of(engine, "old") == notes_of(engine, "new") == ["a", "b"]
     finally:
         await second.stop()
+
+
+async def test_one_ack_per_batch_acks_every_message_of_it(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumer acks all up to a sequence (AckPolicy.ALL): a batch sends one ack, for its
+    last message, and the server holds nothing unacknowledged afterwards (a poison message is
+    terminated on its own as well)."""
+    acks: list[int] = []
+    expected: list[int] = []  # per batch, its last message but the poison (21)
+    ack, apply_batches = Msg.ack, projection.apply_batches
+
+    async def counted_ack(message: Msg) -> None:
+        acks.append(message.metadata.sequence.stream)
+        await ack(message)
+
+    def counted_batches(*args: Any, **kwargs: Any) -> Any:
+        outcomes = apply_batches(*args, **kwargs)
+        events = [sequence for sequence in args[5] if sequence != 21]  # the batch's sequences
+        expected.extend(events[-1:])
+        return outcomes
+
+    monkeypatch.setattr(Msg, "ack", counted_ack)
+    monkeypatch.setattr(projection, "apply_batches", counted_batches)
+    notes = [f"n{index}" for index in range(20)]
+    await scene.publish(*notes)
+    await scene.js.publish(f"{scene.subject}.one", b"not an event batch")
+    group = ProjectionGroup(projections=[Words("plain")], **scene.settings)
+    await group.start()
+    try:
+        assert await group.runners()["plain"].wait_for(21, 10)
+        assert notes_of(scene.engine, "plain") == notes
+        assert acks == expected
+
+        async def all_acknowledged() -> bool:
+            info = await scene.js.consumer_info(scene.settings["stream"], group.durable)
+            return info.ack_floor.stream_seq == 21 and info.num_ack_pending == 0
+
+        await eventually(all_acknowledged, what="the consumer's ack floor at the last message")
+    finally:
+        await group.stop()

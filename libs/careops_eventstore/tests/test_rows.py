@@ -5,6 +5,7 @@ message."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,11 @@ from sqlalchemy import (
 )
 
 from careops_eventstore.batches import apply_batch
-from careops_eventstore.codec import DecodedEvent
+from careops_eventstore.codec import DecodedEvent, EnvelopeContext
 from careops_eventstore.rows import batching, rows
 from careops_eventstore.sqlstate import list_parked
 from careops_eventstore.sqlstate import metadata as shared_metadata
-from careops_eventstore.tests.test_runner import CODEC, message
+from careops_eventstore.tests.test_runner import CODEC, Closed, message
 
 own = MetaData()
 values = Table(
@@ -167,3 +168,46 @@ def test_a_projection_that_does_not_opt_in_writes_at_once(engine: Engine) -> Non
     apply_batch(engine, InsertsAtOnce(), CODEC, "S", [message("a"), message("b")], [1, 2])
     assert content(engine) == {"a": 1, "b": 2}
     assert 2 not in sent  # no executemany of the two inserts
+
+
+def test_what_is_remembered_lasts_until_the_buffer_is_flushed_and_never_outside_a_batch(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        rows(connection).remember("a", 1)  # no batch: nothing is kept
+        assert rows(connection).recall("a") is None
+        with batching(connection) as buffer:
+            rows(connection).write(_INSERT, {"key": "a", "value": 1}, key="a")
+            rows(connection).remember("a", 1)
+            assert rows(connection).recall("a") == 1
+            buffer.flush()  # the database has it now
+            assert rows(connection).recall("a") is None
+            rows(connection).remember("a", 2)
+            buffer.discard()  # rolled back: the writes and the memo go
+            assert rows(connection).recall("a") is None
+            buffer.flush()
+        assert content_in(connection) == {"a": 1}
+
+
+class Pairs(Inserts):
+    """Each message carries two notes; both are inserted, with their message's position, except
+    that a note "bad" raises after the first note's write was buffered."""
+
+    name = "rows_pairs"
+
+    def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
+        if event.event.note == "bad":
+            raise ValueError("refused")
+        rows(connection).write(_INSERT, {"key": event.event.note, "value": position}, key=position)
+
+
+def test_a_message_refused_half_way_leaves_none_of_its_buffered_writes(engine: Engine) -> None:
+    context = EnvelopeContext("T-1", "ticket", "c", datetime(2026, 1, 1, tzinfo=UTC))
+    pair = [
+        CODEC.encode([Closed(first), Closed(second)], context).SerializeToString()
+        for first, second in (("a", "b"), ("c", "bad"), ("d", "e"))
+    ]
+    outcome = apply_batch(engine, Pairs(), CODEC, "S", pair, [1, 2, 3])
+    assert outcome.parked == [2]
+    # "c" was buffered before "bad" raised: it went with its message.
+    assert content(engine) == {"a": 1, "b": 1, "d": 3, "e": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from tests.support import ticket_rows
 from ticketing import domain as d
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import SlaTimerProjection, TicketListProjection
+from ticketing.readmodels import clocks_json, clocks_to_json, tickets
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -206,3 +208,41 @@ def test_two_replicas_racing_the_first_batch_apply_it_once_without_errors(engine
     (row,) = ticket_rows(engine)
     assert row["ticket_id"] == "T-a" and row["version"] == 1
     assert skipped("redelivered") >= 1
+
+
+def test_the_clocks_are_stored_as_json_dumps_writes_them() -> None:
+    """The ticket list encodes its clocks itself: the text json.dumps gives the same dicts."""
+    snapshots = [
+        event.sla.clocks
+        for message in history()
+        for event in (CODEC.decode(envelope) for envelope in message.batch.events)
+        if getattr(event, "sla", None) is not None
+    ]
+    assert len(snapshots) > 5
+    # Every kind of value: set and unset times, each flag on and off.
+    flags = {
+        (clock.running, clock.paused, clock.warned, clock.breached, clock.met)
+        for clocks in snapshots
+        for clock in clocks
+    }
+    assert len(flags) > 2
+    assert any(clock.stopped_at for clocks in snapshots for clock in clocks)
+    for clocks in snapshots:
+        assert clocks_json(clocks) == json.dumps(clocks_to_json(clocks))
+        assert json.loads(clocks_json(clocks)) == clocks_to_json(clocks)
+
+
+def test_stored_clocks_read_back_as_they_were(engine: Engine) -> None:
+    """Written encoded, read as JSON (on PostgreSQL too): each ticket's last clocks."""
+    log = history()
+    apply_all(engine, log)
+    last: dict[str, list[dict[str, object]]] = {}
+    for message in log:
+        for envelope in message.batch.events:
+            event = CODEC.decode(envelope)
+            if getattr(event, "sla", None) is not None:
+                last[envelope.aggregate_id] = clocks_to_json(event.sla.clocks)
+    with engine.connect() as connection:
+        result = connection.execute(select(tickets.c.ticket_id, tickets.c.sla))
+        stored = {ticket_id: sla for ticket_id, sla in result}
+    assert stored == last and len(last) == 2
