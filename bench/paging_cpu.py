@@ -21,7 +21,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from typing import Any
 from incident.tests.conftest import write_config
 
 from bench.common import embedded_nats
-from bench.incident import LAYOUTS, declare_to_page, layout_processes, pid_cpu_seconds
+from bench.incident import LAYOUTS, declare_to_page, layout_processes, pid_cpu_seconds, quiesce
 from bench.paging_processes import child, load_main, receivers_main
 from tests.receivers import HttpReceiver
 from tests.support import ServiceProcess
@@ -155,18 +154,6 @@ def counts(processes: list[ServiceProcess]) -> dict[str, float]:
                 if line.startswith(prefix) and label in line:
                     totals[name] += float(line.rsplit(" ", 1)[1])
     return totals
-
-
-def quiesce(pids: list[int], idle_cpu_s: float = 0.02, timeout: float = 60.0) -> None:
-    """Waits until the processes used less than `idle_cpu_s` of CPU in half a second."""
-    deadline = time.monotonic() + timeout
-    last = sum(pid_cpu_seconds(pid) for pid in pids)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)  # a diagnostic's poll, not a test's wait
-        now = sum(pid_cpu_seconds(pid) for pid in pids)
-        if now - last < idle_cpu_s:
-            return
-        last = now
 
 
 def _pids(layout: str, processes: list[ServiceProcess]) -> dict[str, int]:
