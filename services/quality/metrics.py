@@ -33,14 +33,14 @@ from quality.readmodels import (
     RESOLUTION_LE,
     KpiFilter,
     Period,
+    SurveyScan,
     compensation_kpis,
     complaint_kpis,
     emotion_counts,
     hour_of,
     overdue_follow_ups,
     pause_totals,
-    survey_counts,
-    survey_totals,
+    survey_scan,
     ticket_totals,
     totals,
     unacknowledged_age,
@@ -104,10 +104,10 @@ class KpiCollector(Collector):
             )
             for suffix, _field, text in WINDOW_GAUGES
         }
-        for window, length in WINDOWS.items():
-            for channel, kpi in window_kpis(
-                session=session, since=window_start(now, length)
-            ).items():
+        starts = {window: window_start(now, length) for window, length in WINDOWS.items()}
+        scan = survey_scan(session=session, starts=list(starts.values()))
+        for window, since in starts.items():
+            for channel, kpi in window_kpis(session=session, since=since, scan=scan).items():
                 for suffix, field_name, _text in WINDOW_GAUGES:
                     gauges[suffix].add_metric([window, channel], getattr(kpi, field_name))
         labels = ["channel", "priority"]
@@ -152,7 +152,7 @@ class KpiCollector(Collector):
         surveyed = CounterMetricFamily(
             "careops_quality_surveys", "Surveys submitted.", labels=["channel"]
         )
-        counts = survey_totals(session=session)
+        counts = {channel: row["surveys"] for channel, row in scan.submitted(None).items()}
         for channel in sorted(set(CHANNELS) | set(counts)):
             surveyed.add_metric([channel], counts.get(channel, 0))
         overdue = GaugeMetricFamily(
@@ -177,7 +177,7 @@ class KpiCollector(Collector):
             compensations,
             compensation_amount,
             _emotion_family(session),
-            *_distributions(session),
+            *_distributions(session, scan),
             opened,
             resolved,
             breaches,
@@ -272,10 +272,10 @@ def _compensation_families(session: Session) -> tuple[Metric, Metric]:
     return count, amount
 
 
-def _distributions(session: Session) -> list[Metric]:
+def _distributions(session: Session, scan: SurveyScan) -> list[Metric]:
     """All-time answers per score (every score of the scale present from the start) and per
     yes/no question of a template (the default template's from the start)."""
-    row = survey_counts(session=session, where=KpiFilter(), period=Period()).get("", {})
+    row = scan.overall()
     families: list[Metric] = []
     for metric, scores, text in (
         ("csat", d.CSAT_SCORES, "CSAT answers (1-5) by score."),
