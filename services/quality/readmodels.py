@@ -121,6 +121,8 @@ customer_emotions = Table(
     Column("priority", String(20), nullable=False),
     Column("emotion", String(20), nullable=False),
     Index("ix_quality_customer_emotions_at", "at"),
+    # The scrape's all-time counts per channel and emotion, from the index alone.
+    Index("ix_quality_customer_emotions_channel", "channel", "emotion"),
 )
 
 # Pause accountability (issue 13 item 4): one row per hold, keyed by the stream sequence of its
@@ -196,6 +198,10 @@ surveys = Table(
     Index("ix_quality_surveys_submitted", "submitted_at"),
     Index("ix_quality_surveys_ticket_opened", "ticket_opened_at"),
     Index("ix_quality_surveys_follow_up", "follow_up_status", "follow_up_due_at"),
+    # The scrape's survey counts (survey_scan) from the index alone, already grouped.
+    Index(
+        "ix_quality_surveys_scores", "channel", "csat", "nps", "submitted_at", "ticket_opened_at"
+    ),
 )
 
 # The scored and yes/no answers of template surveys (open-text answers stay in the survey's
@@ -211,6 +217,7 @@ survey_answers = Table(
     Column("score", Integer),
     Column("yes", Boolean),
     Index("ix_quality_survey_answers_question", "template_id", "question_id"),
+    Index("ix_quality_survey_answers_kind", "kind", "template_id", "question_id"),
 )
 
 incidents = Table(
@@ -644,10 +651,6 @@ def window_kpis(*, session: Session, since: datetime, scan: SurveyScan) -> dict[
     return result
 
 
-# (channel, submission window, ticket-opening window, csat, nps, surveys)
-SurveyGroup = tuple[str, int, int, int, int | None, int]
-
-
 def survey_row(key: str, counts: Iterable[tuple[int, int | None, int]]) -> dict[str, Any]:
     """Returns survey_counts' aggregates of one group from its surveys per (csat, nps, count)."""
     row: dict[str, Any] = {
@@ -681,71 +684,75 @@ def survey_row(key: str, counts: Iterable[tuple[int, int | None, int]]) -> dict[
 
 
 @dataclass(frozen=True)
+class SurveyGroup:
+    """The surveys of one channel, csat and nps: in all, submitted since each start of the
+    scan, and of tickets opened since each start."""
+
+    channel: str
+    csat: int
+    nps: int | None
+    surveys: int
+    submitted: tuple[int, ...]
+    opened: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class SurveyScan:
-    """Every survey counted in one grouped query (a scrape's survey figures): per channel, csat
-    and nps, the window of `starts` (newest first) it was submitted in and the one its ticket
-    was opened in; window i holds what is at or after starts[i] and before starts[i - 1],
-    len(starts) what is before every start (or has no opening time)."""
+    """Every survey counted in one grouped query (a scrape's survey figures), per channel, csat
+    and nps, since each of `starts`."""
 
     starts: tuple[datetime, ...]
     groups: tuple[SurveyGroup, ...]
 
-    def _since(self, since: datetime | None) -> int:
-        return len(self.starts) if since is None else self.starts.index(since)
-
     def submitted(self, since: datetime | None) -> dict[str, dict[str, Any]]:
-        """survey_counts grouped by channel over the surveys submitted since `since` (None:
-        all time), channels with surveys only."""
-        last = self._since(since)
+        """survey_counts grouped by channel over the surveys submitted since `since` (one of
+        the starts; None: all time), channels with surveys only."""
+        at = None if since is None else self.starts.index(since)
         found: dict[str, list[tuple[int, int | None, int]]] = {}
-        for channel, submitted, _opened, csat, nps, n in self.groups:
-            if submitted <= last:
-                found.setdefault(channel, []).append((csat, nps, n))
+        for g in self.groups:
+            n = g.surveys if at is None else g.submitted[at]
+            if n:
+                found.setdefault(g.channel, []).append((g.csat, g.nps, n))
         return {channel: survey_row(channel, found[channel]) for channel in sorted(found)}
 
     def surveyed(self, since: datetime) -> dict[str, int]:
-        """Surveys per channel of the tickets opened since `since`."""
-        last = self._since(since)
+        """Surveys per channel of the tickets opened since `since` (channels with some only)."""
+        at = self.starts.index(since)
         counts: dict[str, int] = {}
-        for channel, _submitted, opened, _csat, _nps, n in self.groups:
-            if opened <= last:
-                counts[channel] = counts.get(channel, 0) + n
+        for g in self.groups:
+            if g.opened[at]:
+                counts[g.channel] = counts.get(g.channel, 0) + g.opened[at]
         return counts
 
     def overall(self) -> dict[str, Any]:
         """survey_counts without grouping over every survey."""
-        return survey_row("", ((csat, nps, n) for _c, _s, _o, csat, nps, n in self.groups))
+        return survey_row("", ((g.csat, g.nps, g.surveys) for g in self.groups))
 
 
 def survey_scan(*, session: Session, starts: Sequence[datetime]) -> SurveyScan:
-    """Counts the surveys per channel, csat, nps and window of `starts` (SurveyScan), in one
-    query instead of one per window and figure."""
+    """Counts the surveys per channel, csat and nps, submitted since each of `starts` and of
+    tickets opened since each (SurveyScan), in one query instead of one per window and figure."""
     s = surveys
-    ordered = tuple(sorted(set(starts), reverse=True))
-
-    def window(at: Any) -> Any:
-        return case(*((at >= start, i) for i, start in enumerate(ordered)), else_=len(ordered))
-
-    # A subquery: PostgreSQL would not take the CASE with its parameters again in GROUP BY.
-    rows = select(
+    ordered = tuple(starts)
+    query = select(
         s.c.channel,
-        window(s.c.submitted_at).label("submitted"),
-        window(s.c.ticket_opened_at).label("opened"),
         s.c.csat,
         s.c.nps,
-    ).subquery()
-    keys = (rows.c.channel, rows.c.submitted, rows.c.opened, rows.c.csat, rows.c.nps)
-    query = select(*keys, func.count()).group_by(*keys)
+        func.count(),
+        *(func.count(case((s.c.submitted_at >= start, 1))) for start in ordered),
+        *(func.count(case((s.c.ticket_opened_at >= start, 1))) for start in ordered),
+    ).group_by(s.c.channel, s.c.csat, s.c.nps)
+    size = len(ordered)
     groups = tuple(
-        (
-            str(channel),
-            int(submitted),
-            int(opened),
-            int(csat),
-            None if nps is None else int(nps),
-            int(n),
+        SurveyGroup(
+            channel=str(row[0]),
+            csat=int(row[1]),
+            nps=None if row[2] is None else int(row[2]),
+            surveys=int(row[3]),
+            submitted=tuple(int(n) for n in row[4 : 4 + size]),
+            opened=tuple(int(n) for n in row[4 + size :]),
         )
-        for channel, submitted, opened, csat, nps, n in session.execute(query)
+        for row in session.execute(query)
     )
     return SurveyScan(ordered, groups)
 
