@@ -34,7 +34,7 @@ from quality.readmodels import (
     KpiFilter,
     Period,
     SurveyScan,
-    compensation_kpis,
+    compensation_by_kind,
     complaint_kpis,
     emotion_counts,
     hour_of,
@@ -260,10 +260,7 @@ def _compensation_families(session: Session) -> tuple[Metric, Metric]:
         "Sum of compensation granted, in major units of the currency.",
         labels=labels,
     )
-    found = {
-        (total.key, total.currency): total
-        for total in compensation_kpis(session=session, where=KpiFilter(), period=Period()).by_kind
-    }
+    found = {(total.key, total.currency): total for total in compensation_by_kind(session=session)}
     currencies = sorted({currency for _kind, currency in found} or {DEFAULT_CURRENCY})
     for kind, currency in itertools.product(COMPENSATION_KINDS, currencies):
         total = found.get((kind, currency))

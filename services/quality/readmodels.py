@@ -816,6 +816,11 @@ def compensation_kpis(*, session: Session, where: KpiFilter, period: Period) -> 
     )
 
 
+def compensation_by_kind(*, session: Session) -> tuple[CompensationTotal, ...]:
+    """Returns compensation_kpis' by_kind of all time (metrics), without the other groupings."""
+    return _compensation_totals(session, [], compensations.c.kind)
+
+
 # ----------------------------------------------------------------------------- emotion
 
 
