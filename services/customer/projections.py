@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.rows import RowWriter, rows
 from careops_published import incident as inc
 from careops_published import quality as qa
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
-from careops_eventstore.rows import RowWriter, rows
 from sqlalchemy import Connection, DateTime, Table, bindparam, case, delete, insert, select, update
 
 from customer import currencies

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    bindparam,
     case,
     func,
     literal,
@@ -317,18 +319,35 @@ def get(*, session: Session, customer_id: str) -> CustomerRow | None:
     return _row(row, _tags(session, [customer_id]).get(customer_id, []))
 
 
-def find_by_contact(*, session: Session, kind: str, digest: str) -> CustomerRow | None:
-    """Returns the newest live customer whose e-mail or phone has this keyed hash."""
+def _by_contact(kind: str, *columns: Any) -> Any:
+    """The newest live customer whose e-mail ("email") or phone has the keyed hash `digest`."""
     column = customers.c.email_hash if kind == "email" else customers.c.phone_hash
-    row = session.execute(
-        select(customers)
-        .where(column == digest, customers.c.forgotten.is_(False))
+    return (
+        select(*columns)
+        .where(column == bindparam("digest"), customers.c.forgotten.is_(False))
         .order_by(customers.c.registered_sequence.desc())
         .limit(1)
-    ).first()
+    )
+
+
+# Built once: what a registration asks per contact (the owner's id, no row, no tags).
+_OWNER_BY_CONTACT = {
+    kind: _by_contact(kind, customers.c.customer_id) for kind in ("email", "phone")
+}
+
+
+def find_by_contact(*, session: Session, kind: str, digest: str) -> CustomerRow | None:
+    """Returns the newest live customer whose e-mail or phone has this keyed hash."""
+    row = session.execute(_by_contact(kind, customers), {"digest": digest}).first()
     if row is None:
         return None
     return _row(row, _tags(session, [row.customer_id]).get(row.customer_id, []))
+
+
+def contact_owner(*, connection: Connection, kind: str, digest: str) -> str | None:
+    """Returns the id of the customer `find_by_contact` finds, or None."""
+    owner = connection.execute(_OWNER_BY_CONTACT[kind], {"digest": digest}).scalar()
+    return str(owner) if owner is not None else None
 
 
 def list_customers(

@@ -144,3 +144,26 @@ def test_the_rows_say_what_the_events_said(read_model_engine: Engine) -> None:
     assert erased.forgotten and erased.sealed is None and erased.tags == ()
     assert erased.purchase_count == 1 and erased.locale == ""
     assert third.tags == () and third.version == 12 and third.purchase_count == 0
+
+
+def test_a_contact_s_owner_is_the_customer_find_by_contact_finds(read_model_engine: Engine) -> None:
+    engine = read_model_engine
+    migrate(engine, MIGRATIONS)
+    log = customer_log()
+    log.append(
+        RecordedBatch(  # a newer customer with C-1's e-mail: the newest live one owns it
+            STREAM,
+            "careops.customer.customer.C-4",
+            16,
+            CODEC.encode([_registered("C-4", "h1")], EnvelopeContext("C-4", "customer", "x", T0)),
+        )
+    )
+    apply_batch(engine, CustomerProjection(), CODEC, STREAM, log, [m.sequence for m in log])
+    cases = [("email", "h1"), ("email", "h2"), ("email", "h2b"), ("phone", "ph2"), ("phone", "")]
+    with Session(engine) as session, engine.connect() as connection:
+        for kind, digest in cases:
+            found = readmodels.find_by_contact(session=session, kind=kind, digest=digest)
+            owner = readmodels.contact_owner(connection=connection, kind=kind, digest=digest)
+            assert owner == (found.customer_id if found is not None else None)
+        assert readmodels.contact_owner(connection=connection, kind="email", digest="h1") == "C-4"
+        assert readmodels.contact_owner(connection=connection, kind="phone", digest="ph2") is None
