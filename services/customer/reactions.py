@@ -38,6 +38,10 @@ BATCH = 500
 OPENED_CODEC = view_codec(tk.TicketOpened)
 
 
+Versions = dict[str, tuple[int, d.Segment]]
+"""Customer id -> (read-model version, recorded segment)."""
+
+
 def segment_command_id(customer_id: str, version: int, segment: d.Segment) -> str:
     """Returns the id of one segment change: same inputs, same id (replicas append it once)."""
     text = f"{customer_id}|{version}|{segment}"
@@ -65,33 +69,47 @@ class Segmenter:
         self._population_at = 0.0
 
     def _activities(self, now: datetime, ids: Sequence[str] | None) -> list[d.Activity]:
-        model = self._app.model
         with Session(self._engine) as session:
-            return readmodels.activities(
-                session=session,
-                frequency_since=now - model.frequency_window,
-                monetary_since=now - model.monetary_window,
-                currency=model.currency,
-                customer_ids=ids,
-            )
+            return self._read_activities(session, now, ids)
 
-    def _versions(self, ids: Sequence[str]) -> dict[str, tuple[int, d.Segment]]:
-        table = readmodels.customers
+    def _read_activities(
+        self, session: Session, now: datetime, ids: Sequence[str] | None
+    ) -> list[d.Activity]:
+        model = self._app.model
+        return readmodels.activities(
+            session=session,
+            frequency_since=now - model.frequency_window,
+            monetary_since=now - model.monetary_window,
+            currency=model.currency,
+            customer_ids=ids,
+        )
+
+    def _facts(self, now: datetime, ids: Sequence[str]) -> tuple[list[d.Activity], Versions]:
+        """The customers' activities and recorded segments, in one session (one thread hop)."""
         with Session(self._engine) as session:
-            rows = session.execute(select(table).where(table.c.customer_id.in_(ids)))
-            return {
-                row.customer_id: (
-                    row.version,
-                    d.Segment(
-                        d.Tier(row.tier),
-                        row.recency_score,
-                        row.frequency_score,
-                        row.monetary_score,
-                        row.churn_risk,
-                    ),
-                )
-                for row in rows
-            }
+            return self._read_activities(session, now, ids), self._read_versions(session, ids)
+
+    def _versions(self, ids: Sequence[str]) -> Versions:
+        with Session(self._engine) as session:
+            return self._read_versions(session, ids)
+
+    @staticmethod
+    def _read_versions(session: Session, ids: Sequence[str]) -> Versions:
+        table = readmodels.customers
+        rows = session.execute(select(table).where(table.c.customer_id.in_(ids)))
+        return {
+            row.customer_id: (
+                row.version,
+                d.Segment(
+                    d.Tier(row.tier),
+                    row.recency_score,
+                    row.frequency_score,
+                    row.monetary_score,
+                    row.churn_risk,
+                ),
+            )
+            for row in rows
+        }
 
     def _expired(self) -> bool:
         return self._population is None or time.monotonic() - self._population_at > self._ttl
@@ -103,12 +121,15 @@ class Segmenter:
         and the population come from one read, so a customer is never ranked against a newer
         copy of itself; otherwise the cached population is used (at most the TTL old)."""
         now = self._app.clock()
+        known: Versions | None = None  # read with the activities (a few customers' only)
         if ids is None or self._expired():
             everyone = await asyncio.to_thread(self._activities, now, None)
             self._population = d.Population.of(everyone)
             self._population_at = time.monotonic()
             wanted = set(ids) if ids is not None else None
             activities = [a for a in everyone if wanted is None or a.customer_id in wanted]
+        elif len(ids) <= BATCH:
+            activities, known = await asyncio.to_thread(self._facts, now, ids)
         else:
             activities = await asyncio.to_thread(self._activities, now, ids)
         population = self._population
@@ -116,7 +137,11 @@ class Segmenter:
         changed = 0
         for start in range(0, len(activities), BATCH):
             chunk = activities[start : start + BATCH]
-            current = await asyncio.to_thread(self._versions, [a.customer_id for a in chunk])
+            current = (
+                known
+                if known is not None
+                else await asyncio.to_thread(self._versions, [a.customer_id for a in chunk])
+            )
             for activity in chunk:
                 known = current.get(activity.customer_id)
                 if known is None:

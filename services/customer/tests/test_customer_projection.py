@@ -167,3 +167,24 @@ def test_a_contact_s_owner_is_the_customer_find_by_contact_finds(read_model_engi
             assert owner == (found.customer_id if found is not None else None)
         assert readmodels.contact_owner(connection=connection, kind="email", digest="h1") == "C-4"
         assert readmodels.contact_owner(connection=connection, kind="phone", digest="ph2") is None
+
+
+def test_one_customer_s_segmentation_inputs_are_the_ones_of_everyone_s_read(
+    read_model_engine: Engine,
+) -> None:
+    """readmodels.activities for one customer (prebuilt statements), for several and for
+    everyone gives each customer the same inputs (the windows and the currency apply)."""
+    engine = read_model_engine
+    migrate(engine, MIGRATIONS)
+    log = customer_log()
+    apply_batch(engine, CustomerProjection(), CODEC, STREAM, log, [m.sequence for m in log])
+    windows = {"frequency_since": T0 + timedelta(days=1), "monetary_since": T0, "currency": "CNY"}
+    with Session(engine) as session:
+        everyone = {a.customer_id: a for a in readmodels.activities(session=session, **windows)}
+        assert sorted(everyone) == ["C-1", "C-3"]  # C-2 was erased
+        assert (everyone["C-1"].frequency, everyone["C-1"].monetary) == (2, 11600)
+        for ids in (["C-1"], ["C-3"], ["C-1", "C-3"], ["C-2"]):
+            found = readmodels.activities(session=session, customer_ids=ids, **windows)
+            assert {a.customer_id: a for a in found} == {
+                i: everyone[i] for i in ids if i in everyone
+            }
