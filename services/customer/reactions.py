@@ -21,13 +21,14 @@ from careops_eventstore.model import RecordedBatch
 from careops_eventstore.tasks import stop_task
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from customer import domain as d
 from customer import readmodels
 from customer.application import CODEC, CustomerApp
 from customer.projections import CustomerProjection, TicketFactsProjection
+from customer.readmodels import Versions
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ TRIGGERS = (d.PurchaseRecorded,)
 BATCH = 500
 # A new ticket is all this reaction reads of ticketing's stream.
 OPENED_CODEC = view_codec(tk.TicketOpened)
-
-
-Versions = dict[str, tuple[int, d.Segment]]
-"""Customer id -> (read-model version, recorded segment)."""
 
 
 def segment_command_id(customer_id: str, version: int, segment: d.Segment) -> str:
@@ -87,29 +84,13 @@ class Segmenter:
     def _facts(self, now: datetime, ids: Sequence[str]) -> tuple[list[d.Activity], Versions]:
         """The customers' activities and recorded segments, in one session (one thread hop)."""
         with Session(self._engine) as session:
-            return self._read_activities(session, now, ids), self._read_versions(session, ids)
+            return self._read_activities(session, now, ids), readmodels.recorded_segments(
+                session=session, customer_ids=ids
+            )
 
     def _versions(self, ids: Sequence[str]) -> Versions:
         with Session(self._engine) as session:
-            return self._read_versions(session, ids)
-
-    @staticmethod
-    def _read_versions(session: Session, ids: Sequence[str]) -> Versions:
-        table = readmodels.customers
-        rows = session.execute(select(table).where(table.c.customer_id.in_(ids)))
-        return {
-            row.customer_id: (
-                row.version,
-                d.Segment(
-                    d.Tier(row.tier),
-                    row.recency_score,
-                    row.frequency_score,
-                    row.monetary_score,
-                    row.churn_risk,
-                ),
-            )
-            for row in rows
-        }
+            return readmodels.recorded_segments(session=session, customer_ids=ids)
 
     def _expired(self) -> bool:
         return self._population is None or time.monotonic() - self._population_at > self._ttl

@@ -556,6 +556,44 @@ def all_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:
     return [_ticket(row) for row in session.execute(query.order_by(tickets.c.opened_at))]
 
 
+Versions = dict[str, tuple[int, d.Segment]]
+"""Customer id -> (read-model version, recorded segment)."""
+
+_SEGMENT_COLUMNS = (
+    customers.c.customer_id,
+    customers.c.version,
+    customers.c.tier,
+    customers.c.recency_score,
+    customers.c.frequency_score,
+    customers.c.monetary_score,
+    customers.c.churn_risk,
+)
+_ONE_SEGMENT = select(*_SEGMENT_COLUMNS).where(customers.c.customer_id == bindparam("customer"))
+
+
+def recorded_segments(*, session: Session, customer_ids: Sequence[str]) -> Versions:
+    """Returns the read-model version and recorded segment of the given customers (those that
+    exist)."""
+    if len(customer_ids) == 1:
+        rows = session.execute(_ONE_SEGMENT, {"customer": customer_ids[0]})
+    else:
+        query = select(*_SEGMENT_COLUMNS).where(customers.c.customer_id.in_(customer_ids))
+        rows = session.execute(query)
+    return {
+        row.customer_id: (
+            row.version,
+            d.Segment(
+                d.Tier(row.tier),
+                row.recency_score,
+                row.frequency_score,
+                row.monetary_score,
+                row.churn_risk,
+            ),
+        )
+        for row in rows
+    }
+
+
 def _activity_statements() -> dict[str, Any]:
     """The segmentation inputs' four queries for every live customer (parameters
     frequency_since, monetary_since and currency bound at execution)."""

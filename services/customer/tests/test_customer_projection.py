@@ -188,3 +188,20 @@ def test_one_customer_s_segmentation_inputs_are_the_ones_of_everyone_s_read(
             assert {a.customer_id: a for a in found} == {
                 i: everyone[i] for i in ids if i in everyone
             }
+
+
+def test_one_customer_s_recorded_segment_is_the_one_of_a_read_of_several(
+    read_model_engine: Engine,
+) -> None:
+    engine = read_model_engine
+    migrate(engine, MIGRATIONS)
+    log = customer_log()
+    apply_batch(engine, CustomerProjection(), CODEC, STREAM, log, [m.sequence for m in log])
+    with Session(engine) as session:
+        several = readmodels.recorded_segments(session=session, customer_ids=["C-1", "C-3", "C-9"])
+        assert several["C-1"] == (15, d.Segment(d.Tier.POTENTIAL, 3, 3, 3, True))
+        assert sorted(several) == ["C-1", "C-3"]
+        for customer_id in ("C-1", "C-3"):
+            one = readmodels.recorded_segments(session=session, customer_ids=[customer_id])
+            assert one == {customer_id: several[customer_id]}
+        assert readmodels.recorded_segments(session=session, customer_ids=["C-9"]) == {}
