@@ -288,6 +288,7 @@ async def commands(nats_url: str, directory: Path, total: int) -> dict[str, Any]
             figures[name] = {
                 **result.summary(),
                 "cpu_ms_per_op": round(result.watched_cpu_s[0] / calls * 1000, 3),
+                "service_cpu_share": result.cpu_share(0),
                 "first_error": result.first_error,
             }
     return figures
@@ -334,7 +335,14 @@ async def run(quick: bool) -> dict[str, Any]:
             p50_ms=row["p50_ms"],
             p99_ms=row["p99_ms"],
             ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
+            cpu_ms_per_op=row["cpu_ms_per_op"],
+            cpu_service=row["service_cpu_share"],
         )
+    report.note(
+        "cpu_ms_per_op: CPU of the benchmark process (which hosts the service, its projections "
+        "and reactions; the load runs in a child) per call over the measured window; "
+        "cpu_service: cores it kept busy (CPU seconds per wall second)"
+    )
     for name in ("register", "purchase"):
         if results[name]["errors"]:
             report.note(
