@@ -102,7 +102,7 @@ class Segmenter:
         and the population come from one read, so a customer is never ranked against a newer
         copy of itself; otherwise the cached population is used (at most the TTL old)."""
         now = self._app.clock()
-        known: Versions | None = None  # read with the activities (a few customers' only)
+        prefetched: Versions | None = None  # read with the activities (a few customers' only)
         if ids is None or self._expired():
             everyone = await asyncio.to_thread(self._activities, now, None)
             self._population = d.Population.of(everyone)
@@ -110,7 +110,7 @@ class Segmenter:
             wanted = set(ids) if ids is not None else None
             activities = [a for a in everyone if wanted is None or a.customer_id in wanted]
         elif len(ids) <= BATCH:
-            activities, known = await asyncio.to_thread(self._facts, now, ids)
+            activities, prefetched = await asyncio.to_thread(self._facts, now, ids)
         else:
             activities = await asyncio.to_thread(self._activities, now, ids)
         population = self._population
@@ -119,8 +119,8 @@ class Segmenter:
         for start in range(0, len(activities), BATCH):
             chunk = activities[start : start + BATCH]
             current = (
-                known
-                if known is not None
+                prefetched
+                if prefetched is not None
                 else await asyncio.to_thread(self._versions, [a.customer_id for a in chunk])
             )
             for activity in chunk:

@@ -178,7 +178,11 @@ def test_one_customer_s_segmentation_inputs_are_the_ones_of_everyone_s_read(
     migrate(engine, MIGRATIONS)
     log = customer_log()
     apply_batch(engine, CustomerProjection(), CODEC, STREAM, log, [m.sequence for m in log])
-    windows = {"frequency_since": T0 + timedelta(days=1), "monetary_since": T0, "currency": "CNY"}
+    windows: dict[str, Any] = {
+        "frequency_since": T0 + timedelta(days=1),
+        "monetary_since": T0,
+        "currency": "CNY",
+    }
     with Session(engine) as session:
         everyone = {a.customer_id: a for a in readmodels.activities(session=session, **windows)}
         assert sorted(everyone) == ["C-1", "C-3"]  # C-2 was erased
