@@ -25,16 +25,25 @@ from careops.customer.v1 import customer_pb2 as pb
 from careops.customer.v1 import customer_pb2_grpc
 from careops.customer.v1 import types_pb2 as t
 from careops.customer.v1.types_pb2 import PersonalData
+from careops_eventstore.nats_embedded import free_port
 from customer import readmodels as rm
 from customer.keystore import KeyStore, customer_keys, seal
 from customer.tests.conftest import running_customer
 from sqlalchemy import Engine, Table
 
 from bench.baselines import jetstream_publish
-from bench.common import CLIENTS, Report, embedded_nats, latency_summary, ratio, scratch_postgres
+from bench.common import (
+    CLIENTS,
+    Report,
+    embedded_nats,
+    latency_summary,
+    ratio,
+    scratch_postgres,
+    service_process,
+)
 from bench.grpc_load import LoadSpec, load_from_child
 from bench.workload import sample_batch
-from tests.support import channel_to
+from tests.support import channel_to, service_channel
 
 Stub = customer_pb2_grpc.CustomerProfileServiceStub
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -254,43 +263,88 @@ def _purchases(customers: Sequence[str], count: int) -> tuple[str, ...]:
     )
 
 
+async def _registered_pool(channel: Any) -> list[str]:
+    """Registers the purchases' customers (unmeasured); returns their ids."""
+    stub = customer_pb2_grpc.CustomerProfileServiceStub(channel)
+    pool = []
+    for request in _registrations(CLIENTS):
+        message = pb.RegisterCustomerRequest.FromString(bytes.fromhex(request))
+        pool.append((await stub.RegisterCustomer(message)).customer.customer_id)
+    return pool
+
+
+async def _measured(
+    target: str, data_dir: str, pool: Sequence[str], total: int, pids: tuple[int, ...]
+) -> dict[str, Any]:
+    """RegisterCustomer, then RecordPurchase, 32 in flight from a child process; the CPU of
+    `pids` per call (the first: the process serving the calls)."""
+    figures = {}
+    loads = {
+        "register": (REGISTER, _registrations(WARMUP + total)),
+        "purchase": (PURCHASE, _purchases(pool, WARMUP + total)),
+    }
+    for name, (method, requests) in loads.items():
+        result = await load_from_child(
+            LoadSpec(
+                target=target,
+                method=method,
+                request_hex="",
+                requests=total,
+                warmup=WARMUP,
+                idempotency_keys=True,
+                identity_data_dir=data_dir,
+                watch_pids=pids,
+                requests_hex=requests,
+            )
+        )
+        calls = max(1, len(result.latencies))
+        figures[name] = {
+            **result.summary(),
+            "cpu_ms_per_op": round(result.watched_cpu_s[0] / calls * 1000, 3),
+            "service_cpu_share": result.cpu_share(0),
+            "first_error": result.first_error,
+        }
+        if len(pids) > 1:
+            figures[name]["worker_cpu_ms_per_op"] = round(result.watched_cpu_s[1] / calls * 1000, 3)
+            figures[name]["worker_cpu_share"] = result.cpu_share(1)
+    return figures
+
+
 async def commands(nats_url: str, directory: Path, total: int) -> dict[str, Any]:
     """RegisterCustomer, then RecordPurchase, 32 in flight from a child process (the service
     has this process to itself); purchases go to customers registered beforehand."""
     async with running_customer(directory / "commands", nats_url) as service:
         assert service.server is not None
         async with channel_to(service) as channel:
-            stub = customer_pb2_grpc.CustomerProfileServiceStub(channel)
-            pool = []  # the purchases' customers, registered unmeasured
-            for request in _registrations(CLIENTS):
-                message = pb.RegisterCustomerRequest.FromString(bytes.fromhex(request))
-                pool.append((await stub.RegisterCustomer(message)).customer.customer_id)
-        figures = {}
-        loads = {
-            "register": (REGISTER, _registrations(WARMUP + total)),
-            "purchase": (PURCHASE, _purchases(pool, WARMUP + total)),
-        }
-        for name, (method, requests) in loads.items():
-            result = await load_from_child(
-                LoadSpec(
-                    target=f"127.0.0.1:{service.server.port}",
-                    method=method,
-                    request_hex="",
-                    requests=total,
-                    warmup=WARMUP,
-                    idempotency_keys=True,
-                    identity_data_dir=service.settings.data_dir,
-                    watch_pids=(os.getpid(),),
-                    requests_hex=requests,
-                )
-            )
-            calls = max(1, len(result.latencies))
-            figures[name] = {
-                **result.summary(),
-                "cpu_ms_per_op": round(result.watched_cpu_s[0] / calls * 1000, 3),
-                "first_error": result.first_error,
-            }
-    return figures
+            pool = await _registered_pool(channel)
+        target = f"127.0.0.1:{service.server.port}"
+        return await _measured(target, service.settings.data_dir, pool, total, (os.getpid(),))
+
+
+async def split_roles(nats_url: str, data_dir: Path, total: int) -> dict[str, Any]:
+    """The same against `customer.main --role api`, its projections and reactions (the
+    segments) in a `--role worker` process on the same log, database and key store."""
+    api_port, worker_port = free_port(), free_port()
+    env = {
+        "CAREOPS_NATS_URL": nats_url,
+        "CAREOPS_DATA_DIR": str(data_dir),
+        "CAREOPS_LOG_LEVEL": "WARNING",
+        "CAREOPS_CUSTOMER_METRICS_PORT": "0",
+        "CAREOPS_SEGMENT_INITIAL_DELAY_SECONDS": "3600",  # as running_customer: no full pass
+    }
+    api, worker = f"127.0.0.1:{api_port}", f"127.0.0.1:{worker_port}"
+    port = "CAREOPS_CUSTOMER_GRPC_PORT"
+    with (
+        service_process(
+            "customer.main", {**env, port: str(worker_port)}, worker, ("--role", "worker")
+        ) as worker_pid,
+        service_process(
+            "customer.main", {**env, port: str(api_port)}, api, ("--role", "api")
+        ) as api_pid,
+    ):
+        async with service_channel(api, data_dir) as channel:
+            pool = await _registered_pool(channel)
+        return await _measured(api, str(data_dir), pool, total, (api_pid, worker_pid))
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -305,6 +359,8 @@ async def run(quick: bool) -> dict[str, Any]:
             published = await jetstream_publish(server.url, total, payload)
             results["raw_publish"] = published["concurrent_32"]
             results.update(await commands(server.url, directory, total))
+        with embedded_nats() as server:
+            results["api_role"] = await split_roles(server.url, directory / "split", total)
     # A fresh log: the read benchmark's service must not be projecting the commands above.
     with embedded_nats() as server, TemporaryDirectory() as tmp:
         directory = Path(tmp)
@@ -334,12 +390,32 @@ async def run(quick: bool) -> dict[str, Any]:
             p50_ms=row["p50_ms"],
             p99_ms=row["p99_ms"],
             ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
+            cpu_ms_per_op=row["cpu_ms_per_op"],
+            cpu_service=row["service_cpu_share"],
         )
     for name in ("register", "purchase"):
-        if results[name]["errors"]:
-            report.note(
-                f"{name}: {results[name]['errors']} errors, first: {results[name]['first_error']}"
-            )
+        row = results["api_role"][name]
+        report.add(
+            measure=f"{name}, `--role api` + `--role worker` processes",
+            ops_s=row["ops_s"],
+            p50_ms=row["p50_ms"],
+            p99_ms=row["p99_ms"],
+            ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
+            cpu_ms_per_op=row["cpu_ms_per_op"],
+            cpu_service=row["service_cpu_share"],
+        )
+    split = results["api_role"]
+    report.note(
+        "cpu_ms_per_op: CPU of the process serving the calls per call over the measured window "
+        "(in one process: the benchmark's, which hosts the service, its projections and "
+        "reactions; the load runs in a child); cpu_service: cores it kept busy; the worker of "
+        f"the split spent {split['register']['worker_cpu_ms_per_op']} ms per registration, "
+        f"{split['purchase']['worker_cpu_ms_per_op']} ms per purchase"
+    )
+    for name in ("register", "purchase"):
+        for label, row in ((name, results[name]), (f"{name} (--role api)", split[name])):
+            if row["errors"]:
+                report.note(f"{label}: {row['errors']} errors, first: {row['first_error']}")
         value = ratio(results[name]["ops_s"], raw["ops_s"])
         report.goal(
             f"{name} vs the 32-publisher baseline",

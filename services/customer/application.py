@@ -89,6 +89,16 @@ class Contacts:
     phone_hash: str
 
 
+@dataclass(frozen=True)
+class Registration:
+    """The personal fields of a registration, validated: the record to seal, the contacts'
+    hashes and the locale."""
+
+    plaintext: PersonalData
+    contacts: Contacts
+    locale: str
+
+
 class CustomerApp(ContextApplication[d.Customer]):
     """The customer use cases over an event store and the key store."""
 
@@ -160,9 +170,11 @@ class CustomerApp(ContextApplication[d.Customer]):
         )
         return plaintext, contacts
 
-    def validate(self, personal: PersonalInput) -> None:
-        """Raises InvalidCommand when the personal fields of a registration are invalid."""
-        self._validated(personal, "profile.")
+    def registration(self, personal: PersonalInput) -> Registration:
+        """Returns the registration of these personal fields, validated once (raises
+        InvalidCommand when they are invalid)."""
+        plaintext, contacts = self._validated(personal, "profile.")
+        return Registration(plaintext, contacts, personal.locale.strip())
 
     # ------------------------------------------------------------------------- commands
 
@@ -197,23 +209,40 @@ class CustomerApp(ContextApplication[d.Customer]):
         actor: str,
     ) -> CommandResult[d.Customer]:
         """Registers a customer: validate, create the data key, seal, append."""
-        plaintext, contacts = self._validated(personal, "profile.")
+        result, _ = await self.register_validated(
+            customer_id, self.registration(personal), consent, command_id=command_id, actor=actor
+        )
+        return result
+
+    async def register_validated(
+        self,
+        customer_id: str,
+        registration: Registration,
+        consent: d.Consent,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> tuple[CommandResult[d.Customer], PersonalData | None]:
+        """`register` of a validated registration; also returns the registered customer's
+        personal record as `open_personal` opens it, decrypted with the data key in hand (the
+        key is durable before the event is appended; the reply reads no key store)."""
         try:
             key = await asyncio.to_thread(self.keys.ensure, customer_id, self.clock())
         except KeyDestroyed:
             raise d.IllegalTransition(f"customer {customer_id} was erased") from None
         command = d.RegisterCustomer(
             customer_id=customer_id,
-            personal=seal(key, customer_id, plaintext.SerializeToString()),
-            email_hash=contacts.email_hash,
-            phone_hash=contacts.phone_hash,
-            locale=personal.locale.strip(),
+            personal=seal(key, customer_id, registration.plaintext.SerializeToString()),
+            email_hash=registration.contacts.email_hash,
+            phone_hash=registration.contacts.phone_hash,
+            locale=registration.locale,
             consent=consent,
         )
         result = await self._execute(customer_id, command, command_id=command_id, actor=actor)
         if result.events:
             REGISTERED.inc()
-        return result
+        sealed = result.state.personal
+        return result, self._opened(customer_id, sealed, key) if sealed is not None else None
 
     async def update_profile(
         self,
@@ -386,14 +415,20 @@ class CustomerApp(ContextApplication[d.Customer]):
             return None
         try:
             key = self.keys.get(customer_id)
-            plaintext = unseal(key, customer_id, sealed)
         except KeyDestroyed:
             return None
         except DecryptionFailed as exc:
-            log.warning(
-                "personal data cannot be decrypted",
-                extra={"customer_id": customer_id, "reason": exc.reason},
-            )
+            _undecryptable(customer_id, exc)
+            return None
+        return self._opened(customer_id, sealed, key)
+
+    @staticmethod
+    def _opened(customer_id: str, sealed: d.Sealed, key: bytes) -> PersonalData | None:
+        """Decrypts a sealed record with the customer's data key; None when it cannot."""
+        try:
+            plaintext = unseal(key, customer_id, sealed)
+        except DecryptionFailed as exc:
+            _undecryptable(customer_id, exc)
             return None
         personal = PersonalData()
         try:
@@ -405,6 +440,13 @@ class CustomerApp(ContextApplication[d.Customer]):
     @staticmethod
     def export_requested() -> None:
         EXPORTS.inc()
+
+
+def _undecryptable(customer_id: str, exc: DecryptionFailed) -> None:
+    log.warning(
+        "personal data cannot be decrypted",
+        extra={"customer_id": customer_id, "reason": exc.reason},
+    )
 
 
 # ------------------------------------------------------------------------- edge use cases
@@ -441,11 +483,28 @@ class Profiles:
         actor: str,
     ) -> CommandResult[d.Customer]:
         """Registers a customer whose contacts nobody else has (ALREADY_EXISTS otherwise)."""
-        self._app.validate(personal)
-        await self.ensure_free("email", personal.email, customer_id)
-        await self.ensure_free("phone", personal.phone, customer_id)
-        return await self._app.register(
+        result, _ = await self.register_opened(
             customer_id, personal, consent, command_id=command_id, actor=actor
+        )
+        return result
+
+    async def register_opened(
+        self,
+        customer_id: str,
+        personal: PersonalInput,
+        consent: d.Consent,
+        *,
+        command_id: str,
+        actor: str,
+    ) -> tuple[CommandResult[d.Customer], PersonalData | None]:
+        """`register`, and the personal record as the reply shows it (validated once, the
+        contacts' hashes computed once)."""
+        registration = self._app.registration(personal)
+        contacts = registration.contacts
+        await self._ensure_unowned("email", contacts.email_hash, customer_id, "profile.")
+        await self._ensure_unowned("phone", contacts.phone_hash, customer_id, "profile.")
+        return await self._app.register_validated(
+            customer_id, registration, consent, command_id=command_id, actor=actor
         )
 
     async def update_profile(
@@ -469,9 +528,17 @@ class Profiles:
         self, kind: str, value: str, customer_id: str, prefix: str = "profile."
     ) -> None:
         """Raises ALREADY_EXISTS when another customer has this e-mail / phone."""
-        if not value.strip():
+        if value.strip():
+            await self._ensure_unowned(
+                kind, self._app.hash_contact(kind, value), customer_id, prefix
+            )
+
+    async def _ensure_unowned(self, kind: str, digest: str, customer_id: str, prefix: str) -> None:
+        """Raises ALREADY_EXISTS when another customer has the contact of this keyed hash (none
+        when empty)."""
+        if not digest:
             return
-        owner = await self._owner_of(kind, self._app.hash_contact(kind, value))
+        owner = await self._owner_of(kind, digest)
         if owner is not None and owner != customer_id:
             raise AlreadyExists(
                 f"customer {owner} already has this {kind.replace('email', 'e-mail')}",

@@ -124,6 +124,24 @@ def _purchase(order_id: str, amount_minor: int, currency: str, at: datetime) -> 
     return message
 
 
+def _state_customer(result: CommandResult[d.Customer], personal: PersonalData | None) -> t.Customer:
+    """The customer a command answers with: its state after the command, `personal` opened."""
+    state = result.state
+    return _customer(
+        customer_id=state.customer_id,
+        personal=personal,
+        locale=state.locale,
+        consent=state.consent,
+        tags=state.tags,
+        segment=state.segment,
+        purchase_count=state.purchase_count,
+        last_purchase_at=state.last_purchase_at,
+        registered_at=state.registered_at,
+        forgotten=state.forgotten,
+        version=result.sequence,
+    )
+
+
 ReadWait = Callable[[int, float], Awaitable[bool]]
 """Waits (bounded) until the customer read model reached a sequence; returns whether it did."""
 
@@ -162,19 +180,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         personal = await asyncio.to_thread(
             self._app.open_personal, state.customer_id, state.personal
         )
-        return _customer(
-            customer_id=state.customer_id,
-            personal=personal,
-            locale=state.locale,
-            consent=state.consent,
-            tags=state.tags,
-            segment=state.segment,
-            purchase_count=state.purchase_count,
-            last_purchase_at=state.last_purchase_at,
-            registered_at=state.registered_at,
-            forgotten=state.forgotten,
-            version=result.sequence,
-        )
+        return _state_customer(result, personal)
 
     def _from_row(self, row: readmodels.CustomerRow) -> t.Customer:
         """Blocking (decrypts): call from a thread."""
@@ -196,9 +202,12 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         with Session(self._engine) as session:
             return readmodels.find_by_contact(session=session, kind=kind, digest=digest)
 
+    def _owner(self, kind: str, digest: str) -> str | None:
+        with self._engine.connect() as connection:
+            return readmodels.contact_owner(connection=connection, kind=kind, digest=digest)
+
     async def _contact_owner(self, kind: str, digest: str) -> str | None:
-        owner = await asyncio.to_thread(self._lookup, kind, digest)
-        return owner.customer_id if owner is not None else None
+        return await asyncio.to_thread(self._owner, kind, digest)
 
     # ------------------------------------------------------------------------- commands
 
@@ -216,11 +225,11 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
             locale=profile.locale,
         )
         consent = d.Consent(request.consent.marketing, request.consent.profiling)
-        result = await self._profiles.register(
+        result, opened = await self._profiles.register_opened(
             customer_id, personal, consent, command_id=command_id(), actor=actor()
         )
         return pb.RegisterCustomerResponse(
-            customer=await self._from_state(result), sequence=result.sequence
+            customer=_state_customer(result, opened), sequence=result.sequence
         )
 
     async def UpdateProfile(

@@ -11,11 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from careops_eventstore.codec import DecodedEvent, from_timestamp
+from careops_eventstore.rows import RowWriter, rows
 from careops_published import incident as inc
 from careops_published import quality as qa
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
-from sqlalchemy import Connection, Table, case, delete, insert, select, update
+from sqlalchemy import Connection, DateTime, Table, bindparam, case, delete, insert, select, update
 
 from customer import currencies
 from customer import domain as d
@@ -76,102 +77,140 @@ def _personal_columns(
     }
 
 
+_C = customers.c
+
+
+def _update(**values: Any) -> Any:
+    """A prebuilt UPDATE of one customer row; parameters customer, at and version are bound
+    later."""
+    return (
+        update(customers)
+        .where(_C.customer_id == bindparam("customer"))
+        .values(updated_at=bindparam("at"), version=bindparam("version"), **values)
+    )
+
+
+def _bound(*names: str) -> dict[str, Any]:
+    return {name: bindparam(name) for name in names}
+
+
+_PERSONAL = ("key_version", "sealed_nonce", "sealed_personal", "email_hash", "phone_hash")
+# One statement per kind of write, built once (SQLAlchemy's per-statement work is paid once,
+# and a batch sends each kind as one executemany: careops_eventstore.rows).
+_INSERT_ACTIVITY = insert(activity)
+_INSERT_CUSTOMER = insert(customers)
+_INSERT_PURCHASE = insert(purchases)
+_INSERT_TAG = insert(customer_tags)
+# Not `in_`: its expanding parameter cannot go into an executemany; one tag per row instead.
+_DELETE_TAG = delete(customer_tags).where(
+    customer_tags.c.customer_id == bindparam("customer"), customer_tags.c.tag == bindparam("tag")
+)
+_DELETE_TAGS = delete(customer_tags).where(customer_tags.c.customer_id == bindparam("customer"))
+_TOUCH = _update()
+_PROFILE = _update(**_bound("locale", "consent_marketing", "consent_profiling", *_PERSONAL))
+# The bought time is typed as a bare datetime literal was (the THEN values) and as the column
+# (the comparison), exactly as the statement built per event bound them.
+_BOUGHT = bindparam("bought", type_=DateTime())
+_PURCHASE = _update(
+    purchase_count=_C.purchase_count + 1,
+    last_purchase_at=case(
+        (_C.last_purchase_at.is_(None), _BOUGHT),
+        (_C.last_purchase_at < bindparam("bought", type_=_C.last_purchase_at.type), _BOUGHT),
+        else_=_C.last_purchase_at,
+    ),
+)
+_SEGMENT = _update(
+    **_bound("tier", "recency_score", "frequency_score", "monetary_score", "churn_risk")
+)
+_FORGET = _update(
+    forgotten=True,
+    forgotten_at=bindparam("at"),
+    locale="",
+    **{name: None for name in _PERSONAL},
+)
+
+
 class CustomerProjection:
     """Maintains customers, customer_tags, customer_purchases and customer_activity."""
 
     name = "customers"
     tables: tuple[Table, ...] = (customers, customer_tags, purchases, activity)
+    batched_writes = True  # every write goes through `rows`, none is read back
 
     def apply(self, connection: Connection, event: DecodedEvent, position: int) -> None:
         payload = event.event
         customer_id = event.envelope.aggregate_id
         at = from_timestamp(event.envelope.occurred_at)
+        writer = rows(connection)
         described = _summary(payload)
         if described is not None:
-            connection.execute(
-                insert(activity).values(
-                    customer_id=customer_id,
-                    at=at,
-                    kind=described[0],
-                    summary=described[1][:300],
-                    sequence=position,
-                )
-            )
+            entry = {
+                "customer_id": customer_id,
+                "at": at,
+                "kind": described[0],
+                "summary": described[1][:300],
+                "sequence": position,
+            }
+            writer.write(_INSERT_ACTIVITY, entry, key=customer_id)
         if isinstance(payload, d.CustomerRegistered):
             consent = payload.consent or d.Consent()
-            connection.execute(
-                insert(customers).values(
-                    customer_id=customer_id,
-                    registered_sequence=position,
-                    locale=payload.locale,
-                    consent_marketing=consent.marketing,
-                    consent_profiling=consent.profiling,
-                    tier=d.Tier.REGULAR.value,
-                    recency_score=1,
-                    frequency_score=1,
-                    monetary_score=1,
-                    registered_at=at,
-                    updated_at=at,
-                    version=position,
-                    **_personal_columns(payload.personal, payload.email_hash, payload.phone_hash),
-                )
-            )
+            row = {
+                "customer_id": customer_id,
+                "registered_sequence": position,
+                "locale": payload.locale,
+                "consent_marketing": consent.marketing,
+                "consent_profiling": consent.profiling,
+                "tier": d.Tier.REGULAR.value,
+                "recency_score": 1,
+                "frequency_score": 1,
+                "monetary_score": 1,
+                "registered_at": at,
+                "updated_at": at,
+                "version": position,
+                **_personal_columns(payload.personal, payload.email_hash, payload.phone_hash),
+            }
+            writer.write(_INSERT_CUSTOMER, row, key=customer_id)
             return
-        changes = self._changes(connection, customer_id, payload, position, at)
-        connection.execute(
-            update(customers)
-            .where(customers.c.customer_id == customer_id)
-            .values(updated_at=at, version=position, **changes)
-        )
+        statement, changes = self._changes(writer, customer_id, payload, position)
+        parameters = {"customer": customer_id, "at": at, "version": position, **changes}
+        writer.write(statement, parameters, key=customer_id)
 
     @staticmethod
     def _changes(
-        connection: Connection, customer_id: str, payload: Any, position: int, at: datetime
-    ) -> dict[str, Any]:
+        writer: RowWriter, customer_id: str, payload: Any, position: int
+    ) -> tuple[Any, dict[str, Any]]:
+        """Writes the event's other rows; returns the customer row's UPDATE and its values."""
         match payload:
             case d.ProfileUpdated():
                 consent = payload.consent or d.Consent()
-                return {
+                return _PROFILE, {
                     "locale": payload.locale,
                     "consent_marketing": consent.marketing,
                     "consent_profiling": consent.profiling,
                     **_personal_columns(payload.personal, payload.email_hash, payload.phone_hash),
                 }
             case d.CustomerTagged():
-                if payload.removed:
-                    connection.execute(
-                        delete(customer_tags).where(
-                            customer_tags.c.customer_id == customer_id,
-                            customer_tags.c.tag.in_(payload.removed),
-                        )
+                for tag in dict.fromkeys(payload.removed):
+                    writer.write(
+                        _DELETE_TAG, {"customer": customer_id, "tag": tag}, key=customer_id
                     )
-                if payload.added:
-                    connection.execute(
-                        insert(customer_tags),
-                        [{"customer_id": customer_id, "tag": tag} for tag in payload.added],
+                for tag in payload.added:
+                    writer.write(
+                        _INSERT_TAG, {"customer_id": customer_id, "tag": tag}, key=customer_id
                     )
             case d.PurchaseRecorded():
-                connection.execute(
-                    insert(purchases).values(
-                        customer_id=customer_id,
-                        order_id=payload.order_id,
-                        amount_minor=payload.amount_minor,
-                        currency=payload.currency,
-                        purchased_at=payload.purchased_at,
-                        sequence=position,
-                    )
-                )
-                last = customers.c.last_purchase_at
-                return {
-                    "purchase_count": customers.c.purchase_count + 1,
-                    "last_purchase_at": case(
-                        (last.is_(None), payload.purchased_at),
-                        (last < payload.purchased_at, payload.purchased_at),
-                        else_=last,
-                    ),
+                bought = {
+                    "customer_id": customer_id,
+                    "order_id": payload.order_id,
+                    "amount_minor": payload.amount_minor,
+                    "currency": payload.currency,
+                    "purchased_at": payload.purchased_at,
+                    "sequence": position,
                 }
+                writer.write(_INSERT_PURCHASE, bought, key=customer_id)
+                return _PURCHASE, {"bought": payload.purchased_at}
             case d.SegmentAssigned():
-                return {
+                return _SEGMENT, {
                     "tier": payload.tier.value,
                     "recency_score": payload.recency_score,
                     "frequency_score": payload.frequency_score,
@@ -179,16 +218,9 @@ class CustomerProjection:
                     "churn_risk": payload.churn_risk,
                 }
             case d.CustomerForgotten():
-                connection.execute(
-                    delete(customer_tags).where(customer_tags.c.customer_id == customer_id)
-                )
-                return {
-                    "forgotten": True,
-                    "forgotten_at": at,
-                    "locale": "",
-                    **_personal_columns(None, "", ""),
-                }
-        return {}
+                writer.write(_DELETE_TAGS, {"customer": customer_id}, key=customer_id)
+                return _FORGET, {}
+        return _TOUCH, {}
 
 
 # ----------------------------------------------------------------------------- ticketing facts

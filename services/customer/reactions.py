@@ -21,13 +21,14 @@ from careops_eventstore.model import RecordedBatch
 from careops_eventstore.tasks import stop_task
 from careops_published import ticketing as tk
 from careops_published.codec import view_codec
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from customer import domain as d
 from customer import readmodels
 from customer.application import CODEC, CustomerApp
 from customer.projections import CustomerProjection, TicketFactsProjection
+from customer.readmodels import Versions
 
 log = logging.getLogger(__name__)
 
@@ -65,33 +66,31 @@ class Segmenter:
         self._population_at = 0.0
 
     def _activities(self, now: datetime, ids: Sequence[str] | None) -> list[d.Activity]:
-        model = self._app.model
         with Session(self._engine) as session:
-            return readmodels.activities(
-                session=session,
-                frequency_since=now - model.frequency_window,
-                monetary_since=now - model.monetary_window,
-                currency=model.currency,
-                customer_ids=ids,
+            return self._read_activities(session, now, ids)
+
+    def _read_activities(
+        self, session: Session, now: datetime, ids: Sequence[str] | None
+    ) -> list[d.Activity]:
+        model = self._app.model
+        return readmodels.activities(
+            session=session,
+            frequency_since=now - model.frequency_window,
+            monetary_since=now - model.monetary_window,
+            currency=model.currency,
+            customer_ids=ids,
+        )
+
+    def _facts(self, now: datetime, ids: Sequence[str]) -> tuple[list[d.Activity], Versions]:
+        """The customers' activities and recorded segments, in one session (one thread hop)."""
+        with Session(self._engine) as session:
+            return self._read_activities(session, now, ids), readmodels.recorded_segments(
+                session=session, customer_ids=ids
             )
 
-    def _versions(self, ids: Sequence[str]) -> dict[str, tuple[int, d.Segment]]:
-        table = readmodels.customers
+    def _versions(self, ids: Sequence[str]) -> Versions:
         with Session(self._engine) as session:
-            rows = session.execute(select(table).where(table.c.customer_id.in_(ids)))
-            return {
-                row.customer_id: (
-                    row.version,
-                    d.Segment(
-                        d.Tier(row.tier),
-                        row.recency_score,
-                        row.frequency_score,
-                        row.monetary_score,
-                        row.churn_risk,
-                    ),
-                )
-                for row in rows
-            }
+            return readmodels.recorded_segments(session=session, customer_ids=ids)
 
     def _expired(self) -> bool:
         return self._population is None or time.monotonic() - self._population_at > self._ttl
@@ -103,12 +102,15 @@ class Segmenter:
         and the population come from one read, so a customer is never ranked against a newer
         copy of itself; otherwise the cached population is used (at most the TTL old)."""
         now = self._app.clock()
+        prefetched: Versions | None = None  # read with the activities (a few customers' only)
         if ids is None or self._expired():
             everyone = await asyncio.to_thread(self._activities, now, None)
             self._population = d.Population.of(everyone)
             self._population_at = time.monotonic()
             wanted = set(ids) if ids is not None else None
             activities = [a for a in everyone if wanted is None or a.customer_id in wanted]
+        elif len(ids) <= BATCH:
+            activities, prefetched = await asyncio.to_thread(self._facts, now, ids)
         else:
             activities = await asyncio.to_thread(self._activities, now, ids)
         population = self._population
@@ -116,7 +118,11 @@ class Segmenter:
         changed = 0
         for start in range(0, len(activities), BATCH):
             chunk = activities[start : start + BATCH]
-            current = await asyncio.to_thread(self._versions, [a.customer_id for a in chunk])
+            current = (
+                prefetched
+                if prefetched is not None
+                else await asyncio.to_thread(self._versions, [a.customer_id for a in chunk])
+            )
             for activity in chunk:
                 known = current.get(activity.customer_id)
                 if known is None:

@@ -8,7 +8,7 @@ any one can be rebuilt alone; the 360 view joins them at read time.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    bindparam,
     case,
     func,
     literal,
@@ -317,18 +319,35 @@ def get(*, session: Session, customer_id: str) -> CustomerRow | None:
     return _row(row, _tags(session, [customer_id]).get(customer_id, []))
 
 
-def find_by_contact(*, session: Session, kind: str, digest: str) -> CustomerRow | None:
-    """Returns the newest live customer whose e-mail or phone has this keyed hash."""
+def _by_contact(kind: str, *columns: Any) -> Any:
+    """The newest live customer whose e-mail ("email") or phone has the keyed hash `digest`."""
     column = customers.c.email_hash if kind == "email" else customers.c.phone_hash
-    row = session.execute(
-        select(customers)
-        .where(column == digest, customers.c.forgotten.is_(False))
+    return (
+        select(*columns)
+        .where(column == bindparam("digest"), customers.c.forgotten.is_(False))
         .order_by(customers.c.registered_sequence.desc())
         .limit(1)
-    ).first()
+    )
+
+
+# Built once: what a registration asks per contact (the owner's id, no row, no tags).
+_OWNER_BY_CONTACT = {
+    kind: _by_contact(kind, customers.c.customer_id) for kind in ("email", "phone")
+}
+
+
+def find_by_contact(*, session: Session, kind: str, digest: str) -> CustomerRow | None:
+    """Returns the newest live customer whose e-mail or phone has this keyed hash."""
+    row = session.execute(_by_contact(kind, customers), {"digest": digest}).first()
     if row is None:
         return None
     return _row(row, _tags(session, [row.customer_id]).get(row.customer_id, []))
+
+
+def contact_owner(*, connection: Connection, kind: str, digest: str) -> str | None:
+    """Returns the id of the customer `find_by_contact` finds, or None."""
+    owner = connection.execute(_OWNER_BY_CONTACT[kind], {"digest": digest}).scalar()
+    return str(owner) if owner is not None else None
 
 
 def list_customers(
@@ -537,6 +556,90 @@ def all_tickets(*, session: Session, customer_id: str) -> list[TicketRow]:
     return [_ticket(row) for row in session.execute(query.order_by(tickets.c.opened_at))]
 
 
+Versions = dict[str, tuple[int, d.Segment]]
+"""Customer id -> (read-model version, recorded segment)."""
+
+_SEGMENT_COLUMNS = (
+    customers.c.customer_id,
+    customers.c.version,
+    customers.c.tier,
+    customers.c.recency_score,
+    customers.c.frequency_score,
+    customers.c.monetary_score,
+    customers.c.churn_risk,
+)
+_ONE_SEGMENT = select(*_SEGMENT_COLUMNS).where(customers.c.customer_id == bindparam("customer"))
+
+
+def recorded_segments(*, session: Session, customer_ids: Sequence[str]) -> Versions:
+    """Returns the read-model version and recorded segment of the given customers (those that
+    exist)."""
+    if len(customer_ids) == 1:
+        rows = session.execute(_ONE_SEGMENT, {"customer": customer_ids[0]})
+    else:
+        query = select(*_SEGMENT_COLUMNS).where(customers.c.customer_id.in_(customer_ids))
+        rows = session.execute(query)
+    return {
+        row.customer_id: (
+            row.version,
+            d.Segment(
+                d.Tier(row.tier),
+                row.recency_score,
+                row.frequency_score,
+                row.monetary_score,
+                row.churn_risk,
+            ),
+        )
+        for row in rows
+    }
+
+
+def _activity_statements() -> dict[str, Any]:
+    """The segmentation inputs' four queries for every live customer (parameters
+    frequency_since, monetary_since and currency bound at execution)."""
+    return {
+        "live": select(customers.c.customer_id, customers.c.registered_at).where(
+            customers.c.forgotten.is_(False)
+        ),
+        "bought": select(
+            purchases.c.customer_id,
+            func.sum(
+                case((purchases.c.purchased_at >= bindparam("frequency_since"), 1), else_=0)
+            ).label("frequency"),
+            func.max(purchases.c.purchased_at).label("last_purchase_at"),
+        ),
+        "spent": select(
+            purchases.c.customer_id, func.sum(purchases.c.amount_minor).label("monetary")
+        ).where(
+            purchases.c.purchased_at >= bindparam("monetary_since"),
+            purchases.c.currency == bindparam("currency"),
+        ),
+        "contacted": select(
+            tickets.c.customer_id, func.max(tickets.c.opened_at).label("last_contact")
+        ),
+    }
+
+
+_OWNERS = {"live": customers, "bought": purchases, "spent": purchases, "contacted": tickets}
+
+
+def _activity_queries(match: Callable[[Any], Any] | None) -> dict[str, Any]:
+    """The four queries, each restricted by `match(<its customer_id column>)` when given; the
+    aggregates grouped by customer."""
+    queries = {}
+    for name, query in _activity_statements().items():
+        column = _OWNERS[name].c.customer_id
+        if match is not None:
+            query = query.where(match(column))
+        queries[name] = query if name == "live" else query.group_by(column)
+    return queries
+
+
+# Built once: everyone's (the periodic recomputation) and one customer's (each purchase).
+_EVERYONE = _activity_queries(None)
+_ONE_CUSTOMER = _activity_queries(lambda column: column == bindparam("customer"))
+
+
 def activities(
     *,
     session: Session,
@@ -548,39 +651,31 @@ def activities(
     """Returns the segmentation inputs of live customers (all, or the given ones): the last
     purchase ever, purchases since `frequency_since`, amounts in `currency` since
     `monetary_since`, the last ticket."""
-    live = select(customers.c.customer_id, customers.c.registered_at).where(
-        customers.c.forgotten.is_(False)
-    )
-    bought = select(
-        purchases.c.customer_id,
-        func.sum(case((purchases.c.purchased_at >= frequency_since, 1), else_=0)).label(
-            "frequency"
-        ),
-        func.max(purchases.c.purchased_at).label("last_purchase_at"),
-    )
-    spent = select(
-        purchases.c.customer_id, func.sum(purchases.c.amount_minor).label("monetary")
-    ).where(purchases.c.purchased_at >= monetary_since, purchases.c.currency == currency)
-    contacted = select(tickets.c.customer_id, func.max(tickets.c.opened_at).label("last_contact"))
-    if customer_ids is not None:
-        live = live.where(customers.c.customer_id.in_(customer_ids))
-        bought = bought.where(purchases.c.customer_id.in_(customer_ids))
-        spent = spent.where(purchases.c.customer_id.in_(customer_ids))
-        contacted = contacted.where(tickets.c.customer_id.in_(customer_ids))
+    parameters: dict[str, Any] = {
+        "frequency_since": frequency_since,
+        "monetary_since": monetary_since,
+        "currency": currency,
+    }
+    if customer_ids is None:
+        queries = _EVERYONE
+    elif len(customer_ids) == 1:
+        queries, parameters["customer"] = _ONE_CUSTOMER, customer_ids[0]
+    else:
+        queries = _activity_queries(lambda column: column.in_(customer_ids))
     frequency = {
         row.customer_id: (int(row.frequency or 0), aware(row.last_purchase_at))
-        for row in session.execute(bought.group_by(purchases.c.customer_id))
+        for row in session.execute(queries["bought"], parameters)
     }
     monetary = {
         row.customer_id: int(row.monetary or 0)
-        for row in session.execute(spent.group_by(purchases.c.customer_id))
+        for row in session.execute(queries["spent"], parameters)
     }
     contacts = {
         row.customer_id: aware(row.last_contact)
-        for row in session.execute(contacted.group_by(tickets.c.customer_id))
+        for row in session.execute(queries["contacted"], parameters)
     }
     result = []
-    for row in session.execute(live):
+    for row in session.execute(queries["live"], parameters):
         count, last = frequency.get(row.customer_id, (0, None))
         result.append(
             d.Activity(

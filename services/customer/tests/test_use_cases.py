@@ -109,6 +109,29 @@ async def test_an_invalid_registration_is_refused_before_contacts_are_looked_up(
     assert looked_up == []
 
 
+async def test_a_registration_answers_with_the_record_the_key_store_would_open(
+    app: CustomerApp,
+) -> None:
+    """register_opened decrypts the reply with the key it just created: the same record
+    open_personal reads through the key store, on the first call and on a retry."""
+    profiles = Profiles(app, Owners())
+    ann = PersonalInput(name=" Ann ", email="ANN@example.com", phone="0086 138 0013 8000")
+    first, opened = await profiles.register_opened(
+        "C1", ann, d.Consent(), command_id="r1", actor="t"
+    )
+    again, reopened = await profiles.register_opened(
+        "C1", ann, d.Consent(), command_id="r1", actor="t"
+    )
+    assert again.sequence == first.sequence and not again.events
+    expected = app.open_personal("C1", first.state.personal)
+    assert expected is not None and (expected.name, expected.email) == ("Ann", "ann@example.com")
+    assert opened == expected and reopened == expected
+    event = first.events[0]
+    assert isinstance(event, d.CustomerRegistered)
+    assert event.email_hash == app.hash_contact("email", "ann@example.com")
+    assert event.phone_hash == app.hash_contact("phone", "+8613800138000")
+
+
 async def registered(app: CustomerApp) -> Profiles:
     profiles = Profiles(app, Owners())
     await profiles.register(
