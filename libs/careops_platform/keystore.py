@@ -33,6 +33,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     event,
     insert,
     select,
@@ -183,6 +184,10 @@ class KeyStore:
         self._owner = table.primary_key.columns.values()[0]
         self._cipher = cipher
         self._master = AESGCM(master_key)
+        # Built once: a registration and every read of a key run these (building a statement
+        # per call cost more than its execution on SQLite).
+        self._insert_key = insert(table)
+        self._select_key = select(table).where(self._owner == bindparam("owner"))
         self.master_key_id = hmac.new(master_key, b"key-id", hashlib.sha256).hexdigest()[:16]
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _durable_sqlite)
@@ -219,14 +224,13 @@ class KeyStore:
         try:
             with self._engine.begin() as connection:
                 connection.execute(
-                    insert(self._table).values(
-                        {
-                            self._owner.name: owner,
-                            "wrapped_key": self._wrap(owner, data_key),
-                            "master_key_id": self.master_key_id,
-                            "created_at": now,
-                        }
-                    )
+                    self._insert_key,
+                    {
+                        self._owner.name: owner,
+                        "wrapped_key": self._wrap(owner, data_key),
+                        "master_key_id": self.master_key_id,
+                        "created_at": now,
+                    },
                 )
         except IntegrityError:
             existing = self._read(owner)
@@ -243,7 +247,7 @@ class KeyStore:
 
     def _row(self, owner: str) -> Any:
         with self._engine.connect() as connection:
-            return connection.execute(select(self._table).where(self._owner == owner)).first()
+            return connection.execute(self._select_key, {"owner": owner}).first()
 
     def _read(self, owner: str) -> bytes | None:
         row = self._row(owner)
