@@ -155,13 +155,18 @@ FIGURES: tuple[Figure, ...] = (
     *_figures(
         "quality",
         higher=("kpi.events_s", "kpi.events_per_cpu_s", "kpi_vs_raw_cpu"),
-        lower=("scrape.p50_ms",),
+        lower=("scrape.p50_ms", "scrape.cpu_p50_ms"),
     ),
     *_controls("customer", higher=("raw_publish.ops_s",)),
     *_figures(
         "customer",
         higher=("register.ops_s", "purchase.ops_s"),
-        lower=("register.cpu_ms_per_op", "sqlite.p99_ms", "postgresql.p99_ms"),
+        lower=(
+            "register.cpu_ms_per_op",
+            "purchase.cpu_ms_per_op",
+            "sqlite.p99_ms",
+            "postgresql.p99_ms",
+        ),
     ),
     *_figures(
         "gateway",
