@@ -36,7 +36,7 @@ from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
 )
 from prometheus_client import Counter, Histogram
 
-from careops_platform.collectors import preinitialise
+from careops_platform.collectors import cached_labels, preinitialise
 from careops_platform.errors import (
     MAX_DESCRIPTION_BYTES,
     MAX_FIELD_BYTES,
@@ -87,6 +87,8 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+_requests = cached_labels(REQUESTS)
+_latency = cached_labels(LATENCY)
 
 INTERNAL_REFUSALS = Counter(
     "careops_internal_identity_refusals_total",
@@ -372,8 +374,8 @@ class StatusInterceptor(_UnaryInterceptor):
                 await _abort(exc, context, self._error_map, method)
                 raise
             finally:
-                REQUESTS.labels(method, code.name).inc()
-                LATENCY.labels(method).observe(time.perf_counter() - started)
+                _requests(method, code.name).inc()
+                _latency(method).observe(time.perf_counter() - started)
 
         return mapped
 
@@ -392,7 +394,7 @@ class StreamStatusInterceptor(StatusInterceptor):
                 await _abort(exc, context, self._error_map, method)
                 raise
             finally:
-                REQUESTS.labels(method, code.name).inc()
+                _requests(method, code.name).inc()
 
         return mapped
 

@@ -222,6 +222,8 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
             sla_policy_version=policy.version,
         )
     ]
+    if emotion is not Emotion.ANGRY:
+        return opened  # only anger has effects (_emotion_effects): no state to evolve for them
     state = evolve(state, opened[0], now)
     return [*opened, *_emotion_effects(state, emotion, ctx)]
 
