@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import Token
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,6 +21,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.grpc._aio_server import _OpenTelemetryAioServicerContext
 from opentelemetry.instrumentation.grpc.version import __version__ as OTEL_GRPC_VERSION
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
@@ -437,7 +439,7 @@ def call_attributes(context: grpc.aio.ServicerContext) -> dict[str, Any]:
 
 def _start_server_span(
     tracer: trace.Tracer, method: str, attributes: dict[str, Any], context: Any
-) -> tuple[trace.Span, object, Any]:
+) -> tuple[trace.Span, Token[Context], Any]:
     """Starts the call's server span and makes it current (on the caller's context from the
     metadata); returns it, the token that restores the context, and the servicer context the
     behaviour gets (OpenTelemetry's status-tracking proxy when the span records)."""

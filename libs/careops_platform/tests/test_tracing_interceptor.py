@@ -124,6 +124,10 @@ def _provider(sampler: Any) -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
+def _without_stack(attributes: Any) -> dict[str, Any]:
+    return {k: v for k, v in (attributes or {}).items() if k != "exception.stacktrace"}
+
+
 def _comparable(span: ReadableSpan) -> dict[str, Any]:
     """A finished span without what differs between any two runs (ids, times, the peer's
     port, the stack traces' frames)."""
@@ -139,7 +143,10 @@ def _comparable(span: ReadableSpan) -> dict[str, Any]:
         "parent": (parent.trace_id, parent.span_id, parent.is_remote) if parent else None,
         "trace_id": span.context.trace_id if parent else None,
         "events": [
-            (event.name, {k: v for k, v in event.attributes.items() if k != "exception.stacktrace"})
+            (
+                event.name,
+                {k: v for k, v in (event.attributes or {}).items() if k != "exception.stacktrace"},
+            )
             for event in span.events
         ],
     }

@@ -206,7 +206,7 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
     )
     clocks = TicketClocks.opened(targets, now, ctx.calendar, policy.warn_ratio)
     emotion = classify(f"{command.subject}\n{command.description}").emotion
-    opened = [
+    opened: list[TicketEvent] = [
         TicketOpened(
             ticket_id=state.ticket_id,
             customer_id=command.customer_id.strip(),
