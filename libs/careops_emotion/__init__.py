@@ -164,6 +164,10 @@ _CHINESE = sorted(
     ((term, value) for term, value in LEXICON.items() if _CJK.search(term)),
     key=lambda item: -len(item[0]),
 )
+# The words a two-word English term starts with: only there can a pair of tokens match.
+_PAIR_STARTS = frozenset(term.partition(" ")[0] for term in _ENGLISH if " " in term)
+_EMOTIONS = tuple(Emotion)
+_LABELS = (Emotion.ANGRY, Emotion.ANXIOUS, Emotion.SATISFIED)
 
 
 @dataclass(frozen=True)
@@ -192,15 +196,25 @@ def _flip(emotion: Emotion, weight: float) -> tuple[Emotion, float]:
     return Emotion.NEUTRAL, 0.0
 
 
-def _english(text: str) -> list[Match]:
+class _Every:
+    """Contains every word: `_english` then tries each pair of tokens (no shortcut)."""
+
+    def __contains__(self, word: object) -> bool:
+        return True
+
+
+EVERY_PAIR = _Every()
+
+
+def _english(text: str, pair_starts: frozenset[str] | _Every = _PAIR_STARTS) -> list[Match]:
     tokens = _WORD.findall(text.lower())
     matches = []
     index = 0
     while index < len(tokens):
         for size in (2, 1):
-            term = " ".join(tokens[index : index + size])
-            if size == 2 and index + 1 >= len(tokens):
+            if size == 2 and (index + 1 >= len(tokens) or tokens[index] not in pair_starts):
                 continue
+            term = " ".join(tokens[index : index + size])
             if term not in _ENGLISH:
                 continue
             emotion, weight = _ENGLISH[term]
@@ -217,7 +231,9 @@ def _english(text: str) -> list[Match]:
     return matches
 
 
-def _chinese(text: str) -> list[Match]:
+def _chinese(text: str, *, shortcut: bool = True) -> list[Match]:
+    if shortcut and not _CJK.search(text):
+        return []  # every Chinese term has a CJK character
     matches = []
     taken = [False] * len(text)
     for term, (emotion, weight) in _CHINESE:
@@ -246,14 +262,14 @@ def _chinese(text: str) -> list[Match]:
 def classify(text: str) -> EmotionResult:
     """Returns the emotion of `text` (Chinese, English or both mixed)."""
     matches = tuple(_english(text) + _chinese(text))
-    scores = {emotion: 0.0 for emotion in Emotion}
+    scores = dict.fromkeys(_EMOTIONS, 0.0)
     for match in matches:
         scores[match.emotion] += match.weight
     scores[Emotion.NEUTRAL] = 0.0
     score = scores[Emotion.SATISFIED] - scores[Emotion.ANGRY] - 0.5 * scores[Emotion.ANXIOUS]
     label = Emotion.NEUTRAL
     best = 0.0
-    for emotion in (Emotion.ANGRY, Emotion.ANXIOUS, Emotion.SATISFIED):
+    for emotion in _LABELS:
         if scores[emotion] >= THRESHOLD and scores[emotion] > best:
             label, best = emotion, scores[emotion]
     return EmotionResult(label, round(score, 3), scores, matches)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
@@ -25,6 +26,22 @@ def preinitialise(metric: MetricWrapperBase, *values: Iterable[str]) -> None:
     """
     for combination in itertools.product(*(tuple(v) for v in values)):
         metric.labels(*combination)
+
+
+def cached_labels(metric: MetricWrapperBase) -> Callable[..., Any]:
+    """Returns `metric.labels` remembering the child of each label-value tuple: the same
+    series as `labels` returns (a child lives as long as its metric; nothing here removes
+    one), without its validation, conversions and lock on every call of a hot path. A
+    series still appears at its first use, as with `labels`."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def labels(*values: str) -> Any:
+        child = children.get(values)
+        if child is None:
+            child = children[values] = metric.labels(*values)
+        return child
+
+    return labels
 
 
 class SqlCounts(Collector):

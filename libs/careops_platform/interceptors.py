@@ -1,8 +1,9 @@
 """grpc.aio server interceptors: tracing, the gateway's identity, request context, error
 mapping and request metrics.
 
-Tracing is OpenTelemetry's own gRPC instrumentation (a server span per call, unary and
-streaming alike, continuing the caller's W3C trace context from metadata); the others are ours.
+Tracing makes the spans of OpenTelemetry's gRPC server instrumentation (a server span per
+call, unary and streaming alike, continuing the caller's trace context from metadata) with the
+per-call work of a span nobody samples left out; the others are ours too.
 """
 
 from __future__ import annotations
@@ -10,17 +11,34 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import Token
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from careops_eventstore import ConcurrencyConflict, LogUnavailable
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from opentelemetry import trace
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.grpc._aio_server import _OpenTelemetryAioServicerContext
+from opentelemetry.instrumentation.grpc.version import __version__ as OTEL_GRPC_VERSION
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.semconv._incubating.attributes.net_attributes import (
+    NET_PEER_IP,
+    NET_PEER_NAME,
+    NET_PEER_PORT,
+)
+from opentelemetry.semconv._incubating.attributes.rpc_attributes import (
+    RPC_GRPC_STATUS_CODE,
+    RPC_METHOD,
+    RPC_SERVICE,
+    RPC_SYSTEM,
+)
 from prometheus_client import Counter, Histogram
 
-from careops_platform.collectors import preinitialise
+from careops_platform.collectors import cached_labels, preinitialise
 from careops_platform.errors import (
     MAX_DESCRIPTION_BYTES,
     MAX_FIELD_BYTES,
@@ -71,6 +89,8 @@ LATENCY = Histogram(
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+_requests = cached_labels(REQUESTS)
+_latency = cached_labels(LATENCY)
 
 INTERNAL_REFUSALS = Counter(
     "careops_internal_identity_refusals_total",
@@ -207,30 +227,14 @@ def refusal_handler(
     return reshaped(handler, unary, streaming)
 
 
-def _as_caller(handler: grpc.RpcMethodHandler, principal: Principal) -> grpc.RpcMethodHandler:
-    """Returns the handler running with `principal` current and its subject as the actor."""
-    behavior = (
-        handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
-    )
-
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        restore = run_as(principal)
-        actor_token = ACTOR.set(principal.subject)
-        try:
-            return await behavior(request, context)
-        finally:
-            ACTOR.reset(actor_token)
-            restore()
-
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        # Set, not reset: grpc.aio serves each call in a task of its own, whose context ends
-        # with it, and a generator may be closed from another context than the one it ran in.
-        run_as(principal)
-        ACTOR.set(principal.subject)
-        async for message in behavior(request, context):
-            yield message
-
-    return reshaped(handler, unary, streaming)
+def _as_caller(principal: Principal) -> None:
+    """Makes `principal` current and its subject the actor for the rest of the call. Set, not
+    reset: grpc.aio serves each call in a task of its own (interceptors, handler and a
+    streaming generator alike), whose context ends with it, so nothing leaks to another call;
+    the handler stays the same object for every call, so the interceptors around it reuse
+    their wrappers."""
+    run_as(principal)
+    ACTOR.set(principal.subject)
 
 
 class InternalIdentityInterceptor(grpc.aio.ServerInterceptor):
@@ -260,7 +264,8 @@ class InternalIdentityInterceptor(grpc.aio.ServerInterceptor):
             log.info("internal identity refused", extra={"method": method, "why": refused.kind})
             reason = f"{THROUGH_GATEWAY}: {refused.reason}"
             return refusal_handler(handler, grpc.StatusCode.UNAUTHENTICATED, reason)
-        return _as_caller(handler, principal)
+        _as_caller(principal)
+        return handler
 
 
 class Undecodable:
@@ -371,8 +376,8 @@ class StatusInterceptor(_UnaryInterceptor):
                 await _abort(exc, context, self._error_map, method)
                 raise
             finally:
-                REQUESTS.labels(method, code.name).inc()
-                LATENCY.labels(method).observe(time.perf_counter() - started)
+                _requests(method, code.name).inc()
+                _latency(method).observe(time.perf_counter() - started)
 
         return mapped
 
@@ -391,9 +396,154 @@ class StreamStatusInterceptor(StatusInterceptor):
                 await _abort(exc, context, self._error_map, method)
                 raise
             finally:
-                REQUESTS.labels(method, code.name).inc()
+                _requests(method, code.name).inc()
 
         return mapped
+
+
+# What OpenTelemetry's gRPC instrumentation names its tracer and logger: the spans keep their
+# instrumentation scope, a peer address it cannot parse is logged under the same name.
+TRACER_NAME = "opentelemetry.instrumentation.grpc"
+TRACER_SCHEMA = "https://opentelemetry.io/schemas/1.11.0"
+_otel_log = logging.getLogger("opentelemetry.instrumentation.grpc._server")
+
+
+def span_attributes(method: str) -> dict[str, Any]:
+    """Returns a server span's attributes that depend only on the method."""
+    attributes: dict[str, Any] = {RPC_SYSTEM: "grpc", RPC_GRPC_STATUS_CODE: 0}
+    if method:
+        service, name = method.lstrip("/").split("/", 1)
+        attributes.update({RPC_METHOD: name, RPC_SERVICE: service})
+    return attributes
+
+
+def call_attributes(context: grpc.aio.ServicerContext) -> dict[str, Any]:
+    """Returns a server span's attributes of this call: user agent and peer, parsed as
+    OpenTelemetry's interceptor parses them."""
+    attributes: dict[str, Any] = {}
+    metadata = dict(context.invocation_metadata() or ())
+    if "user-agent" in metadata:
+        attributes["rpc.user_agent"] = metadata["user-agent"]
+    peer = context.peer()
+    if not peer.startswith("unix:"):
+        try:
+            ip, port = peer.split(",")[0].split(":", 1)[1].rsplit(":", 1)
+            ip = unquote(ip)
+            attributes.update({NET_PEER_IP: ip, NET_PEER_PORT: port})
+            if ip in ("[::1]", "127.0.0.1"):
+                attributes[NET_PEER_NAME] = "localhost"
+        except IndexError:
+            _otel_log.warning("Failed to parse peer address '%s'", peer)
+    return attributes
+
+
+def _start_server_span(
+    tracer: trace.Tracer, method: str, attributes: dict[str, Any], context: Any
+) -> tuple[trace.Span, Token[Context], Any]:
+    """Starts the call's server span and makes it current (on the caller's context from the
+    metadata); returns it, the token that restores the context, and the servicer context the
+    behaviour gets (OpenTelemetry's status-tracking proxy when the span records)."""
+    metadata = context.invocation_metadata()
+    parent = propagate.extract({item.key: item.value for item in metadata}) if metadata else None
+    span = tracer.start_span(
+        method,
+        context=parent,
+        kind=trace.SpanKind.SERVER,
+        attributes=attributes,
+        set_status_on_exception=False,
+    )
+    if span.is_recording():
+        span.set_attributes(call_attributes(context))
+        context = _OpenTelemetryAioServicerContext(context, span)
+    token = otel_context.attach(trace.set_span_in_context(span, parent))
+    return span, token, context
+
+
+def _end_server_span(span: trace.Span, error: BaseException | None) -> None:
+    """Records an exception as OpenTelemetry's interceptor and `use_span` both do (twice,
+    for any but a bare Exception; a BaseException such as a cancellation not at all), then
+    ends the span."""
+    if isinstance(error, Exception):
+        if type(error) is not Exception:
+            span.record_exception(error)
+        span.record_exception(error)
+    span.end()
+
+
+class TracingInterceptor(grpc.aio.ServerInterceptor):
+    """A server span per call, unary and streaming alike, as OpenTelemetry's
+    `aio_server_interceptor()` makes it: the same tracer (instrumentation scope), span name,
+    kind, attributes, parent (the caller's context from metadata, W3C by default), status
+    and exception events. What it leaves out is the per-call work of a span that is not
+    recorded (without an OTLP endpoint, nothing is): the call's attributes and the context
+    proxy are made only for a recording span, and the wrapped handler is built once per
+    method instead of on every call. A span that is not recorded still has its ids, current
+    for the call, so they reach logs, events and callees. The sampler sees the method's
+    attributes only (our samplers read none)."""
+
+    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+        self._tracer = trace.get_tracer(
+            TRACER_NAME, OTEL_GRPC_VERSION, tracer_provider, schema_url=TRACER_SCHEMA
+        )
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # type: ignore[return-value]
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        outer = self._wrap(handler, method)
+        self._wrapped[method] = (handler, outer)
+        return outer
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        tracer, attributes = self._tracer, span_attributes(method)
+        behavior = (
+            handler.unary_unary
+            or handler.unary_stream
+            or handler.stream_unary
+            or handler.stream_stream
+        )
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if not is_instrumentation_enabled():
+                return await behavior(request, context)
+            span, token, context = _start_server_span(tracer, method, attributes, context)
+            error: BaseException | None = None
+            try:
+                return await behavior(request, context)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                otel_context.detach(token)
+                _end_server_span(span, error)
+
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if not is_instrumentation_enabled():
+                async for message in behavior(request, context):
+                    yield message
+                return
+            span, token, context = _start_server_span(tracer, method, attributes, context)
+            error: BaseException | None = None
+            try:
+                async for message in behavior(request, context):
+                    yield message
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                otel_context.detach(token)
+                _end_server_span(span, error)
+
+        return reshaped(handler, unary, streaming)
 
 
 def default_interceptors(
@@ -402,6 +552,6 @@ def default_interceptors(
     """Returns the standard chain: tracing, the gateway's identity (with a verifier: every
     service; the gateway authenticates its callers itself), request context, then status
     mapping and metrics."""
-    tracing: grpc.aio.ServerInterceptor = aio_server_interceptor()
+    tracing: grpc.aio.ServerInterceptor = TracingInterceptor()
     wall = [InternalIdentityInterceptor(identity)] if identity is not None else []
     return [tracing, *wall, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]

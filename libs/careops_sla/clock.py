@@ -66,15 +66,7 @@ class Clock:
     def reached_at(self, amount: timedelta, calendar: Calendar) -> datetime | None:
         """Returns the instant the clock had used `amount` of business time: in a past running
         segment, or (running) in the future; None if it never ran that long and is halted."""
-        if self.running_since is not None and self.consumed <= amount:
-            return calendar.add_business_time(self.running_since, amount - self.consumed)
-        used = timedelta(0)
-        for start, end in self.history:
-            span = calendar.business_time_between(start, end)
-            if used + span >= amount:
-                return calendar.add_business_time(start, max(amount - used, timedelta(0)))
-            used += span
-        return None
+        return _reached(self.running_since, self.consumed, self.history, amount, calendar)
 
     def is_breached(self, at: datetime, calendar: Calendar) -> bool:
         """True when the clock is breached as of `at`: flagged, or over its target."""
@@ -94,10 +86,37 @@ class Clock:
             return self
         return replace(self, history=_extend(self.history, (self.running_since, at)))
 
+    @classmethod
+    def started(
+        cls, name: str, target: timedelta, at: datetime, calendar: Calendar, warn_ratio: float
+    ) -> Clock:
+        """`Clock(name, target).start(at, calendar, warn_ratio)`, built in one go."""
+        zero = timedelta(0)
+        return cls(
+            name,
+            target,
+            running_since=at,
+            warn_at=_reached(at, zero, (), target * warn_ratio, calendar),
+            due_at=_reached(at, zero, (), target, calendar),
+        )
+
     def start(self, at: datetime, calendar: Calendar, warn_ratio: float) -> Clock:
         """Returns the clock running from `at`, its deadlines computed from its history."""
-        running = replace(self, running_since=at, paused=False, met=False, stopped_at=None)
-        return running._with_deadlines(calendar, warn_ratio)
+        consumed, history, target = self.consumed, self.history, self.target
+        # The running clock's deadlines (its `reached_at`), computed before it is built.
+        warn_at = (
+            None if self.warned else _reached(at, consumed, history, target * warn_ratio, calendar)
+        )
+        due_at = _reached(at, consumed, history, target, calendar)
+        return replace(
+            self,
+            running_since=at,
+            paused=False,
+            met=False,
+            stopped_at=None,
+            warn_at=warn_at,
+            due_at=due_at,
+        )
 
     def halt(self, at: datetime, calendar: Calendar) -> Clock:
         """Returns the clock with its running segment added to `consumed` (not running)."""
@@ -151,9 +170,24 @@ class Clock:
             return rebased
         return rebased.start(self.running_since, calendar, warn_ratio)
 
-    def _with_deadlines(self, calendar: Calendar, warn_ratio: float) -> Clock:
-        warn_at = None if self.warned else self.reached_at(self.target * warn_ratio, calendar)
-        return replace(self, due_at=self.reached_at(self.target, calendar), warn_at=warn_at)
+
+def _reached(
+    running_since: datetime | None,
+    consumed: timedelta,
+    history: tuple[Span, ...],
+    amount: timedelta,
+    calendar: Calendar,
+) -> datetime | None:
+    """`Clock.reached_at` of a clock with these fields."""
+    if running_since is not None and consumed <= amount:
+        return calendar.add_business_time(running_since, amount - consumed)
+    used = timedelta(0)
+    for start, end in history:
+        span = calendar.business_time_between(start, end)
+        if used + span >= amount:
+            return calendar.add_business_time(start, max(amount - used, timedelta(0)))
+        used += span
+    return None
 
 
 def _extend(history: tuple[Span, ...], span: Span) -> tuple[Span, ...]:
@@ -180,8 +214,8 @@ class TicketClocks:
     ) -> TicketClocks:
         """Both clocks running from the opening."""
         return cls(
-            Clock(FIRST_RESPONSE, targets.first_response).start(at, calendar, warn_ratio),
-            Clock(RESOLUTION, targets.resolution).start(at, calendar, warn_ratio),
+            Clock.started(FIRST_RESPONSE, targets.first_response, at, calendar, warn_ratio),
+            Clock.started(RESOLUTION, targets.resolution, at, calendar, warn_ratio),
         )
 
     def clocks(self) -> tuple[Clock, Clock]:

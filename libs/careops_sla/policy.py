@@ -81,6 +81,11 @@ class SlaPolicy:
     overrides: tuple[Override, ...] = ()
     type_resolution: Mapping[str, timedelta] = field(default_factory=dict, hash=False)
     pausing_hold_reasons: frozenset[str] = DEFAULT_PAUSING_HOLD_REASONS
+    # targets_for's answers per grid cell: the policy is immutable, so each is computed once
+    # (every OpenTicket asks). Not part of the policy: no init, repr, comparison or hash.
+    _targets: dict[tuple[str, str, str, str], SlaTargets] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         """Validates the tables' keys and calendars and freezes the mappings."""
@@ -122,6 +127,15 @@ class SlaPolicy:
     ) -> SlaTargets:
         """The first-response and resolution targets (business time) of one grid cell; a
         ticket type with a `type_resolution` target replaces the priority's resolution."""
+        cell = (channel, priority, tier, ticket_type)
+        targets = self._targets.get(cell)
+        if targets is None:
+            targets = self._targets_of(channel, priority, tier, ticket_type)
+            if not ticket_type or ticket_type in TICKET_TYPES:  # a bounded set of cells
+                self._targets[cell] = targets
+        return targets
+
+    def _targets_of(self, channel: str, priority: str, tier: str, ticket_type: str) -> SlaTargets:
         _known("channel", channel, CHANNELS)
         _known("priority", priority, PRIORITIES)
         _known("tier", tier, TIERS)

@@ -56,3 +56,39 @@ def test_anger_wins_ties() -> None:
     result = classify("angry thanks great")  # 2.0 angry vs 2.5 satisfied
     assert result.emotion is Emotion.SATISFIED
     assert classify("angry excellent").emotion is Emotion.ANGRY  # 2.0 vs 2.0
+
+
+def _texts() -> list[str]:
+    """The labelled sample, and every lexicon term alone, negated, intensified, inside a
+    sentence, next to each other and in the other language's company."""
+    from careops_emotion import CHINESE_NEGATORS, ENGLISH_INTENSIFIERS, ENGLISH_NEGATORS, LEXICON
+    from careops_emotion.tests.test_accuracy import load_sample
+
+    texts = [text for _label, text in load_sample()]
+    terms = sorted(LEXICON)
+    for index, term in enumerate(terms):
+        neighbour = terms[(index + 7) % len(terms)]
+        texts += [
+            term,
+            term.upper(),
+            f"well, {term}!",
+            f"{term} {neighbour}",
+            f"{neighbour}{term}",
+            f"{sorted(ENGLISH_NEGATORS)[index % len(ENGLISH_NEGATORS)]} {term}",
+            f"{sorted(ENGLISH_INTENSIFIERS)[index % len(ENGLISH_INTENSIFIERS)]} {term} today",
+            f"{CHINESE_NEGATORS[index % len(CHINESE_NEGATORS)]}{term}",
+            f"我{term}，order 42 {neighbour}",
+        ]
+    return texts
+
+
+def test_the_shortcuts_find_what_the_full_search_finds() -> None:
+    """Pairs of tokens are tried only after a word a two-word term starts with, and Chinese
+    terms only in a text with a CJK character: the matches are those of trying everything."""
+    from careops_emotion import EVERY_PAIR, _chinese, _english
+
+    texts = _texts()
+    assert len(texts) > 500
+    for text in texts:
+        assert _english(text) == _english(text, EVERY_PAIR), text
+        assert _chinese(text) == _chinese(text, shortcut=False), text

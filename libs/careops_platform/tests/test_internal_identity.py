@@ -8,6 +8,7 @@ claims, unary and server-streaming alike.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -260,6 +261,32 @@ async def test_the_signed_principal_is_the_caller_whatever_careops_actor_claims(
         async for _ in _ask(channel, "Watch")(health_pb2.HealthCheckRequest(), metadata=claim):
             pass
     assert CALLS == [(ANN, "ann"), (ANN, "ann")]
+
+
+async def test_concurrent_calls_each_run_as_their_own_caller(walled: tuple[str, Path]) -> None:
+    """The wall makes the principal current for the call's own task: calls of two principals
+    in flight at once, unary and streaming, each see theirs, and a call after them without
+    an identity is refused (nothing of an earlier call's principal is left)."""
+    address, data_dir = walled
+    signer = InternalSigner.embedded(data_dir)
+    bob = Principal("bob", frozenset({ADMIN}), "cli")
+
+    async def calls(principal: Principal) -> None:
+        async with grpc.aio.insecure_channel(
+            address, interceptors=identity_interceptors(signer, principal)
+        ) as channel:
+            ask, watch = _ask(channel), _ask(channel, "Watch")
+            await asyncio.gather(*(ask(health_pb2.HealthCheckRequest()) for _ in range(10)))
+            async for _ in watch(health_pb2.HealthCheckRequest()):
+                pass
+
+    await asyncio.gather(calls(ANN), calls(bob))
+    assert sorted(CALLS, key=lambda call: call[1]) == [(ANN, "ann")] * 11 + [(bob, "bob")] * 11
+    async with grpc.aio.insecure_channel(address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _ask(channel)(health_pb2.HealthCheckRequest())
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert len(CALLS) == 22
 
 
 def test_a_bad_verify_key_file_stops_the_process_naming_it(

@@ -8,7 +8,9 @@ import logging
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from careops_platform.collectors import cached_labels
 from careops_platform.logs import JsonFormatter
 from careops_platform.settings import ServiceSettings, load_settings
 from careops_platform.telemetry import tracer_provider
@@ -65,3 +67,18 @@ def test_without_an_endpoint_spans_are_not_recorded_but_their_ids_still_flow() -
     )
     with tracer.start_as_current_span("continued", context=sampled) as child:
         assert child.is_recording()
+
+
+def test_cached_labels_return_the_series_labels_returns_created_at_first_use() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("calls_total", "Calls.", ["method", "code"], registry=registry)
+    labels = cached_labels(counter)
+    assert b"calls_total{" not in generate_latest(registry)
+    labels("/a", "OK").inc()
+    labels("/a", "OK").inc(2)
+    assert labels("/a", "OK") is counter.labels("/a", "OK")
+    counter.labels("/a", "NOT_FOUND").inc()
+    assert labels("/a", "NOT_FOUND") is counter.labels("/a", "NOT_FOUND")
+    text = generate_latest(registry).decode()
+    assert 'calls_total{code="OK",method="/a"} 3.0' in text
+    assert 'calls_total{code="NOT_FOUND",method="/a"} 1.0' in text

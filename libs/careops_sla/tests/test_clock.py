@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import careops_sla as sla
@@ -51,3 +52,31 @@ def test_due_time_after_a_retarget_comes_from_the_history_in_business_time() -> 
 def test_a_stopped_clock_keeps_its_outcome_under_a_new_target() -> None:
     stopped = started().stop(T0 + timedelta(seconds=50), CAL)
     assert stopped.retarget(timedelta(seconds=30), T0 + MINUTE, CAL, 0.8) == stopped
+
+
+def _started_in_two_steps(
+    clock: sla.Clock, at: datetime, calendar: sla.BusinessCalendar
+) -> sla.Clock:
+    """What `start` did before it was built in one go: running first, then its deadlines."""
+    running = replace(clock, running_since=at, paused=False, met=False, stopped_at=None)
+    warn_at = None if running.warned else running.reached_at(running.target * 0.8, calendar)
+    return replace(running, due_at=running.reached_at(running.target, calendar), warn_at=warn_at)
+
+
+def test_start_and_started_build_the_clock_the_two_steps_built() -> None:
+    friday_evening = datetime(2026, 3, 6, 19, 0, tzinfo=UTC)
+    for calendar in (CAL, OFFICE):
+        for at in (T0, T0 + timedelta(hours=8, minutes=59), friday_evening):
+            for target in (timedelta(0), MINUTE, timedelta(hours=20)):
+                fresh = sla.Clock("resolution", target)
+                assert sla.Clock.started("resolution", target, at, calendar, 0.8) == (
+                    _started_in_two_steps(fresh, at, calendar)
+                )
+                assert fresh.start(at, calendar, 0.8) == _started_in_two_steps(fresh, at, calendar)
+                paused = fresh.start(T0, calendar, 0.8).pause(T0 + timedelta(hours=2), calendar)
+                warned = replace(paused, warned=True)
+                for clock in (paused, warned, replace(paused, breached=True)):
+                    later = at + timedelta(days=1)
+                    assert clock.start(later, calendar, 0.8) == _started_in_two_steps(
+                        clock, later, calendar
+                    )

@@ -132,3 +132,27 @@ def test_the_holidays_are_the_librarys_and_the_custom_one() -> None:
         assert BERLIN.business_time_between(opens, opens + timedelta(days=1)) == timedelta(
             hours=7, minutes=30
         )
+
+
+def test_targets_are_remembered_per_cell_and_equal_a_fresh_policys() -> None:
+    overridden = policy(
+        type_resolution={"fault": "6h"},
+        overrides=[{"channel": "email", "priority": "urgent", "first_response": "5m"}],
+    )
+    fresh = policy(
+        type_resolution={"fault": "6h"},
+        overrides=[{"channel": "email", "priority": "urgent", "first_response": "5m"}],
+    )
+    for channel in sla.CHANNELS:
+        for priority in sla.PRIORITIES:
+            for ticket_type in ("", *sla.TICKET_TYPES):
+                cell = {"channel": channel, "priority": priority, "tier": "regular"}
+                first = overridden.targets_for(**cell, ticket_type=ticket_type)
+                assert overridden.targets_for(**cell, ticket_type=ticket_type) is first
+                assert first == fresh._targets_of(channel, priority, "regular", ticket_type)
+    # What it remembers is not part of the policy.
+    assert overridden == fresh and repr(overridden) == repr(fresh)
+    assert overridden.targets_for(channel="chat", priority="low", tier="regular", ticket_type="x")
+    assert len(overridden._targets) == len(sla.CHANNELS) * len(sla.PRIORITIES) * 5
+    with pytest.raises(sla.PolicyError):
+        overridden.targets_for(channel="fax", priority="low", tier="regular")

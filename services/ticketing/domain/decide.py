@@ -206,7 +206,7 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
     )
     clocks = TicketClocks.opened(targets, now, ctx.calendar, policy.warn_ratio)
     emotion = classify(f"{command.subject}\n{command.description}").emotion
-    opened = [
+    opened: list[TicketEvent] = [
         TicketOpened(
             ticket_id=state.ticket_id,
             customer_id=command.customer_id.strip(),
@@ -222,6 +222,8 @@ def _open(state: Ticket, command: OpenTicket, now: datetime, policy: Policy) -> 
             sla_policy_version=policy.version,
         )
     ]
+    if emotion is not Emotion.ANGRY:
+        return opened  # only anger has effects (_emotion_effects): no state to evolve for them
     state = evolve(state, opened[0], now)
     return [*opened, *_emotion_effects(state, emotion, ctx)]
 
