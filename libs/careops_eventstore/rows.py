@@ -177,8 +177,8 @@ def _build_plan(dialect: Dialect, statement: Executable, keys: frozenset[str]) -
         or compiled.escaped_bind_names
         or compiled.effective_returning
         or compiled._render_postcompile
-        # An INSERT the dialect sends as one statement of many VALUES (PostgreSQL): one round
-        # trip and one statement for the server, which per-row executemany would not be.
+        # An INSERT the dialect sends as one statement of many VALUES (psycopg2's, not psycopg
+        # 3's without RETURNING): one statement for the server, which executemany is not.
         or compiled._insertmanyvalues is not None
         or compiled.schema_translate_map
         or (compiled._collect_params and compiled._collected_params)
