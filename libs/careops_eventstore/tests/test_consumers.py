@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 from nats.aio.msg import Msg
-from nats.js import api
 from nats.errors import NotJSMessageError
+from nats.js import api
 
 from careops_eventstore.consumers import delivery, fetch_batch, pending
 from careops_eventstore.jetstream import connect

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from careops.events.v1.envelope_pb2 import EventBatch
-from nats.aio.msg import Msg
 from careops.ticketing.v1 import events_pb2
+from nats.aio.msg import Msg
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, create_engine, select
 from sqlalchemy.exc import OperationalError
