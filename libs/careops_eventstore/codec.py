@@ -368,12 +368,6 @@ def _from_duration(raw: duration_pb2.Duration) -> timedelta:
     return timedelta(0, raw.seconds, micros)
 
 
-@cache
-def _type_url(proto: type[Message]) -> str:
-    """The type URL `Any.Pack` writes for `proto`."""
-    return f"type.googleapis.com/{proto.DESCRIPTOR.full_name}"
-
-
 class EventCodec:
     """Maps a context's domain event classes to protobuf messages and envelopes."""
 
@@ -385,6 +379,11 @@ class EventCodec:
     ) -> None:
         self._to_proto = dict(mapping)
         self._by_type_name = {proto.DESCRIPTOR.full_name: cls for cls, proto in mapping.items()}
+        # The type URL `Any.Pack` writes for each message.
+        self._type_urls = {
+            cls: f"type.googleapis.com/{proto.DESCRIPTOR.full_name}"
+            for cls, proto in mapping.items()
+        }
         # Free text an event writes only inside its `sealed` field once that is set (the
         # application sealed it for its owner, careops_platform.sealing): never in clear.
         self._sealed_fields = dict(sealed_fields or {})
@@ -450,7 +449,7 @@ class EventCodec:
         proto = self._to_proto[cls]
         message = proto()
         payload = envelope.payload
-        if payload.type_url == _type_url(proto):
+        if payload.type_url == self._type_urls[cls]:
             # What Unpack does once its Is() has compared the type's name.
             message.ParseFromString(payload.value)
         elif not payload.Unpack(message):

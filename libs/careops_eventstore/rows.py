@@ -24,6 +24,7 @@ can serialise faster than `json.dumps` of a built dict does not pay for both.
 from __future__ import annotations
 
 import contextlib
+import typing
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ def _build_plan(dialect: Dialect, statement: Executable, keys: frozenset[str]) -
     # bind's key, else its name), or the statement's own value.
     source: dict[str, str] = {}
     for number, (bind, name) in enumerate(compiled.bind_names.items()):
-        processor = processors.get(name)
+        processor = typing.cast(Callable[[Any], Any] | None, processors.get(name))
         if bind.key in keys or name in keys:
             value = f"r[{(bind.key if bind.key in keys else name)!r}]"
             if processor is not None:

@@ -81,7 +81,8 @@ async def test_fetch_batch_fills_batches_from_a_backlog_and_returns_what_there_i
         config = api.ConsumerConfig(durable_name="d", ack_policy=api.AckPolicy.ALL)
         await js.add_consumer(stream, config)
         subscription = await js.pull_subscribe_bind(durable="d", stream=stream)
-        sizes, received = [], []
+        sizes: list[int] = []
+        received: list[int] = []
         while len(received) < 600:
             batch = await fetch_batch(subscription, 256)
             sizes.append(len(batch))
