@@ -150,7 +150,7 @@ _MAX_PLANS = 1024
 
 
 def _plan(connection: Connection, statement: Executable, row: Mapping[str, Any]) -> _Plan | None:
-    if connection._execution_options.get("schema_translate_map"):
+    if connection.get_execution_options().get("schema_translate_map"):
         return None
     dialect = connection.dialect
     keys = frozenset(row)
