@@ -42,8 +42,9 @@ async def fetch_batch(
     return [*first, *rest]
 
 
-# A no-wait request is answered at once; this bounds the wait should the answer never come.
-_ANSWER_WAIT_SECONDS = 0.25
+# A no-wait request is answered at once; this bounds the wait should the answer never come (a
+# loaded machine may take its time: a batch cut short is only smaller).
+_ANSWER_WAIT_SECONDS = 1.0
 
 
 async def _fetch_waiting(
