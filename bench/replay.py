@@ -9,8 +9,10 @@ through TicketingApp on the in-memory store, and its messages are copied to JetS
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -20,6 +22,7 @@ from careops_eventstore.memory import InMemoryEventStore
 from careops_eventstore.model import RecordedBatch
 from careops_eventstore.projection import ProjectionRunner, apply_batch
 from careops_platform.db import make_engine, migrate
+from careops_platform.runtime import settle_heap
 from careops_sla import default_policy
 from ticketing.application import CODEC, STREAM, TicketingApp
 from ticketing.projections import TicketListProjection
@@ -110,8 +113,30 @@ async def replay_with_apply_batch(url: str, database_url: str, events: int) -> d
     }
 
 
+@contextlib.contextmanager
+def serving_heap() -> Iterator[None]:
+    """The heap as a serving process has it while the block runs: a rebuild runs in the
+    service process (ProjectionAdminService), whose heap `serve` settled once it served
+    (careops_platform.runtime.settle_heap: start-up's objects frozen out of the collector's
+    reach, the young generation collected less often). This process's collector is restored
+    afterwards, so the benchmarks after this one run as before."""
+    thresholds = gc.get_threshold()
+    settle_heap()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
 async def replay_with_runner(url: str, database_url: str, events: int) -> dict[str, Any]:
-    """A fresh ProjectionRunner (durable pull consumer, batches of 256) from sequence 0."""
+    """A fresh ProjectionRunner (durable pull consumer, batches of 256) from sequence 0, in a
+    heap settled as a service's is (`serving_heap`)."""
+    with serving_heap():
+        return await _replay_with_runner(url, database_url, events)
+
+
+async def _replay_with_runner(url: str, database_url: str, events: int) -> dict[str, Any]:
     engine = make_engine(database_url)
     await asyncio.to_thread(migrate, engine, MIGRATIONS)
     nc = await connect(url, name="bench-replay-runner")
@@ -196,7 +221,8 @@ async def run(quick: bool) -> dict[str, Any]:
         " read_stream + apply_batch: the same work done step by step, timed per step; apply_s"
         " includes decode_s (protobuf -> domain dataclasses, measured separately)."
         " events_per_cpu_s: events per CPU second of this process (all its threads; not the"
-        " database server's nor nats-server's)"
+        " database server's nor nats-server's). The runner rows run with the heap settled as"
+        " in the service process that rebuilds (careops_platform.runtime.settle_heap)"
     )
     for backend, goal in GOAL_EVENTS_S.items():
         row = results.get(f"{backend}_runner")

@@ -86,8 +86,9 @@ def to_timestamp(value: datetime) -> timestamp_pb2.Timestamp:
 
 
 def from_timestamp(stamp: timestamp_pb2.Timestamp) -> datetime:
-    # Equal to ToDatetime(tzinfo=UTC) (nanos are always ≥ 0), without its normalising steps.
-    return _EPOCH + timedelta(seconds=stamp.seconds, microseconds=stamp.nanos // 1000)
+    # Equal to ToDatetime(tzinfo=UTC) (nanos are always ≥ 0), without its normalising steps;
+    # timedelta(days, seconds, microseconds) positionally: a third cheaper than by keyword.
+    return _EPOCH + timedelta(0, stamp.seconds, stamp.nanos // 1000)
 
 
 def set_duration(target: duration_pb2.Duration, value: timedelta) -> None:
@@ -251,22 +252,53 @@ def message_to_dataclass(message: Message, cls: type) -> Any:
 
 @cache
 def _builder(cls: type, descriptor: Any) -> Callable[[Message], Any]:
-    """One function per type pair that reads every field and calls `cls` with them: the
+    """One function per type pair that reads every field and builds `cls` from them: the
     readers' loop, its dict and its per-field branches unrolled once (the way `dataclasses`
-    writes `__init__`). A decode of a TicketOpened reads ~35 fields, its SLA clocks included."""
-    names: dict[str, Any] = {"cls": cls}
+    writes `__init__`). A decode of a TicketOpened reads ~35 fields, its SLA clocks included.
+
+    A timestamp's conversion is written inline, and a plain dataclass (see `_plain_init`) is
+    filled without its `__init__`: a frozen dataclass's `__init__` sets each field through
+    `object.__setattr__`, a third of a clock snapshot's decode. The instance is the one
+    `cls(**fields)` builds: the same attributes, in the same order."""
+    names: dict[str, Any] = {"cls": cls, "new": object.__new__, "E": _EPOCH, "td": timedelta}
     arguments = []
     for index, (name, optional, absent, read) in enumerate(_readers(cls, descriptor)):
-        value = f"m.{name}" if read is None else f"r{index}(m.{name})"
-        if read is not None:
+        if read is from_timestamp:
+            value = f"(E + td(0, (x := m.{name}).seconds, x.nanos // 1000))"
+        elif read is None:
+            value = f"m.{name}"
+        else:
             names[f"r{index}"] = read
+            value = f"r{index}(m.{name})"
         if optional:
             names[f"a{index}"] = absent
             value = f"({value} if m.HasField({name!r}) else a{index})"
         arguments.append(f"{name}={value}")
-    source = f"def build(m):\n    return cls({', '.join(arguments)})\n"
+    if _plain_init(cls):
+        body = f"o = new(cls)\n    o.__dict__.update({', '.join(arguments)})\n    return o"
+    else:
+        body = f"return cls({', '.join(arguments)})"
+    source = f"def build(m):\n    {body}\n"
     exec(source, names)  # noqa: S102 - the source is built from field names only
     return typing.cast(Callable[[Message], Any], names["build"])
+
+
+def _plain_init(cls: type) -> bool:
+    """True if `cls(**fields)` only stores its fields: a dataclass with the `__init__` that
+    `dataclasses` wrote (every field an argument), no `__post_init__`, no slots, and neither
+    `__new__` nor `__setattr__` of its own (a frozen dataclass's refusing one aside)."""
+    if not dataclasses.is_dataclass(cls) or "__slots__" in cls.__dict__:
+        return False
+    code = getattr(cls.__dict__.get("__init__"), "__code__", None)
+    frozen = bool(cls.__dataclass_params__.frozen)  # type: ignore[attr-defined]
+    return (
+        code is not None
+        and code.co_filename == "<string>"  # dataclasses execs the source it writes
+        and all(field.init for field in dataclasses.fields(cls))
+        and not hasattr(cls, "__post_init__")
+        and cls.__new__ is object.__new__
+        and (frozen or cls.__setattr__ is object.__setattr__)
+    )
 
 
 _Reader = tuple[str, bool, Any, Callable[[Any], Any] | None]
@@ -311,15 +343,29 @@ def _conversion(field: _Field) -> Callable[[Any], Any] | None:
         return from_timestamp
     if field.hint is timedelta:
         return _from_duration
-    hint = field.hint
-    return lambda raw: message_to_dataclass(raw, hint)
+    return _Nested(field.hint)
+
+
+class _Nested:
+    """Reads a nested message with its type pair's builder, found on first use (a message type
+    may contain itself)."""
+
+    def __init__(self, hint: type) -> None:
+        self._hint = hint
+        self._build: Callable[[Message], Any] | None = None
+
+    def __call__(self, raw: Message) -> Any:
+        build = self._build
+        if build is None:
+            build = self._build = _builder(self._hint, raw.DESCRIPTOR)
+        return build(raw)
 
 
 def _from_duration(raw: duration_pb2.Duration) -> timedelta:
     # ToTimedelta's value (nanos rounded toward zero) without its generic checks.
     nanos = raw.nanos
     micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
-    return timedelta(seconds=raw.seconds, microseconds=micros)
+    return timedelta(0, raw.seconds, micros)
 
 
 class EventCodec:
@@ -333,6 +379,11 @@ class EventCodec:
     ) -> None:
         self._to_proto = dict(mapping)
         self._by_type_name = {proto.DESCRIPTOR.full_name: cls for cls, proto in mapping.items()}
+        # The type URL `Any.Pack` writes for each message.
+        self._type_urls = {
+            cls: f"type.googleapis.com/{proto.DESCRIPTOR.full_name}"
+            for cls, proto in mapping.items()
+        }
         # Free text an event writes only inside its `sealed` field once that is set (the
         # application sealed it for its owner, careops_platform.sealing): never in clear.
         self._sealed_fields = dict(sealed_fields or {})
@@ -395,10 +446,15 @@ class EventCodec:
         cls = self._by_type_name.get(envelope.type)
         if cls is None:
             raise UnknownEventType(envelope.type)
-        message = self._to_proto[cls]()
-        if not envelope.payload.Unpack(message):
-            raise UnknownEventType(f"{envelope.type}: payload is {envelope.payload.TypeName()}")
-        return message_to_dataclass(message, cls)
+        proto = self._to_proto[cls]
+        message = proto()
+        payload = envelope.payload
+        if payload.type_url == self._type_urls[cls]:
+            # What Unpack does once its Is() has compared the type's name.
+            message.ParseFromString(payload.value)
+        elif not payload.Unpack(message):
+            raise UnknownEventType(f"{envelope.type}: payload is {payload.TypeName()}")
+        return _builder(cls, proto.DESCRIPTOR)(message)
 
     def decode_batch(self, batch: EventBatch) -> list[DecodedEvent]:
         """Decodes the known events of a batch, skipping unknown types."""

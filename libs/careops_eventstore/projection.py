@@ -42,6 +42,7 @@ from careops_eventstore.consumers import (
     ConsumerRequests,
     ConsumerStatus,
     ProgressWatch,
+    delivery,
     fetch_batch,
     pending,
 )
@@ -403,7 +404,7 @@ class ProjectionGroup:
         messages), and whether one is missing. Stream sequences cannot tell: a filtered
         consumer skips the stream's other subjects."""
         for index, message in enumerate(messages):
-            delivered = message.metadata.sequence.consumer
+            _stream, delivered = delivery(message)
             if delivered > self._next_delivery:
                 log.info(
                     "delivery %d missing (got %d); resyncing",
@@ -423,7 +424,7 @@ class ProjectionGroup:
             raise _Resync()
 
     async def _apply(self, messages: list[Msg]) -> None:
-        sequences = [message.metadata.sequence.stream for message in messages]
+        sequences = [delivery(message)[0] for message in messages]
         started = time.perf_counter()
         started_ns = time.time_ns()
         outcomes = await asyncio.to_thread(
@@ -464,7 +465,7 @@ class ProjectionGroup:
             if not message.headers or "traceparent" not in message.headers:
                 continue
             context = propagate.extract(dict(message.headers))
-            sequence = message.metadata.sequence.stream
+            sequence, _delivered = delivery(message)
             for name in self.members:
                 span = tracer.start_span(
                     f"project {name}",

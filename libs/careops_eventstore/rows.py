@@ -24,13 +24,15 @@ can serialise faster than `json.dumps` of a built dict does not pay for both.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+import typing
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, Connection, Dialect
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.types import TypeDecorator
 
 
@@ -114,8 +116,101 @@ class StatementBatch:
         self.discard()
         for group in groups:
             parameters = group.parameters
-            single = len(parameters) == 1
-            self.connection.execute(group.statement, parameters[0] if single else parameters)
+            if len(parameters) == 1:
+                self.connection.execute(group.statement, parameters[0])
+            else:
+                execute_many(self.connection, group.statement, parameters)
+
+
+def execute_many(
+    connection: Connection, statement: Executable, parameters: Sequence[Mapping[str, Any]]
+) -> None:
+    """`connection.execute(statement, parameters)` for parameter sets that all name the same
+    keys, with the per-row work done once per statement: SQLAlchemy builds a dict of every bind
+    per row (`construct_params`) and then looks up each value's type processor; here the
+    statement is compiled as `execute` compiles it, each row's DBAPI parameters come from a
+    function built once for those keys (the same processors, the statement's own constants
+    processed once), and the DBAPI's `executemany` gets them through `exec_driver_sql` (the
+    same cursor events and error wrapping). A statement this does not cover (Python-side
+    defaults, expanding or literal-execute parameters, RETURNING, escaped names, a schema
+    translate map, an INSERT of "insertmanyvalues") runs through `execute` as before."""
+    plan = _plan(connection, statement, parameters[0])
+    if plan is None:
+        connection.execute(statement, list(parameters))
+        return
+    sql, make = plan
+    connection.exec_driver_sql(sql, list(map(make, parameters)))
+
+
+_Plan = tuple[str, Callable[[Mapping[str, Any]], Any]]
+# (id of the statement, id of the dialect, keys) -> (statement, dialect, plan or None): the
+# statement and dialect are held so that their ids stay theirs.
+_PLANS: dict[tuple[int, int, frozenset[str]], tuple[Executable, Dialect, _Plan | None]] = {}
+_MAX_PLANS = 1024
+
+
+def _plan(connection: Connection, statement: Executable, row: Mapping[str, Any]) -> _Plan | None:
+    if connection.get_execution_options().get("schema_translate_map"):
+        return None
+    dialect = connection.dialect
+    keys = frozenset(row)
+    cache_key = (id(statement), id(dialect), keys)
+    found = _PLANS.get(cache_key)
+    if found is not None and found[0] is statement and found[1] is dialect:
+        return found[2]
+    plan = _build_plan(dialect, statement, keys)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[cache_key] = (statement, dialect, plan)
+    return plan
+
+
+def _build_plan(dialect: Dialect, statement: Executable, keys: frozenset[str]) -> _Plan | None:
+    """The SQL and row function `execute_many` uses, or None where it does not apply."""
+    if not isinstance(statement, ClauseElement):
+        return None
+    compiled = statement.compile(dialect=dialect, column_keys=sorted(keys), for_executemany=True)
+    if not isinstance(compiled, SQLCompiler) or (
+        compiled.insert_prefetch
+        or compiled.update_prefetch
+        or compiled.literal_execute_params
+        or compiled.post_compile_params
+        or compiled.escaped_bind_names
+        or compiled.effective_returning
+        or compiled._render_postcompile
+        # An INSERT the dialect sends as one statement of many VALUES (psycopg2's, not psycopg
+        # 3's without RETURNING): one statement for the server, which executemany is not.
+        or compiled._insertmanyvalues is not None
+        or compiled.schema_translate_map
+        or (compiled._collect_params and compiled._collected_params)
+    ):
+        return None
+    processors = compiled._bind_processors
+    names: dict[str, Any] = {}
+    # Where each bind's value comes from, as construct_params decides it: the row's key (the
+    # bind's key, else its name), or the statement's own value.
+    source: dict[str, str] = {}
+    for number, (bind, name) in enumerate(compiled.bind_names.items()):
+        processor = typing.cast(Callable[[Any], Any] | None, processors.get(name))
+        if bind.key in keys or name in keys:
+            value = f"r[{(bind.key if bind.key in keys else name)!r}]"
+            if processor is not None:
+                names[f"p{number}"] = processor
+                value = f"p{number}({value})"
+        elif bind.required or bind.callable:
+            return None  # execute raises for the missing value, or calls it per row
+        else:
+            names[f"c{number}"] = processor(bind.value) if processor else bind.value
+            value = f"c{number}"
+        source[name] = value
+    if compiled.positional:
+        if dialect.execute_sequence_format is not tuple or compiled.positiontup is None:
+            return None
+        body = "(" + "".join(f"{source[name]}, " for name in compiled.positiontup) + ")"
+    else:
+        body = "{" + ", ".join(f"{name!r}: {value}" for name, value in source.items()) + "}"
+    exec(f"def make(r):\n    return {body}\n", names)  # noqa: S102 - names and keys only
+    return compiled.string, names["make"]
 
 
 @dataclass(frozen=True)

@@ -198,8 +198,9 @@ class TicketListProjection:
 def _opened(texts: TextSealer | None, payload: Any, connection: Connection) -> Any:
     """The event with its sealed free text opened (blocking key read: apply runs in a worker
     thread); as it is without a sealer."""
-    scope = connection.get_transaction()
-    return texts.open(payload, scope) if texts is not None else payload
+    if texts is None:
+        return payload
+    return texts.open(payload, connection.get_transaction())
 
 
 # ----------------------------------------------------------------------------- the conversation

@@ -242,11 +242,11 @@ def nearest_due(clocks: tuple[SlaClockSnapshot, ...]) -> datetime | None:
     return min(dues, default=None)
 
 
-_MILLISECOND = timedelta(milliseconds=1)
-
-
 def _ms(value: timedelta) -> int:
-    return int(value / _MILLISECOND)
+    """`int(value / timedelta(milliseconds=1))` (toward zero), in integer arithmetic: the
+    ticket list writes two of these per clock of nearly every event."""
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    return micros // 1000 if micros >= 0 else -(-micros // 1000)
 
 
 def _iso(value: datetime | None) -> str | None:

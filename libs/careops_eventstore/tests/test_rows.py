@@ -11,14 +11,18 @@ from typing import Any
 
 import pytest
 from sqlalchemy import (
+    JSON,
+    Boolean,
     Column,
     Connection,
+    DateTime,
     Engine,
     Integer,
     MetaData,
     String,
     Table,
     bindparam,
+    case,
     create_engine,
     event,
     insert,
@@ -28,7 +32,7 @@ from sqlalchemy import (
 
 from careops_eventstore.batches import apply_batch
 from careops_eventstore.codec import DecodedEvent, EnvelopeContext
-from careops_eventstore.rows import batching, rows
+from careops_eventstore.rows import EncodedJSON, batching, rows
 from careops_eventstore.sqlstate import list_parked
 from careops_eventstore.sqlstate import metadata as shared_metadata
 from careops_eventstore.tests.test_runner import CODEC, Closed, message
@@ -211,3 +215,99 @@ def test_a_message_refused_half_way_leaves_none_of_its_buffered_writes(engine: E
     assert outcome.parked == [2]
     # "c" was buffered before "bad" raised: it went with its message.
     assert content(engine) == {"a": 1, "b": 1, "d": 3, "e": 3}
+
+
+kinds = Table(
+    "rows_kinds",
+    own,
+    Column("key", String(20), primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("flag", Boolean, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Column("doc", JSON, nullable=True),
+    Column("encoded", EncodedJSON, nullable=True),
+    Column("note", String(20), nullable=False, default=""),
+)
+_K = kinds.c
+_KINDS_INSERT = insert(kinds)
+# Bound values, the statement's own constants (a literal flag and note, a CASE and its
+# literals) and an expression of the row, as the ticket list's updates are built.
+_KINDS_UPDATE = (
+    update(kinds)
+    .where(_K.key == bindparam("k"))
+    .values(
+        n=_K.n + bindparam("delta"),
+        flag=True,
+        note="",
+        state=case((_K.state == "open", "busy"), else_=_K.state),
+        at=bindparam("at"),
+        encoded=bindparam("clocks"),
+    )
+)
+
+
+def kinds_writes() -> list[tuple[Any, dict[str, Any], str]]:
+    at = datetime(2026, 12, 3, 6, 30, 1, 250_000, tzinfo=UTC)
+    writes: list[tuple[Any, dict[str, Any], str]] = []
+    for number in range(6):
+        key = f"k{number}"
+        row = {
+            "key": key,
+            "n": number,
+            "flag": number % 2 == 0,
+            "state": "open" if number < 4 else "done",
+            "at": at.replace(second=number) if number != 3 else None,
+            "doc": {"number": number, "text": "é"} if number != 2 else None,
+            "encoded": '[{"clock": "first_response"}]' if number % 2 else [{"n": number}],
+            "note": "x",
+        }
+        writes.append((_KINDS_INSERT, row, key))
+    for number in (0, 1, 2, 0, 5):
+        key = f"k{number}"
+        parameters = {"k": key, "delta": 10, "at": at.replace(minute=number), "clocks": "[]"}
+        writes.append((_KINDS_UPDATE, parameters, key))
+    return writes
+
+
+def raw_kinds(engine: Engine) -> list[tuple[Any, ...]]:
+    """The table as the DBAPI returns it (no SQLAlchemy type processing): the stored values."""
+    with engine.connect() as connection:
+        query = "SELECT key, n, flag, state, at, doc, encoded, note FROM rows_kinds ORDER BY key"
+        return [tuple(row) for row in connection.exec_driver_sql(query)]
+
+
+def test_executemany_stores_what_execute_stores_on_either_database(
+    read_model_engine: Engine,
+) -> None:
+    """Groups of several rows go to the DBAPI with parameters built once per statement; the
+    stored values (SQLite's datetime text, JSON text, booleans; PostgreSQL's types) are those
+    of the same writes sent one at a time through `execute`."""
+    engine = read_model_engine
+    own.create_all(engine, tables=[kinds])
+    writes = kinds_writes()
+    with engine.begin() as connection:
+        write_all(connection, writes)  # no batch: each through execute
+    one_at_a_time = raw_kinds(engine)
+    with engine.begin() as connection:
+        connection.execute(kinds.delete())
+    prepared: list[bool] = []
+
+    def before(*args: Any) -> None:
+        context, executemany = args[4], args[5]
+        if executemany:
+            prepared.append(context.compiled is None)  # exec_driver_sql: no compiled statement
+
+    event.listen(engine, "before_cursor_execute", before)
+    for _round in range(2):  # the second round reuses the plans of the first
+        with engine.begin() as connection, batching(connection) as buffer:
+            write_all(connection, writes)
+            buffer.flush()
+        assert raw_kinds(engine) == one_at_a_time
+        with engine.begin() as connection:
+            connection.execute(kinds.delete())
+    # The inserts, then the updates (k0's second joins its group: nothing of k0 runs between),
+    # per round, both through the prepared parameters (psycopg 3, like SQLite, sends an
+    # INSERT without RETURNING as executemany; insertmanyvalues would be left to execute).
+    assert prepared == [True, True] * 2
+    assert one_at_a_time[0][1] == 20 and len(one_at_a_time) == 6

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops.ticketing.v1 import events_pb2
+from nats.aio.msg import Msg
 from prometheus_client import REGISTRY
 from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, create_engine, select
 from sqlalchemy.exc import OperationalError
@@ -153,10 +154,10 @@ def test_empty_and_unknown_messages_are_parked_and_known_unmapped_types_ignored(
     assert rows(engine) == ["a@4"]
 
 
-def delivery(stream: int, consumer: int) -> Any:
-    return SimpleNamespace(
-        metadata=SimpleNamespace(sequence=SimpleNamespace(stream=stream, consumer=consumer))
-    )
+def delivery(stream: int, consumer: int) -> Msg:
+    """A JetStream delivery as nats-py builds it: its reply subject names the sequences."""
+    reply = f"$JS.ACK.S.proj-notes.1.{stream}.{consumer}.1764720000000000000.0"
+    return Msg(_client=None, subject="ticketing.ticket.T-1", reply=reply)  # type: ignore[arg-type]
 
 
 def runner(name: str = "notes") -> ProjectionGroup:

@@ -6,7 +6,7 @@ import json
 import threading
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,7 +31,7 @@ from tests.support import ticket_rows
 from ticketing import domain as d
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import SlaTimerProjection, TicketListProjection
-from ticketing.readmodels import clocks_json, clocks_to_json, tickets
+from ticketing.readmodels import _ms, clocks_json, clocks_to_json, tickets
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -230,6 +230,23 @@ def test_the_clocks_are_stored_as_json_dumps_writes_them() -> None:
     for clocks in snapshots:
         assert clocks_json(clocks) == json.dumps(clocks_to_json(clocks))
         assert json.loads(clocks_json(clocks)) == clocks_to_json(clocks)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        timedelta(0),
+        timedelta(microseconds=999),
+        timedelta(milliseconds=1),
+        timedelta(hours=4, microseconds=4_413_999),
+        timedelta(days=400, seconds=3, microseconds=1),
+        -timedelta(microseconds=1),
+        -timedelta(milliseconds=1, microseconds=500),
+        -timedelta(days=2, seconds=7),
+    ],
+)
+def test_milliseconds_of_a_duration_are_what_division_truncates(value: timedelta) -> None:
+    assert _ms(value) == int(value / timedelta(milliseconds=1))
 
 
 def test_stored_clocks_read_back_as_they_were(engine: Engine) -> None:
