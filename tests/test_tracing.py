@@ -133,12 +133,15 @@ async def test_trace_context_crosses_a_reaction_into_its_notifications_and_a_str
                 async for _alert in call:
                     break
                 call.cancel()
+        # The stream's span ends with its handler. A client's cancel does not always reach the
+        # handler at once (grpc 1.85: in about 1 run of 5 it ran until the server stopped), so
+        # the span is looked for once the service has stopped, which ends every handler.
 
-                def watched() -> set[str] | None:
-                    names = span_names(exporter, WATCH_TRACE_ID)
-                    return names or None
+        def watched() -> set[str] | None:
+            names = span_names(exporter, WATCH_TRACE_ID)
+            return names or None
 
-                streamed = await eventually(watched, what="the streaming RPC's span")
+        streamed = await eventually(watched, what="the streaming RPC's span")
     assert "/careops.incident.v1.IncidentService/WatchAlerts" in streamed
 
 

@@ -470,13 +470,6 @@ def _end_server_span(span: trace.Span, error: BaseException | None) -> None:
     span.end()
 
 
-def _end_open_span(span: trace.Span) -> None:
-    """Ends a span the call's handler has not ended (an SDK span stops recording at its end;
-    one that never recorded has nothing to end)."""
-    if span.is_recording():
-        span.end()
-
-
 class TracingInterceptor(grpc.aio.ServerInterceptor):
     """A server span per call, unary and streaming alike, as OpenTelemetry's
     `aio_server_interceptor()` makes it: the same tracer (instrumentation scope), span name,
@@ -538,11 +531,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                 async for message in behavior(request, context):
                     yield message
                 return
-            call = context
             span, token, context = _start_server_span(tracer, method, attributes, context)
-            # A call cancelled while its message is being sent leaves this generator suspended
-            # at `yield` until the garbage collector closes it: end the span with the call.
-            call.add_done_callback(lambda _call: _end_open_span(span))
             error: BaseException | None = None
             try:
                 async for message in behavior(request, context):
@@ -552,8 +541,7 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 otel_context.detach(token)
-                if span.is_recording():
-                    _end_server_span(span, error)
+                _end_server_span(span, error)
 
         return reshaped(handler, unary, streaming)
 
