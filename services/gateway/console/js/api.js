@@ -27,6 +27,12 @@ export function onUnauthenticated(listener) {
   listeners.add(listener);
 }
 
+// Only a refusal of the session's own token signs it out: a request sent before a sign-out (with
+// no token or the last user's) may come back refused after the next user has signed in.
+function refused(token, error) {
+  if (token === session.token()) listeners.forEach((listener) => listener(error));
+}
+
 // call("careops.ticketing.v1.TicketingService", "GetTicket", {ticketId}) -> the response JSON.
 export async function call(service, method, body = {}, { idempotencyKey } = {}) {
   const headers = { "Content-Type": "application/json" };
@@ -42,7 +48,7 @@ export async function call(service, method, body = {}, { idempotencyKey } = {}) 
   const json = text ? JSON.parse(text) : {};
   if (!response.ok) {
     const error = new ApiError(response.status, json);
-    if (error.code === Code.UNAUTHENTICATED) listeners.forEach((listener) => listener(error));
+    if (error.code === Code.UNAUTHENTICATED) refused(token, error);
     throw error;
   }
   return json;
@@ -63,7 +69,7 @@ export async function watch(service, method, body, { signal, onOpen = () => {}, 
   if (!response.ok) {
     const text = await response.text();
     const error = new ApiError(response.status, text ? JSON.parse(text) : {});
-    if (error.code === Code.UNAUTHENTICATED) listeners.forEach((listener) => listener(error));
+    if (error.code === Code.UNAUTHENTICATED) refused(token, error);
     throw error;
   }
   onOpen();
