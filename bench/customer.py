@@ -382,28 +382,22 @@ async def run(quick: bool) -> dict[str, Any]:
         p50_ms=raw["p50_ms"],
         p99_ms=raw["p99_ms"],
     )
-    for name in ("register", "purchase"):
-        row = results[name]
-        report.add(
-            measure=f"{name} over gRPC, 32 in flight (client in a child process)",
-            ops_s=row["ops_s"],
-            p50_ms=row["p50_ms"],
-            p99_ms=row["p99_ms"],
-            ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
-            cpu_ms_per_op=row["cpu_ms_per_op"],
-            cpu_service=row["service_cpu_share"],
-        )
-    for name in ("register", "purchase"):
-        row = results["api_role"][name]
-        report.add(
-            measure=f"{name}, `--role api` + `--role worker` processes",
-            ops_s=row["ops_s"],
-            p50_ms=row["p50_ms"],
-            p99_ms=row["p99_ms"],
-            ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
-            cpu_ms_per_op=row["cpu_ms_per_op"],
-            cpu_service=row["service_cpu_share"],
-        )
+    layouts = (
+        (results, "{} over gRPC, 32 in flight (client in a child process)"),
+        (results["api_role"], "{}, `--role api` + `--role worker` processes"),
+    )
+    for figures, layout in layouts:
+        for name in ("register", "purchase"):
+            row = figures[name]
+            report.add(
+                measure=layout.format(name),
+                ops_s=row["ops_s"],
+                p50_ms=row["p50_ms"],
+                p99_ms=row["p99_ms"],
+                ratio_to_raw=ratio(row["ops_s"], raw["ops_s"]),
+                cpu_ms_per_op=row["cpu_ms_per_op"],
+                cpu_service=row["service_cpu_share"],
+            )
     split = results["api_role"]
     report.note(
         "cpu_ms_per_op: CPU of the process serving the calls per call over the measured window "
