@@ -12,6 +12,17 @@ log = logging.getLogger(__name__)
 RECANCEL_SECONDS = 0.1
 
 
+def raise_if_cancel_swallowed() -> None:
+    """Raises CancelledError if the current task was asked to stop and the request got lost.
+
+    The same `asyncio.wait_for` of Python 3.11 (CPython gh-86296) inside a request handler: a
+    stream whose client went away at that moment would wait on (for the next alert, the next
+    change) with its consumer, forever. A stream's loop calls this before each wait."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def stop_task(task: asyncio.Task[object] | None) -> None:
     """Cancels `task` and waits until it has ended, cancelling it again while it runs.
 

@@ -19,6 +19,7 @@ from careops.customer.v1 import types_pb2 as t
 from careops.customer.v1.types_pb2 import PersonalData
 from careops_eventstore.aggregates import CommandResult
 from careops_eventstore.codec import enum_from_proto, enum_to_proto
+from careops_eventstore.tasks import raise_if_cancel_swallowed
 from careops_platform.changes import ReadModelChanges
 from careops_platform.errors import DeadlineExceeded, FieldViolation, InvalidArgument, NotFound
 from careops_platform.paging import page_cursor, page_size, page_token
@@ -347,6 +348,7 @@ class CustomerServicer(customer_pb2_grpc.CustomerProfileServiceServicer):
         customer_id = _customer_id(request.query.customer_id)
         limit = request.query.timeline_limit or DEFAULT_TIMELINE
         while True:
+            raise_if_cancel_swallowed()
             if not await changes.moved(since, QUIET_SECONDS):
                 continue
             # Coalesce a burst (one command appends several events) into one look.

@@ -15,6 +15,7 @@ import nats.js.api
 from careops.events.v1.envelope_pb2 import EventBatch
 from careops_eventstore.codec import from_timestamp
 from careops_eventstore.sqlstate import aware
+from careops_eventstore.tasks import raise_if_cancel_swallowed
 from careops_platform.errors import FieldViolation, InvalidArgument
 from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NatsClient
@@ -23,18 +24,6 @@ from incident import domain as d
 from incident.application import CODEC, INCIDENT_SUBJECTS, STREAM, IncidentApp
 
 QUEUE_SIZE = 1000  # live messages held for a slow watcher before the consumer waits
-
-
-def raise_if_cancel_swallowed() -> None:
-    """Raises CancelledError if this task was asked to stop and the request got lost.
-
-    On Python 3.11, `asyncio.wait_for` (nats-py's requests use it, e.g. reading an incident
-    for a live alert) swallows a cancel that arrives as its future completes (CPython
-    gh-86296). A watch whose client went away at that moment would then wait for the next
-    alert forever, with its consumer, so it checks before waiting."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class AlertKind(Enum):
@@ -120,7 +109,7 @@ class AlertWatch:
         )
         try:
             while True:
-                raise_if_cancel_swallowed()
+                raise_if_cancel_swallowed()  # a lost cancel must not keep a gone client's watch
                 msg = await queue.get()
                 batch = EventBatch()
                 with contextlib.suppress(DecodeError):

@@ -20,6 +20,7 @@ from careops_eventstore.codec import (
     message_to_dataclass,
 )
 from careops_eventstore.sqlstate import aware
+from careops_eventstore.tasks import raise_if_cancel_swallowed
 from careops_platform.changes import ReadModelChanges
 from careops_platform.errors import (
     DeadlineExceeded,
@@ -549,6 +550,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         # Later answers read whatever the read models hold: the min sequences were for the first.
         again = pb.GetKpisRequest(filter=query.filter, period=query.period, by_day=query.by_day)
         while True:
+            raise_if_cancel_swallowed()
             if not await changes.moved(since, QUIET_SECONDS):
                 continue
             # Coalesce a burst of events (a ticket's command appends several) into one push.
