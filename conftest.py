@@ -3,7 +3,9 @@ the read-model databases (SQLite, PostgreSQL) a test runs on."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -23,6 +25,33 @@ POSTGRES_URL = os.environ.get(
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """A nats-server (JetStream, sync_interval always) for the whole test session."""
+    server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
+    server.start(log_file=Path(server.data_dir) / "nats.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def tasks_left_at_the_end() -> AsyncIterator[None]:
+    """Names on stderr the tasks still running on the session's loop when the last test is
+    done: the loop's close cancels them, and a server or client a test did not stop has its
+    handlers among them (what a crash at the session's end would point to)."""
+    yield
+    this = asyncio.current_task()
+    left = sorted(repr(task.get_coro()) for task in asyncio.all_tasks() if task is not this)
+    if left:
+        print(
+            f"{len(left)} tasks left running at the session's end:",
+            *left,
+            sep="\n  ",
+            file=sys.__stderr__,
+        )
+
+
+@pytest.fixture
+def own_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """A nats-server of this test's own: for a test whose services must not meet what other
+    tests left on the session's log (their streams' history, their durable consumers)."""
     server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
     server.start(log_file=Path(server.data_dir) / "nats.log")
     yield server

@@ -9,16 +9,20 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
+from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import Any
 
 import grpc
 import nats
+from careops.ticketing.v1.ticketing_pb2 import OpenTicketRequest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.js import api
 
 from bench.common import CLIENTS, Report, embedded_nats, latency_summary, rate, ratio
 from bench.grpc_load import LoadSpec, load_from_child
-from bench.workload import sample_batch
+from bench.workload import OPEN_REQUEST, OPEN_TICKET, sample_batch, sample_open_ticket
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
@@ -70,18 +74,68 @@ async def grpc_echo(clients: int, requests: int) -> dict[str, Any]:
     `clients` concurrent callers from a child process."""
     server = grpc.aio.server()
     health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    request = health_pb2.HealthCheckRequest().SerializeToString()
+    return await _serve_and_load(
+        server, HEALTH_CHECK, request, clients=clients, requests=requests, warmup=500
+    )
+
+
+async def grpc_publish_floor(
+    url: str, data_dir: Path, clients: int, requests: int
+) -> dict[str, Any]:
+    """The floor of an OpenTicket on this stack: a bare grpc.aio server in this process whose
+    handler parses a real OpenTicketRequest, publishes a real TicketOpened message to a
+    file-storage stream and awaits its ack (nats-py's `publish`, as the event store does),
+    and returns a real OpenTicketResponse's bytes; no interceptors, no domain code. The
+    load is the OpenTicket benchmarks' own: idempotency keys and the internal identity signed
+    with `data_dir`'s key (sent, not checked)."""
+    payload, reply = await sample_open_ticket()
+    nc = await nats.connect(url, name="bench-floor")
+    js = nc.jetstream()
+    await js.add_stream(
+        api.StreamConfig(name="FLOOR", subjects=["floor.>"], storage=api.StorageType.FILE)
+    )
+
+    async def open_ticket(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        OpenTicketRequest.FromString(request)
+        await js.publish(f"floor.{uuid.uuid4().hex}", payload, stream="FLOOR")
+        return reply
+
+    server = grpc.aio.server()
+    service, method = OPEN_TICKET.strip("/").split("/")
+    handlers = {method: grpc.unary_unary_rpc_method_handler(open_ticket)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    try:
+        figures = await _serve_and_load(
+            server,
+            OPEN_TICKET,
+            OPEN_REQUEST.SerializeToString(),
+            clients=clients,
+            requests=requests,
+            warmup=320,
+            idempotency_keys=True,
+            identity_data_dir=str(data_dir),
+        )
+    finally:
+        await nc.close()
+    return {**figures, "request_bytes": OPEN_REQUEST.ByteSize(), "reply_bytes": len(reply)}
+
+
+async def _serve_and_load(
+    server: grpc.aio.Server, method: str, request: bytes, **load: Any
+) -> dict[str, Any]:
+    """Starts `server` on a free port, calls `method` with `request` from a child process
+    (`load`: the rest of its LoadSpec) and returns its figures with this process's CPU."""
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
         result = await load_from_child(
             LoadSpec(
                 target=f"127.0.0.1:{port}",
-                method=HEALTH_CHECK,
-                request_hex=health_pb2.HealthCheckRequest().SerializeToString().hex(),
-                clients=clients,
-                requests=requests,
-                warmup=500,
+                method=method,
+                request_hex=request.hex(),
                 watch_pids=(os.getpid(),),
+                **load,
             )
         )
     finally:
@@ -102,6 +156,10 @@ async def run(quick: bool) -> dict[str, Any]:
     with embedded_nats(fsync_always=False) as server:
         default = await jetstream_publish(server.url, count, payload)
     echo = await grpc_echo(CLIENTS, 3000 if quick else 12000)
+    with embedded_nats() as server, TemporaryDirectory(prefix="careops-bench-") as directory:
+        floor = await grpc_publish_floor(
+            server.url, Path(directory), CLIENTS, 1600 if quick else 6400
+        )
 
     report = Report("1. Raw baselines")
     for label, figures in (("sync_interval: always", always), ("default sync (2 min)", default)):
@@ -123,9 +181,23 @@ async def run(quick: bool) -> dict[str, Any]:
         p50_ms=echo["p50_ms"],
         p99_ms=echo["p99_ms"],
     )
+    report.add(
+        baseline=(
+            f"grpc.aio OpenTicket floor: parse, one awaited JetStream publish (always), a real "
+            f"{floor['reply_bytes']} B reply; {CLIENTS} clients"
+        ),
+        ops_s=floor["ops_s"],
+        p50_ms=floor["p50_ms"],
+        p99_ms=floor["p99_ms"],
+    )
     report.note(
         f"grpc echo: server {echo['server_cpu_ms_per_call']} ms CPU per call, server process "
         f"{echo['server_cpu_share']} cores, client process {echo['client_cpu_share']} cores"
+    )
+    report.note(
+        f"OpenTicket floor (what any OpenTicket costs on grpc.aio + nats-py, before our code): "
+        f"server {floor['server_cpu_ms_per_call']} ms CPU per call, "
+        f"{floor['server_cpu_share']} cores"
     )
     fsync_cost = {mode: ratio(always[mode]["ops_s"], default[mode]["ops_s"]) for mode in always}
     report.note(
@@ -140,4 +212,5 @@ async def run(quick: bool) -> dict[str, Any]:
         "jetstream_default_sync": default,
         "fsync_throughput_ratio": fsync_cost,
         "grpc_echo": echo,
+        "grpc_publish_floor": floor,
     }

@@ -75,8 +75,13 @@ FIGURES: tuple[Figure, ...] = (
             "jetstream_sync_always.pipelined.ops_s",
             "jetstream_default_sync.concurrent_32.ops_s",
             "grpc_echo.ops_s",
+            "grpc_publish_floor.ops_s",
         ),
-        lower=("grpc_echo.p99_ms", "grpc_echo.server_cpu_ms_per_call"),
+        lower=(
+            "grpc_echo.p99_ms",
+            "grpc_echo.server_cpu_ms_per_call",
+            "grpc_publish_floor.server_cpu_ms_per_call",
+        ),
     ),
     *_figures(
         "open_ticket",
@@ -92,6 +97,7 @@ FIGURES: tuple[Figure, ...] = (
             "layers.grpc.cpu_ms_per_op",
             "layers.grpc_api_role.cpu_ms_per_op",
             "layers.grpc_api_role.worker_cpu_ms_per_op",
+            "api_above_floor.ours_ms",
             "layers.grpc.p99_ms",
             "layers.app_execute.cpu_ms_per_op",
             "layers.app_execute_in_service.cpu_ms_per_op",

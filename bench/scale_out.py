@@ -38,8 +38,9 @@ from bench.common import (
     ratio,
 )
 from bench.grpc_load import load_from_child
-from bench.open_ticket import OPEN_TICKET, open_ticket_load
+from bench.open_ticket import open_ticket_load
 from bench.steady import CheckpointPoller, SteadyResult, SteadySpec, steady_from_child
+from bench.workload import OPEN_TICKET
 from tests.support import metric_sum
 
 CHANNELS = CLIENTS  # a connection per client: the kernel spreads them over the replicas

@@ -12,8 +12,10 @@ from careops_eventstore.memory import InMemoryEventStore
 from careops_sla import default_policy
 from ticketing import domain as d
 from ticketing.application import STREAM, TicketingApp
+from ticketing.grpc_api import command_reply
 
 STEPS = 4  # commands (and events) per ticket
+OPEN_TICKET = "/careops.ticketing.v1.TicketingService/OpenTicket"
 OPEN_REQUEST = pb.OpenTicketRequest(
     customer_id="C-bench",
     channel=t.CHANNEL_EMAIL,
@@ -72,10 +74,18 @@ async def run_tickets(app: TicketingApp, tickets: int, concurrency: int = 1) -> 
 
 async def sample_batch() -> bytes:
     """The serialized message of a real OpenTicket (its size is the raw baselines' payload)."""
+    batch, _reply = await sample_open_ticket()
+    return batch
+
+
+async def sample_open_ticket() -> tuple[bytes, bytes]:
+    """A real OpenTicket's appended message and its gRPC reply (OpenTicketResponse), serialized:
+    the bytes the grpc + publish floor baseline moves."""
     store = InMemoryEventStore()
     app = TicketingApp(store=store, policy=default_policy())
     await app.provision()
     ticket_id = new_ticket_id()
-    await app.execute(ticket_id, open_command(ticket_id), command_id=uuid.uuid4().hex)
+    result = await app.execute(ticket_id, open_command(ticket_id), command_id=uuid.uuid4().hex)
     (message,) = await store.read_stream(stream=STREAM.name)
-    return message.batch.SerializeToString()
+    reply = command_reply(pb.OpenTicketResponse, result, app)
+    return message.batch.SerializeToString(), reply.SerializeToString()

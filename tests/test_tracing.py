@@ -110,13 +110,15 @@ async def test_trace_context_crosses_grpc_nats_and_projection(
 
 
 async def test_trace_context_crosses_a_reaction_into_its_notifications_and_a_stream(
-    tmp_path: Path, nats_server: EmbeddedNats
+    tmp_path: Path, own_nats: EmbeddedNats
 ) -> None:
+    # Its own log: the pager's durable consumer on the session's log may hold what an earlier
+    # test's killed worker left unacknowledged, to be redelivered before this test's incident.
     exporter = install_exporter()
     started = StartedSpans.install()
     with http_receiver() as http, smtp_receiver() as mail:
         config = write_config(tmp_path / "config", http, mail.port)
-        async with running_incident_service(tmp_path / "data", nats_server.url, **config) as svc:
+        async with running_incident_service(tmp_path / "data", own_nats.url, **config) as svc:
             assert svc.server is not None
             async with channel_to(svc) as channel:
                 stub = incident_pb2_grpc.IncidentServiceStub(channel)

@@ -100,6 +100,18 @@ def _event_clocks(
     return last.sla.clocks if names == tuple(result.state.clocks) else None
 
 
+def command_reply(
+    response_type: type[Any], result: CommandResult[domain.Ticket], app: TicketingApp
+) -> Any:
+    """A ticket command's response: the ticket after it, and the sequence to read it at."""
+    # Clocks as of the command's own event keep a retried command's response identical.
+    state = result.state
+    ticket = ticket_to_proto(
+        state, result.sequence, app, at=state.updated_at, clocks=_event_clocks(result)
+    )
+    return response_type(ticket=ticket, sequence=result.sequence)
+
+
 def ticket_to_proto(
     ticket: domain.Ticket,
     version: int,
@@ -323,15 +335,7 @@ class TicketingServicer(ticketing_pb2_grpc.TicketingServiceServicer):
             actor=actor(),
             caller=caller(),
         )
-        return self._reply(response_type, result)  # type: ignore[no-any-return]
-
-    def _reply(self, response_type: type[Any], result: CommandResult[domain.Ticket]) -> Any:
-        # Clocks as of the command's own event keep a retried command's response identical.
-        state = result.state
-        ticket = ticket_to_proto(
-            state, result.sequence, self._app, at=state.updated_at, clocks=_event_clocks(result)
-        )
-        return response_type(ticket=ticket, sequence=result.sequence)
+        return command_reply(response_type, result, self._app)  # type: ignore[no-any-return]
 
     async def OpenTicket(
         self, request: pb.OpenTicketRequest, context: Any
