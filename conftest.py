@@ -4,6 +4,7 @@ the read-model databases (SQLite, PostgreSQL) a test runs on."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import uuid
@@ -35,8 +36,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 async def tasks_left_at_the_end() -> AsyncIterator[None]:
     """Names on stderr the tasks still running on the session's loop when the last test is
     done: the loop's close cancels them, and a server or client a test did not stop has its
-    handlers among them (what a crash at the session's end would point to)."""
+    handlers among them (what a crash at the session's end would point to). Garbage is
+    collected first, while the loop still runs: a grpc.aio object a test dropped is finalized
+    with its loop and grpc's poller alive, not while the loop closes."""
     yield
+    gc.collect()
     this = asyncio.current_task()
     left = sorted(repr(task.get_coro()) for task in asyncio.all_tasks() if task is not this)
     if left:
