@@ -18,7 +18,7 @@ import grpc
 import nats
 from careops.ticketing.v1.ticketing_pb2 import OpenTicketRequest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from nats.js import api
+from nats.js import JetStreamContext, api
 
 from bench.common import CLIENTS, Report, embedded_nats, latency_summary, rate, ratio
 from bench.grpc_load import LoadSpec, load_from_child
@@ -35,16 +35,7 @@ async def jetstream_publish(url: str, count: int, payload: bytes) -> dict[str, A
     await js.add_stream(
         api.StreamConfig(name="BENCH", subjects=["bench.>"], storage=api.StorageType.FILE)
     )
-    for index in range(100):  # warm-up
-        await js.publish(f"bench.w.{index}", payload)
-
-    latencies: list[float] = []
-    started = time.perf_counter()
-    for index in range(count):
-        begun = time.perf_counter()
-        await js.publish(f"bench.a.{index}", payload)
-        latencies.append(time.perf_counter() - begun)
-    awaited = {"ops_s": rate(count, time.perf_counter() - started), **latency_summary(latencies)}
+    awaited = await awaited_publishes(js, "bench", count, payload)
 
     concurrent_latencies: list[float] = []
 
@@ -67,6 +58,22 @@ async def jetstream_publish(url: str, count: int, payload: bytes) -> dict[str, A
     pipelined = {"ops_s": rate(count, time.perf_counter() - started)}
     await nc.close()
     return {"awaited": awaited, "concurrent_32": concurrent, "pipelined": pipelined}
+
+
+async def awaited_publishes(
+    js: JetStreamContext, prefix: str, count: int, payload: bytes
+) -> dict[str, Any]:
+    """Publishes `count` messages to `prefix`.a.<n>, one at a time, each ack awaited (after 100
+    to `prefix`.w.<n> as a warm-up): the floor of commands run one at a time."""
+    for index in range(100):
+        await js.publish(f"{prefix}.w.{index}", payload)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for index in range(count):
+        begun = time.perf_counter()
+        await js.publish(f"{prefix}.a.{index}", payload)
+        latencies.append(time.perf_counter() - begun)
+    return {"ops_s": rate(count, time.perf_counter() - started), **latency_summary(latencies)}
 
 
 async def grpc_echo(clients: int, requests: int) -> dict[str, Any]:

@@ -134,10 +134,18 @@ FIGURES: tuple[Figure, ...] = (
             "ours_events_s.jetstream",
             "ours_events_s.jetstream_16_concurrent",
             "ours_events_s.memory",
+            "floor.ours_over_floor",
         ),
     ),
-    # The eventsourcing library is the same on both sides: a control.
-    *_controls("peer", higher=("eventsourcing_events_s.sqlite", "eventsourcing_events_s.popo")),
+    # The eventsourcing library and the bare publish are the same on both sides: controls.
+    *_controls(
+        "peer",
+        higher=(
+            "eventsourcing_events_s.sqlite",
+            "eventsourcing_events_s.popo",
+            "floor.awaited_publish.ops_s",
+        ),
+    ),
     *_controls("incident", lower=("raw_webhook.p99_ms",)),
     *_figures(
         "incident",

@@ -23,10 +23,12 @@ from careops_eventstore.memory import InMemoryEventStore
 from careops_sla import default_policy
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
+from nats.js import api
 from ticketing.application import TicketingApp
 
+from bench.baselines import awaited_publishes
 from bench.common import Report, embedded_nats, postgres_parts, rate, ratio, scratch_postgres
-from bench.workload import STEPS, run_tickets
+from bench.workload import STEPS, run_tickets, sample_batch
 
 # Issue 16 item 3: ours over JetStream / eventsourcing, same workload and durability.
 GOAL_PEER_RATIO = {"sqlite": 1.0, "postgres": 2.0}
@@ -134,6 +136,14 @@ async def run(quick: bool) -> dict[str, Any]:
         app = TicketingApp(store=JetStreamEventStore(nc), policy=default_policy())
         ours["jetstream"] = await ours_rate(app, tickets)
         ours["jetstream_16_concurrent"] = await ours_rate(app, tickets, concurrency=16)
+        # The floor of one command at a time over this log: its publish alone, awaited.
+        js = nc.jetstream()
+        await js.add_stream(
+            api.StreamConfig(
+                name="PEERFLOOR", subjects=["peerfloor.>"], storage=api.StorageType.FILE
+            )
+        )
+        floor = await awaited_publishes(js, "peerfloor", tickets * STEPS, await sample_batch())
         await nc.close()
 
     # Its cache deep-copies aggregates by default, which costs more than it saves here; ours
@@ -180,6 +190,10 @@ async def run(quick: bool) -> dict[str, Any]:
         events_s=ours["jetstream_16_concurrent"],
     )
     report.add(system="ours: TicketingApp over InMemoryEventStore", events_s=ours["memory"])
+    report.add(
+        system="raw: JetStream publish of an OpenTicket message, awaited one at a time (the floor)",
+        events_s=floor["ops_s"],
+    )
     labels = {
         "sqlite": "eventsourcing 9.5: SQLite recorder",
         "postgres": "eventsourcing 9.5: PostgreSQL recorder",
@@ -206,6 +220,16 @@ async def run(quick: bool) -> dict[str, Any]:
         "ours/theirs: "
         + ", ".join(f"{name.replace('_vs_', ' / ')} {value}" for name, value in ratios.items())
     )
+    floors = {
+        "ours_over_floor": ratio(ours["jetstream"], floor["ops_s"]),
+        "floor_vs_sqlite": ratio(floor["ops_s"], theirs["sqlite"]),
+        "floor_vs_postgres": ratio(floor["ops_s"], theirs.get("postgres", 0.0)),
+    }
+    report.note(
+        f"the floor (one awaited, fsynced publish per event, nothing else) / eventsourcing: "
+        f"sqlite {floors['floor_vs_sqlite']}, postgres {floors['floor_vs_postgres']}; "
+        f"ours over JetStream reaches {floors['ours_over_floor']} of the floor"
+    )
     for backend, goal in GOAL_PEER_RATIO.items():
         value = ratios[f"jetstream_vs_{backend}"]
         report.goal(
@@ -221,5 +245,6 @@ async def run(quick: bool) -> dict[str, Any]:
         "ours_events_s": ours,
         "eventsourcing_events_s": theirs,
         "ratios_ours_over_theirs": ratios,
+        "floor": {"awaited_publish": floor, **floors},
         "postgres_error": postgres_error,
     }
