@@ -35,7 +35,7 @@ from customer.projections import (
     SurveyFactsProjection,
     TicketFactsProjection,
 )
-from customer.reactions import Segmenter, SegmentSchedule
+from customer.reactions import OPENED_CODEC, TRIGGER_TYPES, Segmenter, SegmentSchedule
 
 ENTRY = registry.service("customer")
 
@@ -181,10 +181,18 @@ class CustomerService(skeleton.EventSourcedService[CustomerSettings, CustomerApp
         return [
             # One at a time, in order: a later purchase's segment is never overtaken.
             skeleton.Reaction(
-                "customer-segments", STREAM.name, STREAM.subjects[0], segmenter.handle
+                "customer-segments",
+                STREAM.name,
+                STREAM.subjects[0],
+                segmenter.handle,
+                event_types=TRIGGER_TYPES,
             ),
             skeleton.Reaction(
-                "customer-contacts", tickets.name, tickets.filter("ticket"), segmenter.handle_ticket
+                "customer-contacts",
+                tickets.name,
+                tickets.filter("ticket"),
+                segmenter.handle_ticket,
+                event_types=OPENED_CODEC.type_names,
             ),
             # Incident's decisions to tell customers: delivered here, where the contacts open.
             skeleton.Reaction(

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 WaitFor = Callable[[str, int, float], Awaitable[bool]]
 TRIGGERS = (d.PurchaseRecorded,)
+# The reaction's `event_types`: a batch without a trigger is acked unread (counted `passed`).
+TRIGGER_TYPES = CODEC.only(*TRIGGERS).type_names
 BATCH = 500
-# A new ticket is all this reaction reads of ticketing's stream.
+# A new ticket is all this reaction reads of ticketing's stream (the rest is acked unread).
 OPENED_CODEC = view_codec(tk.TicketOpened)
 
 

@@ -709,6 +709,42 @@ async def test_the_timeline_shows_the_emotion_of_each_customer_message(
     ]
 
 
+async def test_the_segment_reactions_ack_what_they_do_not_react_to_unread(
+    stub: Stub, log_store: JetStreamEventStore
+) -> None:
+    """customer-segments reacts to purchases and customer-contacts to new tickets (their
+    `event_types`): a registration and a ticket's reply are acked unread, counted as passed,
+    and a purchase and a new ticket are handled."""
+
+    def counted(reaction: str, outcome: str) -> float:
+        labels = {"reaction": reaction, "outcome": outcome}
+        return REGISTRY.get_sample_value("careops_reaction_messages_total", labels) or 0.0
+
+    outcomes = [
+        (reaction, outcome)
+        for reaction in ("customer-segments", "customer-contacts")
+        for outcome in ("passed", "handled")
+    ]
+    before = {key: counted(*key) for key in outcomes}
+    cid = (await register(stub, *unique_contacts())).customer_id
+    await stub.RecordPurchase(
+        pb.RecordPurchaseRequest(customer_id=cid, order_id="P-1", amount="20", currency="CNY")
+    )
+    await log_store.ensure_stream(StreamSpec("CAREOPS_TICKETING", ("careops.ticketing.>",)))
+    ticket_id = f"T-pass-{uuid.uuid4().hex[:8]}"
+    opened = ticket_events.TicketOpened(ticket_id=ticket_id, customer_id=cid)
+    await append_foreign_event(log_store, "ticket", ticket_id, opened)
+    reply = ticket_events.ReplyAdded(author=ticket_types.AUTHOR_AGENT, author_id="A-1")
+    await append_foreign_event(log_store, "ticket", f"{ticket_id}-2", reply)
+
+    def each_counted() -> dict[tuple[str, str], float] | None:
+        grown = {key: counted(*key) - before[key] for key in outcomes}
+        return grown if all(grown.values()) else None
+
+    grown = await eventually(each_counted, what="each reaction passing one batch, handling one")
+    assert all(value >= 1 for value in grown.values()), grown
+
+
 async def incident_entries(stub: Stub, customer_id: str) -> list[t.TimelineEntry] | None:
     """Returns the incident entries of the customer's 360 timeline, or None if there are none."""
     view = (await stub.GetCustomer360(pb.GetCustomer360Request(customer_id=customer_id))).view
