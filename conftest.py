@@ -26,10 +26,7 @@ POSTGRES_URL = os.environ.get(
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """A nats-server (JetStream, sync_interval always) for the whole test session."""
-    server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
-    server.start(log_file=Path(server.data_dir) / "nats.log")
-    yield server
-    server.stop()
+    yield from started_nats(tmp_path_factory)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,6 +53,12 @@ async def tasks_left_at_the_end() -> AsyncIterator[None]:
 def own_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
     """A nats-server of this test's own: for a test whose services must not meet what other
     tests left on the session's log (their streams' history, their durable consumers)."""
+    yield from started_nats(tmp_path_factory)
+
+
+def started_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """Runs a nats-server on a free port in a fresh directory (its log beside its data) while
+    the caller's fixture lasts."""
     server = EmbeddedNats(data_dir=tmp_path_factory.mktemp("nats"), port=free_port())
     server.start(log_file=Path(server.data_dir) / "nats.log")
     yield server

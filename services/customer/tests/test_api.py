@@ -741,8 +741,8 @@ async def test_the_segment_reactions_ack_what_they_do_not_react_to_unread(
         grown = {key: counted(*key) - before[key] for key in outcomes}
         return grown if all(grown.values()) else None
 
-    grown = await eventually(each_counted, what="each reaction passing one batch, handling one")
-    assert all(value >= 1 for value in grown.values()), grown
+    # Counters only grow: each outcome of each reaction counted at least one batch more.
+    await eventually(each_counted, what="each reaction passing one batch, handling one")
 
 
 async def incident_entries(stub: Stub, customer_id: str) -> list[t.TimelineEntry] | None:
