@@ -157,7 +157,8 @@ def test_ctrl_c_stops_the_services_first_and_nats_last(
     assert nats_outlived_services, output
     last_service = max(output.index(f"{name} exited with") for name in SERVICE_NAMES)
     assert output.index("nats stopping") > last_service, output
-    assert "Traceback" not in output[running_output:]  # no service lost NATS under it
+    stopping_output = output[running_output:]
+    assert "Traceback" not in stopping_output, stopping_output  # no service lost NATS under it
     # NATS was stopped by the supervisor (SIGTERM), not by the terminal's SIGINT.
     nats_log = (tmp_path / "var" / "nats" / "nats.log").read_text()
     assert 'Trapped "terminated" signal' in nats_log, nats_log

@@ -24,6 +24,7 @@ can serialise faster than `json.dumps` of a built dict does not pay for both.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import typing
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -31,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import JSON, Connection, Dialect
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.types import TypeDecorator
 
 
@@ -191,7 +194,9 @@ def _build_plan(dialect: Dialect, statement: Executable, keys: frozenset[str]) -
     # bind's key, else its name), or the statement's own value.
     source: dict[str, str] = {}
     for number, (bind, name) in enumerate(compiled.bind_names.items()):
-        processor = typing.cast(Callable[[Any], Any] | None, processors.get(name))
+        processor = _faster(
+            bind, dialect, typing.cast(Callable[[Any], Any] | None, processors.get(name))
+        )
         if bind.key in keys or name in keys:
             value = f"r[{(bind.key if bind.key in keys else name)!r}]"
             if processor is not None:
@@ -211,6 +216,39 @@ def _build_plan(dialect: Dialect, statement: Executable, keys: frozenset[str]) -
         body = "{" + ", ".join(f"{name!r}: {value}" for name, value in source.items()) + "}"
     exec(f"def make(r):\n    return {body}\n", names)  # noqa: S102 - names and keys only
     return compiled.string, names["make"]
+
+
+def _faster(
+    bind: BindParameter[Any], dialect: Dialect, processor: Callable[[Any], Any] | None
+) -> Callable[[Any], Any] | None:
+    """The bind's processor, or one that returns the same values faster: SQLite's datetime
+    text, built from a dict and `%` formatting per value, was most of a replay's parameter
+    building (docs/benchmarks.md §16, session 28)."""
+    if processor is None:
+        return None
+    impl = bind.type.dialect_impl(dialect)
+    if type(impl) is sqlite.DATETIME and impl._storage_format == sqlite.DATETIME._storage_format:
+        return sqlite_datetime_text(processor)
+    return processor
+
+
+def sqlite_datetime_text(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLite's DATETIME bind processor of the default storage format for a `datetime`
+    ("YYYY-MM-DD HH:MM:SS.ffffff" of its own fields: an aware one's offset is dropped, not
+    applied, as SQLAlchemy drops it); anything else (None, a date, a subclass) through
+    `fallback`, the dialect's own processor."""
+    exact = datetime.datetime
+
+    def process(value: Any) -> Any:
+        if type(value) is not exact:
+            return fallback(value)
+        try:
+            # The first 26 characters are the fields; an offset, if any, follows them.
+            return value.isoformat(" ", "microseconds")[:26]
+        except (TypeError, ValueError):  # a tzinfo whose utcoffset is not one
+            return fallback(value)
+
+    return process
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,13 @@ message."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -29,10 +31,12 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import dialect as postgresql_dialect
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from careops_eventstore.batches import apply_batch
 from careops_eventstore.codec import DecodedEvent, EnvelopeContext
-from careops_eventstore.rows import EncodedJSON, batching, rows
+from careops_eventstore.rows import EncodedJSON, _faster, batching, rows, sqlite_datetime_text
 from careops_eventstore.sqlstate import list_parked
 from careops_eventstore.sqlstate import metadata as shared_metadata
 from careops_eventstore.tests.test_runner import CODEC, Closed, message
@@ -311,3 +315,56 @@ def test_executemany_stores_what_execute_stores_on_either_database(
     # INSERT without RETURNING as executemany; insertmanyvalues would be left to execute).
     assert prepared == [True, True] * 2
     assert one_at_a_time[0][1] == 20 and len(one_at_a_time) == 6
+
+
+SQLITE_DATETIME = DateTime(timezone=True).dialect_impl(sqlite_dialect())
+SQLITES_OWN = SQLITE_DATETIME.bind_processor(sqlite_dialect())
+
+
+@given(
+    at=st.datetimes(
+        timezones=st.one_of(st.none(), st.just(UTC), st.timezones()),
+        allow_imaginary=True,
+    )
+)
+def test_the_faster_sqlite_datetime_text_is_sqlalchemys_own(at: datetime) -> None:
+    """The replay's datetime binds on SQLite: the same text as the dialect's processor for any
+    datetime, naive or aware, any year, with or without microseconds."""
+    assert SQLITES_OWN is not None
+    assert sqlite_datetime_text(SQLITES_OWN)(at) == SQLITES_OWN(at)
+
+
+class _LaterDatetime(datetime):
+    """A subclass: left to the dialect's processor."""
+
+
+class _NoOffset(tzinfo):
+    """A tzinfo whose offset is not one: isoformat raises, the dialect ignores the zone."""
+
+    def utcoffset(self, dt: datetime | None) -> Any:
+        return "8 hours"
+
+    def dst(self, dt: datetime | None) -> None:
+        return None
+
+    def tzname(self, dt: datetime | None) -> str:
+        return "odd"
+
+
+def test_the_faster_sqlite_datetime_text_leaves_the_rest_to_the_dialect() -> None:
+    assert SQLITES_OWN is not None
+    faster = sqlite_datetime_text(SQLITES_OWN)
+    odd = (
+        None,
+        date(2026, 12, 3),
+        _LaterDatetime(2026, 12, 3, 8, 0, tzinfo=UTC),
+        datetime(2026, 12, 3, 8, 0, 1, 5, tzinfo=_NoOffset()),
+    )
+    for value in odd:
+        assert faster(value) == SQLITES_OWN(value)
+    with pytest.raises(TypeError):
+        faster("2026-12-03")
+    # What rows' executemany binds a SQLite DateTime column with; not another dialect's.
+    bind = _KINDS_UPDATE.compile().binds["at"]
+    assert _faster(bind, sqlite_dialect(), SQLITES_OWN) is not SQLITES_OWN
+    assert _faster(bind, postgresql_dialect(), SQLITES_OWN) is SQLITES_OWN
