@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import Token
 from typing import Any
 from urllib.parse import unquote
@@ -132,15 +132,49 @@ def _wrap_unary(
     )
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):
-    """Base: wraps unary-unary behaviours; streaming handlers pass through untouched."""
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]]
+
+
+class _Around(grpc.aio.ServerInterceptor):
+    """An interceptor whose work is what it makes of the inner handler (`around`): grpc.aio
+    runs it as any interceptor, and `ChainedInterceptors` runs several in one."""
 
     async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        return self.around(await continuation(handler_call_details), handler_call_details)
+
+    def around(
+        self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        """Returns the handler the call runs, given the one the inner interceptors returned."""
+        raise NotImplementedError
+
+
+class ChainedInterceptors(grpc.aio.ServerInterceptor):
+    """Several `_Around` interceptors as one, outermost first: the same handler as grpc.aio
+    running them one by one, without its per-interceptor coroutines and continuations on
+    every call (a tenth of an OpenTicket floor's CPU for the four of the standard chain,
+    docs/benchmarks.md §16, session 28)."""
+
+    def __init__(self, parts: Sequence[_Around]) -> None:
+        self._innermost_first = tuple(reversed(parts))
+
+    async def intercept_service(
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
+        for part in self._innermost_first:
+            handler = part.around(handler, handler_call_details)
+        return handler
+
+
+class _UnaryInterceptor(_Around):
+    """Base: wraps unary-unary behaviours; streaming handlers pass through untouched."""
+
+    def around(
+        self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         # The wrapped handler depends only on the inner handler and the method: built once,
         # not on every call (the inner one is the same object each time unless it is per call).
@@ -237,7 +271,7 @@ def _as_caller(principal: Principal) -> None:
     ACTOR.set(principal.subject)
 
 
-class InternalIdentityInterceptor(grpc.aio.ServerInterceptor):
+class InternalIdentityInterceptor(_Around):
     """A service's second wall: every call but health and reflection presents the gateway's
     signed identity (`careops-identity`), else it is refused UNAUTHENTICATED and nothing runs.
     The verified principal is current for the call (`identity.current_principal()`) and its
@@ -246,15 +280,12 @@ class InternalIdentityInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, verifier: InternalVerifier) -> None:
         self._verifier = verifier
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+    def around(
+        self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or is_public_method(method):
-            return handler
+            return handler  # type: ignore[return-value]
         metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
         token = next((value for key, value in metadata or () if key == IDENTITY_METADATA), None)
         try:
@@ -470,7 +501,7 @@ def _end_server_span(span: trace.Span, error: BaseException | None) -> None:
     span.end()
 
 
-class TracingInterceptor(grpc.aio.ServerInterceptor):
+class TracingInterceptor(_Around):
     """A server span per call, unary and streaming alike, as OpenTelemetry's
     `aio_server_interceptor()` makes it: the same tracer (instrumentation scope), span name,
     kind, attributes, parent (the caller's context from metadata, W3C by default), status
@@ -487,12 +518,9 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
         )
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
+    def around(
+        self, handler: grpc.RpcMethodHandler | None, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
         if handler is None:
             return None  # type: ignore[return-value]
         method: str = handler_call_details.method  # type: ignore[attr-defined]
@@ -549,9 +577,10 @@ class TracingInterceptor(grpc.aio.ServerInterceptor):
 def default_interceptors(
     error_map: ErrorMap | None = None, identity: InternalVerifier | None = None
 ) -> list[grpc.aio.ServerInterceptor]:
-    """Returns the standard chain: tracing, the gateway's identity (with a verifier: every
-    service; the gateway authenticates its callers itself), request context, then status
-    mapping and metrics."""
-    tracing: grpc.aio.ServerInterceptor = TracingInterceptor()
-    wall = [InternalIdentityInterceptor(identity)] if identity is not None else []
-    return [tracing, *wall, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]
+    """Returns the standard chain, as one interceptor: tracing, the gateway's identity (with a
+    verifier: every service; the gateway authenticates its callers itself), request context,
+    then status mapping and metrics."""
+    tracing: _Around = TracingInterceptor()
+    wall: list[_Around] = [InternalIdentityInterceptor(identity)] if identity is not None else []
+    parts = [tracing, *wall, RequestContextInterceptor(), StreamStatusInterceptor(error_map)]
+    return [ChainedInterceptors(parts)]

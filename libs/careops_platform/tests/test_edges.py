@@ -15,7 +15,13 @@ from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 
 from careops_platform.errors import FieldViolation, InvalidArgument, service_error
-from careops_platform.interceptors import RequestContextInterceptor, rich_status, status_of
+from careops_platform.interceptors import (
+    ChainedInterceptors,
+    RequestContextInterceptor,
+    _Around,
+    rich_status,
+    status_of,
+)
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import aggregate_id
 from careops_platform.server import GrpcServer, ServiceBinding
@@ -246,3 +252,52 @@ async def test_an_interceptor_wraps_a_methods_handler_once_not_per_call() -> Non
     assert first.unary_unary is not behavior  # wrapped
     assert await intercept(servicer, "/x.S/N") is not first  # per method
     assert await intercept(other) is not first  # a new inner handler is wrapped anew
+
+
+class _Tagging(_Around):
+    """A part that wraps the handler's behaviour in its name and records when it ran."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+
+    def around(self, handler: Any, handler_call_details: Any) -> Any:
+        self.log.append(self.name)
+        inner = handler.unary_unary
+
+        async def tagged(request: Any, context: Any) -> Any:
+            return f"{self.name}({await inner(request, context)})"
+
+        return grpc.unary_unary_rpc_method_handler(tagged)
+
+
+async def test_chained_interceptors_build_the_handler_grpc_would_build_one_by_one() -> None:
+    """The chain runs its parts innermost first on the handler the continuation returns, as
+    grpc.aio's own continuations do with the same parts listed one by one."""
+
+    async def behavior(request: Any, context: Any) -> Any:
+        return request
+
+    async def continuation(_details: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(behavior)
+
+    async def one_by_one(parts: list[_Around], details: Any) -> Any:
+        # grpc.aio's _run_interceptor: each part's continuation is the rest of the list.
+        if not parts:
+            return await continuation(details)
+
+        async def rest(inner_details: Any) -> Any:
+            return await one_by_one(parts[1:], inner_details)
+
+        return await parts[0].intercept_service(rest, details)
+
+    details = _Details("/x.S/M", ())
+    chained_log: list[str] = []
+    chained = ChainedInterceptors([_Tagging(n, chained_log) for n in ("outer", "mid", "inner")])
+    handler = await chained.intercept_service(continuation, details)
+    separate_log: list[str] = []
+    separate = await one_by_one(
+        [_Tagging(n, separate_log) for n in ("outer", "mid", "inner")], details
+    )
+    assert chained_log == separate_log == ["inner", "mid", "outer"]
+    assert await handler.unary_unary("x", None) == await separate.unary_unary("x", None)
+    assert await handler.unary_unary("x", None) == "outer(mid(inner(x)))"
