@@ -760,9 +760,13 @@ def workloads_of(directory: DirectoryReads) -> Workloads:
     """Returns the Workloads reading `directory` (agents and loads as of the read models)."""
 
     async def workload() -> Workload:
-        rows = await directory.agents()
+        agents = [profile_of(row).routed() for row in await directory.agents()]
+        if not any(agent.online for agent in agents):
+            # Loads only rank online agents: with nobody online they are not read (two
+            # aggregates over every active ticket, on every router pass).
+            return Workload(agents, {}, {})
         totals, per_channel = await directory.loads()
-        return Workload([profile_of(row).routed() for row in rows], totals, per_channel)
+        return Workload(agents, totals, per_channel)
 
     return workload
 

@@ -169,6 +169,7 @@ class TicketingService(skeleton.EventSourcedService[TicketingSettings, Ticketing
             synced=partial(self._read_models_at, timeout=self.settings.read_wait_seconds),
             workload=workloads_of(self.directory),
             waiting=self.directory.waiting,
+            waiting_count=self.directory.waiting_count,
             unstarted=self.directory.unstarted,
             position=self._router_reads_position,
         )

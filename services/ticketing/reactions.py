@@ -73,7 +73,8 @@ class RouterReads:
         *,
         synced: Callable[[int], Awaitable[bool]],
         workload: Workloads,
-        waiting: Callable[[int], Awaitable[Sequence[WaitingTicket]]],
+        waiting: Callable[[int, Sequence[tuple[str, str]]], Awaitable[Sequence[WaitingTicket]]],
+        waiting_count: Callable[[], Awaitable[int]],
         unstarted: Callable[[str], Awaitable[Sequence[str]]],
         position: Callable[[], int],
     ) -> None:
@@ -83,6 +84,7 @@ class RouterReads:
         self.position = position
         self.workload = workload
         self.waiting = waiting
+        self.waiting_count = waiting_count
         self.unstarted = unstarted
 
 
@@ -138,17 +140,23 @@ class Router:
     async def route(self, *, actor: str, cause: str) -> int:
         """Assigns what it can of the queue; returns how many tickets still wait."""
         workload = await self._reads.workload()
+        kinds = _assignable_kinds(workload)
+        waiting_before = await self._reads.waiting_count()
+        # Only the tickets someone has the skills and room for are read (the oldest
+        # QUEUE_BATCH of them): a queue of tickets nobody can take is counted, not read and
+        # sorted on every pass, and cannot hide a ticket behind it that someone could take.
+        found = await self._reads.waiting(QUEUE_BATCH, kinds) if kinds else []
         queue = sorted(
-            await self._reads.waiting(QUEUE_BATCH),
+            found,
             key=lambda w: (PRIORITY_ORDER.get(w.priority, 9), w.queued_at, w.opened_sequence),
         )
-        left = 0
+        gone = 0  # assigned by this pass, or no longer waiting
         for waiting in queue:
             assigned = await self._assign(waiting, workload, actor=actor, cause=cause)
-            if assigned is None:
-                left += 1
-            else:
+            if assigned is not None:
                 workload = assigned
+                gone += 1
+        left = max(waiting_before - gone, 0)
         QUEUE_LENGTH.set(left)
         return left
 
@@ -177,6 +185,16 @@ class Router:
             return workload  # assigned meanwhile by someone else
         QUEUE_WAIT.observe(max((self._app.clock() - waiting.queued_at).total_seconds(), 0.0))
         return _taken(workload, best.agent_id, ticket.channel.value)
+
+
+def _assignable_kinds(workload: Workload) -> list[tuple[str, str]]:
+    """The (ticket type, channel) pairs some online agent has the skills and spare room for."""
+    return [
+        (ticket_type.value, channel.value)
+        for ticket_type in domain.TicketType
+        for channel in domain.Channel
+        if _anyone_free(workload, ticket_type.value, channel.value)
+    ]
 
 
 def _anyone_free(workload: Workload, ticket_type: str, channel: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -28,6 +28,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    tuple_,
 )
 from sqlalchemy.orm import Session
 
@@ -484,9 +485,15 @@ class WaitingTicket:
     opened_sequence: int
 
 
-def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
+# The routing queue: open tickets nobody is assigned.
+_WAITING = (tickets.c.status == "open", tickets.c.assignee_id == "")
+
+
+def waiting_tickets(
+    *, session: Session, limit: int, kinds: Sequence[tuple[str, str]] | None = None
+) -> list[WaitingTicket]:
     """Returns up to `limit` tickets waiting in the routing queue (open, nobody assigned),
-    oldest first."""
+    oldest first; with `kinds`, only those of these (type, channel) pairs."""
     query = (
         select(
             tickets.c.ticket_id,
@@ -497,10 +504,12 @@ def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
             tickets.c.created_at,
             tickets.c.opened_sequence,
         )
-        .where(tickets.c.status == "open", tickets.c.assignee_id == "")
+        .where(*_WAITING)
         .order_by(tickets.c.opened_sequence)
         .limit(limit)
     )
+    if kinds is not None:
+        query = query.where(tuple_(tickets.c.type, tickets.c.channel).in_(kinds))
     return [
         WaitingTicket(
             row.ticket_id,
@@ -512,6 +521,12 @@ def waiting_tickets(*, session: Session, limit: int) -> list[WaitingTicket]:
         )
         for row in session.execute(query)
     ]
+
+
+def waiting_count(*, session: Session) -> int:
+    """Returns how many tickets wait in the routing queue (open, nobody assigned)."""
+    query = select(func.count()).select_from(tickets).where(*_WAITING)
+    return int(session.execute(query).scalar() or 0)
 
 
 def active_tickets(*, session: Session, after_sequence: int, limit: int) -> list[tuple[str, int]]:
@@ -563,9 +578,15 @@ class Directory:
         """Returns each assignee's active tickets: in total and per channel."""
         return await self._read(lambda s: (open_ticket_counts(session=s), channel_loads(session=s)))
 
-    async def waiting(self, limit: int) -> list[WaitingTicket]:
+    async def waiting(
+        self, limit: int, kinds: Sequence[tuple[str, str]] | None = None
+    ) -> list[WaitingTicket]:
         """Returns the routing queue (see waiting_tickets)."""
-        return await self._read(lambda s: waiting_tickets(session=s, limit=limit))
+        return await self._read(lambda s: waiting_tickets(session=s, limit=limit, kinds=kinds))
+
+    async def waiting_count(self) -> int:
+        """Returns how many tickets wait in the routing queue (see waiting_count)."""
+        return await self._read(lambda s: waiting_count(session=s))
 
     async def active(self, after_sequence: int, limit: int) -> list[tuple[str, int]]:
         """Returns a page of the active tickets (see active_tickets)."""

@@ -31,7 +31,14 @@ from tests.support import ticket_rows
 from ticketing import domain as d
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import SlaTimerProjection, TicketListProjection
-from ticketing.readmodels import _ms, clocks_json, clocks_to_json, tickets
+from ticketing.readmodels import (
+    _ms,
+    clocks_json,
+    clocks_to_json,
+    tickets,
+    waiting_count,
+    waiting_tickets,
+)
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -108,6 +115,20 @@ def test_rows_reflect_the_history(engine: Engine) -> None:
         ("T-b", "sla_warning"),
         ("T-b", "sla_warning"),
     ]
+
+
+def test_the_queue_count_counts_what_the_queue_lists(engine: Engine) -> None:
+    apply_all(engine, history())
+    with Session(engine) as session:
+        listed = waiting_tickets(session=session, limit=100)
+        # T-b: open and unassigned; T-a is assigned (in progress).
+        assert [ticket.ticket_id for ticket in listed] == ["T-b"]
+        assert waiting_count(session=session) == 1
+        # T-b is a return by chat.
+        chat = waiting_tickets(session=session, limit=100, kinds=[("return", "chat")])
+        assert [ticket.ticket_id for ticket in chat] == ["T-b"]
+        others = [("return", "email"), ("fault", "chat"), ("consultation", "phone")]
+        assert waiting_tickets(session=session, limit=100, kinds=others) == []
 
 
 def test_redelivered_messages_are_applied_once(engine: Engine) -> None:
