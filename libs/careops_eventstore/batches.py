@@ -108,8 +108,8 @@ class _CheckpointStatements:
 
     SQLAlchemy reuses a statement's compiled form by its cache key, which it memoizes on the
     statement object: a statement built anew for every batch is built and hashed again each
-    time. Three of them cost a SQLite batch ~180 µs of its ~280 µs of checkpoint work
-    (docs/benchmarks.md §17), most of a one-message batch's overhead in a live worker."""
+    time. Built per batch, the three cost half of a one-message batch's CPU in SQLite (508 µs
+    then, 247 µs now: docs/benchmarks.md §16, session 29), the batch a live worker applies."""
 
     claim: Executable
     read: Executable
