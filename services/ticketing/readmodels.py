@@ -346,16 +346,6 @@ def _ordered(query: Any, order: str, after: TicketCursor) -> Any:
     return query.order_by(seq.desc())
 
 
-def open_ticket_counts(*, session: Session) -> dict[str, int]:
-    """Returns the number of active tickets per assignee."""
-    query = (
-        select(tickets.c.assignee_id, func.count())
-        .where(tickets.c.status.in_(ACTIVE_STATUSES), tickets.c.assignee_id != "")
-        .group_by(tickets.c.assignee_id)
-    )
-    return {agent: int(count) for agent, count in session.execute(query)}
-
-
 @dataclass(frozen=True)
 class KnownCustomer:
     customer_id: str
@@ -575,8 +565,10 @@ class Directory:
         )
 
     async def loads(self) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
-        """Returns each assignee's active tickets: in total and per channel."""
-        return await self._read(lambda s: (open_ticket_counts(session=s), channel_loads(session=s)))
+        """Returns each assignee's active tickets: in total and per channel (one aggregate:
+        a ticket has one channel, so the totals are the channels' sums)."""
+        per_channel = await self._read(lambda s: channel_loads(session=s))
+        return {agent: sum(loads.values()) for agent, loads in per_channel.items()}, per_channel
 
     async def waiting(
         self, limit: int, kinds: Sequence[tuple[str, str]] | None = None
