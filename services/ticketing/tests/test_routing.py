@@ -97,6 +97,14 @@ async def test_two_agents_at_capacity_a_new_ticket_waits_and_resolving_one_assig
 
     assert sorted(await eventually(both_assigned, what="both assigned")) == sorted(names)
 
+    async def loads() -> dict[str, int] | None:
+        listed = await stub.ListAgents(pb.ListAgentsRequest(team="router-tests"))
+        found = {a.agent_id: a.open_tickets for a in listed.agents if a.agent_id in names}
+        return found if found == dict.fromkeys(names, 1) else None
+
+    # The directory's loads (read by the router and the agent views): one ticket each.
+    assert await eventually(loads, what="each agent's load") == dict.fromkeys(names, 1)
+
     waiting = await open_ticket(stub, t.CHANNEL_PHONE, t.TICKET_TYPE_RETURN)
     await routed_past(service, waiting.sequence)
     assert await assignee(stub, waiting.ticket.ticket_id) == ""
