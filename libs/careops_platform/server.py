@@ -66,7 +66,9 @@ def _reflection_v1_file() -> None:
     pool.Add(proto)
 
 
-def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> None:
+def enable_reflection(
+    service_names: Sequence[str], server: grpc.aio.Server | GenericRegistrations
+) -> None:
     """Serves server reflection as grpc.reflection.v1 and v1alpha (ARCHITECTURE §5): one
     servicer, registered under both service names."""
     _reflection_v1_file()
@@ -85,12 +87,32 @@ def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> 
     )
 
 
+class GenericRegistrations:
+    """The server as the generated `add_*_to_server` functions see it: their generic handlers
+    are added, their registered-method tables left out.
+
+    grpc.aio (1.85) keeps a pending call request for every registered method and, for each
+    call it accepts, waits on all of them again with `asyncio.wait` (a callback added to and
+    removed from each): with a service's 30–50 methods that was 20–50 µs of CPU per call
+    (docs/benchmarks.md §16, session 29). Generic handlers are found by the method's name
+    behind a single pending request; callers see the same services and statuses."""
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Any]) -> None:
+        """Left out: the generic handler added beside it serves the same methods."""
+
+
 @dataclass(frozen=True)
 class ServiceBinding:
     """A servicer, the generated function that registers it and its full proto name."""
 
     servicer: Any
-    register: Callable[[Any, grpc.aio.Server], None]
+    register: Callable[[Any, Any], None]
     full_name: str
 
 
@@ -116,10 +138,11 @@ class GrpcServer:
         self._server = grpc.aio.server(interceptors=chain)
         self._bindings = list(bindings)
         self.health = HealthServicer()
+        registrations = GenericRegistrations(self._server)
         for binding in self._bindings:
-            binding.register(binding.servicer, self._server)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        enable_reflection([*(b.full_name for b in self._bindings), HEALTH], self._server)
+            binding.register(binding.servicer, registrations)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, registrations)
+        enable_reflection([*(b.full_name for b in self._bindings), HEALTH], registrations)
         address = f"{host}:{port}"
         if credentials is None:
             self.port = self._server.add_insecure_port(address)

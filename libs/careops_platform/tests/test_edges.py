@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import grpc
 import pytest
 from google.rpc import error_details_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_status import rpc_status
 
@@ -24,7 +24,7 @@ from careops_platform.interceptors import (
 )
 from careops_platform.paging import page_cursor, page_size, page_token
 from careops_platform.requests import aggregate_id
-from careops_platform.server import GrpcServer, ServiceBinding
+from careops_platform.server import GenericRegistrations, GrpcServer, ServiceBinding
 
 ECHO = "careops.test.Echo"
 SOFT_METADATA_LIMIT = 8 * 1024  # gRPC fails calls at random above it
@@ -301,3 +301,27 @@ async def test_chained_interceptors_build_the_handler_grpc_would_build_one_by_on
     assert chained_log == separate_log == ["inner", "mid", "outer"]
     assert await handler.unary_unary("x", None) == await separate.unary_unary("x", None)
     assert await handler.unary_unary("x", None) == "outer(mid(inner(x)))"
+
+
+class _RecordingServer:
+    """What a generated `add_*_to_server` hands a server, recorded."""
+
+    def __init__(self) -> None:
+        self.generic: list[grpc.GenericRpcHandler] = []
+        self.registered: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        self.generic.extend(handlers)
+
+    def add_registered_method_handlers(self, service: str, _handlers: Any) -> None:
+        self.registered.append(service)
+
+
+def test_generated_registrations_reach_the_server_as_generic_handlers_only() -> None:
+    server = _RecordingServer()
+    registrations = GenericRegistrations(server)  # type: ignore[arg-type]
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), registrations)
+    assert server.registered == []  # no pending request per method in grpc.aio's accept loop
+    (handler,) = server.generic
+    assert handler.service(_Details("/grpc.health.v1.Health/Check", ())) is not None
+    assert handler.service(_Details("/grpc.health.v1.Health/Nope", ())) is None
