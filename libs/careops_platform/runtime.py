@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol, TypeVar
 
+import uvloop
 from careops_eventstore import LogUnavailable
 from careops_eventstore.codec import EventCodec
 from careops_eventstore.jetstream import JetStreamEventStore, connect
@@ -46,7 +47,15 @@ def run_process(service: str, settings: S, serve: Callable[[S], Coroutine[Any, A
     configure_logging(service, settings.log_level)
     configure_tracing(service, settings.otel_endpoint)
     start_metrics(settings.grpc_host, settings.metrics_port)
-    asyncio.run(serve(settings))
+    with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings))
+
+
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The new-loop function of event loop `name` (settings.event_loop): uvloop's or asyncio's."""
+    if name == "uvloop":
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 def settle_heap() -> None:

@@ -37,6 +37,11 @@ class ServiceSettings(BaseSettings):
     append_timeout_seconds: float = Field(2.0, gt=0, le=60)
     read_wait_seconds: float = Field(5.0, gt=0, le=60, description="Max wait for min_sequence")
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        "uvloop",
+        description="the process's event loop: uvloop (libuv; 6-7 % less CPU per command, "
+        "docs/benchmarks.md §16, session 29) or the standard library's asyncio",
+    )
     role: Literal["all", "api", "worker"] = Field(
         "all",
         description="all: one process does everything; api: gRPC commands and queries only; "

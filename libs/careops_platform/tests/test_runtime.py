@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import uvloop
+from pydantic import ValidationError
 
 from careops_platform import service as skeleton
-from careops_platform.runtime import SERVING_GC_THRESHOLDS, settle_heap
+from careops_platform.runtime import SERVING_GC_THRESHOLDS, event_loop_factory, settle_heap
+from careops_platform.settings import ServiceSettings
 
 
 @pytest.fixture
@@ -56,3 +60,22 @@ async def test_serve_settles_the_heap_once_the_service_started(
     monkeypatch.setattr(skeleton, "settle_heap", lambda: events.append("settled"))
     await skeleton.serve(Started(settings=None))
     assert events == ["started", "settled", "stopped"]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("uvloop", uvloop.Loop), ("asyncio", asyncio.BaseEventLoop)]
+)
+def test_the_event_loop_setting_picks_the_loop_a_process_runs(name: str, kind: type) -> None:
+    loop = event_loop_factory(name)()
+    try:
+        assert isinstance(loop, kind)
+        assert name == "uvloop" or not isinstance(loop, uvloop.Loop)
+        assert loop.run_until_complete(asyncio.sleep(0, "ran")) == "ran"
+    finally:
+        loop.close()
+
+
+def test_an_unknown_event_loop_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="event_loop"):
+        ServiceSettings(event_loop="trio")  # type: ignore[arg-type]
+    assert ServiceSettings().event_loop == "uvloop"
