@@ -762,8 +762,8 @@ def workloads_of(directory: DirectoryReads) -> Workloads:
     async def workload() -> Workload:
         agents = [profile_of(row).routed() for row in await directory.agents()]
         if not any(agent.online for agent in agents):
-            # Loads only rank online agents: with nobody online they are not read (two
-            # aggregates over every active ticket, on every router pass).
+            # Loads only rank online agents: with nobody online they are not read (an
+            # aggregate over every active ticket, on every router pass).
             return Workload(agents, {}, {})
         totals, per_channel = await directory.loads()
         return Workload(agents, totals, per_channel)
