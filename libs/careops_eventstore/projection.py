@@ -81,6 +81,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 5.0
+# A group this many messages or more behind (a rebuild, a restart after downtime) takes batches
+# of up to CATCH_UP_BATCH_SIZE: fewer transactions, checkpoint writes and acks per event. Caught
+# up, it goes back to its batch size, so live batches keep SQLite's write lock briefly.
+CATCH_UP_BATCH_SIZE = 2048
 tracer = trace.get_tracer(__name__)
 POSITION = Gauge(
     "careops_projection_position", "Last stream sequence applied by projection.", ["projection"]
@@ -172,6 +176,7 @@ class ProjectionGroup:
         stream: str,
         filter_subject: str,
         batch_size: int = 256,
+        catch_up_batch_size: int = CATCH_UP_BATCH_SIZE,
         clock: Callable[[], float] | None = None,
         probe_interval: float = PROBE_INTERVAL_SECONDS,
     ) -> None:
@@ -185,6 +190,7 @@ class ProjectionGroup:
         self.stream = stream
         self.filter_subject = filter_subject
         self._batch_size = batch_size
+        self._catch_up_batch_size = max(batch_size, catch_up_batch_size)
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._probe_interval = probe_interval
@@ -246,6 +252,7 @@ class ProjectionGroup:
             stream=self.stream,
             filter_subject=self.filter_subject,
             batch_size=self._batch_size,
+            catch_up_batch_size=self._catch_up_batch_size,
             clock=self._clock,
             probe_interval=self._probe_interval,
         )
@@ -387,16 +394,24 @@ class ProjectionGroup:
                 await asyncio.sleep(0.5)
 
     async def _consume(self, subscription: nats.js.JetStreamContext.PullSubscription) -> None:
+        size = self._batch_size
         try:
             while not self._stopping:
-                messages = await fetch_batch(subscription, self._batch_size)
+                messages = await fetch_batch(subscription, size)
                 if messages:
                     await self._handle(messages)
+                    size = self._next_batch_size(messages[-1])
                 if self._resync_wanted:
                     raise _Resync()
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    def _next_batch_size(self, last: Msg) -> int:
+        """The catch-up size while at least a batch is still pending behind `last`, else the
+        batch size."""
+        behind = last.metadata.num_pending >= self._batch_size
+        return self._catch_up_batch_size if behind else self._batch_size
 
     def _until_gap(self, messages: list[Msg]) -> tuple[list[Msg], bool]:
         """Returns the deliveries up to a missing one (lost to a fetch that timed out as the

@@ -214,3 +214,38 @@ async def test_one_ack_per_batch_acks_every_message_of_it(
         await eventually(all_acknowledged, what="the consumer's ack floor at the last message")
     finally:
         await group.stop()
+
+
+async def test_a_group_far_behind_catches_up_in_larger_batches_then_returns_to_its_size(
+    scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind by a batch or more (a rebuild, a restart), a group fetches up to its catch-up
+    size; caught up, a new message comes in a batch of its own size again. Every message is
+    applied once, in order."""
+    sizes: list[int] = []
+    apply_batches = projection.apply_batches
+
+    def sized_batches(*args: Any, **kwargs: Any) -> Any:
+        sizes.append(len(args[4]))  # the batch's messages
+        return apply_batches(*args, **kwargs)
+
+    monkeypatch.setattr(projection, "apply_batches", sized_batches)
+    notes = [f"n{index}" for index in range(60)]
+    await scene.publish(*notes)
+    group = ProjectionGroup(
+        projections=[Words("plain")], batch_size=4, catch_up_batch_size=16, **scene.settings
+    )
+    await group.start()
+    try:
+        runner = group.runners()["plain"]
+        assert await runner.wait_for(60, 10)
+        assert sizes[0] <= 4, "the first batch, before anything says how far behind it is"
+        assert max(sizes) > 4, f"catching up, batches grow past the batch size: {sizes}"
+        assert max(sizes) <= 16, sizes
+        caught_up = len(sizes)
+        await scene.publish("last")
+        assert await runner.wait_for(61, 10)
+        assert sizes[caught_up:] == [1]
+        assert notes_of(scene.engine, "plain") == [*notes, "last"]
+    finally:
+        await group.stop()
