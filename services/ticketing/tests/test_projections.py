@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,13 @@ from careops_eventstore.projection import (
 from careops_eventstore.sqlstate import timers
 from careops_platform.db import migrate
 from careops_sla import default_policy
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.orm import Session
 
-from tests.support import ticket_rows
+from tests.support import apply_one_at_a_time, ticket_rows
 from ticketing import domain as d
 from ticketing.application import CODEC, STREAM
 from ticketing.projections import SlaTimerProjection, TicketListProjection
@@ -284,3 +287,95 @@ def test_stored_clocks_read_back_as_they_were(engine: Engine) -> None:
         result = connection.execute(select(tickets.c.ticket_id, tickets.c.sla))
         stored = {ticket_id: sla for ticket_id, sla in result}
     assert stored == last and len(last) == 2
+
+
+# Every kind of change the ticket list records (each of its UPDATE statements), for any ticket.
+LATER_COMMANDS: tuple[d.Command, ...] = (
+    d.AssignTicket("agent-1"),
+    d.AssignTicket("agent-2"),
+    d.AddReply(d.Author.AGENT, "agent-1", "on it"),
+    d.AddReply(d.Author.AGENT, "agent-1", "a note", internal=True),
+    d.AddReply(d.Author.CUSTOMER, "C-1", "any news?"),
+    d.ChangePriority(d.Priority.URGENT),
+    d.ChangePriority(d.Priority.LOW),
+    d.EscalateTicket("stuck"),
+    d.HoldTicket(d.HoldReason.WAITING_CUSTOMER),
+    d.ResumeTicket(),
+    d.ResolveTicket("done"),
+    d.ReopenTicket("again"),
+    d.CloseTicket(),
+    d.FireSlaTimer(d.SlaClock.FIRST_RESPONSE, d.SlaTimerKind.BREACH),
+    d.FireSlaTimer(d.SlaClock.RESOLUTION, d.SlaTimerKind.WARNING),
+    d.ReturnToQueue("agent-1"),
+    d.GrantCompensation("comp-1", d.CompensationKind.REFUND, "10.00", "CNY", "sorry"),
+    d.ApproveCompensation("comp-1", limit=Decimal(1000)),
+    d.RejectCompensation("comp-1", "no"),
+)
+
+
+def log_of(steps: Sequence[tuple[int, int]]) -> list[RecordedBatch]:
+    """Two tickets opened, then `steps` (ticket, index into LATER_COMMANDS), an hour apart, one
+    message per accepted command (a refused one appends nothing, as in the service)."""
+    policy = default_policy()
+    openings = [
+        d.OpenTicket("T-0", "C-1", d.Channel.EMAIL, d.TicketType.FAULT, d.Priority.HIGH, "a"),
+        d.OpenTicket("T-1", "C-2", d.Channel.CHAT, d.TicketType.RETURN, d.Priority.LOW, "b"),
+    ]
+    commands: list[tuple[int, d.Command]] = list(enumerate(openings))
+    commands += [(ticket, LATER_COMMANDS[which]) for ticket, which in steps]
+    states = [d.initial("T-0"), d.initial("T-1")]
+    log: list[RecordedBatch] = []
+    for hour, (ticket, command) in enumerate(commands):
+        now = NOW + timedelta(hours=hour)
+        try:
+            events = d.decide(states[ticket], command, now=now, policy=policy)
+        except d.TicketError:
+            continue
+        if not events:
+            continue
+        for event in events:
+            states[ticket] = d.evolve(states[ticket], event, now)
+        context = EnvelopeContext(f"T-{ticket}", "ticket", uuid.uuid4().hex, now)
+        batch = CODEC.encode(events, context)
+        log.append(RecordedBatch(STREAM.name, f"s.T-{ticket}", len(log) + 1, batch))
+    return log
+
+
+# Every kind of change at least once: T-1 is assigned, handed back, assigned again, breaches
+# (no reply in its first hours) and gets a compensation approved; T-0 goes through
+# replies, priority, escalation, hold, resume, resolve, reopen and close.
+EVERY_CHANGE = [(1, 0), (1, 15), (1, 1), (1, 13), (1, 14), (1, 16), (1, 17)]
+EVERY_CHANGE += [(0, 0), (0, 2), (0, 3), (0, 4), (0, 5), (0, 7), (0, 8), (0, 9), (0, 10), (0, 11)]
+EVERY_CHANGE += [(1, 2), (1, 10), (1, 12)]
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@example(steps=EVERY_CHANGE)
+@example(steps=[(0, 0), (0, 2)])  # a reply to an assigned ticket, the last word
+@example(steps=[(0, 2), (1, 0), (1, 9)])  # a reply to an open one; resuming what is not held
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, len(LATER_COMMANDS) - 1)), max_size=14
+    )
+)
+def test_batched_rows_equal_one_event_at_a_time_for_any_history(
+    engine: Engine, steps: list[tuple[int, int]]
+) -> None:
+    """The ticket list's writes grouped into one executemany per kind (the whole log in one
+    batch, or pages of three) store the rows that every event applied at once with its own
+    statement stores, whatever the history: every kind of change, in any order."""
+    log = log_of(steps)
+    projection = TicketListProjection()
+    reset(engine, projection)
+    apply_one_at_a_time(engine, projection, CODEC, log)
+    expected = ticket_rows(engine)
+    for page in (len(log), 3):
+        reset(engine, projection)
+        for start in range(0, len(log), page):
+            part = log[start : start + page]
+            apply_batch(engine, projection, CODEC, STREAM.name, part, [m.sequence for m in part])
+        assert ticket_rows(engine) == expected, f"pages of {page}"
