@@ -2,7 +2,8 @@
 
 The receivers (HTTP, SMTP) and the load generator run in child processes
 (bench/paging_processes.py): the measured process hosts only the incident service and the raw
-baseline's client. The `…_split` rows run incident-crisis as two processes instead, `--role api`
+baseline's client. The `…_all` rows run it as one process of its own (`--role all`, as `make
+run` does); the `…_split` rows as two processes instead, `--role api`
 (the load's DeclareIncident calls) and `--role worker` (projections, the pager, timers), over one
 NATS and one SQLite read-model database; the `…_pager` rows as three, the api, a pager worker
 (`CAREOPS_WORKER_PARTS=reactions,background`) and a projection worker (`projections`)."""
@@ -132,6 +133,9 @@ def pid_cpu_seconds(pid: int) -> float:
 
 # How incident-crisis runs in the split rows: (role, CAREOPS_WORKER_PARTS) per process.
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    # the whole service in one process of its own, as `make run` starts it (its event loop on
+    # uvloop, nothing of the benchmark's in it): what the in-process rows measure, deployed
+    "all": (("all", ""),),
     # api replicas and one worker doing all the work
     "split": (("api", ""), ("worker", "")),
     # the pager (reactions and timers) in a worker of its own, the projections in another
@@ -235,6 +239,10 @@ async def run(quick: bool) -> dict[str, Any]:
         "concurrent_100",
         "alone_keepalive",
         "concurrent_100_keepalive",
+        "alone_all",
+        "concurrent_100_all",
+        "alone_keepalive_all",
+        "concurrent_100_keepalive_all",
         "alone_split",
         "concurrent_100_split",
         "alone_keepalive_split",
