@@ -1,6 +1,7 @@
 """Projection replay: the ticket list rebuilt from 100k events in JetStream, into SQLite and
-PostgreSQL, in batches of 256: by a fresh ProjectionRunner (what a rebuild does), and by
-read_stream + apply_batch timed step by step to show where the time goes.
+PostgreSQL: by a fresh ProjectionRunner (what a rebuild does: batches of 256, up to 2,048 while
+it is a batch or more behind), and by read_stream + apply_batch in pages of 256, timed step by
+step to show where the time goes.
 
 The events are real: the workload (open + assign + reply + reprioritise per ticket) runs
 through TicketingApp on the in-memory store, and its messages are copied to JetStream.
@@ -130,8 +131,8 @@ def serving_heap() -> Iterator[None]:
 
 
 async def replay_with_runner(url: str, database_url: str, events: int) -> dict[str, Any]:
-    """A fresh ProjectionRunner (durable pull consumer, batches of 256) from sequence 0, in a
-    heap settled as a service's is (`serving_heap`)."""
+    """A fresh ProjectionRunner (durable pull consumer; catching up, batches of up to 2,048)
+    from sequence 0, in a heap settled as a service's is (`serving_heap`)."""
     with serving_heap():
         return await _replay_with_runner(url, database_url, events)
 
