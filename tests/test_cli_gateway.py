@@ -236,7 +236,14 @@ async def test_macros_notes_and_the_conversation_through_the_cli(
         noted = await careops(
             "ticket", "reply", ticket_id, "--internal", "--body", "check the warranty", **senior
         )
-        shown = await careops("ticket", "show", ticket_id, COLUMNS="400", **agent)
+
+        async def conversation_shown() -> Result | None:
+            # The conversation is a read model too: this CLI run cannot wait for the replies'
+            # sequences (on a busy machine it may start before the projection applied them).
+            result = await careops("ticket", "show", ticket_id, COLUMNS="400", **agent)
+            return result if "check the warranty" in " ".join(result.stdout.split()) else None
+
+        shown = await eventually(conversation_shown, what="both replies in `careops ticket show`")
     assert denied.exit_code == 1 and "macro.put" in denied.stderr, denied.output
     assert put.exit_code == 0 and "version 1" in put.stdout, put.output
     assert listed.exit_code == 0 and "Dear {customer_name}" in listed.stdout, listed.output
