@@ -131,7 +131,7 @@ def pid_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-# How incident-crisis runs in the split rows: (role, CAREOPS_WORKER_PARTS) per process.
+# How incident-crisis runs in the process rows: (role, CAREOPS_WORKER_PARTS) per process.
 LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
     # the whole service in one process of its own, as `make run` starts it (its event loop on
     # uvloop, nothing of the benchmark's in it): what the in-process rows measure, deployed

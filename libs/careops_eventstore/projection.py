@@ -81,9 +81,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 INACTIVE_THRESHOLD_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 5.0
-# A group this many messages or more behind (a rebuild, a restart after downtime) takes batches
-# of up to CATCH_UP_BATCH_SIZE: fewer transactions, checkpoint writes and acks per event. Caught
-# up, it goes back to its batch size, so live batches keep SQLite's write lock briefly.
+# A group a batch or more behind (a rebuild, a restart after downtime) takes batches of up to
+# CATCH_UP_BATCH_SIZE: fewer transactions, checkpoint writes and acks per event. Caught up, it
+# goes back to its batch size, so live batches keep SQLite's write lock briefly.
 CATCH_UP_BATCH_SIZE = 2048
 tracer = trace.get_tracer(__name__)
 POSITION = Gauge(
